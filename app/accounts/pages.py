@@ -1,0 +1,106 @@
+"""Accounts pages: sign up, sign in, sign out (server-side session)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.accounts import service
+from app.accounts.models import User
+from app.platform.errors import Conflict, InvalidInput
+from app.platform.web import SESSION_NAME, SESSION_ROLE, SESSION_USER, page, redirect
+
+Form = Body(media_type=RequestEncodingType.URL_ENCODED)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths, so ``?next=`` cannot send people elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return "/"
+
+
+def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
+    basket = request.session.get("basket", {}) if request.scope.get("session") else {}
+    request.clear_session()
+    request.set_session(
+        {
+            SESSION_USER: str(user.id),
+            SESSION_ROLE: user.role,
+            SESSION_NAME: user.name,
+            "basket": basket,
+        }
+    )
+
+
+class AccountPages(Controller):
+    @get("/signup")
+    async def signup_form(self, request: Request[Any, Any, Any], next: str | None = None) -> Any:
+        return page(request, "accounts/signup.html", form={}, errors={}, next=_safe_next(next))
+
+    @post("/signup")
+    async def signup(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[dict[str, str], Form],
+        db: AsyncSession,
+    ) -> Any:
+        form = {k: str(data.get(k, "")) for k in ("name", "email", "password", "next")}
+        try:
+            user = await service.sign_up(
+                db, email=form["email"], password=form["password"], name=form["name"]
+            )
+        except InvalidInput as exc:
+            return _form_again(request, "accounts/signup.html", form, exc.by_field())
+        except Conflict:
+            errors = {"email": "An account with this email exists. Sign in instead?"}
+            return _form_again(request, "accounts/signup.html", form, errors)
+        _sign_in(request, user)
+        return redirect(request, _safe_next(form["next"]))
+
+    @get("/login")
+    async def login_form(self, request: Request[Any, Any, Any], next: str | None = None) -> Any:
+        return page(request, "accounts/login.html", form={}, errors={}, next=_safe_next(next))
+
+    @post("/login")
+    async def login(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[dict[str, str], Form],
+        db: AsyncSession,
+    ) -> Any:
+        form = {k: str(data.get(k, "")) for k in ("email", "password", "next")}
+        user = await service.authenticate(db, form["email"], form["password"])
+        if user is None:
+            errors = {"password": "That email and password do not match an account."}
+            return _form_again(request, "accounts/login.html", form, errors, status_code=401)
+        _sign_in(request, user)
+        return redirect(request, _safe_next(form["next"]))
+
+    @post("/logout")
+    async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        request.clear_session()
+        return redirect(request, "/")
+
+
+def _form_again(
+    request: Request[Any, Any, Any],
+    template: str,
+    form: dict[str, str],
+    errors: dict[str, str],
+    status_code: int = 422,
+) -> Any:
+    """Show the form again with what was typed (never the password) and each error."""
+    kept = {k: v for k, v in form.items() if k != "password"}
+    return page(
+        request,
+        template,
+        status_code=status_code,
+        form=kept,
+        errors=errors,
+        next=_safe_next(form.get("next")),
+    )

@@ -1,0 +1,35 @@
+"""Accounts API shapes (camelCase on the wire)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import msgspec
+
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
+Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class SignupRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=False):
+    email: Email
+    password: Password
+    name: Name
+
+
+class UserView(msgspec.Struct, rename="camel"):
+    id: uuid.UUID
+    email: str
+    name: str
+
+
+class TokenForm(msgspec.Struct):
+    username: str
+    password: str
+
+
+class TokenView(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_in: int

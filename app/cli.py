@@ -1,0 +1,175 @@
+"""The ``pizzeria`` command: run the whole shop, or any one part of it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@click.group()
+def main() -> None:
+    """Pizzeria: ordering, delivery and refunds for a pizza shop."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def up(host: str, port: int) -> None:
+    """Run everything: web, relay, workers, sandbox partners (embedded DBs if none given)."""
+    from app.launcher import up as run_up
+
+    sys.exit(run_up(host, port))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the web server (HTML pages and the JSON API)."""
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+
+
+@main.command()
+@click.argument("queue")
+def worker(queue: str) -> None:
+    """Run the arq worker for QUEUE (payment, ordering, status)."""
+    from arq.worker import run_worker
+
+    from workers import QUEUES, settings_for
+
+    if queue not in QUEUES:
+        raise click.BadParameter(f"choose one of {', '.join(QUEUES)}", param_hint="QUEUE")
+    run_worker(settings_for(queue))
+
+
+@main.command()
+def relay() -> None:
+    """Run the outbox relay (safe to run several)."""
+    asyncio.run(_relay())
+
+
+async def _relay() -> None:
+    from app.platform.db import asyncpg_dsn, create_engine, create_session_factory
+    from app.platform.redis import create_job_pool
+    from app.platform.relay import run_relay
+    from app.platform.settings import get_settings
+    from app.subscriptions import SUBSCRIPTIONS
+
+    settings = get_settings()
+    engine = create_engine(settings)
+    jobs = await create_job_pool(settings, retries=30)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await run_relay(
+            create_session_factory(engine), jobs, SUBSCRIPTIONS, asyncpg_dsn(settings.db.url), stop
+        )
+    finally:
+        await jobs.aclose()
+        await engine.dispose()
+
+
+@main.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    run_migrations()
+    click.echo("migrations applied")
+
+
+def run_migrations() -> None:
+    from alembic.config import Config
+
+    from alembic import command
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "alembic"))
+    command.upgrade(config, "head")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8100, show_default=True, type=int)
+def sandbox(host: str, port: int) -> None:
+    """Run the sandbox payment provider and delivery partner."""
+    import uvicorn
+
+    uvicorn.run(
+        "app.sandbox.app:create_sandbox_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="warning",
+    )
+
+
+@main.group()
+def user() -> None:
+    """Manage accounts."""
+
+
+@user.command("create")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--name", default=None)
+@click.option("--role", type=click.Choice(["customer", "staff", "admin"]), default="customer")
+def create_user(email: str, password: str, name: str | None, role: str) -> None:
+    """Create an account with a role."""
+    from app.accounts.models import Role
+    from app.accounts.service import sign_up
+    from app.platform.db import create_engine, create_session_factory
+    from app.platform.errors import DomainError
+    from app.platform.settings import get_settings
+
+    async def create() -> None:
+        engine = create_engine(get_settings())
+        try:
+            async with create_session_factory(engine)() as session:
+                created = await sign_up(
+                    session, email=email, password=password, name=name or email, role=Role(role)
+                )
+                click.echo(f"created {created.role} {created.email} ({created.id})")
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(create())
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from exc
+
+
+@main.group()
+def menu() -> None:
+    """Manage the menu."""
+
+
+@menu.command("load-demo")
+def load_demo() -> None:
+    """Load (or refresh) the demo pizzas."""
+    from app.launcher import load_demo_data
+
+    asyncio.run(load_demo_data(with_accounts=False))
+    click.echo("demo menu loaded")
+
+
+if __name__ == "__main__":
+    main()

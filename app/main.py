@@ -1,0 +1,145 @@
+"""The web application: ``create_app()`` wires every context's routes onto one Litestar app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from litestar import Litestar, Router, get
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.middleware.session.server_side import ServerSideSessionConfig
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.static_files import create_static_files_router
+from litestar.stores.redis import RedisStore
+from litestar.template.config import TemplateConfig
+from sqlalchemy import text
+
+from app.accounts.api import AuthApi
+from app.accounts.pages import AccountPages
+from app.menu.api import MenuApi
+from app.menu.pages import MenuPages
+from app.ordering.api import OrderingApi
+from app.ordering.pages import BasketPages, CheckoutPages
+from app.platform import web
+from app.platform.db import create_engine, create_session_factory
+from app.platform.errors import DomainError
+from app.platform.pubsub import Broadcaster
+from app.platform.redis import create_redis
+from app.platform.settings import Settings, get_settings
+from app.status.api import OrderStatusApi
+from app.status.pages import OrderPages
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@get("/health/live", tags=["health"], include_in_schema=False)
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/health/ready", tags=["health"], include_in_schema=False)
+async def ready(state: State) -> dict[str, str]:
+    """Ready only when PostgreSQL and Redis both answer; 503 otherwise."""
+    try:
+        async with state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        await state.redis.ping()
+    except Exception as exc:
+        raise HTTPException(
+            status_code=503, detail=f"not ready: {type(exc).__name__}", headers={"Retry-After": "5"}
+        ) from exc
+    return {"status": "ready"}
+
+
+def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.engine = create_engine(settings)
+        app.state.session_factory = create_session_factory(app.state.engine)
+        app.state.broadcaster = Broadcaster(app.state.redis)
+        await app.state.broadcaster.start()
+        try:
+            yield
+        finally:
+            await app.state.broadcaster.stop()
+            await app.state.engine.dispose()
+            await app.state.redis.aclose()
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    redis = create_redis(settings)
+    api = Router(
+        path="/",
+        route_handlers=[AuthApi, MenuApi, OrderingApi, OrderStatusApi],
+        dependencies={"caller": Provide(web.provide_api_principal)},
+    )
+    pages = Router(
+        path="/",
+        route_handlers=[AccountPages, MenuPages, BasketPages, CheckoutPages, OrderPages],
+        dependencies={
+            "customer": Provide(web.provide_customer),
+            "viewer": Provide(web.provide_viewer),
+        },
+        include_in_schema=False,
+    )
+    return Litestar(
+        route_handlers=[
+            live,
+            ready,
+            api,
+            pages,
+            create_static_files_router(path="/static", directories=[ROOT / "static"]),
+        ],
+        dependencies={
+            "db": Provide(web.provide_db),
+            "settings": Provide(web.provide_settings, sync_to_thread=False),
+        },
+        lifespan=[_lifespan(settings)],
+        state=State({"redis": redis, "settings": settings}),
+        stores={"sessions": RedisStore(redis, namespace="pizzeria:session")},
+        middleware=[
+            ServerSideSessionConfig(
+                key="pizzeria_session",
+                max_age=settings.security.session_ttl_seconds,
+                httponly=True,
+                samesite="lax",
+                secure=settings.security.https,
+            ).middleware
+        ],
+        csrf_config=CSRFConfig(
+            secret=settings.security.secret_key,
+            cookie_name="pizzeria_csrf",
+            header_name="x-csrftoken",
+            cookie_secure=settings.security.https,
+            exclude=["/api/", "/webhooks/"],
+        ),
+        template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
+        openapi_config=OpenAPIConfig(
+            title="Pizzeria API",
+            version="0.1.0",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        exception_handlers={
+            DomainError: web.domain_error_handler,
+            ValidationException: web.validation_error_handler,
+            HTTPException: web.http_error_handler,
+            Exception: web.internal_error_handler,
+        },
+        debug=settings.debug,
+        logging_config=None,
+    )
+
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

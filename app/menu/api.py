@@ -1,0 +1,28 @@
+"""Menu JSON API."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.menu import service
+from app.menu.schemas import PizzaView
+from app.platform.security import Principal
+from app.platform.settings import Settings
+
+
+class MenuApi(Controller):
+    path = "/api/menu"
+    tags = ["menu"]
+
+    @get("/")
+    async def menu(
+        self, db: AsyncSession, settings: Settings, caller: Principal
+    ) -> list[PizzaView]:
+        currency = settings.shop.currency
+        return [
+            PizzaView(
+                id=p.id, name=p.name, description=p.description, price=p.price, currency=currency
+            )
+            for p in await service.list_menu(db)
+        ]

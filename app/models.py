@@ -1,0 +1,11 @@
+"""Imports every context's models so that ``Base.metadata`` knows all tables (Alembic)."""
+
+from app.accounts import models as accounts
+from app.menu import models as menu
+from app.ordering import models as ordering
+from app.payment import models as payment
+from app.platform import outbox as platform
+from app.platform.db import Base
+from app.status import models as status
+
+__all__ = ["Base", "accounts", "menu", "ordering", "payment", "platform", "status"]

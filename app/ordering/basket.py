@@ -1,0 +1,57 @@
+"""The basket lives in the server-side session until checkout turns it into an order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.menu import service as menu
+from app.ordering.models import MAX_LINES, MAX_QTY
+
+BASKET = "basket"
+
+
+@dataclass(frozen=True)
+class BasketLine:
+    pizza_id: int
+    name: str
+    qty: int
+    unit_price: int
+
+    @property
+    def amount(self) -> int:
+        return self.qty * self.unit_price
+
+
+def read_basket(request: Request[Any, Any, Any]) -> dict[str, int]:
+    raw = request.session.get(BASKET) or {}
+    return {str(k): int(v) for k, v in raw.items()}
+
+
+def write_basket(request: Request[Any, Any, Any], basket: dict[str, int]) -> None:
+    request.session[BASKET] = {k: v for k, v in basket.items() if v > 0}
+
+
+def add_to_basket(request: Request[Any, Any, Any], pizza_id: int, qty: int = 1) -> None:
+    basket = read_basket(request)
+    key = str(pizza_id)
+    if key not in basket and len(basket) >= MAX_LINES:
+        return
+    basket[key] = max(0, min(MAX_QTY, basket.get(key, 0) + qty))
+    write_basket(request, basket)
+
+
+async def basket_lines(request: Request[Any, Any, Any], db: AsyncSession) -> list[BasketLine]:
+    """The basket priced from the current menu; pizzas no longer sold drop out."""
+    basket = read_basket(request)
+    if not basket:
+        return []
+    pizzas = await menu.find_pizzas(db, (int(k) for k in basket))
+    return [
+        BasketLine(pizza_id=pid, name=pizzas[pid].name, qty=qty, unit_price=pizzas[pid].price)
+        for pid, qty in ((int(k), v) for k, v in basket.items())
+        if pid in pizzas
+    ]

@@ -1,0 +1,78 @@
+"""Ordering: the Order aggregate, its lines and its state machine."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.platform.db import Base, utcnow
+from app.platform.statemachine import StateMachine
+
+
+class OrderStatus(StrEnum):
+    placed = "placed"
+    paid = "paid"
+    payment_failed = "payment_failed"
+    cancelled = "cancelled"
+    fulfilled = "fulfilled"
+    refunded = "refunded"
+
+
+ORDER_MACHINE = StateMachine[OrderStatus](
+    "order",
+    {
+        OrderStatus.placed: frozenset(
+            {OrderStatus.paid, OrderStatus.payment_failed, OrderStatus.cancelled}
+        ),
+        OrderStatus.paid: frozenset({OrderStatus.fulfilled, OrderStatus.cancelled}),
+        OrderStatus.fulfilled: frozenset({OrderStatus.refunded}),
+    },
+)
+
+MAX_QTY = 20
+MAX_LINES = 30
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "idempotency_key", name="uq_orders_customer_idempotency"),
+        Index("ix_orders_customer_created", "customer_id", "created_at"),
+        {"schema": "ordering"},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(String(20))
+    total_amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    address: Mapped[str] = mapped_column(String(300))
+    idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    lines: Mapped[list[OrderLine]] = relationship(lazy="raise", order_by="OrderLine.position")
+
+    def move_to(self, target: OrderStatus) -> None:
+        """The only way an order changes state: through the machine, bumping the version."""
+        self.status = ORDER_MACHINE.check(OrderStatus(self.status), target).value
+        self.version += 1
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = {"schema": "ordering"}
+
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ordering.orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pizza_id: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(100))
+    qty: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[int] = mapped_column(Integer)

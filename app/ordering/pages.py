@@ -1,0 +1,129 @@
+"""Basket and checkout pages."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ordering import service
+from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
+from app.platform.errors import InvalidInput
+from app.platform.security import Principal
+from app.platform.settings import Settings
+from app.platform.web import is_htmx, page, redirect
+
+Form = Body(media_type=RequestEncodingType.URL_ENCODED)
+CHECKOUT_FORM = "checkout_form"
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return default
+
+
+class BasketPages(Controller):
+    path = "/basket"
+
+    @post("/add")
+    async def add(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[dict[str, str], Form],
+        db: AsyncSession,
+    ) -> Any:
+        pizza_id = _int(data.get("pizza_id"), 0)
+        if pizza_id > 0:
+            add_to_basket(request, pizza_id, max(1, min(20, _int(data.get("qty"), 1))))
+        return await _basket_response(request, db)
+
+    @post("/remove")
+    async def remove(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[dict[str, str], Form],
+        db: AsyncSession,
+    ) -> Any:
+        basket = read_basket(request)
+        basket.pop(str(_int(data.get("pizza_id"), 0)), None)
+        write_basket(request, basket)
+        return await _basket_response(request, db)
+
+
+async def _basket_response(request: Request[Any, Any, Any], db: AsyncSession) -> Any:
+    if is_htmx(request):
+        lines = await basket_lines(request, db)
+        return page(request, "ordering/_basket.html", basket=lines, oob_count=True)
+    return redirect(request, "/")
+
+
+class CheckoutPages(Controller):
+    path = "/checkout"
+
+    @get("/")
+    async def checkout_form(
+        self, request: Request[Any, Any, Any], db: AsyncSession, customer: Principal
+    ) -> Any:
+        lines = await basket_lines(request, db)
+        form = request.session.get(CHECKOUT_FORM) or {}
+        return page(
+            request,
+            "ordering/checkout.html",
+            basket=lines,
+            form=form,
+            errors={},
+            checkout_token=uuid.uuid4().hex,
+        )
+
+    @post("/")
+    async def place_order(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[dict[str, str], Form],
+        db: AsyncSession,
+        settings: Settings,
+        customer: Principal,
+    ) -> Any:
+        form = {
+            "address": str(data.get("address", "")),
+            "card_number": str(data.get("card_number", "")),
+        }
+        token = str(data.get("idempotency_key", ""))[:100] or None
+        lines = await basket_lines(request, db)
+        command = service.PlaceOrder(
+            customer_id=customer.user_id,
+            lines=[service.LineRequest(line.pizza_id, line.qty) for line in lines],
+            address=form["address"],
+            card_number=form["card_number"],
+            idempotency_key=token,
+        )
+        try:
+            placed = await service.place_order(db, settings, command)
+        except InvalidInput as exc:
+            errors = {_field_name(e.field): e.message for e in exc.errors}
+            request.session[CHECKOUT_FORM] = {"address": form["address"]}
+            return page(
+                request,
+                "ordering/checkout.html",
+                status_code=422,
+                basket=lines,
+                form=form,
+                errors=errors,
+                checkout_token=token or uuid.uuid4().hex,
+            )
+        write_basket(request, {})
+        request.session.pop(CHECKOUT_FORM, None)
+        return redirect(request, f"/orders/{placed.order_id}")
+
+
+def _field_name(api_field: str) -> str:
+    """Map service field names (``cardNumber``, ``items[0].qty``) to the form's names."""
+    if api_field == "cardNumber":
+        return "card_number"
+    return "items" if api_field.startswith("items") else api_field

@@ -1,0 +1,23 @@
+"""Ordering event handlers (queue ``ordering``): the order follows its payment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.ordering import service
+from app.platform.handlers import event_of, handle_once
+
+ON_PAYMENT_CAPTURED = "ordering.on_payment_captured"
+ON_PAYMENT_FAILED = "ordering.on_payment_failed"
+
+
+async def on_payment_captured(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+    return await handle_once(
+        ctx["session_factory"], ON_PAYMENT_CAPTURED, event_of(raw), service.on_payment_captured
+    )
+
+
+async def on_payment_failed(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+    return await handle_once(
+        ctx["session_factory"], ON_PAYMENT_FAILED, event_of(raw), service.on_payment_failed
+    )

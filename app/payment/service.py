@@ -1,0 +1,88 @@
+"""Payment use cases.
+
+``open_payment`` runs inside the ordering transaction (the order and its pending payment
+commit together, NFR1.1). The provider is called only by the worker, after commit.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.payment.models import Payment, PaymentStatus
+from app.payment.provider import ChargeOutcome
+from app.platform.errors import InvalidInput
+from app.platform.events import Event
+from app.platform.outbox import record_event
+
+_NON_DIGITS = re.compile(r"[\s-]")
+
+
+def normalize_card_number(raw: str) -> str:
+    """Digits only; 422 naming ``cardNumber`` when it cannot be a card number."""
+    digits = _NON_DIGITS.sub("", raw)
+    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+        raise InvalidInput.single("cardNumber", "Enter a card number of 12 to 19 digits.")
+    return digits
+
+
+async def open_payment(
+    session: AsyncSession, *, order_id: uuid.UUID, amount: int, currency: str, card_number: str
+) -> uuid.UUID:
+    payment_id = uuid.uuid4()
+    await session.execute(
+        insert(Payment).values(
+            id=payment_id,
+            order_id=order_id,
+            amount=amount,
+            currency=currency,
+            status=PaymentStatus.pending.value,
+            card_last4=card_number[-4:],
+            card_number=card_number,
+        )
+    )
+    return payment_id
+
+
+async def payment_for_order(session: AsyncSession, order_id: uuid.UUID) -> Payment | None:
+    return await session.scalar(select(Payment).where(Payment.order_id == order_id))
+
+
+async def record_charge_outcome(
+    session: AsyncSession, payment_id: uuid.UUID, outcome: ChargeOutcome, cause: Event
+) -> None:
+    """Move a pending payment to captured/failed and emit the matching event.
+
+    A payment that already left ``pending`` is left alone, so a duplicate job is harmless.
+    """
+    payment = await session.get(Payment, payment_id, with_for_update=True)
+    if payment is None or payment.status != PaymentStatus.pending:
+        return
+    payment.provider_ref = outcome.provider_ref
+    if outcome.captured:
+        payment.move_to(PaymentStatus.captured)
+        event_type = "PaymentCaptured"
+    else:
+        payment.failure_reason = outcome.failure_reason or "The payment was declined."
+        payment.move_to(PaymentStatus.failed)
+        event_type = "PaymentFailed"
+    await record_event(
+        session,
+        type=event_type,
+        aggregate_type="payment",
+        aggregate_id=payment.id,
+        correlation_id=payment.order_id,
+        causation=cause,
+        payload={
+            "paymentId": str(payment.id),
+            "orderId": str(payment.order_id),
+            "status": payment.status,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "failureReason": payment.failure_reason,
+            "version": payment.version,
+        },
+    )

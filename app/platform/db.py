@@ -1,0 +1,67 @@
+"""Database engine, sessions and the declarative base shared by every context.
+
+Each context owns one PostgreSQL schema; its models say so with ``__table_args__``.
+Services commit explicitly: a use case that moves money or state decides where its
+transaction ends, not a framework hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from app.platform.settings import Settings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: One schema per bounded context (plus ``platform`` for the outbox and inbox).
+SCHEMAS = ("platform", "accounts", "menu", "ordering", "payment", "status")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.db.url,
+        pool_size=settings.db.pool_size,
+        max_overflow=settings.db.pool_size,
+        pool_pre_ping=True,
+        echo=settings.db.echo,
+    )
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The SQLAlchemy URL as a plain libpq/asyncpg DSN (for LISTEN and the benchmark)."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def session_scope(
+    factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    async with factory() as session:
+        yield session

@@ -1,0 +1,33 @@
+"""Helpers for event handlers running as arq jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.platform.events import Event
+from app.platform.outbox import claim
+
+Effect = Callable[[AsyncSession, Event], Awaitable[None]]
+
+
+async def handle_once(
+    session_factory: async_sessionmaker[AsyncSession], handler: str, event: Event, effect: Effect
+) -> bool:
+    """Run ``effect`` in one transaction with the inbox record; False if already handled."""
+    async with session_factory() as session, session.begin():
+        if not await claim(session, handler, event.id):
+            return False
+        await effect(session, event)
+    return True
+
+
+def retry_delay(job_try: int) -> float:
+    """Exponential backoff for jobs whose partner or data is not ready: 0.5 s … 30 s."""
+    return float(min(0.5 * 2 ** max(job_try - 1, 0), 30.0))
+
+
+def event_of(raw: dict[str, Any]) -> Event:
+    return Event.from_job_arg(raw)

@@ -1,0 +1,105 @@
+"""Transactional outbox and inbox.
+
+``record_event`` writes an event in the caller's transaction, so an event exists if and
+only if the change that caused it committed. ``claim`` lets a handler record that it has
+processed an event in the same transaction as its effect, so a redelivered event does
+nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Identity, Index, String, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.platform.db import Base, utcnow
+from app.platform.events import Event
+
+NOTIFY_CHANNEL = "outbox"
+
+
+class OutboxRow(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
+        {"schema": "platform"},
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    type: Mapped[str] = mapped_column(String(100))
+    aggregate_type: Mapped[str] = mapped_column(String(50))
+    aggregate_id: Mapped[str] = mapped_column(String(100))
+    correlation_id: Mapped[str] = mapped_column(String(100), index=True)
+    causation_id: Mapped[str | None] = mapped_column(String(100))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def to_event(self) -> Event:
+        return Event(
+            id=self.id,
+            type=self.type,
+            aggregate_type=self.aggregate_type,
+            aggregate_id=self.aggregate_id,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            occurred_at=self.occurred_at,
+            payload=self.payload,
+        )
+
+
+class InboxRow(Base):
+    __tablename__ = "inbox"
+    __table_args__ = {"schema": "platform"}
+
+    handler: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    type: str,
+    aggregate_type: str,
+    aggregate_id: Any,
+    correlation_id: Any,
+    payload: dict[str, Any],
+    causation: Event | None = None,
+) -> Event:
+    """Append an event to the outbox in the caller's transaction and wake the relay."""
+    row = OutboxRow(
+        id=uuid.uuid4(),
+        type=type,
+        aggregate_type=aggregate_type,
+        aggregate_id=str(aggregate_id),
+        correlation_id=str(correlation_id),
+        causation_id=str(causation.id) if causation else None,
+        occurred_at=utcnow(),
+        payload=payload,
+    )
+    session.add(row)
+    # NOTIFY is transactional: the relay is woken only if this transaction commits.
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    return row.to_event()
+
+
+async def claim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> bool:
+    """Mark ``event_id`` as processed by ``handler``; False if it already was.
+
+    Call it inside the transaction that applies the handler's effect. A concurrent
+    duplicate blocks on the primary key until the first commits, then sees the conflict.
+    """
+    stmt = (
+        insert(InboxRow)
+        .values(handler=handler, event_id=event_id, processed_at=utcnow())
+        .on_conflict_do_nothing()
+        .returning(InboxRow.event_id)
+    )
+    return (await session.execute(stmt)).first() is not None

@@ -1,0 +1,92 @@
+"""Settings read once from the environment.
+
+Every knob lives here so that a reader can see the whole configuration surface in one
+file; nothing else in the code reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, str(default)))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, str(default)))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = field(
+        default_factory=lambda: _env(
+            "DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/pizzeria"
+        )
+    )
+    pool_size: int = field(default_factory=lambda: _env_int("DATABASE_POOL_SIZE", 10))
+    echo: bool = field(default_factory=lambda: _env_bool("DATABASE_ECHO", False))
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    secret_key: str = field(
+        default_factory=lambda: _env("SECRET_KEY", "dev-only-secret-change-me-in-production-0123")
+    )
+    jwt_ttl_seconds: int = field(default_factory=lambda: _env_int("JWT_TTL_SECONDS", 900))
+    session_ttl_seconds: int = field(
+        default_factory=lambda: _env_int("SESSION_TTL_SECONDS", 60 * 60 * 8)
+    )
+    https: bool = field(default_factory=lambda: _env_bool("PIZZERIA_HTTPS", False))
+
+
+@dataclass(frozen=True)
+class PartnerSettings:
+    payment_url: str = field(
+        default_factory=lambda: _env("PAYMENT_PROVIDER_URL", "http://127.0.0.1:8100")
+    )
+    timeout_seconds: float = field(default_factory=lambda: _env_float("PARTNER_TIMEOUT", 3.0))
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    poll_delay: float = field(default_factory=lambda: _env_float("WORKER_POLL_DELAY", 0.05))
+    max_jobs: int = field(default_factory=lambda: _env_int("WORKER_MAX_JOBS", 50))
+    max_tries: int = field(default_factory=lambda: _env_int("WORKER_MAX_TRIES", 25))
+
+
+@dataclass(frozen=True)
+class ShopSettings:
+    currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "EUR"))
+    name: str = field(default_factory=lambda: _env("PIZZERIA_NAME", "Pizzeria"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: DatabaseSettings = field(default_factory=DatabaseSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    partners: PartnerSettings = field(default_factory=PartnerSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    shop: ShopSettings = field(default_factory=ShopSettings)
+    debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,158 @@
+"""Web plumbing shared by every context's routes: who is calling, rendering, errors.
+
+Two inbound adapters share the same services: HTML pages (server-side session in Redis,
+CSRF) and the JSON API under ``/api`` (bearer JWT). Domain errors become JSON for the
+API and a page or redirect for browsers.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request, Response
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.platform.errors import DomainError, NotAuthenticated, Unavailable
+from app.platform.security import Principal, read_token
+from app.platform.settings import Settings
+
+log = logging.getLogger("pizzeria.web")
+
+SESSION_USER = "user_id"
+SESSION_ROLE = "role"
+SESSION_NAME = "name"
+
+
+# -- dependencies ---------------------------------------------------------------------
+
+
+async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
+    async with state.session_factory() as session:
+        yield session
+
+
+def provide_settings(state: State) -> Settings:
+    return state.settings  # type: ignore[no-any-return]
+
+
+def session_principal(request: Request[Any, Any, Any]) -> Principal | None:
+    user_id = request.session.get(SESSION_USER) if request.scope.get("session") else None
+    if not user_id:
+        return None
+    return Principal(user_id=uuid.UUID(user_id), role=request.session.get(SESSION_ROLE, ""))
+
+
+async def provide_viewer(request: Request[Any, Any, Any]) -> Principal | None:
+    """The signed-in browser user, or None (pages that anyone may see)."""
+    return session_principal(request)
+
+
+async def provide_customer(request: Request[Any, Any, Any]) -> Principal:
+    """The signed-in browser user; anonymous visitors are sent to sign in."""
+    principal = session_principal(request)
+    if principal is None:
+        raise NotAuthenticated("please sign in")
+    return principal
+
+
+async def provide_api_principal(request: Request[Any, Any, Any], state: State) -> Principal:
+    """The caller of a JSON API route, from ``Authorization: Bearer <jwt>``."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise NotAuthenticated("missing bearer token")
+    return read_token(state.settings, token.strip())
+
+
+# -- rendering ------------------------------------------------------------------------
+
+
+def is_htmx(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def wants_json(request: Request[Any, Any, Any]) -> bool:
+    path = request.url.path
+    return path.startswith(("/api/", "/webhooks/", "/health/"))
+
+
+def page(
+    request: Request[Any, Any, Any], template: str, status_code: int = 200, **context: Any
+) -> Template:
+    """Render a full page (or, for HTMX, the same template's fragment when asked)."""
+    viewer = session_principal(request)
+    basket = request.session.get("basket", {}) if request.scope.get("session") else {}
+    context.setdefault("viewer", viewer)
+    context.setdefault("viewer_name", request.session.get(SESSION_NAME) if viewer else None)
+    context.setdefault("basket_count", sum(int(q) for q in basket.values()))
+    context.setdefault("shop", request.app.state.settings.shop)
+    return Template(template_name=template, context=context, status_code=status_code)
+
+
+def redirect(request: Request[Any, Any, Any], to: str) -> Response[Any]:
+    """A redirect that also works for HTMX (which would otherwise swap the target page in)."""
+    if is_htmx(request):
+        return Response(content=None, status_code=204, headers={"HX-Redirect": to})
+    return Redirect(path=to, status_code=303)
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def _json_error(exc: DomainError) -> Response[Any]:
+    body: dict[str, Any] = {"detail": exc.detail}
+    headers: dict[str, str] = {}
+    errors = getattr(exc, "errors", None)
+    if errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    if isinstance(exc, Unavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, NotAuthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    return Response(content=body, status_code=exc.status_code, headers=headers)
+
+
+def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    if wants_json(request):
+        return _json_error(exc)
+    if isinstance(exc, NotAuthenticated):
+        return redirect(request, f"/login?next={request.url.path}")
+    return page(request, "error.html", status_code=exc.status_code, message=exc.detail)
+
+
+def validation_error_handler(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[Any]:
+    """Litestar's 400 for a malformed body becomes a 422 naming each field."""
+    errors = []
+    for item in exc.extra or []:
+        if isinstance(item, dict):
+            errors.append(
+                {"field": str(item.get("key") or "body"), "message": str(item.get("message"))}
+            )
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
+    return Response(content={"detail": detail, "errors": errors}, status_code=422)
+
+
+def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if wants_json(request) or exc.status_code == 405:
+        return Response(
+            content={"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+    return page(request, "error.html", status_code=exc.status_code, message=exc.detail)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    request_id = uuid.uuid4().hex[:12]
+    log.exception(
+        "unhandled error request_id=%s path=%s", request_id, request.url.path, exc_info=exc
+    )
+    message = f"Something went wrong on our side (request id {request_id})."
+    if wants_json(request):
+        return Response(content={"detail": message, "requestId": request_id}, status_code=500)
+    return page(request, "error.html", status_code=500, message=message)

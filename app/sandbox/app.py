@@ -1,0 +1,425 @@
+"""Sandbox partners: a fake payment provider (and knobs for a future courier partner).
+
+This is a separate, tiny ASGI app that runs in its own process and port, so the shop's
+adapters, timeouts and circuit breakers are exercised over real network calls. It behaves
+like a payment provider in test mode: magic card numbers, idempotency keys with exact
+replay, and knobs to inject latency, random 5xx and outages. Everything lives in memory
+in one ``SandboxState`` per app, so each test can build a fresh app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Litestar, Request, Response, Router, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, FromQuery
+
+Partner = Literal["payment", "courier"]
+PARTNERS: tuple[Partner, ...] = ("payment", "courier")
+Operation = Literal["capture", "void", "refund"]
+
+CARD_DECLINED = "Your card was declined."
+INSUFFICIENT_FUNDS = "Insufficient funds."
+INCORRECT_NUMBER = "Your card number is incorrect."
+
+# Magic test cards, as real providers document them. Anything else is judged by shape.
+_MAGIC_DECLINES: dict[str, str] = {
+    "4000000000000002": CARD_DECLINED,
+    "4000000000009995": INSUFFICIENT_FUNDS,
+}
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+# --------------------------------------------------------------------------- wire formats
+
+
+class ChargeRequest(msgspec.Struct, rename="camel", frozen=True):
+    """Body of ``POST /payments/v1/charges``; validation failures are a 400."""
+
+    amount: Annotated[int, msgspec.Meta(gt=0)]
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+    card_number: str
+    reference: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class ChargeBody(msgspec.Struct, rename="camel"):
+    """A charge as the provider API returns it."""
+
+    id: str
+    status: str
+    amount: int
+    currency: str
+    reference: str
+    decline_reason: str | None
+
+
+class ChargeView(msgspec.Struct, rename="camel"):
+    """A charge as the test-inspection API shows it, with its history of operations."""
+
+    id: str
+    status: str
+    amount: int
+    currency: str
+    reference: str
+    operations: list[str]
+
+
+class Knobs(msgspec.Struct, rename="camel"):
+    """How badly a partner misbehaves right now."""
+
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    down: bool = False
+
+
+class KnobsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """A partial update of ``Knobs``: fields left out keep their value."""
+
+    latency_ms: Annotated[int, msgspec.Meta(ge=0, le=600_000)] | msgspec.UnsetType = msgspec.UNSET
+    error_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | msgspec.UnsetType = msgspec.UNSET
+    down: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+# --------------------------------------------------------------------------- card rules
+
+
+def luhn_valid(number: str) -> bool:
+    """The checksum every real card number satisfies; catches typos."""
+    total = 0
+    for index, char in enumerate(reversed(number)):
+        digit = int(char)
+        if index % 2 == 1:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def decline_reason_for(card_number: str) -> str | None:
+    """Why this card would be declined, or ``None`` if the charge goes through."""
+    if card_number in _MAGIC_DECLINES:
+        return _MAGIC_DECLINES[card_number]
+    well_formed = card_number.isascii() and card_number.isdigit() and 12 <= len(card_number) <= 19
+    if not well_formed or not luhn_valid(card_number):
+        return INCORRECT_NUMBER
+    return None
+
+
+# --------------------------------------------------------------------------- state
+
+
+class StoredResponse(msgspec.Struct, frozen=True):
+    """A response remembered under an idempotency key, replayed byte for byte."""
+
+    fingerprint: bytes
+    status_code: int
+    body: bytes
+
+
+class ChargeRecord(msgspec.Struct):
+    """The provider's own record of one charge."""
+
+    id: str
+    status: str
+    amount: int
+    currency: str
+    reference: str
+    decline_reason: str | None
+    operations: list[str]
+
+    def body(self) -> ChargeBody:
+        return ChargeBody(
+            id=self.id,
+            status=self.status,
+            amount=self.amount,
+            currency=self.currency,
+            reference=self.reference,
+            decline_reason=self.decline_reason,
+        )
+
+    def view(self) -> ChargeView:
+        return ChargeView(
+            id=self.id,
+            status=self.status,
+            amount=self.amount,
+            currency=self.currency,
+            reference=self.reference,
+            operations=list(self.operations),
+        )
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """What an operation answered: a status code and an encoded JSON body."""
+
+    status_code: int
+    body: bytes
+
+
+def _detail(status_code: int, detail: str) -> Outcome:
+    return Outcome(status_code, msgspec.json.encode({"detail": detail}))
+
+
+class SandboxState:
+    """All in-memory state of one sandbox app; ``reset`` forgets everything."""
+
+    def __init__(self) -> None:
+        self._random = random.Random()
+        self.knobs: dict[Partner, Knobs] = {}
+        self.charges: dict[str, ChargeRecord] = {}
+        self.idempotency: dict[str, StoredResponse] = {}
+        self.operation_counts: dict[Operation, int] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to defaults: no charges, no keys, well-behaved partners."""
+        self.knobs = {partner: Knobs() for partner in PARTNERS}
+        self.charges.clear()
+        self.idempotency.clear()
+        self.operation_counts = {"capture": 0, "void": 0, "refund": 0}
+
+    def update_knobs(self, partner: Partner, update: KnobsUpdate) -> Knobs:
+        changes = {
+            name: value
+            for name in KnobsUpdate.__struct_fields__
+            if (value := getattr(update, name)) is not msgspec.UNSET
+        }
+        self.knobs[partner] = msgspec.structs.replace(self.knobs[partner], **changes)
+        return self.knobs[partner]
+
+    async def disturb(self, partner: Partner) -> Outcome | None:
+        """Apply the partner's knobs: wait, then maybe fail before anything is recorded."""
+        knobs = self.knobs[partner]
+        if knobs.latency_ms > 0:
+            await asyncio.sleep(knobs.latency_ms / 1000)
+        if knobs.down:
+            return _detail(503, f"{partner} provider unavailable")
+        if self._random.random() < knobs.error_rate:
+            return _detail(500, "internal error")
+        return None
+
+    def idempotent(self, key: str, fingerprint: bytes, operation: Callable[[], Outcome]) -> Outcome:
+        """Run ``operation`` once per key; a replay returns exactly the first answer.
+
+        Only answers the operation itself produced are remembered (2xx, declines, refused
+        transitions); a 404 is not, so the caller can still use the key for a real charge.
+        """
+        stored = self.idempotency.get(key)
+        if stored is not None:
+            if stored.fingerprint != fingerprint:
+                return _detail(409, "idempotency key reused with different parameters")
+            return Outcome(stored.status_code, stored.body)
+        outcome = operation()
+        if outcome.status_code != 404:
+            self.idempotency[key] = StoredResponse(fingerprint, outcome.status_code, outcome.body)
+        return outcome
+
+    def create_charge(self, request: ChargeRequest) -> Outcome:
+        decline_reason = decline_reason_for(request.card_number)
+        record = ChargeRecord(
+            id=f"ch_{secrets.token_hex(12)}",
+            status="declined" if decline_reason else "captured",
+            amount=request.amount,
+            currency=request.currency,
+            reference=request.reference,
+            decline_reason=decline_reason,
+            operations=[],
+        )
+        self.charges[record.id] = record
+        if decline_reason is None:
+            self._applied(record, "capture")
+        return Outcome(402 if decline_reason else 201, msgspec.json.encode(record.body()))
+
+    def transition(self, charge_id: str, operation: Operation, new_status: str) -> Outcome:
+        """Void or refund a charge; both are only possible from ``captured``."""
+        record = self.charges.get(charge_id)
+        if record is None:
+            return _detail(404, f"no such charge: {charge_id}")
+        if record.status != "captured":
+            return _detail(
+                409, f"cannot {operation} a charge that is {record.status}; it must be captured"
+            )
+        record.status = new_status
+        self._applied(record, operation)
+        return Outcome(200, msgspec.json.encode(record.body()))
+
+    def _applied(self, record: ChargeRecord, operation: Operation) -> None:
+        record.operations.append(operation)
+        self.operation_counts[operation] += 1
+
+
+# --------------------------------------------------------------------------- HTTP layer
+
+
+def _sandbox_of(state: State) -> SandboxState:
+    sandbox = state["sandbox"]
+    assert isinstance(sandbox, SandboxState)
+    return sandbox
+
+
+def _respond(outcome: Outcome) -> Response[bytes]:
+    return Response(
+        content=outcome.body, status_code=outcome.status_code, media_type="application/json"
+    )
+
+
+def _partner(name: str) -> Partner:
+    for partner in PARTNERS:
+        if partner == name:
+            return partner
+    raise NotFoundException(f"unknown partner: {name}")
+
+
+def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
+    return key or None
+
+
+async def _payment_gate(request: Request[Any, Any, Any]) -> Response[bytes] | None:
+    """Every ``/payments/v1`` call goes through the payment knobs first."""
+    outcome = await _sandbox_of(request.app.state).disturb("payment")
+    return _respond(outcome) if outcome else None
+
+
+_MISSING_KEY = _detail(400, f"{IDEMPOTENCY_HEADER} header is required")
+
+
+@post("/charges")
+async def create_charge(
+    request: Request[Any, Any, Any], sandbox: NamedDependency[SandboxState]
+) -> Response[bytes]:
+    key = _idempotency_key(request)
+    if key is None:
+        return _respond(_MISSING_KEY)
+    try:
+        body = msgspec.json.decode(await request.body(), type=ChargeRequest)
+    except msgspec.DecodeError as exc:
+        return _respond(_detail(400, f"invalid charge request: {exc}"))
+    fingerprint = b"charge:" + msgspec.json.encode(body)
+    return _respond(sandbox.idempotent(key, fingerprint, lambda: sandbox.create_charge(body)))
+
+
+async def _transition(
+    request: Request[Any, Any, Any],
+    sandbox: SandboxState,
+    charge_id: str,
+    operation: Operation,
+    new_status: str,
+) -> Response[bytes]:
+    key = _idempotency_key(request)
+    if key is None:
+        return _respond(_MISSING_KEY)
+    fingerprint = f"{operation}:{charge_id}".encode()
+    return _respond(
+        sandbox.idempotent(
+            key, fingerprint, lambda: sandbox.transition(charge_id, operation, new_status)
+        )
+    )
+
+
+@post("/charges/{charge_id:str}/void")
+async def void_charge(
+    request: Request[Any, Any, Any],
+    sandbox: NamedDependency[SandboxState],
+    charge_id: FromPath[str],
+) -> Response[bytes]:
+    return await _transition(request, sandbox, charge_id, "void", "voided")
+
+
+@post("/charges/{charge_id:str}/refund")
+async def refund_charge(
+    request: Request[Any, Any, Any],
+    sandbox: NamedDependency[SandboxState],
+    charge_id: FromPath[str],
+) -> Response[bytes]:
+    return await _transition(request, sandbox, charge_id, "refund", "refunded")
+
+
+@get("/charges/{charge_id:str}")
+async def read_charge(
+    sandbox: NamedDependency[SandboxState], charge_id: FromPath[str]
+) -> Response[bytes]:
+    record = sandbox.charges.get(charge_id)
+    if record is None:
+        return _respond(_detail(404, f"no such charge: {charge_id}"))
+    return _respond(Outcome(200, msgspec.json.encode(record.body())))
+
+
+@get("/sandbox/payments/charges")
+async def list_charges(
+    sandbox: NamedDependency[SandboxState], reference: FromQuery[str | None] = None
+) -> list[ChargeView]:
+    """Test inspection: which charges really exist (replays never add one)."""
+    return [
+        record.view()
+        for record in sandbox.charges.values()
+        if reference is None or record.reference == reference
+    ]
+
+
+@get("/sandbox/payments/operations")
+async def operation_counts(sandbox: NamedDependency[SandboxState]) -> dict[str, int]:
+    """Test inspection: how many captures, voids and refunds actually took effect."""
+    return {operation: count for operation, count in sandbox.operation_counts.items()}
+
+
+@get("/sandbox/knobs")
+async def read_knobs(sandbox: NamedDependency[SandboxState]) -> dict[str, Knobs]:
+    return {partner: knobs for partner, knobs in sandbox.knobs.items()}
+
+
+@put("/sandbox/knobs/{partner_name:str}")
+async def update_knobs(
+    request: Request[Any, Any, Any],
+    sandbox: NamedDependency[SandboxState],
+    partner_name: FromPath[str],
+) -> Response[Any]:
+    partner = _partner(partner_name)
+    try:
+        update = msgspec.json.decode(await request.body(), type=KnobsUpdate)
+    except msgspec.ValidationError as exc:
+        return _respond(_detail(422, f"invalid knobs: {exc}"))
+    except msgspec.DecodeError as exc:
+        return _respond(_detail(400, f"invalid JSON: {exc}"))
+    return Response(content=sandbox.update_knobs(partner, update), status_code=200)
+
+
+@post("/sandbox/reset", status_code=200)
+async def reset(sandbox: NamedDependency[SandboxState]) -> dict[str, str]:
+    sandbox.reset()
+    return {"status": "reset"}
+
+
+@get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def create_sandbox_app() -> Litestar:
+    """A fresh sandbox with its own in-memory state (one per process, or per test)."""
+    payments = Router(
+        path="/payments/v1",
+        route_handlers=[create_charge, void_charge, refund_charge, read_charge],
+        before_request=_payment_gate,
+    )
+    return Litestar(
+        route_handlers=[
+            payments,
+            list_charges,
+            operation_counts,
+            read_knobs,
+            update_knobs,
+            reset,
+            health,
+        ],
+        dependencies={"sandbox": Provide(_sandbox_of, sync_to_thread=False)},
+        state=State({"sandbox": SandboxState()}),
+        openapi_config=None,
+    )

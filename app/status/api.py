@@ -1,0 +1,53 @@
+"""Order read API: the caller's orders, one order, and its live event stream."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+from litestar import Controller, get
+from litestar.datastructures import State
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.platform.security import Principal
+from app.status import service
+from app.status.live import order_updates
+from app.status.schemas import OrderDocument
+
+
+class OrderStatusApi(Controller):
+    path = "/api/orders"
+    tags = ["orders"]
+
+    @get("/")
+    async def list_orders(self, db: AsyncSession, caller: Principal) -> list[OrderDocument]:
+        return [OrderDocument.of(v.doc) for v in await service.order_views(db, caller.user_id)]
+
+    @get("/{order_id:uuid}")
+    async def get_order(
+        self, order_id: uuid.UUID, db: AsyncSession, caller: Principal
+    ) -> OrderDocument:
+        view = await service.order_view(db, order_id, caller.user_id)
+        return OrderDocument.of(view.doc)
+
+    @get("/{order_id:uuid}/events", media_type="text/event-stream")
+    async def order_events(
+        self, order_id: uuid.UUID, db: AsyncSession, caller: Principal, state: State
+    ) -> ServerSentEvent:
+        """``text/event-stream``: event ``order`` with the whole view, id = view version."""
+        await service.order_view(db, order_id, caller.user_id)  # 404 before streaming
+
+        async def stream() -> AsyncIterator[ServerSentEventMessage]:
+            updates = order_updates(
+                state.session_factory, state.broadcaster, order_id, caller.user_id
+            )
+            async for view in updates:
+                if view is None:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                else:
+                    data = msgspec.json.encode(OrderDocument.of(view.doc)).decode()
+                    yield ServerSentEventMessage(data=data, event="order", id=str(view.version))
+
+        return ServerSentEvent(stream())

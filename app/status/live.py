@@ -1,0 +1,47 @@
+"""Live order updates for SSE: the current view on connect, then one per change.
+
+The stream subscribes BEFORE reading, so no change can fall between the read and the
+subscription; every notification only triggers a re-read of the view, and a view is sent
+only when its version grew. A comment every 15 s keeps proxies from closing the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.platform.pubsub import Broadcaster
+from app.status import service
+from app.status.models import OrderView
+from app.status.tasks import order_channel
+
+KEEP_ALIVE_SECONDS = 15.0
+
+
+async def order_updates(
+    session_factory: async_sessionmaker[AsyncSession],
+    broadcaster: Broadcaster,
+    order_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    keep_alive: float = KEEP_ALIVE_SECONDS,
+) -> AsyncIterator[OrderView | None]:
+    """Yield the order view whenever it changes, and None when a keep-alive is due."""
+    async with broadcaster.listen(order_channel(order_id)) as queue:
+        sent = 0
+        while True:
+            async with session_factory() as session:
+                view = await service.order_view(session, order_id, customer_id)
+            if view.version > sent:
+                sent = view.version
+                yield view
+            try:
+                await asyncio.wait_for(queue.get(), timeout=keep_alive)
+            except TimeoutError:
+                yield None
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while True:  # coalesce a burst of notifications into one re-read
+                    queue.get_nowait()

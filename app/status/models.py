@@ -1,0 +1,36 @@
+"""Status: read models (CQRS views) built from events, never from other contexts' tables."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Index, Integer
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.platform.db import Base, utcnow
+
+
+class OrderView(Base):
+    """The order as a customer sees it, stored as the API document itself.
+
+    ``version`` grows by one per applied change and is the SSE event id;
+    ``sources`` remembers the last applied version of each aggregate (order, payment…)
+    so late or repeated events are ignored.
+    """
+
+    __tablename__ = "order_views"
+    __table_args__ = (
+        Index("ix_order_views_customer_created", "customer_id", "created_at"),
+        {"schema": "status"},
+    )
+
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    version: Mapped[int] = mapped_column(Integer)
+    sources: Mapped[dict[str, int]] = mapped_column(JSONB)
+    doc: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,69 @@
+"""Order pages: "My orders" and the order page whose timeline updates live over SSE."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Controller, Request, get
+from litestar.datastructures import State
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.platform.security import Principal
+from app.platform.web import page
+from app.status import service
+from app.status.live import order_updates
+from app.status.schemas import OrderDocument
+
+
+class OrderPages(Controller):
+    path = "/orders"
+
+    @get("/")
+    async def my_orders(
+        self, request: Request[Any, Any, Any], db: AsyncSession, customer: Principal
+    ) -> Any:
+        views = await service.order_views(db, customer.user_id)
+        return page(request, "status/orders.html", orders=[OrderDocument.of(v.doc) for v in views])
+
+    @get("/{order_id:uuid}")
+    async def order_page(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: uuid.UUID,
+        db: AsyncSession,
+        customer: Principal,
+    ) -> Any:
+        view = await service.order_view(db, order_id, customer.user_id)
+        return page(
+            request, "status/order.html", order=OrderDocument.of(view.doc), version=view.version
+        )
+
+    @get("/{order_id:uuid}/stream")
+    async def order_stream(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: uuid.UUID,
+        db: AsyncSession,
+        customer: Principal,
+        state: State,
+    ) -> ServerSentEvent:
+        """HTML fragments for the htmx sse extension (``sse-swap="order"``)."""
+        await service.order_view(db, order_id, customer.user_id)
+        templates = request.app.template_engine
+
+        async def stream() -> AsyncIterator[ServerSentEventMessage]:
+            async for view in order_updates(
+                state.session_factory, state.broadcaster, order_id, customer.user_id
+            ):
+                if view is None:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                    continue
+                html = templates.get_template("status/_order_live.html").render(
+                    order=OrderDocument.of(view.doc), version=view.version
+                )
+                yield ServerSentEventMessage(data=html, event="order", id=str(view.version))
+
+        return ServerSentEvent(stream())

@@ -8,6 +8,7 @@ API and a page or redirect for browsers.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -132,11 +133,22 @@ def validation_error_handler(
     errors = []
     for item in exc.extra or []:
         if isinstance(item, dict):
-            errors.append(
-                {"field": str(item.get("key") or "body"), "message": str(item.get("message"))}
-            )
+            message = str(item.get("message"))
+            field = _field_of(str(item.get("key") or ""), message)
+            errors.append({"field": field, "message": message})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
     return Response(content={"detail": detail, "errors": errors}, status_code=422)
+
+
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def _field_of(key: str, message: str) -> str:
+    """The field a validation message is about (msgspec names a missing one only in text)."""
+    if missing := _MISSING.search(message):
+        prefix = "" if key in {"", "data"} else f"{key}."
+        return prefix + missing.group(1)
+    return key if key not in {"", "data"} else "body"
 
 
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

@@ -1,0 +1,70 @@
+"""Test harness: real PostgreSQL, Redis, arq workers and sandbox partners.
+
+Two isolated environments share the machine's services:
+- in-process tests use database ``pizzeria_test`` and Redis db 15;
+- the ``shop`` fixture runs the real processes (web, relay, workers) on database
+  ``pizzeria_test_shop`` and Redis db 14, exactly as ``pizzeria up`` would.
+Both talk to one sandbox partner process over HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tests.support import env
+
+env.configure_in_process()  # before anything reads settings
+
+from app.platform.db import create_engine, create_session_factory  # noqa: E402
+from app.platform.settings import get_settings  # noqa: E402
+from tests.support.processes import Shop, start_sandbox, start_shop  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    with start_sandbox() as url:
+        os.environ["PAYMENT_PROVIDER_URL"] = url
+        get_settings.cache_clear()
+        yield url
+
+
+@pytest.fixture(scope="session")
+def migrated_db() -> Iterator[str]:
+    yield env.fresh_database(env.IN_PROCESS_DB)
+    env.drop_database(env.IN_PROCESS_DB)
+
+
+@pytest.fixture(scope="session")
+async def engine(migrated_db: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(get_settings())
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_session_factory(engine)
+
+
+@pytest.fixture
+async def db(session_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with session_factory() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def shop(sandbox_url: str) -> Iterator[Shop]:
+    """The whole shop as real processes against its own database and Redis db."""
+    with start_shop(sandbox_url) as running:
+        yield running
+
+
+@pytest.fixture
+async def sandbox(sandbox_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as client:
+        yield client

@@ -1,0 +1,126 @@
+"""Placing an order is one transaction: order, lines, payment, outbox and view, or nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.ordering import service as ordering
+from app.ordering.models import Order, OrderLine
+from app.payment import service as payment_service
+from app.payment.models import Payment
+from app.platform.errors import InvalidInput
+from app.platform.outbox import OutboxRow
+from app.platform.settings import get_settings
+from app.status.models import OrderView
+from tests.support.inproc import place, place_command
+
+Factory = async_sessionmaker[AsyncSession]
+
+
+async def _rows_for(db: AsyncSession, order_id: uuid.UUID) -> dict[str, int]:
+    async def count(query: object) -> int:
+        return int(await db.scalar(query) or 0)  # type: ignore[call-overload]
+
+    return {
+        "orders": await count(select(func.count()).select_from(Order).where(Order.id == order_id)),
+        "lines": await count(
+            select(func.count()).select_from(OrderLine).where(OrderLine.order_id == order_id)
+        ),
+        "payments": await count(
+            select(func.count()).select_from(Payment).where(Payment.order_id == order_id)
+        ),
+        "events": await count(
+            select(func.count())
+            .select_from(OutboxRow)
+            .where(OutboxRow.correlation_id == str(order_id))
+        ),
+        "views": await count(
+            select(func.count()).select_from(OrderView).where(OrderView.order_id == order_id)
+        ),
+    }
+
+
+async def test_order_lines_payment_event_and_view_commit_together(
+    session_factory: Factory, db: AsyncSession
+) -> None:
+    order_id = await place(session_factory)
+
+    assert await _rows_for(db, order_id) == {
+        "orders": 1,
+        "lines": 2,
+        "payments": 1,
+        "events": 1,
+        "views": 1,
+    }
+    order = await db.get(Order, order_id)
+    payment = await db.scalar(select(Payment).where(Payment.order_id == order_id))
+    event = await db.scalar(select(OutboxRow).where(OutboxRow.correlation_id == str(order_id)))
+    assert order is not None and payment is not None and event is not None
+    assert (order.status, order.total_amount) == ("placed", 2 * 950 + 800)
+    assert (payment.status, payment.amount, payment.card_last4) == ("pending", 2700, "4242")
+    assert event.type == "OrderPlaced"
+    assert "4242424242424242" not in str(event.payload), "card numbers never travel in events"
+
+
+async def test_a_failure_part_way_leaves_nothing_behind(
+    session_factory: Factory, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crash after the order, lines and payment were written but before the event."""
+    seen: list[uuid.UUID] = []
+    real_open_payment = payment_service.open_payment
+
+    async def open_payment_then_note(session: AsyncSession, **kwargs: object) -> uuid.UUID:
+        seen.append(kwargs["order_id"])  # type: ignore[arg-type]
+        return await real_open_payment(session, **kwargs)  # type: ignore[arg-type]
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(ordering.payment, "open_payment", open_payment_then_note)
+    monkeypatch.setattr(ordering, "record_event", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        await place(session_factory)
+
+    assert len(seen) == 1
+    assert await _rows_for(db, seen[0]) == {
+        "orders": 0,
+        "lines": 0,
+        "payments": 0,
+        "events": 0,
+        "views": 0,
+    }
+
+
+async def test_bad_input_names_every_field_and_writes_nothing(session_factory: Factory) -> None:
+    customer = uuid.uuid4()
+    command = ordering.PlaceOrder(
+        customer_id=customer,
+        lines=[ordering.LineRequest(999, 1), ordering.LineRequest(1, 21)],
+        address="   ",
+        card_number="12ab",
+    )
+    async with session_factory() as session:
+        with pytest.raises(InvalidInput) as raised:
+            await ordering.place_order(session, get_settings(), command)
+        fields = set(raised.value.by_field())
+        assert fields == {"items[0].pizzaId", "items[1].qty", "address", "cardNumber"}
+        count = await session.scalar(
+            select(func.count()).select_from(Order).where(Order.customer_id == customer)
+        )
+        assert count == 0
+
+
+async def test_same_idempotency_key_returns_the_first_order(session_factory: Factory) -> None:
+    customer = uuid.uuid4()
+    first = await place(session_factory, customer_id=customer, key="checkout-1")
+    async with session_factory() as session:
+        again = await ordering.place_order(
+            session, get_settings(), place_command(customer_id=customer, key="checkout-1")
+        )
+    assert again == ordering.PlacedOrder(first, replayed=True)
+    other = await place(session_factory, customer_id=uuid.uuid4(), key="checkout-1")
+    assert other != first, "keys are scoped per customer"

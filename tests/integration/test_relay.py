@@ -1,0 +1,56 @@
+"""The relay: events written while Redis is unreachable are delivered once it is back."""
+
+from __future__ import annotations
+
+from arq.connections import ArqRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.payment.models import PaymentStatus
+from app.payment.service import payment_for_order
+from app.platform.redis import create_job_pool, dumps_job, loads_job
+from app.platform.relay import drain, relay_batch
+from app.platform.settings import get_settings
+from app.subscriptions import SUBSCRIPTIONS
+from tests.support.inproc import events_of, place, run_burst
+from tests.support.processes import free_port
+
+Factory = async_sessionmaker[AsyncSession]
+
+
+async def test_events_wait_for_redis_and_are_delivered_when_it_returns(
+    session_factory: Factory, sandbox_url: str
+) -> None:
+    order_id = await place(session_factory)
+    unreachable = ArqRedis(
+        host="127.0.0.1", port=free_port(), job_serializer=dumps_job, job_deserializer=loads_job
+    )
+    try:
+        for _ in range(2):
+            try:
+                await relay_batch(session_factory, unreachable, SUBSCRIPTIONS)
+            except RedisConnectionError:
+                pass
+            else:
+                raise AssertionError("the relay must not claim success without Redis")
+    finally:
+        await unreachable.aclose()
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    assert placed.published_at is None, "nothing is lost while Redis is down"
+
+    jobs = await create_job_pool(get_settings())
+    try:
+        assert await drain(session_factory, jobs, SUBSCRIPTIONS) >= 1
+        queued = {job.job_id for job in await jobs.queued_jobs(queue_name="payment")}
+        assert f"{placed.id}:payment.capture" in queued
+        assert await drain(session_factory, jobs, SUBSCRIPTIONS) == 0, "published once"
+    finally:
+        await jobs.aclose()
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    assert placed.published_at is not None
+
+    worker = await run_burst("payment")  # a real arq worker takes the job
+    assert worker.jobs_complete >= 1
+    async with session_factory() as session:
+        payment = await payment_for_order(session, order_id)
+    assert payment is not None and payment.status == PaymentStatus.captured

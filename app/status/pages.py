@@ -18,6 +18,12 @@ from app.status.live import order_updates
 from app.status.schemas import OrderDocument
 
 
+def _live_template(request: Request[Any, Any, Any]) -> Any:
+    engine = request.app.template_engine
+    assert engine is not None, "templates are configured in create_app()"
+    return engine.get_template("status/_order_live.html")
+
+
 class OrderPages(Controller):
     path = "/orders"
 
@@ -52,7 +58,7 @@ class OrderPages(Controller):
     ) -> ServerSentEvent:
         """HTML fragments for the htmx sse extension (``sse-swap="order"``)."""
         await service.order_view(db, order_id, customer.user_id)
-        templates = request.app.template_engine
+        template = _live_template(request)
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             async for view in order_updates(
@@ -61,9 +67,7 @@ class OrderPages(Controller):
                 if view is None:
                     yield ServerSentEventMessage(comment="keep-alive")
                     continue
-                html = templates.get_template("status/_order_live.html").render(
-                    order=OrderDocument.of(view.doc), version=view.version
-                )
+                html = template.render(order=OrderDocument.of(view.doc), version=view.version)
                 yield ServerSentEventMessage(data=html, event="order", id=str(view.version))
 
         return ServerSentEvent(stream())

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
 from app.accounts.models import Role
 from app.platform.embedded import EmbeddedPostgres, EmbeddedValkey, free_port
 from workers import QUEUES
@@ -104,6 +106,7 @@ def up(host: str, port: int) -> int:
         children.append(_spawn("relay", ["relay"], env))
         children.extend(_spawn(f"worker-{q}", ["worker", q], env) for q in QUEUES)
         children.append(_spawn("web", ["serve", "--host", host, "--port", str(port)], env))
+        _wait_until_ready(f"http://{host}:{port}/health/ready", children)
         _announce(host, port, demo, data_dir if postgres or valkey else None)
         while not stopping:
             for child in children:
@@ -114,6 +117,9 @@ def up(host: str, port: int) -> int:
                     return 1
             time.sleep(0.2)
         return 0
+    except RuntimeError as exc:
+        print(f"pizzeria: {exc}; stopping", flush=True)
+        return 1
     finally:
         _stop_children(children)
         if valkey:
@@ -121,6 +127,20 @@ def up(host: str, port: int) -> int:
         if postgres:
             postgres.stop()
         print("pizzeria: stopped", flush=True)
+
+
+def _wait_until_ready(url: str, children: list[Child], timeout: float = 60.0) -> None:
+    """Announce the URL only once the web server answers (and stop if a part died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with {child.process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the web server did not become ready within {timeout:.0f}s")
 
 
 def _announce(host: str, port: int, demo: bool, data_dir: Path | None) -> None:

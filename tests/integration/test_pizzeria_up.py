@@ -29,7 +29,6 @@ from tests.support.env import ROOT
 from tests.support.processes import free_port
 
 DEMO_CUSTOMER = "customer@pizzeria.test"
-DEMO_PASSWORD = "pizza-demo-1234"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
@@ -135,6 +134,14 @@ def _token(client: httpx.Client, email: str, password: str) -> str:
     return token
 
 
+def _demo_password(stdout: str) -> str:
+    """The password printed next to the demo customer (``... customer@... / <password>``)."""
+    for line in stdout.splitlines():
+        if DEMO_CUSTOMER in line and " / " in line:
+            return line.rsplit(" / ", 1)[1].strip()
+    pytest.fail(f"no demo customer line printed:\n{stdout}")
+
+
 def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -144,13 +151,13 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(
 
     with pizzeria_up(data_dir) as first:
         assert "embedded PostgreSQL and Valkey" in "".join(first.stdout), first.output()
-        assert DEMO_CUSTOMER in "".join(first.stdout), first.output()
+        demo_password = _demo_password("".join(first.stdout))
         kinds = " ".join(" ".join(p.cmdline()) for p in first.descendants)
         for part in ("valkey", "serve", "relay", "worker", "sandbox"):
             assert part in kinds, f"no {part} process started: {kinds}"
         assert any(str(data_dir) in line for line in _leftovers(first)), "no embedded postgres"
         with httpx.Client(base_url=first.url, timeout=10) as client:
-            _token(client, DEMO_CUSTOMER, DEMO_PASSWORD)
+            _token(client, DEMO_CUSTOMER, demo_password)
             signup = client.post(
                 "/api/auth/signup", json={"email": email, "password": PASSWORD, "name": "Up Test"}
             )
@@ -158,5 +165,5 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(
             _token(client, email, PASSWORD)
 
     with pizzeria_up(data_dir) as second, httpx.Client(base_url=second.url, timeout=10) as client:
-        _token(client, DEMO_CUSTOMER, DEMO_PASSWORD)
+        _token(client, DEMO_CUSTOMER, demo_password)
         _token(client, email, PASSWORD)

@@ -1,0 +1,384 @@
+"""``pizzeria bench orders``: how fast the shop takes orders, and what that costs.
+
+Two measurements at the same concurrency, for the same time, after the same warm-up:
+
+- ``api``: ``POST /api/orders`` against a RUNNING shop, as a signed-up customer with a
+  fresh ``Idempotency-Key`` per order, from ``concurrency`` tasks sharing one HTTP client;
+- ``raw``: the very SQL transaction ``ordering.service.place_order`` commits (pizzas read,
+  order, lines, pending payment, outbox event + NOTIFY, first order view), run directly with
+  asyncpg. The ratio ``api/raw`` is what the web stack, auth, validation and the ORM cost.
+
+The raw rows must not disturb the shop: they belong to a dedicated customer id that no
+account has, and their outbox events are written already published, so the relay never
+hands them to a worker (no charge, no projection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import httpx
+
+CARD = "4242424242424242"
+ADDRESS = "Via dei Benchmark 1, Napoli"
+#: Owner of every row the raw run writes; no account has this id.
+RAW_CUSTOMER_ID = uuid.uuid5(uuid.NAMESPACE_URL, "https://pizzeria.test/bench/raw-customer")
+
+Operation = Callable[[], Awaitable[str | None]]  # None when it worked, else why not
+
+
+@dataclass
+class Result:
+    """Latencies (seconds) of the operations that worked, in the measured window only."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    elapsed: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed > 0 else 0.0
+
+    def percentile(self, p: float) -> float:
+        """Nearest-rank percentile in milliseconds (0 when nothing was measured)."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+        return ordered[rank - 1] * 1000
+
+    def line(self, label: str, unit: str) -> str:
+        return (
+            f"{label:<5} {unit}={self.rate:.1f} p50={self.percentile(50):.1f}ms "
+            f"p90={self.percentile(90):.1f}ms p99={self.percentile(99):.1f}ms "
+            f"max={self.percentile(100):.1f}ms errors={sum(self.errors.values())} "
+            f"n={len(self.latencies)}"
+        )
+
+
+async def run_load(
+    operation: Operation, *, concurrency: int, warmup: float, duration: float
+) -> Result:
+    """Run ``operation`` back to back from ``concurrency`` tasks; measure after the warm-up.
+
+    Only operations that start inside the window count; the rate divides them by the time
+    from the window's start until the last of them finished.
+    """
+    result = Result()
+    measure_from = time.perf_counter() + warmup
+    stop_at = measure_from + duration
+
+    async def worker() -> None:
+        while (started := time.perf_counter()) < stop_at:
+            try:
+                error = await operation()
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:200]
+            took = time.perf_counter() - started
+            if started >= measure_from:
+                if error is None:
+                    result.latencies.append(took)
+                else:
+                    result.errors[error] += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.elapsed = max(time.perf_counter(), stop_at) - measure_from
+    return result
+
+
+# --------------------------------------------------------------------------- the API run
+
+
+class ApiCustomer:
+    """A freshly signed-up bench customer; renews its token when it expires mid-run."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self.email = f"bench-{secrets.token_hex(6)}@pizzeria.test"
+        self.password = secrets.token_urlsafe(18)
+        self.headers: dict[str, str] = {}
+        self._renewing = asyncio.Lock()
+
+    async def sign_up(self) -> None:
+        response = await self.client.post(
+            "/api/auth/signup",
+            json={"email": self.email, "password": self.password, "name": "Bench Customer"},
+        )
+        if response.status_code != 201:
+            raise click.ClickException(f"signup failed: {response.status_code} {response.text}")
+        await self.renew(self.headers)
+
+    async def renew(self, seen: dict[str, str]) -> None:
+        async with self._renewing:
+            if seen is not self.headers:  # another task renewed it meanwhile
+                return
+            response = await self.client.post(
+                "/api/auth/token", data={"username": self.email, "password": self.password}
+            )
+            if response.status_code != 200:
+                raise click.ClickException(f"token failed: {response.status_code} {response.text}")
+            self.headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def _two_pizzas(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict[str, int]]:
+    response = await client.get("/api/menu", headers=headers)
+    response.raise_for_status()
+    ids = [int(p["id"]) for p in response.json()][:2]
+    if len(ids) < 2:
+        raise click.ClickException("the menu needs at least two pizzas")
+    return [{"pizzaId": ids[0], "qty": 2}, {"pizzaId": ids[1], "qty": 1}]
+
+
+async def bench_api(
+    url: str, concurrency: int, warmup: float, duration: float
+) -> tuple[Result, list[dict[str, int]]]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    timeout = httpx.Timeout(30.0, pool=60.0)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
+        try:
+            customer = ApiCustomer(client)
+            await customer.sign_up()
+            items = await _two_pizzas(client, customer.headers)
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"cannot reach the shop at {url}: {exc}") from exc
+        body = {"items": items, "address": ADDRESS, "cardNumber": CARD}
+
+        async def place_order() -> str | None:
+            headers = customer.headers
+            response = await client.post(
+                "/api/orders",
+                json=body,
+                headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+            )
+            if response.status_code == 201:
+                return None
+            if response.status_code == 401:
+                await customer.renew(headers)
+            return f"HTTP {response.status_code}: {response.text[:120]}"
+
+        result = await run_load(
+            place_order, concurrency=concurrency, warmup=warmup, duration=duration
+        )
+    return result, [{"pizza_id": i["pizzaId"], "qty": i["qty"]} for i in items]
+
+
+# --------------------------------------------------------------------------- the raw run
+
+SELECT_PIZZAS = "SELECT id, name, price FROM menu.pizzas WHERE id = ANY($1) AND available"
+INSERT_ORDER = """
+INSERT INTO ordering.orders
+    (id, customer_id, status, total_amount, currency, address, idempotency_key, version,
+     created_at)
+VALUES ($1, $2, 'placed', $3, $4, $5, $6, 1, $7)
+ON CONFLICT (customer_id, idempotency_key) DO NOTHING
+RETURNING id
+"""
+SELECT_EXISTING = "SELECT id FROM ordering.orders WHERE customer_id = $1 AND idempotency_key = $2"
+INSERT_LINE = """
+INSERT INTO ordering.order_lines (order_id, position, pizza_id, name, qty, unit_price)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
+INSERT_PAYMENT = """
+INSERT INTO payment.payments
+    (id, order_id, amount, currency, status, card_last4, card_number, version, created_at,
+     updated_at)
+VALUES ($1, $2, $3, $4, 'pending', $5, $6, 1, $7, $7)
+"""
+# Written already published: the relay only picks rows whose published_at IS NULL.
+INSERT_OUTBOX = """
+INSERT INTO platform.outbox
+    (id, type, aggregate_type, aggregate_id, correlation_id, causation_id, occurred_at,
+     payload, published_at)
+VALUES ($1, 'OrderPlaced', 'order', $2, $2, NULL, $3, $4::jsonb, now())
+"""
+NOTIFY = "SELECT pg_notify('outbox', '')"
+INSERT_VIEW = """
+INSERT INTO status.order_views (order_id, customer_id, version, sources, doc, created_at,
+                                updated_at)
+VALUES ($1, $2, 1, $3::jsonb, $4::jsonb, $5, $5)
+ON CONFLICT DO NOTHING
+"""
+
+
+async def place_order_sql(
+    conn: Any, lines: list[dict[str, int]], currency: str, customer_id: uuid.UUID
+) -> None:
+    """``place_order``'s transaction, statement for statement, without the ORM."""
+    key = uuid.uuid4().hex
+    async with conn.transaction():
+        pizzas = {
+            row["id"]: row
+            for row in await conn.fetch(SELECT_PIZZAS, [line["pizza_id"] for line in lines])
+        }
+        order_id = uuid.uuid4()
+        now = datetime.now(UTC)
+        total = sum(pizzas[line["pizza_id"]]["price"] * line["qty"] for line in lines)
+        inserted = await conn.fetchval(
+            INSERT_ORDER, order_id, customer_id, total, currency, ADDRESS, key, now
+        )
+        if inserted is None:
+            await conn.fetchval(SELECT_EXISTING, customer_id, key)
+            return
+        items = [
+            (
+                order_id,
+                i,
+                line["pizza_id"],
+                pizzas[line["pizza_id"]]["name"],
+                line["qty"],
+                pizzas[line["pizza_id"]]["price"],
+            )
+            for i, line in enumerate(lines)
+        ]
+        await conn.executemany(INSERT_LINE, items)
+        await conn.execute(
+            INSERT_PAYMENT, uuid.uuid4(), order_id, total, currency, CARD[-4:], CARD, now
+        )
+        payload = {
+            "orderId": str(order_id),
+            "customerId": str(customer_id),
+            "items": [
+                {"pizzaId": pid, "name": name, "qty": qty, "unitPrice": price}
+                for _, _, pid, name, qty, price in items
+            ],
+            "totalAmount": total,
+            "currency": currency,
+            "address": ADDRESS,
+            "version": 1,
+        }
+        await conn.execute(INSERT_OUTBOX, uuid.uuid4(), str(order_id), now, json.dumps(payload))
+        await conn.execute(NOTIFY)
+        doc = {
+            "id": str(order_id),
+            "status": "placed",
+            "items": payload["items"],
+            "totalAmount": total,
+            "currency": currency,
+            "address": ADDRESS,
+            "createdAt": now.isoformat(),
+            "payment": {"status": "pending", "failureReason": None},
+            "delivery": None,
+            "coupon": None,
+            "refund": None,
+            "timeline": [{"at": now.isoformat(), "status": "placed", "detail": "Order placed"}],
+        }
+        await conn.execute(
+            INSERT_VIEW,
+            order_id,
+            customer_id,
+            json.dumps({"order": 1, "payment": 1}),
+            json.dumps(doc),
+            now,
+        )
+
+
+async def bench_raw(
+    dsn: str, lines: list[dict[str, int]], concurrency: int, warmup: float, duration: float
+) -> Result:
+    import asyncpg
+
+    from app.platform.settings import get_settings
+
+    currency = get_settings().shop.currency
+    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
+    try:
+
+        async def place_order() -> str | None:
+            async with pool.acquire() as conn:
+                await place_order_sql(conn, lines, currency, RAW_CUSTOMER_ID)
+            return None
+
+        return await run_load(
+            place_order, concurrency=concurrency, warmup=warmup, duration=duration
+        )
+    finally:
+        await pool.close()
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _report_errors(result: Result) -> None:
+    for reason, count in result.errors.most_common(3):
+        click.echo(f"      {count} x {reason}")
+
+
+async def bench_orders(
+    url: str, concurrency: int, duration: float, warmup: float, database_url: str | None
+) -> None:
+    click.echo(
+        f"bench orders: url={url} concurrency={concurrency} duration={duration:g}s "
+        f"warmup={warmup:g}s"
+    )
+    api, lines = await bench_api(url, concurrency, warmup, duration)
+    click.echo(api.line("api", "orders/s"))
+    _report_errors(api)
+    if not database_url:
+        click.echo("raw   skipped: give --database-url (or set DATABASE_URL)")
+        return
+    from app.platform.db import asyncpg_dsn
+
+    raw = await bench_raw(asyncpg_dsn(database_url), lines, concurrency, warmup, duration)
+    click.echo(raw.line("raw", "tx/s"))
+    _report_errors(raw)
+    if raw.rate > 0 and raw.latencies and api.latencies:
+        click.echo(
+            f"api/raw throughput={api.rate / raw.rate:.3f} "
+            f"p50={api.percentile(50) / raw.percentile(50):.1f}x "
+            f"p99={api.percentile(99) / raw.percentile(99):.1f}x"
+        )
+
+
+def _default_database_url() -> str | None:
+    return os.environ.get("DATABASE_URL") or None
+
+
+def bench_command() -> click.Group:
+    """The ``bench`` command group (registered on ``pizzeria`` by ``app.cli``)."""
+
+    @click.group(name="bench")
+    def bench() -> None:
+        """Measure the shop under load."""
+
+    @bench.command("orders")
+    @click.option(
+        "--url", default="http://127.0.0.1:8000", show_default=True, help="A running shop."
+    )
+    @click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 1000))
+    @click.option(
+        "--duration",
+        default=10.0,
+        show_default=True,
+        type=click.FloatRange(0.1),
+        help="Seconds measured, per run.",
+    )
+    @click.option(
+        "--warmup",
+        default=2.0,
+        show_default=True,
+        type=click.FloatRange(0.0),
+        help="Seconds run before measuring, per run.",
+    )
+    @click.option(
+        "--database-url",
+        default=_default_database_url,
+        help="The shop's database, for the raw SQL run [default: $DATABASE_URL].",
+    )
+    def orders(
+        url: str, concurrency: int, duration: float, warmup: float, database_url: str | None
+    ) -> None:
+        """Orders/s through the API, then the same transaction as raw SQL (asyncpg)."""
+        asyncio.run(bench_orders(url.rstrip("/"), concurrency, duration, warmup, database_url))
+
+    return bench

@@ -98,7 +98,11 @@ def up(host: str, port: int) -> int:
         if valkey:
             os.environ["REDIS_URL"] = valkey.start()
         sandbox_port = free_port()
-        os.environ["PAYMENT_PROVIDER_URL"] = f"http://127.0.0.1:{sandbox_port}"
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        os.environ["PAYMENT_PROVIDER_URL"] = sandbox_url
+        os.environ["COURIER_PARTNER_URL"] = sandbox_url
+        public_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        os.environ.setdefault("PUBLIC_URL", f"http://{public_host}:{port}")
         demo = postgres is not None or os.environ.get("PIZZERIA_DEMO") == "1"
         prepare_data(demo)
         env = dict(os.environ)

@@ -23,8 +23,16 @@ from sqlalchemy import text
 
 from app.accounts.api import AuthApi
 from app.accounts.pages import AccountPages
+from app.breakers import PartnerBreakers
+from app.coupon.api import CouponApi
+from app.coupon.pages import CouponPages
+from app.delivery.api import DeliveryApi
+from app.delivery.pages import BoardPages
+from app.delivery.webhooks import courier_webhook
 from app.menu.api import MenuApi
 from app.menu.pages import MenuPages
+from app.operations.api import OperationsApi
+from app.operations.pages import PartnerPages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
 from app.platform import web
@@ -81,14 +89,35 @@ def create_app(settings: Settings | None = None) -> Litestar:
     redis = create_redis(settings)
     api = Router(
         path="/",
-        route_handlers=[AuthApi, MenuApi, OrderingApi, OrderStatusApi],
-        dependencies={"caller": Provide(web.provide_api_principal)},
+        route_handlers=[
+            AuthApi,
+            MenuApi,
+            OrderingApi,
+            OrderStatusApi,
+            CouponApi,
+            DeliveryApi,
+            OperationsApi,
+        ],
+        dependencies={
+            "caller": Provide(web.provide_api_principal),
+            "staff_caller": Provide(web.provide_api_staff),
+        },
     )
     pages = Router(
         path="/",
-        route_handlers=[AccountPages, MenuPages, BasketPages, CheckoutPages, OrderPages],
+        route_handlers=[
+            AccountPages,
+            MenuPages,
+            BasketPages,
+            CheckoutPages,
+            OrderPages,
+            CouponPages,
+            BoardPages,
+            PartnerPages,
+        ],
         dependencies={
             "customer": Provide(web.provide_customer),
+            "staff": Provide(web.provide_staff),
             "viewer": Provide(web.provide_viewer),
         },
         include_in_schema=False,
@@ -97,6 +126,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             live,
             ready,
+            courier_webhook,
             api,
             pages,
             create_static_files_router(path="/static", directories=[ROOT / "static"]),
@@ -106,7 +136,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "settings": Provide(web.provide_settings, sync_to_thread=False),
         },
         lifespan=[_lifespan(settings)],
-        state=State({"redis": redis, "settings": settings}),
+        state=State(
+            {
+                "redis": redis,
+                "settings": settings,
+                "breakers": PartnerBreakers(redis, settings),
+            }
+        ),
         stores={"sessions": RedisStore(redis, namespace="pizzeria:session")},
         middleware=[
             ServerSideSessionConfig(

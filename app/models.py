@@ -1,6 +1,8 @@
 """Imports every context's models so that ``Base.metadata`` knows all tables (Alembic)."""
 
 from app.accounts import models as accounts
+from app.coupon import models as coupon
+from app.delivery import models as delivery
 from app.menu import models as menu
 from app.ordering import models as ordering
 from app.payment import models as payment
@@ -8,4 +10,14 @@ from app.platform import outbox as platform
 from app.platform.db import Base
 from app.status import models as status
 
-__all__ = ["Base", "accounts", "menu", "ordering", "payment", "platform", "status"]
+__all__ = [
+    "Base",
+    "accounts",
+    "coupon",
+    "delivery",
+    "menu",
+    "ordering",
+    "payment",
+    "platform",
+    "status",
+]

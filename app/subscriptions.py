@@ -5,6 +5,8 @@ The relay enqueues one arq job per (event, subscriber) on the subscriber's queue
 
 from __future__ import annotations
 
+from app.coupon import tasks as coupon
+from app.delivery import tasks as delivery
 from app.ordering import tasks as ordering
 from app.payment import tasks as payment
 from app.platform.relay import Subscriber, Subscriptions
@@ -16,6 +18,22 @@ SUBSCRIPTIONS: Subscriptions = {
     "OrderPlaced": [Subscriber("payment", payment.CAPTURE)],
     "PaymentCaptured": [Subscriber("ordering", ordering.ON_PAYMENT_CAPTURED), PROJECT],
     "PaymentFailed": [Subscriber("ordering", ordering.ON_PAYMENT_FAILED), PROJECT],
-    "OrderPaid": [PROJECT],
+    "PaymentVoided": [PROJECT],
+    "OrderPaid": [Subscriber("delivery", delivery.CREATE), PROJECT],
     "OrderPaymentFailed": [PROJECT],
+    "OrderCancelled": [Subscriber("payment", payment.VOID), PROJECT],
+    "OrderFulfilled": [PROJECT],
+    "DeliveryCreated": [Subscriber("delivery", delivery.REQUEST_COURIER), PROJECT],
+    "CourierRequested": [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
+    "CourierAssigned": [PROJECT],
+    "DeliveryAdvanced": [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
+    "DeliveryDelivered": [
+        Subscriber("ordering", ordering.ON_DELIVERY_DELIVERED),
+        Subscriber("coupon", coupon.ISSUE),
+        PROJECT,
+    ],
+    "DeliveryCancelled": [Subscriber("delivery", delivery.WITHDRAW_COURIER), PROJECT],
+    "CouponIssued": [PROJECT],
+    "CouponRedeemed": [PROJECT],
+    "CouponReinstated": [PROJECT],
 }

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.support import env
@@ -21,6 +22,7 @@ from tests.support import env
 env.configure_in_process()  # before anything reads settings
 
 from app.platform.db import create_engine, create_session_factory  # noqa: E402
+from app.platform.redis import create_redis  # noqa: E402
 from app.platform.settings import get_settings  # noqa: E402
 from tests.support.processes import Shop, start_sandbox, start_shop  # noqa: E402
 
@@ -29,6 +31,7 @@ from tests.support.processes import Shop, start_sandbox, start_shop  # noqa: E40
 def sandbox_url() -> Iterator[str]:
     with start_sandbox() as url:
         os.environ["PAYMENT_PROVIDER_URL"] = url
+        os.environ["COURIER_PARTNER_URL"] = url
         get_settings.cache_clear()
         yield url
 
@@ -55,6 +58,14 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 async def db(session_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     async with session_factory() as session:
         yield session
+
+
+@pytest.fixture
+async def redis(migrated_db: str) -> AsyncIterator[Redis]:
+    """A Redis client on the in-process test database (flushed at session start)."""
+    client = create_redis(get_settings())
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,10 @@
-"""arq worker for the ``payment`` queue: charges cards at the payment provider."""
+"""arq worker for the ``payment`` queue: charges cards and voids cancelled orders."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.breakers import payment_breaker
 from app.payment import tasks
 from app.payment.provider import HttpPaymentProvider
 from workers.base import worker_settings
@@ -11,6 +12,7 @@ from workers.base import worker_settings
 
 async def _open_provider(ctx: dict[str, Any]) -> None:
     ctx["payment_provider"] = HttpPaymentProvider.from_settings(ctx["settings"])
+    ctx["payment_breaker"] = payment_breaker(ctx["redis"], ctx["settings"])
 
 
 async def _close_provider(ctx: dict[str, Any]) -> None:
@@ -19,7 +21,7 @@ async def _close_provider(ctx: dict[str, Any]) -> None:
 
 WorkerSettings = worker_settings(
     "payment",
-    [(tasks.CAPTURE, tasks.capture)],
+    [(tasks.CAPTURE, tasks.capture), (tasks.VOID, tasks.void)],
     on_startup=_open_provider,
     on_shutdown=_close_provider,
 )

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from litestar import Controller, Response, post
+from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ordering import service
 from app.ordering.schemas import PlaceOrderRequest
 from app.platform.errors import InvalidInput
+from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.status import service as status
@@ -32,8 +35,10 @@ class OrderingApi(Controller):
         db: AsyncSession,
         settings: Settings,
         caller: Principal,
+        state: State,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[OrderDocument]:
+        """Place and pay an order. 503 + ``Retry-After`` while a partner breaker is open."""
         if idempotency_key is not None and not idempotency_key.strip():
             raise InvalidInput.single("Idempotency-Key", "must not be blank")
         placed = await service.place_order(
@@ -45,8 +50,20 @@ class OrderingApi(Controller):
                 address=data.address,
                 card_number=data.card_number,
                 idempotency_key=idempotency_key,
+                coupon_code=data.coupon_code or None,
             ),
+            gate=state.breakers,
         )
         view = await status.order_view(db, placed.order_id, caller.user_id)
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}
         return Response(OrderDocument.of(view.doc), status_code=201, headers=headers)
+
+    @post("/{order_id:uuid}/cancel", status_code=200)
+    async def cancel(
+        self, order_id: uuid.UUID, db: AsyncSession, caller: Principal, state: State
+    ) -> OrderDocument:
+        """Cancel while the kitchen has not started; 409 saying why otherwise."""
+        await service.cancel_order(db, order_id, caller.user_id)
+        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        view = await status.order_view(db, order_id, caller.user_id)
+        return OrderDocument.of(view.doc)

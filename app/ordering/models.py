@@ -50,6 +50,8 @@ class Order(Base):
     customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     status: Mapped[str] = mapped_column(String(20))
     total_amount: Mapped[int] = mapped_column(Integer)
+    discount_amount: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    coupon_code: Mapped[str | None] = mapped_column(String(20))
     currency: Mapped[str] = mapped_column(String(3))
     address: Mapped[str] = mapped_column(String(300))
     idempotency_key: Mapped[str | None] = mapped_column(String(100))

@@ -6,13 +6,15 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
+from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.breakers import refusal_message
 from app.ordering import service
 from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
-from app.platform.errors import InvalidInput
+from app.platform.errors import InvalidInput, Unavailable
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import is_htmx, page, redirect
@@ -89,6 +91,7 @@ class CheckoutPages(Controller):
         db: AsyncSession,
         settings: Settings,
         customer: Principal,
+        state: State,
     ) -> Any:
         form = {
             "address": str(data.get("address", "")),
@@ -102,16 +105,20 @@ class CheckoutPages(Controller):
             address=form["address"],
             card_number=form["card_number"],
             idempotency_key=token,
+            coupon_code=form["coupon_code"].strip() or None,
         )
         try:
-            placed = await service.place_order(db, settings, command)
-        except InvalidInput as exc:
-            errors = {_field_name(e.field): e.message for e in exc.errors}
+            placed = await service.place_order(db, settings, command, gate=state.breakers)
+        except (InvalidInput, Unavailable) as exc:
+            if isinstance(exc, Unavailable):
+                errors = {"form": refusal_message(exc.retry_after)}
+            else:
+                errors = {_field_name(e.field): e.message for e in exc.errors}
             request.session[CHECKOUT_FORM] = {"address": form["address"]}
             return page(
                 request,
                 "ordering/checkout.html",
-                status_code=422,
+                status_code=exc.status_code,
                 basket=lines,
                 form=form,
                 errors=errors,
@@ -124,6 +131,6 @@ class CheckoutPages(Controller):
 
 def _field_name(api_field: str) -> str:
     """Map service field names (``cardNumber``, ``items[0].qty``) to the form's names."""
-    if api_field == "cardNumber":
-        return "card_number"
+    if api_field in {"cardNumber", "couponCode"}:
+        return {"cardNumber": "card_number", "couponCode": "coupon_code"}[api_field]
     return "items" if api_field.startswith("items") else api_field

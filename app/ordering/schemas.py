@@ -21,3 +21,4 @@ class PlaceOrderRequest(msgspec.Struct, rename="camel"):
     items: Annotated[list[OrderItemRequest], msgspec.Meta(min_length=1, max_length=MAX_LINES)]
     address: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
     card_number: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    coupon_code: Annotated[str, msgspec.Meta(max_length=40)] | None = None

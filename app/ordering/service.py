@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.coupon import service as coupon
+from app.delivery import service as delivery
 from app.menu import service as menu
 from app.ordering.models import MAX_LINES, MAX_QTY, Order, OrderLine, OrderStatus
 from app.payment import service as payment
-from app.platform.errors import FieldError, InvalidInput, NotFound
+from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
@@ -37,6 +40,13 @@ class PlaceOrder:
     address: str
     card_number: str
     idempotency_key: str | None = None
+    coupon_code: str | None = None
+
+
+class PartnerGate(Protocol):
+    """Refuses new orders (503) while a partner they depend on is known to be down."""
+
+    async def ensure_open_for_orders(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -63,9 +73,22 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
 
 
 async def place_order(
-    session: AsyncSession, settings: Settings, command: PlaceOrder
+    session: AsyncSession,
+    settings: Settings,
+    command: PlaceOrder,
+    gate: PartnerGate | None = None,
 ) -> PlacedOrder:
-    """Validate, then commit order + lines + payment + event + view together."""
+    """Validate, then commit order + lines + payment + coupon + event + view together."""
+    if gate is not None:
+        await gate.ensure_open_for_orders()
+    try:
+        return await _place(session, settings, command)
+    except BaseException:
+        await session.rollback()  # nothing half-written survives, whatever failed
+        raise
+
+
+async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder) -> PlacedOrder:
     errors = _check_shape(command)
     try:
         card_number = payment.normalize_card_number(command.card_number)
@@ -80,15 +103,17 @@ async def place_order(
         raise InvalidInput(errors)
 
     order_id = uuid.uuid4()
-    total = sum(pizzas[line.pizza_id].price * line.qty for line in command.lines)
+    subtotal = sum(pizzas[line.pizza_id].price * line.qty for line in command.lines)
     currency = settings.shop.currency
+    coupon_code = coupon.normalize_code(command.coupon_code) if command.coupon_code else None
     inserted = await session.scalar(
         pg_insert(Order)
         .values(
             id=order_id,
             customer_id=command.customer_id,
             status=OrderStatus.placed.value,
-            total_amount=total,
+            total_amount=subtotal,
+            coupon_code=coupon_code,
             currency=currency,
             address=command.address.strip(),
             idempotency_key=command.idempotency_key,
@@ -110,6 +135,17 @@ async def place_order(
         if existing is None:
             raise NotFound("order not found")
         return PlacedOrder(existing, replayed=True)
+
+    discount = 0
+    if coupon_code:
+        granted = await coupon.redeem(session, coupon_code, command.customer_id, order_id)
+        discount = min(subtotal, granted)
+        await session.execute(
+            update(Order)
+            .where(Order.id == order_id)
+            .values(total_amount=subtotal - discount, discount_amount=discount)
+        )
+    total = subtotal - discount
 
     items = [
         {
@@ -145,6 +181,8 @@ async def place_order(
                 for item in items
             ],
             "totalAmount": total,
+            "discountAmount": discount,
+            "couponCode": coupon_code,
             "currency": currency,
             "address": command.address.strip(),
             "version": 1,
@@ -156,35 +194,90 @@ async def place_order(
     return PlacedOrder(order_id, replayed=False)
 
 
-async def _settle(
-    session: AsyncSession, event: Event, target: OrderStatus, event_type: str
+async def _emit(
+    session: AsyncSession,
+    order: Order,
+    event_type: str,
+    cause: Event | None,
+    **extra: Any,
 ) -> None:
-    order = await session.get(Order, uuid.UUID(event.payload["orderId"]), with_for_update=True)
-    if order is None or order.status != OrderStatus.placed:
-        return
-    order.move_to(target)
     await record_event(
         session,
         type=event_type,
         aggregate_type="order",
         aggregate_id=order.id,
         correlation_id=order.id,
-        causation=event,
+        causation=cause,
         payload={
             "orderId": str(order.id),
             "customerId": str(order.customer_id),
             "status": order.status,
             "amount": order.total_amount,
             "currency": order.currency,
-            "reason": event.payload.get("failureReason"),
             "version": order.version,
+            **extra,
         },
     )
 
 
+async def _locked(session: AsyncSession, order_id: uuid.UUID) -> Order | None:
+    return await session.get(Order, order_id, with_for_update=True)
+
+
 async def on_payment_captured(session: AsyncSession, event: Event) -> None:
-    await _settle(session, event, OrderStatus.paid, "OrderPaid")
+    """The card was charged: the order is paid, and the kitchen may start (``OrderPaid``)."""
+    order = await _locked(session, uuid.UUID(event.payload["orderId"]))
+    if order is None or order.status != OrderStatus.placed:
+        return  # cancelled meanwhile: the payment worker voids the charge
+    order.move_to(OrderStatus.paid)
+    lines = await session.scalars(
+        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.position)
+    )
+    items = [
+        {"pizzaId": line.pizza_id, "name": line.name, "qty": line.qty, "unitPrice": line.unit_price}
+        for line in lines
+    ]
+    await _emit(session, order, "OrderPaid", event, items=items, address=order.address)
 
 
 async def on_payment_failed(session: AsyncSession, event: Event) -> None:
-    await _settle(session, event, OrderStatus.payment_failed, "OrderPaymentFailed")
+    order = await _locked(session, uuid.UUID(event.payload["orderId"]))
+    if order is None or order.status != OrderStatus.placed:
+        return
+    order.move_to(OrderStatus.payment_failed)
+    await _emit(
+        session, order, "OrderPaymentFailed", event, reason=event.payload.get("failureReason")
+    )
+
+
+async def on_delivery_delivered(session: AsyncSession, event: Event) -> None:
+    order = await _locked(session, uuid.UUID(event.payload["orderId"]))
+    if order is None or order.status != OrderStatus.paid:
+        return
+    order.move_to(OrderStatus.fulfilled)
+    await _emit(session, order, "OrderFulfilled", event)
+
+
+def cancel_refusal(order_status: str, delivery_status: str | None) -> str | None:
+    """Why this order can no longer be cancelled, or None when it can (FR4)."""
+    if order_status not in (OrderStatus.placed, OrderStatus.paid):
+        return f"This order is {order_status.replace('_', ' ')} and can no longer be cancelled."
+    if delivery_status not in (None, "queued", "cancelled"):
+        return delivery.kitchen_started_reason(delivery_status)
+    return None
+
+
+async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID) -> None:
+    """Cancel the order and its kitchen ticket in ONE transaction; the payment is voided
+    by the payment worker reacting to ``OrderCancelled`` (FR4, FR5)."""
+    order = await _locked(session, order_id)
+    if order is None or order.customer_id != customer_id:
+        raise NotFound("order not found")
+    if reason := cancel_refusal(order.status, None):
+        raise Conflict(reason)
+    await delivery.cancel_for_order(session, order.id, order.customer_id)  # 409 once cooking
+    await payment.request_cancel(session, order.id)
+    await coupon.release_for_order(session, order.id)
+    order.move_to(OrderStatus.cancelled)
+    await _emit(session, order, "OrderCancelled", None)
+    await session.commit()

@@ -9,6 +9,7 @@ from app.platform.handlers import event_of, handle_once
 
 ON_PAYMENT_CAPTURED = "ordering.on_payment_captured"
 ON_PAYMENT_FAILED = "ordering.on_payment_failed"
+ON_DELIVERY_DELIVERED = "ordering.on_delivery_delivered"
 
 
 async def on_payment_captured(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
@@ -20,4 +21,13 @@ async def on_payment_captured(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
 async def on_payment_failed(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
     return await handle_once(
         ctx["session_factory"], ON_PAYMENT_FAILED, event_of(raw), service.on_payment_failed
+    )
+
+
+async def on_delivery_delivered(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+    return await handle_once(
+        ctx["session_factory"],
+        ON_DELIVERY_DELIVERED,
+        event_of(raw),
+        service.on_delivery_delivered,
     )

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import Boolean, DateTime, Integer, String, false
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,7 +25,10 @@ class PaymentStatus(StrEnum):
 PAYMENT_MACHINE = StateMachine[PaymentStatus](
     "payment",
     {
-        PaymentStatus.pending: frozenset({PaymentStatus.captured, PaymentStatus.failed}),
+        # pending → voided: the order was cancelled before the card was charged.
+        PaymentStatus.pending: frozenset(
+            {PaymentStatus.captured, PaymentStatus.failed, PaymentStatus.voided}
+        ),
         PaymentStatus.captured: frozenset({PaymentStatus.voided, PaymentStatus.refunded}),
     },
 )
@@ -45,6 +48,8 @@ class Payment(Base):
     # charge. A real provider tokenizes the card in the browser and we would keep a token.
     card_number: Mapped[str | None] = mapped_column(String(19))
     provider_ref: Mapped[str | None] = mapped_column(String(100))
+    # Set in the order-cancel transaction; the capture job then never charges the card.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     failure_reason: Mapped[str | None] = mapped_column(String(300))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -51,6 +51,54 @@ async def payment_for_order(session: AsyncSession, order_id: uuid.UUID) -> Payme
     return await session.scalar(select(Payment).where(Payment.order_id == order_id))
 
 
+async def request_cancel(session: AsyncSession, order_id: uuid.UUID) -> None:
+    """Part of the order-cancel transaction: no charge may start from now on."""
+    payment = await session.scalar(
+        select(Payment).where(Payment.order_id == order_id).with_for_update()
+    )
+    if payment is not None:
+        payment.cancel_requested = True
+
+
+async def void_uncharged(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> bool:
+    """Cancelled before the charge: void without calling the provider (no money moved)."""
+    payment = await session.get(Payment, payment_id, with_for_update=True)
+    if payment is None or payment.status != PaymentStatus.pending:
+        return False
+    payment.move_to(PaymentStatus.voided)
+    await _emit(session, payment, "PaymentVoided", cause)
+    return True
+
+
+async def record_void(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> None:
+    """The provider voided the captured charge."""
+    payment = await session.get(Payment, payment_id, with_for_update=True)
+    if payment is None or payment.status != PaymentStatus.captured:
+        return
+    payment.move_to(PaymentStatus.voided)
+    await _emit(session, payment, "PaymentVoided", cause)
+
+
+async def _emit(session: AsyncSession, payment: Payment, event_type: str, cause: Event) -> None:
+    await record_event(
+        session,
+        type=event_type,
+        aggregate_type="payment",
+        aggregate_id=payment.id,
+        correlation_id=payment.order_id,
+        causation=cause,
+        payload={
+            "paymentId": str(payment.id),
+            "orderId": str(payment.order_id),
+            "status": payment.status,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "failureReason": payment.failure_reason,
+            "version": payment.version,
+        },
+    )
+
+
 async def record_charge_outcome(
     session: AsyncSession, payment_id: uuid.UUID, outcome: ChargeOutcome, cause: Event
 ) -> None:
@@ -69,20 +117,4 @@ async def record_charge_outcome(
         payment.failure_reason = outcome.failure_reason or "The payment was declined."
         payment.move_to(PaymentStatus.failed)
         event_type = "PaymentFailed"
-    await record_event(
-        session,
-        type=event_type,
-        aggregate_type="payment",
-        aggregate_id=payment.id,
-        correlation_id=payment.order_id,
-        causation=cause,
-        payload={
-            "paymentId": str(payment.id),
-            "orderId": str(payment.order_id),
-            "status": payment.status,
-            "amount": payment.amount,
-            "currency": payment.currency,
-            "failureReason": payment.failure_reason,
-            "version": payment.version,
-        },
-    )
+    await _emit(session, payment, event_type, cause)

@@ -1,47 +1,98 @@
-"""Payment event handlers (queue ``payment``)."""
+"""Payment event handlers (queue ``payment``): charge a placed order, void a cancelled one.
+
+Provider calls happen outside any transaction (never hold a row lock across the network)
+and go through the ``payment`` circuit breaker. Idempotency keys ``{payment_id}:capture``
+and ``{payment_id}:void`` make a repeated call return the first result at the provider,
+and the inbox / status checks make recording it happen once.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from arq import Retry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.payment import service
 from app.payment.models import PaymentStatus
 from app.payment.provider import PaymentProvider, ProviderUnavailable
+from app.platform.breaker import BreakerOpen, CircuitBreaker
+from app.platform.events import Event
 from app.platform.handlers import event_of, handle_once, retry_delay
 
+T = TypeVar("T")
+
 CAPTURE = "payment.capture"
+VOID = "payment.void"
+
+
+async def _provider(ctx: dict[str, Any], call: Callable[[PaymentProvider], Awaitable[T]]) -> T:
+    """Call the provider through the breaker; unavailable → retry this job later."""
+    breaker: CircuitBreaker = ctx["payment_breaker"]
+    try:
+        return await breaker.call(lambda: call(ctx["payment_provider"]))
+    except BreakerOpen as exc:
+        raise Retry(defer=max(float(exc.retry_after), retry_delay(ctx["job_try"]))) from exc
+    except ProviderUnavailable as exc:
+        raise Retry(defer=retry_delay(ctx["job_try"])) from exc
 
 
 async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
-    """Charge the card of a placed order, exactly once at the provider.
-
-    The provider call happens outside any transaction (never hold a row lock across the
-    network); the idempotency key ``{payment_id}:capture`` makes a repeated call return
-    the first result, and the inbox makes recording it happen once.
-    """
+    """Charge the card of a placed order, exactly once at the provider."""
     event = event_of(raw)
     order_id = uuid.UUID(event.payload["orderId"])
     async with ctx["session_factory"]() as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None or payment.status != PaymentStatus.pending or not payment.card_number:
         return "skipped"
-    provider: PaymentProvider = ctx["payment_provider"]
-    try:
-        outcome = await provider.charge(
-            reference=str(payment.id),
+    payment_id, card_number = payment.id, payment.card_number
+    if payment.cancel_requested:
+        async with ctx["session_factory"]() as session, session.begin():
+            await service.void_uncharged(session, payment_id, event)
+        return "voided"
+    outcome = await _provider(
+        ctx,
+        lambda provider: provider.charge(
+            reference=str(payment_id),
             amount=payment.amount,
             currency=payment.currency,
-            card_number=payment.card_number,
-            idempotency_key=f"{payment.id}:capture",
-        )
-    except ProviderUnavailable as exc:
-        raise Retry(defer=retry_delay(ctx["job_try"])) from exc
+            card_number=card_number,
+            idempotency_key=f"{payment_id}:capture",
+        ),
+    )
 
-    async def record(session: Any, cause: Any) -> None:
-        await service.record_charge_outcome(session, payment.id, outcome, cause)
+    async def record(session: AsyncSession, cause: Event) -> None:
+        await service.record_charge_outcome(session, payment_id, outcome, cause)
 
     await handle_once(ctx["session_factory"], CAPTURE, event, record)
     return "captured" if outcome.captured else "failed"
+
+
+async def void(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+    """``OrderCancelled`` → give the money back: void a captured charge exactly once.
+
+    A payment still pending is being charged right now; retry until the capture job has
+    decided (it voids uncharged payments itself, or leaves a captured one for us).
+    """
+    event = event_of(raw)
+    order_id = uuid.UUID(event.payload["orderId"])
+    async with ctx["session_factory"]() as session:
+        payment = await service.payment_for_order(session, order_id)
+    if payment is None or payment.status in (PaymentStatus.failed, PaymentStatus.voided):
+        return "nothing to void"
+    if payment.status == PaymentStatus.pending:
+        raise Retry(defer=retry_delay(ctx["job_try"]))
+    if payment.status != PaymentStatus.captured or not payment.provider_ref:
+        return "skipped"
+    payment_id, provider_ref = payment.id, payment.provider_ref
+    await _provider(
+        ctx,
+        lambda provider: provider.void(
+            provider_ref=provider_ref, idempotency_key=f"{payment_id}:void"
+        ),
+    )
+    async with ctx["session_factory"]() as session, session.begin():
+        await service.record_void(session, payment_id, event)
+    return "voided"

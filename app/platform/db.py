@@ -30,7 +30,16 @@ NAMING_CONVENTION = {
 }
 
 #: One schema per bounded context (plus ``platform`` for the outbox and inbox).
-SCHEMAS = ("platform", "accounts", "menu", "ordering", "payment", "status")
+SCHEMAS = (
+    "platform",
+    "accounts",
+    "menu",
+    "ordering",
+    "payment",
+    "delivery",
+    "coupon",
+    "status",
+)
 
 
 class Base(DeclarativeBase):

@@ -21,6 +21,7 @@ from app.platform.db import Base, utcnow
 from app.platform.events import Event
 
 NOTIFY_CHANNEL = "outbox"
+RECORDED = "recorded_events"
 
 
 class OutboxRow(Base):
@@ -85,9 +86,18 @@ async def record_event(
         payload=payload,
     )
     session.add(row)
+    event = row.to_event()
+    session.info.setdefault(RECORDED, []).append(event)
     # NOTIFY is transactional: the relay is woken only if this transaction commits.
     await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
-    return row.to_event()
+    return event
+
+
+def take_recorded(session: AsyncSession) -> list[Event]:
+    """The events this session recorded since the last call (call after commit), so the
+    web can project them at once for read-your-writes; the status worker would too."""
+    events: list[Event] = session.info.pop(RECORDED, [])
+    return events
 
 
 async def claim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> bool:

@@ -60,7 +60,30 @@ class PartnerSettings:
     payment_url: str = field(
         default_factory=lambda: _env("PAYMENT_PROVIDER_URL", "http://127.0.0.1:8100")
     )
+    courier_url: str = field(
+        default_factory=lambda: _env("COURIER_PARTNER_URL", "http://127.0.0.1:8100")
+    )
+    courier_webhook_secret: str = field(
+        default_factory=lambda: _env("COURIER_WEBHOOK_SECRET", "dev-only-courier-webhook-secret")
+    )
     timeout_seconds: float = field(default_factory=lambda: _env_float("PARTNER_TIMEOUT", 3.0))
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """Circuit breaker policy shared by every partner breaker (see ``app.platform.breaker``)."""
+
+    window_size: int = field(default_factory=lambda: _env_int("BREAKER_WINDOW_SIZE", 20))
+    minimum_calls: int = field(default_factory=lambda: _env_int("BREAKER_MINIMUM_CALLS", 10))
+    failure_rate: float = field(default_factory=lambda: _env_float("BREAKER_FAILURE_RATE", 50.0))
+    slow_call_rate: float = field(
+        default_factory=lambda: _env_float("BREAKER_SLOW_CALL_RATE", 80.0)
+    )
+    slow_call_seconds: float = field(
+        default_factory=lambda: _env_float("BREAKER_SLOW_CALL_SECONDS", 2.0)
+    )
+    open_seconds: float = field(default_factory=lambda: _env_float("BREAKER_OPEN_SECONDS", 15.0))
+    half_open_calls: int = field(default_factory=lambda: _env_int("BREAKER_HALF_OPEN_CALLS", 3))
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,11 @@ class ShopSettings:
     currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "EUR"))
     name: str = field(default_factory=lambda: _env("PIZZERIA_NAME", "Pizzeria"))
     timezone: str = field(default_factory=lambda: _env("PIZZERIA_TIMEZONE", "UTC"))
+    #: what a coupon takes off the next order, in minor units
+    coupon_discount: int = field(default_factory=lambda: _env_int("COUPON_DISCOUNT", 300))
+    #: minutes since payment after which the board shows a delivery amber / red
+    late_amber_minutes: int = field(default_factory=lambda: _env_int("LATE_AMBER_MINUTES", 20))
+    late_red_minutes: int = field(default_factory=lambda: _env_int("LATE_RED_MINUTES", 40))
 
 
 @dataclass(frozen=True)
@@ -83,9 +111,12 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     partners: PartnerSettings = field(default_factory=PartnerSettings)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     shop: ShopSettings = field(default_factory=ShopSettings)
     debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))
+    #: where partners reach us (webhooks)
+    public_url: str = field(default_factory=lambda: _env("PUBLIC_URL", "http://127.0.0.1:8000"))
 
 
 @lru_cache(maxsize=1)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from datetime import datetime
-from zoneinfo import ZoneInfo
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from litestar import MediaType, Request, Response
 from litestar.contrib.jinja import JinjaTemplateEngine
@@ -22,7 +22,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform.errors import DomainError, NotAuthenticated, Unavailable
+from app.platform.errors import DomainError, Forbidden, NotAuthenticated, Unavailable
 from app.platform.security import Principal, read_token
 from app.platform.settings import Settings
 
@@ -62,6 +62,21 @@ async def provide_customer(request: Request[Any, Any, Any]) -> Principal:
     principal = session_principal(request)
     if principal is None:
         raise NotAuthenticated("please sign in")
+    return principal
+
+
+async def provide_staff(request: Request[Any, Any, Any]) -> Principal:
+    """A signed-in staff member (or admin); customers get 403, visitors sign in first."""
+    principal = await provide_customer(request)
+    if not principal.is_staff:
+        raise Forbidden("this page is for staff")
+    return principal
+
+
+async def provide_api_staff(request: Request[Any, Any, Any], state: State) -> Principal:
+    principal = await provide_api_principal(request, state)
+    if not principal.is_staff:
+        raise Forbidden("staff role required")
     return principal
 
 

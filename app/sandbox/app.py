@@ -1,16 +1,16 @@
-"""Sandbox partners: a fake payment provider (and knobs for a future courier partner).
+"""Sandbox partners: a fake payment provider and a fake delivery partner (courier).
 
 This is a separate, tiny ASGI app that runs in its own process and port, so the shop's
-adapters, timeouts and circuit breakers are exercised over real network calls. It behaves
-like a payment provider in test mode: magic card numbers, idempotency keys with exact
-replay, and knobs to inject latency, random 5xx and outages. Everything lives in memory
-in one ``SandboxState`` per app, so each test can build a fresh app.
+adapters, timeouts and circuit breakers are exercised over real network calls. The payment
+provider behaves like one in test mode: magic card numbers, idempotency keys with exact
+replay. The courier (``app.sandbox.courier``) requests riders, sends signed webhooks and
+plays its riders on autopilot. Knobs per partner inject latency, random 5xx and outages
+(``app.sandbox.common``). Everything lives in memory in objects created per app, so each
+test can build a fresh app.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 import secrets
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -22,8 +22,29 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery
 
-Partner = Literal["payment", "courier"]
-PARTNERS: tuple[Partner, ...] = ("payment", "courier")
+from app.sandbox.common import (
+    MISSING_KEY,
+    PARTNERS,
+    IdempotencyStore,
+    KnobPanel,
+    Knobs,
+    KnobsUpdate,
+    Outcome,
+    Partner,
+    detail,
+    idempotency_key,
+    knob_gate,
+    knob_panel_of,
+    respond,
+)
+from app.sandbox.courier import (
+    COURIER_INSPECTION_HANDLERS,
+    CourierConfig,
+    CourierSandbox,
+    courier_of,
+    courier_router,
+)
+
 Operation = Literal["capture", "void", "refund"]
 
 CARD_DECLINED = "Your card was declined."
@@ -35,8 +56,6 @@ _MAGIC_DECLINES: dict[str, str] = {
     "4000000000000002": CARD_DECLINED,
     "4000000000009995": INSUFFICIENT_FUNDS,
 }
-
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 # --------------------------------------------------------------------------- wire formats
@@ -73,22 +92,6 @@ class ChargeView(msgspec.Struct, rename="camel"):
     operations: list[str]
 
 
-class Knobs(msgspec.Struct, rename="camel"):
-    """How badly a partner misbehaves right now."""
-
-    latency_ms: int = 0
-    error_rate: float = 0.0
-    down: bool = False
-
-
-class KnobsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    """A partial update of ``Knobs``: fields left out keep their value."""
-
-    latency_ms: Annotated[int, msgspec.Meta(ge=0, le=600_000)] | msgspec.UnsetType = msgspec.UNSET
-    error_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | msgspec.UnsetType = msgspec.UNSET
-    down: bool | msgspec.UnsetType = msgspec.UNSET
-
-
 # --------------------------------------------------------------------------- card rules
 
 
@@ -114,14 +117,6 @@ def decline_reason_for(card_number: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- state
-
-
-class StoredResponse(msgspec.Struct, frozen=True):
-    """A response remembered under an idempotency key, replayed byte for byte."""
-
-    fingerprint: bytes
-    status_code: int
-    body: bytes
 
 
 class ChargeRecord(msgspec.Struct):
@@ -156,70 +151,23 @@ class ChargeRecord(msgspec.Struct):
         )
 
 
-class Outcome(msgspec.Struct, frozen=True):
-    """What an operation answered: a status code and an encoded JSON body."""
-
-    status_code: int
-    body: bytes
-
-
-def _detail(status_code: int, detail: str) -> Outcome:
-    return Outcome(status_code, msgspec.json.encode({"detail": detail}))
-
-
 class SandboxState:
-    """All in-memory state of one sandbox app; ``reset`` forgets everything."""
+    """All in-memory state of the sandbox payment provider; ``reset`` forgets everything."""
 
     def __init__(self) -> None:
-        self._random = random.Random()
-        self.knobs: dict[Partner, Knobs] = {}
         self.charges: dict[str, ChargeRecord] = {}
-        self.idempotency: dict[str, StoredResponse] = {}
+        self.keys = IdempotencyStore()
         self.operation_counts: dict[Operation, int] = {}
         self.reset()
 
     def reset(self) -> None:
-        """Back to defaults: no charges, no keys, well-behaved partners."""
-        self.knobs = {partner: Knobs() for partner in PARTNERS}
+        """Back to defaults: no charges, no keys."""
         self.charges.clear()
-        self.idempotency.clear()
+        self.keys.clear()
         self.operation_counts = {"capture": 0, "void": 0, "refund": 0}
 
-    def update_knobs(self, partner: Partner, update: KnobsUpdate) -> Knobs:
-        changes = {
-            name: value
-            for name in KnobsUpdate.__struct_fields__
-            if (value := getattr(update, name)) is not msgspec.UNSET
-        }
-        self.knobs[partner] = msgspec.structs.replace(self.knobs[partner], **changes)
-        return self.knobs[partner]
-
-    async def disturb(self, partner: Partner) -> Outcome | None:
-        """Apply the partner's knobs: wait, then maybe fail before anything is recorded."""
-        knobs = self.knobs[partner]
-        if knobs.latency_ms > 0:
-            await asyncio.sleep(knobs.latency_ms / 1000)
-        if knobs.down:
-            return _detail(503, f"{partner} provider unavailable")
-        if self._random.random() < knobs.error_rate:
-            return _detail(500, "internal error")
-        return None
-
     def idempotent(self, key: str, fingerprint: bytes, operation: Callable[[], Outcome]) -> Outcome:
-        """Run ``operation`` once per key; a replay returns exactly the first answer.
-
-        Only answers the operation itself produced are remembered (2xx, declines, refused
-        transitions); a 404 is not, so the caller can still use the key for a real charge.
-        """
-        stored = self.idempotency.get(key)
-        if stored is not None:
-            if stored.fingerprint != fingerprint:
-                return _detail(409, "idempotency key reused with different parameters")
-            return Outcome(stored.status_code, stored.body)
-        outcome = operation()
-        if outcome.status_code != 404:
-            self.idempotency[key] = StoredResponse(fingerprint, outcome.status_code, outcome.body)
-        return outcome
+        return self.keys.run(key, fingerprint, operation)
 
     def create_charge(self, request: ChargeRequest) -> Outcome:
         decline_reason = decline_reason_for(request.card_number)
@@ -241,9 +189,9 @@ class SandboxState:
         """Void or refund a charge; both are only possible from ``captured``."""
         record = self.charges.get(charge_id)
         if record is None:
-            return _detail(404, f"no such charge: {charge_id}")
+            return detail(404, f"no such charge: {charge_id}")
         if record.status != "captured":
-            return _detail(
+            return detail(
                 409, f"cannot {operation} a charge that is {record.status}; it must be captured"
             )
         record.status = new_status
@@ -264,12 +212,6 @@ def _sandbox_of(state: State) -> SandboxState:
     return sandbox
 
 
-def _respond(outcome: Outcome) -> Response[bytes]:
-    return Response(
-        content=outcome.body, status_code=outcome.status_code, media_type="application/json"
-    )
-
-
 def _partner(name: str) -> Partner:
     for partner in PARTNERS:
         if partner == name:
@@ -277,33 +219,19 @@ def _partner(name: str) -> Partner:
     raise NotFoundException(f"unknown partner: {name}")
 
 
-def _idempotency_key(request: Request[Any, Any, Any]) -> str | None:
-    key = request.headers.get(IDEMPOTENCY_HEADER, "").strip()
-    return key or None
-
-
-async def _payment_gate(request: Request[Any, Any, Any]) -> Response[bytes] | None:
-    """Every ``/payments/v1`` call goes through the payment knobs first."""
-    outcome = await _sandbox_of(request.app.state).disturb("payment")
-    return _respond(outcome) if outcome else None
-
-
-_MISSING_KEY = _detail(400, f"{IDEMPOTENCY_HEADER} header is required")
-
-
 @post("/charges")
 async def create_charge(
     request: Request[Any, Any, Any], sandbox: NamedDependency[SandboxState]
 ) -> Response[bytes]:
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     if key is None:
-        return _respond(_MISSING_KEY)
+        return respond(MISSING_KEY)
     try:
         body = msgspec.json.decode(await request.body(), type=ChargeRequest)
     except msgspec.DecodeError as exc:
-        return _respond(_detail(400, f"invalid charge request: {exc}"))
+        return respond(detail(400, f"invalid charge request: {exc}"))
     fingerprint = b"charge:" + msgspec.json.encode(body)
-    return _respond(sandbox.idempotent(key, fingerprint, lambda: sandbox.create_charge(body)))
+    return respond(sandbox.idempotent(key, fingerprint, lambda: sandbox.create_charge(body)))
 
 
 async def _transition(
@@ -313,11 +241,11 @@ async def _transition(
     operation: Operation,
     new_status: str,
 ) -> Response[bytes]:
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     if key is None:
-        return _respond(_MISSING_KEY)
+        return respond(MISSING_KEY)
     fingerprint = f"{operation}:{charge_id}".encode()
-    return _respond(
+    return respond(
         sandbox.idempotent(
             key, fingerprint, lambda: sandbox.transition(charge_id, operation, new_status)
         )
@@ -348,8 +276,8 @@ async def read_charge(
 ) -> Response[bytes]:
     record = sandbox.charges.get(charge_id)
     if record is None:
-        return _respond(_detail(404, f"no such charge: {charge_id}"))
-    return _respond(Outcome(200, msgspec.json.encode(record.body())))
+        return respond(detail(404, f"no such charge: {charge_id}"))
+    return respond(Outcome(200, msgspec.json.encode(record.body())))
 
 
 @get("/sandbox/payments/charges")
@@ -371,29 +299,36 @@ async def operation_counts(sandbox: NamedDependency[SandboxState]) -> dict[str, 
 
 
 @get("/sandbox/knobs")
-async def read_knobs(sandbox: NamedDependency[SandboxState]) -> dict[str, Knobs]:
-    return {partner: knobs for partner, knobs in sandbox.knobs.items()}
+async def read_knobs(knobs: NamedDependency[KnobPanel]) -> dict[str, Knobs]:
+    return {partner: value for partner, value in knobs.knobs.items()}
 
 
 @put("/sandbox/knobs/{partner_name:str}")
 async def update_knobs(
     request: Request[Any, Any, Any],
-    sandbox: NamedDependency[SandboxState],
+    knobs: NamedDependency[KnobPanel],
     partner_name: FromPath[str],
 ) -> Response[Any]:
     partner = _partner(partner_name)
     try:
         update = msgspec.json.decode(await request.body(), type=KnobsUpdate)
     except msgspec.ValidationError as exc:
-        return _respond(_detail(422, f"invalid knobs: {exc}"))
+        return respond(detail(422, f"invalid knobs: {exc}"))
     except msgspec.DecodeError as exc:
-        return _respond(_detail(400, f"invalid JSON: {exc}"))
-    return Response(content=sandbox.update_knobs(partner, update), status_code=200)
+        return respond(detail(400, f"invalid JSON: {exc}"))
+    return Response(content=knobs.update(partner, update), status_code=200)
 
 
 @post("/sandbox/reset", status_code=200)
-async def reset(sandbox: NamedDependency[SandboxState]) -> dict[str, str]:
+async def reset(
+    sandbox: NamedDependency[SandboxState],
+    knobs: NamedDependency[KnobPanel],
+    courier: NamedDependency[CourierSandbox],
+) -> dict[str, str]:
+    """Back to defaults: well-behaved partners, no charges, no pickups, no riders on the road."""
+    knobs.reset()
     sandbox.reset()
+    await courier.reset()
     return {"status": "reset"}
 
 
@@ -402,24 +337,45 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def create_sandbox_app() -> Litestar:
-    """A fresh sandbox with its own in-memory state (one per process, or per test)."""
+async def _shutdown(app: Litestar) -> None:
+    await courier_of(app.state).aclose()
+
+
+def create_sandbox_app(courier: CourierConfig | None = None) -> Litestar:
+    """A fresh sandbox with its own in-memory state (one per process, or per test).
+
+    ``courier`` defaults to ``CourierConfig.from_env()``, read now.
+    """
     payments = Router(
         path="/payments/v1",
         route_handlers=[create_charge, void_charge, refund_charge, read_charge],
-        before_request=_payment_gate,
+        before_request=knob_gate("payment"),
+    )
+    state = State(
+        {
+            "knobs": KnobPanel(),
+            "sandbox": SandboxState(),
+            "courier": CourierSandbox(courier or CourierConfig.from_env()),
+        }
     )
     return Litestar(
         route_handlers=[
             payments,
+            courier_router(),
             list_charges,
             operation_counts,
+            *COURIER_INSPECTION_HANDLERS,
             read_knobs,
             update_knobs,
             reset,
             health,
         ],
-        dependencies={"sandbox": Provide(_sandbox_of, sync_to_thread=False)},
-        state=State({"sandbox": SandboxState()}),
+        dependencies={
+            "sandbox": Provide(_sandbox_of, sync_to_thread=False),
+            "knobs": Provide(knob_panel_of, sync_to_thread=False),
+            "courier": Provide(courier_of, sync_to_thread=False),
+        },
+        state=state,
+        on_shutdown=[_shutdown],
         openapi_config=None,
     )

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.platform.pubsub import Broadcaster
 from app.status import service
 from app.status.models import OrderView
-from app.status.tasks import order_channel
+from app.status.projector import order_channel
 
 KEEP_ALIVE_SECONDS = 15.0
 
@@ -45,3 +45,22 @@ async def order_updates(
             with contextlib.suppress(asyncio.QueueEmpty):
                 while True:  # coalesce a burst of notifications into one re-read
                     queue.get_nowait()
+
+
+async def channel_updates(
+    broadcaster: Broadcaster, channel: str, keep_alive: float = KEEP_ALIVE_SECONDS
+) -> AsyncIterator[bool]:
+    """True at once (the page may have missed a change while connecting) and after each
+    burst of notifications on ``channel``; False when a keep-alive is due."""
+    async with broadcaster.listen(channel) as queue:
+        yield True
+        while True:
+            try:
+                await asyncio.wait_for(queue.get(), timeout=keep_alive)
+            except TimeoutError:
+                yield False
+                continue
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while True:
+                    queue.get_nowait()
+            yield True

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer
+from sqlalchemy import DateTime, Index, Integer, String
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,4 +33,22 @@ class OrderView(Base):
     sources: Mapped[dict[str, int]] = mapped_column(JSONB)
     doc: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class BoardCard(Base):
+    """One delivery as the staff board shows it (kept from delivery events only)."""
+
+    __tablename__ = "board_cards"
+    __table_args__ = (Index("ix_board_cards_status", "status", "updated_at"), {"schema": "status"})
+
+    delivery_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(String(20))
+    courier_status: Mapped[str] = mapped_column(String(20))
+    rider: Mapped[str | None] = mapped_column(String(100))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    address: Mapped[str] = mapped_column(String(300))
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -6,13 +6,16 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Controller, Request, get
+from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.ordering import service as ordering
+from app.platform.errors import Conflict
+from app.platform.outbox import take_recorded
 from app.platform.security import Principal
-from app.platform.web import page
+from app.platform.web import page, redirect
 from app.status import service
 from app.status.live import order_updates
 from app.status.schemas import OrderDocument
@@ -47,6 +50,30 @@ class OrderPages(Controller):
             request, "status/order.html", order=OrderDocument.of(view.doc), version=view.version
         )
 
+    @post("/{order_id:uuid}/cancel")
+    async def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: uuid.UUID,
+        db: AsyncSession,
+        customer: Principal,
+        state: State,
+    ) -> Any:
+        try:
+            await ordering.cancel_order(db, order_id, customer.user_id)
+        except Conflict as exc:
+            view = await service.order_view(db, order_id, customer.user_id)
+            return page(
+                request,
+                "status/order.html",
+                status_code=409,
+                order=OrderDocument.of(view.doc),
+                version=view.version,
+                cancel_error=exc.detail,
+            )
+        await service.project_now(state.session_factory, state.redis, take_recorded(db))
+        return redirect(request, f"/orders/{order_id}")
+
     @get("/{order_id:uuid}/stream")
     async def order_stream(
         self,
@@ -67,7 +94,9 @@ class OrderPages(Controller):
                 if view is None:
                     yield ServerSentEventMessage(comment="keep-alive")
                     continue
-                html = template.render(order=OrderDocument.of(view.doc), version=view.version)
+                html = template.render(
+                    request=request, order=OrderDocument.of(view.doc), version=view.version
+                )
                 yield ServerSentEventMessage(data=html, event="order", id=str(view.version))
 
         return ServerSentEvent(stream())

@@ -1,9 +1,11 @@
-"""The status projector: folds events into the order view.
+"""The status projector: folds events into the read models (order views, board cards).
 
 Every event carries its aggregate's version; a change is applied only when that version
 is newer than the one the view has seen, so duplicates and stragglers do nothing and the
-projector is idempotent without an inbox. Events that arrive before the view exists raise
-``ViewNotReady`` and the job is retried.
+projector is idempotent without an inbox. An event for an order whose view does not exist
+yet raises ``ViewNotReady`` and the job is retried.
+
+``apply`` returns the Redis channels to notify once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -20,21 +22,40 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.db import utcnow
 from app.platform.events import Event
-from app.status.models import OrderView
+from app.status.models import BoardCard, OrderView
 
 Doc = dict[str, Any]
+BOARD_CHANNEL = "board"
 
 
 class ViewNotReady(Exception):
     """The event refers to an order whose view does not exist yet: retry later."""
 
 
-def _timeline_entry(at: datetime, status: str, detail: str) -> Doc:
+def order_channel(order_id: Any) -> str:
+    return f"order:{order_id}"
+
+
+def customer_channel(customer_id: Any) -> str:
+    return f"customer:{customer_id}"
+
+
+def _entry(at: datetime, status: str, detail: str) -> Doc:
     return {"at": at.isoformat(), "status": status, "detail": detail}
 
 
 def _money(amount: int, currency: str) -> str:
     return f"{amount / 100:.2f} {currency}"
+
+
+STAGE_DETAILS = {
+    "queued": "Waiting for the kitchen",
+    "preparing": "The kitchen is preparing your pizzas",
+    "baking": "In the oven",
+    "ready": "Ready, waiting for the rider",
+    "out_for_delivery": "On its way",
+    "delivered": "Delivered. Buon appetito!",
+}
 
 
 def _initial_doc(event: Event) -> Doc:
@@ -44,6 +65,7 @@ def _initial_doc(event: Event) -> Doc:
         "status": "placed",
         "items": p["items"],
         "totalAmount": p["totalAmount"],
+        "discountAmount": p.get("discountAmount", 0),
         "currency": p["currency"],
         "address": p["address"],
         "createdAt": event.occurred_at.isoformat(),
@@ -51,8 +73,11 @@ def _initial_doc(event: Event) -> Doc:
         "delivery": None,
         "coupon": None,
         "refund": None,
-        "timeline": [_timeline_entry(event.occurred_at, "placed", "Order placed")],
+        "timeline": [_entry(event.occurred_at, "placed", "Order placed")],
     }
+
+
+# -- how each event changes the order document -----------------------------------------
 
 
 def _payment_changed(doc: Doc, event: Event) -> None:
@@ -65,32 +90,97 @@ def _payment_changed(doc: Doc, event: Event) -> None:
 def _order_paid(doc: Doc, event: Event) -> None:
     doc["status"] = "paid"
     detail = f"Paid {_money(event.payload['amount'], event.payload['currency'])}"
-    doc["timeline"].append(_timeline_entry(event.occurred_at, "paid", detail))
+    doc["timeline"].append(_entry(event.occurred_at, "paid", detail))
 
 
 def _order_payment_failed(doc: Doc, event: Event) -> None:
     doc["status"] = "payment_failed"
     reason = event.payload.get("reason") or "The payment was declined."
-    doc["timeline"].append(_timeline_entry(event.occurred_at, "payment_failed", reason))
+    doc["timeline"].append(_entry(event.occurred_at, "payment_failed", reason))
 
 
-#: event type -> (source aggregate, how the document changes)
-CHANGES: dict[str, tuple[str, Callable[[Doc, Event], None]]] = {
+def _order_cancelled(doc: Doc, event: Event) -> None:
+    doc["status"] = "cancelled"
+    doc["timeline"].append(_entry(event.occurred_at, "cancelled", "Cancelled at your request"))
+
+
+def _order_fulfilled(doc: Doc, event: Event) -> None:
+    doc["status"] = "fulfilled"
+
+
+def _delivery_changed(doc: Doc, event: Event) -> None:
+    p = event.payload
+    before = (doc.get("delivery") or {}).get("status")
+    doc["delivery"] = {
+        "id": p["deliveryId"],
+        "status": p["status"],
+        "courierStatus": p["courierStatus"],
+        "rider": p.get("rider"),
+    }
+    if p["status"] != before and p["status"] in STAGE_DETAILS:
+        detail = STAGE_DETAILS[p["status"]]
+        if p["status"] == "out_for_delivery" and p.get("rider"):
+            detail = f"On its way with {p['rider']}"
+        doc["timeline"].append(_entry(event.occurred_at, p["status"], detail))
+
+
+def _coupon_changed(doc: Doc, event: Event) -> None:
+    p = event.payload
+    doc["coupon"] = {
+        "code": p["code"],
+        "status": p["status"],
+        "discount": p["discount"],
+        "currency": p.get("currency", doc["currency"]),
+    }
+
+
+#: event type -> (source aggregate, how the order document changes)
+ORDER_CHANGES: dict[str, tuple[str, Callable[[Doc, Event], None]]] = {
     "PaymentCaptured": ("payment", _payment_changed),
     "PaymentFailed": ("payment", _payment_changed),
+    "PaymentVoided": ("payment", _payment_changed),
     "OrderPaid": ("order", _order_paid),
     "OrderPaymentFailed": ("order", _order_payment_failed),
+    "OrderCancelled": ("order", _order_cancelled),
+    "OrderFulfilled": ("order", _order_fulfilled),
+    "DeliveryCreated": ("delivery", _delivery_changed),
+    "DeliveryAdvanced": ("delivery", _delivery_changed),
+    "DeliveryDelivered": ("delivery", _delivery_changed),
+    "DeliveryCancelled": ("delivery", _delivery_changed),
+    "CourierRequested": ("delivery", _delivery_changed),
+    "CourierAssigned": ("delivery", _delivery_changed),
+    "CouponIssued": ("coupon", _coupon_changed),
+    "CouponRedeemed": ("coupon", _coupon_changed),
+    "CouponReinstated": ("coupon", _coupon_changed),
 }
 
-HANDLED = ("OrderPlaced", *CHANGES)
+DELIVERY_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "delivery")
+HANDLED = ("OrderPlaced", *ORDER_CHANGES)
 
 
-async def apply(session: AsyncSession, event: Event) -> uuid.UUID | None:
-    """Apply ``event`` to its order view; return the order id when the view changed."""
-    order_id = uuid.UUID(event.payload["orderId"])
+async def apply(session: AsyncSession, event: Event) -> list[str]:
+    """Apply ``event`` to the read models; return the channels to notify after commit."""
+    channels: list[str] = []
     if event.type == "OrderPlaced":
-        return await _create(session, order_id, event)
-    source, change = CHANGES[event.type]
+        if await _create_view(session, event):
+            channels += [
+                order_channel(event.payload["orderId"]),
+                customer_channel(event.payload["customerId"]),
+            ]
+        return channels
+    if event.type in DELIVERY_EVENTS and await _upsert_card(session, event):
+        channels.append(BOARD_CHANNEL)
+    if await _change_view(session, event):
+        view_customer = event.payload.get("customerId")
+        channels.append(order_channel(event.payload["orderId"]))
+        if view_customer:
+            channels.append(customer_channel(view_customer))
+    return channels
+
+
+async def _change_view(session: AsyncSession, event: Event) -> bool:
+    source, change = ORDER_CHANGES[event.type]
+    order_id = uuid.UUID(event.payload["orderId"])
     view = await session.scalar(
         select(OrderView).where(OrderView.order_id == order_id).with_for_update()
     )
@@ -98,21 +188,21 @@ async def apply(session: AsyncSession, event: Event) -> uuid.UUID | None:
         raise ViewNotReady(str(order_id))
     version = int(event.payload["version"])
     if version <= view.sources.get(source, 0):
-        return None
+        return False
     doc = copy.deepcopy(view.doc)
     change(doc, event)
     view.doc = doc
     view.sources = {**view.sources, source: version}
     view.version += 1
     view.updated_at = utcnow()
-    return order_id
+    return True
 
 
-async def _create(session: AsyncSession, order_id: uuid.UUID, event: Event) -> uuid.UUID | None:
+async def _create_view(session: AsyncSession, event: Event) -> bool:
     created = await session.scalar(
         insert(OrderView)
         .values(
-            order_id=order_id,
+            order_id=uuid.UUID(event.payload["orderId"]),
             customer_id=uuid.UUID(event.payload["customerId"]),
             version=1,
             sources={"order": int(event.payload["version"]), "payment": 1},
@@ -123,4 +213,28 @@ async def _create(session: AsyncSession, order_id: uuid.UUID, event: Event) -> u
         .on_conflict_do_nothing()
         .returning(OrderView.order_id)
     )
-    return created
+    return created is not None
+
+
+async def _upsert_card(session: AsyncSession, event: Event) -> bool:
+    """Insert or replace the board card when this snapshot is newer than the stored one."""
+    p = event.payload
+    values = {
+        "delivery_id": uuid.UUID(p["deliveryId"]),
+        "order_id": uuid.UUID(p["orderId"]),
+        "status": p["status"],
+        "courier_status": p["courierStatus"],
+        "rider": p.get("rider"),
+        "items": p["items"],
+        "address": p["address"],
+        "paid_at": datetime.fromisoformat(p["paidAt"]) if p.get("paidAt") else None,
+        "version": int(p["version"]),
+        "updated_at": event.occurred_at,
+    }
+    stmt = insert(BoardCard).values(**values)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[BoardCard.delivery_id],
+        set_={k: stmt.excluded[k] for k in values if k != "delivery_id"},
+        where=BoardCard.version < stmt.excluded.version,
+    )
+    return (await session.scalar(upsert.returning(BoardCard.delivery_id))) is not None

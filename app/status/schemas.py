@@ -40,6 +40,7 @@ class OrderDocument(msgspec.Struct, rename="camel"):
     coupon: dict[str, Any] | None
     refund: dict[str, Any] | None
     timeline: list[TimelineEntry]
+    discount_amount: int = 0
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> OrderDocument:

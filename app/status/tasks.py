@@ -1,4 +1,5 @@
-"""Status event handlers (queue ``status``): update the views, then tell the web processes."""
+"""Status event handlers (queue ``status``): update the read models, then tell the web
+processes which pages changed (after commit, so a page never re-reads stale data)."""
 
 from __future__ import annotations
 
@@ -12,26 +13,13 @@ from app.status import projector
 PROJECT = "status.project"
 
 
-def order_channel(order_id: Any) -> str:
-    return f"order:{order_id}"
-
-
-def customer_channel(customer_id: Any) -> str:
-    return f"customer:{customer_id}"
-
-
 async def project(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
-    """Fold one event into the order view and notify live pages after commit."""
     event = event_of(raw)
     try:
         async with ctx["session_factory"]() as session, session.begin():
-            changed = await projector.apply(session, event)
+            channels = await projector.apply(session, event)
     except projector.ViewNotReady as exc:
         raise Retry(defer=retry_delay(ctx["job_try"])) from exc
-    if changed is None:
-        return False
-    redis = ctx["redis"]
-    await redis.publish(order_channel(changed), event.type)
-    if customer_id := event.payload.get("customerId"):
-        await redis.publish(customer_channel(customer_id), event.type)
-    return True
+    for channel in channels:
+        await ctx["redis"].publish(channel, event.type)
+    return bool(channels)

@@ -67,7 +67,7 @@ async def check_out(page: Page, card: str) -> None:
     await page.get_by_label("Delivery address").fill("Via Roma 1, Napoli")
     await page.get_by_label("Card number").fill(card)
     await page.get_by_role("button", name="Place order and pay").click()
-    await expect(page).to_have_url(ORDER_URL)
+    await expect(page).to_have_url(ORDER_URL, timeout=10_000)
 
 
 async def test_order_goes_from_placed_to_paid_live(page: Page, slow_payments: None) -> None:

@@ -6,9 +6,12 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
+from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.breakers import payment_breaker
 from app.ordering import service as ordering
 from app.payment import tasks
 from app.payment.models import Payment
@@ -21,10 +24,15 @@ Factory = async_sessionmaker[AsyncSession]
 DECLINED_CARD = "4000000000000002"
 
 
-async def _ctx(session_factory: Factory) -> dict[str, Any]:
+@pytest.fixture
+def ctx(session_factory: Factory, redis: Redis) -> dict[str, Any]:
+    """What the payment worker's startup puts in arq's ``ctx``."""
     return {
         "session_factory": session_factory,
         "payment_provider": HttpPaymentProvider.from_settings(get_settings()),
+        "payment_breaker": payment_breaker(redis, get_settings()),
+        "redis": redis,
+        "settings": get_settings(),
         "job_try": 1,
     }
 
@@ -37,11 +45,10 @@ async def _payment(db: AsyncSession, order_id: object) -> Payment:
 
 
 async def test_running_the_handler_twice_captures_once(
-    session_factory: Factory, db: AsyncSession, sandbox: httpx.AsyncClient
+    session_factory: Factory, db: AsyncSession, sandbox: httpx.AsyncClient, ctx: dict[str, Any]
 ) -> None:
     order_id = await place(session_factory)
     [placed] = await events_of(session_factory, order_id, "OrderPlaced")
-    ctx = await _ctx(session_factory)
     job = placed.to_event().to_job_arg()
 
     results = await asyncio.gather(tasks.capture(ctx, job), tasks.capture(ctx, job))
@@ -59,13 +66,11 @@ async def test_running_the_handler_twice_captures_once(
 
 
 async def test_a_declined_card_fails_the_payment_with_the_reason(
-    session_factory: Factory, db: AsyncSession
+    session_factory: Factory, db: AsyncSession, ctx: dict[str, Any]
 ) -> None:
     order_id = await place(session_factory, card=DECLINED_CARD)
     [placed] = await events_of(session_factory, order_id, "OrderPlaced")
-    assert (
-        await tasks.capture(await _ctx(session_factory), placed.to_event().to_job_arg()) == "failed"
-    )
+    assert await tasks.capture(ctx, placed.to_event().to_job_arg()) == "failed"
 
     payment = await _payment(db, order_id)
     assert (payment.status, payment.failure_reason) == ("failed", "Your card was declined.")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from tests.support import env
+from workers import QUEUES
 
 
 def free_port() -> int:
@@ -57,7 +58,11 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
 @contextlib.contextmanager
 def start_sandbox() -> Iterator[str]:
     port = free_port()
-    process = spawn(["sandbox", "--port", str(port)], {})
+    # The partner's riders act fast in tests; webhooks go to whichever shop asked.
+    process = spawn(
+        ["sandbox", "--port", str(port)],
+        {"SANDBOX_COURIER_AUTOPILOT": "1", "SANDBOX_COURIER_STEP_SECONDS": "0.3"},
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/health", process)
@@ -90,11 +95,19 @@ def start_shop(sandbox_url: str) -> Iterator[Shop]:
         "DATABASE_URL": database,
         "REDIS_URL": env.redis_url(env.SHOP_REDIS_DB),
         "PAYMENT_PROVIDER_URL": sandbox_url,
+        "COURIER_PARTNER_URL": sandbox_url,
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        # Small breakers so outage tests trip them quickly.
+        "BREAKER_WINDOW_SIZE": "6",
+        "BREAKER_MINIMUM_CALLS": "3",
+        "BREAKER_OPEN_SECONDS": "2",
+        "BREAKER_HALF_OPEN_CALLS": "1",
+        "PARTNER_TIMEOUT": "1",
     }
     shop = Shop(url=f"http://127.0.0.1:{port}", env=shop_env)
     web = spawn(["serve", "--port", str(port)], shop_env)
     relay = spawn(["relay"], shop_env)
-    for queue in ("payment", "ordering", "status"):
+    for queue in QUEUES:
         shop.start_worker(queue)
     try:
         wait_http(f"{shop.url}/health/ready", web)

@@ -1,60 +1,109 @@
-"""Order and payment state machines: every legal move allowed, every other one refused."""
+"""Every state machine allows exactly its designed moves and refuses every other one."""
 
 from __future__ import annotations
 
 import itertools
 import uuid
+from enum import StrEnum
+from typing import Any
 
 import pytest
 
+from app.coupon.models import COUPON_MACHINE, CouponStatus
+from app.delivery.models import (
+    COURIER_MACHINE,
+    DELIVERY_MACHINE,
+    CourierStatus,
+    Delivery,
+    DeliveryStatus,
+)
 from app.ordering.models import ORDER_MACHINE, Order, OrderStatus
 from app.payment.models import PAYMENT_MACHINE, Payment, PaymentStatus
 from app.platform.errors import IllegalTransition
 from app.platform.statemachine import StateMachine
 
-ORDER_MOVES = {
-    (OrderStatus.placed, OrderStatus.paid),
-    (OrderStatus.placed, OrderStatus.payment_failed),
-    (OrderStatus.placed, OrderStatus.cancelled),
-    (OrderStatus.paid, OrderStatus.cancelled),
-    (OrderStatus.paid, OrderStatus.fulfilled),
-    (OrderStatus.fulfilled, OrderStatus.refunded),
+O, P, D, C, K = OrderStatus, PaymentStatus, DeliveryStatus, CourierStatus, CouponStatus
+
+DESIGNED: dict[str, tuple[StateMachine[Any], type[StrEnum], set[tuple[Any, Any]]]] = {
+    "order": (
+        ORDER_MACHINE,
+        OrderStatus,
+        {
+            (O.placed, O.paid),
+            (O.placed, O.payment_failed),
+            (O.placed, O.cancelled),
+            (O.paid, O.cancelled),
+            (O.paid, O.fulfilled),
+            (O.fulfilled, O.refunded),
+        },
+    ),
+    "payment": (
+        PAYMENT_MACHINE,
+        PaymentStatus,
+        {
+            (P.pending, P.captured),
+            (P.pending, P.failed),
+            (P.pending, P.voided),
+            (P.captured, P.voided),
+            (P.captured, P.refunded),
+        },
+    ),
+    "delivery": (
+        DELIVERY_MACHINE,
+        DeliveryStatus,
+        {
+            (D.queued, D.preparing),
+            (D.queued, D.cancelled),
+            (D.preparing, D.baking),
+            (D.baking, D.ready),
+            (D.ready, D.out_for_delivery),
+            (D.out_for_delivery, D.delivered),
+            (D.delivered, D.return_requested),
+            (D.return_requested, D.returned),
+            (D.return_requested, D.delivered),
+        },
+    ),
+    "courier": (
+        COURIER_MACHINE,
+        CourierStatus,
+        {
+            (C.unassigned, C.requested),
+            (C.unassigned, C.withdrawn),
+            (C.requested, C.assigned),
+            (C.requested, C.withdrawn),
+            (C.assigned, C.withdrawn),
+        },
+    ),
+    "coupon": (
+        COUPON_MACHINE,
+        CouponStatus,
+        {
+            (K.issued, K.redeemed),
+            (K.issued, K.revoked),
+            (K.issued, K.expired),
+            (K.redeemed, K.issued),
+            (K.revoked, K.issued),
+        },
+    ),
 }
-PAYMENT_MOVES = {
-    (PaymentStatus.pending, PaymentStatus.captured),
-    (PaymentStatus.pending, PaymentStatus.failed),
-    (PaymentStatus.captured, PaymentStatus.voided),
-    (PaymentStatus.captured, PaymentStatus.refunded),
-}
+
+CASES = [
+    pytest.param(name, current, target, id=f"{name}:{current.value}->{target.value}")
+    for name, (_, states, _) in DESIGNED.items()
+    for current, target in itertools.product(states, repeat=2)
+]
 
 
-def _all_pairs(states: type[OrderStatus] | type[PaymentStatus]) -> list[tuple[str, str]]:
-    return list(itertools.product(states, repeat=2))  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(("current", "target"), _all_pairs(OrderStatus))
-def test_order_machine_allows_exactly_the_designed_moves(
-    current: OrderStatus, target: OrderStatus
-) -> None:
-    machine: StateMachine[OrderStatus] = ORDER_MACHINE
-    if (current, target) in ORDER_MOVES:
+@pytest.mark.parametrize(("name", "current", "target"), CASES)
+def test_machine_allows_exactly_the_designed_moves(name: str, current: Any, target: Any) -> None:
+    machine, _, allowed = DESIGNED[name]
+    if (current, target) in allowed:
         assert machine.check(current, target) is target
     else:
         with pytest.raises(IllegalTransition) as raised:
             machine.check(current, target)
         assert raised.value.status_code == 409
         assert current.value in raised.value.detail
-
-
-@pytest.mark.parametrize(("current", "target"), _all_pairs(PaymentStatus))
-def test_payment_machine_allows_exactly_the_designed_moves(
-    current: PaymentStatus, target: PaymentStatus
-) -> None:
-    if (current, target) in PAYMENT_MOVES:
-        assert PAYMENT_MACHINE.check(current, target) is target
-    else:
-        with pytest.raises(IllegalTransition):
-            PAYMENT_MACHINE.check(current, target)
 
 
 def test_order_move_bumps_version_and_refuses_illegal_moves() -> None:
@@ -77,3 +126,13 @@ def test_payment_forgets_the_card_number_once_it_leaves_pending() -> None:
     assert payment.card_number is None
     with pytest.raises(IllegalTransition):
         payment.move_to(PaymentStatus.captured)
+
+
+def test_delivery_next_stage_follows_the_kitchen_and_stops_at_delivered() -> None:
+    delivery = Delivery(id=uuid.uuid4(), status=DeliveryStatus.queued.value, version=1)
+    seen = []
+    while (following := delivery.next_stage) is not None:
+        delivery.move_to(following)
+        seen.append(delivery.status)
+    assert seen == ["preparing", "baking", "ready", "out_for_delivery", "delivered"]
+    assert delivery.version == 6

@@ -1,0 +1,19 @@
+"""Coupon JSON API: the caller's coupons."""
+
+from __future__ import annotations
+
+from litestar import Controller, get
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.coupon import service
+from app.coupon.schemas import CouponView
+from app.platform.security import Principal
+
+
+class CouponApi(Controller):
+    path = "/api/coupons"
+    tags = ["coupons"]
+
+    @get("/")
+    async def my_coupons(self, db: AsyncSession, caller: Principal) -> list[CouponView]:
+        return [CouponView.of(c) for c in await service.coupons_of(db, caller.user_id)]

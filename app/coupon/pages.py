@@ -1,0 +1,24 @@
+"""My coupons page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.coupon import service
+from app.platform.security import Principal
+from app.platform.web import page
+
+
+class CouponPages(Controller):
+    path = "/coupons"
+
+    @get("/")
+    async def my_coupons(
+        self, request: Request[Any, Any, Any], db: AsyncSession, customer: Principal
+    ) -> Any:
+        return page(
+            request, "coupon/coupons.html", coupons=await service.coupons_of(db, customer.user_id)
+        )

@@ -1,0 +1,49 @@
+"""Delivery JSON API for staff: list deliveries, move one to its next stage."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.delivery import service
+from app.delivery.models import DeliveryStatus
+from app.delivery.schemas import DeliveryView
+from app.platform.errors import InvalidInput, NotFound
+from app.platform.outbox import take_recorded
+from app.platform.security import Principal
+from app.status.service import project_now
+
+
+class DeliveryApi(Controller):
+    path = "/api/deliveries"
+    tags = ["deliveries (staff)"]
+
+    @get("/")
+    async def list_deliveries(
+        self, db: AsyncSession, staff_caller: Principal, status: str | None = None
+    ) -> list[DeliveryView]:
+        if status is not None and status not in DeliveryStatus.__members__:
+            raise InvalidInput.single("status", f"unknown status {status!r}")
+        return [DeliveryView.of(d) for d in await service.list_deliveries(db, status)]
+
+    @get("/{delivery_id:uuid}")
+    async def get_delivery(
+        self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal
+    ) -> DeliveryView:
+        delivery = await service.get(db, delivery_id)
+        if delivery is None:
+            raise NotFound("delivery not found")
+        return DeliveryView.of(delivery)
+
+    @post("/{delivery_id:uuid}/advance", status_code=200)
+    async def advance(
+        self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal, state: State
+    ) -> DeliveryView:
+        """Move to the next stage; 409 when there is none."""
+        delivery = await service.advance(db, delivery_id)
+        await db.commit()
+        await project_now(state.session_factory, state.redis, take_recorded(db))
+        return DeliveryView.of(delivery)

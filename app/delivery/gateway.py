@@ -1,0 +1,182 @@
+"""The delivery partner port and its HTTP adapter.
+
+The delivery context only talks to ``CourierGateway``; ``HttpCourierGateway`` speaks the
+sandbox courier's HTTP API (a typical delivery agency: request a pickup, say the food is
+ready, cancel; the partner reports progress by signed webhooks). Errors are sorted so that
+callers and circuit breakers can act on them: ``CourierUnavailable`` is transient and
+counts as a breaker failure, ``CourierRejected`` means the partner refused the request
+itself (e.g. a cancel after the rider picked the food up).
+
+Webhooks arrive as JSON (see ``CourierEvent``) with an ``X-Courier-Signature`` header
+that ``app.platform.signing.verify`` checks against
+``settings.partners.courier_webhook_secret``. The partner re-sends an event with the same
+``eventId`` when our endpoint fails, so the receiver must dedupe on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+import httpx
+import msgspec
+
+from app.platform.settings import Settings
+
+PICKUPS_PATH = "/courier/v1/pickups"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+SIGNATURE_HEADER = "X-Courier-Signature"
+
+# Client errors that say "try again later" rather than "this request is wrong".
+_TRANSIENT_CLIENT_ERRORS = frozenset({408, 429})
+
+CourierEventType = Literal["rider_assigned", "picked_up", "delivered", "cancelled"]
+
+
+class PickupOutcome(msgspec.Struct, frozen=True):
+    """The partner's pickup as it answered our request.
+
+    ``partner_ref`` is the partner's pickup id (``pk_...``), needed for every later call;
+    ``rider`` is the rider's display name once one is assigned.
+    """
+
+    partner_ref: str
+    status: str
+    rider: str | None
+
+
+class CourierUnavailable(Exception):
+    """Timeout, connection error, 5xx, 408/429: counts as a failure for a circuit breaker.
+
+    The outcome of the call is unknown; retrying with the same idempotency key is safe.
+    """
+
+
+class CourierRejected(Exception):
+    """The partner refused the request itself (e.g. 409 on a cancel after pickup).
+
+    Not transient: retrying the same request gives the same answer.
+    """
+
+    def __init__(self, detail: str, status_code: int) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.detail = detail
+        self.status_code = status_code
+
+
+class CourierGateway(Protocol):
+    """The port the delivery service depends on; a real agency is a new adapter."""
+
+    async def request_pickup(
+        self, *, reference: str, address: str, callback_url: str, idempotency_key: str
+    ) -> PickupOutcome: ...
+
+    async def mark_ready(self, *, partner_ref: str, idempotency_key: str) -> None: ...
+
+    async def cancel_pickup(self, *, partner_ref: str, idempotency_key: str) -> None: ...
+
+
+class CourierRider(msgspec.Struct, frozen=True):
+    name: str
+
+
+class CourierEvent(msgspec.Struct, rename="camel", frozen=True):
+    """A webhook body as the partner sends it (decode only after verifying the signature)."""
+
+    event_id: str
+    type: CourierEventType
+    pickup_id: str
+    reference: str
+    rider: CourierRider | None
+    occurred_at: str
+
+
+class _PickupResponse(msgspec.Struct, rename="camel"):
+    """The part of the partner's pickup body this adapter relies on."""
+
+    id: str
+    status: str
+    rider: CourierRider | None = None
+
+
+class HttpCourierGateway:
+    """``CourierGateway`` over HTTP; the client carries base URL and timeout."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpCourierGateway:
+        client = httpx.AsyncClient(
+            base_url=settings.partners.courier_url,
+            timeout=httpx.Timeout(settings.partners.timeout_seconds),
+        )
+        return cls(client)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> HttpCourierGateway:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def request_pickup(
+        self, *, reference: str, address: str, callback_url: str, idempotency_key: str
+    ) -> PickupOutcome:
+        payload = {"reference": reference, "address": address, "callbackUrl": callback_url}
+        response = await self._post(PICKUPS_PATH, idempotency_key, payload)
+        if response.status_code not in (200, 201):
+            raise _unexpected(response)
+        body = _decode_pickup(response)
+        rider = body.rider.name if body.rider else None
+        return PickupOutcome(partner_ref=body.id, status=body.status, rider=rider)
+
+    async def mark_ready(self, *, partner_ref: str, idempotency_key: str) -> None:
+        await self._action(partner_ref, "ready", idempotency_key)
+
+    async def cancel_pickup(self, *, partner_ref: str, idempotency_key: str) -> None:
+        await self._action(partner_ref, "cancel", idempotency_key)
+
+    async def _action(self, partner_ref: str, action: str, idempotency_key: str) -> None:
+        path = f"{PICKUPS_PATH}/{partner_ref}/{action}"
+        response = await self._post(path, idempotency_key, None)
+        if response.status_code != 200:
+            raise _unexpected(response)
+
+    async def _post(self, path: str, idempotency_key: str, payload: Any) -> httpx.Response:
+        """Send one request; every transport-level failure becomes ``CourierUnavailable``."""
+        try:
+            return await self._client.post(
+                path, json=payload, headers={IDEMPOTENCY_HEADER: idempotency_key}
+            )
+        except httpx.TimeoutException as exc:
+            raise CourierUnavailable(f"courier partner timed out: {exc!r}") from exc
+        except httpx.TransportError as exc:
+            raise CourierUnavailable(f"courier partner unreachable: {exc!r}") from exc
+
+
+def _decode_pickup(response: httpx.Response) -> _PickupResponse:
+    """A success status with a body we cannot read is the partner misbehaving."""
+    try:
+        return msgspec.json.decode(response.content, type=_PickupResponse)
+    except msgspec.DecodeError as exc:
+        raise CourierUnavailable(f"unreadable courier partner response: {exc}") from exc
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return str(body["detail"])
+    return response.text[:200]
+
+
+def _unexpected(response: httpx.Response) -> Exception:
+    """Sort a status the caller did not expect into transient vs. refused."""
+    status = response.status_code
+    if 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS:
+        return CourierRejected(_detail(response), status)
+    return CourierUnavailable(f"courier partner answered {status}: {_detail(response)}")

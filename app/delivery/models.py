@@ -1,0 +1,108 @@
+"""Delivery: the kitchen ticket and the ride to the customer, with its state machine."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import DateTime, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.platform.db import Base, utcnow
+from app.platform.statemachine import StateMachine
+
+
+class DeliveryStatus(StrEnum):
+    queued = "queued"
+    preparing = "preparing"
+    baking = "baking"
+    ready = "ready"
+    out_for_delivery = "out_for_delivery"
+    delivered = "delivered"
+    cancelled = "cancelled"
+    return_requested = "return_requested"
+    returned = "returned"
+
+
+class CourierStatus(StrEnum):
+    unassigned = "unassigned"
+    requested = "requested"
+    assigned = "assigned"
+    withdrawn = "withdrawn"
+
+
+DELIVERY_MACHINE = StateMachine[DeliveryStatus](
+    "delivery",
+    {
+        DeliveryStatus.queued: frozenset({DeliveryStatus.preparing, DeliveryStatus.cancelled}),
+        DeliveryStatus.preparing: frozenset({DeliveryStatus.baking}),
+        DeliveryStatus.baking: frozenset({DeliveryStatus.ready}),
+        DeliveryStatus.ready: frozenset({DeliveryStatus.out_for_delivery}),
+        DeliveryStatus.out_for_delivery: frozenset({DeliveryStatus.delivered}),
+        # Out of ``delivered`` only through a refund (NFR1.2), and back when it is cancelled.
+        DeliveryStatus.delivered: frozenset({DeliveryStatus.return_requested}),
+        DeliveryStatus.return_requested: frozenset(
+            {DeliveryStatus.returned, DeliveryStatus.delivered}
+        ),
+    },
+)
+
+#: The stages a staff member moves with one click, in order.
+FORWARD: dict[DeliveryStatus, DeliveryStatus] = {
+    DeliveryStatus.queued: DeliveryStatus.preparing,
+    DeliveryStatus.preparing: DeliveryStatus.baking,
+    DeliveryStatus.baking: DeliveryStatus.ready,
+    DeliveryStatus.ready: DeliveryStatus.out_for_delivery,
+    DeliveryStatus.out_for_delivery: DeliveryStatus.delivered,
+}
+
+COURIER_MACHINE = StateMachine[CourierStatus](
+    "courier",
+    {
+        CourierStatus.unassigned: frozenset({CourierStatus.requested, CourierStatus.withdrawn}),
+        CourierStatus.requested: frozenset({CourierStatus.assigned, CourierStatus.withdrawn}),
+        CourierStatus.assigned: frozenset({CourierStatus.withdrawn}),
+    },
+)
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index("ix_deliveries_status", "status"),
+        Index("ix_deliveries_partner_ref", "partner_ref"),
+        {"schema": "delivery"},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(String(20))
+    courier_status: Mapped[str] = mapped_column(String(20), default=CourierStatus.unassigned.value)
+    partner_ref: Mapped[str | None] = mapped_column(String(100))
+    rider: Mapped[str | None] = mapped_column(String(100))
+    address: Mapped[str] = mapped_column(String(300))
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def move_to(self, target: DeliveryStatus) -> None:
+        self.status = DELIVERY_MACHINE.check(DeliveryStatus(self.status), target).value
+        self.version += 1
+        self.updated_at = utcnow()
+
+    def courier_to(self, target: CourierStatus) -> None:
+        self.courier_status = COURIER_MACHINE.check(
+            CourierStatus(self.courier_status), target
+        ).value
+        self.version += 1
+        self.updated_at = utcnow()
+
+    @property
+    def next_stage(self) -> DeliveryStatus | None:
+        return FORWARD.get(DeliveryStatus(self.status))

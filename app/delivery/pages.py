@@ -1,0 +1,137 @@
+"""The staff delivery board: a column per stage, live for every staff browser over SSE."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.breakers import PartnerBreakers
+from app.delivery import service
+from app.delivery.models import FORWARD, DeliveryStatus
+from app.platform.breaker import BreakerState
+from app.platform.db import utcnow
+from app.platform.outbox import take_recorded
+from app.platform.security import Principal
+from app.platform.settings import Settings
+from app.platform.web import is_htmx, page, redirect
+from app.status import service as status
+from app.status.live import channel_updates
+from app.status.models import BoardCard
+from app.status.projector import BOARD_CHANNEL
+
+COLUMNS: tuple[tuple[DeliveryStatus, str], ...] = (
+    (DeliveryStatus.queued, "Queued"),
+    (DeliveryStatus.preparing, "Preparing"),
+    (DeliveryStatus.baking, "In the oven"),
+    (DeliveryStatus.ready, "Ready"),
+    (DeliveryStatus.out_for_delivery, "Out for delivery"),
+    (DeliveryStatus.delivered, "Delivered"),
+)
+ACTION_LABELS = {
+    DeliveryStatus.preparing: "Start preparing",
+    DeliveryStatus.baking: "Into the oven",
+    DeliveryStatus.ready: "Ready",
+    DeliveryStatus.out_for_delivery: "Out for delivery",
+    DeliveryStatus.delivered: "Delivered",
+}
+
+
+@dataclass(frozen=True)
+class Card:
+    card: BoardCard
+    minutes: int
+    lateness: str  # "", "late-amber", "late-red"
+    action: str | None
+
+    @property
+    def rider_label(self) -> str:
+        if self.card.rider:
+            return f"Rider {self.card.rider}"
+        if self.card.courier_status in ("unassigned", "requested"):
+            return "Finding a rider"
+        return ""
+
+
+def _card(card: BoardCard, now: datetime, settings: Settings) -> Card:
+    minutes = int((now - card.paid_at).total_seconds() // 60) if card.paid_at else 0
+    lateness = ""
+    if card.status != DeliveryStatus.delivered:
+        if minutes >= settings.shop.late_red_minutes:
+            lateness = "late-red"
+        elif minutes >= settings.shop.late_amber_minutes:
+            lateness = "late-amber"
+    following = FORWARD.get(DeliveryStatus(card.status))
+    return Card(card, minutes, lateness, ACTION_LABELS.get(following) if following else None)
+
+
+async def board_context(db: AsyncSession, state: State) -> dict[str, Any]:
+    now = utcnow()
+    cards = [_card(c, now, state.settings) for c in await status.board_cards(db)]
+    breakers: PartnerBreakers = state.breakers
+    states: list[BreakerState] = await breakers.states()
+    return {
+        "columns": [
+            (s.value, label, [c for c in cards if c.card.status == s]) for s, label in COLUMNS
+        ],
+        "breakers": states,
+    }
+
+
+class BoardPages(Controller):
+    path = "/staff"
+
+    @get("/board")
+    async def board(
+        self, request: Request[Any, Any, Any], db: AsyncSession, staff: Principal, state: State
+    ) -> Any:
+        return page(request, "delivery/board.html", **await board_context(db, state))
+
+    @get("/board/columns")
+    async def columns(
+        self, request: Request[Any, Any, Any], db: AsyncSession, staff: Principal, state: State
+    ) -> Any:
+        """The board's body alone, for the periodic refresh that keeps the timers moving."""
+        return page(request, "delivery/_board_columns.html", **await board_context(db, state))
+
+    @get("/board/stream")
+    async def stream(
+        self, request: Request[Any, Any, Any], staff: Principal, state: State
+    ) -> ServerSentEvent:
+        engine = request.app.template_engine
+        assert engine is not None
+        template = engine.get_template("delivery/_board_columns.html")
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            async for changed in channel_updates(state.broadcaster, BOARD_CHANNEL):
+                if not changed:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                    continue
+                async with state.session_factory() as db:
+                    html = template.render(request=request, **await board_context(db, state))
+                yield ServerSentEventMessage(data=html, event="board")
+
+        return ServerSentEvent(events())
+
+    @post("/deliveries/{delivery_id:uuid}/advance")
+    async def advance(
+        self,
+        request: Request[Any, Any, Any],
+        delivery_id: uuid.UUID,
+        db: AsyncSession,
+        staff: Principal,
+        state: State,
+    ) -> Any:
+        await service.advance(db, delivery_id)
+        await db.commit()
+        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        if is_htmx(request):
+            return page(request, "delivery/_board_columns.html", **await board_context(db, state))
+        return redirect(request, "/staff/board")

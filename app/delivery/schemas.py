@@ -1,0 +1,38 @@
+"""Delivery API shapes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from app.delivery.models import Delivery
+
+
+class DeliveryView(msgspec.Struct, rename="camel"):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    status: str
+    courier_status: str
+    rider: str | None
+    address: str
+    items: list[dict[str, Any]]
+    paid_at: datetime | None
+    next_status: str | None
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliveryView:
+        following = delivery.next_stage
+        return cls(
+            id=delivery.id,
+            order_id=delivery.order_id,
+            status=delivery.status,
+            courier_status=delivery.courier_status,
+            rider=delivery.rider,
+            address=delivery.address,
+            items=delivery.items,
+            paid_at=delivery.paid_at,
+            next_status=following.value if following else None,
+        )

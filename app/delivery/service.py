@@ -1,0 +1,199 @@
+"""Delivery use cases: create the ticket when paid, move it, follow the partner, cancel.
+
+Every change emits an event carrying a snapshot of the delivery, so the status projector
+and the board can rebuild a card from the newest event alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.delivery.models import CourierStatus, Delivery, DeliveryStatus
+from app.platform.errors import Conflict, NotFound
+from app.platform.events import Event
+from app.platform.outbox import record_event
+
+#: The partner webhook types we understand.
+RIDER_ASSIGNED = "rider_assigned"
+PICKED_UP = "picked_up"
+DELIVERED = "delivered"
+PARTNER_CANCELLED = "cancelled"
+
+
+def snapshot(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "deliveryId": str(delivery.id),
+        "orderId": str(delivery.order_id),
+        "customerId": str(delivery.customer_id),
+        "status": delivery.status,
+        "courierStatus": delivery.courier_status,
+        "rider": delivery.rider,
+        "items": delivery.items,
+        "address": delivery.address,
+        "paidAt": delivery.paid_at.isoformat() if delivery.paid_at else None,
+        "version": delivery.version,
+    }
+
+
+async def _emit(
+    session: AsyncSession, delivery: Delivery, event_type: str, cause: Event | None = None
+) -> None:
+    await record_event(
+        session,
+        type=event_type,
+        aggregate_type="delivery",
+        aggregate_id=delivery.id,
+        correlation_id=delivery.order_id,
+        causation=cause,
+        payload=snapshot(delivery),
+    )
+
+
+async def _locked(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
+    delivery = await session.get(Delivery, delivery_id, with_for_update=True)
+    if delivery is None:
+        raise NotFound("delivery not found")
+    return delivery
+
+
+async def create_for_paid_order(session: AsyncSession, event: Event) -> None:
+    """``OrderPaid`` → a queued delivery (once per order; a cancel tombstone wins)."""
+    p = event.payload
+    delivery_id = await session.scalar(
+        insert(Delivery)
+        .values(
+            id=uuid.uuid4(),
+            order_id=uuid.UUID(p["orderId"]),
+            customer_id=uuid.UUID(p["customerId"]),
+            status=DeliveryStatus.queued.value,
+            courier_status=CourierStatus.unassigned.value,
+            address=p["address"],
+            items=p["items"],
+            paid_at=event.occurred_at,
+            version=1,
+        )
+        .on_conflict_do_nothing(index_elements=[Delivery.order_id])
+        .returning(Delivery.id)
+    )
+    if delivery_id is not None:
+        await _emit(session, await _locked(session, delivery_id), "DeliveryCreated", event)
+
+
+async def advance(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
+    """Staff moves a delivery to its next stage (kitchen, or in-house driver)."""
+    delivery = await _locked(session, delivery_id)
+    target = delivery.next_stage
+    if target is None:
+        raise Conflict(f"a {delivery.status} delivery has no next stage")
+    await _move(session, delivery, target)
+    return delivery
+
+
+async def _move(
+    session: AsyncSession, delivery: Delivery, target: DeliveryStatus, cause: Event | None = None
+) -> None:
+    delivery.move_to(target)
+    event_type = "DeliveryDelivered" if target is DeliveryStatus.delivered else "DeliveryAdvanced"
+    await _emit(session, delivery, event_type, cause)
+
+
+async def cancel_for_order(
+    session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID
+) -> None:
+    """Part of the order-cancel transaction: cancel the ticket while the kitchen has not started.
+
+    No delivery yet (payment or worker still on its way) → a cancelled tombstone, so the
+    late ``OrderPaid`` creates nothing.
+    """
+    delivery = await session.scalar(
+        select(Delivery).where(Delivery.order_id == order_id).with_for_update()
+    )
+    if delivery is None:
+        await session.execute(
+            insert(Delivery)
+            .values(
+                id=uuid.uuid4(),
+                order_id=order_id,
+                customer_id=customer_id,
+                status=DeliveryStatus.cancelled.value,
+                courier_status=CourierStatus.withdrawn.value,
+                address="",
+                items=[],
+                version=1,
+            )
+            .on_conflict_do_nothing(index_elements=[Delivery.order_id])
+        )
+        return
+    if delivery.status != DeliveryStatus.queued:
+        raise Conflict(kitchen_started_reason(delivery.status))
+    delivery.move_to(DeliveryStatus.cancelled)
+    if delivery.courier_status != CourierStatus.withdrawn:
+        delivery.courier_to(CourierStatus.withdrawn)
+    await _emit(session, delivery, "DeliveryCancelled")
+
+
+def kitchen_started_reason(status: str) -> str:
+    stage = status.replace("_", " ")
+    return f"The kitchen has already started your order ({stage}); it can no longer be cancelled."
+
+
+async def delivery_for_order(session: AsyncSession, order_id: uuid.UUID) -> Delivery | None:
+    return await session.scalar(select(Delivery).where(Delivery.order_id == order_id))
+
+
+async def get(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery | None:
+    return await session.get(Delivery, delivery_id)
+
+
+async def list_deliveries(session: AsyncSession, status: str | None = None) -> list[Delivery]:
+    query = select(Delivery).order_by(Delivery.paid_at.asc().nulls_last()).limit(500)
+    if status:
+        query = query.where(Delivery.status == status)
+    return list(await session.scalars(query))
+
+
+# -- the courier partner -------------------------------------------------------------
+
+
+async def record_pickup_requested(
+    session: AsyncSession, delivery_id: uuid.UUID, partner_ref: str, cause: Event
+) -> bool:
+    """Store the partner's pickup id; True when the delivery was cancelled meanwhile
+    (the caller must then withdraw the request it just made)."""
+    delivery = await _locked(session, delivery_id)
+    if delivery.partner_ref is None:
+        delivery.partner_ref = partner_ref
+    if delivery.status == DeliveryStatus.cancelled:
+        return True
+    if delivery.courier_status == CourierStatus.unassigned:
+        delivery.courier_to(CourierStatus.requested)
+        await _emit(session, delivery, "CourierRequested", cause)
+    return False
+
+
+async def apply_partner_event(
+    session: AsyncSession, partner_ref: str, kind: str, rider: str | None, at: datetime
+) -> None:
+    """A signed webhook from the delivery partner. Stale or repeated news changes nothing."""
+    delivery = await session.scalar(
+        select(Delivery).where(Delivery.partner_ref == partner_ref).with_for_update()
+    )
+    if delivery is None or delivery.status == DeliveryStatus.cancelled:
+        return
+    status = DeliveryStatus(delivery.status)
+    if kind == RIDER_ASSIGNED and delivery.courier_status == CourierStatus.requested:
+        delivery.rider = rider
+        delivery.courier_to(CourierStatus.assigned)
+        await _emit(session, delivery, "CourierAssigned")
+    elif kind == PICKED_UP and status is DeliveryStatus.ready:
+        await _move(session, delivery, DeliveryStatus.out_for_delivery)
+    elif kind == DELIVERED and status in (DeliveryStatus.ready, DeliveryStatus.out_for_delivery):
+        if status is DeliveryStatus.ready:
+            await _move(session, delivery, DeliveryStatus.out_for_delivery)
+        await _move(session, delivery, DeliveryStatus.delivered)

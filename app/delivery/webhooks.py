@@ -1,0 +1,45 @@
+"""The delivery partner's webhook: signed with HMAC, deduplicated by its event id."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, post
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.delivery import service
+from app.delivery.gateway import CourierEvent
+from app.platform.errors import InvalidInput, NotAuthenticated
+from app.platform.outbox import claim, take_recorded
+from app.platform.signing import verify
+from app.status.service import project_now
+
+SIGNATURE_HEADER = "x-courier-signature"
+HANDLER = "delivery.courier_webhook"
+_NAMESPACE = uuid.UUID("5b0c1c1e-4f3a-4e7e-9d55-6a2b8f1f0c11")
+
+
+@post("/webhooks/courier", status_code=200, tags=["webhooks"])
+async def courier_webhook(
+    request: Request[Any, Any, Any], db: AsyncSession, state: State
+) -> dict[str, str]:
+    """Rider assigned, picked up, delivered: applied once per partner event id."""
+    body = await request.body()
+    secret = state.settings.partners.courier_webhook_secret
+    if not verify(secret, body, request.headers.get(SIGNATURE_HEADER)):
+        raise NotAuthenticated("bad webhook signature")
+    try:
+        event = msgspec.json.decode(body, type=CourierEvent)
+        at = datetime.fromisoformat(event.occurred_at)
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+        raise InvalidInput.single("body", str(exc)) from exc
+    async with db.begin():
+        if await claim(db, HANDLER, uuid.uuid5(_NAMESPACE, event.event_id)):
+            rider = event.rider.name if event.rider else None
+            await service.apply_partner_event(db, event.pickup_id, event.type, rider, at)
+    await project_now(state.session_factory, state.redis, take_recorded(db))
+    return {"status": "ok"}

@@ -1,0 +1,44 @@
+"""Staff API: the sandbox partners' knobs and the circuit breakers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, get, put
+from litestar.datastructures import State
+
+from app.breakers import PartnerBreakers
+from app.operations import service
+from app.platform.security import Principal
+from app.platform.settings import Settings
+
+
+class OperationsApi(Controller):
+    path = "/api/admin"
+    tags = ["operations (staff)"]
+
+    @get("/partners")
+    async def partners(self, settings: Settings, staff_caller: Principal) -> dict[str, Any]:
+        return await service.partner_knobs(settings)
+
+    @put("/partners/{partner:str}")
+    async def set_partner(
+        self, partner: str, data: dict[str, Any], settings: Settings, staff_caller: Principal
+    ) -> dict[str, Any]:
+        """``{latencyMs, errorRate, down}``, any subset."""
+        return await service.set_knobs(settings, partner, data)
+
+    @get("/breakers")
+    async def breakers(self, state: State, staff_caller: Principal) -> list[dict[str, Any]]:
+        breakers: PartnerBreakers = state.breakers
+        return [
+            {
+                "name": s.name,
+                "state": s.state,
+                "failureRate": s.failure_rate,
+                "slowRate": s.slow_rate,
+                "calls": s.calls,
+                "retryAfter": s.retry_after,
+            }
+            for s in await breakers.states()
+        ]

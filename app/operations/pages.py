@@ -1,0 +1,70 @@
+"""The partner simulator page: staff set sandbox latency, errors and outages and watch the
+breakers react."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import State
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+
+from app.breakers import PartnerBreakers
+from app.operations import service
+from app.platform.errors import InvalidInput
+from app.platform.security import Principal
+from app.platform.settings import Settings
+from app.platform.web import page, redirect
+
+Form = Body(media_type=RequestEncodingType.URL_ENCODED)
+
+
+async def _context(settings: Settings, state: State) -> dict[str, Any]:
+    breakers: PartnerBreakers = state.breakers
+    return {"knobs": await service.partner_knobs(settings), "breakers": await breakers.states()}
+
+
+class PartnerPages(Controller):
+    path = "/staff/partners"
+
+    @get("/")
+    async def simulator(
+        self, request: Request[Any, Any, Any], settings: Settings, staff: Principal, state: State
+    ) -> Any:
+        return page(
+            request, "operations/partners.html", errors={}, **await _context(settings, state)
+        )
+
+    @get("/breakers")
+    async def breakers(
+        self, request: Request[Any, Any, Any], staff: Principal, state: State
+    ) -> Any:
+        """Fragment polled every two seconds by the simulator page."""
+        breakers: PartnerBreakers = state.breakers
+        return page(request, "operations/_breakers.html", breakers=await breakers.states())
+
+    @post("/{partner:str}")
+    async def set_partner(
+        self,
+        request: Request[Any, Any, Any],
+        partner: str,
+        data: Annotated[dict[str, str], Form],
+        settings: Settings,
+        staff: Principal,
+        state: State,
+    ) -> Any:
+        form = {
+            "latencyMs": data.get("latency_ms", ""),
+            "errorRate": data.get("error_rate", ""),
+            "down": data.get("down", "0"),
+        }
+        try:
+            await service.set_knobs(settings, partner, form)
+        except InvalidInput as exc:
+            context = await _context(settings, state)
+            errors = {f"{partner}.{e.field}": e.message for e in exc.errors}
+            return page(
+                request, "operations/partners.html", status_code=422, errors=errors, **context
+            )
+        return redirect(request, "/staff/partners")

@@ -1,0 +1,76 @@
+"""Staff operations: the partner simulator (sandbox knobs) and the breakers' state.
+
+The knobs live in the sandbox partners themselves; we reach them over HTTP like any
+partner API, so a real deployment simply has no simulator (the sandbox is not there).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import httpx
+
+from app.platform.errors import FieldError, InvalidInput, Unavailable
+from app.platform.settings import Settings
+
+Partner = Literal["payment", "courier"]
+PARTNERS: tuple[Partner, ...] = ("payment", "courier")
+
+
+def _sandbox_url(settings: Settings, partner: Partner) -> str:
+    return settings.partners.payment_url if partner == "payment" else settings.partners.courier_url
+
+
+async def _sandbox(settings: Settings, partner: Partner, method: str, body: Any = None) -> Any:
+    url = f"{_sandbox_url(settings, partner)}/sandbox/knobs"
+    if method == "PUT":
+        url += f"/{partner}"
+    try:
+        async with httpx.AsyncClient(timeout=3) as client:
+            response = await client.request(method, url, json=body)
+    except httpx.HTTPError as exc:
+        raise Unavailable("the sandbox partners are not reachable", retry_after=5) from exc
+    if response.status_code >= 400:
+        raise InvalidInput.single("knobs", str(response.json().get("detail", response.text)))
+    return response.json()
+
+
+async def partner_knobs(settings: Settings) -> dict[str, Any]:
+    knobs: dict[str, Any] = {}
+    for partner in PARTNERS:
+        knobs[partner] = (await _sandbox(settings, partner, "GET"))[partner]
+    return knobs
+
+
+def parse_knobs(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate knob input from a form or JSON; 422 naming the field."""
+    knobs: dict[str, Any] = {}
+    errors = []
+    if "latencyMs" in raw and raw["latencyMs"] not in (None, ""):
+        try:
+            knobs["latencyMs"] = int(raw["latencyMs"])
+            if not 0 <= knobs["latencyMs"] <= 60_000:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors.append(("latencyMs", "Latency is 0 to 60000 ms."))
+    if "errorRate" in raw and raw["errorRate"] not in (None, ""):
+        try:
+            knobs["errorRate"] = float(raw["errorRate"])
+            if not 0.0 <= knobs["errorRate"] <= 1.0:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors.append(("errorRate", "Error rate is between 0 and 1."))
+    if "down" in raw:
+        down = raw["down"]
+        knobs["down"] = down if isinstance(down, bool) else str(down).lower() in {"1", "true", "on"}
+    if errors:
+        raise InvalidInput([FieldError(f, m) for f, m in errors])
+    return knobs
+
+
+async def set_knobs(settings: Settings, partner: str, raw: dict[str, Any]) -> dict[str, Any]:
+    if partner not in PARTNERS:
+        raise InvalidInput.single("partner", "Choose payment or courier.")
+    knobs = parse_knobs(raw)
+    result: dict[str, Any] = await _sandbox(settings, partner, "PUT", knobs)
+    return result

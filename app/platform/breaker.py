@@ -1,0 +1,394 @@
+"""Circuit breakers whose state lives in Redis, shared by every web and worker process.
+
+Semantics follow resilience4j:
+
+- **closed**: every call goes through; its outcome (failure and/or slow) is pushed onto a
+  count-based sliding window of the last ``window_size`` calls. Once the window holds at
+  least ``minimum_calls`` outcomes, the breaker opens when the failure rate or the slow-call
+  rate reaches its threshold.
+- **open** for ``open_seconds``: every call is refused at once with :class:`BreakerOpen`
+  (a 503 with ``Retry-After``); the partner is not called.
+- **half_open**: at most ``half_open_calls`` trial calls are let through, across all
+  processes. One failed trial opens the breaker again for a fresh period; once every trial
+  has come back without a failure the breaker closes with an empty window (unless the
+  trials were too slow, judged by the slow-call rate). If half-open lasts longer than
+  ``open_seconds`` without a verdict (a trial's owner crashed), the permits whose outcome
+  never came back are granted again.
+
+Only exceptions in ``failure_exceptions`` count as failures. Any other exception propagates
+and counts as a success: a declined card is a healthy partner.
+
+Every transition happens inside a Lua script, with Redis server ``TIME`` as the only clock,
+so concurrent callers in different processes can never both take the last trial permit.
+A ``generation`` counter bumps on every transition; an outcome recorded under an older
+generation (a call that started before the breaker moved) is ignored.
+
+Keys: ``breaker:{name}`` (hash) and ``breaker:{name}:window`` (list of outcome codes,
+newest first), both expiring a day after the last write so abandoned breakers vanish.
+
+If Redis itself is unreachable the breaker fails open: the call goes through unguarded and
+a warning is logged. A Redis error never hides the result of a partner call that happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.platform.errors import Unavailable
+from app.platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+StateName = Literal["closed", "open", "half_open"]
+
+TTL_SECONDS = 24 * 60 * 60
+
+_CLOSED, _OPEN, _HALF_OPEN = 0, 1, 2
+_STATE_NAMES: dict[int, StateName] = {_CLOSED: "closed", _OPEN: "open", _HALF_OPEN: "half_open"}
+_KIND_NORMAL, _KIND_TRIAL = 0, 1
+# Outcome codes stored in the window: bit 0 = failure, bit 1 = slow.
+_FAILURE_BIT, _SLOW_BIT = 1, 2
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    window_size: int = 20
+    minimum_calls: int = 10
+    failure_rate_threshold: float = 50.0  # percent
+    slow_call_rate_threshold: float = 80.0  # percent
+    slow_call_seconds: float = 2.0
+    open_seconds: float = 15.0
+    half_open_calls: int = 3
+
+    def __post_init__(self) -> None:
+        if self.window_size < 1:
+            raise ValueError("window_size must be at least 1")
+        if self.minimum_calls < 1:
+            raise ValueError("minimum_calls must be at least 1")
+        if self.half_open_calls < 1:
+            raise ValueError("half_open_calls must be at least 1")
+        for name in ("failure_rate_threshold", "slow_call_rate_threshold"):
+            value = getattr(self, name)
+            if not 0 < value <= 100:
+                raise ValueError(f"{name} must be in (0, 100]")
+        if self.slow_call_seconds <= 0:
+            raise ValueError("slow_call_seconds must be positive")
+        if self.open_seconds <= 0:
+            raise ValueError("open_seconds must be positive")
+
+    @property
+    def effective_minimum_calls(self) -> int:
+        """A count window never holds more than ``window_size`` calls (as in resilience4j)."""
+        return min(self.minimum_calls, self.window_size)
+
+    @property
+    def open_ms(self) -> int:
+        return max(1, round(self.open_seconds * 1000))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BreakerPolicy:
+        b = settings.breaker
+        return cls(
+            window_size=b.window_size,
+            minimum_calls=b.minimum_calls,
+            failure_rate_threshold=b.failure_rate,
+            slow_call_rate_threshold=b.slow_call_rate,
+            slow_call_seconds=b.slow_call_seconds,
+            open_seconds=b.open_seconds,
+            half_open_calls=b.half_open_calls,
+        )
+
+
+def retry_after_seconds(remaining_ms: int) -> int:
+    """Whole seconds a refused caller should wait: rounded up, never below 1."""
+    return max(1, math.ceil(remaining_ms / 1000))
+
+
+class BreakerOpen(Unavailable):
+    """A call was refused because the partner's breaker is open (503 + Retry-After)."""
+
+    def __init__(self, name: str, retry_after: int) -> None:
+        super().__init__(
+            f"{name} is temporarily unavailable; please try again in {retry_after} s",
+            retry_after=retry_after,
+        )
+        self.name = name
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    name: str
+    state: StateName
+    failure_rate: float  # percent of the calls in the window
+    slow_rate: float  # percent of the calls in the window
+    calls: int  # outcomes in the window (trial outcomes while half-open)
+    retry_after: int  # 0 unless open
+
+
+# Shared Lua prologue: server clock in ms, and the current hash fields.
+_PROLOGUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = redis.call('HMGET', KEYS[1], 'st', 'gen', 'since', 'permits')
+local st = tonumber(h[1]) or 0
+local gen = tonumber(h[2]) or 0
+local since = tonumber(h[3]) or 0
+local permits = tonumber(h[4]) or 0
+"""
+
+# ARGV: open_ms, half_open_calls, ttl_seconds
+# Returns {allowed, generation, kind, remaining_ms}
+_ACQUIRE = (
+    _PROLOGUE
+    + """
+local open_ms = tonumber(ARGV[1])
+local half_open_calls = tonumber(ARGV[2])
+local ttl = tonumber(ARGV[3])
+if st == 0 then
+  return {1, gen, 0, 0}
+end
+if st == 1 then
+  local left = since + open_ms - now
+  if left > 0 then
+    return {0, gen, 0, left}
+  end
+  st = 2
+  gen = gen + 1
+  since = now
+  permits = 0
+  redis.call('DEL', KEYS[2])
+elseif permits >= half_open_calls and now - since >= open_ms then
+  -- Half-open without a verdict for a whole open period: a trial's owner is gone.
+  -- Hand out again the permits whose outcome never came back; recorded ones stay.
+  permits = redis.call('LLEN', KEYS[2])
+  since = now
+end
+if permits >= half_open_calls then
+  redis.call('HSET', KEYS[1], 'st', st, 'gen', gen, 'since', since, 'permits', permits)
+  redis.call('EXPIRE', KEYS[1], ttl)
+  return {0, gen, 1, 0}
+end
+permits = permits + 1
+redis.call('HSET', KEYS[1], 'st', st, 'gen', gen, 'since', since, 'permits', permits)
+redis.call('EXPIRE', KEYS[1], ttl)
+return {1, gen, 1, 0}
+"""
+)
+
+# Counts failures and slow calls among the window's outcome codes.
+_COUNT = """
+local function count(key)
+  local items = redis.call('LRANGE', key, 0, -1)
+  local failures, slows = 0, 0
+  for _, v in ipairs(items) do
+    local code = tonumber(v)
+    if code % 2 == 1 then failures = failures + 1 end
+    if math.floor(code / 2) % 2 == 1 then slows = slows + 1 end
+  end
+  return #items, failures, slows
+end
+"""
+
+# ARGV: generation, kind, outcome, window_size, minimum_calls, failure_threshold,
+#       slow_threshold, half_open_calls, ttl_seconds
+# Returns the state after recording, or -1 when the outcome was stale and ignored.
+_RECORD = (
+    _PROLOGUE
+    + _COUNT
+    + """
+local call_gen = tonumber(ARGV[1])
+local kind = tonumber(ARGV[2])
+local outcome = tonumber(ARGV[3])
+local window_size = tonumber(ARGV[4])
+local minimum_calls = tonumber(ARGV[5])
+local failure_threshold = tonumber(ARGV[6])
+local slow_threshold = tonumber(ARGV[7])
+local half_open_calls = tonumber(ARGV[8])
+local ttl = tonumber(ARGV[9])
+if call_gen ~= gen then
+  return -1
+end
+local function open_now()
+  redis.call('HSET', KEYS[1], 'st', 1, 'gen', gen + 1, 'since', now, 'permits', 0)
+end
+if st == 0 and kind == 0 then
+  redis.call('LPUSH', KEYS[2], outcome)
+  redis.call('LTRIM', KEYS[2], 0, window_size - 1)
+  local n, failures, slows = count(KEYS[2])
+  if n >= minimum_calls and
+     (failures * 100 >= failure_threshold * n or slows * 100 >= slow_threshold * n) then
+    open_now()
+    st = 1
+  end
+elseif st == 2 and kind == 1 then
+  redis.call('LPUSH', KEYS[2], outcome)
+  local n, failures, slows = count(KEYS[2])
+  if failures > 0 then
+    open_now()
+    st = 1
+  elseif n >= half_open_calls then
+    if slows * 100 >= slow_threshold * n then
+      open_now()
+      st = 1
+    else
+      redis.call('HSET', KEYS[1], 'st', 0, 'gen', gen + 1, 'since', now, 'permits', 0)
+      redis.call('DEL', KEYS[2])
+      st = 0
+    end
+  end
+else
+  return -1
+end
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('EXPIRE', KEYS[2], ttl)
+return st
+"""
+)
+
+# ARGV: open_ms. Read-only. Returns {state, calls, failures, slows, remaining_ms}
+# An open breaker whose period is over is reported as half-open (what the next call sees).
+_STATE = (
+    _PROLOGUE
+    + _COUNT
+    + """
+local open_ms = tonumber(ARGV[1])
+local n, failures, slows = count(KEYS[2])
+if st == 1 then
+  local left = since + open_ms - now
+  if left > 0 then
+    return {1, n, failures, slows, left}
+  end
+  return {2, 0, 0, 0, 0}
+end
+return {st, n, failures, slows, 0}
+"""
+)
+
+
+class CircuitBreaker:
+    """A named breaker; every instance with the same name on the same Redis shares state."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        name: str,
+        policy: BreakerPolicy,
+        failure_exceptions: tuple[type[BaseException], ...],
+    ) -> None:
+        self.redis = redis
+        self.name = name
+        self.policy = policy
+        self.failure_exceptions = failure_exceptions
+        self._keys = [f"breaker:{name}", f"breaker:{name}:window"]
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._record = redis.register_script(_RECORD)
+        self._state = redis.register_script(_STATE)
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` if the breaker lets it through, and record how it went.
+
+        Raises :class:`BreakerOpen` when refused, without calling ``fn``.
+        """
+        permit = await self._try_acquire()
+        started = time.monotonic()
+        try:
+            result = await fn()
+        except self.failure_exceptions:
+            await self._try_record(permit, time.monotonic() - started, failed=True)
+            raise
+        except Exception:
+            # Not a partner failure (a decline, a validation error): the partner is healthy.
+            await self._try_record(permit, time.monotonic() - started, failed=False)
+            raise
+        await self._try_record(permit, time.monotonic() - started, failed=False)
+        return result
+
+    async def ensure_closed(self) -> None:
+        """Raise :class:`BreakerOpen` if a new call would be refused right now.
+
+        Half-open counts as "not refused": the caller may become a trial.
+        """
+        current = await self.state_or_none()
+        if current is not None and current.state == "open":
+            raise BreakerOpen(self.name, current.retry_after)
+
+    async def state(self) -> BreakerState:
+        raw = await self._state(keys=self._keys, args=[self.policy.open_ms])
+        st, calls, failures, slows, remaining_ms = (int(x) for x in raw)
+        return BreakerState(
+            name=self.name,
+            state=_STATE_NAMES[st],
+            failure_rate=100.0 * failures / calls if calls else 0.0,
+            slow_rate=100.0 * slows / calls if calls else 0.0,
+            calls=calls,
+            retry_after=retry_after_seconds(remaining_ms) if st == _OPEN else 0,
+        )
+
+    async def state_or_none(self) -> BreakerState | None:
+        """The state, or ``None`` (logged) when Redis cannot be reached."""
+        try:
+            return await self.state()
+        except RedisError as exc:
+            log.warning("breaker %s: state unavailable (%r); failing open", self.name, exc)
+            return None
+
+    async def reset(self) -> None:
+        """Forget everything: closed, empty window. For tests and staff."""
+        await self.redis.delete(*self._keys)
+
+    async def _try_acquire(self) -> tuple[int, int] | None:
+        """``(generation, kind)`` of the permit, ``None`` if Redis is down (fail open)."""
+        try:
+            raw: Any = await self._acquire(
+                keys=self._keys,
+                args=[self.policy.open_ms, self.policy.half_open_calls, TTL_SECONDS],
+            )
+        except RedisError as exc:
+            log.warning("breaker %s: cannot acquire (%r); failing open", self.name, exc)
+            return None
+        allowed, generation, kind, remaining_ms = (int(x) for x in raw)
+        if not allowed:
+            retry_after = retry_after_seconds(remaining_ms) if kind == _KIND_NORMAL else 1
+            raise BreakerOpen(self.name, retry_after)
+        return generation, kind
+
+    async def _try_record(
+        self, permit: tuple[int, int] | None, elapsed: float, *, failed: bool
+    ) -> None:
+        if permit is None:
+            return
+        generation, kind = permit
+        outcome = (_FAILURE_BIT if failed else 0) | (
+            _SLOW_BIT if elapsed >= self.policy.slow_call_seconds else 0
+        )
+        p = self.policy
+        try:
+            new_state = await self._record(
+                keys=self._keys,
+                args=[
+                    generation,
+                    kind,
+                    outcome,
+                    p.window_size,
+                    p.effective_minimum_calls,
+                    p.failure_rate_threshold,
+                    p.slow_call_rate_threshold,
+                    p.half_open_calls,
+                    TTL_SECONDS,
+                ],
+            )
+        except RedisError as exc:
+            log.warning("breaker %s: cannot record outcome (%r)", self.name, exc)
+            return
+        if int(new_state) == _OPEN:
+            log.warning("breaker %s: opened", self.name)

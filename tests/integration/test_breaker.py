@@ -1,0 +1,325 @@
+"""The Redis-backed circuit breaker against a real Redis (db 0, one unique name per test)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from redis.asyncio import Redis
+
+from app.platform.breaker import BreakerOpen, BreakerPolicy, CircuitBreaker
+from app.platform.errors import Unavailable
+
+Make = Callable[..., CircuitBreaker]
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379") + "/0"
+
+
+class PartnerDown(Exception):
+    """Stands in for an adapter's "unavailable" exception."""
+
+
+class Declined(Exception):
+    """A business answer from a healthy partner."""
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client: Redis = Redis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def name() -> str:
+    return f"test-{uuid4().hex}"
+
+
+@pytest.fixture
+async def make(redis: Redis, name: str) -> AsyncIterator[Make]:
+    def build(**policy: float) -> CircuitBreaker:
+        return CircuitBreaker(redis, name, BreakerPolicy(**policy), (PartnerDown,))  # type: ignore[arg-type]
+
+    yield build
+    await redis.delete(f"breaker:{name}", f"breaker:{name}:window")
+
+
+async def ok() -> str:
+    return "ok"
+
+
+async def down() -> str:
+    raise PartnerDown("partner down")
+
+
+async def attempt(breaker: CircuitBreaker, fn: Callable[[], Awaitable[str]]) -> None:
+    """Call through the breaker, swallowing the partner's own failure."""
+    with contextlib.suppress(PartnerDown):
+        await breaker.call(fn)
+
+
+async def open_it(breaker: CircuitBreaker) -> None:
+    for _ in range(breaker.policy.minimum_calls):
+        await attempt(breaker, down)
+    assert (await breaker.state()).state == "open"
+
+
+async def test_opens_when_failure_rate_reaches_threshold(make: Make) -> None:
+    breaker = make(window_size=10, minimum_calls=4, failure_rate_threshold=50.0)
+    assert await breaker.call(ok) == "ok"
+    await attempt(breaker, down)
+    await breaker.call(ok)
+    state = await breaker.state()
+    assert (state.state, state.calls) == ("closed", 3)
+    assert state.failure_rate == pytest.approx(100 / 3)
+
+    await attempt(breaker, down)  # 2 of 4 failed: 50 %
+
+    state = await breaker.state()
+    assert state.state == "open"
+    assert state.failure_rate == 50.0
+    assert state.calls == 4
+    assert state.retry_after >= 1
+
+
+async def test_does_not_open_before_minimum_calls(make: Make) -> None:
+    breaker = make(window_size=10, minimum_calls=5)
+    for _ in range(4):
+        await attempt(breaker, down)
+    state = await breaker.state()
+    assert (state.state, state.failure_rate, state.calls) == ("closed", 100.0, 4)
+
+    await attempt(breaker, down)
+    assert (await breaker.state()).state == "open"
+
+
+async def test_window_slides_over_the_last_calls(make: Make) -> None:
+    breaker = make(window_size=3, minimum_calls=3, failure_rate_threshold=60.0)
+    await attempt(breaker, down)
+    for _ in range(3):
+        await breaker.call(ok)  # the old failure slides out
+    state = await breaker.state()
+    assert (state.state, state.calls, state.failure_rate) == ("closed", 3, 0.0)
+    await attempt(breaker, down)
+    assert (await breaker.state()).state == "closed"  # 1 of 3
+    await attempt(breaker, down)
+    assert (await breaker.state()).state == "open"  # 2 of 3
+
+
+async def test_opens_on_slow_calls(make: Make) -> None:
+    breaker = make(minimum_calls=3, slow_call_seconds=0.05, slow_call_rate_threshold=60.0)
+
+    async def slow() -> str:
+        await asyncio.sleep(0.1)
+        return "late"
+
+    await breaker.call(ok)
+    assert await breaker.call(slow) == "late"
+    state = await breaker.state()
+    assert (state.state, state.slow_rate) == ("closed", 50.0)
+    await breaker.call(slow)  # 2 of 3 slow, no failure at all
+    state = await breaker.state()
+    assert state.state == "open"
+    assert state.failure_rate == 0.0
+    assert state.slow_rate == pytest.approx(200 / 3)
+
+
+async def test_open_refuses_at_once_without_calling(make: Make, name: str) -> None:
+    breaker = make(minimum_calls=2, open_seconds=10.0)
+    await open_it(breaker)
+    calls = 0
+
+    async def counted() -> str:
+        nonlocal calls
+        calls += 1
+        return "ok"
+
+    started = time.monotonic()
+    with pytest.raises(BreakerOpen) as refused:
+        await breaker.call(counted)
+    assert time.monotonic() - started < 0.1
+    assert calls == 0
+    assert isinstance(refused.value, Unavailable)
+    assert refused.value.status_code == 503
+    assert 1 <= refused.value.retry_after <= 10
+    assert name in refused.value.detail
+    with pytest.raises(BreakerOpen):
+        await breaker.ensure_closed()
+    state = await breaker.state()
+    assert state.state == "open"
+    assert 1 <= state.retry_after <= 10
+
+
+async def test_half_open_admits_only_the_trial_calls(make: Make, name: str) -> None:
+    breaker = make(minimum_calls=2, open_seconds=0.3, half_open_calls=2)
+    await open_it(breaker)
+    await asyncio.sleep(0.35)
+    assert (await breaker.state()).state == "half_open"
+    await breaker.ensure_closed()  # half-open lets new work in, and takes no permit
+
+    # Several clients (connection pools), as several processes would have.
+    clients = [Redis.from_url(REDIS_URL, decode_responses=True) for _ in range(5)]
+    breakers = [
+        CircuitBreaker(c, name, breaker.policy, breaker.failure_exceptions) for c in clients
+    ]
+    ran = 0
+    refusals: list[BreakerOpen] = []
+    release = asyncio.Event()
+
+    async def trial() -> str:
+        nonlocal ran
+        ran += 1
+        await release.wait()  # hold the permit until every caller has been answered
+        return "ok"
+
+    async def caller(b: CircuitBreaker) -> None:
+        try:
+            await b.call(trial)
+        except BreakerOpen as exc:
+            refusals.append(exc)
+            if len(refusals) == 48:
+                release.set()
+
+    async def release_eventually() -> None:  # so a broken breaker fails, not hangs
+        await asyncio.sleep(2)
+        release.set()
+
+    guard = asyncio.create_task(release_eventually())
+    try:
+        await asyncio.gather(*(caller(breakers[i % len(breakers)]) for i in range(50)))
+    finally:
+        guard.cancel()
+        for c in clients:
+            await c.aclose()
+
+    assert ran == 2
+    assert len(refusals) == 48
+    assert {r.retry_after for r in refusals} == {1}
+    state = await breaker.state()
+    assert (state.state, state.calls, state.failure_rate) == ("closed", 0, 0.0)
+    assert await breaker.call(ok) == "ok"
+
+
+async def test_failed_trial_opens_again_for_a_fresh_period(make: Make) -> None:
+    breaker = make(minimum_calls=2, open_seconds=0.3, half_open_calls=2)
+    await open_it(breaker)
+    await asyncio.sleep(0.35)
+    await breaker.call(ok)  # first trial fine
+    await attempt(breaker, down)  # second trial fails
+
+    state = await breaker.state()
+    assert state.state == "open"
+    assert state.retry_after == 1
+    with pytest.raises(BreakerOpen):
+        await breaker.call(ok)
+    await asyncio.sleep(0.2)  # the old period would be over by now; the fresh one is not
+    with pytest.raises(BreakerOpen):
+        await breaker.ensure_closed()
+    await asyncio.sleep(0.15)
+    await breaker.call(ok)
+    await breaker.call(ok)
+    assert (await breaker.state()).state == "closed"
+
+
+async def test_lost_trial_permit_is_granted_again(make: Make) -> None:
+    breaker = make(minimum_calls=2, open_seconds=0.3, half_open_calls=1)
+    await open_it(breaker)
+    await asyncio.sleep(0.35)
+
+    started = asyncio.Event()
+
+    async def hangs() -> str:
+        started.set()
+        await asyncio.sleep(60)
+        return "never"
+
+    crashed = asyncio.create_task(breaker.call(hangs))
+    await started.wait()
+    crashed.cancel()  # the trial's owner dies without a verdict
+    with pytest.raises(asyncio.CancelledError):
+        await crashed
+    with pytest.raises(BreakerOpen) as refused:
+        await breaker.call(ok)
+    assert refused.value.retry_after == 1
+
+    await asyncio.sleep(0.35)  # half-open for a whole open period without a verdict
+    assert await breaker.call(ok) == "ok"
+    assert (await breaker.state()).state == "closed"
+
+
+async def test_other_exceptions_propagate_and_count_as_success(make: Make) -> None:
+    breaker = make(minimum_calls=2)
+
+    async def declined() -> str:
+        raise Declined("card declined")
+
+    for _ in range(3):
+        with pytest.raises(Declined):
+            await breaker.call(declined)
+    state = await breaker.state()
+    assert (state.state, state.failure_rate, state.calls) == ("closed", 0.0, 3)
+
+
+async def test_another_process_sees_the_same_state(make: Make, name: str) -> None:
+    breaker = make(minimum_calls=2, open_seconds=30.0)
+    await open_it(breaker)
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from redis.asyncio import Redis
+        from app.platform.breaker import BreakerOpen, BreakerPolicy, CircuitBreaker
+
+        async def main():
+            redis = Redis.from_url({REDIS_URL!r}, decode_responses=True)
+            breaker = CircuitBreaker(redis, {name!r}, BreakerPolicy(open_seconds=30.0), ())
+            state = await breaker.state()
+            try:
+                await breaker.ensure_closed()
+                refused = "no"
+            except BreakerOpen as exc:
+                refused = f"refused {{exc.retry_after}}"
+            print(state.state, refused)
+            await redis.aclose()
+
+        asyncio.run(main())
+        """
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode == 0, done.stderr
+    state, refused, retry_after = done.stdout.split()
+    assert (state, refused) == ("open", "refused")
+    assert 1 <= int(retry_after) <= 30
+
+
+async def test_works_with_a_bytes_client_and_expires_keys(name: str) -> None:
+    client: Redis = Redis.from_url(REDIS_URL)  # decode_responses=False
+    try:
+        breaker = CircuitBreaker(client, name, BreakerPolicy(minimum_calls=2), (PartnerDown,))
+        await open_it(breaker)
+        assert (await breaker.state()).failure_rate == 100.0
+        for key in (f"breaker:{name}", f"breaker:{name}:window"):
+            assert 0 < await client.ttl(key) <= 24 * 60 * 60
+        await breaker.reset()
+        state = await breaker.state()
+        assert (state.state, state.calls) == ("closed", 0)
+        assert await client.exists(f"breaker:{name}", f"breaker:{name}:window") == 0
+    finally:
+        await client.delete(f"breaker:{name}", f"breaker:{name}:window")
+        await client.aclose()

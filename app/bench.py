@@ -178,9 +178,9 @@ async def bench_api(
 SELECT_PIZZAS = "SELECT id, name, price FROM menu.pizzas WHERE id = ANY($1) AND available"
 INSERT_ORDER = """
 INSERT INTO ordering.orders
-    (id, customer_id, status, total_amount, currency, address, idempotency_key, version,
-     created_at)
-VALUES ($1, $2, 'placed', $3, $4, $5, $6, 1, $7)
+    (id, customer_id, status, total_amount, discount_amount, coupon_code, currency, address,
+     idempotency_key, version, created_at)
+VALUES ($1, $2, 'placed', $3, 0, NULL, $4, $5, $6, 1, $7)
 ON CONFLICT (customer_id, idempotency_key) DO NOTHING
 RETURNING id
 """
@@ -191,9 +191,9 @@ VALUES ($1, $2, $3, $4, $5, $6)
 """
 INSERT_PAYMENT = """
 INSERT INTO payment.payments
-    (id, order_id, amount, currency, status, card_last4, card_number, version, created_at,
-     updated_at)
-VALUES ($1, $2, $3, $4, 'pending', $5, $6, 1, $7, $7)
+    (id, order_id, amount, currency, status, card_last4, card_number, cancel_requested,
+     version, created_at, updated_at)
+VALUES ($1, $2, $3, $4, 'pending', $5, $6, false, 1, $7, $7)
 """
 # Written already published: the relay only picks rows whose published_at IS NULL.
 INSERT_OUTBOX = """
@@ -208,6 +208,7 @@ INSERT INTO status.order_views (order_id, customer_id, version, sources, doc, cr
                                 updated_at)
 VALUES ($1, $2, 1, $3::jsonb, $4::jsonb, $5, $5)
 ON CONFLICT DO NOTHING
+RETURNING order_id
 """
 
 
@@ -253,6 +254,8 @@ async def place_order_sql(
                 for _, _, pid, name, qty, price in items
             ],
             "totalAmount": total,
+            "discountAmount": 0,
+            "couponCode": None,
             "currency": currency,
             "address": ADDRESS,
             "version": 1,
@@ -264,6 +267,7 @@ async def place_order_sql(
             "status": "placed",
             "items": payload["items"],
             "totalAmount": total,
+            "discountAmount": 0,
             "currency": currency,
             "address": ADDRESS,
             "createdAt": now.isoformat(),
@@ -273,7 +277,7 @@ async def place_order_sql(
             "refund": None,
             "timeline": [{"at": now.isoformat(), "status": "placed", "detail": "Order placed"}],
         }
-        await conn.execute(
+        await conn.fetchval(
             INSERT_VIEW,
             order_id,
             customer_id,

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.events import Event
 from app.platform.outbox import claim
+from app.platform.settings import get_settings
 
 Effect = Callable[[AsyncSession, Event], Awaitable[None]]
 
@@ -25,8 +26,10 @@ async def handle_once(
 
 
 def retry_delay(job_try: int) -> float:
-    """Exponential backoff for jobs whose partner or data is not ready: 0.5 s … 30 s."""
-    return float(min(0.5 * 2 ** max(job_try - 1, 0), 30.0))
+    """Exponential backoff for jobs whose partner or data is not ready: 0.5 s up to
+    ``WORKER_RETRY_MAX_SECONDS`` (30 s by default)."""
+    ceiling = get_settings().worker.retry_max_seconds
+    return float(min(0.5 * 2 ** max(job_try - 1, 0), ceiling))
 
 
 def event_of(raw: dict[str, Any]) -> Event:

@@ -90,7 +90,12 @@ class BreakerSettings:
 class WorkerSettings:
     poll_delay: float = field(default_factory=lambda: _env_float("WORKER_POLL_DELAY", 0.05))
     max_jobs: int = field(default_factory=lambda: _env_int("WORKER_MAX_JOBS", 50))
-    max_tries: int = field(default_factory=lambda: _env_int("WORKER_MAX_TRIES", 25))
+    #: with the 30 s backoff ceiling this is about eight hours of retries before a job
+    #: gives up: a partner outage delays work, it does not drop it
+    max_tries: int = field(default_factory=lambda: _env_int("WORKER_MAX_TRIES", 1000))
+    retry_max_seconds: float = field(
+        default_factory=lambda: _env_float("WORKER_RETRY_MAX_SECONDS", 30.0)
+    )
 
 
 @dataclass(frozen=True)

@@ -55,3 +55,63 @@ async def wait_for_status(
             return seen  # type: ignore[no-any-return]
         await asyncio.sleep(0.1)
     raise AssertionError(f"order {order_id} never reached {status}; last seen {seen}")
+
+
+async def staff_headers(client: httpx.AsyncClient, shop_env: dict[str, str]) -> dict[str, str]:
+    """A staff member's bearer header (created with the real CLI, as an operator would)."""
+    import os
+    import subprocess
+    import sys
+
+    email = f"staff-{uuid.uuid4().hex[:8]}@example.com"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "user",
+            "create",
+            "--email",
+            email,
+            "--password",
+            PASSWORD,
+            "--role",
+            "staff",
+        ],
+        check=True,
+        env={**os.environ, **shop_env},
+        capture_output=True,
+    )
+    token = await client.post("/api/auth/token", data={"username": email, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+async def wait_for(
+    client: httpx.AsyncClient,
+    customer: dict[str, str],
+    order_id: str,
+    predicate: Any,
+    what: str,
+    timeout: float = 15.0,
+) -> dict[str, Any]:
+    """Poll the order view until ``predicate(view)`` holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    view: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        view = (await client.get(f"/api/orders/{order_id}", headers=auth(customer))).json()
+        if predicate(view):
+            return view
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"order {order_id} never got {what}; last seen {view}")
+
+
+async def paid_order(
+    client: httpx.AsyncClient, customer: dict[str, str], **body: Any
+) -> dict[str, Any]:
+    """Place an order and wait until its delivery exists (paid, kitchen ticket queued)."""
+    response = await client.post("/api/orders", json=order_body(**body), headers=auth(customer))
+    assert response.status_code == 201, response.text
+    return await wait_for(
+        client, customer, response.json()["id"], lambda v: v["delivery"] is not None, "a delivery"
+    )

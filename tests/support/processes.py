@@ -103,6 +103,7 @@ def start_shop(sandbox_url: str) -> Iterator[Shop]:
         "BREAKER_OPEN_SECONDS": "2",
         "BREAKER_HALF_OPEN_CALLS": "1",
         "PARTNER_TIMEOUT": "1",
+        "WORKER_RETRY_MAX_SECONDS": "1",
     }
     shop = Shop(url=f"http://127.0.0.1:{port}", env=shop_env)
     web = spawn(["serve", "--port", str(port)], shop_env)

@@ -1,0 +1,169 @@
+"""Cancel voids exactly once; coupons are issued once per order and redeemed once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.breakers import payment_breaker
+from app.coupon import tasks as coupon_tasks
+from app.coupon.models import Coupon
+from app.ordering import service as ordering
+from app.payment import tasks as payment_tasks
+from app.payment.provider import HttpPaymentProvider
+from app.payment.service import payment_for_order
+from app.platform.errors import InvalidInput
+from app.platform.events import Event
+from app.platform.settings import get_settings
+from tests.support.inproc import events_of, place, place_command
+
+Factory = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+def ctx(session_factory: Factory, redis: Redis) -> dict[str, Any]:
+    return {
+        "session_factory": session_factory,
+        "payment_provider": HttpPaymentProvider.from_settings(get_settings()),
+        "payment_breaker": payment_breaker(redis, get_settings()),
+        "redis": redis,
+        "settings": get_settings(),
+        "job_try": 1,
+    }
+
+
+async def _charges(sandbox: httpx.AsyncClient, payment_id: uuid.UUID) -> list[dict[str, Any]]:
+    response = await sandbox.get("/sandbox/payments/charges", params={"reference": str(payment_id)})
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_the_void_happens_once_even_if_the_job_runs_twice(
+    session_factory: Factory, ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    customer = uuid.uuid4()
+    order_id = await place(session_factory, customer_id=customer)
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    assert await payment_tasks.capture(ctx, placed.to_event().to_job_arg()) == "captured"
+    async with session_factory() as session:
+        await ordering.cancel_order(session, order_id, customer)
+    [cancelled] = await events_of(session_factory, order_id, "OrderCancelled")
+    job = cancelled.to_event().to_job_arg()
+
+    results = await asyncio.gather(payment_tasks.void(ctx, job), payment_tasks.void(ctx, job))
+
+    async with session_factory() as session:
+        payment = await payment_for_order(session, order_id)
+    assert payment is not None and payment.status == "voided"
+    [charge] = await _charges(sandbox, payment.id)
+    assert charge["operations"] == ["capture", "void"]
+    assert "voided" in results
+    assert len(await events_of(session_factory, order_id, "PaymentVoided")) == 1
+
+
+async def test_cancelled_before_the_charge_moves_no_money(
+    session_factory: Factory, ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    customer = uuid.uuid4()
+    order_id = await place(session_factory, customer_id=customer)
+    async with session_factory() as session:
+        await ordering.cancel_order(session, order_id, customer)
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    assert await payment_tasks.capture(ctx, placed.to_event().to_job_arg()) == "voided"
+    [cancelled] = await events_of(session_factory, order_id, "OrderCancelled")
+    assert await payment_tasks.void(ctx, cancelled.to_event().to_job_arg()) == "nothing to void"
+    async with session_factory() as session:
+        payment = await payment_for_order(session, order_id)
+    assert payment is not None and payment.status == "voided"
+    assert await _charges(sandbox, payment.id) == []
+
+
+def _delivered(order_id: uuid.UUID, customer_id: uuid.UUID) -> dict[str, Any]:
+    return Event(
+        id=uuid.uuid4(),
+        type="DeliveryDelivered",
+        aggregate_type="delivery",
+        aggregate_id=str(uuid.uuid4()),
+        correlation_id=str(order_id),
+        causation_id=None,
+        occurred_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
+        payload={"orderId": str(order_id), "customerId": str(customer_id), "version": 6},
+    ).to_job_arg()
+
+
+async def _coupons_for(session_factory: Factory, order_id: uuid.UUID) -> list[Coupon]:
+    async with session_factory() as session:
+        return list(await session.scalars(select(Coupon).where(Coupon.order_id == order_id)))
+
+
+async def test_a_coupon_is_issued_once_however_often_delivery_is_reported(
+    session_factory: Factory, ctx: dict[str, Any]
+) -> None:
+    order_id, customer = uuid.uuid4(), uuid.uuid4()
+    event = _delivered(order_id, customer)
+    outcomes = await asyncio.gather(*(coupon_tasks.issue(ctx, event) for _ in range(5)))
+    another_event_same_order = _delivered(order_id, customer)
+    assert await coupon_tasks.issue(ctx, another_event_same_order) is True  # handled, no-op
+
+    [coupon] = await _coupons_for(session_factory, order_id)
+    assert coupon.status == "issued" and coupon.customer_id == customer
+    assert sorted(outcomes) == [False, False, False, False, True]
+    assert len(await events_of(session_factory, order_id, "CouponIssued")) == 1
+
+
+async def test_two_checkouts_racing_for_one_coupon_redeem_it_once(
+    session_factory: Factory, ctx: dict[str, Any]
+) -> None:
+    customer = uuid.uuid4()
+    earned_with = uuid.uuid4()
+    await coupon_tasks.issue(ctx, _delivered(earned_with, customer))
+    [coupon] = await _coupons_for(session_factory, earned_with)
+
+    async def checkout() -> ordering.PlacedOrder | InvalidInput:
+        command = place_command(customer_id=customer)
+        command = ordering.PlaceOrder(**{**command.__dict__, "coupon_code": coupon.code})
+        async with session_factory() as session:
+            try:
+                return await ordering.place_order(session, get_settings(), command)
+            except InvalidInput as exc:
+                return exc
+
+    results = await asyncio.gather(*(checkout() for _ in range(6)))
+    placed = [r for r in results if isinstance(r, ordering.PlacedOrder)]
+    refused = [r for r in results if isinstance(r, InvalidInput)]
+    assert len(placed) == 1 and len(refused) == 5
+    assert all(r.by_field() == {"couponCode": "This coupon is redeemed."} for r in refused)
+    async with session_factory() as session:
+        used = await session.get(Coupon, coupon.id)
+        assert used is not None and used.status == "redeemed"
+        assert used.redeemed_order_id == placed[0].order_id
+        from app.ordering.models import Order
+
+        orders = await session.scalar(
+            select(func.count()).select_from(Order).where(Order.customer_id == customer)
+        )
+        assert orders == 1, "the refused checkouts left no order behind"
+
+
+async def test_cancelling_an_order_gives_its_coupon_back(
+    session_factory: Factory, ctx: dict[str, Any]
+) -> None:
+    customer = uuid.uuid4()
+    earned_with = uuid.uuid4()
+    await coupon_tasks.issue(ctx, _delivered(earned_with, customer))
+    [coupon] = await _coupons_for(session_factory, earned_with)
+    command = ordering.PlaceOrder(
+        **{**place_command(customer_id=customer).__dict__, "coupon_code": coupon.code}
+    )
+    async with session_factory() as session:
+        placed = await ordering.place_order(session, get_settings(), command)
+    async with session_factory() as session:
+        await ordering.cancel_order(session, placed.order_id, customer)
+    [again] = await _coupons_for(session_factory, earned_with)
+    assert (again.status, again.redeemed_order_id) == ("issued", None)

@@ -1,0 +1,186 @@
+"""Delivery, courier partner, coupons and cancel, end to end through the real processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from app.platform.signing import sign
+from tests.support.api import (
+    auth,
+    new_customer,
+    order_body,
+    paid_order,
+    staff_headers,
+    wait_for,
+)
+from tests.support.processes import Shop
+
+
+@pytest.fixture
+async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as client:
+        yield client
+
+
+@pytest.fixture
+async def staff(client: httpx.AsyncClient, shop: Shop) -> dict[str, str]:
+    return await staff_headers(client, shop.env)
+
+
+async def _advance(
+    client: httpx.AsyncClient, staff: dict[str, str], delivery_id: str
+) -> dict[str, Any]:
+    response = await client.post(f"/api/deliveries/{delivery_id}/advance", headers=staff)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_from_paid_to_delivered_with_a_coupon(
+    client: httpx.AsyncClient, staff: dict[str, str]
+) -> None:
+    customer = await new_customer(client)
+    order = await paid_order(client, customer)
+    delivery_id = order["delivery"]["id"]
+    assert order["status"] == "paid" and order["delivery"]["status"] == "queued"
+
+    assigned = await wait_for(
+        client, customer, order["id"], lambda v: v["delivery"]["rider"], "a rider"
+    )
+    assert assigned["delivery"]["courierStatus"] == "assigned"
+
+    moves = [(await _advance(client, staff, delivery_id))["status"] for _ in range(3)]
+    assert moves == ["preparing", "baking", "ready"]
+    # The partner collects once told the food is ready, then delivers (its webhooks).
+    delivered = await wait_for(
+        client, customer, order["id"], lambda v: v["status"] == "fulfilled", "delivered"
+    )
+    stages = [step["status"] for step in delivered["timeline"]]
+    assert stages == [
+        "placed",
+        "paid",
+        "queued",
+        "preparing",
+        "baking",
+        "ready",
+        "out_for_delivery",
+        "delivered",
+    ]
+    with_coupon = await wait_for(client, customer, order["id"], lambda v: v["coupon"], "a coupon")
+    coupon = with_coupon["coupon"]
+    assert coupon["status"] == "issued" and coupon["discount"] > 0
+    mine = (await client.get("/api/coupons", headers=auth(customer))).json()
+    assert [(c["code"], c["orderId"]) for c in mine] == [(coupon["code"], order["id"])]
+
+    nothing_left = await client.post(f"/api/deliveries/{delivery_id}/advance", headers=staff)
+    assert nothing_left.status_code == 409 and "no next stage" in nothing_left.json()["detail"]
+
+    # The coupon takes money off the next order, once.
+    second = await client.post(
+        "/api/orders", json=order_body(couponCode=coupon["code"].lower()), headers=auth(customer)
+    )
+    assert second.status_code == 201, second.text
+    assert second.json()["discountAmount"] == coupon["discount"]
+    again = await client.post(
+        "/api/orders", json=order_body(couponCode=coupon["code"]), headers=auth(customer)
+    )
+    assert again.status_code == 422 and again.json()["errors"][0]["field"] == "couponCode"
+    stranger = await new_customer(client)
+    theirs = await client.post(
+        "/api/orders", json=order_body(couponCode=coupon["code"]), headers=auth(stranger)
+    )
+    assert theirs.status_code == 422
+
+
+async def test_staff_api_needs_the_staff_role(
+    client: httpx.AsyncClient, staff: dict[str, str]
+) -> None:
+    customer = await new_customer(client)
+    assert (await client.get("/api/deliveries", headers=auth(customer))).status_code == 403
+    assert (await client.get("/api/admin/breakers", headers=auth(customer))).status_code == 403
+    assert (await client.get("/api/deliveries")).status_code == 401
+    listed = await client.get("/api/deliveries", params={"status": "queued"}, headers=staff)
+    assert listed.status_code == 200 and all(d["status"] == "queued" for d in listed.json())
+    bad = await client.get("/api/deliveries", params={"status": "teleported"}, headers=staff)
+    assert bad.status_code == 422
+    breakers = (await client.get("/api/admin/breakers", headers=staff)).json()
+    assert {b["name"] for b in breakers} == {"payment", "courier"}
+
+
+async def test_the_courier_webhook_rejects_a_bad_signature(client: httpx.AsyncClient) -> None:
+    body = b'{"eventId":"ev_1","type":"delivered","pickupId":"pk_x","reference":"r","rider":null,"occurredAt":"2026-01-01T00:00:00+00:00"}'
+    forged = await client.post(
+        "/webhooks/courier",
+        content=body,
+        headers={
+            "content-type": "application/json",
+            "X-Courier-Signature": sign("wrong-secret", body),
+        },
+    )
+    assert forged.status_code == 401
+    unsigned = await client.post("/webhooks/courier", content=body)
+    assert unsigned.status_code == 401
+    good = await client.post(
+        "/webhooks/courier",
+        content=body,
+        headers={"X-Courier-Signature": sign("dev-only-courier-webhook-secret", body)},
+    )
+    assert good.status_code == 200, "a validly signed event about an unknown pickup is acknowledged"
+
+
+async def test_cancel_voids_the_payment_once_and_withdraws_the_rider(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient
+) -> None:
+    customer = await new_customer(client)
+    order = await paid_order(client, customer)
+    cancelled = await client.post(f"/api/orders/{order['id']}/cancel", headers=auth(customer))
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["delivery"]["status"] == "cancelled"
+
+    voided = await wait_for(
+        client, customer, order["id"], lambda v: v["payment"]["status"] == "voided", "a void"
+    )
+    assert voided["timeline"][-1]["status"] == "cancelled"
+    payments = (await sandbox.get("/sandbox/payments/charges")).json()
+    [charge] = [
+        c for c in payments if c["amount"] == order["totalAmount"] and "void" in c["operations"]
+    ][-1:]
+    assert charge["operations"] == ["capture", "void"]
+    pickups = (
+        await sandbox.get("/sandbox/courier/pickups", params={"reference": order["delivery"]["id"]})
+    ).json()
+    await_withdrawn = 0
+    while pickups and "cancel" not in pickups[0]["operations"] and await_withdrawn < 50:
+        await asyncio.sleep(0.1)
+        await_withdrawn += 1
+        pickups = (
+            await sandbox.get(
+                "/sandbox/courier/pickups", params={"reference": order["delivery"]["id"]}
+            )
+        ).json()
+    assert not pickups or pickups[0]["operations"].count("cancel") == 1
+
+    twice = await client.post(f"/api/orders/{order['id']}/cancel", headers=auth(customer))
+    assert twice.status_code == 409
+
+
+async def test_cancel_is_refused_once_the_kitchen_started(
+    client: httpx.AsyncClient, staff: dict[str, str]
+) -> None:
+    customer = await new_customer(client)
+    order = await paid_order(client, customer)
+    await _advance(client, staff, order["delivery"]["id"])
+    refused = await client.post(f"/api/orders/{order['id']}/cancel", headers=auth(customer))
+    assert refused.status_code == 409
+    assert "kitchen has already started" in refused.json()["detail"]
+    other = await new_customer(client)
+    assert (
+        await client.post(f"/api/orders/{order['id']}/cancel", headers=auth(other))
+    ).status_code == 404
+    view = (await client.get(f"/api/orders/{order['id']}", headers=auth(customer))).json()
+    assert view["status"] == "paid"

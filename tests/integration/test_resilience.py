@@ -1,0 +1,102 @@
+"""Partner outages and a stopped coupon worker, with the real processes (NFR2.1–2.4)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.support.api import (
+    auth,
+    new_customer,
+    order_body,
+    paid_order,
+    staff_headers,
+    wait_for,
+)
+from tests.support.processes import Shop
+
+
+@pytest.fixture
+async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as client:
+        yield client
+
+
+async def test_orders_go_on_while_the_coupon_worker_is_down_and_coupons_catch_up(
+    client: httpx.AsyncClient, shop: Shop
+) -> None:
+    staff = await staff_headers(client, shop.env)
+    customer = await new_customer(client)
+    shop.stop_worker("coupon")
+    try:
+        order = await paid_order(client, customer)
+        for _ in range(3):
+            moved = await client.post(
+                f"/api/deliveries/{order['delivery']['id']}/advance", headers=staff
+            )
+            assert moved.status_code == 200
+        delivered = await wait_for(
+            client, customer, order["id"], lambda v: v["status"] == "fulfilled", "delivered"
+        )
+        another = await client.post("/api/orders", json=order_body(), headers=auth(customer))
+        assert another.status_code == 201, "customers still order without the coupon worker"
+        await asyncio.sleep(1.0)
+        assert delivered["coupon"] is None
+        assert (await client.get("/api/coupons", headers=auth(customer))).json() == []
+    finally:
+        shop.start_worker("coupon")
+    caught_up = await wait_for(
+        client, customer, order["id"], lambda v: v["coupon"] is not None, "its coupon", 20
+    )
+    assert caught_up["coupon"]["status"] == "issued"
+    assert len((await client.get("/api/coupons", headers=auth(customer))).json()) == 1
+
+
+async def test_a_courier_outage_refuses_orders_fast_then_recovers(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient
+) -> None:
+    customer = await new_customer(client)
+    await sandbox.put("/sandbox/knobs/courier", json={"down": True})
+    waiting: list[str] = []
+    try:
+        refused = None
+        async with asyncio.timeout(25):
+            while refused is None:
+                response = await client.post(
+                    "/api/orders", json=order_body(), headers=auth(customer)
+                )
+                if response.status_code == 503:
+                    refused = response
+                else:
+                    assert response.status_code == 201, response.text
+                    waiting.append(response.json()["id"])
+                    await asyncio.sleep(0.3)
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert "courier" in refused.json()["detail"]
+        for order_id in waiting:
+            view = (await client.get(f"/api/orders/{order_id}", headers=auth(customer))).json()
+            assert view["delivery"] is None or view["delivery"]["courierStatus"] == "unassigned"
+    finally:
+        await sandbox.put("/sandbox/knobs/courier", json={"down": False})
+
+    accepted = None
+    async with asyncio.timeout(20):
+        while accepted is None:
+            response = await client.post("/api/orders", json=order_body(), headers=auth(customer))
+            if response.status_code == 201:
+                accepted = response
+            else:
+                assert response.status_code == 503
+                await asyncio.sleep(0.5)
+    for order_id in waiting:
+        await wait_for(
+            client,
+            customer,
+            order_id,
+            lambda v: v["delivery"] and v["delivery"]["courierStatus"] in ("requested", "assigned"),
+            "a rider request after the outage",
+            30,
+        )

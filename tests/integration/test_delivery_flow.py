@@ -112,7 +112,10 @@ async def test_staff_api_needs_the_staff_role(
 
 
 async def test_the_courier_webhook_rejects_a_bad_signature(client: httpx.AsyncClient) -> None:
-    body = b'{"eventId":"ev_1","type":"delivered","pickupId":"pk_x","reference":"r","rider":null,"occurredAt":"2026-01-01T00:00:00+00:00"}'
+    body = (
+        b'{"eventId":"ev_1","type":"delivered","pickupId":"pk_x","reference":"r",'
+        b'"rider":null,"occurredAt":"2026-01-01T00:00:00+00:00"}'
+    )
     forged = await client.post(
         "/webhooks/courier",
         content=body,

@@ -1,4 +1,4 @@
-"""Partner outages and a stopped coupon worker, with the real processes (NFR2.1–2.4)."""
+"""Partner outages and a stopped coupon worker, with the real processes (NFR2.1 to 2.4)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -59,12 +62,9 @@ async def wait_for_status(
 
 async def staff_headers(client: httpx.AsyncClient, shop_env: dict[str, str]) -> dict[str, str]:
     """A staff member's bearer header (created with the real CLI, as an operator would)."""
-    import os
-    import subprocess
-    import sys
-
     email = f"staff-{uuid.uuid4().hex[:8]}@example.com"
-    subprocess.run(
+    await asyncio.to_thread(
+        subprocess.run,
         [
             sys.executable,
             "-m",

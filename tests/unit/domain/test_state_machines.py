@@ -22,19 +22,19 @@ from app.payment.models import PAYMENT_MACHINE, Payment, PaymentStatus
 from app.platform.errors import IllegalTransition
 from app.platform.statemachine import StateMachine
 
-O, P, D, C, K = OrderStatus, PaymentStatus, DeliveryStatus, CourierStatus, CouponStatus
+Os, P, D, C, K = OrderStatus, PaymentStatus, DeliveryStatus, CourierStatus, CouponStatus
 
 DESIGNED: dict[str, tuple[StateMachine[Any], type[StrEnum], set[tuple[Any, Any]]]] = {
     "order": (
         ORDER_MACHINE,
         OrderStatus,
         {
-            (O.placed, O.paid),
-            (O.placed, O.payment_failed),
-            (O.placed, O.cancelled),
-            (O.paid, O.cancelled),
-            (O.paid, O.fulfilled),
-            (O.fulfilled, O.refunded),
+            (Os.placed, Os.paid),
+            (Os.placed, Os.payment_failed),
+            (Os.placed, Os.cancelled),
+            (Os.paid, Os.cancelled),
+            (Os.paid, Os.fulfilled),
+            (Os.fulfilled, Os.refunded),
         },
     ),
     "payment": (

@@ -96,6 +96,7 @@ class CheckoutPages(Controller):
         form = {
             "address": str(data.get("address", "")),
             "card_number": str(data.get("card_number", "")),
+            "coupon_code": str(data.get("coupon_code", ""))[:40],
         }
         token = str(data.get("idempotency_key", ""))[:100] or None
         lines = await basket_lines(request, db)
@@ -110,8 +111,10 @@ class CheckoutPages(Controller):
         try:
             placed = await service.place_order(db, settings, command, gate=state.breakers)
         except (InvalidInput, Unavailable) as exc:
+            headers = {}
             if isinstance(exc, Unavailable):
                 errors = {"form": refusal_message(exc.retry_after)}
+                headers["Retry-After"] = str(exc.retry_after)
             else:
                 errors = {_field_name(e.field): e.message for e in exc.errors}
             request.session[CHECKOUT_FORM] = {"address": form["address"]}
@@ -119,6 +122,7 @@ class CheckoutPages(Controller):
                 request,
                 "ordering/checkout.html",
                 status_code=exc.status_code,
+                headers=headers,
                 basket=lines,
                 form=form,
                 errors=errors,

@@ -101,7 +101,11 @@ def wants_json(request: Request[Any, Any, Any]) -> bool:
 
 
 def page(
-    request: Request[Any, Any, Any], template: str, status_code: int = 200, **context: Any
+    request: Request[Any, Any, Any],
+    template: str,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **context: Any,
 ) -> Template:
     """Render a full page (or, for HTMX, the same template's fragment when asked)."""
     viewer = session_principal(request)
@@ -111,7 +115,11 @@ def page(
     context.setdefault("basket_count", sum(int(q) for q in basket.values()))
     context.setdefault("shop", request.app.state.settings.shop)
     return Template(
-        template_name=template, context=context, status_code=status_code, media_type=MediaType.HTML
+        template_name=template,
+        context=context,
+        status_code=status_code,
+        media_type=MediaType.HTML,
+        headers=headers,
     )
 
 

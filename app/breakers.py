@@ -47,6 +47,10 @@ class PartnerBreakers:
             except BreakerOpen as exc:
                 raise BreakerOpen(exc.name, exc.retry_after) from exc
 
+    async def ensure_open_for_refunds(self) -> None:
+        """A refund needs the delivery partner for the return trip (NFR2.4)."""
+        await self.courier.ensure_closed()
+
     async def states(self) -> list[BreakerState]:
         states = []
         for breaker in self.all():
@@ -56,5 +60,5 @@ class PartnerBreakers:
         return states
 
 
-def refusal_message(retry_after: int) -> str:
-    return f"We can't take orders for about {retry_after} seconds, please try again."
+def refusal_message(retry_after: int, what: str = "orders") -> str:
+    return f"We can't take {what} for about {retry_after} seconds, please try again."

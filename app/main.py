@@ -41,6 +41,8 @@ from app.platform.errors import DomainError
 from app.platform.pubsub import Broadcaster
 from app.platform.redis import create_redis
 from app.platform.settings import Settings, get_settings
+from app.refund.api import RefundApi
+from app.refund.pages import ReasonAdminPages, RefundPages, StaffRefundPages
 from app.status.api import OrderStatusApi
 from app.status.pages import OrderPages
 
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CouponApi,
             DeliveryApi,
             OperationsApi,
+            RefundApi,
         ],
         dependencies={
             "caller": Provide(web.provide_api_principal),
@@ -114,10 +117,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CouponPages,
             BoardPages,
             PartnerPages,
+            RefundPages,
+            StaffRefundPages,
+            ReasonAdminPages,
         ],
         dependencies={
             "customer": Provide(web.provide_customer),
             "staff": Provide(web.provide_staff),
+            "admin": Provide(web.provide_admin),
             "viewer": Provide(web.provide_viewer),
         },
         include_in_schema=False,

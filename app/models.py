@@ -8,6 +8,7 @@ from app.ordering import models as ordering
 from app.payment import models as payment
 from app.platform import outbox as platform
 from app.platform.db import Base
+from app.refund import models as refund
 from app.status import models as status
 
 __all__ = [
@@ -19,5 +20,6 @@ __all__ = [
     "ordering",
     "payment",
     "platform",
+    "refund",
     "status",
 ]

@@ -10,6 +10,7 @@ from app.delivery import tasks as delivery
 from app.ordering import tasks as ordering
 from app.payment import tasks as payment
 from app.platform.relay import Subscriber, Subscriptions
+from app.refund import tasks as refund
 from app.status import tasks as status
 
 PROJECT = Subscriber("status", status.PROJECT)
@@ -36,4 +37,19 @@ SUBSCRIPTIONS: Subscriptions = {
     "CouponIssued": [PROJECT],
     "CouponRedeemed": [PROJECT],
     "CouponReinstated": [PROJECT],
+    "CouponRevoked": [PROJECT],
+    "CouponFlagged": [PROJECT],
+    # refunds (FR8 to FR12)
+    "RefundRequested": [Subscriber("coupon", coupon.REVOKE), PROJECT],
+    "DeliveryReturnRequested": [Subscriber("delivery", delivery.REQUEST_RETURN_PICKUP), PROJECT],
+    "DeliveryReturned": [Subscriber("payment", payment.REFUND), PROJECT],
+    "PaymentRefunded": [
+        Subscriber("refund", refund.COMPLETE),
+        Subscriber("ordering", ordering.ON_PAYMENT_REFUNDED),
+        PROJECT,
+    ],
+    "RefundCompleted": [PROJECT],
+    "OrderRefunded": [PROJECT],
+    "RefundCancelled": [Subscriber("coupon", coupon.REINSTATE), PROJECT],
+    "DeliveryReturnCancelled": [Subscriber("delivery", delivery.WITHDRAW_RETURN_PICKUP), PROJECT],
 }

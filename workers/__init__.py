@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-QUEUES = ("payment", "ordering", "delivery", "coupon", "status")
+QUEUES = ("payment", "ordering", "delivery", "coupon", "refund", "status")
 
 
 def settings_for(queue: str) -> type:

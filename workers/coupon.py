@@ -5,4 +5,11 @@ from __future__ import annotations
 from app.coupon import tasks
 from workers.base import worker_settings
 
-WorkerSettings = worker_settings("coupon", [(tasks.ISSUE, tasks.issue)])
+WorkerSettings = worker_settings(
+    "coupon",
+    [
+        (tasks.ISSUE, tasks.issue),
+        (tasks.REVOKE, tasks.revoke),
+        (tasks.REINSTATE, tasks.reinstate),
+    ],
+)

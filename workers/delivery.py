@@ -26,6 +26,8 @@ WorkerSettings = worker_settings(
         (tasks.REQUEST_COURIER, tasks.request_courier),
         (tasks.NOTIFY_READY, tasks.notify_ready),
         (tasks.WITHDRAW_COURIER, tasks.withdraw_courier),
+        (tasks.REQUEST_RETURN_PICKUP, tasks.request_return_pickup),
+        (tasks.WITHDRAW_RETURN_PICKUP, tasks.withdraw_return_pickup),
     ],
     on_startup=_open_gateway,
     on_shutdown=_close_gateway,

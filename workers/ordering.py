@@ -11,5 +11,6 @@ WorkerSettings = worker_settings(
         (tasks.ON_PAYMENT_CAPTURED, tasks.on_payment_captured),
         (tasks.ON_PAYMENT_FAILED, tasks.on_payment_failed),
         (tasks.ON_DELIVERY_DELIVERED, tasks.on_delivery_delivered),
+        (tasks.ON_PAYMENT_REFUNDED, tasks.on_payment_refunded),
     ],
 )

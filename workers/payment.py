@@ -21,7 +21,7 @@ async def _close_provider(ctx: dict[str, Any]) -> None:
 
 WorkerSettings = worker_settings(
     "payment",
-    [(tasks.CAPTURE, tasks.capture), (tasks.VOID, tasks.void)],
+    [(tasks.CAPTURE, tasks.capture), (tasks.VOID, tasks.void), (tasks.REFUND, tasks.refund)],
     on_startup=_open_provider,
     on_shutdown=_close_provider,
 )

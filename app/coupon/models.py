@@ -51,6 +51,8 @@ class Coupon(Base):
     discount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     redeemed_order_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    #: set when a refund wanted to revoke a coupon already spent: staff decide
+    flagged: Mapped[str | None] = mapped_column(String(300))
     version: Mapped[int] = mapped_column(Integer, default=1)
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -59,3 +61,20 @@ class Coupon(Base):
         self.status = COUPON_MACHINE.check(CouponStatus(self.status), target).value
         self.version += 1
         self.updated_at = utcnow()
+
+
+class Revocation(Base):
+    """A refund's claim on the order's coupon, kept even when no coupon exists yet.
+
+    While ``state`` is ``revoked`` it is the tombstone that makes a late issue do nothing;
+    ``reinstated`` records that the refund was cancelled (also when that news arrives
+    before the revoke itself).
+    """
+
+    __tablename__ = "revocations"
+    __table_args__ = (Index("ix_revocations_order", "order_id"), {"schema": "coupon"})
+
+    refund_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    state: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -10,13 +10,17 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.coupon.models import Coupon, CouponStatus
+from app.coupon.models import Coupon, CouponStatus, Revocation
 from app.platform.errors import InvalidInput
 from app.platform.events import Event
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud
+
+
+REVOKED = "revoked"
+REINSTATED = "reinstated"
 
 
 def new_code() -> str:
@@ -38,6 +42,7 @@ def snapshot(coupon: Coupon) -> dict[str, Any]:
         "discount": coupon.discount,
         "currency": coupon.currency,
         "redeemedOrderId": str(coupon.redeemed_order_id) if coupon.redeemed_order_id else None,
+        "flagged": coupon.flagged,
         "version": coupon.version,
     }
 
@@ -59,13 +64,35 @@ async def _emit(
 async def issue_for_delivery(session: AsyncSession, settings: Settings, event: Event) -> None:
     """``DeliveryDelivered`` → one coupon for that order (unique per order)."""
     p = event.payload
+    order_id = uuid.UUID(p["orderId"])
+    if await _revoked(session, order_id):
+        return  # a refund got here first: its tombstone says no coupon for this order
+    await _issue(session, settings, order_id, uuid.UUID(p["customerId"]), event)
+
+
+async def _revoked(session: AsyncSession, order_id: uuid.UUID) -> bool:
+    state = await session.scalar(
+        select(Revocation.refund_id).where(
+            Revocation.order_id == order_id, Revocation.state == REVOKED
+        )
+    )
+    return state is not None
+
+
+async def _issue(
+    session: AsyncSession,
+    settings: Settings,
+    order_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    cause: Event,
+) -> None:
     coupon_id = await session.scalar(
         insert(Coupon)
         .values(
             id=uuid.uuid4(),
             code=new_code(),
-            order_id=uuid.UUID(p["orderId"]),
-            customer_id=uuid.UUID(p["customerId"]),
+            order_id=order_id,
+            customer_id=customer_id,
             status=CouponStatus.issued.value,
             discount=settings.shop.coupon_discount,
             currency=settings.shop.currency,
@@ -77,7 +104,7 @@ async def issue_for_delivery(session: AsyncSession, settings: Settings, event: E
     if coupon_id is not None:
         coupon = await session.get(Coupon, coupon_id)
         assert coupon is not None
-        await _emit(session, coupon, "CouponIssued", event)
+        await _emit(session, coupon, "CouponIssued", cause)
 
 
 async def redeem(
@@ -120,3 +147,62 @@ async def coupons_of(session: AsyncSession, customer_id: uuid.UUID) -> list[Coup
         select(Coupon).where(Coupon.customer_id == customer_id).order_by(Coupon.issued_at.desc())
     )
     return list(rows)
+
+
+async def revoke_for_refund(session: AsyncSession, event: Event) -> None:
+    """``RefundRequested`` → the order's coupon is revoked (FR10).
+
+    No coupon yet → the revocation row is a tombstone, so a late issue does nothing.
+    Already spent on another order → flagged for staff, never an error.
+    """
+    refund_id, order_id = uuid.UUID(event.payload["refundId"]), uuid.UUID(event.payload["orderId"])
+    claimed = await session.scalar(
+        insert(Revocation)
+        .values(refund_id=refund_id, order_id=order_id, state=REVOKED)
+        .on_conflict_do_nothing()
+        .returning(Revocation.refund_id)
+    )
+    if claimed is None:
+        return  # seen before, or the refund was already cancelled (reinstated first)
+    coupon = await _locked_for_order(session, order_id)
+    if coupon is None:
+        return
+    if coupon.status == CouponStatus.issued:
+        coupon.move_to(CouponStatus.revoked)
+        await _emit(session, coupon, "CouponRevoked", event)
+    elif coupon.status == CouponStatus.redeemed and not coupon.flagged:
+        coupon.flagged = (
+            f"Refund {refund_id} asked to revoke it, but it was already used on order "
+            f"{coupon.redeemed_order_id}."
+        )
+        coupon.version += 1
+        await _emit(session, coupon, "CouponFlagged", event)
+
+
+async def reinstate_for_refund(session: AsyncSession, settings: Settings, event: Event) -> None:
+    """``RefundCancelled`` → the coupon comes back (FR11), or is issued now if the
+    refund's tombstone had stopped it."""
+    p = event.payload
+    refund_id, order_id = uuid.UUID(p["refundId"]), uuid.UUID(p["orderId"])
+    stmt = insert(Revocation).values(refund_id=refund_id, order_id=order_id, state=REINSTATED)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Revocation.refund_id], set_={"state": REINSTATED}
+        )
+    )
+    coupon = await _locked_for_order(session, order_id)
+    if coupon is None:
+        if not await _revoked(session, order_id):
+            await _issue(session, settings, order_id, uuid.UUID(p["customerId"]), event)
+        return
+    if coupon.status == CouponStatus.revoked:
+        coupon.move_to(CouponStatus.issued)
+        await _emit(session, coupon, "CouponReinstated", event)
+    elif coupon.flagged:
+        coupon.flagged = None
+        coupon.version += 1
+        await _emit(session, coupon, "CouponFlagged", event)
+
+
+async def _locked_for_order(session: AsyncSession, order_id: uuid.UUID) -> Coupon | None:
+    return await session.scalar(select(Coupon).where(Coupon.order_id == order_id).with_for_update())

@@ -19,3 +19,20 @@ async def issue(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
         await service.issue_for_delivery(session, ctx["settings"], event)
 
     return await handle_once(ctx["session_factory"], ISSUE, event_of(raw), effect)
+
+
+REVOKE = "coupon.revoke"
+REINSTATE = "coupon.reinstate"
+
+
+async def revoke(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+    return await handle_once(
+        ctx["session_factory"], REVOKE, event_of(raw), service.revoke_for_refund
+    )
+
+
+async def reinstate(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+    async def effect(session: AsyncSession, event: Event) -> None:
+        await service.reinstate_for_refund(session, ctx["settings"], event)
+
+    return await handle_once(ctx["session_factory"], REINSTATE, event_of(raw), effect)

@@ -14,6 +14,7 @@ from app.delivery.schemas import DeliveryView
 from app.platform.errors import InvalidInput, NotFound
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
+from app.refund import service as refunds
 from app.status.service import project_now
 
 
@@ -46,4 +47,26 @@ class DeliveryApi(Controller):
         delivery = await service.advance(db, delivery_id)
         await db.commit()
         await project_now(state.session_factory, state.redis, take_recorded(db))
+        return DeliveryView.of(delivery)
+
+    @post("/{delivery_id:uuid}/return/complete", status_code=200)
+    async def complete_return(
+        self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal, state: State
+    ) -> DeliveryView:
+        """The returned pizzas are back: the money goes back to the customer."""
+        delivery = await service.complete_return(db, delivery_id)
+        await db.commit()
+        await project_now(state.session_factory, state.redis, take_recorded(db))
+        return DeliveryView.of(delivery)
+
+    @post("/{delivery_id:uuid}/return/cancel", status_code=200)
+    async def cancel_return(
+        self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal, state: State
+    ) -> DeliveryView:
+        """Cancel the return trip: the refund is cancelled too (FR11)."""
+        await refunds.cancel_for_delivery(db, delivery_id, "staff")
+        await project_now(state.session_factory, state.redis, take_recorded(db))
+        delivery = await service.get(db, delivery_id)
+        assert delivery is not None
+        await db.refresh(delivery)
         return DeliveryView.of(delivery)

@@ -74,6 +74,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_status", "status"),
         Index("ix_deliveries_partner_ref", "partner_ref"),
+        Index("ix_deliveries_return_partner_ref", "return_partner_ref"),
         {"schema": "delivery"},
     )
 
@@ -87,14 +88,20 @@ class Delivery(Base):
     address: Mapped[str] = mapped_column(String(300))
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the partner's pickup for the return trip (a refund), separate from the delivery's
+    return_partner_ref: Mapped[str | None] = mapped_column(String(100))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     def move_to(self, target: DeliveryStatus) -> None:
-        self.status = DELIVERY_MACHINE.check(DeliveryStatus(self.status), target).value
+        current = DeliveryStatus(self.status)
+        self.status = DELIVERY_MACHINE.check(current, target).value
         self.version += 1
         self.updated_at = utcnow()
+        if target is DeliveryStatus.delivered and current is DeliveryStatus.out_for_delivery:
+            self.delivered_at = self.updated_at
 
     def courier_to(self, target: CourierStatus) -> None:
         self.courier_status = COURIER_MACHINE.check(

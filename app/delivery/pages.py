@@ -18,10 +18,12 @@ from app.delivery import service
 from app.delivery.models import FORWARD, DeliveryStatus
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
+from app.platform.errors import NotFound
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import is_htmx, page, redirect
+from app.refund import service as refunds
 from app.status import service as status
 from app.status.live import channel_updates
 from app.status.models import BoardCard
@@ -34,6 +36,7 @@ COLUMNS: tuple[tuple[DeliveryStatus, str], ...] = (
     (DeliveryStatus.ready, "Ready"),
     (DeliveryStatus.out_for_delivery, "Out for delivery"),
     (DeliveryStatus.delivered, "Delivered"),
+    (DeliveryStatus.return_requested, "Returns"),
 )
 ACTION_LABELS = {
     DeliveryStatus.preparing: "Start preparing",
@@ -119,6 +122,30 @@ class BoardPages(Controller):
                 yield ServerSentEventMessage(data=html, event="board")
 
         return ServerSentEvent(events())
+
+    @post("/deliveries/{delivery_id:uuid}/return/{outcome:str}")
+    async def settle_return(
+        self,
+        request: Request[Any, Any, Any],
+        delivery_id: uuid.UUID,
+        outcome: str,
+        db: AsyncSession,
+        staff: Principal,
+        state: State,
+    ) -> Any:
+        """A return card's buttons: ``complete`` (pizzas back, refund the money) or
+        ``cancel`` (no return, the refund is cancelled: FR11)."""
+        if outcome == "complete":
+            await service.complete_return(db, delivery_id)
+            await db.commit()
+        elif outcome == "cancel":
+            await refunds.cancel_for_delivery(db, delivery_id, "staff")
+        else:
+            raise NotFound("no such return action")
+        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        if is_htmx(request):
+            return page(request, "delivery/_board_columns.html", **await board_context(db, state))
+        return redirect(request, "/staff/board")
 
     @post("/deliveries/{delivery_id:uuid}/advance")
     async def advance(

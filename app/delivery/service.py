@@ -37,6 +37,7 @@ def snapshot(delivery: Delivery) -> dict[str, Any]:
         "items": delivery.items,
         "address": delivery.address,
         "paidAt": delivery.paid_at.isoformat() if delivery.paid_at else None,
+        "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
         "version": delivery.version,
     }
 
@@ -197,3 +198,53 @@ async def apply_partner_event(
         if status is DeliveryStatus.ready:
             await _move(session, delivery, DeliveryStatus.out_for_delivery)
         await _move(session, delivery, DeliveryStatus.delivered)
+
+
+# -- returns (refunds) -----------------------------------------------------------------
+
+
+async def locked_for_order(session: AsyncSession, order_id: uuid.UUID) -> Delivery | None:
+    return await session.scalar(
+        select(Delivery).where(Delivery.order_id == order_id).with_for_update()
+    )
+
+
+async def request_return(session: AsyncSession, delivery: Delivery) -> None:
+    """Part of the refund transaction (NFR1.2): delivered → return_requested."""
+    delivery.move_to(DeliveryStatus.return_requested)
+    await _emit(session, delivery, "DeliveryReturnRequested")
+
+
+async def cancel_return(session: AsyncSession, delivery: Delivery) -> None:
+    """Part of the refund-cancel transaction (FR11): the pizzas stay with the customer."""
+    if delivery.status == DeliveryStatus.returned:
+        raise Conflict("the return has already reached the shop; the refund goes ahead")
+    delivery.move_to(DeliveryStatus.delivered)
+    await _emit(session, delivery, "DeliveryReturnCancelled")
+
+
+async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
+    """The returned pizzas reached the shop (partner webhook or staff): money goes back."""
+    delivery = await _locked(session, delivery_id)
+    if delivery.status == DeliveryStatus.returned:
+        return delivery
+    if delivery.status != DeliveryStatus.return_requested:
+        raise Conflict(f"a {delivery.status} delivery has no return to complete")
+    delivery.move_to(DeliveryStatus.returned)
+    await _emit(session, delivery, "DeliveryReturned")
+    return delivery
+
+
+async def record_return_pickup(
+    session: AsyncSession, delivery_id: uuid.UUID, partner_ref: str
+) -> bool:
+    """Store the return pickup id; True when the return was cancelled meanwhile."""
+    delivery = await _locked(session, delivery_id)
+    delivery.return_partner_ref = delivery.return_partner_ref or partner_ref
+    return delivery.status != DeliveryStatus.return_requested
+
+
+async def by_return_pickup(session: AsyncSession, partner_ref: str) -> Delivery | None:
+    return await session.scalar(
+        select(Delivery).where(Delivery.return_partner_ref == partner_ref).with_for_update()
+    )

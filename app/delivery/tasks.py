@@ -111,3 +111,59 @@ async def _withdraw(ctx: dict[str, Any], delivery_id: uuid.UUID, partner_ref: st
         )
     except CourierRejected as exc:  # e.g. already picked up: nothing left to withdraw
         log.warning("withdraw of pickup %s refused: %s", partner_ref, exc)
+
+
+REQUEST_RETURN_PICKUP = "delivery.request_return_pickup"
+WITHDRAW_RETURN_PICKUP = "delivery.withdraw_return_pickup"
+
+
+async def request_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+    """``DeliveryReturnRequested`` → ask the partner to collect the pizzas (a refund)."""
+    delivery_id = uuid.UUID(event_of(raw).payload["deliveryId"])
+    async with ctx["session_factory"]() as session:
+        delivery = await service.get(session, delivery_id)
+    if delivery is None or delivery.return_partner_ref:
+        return "skipped"
+    if delivery.status != DeliveryStatus.return_requested:
+        return "no return in progress"
+    callback = f"{ctx['settings'].public_url}/webhooks/courier"
+    outcome = await _partner(
+        ctx,
+        lambda gateway: gateway.request_pickup(
+            reference=f"{delivery_id}:return",
+            address=delivery.address,
+            callback_url=callback,
+            idempotency_key=f"{delivery_id}:return-pickup",
+        ),
+    )
+    async with ctx["session_factory"]() as session, session.begin():
+        cancelled_meanwhile = await service.record_return_pickup(
+            session, delivery_id, outcome.partner_ref
+        )
+    if cancelled_meanwhile:
+        await _withdraw_return(ctx, delivery_id, outcome.partner_ref)
+        return "withdrawn"
+    return "requested"
+
+
+async def withdraw_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+    """``DeliveryReturnCancelled`` → the partner need not come (FR11)."""
+    delivery_id = uuid.UUID(event_of(raw).payload["deliveryId"])
+    async with ctx["session_factory"]() as session:
+        delivery = await service.get(session, delivery_id)
+    if delivery is None or not delivery.return_partner_ref:
+        return "nothing to withdraw"
+    await _withdraw_return(ctx, delivery_id, delivery.return_partner_ref)
+    return "withdrawn"
+
+
+async def _withdraw_return(ctx: dict[str, Any], delivery_id: uuid.UUID, partner_ref: str) -> None:
+    try:
+        await _partner(
+            ctx,
+            lambda gateway: gateway.cancel_pickup(
+                partner_ref=partner_ref, idempotency_key=f"{delivery_id}:return-cancel"
+            ),
+        )
+    except CourierRejected as exc:
+        log.warning("withdraw of return pickup %s refused: %s", partner_ref, exc)

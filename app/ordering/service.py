@@ -281,3 +281,32 @@ async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: 
     order.move_to(OrderStatus.cancelled)
     await _emit(session, order, "OrderCancelled", None)
     await session.commit()
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What another context may know about an order."""
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    status: str
+    total_amount: int
+    currency: str
+
+
+async def order_facts(
+    session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID
+) -> OrderFacts:
+    """The customer's own order (404 for anyone else's)."""
+    order = await session.get(Order, order_id)
+    if order is None or order.customer_id != customer_id:
+        raise NotFound("order not found")
+    return OrderFacts(order.id, order.customer_id, order.status, order.total_amount, order.currency)
+
+
+async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
+    order = await _locked(session, uuid.UUID(event.payload["orderId"]))
+    if order is None or order.status != OrderStatus.fulfilled:
+        return
+    order.move_to(OrderStatus.refunded)
+    await _emit(session, order, "OrderRefunded", event)

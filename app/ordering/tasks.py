@@ -31,3 +31,12 @@ async def on_delivery_delivered(ctx: dict[str, Any], raw: dict[str, Any]) -> boo
         event_of(raw),
         service.on_delivery_delivered,
     )
+
+
+ON_PAYMENT_REFUNDED = "ordering.on_payment_refunded"
+
+
+async def on_payment_refunded(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+    return await handle_once(
+        ctx["session_factory"], ON_PAYMENT_REFUNDED, event_of(raw), service.on_payment_refunded
+    )

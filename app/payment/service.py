@@ -118,3 +118,12 @@ async def record_charge_outcome(
         payment.move_to(PaymentStatus.failed)
         event_type = "PaymentFailed"
     await _emit(session, payment, event_type, cause)
+
+
+async def record_refund(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> None:
+    """The provider gave the money back."""
+    payment = await session.get(Payment, payment_id, with_for_update=True)
+    if payment is None or payment.status != PaymentStatus.captured:
+        return
+    payment.move_to(PaymentStatus.refunded)
+    await _emit(session, payment, "PaymentRefunded", cause)

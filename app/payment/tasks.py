@@ -96,3 +96,26 @@ async def void(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     async with ctx["session_factory"]() as session, session.begin():
         await service.record_void(session, payment_id, event)
     return "voided"
+
+
+REFUND = "payment.refund"
+
+
+async def refund(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+    """``DeliveryReturned`` → money back at the provider, exactly once (FR8)."""
+    event = event_of(raw)
+    order_id = uuid.UUID(event.payload["orderId"])
+    async with ctx["session_factory"]() as session:
+        payment = await service.payment_for_order(session, order_id)
+    if payment is None or payment.status != PaymentStatus.captured or not payment.provider_ref:
+        return "nothing to refund"
+    payment_id, provider_ref = payment.id, payment.provider_ref
+    await _provider(
+        ctx,
+        lambda provider: provider.refund(
+            provider_ref=provider_ref, idempotency_key=f"{payment_id}:refund"
+        ),
+    )
+    async with ctx["session_factory"]() as session, session.begin():
+        await service.record_refund(session, payment_id, event)
+    return "refunded"

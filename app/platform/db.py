@@ -38,6 +38,7 @@ SCHEMAS = (
     "payment",
     "delivery",
     "coupon",
+    "refund",
     "status",
 )
 

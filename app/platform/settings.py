@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import lru_cache
 
 
@@ -108,6 +109,11 @@ class ShopSettings:
     #: minutes since payment after which the board shows a delivery amber / red
     late_amber_minutes: int = field(default_factory=lambda: _env_int("LATE_AMBER_MINUTES", 20))
     late_red_minutes: int = field(default_factory=lambda: _env_int("LATE_RED_MINUTES", 40))
+    refund_window_hours: int = field(default_factory=lambda: _env_int("REFUND_WINDOW_HOURS", 48))
+
+    @property
+    def refund_window(self) -> timedelta:
+        return timedelta(hours=self.refund_window_hours)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,13 @@ async def provide_staff(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
+async def provide_admin(request: Request[Any, Any, Any]) -> Principal:
+    principal = await provide_customer(request)
+    if principal.role != "admin":
+        raise Forbidden("this page is for admins")
+    return principal
+
+
 async def provide_api_staff(request: Request[Any, Any, Any], state: State) -> Principal:
     principal = await provide_api_principal(request, state)
     if not principal.is_staff:

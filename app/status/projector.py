@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.db import utcnow
 from app.platform.events import Event
-from app.status.models import BoardCard, OrderView
+from app.status.models import BoardCard, OrderView, RefundView
 
 Doc = dict[str, Any]
 BOARD_CHANNEL = "board"
@@ -131,7 +131,50 @@ def _coupon_changed(doc: Doc, event: Event) -> None:
         "status": p["status"],
         "discount": p["discount"],
         "currency": p.get("currency", doc["currency"]),
+        "flagged": p.get("flagged"),
     }
+
+
+def _return_changed(doc: Doc, event: Event) -> None:
+    """The return trip of a refund: same delivery, its own timeline words."""
+    p = event.payload
+    doc["delivery"] = {
+        "id": p["deliveryId"],
+        "status": p["status"],
+        "courierStatus": p["courierStatus"],
+        "rider": p.get("rider"),
+    }
+    step, detail = RETURN_STEPS[event.type]
+    doc["timeline"].append(_entry(event.occurred_at, step, detail))
+
+
+RETURN_STEPS = {
+    "DeliveryReturnRequested": ("return_requested", "A rider will collect the pizzas"),
+    "DeliveryReturned": ("returned", "The pizzas are back at the shop"),
+    "DeliveryReturnCancelled": ("return_cancelled", "Return cancelled; the order stays delivered"),
+}
+
+
+def _refund_changed(doc: Doc, event: Event) -> None:
+    p = event.payload
+    doc["refund"] = {
+        "id": p["refundId"],
+        "status": p["status"],
+        "reasonCode": p["reasonCode"],
+        "reasonLabel": p.get("reasonLabel"),
+        "reason": p["reason"],
+        "amount": p["amount"],
+    }
+    step, detail = {
+        "requested": ("refund_requested", f"Refund requested: {p.get('reasonLabel')}"),
+        "completed": ("refund_completed", f"Refund of {_money(p['amount'], p['currency'])} sent"),
+        "cancelled": ("refund_cancelled", "Refund cancelled; no money moved"),
+    }[p["status"]]
+    doc["timeline"].append(_entry(event.occurred_at, step, detail))
+
+
+def _order_refunded(doc: Doc, event: Event) -> None:
+    doc["status"] = "refunded"
 
 
 #: event type -> (source aggregate, how the order document changes)
@@ -152,9 +195,21 @@ ORDER_CHANGES: dict[str, tuple[str, Callable[[Doc, Event], None]]] = {
     "CouponIssued": ("coupon", _coupon_changed),
     "CouponRedeemed": ("coupon", _coupon_changed),
     "CouponReinstated": ("coupon", _coupon_changed),
+    "CouponRevoked": ("coupon", _coupon_changed),
+    "CouponFlagged": ("coupon", _coupon_changed),
+    "DeliveryReturnRequested": ("delivery", _return_changed),
+    "DeliveryReturned": ("delivery", _return_changed),
+    "DeliveryReturnCancelled": ("delivery", _return_changed),
+    "PaymentRefunded": ("payment", _payment_changed),
+    "OrderRefunded": ("order", _order_refunded),
+    "RefundRequested": ("refund", _refund_changed),
+    "RefundCompleted": ("refund", _refund_changed),
+    "RefundCancelled": ("refund", _refund_changed),
 }
 
 DELIVERY_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "delivery")
+REFUND_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "refund")
+REFUNDS_CHANNEL = "refunds"
 HANDLED = ("OrderPlaced", *ORDER_CHANGES)
 
 
@@ -170,6 +225,8 @@ async def apply(session: AsyncSession, event: Event) -> list[str]:
         return channels
     if event.type in DELIVERY_EVENTS and await _upsert_card(session, event):
         channels.append(BOARD_CHANNEL)
+    if event.type in REFUND_EVENTS and await _upsert_refund(session, event):
+        channels.append(REFUNDS_CHANNEL)
     if await _change_view(session, event):
         view_customer = event.payload.get("customerId")
         channels.append(order_channel(event.payload["orderId"]))
@@ -238,3 +295,29 @@ async def _upsert_card(session: AsyncSession, event: Event) -> bool:
         where=BoardCard.version < stmt.excluded.version,
     )
     return (await session.scalar(upsert.returning(BoardCard.delivery_id))) is not None
+
+
+async def _upsert_refund(session: AsyncSession, event: Event) -> bool:
+    p = event.payload
+    values = {
+        "refund_id": uuid.UUID(p["refundId"]),
+        "order_id": uuid.UUID(p["orderId"]),
+        "customer_id": uuid.UUID(p["customerId"]),
+        "status": p["status"],
+        "reason_code": p["reasonCode"],
+        "reason_label": p.get("reasonLabel") or p["reasonCode"],
+        "reason": p["reason"],
+        "amount": p["amount"],
+        "currency": p["currency"],
+        "cancelled_by": p.get("cancelledBy"),
+        "version": int(p["version"]),
+        "created_at": datetime.fromisoformat(p["createdAt"]),
+        "updated_at": event.occurred_at,
+    }
+    stmt = insert(RefundView).values(**values)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[RefundView.refund_id],
+        set_={k: stmt.excluded[k] for k in values if k != "refund_id"},
+        where=RefundView.version < stmt.excluded.version,
+    )
+    return (await session.scalar(upsert.returning(RefundView.refund_id))) is not None

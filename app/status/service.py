@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.db import utcnow
 from app.platform.errors import NotFound
 from app.platform.events import Event
 from app.status import projector
-from app.status.models import BoardCard, OrderView
+from app.status.models import BoardCard, OrderView, RefundView
 
 #: the board shows delivered cards for this long, then they leave it
 DELIVERED_VISIBLE = timedelta(minutes=30)
@@ -80,3 +81,85 @@ async def project_now(
             continue
         for channel in channels:
             await redis.publish(channel, event.type)
+
+
+# -- refunds ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundFilter:
+    customer_id: uuid.UUID | None = None  # None: every customer's (staff)
+    reason_code: str | None = None
+    q: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _refund_conditions(f: RefundFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if f.customer_id is not None:
+        conditions.append(RefundView.customer_id == f.customer_id)
+    if f.reason_code:
+        conditions.append(RefundView.reason_code == f.reason_code)
+    if f.q:
+        escaped = f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(RefundView.reason.ilike(f"%{escaped}%", escape="\\"))
+    if f.since is not None:
+        conditions.append(RefundView.created_at >= f.since)
+    if f.until is not None:
+        conditions.append(RefundView.created_at < f.until)
+    return conditions
+
+
+async def refund_views(
+    session: AsyncSession, f: RefundFilter, limit: int = 1000
+) -> list[RefundView]:
+    rows = await session.scalars(
+        select(RefundView)
+        .where(*_refund_conditions(f))
+        .order_by(RefundView.created_at.desc())
+        .limit(limit)
+    )
+    return list(rows)
+
+
+@dataclass(frozen=True)
+class ReasonStat:
+    reason_code: str
+    reason_label: str
+    count: int
+    amount: int
+
+
+async def refund_stats(session: AsyncSession, f: RefundFilter) -> list[ReasonStat]:
+    """Count and amount per reason for the filtered refunds (the lookup's chart)."""
+    rows = await session.execute(
+        select(
+            RefundView.reason_code,
+            func.max(RefundView.reason_label),
+            func.count(),
+            func.coalesce(func.sum(RefundView.amount), 0),
+        )
+        .where(*_refund_conditions(f))
+        .group_by(RefundView.reason_code)
+        .order_by(func.count().desc(), RefundView.reason_code)
+    )
+    return [ReasonStat(code, label, int(n), int(total)) for code, label, n, total in rows]
+
+
+async def refund_view(
+    session: AsyncSession, refund_id: uuid.UUID, customer_id: uuid.UUID | None
+) -> RefundView:
+    """One refund; a customer sees only their own (404 otherwise), staff pass None."""
+    query = select(RefundView).where(RefundView.refund_id == refund_id)
+    if customer_id is not None:
+        query = query.where(RefundView.customer_id == customer_id)
+    view = await session.scalar(query)
+    if view is None:
+        raise NotFound("refund not found")
+    return view
+
+
+async def any_order_view(session: AsyncSession, order_id: uuid.UUID) -> OrderView | None:
+    """Staff: any customer's order view (the refund lookup shows its timeline)."""
+    return await session.get(OrderView, order_id)

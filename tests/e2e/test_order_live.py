@@ -7,6 +7,7 @@ mark survives, which a full page reload would wipe.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -16,16 +17,24 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.support.api import DECLINED_CARD, GOOD_CARD, PASSWORD
+from tests.support.processes import Shop
 
 ORDER_URL = re.compile(r"/orders/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 LIVE_TIMEOUT_MS = 15_000
 
 
+def payment_latency_ms(shop: Shop) -> int:
+    """1.5 s, but always well under the shop's partner timeout (a timeout is a failure)."""
+    timeout = float(shop.env.get("PARTNER_TIMEOUT", os.environ.get("PARTNER_TIMEOUT", "3")))
+    return min(1500, int(timeout * 1000 * 0.6))
+
+
 @pytest.fixture
-async def slow_payments(sandbox_url: str) -> AsyncIterator[None]:
-    """Make the payment provider take 1.5 s, so "placed" is visible before "paid"."""
+async def slow_payments(sandbox_url: str, shop: Shop) -> AsyncIterator[None]:
+    """Make the payment provider slow, so "placed" is visible before "paid"."""
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as client:
-        response = await client.put("/sandbox/knobs/payment", json={"latencyMs": 1500})
+        knobs = {"latencyMs": payment_latency_ms(shop)}
+        response = await client.put("/sandbox/knobs/payment", json=knobs)
         assert response.status_code == 200, response.text
         try:
             yield

@@ -74,6 +74,19 @@ def _wait_ready(up: Up) -> None:
     pytest.fail(f"{up.url}/health/ready not 200 after {READY_TIMEOUT}s:\n{up.output()}")
 
 
+def _wait_for_stdout(up: Up, *needles: str, timeout: float = 10.0) -> str:
+    """The output so far, once it holds every needle (the URL is announced after ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        printed = "".join(up.stdout)
+        if all(needle in printed for needle in needles):
+            return printed
+        if up.process.poll() is not None:
+            break
+        time.sleep(0.05)
+    pytest.fail(f"pizzeria up never printed {needles}:\n{up.output()}")
+
+
 def _leftovers(up: Up) -> list[str]:
     """Processes still alive that belong to this run: started by it or using its data dir."""
     alive: list[str] = []
@@ -150,8 +163,8 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(
     email = f"up-{uuid.uuid4().hex[:12]}@example.com"
 
     with pizzeria_up(data_dir) as first:
-        assert "embedded PostgreSQL and Valkey" in "".join(first.stdout), first.output()
-        demo_password = _demo_password("".join(first.stdout))
+        printed = _wait_for_stdout(first, "embedded PostgreSQL and Valkey", DEMO_CUSTOMER)
+        demo_password = _demo_password(printed)
         kinds = " ".join(" ".join(p.cmdline()) for p in first.descendants)
         for part in ("valkey", "serve", "relay", "worker", "sandbox"):
             assert part in kinds, f"no {part} process started: {kinds}"

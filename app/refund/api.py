@@ -1,0 +1,86 @@
+"""Refund JSON API: reasons, file a refund, look refunds up, withdraw one."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.platform.outbox import take_recorded
+from app.platform.security import Principal
+from app.platform.settings import Settings
+from app.refund import service
+from app.refund.schemas import ReasonView, RefundOut, RefundRequest
+from app.status import service as status
+
+
+class RefundApi(Controller):
+    path = "/api"
+    tags = ["refunds"]
+
+    @get("/refund-reasons")
+    async def reasons(self, db: AsyncSession, caller: Principal) -> list[ReasonView]:
+        return [
+            ReasonView(code=r.code, label=r.label, requires_text=r.requires_text)
+            for r in await service.reasons(db)
+        ]
+
+    @post("/refunds", status_code=201)
+    async def file_refund(
+        self,
+        data: RefundRequest,
+        db: AsyncSession,
+        settings: Settings,
+        caller: Principal,
+        state: State,
+    ) -> RefundOut:
+        """409 when the order cannot be refunded (saying why); 503 + ``Retry-After`` while
+        the delivery partner's breaker is open."""
+        refund = await service.file_refund(
+            db,
+            settings,
+            service.FileRefund(caller.user_id, data.order_id, data.reason_code, data.reason),
+            gate=state.breakers,
+        )
+        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        return RefundOut.of_refund(refund)
+
+    @get("/refunds")
+    async def list_refunds(
+        self,
+        db: AsyncSession,
+        caller: Principal,
+        reason_code: str | None = Parameter(query="reasonCode", default=None, max_length=40),
+        q: str | None = Parameter(query="q", default=None, max_length=200),
+        since: datetime | None = Parameter(query="from", default=None),
+        until: datetime | None = Parameter(query="to", default=None),
+    ) -> list[RefundOut]:
+        """The caller's refunds; staff see everyone's and may filter."""
+        filters = status.RefundFilter(
+            customer_id=None if caller.is_staff else caller.user_id,
+            reason_code=reason_code,
+            q=q,
+            since=since,
+            until=until,
+        )
+        return [RefundOut.of_view(v) for v in await status.refund_views(db, filters)]
+
+    @get("/refunds/{refund_id:uuid}")
+    async def get_refund(
+        self, refund_id: uuid.UUID, db: AsyncSession, caller: Principal
+    ) -> RefundOut:
+        owner = None if caller.is_staff else caller.user_id
+        return RefundOut.of_view(await status.refund_view(db, refund_id, owner))
+
+    @post("/refunds/{refund_id:uuid}/cancel", status_code=200)
+    async def withdraw(
+        self, refund_id: uuid.UUID, db: AsyncSession, caller: Principal, state: State
+    ) -> RefundOut:
+        """The customer withdraws the refund: the return is cancelled, no money moves."""
+        refund = await service.withdraw(db, refund_id, caller.user_id)
+        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        return RefundOut.of_refund(refund)

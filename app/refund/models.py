@@ -1,0 +1,74 @@
+"""Refund: a customer's request for money back on a delivered order, with a reason."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text, text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.platform.db import Base, utcnow
+from app.platform.statemachine import StateMachine
+
+
+class RefundStatus(StrEnum):
+    requested = "requested"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+REFUND_MACHINE = StateMachine[RefundStatus](
+    "refund",
+    {RefundStatus.requested: frozenset({RefundStatus.completed, RefundStatus.cancelled})},
+)
+
+MAX_REASON_LENGTH = 1000
+
+
+class RefundReason(Base):
+    """The shop's list of refund reasons: data an admin edits, not constants in code."""
+
+    __tablename__ = "reasons"
+    __table_args__ = {"schema": "refund"}
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=100)
+    requires_text: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        # At most one live refund per order, also under concurrent requests.
+        Index(
+            "uq_refunds_live_order",
+            "order_id",
+            unique=True,
+            postgresql_where=text("status IN ('requested', 'completed')"),
+        ),
+        Index("ix_refunds_customer_created", "customer_id", "created_at"),
+        {"schema": "refund"},
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(String(20))
+    reason_code: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    cancelled_by: Mapped[str | None] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def move_to(self, target: RefundStatus) -> None:
+        self.status = REFUND_MACHINE.check(RefundStatus(self.status), target).value
+        self.version += 1
+        self.updated_at = utcnow()

@@ -1,0 +1,351 @@
+"""Refund pages: the customer's form and live refund page, the staff lookup, the admin
+list of reasons."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.breakers import refusal_message
+from app.platform.errors import Conflict, InvalidInput, Unavailable
+from app.platform.outbox import take_recorded
+from app.platform.security import Principal
+from app.platform.settings import Settings
+from app.platform.web import page, redirect
+from app.refund import service
+from app.status import service as status
+from app.status.live import channel_updates
+from app.status.projector import order_channel
+from app.status.schemas import OrderDocument
+
+Form = Body(media_type=RequestEncodingType.URL_ENCODED)
+MAX_FORM_TEXT = 2000
+
+
+class RefundPages(Controller):
+    """What a customer sees."""
+
+    @get("/orders/{order_id:uuid}/refund")
+    async def form(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: uuid.UUID,
+        db: AsyncSession,
+        settings: Settings,
+        customer: Principal,
+    ) -> Any:
+        why_not = await service.eligibility(db, settings, order_id, customer.user_id)
+        return await _form_page(request, db, order_id, why_not, {}, {})
+
+    @post("/orders/{order_id:uuid}/refund")
+    async def file(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: uuid.UUID,
+        data: Annotated[dict[str, str], Form],
+        db: AsyncSession,
+        settings: Settings,
+        customer: Principal,
+        state: State,
+    ) -> Any:
+        form = {
+            "reason_code": str(data.get("reason_code", ""))[:40],
+            "reason": str(data.get("reason", ""))[:MAX_FORM_TEXT],
+        }
+        command = service.FileRefund(
+            customer.user_id, order_id, form["reason_code"], form["reason"]
+        )
+        try:
+            refund = await service.file_refund(db, settings, command, gate=state.breakers)
+        except InvalidInput as exc:
+            errors = {_field(e.field): e.message for e in exc.errors}
+            return await _form_page(request, db, order_id, None, form, errors, 422)
+        except Unavailable as exc:
+            errors = {"form": refusal_message(exc.retry_after, "refunds")}
+            return await _form_page(
+                request,
+                db,
+                order_id,
+                None,
+                form,
+                errors,
+                503,
+                {"Retry-After": str(exc.retry_after)},
+            )
+        except Conflict as exc:
+            return await _form_page(request, db, order_id, exc.detail, form, {}, 409)
+        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        return redirect(request, f"/refunds/{refund.id}")
+
+    @get("/refunds/{refund_id:uuid}")
+    async def refund_page(
+        self,
+        request: Request[Any, Any, Any],
+        refund_id: uuid.UUID,
+        db: AsyncSession,
+        customer: Principal,
+    ) -> Any:
+        view = await status.refund_view(db, refund_id, customer.user_id)
+        return page(request, "refund/refund.html", refund=view)
+
+    @get("/refunds/{refund_id:uuid}/stream")
+    async def stream(
+        self,
+        request: Request[Any, Any, Any],
+        refund_id: uuid.UUID,
+        db: AsyncSession,
+        customer: Principal,
+        state: State,
+    ) -> ServerSentEvent:
+        """Every refund change also changes its order's view, so the order channel tells us."""
+        view = await status.refund_view(db, refund_id, customer.user_id)
+        engine = request.app.template_engine
+        assert engine is not None
+        template = engine.get_template("refund/_refund_live.html")
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            async for changed in channel_updates(state.broadcaster, order_channel(view.order_id)):
+                if not changed:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                    continue
+                async with state.session_factory() as session:
+                    fresh = await status.refund_view(session, refund_id, customer.user_id)
+                html = template.render(request=request, refund=fresh)
+                yield ServerSentEventMessage(data=html, event="refund", id=str(fresh.version))
+
+        return ServerSentEvent(events())
+
+    @post("/refunds/{refund_id:uuid}/cancel")
+    async def withdraw(
+        self,
+        request: Request[Any, Any, Any],
+        refund_id: uuid.UUID,
+        db: AsyncSession,
+        customer: Principal,
+        state: State,
+    ) -> Any:
+        try:
+            await service.withdraw(db, refund_id, customer.user_id)
+        except Conflict as exc:
+            view = await status.refund_view(db, refund_id, customer.user_id)
+            return page(
+                request, "refund/refund.html", status_code=409, refund=view, error=exc.detail
+            )
+        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        return redirect(request, f"/refunds/{refund_id}")
+
+
+async def _form_page(
+    request: Request[Any, Any, Any],
+    db: AsyncSession,
+    order_id: uuid.UUID,
+    why_not: str | None,
+    form: dict[str, str],
+    errors: dict[str, str],
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    principal_id = request.session.get("user_id")
+    view = await status.order_view(db, order_id, uuid.UUID(principal_id))
+    return page(
+        request,
+        "refund/form.html",
+        status_code=status_code,
+        headers=headers,
+        order=OrderDocument.of(view.doc),
+        reasons=await service.reasons(db),
+        why_not=why_not,
+        form=form,
+        errors=errors,
+    )
+
+
+def _field(api_field: str) -> str:
+    return {"reasonCode": "reason_code"}.get(api_field, api_field)
+
+
+# -- staff lookup -------------------------------------------------------------------------
+
+
+def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | None:
+    """``YYYY-MM-DD`` in the shop's time zone → the start of that day (or of the next)."""
+    if not value:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        return None
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    return start + timedelta(days=1) if end else start
+
+
+def lookup_filter(settings: Settings, params: dict[str, str | None]) -> status.RefundFilter:
+    zone = ZoneInfo(settings.shop.timezone)
+    return status.RefundFilter(
+        reason_code=params.get("reason") or None,
+        q=(params.get("q") or "").strip()[:200] or None,
+        since=_day(params.get("from"), zone),
+        until=_day(params.get("to"), zone, end=True),
+    )
+
+
+class StaffRefundPages(Controller):
+    path = "/staff/refunds"
+
+    @get("/")
+    async def lookup(
+        self,
+        request: Request[Any, Any, Any],
+        db: AsyncSession,
+        settings: Settings,
+        staff: Principal,
+        reason: str | None = None,
+        q: str | None = None,
+        to: str | None = None,
+    ) -> Any:
+        params = {"reason": reason, "q": q, "from": request.query_params.get("from"), "to": to}
+        filters = lookup_filter(settings, params)
+        stats = await status.refund_stats(db, filters)
+        peak = max((s.count for s in stats), default=0)
+        return page(
+            request,
+            "refund/lookup.html",
+            params=params,
+            reasons=await service.reasons(db, include_inactive=True),
+            refunds=await status.refund_views(db, filters, limit=500),
+            stats=stats,
+            peak=peak,
+            query=request.url.query,
+        )
+
+    @get("/export.csv")
+    async def export(
+        self,
+        request: Request[Any, Any, Any],
+        db: AsyncSession,
+        settings: Settings,
+        staff: Principal,
+    ) -> Response[str]:
+        params = {k: request.query_params.get(k) for k in ("reason", "q", "from", "to")}
+        rows = await status.refund_views(db, lookup_filter(settings, params), limit=100_000)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(
+            [
+                "refund_id",
+                "order_id",
+                "created_at",
+                "status",
+                "reason_code",
+                "reason_label",
+                "reason",
+                "amount",
+                "currency",
+            ]
+        )
+        for r in rows:
+            writer.writerow(
+                [
+                    r.refund_id,
+                    r.order_id,
+                    r.created_at.isoformat(),
+                    r.status,
+                    r.reason_code,
+                    r.reason_label,
+                    _csv_safe(r.reason),
+                    f"{r.amount / 100:.2f}",
+                    r.currency,
+                ]
+            )
+        return Response(
+            buffer.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="refunds.csv"'},
+        )
+
+    @get("/{refund_id:uuid}")
+    async def detail(
+        self,
+        request: Request[Any, Any, Any],
+        refund_id: uuid.UUID,
+        db: AsyncSession,
+        staff: Principal,
+    ) -> Any:
+        view = await status.refund_view(db, refund_id, None)
+        order = await status.any_order_view(db, view.order_id)
+        return page(
+            request,
+            "refund/staff_detail.html",
+            refund=view,
+            order=OrderDocument.of(order.doc) if order else None,
+            version=order.version if order else 0,
+        )
+
+
+def _csv_safe(text: str) -> str:
+    """Neutralise spreadsheet formulas in customer text (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+# -- admin: the reasons -------------------------------------------------------------------
+
+
+class ReasonAdminPages(Controller):
+    path = "/admin/reasons"
+
+    @get("/")
+    async def reasons(
+        self, request: Request[Any, Any, Any], db: AsyncSession, admin: Principal
+    ) -> Any:
+        return page(
+            request,
+            "refund/reasons.html",
+            reasons=await service.reasons(db, include_inactive=True),
+            errors={},
+            form={},
+        )
+
+    @post("/")
+    async def save(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[dict[str, str], Form],
+        db: AsyncSession,
+        admin: Principal,
+    ) -> Any:
+        form = {k: str(data.get(k, ""))[:200] for k in ("code", "label", "position")}
+        try:
+            position = int(form["position"] or 100)
+        except ValueError:
+            position = 100
+        try:
+            await service.save_reason(
+                db,
+                code=form["code"],
+                label=form["label"],
+                requires_text=data.get("requires_text") == "1",
+                active=data.get("active") == "1",
+                position=position,
+            )
+        except InvalidInput as exc:
+            return page(
+                request,
+                "refund/reasons.html",
+                status_code=422,
+                reasons=await service.reasons(db, include_inactive=True),
+                errors=exc.by_field(),
+                form=form,
+            )
+        return redirect(request, "/admin/reasons")

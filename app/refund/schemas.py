@@ -1,0 +1,66 @@
+"""Refund API shapes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from app.refund.models import MAX_REASON_LENGTH, Refund
+from app.status.models import RefundView
+
+
+class RefundRequest(msgspec.Struct, rename="camel"):
+    order_id: uuid.UUID
+    reason_code: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON_LENGTH)] = ""
+
+
+class ReasonView(msgspec.Struct, rename="camel"):
+    code: str
+    label: str
+    requires_text: bool
+
+
+class RefundOut(msgspec.Struct, rename="camel"):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    status: str
+    reason_code: str
+    reason: str
+    amount: int
+    currency: str
+    created_at: datetime
+    reason_label: str | None = None
+    cancelled_by: str | None = None
+
+    @classmethod
+    def of_refund(cls, refund: Refund) -> RefundOut:
+        return cls(
+            id=refund.id,
+            order_id=refund.order_id,
+            status=refund.status,
+            reason_code=refund.reason_code,
+            reason=refund.reason,
+            amount=refund.amount,
+            currency=refund.currency,
+            created_at=refund.created_at,
+            cancelled_by=refund.cancelled_by,
+        )
+
+    @classmethod
+    def of_view(cls, view: RefundView) -> RefundOut:
+        return cls(
+            id=view.refund_id,
+            order_id=view.order_id,
+            status=view.status,
+            reason_code=view.reason_code,
+            reason=view.reason,
+            amount=view.amount,
+            currency=view.currency,
+            created_at=view.created_at,
+            reason_label=view.reason_label,
+            cancelled_by=view.cancelled_by,
+        )

@@ -1,0 +1,286 @@
+"""Refund use cases.
+
+Filing a refund and cancelling one each change the refund AND the delivery in ONE
+transaction with their events (NFR1.2, FR9, FR11); everything else follows by events:
+coupon revoked or reinstated, return pickup requested or withdrawn, money back once the
+return is completed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.delivery import service as delivery
+from app.delivery.models import Delivery, DeliveryStatus
+from app.ordering import service as ordering
+from app.platform.db import utcnow
+from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
+from app.platform.events import Event
+from app.platform.outbox import record_event
+from app.platform.settings import Settings
+from app.refund.models import MAX_REASON_LENGTH, Refund, RefundReason, RefundStatus
+
+
+class DeliveryGate(Protocol):
+    """Refuses new refunds (503) while the delivery partner is known to be down (NFR2.4)."""
+
+    async def ensure_open_for_refunds(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class FileRefund:
+    customer_id: uuid.UUID
+    order_id: uuid.UUID
+    reason_code: str
+    reason: str
+
+
+# -- reasons ----------------------------------------------------------------------------
+
+
+async def reasons(session: AsyncSession, *, include_inactive: bool = False) -> list[RefundReason]:
+    query = select(RefundReason).order_by(RefundReason.position, RefundReason.code)
+    if not include_inactive:
+        query = query.where(RefundReason.active)
+    return list(await session.scalars(query))
+
+
+async def save_reason(
+    session: AsyncSession,
+    *,
+    code: str,
+    label: str,
+    requires_text: bool,
+    active: bool,
+    position: int,
+) -> RefundReason:
+    """Add or edit a reason (admin). Codes are stable identifiers; labels are what people read."""
+    code, label = code.strip().lower(), label.strip()
+    errors = []
+    if not code or len(code) > 40 or not code.replace("_", "").isalnum():
+        errors.append(FieldError("code", "Use 1 to 40 letters, digits or underscores."))
+    if not label or len(label) > 100:
+        errors.append(FieldError("label", "Give the reason a label of at most 100 characters."))
+    if errors:
+        raise InvalidInput(errors)
+    stmt = insert(RefundReason).values(
+        code=code, label=label, requires_text=requires_text, active=active, position=position
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[RefundReason.code],
+            set_={
+                "label": label,
+                "requires_text": requires_text,
+                "active": active,
+                "position": position,
+            },
+        )
+    )
+    await session.commit()
+    saved = await session.get(RefundReason, code, populate_existing=True)
+    assert saved is not None
+    return saved
+
+
+# -- eligibility ------------------------------------------------------------------------
+
+
+def refusal(
+    order_status: str, current: Delivery | None, window: timedelta, now: datetime
+) -> str | None:
+    """Why this order cannot be refunded now, or None when it can."""
+    if order_status == "refunded":
+        return "This order has already been refunded."
+    if order_status != "fulfilled" or current is None:
+        return "Only delivered orders can be refunded."
+    if current.status == DeliveryStatus.return_requested:
+        return "A refund for this order is already in progress."
+    if current.status != DeliveryStatus.delivered:
+        return "Only delivered orders can be refunded."
+    delivered_at = current.delivered_at or current.updated_at
+    if now - delivered_at > window:
+        hours = int(window.total_seconds() // 3600)
+        return f"Refunds are possible for {hours} hours after delivery; this window has closed."
+    return None
+
+
+async def eligibility(
+    session: AsyncSession, settings: Settings, order_id: uuid.UUID, customer_id: uuid.UUID
+) -> str | None:
+    """For the order page: None when a refund can be filed, else the reason why not."""
+    facts = await ordering.order_facts(session, order_id, customer_id)
+    current = await delivery.delivery_for_order(session, order_id)
+    return refusal(facts.status, current, settings.shop.refund_window, utcnow())
+
+
+async def _validate(session: AsyncSession, command: FileRefund) -> RefundReason:
+    reason = await session.get(RefundReason, command.reason_code)
+    errors = []
+    if reason is None or not reason.active:
+        errors.append(FieldError("reasonCode", "Choose one of the listed reasons."))
+    text = command.reason.strip()
+    if len(text) > MAX_REASON_LENGTH:
+        errors.append(FieldError("reason", f"Please keep it under {MAX_REASON_LENGTH} characters."))
+    elif reason is not None and reason.requires_text and not text:
+        errors.append(FieldError("reason", "Please tell us what went wrong."))
+    if "\x00" in command.reason:
+        errors.append(FieldError("reason", "The text contains characters we cannot store."))
+    if errors:
+        raise InvalidInput(errors)
+    assert reason is not None
+    return reason
+
+
+# -- use cases --------------------------------------------------------------------------
+
+
+def snapshot(refund: Refund, reason_label: str) -> dict[str, Any]:
+    return {
+        "refundId": str(refund.id),
+        "orderId": str(refund.order_id),
+        "customerId": str(refund.customer_id),
+        "status": refund.status,
+        "reasonCode": refund.reason_code,
+        "reasonLabel": reason_label,
+        "reason": refund.reason,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "cancelledBy": refund.cancelled_by,
+        "createdAt": refund.created_at.isoformat(),
+        "version": refund.version,
+    }
+
+
+async def _emit(
+    session: AsyncSession, refund: Refund, event_type: str, cause: Event | None = None
+) -> None:
+    reason = await session.get(RefundReason, refund.reason_code)
+    await record_event(
+        session,
+        type=event_type,
+        aggregate_type="refund",
+        aggregate_id=refund.id,
+        correlation_id=refund.order_id,
+        causation=cause,
+        payload=snapshot(refund, reason.label if reason else refund.reason_code),
+    )
+
+
+async def file_refund(
+    session: AsyncSession,
+    settings: Settings,
+    command: FileRefund,
+    gate: DeliveryGate | None = None,
+) -> Refund:
+    """Record the refund and move the delivery to ``return_requested`` in ONE transaction.
+
+    The delivery row lock serialises concurrent requests for one order; the partial unique
+    index is the last line of defence: two requests at once make one refund.
+    """
+    if gate is not None:
+        await gate.ensure_open_for_refunds()
+    await _validate(session, command)
+    facts = await ordering.order_facts(session, command.order_id, command.customer_id)
+    current = await delivery.locked_for_order(session, command.order_id)
+    if reason := refusal(facts.status, current, settings.shop.refund_window, utcnow()):
+        await session.rollback()
+        raise Conflict(reason)
+    assert current is not None
+    refund = Refund(
+        id=uuid.uuid4(),
+        order_id=facts.id,
+        customer_id=facts.customer_id,
+        status=RefundStatus.requested.value,
+        reason_code=command.reason_code,
+        reason=command.reason.strip(),
+        amount=facts.total_amount,
+        currency=facts.currency,
+        version=1,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+    )
+    session.add(refund)
+    await delivery.request_return(session, current)
+    await _emit(session, refund, "RefundRequested")
+    await session.commit()
+    return refund
+
+
+async def _locked(session: AsyncSession, refund_id: uuid.UUID) -> Refund:
+    refund = await session.get(Refund, refund_id, with_for_update=True)
+    if refund is None:
+        raise NotFound("refund not found")
+    return refund
+
+
+async def _cancel(session: AsyncSession, refund: Refund, by: str) -> None:
+    """FR11: refund cancelled and delivery back to ``delivered``, together; no money moves."""
+    if refund.status != RefundStatus.requested:
+        raise Conflict(f"This refund is already {refund.status}.")
+    current = await delivery.locked_for_order(session, refund.order_id)
+    if current is None or current.status != DeliveryStatus.return_requested:
+        raise Conflict("The return can no longer be cancelled.")
+    await delivery.cancel_return(session, current)
+    refund.cancelled_by = by
+    refund.move_to(RefundStatus.cancelled)
+    await _emit(session, refund, "RefundCancelled")
+
+
+async def withdraw(session: AsyncSession, refund_id: uuid.UUID, customer_id: uuid.UUID) -> Refund:
+    """The customer withdraws their refund (and so the return pickup)."""
+    refund = await _locked(session, refund_id)
+    if refund.customer_id != customer_id:
+        raise NotFound("refund not found")
+    await _cancel(session, refund, "customer")
+    await session.commit()
+    return refund
+
+
+async def cancel_for_delivery(
+    session: AsyncSession, delivery_id: uuid.UUID, by: str, *, commit: bool = True
+) -> Refund:
+    """Staff or the partner cancelled the return trip: the refund is cancelled (FR11).
+
+    ``commit=False`` when the caller owns the transaction (the partner webhook)."""
+    current = await delivery.get(session, delivery_id)
+    if current is None:
+        raise NotFound("delivery not found")
+    refund_id = await session.scalar(
+        select(Refund.id).where(
+            Refund.order_id == current.order_id, Refund.status == RefundStatus.requested
+        )
+    )
+    if refund_id is None:
+        raise Conflict("This delivery has no return in progress.")
+    refund = await _locked(session, refund_id)
+    await _cancel(session, refund, by)
+    if commit:
+        await session.commit()
+    return refund
+
+
+async def complete_for_payment(session: AsyncSession, event: Event) -> None:
+    """``PaymentRefunded`` → the refund is completed."""
+    refund_id = await session.scalar(
+        select(Refund.id).where(
+            Refund.order_id == uuid.UUID(event.payload["orderId"]),
+            Refund.status == RefundStatus.requested,
+        )
+    )
+    if refund_id is None:
+        return
+    refund = await _locked(session, refund_id)
+    refund.move_to(RefundStatus.completed)
+    await _emit(session, refund, "RefundCompleted", event)
+
+
+async def get_refund(session: AsyncSession, refund_id: uuid.UUID) -> Refund | None:
+    return await session.get(Refund, refund_id)

@@ -74,7 +74,7 @@ async def _relay() -> None:
     from app.subscriptions import SUBSCRIPTIONS
 
     settings = get_settings()
-    engine = create_engine(settings)
+    engine = create_engine(settings, pool_size=2)
     jobs = await create_job_pool(settings, retries=30)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from arq import Retry
 from arq.worker import Function, func
 
 from app.platform.db import create_engine, create_session_factory
+from app.platform.handlers import retry_delay
 from app.platform.redis import arq_redis_settings, create_redis, dumps_job, loads_job
 from app.platform.settings import get_settings
 
 Task = Callable[..., Coroutine[Any, Any, Any]]
+log = logging.getLogger("pizzeria.worker")
 
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     ctx["settings"] = settings
-    ctx["engine"] = create_engine(settings)
+    ctx["engine"] = create_engine(settings, pool_size=settings.worker.db_pool)
     ctx["session_factory"] = create_session_factory(ctx["engine"])
     ctx["redis"] = create_redis(settings)
 
@@ -25,6 +31,24 @@ async def startup(ctx: dict[str, Any]) -> None:
 async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["redis"].aclose()
     await ctx["engine"].dispose()
+
+
+def _never_dropped(name: str, task: Task) -> Task:
+    """arq drops a job that raises; ours retry with backoff instead (a deadlock, a lost
+    connection, a partner hiccup must delay work, never lose it). Handlers are idempotent,
+    so running one again is always safe."""
+
+    @functools.wraps(task)
+    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await task(ctx, *args, **kwargs)
+        except (Retry, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("%s failed (try %s); retrying", name, ctx.get("job_try"))
+            raise Retry(defer=retry_delay(ctx.get("job_try", 1))) from exc
+
+    return run
 
 
 def worker_settings(
@@ -49,7 +73,8 @@ def worker_settings(
         await shutdown(ctx)
 
     functions: list[Function] = [
-        func(task, name=name, max_tries=settings.worker.max_tries) for name, task in tasks
+        func(_never_dropped(name, task), name=name, max_tries=settings.worker.max_tries)
+        for name, task in tasks
     ]
     options: dict[str, Any] = {
         "queue_name": queue,

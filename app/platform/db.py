@@ -51,11 +51,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, pool_size: int | None = None) -> AsyncEngine:
+    """An engine with a bounded pool. Every process has one, so the sizes must add up to
+    less than PostgreSQL's ``max_connections`` (100 by default): web 10+10, relay 2+2,
+    each worker ``WORKER_DB_POOL``+same (4+4 by default)."""
+    size = pool_size or settings.db.pool_size
     return create_async_engine(
         settings.db.url,
-        pool_size=settings.db.pool_size,
-        max_overflow=settings.db.pool_size,
+        pool_size=size,
+        max_overflow=size,
         pool_pre_ping=True,
         echo=settings.db.echo,
     )

@@ -90,7 +90,8 @@ class BreakerSettings:
 @dataclass(frozen=True)
 class WorkerSettings:
     poll_delay: float = field(default_factory=lambda: _env_float("WORKER_POLL_DELAY", 0.05))
-    max_jobs: int = field(default_factory=lambda: _env_int("WORKER_MAX_JOBS", 50))
+    max_jobs: int = field(default_factory=lambda: _env_int("WORKER_MAX_JOBS", 20))
+    db_pool: int = field(default_factory=lambda: _env_int("WORKER_DB_POOL", 4))
     #: with the 30 s backoff ceiling this is about eight hours of retries before a job
     #: gives up: a partner outage delays work, it does not drop it
     max_tries: int = field(default_factory=lambda: _env_int("WORKER_MAX_TRIES", 1000))

@@ -115,3 +115,38 @@ async def paid_order(
     return await wait_for(
         client, customer, response.json()["id"], lambda v: v["delivery"] is not None, "a delivery"
     )
+
+
+async def delivered_order(
+    client: httpx.AsyncClient,
+    customer: dict[str, str],
+    staff: dict[str, str],
+    *,
+    with_coupon: bool = True,
+) -> dict[str, Any]:
+    """An order taken all the way to the customer's door (and its coupon issued)."""
+    order = await paid_order(client, customer)
+    for _ in range(3):  # preparing, baking, ready; the partner's rider does the rest
+        moved = await client.post(
+            f"/api/deliveries/{order['delivery']['id']}/advance", headers=staff
+        )
+        assert moved.status_code == 200, moved.text
+    return await wait_for(
+        client,
+        customer,
+        order["id"],
+        lambda v: v["status"] == "fulfilled" and (v["coupon"] is not None or not with_coupon),
+        "delivered",
+        20,
+    )
+
+
+async def browser_session(client: httpx.AsyncClient, email: str) -> str:
+    """Sign in through the HTML form like a browser; return the CSRF token for forms."""
+    await client.get("/login")
+    token = client.cookies["pizzeria_csrf"]
+    response = await client.post(
+        "/login", data={"email": email, "password": PASSWORD, "next": "/", "_csrf_token": token}
+    )
+    assert response.status_code == 303, response.text
+    return token

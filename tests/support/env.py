@@ -35,6 +35,7 @@ def configure_in_process() -> None:
     os.environ["REDIS_URL"] = redis_url(IN_PROCESS_REDIS_DB)
     os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
     os.environ.setdefault("PARTNER_TIMEOUT", "2")
+    os.environ.setdefault("DATABASE_POOL_SIZE", "5")
 
 
 def fresh_database(name: str) -> str:

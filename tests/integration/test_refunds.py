@@ -1,0 +1,287 @@
+"""Refunds end to end through the real processes: FR8 to FR12, NFR1.2, NFR2.3."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.api import (
+    auth,
+    browser_session,
+    delivered_order,
+    new_customer,
+    staff_headers,
+    wait_for,
+)
+from tests.support.processes import Shop
+
+
+@pytest.fixture
+async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as client:
+        yield client
+
+
+@pytest.fixture
+async def staff(client: httpx.AsyncClient, shop: Shop) -> dict[str, str]:
+    return await staff_headers(client, shop.env)
+
+
+async def _file(
+    client: httpx.AsyncClient,
+    customer: dict[str, str],
+    order_id: str,
+    code: str = "cold_or_late",
+    text: str = "",
+) -> httpx.Response:
+    return await client.post(
+        "/api/refunds",
+        json={"orderId": order_id, "reasonCode": code, "reason": text},
+        headers=auth(customer),
+    )
+
+
+async def _charge_operations(
+    sandbox: httpx.AsyncClient, amount: int, since: int
+) -> list[list[str]]:
+    charges = (await sandbox.get("/sandbox/payments/charges")).json()
+    return [c["operations"] for c in charges[since:] if c["amount"] == amount]
+
+
+async def test_reasons_are_listed_for_customers(client: httpx.AsyncClient) -> None:
+    customer = await new_customer(client)
+    reasons = (await client.get("/api/refund-reasons", headers=auth(customer))).json()
+    assert [r["code"] for r in reasons] == [
+        "wrong_pizza",
+        "missing_item",
+        "cold_or_late",
+        "quality",
+        "not_delivered",
+        "other",
+    ]
+    assert {r["code"]: r["label"] for r in reasons}["other"] == "Other"
+
+
+async def test_a_refund_revokes_the_coupon_and_pays_back_once_the_return_is_in(
+    client: httpx.AsyncClient, staff: dict[str, str], sandbox: httpx.AsyncClient
+) -> None:
+    customer = await new_customer(client)
+    order = await delivered_order(client, customer, staff)
+    charges_before = len((await sandbox.get("/sandbox/payments/charges")).json()) - 1
+
+    filed = await _file(
+        client, customer, order["id"], "wrong_pizza", "Ordered Diavola, got Marinara"
+    )
+    assert filed.status_code == 201, filed.text
+    refund = filed.json()
+    assert refund["status"] == "requested" and refund["amount"] == order["totalAmount"]
+    assert (
+        refund["reasonCode"] == "wrong_pizza"
+        and refund["reason"] == "Ordered Diavola, got Marinara"
+    )
+
+    revoked = await wait_for(
+        client,
+        customer,
+        order["id"],
+        lambda v: v["coupon"]["status"] == "revoked",
+        "a revoked coupon",
+    )
+    assert revoked["delivery"]["status"] == "return_requested"
+    assert revoked["refund"] == {
+        "id": refund["id"],
+        "status": "requested",
+        "reasonCode": "wrong_pizza",
+        "reasonLabel": "Wrong pizza",
+        "reason": "Ordered Diavola, got Marinara",
+        "amount": order["totalAmount"],
+    }
+    second = await _file(client, customer, order["id"])
+    assert second.status_code == 409 and "already" in second.json()["detail"]
+
+    done = await client.post(
+        f"/api/deliveries/{order['delivery']['id']}/return/complete", headers=staff
+    )
+    assert done.status_code == 200 and done.json()["status"] == "returned"
+    refunded = await wait_for(
+        client, customer, order["id"], lambda v: v["status"] == "refunded", "refunded"
+    )
+    assert refunded["payment"]["status"] == "refunded"
+    assert refunded["refund"]["status"] == "completed"
+    mine = (await client.get(f"/api/refunds/{refund['id']}", headers=auth(customer))).json()
+    assert mine["status"] == "completed" and mine["reasonLabel"] == "Wrong pizza"
+    assert ["capture", "refund"] in await _charge_operations(
+        sandbox, order["totalAmount"], charges_before
+    )
+
+
+async def test_cancelling_the_return_cancels_the_refund_and_gives_the_coupon_back(
+    client: httpx.AsyncClient, staff: dict[str, str], sandbox: httpx.AsyncClient
+) -> None:
+    customer = await new_customer(client)
+    order = await delivered_order(client, customer, staff)
+    refund = (await _file(client, customer, order["id"], "other", "Changed my mind")).json()
+    await wait_for(
+        client, customer, order["id"], lambda v: v["coupon"]["status"] == "revoked", "revoke"
+    )
+
+    cancelled = await client.post(
+        f"/api/deliveries/{order['delivery']['id']}/return/cancel", headers=staff
+    )
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "delivered"
+    view = await wait_for(
+        client,
+        customer,
+        order["id"],
+        lambda v: v["coupon"]["status"] == "issued",
+        "a reinstated coupon",
+    )
+    assert view["status"] == "fulfilled" and view["refund"]["status"] == "cancelled"
+    assert view["payment"]["status"] == "captured", "no money moved"
+    mine = (await client.get(f"/api/refunds/{refund['id']}", headers=auth(customer))).json()
+    assert mine["status"] == "cancelled" and mine["cancelledBy"] == "staff"
+    again = await client.post(
+        f"/api/deliveries/{order['delivery']['id']}/return/cancel", headers=staff
+    )
+    assert again.status_code == 409
+
+
+async def test_the_customer_can_withdraw_and_others_see_nothing(
+    client: httpx.AsyncClient, staff: dict[str, str]
+) -> None:
+    customer, stranger = await new_customer(client), await new_customer(client)
+    order = await delivered_order(client, customer, staff, with_coupon=False)
+    assert (await _file(client, stranger, order["id"])).status_code == 404
+    refund = (await _file(client, customer, order["id"])).json()
+    assert (
+        await client.get(f"/api/refunds/{refund['id']}", headers=auth(stranger))
+    ).status_code == 404
+    assert (
+        await client.post(f"/api/refunds/{refund['id']}/cancel", headers=auth(stranger))
+    ).status_code == 404
+    assert (await client.get("/api/refunds", headers=auth(stranger))).json() == []
+    withdrawn = await client.post(f"/api/refunds/{refund['id']}/cancel", headers=auth(customer))
+    assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "cancelled"
+    staff_view = (await client.get(f"/api/refunds/{refund['id']}", headers=staff)).json()
+    assert staff_view["cancelledBy"] == "customer"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"reasonCode": "teleported"}, 422, "reasonCode"),
+        ({"reasonCode": "other", "reason": "   "}, 422, "reason"),
+        ({"reasonCode": "quality", "reason": "x" * 1001}, 422, "reason"),
+        ({"reasonCode": ""}, 422, "reasonCode"),
+    ],
+)
+async def test_bad_refund_input_is_422_naming_the_field(
+    client: httpx.AsyncClient, body: dict[str, Any], status: int, field: str
+) -> None:
+    customer = await new_customer(client)
+    response = await client.post(
+        "/api/refunds",
+        json={"orderId": "00000000-0000-0000-0000-000000000000", **body},
+        headers=auth(customer),
+    )
+    assert response.status_code == status, response.text
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+async def test_an_order_not_yet_delivered_cannot_be_refunded(client: httpx.AsyncClient) -> None:
+    from tests.support.api import paid_order
+
+    customer = await new_customer(client)
+    order = await paid_order(client, customer)
+    refused = await _file(client, customer, order["id"])
+    assert refused.status_code == 409 and "delivered" in refused.json()["detail"]
+
+
+async def test_revoke_catches_up_when_the_coupon_worker_returns(
+    client: httpx.AsyncClient, staff: dict[str, str], shop: Shop
+) -> None:
+    customer = await new_customer(client)
+    order = await delivered_order(client, customer, staff)
+    shop.stop_worker("coupon")
+    try:
+        filed = await _file(client, customer, order["id"])
+        assert filed.status_code == 201, "refunds are taken while the coupon worker is down"
+        await asyncio.sleep(1.0)
+        view = (await client.get(f"/api/orders/{order['id']}", headers=auth(customer))).json()
+        assert view["coupon"]["status"] == "issued"
+    finally:
+        shop.start_worker("coupon")
+    await wait_for(
+        client,
+        customer,
+        order["id"],
+        lambda v: v["coupon"]["status"] == "revoked",
+        "the revoke",
+        20,
+    )
+
+
+async def test_staff_lookup_filters_counts_and_exports(
+    client: httpx.AsyncClient, staff: dict[str, str], shop: Shop
+) -> None:
+    customer = await new_customer(client)
+    order = await delivered_order(client, customer, staff, with_coupon=False)
+    marker = "soggy-crust-7431"
+    refund = (
+        await _file(client, customer, order["id"], "quality", f"The base was {marker}")
+    ).json()
+
+    api = await client.get(
+        "/api/refunds", params={"reasonCode": "quality", "q": marker}, headers=staff
+    )
+    assert [r["id"] for r in api.json()] == [refund["id"]]
+    assert (
+        await client.get("/api/refunds", params={"reasonCode": "other", "q": marker}, headers=staff)
+    ).json() == []
+
+    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as browser:
+        staff_email = await _staff_email(client, shop)
+        await browser_session(browser, staff_email)
+        page = await browser.get("/staff/refunds", params={"reason": "quality", "q": marker})
+        assert page.status_code == 200 and refund["id"] in page.text
+        assert 'data-reason="quality" data-count="1"' in page.text
+        export = await browser.get("/staff/refunds/export.csv", params={"q": marker})
+        assert export.headers["content-type"].startswith("text/csv")
+        lines = export.text.strip().splitlines()
+        assert len(lines) == 2 and refund["id"] in lines[1] and marker in lines[1]
+        customer_page = await browser.get(f"/staff/refunds/{refund['id']}")
+        assert customer_page.status_code == 200 and "Refund requested" in customer_page.text
+
+
+async def _staff_email(client: httpx.AsyncClient, shop: Shop) -> str:
+    import subprocess
+    import sys
+    import uuid
+
+    from tests.support.api import PASSWORD
+
+    email = f"staff-{uuid.uuid4().hex[:8]}@example.com"
+    await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "user",
+            "create",
+            "--email",
+            email,
+            "--password",
+            PASSWORD,
+            "--role",
+            "staff",
+        ],
+        check=True,
+        env={**__import__("os").environ, **shop.env},
+        capture_output=True,
+    )
+    return email

@@ -8,8 +8,8 @@ Create Date: 2026-11-24 10:44:59.638441
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
+from alembic import op
 
 revision: str = "f4c4e4be1bfa"
 down_revision: str | None = "266214df8747"

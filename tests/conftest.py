@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,8 @@ from tests.support import env
 
 env.configure_in_process()  # before anything reads settings
 
+from app.breakers import payment_breaker  # noqa: E402
+from app.payment.provider import HttpPaymentProvider  # noqa: E402
 from app.platform.db import create_engine, create_session_factory  # noqa: E402
 from app.platform.redis import create_redis  # noqa: E402
 from app.platform.settings import get_settings  # noqa: E402
@@ -66,6 +69,22 @@ async def redis(migrated_db: str) -> AsyncIterator[Redis]:
     client = create_redis(get_settings())
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def ctx(
+    session_factory: async_sessionmaker[AsyncSession], redis: Redis, sandbox_url: str
+) -> dict[str, Any]:
+    """What a worker's startup puts in arq's ``ctx``, for calling handlers in-process."""
+    settings = get_settings()
+    return {
+        "session_factory": session_factory,
+        "payment_provider": HttpPaymentProvider.from_settings(settings),
+        "payment_breaker": payment_breaker(redis, settings),
+        "redis": redis,
+        "settings": settings,
+        "job_try": 1,
+    }
 
 
 @pytest.fixture(scope="session")

@@ -7,17 +7,13 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
-from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.breakers import payment_breaker
 from app.coupon import tasks as coupon_tasks
 from app.coupon.models import Coupon
 from app.ordering import service as ordering
 from app.payment import tasks as payment_tasks
-from app.payment.provider import HttpPaymentProvider
 from app.payment.service import payment_for_order
 from app.platform.errors import InvalidInput
 from app.platform.events import Event
@@ -25,18 +21,6 @@ from app.platform.settings import get_settings
 from tests.support.inproc import events_of, place, place_command
 
 Factory = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture
-def ctx(session_factory: Factory, redis: Redis) -> dict[str, Any]:
-    return {
-        "session_factory": session_factory,
-        "payment_provider": HttpPaymentProvider.from_settings(get_settings()),
-        "payment_breaker": payment_breaker(redis, get_settings()),
-        "redis": redis,
-        "settings": get_settings(),
-        "job_try": 1,
-    }
 
 
 async def _charges(sandbox: httpx.AsyncClient, payment_id: uuid.UUID) -> list[dict[str, Any]]:

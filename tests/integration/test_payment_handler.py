@@ -6,35 +6,17 @@ import asyncio
 from typing import Any
 
 import httpx
-import pytest
-from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.breakers import payment_breaker
 from app.ordering import service as ordering
 from app.payment import tasks
 from app.payment.models import Payment
-from app.payment.provider import HttpPaymentProvider
 from app.platform.handlers import handle_once
-from app.platform.settings import get_settings
 from tests.support.inproc import events_of, place
 
 Factory = async_sessionmaker[AsyncSession]
 DECLINED_CARD = "4000000000000002"
-
-
-@pytest.fixture
-def ctx(session_factory: Factory, redis: Redis) -> dict[str, Any]:
-    """What the payment worker's startup puts in arq's ``ctx``."""
-    return {
-        "session_factory": session_factory,
-        "payment_provider": HttpPaymentProvider.from_settings(get_settings()),
-        "payment_breaker": payment_breaker(redis, get_settings()),
-        "redis": redis,
-        "settings": get_settings(),
-        "job_try": 1,
-    }
 
 
 async def _payment(db: AsyncSession, order_id: object) -> Payment:

@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.api import (
     auth,
+    browser_session,
+    delivered_order,
     new_customer,
     order_body,
     paid_order,
@@ -100,3 +102,70 @@ async def test_a_courier_outage_refuses_orders_fast_then_recovers(
             "a rider request after the outage",
             30,
         )
+
+
+async def _trip_courier_breaker(client: httpx.AsyncClient, customer: dict[str, str]) -> None:
+    """Orders need riders; with the partner down their rider requests fail until the
+    breaker opens and the shop starts refusing new orders."""
+    async with asyncio.timeout(25):
+        while True:
+            response = await client.post("/api/orders", json=order_body(), headers=auth(customer))
+            if response.status_code == 503:
+                return
+            await asyncio.sleep(0.3)
+
+
+async def test_refunds_and_checkout_are_refused_with_input_kept_while_the_breaker_is_open(
+    client: httpx.AsyncClient, shop: Shop, sandbox: httpx.AsyncClient
+) -> None:
+    staff = await staff_headers(client, shop.env)
+    customer = await new_customer(client)
+    order = await delivered_order(client, customer, staff, with_coupon=False)
+    await sandbox.put("/sandbox/knobs/courier", json={"down": True})
+    try:
+        await _trip_courier_breaker(client, customer)
+        refused = await client.post(
+            "/api/refunds",
+            json={"orderId": order["id"], "reasonCode": "quality", "reason": "Burnt"},
+            headers=auth(customer),
+        )
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+
+        async with httpx.AsyncClient(base_url=shop.url, timeout=20) as browser:
+            csrf = await browser_session(browser, customer["email"])
+            form = await browser.post(
+                f"/orders/{order['id']}/refund",
+                data={"reason_code": "quality", "reason": "Burnt crust", "_csrf_token": csrf},
+            )
+            assert form.status_code == 503 and int(form.headers["Retry-After"]) >= 1
+            assert "try again" in form.text and "Burnt crust" in form.text
+            assert 'value="quality" checked' in form.text
+
+            await browser.post("/basket/add", data={"pizza_id": "4", "_csrf_token": csrf})
+            checkout = await browser.post(
+                "/checkout",
+                data={
+                    "address": "Via Toledo 5",
+                    "card_number": "4242 4242 4242 4242",
+                    "idempotency_key": "k-503",
+                    "_csrf_token": csrf,
+                },
+            )
+            assert checkout.status_code == 503
+            assert "We can&#39;t take orders for about" in checkout.text
+            assert "Via Toledo 5" in checkout.text and "Quattro Formaggi" in checkout.text
+        view = (await client.get(f"/api/orders/{order['id']}", headers=auth(customer))).json()
+        assert view["refund"] is None and view["delivery"]["status"] == "delivered"
+    finally:
+        await sandbox.put("/sandbox/knobs/courier", json={"down": False})
+    async with asyncio.timeout(20):
+        while True:
+            retry = await client.post(
+                "/api/refunds",
+                json={"orderId": order["id"], "reasonCode": "quality", "reason": "Burnt"},
+                headers=auth(customer),
+            )
+            if retry.status_code == 201:
+                break
+            assert retry.status_code == 503
+            await asyncio.sleep(0.5)

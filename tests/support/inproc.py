@@ -62,3 +62,38 @@ async def run_burst(queue: str) -> Worker:
     finally:
         await worker.close()
     return worker
+
+
+async def delivered(
+    session_factory: async_sessionmaker[AsyncSession], ctx: dict[str, Any]
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """An order paid, cooked and delivered by running the real handlers in order
+    (no workers): returns ``(order_id, customer_id)``."""
+    from app.delivery import service as delivery
+    from app.delivery.models import DeliveryStatus
+    from app.payment import tasks as payment_tasks
+    from app.platform.handlers import handle_once
+
+    customer = uuid.uuid4()
+    order_id = await place(session_factory, customer_id=customer)
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    assert await payment_tasks.capture(ctx, placed.to_event().to_job_arg()) == "captured"
+    [captured] = await events_of(session_factory, order_id, "PaymentCaptured")
+    await handle_once(
+        session_factory, "test.paid", captured.to_event(), ordering.on_payment_captured
+    )
+    [paid] = await events_of(session_factory, order_id, "OrderPaid")
+    await handle_once(
+        session_factory, "test.create", paid.to_event(), delivery.create_for_paid_order
+    )
+    async with session_factory() as session:
+        current = await delivery.delivery_for_order(session, order_id)
+        assert current is not None
+        while current.status != DeliveryStatus.delivered:
+            current = await delivery.advance(session, current.id)
+            await session.commit()
+    [done] = await events_of(session_factory, order_id, "DeliveryDelivered")
+    await handle_once(
+        session_factory, "test.fulfil", done.to_event(), ordering.on_delivery_delivered
+    )
+    return order_id, customer

@@ -21,8 +21,10 @@ from app.ordering.models import ORDER_MACHINE, Order, OrderStatus
 from app.payment.models import PAYMENT_MACHINE, Payment, PaymentStatus
 from app.platform.errors import IllegalTransition
 from app.platform.statemachine import StateMachine
+from app.refund.models import REFUND_MACHINE, RefundStatus
 
 Os, P, D, C, K = OrderStatus, PaymentStatus, DeliveryStatus, CourierStatus, CouponStatus
+R = RefundStatus
 
 DESIGNED: dict[str, tuple[StateMachine[Any], type[StrEnum], set[tuple[Any, Any]]]] = {
     "order": (
@@ -84,6 +86,11 @@ DESIGNED: dict[str, tuple[StateMachine[Any], type[StrEnum], set[tuple[Any, Any]]
             (K.redeemed, K.issued),
             (K.revoked, K.issued),
         },
+    ),
+    "refund": (
+        REFUND_MACHINE,
+        RefundStatus,
+        {(R.requested, R.completed), (R.requested, R.cancelled)},
     ),
 }
 

@@ -171,5 +171,13 @@ def load_demo() -> None:
     click.echo("demo menu loaded")
 
 
+def _register_bench() -> None:
+    from app.bench import bench_command
+
+    main.add_command(bench_command())
+
+
+_register_bench()
+
 if __name__ == "__main__":
     main()

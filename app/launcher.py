@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -110,7 +111,7 @@ def up(host: str, port: int) -> int:
         children.append(_spawn("relay", ["relay"], env))
         children.extend(_spawn(f"worker-{q}", ["worker", q], env) for q in QUEUES)
         children.append(_spawn("web", ["serve", "--host", host, "--port", str(port)], env))
-        _wait_until_ready(f"http://{host}:{port}/health/ready", children)
+        _wait_until_ready(f"http://{host}:{port}/health/ready", children, lambda: stopping)
         _announce(host, port, demo, data_dir if postgres or valkey else None)
         while not stopping:
             for child in children:
@@ -133,10 +134,13 @@ def up(host: str, port: int) -> int:
         print("pizzeria: stopped", flush=True)
 
 
-def _wait_until_ready(url: str, children: list[Child], timeout: float = 60.0) -> None:
-    """Announce the URL only once the web server answers (and stop if a part died)."""
+def _wait_until_ready(
+    url: str, children: list[Child], stopping: Callable[[], bool], timeout: float = 60.0
+) -> None:
+    """Announce the URL only once the web server answers (and stop if a part died or
+    Ctrl-C came first)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping():
         for child in children:
             if child.process.poll() is not None:
                 raise RuntimeError(f"{child.name} exited with {child.process.returncode}")
@@ -144,7 +148,8 @@ def _wait_until_ready(url: str, children: list[Child], timeout: float = 60.0) ->
             if httpx.get(url, timeout=1).status_code == 200:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"the web server did not become ready within {timeout:.0f}s")
+    if not stopping():
+        raise RuntimeError(f"the web server did not become ready within {timeout:.0f}s")
 
 
 def _announce(host: str, port: int, demo: bool, data_dir: Path | None) -> None:

@@ -13,7 +13,6 @@ from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.static_files import create_static_files_router
@@ -21,6 +20,7 @@ from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 from sqlalchemy import text
 
+from app.accounts import service as accounts
 from app.accounts.api import AuthApi
 from app.accounts.pages import AccountPages
 from app.breakers import PartnerBreakers
@@ -38,8 +38,11 @@ from app.ordering.pages import BasketPages, CheckoutPages
 from app.platform import web
 from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
+from app.platform.headers import security_headers_hook
 from app.platform.pubsub import Broadcaster
+from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis
+from app.platform.sessions import session_config
 from app.platform.settings import Settings, get_settings
 from app.refund.api import RefundApi
 from app.refund.pages import ReasonAdminPages, RefundPages, StaffRefundPages
@@ -148,21 +151,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "redis": redis,
                 "settings": settings,
                 "breakers": PartnerBreakers(redis, settings),
+                "limiter": RateLimiter(redis),
+                "token_checker": accounts.password_changed_at,
             }
         ),
         stores={"sessions": RedisStore(redis, namespace="pizzeria:session")},
-        middleware=[
-            ServerSideSessionConfig(
-                key="pizzeria_session",
-                max_age=settings.security.session_ttl_seconds,
-                httponly=True,
-                samesite="lax",
-                secure=settings.security.https,
-            ).middleware
-        ],
+        middleware=[session_config(settings).middleware],
         csrf_config=CSRFConfig(
             secret=settings.security.secret_key,
-            cookie_name="pizzeria_csrf",
+            cookie_name="__Host-pizzeria_csrf" if settings.security.https else "pizzeria_csrf",
+            cookie_path="/",
+            cookie_httponly=False,
+            cookie_samesite="lax",
             header_name="x-csrftoken",
             cookie_secure=settings.security.https,
             exclude=["/api/", "/webhooks/"],
@@ -184,6 +184,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HTTPException: web.http_error_handler,
             Exception: web.internal_error_handler,
         },
+        before_send=[security_headers_hook(settings)],
         debug=settings.debug,
         logging_config=None,
     )

@@ -98,3 +98,7 @@ def shop(sandbox_url: str) -> Iterator[Shop]:
 async def sandbox(sandbox_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=10) as client:
         yield client
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    env.release_redis_dbs()

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, post
+from litestar import Controller, Request, post
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import limits
 from app.accounts import service
-from app.accounts.schemas import SignupRequest, TokenForm, TokenView, UserView
+from app.accounts.schemas import PasswordChange, SignupRequest, TokenForm, TokenView, UserView
 from app.platform.errors import NotAuthenticated
 from app.platform.security import Principal, issue_token
 
@@ -21,7 +22,10 @@ class AuthApi(Controller):
     tags = ["auth"]
 
     @post("/signup", status_code=201)
-    async def signup(self, data: SignupRequest, db: AsyncSession) -> UserView:
+    async def signup(
+        self, request: Request[Any, Any, Any], data: SignupRequest, db: AsyncSession
+    ) -> UserView:
+        await limits.signup(request)
         user = await service.sign_up(db, email=data.email, password=data.password, name=data.name)
         return UserView(id=user.id, email=user.email, name=user.name)
 
@@ -31,9 +35,20 @@ class AuthApi(Controller):
         data: Annotated[TokenForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
         db: AsyncSession,
         state: State,
+        request: Request[Any, Any, Any],
     ) -> TokenView:
+        """OAuth2 password grant. 401 on a wrong email or password (same answer, same time);
+        429 with ``Retry-After`` when an account or a client tries too often."""
+        await limits.signin(request, data.username)
         user = await service.authenticate(db, data.username, data.password)
         if user is None:
             raise NotAuthenticated("wrong email or password")
         token, ttl = issue_token(state.settings, Principal(user_id=user.id, role=user.role))
         return TokenView(access_token=token, token_type="bearer", expires_in=ttl)
+
+    @post("/password", status_code=204)
+    async def change_password(
+        self, data: PasswordChange, db: AsyncSession, caller: Principal
+    ) -> None:
+        """Change the caller's password; every token issued before stops working."""
+        await service.change_password(db, caller.user_id, data.current_password, data.new_password)

@@ -9,9 +9,13 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import limits
 from app.accounts import service
 from app.accounts.models import User
 from app.platform.errors import Conflict, InvalidInput
+from app.platform.ratelimit import TooManyRequests
+from app.platform.security import Principal
+from app.platform.sessions import rotate_session
 from app.platform.web import SESSION_NAME, SESSION_ROLE, SESSION_USER, page, redirect
 
 Form = Body(media_type=RequestEncodingType.URL_ENCODED)
@@ -26,7 +30,6 @@ def _safe_next(target: str | None) -> str:
 
 def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
     basket = request.session.get("basket", {}) if request.scope.get("session") else {}
-    request.clear_session()
     request.set_session(
         {
             SESSION_USER: str(user.id),
@@ -35,6 +38,7 @@ def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
             "basket": basket,
         }
     )
+    rotate_session(request)  # a new session id: whatever id the visitor had dies here
 
 
 class AccountPages(Controller):
@@ -49,8 +53,9 @@ class AccountPages(Controller):
         data: Annotated[dict[str, str], Form],
         db: AsyncSession,
     ) -> Any:
-        form = {k: str(data.get(k, "")) for k in ("name", "email", "password", "next")}
+        form = {k: str(data.get(k, ""))[:1024] for k in ("name", "email", "password", "next")}
         try:
+            await limits.signup(request)
             user = await service.sign_up(
                 db, email=form["email"], password=form["password"], name=form["name"]
             )
@@ -59,6 +64,10 @@ class AccountPages(Controller):
         except Conflict:
             errors = {"email": "An account with this email exists. Sign in instead?"}
             return _form_again(request, "accounts/signup.html", form, errors)
+        except TooManyRequests as exc:
+            return _form_again(
+                request, "accounts/signup.html", form, {"form": exc.detail}, 429, exc.retry_after
+            )
         _sign_in(request, user)
         return redirect(request, _safe_next(form["next"]))
 
@@ -73,13 +82,51 @@ class AccountPages(Controller):
         data: Annotated[dict[str, str], Form],
         db: AsyncSession,
     ) -> Any:
-        form = {k: str(data.get(k, "")) for k in ("email", "password", "next")}
+        form = {k: str(data.get(k, ""))[:1024] for k in ("email", "password", "next")}
+        try:
+            await limits.signin(request, form["email"])
+        except TooManyRequests as exc:
+            return _form_again(
+                request, "accounts/login.html", form, {"form": exc.detail}, 429, exc.retry_after
+            )
         user = await service.authenticate(db, form["email"], form["password"])
         if user is None:
             errors = {"password": "That email and password do not match an account."}
             return _form_again(request, "accounts/login.html", form, errors, status_code=401)
         _sign_in(request, user)
         return redirect(request, _safe_next(form["next"]))
+
+    @get("/account")
+    async def account(self, request: Request[Any, Any, Any], customer: Principal) -> Any:
+        return page(request, "accounts/account.html", errors={}, done=False)
+
+    @post("/account/password")
+    async def change_password(
+        self,
+        request: Request[Any, Any, Any],
+        data: Annotated[dict[str, str], Form],
+        db: AsyncSession,
+        customer: Principal,
+    ) -> Any:
+        try:
+            await service.change_password(
+                db,
+                customer.user_id,
+                str(data.get("current_password", ""))[:1024],
+                str(data.get("new_password", ""))[:1024],
+            )
+        except InvalidInput as exc:
+            errors = {
+                {"currentPassword": "current_password", "newPassword": "new_password"}.get(
+                    e.field, e.field
+                ): e.message
+                for e in exc.errors
+            }
+            return page(
+                request, "accounts/account.html", status_code=422, errors=errors, done=False
+            )
+        rotate_session(request)
+        return page(request, "accounts/account.html", errors={}, done=True)
 
     @post("/logout")
     async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -93,6 +140,7 @@ def _form_again(
     form: dict[str, str],
     errors: dict[str, str],
     status_code: int = 422,
+    retry_after: int | None = None,
 ) -> Any:
     """Show the form again with what was typed (never the password) and each error."""
     kept = {k: v for k, v in form.items() if k != "password"}
@@ -100,6 +148,7 @@ def _form_again(
         request,
         template,
         status_code=status_code,
+        headers={"Retry-After": str(retry_after)} if retry_after else None,
         form=kept,
         errors=errors,
         next=_safe_next(form.get("next")),

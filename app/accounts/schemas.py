@@ -33,3 +33,8 @@ class TokenView(msgspec.Struct):
     access_token: str
     token_type: str
     expires_in: int
+
+
+class PasswordChange(msgspec.Struct, rename="camel"):
+    current_password: Password
+    new_password: Password

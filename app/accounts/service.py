@@ -4,17 +4,66 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Role, User
+from app.platform.db import utcnow
 from app.platform.errors import Conflict, FieldError, InvalidInput
 from app.platform.security import hash_password, verify_password
 
 MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_COMMON_FILE = Path(__file__).with_name("common_passwords.txt")
+
+
+@lru_cache(maxsize=1)
+def common_passwords() -> frozenset[str]:
+    """The shipped list of most common passwords (read once)."""
+    lines = _COMMON_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip().lower() for line in lines if line and not line.startswith("#"))
+
+
+_RUNS = (
+    "0123456789" * 3,
+    "9876543210" * 3,
+    "abcdefghijklmnopqrstuvwxyz",
+    "qwertyuiopasdfghjklzxcvbnm",
+)
+
+
+def _guessable(lowered: str) -> bool:
+    """On the list, a repeat of a listed word, a listed word plus digits, or a keyboard run."""
+    common = common_passwords()
+    core = lowered.rstrip("0123456789!@#$%^&*.?-_ ")
+    if lowered in common or len(set(lowered)) < 4 or (len(core) >= 4 and core in common):
+        return True
+    for size in range(1, len(lowered) // 2 + 1):
+        unit = lowered[:size]
+        if len(lowered) % size == 0 and unit * (len(lowered) // size) == lowered:
+            return size < 4 or unit in common
+    return any(lowered in run for run in _RUNS)
+
+
+def password_problem(password: str, email: str = "") -> str | None:
+    """Why this password is not acceptable, or None (ASVS: length and a deny list)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Use at least {MIN_PASSWORD_LENGTH} characters."
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"Use at most {MAX_PASSWORD_LENGTH} characters."
+    if _guessable(password.lower()):
+        return "This password is too common; please choose another."
+    lowered = password.lower()
+    local = normalize_email(email).split("@", 1)[0]
+    if len(local) >= 4 and local in lowered:
+        return "Please don't build the password from your email address."
+    return None
 
 
 def normalize_email(email: str) -> str:
@@ -29,10 +78,8 @@ def validate_signup(email: str, password: str, name: str) -> list[FieldError]:
         errors.append(FieldError("name", "Please use at most 100 characters."))
     if not _EMAIL.match(normalize_email(email)) or len(email) > 254:
         errors.append(FieldError("email", "Please enter a valid email address."))
-    if len(password) < MIN_PASSWORD_LENGTH:
-        errors.append(FieldError("password", f"Use at least {MIN_PASSWORD_LENGTH} characters."))
-    elif len(password) > 1024:
-        errors.append(FieldError("password", "Use at most 1024 characters."))
+    if problem := password_problem(password, email):
+        errors.append(FieldError("password", problem))
     return errors
 
 
@@ -85,5 +132,20 @@ async def ensure_user(
     return await sign_up(session, email=email, password=password, name=name, role=role)
 
 
-async def count_users(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+async def change_password(
+    session: AsyncSession, user_id: uuid.UUID, current: str, new: str
+) -> None:
+    """Change a password; every API token issued before now stops working."""
+    user = await session.get(User, user_id, with_for_update=True)
+    if user is None or not verify_password(user.password_hash, current):
+        raise InvalidInput.single("currentPassword", "That is not your current password.")
+    if problem := password_problem(new, user.email):
+        raise InvalidInput.single("newPassword", problem)
+    user.password_hash = hash_password(new)
+    user.password_changed_at = utcnow()
+    await session.commit()
+
+
+async def password_changed_at(session: AsyncSession, user_id: uuid.UUID) -> datetime | None:
+    """When the account last changed its password (None: no such account)."""
+    return await session.scalar(select(User.password_changed_at).where(User.id == user_id))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, post
+from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import limits
 from app.ordering import service
 from app.ordering.schemas import PlaceOrderRequest
 from app.platform.errors import InvalidInput
@@ -36,9 +37,11 @@ class OrderingApi(Controller):
         settings: Settings,
         caller: Principal,
         state: State,
+        request: Request[Any, Any, Any],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[OrderDocument]:
         """Place and pay an order. 503 + ``Retry-After`` while a partner breaker is open."""
+        await limits.place_order(request, str(caller.user_id))
         if idempotency_key is not None and not idempotency_key.strip():
             raise InvalidInput.single("Idempotency-Key", "must not be blank")
         placed = await service.place_order(

@@ -11,10 +11,12 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import limits
 from app.breakers import refusal_message
 from app.ordering import service
 from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
 from app.platform.errors import InvalidInput, Unavailable
+from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import is_htmx, page, redirect
@@ -109,11 +111,15 @@ class CheckoutPages(Controller):
             coupon_code=form["coupon_code"].strip() or None,
         )
         try:
+            await limits.place_order(request, str(customer.user_id))
             placed = await service.place_order(db, settings, command, gate=state.breakers)
-        except (InvalidInput, Unavailable) as exc:
+        except (InvalidInput, Unavailable, TooManyRequests) as exc:
             headers = {}
             if isinstance(exc, Unavailable):
                 errors = {"form": refusal_message(exc.retry_after)}
+                headers["Retry-After"] = str(exc.retry_after)
+            elif isinstance(exc, TooManyRequests):
+                errors = {"form": exc.detail}
                 headers["Retry-After"] = str(exc.retry_after)
             else:
                 errors = {_field_name(e.field): e.message for e in exc.errors}

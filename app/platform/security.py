@@ -36,6 +36,7 @@ class Principal:
 
     user_id: uuid.UUID
     role: str
+    issued_at: float | None = None  # API tokens only
 
     @property
     def is_staff(self) -> bool:
@@ -44,12 +45,12 @@ class Principal:
 
 def issue_token(settings: Settings, principal: Principal) -> tuple[str, int]:
     ttl = settings.security.jwt_ttl_seconds
-    now = int(time.time())
+    now = time.time()  # sub-second iat: a token from just before a password change dies
     claims = {
         "sub": str(principal.user_id),
         "role": principal.role,
         "iat": now,
-        "exp": now + ttl,
+        "exp": int(now) + ttl,
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode(claims, settings.security.secret_key, algorithm=JWT_ALGORITHM), ttl
@@ -63,6 +64,10 @@ def read_token(settings: Settings, token: str) -> Principal:
             algorithms=[JWT_ALGORITHM],
             options={"require": ["sub", "exp", "iat"]},
         )
-        return Principal(user_id=uuid.UUID(claims["sub"]), role=str(claims.get("role", "")))
+        return Principal(
+            user_id=uuid.UUID(claims["sub"]),
+            role=str(claims.get("role", "")),
+            issued_at=float(claims["iat"]),
+        )
     except (jwt.PyJWTError, ValueError, KeyError) as exc:
         raise NotAuthenticated("invalid or expired token") from exc

@@ -50,10 +50,38 @@ class SecuritySettings:
         default_factory=lambda: _env("SECRET_KEY", "dev-only-secret-change-me-in-production-0123")
     )
     jwt_ttl_seconds: int = field(default_factory=lambda: _env_int("JWT_TTL_SECONDS", 900))
-    session_ttl_seconds: int = field(
-        default_factory=lambda: _env_int("SESSION_TTL_SECONDS", 60 * 60 * 8)
+    #: a session ends after this long without a request …
+    session_idle_seconds: int = field(
+        default_factory=lambda: _env_int("SESSION_IDLE_SECONDS", 2 * 3600)
+    )
+    #: … and after this long in any case
+    session_absolute_seconds: int = field(
+        default_factory=lambda: _env_int("SESSION_ABSOLUTE_SECONDS", 12 * 3600)
     )
     https: bool = field(default_factory=lambda: _env_bool("PIZZERIA_HTTPS", False))
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """Hits allowed per window (seconds); "account" keys by email / customer, "client"
+    by address."""
+
+    window_seconds: int = field(default_factory=lambda: _env_int("RATE_LIMIT_WINDOW", 300))
+    signin_per_account: int = field(
+        default_factory=lambda: _env_int("RATE_LIMIT_SIGNIN_PER_ACCOUNT", 10)
+    )
+    signin_per_client: int = field(
+        default_factory=lambda: _env_int("RATE_LIMIT_SIGNIN_PER_CLIENT", 50)
+    )
+    signup_per_client: int = field(
+        default_factory=lambda: _env_int("RATE_LIMIT_SIGNUP_PER_CLIENT", 20)
+    )
+    orders_per_account: int = field(
+        default_factory=lambda: _env_int("RATE_LIMIT_ORDERS_PER_ACCOUNT", 60)
+    )
+    orders_per_client: int = field(
+        default_factory=lambda: _env_int("RATE_LIMIT_ORDERS_PER_CLIENT", 300)
+    )
 
 
 @dataclass(frozen=True)
@@ -124,6 +152,7 @@ class Settings:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     partners: PartnerSettings = field(default_factory=PartnerSettings)
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     shop: ShopSettings = field(default_factory=ShopSettings)
     debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))

@@ -22,7 +22,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform.errors import DomainError, Forbidden, NotAuthenticated, Unavailable
+from app.platform import headers
+from app.platform.errors import DomainError, Forbidden, NotAuthenticated
 from app.platform.security import Principal, read_token
 from app.platform.settings import Settings
 
@@ -88,11 +89,20 @@ async def provide_api_staff(request: Request[Any, Any, Any], state: State) -> Pr
 
 
 async def provide_api_principal(request: Request[Any, Any, Any], state: State) -> Principal:
-    """The caller of a JSON API route, from ``Authorization: Bearer <jwt>``."""
+    """The caller of a JSON API route, from ``Authorization: Bearer <jwt>``.
+
+    The token must be valid AND its account must still accept it: a token issued before
+    the latest password change (or for a deleted account) is refused.
+    """
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthenticated("missing bearer token")
-    return read_token(state.settings, token.strip())
+    principal = read_token(state.settings, token.strip())
+    async with state.session_factory() as session:
+        changed_at = await state.token_checker(session, principal.user_id)
+    if changed_at is None or (principal.issued_at or 0) < changed_at.timestamp():
+        raise NotAuthenticated("this token is no longer valid; please sign in again")
+    return principal
 
 
 # -- rendering ------------------------------------------------------------------------
@@ -156,8 +166,9 @@ def _json_error(exc: DomainError) -> Response[Any]:
     errors = getattr(exc, "errors", None)
     if errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
-    if isinstance(exc, Unavailable):
-        headers["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     if isinstance(exc, NotAuthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     return Response(content=body, status_code=exc.status_code, headers=headers)
@@ -168,7 +179,11 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> R
         return _json_error(exc)
     if isinstance(exc, NotAuthenticated):
         return redirect(request, f"/login?next={request.url.path}")
-    return page(request, "error.html", status_code=exc.status_code, message=exc.detail)
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return page(
+        request, "error.html", status_code=exc.status_code, headers=headers, message=exc.detail
+    )
 
 
 def validation_error_handler(
@@ -205,7 +220,7 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    request_id = uuid.uuid4().hex[:12]
+    request_id = headers.request_id(request.scope)
     log.exception(
         "unhandled error request_id=%s path=%s", request_id, request.url.path, exc_info=exc
     )

@@ -248,6 +248,9 @@ async def _change_view(session: AsyncSession, event: Event) -> bool:
         return False
     doc = copy.deepcopy(view.doc)
     change(doc, event)
+    # Events of different aggregates are projected concurrently; the timeline tells them
+    # in the order they happened, not the order they were projected.
+    doc["timeline"].sort(key=lambda entry: entry["at"])
     view.doc = doc
     view.sources = {**view.sources, source: version}
     view.version += 1

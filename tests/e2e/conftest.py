@@ -7,13 +7,19 @@ directly. Without it the browser tests are skipped, unless ``PIZZERIA_REQUIRE_BR
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
+from tests.support.api import PASSWORD
 from tests.support.processes import Shop
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -25,6 +31,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# The shop runs as several processes on a small, often busy machine: be patient.
+ACTION_TIMEOUT_MS = 10_000
+expect.set_options(timeout=ACTION_TIMEOUT_MS)
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +57,7 @@ async def browser() -> AsyncIterator[Browser]:
 async def context(browser: Browser, shop: Shop) -> AsyncIterator[BrowserContext]:
     """A fresh browser profile (no cookies) pointed at the running shop."""
     ctx = await browser.new_context(base_url=shop.url)
-    ctx.set_default_timeout(10_000)
+    ctx.set_default_timeout(ACTION_TIMEOUT_MS)
     try:
         yield ctx
     finally:
@@ -58,3 +67,65 @@ async def context(browser: Browser, shop: Shop) -> AsyncIterator[BrowserContext]
 @pytest.fixture
 async def page(context: BrowserContext) -> Page:
     return await context.new_page()
+
+
+# -- shared helpers for multi-user browser tests ----------------------------------------
+
+#: SSE-driven changes: generous, but bounded.
+LIVE_TIMEOUT_MS = 15_000
+
+
+@pytest.fixture
+async def api(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
+    """A JSON API client on the running shop (customers, staff actions)."""
+    async with httpx.AsyncClient(base_url=shop.url, timeout=15) as client:
+        yield client
+
+
+@pytest.fixture
+async def new_context(
+    browser: Browser, shop: Shop
+) -> AsyncIterator[Callable[[], Awaitable[BrowserContext]]]:
+    """Make more browser profiles (separate cookies, so separate sessions) for one test."""
+    made: list[BrowserContext] = []
+
+    async def make() -> BrowserContext:
+        ctx = await browser.new_context(base_url=shop.url)
+        ctx.set_default_timeout(ACTION_TIMEOUT_MS)
+        made.append(ctx)
+        return ctx
+
+    try:
+        yield make
+    finally:
+        for ctx in made:
+            await ctx.close()
+
+
+async def create_staff(shop: Shop) -> str:
+    """A staff member made with the real CLI, as an operator would; returns the email."""
+    email = f"staff-{uuid.uuid4().hex[:8]}@example.com"
+    command = [sys.executable, "-m", "app.cli", "user", "create", "--email", email]
+    command += ["--password", PASSWORD, "--role", "staff"]
+    await asyncio.to_thread(
+        subprocess.run, command, check=True, env={**os.environ, **shop.env}, capture_output=True
+    )
+    return email
+
+
+async def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
+    """Sign in through the login form, as a person would."""
+    await page.goto("/login")
+    await page.locator("#email").fill(email)
+    await page.locator("#password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+async def mark(page: Page, value: str) -> None:
+    """Mark the window: a full page reload would wipe the mark (see ``assert_marked``)."""
+    await page.evaluate("value => { window.__marker = value; }", value)
+
+
+async def assert_marked(page: Page, value: str) -> None:
+    assert await page.evaluate("() => window.__marker") == value, f"{page.url} reloaded"

@@ -79,7 +79,7 @@ async def test_an_order_is_paid_by_the_workers(client: httpx.AsyncClient) -> Non
 
     paid = await wait_for_status(client, customer, view["id"], "paid")
     assert paid["payment"] == {"status": "captured", "failureReason": None}
-    assert [step["status"] for step in paid["timeline"]] == ["placed", "paid"]
+    assert [step["status"] for step in paid["timeline"]][:2] == ["placed", "paid"]
     listed = (await client.get("/api/orders", headers=auth(customer))).json()
     assert [o["id"] for o in listed] == [view["id"]]
 

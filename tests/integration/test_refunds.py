@@ -108,7 +108,11 @@ async def test_a_refund_revokes_the_coupon_and_pays_back_once_the_return_is_in(
     )
     assert done.status_code == 200 and done.json()["status"] == "returned"
     refunded = await wait_for(
-        client, customer, order["id"], lambda v: v["status"] == "refunded", "refunded"
+        client,
+        customer,
+        order["id"],
+        lambda v: v["status"] == "refunded" and v["refund"]["status"] == "completed",
+        "refunded",
     )
     assert refunded["payment"]["status"] == "refunded"
     assert refunded["refund"]["status"] == "completed"

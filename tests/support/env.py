@@ -18,8 +18,40 @@ REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
 _RUN = os.getpid()
 IN_PROCESS_DB = f"pizzeria_test_{_RUN}"
 SHOP_DB = f"pizzeria_test_shop_{_RUN}"
-IN_PROCESS_REDIS_DB = 1 + (_RUN % 7) * 2
-SHOP_REDIS_DB = IN_PROCESS_REDIS_DB + 1
+
+
+def _claim_redis_dbs(count: int) -> list[int]:
+    """Reserve ``count`` Redis databases (1 to 15) for this run with a lease in db 0, so
+    concurrent runs never share queues, breakers or sessions."""
+    import redis
+
+    client = redis.Redis.from_url(f"{REDIS_BASE}/0")
+    claimed: list[int] = []
+    try:
+        for db in range(1, 16):
+            if client.set(f"pizzeria:test-run:db{db}", _RUN, nx=True, ex=3600):
+                claimed.append(db)
+                if len(claimed) == count:
+                    return claimed
+    finally:
+        client.close()
+    raise RuntimeError("no free Redis database for this test run (15 in use?)")
+
+
+def release_redis_dbs() -> None:
+    import redis
+
+    client = redis.Redis.from_url(f"{REDIS_BASE}/0")
+    try:
+        for db in (IN_PROCESS_REDIS_DB, SHOP_REDIS_DB):
+            key = f"pizzeria:test-run:db{db}"
+            if client.get(key) == str(_RUN).encode():
+                client.delete(key)
+    finally:
+        client.close()
+
+
+IN_PROCESS_REDIS_DB, SHOP_REDIS_DB = _claim_redis_dbs(2)
 
 
 def database_url(name: str) -> str:

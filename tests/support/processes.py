@@ -104,6 +104,11 @@ def start_shop(sandbox_url: str) -> Iterator[Shop]:
         "BREAKER_HALF_OPEN_CALLS": "1",
         "PARTNER_TIMEOUT": "1",
         "WORKER_RETRY_MAX_SECONDS": "1",
+        # Every test customer signs up from 127.0.0.1: only the per-account limits bite.
+        "RATE_LIMIT_SIGNUP_PER_CLIENT": "100000",
+        "RATE_LIMIT_SIGNIN_PER_CLIENT": "100000",
+        "RATE_LIMIT_ORDERS_PER_CLIENT": "100000",
+        "RATE_LIMIT_ORDERS_PER_ACCOUNT": "1000",
     }
     shop = Shop(url=f"http://127.0.0.1:{port}", env=shop_env)
     web = spawn(["serve", "--port", str(port)], shop_env)

@@ -37,7 +37,10 @@ def test_token_round_trip() -> None:
     principal = Principal(user_id=uuid.uuid4(), role="customer")
     token, ttl = issue_token(_settings(), principal)
     assert ttl == 900
-    assert read_token(_settings(), token) == principal
+    before = time.time()
+    back = read_token(_settings(), token)
+    assert (back.user_id, back.role) == (principal.user_id, principal.role)
+    assert back.issued_at is not None and abs(back.issued_at - before) < 5
 
 
 def test_expired_tampered_and_foreign_tokens_are_refused() -> None:

@@ -1,0 +1,52 @@
+"""Rate limits shared by every web process through Redis (fixed windows).
+
+Each limit counts hits per key (an account, a client address) in the current window;
+over the limit the caller gets 429 with ``Retry-After`` = the seconds left in the window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from app.platform.errors import DomainError
+
+
+class TooManyRequests(DomainError):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    max_hits: int
+    per_seconds: int
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    async def hit(self, limit: Limit, key: str) -> None:
+        """Count one hit for ``key``; raise 429 once the window's allowance is spent."""
+        now = time.time()
+        window = int(now // limit.per_seconds)
+        # Keys never contain raw emails or addresses.
+        digest = hashlib.sha256(key.lower().encode()).hexdigest()[:24]
+        redis_key = f"ratelimit:{limit.name}:{digest}:{window}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(redis_key)
+            pipe.expire(redis_key, limit.per_seconds + 1)
+            hits, _ = await pipe.execute()
+        if int(hits) > limit.max_hits:
+            retry_after = max(1, int((window + 1) * limit.per_seconds - now) + 1)
+            raise TooManyRequests(
+                f"Too many attempts; please try again in {retry_after} seconds.", retry_after
+            )

@@ -1,0 +1,94 @@
+"""Server-side sessions in Redis, hardened.
+
+Litestar keeps the session id a browser arrived with; signing in must issue a new one
+(session fixation), so this backend rotates the id when a handler asks for it and deletes
+the old one. Sessions also end after ``SESSION_IDLE_SECONDS`` without a request (the Redis
+TTL, renewed on use) and after ``SESSION_ABSOLUTE_SECONDS`` whatever happens.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.connection import ASGIConnection, Request
+from litestar.middleware.session.server_side import (
+    ServerSideSessionBackend,
+    ServerSideSessionConfig,
+)
+from litestar.types import Empty, Message, ScopeSession
+
+from app.platform.settings import Settings
+
+ROTATE = "pizzeria.rotate_session"
+_NEW_ID = "pizzeria.new_session_id"
+STARTED = "_started"
+
+
+def rotate_session(request: Request[Any, Any, Any]) -> None:
+    """Give this browser a brand-new session id when the response is sent (at sign-in)."""
+    request.scope[ROTATE] = True  # type: ignore[literal-required]
+    request.session[STARTED] = int(time.time())
+
+
+class RotatingSessionBackend(ServerSideSessionBackend):
+    config: PizzeriaSessionConfig
+
+    def get_session_id(self, connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+        scope: Any = connection.scope
+        if scope.get(ROTATE):
+            if _NEW_ID not in scope:
+                scope[_NEW_ID] = self.generate_session_id()
+            return str(scope[_NEW_ID])
+        return super().get_session_id(connection)
+
+    async def store_in_message(
+        self,
+        scope_session: ScopeSession,
+        message: Message,
+        connection: ASGIConnection[Any, Any, Any, Any],
+    ) -> None:
+        scope: Any = connection.scope
+        old = connection.cookies.get(self.config.key)
+        if scope.get(ROTATE) and old and old != "null":
+            await self.delete(old, store=self.config.get_store_from_app(scope["app"]))
+        await super().store_in_message(scope_session, message, connection)
+
+    async def load_from_connection(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> dict[str, Any]:
+        data = await super().load_from_connection(connection)
+        started = data.get(STARTED)
+        if started is not None and time.time() - int(started) > self.config.absolute_seconds:
+            session_id = connection.cookies.get(self.config.key)
+            if session_id:
+                await self.delete(
+                    session_id, store=self.config.get_store_from_app(connection.scope["app"])
+                )
+            return {}
+        return data
+
+
+@dataclass
+class PizzeriaSessionConfig(ServerSideSessionConfig):
+    _backend_class = RotatingSessionBackend
+    absolute_seconds: int = 12 * 3600
+
+
+def session_config(settings: Settings) -> PizzeriaSessionConfig:
+    """Cookie: HttpOnly, SameSite=Lax; over HTTPS also Secure with the ``__Host-`` prefix."""
+    https = settings.security.https
+    return PizzeriaSessionConfig(
+        key="__Host-pizzeria_session" if https else "pizzeria_session",
+        max_age=settings.security.session_idle_seconds,
+        renew_on_access=True,
+        httponly=True,
+        samesite="lax",
+        secure=https,
+        path="/",
+        absolute_seconds=settings.security.session_absolute_seconds,
+    )
+
+
+__all__ = ["Empty", "PizzeriaSessionConfig", "rotate_session", "session_config"]

@@ -1,0 +1,101 @@
+"""The kitchen's live board and the customer's live order page, in real browsers.
+
+Two staff members look at the board in separate sessions; a customer watches their order.
+Nothing is reloaded: every change arrives over SSE, which the window marks prove.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import httpx
+from playwright.async_api import BrowserContext, Locator, Page, expect
+
+from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, create_staff, mark, sign_in
+from tests.support.api import new_customer, paid_order, staff_headers
+from tests.support.processes import Shop
+
+NewContext = Callable[[], Awaitable[BrowserContext]]
+
+
+async def open_board(new_context: NewContext, email: str) -> Page:
+    page = await (await new_context()).new_page()
+    await sign_in(page, email)
+    await page.goto("/staff/board")
+    await expect(page.get_by_role("heading", name="Delivery board")).to_be_visible()
+    await expect(page.locator('#board [data-column="queued"]')).to_be_visible()
+    return page
+
+
+def card(page: Page, delivery_id: str, column: str) -> Locator:
+    return page.locator(
+        f'#board [data-column="{column}"] .board-card[data-delivery-id="{delivery_id}"]'
+    )
+
+
+async def test_two_staff_boards_follow_a_new_order_and_a_move_live(
+    new_context: NewContext, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    first = await open_board(new_context, await create_staff(shop))
+    second = await open_board(new_context, await create_staff(shop))
+    for board in (first, second):
+        await mark(board, "board")
+
+    customer = await new_customer(api)
+    order = await paid_order(api, customer)
+    delivery_id = order["delivery"]["id"]
+
+    for board in (first, second):
+        queued = card(board, delivery_id, "queued")
+        await expect(queued).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+        await expect(queued).to_have_attribute("data-status", "queued")
+        await expect(board.locator("#board [data-breaker]")).to_have_count(2)
+        await expect(board.locator('#board [data-breaker="payment"]')).to_be_visible()
+        await expect(board.locator('#board [data-breaker="courier"]')).to_be_visible()
+
+    await card(first, delivery_id, "queued").get_by_role("button", name="Start preparing").click()
+
+    for board in (first, second):
+        preparing = card(board, delivery_id, "preparing")
+        await expect(preparing).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+        await expect(preparing).to_have_attribute("data-status", "preparing")
+        await expect(card(board, delivery_id, "queued")).to_have_count(0)
+        await expect(board.locator("#board [data-breaker]")).to_have_count(2)
+    for board in (first, second):
+        await assert_marked(board, "board")
+
+
+async def test_customer_page_follows_the_kitchen_and_the_rider_to_the_coupon(
+    page: Page, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    customer = await new_customer(api, name="Grace Live")
+    staff = await staff_headers(api, shop.env)
+    order = await paid_order(api, customer)
+    await sign_in(page, customer["email"])
+    await page.goto(f"/orders/{order['id']}")
+    await expect(page.locator("#order-status")).to_have_attribute("data-status", "paid")
+    await mark(page, "order")
+
+    timeline = page.locator("#order-live .timeline")
+    for stage in ("preparing", "baking", "ready"):
+        moved = await api.post(f"/api/deliveries/{order['delivery']['id']}/advance", headers=staff)
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["status"] == stage, moved.text
+        await expect(timeline.locator(f'[data-status="{stage}"]')).to_be_visible(
+            timeout=LIVE_TIMEOUT_MS
+        )
+
+    # The partner's rider takes it from here.
+    for stage in ("out_for_delivery", "delivered"):
+        await expect(timeline.locator(f'[data-status="{stage}"]')).to_be_visible(
+            timeout=LIVE_TIMEOUT_MS
+        )
+    await expect(page.locator('#order-status[data-status="fulfilled"]')).to_be_visible(
+        timeout=LIVE_TIMEOUT_MS
+    )
+    await expect(page.locator('#order-coupon[data-coupon-status="issued"]')).to_be_visible(
+        timeout=LIVE_TIMEOUT_MS
+    )
+    for stage in ("placed", "paid", "preparing", "baking", "ready", "out_for_delivery"):
+        await expect(timeline.locator(f'[data-status="{stage}"]')).to_have_count(1)
+    await assert_marked(page, "order")

@@ -23,6 +23,7 @@ from sqlalchemy import text
 from app.accounts import service as accounts
 from app.accounts.api import AuthApi
 from app.accounts.pages import AccountPages
+from app.audit.pages import AuditPages
 from app.breakers import PartnerBreakers
 from app.coupon.api import CouponApi
 from app.coupon.pages import CouponPages
@@ -36,6 +37,7 @@ from app.operations.pages import PartnerPages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
 from app.platform import web
+from app.platform.access import access, access_guard
 from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
 from app.platform.headers import security_headers_hook
@@ -52,12 +54,12 @@ from app.status.pages import OrderPages
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@get("/health/live", tags=["health"], include_in_schema=False)
+@get("/health/live", tags=["health"], include_in_schema=False, opt=access("public"))
 async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/health/ready", tags=["health"], include_in_schema=False)
+@get("/health/ready", tags=["health"], include_in_schema=False, opt=access("public"))
 async def ready(state: State) -> dict[str, str]:
     """Ready only when PostgreSQL and Redis both answer; 503 otherwise."""
     try:
@@ -123,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             RefundPages,
             StaffRefundPages,
             ReasonAdminPages,
+            AuditPages,
         ],
         dependencies={
             "customer": Provide(web.provide_customer),
@@ -139,7 +142,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             courier_webhook,
             api,
             pages,
-            create_static_files_router(path="/static", directories=[ROOT / "static"]),
+            create_static_files_router(
+                path="/static", directories=[ROOT / "static"], opt=access("public")
+            ),
         ],
         dependencies={
             "db": Provide(web.provide_db),
@@ -185,6 +190,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Exception: web.internal_error_handler,
         },
         before_send=[security_headers_hook(settings)],
+        guards=[access_guard],
         debug=settings.debug,
         logging_config=None,
     )

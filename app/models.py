@@ -1,6 +1,7 @@
 """Imports every context's models so that ``Base.metadata`` knows all tables (Alembic)."""
 
 from app.accounts import models as accounts
+from app.audit import models as audit
 from app.coupon import models as coupon
 from app.delivery import models as delivery
 from app.menu import models as menu
@@ -14,6 +15,7 @@ from app.status import models as status
 __all__ = [
     "Base",
     "accounts",
+    "audit",
     "coupon",
     "delivery",
     "menu",

@@ -13,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import limits
 from app.accounts import service
 from app.accounts.schemas import PasswordChange, SignupRequest, TokenForm, TokenView, UserView
+from app.platform.access import access
 from app.platform.errors import NotAuthenticated
 from app.platform.security import Principal, issue_token
 
 
 class AuthApi(Controller):
+    opt = access("public")
     path = "/api/auth"
     tags = ["auth"]
 
@@ -46,7 +48,7 @@ class AuthApi(Controller):
         token, ttl = issue_token(state.settings, Principal(user_id=user.id, role=user.role))
         return TokenView(access_token=token, token_type="bearer", expires_in=ttl)
 
-    @post("/password", status_code=204)
+    @post("/password", status_code=204, opt=access("api"))
     async def change_password(
         self, data: PasswordChange, db: AsyncSession, caller: Principal
     ) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import limits
 from app.accounts import service
 from app.accounts.models import User
+from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
@@ -42,6 +43,8 @@ def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
 
 
 class AccountPages(Controller):
+    opt = access("public")
+
     @get("/signup")
     async def signup_form(self, request: Request[Any, Any, Any], next: str | None = None) -> Any:
         return page(request, "accounts/signup.html", form={}, errors={}, next=_safe_next(next))
@@ -96,11 +99,11 @@ class AccountPages(Controller):
         _sign_in(request, user)
         return redirect(request, _safe_next(form["next"]))
 
-    @get("/account")
+    @get("/account", opt=access("customer"))
     async def account(self, request: Request[Any, Any, Any], customer: Principal) -> Any:
         return page(request, "accounts/account.html", errors={}, done=False)
 
-    @post("/account/password")
+    @post("/account/password", opt=access("customer"))
     async def change_password(
         self,
         request: Request[Any, Any, Any],

@@ -7,10 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.coupon import service
 from app.coupon.schemas import CouponView
+from app.platform.access import access
 from app.platform.security import Principal
 
 
 class CouponApi(Controller):
+    opt = access("api")
     path = "/api/coupons"
     tags = ["coupons"]
 

@@ -8,11 +8,13 @@ from litestar import Controller, Request, get
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.coupon import service
+from app.platform.access import access
 from app.platform.security import Principal
 from app.platform.web import page
 
 
 class CouponPages(Controller):
+    opt = access("customer")
     path = "/coupons"
 
     @get("/")

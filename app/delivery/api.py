@@ -8,9 +8,11 @@ from litestar import Controller, get, post
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.delivery import service
 from app.delivery.models import DeliveryStatus
 from app.delivery.schemas import DeliveryView
+from app.platform.access import access
 from app.platform.errors import InvalidInput, NotFound
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
@@ -19,6 +21,7 @@ from app.status.service import project_now
 
 
 class DeliveryApi(Controller):
+    opt = access("api-staff")
     path = "/api/deliveries"
     tags = ["deliveries (staff)"]
 
@@ -44,6 +47,7 @@ class DeliveryApi(Controller):
         self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal, state: State
     ) -> DeliveryView:
         """Move to the next stage; 409 when there is none."""
+        audit.record(db, staff_caller, "delivery.advance", f"delivery:{delivery_id}")
         delivery = await service.advance(db, delivery_id)
         await db.commit()
         await project_now(state.session_factory, state.redis, take_recorded(db))
@@ -54,6 +58,7 @@ class DeliveryApi(Controller):
         self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal, state: State
     ) -> DeliveryView:
         """The returned pizzas are back: the money goes back to the customer."""
+        audit.record(db, staff_caller, "return.complete", f"delivery:{delivery_id}")
         delivery = await service.complete_return(db, delivery_id)
         await db.commit()
         await project_now(state.session_factory, state.redis, take_recorded(db))
@@ -64,6 +69,7 @@ class DeliveryApi(Controller):
         self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal, state: State
     ) -> DeliveryView:
         """Cancel the return trip: the refund is cancelled too (FR11)."""
+        audit.record(db, staff_caller, "return.cancel", f"delivery:{delivery_id}")
         await refunds.cancel_for_delivery(db, delivery_id, "staff")
         await project_now(state.session_factory, state.redis, take_recorded(db))
         delivery = await service.get(db, delivery_id)

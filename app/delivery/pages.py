@@ -13,9 +13,11 @@ from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.breakers import PartnerBreakers
 from app.delivery import service
 from app.delivery.models import FORWARD, DeliveryStatus
+from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
 from app.platform.errors import NotFound
@@ -89,6 +91,7 @@ async def board_context(db: AsyncSession, state: State) -> dict[str, Any]:
 
 
 class BoardPages(Controller):
+    opt = access("staff")
     path = "/staff"
 
     @get("/board")
@@ -135,6 +138,7 @@ class BoardPages(Controller):
     ) -> Any:
         """A return card's buttons: ``complete`` (pizzas back, refund the money) or
         ``cancel`` (no return, the refund is cancelled: FR11)."""
+        audit.record(db, staff, f"return.{outcome}", f"delivery:{delivery_id}")
         if outcome == "complete":
             await service.complete_return(db, delivery_id)
             await db.commit()
@@ -156,6 +160,7 @@ class BoardPages(Controller):
         staff: Principal,
         state: State,
     ) -> Any:
+        audit.record(db, staff, "delivery.advance", f"delivery:{delivery_id}")
         await service.advance(db, delivery_id)
         await db.commit()
         await status.project_now(state.session_factory, state.redis, take_recorded(db))

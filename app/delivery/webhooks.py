@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.delivery import service
 from app.delivery.gateway import CourierEvent
 from app.delivery.models import DeliveryStatus
+from app.platform.access import access
 from app.platform.errors import InvalidInput, NotAuthenticated
 from app.platform.outbox import claim, take_recorded
 from app.platform.signing import verify
@@ -25,7 +26,7 @@ HANDLER = "delivery.courier_webhook"
 _NAMESPACE = uuid.UUID("5b0c1c1e-4f3a-4e7e-9d55-6a2b8f1f0c11")
 
 
-@post("/webhooks/courier", status_code=200, tags=["webhooks"])
+@post("/webhooks/courier", status_code=200, tags=["webhooks"], opt=access("public"))
 async def courier_webhook(
     request: Request[Any, Any, Any], db: AsyncSession, state: State
 ) -> dict[str, str]:

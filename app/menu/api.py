@@ -7,11 +7,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.menu import service
 from app.menu.schemas import PizzaView
+from app.platform.access import access
 from app.platform.security import Principal
 from app.platform.settings import Settings
 
 
 class MenuApi(Controller):
+    opt = access("api")
     path = "/api/menu"
     tags = ["menu"]
 

@@ -9,10 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.menu import service
 from app.ordering.basket import basket_lines
+from app.platform.access import access
 from app.platform.web import page
 
 
 class MenuPages(Controller):
+    opt = access("public")
+
     @get("/")
     async def menu(self, request: Request[Any, Any, Any], db: AsyncSession) -> Any:
         pizzas = await service.list_menu(db)

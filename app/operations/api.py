@@ -6,14 +6,18 @@ from typing import Any
 
 from litestar import Controller, get, put
 from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.breakers import PartnerBreakers
 from app.operations import service
+from app.platform.access import access
 from app.platform.security import Principal
 from app.platform.settings import Settings
 
 
 class OperationsApi(Controller):
+    opt = access("api-staff")
     path = "/api/admin"
     tags = ["operations (staff)"]
 
@@ -23,10 +27,18 @@ class OperationsApi(Controller):
 
     @put("/partners/{partner:str}")
     async def set_partner(
-        self, partner: str, data: dict[str, Any], settings: Settings, staff_caller: Principal
+        self,
+        partner: str,
+        data: dict[str, Any],
+        settings: Settings,
+        staff_caller: Principal,
+        db: AsyncSession,
     ) -> dict[str, Any]:
         """``{latencyMs, errorRate, down}``, any subset."""
-        return await service.set_knobs(settings, partner, data)
+        knobs = await service.set_knobs(settings, partner, data)
+        audit.record(db, staff_caller, "partner.knobs", f"partner:{partner}", **knobs)
+        await db.commit()
+        return knobs
 
     @get("/breakers")
     async def breakers(self, state: State, staff_caller: Principal) -> list[dict[str, Any]]:

@@ -9,9 +9,12 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.breakers import PartnerBreakers
 from app.operations import service
+from app.platform.access import access
 from app.platform.errors import InvalidInput
 from app.platform.security import Principal
 from app.platform.settings import Settings
@@ -26,6 +29,7 @@ async def _context(settings: Settings, state: State) -> dict[str, Any]:
 
 
 class PartnerPages(Controller):
+    opt = access("staff")
     path = "/staff/partners"
 
     @get("/")
@@ -53,6 +57,7 @@ class PartnerPages(Controller):
         settings: Settings,
         staff: Principal,
         state: State,
+        db: AsyncSession,
     ) -> Any:
         form = {
             "latencyMs": data.get("latency_ms", ""),
@@ -60,11 +65,13 @@ class PartnerPages(Controller):
             "down": data.get("down", "0"),
         }
         try:
-            await service.set_knobs(settings, partner, form)
+            knobs = await service.set_knobs(settings, partner, form)
         except InvalidInput as exc:
             context = await _context(settings, state)
             errors = {f"{partner}.{e.field}": e.message for e in exc.errors}
             return page(
                 request, "operations/partners.html", status_code=422, errors=errors, **context
             )
+        audit.record(db, staff, "partner.knobs", f"partner:{partner}", **knobs)
+        await db.commit()
         return redirect(request, "/staff/partners")

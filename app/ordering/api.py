@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import limits
 from app.ordering import service
 from app.ordering.schemas import PlaceOrderRequest
+from app.platform.access import access
 from app.platform.errors import InvalidInput
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
@@ -26,6 +27,7 @@ IdempotencyKey = Annotated[
 
 
 class OrderingApi(Controller):
+    opt = access("api")
     path = "/api/orders"
     tags = ["orders"]
 

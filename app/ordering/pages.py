@@ -15,6 +15,7 @@ from app import limits
 from app.breakers import refusal_message
 from app.ordering import service
 from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
+from app.platform.access import access
 from app.platform.errors import InvalidInput, Unavailable
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
@@ -33,6 +34,7 @@ def _int(value: Any, default: int) -> int:
 
 
 class BasketPages(Controller):
+    opt = access("public")
     path = "/basket"
 
     @post("/add")
@@ -68,6 +70,7 @@ async def _basket_response(request: Request[Any, Any, Any], db: AsyncSession) ->
 
 
 class CheckoutPages(Controller):
+    opt = access("customer")
     path = "/checkout"
 
     @get("/")

@@ -39,6 +39,7 @@ SCHEMAS = (
     "delivery",
     "coupon",
     "refund",
+    "audit",
     "status",
 )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -22,9 +21,9 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform import headers
+from app.platform import access, headers
 from app.platform.errors import DomainError, Forbidden, NotAuthenticated
-from app.platform.security import Principal, read_token
+from app.platform.security import Principal
 from app.platform.settings import Settings
 
 log = logging.getLogger("pizzeria.web")
@@ -47,10 +46,15 @@ def provide_settings(state: State) -> Settings:
 
 
 def session_principal(request: Request[Any, Any, Any]) -> Principal | None:
-    user_id = request.session.get(SESSION_USER) if request.scope.get("session") else None
-    if not user_id:
-        return None
-    return Principal(user_id=uuid.UUID(user_id), role=request.session.get(SESSION_ROLE, ""))
+    return access.session_principal(request)
+
+
+def _guarded(request: Request[Any, Any, Any]) -> Principal:
+    """The principal the access guard established for this request."""
+    principal = request.scope.get("state", {}).get(access.PRINCIPAL)
+    if principal is None:  # a handler asked for a principal its rule does not demand
+        raise NotAuthenticated("please sign in")
+    return principal  # type: ignore[no-any-return]
 
 
 async def provide_viewer(request: Request[Any, Any, Any]) -> Principal | None:
@@ -59,49 +63,34 @@ async def provide_viewer(request: Request[Any, Any, Any]) -> Principal | None:
 
 
 async def provide_customer(request: Request[Any, Any, Any]) -> Principal:
-    """The signed-in browser user; anonymous visitors are sent to sign in."""
-    principal = session_principal(request)
-    if principal is None:
-        raise NotAuthenticated("please sign in")
-    return principal
+    """The signed-in browser user (the ``customer`` rule guarantees one)."""
+    return _guarded(request)
 
 
 async def provide_staff(request: Request[Any, Any, Any]) -> Principal:
-    """A signed-in staff member (or admin); customers get 403, visitors sign in first."""
-    principal = await provide_customer(request)
+    """A staff member or admin (the ``staff`` rule guarantees it)."""
+    principal = _guarded(request)
     if not principal.is_staff:
         raise Forbidden("this page is for staff")
     return principal
 
 
 async def provide_admin(request: Request[Any, Any, Any]) -> Principal:
-    principal = await provide_customer(request)
+    principal = _guarded(request)
     if principal.role != "admin":
         raise Forbidden("this page is for admins")
     return principal
 
 
-async def provide_api_staff(request: Request[Any, Any, Any], state: State) -> Principal:
-    principal = await provide_api_principal(request, state)
+async def provide_api_principal(request: Request[Any, Any, Any]) -> Principal:
+    """The caller of a JSON API route (bearer token checked by the ``api`` rule)."""
+    return _guarded(request)
+
+
+async def provide_api_staff(request: Request[Any, Any, Any]) -> Principal:
+    principal = _guarded(request)
     if not principal.is_staff:
         raise Forbidden("staff role required")
-    return principal
-
-
-async def provide_api_principal(request: Request[Any, Any, Any], state: State) -> Principal:
-    """The caller of a JSON API route, from ``Authorization: Bearer <jwt>``.
-
-    The token must be valid AND its account must still accept it: a token issued before
-    the latest password change (or for a deleted account) is refused.
-    """
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise NotAuthenticated("missing bearer token")
-    principal = read_token(state.settings, token.strip())
-    async with state.session_factory() as session:
-        changed_at = await state.token_checker(session, principal.user_id)
-    if changed_at is None or (principal.issued_at or 0) < changed_at.timestamp():
-        raise NotAuthenticated("this token is no longer valid; please sign in again")
     return principal
 
 

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.platform.access import access
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.settings import Settings
@@ -19,6 +20,7 @@ from app.status import service as status
 
 
 class RefundApi(Controller):
+    opt = access("api")
     path = "/api"
     tags = ["refunds"]
 

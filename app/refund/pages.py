@@ -18,7 +18,9 @@ from litestar.params import Body
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.breakers import refusal_message
+from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
@@ -35,6 +37,7 @@ MAX_FORM_TEXT = 2000
 
 
 class RefundPages(Controller):
+    opt = access("customer")
     """What a customer sees."""
 
     @get("/orders/{order_id:uuid}/refund")
@@ -202,6 +205,7 @@ def lookup_filter(settings: Settings, params: dict[str, str | None]) -> status.R
 
 
 class StaffRefundPages(Controller):
+    opt = access("staff")
     path = "/staff/refunds"
 
     @get("/")
@@ -303,6 +307,7 @@ def _csv_safe(text: str) -> str:
 
 
 class ReasonAdminPages(Controller):
+    opt = access("admin")
     path = "/admin/reasons"
 
     @get("/")
@@ -330,6 +335,9 @@ class ReasonAdminPages(Controller):
             position = int(form["position"] or 100)
         except ValueError:
             position = 100
+        audit.record(
+            db, admin, "reason.save", f"reason:{form['code'].strip().lower()}", label=form["label"]
+        )
         try:
             await service.save_reason(
                 db,

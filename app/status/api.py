@@ -11,6 +11,7 @@ from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.platform.access import access
 from app.platform.security import Principal
 from app.status import service
 from app.status.live import order_updates
@@ -18,6 +19,7 @@ from app.status.schemas import OrderDocument
 
 
 class OrderStatusApi(Controller):
+    opt = access("api")
     path = "/api/orders"
     tags = ["orders"]
 

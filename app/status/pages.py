@@ -12,6 +12,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ordering import service as ordering
+from app.platform.access import access
 from app.platform.errors import Conflict
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
@@ -28,6 +29,7 @@ def _live_template(request: Request[Any, Any, Any]) -> Any:
 
 
 class OrderPages(Controller):
+    opt = access("customer")
     path = "/orders"
 
     @get("/")

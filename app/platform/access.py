@@ -70,8 +70,8 @@ async def access_guard(
     rule = rule_of(handler)
     if rule == "public":
         return
-    if rule is None:
-        raise Forbidden("this route has no access rule")
+    if rule not in RULES:  # no rule, or a misspelt one: locked, never open
+        raise Forbidden("this route has no valid access rule")
     if rule.startswith("api"):
         principal = await bearer_principal(connection)
     else:

@@ -16,6 +16,7 @@ they were.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import subprocess
@@ -57,7 +58,8 @@ class Route:
         return f"{self.method} {self.path}"
 
 
-def route_table() -> list[Route]:
+@functools.cache
+def route_table() -> tuple[Route, ...]:
     """Every (path, method) the app serves, except OPTIONS and HEAD (the framework's)."""
     routes = []
     for route in create_app().routes:  # built only to read the table; never served
@@ -69,7 +71,7 @@ def route_table() -> list[Route]:
                     continue
                 name = f"{handler.fn.__module__}.{handler.fn.__qualname__}"
                 routes.append(Route(method, route.path, rule_of(handler), name))
-    return sorted(routes, key=lambda r: (r.path, r.method))
+    return tuple(sorted(routes, key=lambda r: (r.path, r.method)))
 
 
 def test_every_route_declares_an_access_rule() -> None:
@@ -332,7 +334,7 @@ async def _call(caller: Caller, route: Route, url: str) -> tuple[httpx.Response,
     return response, response.text
 
 
-async def _run(caller: Caller, routes: list[Route], world: World) -> list[str]:
+async def _run(caller: Caller, routes: tuple[Route, ...], world: World) -> list[str]:
     problems = []
     ordered = sorted(routes, key=lambda r: (r.method, r.path) == LOGOUT)
     for route in ordered:
@@ -349,7 +351,6 @@ async def _run(caller: Caller, routes: list[Route], world: World) -> list[str]:
         url = _url(route, world.ids, target)
         response, body = await _call(caller, route, url)
         where = f"{route.id} as {caller.name} ({route.method} {url})"
-        print("DBG", route.id, caller.name, response.status_code, _describe(expectation), response.headers.get("location", ""))
         if not _matches(expectation, response):
             location = response.headers.get("location")
             got = f"{response.status_code}" + (f" -> {location}" if location else "")

@@ -150,3 +150,27 @@ async def browser_session(client: httpx.AsyncClient, email: str) -> str:
     )
     assert response.status_code == 303, response.text
     return token
+
+
+def new_customer_sync(client: httpx.Client, name: str = "Test Customer") -> dict[str, str]:
+    """``new_customer`` for synchronous tests (Hypothesis drives sync test functions)."""
+    email = f"{uuid.uuid4().hex[:12]}@example.com"
+    response = client.post(
+        "/api/auth/signup", json={"email": email, "password": PASSWORD, "name": name}
+    )
+    assert response.status_code == 201, response.text
+    token = client.post("/api/auth/token", data={"username": email, "password": PASSWORD})
+    assert token.status_code == 200, token.text
+    return {"email": email, "token": token.json()["access_token"], "id": response.json()["id"]}
+
+
+def browser_session_sync(client: httpx.Client, email: str) -> str:
+    """``browser_session`` for synchronous tests: sign in through the HTML form; return the
+    CSRF token for forms."""
+    client.get("/login")
+    token = client.cookies["pizzeria_csrf"]
+    response = client.post(
+        "/login", data={"email": email, "password": PASSWORD, "next": "/", "_csrf_token": token}
+    )
+    assert response.status_code == 303, response.text
+    return token

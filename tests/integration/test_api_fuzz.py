@@ -1,0 +1,237 @@
+"""Schemathesis against the live shop's OpenAPI document (``/schema/openapi.json``).
+
+Every operation the document lists is fuzzed, stateless, with valid (positive) and
+invalid (negative) inputs, as a real customer with a bearer token. What must hold:
+
+- never a 5xx (``not_a_server_error``);
+- a response whose status code the document lists matches the documented body, media type
+  and headers (``response_schema_conformance``, ``content_type_conformance``,
+  ``response_headers_conformance``);
+- status codes: the document lists only the success code and 400 for most operations, so an
+  undocumented code is accepted only when it is one of the shop's error answers for that
+  kind of operation (404, 409, 422, 429; 401 on the public sign-in and webhook routes;
+  403 on staff routes, since the caller is a customer) AND carries the error contract
+  (JSON with a ``detail``). Operations that take no input and that a customer may call
+  must answer a documented code (``status_code_conformance``).
+
+A second test calls every operation without a valid token: 401 for all of them, except
+sign-up, token and the partner webhooks, which are public by design.
+
+Hypothesis runs derandomized, without its example database, with a bounded number of
+examples per operation, so CI sees the same requests every time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+from schemathesis import APIOperation, Case, GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.transport import Response
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.support.api import new_customer_sync
+from tests.support.processes import Shop
+
+MAX_EXAMPLES = 15
+AUTH_EXAMPLES = 3
+REQUEST_TIMEOUT = 10
+PUBLIC = {"POST /api/auth/signup", "POST /api/auth/token"}
+PUBLIC_PREFIXES = ("/webhooks/",)
+ANSWER_401 = {"POST /api/auth/token", "POST /webhooks/courier"}  # wrong password, bad signature
+SHOP_ERRORS = {404, 409, 422, 429}
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+]
+
+
+def fuzz_settings(max_examples: int) -> settings:
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        print_blob=False,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+@pytest.fixture(scope="module")
+def schema(shop: Shop) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{shop.url}/schema/openapi.json", timeout=10)
+
+
+@pytest.fixture(scope="module")
+def operations(schema: schemathesis.BaseSchema) -> list[APIOperation]:
+    found = []
+    for result in schema.get_all_operations():
+        found.append(result.ok())  # an operation the document cannot describe fails here
+    labels = {op.label for op in found}
+    # Not vacuous: the document really lists the shop's API.
+    assert {"POST /api/orders", "POST /api/refunds", "GET /api/deliveries"} <= labels, labels
+    return found
+
+
+@pytest.fixture(scope="module")
+def customer(shop: Shop) -> dict[str, str]:
+    with httpx.Client(base_url=shop.url, timeout=20) as client:
+        return new_customer_sync(client, name="Fuzz Customer")
+
+
+def is_public(op: APIOperation) -> bool:
+    return op.label in PUBLIC or op.path.startswith(PUBLIC_PREFIXES)
+
+
+def is_staff(op: APIOperation) -> bool:
+    return any("(staff)" in tag for tag in op.definition.raw.get("tags", []))
+
+
+def takes_no_input(op: APIOperation) -> bool:
+    raw = op.definition.raw
+    return not raw.get("parameters") and "requestBody" not in raw
+
+
+def documented(op: APIOperation) -> set[int]:
+    return {int(code) for code in op.responses.status_codes if code.isdigit()}
+
+
+def positive(op: APIOperation) -> st.SearchStrategy[Case]:
+    return op.as_strategy(generation_mode=GenerationMode.POSITIVE)
+
+
+def both_modes(op: APIOperation) -> st.SearchStrategy[Case]:
+    return positive(op) | op.as_strategy(generation_mode=GenerationMode.NEGATIVE)
+
+
+def error_contract(op: APIOperation, response: Response) -> str | None:
+    """Why an undocumented answer is not one of the shop's clean error answers (or None)."""
+    status = response.status_code
+    allowed = set(SHOP_ERRORS)
+    if op.label in ANSWER_401:
+        allowed.add(401)
+    if is_staff(op):
+        allowed.add(403)  # the caller is a customer
+    if status not in allowed:
+        return f"undocumented status {status} (documented: {sorted(documented(op))})"
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return f"{status} without a JSON body: {response.content[:200]!r}"
+    if not isinstance(body, dict) or not isinstance(body.get("detail"), str) or not body["detail"]:
+        return f"{status} without a `detail`: {body!r}"[:300]
+    return None
+
+
+def explain(exc: BaseException) -> str:
+    notes = "\n".join(getattr(exc, "__notes__", []))
+    return f"{type(exc).__name__}: {exc}\n{notes}".strip()[:3000]
+
+
+def examples_of(
+    op: APIOperation,
+    strategy: st.SearchStrategy[Case],
+    check: Callable[[APIOperation, Case], None],
+    max_examples: int,
+) -> Callable[[], None]:
+    @fuzz_settings(max_examples)
+    @given(case=strategy)
+    def examples(case: Case) -> None:
+        check(op, case)
+
+    return examples
+
+
+def run_per_operation(
+    ops: list[APIOperation],
+    strategy: Callable[[APIOperation], st.SearchStrategy[Case]],
+    check: Callable[[APIOperation, Case], None],
+    max_examples: int,
+) -> Iterator[str]:
+    """Run Hypothesis once per operation; yield one report per failing operation, so one
+    broken route does not hide the others."""
+    for op in ops:
+        try:
+            examples_of(op, strategy(op), check, max_examples)()
+        except InvalidArgument:
+            raise  # our mistake, not the shop's
+        except (Exception, BaseExceptionGroup) as exc:
+            yield f"=== {op.label}\n{explain(exc)}"
+
+
+def test_every_operation_survives_fuzzing_as_a_customer(
+    shop: Shop, operations: list[APIOperation], customer: dict[str, str]
+) -> None:
+    headers = {"Authorization": f"Bearer {customer['token']}"}
+
+    def check(op: APIOperation, case: Case) -> None:
+        response = case.call(base_url=shop.url, headers=headers, timeout=REQUEST_TIMEOUT)
+        strict = takes_no_input(op) and not is_staff(op)
+        checks = [*CHECKS, status_code_conformance] if strict else CHECKS
+        case.validate_response(response, checks=checks, headers=headers)
+        if response.status_code not in documented(op):
+            problem = error_contract(op, response)
+            assert problem is None, f"{problem}\nReproduce with:\n    {case.as_curl_command()}"
+
+    failures = list(run_per_operation(operations, both_modes, check, MAX_EXAMPLES))
+    assert not failures, "\n\n".join(failures)
+
+
+def test_every_private_operation_requires_a_bearer_token(
+    shop: Shop, operations: list[APIOperation], customer: dict[str, str]
+) -> None:
+    private = [op for op in operations if not is_public(op)]
+    assert len(private) >= 15, [op.label for op in private]
+    wrong_credentials: list[dict[str, str]] = [
+        {},
+        {"Authorization": "Bearer not-a-jwt"},
+        {"Authorization": f"Bearer {customer['token']}x"},  # tampered signature
+        {"Authorization": customer["token"]},  # no scheme
+        {"Authorization": "Basic Zm9vOmJhcg=="},
+    ]
+
+    def check(op: APIOperation, case: Case) -> None:
+        for credentials in wrong_credentials:
+            response = case.call(base_url=shop.url, headers=credentials, timeout=REQUEST_TIMEOUT)
+            shown = credentials.get("Authorization", "no Authorization header")[:30]
+            assert response.status_code == 401, (
+                f"{op.label} with {shown}: {response.status_code} {response.text[:200]}\n"
+                f"    {case.as_curl_command(headers=credentials)}"
+            )
+            assert response.headers.get("www-authenticate") == ["Bearer"], response.headers
+            assert response.json()["detail"], response.text
+
+    failures = list(run_per_operation(private, positive, check, AUTH_EXAMPLES))
+    assert not failures, "\n\n".join(failures)
+
+
+def test_staff_operations_refuse_a_customer(
+    shop: Shop, operations: list[APIOperation], customer: dict[str, str]
+) -> None:
+    staff = [op for op in operations if is_staff(op)]
+    assert {op.path for op in staff} >= {"/api/deliveries", "/api/admin/partners"}
+    headers = {"Authorization": f"Bearer {customer['token']}"}
+
+    def check(op: APIOperation, case: Case) -> None:
+        response = case.call(base_url=shop.url, headers=headers, timeout=REQUEST_TIMEOUT)
+        assert response.status_code == 403, (
+            f"{response.status_code} {response.text[:200]}\n    {case.as_curl_command()}"
+        )
+        assert response.json()["detail"], response.text
+
+    failures = list(run_per_operation(staff, positive, check, AUTH_EXAMPLES))
+    assert not failures, "\n\n".join(failures)

@@ -76,7 +76,8 @@ def validate_signup(email: str, password: str, name: str) -> list[FieldError]:
         errors.append(FieldError("name", "Please tell us your name."))
     elif len(name.strip()) > 100:
         errors.append(FieldError("name", "Please use at most 100 characters."))
-    if not _EMAIL.match(normalize_email(email)) or len(email) > 254:
+    normalized = normalize_email(email)  # may grow: "İ".lower() is two characters
+    if len(normalized) > 254 or not _EMAIL.match(normalized):
         errors.append(FieldError("email", "Please enter a valid email address."))
     if problem := password_problem(password, email):
         errors.append(FieldError("password", problem))

@@ -26,9 +26,14 @@ class BasketLine:
         return self.qty * self.unit_price
 
 
+MAX_PIZZA_ID = 2**31 - 1
+
+
 def read_basket(request: Request[Any, Any, Any]) -> dict[str, int]:
     raw = request.session.get(BASKET) or {}
-    return {str(k): int(v) for k, v in raw.items()}
+    return {
+        str(k): int(v) for k, v in raw.items() if str(k).isdigit() and 0 < int(k) <= MAX_PIZZA_ID
+    }
 
 
 def write_basket(request: Request[Any, Any, Any], basket: dict[str, int]) -> None:
@@ -36,6 +41,8 @@ def write_basket(request: Request[Any, Any, Any], basket: dict[str, int]) -> Non
 
 
 def add_to_basket(request: Request[Any, Any, Any], pizza_id: int, qty: int = 1) -> None:
+    if not 0 < pizza_id <= MAX_PIZZA_ID:
+        return
     basket = read_basket(request)
     key = str(pizza_id)
     if key not in basket and len(basket) >= MAX_LINES:

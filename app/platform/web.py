@@ -150,7 +150,7 @@ def configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> None
 
 
 def _json_error(exc: DomainError) -> Response[Any]:
-    body: dict[str, Any] = {"detail": exc.detail}
+    body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
     headers: dict[str, str] = {}
     errors = getattr(exc, "errors", None)
     if errors:
@@ -186,7 +186,9 @@ def validation_error_handler(
             field = _field_of(str(item.get("key") or ""), message)
             errors.append({"field": field, "message": message})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
-    return Response(content={"detail": detail, "errors": errors}, status_code=422)
+    return Response(
+        content={"status_code": 422, "detail": detail, "errors": errors}, status_code=422
+    )
 
 
 _MISSING = re.compile(r"missing required field `([^`]+)`")
@@ -203,7 +205,9 @@ def _field_of(key: str, message: str) -> str:
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if wants_json(request) or exc.status_code == 405:
         return Response(
-            content={"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            content={"status_code": exc.status_code, "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=exc.headers,
         )
     return page(request, "error.html", status_code=exc.status_code, message=exc.detail)
 
@@ -215,5 +219,6 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     )
     message = f"Something went wrong on our side (request id {request_id})."
     if wants_json(request):
-        return Response(content={"detail": message, "requestId": request_id}, status_code=500)
+        body = {"status_code": 500, "detail": message, "requestId": request_id}
+        return Response(content=body, status_code=500)
     return page(request, "error.html", status_code=500, message=message)

@@ -16,6 +16,7 @@ from app.accounts.models import Role, User
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, FieldError, InvalidInput
 from app.platform.security import hash_password, verify_password
+from app.platform.text import storable
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
@@ -72,12 +73,12 @@ def normalize_email(email: str) -> str:
 
 def validate_signup(email: str, password: str, name: str) -> list[FieldError]:
     errors: list[FieldError] = []
-    if not name.strip():
+    if not name.strip() or not storable(name):
         errors.append(FieldError("name", "Please tell us your name."))
     elif len(name.strip()) > 100:
         errors.append(FieldError("name", "Please use at most 100 characters."))
     normalized = normalize_email(email)  # may grow: "İ".lower() is two characters
-    if len(normalized) > 254 or not _EMAIL.match(normalized):
+    if len(normalized) > 254 or not _EMAIL.match(normalized) or not storable(normalized):
         errors.append(FieldError("email", "Please enter a valid email address."))
     if problem := password_problem(password, email):
         errors.append(FieldError("password", problem))
@@ -113,7 +114,10 @@ async def sign_up(
 
 async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
     """The user for these credentials, or None; a wrong email costs the same as a wrong password."""
-    user = await session.scalar(select(User).where(User.email == normalize_email(email)))
+    email = normalize_email(email)
+    user = None
+    if storable(email) and len(email) <= 254:
+        user = await session.scalar(select(User).where(User.email == email))
     if not verify_password(user.password_hash if user else None, password):
         return None
     return user

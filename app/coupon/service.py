@@ -15,6 +15,7 @@ from app.platform.errors import InvalidInput
 from app.platform.events import Event
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
+from app.platform.text import storable
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud
 
@@ -115,11 +116,14 @@ async def redeem(
     The row lock makes two concurrent checkouts with one coupon take turns: the second
     finds it redeemed. Unknown, used or someone else's → 422 on ``couponCode``.
     """
-    coupon = await session.scalar(
-        select(Coupon)
-        .where(Coupon.code == normalize_code(code), Coupon.customer_id == customer_id)
-        .with_for_update()
-    )
+    code = normalize_code(code)
+    coupon = None
+    if storable(code) and len(code) <= 20:
+        coupon = await session.scalar(
+            select(Coupon)
+            .where(Coupon.code == code, Coupon.customer_id == customer_id)
+            .with_for_update()
+        )
     if coupon is None:
         raise InvalidInput.single("couponCode", "This coupon code is not valid.")
     if coupon.status != CouponStatus.issued:

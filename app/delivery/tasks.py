@@ -11,13 +11,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from arq import Retry
-
 from app.delivery import service
-from app.delivery.gateway import CourierGateway, CourierRejected, CourierUnavailable
+from app.delivery.gateway import CourierGateway, CourierRejected
 from app.delivery.models import CourierStatus, DeliveryStatus
-from app.platform.breaker import BreakerOpen, CircuitBreaker
-from app.platform.handlers import event_of, handle_once, retry_delay
+from app.platform.handlers import call_partner, event_of, handle_once
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -29,14 +26,8 @@ WITHDRAW_COURIER = "delivery.withdraw_courier"
 
 
 async def _partner(ctx: dict[str, Any], call: Callable[[CourierGateway], Awaitable[T]]) -> T:
-    """Call the partner through the breaker; unavailable → retry this job later."""
-    breaker: CircuitBreaker = ctx["courier_breaker"]
-    try:
-        return await breaker.call(lambda: call(ctx["courier_gateway"]))
-    except BreakerOpen as exc:
-        raise Retry(defer=max(float(exc.retry_after), retry_delay(ctx["job_try"]))) from exc
-    except CourierUnavailable as exc:
-        raise Retry(defer=retry_delay(ctx["job_try"])) from exc
+    gateway: CourierGateway = ctx["courier_gateway"]
+    return await call_partner(ctx["courier_breaker"], lambda: call(gateway), ctx["job_try"])
 
 
 async def create(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:

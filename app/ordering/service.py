@@ -24,6 +24,7 @@ from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
+from app.platform.text import storable
 from app.status import projector
 
 
@@ -65,7 +66,7 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
         if not 1 <= line.qty <= MAX_QTY:
             errors.append(FieldError(f"items[{i}].qty", f"Choose 1 to {MAX_QTY}."))
     address = command.address.strip()
-    if not address:
+    if not address or not storable(address):
         errors.append(FieldError("address", "Tell us where to deliver."))
     elif len(address) > 300:
         errors.append(FieldError("address", "Please use at most 300 characters."))

@@ -17,10 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.payment import service
 from app.payment.models import PaymentStatus
-from app.payment.provider import PaymentProvider, ProviderUnavailable
-from app.platform.breaker import BreakerOpen, CircuitBreaker
+from app.payment.provider import PaymentProvider
 from app.platform.events import Event
-from app.platform.handlers import event_of, handle_once, retry_delay
+from app.platform.handlers import call_partner, event_of, handle_once, retry_delay
 
 T = TypeVar("T")
 
@@ -29,14 +28,8 @@ VOID = "payment.void"
 
 
 async def _provider(ctx: dict[str, Any], call: Callable[[PaymentProvider], Awaitable[T]]) -> T:
-    """Call the provider through the breaker; unavailable → retry this job later."""
-    breaker: CircuitBreaker = ctx["payment_breaker"]
-    try:
-        return await breaker.call(lambda: call(ctx["payment_provider"]))
-    except BreakerOpen as exc:
-        raise Retry(defer=max(float(exc.retry_after), retry_delay(ctx["job_try"]))) from exc
-    except ProviderUnavailable as exc:
-        raise Retry(defer=retry_delay(ctx["job_try"])) from exc
+    provider: PaymentProvider = ctx["payment_provider"]
+    return await call_partner(ctx["payment_breaker"], lambda: call(provider), ctx["job_try"])
 
 
 async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform.breaker import BreakerOpen, CircuitBreaker
 from app.platform.events import Event
 from app.platform.outbox import claim
 from app.platform.settings import get_settings
 
 Effect = Callable[[AsyncSession, Event], Awaitable[None]]
+T = TypeVar("T")
 
 
 async def handle_once(
@@ -34,3 +37,16 @@ def retry_delay(job_try: int) -> float:
 
 def event_of(raw: dict[str, Any]) -> Event:
     return Event.from_job_arg(raw)
+
+
+async def call_partner(
+    breaker: CircuitBreaker, call: Callable[[], Awaitable[T]], job_try: int
+) -> T:
+    """A partner call from a job: through the breaker, and if the breaker refuses or the
+    partner is unavailable, the job is retried later (arq ``Retry``), never dropped."""
+    try:
+        return await breaker.call(call)
+    except BreakerOpen as exc:
+        raise Retry(defer=max(float(exc.retry_after), retry_delay(job_try))) from exc
+    except breaker.failure_exceptions as exc:
+        raise Retry(defer=retry_delay(job_try)) from exc

@@ -8,6 +8,7 @@ return is completed.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
+from app.platform.text import storable
 from app.refund.models import MAX_REASON_LENGTH, Refund, RefundReason, RefundStatus
 
 
@@ -64,9 +66,9 @@ async def save_reason(
     """Add or edit a reason (admin). Codes are stable identifiers; labels are what people read."""
     code, label = code.strip().lower(), label.strip()
     errors = []
-    if not code or len(code) > 40 or not code.replace("_", "").isalnum():
+    if not re.fullmatch(r"[a-z0-9_]{1,40}", code):
         errors.append(FieldError("code", "Use 1 to 40 letters, digits or underscores."))
-    if not label or len(label) > 100:
+    if not label or len(label) > 100 or not storable(label):
         errors.append(FieldError("label", "Give the reason a label of at most 100 characters."))
     if errors:
         raise InvalidInput(errors)
@@ -122,7 +124,8 @@ async def eligibility(
 
 
 async def _validate(session: AsyncSession, command: FileRefund) -> RefundReason:
-    reason = await session.get(RefundReason, command.reason_code)
+    code = command.reason_code
+    reason = await session.get(RefundReason, code) if storable(code) else None
     errors = []
     if reason is None or not reason.active:
         errors.append(FieldError("reasonCode", "Choose one of the listed reasons."))
@@ -131,7 +134,7 @@ async def _validate(session: AsyncSession, command: FileRefund) -> RefundReason:
         errors.append(FieldError("reason", f"Please keep it under {MAX_REASON_LENGTH} characters."))
     elif reason is not None and reason.requires_text and not text:
         errors.append(FieldError("reason", "Please tell us what went wrong."))
-    if "\x00" in command.reason:
+    if not storable(command.reason):
         errors.append(FieldError("reason", "The text contains characters we cannot store."))
     if errors:
         raise InvalidInput(errors)

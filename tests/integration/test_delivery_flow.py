@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
 from app.platform.signing import sign
 from tests.support.api import (
@@ -15,21 +13,8 @@ from tests.support.api import (
     new_customer,
     order_body,
     paid_order,
-    staff_headers,
     wait_for,
 )
-from tests.support.processes import Shop
-
-
-@pytest.fixture
-async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as client:
-        yield client
-
-
-@pytest.fixture
-async def staff(client: httpx.AsyncClient, shop: Shop) -> dict[str, str]:
-    return await staff_headers(client, shop.env)
 
 
 async def _advance(

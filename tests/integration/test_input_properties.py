@@ -64,14 +64,23 @@ FUZZ = settings(
 
 # -- junk -------------------------------------------------------------------------------
 
-# Hypothesis' own text rarely contains the characters that break things; mix them in.
+# Hypothesis' own text rarely contains the characters that break things; mix them in,
+# NUL (which PostgreSQL cannot store in text) the most often.
 NASTY = st.sampled_from(
-    ["\x00", "\t", "\n", " ", "İ", "ß", "\u0301", "\u202e", "\ufeff", "\U0001f355", "'", "%"]
+    ["\t", "\n", " ", "İ", "ß", "\u0301", "\u202e", "\ufeff", "\U0001f355", "'", "%", "\\"]
 )
+NASTY_CHAR = st.one_of(st.just("\x00"), NASTY, st.characters(), st.characters())
+
+
+def nasty_text(min_size: int = 0, max_size: int = 400) -> st.SearchStrategy[str]:
+    # A list joined, not ``st.text(NASTY_CHAR)``: that would merge the alphabets into one
+    # set of code points and lose the weights.
+    return st.lists(NASTY_CHAR, min_size=min_size, max_size=max_size).map("".join)
+
+
 TEXT = st.one_of(
     st.text(),  # full unicode (no surrogates: they are not valid JSON), NUL included
-    st.text(NASTY, min_size=1),
-    st.text(NASTY | st.characters(), min_size=1, max_size=400),
+    nasty_text(),
 )
 SCALARS = st.one_of(
     st.none(),
@@ -85,7 +94,12 @@ JUNK = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
     max_leaves=8,
 )
-EXTRA_FIELDS = st.dictionaries(st.text(max_size=12), JUNK, max_size=3)
+JSON_JUNK = st.recursive(  # junk that is still valid JSON
+    SCALARS.filter(lambda v: v == v and v not in (float("inf"), float("-inf"))),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=4,
+)
+EXTRA_FIELDS = st.dictionaries(st.text(max_size=12), JSON_JUNK, max_size=3)
 NOT_JSON = st.binary(max_size=64)
 FieldStrategies = dict[str, st.SearchStrategy[Any]]
 
@@ -113,9 +127,15 @@ def mutated(
     return {**draw(extras), **fields}
 
 
+@st.composite
+def mostly(draw: st.DrawFn, usual: st.SearchStrategy[Any], rare: st.SearchStrategy[Any]) -> Any:
+    """``usual`` three times in four (and when shrinking), else ``rare``."""
+    return draw(rare if draw(st.integers(0, 3)) == 3 else usual)
+
+
 def json_input(valid: FieldStrategies, optional: FieldStrategies) -> st.SearchStrategy[Any]:
     """Mostly a mutated valid object; sometimes junk of any shape, or not JSON at all."""
-    return st.one_of(mutated(valid, optional), JUNK, NOT_JSON)
+    return mostly(mutated(valid, optional), JUNK | NOT_JSON)
 
 
 FORM_JUNK = st.lists(TEXT, min_size=2, max_size=3)  # the field repeated
@@ -143,17 +163,32 @@ JUNK_ITEMS = st.lists(
     ),
     max_size=12,
 )
+COUPON = st.text("PIZA-23456789", min_size=8, max_size=45) | nasty_text(0, 40)
 CARD = st.sampled_from([GOOD_CARD, DECLINED_CARD, "4242 4242-4242 4242"])
 ORDER = json_input(
-    {"items": ITEMS | JUNK_ITEMS, "address": st.just("Via Roma 1, Napoli"), "cardNumber": CARD},
-    {"couponCode": st.none() | st.text("PIZA-23456789", max_size=45)},
+    {
+        "items": mostly(ITEMS, JUNK_ITEMS),
+        "address": st.just("Via Roma 1, Napoli") | nasty_text(1, 300),
+        "cardNumber": CARD,
+    },
+    {
+        "couponCode": st.none()
+        | st.text("PIZA-23456789", min_size=8, max_size=45)
+        | nasty_text(0, 40)
+    },
 )
 SIGNUP_EMAIL = st.uuids().map(lambda u: f"{u.hex[:12]}@example.com")
+# Passes the shop's email check (no ``@`` or white space in the local part) yet is odd.
+ODD_EMAIL = st.builds(
+    lambda local, u: f"{local}{u.hex[:6]}@example.com",
+    nasty_text(0, 12).map(lambda t: "".join(c for c in t if c != "@" and not c.isspace())),
+    st.uuids(),
+)
 STRONG = st.sampled_from([PASSWORD, "Tr0ub4dor&3-and-some", "pizza oven at midnight 42"])
 SIGNUP_FIELDS: FieldStrategies = {
-    "email": SIGNUP_EMAIL | st.emails(),
-    "password": STRONG,
-    "name": st.just("Ada Lovelace") | st.text(min_size=1, max_size=100),
+    "email": SIGNUP_EMAIL | ODD_EMAIL | st.emails(),
+    "password": STRONG | nasty_text(12, 40),
+    "name": st.just("Ada Lovelace") | nasty_text(1, 100),
 }
 SIGNUP = json_input(SIGNUP_FIELDS, {})
 
@@ -280,7 +315,7 @@ def test_refund_inputs_get_a_clean_answer(
                 "orderId": st.just(record.delivered_order_id) | st.uuids().map(str),
                 "reasonCode": st.sampled_from(codes),
             },
-            {"reason": st.just("The pizza was cold.")},
+            {"reason": st.just("The pizza was cold.") | nasty_text()},
         ),
         label="body",
     )
@@ -309,12 +344,35 @@ def test_signup_inputs_get_a_clean_answer(
         assert answer["name"] == body["name"].strip(), (body, answer)
 
 
-def test_signup_email_that_grows_when_lowercased(anonymous: httpx.Client, record: Record) -> None:
-    """254 characters is the limit; ``"İ".lower()`` is two characters long."""
-    body = {"email": "İ" * 200 + "@example.com", "password": PASSWORD, "name": "Ada"}
-    response = post_json(anonymous, "/api/auth/signup", body)
-    record.signups.append((body["email"], response.status_code == 201))
-    clean_json_answer(response, body, 201)
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        pytest.param(  # the schema allows 40 characters
+            "/api/orders",
+            {
+                "items": [{"pizzaId": 1, "qty": 1}],
+                "address": "Via Roma 1",
+                "cardNumber": GOOD_CARD,
+                "couponCode": "PIZZA-" + "A" * 34,
+            },
+            id="coupon-code-of-40",
+        ),
+        pytest.param(  # 212 characters; "İ".lower() is two characters long
+            "/api/auth/signup",
+            {"email": "İ" * 200 + "@example.com", "password": PASSWORD, "name": "Ada"},
+            id="email-that-grows-when-lowercased",
+        ),
+    ],
+)
+def test_boundary_inputs_get_a_clean_answer(
+    api: httpx.Client, record: Record, path: str, body: dict[str, Any]
+) -> None:
+    response = post_json(api, path, body)
+    if path == "/api/auth/signup":
+        record.signups.append((body["email"], response.status_code == 201))
+    answer = clean_json_answer(response, body, 201)
+    if path == "/api/orders" and response.status_code == 201:
+        record.order_ids.add(answer["id"])
 
 
 # -- HTML forms -------------------------------------------------------------------------
@@ -344,9 +402,11 @@ def test_signup_form_gets_a_clean_answer(
 @FUZZ
 @given(
     fields=form_input(
-        {"address": st.just("Via Roma 1, Napoli"), "card_number": CARD},
+        {"address": st.just("Via Roma 1, Napoli") | nasty_text(1, 300), "card_number": CARD},
         {
-            "coupon_code": st.just("") | st.text("PIZA-23456789", max_size=45),
+            "coupon_code": st.just("")
+            | st.text("PIZA-23456789", min_size=8, max_size=45)
+            | nasty_text(0, 40),
             "idempotency_key": st.uuids().map(str),
         },
     )

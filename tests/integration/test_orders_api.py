@@ -18,14 +18,6 @@ from tests.support.api import (
     order_body,
     wait_for_status,
 )
-from tests.support.processes import Shop
-
-
-@pytest.fixture
-async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=50)
-    async with httpx.AsyncClient(base_url=shop.url, timeout=20, limits=limits) as client:
-        yield client
 
 
 async def test_health_probes(client: httpx.AsyncClient) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,23 +11,12 @@ import pytest
 from tests.support.api import (
     auth,
     browser_session,
+    create_user,
     delivered_order,
     new_customer,
-    staff_headers,
     wait_for,
 )
 from tests.support.processes import Shop
-
-
-@pytest.fixture
-async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as client:
-        yield client
-
-
-@pytest.fixture
-async def staff(client: httpx.AsyncClient, shop: Shop) -> dict[str, str]:
-    return await staff_headers(client, shop.env)
 
 
 async def _file(
@@ -248,7 +236,7 @@ async def test_staff_lookup_filters_counts_and_exports(
     ).json() == []
 
     async with httpx.AsyncClient(base_url=shop.url, timeout=20) as browser:
-        staff_email = await _staff_email(client, shop)
+        staff_email = await create_user(shop.env, "staff")
         await browser_session(browser, staff_email)
         page = await browser.get("/staff/refunds", params={"reason": "quality", "q": marker})
         assert page.status_code == 200 and refund["id"] in page.text
@@ -259,33 +247,3 @@ async def test_staff_lookup_filters_counts_and_exports(
         assert len(lines) == 2 and refund["id"] in lines[1] and marker in lines[1]
         customer_page = await browser.get(f"/staff/refunds/{refund['id']}")
         assert customer_page.status_code == 200 and "Refund requested" in customer_page.text
-
-
-async def _staff_email(client: httpx.AsyncClient, shop: Shop) -> str:
-    import subprocess
-    import sys
-    import uuid
-
-    from tests.support.api import PASSWORD
-
-    email = f"staff-{uuid.uuid4().hex[:8]}@example.com"
-    await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "user",
-            "create",
-            "--email",
-            email,
-            "--password",
-            PASSWORD,
-            "--role",
-            "staff",
-        ],
-        check=True,
-        env={**__import__("os").environ, **shop.env},
-        capture_output=True,
-    )
-    return email

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from tests.support.api import (
     auth,
@@ -19,12 +17,6 @@ from tests.support.api import (
     wait_for,
 )
 from tests.support.processes import Shop
-
-
-@pytest.fixture
-async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as client:
-        yield client
 
 
 async def test_orders_go_on_while_the_coupon_worker_is_down_and_coupons_catch_up(

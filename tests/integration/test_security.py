@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import httpx
 import jwt
@@ -15,6 +15,7 @@ from tests.support.api import (
     PASSWORD,
     auth,
     browser_session,
+    create_user,
     new_customer,
     paid_order,
     staff_headers,
@@ -22,12 +23,6 @@ from tests.support.api import (
 from tests.support.processes import Shop, free_port, spawn, stop, wait_http
 
 SESSION = "pizzeria_session"
-
-
-@pytest.fixture
-async def client(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as client:
-        yield client
 
 
 @contextlib.contextmanager
@@ -268,10 +263,6 @@ async def test_https_deployments_get_hsts_and_host_prefixed_secure_cookies(shop:
 async def test_staff_actions_are_in_the_audit_trail_for_admins(
     shop: Shop, client: httpx.AsyncClient
 ) -> None:
-    import os
-    import subprocess
-    import sys
-    import uuid
 
     staff = await staff_headers(client, shop.env)
     customer = await new_customer(client)
@@ -281,26 +272,7 @@ async def test_staff_actions_are_in_the_audit_trail_for_admins(
         await client.post(f"/api/deliveries/{delivery_id}/advance", headers=staff)
     ).status_code == 200
 
-    admin_email = f"admin-{uuid.uuid4().hex[:8]}@example.com"
-    await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "user",
-            "create",
-            "--email",
-            admin_email,
-            "--password",
-            PASSWORD,
-            "--role",
-            "admin",
-        ],
-        check=True,
-        env={**os.environ, **shop.env},
-        capture_output=True,
-    )
+    admin_email = await create_user(shop.env, "admin")
     async with httpx.AsyncClient(base_url=shop.url, timeout=20) as admin:
         await browser_session(admin, admin_email)
         trail = await admin.get("/admin/audit")

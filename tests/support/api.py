@@ -60,9 +60,9 @@ async def wait_for_status(
     raise AssertionError(f"order {order_id} never reached {status}; last seen {seen}")
 
 
-async def staff_headers(client: httpx.AsyncClient, shop_env: dict[str, str]) -> dict[str, str]:
-    """A staff member's bearer header (created with the real CLI, as an operator would)."""
-    email = f"staff-{uuid.uuid4().hex[:8]}@example.com"
+async def create_user(shop_env: dict[str, str], role: str) -> str:
+    """A user made with the real CLI, as an operator would; returns the email."""
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
     await asyncio.to_thread(
         subprocess.run,
         [
@@ -76,15 +76,24 @@ async def staff_headers(client: httpx.AsyncClient, shop_env: dict[str, str]) -> 
             "--password",
             PASSWORD,
             "--role",
-            "staff",
+            role,
         ],
         check=True,
         env={**os.environ, **shop_env},
         capture_output=True,
     )
+    return email
+
+
+async def bearer(client: httpx.AsyncClient, email: str) -> dict[str, str]:
     token = await client.post("/api/auth/token", data={"username": email, "password": PASSWORD})
     assert token.status_code == 200, token.text
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+async def staff_headers(client: httpx.AsyncClient, shop_env: dict[str, str]) -> dict[str, str]:
+    """A new staff member's bearer header."""
+    return await bearer(client, await create_user(shop_env, "staff"))
 
 
 async def wait_for(

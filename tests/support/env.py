@@ -29,13 +29,22 @@ def _claim_redis_dbs(count: int) -> list[int]:
     claimed: list[int] = []
     try:
         for db in range(1, 16):
-            if client.set(f"pizzeria:test-run:db{db}", _RUN, nx=True, ex=3600):
+            key = f"pizzeria:test-run:db{db}"
+            if client.set(key, _RUN, nx=True, ex=3600) or _abandoned(client.get(key)):
+                client.set(key, _RUN, ex=3600)
                 claimed.append(db)
                 if len(claimed) == count:
                     return claimed
     finally:
         client.close()
     raise RuntimeError("no free Redis database for this test run (15 in use?)")
+
+
+def _abandoned(owner: bytes | None) -> bool:
+    """A lease whose test run is gone (killed before it could release it)."""
+    import psutil
+
+    return owner is not None and owner.isdigit() and not psutil.pid_exists(int(owner))
 
 
 def release_redis_dbs() -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, post
 from litestar.datastructures import State
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import limits
@@ -25,7 +25,10 @@ class AuthApi(Controller):
 
     @post("/signup", status_code=201)
     async def signup(
-        self, request: Request[Any, Any, Any], data: SignupRequest, db: AsyncSession
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[SignupRequest],
+        db: NamedDependency[AsyncSession],
     ) -> UserView:
         await limits.signup(request)
         user = await service.sign_up(db, email=data.email, password=data.password, name=data.name)
@@ -34,8 +37,8 @@ class AuthApi(Controller):
     @post("/token", status_code=200)
     async def token(
         self,
-        data: Annotated[TokenForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-        db: AsyncSession,
+        data: URLEncodedBody[TokenForm],
+        db: NamedDependency[AsyncSession],
         state: State,
         request: Request[Any, Any, Any],
     ) -> TokenView:
@@ -50,7 +53,10 @@ class AuthApi(Controller):
 
     @post("/password", status_code=204, opt=access("api"))
     async def change_password(
-        self, data: PasswordChange, db: AsyncSession, caller: Principal
+        self,
+        data: JSONBody[PasswordChange],
+        db: NamedDependency[AsyncSession],
+        caller: NamedDependency[Principal],
     ) -> None:
         """Change the caller's password; every token issued before stops working."""
         await service.change_password(db, caller.user_id, data.current_password, data.new_password)

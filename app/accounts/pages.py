@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import limits
@@ -18,8 +18,6 @@ from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.sessions import rotate_session
 from app.platform.web import SESSION_NAME, SESSION_ROLE, SESSION_USER, page, redirect
-
-Form = Body(media_type=RequestEncodingType.URL_ENCODED)
 
 
 def _safe_next(target: str | None) -> str:
@@ -46,15 +44,17 @@ class AccountPages(Controller):
     opt = access("public")
 
     @get("/signup")
-    async def signup_form(self, request: Request[Any, Any, Any], next: str | None = None) -> Any:
+    async def signup_form(
+        self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+    ) -> Any:
         return page(request, "accounts/signup.html", form={}, errors={}, next=_safe_next(next))
 
     @post("/signup")
     async def signup(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[dict[str, str], Form],
-        db: AsyncSession,
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
     ) -> Any:
         form = {k: str(data.get(k, ""))[:1024] for k in ("name", "email", "password", "next")}
         try:
@@ -75,15 +75,17 @@ class AccountPages(Controller):
         return redirect(request, _safe_next(form["next"]))
 
     @get("/login")
-    async def login_form(self, request: Request[Any, Any, Any], next: str | None = None) -> Any:
+    async def login_form(
+        self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+    ) -> Any:
         return page(request, "accounts/login.html", form={}, errors={}, next=_safe_next(next))
 
     @post("/login")
     async def login(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[dict[str, str], Form],
-        db: AsyncSession,
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
     ) -> Any:
         form = {k: str(data.get(k, ""))[:1024] for k in ("email", "password", "next")}
         try:
@@ -100,16 +102,18 @@ class AccountPages(Controller):
         return redirect(request, _safe_next(form["next"]))
 
     @get("/account", opt=access("customer"))
-    async def account(self, request: Request[Any, Any, Any], customer: Principal) -> Any:
+    async def account(
+        self, request: Request[Any, Any, Any], customer: NamedDependency[Principal]
+    ) -> Any:
         return page(request, "accounts/account.html", errors={}, done=False)
 
     @post("/account/password", opt=access("customer"))
     async def change_password(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[dict[str, str], Form],
-        db: AsyncSession,
-        customer: Principal,
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
     ) -> Any:
         try:
             await service.change_password(

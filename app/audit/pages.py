@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service
@@ -19,6 +20,9 @@ class AuditPages(Controller):
 
     @get("/")
     async def trail(
-        self, request: Request[Any, Any, Any], db: AsyncSession, admin: Principal
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[AsyncSession],
+        admin: NamedDependency[Principal],
     ) -> Any:
         return page(request, "audit/trail.html", entries=await service.recent(db))

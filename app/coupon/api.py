@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.coupon import service
@@ -17,5 +18,7 @@ class CouponApi(Controller):
     tags = ["coupons"]
 
     @get("/")
-    async def my_coupons(self, db: AsyncSession, caller: Principal) -> list[CouponView]:
+    async def my_coupons(
+        self, db: NamedDependency[AsyncSession], caller: NamedDependency[Principal]
+    ) -> list[CouponView]:
         return [CouponView.of(c) for c in await service.coupons_of(db, caller.user_id)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.coupon import service
@@ -19,7 +20,10 @@ class CouponPages(Controller):
 
     @get("/")
     async def my_coupons(
-        self, request: Request[Any, Any, Any], db: AsyncSession, customer: Principal
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
     ) -> Any:
         return page(
             request, "coupon/coupons.html", coupons=await service.coupons_of(db, customer.user_id)

@@ -33,6 +33,11 @@ def normalize_code(code: str) -> str:
     return code.strip().upper()
 
 
+def plausible_code(code: str) -> bool:
+    """Could this be one of our codes (``PIZZA-XXXX-XXXX``)? Anything else is not looked up."""
+    return len(code) <= 20 and storable(code)
+
+
 def snapshot(coupon: Coupon) -> dict[str, Any]:
     return {
         "couponId": str(coupon.id),
@@ -118,7 +123,7 @@ async def redeem(
     """
     code = normalize_code(code)
     coupon = None
-    if storable(code) and len(code) <= 20:
+    if plausible_code(code):
         coupon = await session.scalar(
             select(Coupon)
             .where(Coupon.code == code, Coupon.customer_id == customer_id)

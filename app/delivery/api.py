@@ -6,6 +6,8 @@ import uuid
 
 from litestar import Controller, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -27,7 +29,10 @@ class DeliveryApi(Controller):
 
     @get("/")
     async def list_deliveries(
-        self, db: AsyncSession, staff_caller: Principal, status: str | None = None
+        self,
+        db: NamedDependency[AsyncSession],
+        staff_caller: NamedDependency[Principal],
+        status: FromQuery[str | None] = None,
     ) -> list[DeliveryView]:
         if status is not None and status not in DeliveryStatus.__members__:
             raise InvalidInput.single("status", f"unknown status {status!r}")
@@ -35,7 +40,10 @@ class DeliveryApi(Controller):
 
     @get("/{delivery_id:uuid}")
     async def get_delivery(
-        self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal
+        self,
+        delivery_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        staff_caller: NamedDependency[Principal],
     ) -> DeliveryView:
         delivery = await service.get(db, delivery_id)
         if delivery is None:
@@ -44,7 +52,11 @@ class DeliveryApi(Controller):
 
     @post("/{delivery_id:uuid}/advance", status_code=200)
     async def advance(
-        self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal, state: State
+        self,
+        delivery_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        staff_caller: NamedDependency[Principal],
+        state: State,
     ) -> DeliveryView:
         """Move to the next stage; 409 when there is none."""
         audit.record(db, staff_caller, "delivery.advance", f"delivery:{delivery_id}")
@@ -55,7 +67,11 @@ class DeliveryApi(Controller):
 
     @post("/{delivery_id:uuid}/return/complete", status_code=200)
     async def complete_return(
-        self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal, state: State
+        self,
+        delivery_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        staff_caller: NamedDependency[Principal],
+        state: State,
     ) -> DeliveryView:
         """The returned pizzas are back: the money goes back to the customer."""
         audit.record(db, staff_caller, "return.complete", f"delivery:{delivery_id}")
@@ -66,7 +82,11 @@ class DeliveryApi(Controller):
 
     @post("/{delivery_id:uuid}/return/cancel", status_code=200)
     async def cancel_return(
-        self, delivery_id: uuid.UUID, db: AsyncSession, staff_caller: Principal, state: State
+        self,
+        delivery_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        staff_caller: NamedDependency[Principal],
+        state: State,
     ) -> DeliveryView:
         """Cancel the return trip: the refund is cancelled too (FR11)."""
         audit.record(db, staff_caller, "return.cancel", f"delivery:{delivery_id}")

@@ -10,6 +10,8 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -96,20 +98,28 @@ class BoardPages(Controller):
 
     @get("/board")
     async def board(
-        self, request: Request[Any, Any, Any], db: AsyncSession, staff: Principal, state: State
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[AsyncSession],
+        staff: NamedDependency[Principal],
+        state: State,
     ) -> Any:
         return page(request, "delivery/board.html", **await board_context(db, state))
 
     @get("/board/columns")
     async def columns(
-        self, request: Request[Any, Any, Any], db: AsyncSession, staff: Principal, state: State
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[AsyncSession],
+        staff: NamedDependency[Principal],
+        state: State,
     ) -> Any:
         """The board's body alone, for the periodic refresh that keeps the timers moving."""
         return page(request, "delivery/_board_columns.html", **await board_context(db, state))
 
     @get("/board/stream")
     async def stream(
-        self, request: Request[Any, Any, Any], staff: Principal, state: State
+        self, request: Request[Any, Any, Any], staff: NamedDependency[Principal], state: State
     ) -> ServerSentEvent:
         engine = request.app.template_engine
         assert engine is not None
@@ -130,10 +140,10 @@ class BoardPages(Controller):
     async def settle_return(
         self,
         request: Request[Any, Any, Any],
-        delivery_id: uuid.UUID,
-        outcome: str,
-        db: AsyncSession,
-        staff: Principal,
+        delivery_id: FromPath[uuid.UUID],
+        outcome: FromPath[str],
+        db: NamedDependency[AsyncSession],
+        staff: NamedDependency[Principal],
         state: State,
     ) -> Any:
         """A return card's buttons: ``complete`` (pizzas back, refund the money) or
@@ -155,9 +165,9 @@ class BoardPages(Controller):
     async def advance(
         self,
         request: Request[Any, Any, Any],
-        delivery_id: uuid.UUID,
-        db: AsyncSession,
-        staff: Principal,
+        delivery_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        staff: NamedDependency[Principal],
         state: State,
     ) -> Any:
         audit.record(db, staff, "delivery.advance", f"delivery:{delivery_id}")

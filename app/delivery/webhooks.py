@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from litestar import Request, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import service
@@ -28,7 +29,7 @@ _NAMESPACE = uuid.UUID("5b0c1c1e-4f3a-4e7e-9d55-6a2b8f1f0c11")
 
 @post("/webhooks/courier", status_code=200, tags=["webhooks"], opt=access("public"))
 async def courier_webhook(
-    request: Request[Any, Any, Any], db: AsyncSession, state: State
+    request: Request[Any, Any, Any], db: NamedDependency[AsyncSession], state: State
 ) -> dict[str, str]:
     """Rider assigned, picked up, delivered: applied once per partner event id."""
     body = await request.body()

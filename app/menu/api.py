@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.menu import service
@@ -19,7 +20,10 @@ class MenuApi(Controller):
 
     @get("/")
     async def menu(
-        self, db: AsyncSession, settings: Settings, caller: Principal
+        self,
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        caller: NamedDependency[Principal],
     ) -> list[PizzaView]:
         currency = settings.shop.currency
         return [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.menu import service
@@ -17,7 +18,7 @@ class MenuPages(Controller):
     opt = access("public")
 
     @get("/")
-    async def menu(self, request: Request[Any, Any, Any], db: AsyncSession) -> Any:
+    async def menu(self, request: Request[Any, Any, Any], db: NamedDependency[AsyncSession]) -> Any:
         pizzas = await service.list_menu(db)
         return page(
             request, "menu/menu.html", pizzas=pizzas, basket=await basket_lines(request, db)

@@ -6,6 +6,8 @@ from typing import Any
 
 from litestar import Controller, get, put
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -22,17 +24,19 @@ class OperationsApi(Controller):
     tags = ["operations (staff)"]
 
     @get("/partners")
-    async def partners(self, settings: Settings, staff_caller: Principal) -> dict[str, Any]:
+    async def partners(
+        self, settings: NamedDependency[Settings], staff_caller: NamedDependency[Principal]
+    ) -> dict[str, Any]:
         return await service.partner_knobs(settings)
 
     @put("/partners/{partner:str}")
     async def set_partner(
         self,
-        partner: str,
-        data: dict[str, Any],
-        settings: Settings,
-        staff_caller: Principal,
-        db: AsyncSession,
+        partner: FromPath[str],
+        data: JSONBody[dict[str, Any]],
+        settings: NamedDependency[Settings],
+        staff_caller: NamedDependency[Principal],
+        db: NamedDependency[AsyncSession],
     ) -> dict[str, Any]:
         """``{latencyMs, errorRate, down}``, any subset."""
         knobs = await service.set_knobs(settings, partner, data)
@@ -41,7 +45,9 @@ class OperationsApi(Controller):
         return knobs
 
     @get("/breakers")
-    async def breakers(self, state: State, staff_caller: Principal) -> list[dict[str, Any]]:
+    async def breakers(
+        self, state: State, staff_caller: NamedDependency[Principal]
+    ) -> list[dict[str, Any]]:
         breakers: PartnerBreakers = state.breakers
         return [
             {

@@ -3,12 +3,12 @@ breakers react."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.di import NamedDependency
+from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -19,8 +19,6 @@ from app.platform.errors import InvalidInput
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import page, redirect
-
-Form = Body(media_type=RequestEncodingType.URL_ENCODED)
 
 
 async def _context(settings: Settings, state: State) -> dict[str, Any]:
@@ -34,7 +32,11 @@ class PartnerPages(Controller):
 
     @get("/")
     async def simulator(
-        self, request: Request[Any, Any, Any], settings: Settings, staff: Principal, state: State
+        self,
+        request: Request[Any, Any, Any],
+        settings: NamedDependency[Settings],
+        staff: NamedDependency[Principal],
+        state: State,
     ) -> Any:
         return page(
             request, "operations/partners.html", errors={}, **await _context(settings, state)
@@ -42,7 +44,7 @@ class PartnerPages(Controller):
 
     @get("/breakers")
     async def breakers(
-        self, request: Request[Any, Any, Any], staff: Principal, state: State
+        self, request: Request[Any, Any, Any], staff: NamedDependency[Principal], state: State
     ) -> Any:
         """Fragment polled every two seconds by the simulator page."""
         breakers: PartnerBreakers = state.breakers
@@ -52,12 +54,12 @@ class PartnerPages(Controller):
     async def set_partner(
         self,
         request: Request[Any, Any, Any],
-        partner: str,
-        data: Annotated[dict[str, str], Form],
-        settings: Settings,
-        staff: Principal,
+        partner: FromPath[str],
+        data: URLEncodedBody[dict[str, str]],
+        settings: NamedDependency[Settings],
+        staff: NamedDependency[Principal],
         state: State,
-        db: AsyncSession,
+        db: NamedDependency[AsyncSession],
     ) -> Any:
         form = {
             "latencyMs": data.get("latency_ms", ""),

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import limits
@@ -22,7 +23,7 @@ from app.status import service as status
 from app.status.schemas import OrderDocument
 
 IdempotencyKey = Annotated[
-    str | None, Parameter(header="Idempotency-Key", required=False, max_length=100)
+    str | None, HeaderParameter(name="Idempotency-Key", required=False, max_length=100)
 ]
 
 
@@ -34,10 +35,10 @@ class OrderingApi(Controller):
     @post("/", status_code=201)
     async def place_order(
         self,
-        data: PlaceOrderRequest,
-        db: AsyncSession,
-        settings: Settings,
-        caller: Principal,
+        data: JSONBody[PlaceOrderRequest],
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        caller: NamedDependency[Principal],
         state: State,
         request: Request[Any, Any, Any],
         idempotency_key: IdempotencyKey = None,
@@ -65,7 +66,11 @@ class OrderingApi(Controller):
 
     @post("/{order_id:uuid}/cancel", status_code=200)
     async def cancel(
-        self, order_id: uuid.UUID, db: AsyncSession, caller: Principal, state: State
+        self,
+        order_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        caller: NamedDependency[Principal],
+        state: State,
     ) -> OrderDocument:
         """Cancel while the kitchen has not started; 409 saying why otherwise."""
         await service.cancel_order(db, order_id, caller.user_id)

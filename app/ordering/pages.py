@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.di import NamedDependency
+from litestar.params import URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import limits
@@ -22,7 +22,6 @@ from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import is_htmx, page, redirect
 
-Form = Body(media_type=RequestEncodingType.URL_ENCODED)
 CHECKOUT_FORM = "checkout_form"
 
 
@@ -41,8 +40,8 @@ class BasketPages(Controller):
     async def add(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[dict[str, str], Form],
-        db: AsyncSession,
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
     ) -> Any:
         pizza_id = _int(data.get("pizza_id"), 0)
         if pizza_id > 0:
@@ -53,8 +52,8 @@ class BasketPages(Controller):
     async def remove(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[dict[str, str], Form],
-        db: AsyncSession,
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
     ) -> Any:
         basket = read_basket(request)
         basket.pop(str(_int(data.get("pizza_id"), 0)), None)
@@ -62,7 +61,9 @@ class BasketPages(Controller):
         return await _basket_response(request, db)
 
 
-async def _basket_response(request: Request[Any, Any, Any], db: AsyncSession) -> Any:
+async def _basket_response(
+    request: Request[Any, Any, Any], db: NamedDependency[AsyncSession]
+) -> Any:
     if is_htmx(request):
         lines = await basket_lines(request, db)
         return page(request, "ordering/_basket.html", basket=lines, oob_count=True)
@@ -75,7 +76,10 @@ class CheckoutPages(Controller):
 
     @get("/")
     async def checkout_form(
-        self, request: Request[Any, Any, Any], db: AsyncSession, customer: Principal
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
     ) -> Any:
         lines = await basket_lines(request, db)
         form = request.session.get(CHECKOUT_FORM) or {}
@@ -92,10 +96,10 @@ class CheckoutPages(Controller):
     async def place_order(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[dict[str, str], Form],
-        db: AsyncSession,
-        settings: Settings,
-        customer: Principal,
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        customer: NamedDependency[Principal],
         state: State,
     ) -> Any:
         form = {

@@ -65,6 +65,9 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
     for i, line in enumerate(command.lines):
         if not 1 <= line.qty <= MAX_QTY:
             errors.append(FieldError(f"items[{i}].qty", f"Choose 1 to {MAX_QTY}."))
+    key = command.idempotency_key
+    if key is not None and (len(key) > 100 or not storable(key)):
+        errors.append(FieldError("Idempotency-Key", "Use at most 100 printable characters."))
     address = command.address.strip()
     if not address or not storable(address):
         errors.append(FieldError("address", "Tell us where to deliver."))
@@ -107,6 +110,8 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
     subtotal = sum(pizzas[line.pizza_id].price * line.qty for line in command.lines)
     currency = settings.shop.currency
     coupon_code = coupon.normalize_code(command.coupon_code) if command.coupon_code else None
+    if coupon_code is not None and not coupon.plausible_code(coupon_code):
+        raise InvalidInput.single("couponCode", "This coupon code is not valid.")
     inserted = await session.scalar(
         pg_insert(Order)
         .values(

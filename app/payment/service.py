@@ -24,7 +24,7 @@ _NON_DIGITS = re.compile(r"[\s-]")
 def normalize_card_number(raw: str) -> str:
     """Digits only; 422 naming ``cardNumber`` when it cannot be a card number."""
     digits = _NON_DIGITS.sub("", raw)
-    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+    if not (digits.isascii() and digits.isdigit()) or not 12 <= len(digits) <= 19:
         raise InvalidInput.single("cardNumber", "Enter a card number of 12 to 19 digits.")
     return digits
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.access import access
+from app.platform.errors import InvalidInput
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.text import storable
 from app.refund import service
 from app.refund.schemas import ReasonView, RefundOut, RefundRequest
 from app.status import service as status
@@ -25,7 +29,9 @@ class RefundApi(Controller):
     tags = ["refunds"]
 
     @get("/refund-reasons")
-    async def reasons(self, db: AsyncSession, caller: Principal) -> list[ReasonView]:
+    async def reasons(
+        self, db: NamedDependency[AsyncSession], caller: NamedDependency[Principal]
+    ) -> list[ReasonView]:
         return [
             ReasonView(code=r.code, label=r.label, requires_text=r.requires_text)
             for r in await service.reasons(db)
@@ -34,10 +40,10 @@ class RefundApi(Controller):
     @post("/refunds", status_code=201)
     async def file_refund(
         self,
-        data: RefundRequest,
-        db: AsyncSession,
-        settings: Settings,
-        caller: Principal,
+        data: JSONBody[RefundRequest],
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        caller: NamedDependency[Principal],
         state: State,
     ) -> RefundOut:
         """409 when the order cannot be refunded (saying why); 503 + ``Retry-After`` while
@@ -54,14 +60,16 @@ class RefundApi(Controller):
     @get("/refunds")
     async def list_refunds(
         self,
-        db: AsyncSession,
-        caller: Principal,
-        reason_code: str | None = Parameter(query="reasonCode", default=None, max_length=40),
-        q: str | None = Parameter(query="q", default=None, max_length=200),
-        since: datetime | None = Parameter(query="from", default=None),
-        until: datetime | None = Parameter(query="to", default=None),
+        db: NamedDependency[AsyncSession],
+        caller: NamedDependency[Principal],
+        reason_code: Annotated[str | None, QueryParameter(name="reasonCode", max_length=40)] = None,
+        q: Annotated[str | None, QueryParameter(name="q", max_length=200)] = None,
+        since: Annotated[datetime | None, QueryParameter(name="from")] = None,
+        until: Annotated[datetime | None, QueryParameter(name="to")] = None,
     ) -> list[RefundOut]:
         """The caller's refunds; staff see everyone's and may filter."""
+        if not all(storable(v) for v in (reason_code or "", q or "")):
+            raise InvalidInput.single("q", "The search contains characters we cannot search for.")
         filters = status.RefundFilter(
             customer_id=None if caller.is_staff else caller.user_id,
             reason_code=reason_code,
@@ -73,14 +81,21 @@ class RefundApi(Controller):
 
     @get("/refunds/{refund_id:uuid}")
     async def get_refund(
-        self, refund_id: uuid.UUID, db: AsyncSession, caller: Principal
+        self,
+        refund_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        caller: NamedDependency[Principal],
     ) -> RefundOut:
         owner = None if caller.is_staff else caller.user_id
         return RefundOut.of_view(await status.refund_view(db, refund_id, owner))
 
     @post("/refunds/{refund_id:uuid}/cancel", status_code=200)
     async def withdraw(
-        self, refund_id: uuid.UUID, db: AsyncSession, caller: Principal, state: State
+        self,
+        refund_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        caller: NamedDependency[Principal],
+        state: State,
     ) -> RefundOut:
         """The customer withdraws the refund: the return is cancelled, no money moves."""
         refund = await service.withdraw(db, refund_id, caller.user_id)

@@ -8,13 +8,13 @@ import io
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,7 +32,6 @@ from app.status.live import channel_updates
 from app.status.projector import order_channel
 from app.status.schemas import OrderDocument
 
-Form = Body(media_type=RequestEncodingType.URL_ENCODED)
 MAX_FORM_TEXT = 2000
 
 
@@ -44,10 +43,10 @@ class RefundPages(Controller):
     async def form(
         self,
         request: Request[Any, Any, Any],
-        order_id: uuid.UUID,
-        db: AsyncSession,
-        settings: Settings,
-        customer: Principal,
+        order_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        customer: NamedDependency[Principal],
     ) -> Any:
         why_not = await service.eligibility(db, settings, order_id, customer.user_id)
         return await _form_page(request, db, order_id, why_not, {}, {})
@@ -56,11 +55,11 @@ class RefundPages(Controller):
     async def file(
         self,
         request: Request[Any, Any, Any],
-        order_id: uuid.UUID,
-        data: Annotated[dict[str, str], Form],
-        db: AsyncSession,
-        settings: Settings,
-        customer: Principal,
+        order_id: FromPath[uuid.UUID],
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        customer: NamedDependency[Principal],
         state: State,
     ) -> Any:
         form = {
@@ -96,9 +95,9 @@ class RefundPages(Controller):
     async def refund_page(
         self,
         request: Request[Any, Any, Any],
-        refund_id: uuid.UUID,
-        db: AsyncSession,
-        customer: Principal,
+        refund_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
     ) -> Any:
         view = await status.refund_view(db, refund_id, customer.user_id)
         return page(request, "refund/refund.html", refund=view)
@@ -107,9 +106,9 @@ class RefundPages(Controller):
     async def stream(
         self,
         request: Request[Any, Any, Any],
-        refund_id: uuid.UUID,
-        db: AsyncSession,
-        customer: Principal,
+        refund_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
         state: State,
     ) -> ServerSentEvent:
         """Every refund change also changes its order's view, so the order channel tells us."""
@@ -134,9 +133,9 @@ class RefundPages(Controller):
     async def withdraw(
         self,
         request: Request[Any, Any, Any],
-        refund_id: uuid.UUID,
-        db: AsyncSession,
-        customer: Principal,
+        refund_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
         state: State,
     ) -> Any:
         try:
@@ -194,11 +193,13 @@ def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | 
     return start + timedelta(days=1) if end else start
 
 
-def lookup_filter(settings: Settings, params: dict[str, str | None]) -> status.RefundFilter:
+def lookup_filter(
+    settings: NamedDependency[Settings], params: dict[str, str | None]
+) -> status.RefundFilter:
     zone = ZoneInfo(settings.shop.timezone)
     return status.RefundFilter(
-        reason_code=params.get("reason") or None,
-        q=(params.get("q") or "").strip()[:200] or None,
+        reason_code=(params.get("reason") or "").replace("\x00", "")[:40] or None,
+        q=(params.get("q") or "").replace("\x00", "").strip()[:200] or None,
         since=_day(params.get("from"), zone),
         until=_day(params.get("to"), zone, end=True),
     )
@@ -212,12 +213,12 @@ class StaffRefundPages(Controller):
     async def lookup(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
-        settings: Settings,
-        staff: Principal,
-        reason: str | None = None,
-        q: str | None = None,
-        to: str | None = None,
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        staff: NamedDependency[Principal],
+        reason: FromQuery[str | None] = None,
+        q: FromQuery[str | None] = None,
+        to: FromQuery[str | None] = None,
     ) -> Any:
         params = {"reason": reason, "q": q, "from": request.query_params.get("from"), "to": to}
         filters = lookup_filter(settings, params)
@@ -238,9 +239,9 @@ class StaffRefundPages(Controller):
     async def export(
         self,
         request: Request[Any, Any, Any],
-        db: AsyncSession,
-        settings: Settings,
-        staff: Principal,
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        staff: NamedDependency[Principal],
     ) -> Response[str]:
         params = {k: request.query_params.get(k) for k in ("reason", "q", "from", "to")}
         rows = await status.refund_views(db, lookup_filter(settings, params), limit=100_000)
@@ -283,9 +284,9 @@ class StaffRefundPages(Controller):
     async def detail(
         self,
         request: Request[Any, Any, Any],
-        refund_id: uuid.UUID,
-        db: AsyncSession,
-        staff: Principal,
+        refund_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        staff: NamedDependency[Principal],
     ) -> Any:
         view = await status.refund_view(db, refund_id, None)
         order = await status.any_order_view(db, view.order_id)
@@ -312,7 +313,10 @@ class ReasonAdminPages(Controller):
 
     @get("/")
     async def reasons(
-        self, request: Request[Any, Any, Any], db: AsyncSession, admin: Principal
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[AsyncSession],
+        admin: NamedDependency[Principal],
     ) -> Any:
         return page(
             request,
@@ -326,9 +330,9 @@ class ReasonAdminPages(Controller):
     async def save(
         self,
         request: Request[Any, Any, Any],
-        data: Annotated[dict[str, str], Form],
-        db: AsyncSession,
-        admin: Principal,
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
+        admin: NamedDependency[Principal],
     ) -> Any:
         form = {k: str(data.get(k, ""))[:200] for k in ("code", "label", "position")}
         try:

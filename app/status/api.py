@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 import msgspec
 from litestar import Controller, get
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,19 +26,28 @@ class OrderStatusApi(Controller):
     tags = ["orders"]
 
     @get("/")
-    async def list_orders(self, db: AsyncSession, caller: Principal) -> list[OrderDocument]:
+    async def list_orders(
+        self, db: NamedDependency[AsyncSession], caller: NamedDependency[Principal]
+    ) -> list[OrderDocument]:
         return [OrderDocument.of(v.doc) for v in await service.order_views(db, caller.user_id)]
 
     @get("/{order_id:uuid}")
     async def get_order(
-        self, order_id: uuid.UUID, db: AsyncSession, caller: Principal
+        self,
+        order_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        caller: NamedDependency[Principal],
     ) -> OrderDocument:
         view = await service.order_view(db, order_id, caller.user_id)
         return OrderDocument.of(view.doc)
 
     @get("/{order_id:uuid}/events", media_type="text/event-stream")
     async def order_events(
-        self, order_id: uuid.UUID, db: AsyncSession, caller: Principal, state: State
+        self,
+        order_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        caller: NamedDependency[Principal],
+        state: State,
     ) -> ServerSentEvent:
         """``text/event-stream``: event ``order`` with the whole view, id = view version."""
         await service.order_view(db, order_id, caller.user_id)  # 404 before streaming

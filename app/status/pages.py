@@ -8,6 +8,8 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +36,10 @@ class OrderPages(Controller):
 
     @get("/")
     async def my_orders(
-        self, request: Request[Any, Any, Any], db: AsyncSession, customer: Principal
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
     ) -> Any:
         views = await service.order_views(db, customer.user_id)
         return page(request, "status/orders.html", orders=[OrderDocument.of(v.doc) for v in views])
@@ -43,9 +48,9 @@ class OrderPages(Controller):
     async def order_page(
         self,
         request: Request[Any, Any, Any],
-        order_id: uuid.UUID,
-        db: AsyncSession,
-        customer: Principal,
+        order_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
     ) -> Any:
         view = await service.order_view(db, order_id, customer.user_id)
         return page(
@@ -56,9 +61,9 @@ class OrderPages(Controller):
     async def cancel(
         self,
         request: Request[Any, Any, Any],
-        order_id: uuid.UUID,
-        db: AsyncSession,
-        customer: Principal,
+        order_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
         state: State,
     ) -> Any:
         try:
@@ -80,9 +85,9 @@ class OrderPages(Controller):
     async def order_stream(
         self,
         request: Request[Any, Any, Any],
-        order_id: uuid.UUID,
-        db: AsyncSession,
-        customer: Principal,
+        order_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
         state: State,
     ) -> ServerSentEvent:
         """HTML fragments for the htmx sse extension (``sse-swap="order"``)."""

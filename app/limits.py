@@ -28,17 +28,15 @@ async def signin(request: Request[Any, Any, Any], email: str) -> None:
     rl = _settings(request).rate_limits
     limiter = _limiter(request)
     await limiter.hit(
-        Limit("signin-client", rl.signin_per_client, rl.window_seconds), client_address(request)
-    )
-    await limiter.hit(
-        Limit("signin-account", rl.signin_per_account, rl.window_seconds), email.strip()
+        (Limit("signin-client", rl.signin_per_client, rl.window_seconds), client_address(request)),
+        (Limit("signin-account", rl.signin_per_account, rl.window_seconds), email.strip()),
     )
 
 
 async def signup(request: Request[Any, Any, Any]) -> None:
     rl = _settings(request).rate_limits
     await _limiter(request).hit(
-        Limit("signup-client", rl.signup_per_client, rl.window_seconds), client_address(request)
+        (Limit("signup-client", rl.signup_per_client, rl.window_seconds), client_address(request))
     )
 
 
@@ -46,6 +44,6 @@ async def place_order(request: Request[Any, Any, Any], customer: str) -> None:
     rl = _settings(request).rate_limits
     limiter = _limiter(request)
     await limiter.hit(
-        Limit("orders-client", rl.orders_per_client, rl.window_seconds), client_address(request)
+        (Limit("orders-client", rl.orders_per_client, rl.window_seconds), client_address(request)),
+        (Limit("orders-account", rl.orders_per_account, rl.window_seconds), customer),
     )
-    await limiter.hit(Limit("orders-account", rl.orders_per_account, rl.window_seconds), customer)

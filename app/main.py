@@ -18,7 +18,11 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from app.accounts import service as accounts
 from app.accounts.api import AuthApi
@@ -187,6 +191,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DomainError: web.domain_error_handler,
             ValidationException: web.validation_error_handler,
             HTTPException: web.http_error_handler,
+            DBAPIError: web.unavailable_dependency_handler,
+            SQLAlchemyTimeout: web.unavailable_dependency_handler,
+            RedisConnectionError: web.unavailable_dependency_handler,
+            RedisTimeoutError: web.unavailable_dependency_handler,
+            ConnectionError: web.unavailable_dependency_handler,  # refused, reset, aborted
             Exception: web.internal_error_handler,
         },
         before_send=[security_headers_hook(settings)],

@@ -17,10 +17,9 @@ from app.delivery.gateway import CourierEvent
 from app.delivery.models import DeliveryStatus
 from app.platform.access import access
 from app.platform.errors import InvalidInput, NotAuthenticated
-from app.platform.outbox import claim, take_recorded
+from app.platform.outbox import claim
 from app.platform.signing import verify
 from app.refund import service as refunds
-from app.status.service import project_now
 
 SIGNATURE_HEADER = "x-courier-signature"
 HANDLER = "delivery.courier_webhook"
@@ -44,7 +43,7 @@ async def courier_webhook(
     async with db.begin():
         if await claim(db, HANDLER, uuid.uuid5(_NAMESPACE, event.event_id)):
             await _apply(db, event, at)
-    await project_now(state.session_factory, state.redis, take_recorded(db))
+    # Nobody waits on this answer: the status worker projects the change.
     return {"status": "ok"}
 
 

@@ -34,19 +34,22 @@ class RateLimiter:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    async def hit(self, limit: Limit, key: str) -> None:
-        """Count one hit for ``key``; raise 429 once the window's allowance is spent."""
+    async def hit(self, *checks: tuple[Limit, str]) -> None:
+        """Count one hit for each ``(limit, key)`` (one Redis round trip for all); raise 429
+        once any window's allowance is spent."""
         now = time.time()
-        window = int(now // limit.per_seconds)
-        # Keys never contain raw emails or addresses.
-        digest = hashlib.sha256(key.lower().encode()).hexdigest()[:24]
-        redis_key = f"ratelimit:{limit.name}:{digest}:{window}"
+        windows = [int(now // limit.per_seconds) for limit, _ in checks]
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(redis_key)
-            pipe.expire(redis_key, limit.per_seconds + 1)
-            hits, _ = await pipe.execute()
-        if int(hits) > limit.max_hits:
-            retry_after = max(1, int((window + 1) * limit.per_seconds - now) + 1)
-            raise TooManyRequests(
-                f"Too many attempts; please try again in {retry_after} seconds.", retry_after
-            )
+            for (limit, key), window in zip(checks, windows, strict=True):
+                # Keys never contain raw emails or addresses.
+                digest = hashlib.sha256(key.lower().encode()).hexdigest()[:24]
+                redis_key = f"ratelimit:{limit.name}:{digest}:{window}"
+                pipe.incr(redis_key)
+                pipe.expire(redis_key, limit.per_seconds + 1)
+            results = await pipe.execute()
+        for (limit, _), window, hits in zip(checks, windows, results[::2], strict=True):
+            if int(hits) > limit.max_hits:
+                retry_after = max(1, int((window + 1) * limit.per_seconds - now) + 1)
+                raise TooManyRequests(
+                    f"Too many attempts; please try again in {retry_after} seconds.", retry_after
+                )

@@ -19,10 +19,11 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform import access, headers
-from app.platform.errors import DomainError, Forbidden, NotAuthenticated
+from app.platform.errors import DomainError, Forbidden, NotAuthenticated, Unavailable
 from app.platform.security import Principal
 from app.platform.settings import Settings
 
@@ -222,3 +223,18 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
         body = {"status_code": 500, "detail": message, "requestId": request_id}
         return Response(content=body, status_code=500)
     return page(request, "error.html", status_code=500, message=message)
+
+
+def unavailable_dependency_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[Any]:
+    """PostgreSQL or Redis could not be reached (a restart, a failover, an exhausted pool):
+    503 with ``Retry-After``, never a 500 - the request can simply be tried again."""
+    if isinstance(exc, DBAPIError) and not (
+        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    ):
+        return internal_error_handler(request, exc)
+    log.warning("dependency unavailable on %s: %s", request.url.path, type(exc).__name__)
+    return domain_error_handler(
+        request, Unavailable("A service we depend on is unavailable; please try again.", 2)
+    )

@@ -293,3 +293,24 @@ async def test_unexpected_errors_leak_nothing_and_carry_the_request_id(
     )
     assert response.status_code < 500 or "requestId" in response.json()
     assert "Traceback" not in response.text and "sqlalchemy" not in response.text.lower()
+
+
+async def test_an_unreachable_database_answers_503_with_retry_after(
+    shop: Shop, client: httpx.AsyncClient
+) -> None:
+    customer = await new_customer(client)
+    dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
+    port = free_port()
+    process = spawn(["serve", "--port", str(port)], {**shop.env, "DATABASE_URL": dead})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health/live", process)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as broken:
+            ready = await broken.get("/health/ready")
+            assert ready.status_code == 503 and "Retry-After" in ready.headers
+            api = await broken.get("/api/orders", headers=auth(customer))
+            assert api.status_code == 503 and int(api.headers["Retry-After"]) >= 1
+            assert "detail" in api.json()
+            page = await broken.get("/")
+            assert page.status_code == 503 and "try again" in page.text
+    finally:
+        stop([process])

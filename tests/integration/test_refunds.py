@@ -247,3 +247,92 @@ async def test_staff_lookup_filters_counts_and_exports(
         assert len(lines) == 2 and refund["id"] in lines[1] and marker in lines[1]
         customer_page = await browser.get(f"/staff/refunds/{refund['id']}")
         assert customer_page.status_code == 200 and "Refund requested" in customer_page.text
+
+
+async def _return_pickup(sandbox: httpx.AsyncClient, delivery_id: str) -> str:
+    """The partner's pickup for the return trip, once our worker has asked for it."""
+    async with asyncio.timeout(15):
+        while True:
+            pickups = (
+                await sandbox.get(
+                    "/sandbox/courier/pickups", params={"reference": f"{delivery_id}:return"}
+                )
+            ).json()
+            if pickups:
+                return str(pickups[0]["id"])
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("partner_says", "refund_ends"), [("cancelled", "cancelled"), ("delivered", "completed")]
+)
+async def test_the_partner_settles_the_return_trip(
+    client: httpx.AsyncClient,
+    staff: dict[str, str],
+    sandbox: httpx.AsyncClient,
+    partner_says: str,
+    refund_ends: str,
+) -> None:
+    customer = await new_customer(client)
+    order = await delivered_order(client, customer, staff)
+    refund = (await _file(client, customer, order["id"], "cold_or_late")).json()
+    pickup = await _return_pickup(sandbox, order["delivery"]["id"])
+
+    sent = await sandbox.post(
+        f"/sandbox/courier/pickups/{pickup}/events", json={"type": partner_says}
+    )
+    assert sent.json()["delivered"] is True and sent.json()["status"] == 200
+
+    view = await wait_for(
+        client,
+        customer,
+        order["id"],
+        lambda v: v["refund"]["status"] == refund_ends,
+        f"the refund {refund_ends}",
+    )
+    mine = (await client.get(f"/api/refunds/{refund['id']}", headers=auth(customer))).json()
+    if refund_ends == "cancelled":  # FR11 by the partner: back to delivered, coupon back
+        assert mine["cancelledBy"] == "partner" and view["delivery"]["status"] == "delivered"
+        await wait_for(
+            client, customer, order["id"], lambda v: v["coupon"]["status"] == "issued", "coupon"
+        )
+    else:
+        assert view["delivery"]["status"] == "returned"
+        await wait_for(
+            client, customer, order["id"], lambda v: v["status"] == "refunded", "refunded"
+        )
+
+
+async def test_an_admin_edits_the_refund_reasons(client: httpx.AsyncClient, shop: Shop) -> None:
+    import uuid
+
+    admin_email = await create_user(shop.env, "admin")
+    code = f"burnt_{uuid.uuid4().hex[:6]}"
+    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as admin:
+        csrf = await browser_session(admin, admin_email)
+        bad = await admin.post(
+            "/admin/reasons", data={"code": "no spaces!", "label": "", "_csrf_token": csrf}
+        )
+        assert bad.status_code == 422 and "no spaces!" in bad.text
+        saved = await admin.post(
+            "/admin/reasons",
+            data={
+                "code": code,
+                "label": "Burnt base",
+                "position": "5",
+                "active": "1",
+                "_csrf_token": csrf,
+            },
+        )
+        assert saved.status_code == 303
+    customer = await new_customer(client)
+    reasons = (await client.get("/api/refund-reasons", headers=auth(customer))).json()
+    assert reasons[0] == {"code": code, "label": "Burnt base", "requiresText": False}
+    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as admin:
+        csrf = await browser_session(admin, admin_email)
+        await admin.post(
+            "/admin/reasons",
+            data={"code": code, "label": "Burnt base", "position": "5", "_csrf_token": csrf},
+        )
+    reasons = (await client.get("/api/refund-reasons", headers=auth(customer))).json()
+    assert code not in [r["code"] for r in reasons], "an inactive reason is no longer offered"

@@ -15,19 +15,18 @@ that ``app.platform.signing.verify`` checks against
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 import httpx
 import msgspec
 
+from app.platform.partner_http import PartnerClient
 from app.platform.settings import Settings
 
 PICKUPS_PATH = "/courier/v1/pickups"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 SIGNATURE_HEADER = "X-Courier-Signature"
 
 # Client errors that say "try again later" rather than "this request is wrong".
-_TRANSIENT_CLIENT_ERRORS = frozenset({408, 429})
 
 CourierEventType = Literal["rider_assigned", "picked_up", "delivered", "cancelled"]
 
@@ -103,6 +102,7 @@ class HttpCourierGateway:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
+        self._http = PartnerClient(client, "courier partner", CourierUnavailable, CourierRejected)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpCourierGateway:
@@ -125,10 +125,10 @@ class HttpCourierGateway:
         self, *, reference: str, address: str, callback_url: str, idempotency_key: str
     ) -> PickupOutcome:
         payload = {"reference": reference, "address": address, "callbackUrl": callback_url}
-        response = await self._post(PICKUPS_PATH, idempotency_key, payload)
+        response = await self._http.post(PICKUPS_PATH, idempotency_key, payload)
         if response.status_code not in (200, 201):
-            raise _unexpected(response)
-        body = _decode_pickup(response)
+            raise self._http.unexpected(response)
+        body = self._http.decode(response, _PickupResponse)
         rider = body.rider.name if body.rider else None
         return PickupOutcome(partner_ref=body.id, status=body.status, rider=rider)
 
@@ -140,43 +140,6 @@ class HttpCourierGateway:
 
     async def _action(self, partner_ref: str, action: str, idempotency_key: str) -> None:
         path = f"{PICKUPS_PATH}/{partner_ref}/{action}"
-        response = await self._post(path, idempotency_key, None)
+        response = await self._http.post(path, idempotency_key, None)
         if response.status_code != 200:
-            raise _unexpected(response)
-
-    async def _post(self, path: str, idempotency_key: str, payload: Any) -> httpx.Response:
-        """Send one request; every transport-level failure becomes ``CourierUnavailable``."""
-        try:
-            return await self._client.post(
-                path, json=payload, headers={IDEMPOTENCY_HEADER: idempotency_key}
-            )
-        except httpx.TimeoutException as exc:
-            raise CourierUnavailable(f"courier partner timed out: {exc!r}") from exc
-        except httpx.TransportError as exc:
-            raise CourierUnavailable(f"courier partner unreachable: {exc!r}") from exc
-
-
-def _decode_pickup(response: httpx.Response) -> _PickupResponse:
-    """A success status with a body we cannot read is the partner misbehaving."""
-    try:
-        return msgspec.json.decode(response.content, type=_PickupResponse)
-    except msgspec.DecodeError as exc:
-        raise CourierUnavailable(f"unreadable courier partner response: {exc}") from exc
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200] or response.reason_phrase
-    if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return str(body["detail"])
-    return response.text[:200]
-
-
-def _unexpected(response: httpx.Response) -> Exception:
-    """Sort a status the caller did not expect into transient vs. refused."""
-    status = response.status_code
-    if 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS:
-        return CourierRejected(_detail(response), status)
-    return CourierUnavailable(f"courier partner answered {status}: {_detail(response)}")
+            raise self._http.unexpected(response)

@@ -8,18 +8,17 @@ a normal outcome, ``PaymentRejected`` means the provider refused the request its
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 import msgspec
 
+from app.platform.partner_http import PartnerClient
 from app.platform.settings import Settings
 
 CHARGES_PATH = "/payments/v1/charges"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 # Client errors that say "try again later" rather than "this request is wrong".
-_TRANSIENT_CLIENT_ERRORS = frozenset({408, 429})
 
 
 class ChargeOutcome(msgspec.Struct, frozen=True):
@@ -84,6 +83,7 @@ class HttpPaymentProvider:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
+        self._http = PartnerClient(client, "payment provider", ProviderUnavailable, PaymentRejected)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpPaymentProvider:
@@ -117,15 +117,15 @@ class HttpPaymentProvider:
             "cardNumber": card_number,
             "reference": reference,
         }
-        response = await self._post(CHARGES_PATH, idempotency_key, payload)
+        response = await self._http.post(CHARGES_PATH, idempotency_key, payload)
         if response.status_code == 201:
-            body = _decode_charge(response)
+            body = self._http.decode(response, _ChargeResponse)
             return ChargeOutcome(provider_ref=body.id, captured=True, failure_reason=None)
         if response.status_code == 402:
-            body = _decode_charge(response)
+            body = self._http.decode(response, _ChargeResponse)
             reason = body.decline_reason or "The payment was declined."
             return ChargeOutcome(provider_ref=body.id, captured=False, failure_reason=reason)
-        raise _unexpected(response)
+        raise self._http.unexpected(response)
 
     async def void(self, *, provider_ref: str, idempotency_key: str) -> None:
         await self._transition(provider_ref, "void", idempotency_key)
@@ -135,43 +135,6 @@ class HttpPaymentProvider:
 
     async def _transition(self, provider_ref: str, action: str, idempotency_key: str) -> None:
         path = f"{CHARGES_PATH}/{provider_ref}/{action}"
-        response = await self._post(path, idempotency_key, None)
+        response = await self._http.post(path, idempotency_key, None)
         if response.status_code != 200:
-            raise _unexpected(response)
-
-    async def _post(self, path: str, idempotency_key: str, payload: Any) -> httpx.Response:
-        """Send one request; every transport-level failure becomes ``ProviderUnavailable``."""
-        try:
-            return await self._client.post(
-                path, json=payload, headers={IDEMPOTENCY_HEADER: idempotency_key}
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderUnavailable(f"payment provider timed out: {exc!r}") from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(f"payment provider unreachable: {exc!r}") from exc
-
-
-def _decode_charge(response: httpx.Response) -> _ChargeResponse:
-    """A success status with a body we cannot read is the provider misbehaving."""
-    try:
-        return msgspec.json.decode(response.content, type=_ChargeResponse)
-    except msgspec.DecodeError as exc:
-        raise ProviderUnavailable(f"unreadable payment provider response: {exc}") from exc
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200] or response.reason_phrase
-    if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return str(body["detail"])
-    return response.text[:200]
-
-
-def _unexpected(response: httpx.Response) -> Exception:
-    """Sort a status the caller did not expect into transient vs. refused."""
-    status = response.status_code
-    if 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS:
-        return PaymentRejected(_detail(response), status)
-    return ProviderUnavailable(f"payment provider answered {status}: {_detail(response)}")
+            raise self._http.unexpected(response)

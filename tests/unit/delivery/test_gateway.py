@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
-import uvicorn
 from litestar import Litestar
 
 from app.delivery.gateway import (
@@ -24,14 +21,9 @@ from app.delivery.gateway import (
 from app.platform.settings import PartnerSettings, Settings
 from app.sandbox.app import create_sandbox_app
 from app.sandbox.courier import CourierConfig, Rider, WebhookEvent, courier_of
+from tests.support.inloop import asgi_client, serve
 
 CALLBACK = "http://127.0.0.1:9/webhooks/courier"
-
-
-def asgi_client(app: Litestar) -> httpx.AsyncClient:
-    """An in-process client; httpx's ASGI app type is narrower than Litestar's signature."""
-    transport = httpx.ASGITransport(app=cast(Any, app))
-    return httpx.AsyncClient(transport=transport, base_url="http://sandbox")
 
 
 @pytest.fixture
@@ -59,25 +51,8 @@ async def gateway(sandbox: Litestar) -> AsyncIterator[HttpCourierGateway]:
 @pytest.fixture
 async def served_sandbox(sandbox: Litestar) -> AsyncIterator[str]:
     """The sandbox on a real 127.0.0.1 socket: ASGITransport cannot time out."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(sandbox, lifespan="off", log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "sandbox server did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=5)
-        sock.close()
+    async with serve(sandbox) as url:
+        yield url
 
 
 async def request(gateway: HttpCourierGateway, key: str = "k1") -> PickupOutcome:

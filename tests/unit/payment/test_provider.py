@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from litestar import Litestar
 
 from app.payment.provider import (
@@ -21,14 +18,9 @@ from app.payment.provider import (
 )
 from app.platform.settings import PartnerSettings, Settings
 from app.sandbox.app import create_sandbox_app
+from tests.support.inloop import asgi_client, serve
 
 GOOD_CARD = "4242424242424242"
-
-
-def asgi_client(app: Litestar) -> httpx.AsyncClient:
-    """An in-process client; httpx's ASGI app type is narrower than Litestar's signature."""
-    transport = httpx.ASGITransport(app=cast(Any, app))
-    return httpx.AsyncClient(transport=transport, base_url="http://sandbox")
 
 
 @pytest.fixture
@@ -53,25 +45,8 @@ async def provider(sandbox: Litestar) -> AsyncIterator[HttpPaymentProvider]:
 @pytest.fixture
 async def served_sandbox(sandbox: Litestar) -> AsyncIterator[str]:
     """The sandbox on a real 127.0.0.1 socket: ASGITransport cannot time out."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(sandbox, lifespan="off", log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "sandbox server did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=5)
-        sock.close()
+    async with serve(sandbox) as url:
+        yield url
 
 
 async def charge(

@@ -13,12 +13,12 @@ from typing import Any, cast
 import httpx
 import msgspec
 import pytest
-import uvicorn
 from litestar import Litestar, Request, Response, post
 
 from app.platform.signing import verify
 from app.sandbox.app import create_sandbox_app
 from app.sandbox.courier import CourierConfig, courier_of
+from tests.support.inloop import serve
 
 PICKUPS = "/courier/v1/pickups"
 SECRET = "test-courier-secret"
@@ -68,30 +68,6 @@ def receiver_app(receiver: Receiver) -> Litestar:
         return Response(b"", status_code=status)
 
     return Litestar(route_handlers=[webhook], openapi_config=None)
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Litestar) -> AsyncIterator[str]:
-    """``app`` on a real 127.0.0.1 socket, in this event loop."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "server did not start"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, timeout=5)
-        sock.close()
 
 
 @pytest.fixture

@@ -69,6 +69,10 @@ COURIER_MACHINE = StateMachine[CourierStatus](
 )
 
 
+def stage(status: DeliveryStatus, at: datetime) -> dict[str, Any]:
+    return {"status": status.value, "at": at.isoformat()}
+
+
 class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -89,6 +93,9 @@ class Delivery(Base):
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the kitchen and road stages reached, in order: ``[{"status", "at"}]`` (events carry
+    #: it, so a page that missed an intermediate event still shows every stage)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
     #: the partner's pickup for the return trip (a refund), separate from the delivery's
     return_partner_ref: Mapped[str | None] = mapped_column(String(100))
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -102,6 +109,8 @@ class Delivery(Base):
         self.updated_at = utcnow()
         if target is DeliveryStatus.delivered and current is DeliveryStatus.out_for_delivery:
             self.delivered_at = self.updated_at
+        if FORWARD.get(current) is target:
+            self.history = [*(self.history or []), stage(target, self.updated_at)]
 
     def courier_to(self, target: CourierStatus) -> None:
         self.courier_status = COURIER_MACHINE.check(

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.delivery.models import CourierStatus, Delivery, DeliveryStatus
+from app.delivery.models import CourierStatus, Delivery, DeliveryStatus, stage
+from app.platform.db import utcnow
 from app.platform.errors import Conflict, NotFound
 from app.platform.events import Event
 from app.platform.outbox import record_event
@@ -38,6 +39,7 @@ def snapshot(delivery: Delivery) -> dict[str, Any]:
         "address": delivery.address,
         "paidAt": delivery.paid_at.isoformat() if delivery.paid_at else None,
         "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
+        "history": delivery.history,
         "version": delivery.version,
     }
 
@@ -77,6 +79,7 @@ async def create_for_paid_order(session: AsyncSession, event: Event) -> None:
             address=p["address"],
             items=p["items"],
             paid_at=event.occurred_at,
+            history=[stage(DeliveryStatus.queued, utcnow())],
             version=1,
         )
         .on_conflict_do_nothing(index_elements=[Delivery.order_id])

@@ -117,11 +117,22 @@ def _delivery_changed(doc: Doc, event: Event) -> None:
         "courierStatus": p["courierStatus"],
         "rider": p.get("rider"),
     }
-    if p["status"] != before and p["status"] in STAGE_DETAILS:
-        detail = STAGE_DETAILS[p["status"]]
-        if p["status"] == "out_for_delivery" and p.get("rider"):
-            detail = f"On its way with {p['rider']}"
+    history = p.get("history")
+    if history is not None:  # every stage reached, even ones whose events we never saw
+        kept = [e for e in doc["timeline"] if e["status"] not in STAGE_DETAILS]
+        doc["timeline"] = kept + [
+            _entry(datetime.fromisoformat(s["at"]), s["status"], _stage_detail(s["status"], p))
+            for s in history
+        ]
+    elif p["status"] != before and p["status"] in STAGE_DETAILS:
+        detail = _stage_detail(p["status"], p)
         doc["timeline"].append(_entry(event.occurred_at, p["status"], detail))
+
+
+def _stage_detail(status: str, p: Doc) -> str:
+    if status == "out_for_delivery" and p.get("rider"):
+        return f"On its way with {p['rider']}"
+    return STAGE_DETAILS[status]
 
 
 def _coupon_changed(doc: Doc, event: Event) -> None:

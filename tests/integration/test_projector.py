@@ -1,0 +1,101 @@
+"""The projector: idempotent, order-insensitive, and the timeline tells every stage."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.platform.events import Event
+from app.status import projector
+from app.status.models import OrderView
+
+Factory = async_sessionmaker[AsyncSession]
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def _event(kind: str, payload: dict[str, Any], at: datetime) -> Event:
+    return Event(
+        id=uuid.uuid4(),
+        type=kind,
+        aggregate_type="test",
+        aggregate_id=str(uuid.uuid4()),
+        correlation_id=payload["orderId"],
+        causation_id=None,
+        occurred_at=at,
+        payload=payload,
+    )
+
+
+def _delivery(order_id: str, customer: str, version: int, stages: list[str]) -> dict[str, Any]:
+    return {
+        "deliveryId": str(uuid.uuid5(uuid.NAMESPACE_URL, order_id)),
+        "orderId": order_id,
+        "customerId": customer,
+        "status": stages[-1],
+        "courierStatus": "assigned",
+        "rider": "Giulia R.",
+        "items": [],
+        "address": "Via Roma 1",
+        "paidAt": T0.isoformat(),
+        "version": version,
+        "history": [
+            {"status": s, "at": (T0 + timedelta(minutes=i)).isoformat()}
+            for i, s in enumerate(stages)
+        ],
+    }
+
+
+async def _apply(session_factory: Factory, event: Event) -> list[str]:
+    async with session_factory() as session, session.begin():
+        return await projector.apply(session, event)
+
+
+async def test_a_skipped_stage_event_still_shows_on_the_timeline(session_factory: Factory) -> None:
+    order_id, customer = str(uuid.uuid4()), str(uuid.uuid4())
+    placed = {
+        "orderId": order_id,
+        "customerId": customer,
+        "items": [],
+        "totalAmount": 950,
+        "currency": "EUR",
+        "address": "Via Roma 1",
+        "version": 1,
+    }
+    await _apply(session_factory, _event("OrderPlaced", placed, T0 - timedelta(minutes=1)))
+    newest = _delivery(order_id, customer, 4, ["queued", "preparing", "baking"])
+    assert await _apply(
+        session_factory, _event("DeliveryAdvanced", newest, T0 + timedelta(minutes=2))
+    )
+    older = _delivery(order_id, customer, 3, ["queued", "preparing"])
+    assert (
+        await _apply(session_factory, _event("DeliveryAdvanced", older, T0 + timedelta(minutes=1)))
+        == []
+    )
+    again = await _apply(
+        session_factory, _event("DeliveryAdvanced", newest, T0 + timedelta(minutes=2))
+    )
+    assert again == [], "a repeated event changes nothing"
+
+    async with session_factory() as session:
+        view = await session.get(OrderView, uuid.UUID(order_id))
+    assert view is not None
+    assert [e["status"] for e in view.doc["timeline"]] == [
+        "placed",
+        "queued",
+        "preparing",
+        "baking",
+    ]
+    assert view.doc["delivery"]["status"] == "baking"
+    assert view.version == 2
+
+
+async def test_an_event_for_an_unknown_order_waits_for_its_view(session_factory: Factory) -> None:
+    import pytest
+
+    order_id = str(uuid.uuid4())
+    early = _delivery(order_id, str(uuid.uuid4()), 1, ["queued"])
+    with pytest.raises(projector.ViewNotReady):
+        await _apply(session_factory, _event("DeliveryCreated", early, T0))

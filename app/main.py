@@ -135,7 +135,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "customer": Provide(web.provide_customer),
             "staff": Provide(web.provide_staff),
             "admin": Provide(web.provide_admin),
-            "viewer": Provide(web.provide_viewer),
         },
         include_in_schema=False,
     )

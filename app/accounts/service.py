@@ -123,10 +123,6 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
     return user
 
 
-async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
-    return await session.get(User, user_id)
-
-
 async def ensure_user(
     session: AsyncSession, *, email: str, password: str, name: str, role: Role
 ) -> User:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,10 +25,10 @@ from app.platform.errors import NotFound
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.settings import Settings
-from app.platform.web import is_htmx, page, redirect
+from app.platform.web import fragment, is_htmx, page, redirect
 from app.refund import service as refunds
 from app.status import service as status
-from app.status.live import channel_updates
+from app.status.live import channel_updates, sse
 from app.status.models import BoardCard
 from app.status.projector import BOARD_CHANNEL
 
@@ -121,20 +120,14 @@ class BoardPages(Controller):
     async def stream(
         self, request: Request[Any, Any, Any], staff: NamedDependency[Principal], state: State
     ) -> ServerSentEvent:
-        engine = request.app.template_engine
-        assert engine is not None
-        template = engine.get_template("delivery/_board_columns.html")
+        template = fragment(request, "delivery/_board_columns.html")
 
-        async def events() -> AsyncIterator[ServerSentEventMessage]:
-            async for changed in channel_updates(state.broadcaster, BOARD_CHANNEL):
-                if not changed:
-                    yield ServerSentEventMessage(comment="keep-alive")
-                    continue
-                async with state.session_factory() as db:
-                    html = template.render(request=request, **await board_context(db, state))
-                yield ServerSentEventMessage(data=html, event="board")
+        async def render(_: object) -> ServerSentEventMessage:
+            async with state.session_factory() as db:
+                html = template.render(request=request, **await board_context(db, state))
+            return ServerSentEventMessage(data=html, event="board")
 
-        return ServerSentEvent(events())
+        return sse(channel_updates(state.broadcaster, BOARD_CHANNEL), render)
 
     @post("/deliveries/{delivery_id:uuid}/return/{outcome:str}")
     async def settle_return(

@@ -92,12 +92,15 @@ async def withdraw_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     return "withdrawn"
 
 
-async def _withdraw(ctx: dict[str, Any], delivery_id: uuid.UUID, partner_ref: str) -> None:
+async def _withdraw(
+    ctx: dict[str, Any], delivery_id: uuid.UUID, partner_ref: str, trip: str = ""
+) -> None:
+    """Cancel a pickup at the partner (``trip="return-"`` for a refund's return trip)."""
     try:
         await _partner(
             ctx,
             lambda gateway: gateway.cancel_pickup(
-                partner_ref=partner_ref, idempotency_key=f"{delivery_id}:cancel"
+                partner_ref=partner_ref, idempotency_key=f"{delivery_id}:{trip}cancel"
             ),
         )
     except CourierRejected as exc:  # e.g. already picked up: nothing left to withdraw
@@ -132,7 +135,7 @@ async def request_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str
             session, delivery_id, outcome.partner_ref
         )
     if cancelled_meanwhile:
-        await _withdraw_return(ctx, delivery_id, outcome.partner_ref)
+        await _withdraw(ctx, delivery_id, outcome.partner_ref, trip="return-")
         return "withdrawn"
     return "requested"
 
@@ -144,17 +147,5 @@ async def withdraw_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> st
         delivery = await service.get(session, delivery_id)
     if delivery is None or not delivery.return_partner_ref:
         return "nothing to withdraw"
-    await _withdraw_return(ctx, delivery_id, delivery.return_partner_ref)
+    await _withdraw(ctx, delivery_id, delivery.return_partner_ref, trip="return-")
     return "withdrawn"
-
-
-async def _withdraw_return(ctx: dict[str, Any], delivery_id: uuid.UUID, partner_ref: str) -> None:
-    try:
-        await _partner(
-            ctx,
-            lambda gateway: gateway.cancel_pickup(
-                partner_ref=partner_ref, idempotency_key=f"{delivery_id}:return-cancel"
-            ),
-        )
-    except CourierRejected as exc:
-        log.warning("withdraw of return pickup %s refused: %s", partner_ref, exc)

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column
 
 from app.platform.db import Base, utcnow
 from app.platform.statemachine import StateMachine
@@ -57,8 +57,6 @@ class Order(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(100))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-    lines: Mapped[list[OrderLine]] = relationship(lazy="raise", order_by="OrderLine.position")
 
     def move_to(self, target: OrderStatus) -> None:
         """The only way an order changes state: through the machine, bumping the version."""

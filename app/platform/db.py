@@ -7,7 +7,6 @@ transaction ends, not a framework hook.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from sqlalchemy import MetaData
@@ -76,10 +75,3 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 def asyncpg_dsn(url: str) -> str:
     """The SQLAlchemy URL as a plain libpq/asyncpg DSN (for LISTEN and the benchmark)."""
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-async def session_scope(
-    factory: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
-    async with factory() as session:
-        yield session

@@ -19,9 +19,6 @@ class StateMachine(Generic[S]):
     def can(self, current: S, target: S) -> bool:
         return target in self.transitions.get(current, frozenset())
 
-    def next_states(self, current: S) -> frozenset[S]:
-        return self.transitions.get(current, frozenset())
-
     def check(self, current: S, target: S) -> S:
         """Return ``target`` when the move is legal, raise 409 otherwise."""
         if not self.can(current, target):

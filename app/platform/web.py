@@ -58,11 +58,6 @@ def _guarded(request: Request[Any, Any, Any]) -> Principal:
     return principal  # type: ignore[no-any-return]
 
 
-async def provide_viewer(request: Request[Any, Any, Any]) -> Principal | None:
-    """The signed-in browser user, or None (pages that anyone may see)."""
-    return session_principal(request)
-
-
 async def provide_customer(request: Request[Any, Any, Any]) -> Principal:
     """The signed-in browser user (the ``customer`` rule guarantees one)."""
     return _guarded(request)
@@ -128,6 +123,14 @@ def page(
         media_type=MediaType.HTML,
         headers=headers,
     )
+
+
+def fragment(request: Request[Any, Any, Any], name: str) -> Any:
+    """A template to render outside the response cycle (SSE); pass ``request=`` to it so
+    CSRF inputs work."""
+    engine = request.app.template_engine
+    assert engine is not None, "templates are configured in create_app()"
+    return engine.get_template(name)
 
 
 def redirect(request: Request[Any, Any, Any], to: str) -> Response[Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,10 +24,10 @@ from app.platform.errors import Conflict, InvalidInput, Unavailable
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.settings import Settings
-from app.platform.web import page, redirect
+from app.platform.web import fragment, page, redirect
 from app.refund import service
 from app.status import service as status
-from app.status.live import channel_updates
+from app.status.live import channel_updates, sse
 from app.status.projector import order_channel
 from app.status.schemas import OrderDocument
 
@@ -113,21 +112,15 @@ class RefundPages(Controller):
     ) -> ServerSentEvent:
         """Every refund change also changes its order's view, so the order channel tells us."""
         view = await status.refund_view(db, refund_id, customer.user_id)
-        engine = request.app.template_engine
-        assert engine is not None
-        template = engine.get_template("refund/_refund_live.html")
+        template = fragment(request, "refund/_refund_live.html")
 
-        async def events() -> AsyncIterator[ServerSentEventMessage]:
-            async for changed in channel_updates(state.broadcaster, order_channel(view.order_id)):
-                if not changed:
-                    yield ServerSentEventMessage(comment="keep-alive")
-                    continue
-                async with state.session_factory() as session:
-                    fresh = await status.refund_view(session, refund_id, customer.user_id)
-                html = template.render(request=request, refund=fresh)
-                yield ServerSentEventMessage(data=html, event="refund", id=str(fresh.version))
+        async def render(_: object) -> ServerSentEventMessage:
+            async with state.session_factory() as session:
+                fresh = await status.refund_view(session, refund_id, customer.user_id)
+            html = template.render(request=request, refund=fresh)
+            return ServerSentEventMessage(data=html, event="refund", id=str(fresh.version))
 
-        return ServerSentEvent(events())
+        return sse(channel_updates(state.broadcaster, order_channel(view.order_id)), render)
 
     @post("/refunds/{refund_id:uuid}/cancel")
     async def withdraw(

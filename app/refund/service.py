@@ -283,7 +283,3 @@ async def complete_for_payment(session: AsyncSession, event: Event) -> None:
     refund = await _locked(session, refund_id)
     refund.move_to(RefundStatus.completed)
     await _emit(session, refund, "RefundCompleted", event)
-
-
-async def get_refund(session: AsyncSession, refund_id: uuid.UUID) -> Refund | None:
-    return await session.get(Refund, refund_id)

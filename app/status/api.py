@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import msgspec
 from litestar import Controller, get
@@ -16,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform.access import access
 from app.platform.security import Principal
 from app.status import service
-from app.status.live import order_updates
+from app.status.live import order_updates, sse
+from app.status.models import OrderView
 from app.status.schemas import OrderDocument
 
 
@@ -52,15 +52,9 @@ class OrderStatusApi(Controller):
         """``text/event-stream``: event ``order`` with the whole view, id = view version."""
         await service.order_view(db, order_id, caller.user_id)  # 404 before streaming
 
-        async def stream() -> AsyncIterator[ServerSentEventMessage]:
-            updates = order_updates(
-                state.session_factory, state.broadcaster, order_id, caller.user_id
-            )
-            async for view in updates:
-                if view is None:
-                    yield ServerSentEventMessage(comment="keep-alive")
-                else:
-                    data = msgspec.json.encode(OrderDocument.of(view.doc)).decode()
-                    yield ServerSentEventMessage(data=data, event="order", id=str(view.version))
+        async def render(view: OrderView) -> ServerSentEventMessage:
+            data = msgspec.json.encode(OrderDocument.of(view.doc)).decode()
+            return ServerSentEventMessage(data=data, event="order", id=str(view.version))
 
-        return ServerSentEvent(stream())
+        updates = order_updates(state.session_factory, state.broadcaster, order_id, caller.user_id)
+        return sse(updates, render)

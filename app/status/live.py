@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal, TypeVar
 
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.pubsub import Broadcaster
@@ -20,6 +22,7 @@ from app.status.models import OrderView
 from app.status.projector import order_channel
 
 KEEP_ALIVE_SECONDS = 15.0
+T = TypeVar("T")
 
 
 async def order_updates(
@@ -49,18 +52,34 @@ async def order_updates(
 
 async def channel_updates(
     broadcaster: Broadcaster, channel: str, keep_alive: float = KEEP_ALIVE_SECONDS
-) -> AsyncIterator[bool]:
+) -> AsyncIterator[Literal[True] | None]:
     """True at once (the page may have missed a change while connecting) and after each
-    burst of notifications on ``channel``; False when a keep-alive is due."""
+    burst of notifications on ``channel``; None when a keep-alive is due."""
     async with broadcaster.listen(channel) as queue:
         yield True
         while True:
             try:
                 await asyncio.wait_for(queue.get(), timeout=keep_alive)
             except TimeoutError:
-                yield False
+                yield None
                 continue
             with contextlib.suppress(asyncio.QueueEmpty):
                 while True:
                     queue.get_nowait()
             yield True
+
+
+def sse(
+    updates: AsyncIterator[T | None], render: Callable[[T], Awaitable[ServerSentEventMessage]]
+) -> ServerSentEvent:
+    """An SSE response: each update rendered into a message, a comment for each keep-alive
+    (None), so proxies never close a quiet stream."""
+
+    async def messages() -> AsyncIterator[ServerSentEventMessage]:
+        async for update in updates:
+            if update is None:
+                yield ServerSentEventMessage(comment="keep-alive")
+            else:
+                yield await render(update)
+
+    return ServerSentEvent(messages())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Controller, Request, get, post
@@ -18,16 +17,11 @@ from app.platform.access import access
 from app.platform.errors import Conflict
 from app.platform.outbox import take_recorded
 from app.platform.security import Principal
-from app.platform.web import page, redirect
+from app.platform.web import fragment, page, redirect
 from app.status import service
-from app.status.live import order_updates
+from app.status.live import order_updates, sse
+from app.status.models import OrderView
 from app.status.schemas import OrderDocument
-
-
-def _live_template(request: Request[Any, Any, Any]) -> Any:
-    engine = request.app.template_engine
-    assert engine is not None, "templates are configured in create_app()"
-    return engine.get_template("status/_order_live.html")
 
 
 class OrderPages(Controller):
@@ -92,18 +86,14 @@ class OrderPages(Controller):
     ) -> ServerSentEvent:
         """HTML fragments for the htmx sse extension (``sse-swap="order"``)."""
         await service.order_view(db, order_id, customer.user_id)
-        template = _live_template(request)
+        template = fragment(request, "status/_order_live.html")
 
-        async def stream() -> AsyncIterator[ServerSentEventMessage]:
-            async for view in order_updates(
-                state.session_factory, state.broadcaster, order_id, customer.user_id
-            ):
-                if view is None:
-                    yield ServerSentEventMessage(comment="keep-alive")
-                    continue
-                html = template.render(
-                    request=request, order=OrderDocument.of(view.doc), version=view.version
-                )
-                yield ServerSentEventMessage(data=html, event="order", id=str(view.version))
+        async def render(view: OrderView) -> ServerSentEventMessage:
+            order = OrderDocument.of(view.doc)
+            html = template.render(request=request, order=order, version=view.version)
+            return ServerSentEventMessage(data=html, event="order", id=str(view.version))
 
-        return ServerSentEvent(stream())
+        updates = order_updates(
+            state.session_factory, state.broadcaster, order_id, customer.user_id
+        )
+        return sse(updates, render)

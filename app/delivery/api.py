@@ -16,10 +16,9 @@ from app.delivery.models import DeliveryStatus
 from app.delivery.schemas import DeliveryView
 from app.platform.access import access
 from app.platform.errors import InvalidInput, NotFound
-from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.refund import service as refunds
-from app.status.service import project_now
+from app.status.live import project_committed
 
 
 class DeliveryApi(Controller):
@@ -62,7 +61,7 @@ class DeliveryApi(Controller):
         audit.record(db, staff_caller, "delivery.advance", f"delivery:{delivery_id}")
         delivery = await service.advance(db, delivery_id)
         await db.commit()
-        await project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         return DeliveryView.of(delivery)
 
     @post("/{delivery_id:uuid}/return/complete", status_code=200)
@@ -77,7 +76,7 @@ class DeliveryApi(Controller):
         audit.record(db, staff_caller, "return.complete", f"delivery:{delivery_id}")
         delivery = await service.complete_return(db, delivery_id)
         await db.commit()
-        await project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         return DeliveryView.of(delivery)
 
     @post("/{delivery_id:uuid}/return/cancel", status_code=200)
@@ -91,7 +90,7 @@ class DeliveryApi(Controller):
         """Cancel the return trip: the refund is cancelled too (FR11)."""
         audit.record(db, staff_caller, "return.cancel", f"delivery:{delivery_id}")
         await refunds.cancel_for_delivery(db, delivery_id, "staff")
-        await project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         delivery = await service.get(db, delivery_id)
         assert delivery is not None
         await db.refresh(delivery)

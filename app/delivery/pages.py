@@ -22,13 +22,12 @@ from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
 from app.platform.errors import NotFound
-from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import fragment, is_htmx, page, redirect
 from app.refund import service as refunds
 from app.status import service as status
-from app.status.live import channel_updates, sse
+from app.status.live import channel_updates, project_committed, sse
 from app.status.models import BoardCard
 from app.status.projector import BOARD_CHANNEL
 
@@ -149,7 +148,7 @@ class BoardPages(Controller):
             await refunds.cancel_for_delivery(db, delivery_id, "staff")
         else:
             raise NotFound("no such return action")
-        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")
@@ -166,7 +165,7 @@ class BoardPages(Controller):
         audit.record(db, staff, "delivery.advance", f"delivery:{delivery_id}")
         await service.advance(db, delivery_id)
         await db.commit()
-        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")

@@ -16,10 +16,10 @@ from app.ordering import service
 from app.ordering.schemas import PlaceOrderRequest
 from app.platform.access import access
 from app.platform.errors import InvalidInput
-from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.status import service as status
+from app.status.live import project_committed
 from app.status.schemas import OrderDocument
 
 IdempotencyKey = Annotated[
@@ -74,6 +74,6 @@ class OrderingApi(Controller):
     ) -> OrderDocument:
         """Cancel while the kitchen has not started; 409 saying why otherwise."""
         await service.cancel_order(db, order_id, caller.user_id)
-        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         view = await status.order_view(db, order_id, caller.user_id)
         return OrderDocument.of(view.doc)

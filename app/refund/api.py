@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.access import access
 from app.platform.errors import InvalidInput
-from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.refund import service
 from app.refund.schemas import ReasonView, RefundOut, RefundRequest
 from app.status import service as status
+from app.status.live import project_committed
 
 
 class RefundApi(Controller):
@@ -54,7 +54,7 @@ class RefundApi(Controller):
             service.FileRefund(caller.user_id, data.order_id, data.reason_code, data.reason),
             gate=state.breakers,
         )
-        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         return RefundOut.of_refund(refund)
 
     @get("/refunds")
@@ -99,5 +99,5 @@ class RefundApi(Controller):
     ) -> RefundOut:
         """The customer withdraws the refund: the return is cancelled, no money moves."""
         refund = await service.withdraw(db, refund_id, caller.user_id)
-        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         return RefundOut.of_refund(refund)

@@ -21,13 +21,12 @@ from app.audit import service as audit
 from app.breakers import refusal_message
 from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
-from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import fragment, page, redirect
 from app.refund import service
 from app.status import service as status
-from app.status.live import channel_updates, sse
+from app.status.live import channel_updates, project_committed, sse
 from app.status.projector import order_channel
 from app.status.schemas import OrderDocument
 
@@ -87,7 +86,7 @@ class RefundPages(Controller):
             )
         except Conflict as exc:
             return await _form_page(request, db, order_id, exc.detail, form, {}, 409)
-        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         return redirect(request, f"/refunds/{refund.id}")
 
     @get("/refunds/{refund_id:uuid}")
@@ -138,7 +137,7 @@ class RefundPages(Controller):
             return page(
                 request, "refund/refund.html", status_code=409, refund=view, error=exc.detail
             )
-        await status.project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         return redirect(request, f"/refunds/{refund_id}")
 
 

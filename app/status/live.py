@@ -13,9 +13,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal, TypeVar
 
+from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform.outbox import take_recorded
 from app.platform.pubsub import Broadcaster
 from app.status import service
 from app.status.models import OrderView
@@ -83,3 +85,9 @@ def sse(
                 yield await render(update)
 
     return ServerSentEvent(messages())
+
+
+async def project_committed(db: AsyncSession, state: State) -> None:
+    """Read-your-writes after a web request committed: project the events ``db`` recorded
+    and notify live pages now (the status worker would, a moment later)."""
+    await service.project_now(state.session_factory, state.redis, take_recorded(db))

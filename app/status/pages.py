@@ -15,11 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.ordering import service as ordering
 from app.platform.access import access
 from app.platform.errors import Conflict
-from app.platform.outbox import take_recorded
 from app.platform.security import Principal
 from app.platform.web import fragment, page, redirect
 from app.status import service
-from app.status.live import order_updates, sse
+from app.status.live import order_updates, project_committed, sse
 from app.status.models import OrderView
 from app.status.schemas import OrderDocument
 
@@ -72,7 +71,7 @@ class OrderPages(Controller):
                 version=view.version,
                 cancel_error=exc.detail,
             )
-        await service.project_now(state.session_factory, state.redis, take_recorded(db))
+        await project_committed(db, state)
         return redirect(request, f"/orders/{order_id}")
 
     @get("/{order_id:uuid}/stream")

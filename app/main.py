@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
@@ -37,10 +37,11 @@ from app.delivery.webhooks import courier_webhook
 from app.menu.api import MenuApi
 from app.menu.pages import MenuPages
 from app.operations.api import OperationsApi
+from app.operations.metrics import metrics_endpoint
 from app.operations.pages import PartnerPages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
-from app.platform import web
+from app.platform import logs, web
 from app.platform.access import access, access_guard
 from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
@@ -56,6 +57,10 @@ from app.status.api import OrderStatusApi
 from app.status.pages import OrderPages
 
 ROOT = Path(__file__).resolve().parent.parent
+#: HTTP requests by route template (``group_path``: an order id never becomes a label)
+HTTP_METRICS = PrometheusConfig(
+    app_name="pizzeria", prefix="pizzeria_http", group_path=True, exclude=["^/metrics$"]
+)
 
 
 @get("/health/live", tags=["health"], include_in_schema=False, opt=access("public"))
@@ -97,6 +102,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
+    logs.configure_logging("web", settings)
     redis = create_redis(settings)
     api = Router(
         path="/",
@@ -142,6 +148,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             live,
             ready,
+            metrics_endpoint,
             courier_webhook,
             api,
             pages,
@@ -164,7 +171,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             }
         ),
         stores={"sessions": RedisStore(redis, namespace="pizzeria:session")},
-        middleware=[session_config(settings).middleware],
+        middleware=[
+            logs.request_context,
+            HTTP_METRICS.middleware,
+            session_config(settings).middleware,
+        ],
         csrf_config=CSRFConfig(
             secret=settings.security.secret_key,
             cookie_name="__Host-pizzeria_csrf" if settings.security.https else "pizzeria_csrf",
@@ -202,6 +213,3 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=settings.debug,
         logging_config=None,
     )
-
-
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

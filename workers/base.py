@@ -11,6 +11,7 @@ from typing import Any
 from arq import Retry
 from arq.worker import Function, func
 
+from app.platform import logs, metrics
 from app.platform.db import create_engine, create_session_factory
 from app.platform.handlers import retry_delay
 from app.platform.redis import arq_redis_settings, create_redis, dumps_job, loads_job
@@ -51,6 +52,12 @@ def _never_dropped(name: str, task: Task) -> Task:
     return run
 
 
+def observed(name: str, task: Task) -> Task:
+    """Logs and metrics around a job (``app.platform.logs``, ``app.platform.metrics``): its
+    log lines carry the order and event ids, and every run is counted by outcome."""
+    return logs.job_context(name, metrics.counted_job(name, task))
+
+
 def worker_settings(
     queue: str,
     tasks: Sequence[tuple[str, Task]],
@@ -73,7 +80,11 @@ def worker_settings(
         await shutdown(ctx)
 
     functions: list[Function] = [
-        func(_never_dropped(name, task), name=name, max_tries=settings.worker.max_tries)
+        func(
+            observed(name, _never_dropped(name, task)),
+            name=name,
+            max_tries=settings.worker.max_tries,
+        )
         for name, task in tasks
     ]
     options: dict[str, Any] = {

@@ -7,25 +7,29 @@ transaction: either the customer has an order that will be charged, or nothing a
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.coupon import service as coupon
 from app.delivery import service as delivery
 from app.menu import service as menu
 from app.ordering.models import MAX_LINES, MAX_QTY, Order, OrderLine, OrderStatus
 from app.payment import service as payment
+from app.platform import logs
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.status import projector
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,8 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
     # Read-your-writes: the order page can be shown the moment we redirect to it.
     await projector.apply(session, event)
     await session.commit()
+    logs.bind(correlation_id=str(order_id))  # the rest of this request logs the order too
+    log.info("order placed: %s", order_id)
     return PlacedOrder(order_id, replayed=False)
 
 
@@ -316,3 +322,19 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.refunded)
     await _emit(session, order, "OrderRefunded", event)
+
+
+async def count_stuck_orders(conn: AsyncConnection, older_than_minutes: float) -> int:
+    """Orders still waiting for their payment's outcome after ``older_than_minutes``: the
+    charge job is not getting through (a metric and an alert; cheap enough to run at
+    every scrape)."""
+    count = await conn.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(
+            Order.status == OrderStatus.placed.value,
+            Order.created_at
+            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_minutes * 60),
+        )
+    )
+    return int(count or 0)

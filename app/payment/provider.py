@@ -83,7 +83,9 @@ class HttpPaymentProvider:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
-        self._http = PartnerClient(client, "payment provider", ProviderUnavailable, PaymentRejected)
+        self._http = PartnerClient(
+            client, "payment provider", ProviderUnavailable, PaymentRejected, partner="payment"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpPaymentProvider:
@@ -117,7 +119,7 @@ class HttpPaymentProvider:
             "cardNumber": card_number,
             "reference": reference,
         }
-        response = await self._http.post(CHARGES_PATH, idempotency_key, payload)
+        response = await self._http.post(CHARGES_PATH, idempotency_key, payload, operation="charge")
         if response.status_code == 201:
             body = self._http.decode(response, _ChargeResponse)
             return ChargeOutcome(provider_ref=body.id, captured=True, failure_reason=None)
@@ -135,6 +137,6 @@ class HttpPaymentProvider:
 
     async def _transition(self, provider_ref: str, action: str, idempotency_key: str) -> None:
         path = f"{CHARGES_PATH}/{provider_ref}/{action}"
-        response = await self._http.post(path, idempotency_key, None)
+        response = await self._http.post(path, idempotency_key, None, operation=action)
         if response.status_code != 200:
             raise self._http.unexpected(response)

@@ -20,6 +20,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform import metrics
 from app.platform.db import utcnow
 from app.platform.outbox import NOTIFY_CHANNEL, OutboxRow
 
@@ -60,7 +61,14 @@ async def relay_batch(
                     sub.task, arg, _job_id=f"{row.id}:{sub.task}", _queue_name=sub.queue
                 )
             row.published_at = utcnow()
-        return len(rows)
+            log.info(
+                "relayed %s to %d subscribers",
+                row.type,
+                len(subscriptions.get(row.type, ())),
+                extra={"correlation_id": row.correlation_id, "event_id": str(row.id)},
+            )
+    metrics.OUTBOX_PUBLISHED.inc(len(rows))
+    return len(rows)
 
 
 async def drain(

@@ -378,4 +378,5 @@ def create_sandbox_app(courier: CourierConfig | None = None) -> Litestar:
         state=state,
         on_shutdown=[_shutdown],
         openapi_config=None,
+        logging_config=None,  # `pizzeria sandbox` configures logging (app.platform.logs)
     )

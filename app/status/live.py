@@ -17,6 +17,7 @@ from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform import metrics
 from app.platform.outbox import take_recorded
 from app.platform.pubsub import Broadcaster
 from app.status import service
@@ -78,11 +79,15 @@ def sse(
     (None), so proxies never close a quiet stream."""
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        async for update in updates:
-            if update is None:
-                yield ServerSentEventMessage(comment="keep-alive")
-            else:
-                yield await render(update)
+        metrics.SSE_CONNECTIONS.inc()
+        try:
+            async for update in updates:
+                if update is None:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                else:
+                    yield await render(update)
+        finally:
+            metrics.SSE_CONNECTIONS.dec()
 
     return ServerSentEvent(messages())
 

@@ -59,7 +59,7 @@ def _observe(part: str, metrics_port: int | None) -> None:
     settings = get_settings()
     logs.configure_logging(part, settings)
     port = settings.observability.metrics_port if metrics_port is None else metrics_port
-    metrics.serve_metrics(port)
+    metrics.serve_metrics(port, settings.observability.metrics_token)
 
 
 @main.command()

@@ -18,9 +18,11 @@ import contextlib
 import functools
 import hmac
 import logging
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from arq import Retry
 from prometheus_client import (
@@ -30,8 +32,9 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 from redis.asyncio import Redis
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -161,11 +164,32 @@ def timed_partner_call(partner: str, operation: str) -> Iterator[None]:
         PARTNER_CALL_SECONDS.labels(partner, operation).observe(time.perf_counter() - started)
 
 
-def serve_metrics(port: int) -> None:
-    """Serve this process's registry on ``port`` (a background thread); 0 means don't."""
-    if port:
-        start_http_server(port)
-        log.info("metrics on :%s/metrics", port)
+def serve_metrics(port: int, token: str = "", host: str = "0.0.0.0") -> None:
+    """Serve this process's registry on ``port`` from a background thread (0: don't),
+    behind the same bearer token as the web's ``/metrics``."""
+    if not port:
+        return
+    exporter = make_wsgi_app(REGISTRY)
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not authorized(environ.get("HTTP_AUTHORIZATION"), token):
+            start_response(
+                "401 Unauthorized",
+                [("WWW-Authenticate", 'Bearer realm="metrics"'), ("Content-Type", "text/plain")],
+            )
+            return [b"metrics need the scraper's bearer token\n"]
+        return exporter(environ, start_response)
+
+    server = make_server(host, port, guarded, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    log.info("metrics on :%s/metrics", port)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per scrape."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 # -- the shop-wide gauges ----------------------------------------------------------------

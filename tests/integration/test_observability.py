@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support import env
 from tests.support.api import auth, new_customer, order_body, wait_for_status
 from tests.support.processes import Shop, start_shop
+from tests.support.promql import alert_queries, dashboard_queries, exported_names, metric_names
 from workers import QUEUES
 
 # Starting a second shop takes a while on a busy 2-core machine.
@@ -53,16 +54,16 @@ async def web(observed_shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def scrape(url: str, token: str | None = TOKEN) -> tuple[Samples, set[str]]:
-    """Every sample (name + labels → value) and every family name at ``url``."""
+async def scrape(url: str, token: str | None = TOKEN) -> tuple[Samples, dict[str, str]]:
+    """Every sample (name + labels → value) and every family (name → type) at ``url``."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.get(url, headers=headers)
     assert response.status_code == 200, response.text
     samples: Samples = {}
-    families: set[str] = set()
+    families: dict[str, str] = {}
     for family in text_string_to_metric_families(response.text):
-        families.add(family.name)
+        families[family.name] = family.type
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples, families
@@ -241,3 +242,21 @@ async def test_one_order_is_followed_across_every_part_by_its_correlation_id(
     assert any(e.get("request_id") == request_id for e in placed), placed
     jobs = [e for e in parts["worker-payment"] if e.get("correlation_id") == order_id]
     assert all(e.get("event_id") for e in jobs), jobs
+
+
+async def test_every_dashboard_and_alert_query_names_a_metric_the_shop_exports(
+    observed_shop: Shop, web: httpx.AsyncClient
+) -> None:
+    await paid_order(web)  # so that every labelled family has samples too
+    exported: set[str] = set()
+    for url in [
+        f"{observed_shop.url}/metrics",
+        *(port_url(observed_shop, part) for part in observed_shop.metrics_ports),
+    ]:
+        _, families = await scrape(url)
+        exported |= exported_names(families)
+    assert "pizzeria_http_requests_total" in exported  # the scrape did read the families
+    for query in [*dashboard_queries(), *alert_queries()]:
+        names = metric_names(query)
+        assert names, query
+        assert names <= exported, f"{query} names {names - exported}, which nothing exports"

@@ -3,29 +3,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-PROMETHEUS = Path(__file__).resolve().parents[3] / "docker" / "prometheus"
-RULES = PROMETHEUS / "alerts.yml"
+from tests.support.promql import ALERT_RULES, promtool
+
+PROMETHEUS = ALERT_RULES.parent
+RULES = ALERT_RULES
 RULE_TESTS = PROMETHEUS / "alerts.test.yml"
 
 pytestmark = pytest.mark.observability
-
-
-def promtool() -> str:
-    """Debian's ``prometheus`` package ships it; CI (``.ci/run``) installs it."""
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI") or os.environ.get("PIZZERIA_REQUIRE_BROWSER") == "1":
-            pytest.fail("promtool is missing: apt-get install prometheus (.ci/run does)")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
-    return path
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

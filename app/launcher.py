@@ -107,12 +107,17 @@ def up(host: str, port: int) -> int:
         demo = postgres is not None or os.environ.get("PIZZERIA_DEMO") == "1"
         prepare_data(demo)
         env = dict(os.environ)
+        metrics_ports = {part: free_port() for part in ("relay", *(f"worker-{q}" for q in QUEUES))}
         children.append(_spawn("sandbox", ["sandbox", "--port", str(sandbox_port)], env))
-        children.append(_spawn("relay", ["relay"], env))
-        children.extend(_spawn(f"worker-{q}", ["worker", q], env) for q in QUEUES)
+        children.append(_spawn("relay", ["relay", *_metrics_args(metrics_ports["relay"])], env))
+        children.extend(
+            _spawn(f"worker-{q}", ["worker", q, *_metrics_args(metrics_ports[f"worker-{q}"])], env)
+            for q in QUEUES
+        )
         children.append(_spawn("web", ["serve", "--host", host, "--port", str(port)], env))
         _wait_until_ready(f"http://{host}:{port}/health/ready", children, lambda: stopping)
         _announce(host, port, demo, data_dir if postgres or valkey else None)
+        _announce_metrics(host, port, metrics_ports)
         while not stopping:
             for child in children:
                 if child.process.poll() is not None:
@@ -160,6 +165,21 @@ def _announce(host: str, port: int, demo: bool, data_dir: Path | None) -> None:
         for email, _, role in DEMO_ACCOUNTS:
             lines.append(f"pizzeria: demo {role.value}: {email} / {DEMO_PASSWORD}")
     lines.append("pizzeria: press Ctrl-C to stop")
+    print("\n".join(lines), flush=True)
+
+
+def _metrics_args(port: int) -> list[str]:
+    return ["--metrics-port", str(port)]
+
+
+def _announce_metrics(host: str, port: int, metrics_ports: dict[str, int]) -> None:
+    """Where Prometheus finds each part: the web's /metrics has the shop-wide gauges."""
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    lines = [
+        f"pizzeria: metrics (Prometheus) of the web and the whole shop at http://{local}:{port}/metrics"
+    ]
+    parts = ", ".join(f"{part} :{p}" for part, p in metrics_ports.items())
+    lines.append(f"pizzeria: metrics of each part at http://127.0.0.1:<port>/metrics: {parts}")
     print("\n".join(lines), flush=True)
 
 

@@ -20,7 +20,7 @@ from litestar import Litestar, Request, Response, Router, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from app.sandbox.common import (
     MISSING_KEY,
@@ -292,6 +292,34 @@ async def list_charges(
     ]
 
 
+class ChargeSeed(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """Body of ``PUT /sandbox/payments/charges/{id}``: a charge as a contract test's
+    provider state needs it (``a captured charge ch_x exists``)."""
+
+    status: Literal["captured", "declined", "voided", "refunded"]
+    amount: int = 3100
+    currency: str = "EUR"
+    reference: str = "pact"
+
+
+@put("/sandbox/payments/charges/{charge_id:str}")
+async def seed_charge(
+    sandbox: NamedDependency[SandboxState], charge_id: FromPath[str], data: JSONBody[ChargeSeed]
+) -> ChargeView:
+    """Test set-up: put a charge with a known id in a known state (provider states)."""
+    record = ChargeRecord(
+        id=charge_id,
+        status=data.status,
+        amount=data.amount,
+        currency=data.currency,
+        reference=data.reference,
+        decline_reason=None,
+        operations=[],
+    )
+    sandbox.charges[charge_id] = record
+    return record.view()
+
+
 @get("/sandbox/payments/operations")
 async def operation_counts(sandbox: NamedDependency[SandboxState]) -> dict[str, int]:
     """Test inspection: how many captures, voids and refunds actually took effect."""
@@ -363,6 +391,7 @@ def create_sandbox_app(courier: CourierConfig | None = None) -> Litestar:
             payments,
             courier_router(),
             list_charges,
+            seed_charge,
             operation_counts,
             *COURIER_INSPECTION_HANDLERS,
             read_knobs,

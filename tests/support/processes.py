@@ -153,7 +153,7 @@ def start_shop(
     for queue in QUEUES:
         shop.start_worker(queue)
     try:
-        wait_http(f"{shop.url}/health/ready", web, timeout=90)
+        wait_http(f"{shop.url}/health/ready", web, timeout=180)
         yield shop
     finally:
         stop([web, relay, *shop.workers.values()])

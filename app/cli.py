@@ -50,14 +50,14 @@ def serve(host: str, port: int, workers: int) -> None:
 @main.command()
 @click.argument("queue")
 def worker(queue: str) -> None:
-    """Run the arq worker for QUEUE (payment, ordering, status)."""
-    from arq.worker import run_worker
-
+    """Run the arq worker for QUEUE (payment, ordering, delivery, coupon, refund, status);
+    it survives Redis restarts."""
     from workers import QUEUES, settings_for
+    from workers.supervised import run
 
     if queue not in QUEUES:
         raise click.BadParameter(f"choose one of {', '.join(QUEUES)}", param_hint="QUEUE")
-    run_worker(settings_for(queue))
+    run(settings_for(queue))
 
 
 @main.command()
@@ -67,7 +67,10 @@ def relay() -> None:
 
 
 async def _relay() -> None:
+    """The relay and the reconciler side by side in one process, each safe to replicate."""
     from app.platform.db import asyncpg_dsn, create_engine, create_session_factory
+    from app.platform.heartbeat import Heartbeat
+    from app.platform.reconciler import run_reconciler
     from app.platform.redis import create_job_pool
     from app.platform.relay import run_relay
     from app.platform.settings import get_settings
@@ -75,16 +78,37 @@ async def _relay() -> None:
 
     settings = get_settings()
     engine = create_engine(settings, pool_size=2)
-    jobs = await create_job_pool(settings, retries=30)
+    session_factory = create_session_factory(engine)
+    heartbeat = Heartbeat(session_factory, "relay", settings.pipeline.heartbeat_seconds)
+    beating = asyncio.create_task(heartbeat.run())
+    jobs = await create_job_pool(settings, retries=1_000_000)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await run_relay(
-            create_session_factory(engine), jobs, SUBSCRIPTIONS, asyncpg_dsn(settings.db.url), stop
+        await asyncio.gather(
+            run_relay(
+                session_factory,
+                jobs,
+                SUBSCRIPTIONS,
+                asyncpg_dsn(settings.db.url),
+                stop,
+                heartbeat=heartbeat,
+            ),
+            run_reconciler(
+                session_factory,
+                jobs,
+                SUBSCRIPTIONS,
+                stop,
+                every=settings.pipeline.reconcile_seconds,
+                redeliver_after=settings.pipeline.redeliver_seconds,
+                heartbeat=heartbeat,
+            ),
         )
     finally:
+        beating.cancel()
+        await heartbeat.remove()
         await jobs.aclose()
         await engine.dispose()
 

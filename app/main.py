@@ -39,7 +39,7 @@ from app.menu.api import MenuApi
 from app.menu.pages import MenuPages
 from app.operations.api import OperationsApi
 from app.operations.health import report as health_report
-from app.operations.pages import PartnerPages
+from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
 from app.platform import web
@@ -137,6 +137,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CouponPages,
             BoardPages,
             PartnerPages,
+            PipelinePages,
             RefundPages,
             StaffRefundPages,
             ReasonAdminPages,

@@ -330,4 +330,4 @@ async def paid_before(
         .order_by(Order.created_at)
         .limit(limit)
     )
-    return [(order_id, created) for order_id, created in rows.tuples()]
+    return [(order_id, created) for order_id, created in rows]

@@ -7,12 +7,15 @@ import re
 import uuid
 
 import httpx
+import pytest
 from arq.connections import ArqRedis, RedisSettings
 
 from app.platform.redis import dumps_job, loads_job
 from tests.support.api import browser_session, create_user
 from tests.support.pipeline import eventually
 from tests.support.processes import Shop
+
+pytestmark = pytest.mark.timeout(300)
 
 
 async def _dead_letters(client: httpx.AsyncClient) -> int:

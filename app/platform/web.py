@@ -102,7 +102,7 @@ def is_htmx(request: Request[Any, Any, Any]) -> bool:
 
 def wants_json(request: Request[Any, Any, Any]) -> bool:
     path = request.url.path
-    return path.startswith(("/api/", "/webhooks/", "/health/"))
+    return path.startswith(("/api/", "/webhooks/", "/health"))
 
 
 def page(

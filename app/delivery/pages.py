@@ -126,7 +126,7 @@ class BoardPages(Controller):
 
         async def render(_: object) -> ServerSentEventMessage:
             async with state.session_factory() as db:
-                html = template.render(request=request, **await board_context(db, state))
+                html = template.render(**await board_context(db, state))
             return ServerSentEventMessage(data=html, event="board")
 
         return sse(channel_updates(state.broadcaster, BOARD_CHANNEL), render)

@@ -144,6 +144,7 @@ class Campaign:
 
     async def _fault(self, phase: Phase, chaos: faults.Chaos) -> float:
         """Run the fault; its end time (monotonic)."""
+
         # the fault sees the phase's orders as the workload acknowledges them
         async def feed() -> None:
             while not chaos.stop.is_set():

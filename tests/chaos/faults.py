@@ -43,9 +43,7 @@ class Chaos:
     async def jobs(self) -> ArqRedis:
         settings = RedisSettings.from_dsn(self.shop.redis.url)
         settings.conn_retries = 0
-        return await create_pool(
-            settings, job_serializer=dumps_job, job_deserializer=loads_job
-        )
+        return await create_pool(settings, job_serializer=dumps_job, job_deserializer=loads_job)
 
     async def db(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.shop.postgres.dsn())
@@ -196,7 +194,9 @@ async def duplicate_jobs(chaos: Chaos) -> None:
         with contextlib.suppress(OSError, asyncpg.PostgresError):
             conn = await chaos.db()
             try:
-                rows = [r for r in await _published_events(conn, chaos.orders) if r["id"] not in done]
+                rows = [
+                    r for r in await _published_events(conn, chaos.orders) if r["id"] not in done
+                ]
             finally:
                 await conn.close()
             jobs = await chaos.jobs()

@@ -30,6 +30,7 @@ Rules (``Violation.rule``):
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -183,8 +184,9 @@ async def read_world(dsn: str, sandbox_url: str) -> World:
 
 
 async def _dead_letters(conn: asyncpg.Connection) -> list[Row] | None:
-    """The dead-letter table's rows, wherever the pipeline keeps it (any schema, a name
-    with ``dead`` in it); None while there is no such table."""
+    """The active dead letters, wherever the pipeline keeps them (a table with ``dead`` in
+    its name; one retried and not failed again, ``retried_at`` set, is resolved); None
+    while there is no such table."""
     table = await conn.fetchrow(
         "SELECT table_schema, table_name FROM information_schema.tables "
         "WHERE table_name ILIKE '%dead%' AND table_schema NOT IN ('pg_catalog', "
@@ -192,9 +194,15 @@ async def _dead_letters(conn: asyncpg.Connection) -> list[Row] | None:
     )
     if table is None:
         return None
-    return list(
-        await conn.fetch(f'SELECT * FROM "{table["table_schema"]}"."{table["table_name"]}"')
+    schema, name = table["table_schema"], table["table_name"]
+    retried = await conn.fetchval(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = $1 "
+        "AND table_name = $2 AND column_name = 'retried_at'",
+        schema,
+        name,
     )
+    active = " WHERE retried_at IS NULL" if retried else ""
+    return list(await conn.fetch(f'SELECT * FROM "{schema}"."{name}"{active}'))
 
 
 # -- the rules --------------------------------------------------------------------------
@@ -243,7 +251,7 @@ def check_world(
         elif order_id not in world.payments:
             report.add("acknowledged", f"order {order_id}", "has no payment")
     known_payments = {_key(p["id"]) for p in world.payments.values()}
-    for reference, charges in charges_by_payment.items():
+    for reference in charges_by_payment:
         if reference not in known_payments:
             report.add("capture", f"charge {reference}", "a charge for a payment we never made")
     for order_id in sorted(scope & set(world.orders)):
@@ -295,7 +303,9 @@ def _check_money(
     if len(captured) > 1:
         report.add("capture", subject, f"{len(captured)} captures at the provider")
     if payment["amount"] != order["total_amount"]:
-        report.add("money", subject, f"payment {payment['amount']} != total {order['total_amount']}")
+        report.add(
+            "money", subject, f"payment {payment['amount']} != total {order['total_amount']}"
+        )
     expected_payment = {
         "payment_failed": "failed",
         "cancelled": "voided",
@@ -322,7 +332,9 @@ def _check_money(
     should_refund = 1 if status == "refunded" else 0
     if refunds_at_provider != should_refund:
         report.add(
-            "money", subject, f"{refunds_at_provider} refund(s) at provider, expected {should_refund}"
+            "money",
+            subject,
+            f"{refunds_at_provider} refund(s) at provider, expected {should_refund}",
         )
     if len(completed) != should_refund:
         report.add("money", subject, f"{len(completed)} completed refund(s) on a {status} order")
@@ -431,7 +443,9 @@ def _check_views(
     differs("status", doc.get("status"), order["status"])
     differs("total", doc.get("totalAmount"), order["total_amount"])
     differs("payment", (doc.get("payment") or {}).get("status"), payment["status"])
-    delivery_events = delivery is not None and _key(delivery["id"]) in world.delivery_ids_with_events
+    delivery_events = (
+        delivery is not None and _key(delivery["id"]) in world.delivery_ids_with_events
+    )
     if delivery is not None and delivery_events:
         shown = doc.get("delivery") or {}
         differs("delivery", shown.get("status"), delivery["status"])
@@ -521,12 +535,12 @@ def _check_histories(world: World, report: Report, events: list[Row]) -> None:
         path += [_status_of(e) for e in history]
         if not start and path[0] != INITIAL[aggregate]:
             report.add("state-machine", subject, f"history starts at {path[0]}")
-        for before, after in zip(path, path[1:], strict=False):
+        for before, after in itertools.pairwise(path):
             if before != after and not machine.can(states(before), states(after)):
                 report.add("state-machine", subject, f"illegal step {before} -> {after}: {path}")
         if aggregate == "delivery":
             couriers = [str(_json(e["payload"])["courierStatus"]) for e in history]
-            for before, after in zip(couriers, couriers[1:], strict=False):
+            for before, after in itertools.pairwise(couriers):
                 if before != after and not COURIER_MACHINE.can(
                     CourierStatus(before), CourierStatus(after)
                 ):
@@ -536,9 +550,13 @@ def _check_histories(world: World, report: Report, events: list[Row]) -> None:
             report.add("state-machine", subject, "events for a row that does not exist")
             continue
         if path[-1] != row["status"]:
-            report.add("state-machine", subject, f"history ends at {path[-1]}, row is {row['status']}")
+            report.add(
+                "state-machine", subject, f"history ends at {path[-1]}, row is {row['status']}"
+            )
         if versions[-1] != row["version"]:
-            report.add("state-machine", subject, f"last event v{versions[-1]}, row v{row['version']}")
+            report.add(
+                "state-machine", subject, f"last event v{versions[-1]}, row v{row['version']}"
+            )
 
 
 # -- the pipeline -----------------------------------------------------------------------

@@ -175,7 +175,14 @@ class PostgresCluster:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.user = self._user()
         self._run(
-            self._bin("initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "utf8"
+            self._bin("initdb"),
+            "-D",
+            str(self.data),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "-E",
+            "utf8",
         )
         self.start()
         subprocess.run(

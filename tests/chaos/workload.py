@@ -162,7 +162,9 @@ class Workload:
                     return response
                 problem = f"{response.status_code} {response.text[:200]}"
                 if response.status_code not in RETRYABLE:
-                    self.anomalies.append(Anomaly(f"HTTP {response.status_code}", f"{method} {path}"))
+                    self.anomalies.append(
+                        Anomaly(f"HTTP {response.status_code}", f"{method} {path}")
+                    )
                     if response.status_code < 500:
                         raise GaveUp(f"{method} {path} answered {problem}")
             if time.monotonic() > until:
@@ -291,8 +293,10 @@ class Workload:
             await self.order_reaches(
                 customer,
                 order_id,
-                lambda v: (v.get("refund") or {}).get("status") == "cancelled"
-                and (v.get("coupon") or {}).get("status") == "issued",
+                lambda v: (
+                    (v.get("refund") or {}).get("status") == "cancelled"
+                    and (v.get("coupon") or {}).get("status") == "issued"
+                ),
                 "refund withdrawn, coupon back",
             )
             if run.scenario is Scenario.refund_withdrawn:
@@ -372,9 +376,7 @@ class Workload:
         refunds), or staff take them in at the counter (every third)."""
         if self.random.random() < 1 / 3:
             assert self.staff is not None
-            await self.wait(
-                "the return on the board", lambda: self._returning(delivery_id)
-            )
+            await self.wait("the return on the board", lambda: self._returning(delivery_id))
             await self.twice(
                 lambda: self.request(
                     "POST",

@@ -11,6 +11,8 @@ test can build a fresh app.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -184,6 +186,7 @@ class SandboxState:
         self.charges: dict[str, ChargeRecord] = {}
         #: token -> card number; kept across ``reset`` like a real provider's vault
         self.payment_methods: dict[str, str] = {}
+        self._salt = secrets.token_bytes(16)
         self.keys = IdempotencyStore()
         self.operation_counts: dict[Operation, int] = {}
         self.reset()
@@ -201,7 +204,10 @@ class SandboxState:
         number = request.card_number.replace(" ", "").replace("-", "")
         if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19):
             return detail(400, INCORRECT_NUMBER)
-        token = f"pm_{secrets.token_hex(12)}"
+        # One token per card and sandbox (like a provider's card fingerprint), so a
+        # retried checkout charges the same payment method.
+        digest = hmac.new(self._salt, number.encode(), hashlib.sha256).hexdigest()
+        token = f"pm_{digest[:24]}"
         self.payment_methods[token] = number
         body = PaymentMethodBody(id=token, brand=brand_of(number), last4=number[-4:])
         return Outcome(201, msgspec.json.encode(body))

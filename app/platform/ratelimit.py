@@ -42,18 +42,20 @@ class RateLimiter:
         self._redis = redis
 
     async def count(self, limit: Limit, key: str) -> None:
-        """Count one event (a failed sign-in, say) without refusing anything."""
-        redis_key = _redis_key(limit, key, int(time.time() // limit.per_seconds))
+        """Count one event (a failed sign-in, say) without refusing anything. The count
+        lasts until ``limit.per_seconds`` pass without another event (no window edge
+        for an attacker to wait for)."""
+        redis_key = _redis_key(limit, key, 0)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(redis_key)
-            pipe.expire(redis_key, limit.per_seconds + 1)
+            pipe.expire(redis_key, limit.per_seconds)
             await pipe.execute()
 
     async def back_off(self, limit: Limit, key: str, step: float, ceiling: float) -> float:
-        """Slow down (never refuse) once ``key`` went over ``limit`` in this window: each
+        """Slow down (never refuse) once ``count`` went over ``limit`` for ``key``: each
         extra event adds ``step`` seconds of delay, up to ``ceiling``. A delay cannot be
         turned into a lock: every request still gets its answer. Returns the delay."""
-        redis_key = _redis_key(limit, key, int(time.time() // limit.per_seconds))
+        redis_key = _redis_key(limit, key, 0)
         excess = int(await self._redis.get(redis_key) or 0) - limit.max_hits
         delay = min(ceiling, excess * step) if excess > 0 else 0.0
         if delay > 0:

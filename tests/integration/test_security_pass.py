@@ -126,3 +126,125 @@ async def test_the_audit_trail_records_the_accounts_role_not_the_tokens(
             {"email": email},
         )
     assert role == "staff"
+
+
+# -- password change and sign out everywhere ---------------------------------------------
+
+
+async def test_a_password_change_ends_every_other_session_and_token(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    email = await new_user(session_factory)
+    async with (
+        webapp.client(app) as here,
+        webapp.client(app) as elsewhere,
+        webapp.client(app) as api,
+    ):
+        csrf = await sign_in(here, email)
+        await sign_in(elsewhere, email)
+        headers = {"Authorization": f"Bearer {await token_for(api, email)}"}
+        changed = await here.post(
+            "/account/password",
+            data={
+                "current_password": PASSWORD,
+                "new_password": "a-brand-new-passphrase-42",
+                "_csrf_token": csrf,
+            },
+        )
+        assert changed.status_code == 200, changed.text
+        assert (await here.get("/orders")).status_code == 200, "this session carries on"
+        gone = await elsewhere.get("/orders")
+        assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+        assert (await api.get("/api/orders", headers=headers)).status_code == 401
+
+
+async def test_sign_out_everywhere_ends_every_session_and_token(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    email = await new_user(session_factory)
+    async with (
+        webapp.client(app) as here,
+        webapp.client(app) as elsewhere,
+        webapp.client(app) as api,
+    ):
+        csrf = await sign_in(here, email)
+        await sign_in(elsewhere, email)
+        headers = {"Authorization": f"Bearer {await token_for(api, email)}"}
+        account = await here.get("/account")
+        assert 'action="/account/sign-out-everywhere"' in account.text
+        out = await here.post("/account/sign-out-everywhere", data={"_csrf_token": csrf})
+        assert out.status_code == 303
+        for browser in (here, elsewhere):
+            assert (await browser.get("/orders")).status_code == 303
+        assert (await api.get("/api/orders", headers=headers)).status_code == 401
+        await sign_in(here, email)
+        assert (await here.get("/orders")).status_code == 200, "signing in again works"
+
+
+# -- sign-in limits: no lockout of the owner ----------------------------------------------
+
+
+def _from(address: str) -> dict[str, str]:
+    return {"X-Forwarded-For": address}
+
+
+async def _wrong(client: httpx.AsyncClient, email: str, address: str) -> int:
+    response = await client.post(
+        "/api/auth/token",
+        data={"username": email, "password": "not-the-password-1"},
+        headers=_from(address),
+    )
+    return response.status_code
+
+
+async def test_an_attacker_cannot_lock_the_owner_out(
+    migrated_db: str, sandbox_url: str, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """Behind a trusted proxy: one client hammering an account is refused, the owner on
+    another client signs in while it goes on."""
+    email = await new_user(session_factory)
+    settings = webapp.settings_with(forwarded_allow_ips=("203.0.113.0/24",))
+    async with webapp.running(settings) as app, webapp.client(app) as client:
+        attacker, owner = "198.51.100.66", "198.51.100.77"
+        codes = [await _wrong(client, email, attacker) for _ in range(12)]
+        assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+        response = await client.post(
+            "/api/auth/token",
+            data={"username": email, "password": PASSWORD},
+            headers=_from(owner),
+        )
+        assert response.status_code == 200, response.text
+        assert await _wrong(client, email, attacker) == 429, "the attack is still refused"
+
+
+async def test_a_distributed_attack_slows_down_but_never_locks_the_account(
+    migrated_db: str, sandbox_url: str, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    email = await new_user(session_factory)
+    limits = RateLimitSettings(
+        signin_backoff_after=3, signin_backoff_step=0.25, signin_backoff_ceiling=1.0
+    )
+    settings = webapp.settings_with(forwarded_allow_ips=("*",), rate_limits=limits)
+    async with webapp.running(settings) as app, webapp.client(app) as client:
+        for i in range(10):  # ten clients, each well under its own limit
+            assert await _wrong(client, email, f"198.51.100.{i + 1}") == 401
+        started = time.monotonic()
+        response = await client.post(
+            "/api/auth/token",
+            data={"username": email, "password": PASSWORD},
+            headers=_from("192.0.2.200"),
+        )
+        waited = time.monotonic() - started
+    assert response.status_code == 200, "the owner still gets in"
+    assert waited >= limits.signin_backoff_ceiling * 0.9, "attempts on the account are slowed"
+
+
+async def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """Default settings (no trusted proxy): a client cannot pick its own rate-limit key."""
+    assert get_settings().security.forwarded_allow_ips == ()
+    email = await new_user(session_factory)
+    async with webapp.client(app, peer="203.0.113.99") as client:
+        codes = [await _wrong(client, email, f"198.51.100.{i + 1}") for i in range(11)]
+    assert codes[-1] == 429, "eleven tries from one peer, whatever the header says"

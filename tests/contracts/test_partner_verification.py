@@ -36,7 +36,11 @@ def set_up_state(sandbox_url: str, kind: str) -> Any:
         if action != "setup" or not state:
             return
         params = dict(parameters or {})
-        path = {"a charge exists": "payments/charges", "a pickup exists": "courier/pickups"}
+        path = {
+            "a payment method exists": "payments/payment-methods",
+            "a charge exists": "payments/charges",
+            "a pickup exists": "courier/pickups",
+        }
         assert state in path, f"unknown provider state: {state}"
         response = httpx.put(
             f"{sandbox_url}/sandbox/{path[state]}/{params.pop('id')}", json=params, timeout=10

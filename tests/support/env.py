@@ -80,13 +80,14 @@ def configure_in_process() -> None:
     os.environ["DATABASE_URL"] = database_url(IN_PROCESS_DB)
     os.environ["REDIS_URL"] = redis_url(IN_PROCESS_REDIS_DB)
     os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
+    os.environ.setdefault("COURIER_WEBHOOK_SECRET", "test-courier-webhook-secret-long-enough-0123")
     os.environ.setdefault("PARTNER_TIMEOUT", "2")
     os.environ.setdefault("DATABASE_POOL_SIZE", "5")
 
 
-def fresh_database(name: str, redis_db: int | None = None) -> str:
-    """Drop and recreate ``name``, then migrate it with the real migrations (and flush
-    its Redis database: ``redis_db``, or the one that goes with a well-known name)."""
+def fresh_database(name: str, *, flush: bool = True, redis_db: int | None = None) -> str:
+    """Drop and recreate ``name``, then migrate it with the real migrations (``flush``:
+    and empty its Redis db: ``redis_db``, or the one that goes with a well-known name)."""
     admin = PG_BASE.replace("postgresql+asyncpg://", "postgresql://", 1) + "/postgres"
 
     async def recreate() -> None:
@@ -98,9 +99,10 @@ def fresh_database(name: str, redis_db: int | None = None) -> str:
             await conn.close()
 
     asyncio.run(recreate())
-    if redis_db is None:
-        redis_db = IN_PROCESS_REDIS_DB if name == IN_PROCESS_DB else SHOP_REDIS_DB
-    flush_redis(redis_db)
+    if flush:
+        if redis_db is None:
+            redis_db = IN_PROCESS_REDIS_DB if name == IN_PROCESS_DB else SHOP_REDIS_DB
+        flush_redis(redis_db)
     url = database_url(name)
     subprocess.run(
         [sys.executable, "-m", "app.cli", "migrate"],

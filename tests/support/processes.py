@@ -47,7 +47,7 @@ def spawn(
             output.close()  # the child has its own copy
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -122,7 +122,7 @@ def start_shop(
     metrics_ports: bool = False,
 ) -> Iterator[Shop]:
     """The whole shop as processes; a second shop needs its own database and Redis db."""
-    database = env.fresh_database(database_name, redis_db)
+    database = env.fresh_database(database_name, redis_db=redis_db)
     port = free_port()
     shop_env = {
         "DATABASE_URL": database,

@@ -11,11 +11,12 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.breakers import PartnerBreakers
+from app.operations import watchdog
 from app.ordering import service as ordering
-from app.platform import metrics
+from app.platform import deadletters, metrics
 from app.platform.access import access
 from workers import QUEUES
 
@@ -32,16 +33,24 @@ async def metrics_endpoint(request: Request[Any, Any, Any], state: State) -> Res
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
     breakers: PartnerBreakers = state.breakers
-    minutes = settings.observability.stuck_order_minutes
 
     async def breaker_states() -> Sequence[tuple[str, str]]:
         return [(s.name, s.state) for s in await breakers.states()]
 
-    async def stuck_orders(conn: AsyncConnection) -> float:
-        return float(await ordering.count_stuck_orders(conn, minutes))
+    async def dead_letters(session: AsyncSession) -> float:
+        return float(await deadletters.count_active(session))
+
+    async def stuck_orders(session: AsyncSession) -> float:
+        """The watchdog's findings (paid without delivery, no partner news, refund
+        without return) and orders whose payment never settled."""
+        stalled = await watchdog.stalled(session, settings.pipeline)
+        unpaid = await ordering.count_stuck_orders(
+            session, settings.observability.stuck_order_minutes
+        )
+        return float(len(stalled.findings) + unpaid)
 
     await metrics.refresh_shop_gauges(
-        state.engine, state.redis, QUEUES, breaker_states, stuck_orders
+        state.session_factory, state.redis, QUEUES, breaker_states, dead_letters, stuck_orders
     )
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

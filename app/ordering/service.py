@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.coupon import service as coupon
 from app.delivery import service as delivery
@@ -373,11 +373,11 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
     await _emit(session, order, "OrderRefunded", event)
 
 
-async def count_stuck_orders(conn: AsyncConnection, older_than_minutes: float) -> int:
+async def count_stuck_orders(session: AsyncSession, older_than_minutes: float) -> int:
     """Orders still waiting for their payment's outcome after ``older_than_minutes``: the
     charge job is not getting through (a metric and an alert; cheap enough to run at
     every scrape)."""
-    count = await conn.scalar(
+    count = await session.scalar(
         select(func.count())
         .select_from(Order)
         .where(

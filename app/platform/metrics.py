@@ -37,7 +37,7 @@ from prometheus_client import (
 from prometheus_client.exposition import ThreadingWSGIServer
 from redis.asyncio import Redis
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app.platform.outbox import RECORDED
@@ -195,15 +195,16 @@ class _QuietHandler(WSGIRequestHandler):
 # -- the shop-wide gauges ----------------------------------------------------------------
 
 StateReader = Callable[[], Coroutine[Any, Any, Sequence[tuple[str, str]]]]
-Query = Callable[[Any], Coroutine[Any, Any, float]]
+Count = Callable[[AsyncSession], Coroutine[Any, Any, float]]
 
 
 async def refresh_shop_gauges(
-    engine: AsyncEngine,
+    session_factory: async_sessionmaker[AsyncSession],
     redis: Redis,
     queues: Sequence[str],
     breaker_states: StateReader,
-    stuck_orders: Query,
+    dead_letters: Count,
+    stuck_orders: Count,
 ) -> None:
     """Read the shop's state into the gauges; a source that cannot be read is reported by
     ``pizzeria_metrics_source_up`` and leaves its gauges as they were."""
@@ -223,9 +224,9 @@ async def refresh_shop_gauges(
         log.warning("metrics: cannot read Redis: %r", exc)
         SOURCE_UP.labels("redis").set(0)
     try:
-        async with engine.connect() as conn:
+        async with session_factory() as session:
             backlog, oldest = (
-                await conn.execute(
+                await session.execute(
                     text(
                         "SELECT count(*), coalesce(extract(epoch FROM now() - min(occurred_at)), 0)"
                         " FROM platform.outbox WHERE published_at IS NULL"
@@ -234,20 +235,12 @@ async def refresh_shop_gauges(
             ).one()
             OUTBOX_BACKLOG.set(backlog)
             OUTBOX_OLDEST_AGE.set(float(oldest))
-            DEAD_LETTERS.set(await count_dead_letters(conn))
-            STUCK_ORDERS.set(await stuck_orders(conn))
+            DEAD_LETTERS.set(await dead_letters(session))
+            STUCK_ORDERS.set(await stuck_orders(session))
         SOURCE_UP.labels("postgres").set(1)
     except Exception as exc:
         log.warning("metrics: cannot read PostgreSQL: %r", exc)
         SOURCE_UP.labels("postgres").set(0)
-
-
-async def count_dead_letters(conn: Any) -> float:
-    """Parked events; NaN (shown as such, never a false 0) while the table does not exist."""
-    table = await conn.scalar(text("SELECT to_regclass('platform.dead_letters')"))
-    if table is None:
-        return float("nan")
-    return float(await conn.scalar(text("SELECT count(*) FROM platform.dead_letters")))
 
 
 def authorized(authorization: str | None, token: str) -> bool:

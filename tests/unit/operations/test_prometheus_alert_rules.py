@@ -58,3 +58,21 @@ def test_every_rule_has_a_test_that_makes_it_fire_and_one_that_keeps_it_quiet() 
         "ServerErrors",
         "QueueWithoutWorker",
     } <= set(names)
+
+
+def test_the_compose_prometheus_scrapes_every_part_with_the_rules() -> None:
+    result = run("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    assert config["rule_files"] == [RULES.name]
+    compose = yaml.safe_load((PROMETHEUS.parent / "compose.yaml").read_text())
+    targets = {
+        target.split(":")[0]
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    parts = {name for name in compose["services"] if name in ("web", "relay")}
+    parts |= {name for name in compose["services"] if name.startswith("worker-")}
+    assert targets == parts
+    assert "prometheus" in compose["services"]

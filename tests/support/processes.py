@@ -116,7 +116,9 @@ def start_shop(sandbox_url: str) -> Iterator[Shop]:
     for queue in QUEUES:
         shop.start_worker(queue)
     try:
-        wait_http(f"{shop.url}/health/ready", web)
+        # Eight processes import the app at once on a small, shared machine: be patient
+        # (a process that dies still fails at once).
+        wait_http(f"{shop.url}/health/ready", web, timeout=180)
         yield shop
     finally:
         stop([web, relay, *shop.workers.values()])

@@ -61,6 +61,7 @@ class OrderingApi(Controller):
                 note=data.note or "",
             ),
             gate=state.breakers,
+            vault=state.payment_provider,
         )
         view = await status.order_view(db, placed.order_id, caller.user_id)
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}

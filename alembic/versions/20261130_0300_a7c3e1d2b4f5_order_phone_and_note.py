@@ -1,7 +1,7 @@
 """order phone and delivery note
 
 Revision ID: a7c3e1d2b4f5
-Revises: c04d877b6bb6
+Revises: 5ec0a11d2b7e
 Create Date: 2026-11-30 02:10:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "a7c3e1d2b4f5"
-down_revision: str | None = "c04d877b6bb6"
+down_revision: str | None = "5ec0a11d2b7e"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

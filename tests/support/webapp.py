@@ -55,6 +55,4 @@ async def running(settings: Settings | None = None) -> AsyncIterator[Litestar]:
 def client(app: Litestar, peer: str = "203.0.113.7", **kwargs: Any) -> httpx.AsyncClient:
     """A browser or API client reaching ``app`` from ``peer``."""
     transport = httpx.ASGITransport(app=app, client=(peer, 40000))  # type: ignore[arg-type]
-    return httpx.AsyncClient(
-        transport=transport, base_url="http://shop.test", timeout=30, **kwargs
-    )
+    return httpx.AsyncClient(transport=transport, base_url="http://shop.test", timeout=30, **kwargs)

@@ -632,3 +632,39 @@ async def test_absurd_instants_in_the_refund_api_are_not_a_500(
         for params in ({"from": moment}, {"to": moment}):
             response = await api.get("/api/refunds", params=params, headers=headers)
             assert response.status_code in (200, 422), (params, response.text)
+
+
+# -- secrets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("part", "overrides", "named"),
+    [
+        (["relay"], {"SECRET_KEY": ""}, "SECRET_KEY is not set"),
+        (
+            ["worker", "coupon"],
+            {"SECRET_KEY": "dev-only-secret-change-me-in-production-0123"},
+            "SECRET_KEY is a published default",
+        ),
+        (["serve", "--port", "9"], {"SECRET_KEY": "short-secret"}, "SECRET_KEY is shorter"),
+        (
+            ["relay"],
+            {"COURIER_WEBHOOK_SECRET": "dev-only-courier-webhook-secret"},
+            "COURIER_WEBHOOK_SECRET is a published default",
+        ),
+    ],
+)
+def test_no_part_starts_with_a_missing_default_or_short_secret(
+    part: list[str], overrides: dict[str, str], named: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **overrides}
+    env.pop("PIZZERIA_DEMO", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", *part], env=env, capture_output=True, timeout=90
+    )
+    assert done.returncode != 0
+    assert named in done.stderr.decode(), done.stderr.decode()[-500:]

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from litestar import Litestar, Router, get
 from litestar.datastructures import State
@@ -37,7 +38,8 @@ from app.delivery.webhooks import courier_webhook
 from app.menu.api import MenuApi
 from app.menu.pages import MenuPages
 from app.operations.api import OperationsApi
-from app.operations.pages import PartnerPages
+from app.operations.health import report as health_report
+from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
 from app.payment.provider import HttpPaymentProvider
@@ -77,6 +79,15 @@ async def ready(state: State) -> dict[str, str]:
             status_code=503, detail=f"not ready: {type(exc).__name__}", headers={"Retry-After": "5"}
         ) from exc
     return {"status": "ready"}
+
+
+@get("/health", tags=["health"], include_in_schema=False, opt=access("public"))
+async def health(state: State) -> dict[str, Any]:
+    """Every part of the shop: this web process's pub/sub listener, each relay and worker
+    (heartbeats: ``ok``, ``redis_down``, ``gone``), the event backlog, dead letters and
+    the watchdog's stuck work. Counts only; 200 even when degraded (``status`` says)."""
+    async with state.session_factory() as session:
+        return await health_report(session, state.settings, state.broadcaster)
 
 
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
@@ -132,6 +143,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CouponPages,
             BoardPages,
             PartnerPages,
+            PipelinePages,
             RefundPages,
             StaffRefundPages,
             ReasonAdminPages,
@@ -148,6 +160,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             live,
             ready,
+            health,
             courier_webhook,
             api,
             pages,

@@ -272,3 +272,29 @@ async def by_return_pickup(session: AsyncSession, partner_ref: str) -> Delivery 
     return await session.scalar(
         select(Delivery).where(Delivery.return_partner_ref == partner_ref).with_for_update()
     )
+
+
+async def orders_with_delivery(session: AsyncSession, order_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``order_ids`` have a delivery (the watchdog's "paid, no delivery")."""
+    if not order_ids:
+        return set()
+    rows = await session.scalars(select(Delivery.order_id).where(Delivery.order_id.in_(order_ids)))
+    return set(rows)
+
+
+async def waiting_on_partner_since(
+    session: AsyncSession, cutoff: datetime, limit: int = 200
+) -> list[Delivery]:
+    """Deliveries the partner should be moving (a rider requested or assigned, the food
+    ready or on its way) that have not changed since ``cutoff``: no partner news."""
+    rows = await session.scalars(
+        select(Delivery)
+        .where(
+            Delivery.status.in_((DeliveryStatus.ready, DeliveryStatus.out_for_delivery)),
+            Delivery.courier_status.in_((CourierStatus.requested, CourierStatus.assigned)),
+            Delivery.updated_at < cutoff,
+        )
+        .order_by(Delivery.updated_at)
+        .limit(limit)
+    )
+    return list(rows)

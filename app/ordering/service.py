@@ -11,6 +11,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import insert, select, update
@@ -364,3 +365,17 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.refunded)
     await _emit(session, order, "OrderRefunded", event)
+
+
+async def paid_before(
+    session: AsyncSession, cutoff: datetime, limit: int = 200
+) -> list[tuple[uuid.UUID, datetime]]:
+    """Orders still ``paid`` (not yet delivered) that were placed before ``cutoff``, oldest
+    first: the watchdog asks delivery which of them have no delivery at all."""
+    rows = await session.execute(
+        select(Order.id, Order.created_at)
+        .where(Order.status == OrderStatus.paid, Order.created_at < cutoff)
+        .order_by(Order.created_at)
+        .limit(limit)
+    )
+    return [(order_id, created) for order_id, created in rows]

@@ -165,6 +165,40 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class PipelineSettings:
+    """The event pipeline's clocks (see README "How the parts fit")."""
+
+    #: a job that has not run to its inbox row this long after it was enqueued is
+    #: enqueued again, with the same job id (a no-op while Redis still holds it)
+    redeliver_seconds: float = field(
+        default_factory=lambda: _env_float("EVENT_REDELIVER_SECONDS", 30.0)
+    )
+    #: how often the reconciler looks
+    reconcile_seconds: float = field(
+        default_factory=lambda: _env_float("RECONCILE_INTERVAL_SECONDS", 5.0)
+    )
+    #: how often relay and workers write their state for health
+    heartbeat_seconds: float = field(default_factory=lambda: _env_float("HEARTBEAT_SECONDS", 5.0))
+    #: an error we cannot tell transient is retried this many times, then dead-lettered
+    poison_tries: int = field(default_factory=lambda: _env_int("WORKER_POISON_TRIES", 5))
+    #: run-time limit of a job that talks to PostgreSQL only
+    job_timeout_seconds: float = field(
+        default_factory=lambda: _env_float("WORKER_JOB_TIMEOUT", 10.0)
+    )
+    #: the watchdog: paid orders with no delivery, deliveries waiting on the partner
+    #: with no news, refunds with no return, after this many minutes
+    stalled_paid_minutes: float = field(
+        default_factory=lambda: _env_float("WATCHDOG_PAID_MINUTES", 10.0)
+    )
+    stalled_partner_minutes: float = field(
+        default_factory=lambda: _env_float("WATCHDOG_PARTNER_MINUTES", 30.0)
+    )
+    stalled_return_minutes: float = field(
+        default_factory=lambda: _env_float("WATCHDOG_RETURN_MINUTES", 120.0)
+    )
+
+
+@dataclass(frozen=True)
 class ShopSettings:
     currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "EUR"))
     name: str = field(default_factory=lambda: _env("PIZZERIA_NAME", "Pizzeria"))
@@ -190,6 +224,7 @@ class Settings:
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     shop: ShopSettings = field(default_factory=ShopSettings)
     debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))
     #: a demo on one machine (``pizzeria up`` with embedded databases): public default

@@ -2,7 +2,7 @@
 idempotency fingerprints
 
 Revision ID: 5ec0a11d2b7e
-Revises: c04d877b6bb6
+Revises: 5e1f0a7d2c91
 Create Date: 2026-11-30 02:10:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "5ec0a11d2b7e"
-down_revision: str | None = "c04d877b6bb6"
+down_revision: str | None = "5e1f0a7d2c91"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -57,7 +57,7 @@ PARTNER_CALL_SECONDS = Histogram(
 )
 JOBS = Counter(
     "pizzeria_jobs",
-    "Jobs run by the workers, by task and outcome (ok, retry, error, cancelled)",
+    "Job runs by task and outcome (ok, retry, dead_letter, error, cancelled)",
     ["task", "outcome"],
 )
 SSE_CONNECTIONS = Gauge("pizzeria_sse_connections", "Open server-sent event streams")
@@ -128,18 +128,21 @@ def _forget_rolled_back_events(session: Session, previous_transaction: Any) -> N
 
 
 Job = Callable[..., Coroutine[Any, Any, Any]]
+#: what ``app.platform.handlers.run_job`` returns for a job it parked
+DEAD_LETTERED = "dead-lettered"
 
 
 def counted_job(name: str, task: Job) -> Job:
-    """Count every run of a job by outcome: ``ok``, ``retry`` (the job asked to run again
-    later), ``error`` (it raised), ``cancelled`` (timeout or shutdown)."""
+    """Count every run of a job by outcome: ``ok``, ``retry`` (it runs again later),
+    ``dead_letter`` (parked after a permanent failure), ``error`` (it raised),
+    ``cancelled`` (timeout or shutdown)."""
 
     @functools.wraps(task)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         outcome = "error"
         try:
             result = await task(ctx, *args, **kwargs)
-            outcome = "ok"
+            outcome = "dead_letter" if result == DEAD_LETTERED else "ok"
             return result
         except Retry:
             outcome = "retry"

@@ -14,7 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.delivery.models import CourierStatus, Delivery, DeliveryStatus, stage
+from app.delivery.models import (
+    CourierStatus,
+    Delivery,
+    DeliveryStatus,
+    ReturnPickup,
+    ReturnPickupState,
+    stage,
+)
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, NotFound
 from app.platform.events import Event
@@ -40,6 +47,7 @@ def snapshot(delivery: Delivery) -> dict[str, Any]:
         "paidAt": delivery.paid_at.isoformat() if delivery.paid_at else None,
         "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
         "history": delivery.history,
+        "returnTrip": delivery.return_trip,
         "version": delivery.version,
     }
 
@@ -213,8 +221,10 @@ async def locked_for_order(session: AsyncSession, order_id: uuid.UUID) -> Delive
 
 
 async def request_return(session: AsyncSession, delivery: Delivery) -> None:
-    """Part of the refund transaction (NFR1.2): delivered → return_requested."""
+    """Part of the refund transaction (NFR1.2): delivered → return_requested, on a new
+    return trip (each refund gets its own pickup at the partner)."""
     delivery.move_to(DeliveryStatus.return_requested)
+    delivery.return_trip += 1
     await _emit(session, delivery, "DeliveryReturnRequested")
 
 
@@ -239,15 +249,55 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
 
 
 async def record_return_pickup(
-    session: AsyncSession, delivery_id: uuid.UUID, partner_ref: str
+    session: AsyncSession, delivery_id: uuid.UUID, trip: int, partner_ref: str
 ) -> bool:
-    """Store the return pickup id; True when the return was cancelled meanwhile."""
+    """Store the partner's pickup for return trip ``trip``; False when that trip is no
+    longer wanted (its refund was cancelled meanwhile): the caller then withdraws it."""
     delivery = await _locked(session, delivery_id)
-    delivery.return_partner_ref = delivery.return_partner_ref or partner_ref
-    return delivery.status != DeliveryStatus.return_requested
-
-
-async def by_return_pickup(session: AsyncSession, partner_ref: str) -> Delivery | None:
-    return await session.scalar(
-        select(Delivery).where(Delivery.return_partner_ref == partner_ref).with_for_update()
+    now = utcnow()
+    await session.execute(
+        insert(ReturnPickup)
+        .values(
+            delivery_id=delivery_id,
+            trip=trip,
+            partner_ref=partner_ref,
+            state=ReturnPickupState.active.value,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
     )
+    return trip_wanted(delivery, trip)
+
+
+def trip_wanted(delivery: Delivery, trip: int) -> bool:
+    """Is return trip ``trip`` the one a refund is waiting for right now?"""
+    return delivery.returning and delivery.return_trip == trip
+
+
+async def return_pickup(
+    session: AsyncSession, delivery_id: uuid.UUID, trip: int
+) -> ReturnPickup | None:
+    return await session.get(ReturnPickup, (delivery_id, trip), populate_existing=True)
+
+
+async def settle_return_pickup(
+    session: AsyncSession, delivery_id: uuid.UUID, trip: int, state: ReturnPickupState
+) -> None:
+    """Our record of the partner's trip: withdrawn by us, or finished."""
+    pickup = await session.get(ReturnPickup, (delivery_id, trip), with_for_update=True)
+    if pickup is not None and pickup.state == ReturnPickupState.active:
+        pickup.state = state.value
+        pickup.updated_at = utcnow()
+
+
+async def by_return_pickup(
+    session: AsyncSession, partner_ref: str
+) -> tuple[Delivery, ReturnPickup] | None:
+    """The delivery (locked) and return trip a partner pickup id belongs to."""
+    pickup = await session.scalar(
+        select(ReturnPickup).where(ReturnPickup.partner_ref == partner_ref)
+    )
+    if pickup is None:
+        return None
+    return await _locked(session, pickup.delivery_id), pickup

@@ -12,14 +12,12 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.delivery import service
+from app.delivery import partner_news
 from app.delivery.gateway import CourierEvent
-from app.delivery.models import DeliveryStatus
 from app.platform.access import access
 from app.platform.errors import InvalidInput, NotAuthenticated
 from app.platform.outbox import claim
 from app.platform.signing import verify
-from app.refund import service as refunds
 
 SIGNATURE_HEADER = "x-courier-signature"
 HANDLER = "delivery.courier_webhook"
@@ -42,19 +40,7 @@ async def courier_webhook(
         raise InvalidInput.single("body", str(exc)) from exc
     async with db.begin():
         if await claim(db, HANDLER, uuid.uuid5(_NAMESPACE, event.event_id)):
-            await _apply(db, event, at)
+            rider = event.rider.name if event.rider else None
+            await partner_news.apply(db, event.pickup_id, event.type, rider, at)
     # Nobody waits on this answer: the status worker projects the change.
     return {"status": "ok"}
-
-
-async def _apply(db: AsyncSession, event: CourierEvent, at: datetime) -> None:
-    """A return trip (refund) or the delivery itself."""
-    returning = await service.by_return_pickup(db, event.pickup_id)
-    if returning is None:
-        rider = event.rider.name if event.rider else None
-        await service.apply_partner_event(db, event.pickup_id, event.type, rider, at)
-    elif returning.status == DeliveryStatus.return_requested:
-        if event.type == service.DELIVERED:  # the pizzas are back at the shop
-            await service.complete_return(db, returning.id)
-        elif event.type == service.PARTNER_CANCELLED:  # FR11: the partner cancelled the trip
-            await refunds.cancel_for_delivery(db, returning.id, "partner", commit=False)

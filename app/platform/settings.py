@@ -96,6 +96,17 @@ class PartnerSettings:
         default_factory=lambda: _env("COURIER_WEBHOOK_SECRET", "dev-only-courier-webhook-secret")
     )
     timeout_seconds: float = field(default_factory=lambda: _env_float("PARTNER_TIMEOUT", 3.0))
+    #: a pickup with no partner news for this long is asked for its status (lost webhooks)
+    courier_silence_seconds: float = field(
+        default_factory=lambda: _env_float("COURIER_SILENCE_SECONDS", 120.0)
+    )
+    #: how often the delivery worker looks for such pickups (1 to 60 s)
+    courier_reconcile_every_seconds: int = field(
+        default_factory=lambda: _env_int("COURIER_RECONCILE_EVERY_SECONDS", 30)
+    )
+    courier_reconcile_batch: int = field(
+        default_factory=lambda: _env_int("COURIER_RECONCILE_BATCH", 100)
+    )
 
 
 @dataclass(frozen=True)

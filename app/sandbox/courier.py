@@ -165,9 +165,14 @@ class PickupView(msgspec.Struct, rename="camel"):
 
 
 class ManualEvent(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of ``POST /sandbox/courier/pickups/{id}/events``."""
+    """Body of ``POST /sandbox/courier/pickups/{id}/events``.
+
+    ``webhook: false`` moves the pickup without telling the shop: a webhook the partner
+    gave up on (the shop then only learns it by asking, see ``GET /courier/v1/pickups/{id}``).
+    """
 
     type: EventType
+    webhook: bool = True
 
 
 class ManualEventResult(msgspec.Struct, rename="camel"):
@@ -329,14 +334,22 @@ class CourierSandbox:
         delivery.delivered = delivery.status is not None and 200 <= delivery.status < 300
         return delivery
 
-    async def send_now(self, pickup_id: str, event_type: EventType) -> ManualEventResult | None:
-        """Manual control: apply ``event_type`` and deliver its webhook before returning."""
+    async def send_now(
+        self, pickup_id: str, event_type: EventType, *, webhook: bool = True
+    ) -> ManualEventResult | None:
+        """Manual control: apply ``event_type`` and deliver its webhook before returning
+        (or, with ``webhook=False``, lose it)."""
         record = self.pickups.get(pickup_id)
         if record is None:
             return None
         if event_type in ("delivered", "cancelled"):
             self._stop_autopilot(record.id)
-        delivery = await self._deliver(record, self._advance(record, event_type))
+        event = self._advance(record, event_type)
+        if not webhook:
+            lost = EventDelivery(event_id=event.event_id, type=event.type)
+            record.events.append(lost)
+            return ManualEventResult(delivered=False, status=None, event_id=event.event_id)
+        delivery = await self._deliver(record, event)
         return ManualEventResult(
             delivered=delivery.delivered, status=delivery.status, event_id=delivery.event_id
         )
@@ -475,7 +488,7 @@ async def send_event(
         return respond(detail(422, f"invalid event: {exc}"))
     except msgspec.DecodeError as exc:
         return respond(detail(400, f"invalid JSON: {exc}"))
-    result = await courier.send_now(pickup_id, event.type)
+    result = await courier.send_now(pickup_id, event.type, webhook=event.webhook)
     if result is None:
         return respond(_no_such_pickup(pickup_id))
     return Response(content=result, status_code=200)

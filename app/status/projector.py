@@ -167,15 +167,25 @@ RETURN_STEPS = {
 
 
 def _refund_changed(doc: Doc, event: Event) -> None:
+    """An order may have several refunds over time (one withdrawn, then another): the
+    view shows the newest, and the timeline tells every one of them."""
     p = event.payload
-    doc["refund"] = {
-        "id": p["refundId"],
-        "status": p["status"],
-        "reasonCode": p["reasonCode"],
-        "reasonLabel": p.get("reasonLabel"),
-        "reason": p["reason"],
-        "amount": p["amount"],
-    }
+    shown = doc.get("refund")
+    newer_shown = (
+        shown is not None
+        and shown["id"] != p["refundId"]
+        and shown.get("createdAt", "") > p["createdAt"]
+    )
+    if not newer_shown:
+        doc["refund"] = {
+            "id": p["refundId"],
+            "status": p["status"],
+            "reasonCode": p["reasonCode"],
+            "reasonLabel": p.get("reasonLabel"),
+            "reason": p["reason"],
+            "amount": p["amount"],
+            "createdAt": p["createdAt"],
+        }
     step, detail = {
         "requested": ("refund_requested", f"Refund requested: {p.get('reasonLabel')}"),
         "completed": ("refund_completed", f"Refund of {_money(p['amount'], p['currency'])} sent"),
@@ -255,7 +265,8 @@ async def _change_view(session: AsyncSession, event: Event) -> bool:
     if view is None:
         raise ViewNotReady(str(order_id))
     version = int(event.payload["version"])
-    if version <= view.sources.get(source, 0):
+    key = source_key(source, event.aggregate_id)
+    if version <= _seen(view.sources, source, key):
         return False
     doc = copy.deepcopy(view.doc)
     change(doc, event)
@@ -263,10 +274,24 @@ async def _change_view(session: AsyncSession, event: Event) -> bool:
     # in the order they happened, not the order they were projected.
     doc["timeline"].sort(key=lambda entry: entry["at"])
     view.doc = doc
-    view.sources = {**view.sources, source: version}
+    view.sources = {**view.sources, key: version}
     view.version += 1
     view.updated_at = utcnow()
     return True
+
+
+def source_key(source: str, aggregate_id: str) -> str:
+    """Versions are per aggregate: two refunds of one order each count from 1."""
+    return f"{source}:{aggregate_id}"
+
+
+def _seen(sources: dict[str, int], source: str, key: str) -> int:
+    """The version of this aggregate the view has applied. Views written before versions
+    were kept per aggregate id have one entry per source; it still holds for the sources
+    an order has only one of (never for refunds: that was the bug it fixes)."""
+    if key in sources:
+        return sources[key]
+    return 0 if source == "refund" else sources.get(source, 0)
 
 
 async def _create_view(session: AsyncSession, event: Event) -> bool:
@@ -276,7 +301,7 @@ async def _create_view(session: AsyncSession, event: Event) -> bool:
             order_id=uuid.UUID(event.payload["orderId"]),
             customer_id=uuid.UUID(event.payload["customerId"]),
             version=1,
-            sources={"order": int(event.payload["version"]), "payment": 1},
+            sources={source_key("order", event.aggregate_id): int(event.payload["version"])},
             doc=_initial_doc(event),
             created_at=event.occurred_at,
             updated_at=utcnow(),

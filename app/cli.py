@@ -12,9 +12,30 @@ import click
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: commands that start their own servers or need none
+_SELF_CONTAINED = frozenset({"up", "sandbox", "bench"})
+
+
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Pizzeria: ordering, delivery and refunds for a pizza shop."""
+    if ctx.invoked_subcommand not in _SELF_CONTAINED:
+        from app.platform.embedded import use_running_shop
+
+        ctx.obj = {"idle_data_dir": use_running_shop()}
+
+
+def require_database() -> None:
+    """No ``DATABASE_URL`` and no ``pizzeria up`` running on the data folder: say so
+    plainly instead of failing on a connection to a server that is not there."""
+    ctx = click.get_current_context()
+    idle = (ctx.find_root().obj or {}).get("idle_data_dir")
+    if idle is not None:
+        raise click.ClickException(
+            f"no database: nothing is running on {idle}. Start the shop with "
+            "`pizzeria up` (same PIZZERIA_DATA_DIR), or set DATABASE_URL."
+        )
 
 
 @main.command()
@@ -53,6 +74,7 @@ def worker(queue: str) -> None:
     """Run the arq worker for QUEUE (payment, ordering, status)."""
     from arq.worker import run_worker
 
+    require_database()
     from workers import QUEUES, settings_for
 
     if queue not in QUEUES:
@@ -63,6 +85,7 @@ def worker(queue: str) -> None:
 @main.command()
 def relay() -> None:
     """Run the outbox relay (safe to run several)."""
+    require_database()
     asyncio.run(_relay())
 
 
@@ -92,6 +115,7 @@ async def _relay() -> None:
 @main.command()
 def migrate() -> None:
     """Apply database migrations."""
+    require_database()
     run_migrations()
     click.echo("migrations applied")
 
@@ -134,6 +158,7 @@ def user() -> None:
 @click.option("--role", type=click.Choice(["customer", "staff", "admin"]), default="customer")
 def create_user(email: str, password: str, name: str | None, role: str) -> None:
     """Create an account with a role."""
+    require_database()
     from app.accounts.models import Role
     from app.accounts.service import sign_up
     from app.platform.db import create_engine, create_session_factory
@@ -165,6 +190,7 @@ def menu() -> None:
 @menu.command("load-demo")
 def load_demo() -> None:
     """Load (or refresh) the demo pizzas."""
+    require_database()
     from app.launcher import load_demo_data
 
     asyncio.run(load_demo_data(with_accounts=False))

@@ -10,7 +10,7 @@ from app.breakers import courier_breaker
 from app.delivery import reconcile, tasks
 from app.delivery.gateway import HttpCourierGateway
 from app.platform.settings import get_settings
-from workers.base import worker_settings
+from workers.base import partner_job_timeout, worker_settings
 
 
 async def _open_gateway(ctx: dict[str, Any]) -> None:
@@ -33,6 +33,7 @@ WorkerSettings = worker_settings(
         (tasks.WITHDRAW_RETURN_PICKUP, tasks.withdraw_return_pickup),
         (tasks.CLOSE_RETURN_PICKUP, tasks.close_return_pickup),
     ],
+    timeout=partner_job_timeout(get_settings()),
     on_startup=_open_gateway,
     on_shutdown=_close_gateway,
 )

@@ -18,15 +18,23 @@ from app.refund import service as refunds
 
 
 async def apply(
-    db: AsyncSession, pickup_id: str, kind: str, rider: str | None, at: datetime
+    db: AsyncSession,
+    pickup_id: str,
+    kind: str,
+    rider: str | None,
+    at: datetime,
+    reference: str | None = None,
 ) -> None:
     """One piece of news (``rider_assigned``, ``picked_up``, ``delivered``, ``cancelled``)
-    about a pickup: a return trip (refund) or the delivery itself."""
+    about a pickup: a return trip (refund) or the delivery itself. A webhook's
+    ``reference`` must be the one we booked the pickup with (422 otherwise)."""
     returning = await service.by_return_pickup(db, pickup_id)
     if returning is None:
-        await service.apply_partner_event(db, pickup_id, kind, rider, at)
+        await service.apply_partner_event(db, pickup_id, kind, rider, at, reference=reference)
         return
     delivery, pickup = returning
+    if reference is not None:
+        service.ensure_reference(reference, service.partner_reference(delivery.id, "return"))
     if not service.trip_wanted(delivery, pickup.trip):
         return  # news about a trip whose refund is over: nothing to change
     if kind == service.DELIVERED:  # the pizzas are back at the shop

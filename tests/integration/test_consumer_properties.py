@@ -75,7 +75,7 @@ async def _deliver(factory: Factory, orders: list[uuid.UUID]) -> None:
     """Staff move every order's delivery to its door, once the delivery exists."""
     for order_id in orders:
         found = await eventually(
-            lambda o=order_id: _delivery(factory, o), f"delivery of {order_id}"
+            lambda o=order_id: _delivery(factory, o), f"delivery of {order_id}", 240
         )
         async with factory() as session:
             current: Delivery = found

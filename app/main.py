@@ -24,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
+from app import words
 from app.accounts import service as accounts
 from app.accounts.api import AuthApi
 from app.accounts.pages import AccountPages
@@ -45,6 +46,7 @@ from app.platform.access import access, access_guard
 from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
 from app.platform.headers import security_headers_hook
+from app.platform.i18n import LocaleMiddleware, Msg
 from app.platform.pubsub import Broadcaster
 from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis
@@ -93,6 +95,11 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await app.state.redis.aclose()
 
     return lifespan
+
+
+def _configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> None:
+    web.configure_templates(engine, settings)
+    words.install(engine.engine)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -164,7 +171,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             }
         ),
         stores={"sessions": RedisStore(redis, namespace="pizzeria:session")},
-        middleware=[session_config(settings).middleware],
+        middleware=[session_config(settings).middleware, LocaleMiddleware],
+        type_encoders={Msg: str},  # words for people are English in JSON
         csrf_config=CSRFConfig(
             secret=settings.security.secret_key,
             cookie_name="__Host-pizzeria_csrf" if settings.security.https else "pizzeria_csrf",
@@ -178,7 +186,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         template_config=TemplateConfig(
             directory=ROOT / "templates",
             engine=JinjaTemplateEngine,
-            engine_callback=lambda engine: web.configure_templates(engine, settings),
+            engine_callback=lambda engine: _configure_templates(engine, settings),
         ),
         openapi_config=OpenAPIConfig(
             title="Pizzeria API",

@@ -15,6 +15,7 @@ from app.accounts import service
 from app.accounts.schemas import PasswordChange, SignupRequest, TokenForm, TokenView, UserView
 from app.platform.access import access
 from app.platform.errors import NotAuthenticated
+from app.platform.i18n import N_
 from app.platform.security import Principal, issue_token
 
 
@@ -47,7 +48,7 @@ class AuthApi(Controller):
         await limits.signin(request, data.username)
         user = await service.authenticate(db, data.username, data.password)
         if user is None:
-            raise NotAuthenticated("wrong email or password")
+            raise NotAuthenticated(N_("wrong email or password"))
         token, ttl = issue_token(state.settings, Principal(user_id=user.id, role=user.role))
         return TokenView(access_token=token, token_type="bearer", expires_in=ttl)
 

@@ -22,6 +22,7 @@ from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
 from app.platform.errors import NotFound
+from app.platform.i18n import N_, Verbatim
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import fragment, is_htmx, page, redirect
@@ -32,20 +33,20 @@ from app.status.models import BoardCard
 from app.status.projector import BOARD_CHANNEL
 
 COLUMNS: tuple[tuple[DeliveryStatus, str], ...] = (
-    (DeliveryStatus.queued, "Queued"),
-    (DeliveryStatus.preparing, "Preparing"),
-    (DeliveryStatus.baking, "In the oven"),
-    (DeliveryStatus.ready, "Ready"),
-    (DeliveryStatus.out_for_delivery, "Out for delivery"),
-    (DeliveryStatus.delivered, "Delivered"),
-    (DeliveryStatus.return_requested, "Returns"),
+    (DeliveryStatus.queued, N_("Queued")),
+    (DeliveryStatus.preparing, N_("Preparing")),
+    (DeliveryStatus.baking, N_("In the oven")),
+    (DeliveryStatus.ready, N_("Ready")),
+    (DeliveryStatus.out_for_delivery, N_("Out for delivery")),
+    (DeliveryStatus.delivered, N_("Delivered")),
+    (DeliveryStatus.return_requested, N_("Returns")),
 )
 ACTION_LABELS = {
-    DeliveryStatus.preparing: "Start preparing",
-    DeliveryStatus.baking: "Into the oven",
-    DeliveryStatus.ready: "Ready",
-    DeliveryStatus.out_for_delivery: "Out for delivery",
-    DeliveryStatus.delivered: "Delivered",
+    DeliveryStatus.preparing: N_("Start preparing"),
+    DeliveryStatus.baking: N_("Into the oven"),
+    DeliveryStatus.ready: N_("Ready"),
+    DeliveryStatus.out_for_delivery: N_("Out for delivery"),
+    DeliveryStatus.delivered: N_("Delivered"),
 }
 
 
@@ -59,9 +60,9 @@ class Card:
     @property
     def rider_label(self) -> str:
         if self.card.rider:
-            return f"Rider {self.card.rider}"
+            return N_("Rider %(name)s", name=Verbatim(self.card.rider))
         if self.card.courier_status in ("unassigned", "requested"):
-            return "Finding a rider"
+            return N_("Finding a rider")
         return ""
 
 
@@ -147,7 +148,7 @@ class BoardPages(Controller):
         elif outcome == "cancel":
             await refunds.cancel_for_delivery(db, delivery_id, "staff")
         else:
-            raise NotFound("no such return action")
+            raise NotFound(N_("no such return action"))
         await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))

@@ -18,7 +18,9 @@ from app.delivery.models import CourierStatus, Delivery, DeliveryStatus, stage
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, NotFound
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.platform.outbox import record_event
+from app.words import status_label
 
 #: The partner webhook types we understand.
 RIDER_ASSIGNED = "rider_assigned"
@@ -61,7 +63,7 @@ async def _emit(
 async def _locked(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     delivery = await session.get(Delivery, delivery_id, with_for_update=True)
     if delivery is None:
-        raise NotFound("delivery not found")
+        raise NotFound(N_("delivery not found"))
     return delivery
 
 
@@ -94,7 +96,9 @@ async def advance(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     delivery = await _locked(session, delivery_id)
     target = delivery.next_stage
     if target is None:
-        raise Conflict(f"a {delivery.status} delivery has no next stage")
+        raise Conflict(
+            N_("A %(status)s delivery has no next stage.", status=status_label(delivery.status))
+        )
     await _move(session, delivery, target)
     return delivery
 
@@ -143,8 +147,11 @@ async def cancel_for_order(
 
 
 def kitchen_started_reason(status: str) -> str:
-    stage = status.replace("_", " ")
-    return f"The kitchen has already started your order ({stage}); it can no longer be cancelled."
+    stage = status
+    return N_(
+        "The kitchen has already started your order (%(stage)s); it can no longer be cancelled.",
+        stage=status_label(stage),
+    )
 
 
 async def delivery_for_order(session: AsyncSession, order_id: uuid.UUID) -> Delivery | None:
@@ -221,7 +228,7 @@ async def request_return(session: AsyncSession, delivery: Delivery) -> None:
 async def cancel_return(session: AsyncSession, delivery: Delivery) -> None:
     """Part of the refund-cancel transaction (FR11): the pizzas stay with the customer."""
     if delivery.status == DeliveryStatus.returned:
-        raise Conflict("the return has already reached the shop; the refund goes ahead")
+        raise Conflict(N_("the return has already reached the shop; the refund goes ahead"))
     delivery.move_to(DeliveryStatus.delivered)
     await _emit(session, delivery, "DeliveryReturnCancelled")
 
@@ -232,7 +239,12 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
     if delivery.status == DeliveryStatus.returned:
         return delivery
     if delivery.status != DeliveryStatus.return_requested:
-        raise Conflict(f"a {delivery.status} delivery has no return to complete")
+        raise Conflict(
+            N_(
+                "A %(status)s delivery has no return to complete.",
+                status=status_label(delivery.status),
+            )
+        )
     delivery.move_to(DeliveryStatus.returned)
     await _emit(session, delivery, "DeliveryReturned")
     return delivery

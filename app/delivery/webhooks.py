@@ -17,6 +17,7 @@ from app.delivery.gateway import CourierEvent
 from app.delivery.models import DeliveryStatus
 from app.platform.access import access
 from app.platform.errors import InvalidInput, NotAuthenticated
+from app.platform.i18n import N_
 from app.platform.outbox import claim
 from app.platform.signing import verify
 from app.refund import service as refunds
@@ -34,7 +35,7 @@ async def courier_webhook(
     body = await request.body()
     secret = state.settings.partners.courier_webhook_secret
     if not verify(secret, body, request.headers.get(SIGNATURE_HEADER)):
-        raise NotAuthenticated("bad webhook signature")
+        raise NotAuthenticated(N_("bad webhook signature"))
     try:
         event = msgspec.json.decode(body, type=CourierEvent)
         at = datetime.fromisoformat(event.occurred_at)

@@ -22,10 +22,12 @@ from app.ordering.models import MAX_LINES, MAX_QTY, Order, OrderLine, OrderStatu
 from app.payment import service as payment
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.status import projector
+from app.words import status_label
 
 
 @dataclass(frozen=True)
@@ -59,20 +61,22 @@ class PlacedOrder:
 def _check_shape(command: PlaceOrder) -> list[FieldError]:
     errors: list[FieldError] = []
     if not command.lines:
-        errors.append(FieldError("items", "Add at least one pizza."))
+        errors.append(FieldError("items", N_("Add at least one pizza.")))
     elif len(command.lines) > MAX_LINES:
-        errors.append(FieldError("items", f"At most {MAX_LINES} different lines per order."))
+        errors.append(
+            FieldError("items", N_("At most %(n)s different lines per order.", n=MAX_LINES))
+        )
     for i, line in enumerate(command.lines):
         if not 1 <= line.qty <= MAX_QTY:
-            errors.append(FieldError(f"items[{i}].qty", f"Choose 1 to {MAX_QTY}."))
+            errors.append(FieldError(f"items[{i}].qty", N_("Choose 1 to %(n)s.", n=MAX_QTY)))
     key = command.idempotency_key
     if key is not None and (len(key) > 100 or not storable(key)):
-        errors.append(FieldError("Idempotency-Key", "Use at most 100 printable characters."))
+        errors.append(FieldError("Idempotency-Key", N_("Use at most 100 printable characters.")))
     address = command.address.strip()
     if not address or not storable(address):
-        errors.append(FieldError("address", "Tell us where to deliver."))
+        errors.append(FieldError("address", N_("Tell us where to deliver.")))
     elif len(address) > 300:
-        errors.append(FieldError("address", "Please use at most 300 characters."))
+        errors.append(FieldError("address", N_("Please use at most 300 characters.")))
     return errors
 
 
@@ -102,7 +106,7 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
     pizzas = await menu.find_pizzas(session, (line.pizza_id for line in command.lines))
     for i, line in enumerate(command.lines):
         if line.pizza_id not in pizzas:
-            errors.append(FieldError(f"items[{i}].pizzaId", "This pizza is not on the menu."))
+            errors.append(FieldError(f"items[{i}].pizzaId", N_("This pizza is not on the menu.")))
     if errors:
         raise InvalidInput(errors)
 
@@ -111,7 +115,7 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
     currency = settings.shop.currency
     coupon_code = coupon.normalize_code(command.coupon_code) if command.coupon_code else None
     if coupon_code is not None and not coupon.plausible_code(coupon_code):
-        raise InvalidInput.single("couponCode", "This coupon code is not valid.")
+        raise InvalidInput.single("couponCode", N_("This coupon code is not valid."))
     inserted = await session.scalar(
         pg_insert(Order)
         .values(
@@ -139,7 +143,7 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
             )
         )
         if existing is None:
-            raise NotFound("order not found")
+            raise NotFound(N_("order not found"))
         return PlacedOrder(existing, replayed=True)
 
     discount = 0
@@ -267,7 +271,10 @@ async def on_delivery_delivered(session: AsyncSession, event: Event) -> None:
 def cancel_refusal(order_status: str, delivery_status: str | None) -> str | None:
     """Why this order can no longer be cancelled, or None when it can (FR4)."""
     if order_status not in (OrderStatus.placed, OrderStatus.paid):
-        return f"This order is {order_status.replace('_', ' ')} and can no longer be cancelled."
+        return N_(
+            "This order is %(status)s and can no longer be cancelled.",
+            status=status_label(order_status),
+        )
     if delivery_status not in (None, "queued", "cancelled"):
         return delivery.kitchen_started_reason(delivery_status)
     return None
@@ -278,7 +285,7 @@ async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: 
     by the payment worker reacting to ``OrderCancelled`` (FR4, FR5)."""
     order = await _locked(session, order_id)
     if order is None or order.customer_id != customer_id:
-        raise NotFound("order not found")
+        raise NotFound(N_("order not found"))
     if reason := cancel_refusal(order.status, None):
         raise Conflict(reason)
     await delivery.cancel_for_order(session, order.id, order.customer_id)  # 409 once cooking
@@ -306,7 +313,7 @@ async def order_facts(
     """The customer's own order (404 for anyone else's)."""
     order = await session.get(Order, order_id)
     if order is None or order.customer_id != customer_id:
-        raise NotFound("order not found")
+        raise NotFound(N_("order not found"))
     return OrderFacts(order.id, order.customer_id, order.status, order.total_amount, order.currency)
 
 

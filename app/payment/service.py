@@ -16,6 +16,7 @@ from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import ChargeOutcome
 from app.platform.errors import InvalidInput
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.platform.outbox import record_event
 
 _NON_DIGITS = re.compile(r"[\s-]")
@@ -25,7 +26,7 @@ def normalize_card_number(raw: str) -> str:
     """Digits only; 422 naming ``cardNumber`` when it cannot be a card number."""
     digits = _NON_DIGITS.sub("", raw)
     if not (digits.isascii() and digits.isdigit()) or not 12 <= len(digits) <= 19:
-        raise InvalidInput.single("cardNumber", "Enter a card number of 12 to 19 digits.")
+        raise InvalidInput.single("cardNumber", N_("Enter a card number of 12 to 19 digits."))
     return digits
 
 
@@ -114,7 +115,7 @@ async def record_charge_outcome(
         payment.move_to(PaymentStatus.captured)
         event_type = "PaymentCaptured"
     else:
-        payment.failure_reason = outcome.failure_reason or "The payment was declined."
+        payment.failure_reason = outcome.failure_reason or str(N_("The payment was declined."))
         payment.move_to(PaymentStatus.failed)
         event_type = "PaymentFailed"
     await _emit(session, payment, event_type, cause)

@@ -23,6 +23,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from app.platform.errors import Forbidden, NotAuthenticated
+from app.platform.i18n import N_
 from app.platform.security import Principal, read_token
 
 RULES = ("public", "customer", "staff", "admin", "api", "api-staff")
@@ -54,13 +55,13 @@ async def bearer_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Pr
     """A valid token whose account still accepts it (not issued before a password change)."""
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise NotAuthenticated("missing bearer token")
+        raise NotAuthenticated(N_("Missing bearer token."))
     state = connection.app.state
     principal = read_token(state.settings, token.strip())
     async with state.session_factory() as session:
         changed_at = await state.token_checker(session, principal.user_id)
     if changed_at is None or (principal.issued_at or 0) < changed_at.timestamp():
-        raise NotAuthenticated("this token is no longer valid; please sign in again")
+        raise NotAuthenticated(N_("This token is no longer valid; please sign in again."))
     return principal
 
 
@@ -71,16 +72,16 @@ async def access_guard(
     if rule == "public":
         return
     if rule not in RULES:  # no rule, or a misspelt one: locked, never open
-        raise Forbidden("this route has no valid access rule")
+        raise Forbidden(N_("This route has no valid access rule."))
     if rule.startswith("api"):
         principal = await bearer_principal(connection)
     else:
         found = session_principal(connection)
         if found is None:
-            raise NotAuthenticated("please sign in")
+            raise NotAuthenticated(N_("Please sign in."))
         principal = found
     if rule in ("staff", "api-staff") and not principal.is_staff:
-        raise Forbidden("staff role required")
+        raise Forbidden(N_("Staff role required."))
     if rule == "admin" and principal.role != "admin":
-        raise Forbidden("admin role required")
+        raise Forbidden(N_("Admin role required."))
     connection.scope.setdefault("state", {})[PRINCIPAL] = principal

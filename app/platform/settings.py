@@ -130,11 +130,17 @@ class WorkerSettings:
 
 @dataclass(frozen=True)
 class ShopSettings:
-    currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "EUR"))
+    #: ISO 4217; amounts are integers in the currency's minor units (won have none)
+    currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "KRW"))
     name: str = field(default_factory=lambda: _env("PIZZERIA_NAME", "Pizzeria"))
-    timezone: str = field(default_factory=lambda: _env("PIZZERIA_TIMEZONE", "UTC"))
-    #: what a coupon takes off the next order, in minor units
-    coupon_discount: int = field(default_factory=lambda: _env_int("COUPON_DISCOUNT", 300))
+    #: every time a person reads is shown in this zone
+    timezone: str = field(default_factory=lambda: _env("PIZZERIA_TIMEZONE", "Asia/Seoul"))
+    #: what a coupon takes off the next order, in minor units (default ₩3,000 or 3.00)
+    coupon_discount: int = field(
+        default_factory=lambda: _env_int(
+            "COUPON_DISCOUNT", 3000 if _env("PIZZERIA_CURRENCY", "KRW") == "KRW" else 300
+        )
+    )
     #: minutes since payment after which the board shows a delivery amber / red
     late_amber_minutes: int = field(default_factory=lambda: _env_int("LATE_AMBER_MINUTES", 20))
     late_red_minutes: int = field(default_factory=lambda: _env_int("LATE_RED_MINUTES", 40))

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform.db import utcnow
 from app.platform.events import Event
 from app.status.models import BoardCard, OrderView, RefundView
+from app.words import STAGES, step_words
 
 Doc = dict[str, Any]
 BOARD_CHANNEL = "board"
@@ -40,22 +41,13 @@ def customer_channel(customer_id: Any) -> str:
     return f"customer:{customer_id}"
 
 
-def _entry(at: datetime, status: str, detail: str) -> Doc:
-    return {"at": at.isoformat(), "status": status, "detail": detail}
-
-
-def _money(amount: int, currency: str) -> str:
-    return f"{amount / 100:.2f} {currency}"
-
-
-STAGE_DETAILS = {
-    "queued": "Waiting for the kitchen",
-    "preparing": "The kitchen is preparing your pizzas",
-    "baking": "In the oven",
-    "ready": "Ready, waiting for the rider",
-    "out_for_delivery": "On its way",
-    "delivered": "Delivered. Buon appetito!",
-}
+def _entry(at: datetime, status: str, **args: Any) -> Doc:
+    """A timeline step: its words in English (``detail``) and the facts they mention
+    (``args``), so a page can say the same in the visitor's language."""
+    entry: Doc = {"at": at.isoformat(), "status": status, "detail": str(step_words(status, args))}
+    if args:
+        entry["args"] = args
+    return entry
 
 
 def _initial_doc(event: Event) -> Doc:
@@ -73,7 +65,7 @@ def _initial_doc(event: Event) -> Doc:
         "delivery": None,
         "coupon": None,
         "refund": None,
-        "timeline": [_entry(event.occurred_at, "placed", "Order placed")],
+        "timeline": [_entry(event.occurred_at, "placed")],
     }
 
 
@@ -89,19 +81,20 @@ def _payment_changed(doc: Doc, event: Event) -> None:
 
 def _order_paid(doc: Doc, event: Event) -> None:
     doc["status"] = "paid"
-    detail = f"Paid {_money(event.payload['amount'], event.payload['currency'])}"
-    doc["timeline"].append(_entry(event.occurred_at, "paid", detail))
+    amount, currency = event.payload["amount"], event.payload["currency"]
+    doc["timeline"].append(_entry(event.occurred_at, "paid", amount=amount, currency=currency))
 
 
 def _order_payment_failed(doc: Doc, event: Event) -> None:
     doc["status"] = "payment_failed"
-    reason = event.payload.get("reason") or "The payment was declined."
-    doc["timeline"].append(_entry(event.occurred_at, "payment_failed", reason))
+    reason = event.payload.get("reason")
+    args = {"reason": reason} if reason else {}
+    doc["timeline"].append(_entry(event.occurred_at, "payment_failed", **args))
 
 
 def _order_cancelled(doc: Doc, event: Event) -> None:
     doc["status"] = "cancelled"
-    doc["timeline"].append(_entry(event.occurred_at, "cancelled", "Cancelled at your request"))
+    doc["timeline"].append(_entry(event.occurred_at, "cancelled"))
 
 
 def _order_fulfilled(doc: Doc, event: Event) -> None:
@@ -119,20 +112,20 @@ def _delivery_changed(doc: Doc, event: Event) -> None:
     }
     history = p.get("history")
     if history is not None:  # every stage reached, even ones whose events we never saw
-        kept = [e for e in doc["timeline"] if e["status"] not in STAGE_DETAILS]
+        kept = [e for e in doc["timeline"] if e["status"] not in STAGES]
         doc["timeline"] = kept + [
-            _entry(datetime.fromisoformat(s["at"]), s["status"], _stage_detail(s["status"], p))
+            _entry(datetime.fromisoformat(s["at"]), s["status"], **_stage_args(s["status"], p))
             for s in history
         ]
-    elif p["status"] != before and p["status"] in STAGE_DETAILS:
-        detail = _stage_detail(p["status"], p)
-        doc["timeline"].append(_entry(event.occurred_at, p["status"], detail))
+    elif p["status"] != before and p["status"] in STAGES:
+        args = _stage_args(p["status"], p)
+        doc["timeline"].append(_entry(event.occurred_at, p["status"], **args))
 
 
-def _stage_detail(status: str, p: Doc) -> str:
+def _stage_args(status: str, p: Doc) -> Doc:
     if status == "out_for_delivery" and p.get("rider"):
-        return f"On its way with {p['rider']}"
-    return STAGE_DETAILS[status]
+        return {"rider": p["rider"]}
+    return {}
 
 
 def _coupon_changed(doc: Doc, event: Event) -> None:
@@ -155,14 +148,13 @@ def _return_changed(doc: Doc, event: Event) -> None:
         "courierStatus": p["courierStatus"],
         "rider": p.get("rider"),
     }
-    step, detail = RETURN_STEPS[event.type]
-    doc["timeline"].append(_entry(event.occurred_at, step, detail))
+    doc["timeline"].append(_entry(event.occurred_at, RETURN_STEPS[event.type]))
 
 
 RETURN_STEPS = {
-    "DeliveryReturnRequested": ("return_requested", "A rider will collect the pizzas"),
-    "DeliveryReturned": ("returned", "The pizzas are back at the shop"),
-    "DeliveryReturnCancelled": ("return_cancelled", "Return cancelled; the order stays delivered"),
+    "DeliveryReturnRequested": "return_requested",
+    "DeliveryReturned": "returned",
+    "DeliveryReturnCancelled": "return_cancelled",
 }
 
 
@@ -176,12 +168,12 @@ def _refund_changed(doc: Doc, event: Event) -> None:
         "reason": p["reason"],
         "amount": p["amount"],
     }
-    step, detail = {
-        "requested": ("refund_requested", f"Refund requested: {p.get('reasonLabel')}"),
-        "completed": ("refund_completed", f"Refund of {_money(p['amount'], p['currency'])} sent"),
-        "cancelled": ("refund_cancelled", "Refund cancelled; no money moved"),
+    step, args = {
+        "requested": ("refund_requested", {"reason": p.get("reasonLabel")}),
+        "completed": ("refund_completed", {"amount": p["amount"], "currency": p["currency"]}),
+        "cancelled": ("refund_cancelled", {}),
     }[p["status"]]
-    doc["timeline"].append(_entry(event.occurred_at, step, detail))
+    doc["timeline"].append(_entry(event.occurred_at, step, **args))
 
 
 def _order_refunded(doc: Doc, event: Event) -> None:

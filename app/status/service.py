@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.platform.db import utcnow
 from app.platform.errors import NotFound
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.status import projector
 from app.status.models import BoardCard, OrderView, RefundView
 
@@ -30,7 +31,7 @@ async def order_view(
         )
     )
     if view is None:
-        raise NotFound("order not found")
+        raise NotFound(N_("order not found"))
     return view
 
 
@@ -156,7 +157,7 @@ async def refund_view(
         query = query.where(RefundView.customer_id == customer_id)
     view = await session.scalar(query)
     if view is None:
-        raise NotFound("refund not found")
+        raise NotFound(N_("refund not found"))
     return view
 
 

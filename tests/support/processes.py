@@ -32,7 +32,7 @@ def spawn(args: list[str], extra_env: dict[str, str]) -> subprocess.Popen[bytes]
     )
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

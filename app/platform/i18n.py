@@ -258,16 +258,16 @@ class LocaleMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            session = scope.get("session")
-            account = session.get(SESSION_LOCALE) if isinstance(session, dict) else None
-            set_locale(
-                choose(
-                    account,
-                    _cookie(scope, LOCALE_COOKIE),
-                    _header(scope, b"accept-language"),
-                )
-            )
+            set_locale(locale_of(scope))
         await self.app(scope, receive, send)
+
+
+def locale_of(scope: Scope) -> str:
+    """The language of this request (also for error pages, which middleware never sees:
+    there the session is not loaded, so the cookie and the browser decide)."""
+    session = scope.get("session")
+    account = session.get(SESSION_LOCALE) if isinstance(session, dict) else None
+    return choose(account, _cookie(scope, LOCALE_COOKIE), _header(scope, b"accept-language"))
 
 
 # -- templates ------------------------------------------------------------------------

@@ -240,6 +240,7 @@ HTTP_MESSAGES = {
 
 
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    i18n.set_locale(i18n.locale_of(request.scope))  # a 404 never passed the middleware
     if wants_json(request) or exc.status_code == 405:
         code = HTTP_CODES.get(exc.status_code, "error" if exc.status_code < 500 else "server_error")
         return Response(
@@ -254,6 +255,7 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    i18n.set_locale(i18n.locale_of(request.scope))
     request_id = headers.request_id(request.scope)
     log.exception(
         "unhandled error request_id=%s path=%s", request_id, request.url.path, exc_info=exc

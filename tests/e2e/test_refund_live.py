@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, create_staff, mark, sign_in
@@ -19,39 +20,46 @@ from tests.support.processes import Shop
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 REFUND_URL = re.compile(rf"/refunds/({UUID})$")
+Words = Callable[..., str]
 
 
-async def file_missing_item_refund(page: Page, order_id: str, text: str) -> str:
+async def file_missing_item_refund(page: Page, order_id: str, text: str, t: Words) -> str:
     """From the order page, through the refund form; returns the new refund's id."""
     await page.goto(f"/orders/{order_id}")
     await expect(page.locator("#order-status")).to_have_attribute("data-status", "fulfilled")
     await page.locator("#request-refund").click()
     await expect(page).to_have_url(re.compile(rf"/orders/{order_id}/refund$"))
-    await expect(page.get_by_role("heading", name="Request a refund")).to_be_visible()
-    await page.get_by_label("Missing item", exact=True).check()
-    await page.locator("#reason").fill(text)
-    await page.get_by_role("button", name="Request refund").click()
+    await expect(page.get_by_role("heading", name=t("Request a refund"))).to_be_visible()
+    await page.get_by_label(t("Missing item"), exact=True).check()
+    await page.get_by_label(t("Tell us more")).fill(text)
+    await page.get_by_role("button", name=t("Request refund")).click()
     await expect(page).to_have_url(REFUND_URL)
     found = REFUND_URL.search(page.url)
     assert found is not None
     return found.group(1)
 
 
+@pytest.mark.parametrize("lang", ["en", "ko"])
 async def test_refund_is_filed_found_by_staff_and_cancelled_live(
     page: Page,
     new_context: Callable[[], Awaitable[BrowserContext]],
     api: httpx.AsyncClient,
     shop: Shop,
+    t: Words,
+    lang: str,
 ) -> None:
     customer = await new_customer(api, name="Lin Refund")
     order = await delivered_order(api, customer, await staff_headers(api, shop.env))
     word = f"basil{uuid.uuid4().hex[:8]}"
     text = f"The garlic bread was not in the bag ({word})."
 
-    await sign_in(page, customer["email"])
-    refund_id = await file_missing_item_refund(page, order["id"], text)
+    await sign_in(page, customer["email"], lang=lang)
+    refund_id = await file_missing_item_refund(page, order["id"], text, t)
     await expect(page.locator("#refund-status")).to_have_attribute("data-status", "requested")
-    await expect(page.locator("#refund-reason")).to_have_text("Missing item")
+    await expect(page.locator("#refund-status")).to_have_text(t("Requested"))
+    await expect(page.locator("#refund-reason")).to_have_text(t("Missing item"))
+    if lang == "ko":
+        await expect(page.locator("#refund-reason")).to_have_text("빠진 메뉴가 있어요")
     await expect(page.locator("#refund-reason")).to_have_attribute(
         "data-reason-code", "missing_item"
     )
@@ -59,16 +67,16 @@ async def test_refund_is_filed_found_by_staff_and_cancelled_live(
     await mark(page, "refund")
 
     staff = await (await new_context()).new_page()
-    await sign_in(staff, await create_staff(shop))
+    await sign_in(staff, await create_staff(shop), lang=lang)
     await staff.goto("/staff/refunds")
-    await staff.locator("#reason").select_option(label="Missing item")
-    await staff.locator("#q").fill(word)
-    await staff.get_by_role("button", name="Look up").click()
+    await staff.get_by_label(t("Reason"), exact=True).select_option(label=t("Missing item"))
+    await staff.get_by_label(t("Words in the text")).fill(word)
+    await staff.get_by_role("button", name=t("Look up")).click()
     await expect(staff).to_have_url(re.compile(r"/staff/refunds/?\?.*reason=missing_item"))
     rows = staff.locator("#refund-table tbody tr[data-refund-id]")
     await expect(rows).to_have_count(1)
     row = staff.locator(f'#refund-table tr[data-refund-id="{refund_id}"]')
-    await expect(row).to_contain_text("Missing item")
+    await expect(row).to_contain_text(t("Missing item"))
     await expect(row).to_contain_text(word)
     await expect(row.locator("[data-status]")).to_have_attribute("data-status", "requested")
     chart = staff.locator('#reason-chart .chart-row[data-reason="missing_item"]')
@@ -81,11 +89,14 @@ async def test_refund_is_filed_found_by_staff_and_cancelled_live(
     returns = staff.locator('#board [data-column="return_requested"]')
     return_card = returns.locator(f'.board-card[data-delivery-id="{order["delivery"]["id"]}"]')
     await expect(return_card).to_have_attribute("data-status", "return_requested")
-    await return_card.get_by_role("button", name="Cancel return").click()
+    await return_card.get_by_role("button", name=t("Cancel return")).click()
     await expect(return_card).to_have_count(0, timeout=LIVE_TIMEOUT_MS)
 
     await expect(page.locator('#refund-status[data-status="cancelled"]')).to_be_visible(
         timeout=LIVE_TIMEOUT_MS
     )
-    await expect(page.locator("#refund-cancelled")).to_contain_text("by the shop")
+    await expect(page.locator("#refund-cancelled")).to_have_text(
+        t("The shop cancelled this refund. No money moved.")
+    )
+    await expect(page.locator("#refund-status")).to_have_text(t("Cancelled"))
     await assert_marked(page, "refund")

@@ -209,3 +209,13 @@ async def test_the_refund_csv_opens_in_excel_and_every_cell_is_formula_safe(
     amount = cells["금액" if headers is KO_BROWSER else "Amount"]
     assert amount == str(order["totalAmount"])  # won: no decimals
     assert not any(cell[:1] in "=+-@\t\r" for r in rows for cell in r)
+
+
+async def test_pages_that_do_not_exist_answer_in_the_visitors_language(
+    client: httpx.AsyncClient,
+) -> None:
+    page = await client.get("/no-such-page", headers=KO_BROWSER)
+    assert page.status_code == 404
+    assert lang_of(page.text) == "ko" and "페이지를 찾을 수 없어요." in page.text
+    english = await client.get("/no-such-page", headers=EN_BROWSER)
+    assert lang_of(english.text) == "en" and "We could not find that page." in english.text

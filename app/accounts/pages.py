@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
 from typing import Any
 
@@ -13,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import limits
 from app.accounts import service
 from app.accounts.models import User
-from app.platform import i18n
-from app.platform.access import access
+from app.platform import csrf, i18n
+from app.platform.access import SIGNED_IN_AT, access
+from app.platform.bodies import SMALL_BODY
 from app.platform.errors import Conflict, InvalidInput
 from app.platform.i18n import N_, SESSION_LOCALE
 from app.platform.ratelimit import TooManyRequests
@@ -23,10 +26,14 @@ from app.platform.sessions import rotate_session
 from app.platform.settings import Settings
 from app.platform.web import SESSION_NAME, SESSION_ROLE, SESSION_USER, page, redirect
 
+_SAFE_NEXT = re.compile(r"/(?![/\\])[^\\\x00-\x20\x7f]*")
+
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths, so ``?next=`` cannot send people elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    """Only a path on this site, so ``?next=`` cannot send people elsewhere: no
+    ``//host``, no ``/\\host`` (browsers read a backslash as a slash), no scheme, no
+    control characters or spaces."""
+    if target and _SAFE_NEXT.fullmatch(target):
         return target
     return "/"
 
@@ -39,6 +46,8 @@ def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
             SESSION_ROLE: user.role,
             SESSION_NAME: user.name,
             SESSION_LOCALE: user.locale,
+            SIGNED_IN_AT: time.time(),
+            csrf.SESSION_TOKEN: csrf.new_token(request.app.state.settings),
             "basket": basket,
         }
     )
@@ -47,6 +56,7 @@ def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
 
 class AccountPages(Controller):
     opt = access("public")
+    request_max_body_size = SMALL_BODY
 
     @get("/signup")
     async def signup_form(
@@ -105,6 +115,7 @@ class AccountPages(Controller):
             )
         user = await service.authenticate(db, form["email"], form["password"])
         if user is None:
+            await limits.signin_failed(request, form["email"])
             errors = {"password": N_("That email and password do not match an account.")}
             return _form_again(request, "accounts/login.html", form, errors, status_code=401)
         _sign_in(request, user)
@@ -141,6 +152,8 @@ class AccountPages(Controller):
             return page(
                 request, "accounts/account.html", status_code=422, errors=errors, done=False
             )
+        # Every other session of the account has just ended; this one carries on.
+        request.session[SIGNED_IN_AT] = time.time()
         rotate_session(request)
         return page(request, "accounts/account.html", errors={}, done=True)
 
@@ -172,6 +185,18 @@ class AccountPages(Controller):
             secure=settings.security.https,
         )
         return response
+
+    @post("/account/sign-out-everywhere", opt=access("customer"))
+    async def sign_out_everywhere(
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
+    ) -> Response[Any]:
+        """End every session and API token of the account, on every device."""
+        await service.sign_out_everywhere(db, customer.user_id)
+        request.clear_session()
+        return redirect(request, "/login")
 
     @post("/logout")
     async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:

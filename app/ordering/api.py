@@ -60,6 +60,7 @@ class OrderingApi(Controller):
                 coupon_code=data.coupon_code or None,
             ),
             gate=state.breakers,
+            vault=state.payment_provider,
         )
         view = await status.order_view(db, placed.order_id, caller.user_id)
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}

@@ -119,7 +119,9 @@ class CheckoutPages(Controller):
         )
         try:
             await limits.place_order(request, str(customer.user_id))
-            placed = await service.place_order(db, settings, command, gate=state.breakers)
+            placed = await service.place_order(
+                db, settings, command, gate=state.breakers, vault=state.payment_provider
+            )
         except (InvalidInput, Unavailable, TooManyRequests) as exc:
             headers = {}
             if isinstance(exc, Unavailable):
@@ -137,13 +139,19 @@ class CheckoutPages(Controller):
                 status_code=exc.status_code,
                 headers=headers,
                 basket=lines,
-                form=form,
+                form=without_card_number(form),
                 errors=errors,
                 checkout_token=token or uuid.uuid4().hex,
             )
         write_basket(request, {})
         request.session.pop(CHECKOUT_FORM, None)
         return redirect(request, f"/orders/{placed.order_id}")
+
+
+def without_card_number(form: dict[str, str]) -> dict[str, str]:
+    """What a re-shown checkout keeps: everything typed except the card number, which no
+    page ever echoes back (it is typed again, as in any real shop)."""
+    return {k: v for k, v in form.items() if k != "card_number"}
 
 
 def _field_name(api_field: str) -> str:

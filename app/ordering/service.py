@@ -7,8 +7,11 @@ transaction: either the customer has an order that will be charged, or nothing a
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import insert, select, update
@@ -20,6 +23,7 @@ from app.delivery import service as delivery
 from app.menu import service as menu
 from app.ordering.models import MAX_LINES, MAX_QTY, Order, OrderLine, OrderStatus
 from app.payment import service as payment
+from app.payment.provider import HttpPaymentProvider
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.i18n import N_
@@ -85,18 +89,63 @@ async def place_order(
     settings: Settings,
     command: PlaceOrder,
     gate: PartnerGate | None = None,
+    vault: payment.CardVault | None = None,
 ) -> PlacedOrder:
-    """Validate, then commit order + lines + payment + coupon + event + view together."""
+    """Validate, exchange the card for a token at the provider (``vault``; the provider
+    from ``settings`` unless given), then commit order + lines + payment + coupon + event
+    + view together."""
     if gate is not None:
         await gate.ensure_open_for_orders()
     try:
-        return await _place(session, settings, command)
+        if vault is not None:
+            return await _place(session, settings, command, vault)
+        async with HttpPaymentProvider.from_settings(settings) as provider:
+            return await _place(session, settings, command, provider)
     except BaseException:
         await session.rollback()  # nothing half-written survives, whatever failed
         raise
 
 
-async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder) -> PlacedOrder:
+def request_fingerprint(command: PlaceOrder, card_number: str) -> str:
+    """What an order request asks for, so a reused Idempotency-Key with another body is
+    caught. The card enters only by its last four digits."""
+    what = {
+        "lines": [[line.pizza_id, line.qty] for line in command.lines],
+        "address": command.address.strip(),
+        "coupon": coupon.normalize_code(command.coupon_code) if command.coupon_code else None,
+        "card": card_number[-4:],
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+async def _replay(
+    session: AsyncSession, command: PlaceOrder, fingerprint: str
+) -> PlacedOrder | None:
+    """The order an earlier request with this Idempotency-Key made, or None; 422 when
+    that request asked for something else."""
+    if command.idempotency_key is None:
+        return None
+    found = (
+        await session.execute(
+            select(Order.id, Order.request_fingerprint).where(
+                Order.customer_id == command.customer_id,
+                Order.idempotency_key == command.idempotency_key,
+            )
+        )
+    ).one_or_none()
+    if found is None:
+        return None
+    if found.request_fingerprint not in (None, fingerprint):
+        raise InvalidInput.single(
+            "Idempotency-Key",
+            N_("This Idempotency-Key was used for a different order; use a new key."),
+        )
+    return PlacedOrder(found.id, replayed=True)
+
+
+async def _place(
+    session: AsyncSession, settings: Settings, command: PlaceOrder, vault: payment.CardVault
+) -> PlacedOrder:
     errors = _check_shape(command)
     try:
         card_number = payment.normalize_card_number(command.card_number)
@@ -109,6 +158,11 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
             errors.append(FieldError(f"items[{i}].pizzaId", N_("This pizza is not on the menu.")))
     if errors:
         raise InvalidInput(errors)
+    fingerprint = request_fingerprint(command, card_number)
+    if replayed := await _replay(session, command, fingerprint):
+        return replayed
+    await session.rollback()  # hold no transaction open across the provider call
+    card = await payment.tokenize_card(vault, card_number)
 
     order_id = uuid.uuid4()
     subtotal = sum(pizzas[line.pizza_id].price * line.qty for line in command.lines)
@@ -127,24 +181,19 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
             currency=currency,
             address=command.address.strip(),
             idempotency_key=command.idempotency_key,
+            request_fingerprint=fingerprint if command.idempotency_key else None,
             version=1,
         )
         .on_conflict_do_nothing(index_elements=[Order.customer_id, Order.idempotency_key])
         .returning(Order.id)
     )
     if inserted is None:
-        # Same Idempotency-Key: the first request's order (it has committed: the conflict
-        # check waited for it), never a second one.
+        # Same Idempotency-Key at the same time: the first request's order (it has
+        # committed: the conflict check waited for it), never a second one.
         await session.rollback()
-        existing = await session.scalar(
-            select(Order.id).where(
-                Order.customer_id == command.customer_id,
-                Order.idempotency_key == command.idempotency_key,
-            )
-        )
-        if existing is None:
-            raise NotFound(N_("order not found"))
-        return PlacedOrder(existing, replayed=True)
+        if replayed := await _replay(session, command, fingerprint):
+            return replayed
+        raise NotFound(N_("order not found"))
 
     discount = 0
     if coupon_code:
@@ -170,7 +219,7 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
     ]
     await session.execute(insert(OrderLine), items)
     await payment.open_payment(
-        session, order_id=order_id, amount=total, currency=currency, card_number=card_number
+        session, order_id=order_id, amount=total, currency=currency, card=card
     )
     event = await record_event(
         session,
@@ -323,3 +372,17 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.refunded)
     await _emit(session, order, "OrderRefunded", event)
+
+
+async def paid_before(
+    session: AsyncSession, cutoff: datetime, limit: int = 200
+) -> list[tuple[uuid.UUID, datetime]]:
+    """Orders still ``paid`` (not yet delivered) that were placed before ``cutoff``, oldest
+    first: the watchdog asks delivery which of them have no delivery at all."""
+    rows = await session.execute(
+        select(Order.id, Order.created_at)
+        .where(Order.status == OrderStatus.paid, Order.created_at < cutoff)
+        .order_by(Order.created_at)
+        .limit(limit)
+    )
+    return [(order_id, created) for order_id, created in rows]

@@ -118,7 +118,7 @@ class RefundPages(Controller):
         async def render(_: object) -> ServerSentEventMessage:
             async with state.session_factory() as session:
                 fresh = await status.refund_view(session, refund_id, customer.user_id)
-            html = template.render(request=request, refund=fresh)
+            html = template.render(refund=fresh, live=True)
             return ServerSentEventMessage(data=html, event="refund", id=str(fresh.version))
 
         return sse(channel_updates(state.broadcaster, order_channel(view.order_id)), render)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -17,7 +18,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from app.platform import i18n
 from tests.support.api import PASSWORD
@@ -73,9 +81,16 @@ def t(lang: str) -> Callable[..., str]:
 
 def words(lang: str, text: str, **params: str) -> str:
     translated = i18n.gettext(text, lang)
-    return (
-        translated % {k: i18n.gettext(v, lang) for k, v in params.items()} if params else translated
-    )
+    if not params:
+        return translated
+    return translated % {k: i18n.translate(v, lang) for k, v in params.items()}
+
+
+def pay_button(page: Page, lang: str) -> Locator:
+    """The checkout's pay button, whose name carries the amount ("Place order and pay
+    ₩29,800", "₩29,800 결제하기")."""
+    words_around = words(lang, "Place order and pay %(amount)s", amount="").strip()
+    return page.get_by_role("button", name=re.compile(re.escape(words_around)))
 
 
 @pytest.fixture

@@ -180,6 +180,8 @@ TIME_FORMATS: dict[str, dict[str, str]] = {
 def shop_time(value: datetime, zone: str, style: str = "time", locale: str | None = None) -> str:
     """A moment as a person in the shop reads it: the shop's zone, the request's language."""
     lang = locale or _current.get()
+    if "%" in style:  # a strftime pattern: digits only read the same in both languages
+        return value.astimezone(_zone(zone)).strftime(style)
     pattern = TIME_FORMATS.get(lang, TIME_FORMATS["en"]).get(style, style)
     if pattern == "HH:mm:ss":
         return format_time(value, pattern, tzinfo=_zone(zone), locale=lang)

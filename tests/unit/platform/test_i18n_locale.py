@@ -69,6 +69,7 @@ def test_times_show_the_shops_zone_in_either_language() -> None:
     assert i18n.shop_time(moment, "Asia/Seoul", "datetime", "ko") == "2026년 12월 1일 00:05"
     assert i18n.shop_time(moment, "Asia/Seoul", "datetime", "en") == "1 Dec 2026, 00:05"
     assert i18n.shop_time(moment, "UTC", "time", "en") == "15:05:09"
+    assert i18n.shop_time(moment, "Asia/Seoul", "%H:%M", "ko") == "00:05"
 
 
 def test_a_message_is_english_in_code_and_translated_on_a_page() -> None:

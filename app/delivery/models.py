@@ -98,6 +98,8 @@ class Delivery(Base):
     history: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
     #: the partner's pickup for the return trip (a refund), separate from the delivery's
     return_partner_ref: Mapped[str | None] = mapped_column(String(100))
+    #: the delivery partner's estimate of the delivery time, once a rider has it
+    partner_eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -7,8 +7,9 @@ and the board can rebuild a card from the newest event alone.
 from __future__ import annotations
 
 import hmac
+import itertools
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -41,6 +42,7 @@ def snapshot(delivery: Delivery) -> dict[str, Any]:
         "paidAt": delivery.paid_at.isoformat() if delivery.paid_at else None,
         "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
         "history": delivery.history,
+        "partnerEta": delivery.partner_eta.isoformat() if delivery.partner_eta else None,
         "version": delivery.version,
     }
 
@@ -194,6 +196,7 @@ async def apply_partner_event(
     rider: str | None,
     at: datetime,
     reference: str | None = None,
+    eta: datetime | None = None,
 ) -> None:
     """A signed webhook from the delivery partner. Stale or repeated news changes nothing;
     a ``reference`` that is not this pickup's delivery is refused (422)."""
@@ -205,6 +208,8 @@ async def apply_partner_event(
     if delivery is None or delivery.status == DeliveryStatus.cancelled:
         return
     status = DeliveryStatus(delivery.status)
+    if eta is not None and kind in (RIDER_ASSIGNED, PICKED_UP):
+        delivery.partner_eta = eta  # travels with the next event this change emits
     if kind == RIDER_ASSIGNED and delivery.courier_status == CourierStatus.requested:
         delivery.rider = rider
         delivery.courier_to(CourierStatus.assigned)
@@ -298,3 +303,30 @@ async def waiting_on_partner_since(
         .limit(limit)
     )
     return list(rows)
+
+
+# -- how long the kitchen and the road take (for delivery estimates) -------------------
+
+
+async def recent_stage_durations(
+    session: AsyncSession, limit: int = 100, within: timedelta = timedelta(days=14)
+) -> dict[str, list[float]]:
+    """Seconds each stage took in the last ``limit`` deliveries (from their stage
+    history): the data the customer's delivery window is estimated from."""
+    rows = await session.scalars(
+        select(Delivery.history)
+        .where(
+            Delivery.delivered_at.is_not(None),
+            Delivery.delivered_at >= utcnow() - within,
+        )
+        .order_by(Delivery.delivered_at.desc())
+        .limit(limit)
+    )
+    durations: dict[str, list[float]] = {}
+    for history in rows:
+        steps = [(s["status"], datetime.fromisoformat(s["at"])) for s in history or []]
+        for (status, began), (_, ended) in itertools.pairwise(steps):
+            seconds = (ended - began).total_seconds()
+            if seconds >= 0:
+                durations.setdefault(status, []).append(seconds)
+    return durations

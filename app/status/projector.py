@@ -118,6 +118,7 @@ def _delivery_changed(doc: Doc, event: Event) -> None:
         "status": p["status"],
         "courierStatus": p["courierStatus"],
         "rider": p.get("rider"),
+        "partnerEta": p.get("partnerEta"),
     }
     history = p.get("history")
     if history is not None:  # every stage reached, even ones whose events we never saw

@@ -7,12 +7,9 @@ address rules apply exactly as behind a real network.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import jwt

@@ -16,7 +16,14 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.delivery.models import CourierStatus, Delivery, DeliveryStatus, stage
+from app.delivery.models import (
+    UNDO,
+    UNDO_SECONDS,
+    CourierStatus,
+    Delivery,
+    DeliveryStatus,
+    stage,
+)
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.events import Event
@@ -99,6 +106,22 @@ async def advance(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     if target is None:
         raise Conflict(f"a {delivery.status} delivery has no next stage")
     await _move(session, delivery, target)
+    return delivery
+
+
+async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
+    """Staff take back their last kitchen move (a mis-tap) within ``UNDO_SECONDS``; 409
+    when there is none to take back, or it is too late."""
+    delivery = await _locked(session, delivery_id)
+    history = delivery.history or []
+    current = DeliveryStatus(delivery.status)
+    if current not in UNDO or not history or history[-1]["status"] != current.value:
+        raise Conflict("There is no kitchen move to undo on this delivery.")
+    moved_at = datetime.fromisoformat(history[-1]["at"])
+    if utcnow() - moved_at > timedelta(seconds=UNDO_SECONDS):
+        raise Conflict(f"A move can only be undone within {UNDO_SECONDS} seconds.")
+    delivery.undo_move()
+    await _emit(session, delivery, "DeliveryMoveUndone")
     return delivery
 
 
@@ -330,3 +353,15 @@ async def recent_stage_durations(
             if seconds >= 0:
                 durations.setdefault(status, []).append(seconds)
     return durations
+
+
+async def order_ids_of(
+    session: AsyncSession, delivery_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The order each delivery belongs to (the audit trail names orders, not tickets)."""
+    if not delivery_ids:
+        return {}
+    rows = await session.execute(
+        select(Delivery.id, Delivery.order_id).where(Delivery.id.in_(delivery_ids))
+    )
+    return {delivery_id: order_id for delivery_id, order_id in rows}

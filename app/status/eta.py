@@ -69,6 +69,12 @@ def stats_from(durations: dict[str, list[float]], fallback: Stats) -> Stats:
     return stats
 
 
+def promised_by(paid_at: datetime, stats: Stats) -> datetime:
+    """The latest delivery time the shop promises at payment (whole minutes)."""
+    total = _seconds(sum(stats[s].high for s in STAGES))
+    return _minute(paid_at + max(total, MIN_WIDTH), up=True)
+
+
 def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
 
@@ -114,8 +120,7 @@ def estimate(doc: dict[str, Any], stats: Stats, now: datetime) -> Window | None:
 
     earliest = max(earliest, now)
     latest = max(latest, now + MIN_AHEAD, earliest + MIN_WIDTH)
-    promised = paid_at + _seconds(sum(stats[s].high for s in STAGES))
-    promised = _minute(max(promised, paid_at + MIN_WIDTH), up=True)
+    promised = promised_by(paid_at, stats)
     latest = _minute(latest, up=True)
     return Window(
         earliest=_minute(earliest), latest=latest, promised=promised, late=latest > promised

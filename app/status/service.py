@@ -128,26 +128,50 @@ async def refund_views(
 
 @dataclass(frozen=True)
 class ReasonStat:
+    """One reason's refunds: money actually paid back apart from money still asked for,
+    and cancelled requests (no money moved) counted on their own."""
+
     reason_code: str
     reason_label: str
     count: int
+    #: money paid back (completed refunds)
     amount: int
+    refunded: int = 0
+    requested: int = 0
+    requested_amount: int = 0
+    cancelled: int = 0
+
+
+def _count_of(status: str) -> ColumnElement[int]:
+    return func.count().filter(RefundView.status == status)
+
+
+def _sum_of(status: str) -> ColumnElement[int]:
+    return func.coalesce(func.sum(RefundView.amount).filter(RefundView.status == status), 0)
 
 
 async def refund_stats(session: AsyncSession, f: RefundFilter) -> list[ReasonStat]:
-    """Count and amount per reason for the filtered refunds (the lookup's chart)."""
+    """Count per reason for the filtered refunds (the lookup's chart), with the money
+    refunded, still requested and the cancelled requests apart."""
     rows = await session.execute(
         select(
             RefundView.reason_code,
             func.max(RefundView.reason_label),
             func.count(),
-            func.coalesce(func.sum(RefundView.amount), 0),
+            _sum_of("completed"),
+            _count_of("completed"),
+            _count_of("requested"),
+            _sum_of("requested"),
+            _count_of("cancelled"),
         )
         .where(*_refund_conditions(f))
         .group_by(RefundView.reason_code)
         .order_by(func.count().desc(), RefundView.reason_code)
     )
-    return [ReasonStat(code, label, int(n), int(total)) for code, label, n, total in rows]
+    return [
+        ReasonStat(code, label, int(n), int(paid), int(done), int(asked), int(asking), int(off))
+        for code, label, n, paid, done, asked, asking, off in rows
+    ]
 
 
 async def refund_view(

@@ -76,6 +76,17 @@ async def test_refund_is_filed_found_by_staff_and_cancelled_live(
     count = await chart.get_attribute("data-count")
     assert count is not None and int(count) >= 1, count
     await expect(staff.locator("#reason-chart .chart-row")).to_have_count(1)
+    await expect(staff.locator("#total-requested")).not_to_have_attribute("data-amount", "0")
+    await expect(staff.locator("#total-refunded")).to_have_attribute("data-amount", "0")
+
+    # The CSV export carries the same filter: one refund, with the customer's words.
+    href = await staff.get_by_role("link", name="Export CSV").get_attribute("href")
+    assert href is not None and "reason=missing_item" in href, href
+    exported = await staff.request.get(href)
+    assert exported.ok, exported.status
+    lines = [line for line in (await exported.text()).splitlines() if line.strip()]
+    assert "reason_code" in lines[0] and len(lines) == 2, lines
+    assert refund_id in lines[1] and word in lines[1] and "missing_item" in lines[1], lines
 
     await staff.goto("/staff/board")
     returns = staff.locator('#board [data-column="return_requested"]')

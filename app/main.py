@@ -43,7 +43,7 @@ from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
 from app.payment.provider import HttpPaymentProvider
-from app.platform import bodies, clients, web
+from app.platform import bodies, clients, openapi, web
 from app.platform.access import access, access_guard
 from app.platform.csrf import SessionCSRFMiddleware
 from app.platform.db import create_engine, create_session_factory
@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         include_in_schema=False,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             live,
             ready,
@@ -217,6 +217,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         debug=settings.debug,
         logging_config=None,
     )
+    openapi.document_errors(app)
+    return app
 
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -217,4 +217,6 @@ def _field_name(api_field: str) -> str:
     """Map service field names (``cardNumber``, ``items[0].qty``) to the form's names."""
     if api_field in {"cardNumber", "couponCode"}:
         return {"cardNumber": "card_number", "couponCode": "coupon_code"}[api_field]
+    if api_field == "Idempotency-Key":  # this checkout was already sent with other input
+        return "form"
     return "items" if api_field.startswith("items") else api_field

@@ -147,8 +147,8 @@ async def test_refund_of_unknown_charge_is_rejected(provider: HttpPaymentProvide
 
 async def test_key_reuse_with_other_amount_is_rejected(provider: HttpPaymentProvider) -> None:
     await charge(provider)
+    method = await provider.tokenize(GOOD_CARD)
     with pytest.raises(PaymentRejected) as caught:
-        method = await provider.tokenize(GOOD_CARD)
         await provider.charge(
             reference="pay-1",
             amount=1,

@@ -71,11 +71,13 @@ class PhaseResult:
     converge_seconds: float | None = None
     settle_limit: float = SETTLE_SECONDS
     report: Report | None = None
+    harness_error: str | None = None
 
     @property
     def ok(self) -> bool:
         return (
             self.converge_seconds is not None
+            and self.harness_error is None
             and not self.gave_up
             and not self.anomalies
             and not self.died
@@ -85,7 +87,7 @@ class PhaseResult:
         )
 
     def problems(self) -> str:
-        lines = []
+        lines = [self.harness_error] if self.harness_error else []
         if self.converge_seconds is None:
             lines.append(f"did not converge within {self.settle_limit:.0f}s after the fault")
         lines += [f"died on its own: {d}" for d in self.died]
@@ -125,7 +127,11 @@ class Campaign:
         finally:
             chaos.stop.set()
             result.workload_seconds = time.monotonic() - started
-            fault_ended = await fault_task
+            try:
+                fault_ended = await fault_task
+            except Exception as exc:  # the injector itself failed: the phase proves nothing
+                fault_ended = time.monotonic()
+                result.harness_error = f"fault injector failed: {exc!r}"
         result.fault_seconds = fault_ended - started
         self.runs[phase.name] = runs
         result.orders = len(runs)
@@ -188,7 +194,7 @@ class Campaign:
                 quiet_at = None
             if now > until:
                 return None, report
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.5)
 
     async def _ended_wrong(self, runs: list[OrderRun]) -> list[str]:
         """Orders whose final status is not what their scenario meant (and the workload

@@ -130,6 +130,10 @@ def _json(value: Any) -> Any:
 
 async def read_world(dsn: str, sandbox_url: str) -> World:
     conn = await asyncpg.connect(dsn)
+    # One snapshot for every table, so a transaction committing meanwhile is seen whole
+    # or not at all (an event without its row would look like a broken history).
+    snapshot = conn.transaction(isolation="repeatable_read", readonly=True)
+    await snapshot.start()
     try:
         for kind in ("json", "jsonb"):
             await conn.set_type_codec(
@@ -162,6 +166,7 @@ async def read_world(dsn: str, sandbox_url: str) -> World:
         }
         dead_letters = await _dead_letters(conn)
     finally:
+        await snapshot.rollback()
         await conn.close()
     async with httpx.AsyncClient(base_url=sandbox_url, timeout=30) as client:
         charges = (await client.get("/sandbox/payments/charges")).raise_for_status().json()

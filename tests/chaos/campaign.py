@@ -105,6 +105,8 @@ class Campaign:
     workload: Workload
     results: list[PhaseResult] = field(default_factory=list)
     runs: dict[str, list[OrderRun]] = field(default_factory=dict)
+    #: poison messages sent on purpose (they must be, and may be, dead letters)
+    poison: set[str] = field(default_factory=set)
 
     @property
     def acknowledged(self) -> set[str]:
@@ -141,8 +143,9 @@ class Campaign:
         result.notes = chaos.notes
         orders = {r.order_id for r in runs if r.order_id}
         result.settle_limit = phase.settle
+        self.poison |= chaos.poison
         result.converge_seconds, result.report = await self.settle(
-            orders, fault_ended, phase.settle
+            orders, fault_ended, phase.settle, chaos.poison
         )
         result.unexpected = await self._ended_wrong(runs)
         result.died = await asyncio.to_thread(self.shop.revive, phase.name)
@@ -165,7 +168,7 @@ class Campaign:
         return time.monotonic()
 
     async def settle(
-        self, orders: set[str], since: float, limit: float
+        self, orders: set[str], since: float, limit: float, poison: set[str]
     ) -> tuple[float | None, Report]:
         """Poll the checker until nothing is half-way and the views agree (bounded)."""
         until = since + limit
@@ -178,6 +181,7 @@ class Campaign:
                     self.shop.sandbox_url,
                     orders=orders,
                     acknowledged=orders,
+                    expected_dead_letters=poison,
                 )
             except OSError:
                 report = Report()

@@ -34,6 +34,8 @@ class Chaos:
     orders: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    #: event ids of poison messages sent on purpose: they must end as dead letters
+    poison: set[str] = field(default_factory=set)
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless the workload finished first; True when it did."""
@@ -195,9 +197,27 @@ def _job_arg(row: Any) -> dict[str, Any]:
     ).to_job_arg()
 
 
+async def poison_message(chaos: Chaos) -> None:
+    """One job whose event cannot be read (a bug upstream, a hand-edited queue): it must be
+    parked as a dead letter, not retried for hours nor dropped."""
+    event_id = uuid.uuid4()
+    jobs = await chaos.jobs()
+    try:
+        await jobs.enqueue_job(
+            "payment.capture",
+            {"id": str(event_id), "type": "OrderPlaced", "payload": "not an event"},
+            _job_id=f"{event_id}:payment.capture",
+            _queue_name="payment",
+        )
+    finally:
+        await jobs.aclose()
+    chaos.poison.add(str(event_id))
+
+
 async def duplicate_jobs(chaos: Chaos) -> None:
     """Every published event's jobs enqueued again under another job id (twice): the
-    duplicate a crashed relay or a retried enqueue would make."""
+    duplicate a crashed relay or a retried enqueue would make. And one poison message."""
+    await poison_message(chaos)
     done: set[uuid.UUID] = set()
     while not await chaos.sleep(0.7):
         with contextlib.suppress(OSError, asyncpg.PostgresError, RedisError):

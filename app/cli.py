@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _require_secrets() -> None:
+    """Stop here, naming the variable, when a secret is missing or guessable."""
+    from app.platform.settings import InsecureSettings, get_settings, require_secrets
+
+    try:
+        require_secrets(get_settings())
+    except InsecureSettings as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group()
 def main() -> None:
     """Pizzeria: ordering, delivery and refunds for a pizza shop."""
@@ -41,13 +51,15 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the web server (HTML pages and the JSON API)."""
     import uvicorn
 
+    _require_secrets()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
+        # X-Forwarded-For is read by the app itself, from FORWARDED_ALLOW_IPS peers only
+        proxy_headers=False,
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
@@ -63,12 +75,14 @@ def worker(queue: str) -> None:
 
     if queue not in QUEUES:
         raise click.BadParameter(f"choose one of {', '.join(QUEUES)}", param_hint="QUEUE")
+    _require_secrets()
     run(settings_for(queue))
 
 
 @main.command()
 def relay() -> None:
     """Run the outbox relay (safe to run several)."""
+    _require_secrets()
     asyncio.run(_relay())
 
 

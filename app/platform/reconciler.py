@@ -78,22 +78,16 @@ async def reconcile_batch(
         if not rows:
             return result
         ids = [row.id for row in rows]
-        done = set(
-            (
-                await session.execute(
-                    select(InboxRow.handler, InboxRow.event_id).where(InboxRow.event_id.in_(ids))
-                )
-            ).tuples()
+        inbox = await session.execute(
+            select(InboxRow.handler, InboxRow.event_id).where(InboxRow.event_id.in_(ids))
         )
-        parked = set(
-            (
-                await session.execute(
-                    select(DeadLetter.handler, DeadLetter.event_id).where(
-                        DeadLetter.event_id.in_(ids), DeadLetter.retried_at.is_(None)
-                    )
-                )
-            ).tuples()
+        done = {(handler, event_id) for handler, event_id in inbox}
+        letters = await session.execute(
+            select(DeadLetter.handler, DeadLetter.event_id).where(
+                DeadLetter.event_id.in_(ids), DeadLetter.retried_at.is_(None)
+            )
         )
+        parked = {(handler, event_id) for handler, event_id in letters}
         now = utcnow()
         for row in rows:
             result.checked.append(row.id)

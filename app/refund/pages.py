@@ -182,7 +182,10 @@ def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | 
     except ValueError:
         return None
     start = datetime.combine(day, time.min, tzinfo=zone)
-    return start + timedelta(days=1) if end else start
+    try:
+        return start + timedelta(days=1) if end else start
+    except OverflowError:  # "to 9999-12-31": no day after it, so no upper bound
+        return None
 
 
 def lookup_filter(

@@ -26,7 +26,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "chaos-secret-key-that-is-long-enough-0123456789"
-WEBHOOK_SECRET = "chaos-courier-webhook-secret"
+WEBHOOK_SECRET = "chaos-courier-webhook-secret-long-enough-0123"
 #: every worker queue (``workers.QUEUES``), spelt here so this module imports nothing of app
 QUEUES = ("payment", "ordering", "delivery", "coupon", "refund", "status")
 

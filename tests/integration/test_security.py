@@ -335,4 +335,6 @@ async def test_a_client_cannot_pick_its_rate_limit_key_with_x_forwarded_for(
                     headers={"X-Forwarded-For": f"198.51.100.{i + 1}"},
                 )
                 codes.append(response.status_code)
-    assert codes == [201, 201, 201, 429]
+    # One client, whatever the header says: at most three sign-ups (fewer if this window
+    # already counted some from 127.0.0.1), never four new "clients".
+    assert codes.count(201) <= 3 and codes[-1] == 429, codes

@@ -57,6 +57,8 @@ class OrderingApi(Controller):
                 card_number=data.card_number,
                 idempotency_key=idempotency_key,
                 coupon_code=data.coupon_code or None,
+                phone=data.phone or "",
+                note=data.note or "",
             ),
             gate=state.breakers,
             vault=state.payment_provider,

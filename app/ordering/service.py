@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,8 @@ class PlaceOrder:
     card_number: str
     idempotency_key: str | None = None
     coupon_code: str | None = None
+    phone: str = ""
+    note: str = ""
 
 
 class PartnerGate(Protocol):
@@ -77,7 +80,19 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
         errors.append(FieldError("address", "Tell us where to deliver."))
     elif len(address) > 300:
         errors.append(FieldError("address", "Please use at most 300 characters."))
+    phone = command.phone.strip()
+    if phone and not _PHONE.fullmatch(phone):
+        errors.append(FieldError("phone", "Enter a phone number the rider can call."))
+    note = command.note.strip()
+    if not storable(note):
+        errors.append(FieldError("note", "Please use printable characters."))
+    elif len(note) > 300:
+        errors.append(FieldError("note", "Please use at most 300 characters."))
     return errors
+
+
+#: Digits with the usual separators, 6 to 20 digits: "+82 10-1234-5678", "(030) 123 45".
+_PHONE = re.compile(r"\+?(?:[\s().-]*\d){6,20}[\s().-]*")
 
 
 async def place_order(
@@ -110,6 +125,8 @@ def request_fingerprint(command: PlaceOrder, card_number: str) -> str:
         "address": command.address.strip(),
         "coupon": coupon.normalize_code(command.coupon_code) if command.coupon_code else None,
         "card": card_number[-4:],
+        "phone": command.phone.strip(),
+        "note": command.note.strip(),
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
@@ -176,6 +193,8 @@ async def _place(
             coupon_code=coupon_code,
             currency=currency,
             address=command.address.strip(),
+            phone=command.phone.strip() or None,
+            note=command.note.strip() or None,
             idempotency_key=command.idempotency_key,
             request_fingerprint=fingerprint if command.idempotency_key else None,
             version=1,
@@ -240,6 +259,8 @@ async def _place(
             "couponCode": coupon_code,
             "currency": currency,
             "address": command.address.strip(),
+            "phone": command.phone.strip() or None,
+            "note": command.note.strip() or None,
             "version": 1,
         },
     )
@@ -300,6 +321,7 @@ async def on_payment_failed(session: AsyncSession, event: Event) -> None:
     if order is None or order.status != OrderStatus.placed:
         return
     order.move_to(OrderStatus.payment_failed)
+    await coupon.release_for_order(session, order.id)  # the customer may try again with it
     await _emit(
         session, order, "OrderPaymentFailed", event, reason=event.payload.get("failureReason")
     )
@@ -365,6 +387,51 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.refunded)
     await _emit(session, order, "OrderRefunded", event)
+
+
+async def order_for_key(
+    session: AsyncSession, customer_id: uuid.UUID, idempotency_key: str
+) -> uuid.UUID | None:
+    """The order a checkout form (its one-time key) already placed, if any: a second
+    submit of the same form lands on that order instead of an empty basket's error."""
+    return await session.scalar(
+        select(Order.id).where(
+            Order.customer_id == customer_id, Order.idempotency_key == idempotency_key
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CheckoutAgain:
+    """What a failed payment's order gives back to the checkout: basket and details."""
+
+    lines: list[LineRequest]
+    address: str
+    phone: str
+    note: str
+    coupon_code: str
+
+
+async def checkout_again(
+    session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID
+) -> CheckoutAgain:
+    """The basket and details of the customer's order whose payment failed ("Try another
+    card"); 409 for any other order, which has a payment that went through or was stopped."""
+    order = await session.get(Order, order_id)
+    if order is None or order.customer_id != customer_id:
+        raise NotFound("order not found")
+    if order.status != OrderStatus.payment_failed:
+        raise Conflict("Only an order whose payment failed can be paid with another card.")
+    lines = await session.scalars(
+        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.position)
+    )
+    return CheckoutAgain(
+        lines=[LineRequest(line.pizza_id, line.qty) for line in lines],
+        address=order.address,
+        phone=order.phone or "",
+        note=order.note or "",
+        coupon_code=order.coupon_code or "",
+    )
 
 
 async def paid_before(

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -32,19 +33,29 @@ def up(host: str, port: int) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
 def serve(host: str, port: int, workers: int) -> None:
-    """Run the web server (HTML pages and the JSON API)."""
+    """Run the web server (HTML pages and the JSON API).
+
+    SIGTERM drains it: unready at once, closes after SHUTDOWN_DRAIN_SECONDS, finishes
+    requests in flight within SHUTDOWN_GRACE_SECONDS (see app.platform.lifecycle)."""
     import uvicorn
 
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=True,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+    from app.platform.lifecycle import GracefulServer
+    from app.platform.settings import get_settings
+
+    shutdown = get_settings().shutdown
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "proxy_headers": True,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": round(shutdown.grace_seconds),
+    }
+    if workers > 1:  # uvicorn's own supervisor, without the drain period: prefer replicas
+        uvicorn.run("app.main:create_app", workers=workers, **options)
+        return
+    config = uvicorn.Config("app.main:create_app", **options)
+    GracefulServer(config, drain_seconds=shutdown.drain_seconds).run()
 
 
 @main.command()
@@ -67,6 +78,7 @@ def relay() -> None:
 
 
 async def _relay() -> None:
+    from app.platform import heartbeat
     from app.platform.db import asyncpg_dsn, create_engine, create_session_factory
     from app.platform.redis import create_job_pool
     from app.platform.relay import run_relay
@@ -79,12 +91,14 @@ async def _relay() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.set)  # the relay stops between two batches
+    beat = heartbeat.start(settings.shutdown.heartbeat_file)
     try:
         await run_relay(
             create_session_factory(engine), jobs, SUBSCRIPTIONS, asyncpg_dsn(settings.db.url), stop
         )
     finally:
+        await heartbeat.stop(beat)
         await jobs.aclose()
         await engine.dispose()
 

@@ -40,7 +40,7 @@ from app.operations.api import OperationsApi
 from app.operations.pages import PartnerPages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
-from app.platform import web
+from app.platform import lifecycle, web
 from app.platform.access import access, access_guard
 from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
@@ -65,7 +65,12 @@ async def live() -> dict[str, str]:
 
 @get("/health/ready", tags=["health"], include_in_schema=False, opt=access("public"))
 async def ready(state: State) -> dict[str, str]:
-    """Ready only when PostgreSQL and Redis both answer; 503 otherwise."""
+    """Ready only when PostgreSQL and Redis both answer and the process is not shutting
+    down; 503 otherwise (the balancer then sends traffic elsewhere)."""
+    if lifecycle.is_draining():
+        raise HTTPException(
+            status_code=503, detail="not ready: draining", headers={"Retry-After": "5"}
+        )
     try:
         async with state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -85,9 +90,11 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.session_factory = create_session_factory(app.state.engine)
         app.state.broadcaster = Broadcaster(app.state.redis)
         await app.state.broadcaster.start()
+        unregister = lifecycle.on_stop_accepting(app.state.broadcaster.close_streams)
         try:
             yield
         finally:
+            unregister()
             await app.state.broadcaster.stop()
             await app.state.engine.dispose()
             await app.state.redis.aclose()

@@ -11,6 +11,7 @@ from typing import Any
 from arq import Retry
 from arq.worker import Function, func
 
+from app.platform import heartbeat
 from app.platform.db import create_engine, create_session_factory
 from app.platform.handlers import retry_delay
 from app.platform.redis import arq_redis_settings, create_redis, dumps_job, loads_job
@@ -26,9 +27,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["engine"] = create_engine(settings, pool_size=settings.worker.db_pool)
     ctx["session_factory"] = create_session_factory(ctx["engine"])
     ctx["redis"] = create_redis(settings)
+    ctx["heartbeat"] = heartbeat.start(settings.shutdown.heartbeat_file)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await heartbeat.stop(ctx.get("heartbeat"))
     await ctx["redis"].aclose()
     await ctx["engine"].dispose()
 
@@ -88,6 +91,9 @@ def worker_settings(
         "max_jobs": settings.worker.max_jobs,
         "keep_result": 3600,
         "handle_signals": True,
+        # SIGTERM: take no new job, let the running ones finish (a rolling update or a
+        # scale-down must not interrupt a card charge halfway); after this, cancel + retry
+        "job_completion_wait": round(settings.shutdown.job_seconds),
         "health_check_interval": 10,
     }
     return type("WorkerSettings", (), options)

@@ -129,6 +129,21 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class ShutdownSettings:
+    """Graceful shutdown (see ``app.platform.lifecycle``); Kubernetes'
+    ``terminationGracePeriodSeconds`` must exceed drain + grace."""
+
+    #: web: unready but still serving, so the balancer notices before the socket closes
+    drain_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_DRAIN_SECONDS", 0.0))
+    #: web: requests in flight may take this long to finish once the socket is closed
+    grace_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_GRACE_SECONDS", 10.0))
+    #: workers: a job running at SIGTERM may take this long to finish (then it is retried)
+    job_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_JOB_SECONDS", 20.0))
+    #: relay and workers touch this file from their event loop (liveness probe); "" = off
+    heartbeat_file: str = field(default_factory=lambda: _env("HEARTBEAT_FILE", ""))
+
+
+@dataclass(frozen=True)
 class ShopSettings:
     currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "EUR"))
     name: str = field(default_factory=lambda: _env("PIZZERIA_NAME", "Pizzeria"))
@@ -155,6 +170,7 @@ class Settings:
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     shop: ShopSettings = field(default_factory=ShopSettings)
+    shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
     debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))
     #: where partners reach us (webhooks)
     public_url: str = field(default_factory=lambda: _env("PUBLIC_URL", "http://127.0.0.1:8000"))

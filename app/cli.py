@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,20 +105,63 @@ async def _relay() -> None:
 
 
 @main.command()
-def migrate() -> None:
-    """Apply database migrations."""
-    run_migrations()
-    click.echo("migrations applied")
+@click.option("--check", is_flag=True, help="apply nothing: exit 1 unless the schema is at head")
+@click.option("--wait", default=0.0, type=float, help="with --check: wait up to this many seconds")
+def migrate(check: bool, wait: float) -> None:
+    """Apply database migrations (or, with --check, only see whether they were applied:
+    a pod's init container waits so that a release never runs on last release's schema)."""
+    if not check:
+        run_migrations()
+        click.echo("migrations applied")
+        return
+    deadline = time.monotonic() + wait
+    while (current := asyncio.run(_schema_revisions())) != (head := _head_revisions()):
+        if time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"schema at {current or 'nothing'}, this release needs {head}"
+            )
+        time.sleep(2)
+    click.echo(f"schema at head {sorted(head)}")
 
 
-def run_migrations() -> None:
+def _alembic_config() -> Any:
     from alembic.config import Config
-
-    from alembic import command
 
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "alembic"))
-    command.upgrade(config, "head")
+    return config
+
+
+def run_migrations() -> None:
+    from alembic import command
+
+    command.upgrade(_alembic_config(), "head")
+
+
+def _head_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(_alembic_config()).get_heads())
+
+
+async def _schema_revisions() -> set[str]:
+    """The revisions the database is at (empty when unreachable or never migrated)."""
+    import asyncpg
+
+    from app.platform.db import asyncpg_dsn
+    from app.platform.settings import get_settings
+
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(get_settings().db.url), timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return set()
+    try:  # alembic/env.py keeps the version table in the platform schema
+        rows = await conn.fetch("SELECT version_num FROM platform.alembic_version")
+    except asyncpg.PostgresError:  # no schema or table yet
+        return set()
+    finally:
+        await conn.close()
+    return {row["version_num"] for row in rows}
 
 
 @main.command()

@@ -43,20 +43,21 @@ def serve(host: str, port: int, workers: int) -> None:
     from app.platform.lifecycle import GracefulServer
     from app.platform.settings import get_settings
 
-    shutdown = get_settings().shutdown
+    lifecycle = get_settings().lifecycle
     options: dict[str, Any] = {
         "factory": True,
         "host": host,
         "port": port,
         "proxy_headers": True,
         "log_level": "warning",
-        "timeout_graceful_shutdown": round(shutdown.grace_seconds),
+        "timeout_graceful_shutdown": round(lifecycle.grace_seconds),
+        "timeout_keep_alive": lifecycle.keep_alive_seconds,
     }
     if workers > 1:  # uvicorn's own supervisor, without the drain period: prefer replicas
         uvicorn.run("app.main:create_app", workers=workers, **options)
         return
     config = uvicorn.Config("app.main:create_app", **options)
-    GracefulServer(config, drain_seconds=shutdown.drain_seconds).run()
+    GracefulServer(config, drain_seconds=lifecycle.drain_seconds).run()
 
 
 @main.command()
@@ -93,7 +94,7 @@ async def _relay() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)  # the relay stops between two batches
-    beat = heartbeat.start(settings.shutdown.heartbeat_file)
+    beat = heartbeat.start(settings.lifecycle.heartbeat_file)
     try:
         await run_relay(
             create_session_factory(engine), jobs, SUBSCRIPTIONS, asyncpg_dsn(settings.db.url), stop

@@ -27,7 +27,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["engine"] = create_engine(settings, pool_size=settings.worker.db_pool)
     ctx["session_factory"] = create_session_factory(ctx["engine"])
     ctx["redis"] = create_redis(settings)
-    ctx["heartbeat"] = heartbeat.start(settings.shutdown.heartbeat_file)
+    ctx["heartbeat"] = heartbeat.start(settings.lifecycle.heartbeat_file)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -93,7 +93,7 @@ def worker_settings(
         "handle_signals": True,
         # SIGTERM: take no new job, let the running ones finish (a rolling update or a
         # scale-down must not interrupt a card charge halfway); after this, cancel + retry
-        "job_completion_wait": round(settings.shutdown.job_seconds),
+        "job_completion_wait": round(settings.lifecycle.job_seconds),
         "health_check_interval": 10,
     }
     return type("WorkerSettings", (), options)

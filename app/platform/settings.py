@@ -129,8 +129,8 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
-class ShutdownSettings:
-    """Graceful shutdown (see ``app.platform.lifecycle``); Kubernetes'
+class LifecycleSettings:
+    """Serving and stopping (see ``app.platform.lifecycle``); Kubernetes'
     ``terminationGracePeriodSeconds`` must exceed drain + grace."""
 
     #: web: unready but still serving, so the balancer notices before the socket closes
@@ -139,6 +139,10 @@ class ShutdownSettings:
     grace_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_GRACE_SECONDS", 10.0))
     #: workers: a job running at SIGTERM may take this long to finish (then it is retried)
     job_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_JOB_SECONDS", 20.0))
+    #: web: an idle keep-alive connection stays open this long. Longer than any balancer's
+    #: own idle timeout (ingress-nginx, HAProxy: 60 s), or the balancer may send a request
+    #: down a connection at the moment we close it, and the client gets an error
+    keep_alive_seconds: int = field(default_factory=lambda: _env_int("HTTP_KEEP_ALIVE_SECONDS", 75))
     #: relay and workers touch this file from their event loop (liveness probe); "" = off
     heartbeat_file: str = field(default_factory=lambda: _env("HEARTBEAT_FILE", ""))
 
@@ -170,7 +174,7 @@ class Settings:
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     shop: ShopSettings = field(default_factory=ShopSettings)
-    shutdown: ShutdownSettings = field(default_factory=ShutdownSettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))
     #: where partners reach us (webhooks)
     public_url: str = field(default_factory=lambda: _env("PUBLIC_URL", "http://127.0.0.1:8000"))

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import json
 import signal
@@ -167,8 +166,8 @@ async def test_a_worker_finishes_the_job_it_is_running_and_takes_no_new_one(
     await wait_for(client, customer, second.json()["id"], lambda v: v["status"] == "paid", "paid")
 
 
-@contextlib.contextmanager
-def _own_database() -> Iterator[str]:
+@pytest.fixture
+def relay_database() -> Iterator[str]:
     name = f"pizzeria_test_relaystop_{env._RUN}"
     try:
         yield env.fresh_database(name)
@@ -176,46 +175,52 @@ def _own_database() -> Iterator[str]:
         env.drop_database(name)
 
 
+@pytest.fixture
+def relay_redis() -> Iterator[str]:
+    with start_redis() as url:
+        yield url
+
+
 BATCH = inspect.signature(relay_batch).parameters["limit"].default
 
 
-async def test_the_relay_stops_between_batches() -> None:
-    with _own_database() as database, start_redis() as redis_url:
-        dsn = database.replace("postgresql+asyncpg://", "postgresql://", 1)
-        conn = await asyncpg.connect(dsn)
+async def test_the_relay_stops_between_batches(relay_database: str, relay_redis: str) -> None:
+    database, redis_url = relay_database, relay_redis
+    dsn = database.replace("postgresql+asyncpg://", "postgresql://", 1)
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = [
+            (uuid.uuid4(), "OrderPlaced", "order", str(uuid.uuid4()), "{}")
+            for _ in range(BATCH * 40)
+        ]
+        await conn.executemany(
+            "INSERT INTO platform.outbox (id, type, aggregate_type, aggregate_id,"
+            " correlation_id, occurred_at, payload) VALUES ($1, $2, $3, $4, $4, now(), $5)",
+            rows,
+        )
+        relay = spawn(["relay"], {"DATABASE_URL": database, "REDIS_URL": redis_url})
         try:
-            rows = [
-                (uuid.uuid4(), "OrderPlaced", "order", str(uuid.uuid4()), "{}")
-                for _ in range(BATCH * 40)
-            ]
-            await conn.executemany(
-                "INSERT INTO platform.outbox (id, type, aggregate_type, aggregate_id,"
-                " correlation_id, occurred_at, payload) VALUES ($1, $2, $3, $4, $4, now(), $5)",
-                rows,
-            )
-            relay = spawn(["relay"], {"DATABASE_URL": database, "REDIS_URL": redis_url})
-            try:
-                deadline = time.monotonic() + 30
-                while not await conn.fetchval(
-                    "SELECT count(*) FROM platform.outbox WHERE published_at IS NOT NULL"
-                ):
-                    assert time.monotonic() < deadline, "the relay never published"
-                    assert relay.poll() is None, "the relay died"
-                    await asyncio.sleep(0.01)
-                relay.send_signal(signal.SIGTERM)
-                assert await asyncio.to_thread(relay.wait, 20) == 0
-            finally:
-                stop([relay])
-            published = await conn.fetch(
-                "SELECT id FROM platform.outbox WHERE published_at IS NOT NULL"
-            )
+            deadline = time.monotonic() + 30
+            while not await conn.fetchval(
+                "SELECT count(*) FROM platform.outbox WHERE published_at IS NOT NULL"
+            ):
+                assert time.monotonic() < deadline, "the relay never published"
+                assert relay.poll() is None, "the relay died"
+                await asyncio.sleep(0.01)
+            relay.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(relay.wait, 20) == 0
         finally:
-            await conn.close()
-        redis = Redis.from_url(redis_url)
-        try:
-            queued = {key.decode() for key in await redis.keys("arq:job:*")}
-        finally:
-            await redis.aclose()
+            stop([relay])
+        published = await conn.fetch(
+            "SELECT id FROM platform.outbox WHERE published_at IS NOT NULL"
+        )
+    finally:
+        await conn.close()
+    redis = Redis.from_url(redis_url)
+    try:
+        queued = {key.decode() for key in await redis.keys("arq:job:*")}
+    finally:
+        await redis.aclose()
 
     assert 0 < len(published) < len(rows), "stopped before the backlog was drained"
     assert len(published) % BATCH == 0, f"{len(published)} published: a batch was cut short"

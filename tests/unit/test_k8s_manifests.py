@@ -307,7 +307,7 @@ def test_the_configmap_parses_as_the_shop_s_settings(monkeypatch: pytest.MonkeyP
     for key, value in config_map("pizzeria-config").items():
         monkeypatch.setenv(key, value)
     settings = Settings()
-    assert settings.shutdown.drain_seconds == float(
+    assert settings.lifecycle.drain_seconds == float(
         config_map("pizzeria-config")["SHUTDOWN_DRAIN_SECONDS"]
     )
     assert settings.security.https is True

@@ -28,7 +28,7 @@ from tests.support.api import auth, new_customer, order_body, paid_order, wait_f
 from tests.support.processes import Shop, free_port, spawn, start_redis, stop, wait_http
 from tests.support.sse import SseStream, read_stream
 
-pytestmark = pytest.mark.shutdown
+pytestmark = [pytest.mark.shutdown, pytest.mark.timeout(600)]
 
 DRAIN_SECONDS = 1.5
 
@@ -43,7 +43,7 @@ def replica(shop: Shop) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/health/ready", process)
+        wait_http(f"{url}/health/ready", process, timeout=120)
         yield url, process
     finally:
         stop([process])
@@ -154,7 +154,7 @@ async def test_a_worker_finishes_the_job_it_is_running_and_takes_no_new_one(
 
         # no payment worker runs now: whatever was charged, the stopped one charged
         await wait_for(
-            client, customer, first.json()["id"], lambda v: v["status"] == "paid", "paid"
+            client, customer, first.json()["id"], lambda v: v["status"] == "paid", "paid", 60
         )
         pending = await client.get(f"/api/orders/{second.json()['id']}", headers=auth(customer))
         assert pending.json()["status"] == "placed", "a stopping worker takes no new job"
@@ -163,7 +163,9 @@ async def test_a_worker_finishes_the_job_it_is_running_and_takes_no_new_one(
         await sandbox.put("/sandbox/knobs/payment", json={"latencyMs": 0})
         shop.start_worker("payment")
         await redis.aclose()
-    await wait_for(client, customer, second.json()["id"], lambda v: v["status"] == "paid", "paid")
+    await wait_for(
+        client, customer, second.json()["id"], lambda v: v["status"] == "paid", "paid", 60
+    )
 
 
 @pytest.fixture

@@ -120,7 +120,7 @@ def haproxy(replicas: list[Replica]) -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="pizzeria-haproxy-") as workdir:
         config = Path(workdir) / "haproxy.cfg"
         config.write_text(HAPROXY_CONFIG.format(port=port, stats_port=stats_port, servers=servers))
-        process = subprocess.Popen(["haproxy", "-db", "-f", str(config)])
+        process = subprocess.Popen(["haproxy", "-db", "-q", "-f", str(config)])
         try:
             yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{stats_port}/stats;csv"
         finally:

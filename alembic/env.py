@@ -1,4 +1,9 @@
-"""Alembic environment: async engine, one schema per context, URL from settings."""
+"""Alembic environment: async engine, one schema per context, URL from settings.
+
+Schemas are created by the first migration, not here, so that what a database holds is
+exactly what its migrations say. The version table lives in ``public`` for the same
+reason (it must exist before any migration has run).
+"""
 
 from __future__ import annotations
 
@@ -9,21 +14,27 @@ from sqlalchemy.engine import Connection
 
 from alembic import context
 from app.models import Base
-from app.platform.db import SCHEMAS, create_engine
+from app.platform.db import create_engine
 from app.platform.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata
 
 
+def _adopt_legacy_version_table(connection: Connection) -> None:
+    """Databases migrated before round 2 kept the version table in ``platform``."""
+    legacy = connection.execute(text("SELECT to_regclass('platform.alembic_version')")).scalar()
+    current = connection.execute(text("SELECT to_regclass('public.alembic_version')")).scalar()
+    if legacy is not None and current is None:
+        connection.execute(text("ALTER TABLE platform.alembic_version SET SCHEMA public"))
+
+
 def _run(connection: Connection) -> None:
-    for schema in SCHEMAS:
-        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    _adopt_legacy_version_table(connection)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         include_schemas=True,
-        version_table_schema="platform",
         compare_type=True,
     )
     with context.begin_transaction():

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _require_secrets() -> None:
+    """Stop here, naming the variable, when a secret is missing or guessable."""
+    from app.platform.settings import InsecureSettings, get_settings, require_secrets
+
+    try:
+        require_secrets(get_settings())
+    except InsecureSettings as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -43,12 +58,14 @@ def serve(host: str, port: int, workers: int) -> None:
     from app.platform.lifecycle import GracefulServer
     from app.platform.settings import get_settings
 
+    _require_secrets()
     lifecycle = get_settings().lifecycle
     options: dict[str, Any] = {
         "factory": True,
         "host": host,
         "port": port,
-        "proxy_headers": True,
+        # X-Forwarded-For is read by the app itself, from FORWARDED_ALLOW_IPS peers only
+        "proxy_headers": False,
         "log_level": "warning",
         "timeout_graceful_shutdown": round(lifecycle.grace_seconds),
         "timeout_keep_alive": lifecycle.keep_alive_seconds,
@@ -63,25 +80,30 @@ def serve(host: str, port: int, workers: int) -> None:
 @main.command()
 @click.argument("queue")
 def worker(queue: str) -> None:
-    """Run the arq worker for QUEUE (payment, ordering, status)."""
-    from arq.worker import run_worker
-
+    """Run the arq worker for QUEUE (payment, ordering, delivery, coupon, refund, status);
+    it survives Redis restarts."""
     from workers import QUEUES, settings_for
+    from workers.supervised import run
 
     if queue not in QUEUES:
         raise click.BadParameter(f"choose one of {', '.join(QUEUES)}", param_hint="QUEUE")
-    run_worker(settings_for(queue))
+    _require_secrets()
+    run(settings_for(queue))
 
 
 @main.command()
 def relay() -> None:
     """Run the outbox relay (safe to run several)."""
+    _require_secrets()
     asyncio.run(_relay())
 
 
 async def _relay() -> None:
-    from app.platform import heartbeat
+    """The relay and the reconciler side by side in one process, each safe to replicate."""
+    from app.platform import liveness
     from app.platform.db import asyncpg_dsn, create_engine, create_session_factory
+    from app.platform.heartbeat import Heartbeat
+    from app.platform.reconciler import run_reconciler
     from app.platform.redis import create_job_pool
     from app.platform.relay import run_relay
     from app.platform.settings import get_settings
@@ -89,18 +111,39 @@ async def _relay() -> None:
 
     settings = get_settings()
     engine = create_engine(settings, pool_size=2)
-    jobs = await create_job_pool(settings, retries=30)
+    session_factory = create_session_factory(engine)
+    heartbeat = Heartbeat(session_factory, "relay", settings.pipeline.heartbeat_seconds)
+    beating = asyncio.create_task(heartbeat.run())
+    alive = liveness.start(settings.lifecycle.liveness_file)  # the pod's liveness probe
+    jobs = await create_job_pool(settings, retries=1_000_000)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)  # the relay stops between two batches
-    beat = heartbeat.start(settings.lifecycle.heartbeat_file)
     try:
-        await run_relay(
-            create_session_factory(engine), jobs, SUBSCRIPTIONS, asyncpg_dsn(settings.db.url), stop
+        await asyncio.gather(
+            run_relay(
+                session_factory,
+                jobs,
+                SUBSCRIPTIONS,
+                asyncpg_dsn(settings.db.url),
+                stop,
+                heartbeat=heartbeat,
+            ),
+            run_reconciler(
+                session_factory,
+                jobs,
+                SUBSCRIPTIONS,
+                stop,
+                every=settings.pipeline.reconcile_seconds,
+                redeliver_after=settings.pipeline.redeliver_seconds,
+                heartbeat=heartbeat,
+            ),
         )
     finally:
-        await heartbeat.stop(beat)
+        beating.cancel()
+        await liveness.stop(alive)
+        await heartbeat.remove()
         await jobs.aclose()
         await engine.dispose()
 
@@ -214,6 +257,83 @@ def create_user(email: str, password: str, name: str | None, role: str) -> None:
         asyncio.run(create())
     except DomainError as exc:
         raise click.ClickException(exc.detail) from exc
+
+
+@main.group()
+def events() -> None:
+    """The event pipeline: dead letters and their retry."""
+
+
+@events.command("dead")
+@click.option("--all", "show_all", is_flag=True, help="include dead letters already retried")
+def dead_letters(show_all: bool) -> None:
+    """List the jobs parked as dead letters (newest first)."""
+    from sqlalchemy import select
+
+    from app.platform import deadletters
+    from app.platform.outbox import DeadLetter
+
+    async def show() -> None:
+        async with _session() as session:
+            if show_all:
+                query = select(DeadLetter).order_by(DeadLetter.failed_at.desc()).limit(500)
+                letters = list(await session.scalars(query))
+            else:
+                letters = await deadletters.active(session)
+        if not letters:
+            click.echo("no dead letters")
+        for letter in letters:
+            retried = (
+                f"  retried {letter.retried_at:%Y-%m-%d %H:%M:%S}" if letter.retried_at else ""
+            )
+            click.echo(
+                f"{letter.id}\t{letter.failed_at:%Y-%m-%d %H:%M:%S}\t{letter.handler}\t"
+                f"{letter.event_type} {letter.event_id}\t"
+                f"order {letter.event.get('correlation_id', '?')}\t"
+                f"{letter.error_type.rsplit('.', 1)[-1]}: {letter.error}"
+                f"  ({letter.attempts} tries, {letter.failures} failures){retried}"
+            )
+
+    asyncio.run(show())
+
+
+@events.command("retry")
+@click.argument("letter_id", type=int)
+def retry_dead_letter(letter_id: int) -> None:
+    """Send dead letter ID again (after fixing its cause)."""
+    from app.platform import deadletters
+    from app.platform.errors import DomainError
+    from app.platform.redis import create_job_pool
+    from app.platform.settings import get_settings
+
+    async def retry() -> str:
+        jobs = await create_job_pool(get_settings(), retries=3)
+        try:
+            async with _session() as session:
+                letter = await deadletters.retry(session, jobs, letter_id, "the command line")
+                return (
+                    f"dead letter {letter.id}: {letter.handler} for {letter.event_type} sent again"
+                )
+        finally:
+            await jobs.aclose()
+
+    try:
+        click.echo(asyncio.run(retry()))
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from exc
+
+
+@contextlib.asynccontextmanager
+async def _session() -> AsyncIterator[AsyncSession]:
+    from app.platform.db import create_engine, create_session_factory
+    from app.platform.settings import get_settings
+
+    engine = create_engine(get_settings(), pool_size=1)
+    try:
+        async with create_session_factory(engine)() as session:
+            yield session
+    finally:
+        await engine.dispose()
 
 
 @main.group()

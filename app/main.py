@@ -6,12 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from litestar import Litestar, Router, get
-from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -37,11 +38,14 @@ from app.delivery.webhooks import courier_webhook
 from app.menu.api import MenuApi
 from app.menu.pages import MenuPages
 from app.operations.api import OperationsApi
-from app.operations.pages import PartnerPages
+from app.operations.health import report as health_report
+from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
-from app.platform import lifecycle, web
+from app.payment.provider import HttpPaymentProvider
+from app.platform import bodies, clients, lifecycle, openapi, web
 from app.platform.access import access, access_guard
+from app.platform.csrf import SessionCSRFMiddleware
 from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
 from app.platform.headers import security_headers_hook
@@ -49,7 +53,7 @@ from app.platform.pubsub import Broadcaster
 from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis
 from app.platform.sessions import session_config
-from app.platform.settings import Settings, get_settings
+from app.platform.settings import Settings, get_settings, require_secrets
 from app.refund.api import RefundApi
 from app.refund.pages import ReasonAdminPages, RefundPages, StaffRefundPages
 from app.status.api import OrderStatusApi
@@ -82,6 +86,15 @@ async def ready(state: State) -> dict[str, str]:
     return {"status": "ready"}
 
 
+@get("/health", tags=["health"], include_in_schema=False, opt=access("public"))
+async def health(state: State) -> dict[str, Any]:
+    """Every part of the shop: this web process's pub/sub listener, each relay and worker
+    (heartbeats: ``ok``, ``redis_down``, ``gone``), the event backlog, dead letters and
+    the watchdog's stuck work. Counts only; 200 even when degraded (``status`` says)."""
+    async with state.session_factory() as session:
+        return await health_report(session, state.settings, state.broadcaster)
+
+
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -89,12 +102,14 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.engine = create_engine(settings)
         app.state.session_factory = create_session_factory(app.state.engine)
         app.state.broadcaster = Broadcaster(app.state.redis)
+        app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()
         unregister = lifecycle.on_stop_accepting(app.state.broadcaster.close_streams)
         try:
             yield
         finally:
             unregister()
+            await app.state.payment_provider.aclose()
             await app.state.broadcaster.stop()
             await app.state.engine.dispose()
             await app.state.redis.aclose()
@@ -104,6 +119,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
+    require_secrets(settings)
+    clients.trusted_networks(settings.security.forwarded_allow_ips)  # malformed: stop now
     redis = create_redis(settings)
     api = Router(
         path="/",
@@ -133,6 +150,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             CouponPages,
             BoardPages,
             PartnerPages,
+            PipelinePages,
             RefundPages,
             StaffRefundPages,
             ReasonAdminPages,
@@ -145,10 +163,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         include_in_schema=False,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             live,
             ready,
+            health,
             courier_webhook,
             api,
             pages,
@@ -167,21 +186,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "settings": settings,
                 "breakers": PartnerBreakers(redis, settings),
                 "limiter": RateLimiter(redis),
-                "token_checker": accounts.password_changed_at,
+                "account_standing": accounts.standing,
             }
         ),
         stores={"sessions": RedisStore(redis, namespace="pizzeria:session")},
-        middleware=[session_config(settings).middleware],
-        csrf_config=CSRFConfig(
-            secret=settings.security.secret_key,
-            cookie_name="__Host-pizzeria_csrf" if settings.security.https else "pizzeria_csrf",
-            cookie_path="/",
-            cookie_httponly=False,
-            cookie_samesite="lax",
-            header_name="x-csrftoken",
-            cookie_secure=settings.security.https,
-            exclude=["/api/", "/webhooks/"],
-        ),
+        # CSRF inside the session middleware: the token is bound to the session.
+        middleware=[
+            session_config(settings).middleware,
+            DefineMiddleware(SessionCSRFMiddleware, settings=settings),
+        ],
         template_config=TemplateConfig(
             directory=ROOT / "templates",
             engine=JinjaTemplateEngine,
@@ -205,10 +218,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Exception: web.internal_error_handler,
         },
         before_send=[security_headers_hook(settings)],
+        before_request=bodies.check_json_body,
+        request_max_body_size=bodies.MAX_BODY,
         guards=[access_guard],
         debug=settings.debug,
         logging_config=None,
     )
+    openapi.document_errors(app)
+    return app
 
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

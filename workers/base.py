@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from arq import Retry
 from arq.worker import Function, func
 
-from app.platform import heartbeat
+from app.platform import liveness
 from app.platform.db import create_engine, create_session_factory
-from app.platform.handlers import retry_delay
+from app.platform.handlers import run_job
 from app.platform.redis import arq_redis_settings, create_redis, dumps_job, loads_job
-from app.platform.settings import get_settings
+from app.platform.settings import Settings, get_settings
 
 Task = Callable[..., Coroutine[Any, Any, Any]]
 log = logging.getLogger("pizzeria.worker")
@@ -27,29 +25,28 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["engine"] = create_engine(settings, pool_size=settings.worker.db_pool)
     ctx["session_factory"] = create_session_factory(ctx["engine"])
     ctx["redis"] = create_redis(settings)
-    ctx["heartbeat"] = heartbeat.start(settings.lifecycle.heartbeat_file)
+    ctx["liveness"] = liveness.start(settings.lifecycle.liveness_file)  # the pod's probe
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    await heartbeat.stop(ctx.get("heartbeat"))
+    await liveness.stop(ctx.get("liveness"))
     await ctx["redis"].aclose()
     await ctx["engine"].dispose()
 
 
-def _never_dropped(name: str, task: Task) -> Task:
-    """arq drops a job that raises; ours retry with backoff instead (a deadlock, a lost
-    connection, a partner hiccup must delay work, never lose it). Handlers are idempotent,
-    so running one again is always safe."""
+def partner_job_timeout(settings: Settings) -> float:
+    """Run-time limit of a job that calls a partner: up to two partner calls (a request and
+    its withdrawal) plus the database work around them. A killed worker's job is retried
+    about this long after it started (arq's in-progress key), so keep it tight."""
+    return 2 * settings.partners.timeout_seconds + settings.pipeline.job_timeout_seconds / 2
+
+
+def _job(queue: str, name: str, task: Task, timeout: float) -> Task:
+    """Every task runs through ``run_job``: timeout, retry or dead letter, inbox record."""
 
     @functools.wraps(task)
-    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await task(ctx, *args, **kwargs)
-        except (Retry, asyncio.CancelledError):
-            raise
-        except Exception as exc:
-            log.exception("%s failed (try %s); retrying", name, ctx.get("job_try"))
-            raise Retry(defer=retry_delay(ctx.get("job_try", 1))) from exc
+    async def run(ctx: dict[str, Any], raw: dict[str, Any]) -> Any:
+        return await run_job(ctx, handler=name, queue=queue, task=task, raw=raw, timeout=timeout)
 
     return run
 
@@ -58,11 +55,13 @@ def worker_settings(
     queue: str,
     tasks: Sequence[tuple[str, Task]],
     *,
+    timeout: float | None = None,
     on_startup: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None = None,
     on_shutdown: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None = None,
 ) -> type:
     """An arq ``WorkerSettings`` class for ``queue`` (so ``arq workers.<queue>.WorkerSettings``
-    works too); see ``workers/<queue>.py``."""
+    works too); see ``workers/<queue>.py``. ``timeout`` is each job's run-time limit
+    (``WORKER_JOB_TIMEOUT`` unless the queue calls partners: ``partner_job_timeout``)."""
     settings = get_settings()
 
     async def _startup(ctx: dict[str, Any]) -> None:
@@ -75,8 +74,10 @@ def worker_settings(
             await on_shutdown(ctx)
         await shutdown(ctx)
 
+    limit = timeout or settings.pipeline.job_timeout_seconds
     functions: list[Function] = [
-        func(_never_dropped(name, task), name=name, max_tries=settings.worker.max_tries)
+        # arq's own limit is a backstop a little above ours (ours retries, arq's drops)
+        func(_job(queue, name, task, limit), name=name, timeout=limit + 1)
         for name, task in tasks
     ]
     options: dict[str, Any] = {
@@ -89,7 +90,11 @@ def worker_settings(
         "job_deserializer": loads_job,
         "poll_delay": settings.worker.poll_delay,
         "max_jobs": settings.worker.max_jobs,
-        "keep_result": 3600,
+        "job_timeout": limit + 1,
+        "max_tries": settings.worker.max_tries,
+        # no results kept: PostgreSQL's inbox says what is done, and a kept result would
+        # stop the reconciler from enqueuing a lost job again under the same id
+        "keep_result": 0,
         "handle_signals": True,
         # SIGTERM: take no new job, let the running ones finish (a rolling update or a
         # scale-down must not interrupt a card charge halfway); after this, cancel + retry

@@ -7,7 +7,8 @@ from typing import Any
 from app.breakers import courier_breaker
 from app.delivery import tasks
 from app.delivery.gateway import HttpCourierGateway
-from workers.base import worker_settings
+from app.platform.settings import get_settings
+from workers.base import partner_job_timeout, worker_settings
 
 
 async def _open_gateway(ctx: dict[str, Any]) -> None:
@@ -29,6 +30,7 @@ WorkerSettings = worker_settings(
         (tasks.REQUEST_RETURN_PICKUP, tasks.request_return_pickup),
         (tasks.WITHDRAW_RETURN_PICKUP, tasks.withdraw_return_pickup),
     ],
+    timeout=partner_job_timeout(get_settings()),
     on_startup=_open_gateway,
     on_shutdown=_close_gateway,
 )

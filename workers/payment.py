@@ -7,7 +7,8 @@ from typing import Any
 from app.breakers import payment_breaker
 from app.payment import tasks
 from app.payment.provider import HttpPaymentProvider
-from workers.base import worker_settings
+from app.platform.settings import get_settings
+from workers.base import partner_job_timeout, worker_settings
 
 
 async def _open_provider(ctx: dict[str, Any]) -> None:
@@ -22,6 +23,7 @@ async def _close_provider(ctx: dict[str, Any]) -> None:
 WorkerSettings = worker_settings(
     "payment",
     [(tasks.CAPTURE, tasks.capture), (tasks.VOID, tasks.void), (tasks.REFUND, tasks.refund)],
+    timeout=partner_job_timeout(get_settings()),
     on_startup=_open_provider,
     on_shutdown=_close_provider,
 )

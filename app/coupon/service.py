@@ -190,19 +190,23 @@ async def revoke_for_refund(session: AsyncSession, event: Event) -> None:
 
 async def reinstate_for_refund(session: AsyncSession, settings: Settings, event: Event) -> None:
     """``RefundCancelled`` → the coupon comes back (FR11), or is issued now if the
-    refund's tombstone had stopped it."""
+    refund's tombstone had stopped it, unless another refund of the order still revokes
+    it (a refund withdrawn, then filed again: their events may arrive in any order)."""
     p = event.payload
     refund_id, order_id = uuid.UUID(p["refundId"]), uuid.UUID(p["orderId"])
+    # The coupon row lock first: a concurrent revoke of another refund waits for us, and
+    # then finds the coupon in the state we leave it in.
+    coupon = await _locked_for_order(session, order_id)
     stmt = insert(Revocation).values(refund_id=refund_id, order_id=order_id, state=REINSTATED)
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=[Revocation.refund_id], set_={"state": REINSTATED}
         )
     )
-    coupon = await _locked_for_order(session, order_id)
+    if await _revoked(session, order_id):
+        return  # another refund of this order still holds the coupon
     if coupon is None:
-        if not await _revoked(session, order_id):
-            await _issue(session, settings, order_id, uuid.UUID(p["customerId"]), event)
+        await _issue(session, settings, order_id, uuid.UUID(p["customerId"]), event)
         return
     if coupon.status == CouponStatus.revoked:
         coupon.move_to(CouponStatus.issued)

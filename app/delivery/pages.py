@@ -18,6 +18,7 @@ from app.audit import service as audit
 from app.breakers import PartnerBreakers
 from app.delivery import service
 from app.delivery.models import FORWARD, DeliveryStatus
+from app.operations import watchdog
 from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
@@ -87,6 +88,8 @@ async def board_context(db: AsyncSession, state: State) -> dict[str, Any]:
             (s.value, label, [c for c in cards if c.card.status == s]) for s, label in COLUMNS
         ],
         "breakers": states,
+        # work that stopped moving (the watchdog), so staff see it where they work
+        "stalled": await watchdog.stalled(db, state.settings.pipeline, now),
     }
 
 
@@ -123,7 +126,7 @@ class BoardPages(Controller):
 
         async def render(_: object) -> ServerSentEventMessage:
             async with state.session_factory() as db:
-                html = template.render(request=request, **await board_context(db, state))
+                html = template.render(**await board_context(db, state))
             return ServerSentEventMessage(data=html, event="board")
 
         return sse(channel_updates(state.broadcaster, BOARD_CHANNEL), render)

@@ -6,6 +6,7 @@ and the board can rebuild a card from the newest event alone.
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery.models import CourierStatus, Delivery, DeliveryStatus, stage
 from app.platform.db import utcnow
-from app.platform.errors import Conflict, NotFound
+from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.outbox import record_event
 
@@ -181,13 +182,26 @@ async def record_pickup_requested(
     return False
 
 
+def partner_reference(delivery_id: uuid.UUID, trip: str = "delivery") -> str:
+    """The ``reference`` we give the partner for a trip, which its webhooks must echo."""
+    return str(delivery_id) if trip == "delivery" else f"{delivery_id}:return"
+
+
 async def apply_partner_event(
-    session: AsyncSession, partner_ref: str, kind: str, rider: str | None, at: datetime
+    session: AsyncSession,
+    partner_ref: str,
+    kind: str,
+    rider: str | None,
+    at: datetime,
+    reference: str | None = None,
 ) -> None:
-    """A signed webhook from the delivery partner. Stale or repeated news changes nothing."""
+    """A signed webhook from the delivery partner. Stale or repeated news changes nothing;
+    a ``reference`` that is not this pickup's delivery is refused (422)."""
     delivery = await session.scalar(
         select(Delivery).where(Delivery.partner_ref == partner_ref).with_for_update()
     )
+    if delivery is not None and reference is not None:
+        ensure_reference(reference, partner_reference(delivery.id))
     if delivery is None or delivery.status == DeliveryStatus.cancelled:
         return
     status = DeliveryStatus(delivery.status)
@@ -201,6 +215,13 @@ async def apply_partner_event(
         if status is DeliveryStatus.ready:
             await _move(session, delivery, DeliveryStatus.out_for_delivery)
         await _move(session, delivery, DeliveryStatus.delivered)
+
+
+def ensure_reference(given: str, expected: str) -> None:
+    """A partner event must name the delivery its pickup was booked for: a webhook for
+    pickup A cannot move delivery B."""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise InvalidInput.single("reference", "The reference does not belong to this pickup.")
 
 
 # -- returns (refunds) -----------------------------------------------------------------
@@ -251,3 +272,29 @@ async def by_return_pickup(session: AsyncSession, partner_ref: str) -> Delivery 
     return await session.scalar(
         select(Delivery).where(Delivery.return_partner_ref == partner_ref).with_for_update()
     )
+
+
+async def orders_with_delivery(session: AsyncSession, order_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of ``order_ids`` have a delivery (the watchdog's "paid, no delivery")."""
+    if not order_ids:
+        return set()
+    rows = await session.scalars(select(Delivery.order_id).where(Delivery.order_id.in_(order_ids)))
+    return set(rows)
+
+
+async def waiting_on_partner_since(
+    session: AsyncSession, cutoff: datetime, limit: int = 200
+) -> list[Delivery]:
+    """Deliveries the partner should be moving (a rider requested or assigned, the food
+    ready or on its way) that have not changed since ``cutoff``: no partner news."""
+    rows = await session.scalars(
+        select(Delivery)
+        .where(
+            Delivery.status.in_((DeliveryStatus.ready, DeliveryStatus.out_for_delivery)),
+            Delivery.courier_status.in_((CourierStatus.requested, CourierStatus.assigned)),
+            Delivery.updated_at < cutoff,
+        )
+        .order_by(Delivery.updated_at)
+        .limit(limit)
+    )
+    return list(rows)

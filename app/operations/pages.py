@@ -13,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.breakers import PartnerBreakers
-from app.operations import service
+from app.operations import service, watchdog
+from app.platform import deadletters
 from app.platform.access import access
 from app.platform.errors import InvalidInput
+from app.platform.redis import create_job_pool
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import page, redirect
@@ -77,3 +79,45 @@ class PartnerPages(Controller):
         audit.record(db, staff, "partner.knobs", f"partner:{partner}", **knobs)
         await db.commit()
         return redirect(request, "/staff/partners")
+
+
+class PipelinePages(Controller):
+    """Admins: the jobs parked as dead letters (retry each after fixing its cause), the
+    reconciler's log and the watchdog's stuck work."""
+
+    opt = access("admin")
+    path = "/admin/events"
+
+    @get("/")
+    async def overview(
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        admin: NamedDependency[Principal],
+    ) -> Any:
+        return page(
+            request,
+            "operations/events.html",
+            letters=await deadletters.active(db),
+            actions=await deadletters.recent_actions(db),
+            stalled=await watchdog.stalled(db, settings.pipeline),
+            notice=request.query_params.get("retried"),
+        )
+
+    @post("/dead/{letter_id:int}/retry")
+    async def retry(
+        self,
+        request: Request[Any, Any, Any],
+        letter_id: FromPath[int],
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        admin: NamedDependency[Principal],
+    ) -> Any:
+        audit.record(db, admin, "event.retry", f"dead-letter:{letter_id}")
+        jobs = await create_job_pool(settings, retries=0)
+        try:
+            await deadletters.retry(db, jobs, letter_id, f"admin {admin.user_id}")
+        finally:
+            await jobs.aclose()
+        return redirect(request, f"/admin/events?retried={letter_id}")

@@ -57,8 +57,11 @@ class OrderingApi(Controller):
                 card_number=data.card_number,
                 idempotency_key=idempotency_key,
                 coupon_code=data.coupon_code or None,
+                phone=data.phone or "",
+                note=data.note or "",
             ),
             gate=state.breakers,
+            vault=state.payment_provider,
         )
         view = await status.order_view(db, placed.order_id, caller.user_id)
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}

@@ -28,20 +28,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-#: One schema per bounded context (plus ``platform`` for the outbox and inbox).
-SCHEMAS = (
-    "platform",
-    "accounts",
-    "menu",
-    "ordering",
-    "payment",
-    "delivery",
-    "coupon",
-    "refund",
-    "audit",
-    "status",
-)
-
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

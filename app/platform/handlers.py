@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import msgspec
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.breaker import BreakerOpen, CircuitBreaker
 from app.platform.events import Event
+from app.platform.failures import BadPayload, Failure, classify
 from app.platform.outbox import claim
 from app.platform.settings import get_settings
 
 Effect = Callable[[AsyncSession, Event], Awaitable[None]]
 T = TypeVar("T")
+log = logging.getLogger("pizzeria.worker")
 
 
 async def handle_once(
@@ -36,7 +41,11 @@ def retry_delay(job_try: int) -> float:
 
 
 def event_of(raw: dict[str, Any]) -> Event:
-    return Event.from_job_arg(raw)
+    """The event a job carries; a job argument that is no event is a permanent failure."""
+    try:
+        return Event.from_job_arg(raw)
+    except (msgspec.ValidationError, TypeError) as exc:
+        raise BadPayload(f"not an event: {exc}") from exc
 
 
 async def call_partner(
@@ -50,3 +59,87 @@ async def call_partner(
         raise Retry(defer=max(float(exc.retry_after), retry_delay(job_try))) from exc
     except breaker.failure_exceptions as exc:
         raise Retry(defer=retry_delay(job_try)) from exc
+
+
+async def run_job(
+    ctx: dict[str, Any],
+    *,
+    handler: str,
+    queue: str,
+    task: Callable[[dict[str, Any], dict[str, Any]], Awaitable[Any]],
+    raw: dict[str, Any],
+    timeout: float,  # noqa: ASYNC109 (arq's per-function limit, applied inside)
+) -> Any:
+    """Run one event handler as an arq job, the way every job runs.
+
+    - It gets ``timeout`` seconds (sized to the partner calls it makes); running out is a
+      transient failure, retried.
+    - Transient failures are retried with backoff (``Retry``): arq drops a job that raises.
+    - Permanent failures, and unknown ones that keep happening, are parked as dead letters
+      (with the event and the error) instead of retrying for hours and then vanishing.
+    - Success is recorded in the inbox: an event is finished when every subscriber has its
+      inbox row, and the reconciler re-enqueues what is not (PostgreSQL decides, not Redis).
+    """
+    from app.platform import deadletters
+
+    settings = ctx["settings"]
+    job_try: int = ctx.get("job_try", 1)
+    try:
+        async with asyncio.timeout(timeout):
+            result = await task(ctx, raw)
+    except asyncio.CancelledError:
+        raise
+    except Retry as exc:
+        if job_try < settings.worker.max_tries:
+            raise
+        error: BaseException = exc
+        reason = f"still not done after {job_try} tries"
+    except Exception as exc:
+        kind = classify(exc)
+        if kind is Failure.transient and job_try < settings.worker.max_tries:
+            log.warning("%s: %s (try %s); retrying", handler, _describe(exc), job_try)
+            raise Retry(defer=retry_delay(job_try)) from exc
+        if kind is Failure.unknown and job_try < settings.pipeline.poison_tries:
+            log.exception("%s failed (try %s); retrying", handler, job_try)
+            raise Retry(defer=retry_delay(job_try)) from exc
+        error, reason = exc, f"{kind} failure"
+    else:
+        await _or_retry(mark_handled(ctx["session_factory"], handler, raw), job_try)
+        return result
+    log.error("%s: %s: %s; parked as a dead letter", handler, reason, _describe(error))
+    await _or_retry(
+        deadletters.park(
+            ctx["session_factory"],
+            handler=handler,
+            queue=queue,
+            raw=raw,
+            job_id=str(ctx.get("job_id", "")),
+            error=error,
+            attempts=job_try,
+        ),
+        job_try,
+    )
+    return "dead-lettered"
+
+
+async def mark_handled(
+    session_factory: async_sessionmaker[AsyncSession], handler: str, raw: dict[str, Any]
+) -> None:
+    """Record that ``handler`` is done with the job's event (the inbox row ``handle_once``
+    may already have written in the effect's own transaction)."""
+    async with session_factory() as session, session.begin():
+        await claim(session, handler, event_of(raw).id)
+
+
+async def _or_retry(step: Awaitable[None], job_try: int) -> None:
+    """Bookkeeping in PostgreSQL after the handler ran; if PostgreSQL is away, the job is
+    retried (the handler is idempotent, so running it again is safe)."""
+    try:
+        await step
+    except Exception as exc:
+        log.warning("job bookkeeping failed: %s; retrying", _describe(exc))
+        raise Retry(defer=retry_delay(job_try)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]

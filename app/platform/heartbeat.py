@@ -1,72 +1,117 @@
-"""A liveness heartbeat for the parts that serve no HTTP (the relay and the workers).
-
-The process's event loop touches a file every few seconds; a Kubernetes exec probe checks
-the file's age. A loop that is blocked (a sync call that never returns, a CPU-bound
-runaway) stops touching it, the probe fails, and the pod is restarted: the seed's
-self-healing. The check is an external dependency-free file read on purpose: a Redis or
-PostgreSQL outage must not make every pod restart.
-
-The probe, cheap enough to run every few seconds (standard library only)::
-
-    python -m app.platform.heartbeat /tmp/pizzeria/heartbeat 30
-
-exits 0 when the file was touched in the last 30 seconds, 1 otherwise.
-"""
+"""Process heartbeats: every relay and worker writes its state to PostgreSQL every few
+seconds, so ``/health`` can say which parts run and whether they reach Redis, even
+while Redis itself is down (the heartbeat does not depend on what it reports on)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
-import sys
-import time
-from pathlib import Path
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-INTERVAL_SECONDS = 2.0
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform.db import utcnow
+from app.platform.outbox import ProcessBeat
 
-async def beat(path: Path, interval: float = INTERVAL_SECONDS) -> None:
-    """Touch ``path`` every ``interval`` seconds for as long as the loop runs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        # from the loop itself, not a thread: the point is to prove the loop runs
-        path.touch()  # noqa: ASYNC240 - a local file, microseconds
-        await asyncio.sleep(interval)
+log = logging.getLogger(__name__)
 
-
-def start(path: str) -> asyncio.Task[None] | None:
-    """The heartbeat task for this process (none when ``HEARTBEAT_FILE`` is not set)."""
-    return asyncio.create_task(beat(Path(path)), name="heartbeat") if path else None
-
-
-async def stop(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+#: the states a process reports
+OK = "ok"
+STARTING = "starting"
+REDIS_DOWN = "redis_down"
+#: rows of processes gone this long are removed
+FORGET_AFTER = timedelta(hours=1)
 
 
-def age(path: Path) -> float | None:
-    """Seconds since the last beat; None if there never was one."""
-    try:
-        return time.time() - os.stat(path).st_mtime
-    except FileNotFoundError:
-        return None
+class Heartbeat:
+    """One process's state, written every ``interval`` seconds by :meth:`run`."""
+
+    def __init__(
+        self, session_factory: async_sessionmaker[AsyncSession], kind: str, interval: float
+    ) -> None:
+        self.session_factory = session_factory
+        self.kind = kind
+        self.name = f"{kind}@{socket.gethostname()}:{os.getpid()}"
+        self.interval = interval
+        self.state = STARTING
+        self.since = utcnow()
+        self.detail: dict[str, Any] = {}
+        self.started_at = utcnow()
+
+    def set(self, state: str, **detail: Any) -> None:
+        """Report ``state`` from now on (``since`` moves only when the state changes)."""
+        if state != self.state:
+            self.state, self.since = state, utcnow()
+        self.detail.update(detail)
+
+    async def beat(self) -> None:
+        now = utcnow()
+        detail = {**self.detail, "since": self.since.isoformat()}
+        values = {
+            "name": self.name,
+            "kind": self.kind,
+            "state": self.state,
+            "detail": detail,
+            "started_at": self.started_at,
+            "seen_at": now,
+        }
+        async with self.session_factory() as session, session.begin():
+            await session.execute(
+                insert(ProcessBeat)
+                .values(**values)
+                .on_conflict_do_update(index_elements=[ProcessBeat.name], set_=values)
+            )
+            await session.execute(
+                delete(ProcessBeat).where(ProcessBeat.seen_at < now - FORGET_AFTER)
+            )
+
+    async def run(self) -> None:
+        """Beat until cancelled; a PostgreSQL outage only makes the row go stale."""
+        while True:
+            try:
+                await self.beat()
+            except Exception as exc:
+                log.debug("heartbeat of %s not written: %s", self.name, exc)
+            await asyncio.sleep(self.interval)
+
+    async def remove(self) -> None:
+        """A clean stop: the process leaves the list rather than going stale."""
+        with contextlib.suppress(Exception):
+            async with self.session_factory() as session, session.begin():
+                await session.execute(delete(ProcessBeat).where(ProcessBeat.name == self.name))
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m app.platform.heartbeat FILE MAX_AGE_SECONDS", file=sys.stderr)
-        return 2
-    seconds = age(Path(argv[0]))
-    if seconds is None:
-        print(f"no heartbeat at {argv[0]}", file=sys.stderr)
-        return 1
-    if seconds > float(argv[1]):
-        print(f"heartbeat stale: {seconds:.1f}s old (limit {argv[1]}s)", file=sys.stderr)
-        return 1
-    return 0
+@dataclass(frozen=True)
+class ProcessState:
+    name: str
+    kind: str
+    state: str
+    since: str | None
+    seen_at: datetime
+    stale: bool
+    detail: dict[str, Any]
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+async def processes(session: AsyncSession, interval: float) -> list[ProcessState]:
+    """Every process heard from in the last hour; ``stale`` when it missed three beats."""
+    now = utcnow()
+    rows = await session.scalars(select(ProcessBeat).order_by(ProcessBeat.kind, ProcessBeat.name))
+    return [
+        ProcessState(
+            name=row.name,
+            kind=row.kind,
+            state=row.state,
+            since=row.detail.get("since"),
+            seen_at=row.seen_at,
+            stale=row.seen_at < now - timedelta(seconds=3 * interval + 2),
+            detail=row.detail,
+        )
+        for row in rows
+    ]

@@ -12,7 +12,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, String, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -28,6 +38,11 @@ class OutboxRow(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_unpublished", "seq", postgresql_where=text("published_at IS NULL")),
+        Index(
+            "ix_outbox_unfinished",
+            "seq",
+            postgresql_where=text("published_at IS NOT NULL AND finished_at IS NULL"),
+        ),
         {"schema": "platform"},
     )
 
@@ -40,7 +55,12 @@ class OutboxRow(Base):
     causation_id: Mapped[str | None] = mapped_column(String(100))
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    #: first handed to Redis (the relay); the row stays "unfinished" until …
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: … every subscriber has its inbox row; meanwhile the reconciler re-enqueues the
+    #: missing jobs when ``enqueued_at`` is older than ``EVENT_REDELIVER_SECONDS``
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def to_event(self) -> Event:
         return Event(
@@ -57,7 +77,7 @@ class OutboxRow(Base):
 
 class InboxRow(Base):
     __tablename__ = "inbox"
-    __table_args__ = {"schema": "platform"}
+    __table_args__ = (Index("ix_inbox_event_id", "event_id"), {"schema": "platform"})
 
     handler: Mapped[str] = mapped_column(String(100), primary_key=True)
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
@@ -113,3 +133,63 @@ async def claim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> boo
         .returning(InboxRow.event_id)
     )
     return (await session.execute(stmt)).first() is not None
+
+
+class DeadLetter(Base):
+    """A job that failed for a reason retrying cannot fix (a bad payload, an illegal
+    transition, a bug), parked with its event and error until someone retries it.
+
+    One row per (handler, event); ``retried_at`` is set when it is sent again (a new
+    failure clears it), so the active dead letters are those with ``retried_at`` NULL.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        UniqueConstraint("handler", "event_id"),
+        {"schema": "platform"},
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    handler: Mapped[str] = mapped_column(String(100))
+    queue: Mapped[str] = mapped_column(String(50))
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    event_type: Mapped[str] = mapped_column(String(100))
+    event: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    error: Mapped[str] = mapped_column(Text)
+    error_type: Mapped[str] = mapped_column(String(200))
+    traceback: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer, default=1)
+    failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    retried_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PipelineAction(Base):
+    """What the reconciler did (re-enqueued a lost job, finished an event) and what the
+    admins did (retried a dead letter): the pipeline's own log, newest first on the page."""
+
+    __tablename__ = "pipeline_actions"
+    __table_args__ = {"schema": "platform"}
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    handler: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class ProcessBeat(Base):
+    """Each relay and worker process says here, every few seconds, how it is doing (its
+    Redis connection above all): PostgreSQL is where health can read it even while Redis
+    is down."""
+
+    __tablename__ = "processes"
+    __table_args__ = {"schema": "platform"}
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    state: Mapped[str] = mapped_column(String(30))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

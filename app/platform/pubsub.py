@@ -17,11 +17,14 @@ from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 
+from app.platform.db import utcnow
+
 log = logging.getLogger(__name__)
 
 RESYNC = "__resync__"
 #: the process is going away: end the stream, the browser reconnects to another replica
 RECONNECT = "__reconnect__"
+BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
 PATTERNS = ("order:*", "customer:*", "board")
 
 
@@ -31,6 +34,16 @@ class Broadcaster:
         self._clients: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        #: for ``/health``: "connecting", "ok" or "reconnecting", since when, how often
+        self.state = "connecting"
+        self.since = utcnow()
+        self.reconnects = 0
+        self.error: str | None = None
+
+    def _set(self, state: str, error: str | None = None) -> None:
+        if state != self.state:
+            self.state, self.since = state, utcnow()
+        self.error = error
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._pump())
@@ -68,10 +81,17 @@ class Broadcaster:
                 queue.put_nowait(data)
 
     async def _pump(self) -> None:
+        """Listen for ever: after a lost connection, reconnect with backoff (0.2 s doubling
+        to 5 s) and tell every client to resync."""
+        backoff = BACKOFF_START
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.psubscribe(*PATTERNS)
+                    if self.state == "reconnecting":
+                        log.info("pubsub: reconnected")
+                    self._set("ok")
+                    backoff = BACKOFF_START
                     self._resync_all()
                     async for message in pubsub.listen():
                         if message["type"] in {"pmessage", "message"}:
@@ -79,8 +99,12 @@ class Broadcaster:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("pubsub: %s; reconnecting", exc)
-                await asyncio.sleep(1.0)
+                if self.state != "reconnecting":
+                    self.reconnects += 1
+                    log.warning("pubsub: %s; reconnecting", exc)
+                self._set("reconnecting", f"{type(exc).__name__}: {exc}"[:200])
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
 
     def _resync_all(self) -> None:
         for channel in list(self._clients):

@@ -1,5 +1,9 @@
 """The outbox relay: turns committed outbox rows into one arq job per subscriber.
 
+Redis is only the delivery channel: ``published_at`` says a row was handed over once,
+and the reconciler (``app.platform.reconciler``) hands it over again until every
+subscriber has recorded it in its inbox.
+
 It drains rows in commit order with ``FOR UPDATE SKIP LOCKED`` (so replicas never hand out
 the same row twice at once), is woken by ``LISTEN outbox`` and polls slowly as a safety
 net. When Redis is unreachable the transaction rolls back and the rows simply wait.
@@ -14,13 +18,16 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.db import utcnow
+from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
 from app.platform.outbox import NOTIFY_CHANNEL, OutboxRow
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,20 @@ class Subscriber:
 
 
 Subscriptions = Mapping[str, Sequence[Subscriber]]
+
+
+def job_id(event_id: object, task: str) -> str:
+    """One job id per (event, subscriber), whoever enqueues it (relay, reconciler, an
+    admin's retry): arq refuses a second job with an id it still holds."""
+    return f"{event_id}:{task}"
+
+
+async def enqueue(jobs: ArqRedis, arg: dict[str, Any], sub: Subscriber) -> bool:
+    """Hand one event to one subscriber; False when Redis already holds that job."""
+    job = await jobs.enqueue_job(
+        sub.task, arg, _job_id=job_id(arg["id"], sub.task), _queue_name=sub.queue
+    )
+    return job is not None
 
 
 async def relay_batch(
@@ -53,13 +74,15 @@ async def relay_batch(
                 .with_for_update(skip_locked=True)
             )
         ).all()
+        now = utcnow()
         for row in rows:
             arg = row.to_event().to_job_arg()
-            for sub in subscriptions.get(row.type, ()):
-                await jobs.enqueue_job(
-                    sub.task, arg, _job_id=f"{row.id}:{sub.task}", _queue_name=sub.queue
-                )
-            row.published_at = utcnow()
+            subscribers = subscriptions.get(row.type, ())
+            for sub in subscribers:
+                await enqueue(jobs, arg, sub)
+            row.published_at = row.enqueued_at = now
+            if not subscribers:
+                row.finished_at = now
         return len(rows)
 
 
@@ -88,6 +111,7 @@ async def run_relay(
     stop: asyncio.Event,
     *,
     poll_seconds: float = 2.0,
+    heartbeat: Heartbeat | None = None,
 ) -> None:
     """Relay until ``stop`` is set, surviving PostgreSQL and Redis outages."""
     wake = asyncio.Event()
@@ -101,10 +125,14 @@ async def run_relay(
             wake.clear()
             await drain(session_factory, jobs, subscriptions, stop)
             backoff = 0.2
+            if heartbeat:
+                heartbeat.set(OK)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(wake, stop), timeout=poll_seconds)
         except Exception as exc:
             log.warning("relay: %s; retrying in %.1fs", exc, backoff)
+            if heartbeat:
+                heartbeat.set(REDIS_DOWN if _is_redis(exc) else "db_down", error=str(exc)[:200])
             if listener is not None and not listener.is_closed():
                 listener.terminate()
             listener = None
@@ -113,6 +141,10 @@ async def run_relay(
             backoff = min(backoff * 2, 5.0)
     if listener is not None and not listener.is_closed():
         await listener.close()
+
+
+def _is_redis(exc: BaseException) -> bool:
+    return isinstance(exc, RedisError) or type(exc).__module__.startswith(("redis", "arq"))
 
 
 async def _first(*events: asyncio.Event) -> None:

@@ -7,6 +7,7 @@ API and a page or redirect for browsers.
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -19,6 +20,8 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
+from litestar.utils.empty import value_or_default
+from litestar.utils.scope.state import ScopeState
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,7 +50,10 @@ def provide_settings(state: State) -> Settings:
 
 
 def session_principal(request: Request[Any, Any, Any]) -> Principal | None:
-    return access.session_principal(request)
+    """The guard's checked principal when the route demanded one, else what the session
+    claims (only used to show the navigation)."""
+    guarded = request.scope.get("state", {}).get(access.PRINCIPAL)
+    return guarded if guarded is not None else access.session_principal(request)
 
 
 def _guarded(request: Request[Any, Any, Any]) -> Principal:
@@ -99,7 +105,7 @@ def is_htmx(request: Request[Any, Any, Any]) -> bool:
 
 def wants_json(request: Request[Any, Any, Any]) -> bool:
     path = request.url.path
-    return path.startswith(("/api/", "/webhooks/", "/health/"))
+    return path.startswith(("/api/", "/webhooks/", "/health"))
 
 
 def page(
@@ -125,12 +131,31 @@ def page(
     )
 
 
-def fragment(request: Request[Any, Any, Any], name: str) -> Any:
-    """A template to render outside the response cycle (SSE); pass ``request=`` to it so
-    CSRF inputs work."""
+class Fragment:
+    """A template rendered outside the response cycle (SSE), with what a ``Template``
+    response would give it: the request and the CSRF input. Any form that arrives through
+    the live stream must carry a valid token, or clicking it answers 403."""
+
+    def __init__(self, request: Request[Any, Any, Any], template: Any) -> None:
+        self.request = request
+        self.template = template
+
+    def render(self, **context: Any) -> str:
+        token = csrf_token_of(self.request)
+        csrf_input = f'<input type="hidden" name="_csrf_token" value="{html.escape(token)}" />'
+        return str(self.template.render(request=self.request, csrf_input=csrf_input, **context))
+
+
+def csrf_token_of(request: Request[Any, Any, Any]) -> str:
+    """The CSRF token the middleware established for this request (cookie or new)."""
+    return value_or_default(ScopeState.from_scope(request.scope).csrf_token, "")
+
+
+def fragment(request: Request[Any, Any, Any], name: str) -> Fragment:
+    """A template to render outside the response cycle (SSE), CSRF input included."""
     engine = request.app.template_engine
     assert engine is not None, "templates are configured in create_app()"
-    return engine.get_template(name)
+    return Fragment(request, engine.get_template(name))
 
 
 def redirect(request: Request[Any, Any, Any], to: str) -> Response[Any]:

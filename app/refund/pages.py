@@ -116,7 +116,7 @@ class RefundPages(Controller):
         async def render(_: object) -> ServerSentEventMessage:
             async with state.session_factory() as session:
                 fresh = await status.refund_view(session, refund_id, customer.user_id)
-            html = template.render(request=request, refund=fresh)
+            html = template.render(refund=fresh, live=True)
             return ServerSentEventMessage(data=html, event="refund", id=str(fresh.version))
 
         return sse(channel_updates(state.broadcaster, order_channel(view.order_id)), render)
@@ -182,7 +182,10 @@ def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | 
     except ValueError:
         return None
     start = datetime.combine(day, time.min, tzinfo=zone)
-    return start + timedelta(days=1) if end else start
+    try:
+        return start + timedelta(days=1) if end else start
+    except OverflowError:  # "to 9999-12-31": no day after it, so no upper bound
+        return None
 
 
 def lookup_filter(

@@ -283,3 +283,16 @@ async def complete_for_payment(session: AsyncSession, event: Event) -> None:
     refund = await _locked(session, refund_id)
     refund.move_to(RefundStatus.completed)
     await _emit(session, refund, "RefundCompleted", event)
+
+
+async def requested_before(
+    session: AsyncSession, cutoff: datetime, limit: int = 200
+) -> list[Refund]:
+    """Refunds still waiting for their return since before ``cutoff`` (the watchdog)."""
+    rows = await session.scalars(
+        select(Refund)
+        .where(Refund.status == RefundStatus.requested, Refund.created_at < cutoff)
+        .order_by(Refund.created_at)
+        .limit(limit)
+    )
+    return list(rows)

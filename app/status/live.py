@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,6 +31,7 @@ KEEP_ALIVE_SECONDS = 15.0
 #: how long a browser waits before reconnecting after a shutdown ends its stream (spread,
 #: so a replica's clients don't all land on the next one in the same millisecond)
 RECONNECT_MS = (500, 1500)
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -117,5 +119,20 @@ def sse(
 
 async def project_committed(db: AsyncSession, state: State) -> None:
     """Read-your-writes after a web request committed: project the events ``db`` recorded
-    and notify live pages now (the status worker would, a moment later)."""
-    await service.project_now(state.session_factory, state.redis, take_recorded(db))
+    and notify live pages now (the status worker would, a moment later).
+
+    Best effort: the change has committed, so the answer is success whatever happens
+    here. If Redis (or PostgreSQL) fails now, the status worker projects and publishes
+    the same events from the outbox once it can; answering 503 would invite a retry of
+    something that already happened.
+    """
+    events = take_recorded(db)
+    try:
+        await service.project_now(state.session_factory, state.redis, events)
+    except Exception as exc:
+        log.warning(
+            "read-your-writes projection of %s skipped (%s: %s); the status worker catches up",
+            ", ".join(e.type for e in events) or "nothing",
+            type(exc).__name__,
+            exc,
+        )

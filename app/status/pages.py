@@ -89,7 +89,7 @@ class OrderPages(Controller):
 
         async def render(view: OrderView) -> ServerSentEventMessage:
             order = OrderDocument.of(view.doc)
-            html = template.render(request=request, order=order, version=view.version)
+            html = template.render(order=order, version=view.version, live=True)
             return ServerSentEventMessage(data=html, event="order", id=str(view.version))
 
         updates = order_updates(

@@ -68,6 +68,8 @@ def _initial_doc(event: Event) -> Doc:
         "discountAmount": p.get("discountAmount", 0),
         "currency": p["currency"],
         "address": p["address"],
+        "phone": p.get("phone"),
+        "note": p.get("note"),
         "createdAt": event.occurred_at.isoformat(),
         "payment": {"status": "pending", "failureReason": None},
         "delivery": None,

@@ -41,6 +41,8 @@ class OrderDocument(msgspec.Struct, rename="camel"):
     refund: dict[str, Any] | None
     timeline: list[TimelineEntry]
     discount_amount: int = 0
+    phone: str | None = None
+    note: str | None = None
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> OrderDocument:

@@ -172,7 +172,7 @@ async def test_a_worker_finishes_the_job_it_is_running_and_takes_no_new_one(
 def relay_database() -> Iterator[str]:
     name = f"pizzeria_test_relaystop_{env._RUN}"
     try:
-        yield env.fresh_database(name)
+        yield env.fresh_database(name, flush=False)
     finally:
         env.drop_database(name)
 

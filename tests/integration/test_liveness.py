@@ -27,7 +27,7 @@ STALE_AFTER = 3  # the probe's age limit here (the manifests allow 30 s)
 
 def probe(beat: Path) -> int:
     """The manifests' exec probe, run the same way."""
-    command = [sys.executable, "-m", "app.platform.heartbeat", str(beat), str(STALE_AFTER)]
+    command = [sys.executable, "-m", "app.platform.liveness", str(beat), str(STALE_AFTER)]
     return subprocess.run(command, cwd=env.ROOT, capture_output=True, check=False).returncode
 
 
@@ -53,7 +53,7 @@ async def test_a_wedged_part_fails_its_liveness_probe_and_a_recovered_one_passes
     assert probe(beat) == 1, "no heartbeat yet: not alive"
     unreachable_db = env.database_url(f"pizzeria_test_no_such_db_{env._RUN}")
     process = spawn(
-        part, {"DATABASE_URL": unreachable_db, "REDIS_URL": redis_url, "HEARTBEAT_FILE": str(beat)}
+        part, {"DATABASE_URL": unreachable_db, "REDIS_URL": redis_url, "LIVENESS_FILE": str(beat)}
     )
     try:
         await until_probe(beat, 0, "started")

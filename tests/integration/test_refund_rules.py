@@ -193,3 +193,35 @@ async def test_a_coupon_already_spent_is_flagged_for_staff(session_factory: Fact
     flagged = await _coupon(session_factory, order_id)
     assert flagged is not None and flagged.status == "redeemed"
     assert flagged.flagged is not None and str(spent_on) in flagged.flagged
+
+
+async def test_cancelling_one_refund_keeps_the_coupon_revoked_while_another_holds_it(
+    session_factory: Factory,
+) -> None:
+    """Refund A withdrawn, refund B filed: the coupon worker may see A's revoke, B's revoke
+    and then A's cancel. A's cancel must not hand the coupon back while B still holds it."""
+    order_id, customer = uuid.uuid4(), uuid.uuid4()
+    first, second = uuid.uuid4(), uuid.uuid4()
+    settings = get_settings()
+    async with session_factory() as session, session.begin():
+        await coupons.issue_for_delivery(
+            session, settings, _event("DeliveryDelivered", order_id, customer, first)
+        )
+    for refund_id in (first, second):
+        async with session_factory() as session, session.begin():
+            await coupons.revoke_for_refund(
+                session, _event("RefundRequested", order_id, customer, refund_id)
+            )
+    async with session_factory() as session, session.begin():
+        await coupons.reinstate_for_refund(
+            session, settings, _event("RefundCancelled", order_id, customer, first)
+        )
+    coupon = await _coupon(session_factory, order_id)
+    assert coupon is not None and coupon.status == "revoked", "refund B still revokes it"
+
+    async with session_factory() as session, session.begin():
+        await coupons.reinstate_for_refund(
+            session, settings, _event("RefundCancelled", order_id, customer, second)
+        )
+    coupon = await _coupon(session_factory, order_id)
+    assert coupon is not None and coupon.status == "issued", "no refund holds it any more"

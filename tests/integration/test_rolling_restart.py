@@ -150,7 +150,7 @@ def database() -> Iterator[str]:
     """A shop database of this test's own (the session's shop keeps running meanwhile)."""
     name = f"pizzeria_test_rolling_{env._RUN}"
     try:
-        yield env.fresh_database(name)
+        yield env.fresh_database(name, flush=False)
     finally:
         env.drop_database(name)
 

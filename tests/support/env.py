@@ -75,12 +75,14 @@ def configure_in_process() -> None:
     os.environ["DATABASE_URL"] = database_url(IN_PROCESS_DB)
     os.environ["REDIS_URL"] = redis_url(IN_PROCESS_REDIS_DB)
     os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
+    os.environ.setdefault("COURIER_WEBHOOK_SECRET", "test-courier-webhook-secret-long-enough-0123")
     os.environ.setdefault("PARTNER_TIMEOUT", "2")
     os.environ.setdefault("DATABASE_POOL_SIZE", "5")
 
 
-def fresh_database(name: str) -> str:
-    """Drop and recreate ``name``, then migrate it with the real migrations."""
+def fresh_database(name: str, *, flush: bool = True) -> str:
+    """Drop and recreate ``name``, then migrate it with the real migrations (``flush``:
+    and empty the Redis db that goes with it)."""
     admin = PG_BASE.replace("postgresql+asyncpg://", "postgresql://", 1) + "/postgres"
 
     async def recreate() -> None:
@@ -92,7 +94,7 @@ def fresh_database(name: str) -> str:
             await conn.close()
 
     asyncio.run(recreate())
-    if name in (IN_PROCESS_DB, SHOP_DB):  # other databases come with a Redis of their own
+    if flush:
         flush_redis(IN_PROCESS_REDIS_DB if name == IN_PROCESS_DB else SHOP_REDIS_DB)
     url = database_url(name)
     subprocess.run(

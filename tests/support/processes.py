@@ -33,7 +33,7 @@ def spawn(args: list[str], extra_env: dict[str, str]) -> subprocess.Popen[bytes]
     )
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -117,7 +117,7 @@ def start_shop(sandbox_url: str) -> Iterator[Shop]:
     for queue in QUEUES:
         shop.start_worker(queue)
     try:
-        wait_http(f"{shop.url}/health/ready", web, timeout=120)  # a loaded CI machine
+        wait_http(f"{shop.url}/health/ready", web, timeout=90)
         yield shop
     finally:
         stop([web, relay, *shop.workers.values()])

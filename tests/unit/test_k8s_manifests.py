@@ -220,7 +220,7 @@ def _subcommand_context(args: list[str]) -> None:
 def test_every_deployment_has_meaningful_probes() -> None:
     web_paths = {route.path for route in create_app().routes}
     sandbox_paths = {route.path for route in create_sandbox_app().routes}
-    heartbeat = config_map("pizzeria-config")["HEARTBEAT_FILE"]
+    heartbeat = config_map("pizzeria-config")["LIVENESS_FILE"]
     for doc in of_kind("Deployment"):
         container = main_container(doc)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -233,7 +233,7 @@ def test_every_deployment_has_meaningful_probes() -> None:
                 assert spec["httpGet"]["port"] in ports
             else:
                 command = spec["exec"]["command"]
-                assert command[:3] == ["python", "-m", "app.platform.heartbeat"], command
+                assert command[:3] == ["python", "-m", "app.platform.liveness"], command
                 assert command[3] == heartbeat, f"{name(doc)} {probe} reads another file"
                 mounts = {m["mountPath"] for m in container["volumeMounts"]}
                 assert str(Path(heartbeat).parents[-2]) in mounts, "the heartbeat dir is writable"

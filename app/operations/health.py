@@ -1,0 +1,83 @@
+"""What ``/health`` reports: every part of the shop and whether work is moving.
+
+Read from PostgreSQL (process heartbeats, the outbox, dead letters, the watchdog) and
+from this web process itself (its pub/sub listener), so it answers while Redis is down
+and says so.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.operations import watchdog
+from app.platform import deadletters, heartbeat
+from app.platform.db import utcnow
+from app.platform.outbox import OutboxRow
+from app.platform.pubsub import Broadcaster
+from app.platform.settings import Settings
+
+
+async def event_backlog(session: AsyncSession, settings: Settings) -> dict[str, int]:
+    """Events not handed to Redis yet, and events overdue (not finished by every
+    subscriber within ``EVENT_REDELIVER_SECONDS``; the reconciler is on them)."""
+    overdue_before = utcnow() - timedelta(seconds=settings.pipeline.redeliver_seconds)
+    unpublished = await session.scalar(
+        select(func.count()).select_from(OutboxRow).where(OutboxRow.published_at.is_(None))
+    )
+    overdue = await session.scalar(
+        select(func.count())
+        .select_from(OutboxRow)
+        .where(
+            OutboxRow.published_at.is_not(None),
+            OutboxRow.finished_at.is_(None),
+            OutboxRow.published_at < overdue_before,
+        )
+    )
+    return {
+        "unpublished": int(unpublished or 0),
+        "overdue": int(overdue or 0),
+        "deadLetters": await deadletters.count_active(session),
+    }
+
+
+async def report(
+    session: AsyncSession, settings: Settings, broadcaster: Broadcaster
+) -> dict[str, Any]:
+    processes = await heartbeat.processes(session, settings.pipeline.heartbeat_seconds)
+    stalled = await watchdog.stalled(session, settings.pipeline)
+    events = await event_backlog(session, settings)
+    live = [p for p in processes if not p.stale]
+    degraded = (
+        broadcaster.state != "ok"
+        or any(p.state != heartbeat.OK for p in live)
+        or events["deadLetters"] > 0
+        or bool(stalled.findings)
+    )
+    return {
+        "status": "degraded" if degraded else "ok",
+        "web": {
+            "pubsub": {
+                "state": broadcaster.state,
+                "since": broadcaster.since.isoformat(),
+                "reconnects": broadcaster.reconnects,
+                "error": broadcaster.error,
+            }
+        },
+        "processes": [
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "state": "gone" if p.stale else p.state,
+                "since": p.since,
+                "seenAt": p.seen_at.isoformat(),
+                "detail": {k: v for k, v in p.detail.items() if k != "since"},
+            }
+            for p in processes
+        ],
+        "events": events,
+        "watchdog": stalled.counts(),
+    }

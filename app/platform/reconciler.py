@@ -1,0 +1,173 @@
+"""The reconciler: PostgreSQL decides when an event is done, not Redis.
+
+An event is *finished* when every subscriber has its inbox row. Redis may lose a job (a
+restart without persistence, a flush, a worker killed at the wrong moment); so every few
+seconds the reconciler takes the published-but-unfinished events whose jobs were last
+enqueued more than ``EVENT_REDELIVER_SECONDS`` ago and enqueues the missing jobs again,
+with the same job id: while Redis still holds a job (queued, retrying, running) arq
+refuses the copy, so nothing doubles; when Redis lost it, it runs again (handlers are
+idempotent). A subscriber whose job is parked as a dead letter is left alone.
+
+Replicas never double work: each batch takes its rows ``FOR UPDATE SKIP LOCKED`` and moves
+their ``enqueued_at`` forward before committing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from arq.connections import ArqRedis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.platform.db import utcnow
+from app.platform.heartbeat import Heartbeat
+from app.platform.outbox import DeadLetter, InboxRow, OutboxRow, PipelineAction
+from app.platform.relay import Subscriptions, enqueue
+
+log = logging.getLogger("pizzeria.reconciler")
+
+
+@dataclass
+class Pass:
+    """What one reconciler pass saw and did."""
+
+    checked: list[uuid.UUID] = field(default_factory=list)
+    finished: int = 0
+    requeued: int = 0
+    still_queued: int = 0
+    parked: int = 0
+
+    def add(self, other: Pass) -> None:
+        self.checked += other.checked
+        self.finished += other.finished
+        self.requeued += other.requeued
+        self.still_queued += other.still_queued
+        self.parked += other.parked
+
+
+async def reconcile_batch(
+    session_factory: async_sessionmaker[AsyncSession],
+    jobs: ArqRedis,
+    subscriptions: Subscriptions,
+    *,
+    redeliver_after: float,
+    limit: int = 200,
+) -> Pass:
+    """Finish or re-enqueue up to ``limit`` events whose jobs are overdue."""
+    result = Pass()
+    async with session_factory() as session, session.begin():
+        rows = (
+            await session.scalars(
+                select(OutboxRow)
+                .where(
+                    OutboxRow.published_at.is_not(None),
+                    OutboxRow.finished_at.is_(None),
+                    OutboxRow.enqueued_at < utcnow() - timedelta(seconds=redeliver_after),
+                )
+                .order_by(OutboxRow.seq)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if not rows:
+            return result
+        ids = [row.id for row in rows]
+        inbox = await session.execute(
+            select(InboxRow.handler, InboxRow.event_id).where(InboxRow.event_id.in_(ids))
+        )
+        done = {(handler, event_id) for handler, event_id in inbox}
+        letters = await session.execute(
+            select(DeadLetter.handler, DeadLetter.event_id).where(
+                DeadLetter.event_id.in_(ids), DeadLetter.retried_at.is_(None)
+            )
+        )
+        parked = {(handler, event_id) for handler, event_id in letters}
+        now = utcnow()
+        for row in rows:
+            result.checked.append(row.id)
+            subscribers = subscriptions.get(row.type, ())
+            waiting = [s for s in subscribers if (s.task, row.id) not in done]
+            missing = [s for s in waiting if (s.task, row.id) not in parked]
+            if not waiting:
+                row.finished_at = now
+                result.finished += 1
+                continue
+            row.enqueued_at = now
+            result.parked += len(waiting) - len(missing)
+            arg = row.to_event().to_job_arg()
+            for sub in missing:
+                if await enqueue(jobs, arg, sub):
+                    result.requeued += 1
+                    log.warning(
+                        "re-enqueued %s for %s %s: Redis had lost the job",
+                        sub.task,
+                        row.type,
+                        row.id,
+                    )
+                    session.add(
+                        PipelineAction(
+                            at=now,
+                            action="re-enqueued",
+                            event_id=row.id,
+                            handler=sub.task,
+                            detail=f"{row.type} (order {row.correlation_id}) on queue "
+                            f"{sub.queue}: not done and no longer in Redis",
+                        )
+                    )
+                else:
+                    result.still_queued += 1
+    return result
+
+
+async def reconcile(
+    session_factory: async_sessionmaker[AsyncSession],
+    jobs: ArqRedis,
+    subscriptions: Subscriptions,
+    *,
+    redeliver_after: float,
+) -> Pass:
+    """One full pass: batches until nothing overdue is left."""
+    total = Pass()
+    while True:
+        batch = await reconcile_batch(
+            session_factory, jobs, subscriptions, redeliver_after=redeliver_after
+        )
+        total.add(batch)
+        if len(batch.checked) < 200:
+            return total
+
+
+async def run_reconciler(
+    session_factory: async_sessionmaker[AsyncSession],
+    jobs: ArqRedis,
+    subscriptions: Subscriptions,
+    stop: asyncio.Event,
+    *,
+    every: float,
+    redeliver_after: float,
+    heartbeat: Heartbeat | None = None,
+) -> None:
+    """Reconcile every ``every`` seconds until ``stop`` is set, through any outage."""
+    while not stop.is_set():
+        try:
+            done = await reconcile(
+                session_factory, jobs, subscriptions, redeliver_after=redeliver_after
+            )
+            if heartbeat:
+                heartbeat.detail["reconciler"] = {
+                    "at": utcnow().isoformat(),
+                    "checked": len(done.checked),
+                    "finished": done.finished,
+                    "requeued": done.requeued,
+                    "parked": done.parked,
+                }
+        except Exception as exc:
+            log.warning("reconciler: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)

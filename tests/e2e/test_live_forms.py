@@ -1,0 +1,61 @@
+"""Forms that arrive through the live stream must work: a person clicks what they see.
+
+The order and refund pages are re-rendered by SSE right after they open (and on every
+change). The fragment marks itself ``data-rendered="live"``; these tests wait for that
+mark, so the button they click is the one the stream delivered, then click it.
+"""
+
+from __future__ import annotations
+
+import httpx
+from playwright.async_api import Page, expect
+
+from tests.e2e.conftest import LIVE_TIMEOUT_MS, sign_in
+from tests.support.api import auth, delivered_order, new_customer, paid_order, staff_headers
+from tests.support.processes import Shop
+
+
+async def test_cancel_order_after_the_live_stream_re_rendered_the_page(
+    page: Page, api: httpx.AsyncClient
+) -> None:
+    customer = await new_customer(api, name="Cy Cancel")
+    order = await paid_order(api, customer)
+    await sign_in(page, customer["email"])
+
+    await page.goto(f"/orders/{order['id']}")
+    await expect(page.locator('#order-status[data-rendered="live"]')).to_have_count(
+        1, timeout=LIVE_TIMEOUT_MS
+    )
+    await page.get_by_role("button", name="Cancel order").click()
+
+    await expect(page.get_by_text("CSRF")).to_have_count(0)
+    await expect(page.locator("#order-status")).to_have_attribute(
+        "data-status", "cancelled", timeout=LIVE_TIMEOUT_MS
+    )
+    await expect(page.locator("#order-status")).to_have_text("Cancelled")
+
+
+async def test_withdraw_refund_after_the_live_stream_re_rendered_the_page(
+    page: Page, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    customer = await new_customer(api, name="Wil Withdraw")
+    order = await delivered_order(api, customer, await staff_headers(api, shop.env))
+    filed = await api.post(
+        "/api/refunds",
+        json={"orderId": order["id"], "reasonCode": "cold_or_late", "reason": "Cold."},
+        headers=auth(customer),
+    )
+    assert filed.status_code == 201, filed.text
+    await sign_in(page, customer["email"])
+
+    await page.goto(f"/refunds/{filed.json()['id']}")
+    await expect(page.locator('#refund-status[data-rendered="live"]')).to_have_count(
+        1, timeout=LIVE_TIMEOUT_MS
+    )
+    await page.get_by_role("button", name="Withdraw refund").click()
+
+    await expect(page.get_by_text("CSRF")).to_have_count(0)
+    await expect(page.locator("#refund-status")).to_have_attribute(
+        "data-status", "cancelled", timeout=LIVE_TIMEOUT_MS
+    )
+    await expect(page.locator("#refund-cancelled")).to_contain_text("by you")

@@ -1,0 +1,206 @@
+"""Poison messages (issue 9, defect 4): permanent failures are parked as dead letters with
+their event and error, counted in health, listed and retried from the command line; the
+transient ones are retried. And the reconciler's replicas never take the same event."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from arq import Retry
+from arq.connections import ArqRedis
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.operations.health import event_backlog
+from app.payment.models import PaymentStatus
+from app.payment.service import payment_for_order
+from app.platform import deadletters
+from app.platform.db import utcnow
+from app.platform.errors import IllegalTransition
+from app.platform.handlers import run_job
+from app.platform.outbox import DeadLetter, InboxRow, OutboxRow
+from app.platform.reconciler import reconcile_batch
+from app.platform.redis import create_job_pool
+from app.platform.relay import drain
+from app.platform.settings import get_settings
+from app.subscriptions import SUBSCRIPTIONS
+from tests.support.env import ROOT
+from tests.support.inproc import events_of, place, run_burst
+
+Factory = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def jobs(migrated_db: str) -> AsyncIterator[ArqRedis]:
+    pool = await create_job_pool(get_settings())
+    yield pool
+    await pool.aclose()
+
+
+def _event(type: str = "TestHappened") -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "type": type,
+        "aggregate_type": "test",
+        "aggregate_id": "1",
+        "correlation_id": str(uuid.uuid4()),
+        "causation_id": None,
+        "occurred_at": utcnow().isoformat(),
+        "payload": {},
+    }
+
+
+async def _letter(factory: Factory, handler: str, event_id: str) -> DeadLetter | None:
+    async with factory() as session:
+        return await session.scalar(
+            select(DeadLetter).where(
+                DeadLetter.handler == handler, DeadLetter.event_id == uuid.UUID(event_id)
+            )
+        )
+
+
+async def _run(ctx: dict[str, Any], handler: str, error: BaseException, job_try: int) -> Any:
+    async def task(ctx: dict[str, Any], raw: dict[str, Any]) -> None:
+        raise error
+
+    raw = _event()
+    result = await run_job(
+        {**ctx, "job_try": job_try}, handler=handler, queue="test", task=task, raw=raw, timeout=5
+    )
+    return result, raw
+
+
+async def test_an_illegal_transition_is_parked_at_once(
+    ctx: dict[str, Any], session_factory: Factory
+) -> None:
+    result, raw = await _run(ctx, "test.illegal", IllegalTransition("cannot go"), job_try=1)
+    assert result == "dead-lettered"
+    letter = await _letter(session_factory, "test.illegal", raw["id"])
+    assert letter is not None and letter.error == "cannot go" and letter.attempts == 1
+    assert letter.error_type.endswith("IllegalTransition") and letter.event == raw
+    assert "Traceback" in letter.traceback
+    async with session_factory() as session:
+        assert (await event_backlog(session, get_settings()))["deadLetters"] >= 1
+
+
+async def test_a_transient_failure_is_retried_not_parked(
+    ctx: dict[str, Any], session_factory: Factory
+) -> None:
+    with pytest.raises(Retry):
+        await _run(ctx, "test.transient", ConnectionRefusedError("PostgreSQL is away"), 50)
+
+
+async def test_an_unknown_failure_is_retried_a_few_times_then_parked(
+    ctx: dict[str, Any], session_factory: Factory
+) -> None:
+    with pytest.raises(Retry):
+        await _run(ctx, "test.bug", KeyError("orderId"), job_try=1)
+    poison_tries = get_settings().pipeline.poison_tries
+    result, raw = await _run(ctx, "test.bug", KeyError("orderId"), job_try=poison_tries)
+    assert result == "dead-lettered"
+    assert await _letter(session_factory, "test.bug", raw["id"]) is not None
+
+
+async def test_a_job_out_of_time_is_retried(ctx: dict[str, Any]) -> None:
+    async def slow(ctx: dict[str, Any], raw: dict[str, Any]) -> None:
+        await asyncio.sleep(10)
+
+    with pytest.raises(Retry):
+        await run_job(ctx, handler="test.slow", queue="test", task=slow, raw=_event(), timeout=0.1)
+
+
+async def test_success_is_recorded_in_the_inbox(
+    ctx: dict[str, Any], session_factory: Factory
+) -> None:
+    async def quiet(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+        return "nothing to do"
+
+    raw = _event()
+    assert await run_job(ctx, handler="test.ok", queue="t", task=quiet, raw=raw, timeout=5) == (
+        "nothing to do"
+    )
+    async with session_factory() as session:
+        assert await session.get(InboxRow, ("test.ok", uuid.UUID(raw["id"]))) is not None
+
+
+def _cli(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "events", *args],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+async def test_a_damaged_job_is_parked_by_the_real_worker_and_retried_from_the_cli(
+    session_factory: Factory, jobs: ArqRedis, sandbox_url: str
+) -> None:
+    """The capture job of a real order arrives damaged (no payload): the payment worker
+    parks it instead of retrying for hours; after `pizzeria events retry`, which sends the
+    envelope as the outbox has it, the card is charged once."""
+    order_id = await place(session_factory)
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    damaged = placed.to_event().to_job_arg()
+    del damaged["payload"]
+    async with session_factory() as session, session.begin():  # the relay's part, by hand
+        row = await session.get(OutboxRow, placed.seq)
+        assert row is not None
+        row.published_at = row.enqueued_at = utcnow()
+    job_id = f"{placed.id}:payment.capture"
+    await jobs.enqueue_job("payment.capture", damaged, _job_id=job_id, _queue_name="payment")
+
+    await run_burst("payment")
+    letter = await _letter(session_factory, "payment.capture", str(placed.id))
+    assert letter is not None and letter.retried_at is None and letter.attempts == 1
+    assert "not an event" in letter.error
+    assert await jobs.queued_jobs(queue_name="payment") == [], "parked, not retrying"
+
+    listed = await asyncio.to_thread(_cli, "dead")
+    assert f"{letter.id}\t" in listed and "payment.capture" in listed and "BadPayload" in listed
+
+    said = await asyncio.to_thread(_cli, "retry", str(letter.id))
+    assert "sent again" in said
+    await run_burst("payment")
+    async with session_factory() as session:
+        payment = await payment_for_order(session, order_id)
+        assert payment is not None and payment.status == PaymentStatus.captured
+        assert await deadletters.get(session, letter.id) is not None
+    letter = await _letter(session_factory, "payment.capture", str(placed.id))
+    assert letter is not None and letter.retried_at is not None
+    assert (
+        "no dead letters" in await asyncio.to_thread(_cli, "dead")
+        or str(letter.id) not in (await asyncio.to_thread(_cli, "dead")).split("\t")[0]
+    )
+
+
+async def test_reconciler_replicas_never_take_the_same_event(
+    session_factory: Factory, jobs: ArqRedis
+) -> None:
+    orders = [await place(session_factory) for _ in range(6)]
+    await drain(session_factory, jobs, SUBSCRIPTIONS)
+    ids = [row.id for order_id in orders for row in await events_of(session_factory, order_id)]
+    async with session_factory() as session, session.begin():
+        await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(ids))
+            .values(enqueued_at=utcnow() - timedelta(minutes=5))
+        )
+    first, second = await asyncio.gather(
+        *(
+            reconcile_batch(session_factory, jobs, SUBSCRIPTIONS, redeliver_after=60, limit=4)
+            for _ in range(2)
+        )
+    )
+    assert not set(first.checked) & set(second.checked), "one replica per event"
+    assert first.checked and second.checked

@@ -1,0 +1,161 @@
+"""An arq worker that outlives its Redis: ``pizzeria worker QUEUE`` runs one.
+
+arq's own worker exits on the first connection error (a Redis restart, a reset) and
+leaks a job slot when Redis fails while it claims a job. This one waits for Redis with
+backoff at start, keeps polling through outages (reconnecting with backoff), never loses
+a slot, and writes its state to PostgreSQL for ``/health`` every few seconds.
+
+It also shortens arq's in-progress lease to the longest job timeout plus two seconds
+(arq adds ten): a job whose worker was killed is picked up again that soon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from arq.connections import create_pool
+from arq.constants import in_progress_key_prefix
+from arq.utils import poll, timestamp_ms
+from arq.worker import Worker, get_kwargs
+from redis.exceptions import RedisError, ResponseError, WatchError
+
+from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
+from app.platform.settings import get_settings
+
+log = logging.getLogger("pizzeria.worker")
+
+#: the in-progress lease outlives the longest job by this much
+LEASE_MARGIN_SECONDS = 2.0
+BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
+OUTAGE = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class SupervisedWorker(Worker):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        longest = max(f.timeout_s or self.job_timeout_s or 0 for f in self.functions.values())
+        self.in_progress_timeout_s = longest + LEASE_MARGIN_SECONDS
+        self.heartbeat: Heartbeat | None = None
+        self._beating: asyncio.Task[None] | None = None
+        self._backoff = BACKOFF_START
+        self.reconnects = 0
+
+    async def main(self) -> None:
+        """Start up (database, partner clients, heartbeat) before Redis is even there,
+        then connect with backoff and poll for ever."""
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        settings = get_settings()
+        self.heartbeat = Heartbeat(
+            self.ctx["session_factory"],
+            f"worker:{self.queue_name}",
+            settings.pipeline.heartbeat_seconds,
+        )
+        self._beating = asyncio.create_task(self.heartbeat.run())
+        while self._pool is None:
+            try:
+                self._pool = await create_pool(
+                    self.redis_settings,
+                    job_deserializer=self.job_deserializer,
+                    job_serializer=self.job_serializer,
+                    default_queue_name=self.queue_name,
+                    expires_extra_ms=self.expires_extra_ms,
+                )
+            except OUTAGE as exc:
+                await self._outage(exc)
+        log.info("worker %s started: %s", self.queue_name, ", ".join(self.functions))
+        self._report_ok()
+        async for _ in poll(self.poll_delay_s):
+            await self._poll_iteration()
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except OUTAGE as exc:
+            await self._outage(exc)
+        else:
+            self._report_ok()
+
+    async def _outage(self, exc: BaseException) -> None:
+        if self.heartbeat and self.heartbeat.state != REDIS_DOWN:
+            log.warning("worker %s lost Redis (%s); reconnecting", self.queue_name, exc)
+            self.reconnects += 1
+        if self.heartbeat:
+            self.heartbeat.set(REDIS_DOWN, error=f"{type(exc).__name__}: {exc}"[:200])
+        await asyncio.sleep(self._backoff)
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+
+    def _report_ok(self) -> None:
+        self._backoff = BACKOFF_START
+        if self.heartbeat is None:
+            return
+        if self.heartbeat.state == REDIS_DOWN:
+            log.info("worker %s reconnected to Redis", self.queue_name)
+        self.heartbeat.set(
+            OK,
+            error=None,
+            reconnects=self.reconnects,
+            jobs_complete=self.jobs_complete,
+            jobs_retried=self.jobs_retried,
+            jobs_failed=self.jobs_failed,
+            jobs_running=len(self.tasks),
+        )
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's ``start_jobs``, except that a Redis error while claiming a job gives its
+        slot back (arq's leaks it, and after a few outages the worker runs nothing)."""
+        for job_id_b in job_ids:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return None
+            self.job_counter = self.job_counter + 1
+            job_id = job_id_b.decode()
+            started = False
+            try:
+                started = await self._claim(job_id)
+            finally:
+                if not started:
+                    self.job_counter = self.job_counter - 1
+                    self.sem.release()
+
+    async def _claim(self, job_id: str) -> bool:
+        in_progress_key = in_progress_key_prefix + job_id
+        async with self.pool.pipeline(transaction=True) as pipe:
+            await pipe.watch(in_progress_key)
+            ongoing_exists = await pipe.exists(in_progress_key)
+            score = await pipe.zscore(self.queue_name, job_id)
+            if ongoing_exists or not score or score > timestamp_ms():
+                return False
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
+            try:
+                await pipe.execute()
+            except (ResponseError, WatchError):
+                return False
+        task = self.loop.create_task(self.run_job(job_id, int(score)))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
+        return True
+
+    async def close(self) -> None:
+        if self._beating:
+            self._beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beating
+        if self.heartbeat:
+            await self.heartbeat.remove()
+        if self._pool is None:
+            if self.on_shutdown:
+                await self.on_shutdown(self.ctx)
+            return
+        with contextlib.suppress(*OUTAGE):
+            await super().close()
+
+
+def run(settings_cls: type) -> None:
+    """Run the worker for ``settings_cls`` (a ``workers.<queue>.WorkerSettings``)."""
+    SupervisedWorker(**get_kwargs(settings_cls)).run()

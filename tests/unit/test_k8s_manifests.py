@@ -52,9 +52,9 @@ SECRET_SETTINGS = {
 }
 #: variables read outside the settings, and by whom
 NOT_FOR_PODS = {"PIZZERIA_DATA_DIR": "pizzeria up only (embedded databases)"}
-#: configured ahead of the branches that read them (ops: logs and metrics; security: the
-#: trusted proxies); drop from here once they are merged
-READ_BY_PENDING_BRANCHES = {"LOG_FORMAT", "METRICS_PORT", "FORWARDED_ALLOW_IPS"}
+#: configured ahead of the branch that reads them (ops: logs and metrics); drop from here
+#: once it is merged
+READ_BY_PENDING_BRANCHES = {"LOG_FORMAT", "METRICS_PORT"}
 
 
 @cache

@@ -1,5 +1,6 @@
 """Zero downtime, proven on one machine: a rolling restart of two web replicas behind
-HAProxy while customers keep ordering and live pages keep watching.
+HAProxy while customers keep ordering (an in-test client that keeps every order id),
+siege (the seed's own tool) keeps reading the menu, and live pages keep watching.
 
 HAProxy plays the Kubernetes Service/Ingress: it health-checks ``/health/ready`` and
 retries a request whose connection was refused on the other replica (a connect error
@@ -18,6 +19,9 @@ import asyncio
 import contextlib
 import csv
 import io
+import json
+import os
+import re
 import signal
 import statistics
 import subprocess
@@ -111,6 +115,29 @@ class Load:
                 self.ok.append(response.json()["id"])
             else:
                 self.failures.append(f"HTTP {response.status_code}: {response.text[:200]}")
+
+
+@contextlib.contextmanager
+def siege(url: str) -> Iterator[dict[str, float]]:
+    """The seed's own load tool on a read path alongside the orders: runs until the block
+    ends, then its summary (transactions, failed_transactions, …) fills the dict."""
+    summary: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="pizzeria-siege-") as home:
+        process = subprocess.Popen(
+            ["siege", "-q", "-c", "2", "-d", "0.5", "-t", "3600S", f"{url}/api/menu"],
+            env={"HOME": home, "PATH": os.environ["PATH"]},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            yield summary
+        finally:
+            process.send_signal(signal.SIGINT)  # siege prints its summary and exits
+            output, _ = process.communicate(timeout=30)
+            found = re.search(r"\{.*\}", output, re.S)
+            assert found, f"no siege summary in: {output[-2000:]}"
+            summary.update(json.loads(found.group(0)))
 
 
 @contextlib.contextmanager
@@ -218,23 +245,12 @@ async def _restart_under_load(
         load_tasks = [asyncio.create_task(load.customer(client, c)) for c in customers]
         figures: list[str] = []
         try:
-            await _until(lambda: len(load.ok) >= 10, "orders before the restart")
-            for stage, replica in zip(("preparing", "baking"), replicas, strict=True):
-                assert replica.process is not None
-                signalled = time.monotonic()
-                replica.process.send_signal(signal.SIGTERM)
-                down_after = await wait_state(stats_url, replica.name, "DOWN")
-                code = await asyncio.to_thread(replica.process.wait, 40)
-                exited_after = time.monotonic() - signalled
-                assert code == 0, f"replica {replica.name} exited with {code}"
-                replica.start()
-                up_after = await wait_state(stats_url, replica.name, "UP", 240)
-                figures.append(
-                    f"replica {replica.name}: out of the balancer {down_after:.1f}s after "
-                    f"SIGTERM, exited after {exited_after:.1f}s, back in {up_after:.1f}s later"
-                )
-                await _every_page_sees(client, staff, watchers, stage)
-            await _until(lambda: len(load.ok) >= 20, "orders after the restart")
+            with siege(url) as reads:
+                await _until(lambda: len(load.ok) >= 10, "orders before the restart")
+                for stage, replica in zip(("preparing", "baking"), replicas, strict=True):
+                    figures.append(await _restart(replica, stats_url))
+                    await _every_page_sees(client, staff, watchers, stage)
+                await _until(lambda: len(load.ok) >= 20, "orders after the restart")
         finally:
             load.running = False
             await asyncio.gather(*load_tasks)
@@ -257,15 +273,37 @@ async def _restart_under_load(
         f"\n  {len(load.ok)} orders accepted, all {len(load.ok)} paid "
         f"{paid_after:.1f}s after the load stopped",
         f"\n  {SSE_CLIENTS} live pages, reconnects {reconnects}, every update seen",
+        f"\n  siege on GET /api/menu meanwhile: {reads.get('transactions')} transactions, "
+        f"{reads.get('failed_transactions')} failed, availability {reads.get('availability')} %",
         *(f"\n  {line}" for line in figures),
     )
     assert load.failures == [], f"{len(load.failures)} failed: {load.failures[:5]}"
+    assert reads["transactions"] > 0 and reads["failed_transactions"] == 0, reads
+    assert reads["successful_transactions"] == reads["transactions"], "no 5xx either"
     for _, source in watchers:
         ended = source.streams[:-1]
         assert ended, "every live page was on a restarted replica at some point"
         for stream in ended:
             assert stream.error is None, stream.error
             assert stream.retry_ms is not None, "the stream ended with a retry hint"
+
+
+async def _restart(replica: Replica, stats_url: str) -> str:
+    """What a rolling update does to one pod: SIGTERM, wait for the exit, start the new
+    one, wait until the balancer sends it traffic again."""
+    assert replica.process is not None
+    signalled = time.monotonic()
+    replica.process.send_signal(signal.SIGTERM)
+    down_after = await wait_state(stats_url, replica.name, "DOWN")
+    code = await asyncio.to_thread(replica.process.wait, 40)
+    exited_after = time.monotonic() - signalled
+    assert code == 0, f"replica {replica.name} exited with {code}"
+    replica.start()
+    up_after = await wait_state(stats_url, replica.name, "UP", 240)
+    return (
+        f"replica {replica.name}: out of the balancer {down_after:.1f}s after SIGTERM, "
+        f"exited after {exited_after:.1f}s, back in {up_after:.1f}s later"
+    )
 
 
 async def _every_page_sees(

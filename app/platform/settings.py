@@ -165,6 +165,26 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class LifecycleSettings:
+    """Serving and stopping (see ``app.platform.lifecycle``); Kubernetes'
+    ``terminationGracePeriodSeconds`` must exceed drain + grace."""
+
+    #: web: unready but still serving, so the balancer notices before the socket closes
+    drain_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_DRAIN_SECONDS", 0.0))
+    #: web: requests in flight may take this long to finish once the socket is closed
+    grace_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_GRACE_SECONDS", 10.0))
+    #: workers: a job running at SIGTERM may take this long to finish (then it is retried)
+    job_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_JOB_SECONDS", 20.0))
+    #: web: an idle keep-alive connection stays open this long. Longer than any balancer's
+    #: own idle timeout (ingress-nginx, HAProxy: 60 s), or the balancer may send a request
+    #: down a connection at the moment we close it, and the client gets an error
+    keep_alive_seconds: int = field(default_factory=lambda: _env_int("HTTP_KEEP_ALIVE_SECONDS", 75))
+    #: relay and workers touch this file from their event loop: the pod's liveness probe
+    #: (``app.platform.liveness``); "" = off
+    liveness_file: str = field(default_factory=lambda: _env("LIVENESS_FILE", ""))
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """The event pipeline's clocks (see README "How the parts fit")."""
 
@@ -244,6 +264,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     shop: ShopSettings = field(default_factory=ShopSettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))
     #: a demo on one machine (``pizzeria up`` with embedded databases): public default
     #: secrets are tolerated; nowhere else

@@ -30,7 +30,9 @@ def upgrade() -> None:
         ),
     ):
         op.add_column("board_cards", column, schema="status")
-    op.add_column("refunds", sa.Column("cancel_note", sa.String(500), nullable=True), schema="refund")
+    op.add_column(
+        "refunds", sa.Column("cancel_note", sa.String(500), nullable=True), schema="refund"
+    )
     op.add_column(
         "refund_views", sa.Column("cancel_note", sa.String(500), nullable=True), schema="status"
     )

@@ -44,7 +44,7 @@ from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
 from app.payment.provider import HttpPaymentProvider
-from app.platform import bodies, clients, openapi, web
+from app.platform import bodies, clients, lifecycle, openapi, web
 from app.platform.access import access, access_guard
 from app.platform.csrf import SessionCSRFMiddleware
 from app.platform.db import create_engine, create_session_factory
@@ -71,7 +71,12 @@ async def live() -> dict[str, str]:
 
 @get("/health/ready", tags=["health"], include_in_schema=False, opt=access("public"))
 async def ready(state: State) -> dict[str, str]:
-    """Ready only when PostgreSQL and Redis both answer; 503 otherwise."""
+    """Ready only when PostgreSQL and Redis both answer and the process is not shutting
+    down; 503 otherwise (the balancer then sends traffic elsewhere)."""
+    if lifecycle.is_draining():
+        raise HTTPException(
+            status_code=503, detail="not ready: draining", headers={"Retry-After": "5"}
+        )
     try:
         async with state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -101,9 +106,11 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.broadcaster = Broadcaster(app.state.redis)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()
+        unregister = lifecycle.on_stop_accepting(app.state.broadcaster.close_streams)
         try:
             yield
         finally:
+            unregister()
             await app.state.payment_provider.aclose()
             await app.state.broadcaster.stop()
             await app.state.engine.dispose()

@@ -110,8 +110,22 @@ def breaker_words(value: str) -> str:
     return BREAKER_WORDS.get(value, value)
 
 
+ROLE_WORDS: dict[str, str] = {
+    "customer": N_("customer"),
+    "staff": N_("staff"),
+    "admin": N_("admin"),
+}
+
+
+def role_words(role: str) -> str:
+    return ROLE_WORDS.get(role, role)
+
+
 def install(environment: Any) -> None:
     """The shop's words as template globals."""
     environment.globals.update(
-        status_words=status_label, breaker_words=breaker_words, step_words=step_words
+        status_words=status_label,
+        breaker_words=breaker_words,
+        step_words=step_words,
+        role_words=role_words,
     )

@@ -280,7 +280,7 @@ def install(environment: Any, shop_zone: str) -> None:
     environment.add_extension("jinja2.ext.i18n")
     environment.install_gettext_callables(gettext, ngettext, newstyle=True)
     environment.filters["tr"] = lambda value: Markup(escape(translate(value)))
-    environment.filters["shop_time"] = lambda value, style="time": shop_time(
+    environment.filters["shop_time"] = lambda value, style="%H:%M": shop_time(
         value, shop_zone, style
     )
     environment.globals["current_locale"] = current_locale

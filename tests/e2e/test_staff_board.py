@@ -12,14 +12,7 @@ import httpx
 import pytest
 from playwright.async_api import BrowserContext, Locator, Page, expect
 
-from tests.e2e.conftest import (
-    LIVE_TIMEOUT_MS,
-    assert_marked,
-    create_staff,
-    mark,
-    sign_in,
-    words,
-)
+from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, create_staff, mark, sign_in, words
 from tests.support.api import new_customer, paid_order, staff_headers
 from tests.support.processes import Shop
 
@@ -63,8 +56,7 @@ async def test_two_staff_boards_follow_a_new_order_and_a_move_live(
         await expect(board.locator('#board [data-breaker="courier"]')).to_be_visible()
 
     if lang == "ko":
-        column = first.locator('#board [data-column="queued"] h2')
-        await expect(column).to_contain_text("접수 대기")
+        await expect(first.locator('#board [data-column="queued"] h2')).to_contain_text("접수 대기")
     start = words(lang, "Start preparing")
     await card(first, delivery_id, "queued").get_by_role("button", name=start).click()
 
@@ -112,6 +104,10 @@ async def test_customer_page_follows_the_kitchen_and_the_rider_to_the_coupon(
     )
     for stage in ("placed", "paid", "preparing", "baking", "ready", "out_for_delivery"):
         await expect(timeline.locator(f'[data-status="{stage}"]')).to_have_count(1)
+    # Delivered: every step done, no window any more, and no rider named once they left.
+    progress = page.get_by_role("list", name=words(lang, "Progress"))
+    await expect(progress.locator(".done")).to_have_count(5)
+    await expect(progress.locator('[aria-current="step"]')).to_have_text(words(lang, "Delivered"))
     await expect(page.locator("#order-status")).to_have_text(words(lang, "Delivered"))
     await expect(timeline.locator('[data-status="delivered"]')).to_contain_text(
         words(lang, "Delivered. Buon appetito!")
@@ -119,4 +115,6 @@ async def test_customer_page_follows_the_kitchen_and_the_rider_to_the_coupon(
     if lang == "ko":
         await expect(page.locator("#order-coupon")).to_contain_text("감사합니다! 쿠폰")
         await expect(page.locator("#order-coupon")).to_contain_text("₩3,000 할인받으세요")
+    await expect(page.locator("#order-eta")).to_have_count(0)
+    await expect(page.locator("#rider-status")).to_have_count(0)
     await assert_marked(page, "order")

@@ -1,7 +1,7 @@
 """account language: the signed-in user's choice of Korean or English
 
 Revision ID: 7a1c0de5e001
-Revises: a7c3e1d2b4f5
+Revises: c9e5a3f4d6b7
 Create Date: 2026-11-30 02:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "7a1c0de5e001"
-down_revision: str | None = "a7c3e1d2b4f5"
+down_revision: str | None = "c9e5a3f4d6b7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -191,7 +191,7 @@ VALUES ($1, $2, $3, $4, $5, $6)
 """
 INSERT_PAYMENT = """
 INSERT INTO payment.payments
-    (id, order_id, amount, currency, status, card_last4, card_number, cancel_requested,
+    (id, order_id, amount, currency, status, card_last4, payment_method, cancel_requested,
      version, created_at, updated_at)
 VALUES ($1, $2, $3, $4, 'pending', $5, $6, false, 1, $7, $7)
 """
@@ -244,7 +244,7 @@ async def place_order_sql(
         ]
         await conn.executemany(INSERT_LINE, items)
         await conn.execute(
-            INSERT_PAYMENT, uuid.uuid4(), order_id, total, currency, CARD[-4:], CARD, now
+            INSERT_PAYMENT, uuid.uuid4(), order_id, total, currency, CARD[-4:], "pm_bench", now
         )
         payload = {
             "orderId": str(order_id),

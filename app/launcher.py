@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -50,6 +51,32 @@ def _die_with_parent() -> None:
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
     command = [sys.executable, "-m", "app.cli", *args]
     return Child(name, subprocess.Popen(command, env=env, preexec_fn=_die_with_parent))
+
+
+SECRETS_FILE = "secrets.env"
+GENERATED_SECRETS = ("SECRET_KEY", "COURIER_WEBHOOK_SECRET")
+
+
+def ensure_secrets(data_dir: Path) -> None:
+    """Random secrets made once per data folder (mode 0600) and reused by every later
+    ``up``, so sessions and tokens survive a restart; a variable already set wins."""
+    path = data_dir / SECRETS_FILE
+    stored: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            name, sep, value = line.partition("=")
+            if sep and value:
+                stored[name.strip()] = value.strip()
+    missing = [name for name in GENERATED_SECRETS if name not in stored]
+    if missing:
+        stored.update({name: secrets.token_urlsafe(48) for name in missing})
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.writelines(f"{name}={value}\n" for name, value in stored.items())
+    os.chmod(path, 0o600)
+    for name in GENERATED_SECRETS:
+        os.environ.setdefault(name, stored[name])
 
 
 def prepare_data(demo: bool) -> None:
@@ -94,6 +121,7 @@ def up(host: str, port: int) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
+        ensure_secrets(data_dir)
         if postgres:
             os.environ["DATABASE_URL"] = postgres.start()
         if valkey:

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Router, get
-from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -42,8 +42,10 @@ from app.operations.health import report as health_report
 from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
-from app.platform import web
+from app.payment.provider import HttpPaymentProvider
+from app.platform import bodies, clients, lifecycle, openapi, web
 from app.platform.access import access, access_guard
+from app.platform.csrf import SessionCSRFMiddleware
 from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
 from app.platform.headers import security_headers_hook
@@ -51,7 +53,7 @@ from app.platform.pubsub import Broadcaster
 from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis
 from app.platform.sessions import session_config
-from app.platform.settings import Settings, get_settings
+from app.platform.settings import Settings, get_settings, require_secrets
 from app.refund.api import RefundApi
 from app.refund.pages import ReasonAdminPages, RefundPages, StaffRefundPages
 from app.status.api import OrderStatusApi
@@ -67,7 +69,12 @@ async def live() -> dict[str, str]:
 
 @get("/health/ready", tags=["health"], include_in_schema=False, opt=access("public"))
 async def ready(state: State) -> dict[str, str]:
-    """Ready only when PostgreSQL and Redis both answer; 503 otherwise."""
+    """Ready only when PostgreSQL and Redis both answer and the process is not shutting
+    down; 503 otherwise (the balancer then sends traffic elsewhere)."""
+    if lifecycle.is_draining():
+        raise HTTPException(
+            status_code=503, detail="not ready: draining", headers={"Retry-After": "5"}
+        )
     try:
         async with state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -95,10 +102,14 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.engine = create_engine(settings)
         app.state.session_factory = create_session_factory(app.state.engine)
         app.state.broadcaster = Broadcaster(app.state.redis)
+        app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()
+        unregister = lifecycle.on_stop_accepting(app.state.broadcaster.close_streams)
         try:
             yield
         finally:
+            unregister()
+            await app.state.payment_provider.aclose()
             await app.state.broadcaster.stop()
             await app.state.engine.dispose()
             await app.state.redis.aclose()
@@ -108,6 +119,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
+    require_secrets(settings)
+    clients.trusted_networks(settings.security.forwarded_allow_ips)  # malformed: stop now
     redis = create_redis(settings)
     api = Router(
         path="/",
@@ -150,7 +163,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         include_in_schema=False,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             live,
             ready,
@@ -173,21 +186,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "settings": settings,
                 "breakers": PartnerBreakers(redis, settings),
                 "limiter": RateLimiter(redis),
-                "token_checker": accounts.password_changed_at,
+                "account_standing": accounts.standing,
             }
         ),
         stores={"sessions": RedisStore(redis, namespace="pizzeria:session")},
-        middleware=[session_config(settings).middleware],
-        csrf_config=CSRFConfig(
-            secret=settings.security.secret_key,
-            cookie_name="__Host-pizzeria_csrf" if settings.security.https else "pizzeria_csrf",
-            cookie_path="/",
-            cookie_httponly=False,
-            cookie_samesite="lax",
-            header_name="x-csrftoken",
-            cookie_secure=settings.security.https,
-            exclude=["/api/", "/webhooks/"],
-        ),
+        # CSRF inside the session middleware: the token is bound to the session.
+        middleware=[
+            session_config(settings).middleware,
+            DefineMiddleware(SessionCSRFMiddleware, settings=settings),
+        ],
         template_config=TemplateConfig(
             directory=ROOT / "templates",
             engine=JinjaTemplateEngine,
@@ -211,10 +218,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Exception: web.internal_error_handler,
         },
         before_send=[security_headers_hook(settings)],
+        before_request=bodies.check_json_body,
+        request_max_body_size=bodies.MAX_BODY,
         guards=[access_guard],
         debug=settings.debug,
         logging_config=None,
     )
+    openapi.document_errors(app)
+    return app
 
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -14,6 +14,7 @@ from app import limits
 from app.accounts import service
 from app.accounts.schemas import PasswordChange, SignupRequest, TokenForm, TokenView, UserView
 from app.platform.access import access
+from app.platform.bodies import SMALL_BODY
 from app.platform.errors import NotAuthenticated
 from app.platform.security import Principal, issue_token
 
@@ -22,6 +23,7 @@ class AuthApi(Controller):
     opt = access("public")
     path = "/api/auth"
     tags = ["auth"]
+    request_max_body_size = SMALL_BODY
 
     @post("/signup", status_code=201)
     async def signup(
@@ -47,6 +49,7 @@ class AuthApi(Controller):
         await limits.signin(request, data.username)
         user = await service.authenticate(db, data.username, data.password)
         if user is None:
+            await limits.signin_failed(request, data.username)
             raise NotAuthenticated("wrong email or password")
         token, ttl = issue_token(state.settings, Principal(user_id=user.id, role=user.role))
         return TokenView(access_token=token, token_type="bearer", expires_in=ttl)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -12,17 +14,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import limits
 from app.accounts import service
 from app.accounts.models import User
-from app.platform.access import access
+from app.platform import csrf
+from app.platform.access import SIGNED_IN_AT, access
+from app.platform.bodies import SMALL_BODY
 from app.platform.errors import Conflict, InvalidInput
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.sessions import rotate_session
 from app.platform.web import SESSION_NAME, SESSION_ROLE, SESSION_USER, page, redirect
 
+_SAFE_NEXT = re.compile(r"/(?![/\\])[^\\\x00-\x20\x7f]*")
+
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths, so ``?next=`` cannot send people elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    """Only a path on this site, so ``?next=`` cannot send people elsewhere: no
+    ``//host``, no ``/\\host`` (browsers read a backslash as a slash), no scheme, no
+    control characters or spaces."""
+    if target and _SAFE_NEXT.fullmatch(target):
         return target
     return "/"
 
@@ -34,6 +42,8 @@ def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
             SESSION_USER: str(user.id),
             SESSION_ROLE: user.role,
             SESSION_NAME: user.name,
+            SIGNED_IN_AT: time.time(),
+            csrf.SESSION_TOKEN: csrf.new_token(request.app.state.settings),
             "basket": basket,
         }
     )
@@ -42,6 +52,7 @@ def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
 
 class AccountPages(Controller):
     opt = access("public")
+    request_max_body_size = SMALL_BODY
 
     @get("/signup")
     async def signup_form(
@@ -96,6 +107,7 @@ class AccountPages(Controller):
             )
         user = await service.authenticate(db, form["email"], form["password"])
         if user is None:
+            await limits.signin_failed(request, form["email"])
             errors = {"password": "That email and password do not match an account."}
             return _form_again(request, "accounts/login.html", form, errors, status_code=401)
         _sign_in(request, user)
@@ -132,8 +144,22 @@ class AccountPages(Controller):
             return page(
                 request, "accounts/account.html", status_code=422, errors=errors, done=False
             )
+        # Every other session of the account has just ended; this one carries on.
+        request.session[SIGNED_IN_AT] = time.time()
         rotate_session(request)
         return page(request, "accounts/account.html", errors={}, done=True)
+
+    @post("/account/sign-out-everywhere", opt=access("customer"))
+    async def sign_out_everywhere(
+        self,
+        request: Request[Any, Any, Any],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
+    ) -> Response[Any]:
+        """End every session and API token of the account, on every device."""
+        await service.sign_out_everywhere(db, customer.user_id)
+        request.clear_session()
+        return redirect(request, "/login")
 
     @post("/logout")
     async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:

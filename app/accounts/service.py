@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import Role, User
+from app.platform.access import AccountStanding
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, FieldError, InvalidInput
 from app.platform.security import hash_password, verify_password
@@ -136,17 +136,45 @@ async def ensure_user(
 async def change_password(
     session: AsyncSession, user_id: uuid.UUID, current: str, new: str
 ) -> None:
-    """Change a password; every API token issued before now stops working."""
+    """Change a password; every session and API token issued before now stops working
+    (the caller re-issues its own)."""
     user = await session.get(User, user_id, with_for_update=True)
     if user is None or not verify_password(user.password_hash, current):
         raise InvalidInput.single("currentPassword", "That is not your current password.")
     if problem := password_problem(new, user.email):
         raise InvalidInput.single("newPassword", problem)
     user.password_hash = hash_password(new)
-    user.password_changed_at = utcnow()
+    user.password_changed_at = user.sessions_valid_after = utcnow()
     await session.commit()
 
 
-async def password_changed_at(session: AsyncSession, user_id: uuid.UUID) -> datetime | None:
-    """When the account last changed its password (None: no such account)."""
-    return await session.scalar(select(User.password_changed_at).where(User.id == user_id))
+async def sign_out_everywhere(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """End every browser session and API token of the account, this one included."""
+    await session.execute(
+        update(User).where(User.id == user_id).values(sessions_valid_after=utcnow())
+    )
+    await session.commit()
+
+
+async def standing(session: AsyncSession, user_id: uuid.UUID) -> AccountStanding | None:
+    """The account's current role and since when its sign-ins count (None: no account).
+    Read on every signed-in request, so a demotion or revocation takes effect at once."""
+    row = (
+        await session.execute(
+            select(User.role, User.sessions_valid_after).where(User.id == user_id)
+        )
+    ).one_or_none()
+    return AccountStanding(role=row.role, valid_after=row.sessions_valid_after) if row else None
+
+
+async def display_name(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    """The name a person gave at sign-up (the kitchen calls the order by it)."""
+    return await session.scalar(select(User.name).where(User.id == user_id))
+
+
+async def display_names(session: AsyncSession, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Names for many accounts at once (the audit trail says who did what)."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(select(User.id, User.name).where(User.id.in_(user_ids)))
+    return {user_id: name for user_id, name in rows}

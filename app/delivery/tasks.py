@@ -49,7 +49,7 @@ async def request_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     outcome = await _partner(
         ctx,
         lambda gateway: gateway.request_pickup(
-            reference=str(delivery_id),
+            reference=service.partner_reference(delivery_id),
             address=delivery.address,
             callback_url=callback,
             idempotency_key=f"{delivery_id}:pickup",
@@ -124,7 +124,7 @@ async def request_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str
     outcome = await _partner(
         ctx,
         lambda gateway: gateway.request_pickup(
-            reference=f"{delivery_id}:return",
+            reference=service.partner_reference(delivery_id, "return"),
             address=delivery.address,
             callback_url=callback,
             idempotency_key=f"{delivery_id}:return-pickup",

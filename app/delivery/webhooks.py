@@ -16,6 +16,7 @@ from app.delivery import service
 from app.delivery.gateway import CourierEvent
 from app.delivery.models import DeliveryStatus
 from app.platform.access import access
+from app.platform.bodies import SMALL_BODY
 from app.platform.errors import InvalidInput, NotAuthenticated
 from app.platform.outbox import claim
 from app.platform.signing import verify
@@ -26,14 +27,21 @@ HANDLER = "delivery.courier_webhook"
 _NAMESPACE = uuid.UUID("5b0c1c1e-4f3a-4e7e-9d55-6a2b8f1f0c11")
 
 
-@post("/webhooks/courier", status_code=200, tags=["webhooks"], opt=access("public"))
+@post(
+    "/webhooks/courier",
+    status_code=200,
+    tags=["webhooks"],
+    opt=access("public"),
+    request_max_body_size=SMALL_BODY,
+)
 async def courier_webhook(
     request: Request[Any, Any, Any], db: NamedDependency[AsyncSession], state: State
 ) -> dict[str, str]:
     """Rider assigned, picked up, delivered: applied once per partner event id."""
     body = await request.body()
-    secret = state.settings.partners.courier_webhook_secret
-    if not verify(secret, body, request.headers.get(SIGNATURE_HEADER)):
+    signature = request.headers.get(SIGNATURE_HEADER)
+    secrets = state.settings.partners.courier_webhook_secrets  # current and previous
+    if not any([verify(secret, body, signature) for secret in secrets]):
         raise NotAuthenticated("bad webhook signature")
     try:
         event = msgspec.json.decode(body, type=CourierEvent)
@@ -48,13 +56,35 @@ async def courier_webhook(
 
 
 async def _apply(db: AsyncSession, event: CourierEvent, at: datetime) -> None:
-    """A return trip (refund) or the delivery itself."""
+    """A return trip (refund) or the delivery itself; the event's ``reference`` must be
+    the one we booked this pickup with."""
     returning = await service.by_return_pickup(db, event.pickup_id)
     if returning is None:
         rider = event.rider.name if event.rider else None
-        await service.apply_partner_event(db, event.pickup_id, event.type, rider, at)
-    elif returning.status == DeliveryStatus.return_requested:
+        await service.apply_partner_event(
+            db,
+            event.pickup_id,
+            event.type,
+            rider,
+            at,
+            reference=event.reference,
+            eta=_when(event.estimated_delivery_at),
+        )
+        return
+    service.ensure_reference(event.reference, service.partner_reference(returning.id, "return"))
+    if returning.status == DeliveryStatus.return_requested:
         if event.type == service.DELIVERED:  # the pizzas are back at the shop
             await service.complete_return(db, returning.id)
         elif event.type == service.PARTNER_CANCELLED:  # FR11: the partner cancelled the trip
             await refunds.cancel_for_delivery(db, returning.id, "partner", commit=False)
+
+
+def _when(value: str | None) -> datetime | None:
+    """The partner's estimate as a time, or None when it sent none (or nonsense)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

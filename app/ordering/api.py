@@ -57,12 +57,16 @@ class OrderingApi(Controller):
                 card_number=data.card_number,
                 idempotency_key=idempotency_key,
                 coupon_code=data.coupon_code or None,
+                phone=data.phone or "",
+                note=data.note or "",
             ),
             gate=state.breakers,
+            vault=state.payment_provider,
         )
         view = await status.order_view(db, placed.order_id, caller.user_id)
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}
-        return Response(OrderDocument.of(view.doc), status_code=201, headers=headers)
+        document = await status.order_document(db, view, settings.shop.stage_minutes)
+        return Response(document, status_code=201, headers=headers)
 
     @post("/{order_id:uuid}/cancel", status_code=200)
     async def cancel(
@@ -76,4 +80,4 @@ class OrderingApi(Controller):
         await service.cancel_order(db, order_id, caller.user_id)
         await project_committed(db, state)
         view = await status.order_view(db, order_id, caller.user_id)
-        return OrderDocument.of(view.doc)
+        return await status.order_document(db, view, state.settings.shop.stage_minutes)

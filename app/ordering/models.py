@@ -54,7 +54,11 @@ class Order(Base):
     coupon_code: Mapped[str | None] = mapped_column(String(20))
     currency: Mapped[str] = mapped_column(String(3))
     address: Mapped[str] = mapped_column(String(300))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(String(300))
     idempotency_key: Mapped[str | None] = mapped_column(String(100))
+    #: what the request with that key asked for: the same key with another body is a 422
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import URLEncodedBody
+from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import limits
@@ -20,9 +20,11 @@ from app.platform.errors import InvalidInput, Unavailable
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.text import storable
 from app.platform.web import is_htmx, page, redirect
 
 CHECKOUT_FORM = "checkout_form"
+RETRYING = "retrying_order"
 
 
 def _int(value: Any, default: int) -> int:
@@ -46,6 +48,19 @@ class BasketPages(Controller):
         pizza_id = _int(data.get("pizza_id"), 0)
         if pizza_id > 0:
             add_to_basket(request, pizza_id, max(1, min(20, _int(data.get("qty"), 1))))
+        return await _basket_response(request, db)
+
+    @post("/less")
+    async def less(
+        self,
+        request: Request[Any, Any, Any],
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
+    ) -> Any:
+        """One pizza of this line less (the minus button next to it); at zero the line goes."""
+        pizza_id = _int(data.get("pizza_id"), 0)
+        if pizza_id > 0 and str(pizza_id) in read_basket(request):
+            add_to_basket(request, pizza_id, -1)
         return await _basket_response(request, db)
 
     @post("/remove")
@@ -83,12 +98,14 @@ class CheckoutPages(Controller):
     ) -> Any:
         lines = await basket_lines(request, db)
         form = request.session.get(CHECKOUT_FORM) or {}
+        retrying = request.session.pop(RETRYING, None)
         return page(
             request,
             "ordering/checkout.html",
             basket=lines,
             form=form,
             errors={},
+            retrying=retrying,
             checkout_token=uuid.uuid4().hex,
         )
 
@@ -104,11 +121,22 @@ class CheckoutPages(Controller):
     ) -> Any:
         form = {
             "address": str(data.get("address", "")),
+            "phone": str(data.get("phone", ""))[:40],
+            "note": str(data.get("note", ""))[:300],
             "card_number": str(data.get("card_number", "")),
             "coupon_code": str(data.get("coupon_code", ""))[:40],
         }
         token = str(data.get("idempotency_key", ""))[:100] or None
         lines = await basket_lines(request, db)
+        if not lines and token and storable(token):
+            # A second submit of a form whose first submit placed the order (and emptied
+            # the basket): show that order, not "Add at least one pizza."
+            placed_before = await service.order_for_key(db, customer.user_id, token)
+            if placed_before is not None:
+                return redirect(request, f"/orders/{placed_before}")
+        # The details the customer typed survive a refusal and a failed payment (never the
+        # card number): the next checkout starts from them.
+        remember_details(request, form)
         command = service.PlaceOrder(
             customer_id=customer.user_id,
             lines=[service.LineRequest(line.pizza_id, line.qty) for line in lines],
@@ -116,10 +144,14 @@ class CheckoutPages(Controller):
             card_number=form["card_number"],
             idempotency_key=token,
             coupon_code=form["coupon_code"].strip() or None,
+            phone=form["phone"],
+            note=form["note"],
         )
         try:
             await limits.place_order(request, str(customer.user_id))
-            placed = await service.place_order(db, settings, command, gate=state.breakers)
+            placed = await service.place_order(
+                db, settings, command, gate=state.breakers, vault=state.payment_provider
+            )
         except (InvalidInput, Unavailable, TooManyRequests) as exc:
             headers = {}
             if isinstance(exc, Unavailable):
@@ -130,24 +162,61 @@ class CheckoutPages(Controller):
                 headers["Retry-After"] = str(exc.retry_after)
             else:
                 errors = {_field_name(e.field): e.message for e in exc.errors}
-            request.session[CHECKOUT_FORM] = {"address": form["address"]}
             return page(
                 request,
                 "ordering/checkout.html",
                 status_code=exc.status_code,
                 headers=headers,
                 basket=lines,
-                form=form,
+                form=without_card_number(form),
                 errors=errors,
                 checkout_token=token or uuid.uuid4().hex,
             )
         write_basket(request, {})
-        request.session.pop(CHECKOUT_FORM, None)
         return redirect(request, f"/orders/{placed.order_id}")
+
+    @post("/again/{order_id:uuid}")
+    async def try_another_card(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
+    ) -> Any:
+        """ "Try another card" on an order whose payment failed: its pizzas go back into
+        the basket and its details into the form, and the customer only types a card."""
+        again = await service.checkout_again(db, order_id, customer.user_id)
+        write_basket(request, {str(line.pizza_id): line.qty for line in again.lines})
+        remember_details(
+            request,
+            {
+                "address": again.address,
+                "phone": again.phone,
+                "note": again.note,
+                "coupon_code": again.coupon_code,
+            },
+        )
+        request.session[RETRYING] = str(order_id)
+        return redirect(request, "/checkout")
+
+
+def remember_details(request: Request[Any, Any, Any], form: dict[str, str]) -> None:
+    """Keep what the customer typed (never the card number) for their next checkout."""
+    request.session[CHECKOUT_FORM] = {
+        key: form.get(key, "") for key in ("address", "phone", "note", "coupon_code")
+    }
+
+
+def without_card_number(form: dict[str, str]) -> dict[str, str]:
+    """What a re-shown checkout keeps: everything typed except the card number, which no
+    page ever echoes back (it is typed again, as in any real shop)."""
+    return {k: v for k, v in form.items() if k != "card_number"}
 
 
 def _field_name(api_field: str) -> str:
     """Map service field names (``cardNumber``, ``items[0].qty``) to the form's names."""
     if api_field in {"cardNumber", "couponCode"}:
         return {"cardNumber": "card_number", "couponCode": "coupon_code"}[api_field]
+    if api_field == "Idempotency-Key":  # this checkout was already sent with other input
+        return "form"
     return "items" if api_field.startswith("items") else api_field

@@ -22,3 +22,5 @@ class PlaceOrderRequest(msgspec.Struct, rename="camel"):
     address: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
     card_number: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
     coupon_code: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    note: Annotated[str, msgspec.Meta(max_length=300)] | None = None

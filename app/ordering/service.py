@@ -7,6 +7,9 @@ transaction: either the customer has an order that will be charged, or nothing a
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,11 +19,13 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts import service as accounts
 from app.coupon import service as coupon
 from app.delivery import service as delivery
 from app.menu import service as menu
 from app.ordering.models import MAX_LINES, MAX_QTY, Order, OrderLine, OrderStatus
 from app.payment import service as payment
+from app.payment.provider import HttpPaymentProvider
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.outbox import record_event
@@ -43,6 +48,8 @@ class PlaceOrder:
     card_number: str
     idempotency_key: str | None = None
     coupon_code: str | None = None
+    phone: str = ""
+    note: str = ""
 
 
 class PartnerGate(Protocol):
@@ -74,7 +81,19 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
         errors.append(FieldError("address", "Tell us where to deliver."))
     elif len(address) > 300:
         errors.append(FieldError("address", "Please use at most 300 characters."))
+    phone = command.phone.strip()
+    if phone and not _PHONE.fullmatch(phone):
+        errors.append(FieldError("phone", "Enter a phone number the rider can call."))
+    note = command.note.strip()
+    if not storable(note):
+        errors.append(FieldError("note", "Please use printable characters."))
+    elif len(note) > 300:
+        errors.append(FieldError("note", "Please use at most 300 characters."))
     return errors
+
+
+#: Digits with the usual separators, 6 to 20 digits: "+82 10-1234-5678", "(030) 123 45".
+_PHONE = re.compile(r"\+?(?:[\s().-]*\d){6,20}[\s().-]*")
 
 
 async def place_order(
@@ -82,18 +101,65 @@ async def place_order(
     settings: Settings,
     command: PlaceOrder,
     gate: PartnerGate | None = None,
+    vault: payment.CardVault | None = None,
 ) -> PlacedOrder:
-    """Validate, then commit order + lines + payment + coupon + event + view together."""
+    """Validate, exchange the card for a token at the provider (``vault``; the provider
+    from ``settings`` unless given), then commit order + lines + payment + coupon + event
+    + view together."""
     if gate is not None:
         await gate.ensure_open_for_orders()
     try:
-        return await _place(session, settings, command)
+        if vault is not None:
+            return await _place(session, settings, command, vault)
+        async with HttpPaymentProvider.from_settings(settings) as provider:
+            return await _place(session, settings, command, provider)
     except BaseException:
         await session.rollback()  # nothing half-written survives, whatever failed
         raise
 
 
-async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder) -> PlacedOrder:
+def request_fingerprint(command: PlaceOrder, card_number: str) -> str:
+    """What an order request asks for, so a reused Idempotency-Key with another body is
+    caught. The card enters only by its last four digits."""
+    what = {
+        "lines": [[line.pizza_id, line.qty] for line in command.lines],
+        "address": command.address.strip(),
+        "coupon": coupon.normalize_code(command.coupon_code) if command.coupon_code else None,
+        "card": card_number[-4:],
+        "phone": command.phone.strip(),
+        "note": command.note.strip(),
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+async def _replay(
+    session: AsyncSession, command: PlaceOrder, fingerprint: str
+) -> PlacedOrder | None:
+    """The order an earlier request with this Idempotency-Key made, or None; 422 when
+    that request asked for something else."""
+    if command.idempotency_key is None:
+        return None
+    found = (
+        await session.execute(
+            select(Order.id, Order.request_fingerprint).where(
+                Order.customer_id == command.customer_id,
+                Order.idempotency_key == command.idempotency_key,
+            )
+        )
+    ).one_or_none()
+    if found is None:
+        return None
+    if found.request_fingerprint not in (None, fingerprint):
+        raise InvalidInput.single(
+            "Idempotency-Key",
+            "This Idempotency-Key was used for a different order; use a new key.",
+        )
+    return PlacedOrder(found.id, replayed=True)
+
+
+async def _place(
+    session: AsyncSession, settings: Settings, command: PlaceOrder, vault: payment.CardVault
+) -> PlacedOrder:
     errors = _check_shape(command)
     try:
         card_number = payment.normalize_card_number(command.card_number)
@@ -106,6 +172,11 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
             errors.append(FieldError(f"items[{i}].pizzaId", "This pizza is not on the menu."))
     if errors:
         raise InvalidInput(errors)
+    fingerprint = request_fingerprint(command, card_number)
+    if replayed := await _replay(session, command, fingerprint):
+        return replayed
+    await session.rollback()  # hold no transaction open across the provider call
+    card = await payment.tokenize_card(vault, card_number)
 
     order_id = uuid.uuid4()
     subtotal = sum(pizzas[line.pizza_id].price * line.qty for line in command.lines)
@@ -123,25 +194,22 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
             coupon_code=coupon_code,
             currency=currency,
             address=command.address.strip(),
+            phone=command.phone.strip() or None,
+            note=command.note.strip() or None,
             idempotency_key=command.idempotency_key,
+            request_fingerprint=fingerprint if command.idempotency_key else None,
             version=1,
         )
         .on_conflict_do_nothing(index_elements=[Order.customer_id, Order.idempotency_key])
         .returning(Order.id)
     )
     if inserted is None:
-        # Same Idempotency-Key: the first request's order (it has committed: the conflict
-        # check waited for it), never a second one.
+        # Same Idempotency-Key at the same time: the first request's order (it has
+        # committed: the conflict check waited for it), never a second one.
         await session.rollback()
-        existing = await session.scalar(
-            select(Order.id).where(
-                Order.customer_id == command.customer_id,
-                Order.idempotency_key == command.idempotency_key,
-            )
-        )
-        if existing is None:
-            raise NotFound("order not found")
-        return PlacedOrder(existing, replayed=True)
+        if replayed := await _replay(session, command, fingerprint):
+            return replayed
+        raise NotFound("order not found")
 
     discount = 0
     if coupon_code:
@@ -167,7 +235,7 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
     ]
     await session.execute(insert(OrderLine), items)
     await payment.open_payment(
-        session, order_id=order_id, amount=total, currency=currency, card_number=card_number
+        session, order_id=order_id, amount=total, currency=currency, card=card
     )
     event = await record_event(
         session,
@@ -192,6 +260,9 @@ async def _place(session: AsyncSession, settings: Settings, command: PlaceOrder)
             "couponCode": coupon_code,
             "currency": currency,
             "address": command.address.strip(),
+            "phone": command.phone.strip() or None,
+            "note": command.note.strip() or None,
+            "customerName": await accounts.display_name(session, command.customer_id),
             "version": 1,
         },
     )
@@ -252,6 +323,7 @@ async def on_payment_failed(session: AsyncSession, event: Event) -> None:
     if order is None or order.status != OrderStatus.placed:
         return
     order.move_to(OrderStatus.payment_failed)
+    await coupon.release_for_order(session, order.id)  # the customer may try again with it
     await _emit(
         session, order, "OrderPaymentFailed", event, reason=event.payload.get("failureReason")
     )
@@ -317,6 +389,51 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.refunded)
     await _emit(session, order, "OrderRefunded", event)
+
+
+async def order_for_key(
+    session: AsyncSession, customer_id: uuid.UUID, idempotency_key: str
+) -> uuid.UUID | None:
+    """The order a checkout form (its one-time key) already placed, if any: a second
+    submit of the same form lands on that order instead of an empty basket's error."""
+    return await session.scalar(
+        select(Order.id).where(
+            Order.customer_id == customer_id, Order.idempotency_key == idempotency_key
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CheckoutAgain:
+    """What a failed payment's order gives back to the checkout: basket and details."""
+
+    lines: list[LineRequest]
+    address: str
+    phone: str
+    note: str
+    coupon_code: str
+
+
+async def checkout_again(
+    session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID
+) -> CheckoutAgain:
+    """The basket and details of the customer's order whose payment failed ("Try another
+    card"); 409 for any other order, which has a payment that went through or was stopped."""
+    order = await session.get(Order, order_id)
+    if order is None or order.customer_id != customer_id:
+        raise NotFound("order not found")
+    if order.status != OrderStatus.payment_failed:
+        raise Conflict("Only an order whose payment failed can be paid with another card.")
+    lines = await session.scalars(
+        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.position)
+    )
+    return CheckoutAgain(
+        lines=[LineRequest(line.pizza_id, line.qty) for line in lines],
+        address=order.address,
+        phone=order.phone or "",
+        note=order.note or "",
+        coupon_code=order.coupon_code or "",
+    )
 
 
 async def paid_before(

@@ -43,10 +43,11 @@ class Payment(Base):
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(20))
+    # The card as the shop knows it: the provider's payment-method token, brand and last
+    # four digits. The number itself is exchanged for the token at checkout, never kept.
     card_last4: Mapped[str] = mapped_column(String(4))
-    # Kept only while the payment is pending: the sandbox provider needs the number to
-    # charge. A real provider tokenizes the card in the browser and we would keep a token.
-    card_number: Mapped[str | None] = mapped_column(String(19))
+    card_brand: Mapped[str] = mapped_column(String(20), default="card")
+    payment_method: Mapped[str | None] = mapped_column(String(100))
     provider_ref: Mapped[str | None] = mapped_column(String(100))
     # Set in the order-cancel transaction; the capture job then never charges the card.
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -59,5 +60,3 @@ class Payment(Base):
         self.status = PAYMENT_MACHINE.check(PaymentStatus(self.status), target).value
         self.version += 1
         self.updated_at = utcnow()
-        if target is not PaymentStatus.pending:
-            self.card_number = None

@@ -8,6 +8,7 @@ a normal outcome, ``PaymentRejected`` means the provider refused the request its
 
 from __future__ import annotations
 
+import uuid
 from typing import Protocol
 
 import httpx
@@ -17,6 +18,7 @@ from app.platform.partner_http import PartnerClient
 from app.platform.settings import Settings
 
 CHARGES_PATH = "/payments/v1/charges"
+PAYMENT_METHODS_PATH = "/payments/v1/payment-methods"
 
 # Client errors that say "try again later" rather than "this request is wrong".
 
@@ -31,6 +33,15 @@ class ChargeOutcome(msgspec.Struct, frozen=True):
     provider_ref: str | None
     captured: bool
     failure_reason: str | None
+
+
+class PaymentMethod(msgspec.Struct, frozen=True):
+    """A card as the shop keeps it: the provider's token, the brand and the last four
+    digits. The number itself stays with the provider."""
+
+    id: str
+    brand: str
+    last4: str
 
 
 class ProviderUnavailable(Exception):
@@ -55,13 +66,15 @@ class PaymentRejected(Exception):
 class PaymentProvider(Protocol):
     """The port the payment service depends on; a real provider is a new adapter."""
 
+    async def tokenize(self, card_number: str) -> PaymentMethod: ...
+
     async def charge(
         self,
         *,
         reference: str,
         amount: int,
         currency: str,
-        card_number: str,
+        payment_method: str,
         idempotency_key: str,
     ) -> ChargeOutcome: ...
 
@@ -102,19 +115,28 @@ class HttpPaymentProvider:
     async def __aexit__(self, *_: object) -> None:
         await self.aclose()
 
+    async def tokenize(self, card_number: str) -> PaymentMethod:
+        """Exchange a card number for a payment-method token (the checkout's only use of
+        the number); ``PaymentRejected`` when the provider refuses the card."""
+        payload = {"cardNumber": card_number}
+        response = await self._http.post(PAYMENT_METHODS_PATH, uuid.uuid4().hex, payload)
+        if response.status_code == 201:
+            return self._http.decode(response, PaymentMethod)
+        raise self._http.unexpected(response)
+
     async def charge(
         self,
         *,
         reference: str,
         amount: int,
         currency: str,
-        card_number: str,
+        payment_method: str,
         idempotency_key: str,
     ) -> ChargeOutcome:
         payload = {
             "amount": amount,
             "currency": currency,
-            "cardNumber": card_number,
+            "paymentMethod": payment_method,
             "reference": reference,
         }
         response = await self._http.post(CHARGES_PATH, idempotency_key, payload)

@@ -8,17 +8,29 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Protocol
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.payment.models import Payment, PaymentStatus
-from app.payment.provider import ChargeOutcome
-from app.platform.errors import InvalidInput
+from app.payment.provider import (
+    ChargeOutcome,
+    PaymentMethod,
+    PaymentRejected,
+    ProviderUnavailable,
+)
+from app.platform.errors import InvalidInput, Unavailable
 from app.platform.events import Event
 from app.platform.outbox import record_event
 
 _NON_DIGITS = re.compile(r"[\s-]")
+
+
+class CardVault(Protocol):
+    """Where a card number goes in exchange for a token (the payment provider)."""
+
+    async def tokenize(self, card_number: str) -> PaymentMethod: ...
 
 
 def normalize_card_number(raw: str) -> str:
@@ -26,11 +38,46 @@ def normalize_card_number(raw: str) -> str:
     digits = _NON_DIGITS.sub("", raw)
     if not (digits.isascii() and digits.isdigit()) or not 12 <= len(digits) <= 19:
         raise InvalidInput.single("cardNumber", "Enter a card number of 12 to 19 digits.")
+    if not luhn_valid(digits):
+        raise InvalidInput.single(
+            "cardNumber", "This card number has a typo: please check the digits."
+        )
     return digits
 
 
+def luhn_valid(digits: str) -> bool:
+    """The checksum every real card number satisfies: a one-digit typo fails it, so the
+    customer hears it at checkout instead of from the provider seconds later."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        digit = int(char)
+        if index % 2 == 1:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+async def tokenize_card(vault: CardVault, card_number: str) -> PaymentMethod:
+    """Exchange a (normalized) card number for the provider's payment-method token: from
+    here on the shop only holds the token, the brand and the last four digits. 422 on
+    ``cardNumber`` when the provider refuses the card, 503 when it does not answer."""
+    try:
+        return await vault.tokenize(card_number)
+    except PaymentRejected as exc:
+        raise InvalidInput.single("cardNumber", exc.detail) from exc
+    except ProviderUnavailable as exc:
+        raise Unavailable(
+            "The payment provider is not answering; please try again in a few seconds.", 5
+        ) from exc
+
+
 async def open_payment(
-    session: AsyncSession, *, order_id: uuid.UUID, amount: int, currency: str, card_number: str
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    card: PaymentMethod,
 ) -> uuid.UUID:
     payment_id = uuid.uuid4()
     await session.execute(
@@ -40,8 +87,9 @@ async def open_payment(
             amount=amount,
             currency=currency,
             status=PaymentStatus.pending.value,
-            card_last4=card_number[-4:],
-            card_number=card_number,
+            card_last4=card.last4,
+            card_brand=card.brand,
+            payment_method=card.id,
         )
     )
     return payment_id

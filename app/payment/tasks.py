@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.payment import service
 from app.payment.models import PaymentStatus
-from app.payment.provider import PaymentProvider
+from app.payment.provider import ChargeOutcome, PaymentProvider
 from app.platform.events import Event
 from app.platform.handlers import call_partner, event_of, handle_once, retry_delay
 
@@ -38,20 +38,31 @@ async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     order_id = uuid.UUID(event.payload["orderId"])
     async with ctx["session_factory"]() as session:
         payment = await service.payment_for_order(session, order_id)
-    if payment is None or payment.status != PaymentStatus.pending or not payment.card_number:
+    if payment is None or payment.status != PaymentStatus.pending:
         return "skipped"
-    payment_id, card_number = payment.id, payment.card_number
+    payment_id, payment_method = payment.id, payment.payment_method
     if payment.cancel_requested:
         async with ctx["session_factory"]() as session, session.begin():
             await service.void_uncharged(session, payment_id, event)
         return "voided"
+    if payment_method is None:  # placed before card numbers were dropped (migration)
+        outcome = ChargeOutcome(None, False, "The card details expired; please order again.")
+        await handle_once(
+            ctx["session_factory"],
+            CAPTURE,
+            event,
+            lambda session, cause: service.record_charge_outcome(
+                session, payment_id, outcome, cause
+            ),
+        )
+        return "failed"
     outcome = await _provider(
         ctx,
         lambda provider: provider.charge(
             reference=str(payment_id),
             amount=payment.amount,
             currency=payment.currency,
-            card_number=card_number,
+            payment_method=payment_method,
             idempotency_key=f"{payment_id}:capture",
         ),
     )

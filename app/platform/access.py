@@ -17,10 +17,13 @@ Rules:
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Empty
 
 from app.platform.errors import Forbidden, NotAuthenticated
 from app.platform.security import Principal, read_token
@@ -42,26 +45,60 @@ def rule_of(handler: BaseRouteHandler) -> str | None:
     return rule if isinstance(rule, str) else None
 
 
+SIGNED_IN_AT = "signed_in_at"
+
+
+@dataclass(frozen=True)
+class AccountStanding:
+    """What the account says now: its role, and since when its sessions and tokens count
+    (a password change or "sign out everywhere" moves that instant forward)."""
+
+    role: str
+    valid_after: datetime
+
+
 def session_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
+    """Who the browser session says it is (not yet checked against the account)."""
     session = connection.scope.get("session")
     user_id = session.get("user_id") if isinstance(session, dict) else None
     if not user_id:
         return None
-    return Principal(user_id=uuid.UUID(user_id), role=str(session.get("role", "")))  # type: ignore[union-attr]
+    return Principal(
+        user_id=uuid.UUID(user_id),
+        role=str(session.get("role", "")),  # type: ignore[union-attr]
+        issued_at=float(session.get(SIGNED_IN_AT) or 0),  # type: ignore[union-attr]
+    )
+
+
+async def _current(connection: ASGIConnection[Any, Any, Any, Any], claimed: Principal) -> Principal:
+    """The caller as the account is now: its current role (never the one in a token or an
+    old session), refused when issued before the account's sessions were revoked."""
+    state = connection.app.state
+    async with state.session_factory() as session:
+        standing: AccountStanding | None = await state.account_standing(session, claimed.user_id)
+    if standing is None or (claimed.issued_at or 0) < standing.valid_after.timestamp():
+        raise NotAuthenticated("this sign-in is no longer valid; please sign in again")
+    return Principal(user_id=claimed.user_id, role=standing.role, issued_at=claimed.issued_at)
 
 
 async def bearer_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    """A valid token whose account still accepts it (not issued before a password change)."""
+    """A valid token whose account still accepts it, with the account's current role."""
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise NotAuthenticated("missing bearer token")
-    state = connection.app.state
-    principal = read_token(state.settings, token.strip())
-    async with state.session_factory() as session:
-        changed_at = await state.token_checker(session, principal.user_id)
-    if changed_at is None or (principal.issued_at or 0) < changed_at.timestamp():
-        raise NotAuthenticated("this token is no longer valid; please sign in again")
-    return principal
+    return await _current(connection, read_token(connection.app.state.settings, token.strip()))
+
+
+async def browser_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    """The signed-in browser user; a session the account has revoked is ended here."""
+    found = session_principal(connection)
+    if found is None:
+        raise NotAuthenticated("please sign in")
+    try:
+        return await _current(connection, found)
+    except NotAuthenticated:
+        connection.scope["session"] = Empty
+        raise
 
 
 async def access_guard(
@@ -75,10 +112,7 @@ async def access_guard(
     if rule.startswith("api"):
         principal = await bearer_principal(connection)
     else:
-        found = session_principal(connection)
-        if found is None:
-            raise NotAuthenticated("please sign in")
-        principal = found
+        principal = await browser_principal(connection)
     if rule in ("staff", "api-staff") and not principal.is_staff:
         raise Forbidden("staff role required")
     if rule == "admin" and principal.role != "admin":

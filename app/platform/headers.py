@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
+from app.platform.access import PRINCIPAL
 from app.platform.settings import Settings
 
 CSP = "; ".join(
@@ -58,8 +59,21 @@ def security_headers_hook(settings: Settings) -> Callable[[Message, Scope], Awai
         for name, value in extra:
             headers[name] = value
         headers["x-request-id"] = request_id(scope)
+        if is_private(scope):
+            headers["cache-control"] = "no-store"
 
     return before_send
+
+
+def is_private(scope: Scope) -> bool:
+    """A signed-in page, a private API answer (and so any CSV export), or a page showing
+    someone's session (their basket): never kept by a browser or a shared cache."""
+    session = scope.get("session")
+    return (
+        PRINCIPAL in scope.get("state", {})
+        or (isinstance(session, dict) and bool(session))
+        or any(name == b"authorization" for name, _ in scope.get("headers", []))
+    )
 
 
 def request_id(scope: Scope) -> str:

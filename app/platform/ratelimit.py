@@ -6,6 +6,7 @@ over the limit the caller gets 429 with ``Retry-After`` = the seconds left in th
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
@@ -30,9 +31,36 @@ class Limit:
     per_seconds: int
 
 
+def _redis_key(limit: Limit, key: str, window: int) -> str:
+    # Keys never contain raw emails or addresses.
+    digest = hashlib.sha256(key.lower().encode()).hexdigest()[:24]
+    return f"ratelimit:{limit.name}:{digest}:{window}"
+
+
 class RateLimiter:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+
+    async def count(self, limit: Limit, key: str) -> None:
+        """Count one event (a failed sign-in, say) without refusing anything. The count
+        lasts until ``limit.per_seconds`` pass without another event (no window edge
+        for an attacker to wait for)."""
+        redis_key = _redis_key(limit, key, 0)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(redis_key)
+            pipe.expire(redis_key, limit.per_seconds)
+            await pipe.execute()
+
+    async def back_off(self, limit: Limit, key: str, step: float, ceiling: float) -> float:
+        """Slow down (never refuse) once ``count`` went over ``limit`` for ``key``: each
+        extra event adds ``step`` seconds of delay, up to ``ceiling``. A delay cannot be
+        turned into a lock: every request still gets its answer. Returns the delay."""
+        redis_key = _redis_key(limit, key, 0)
+        excess = int(await self._redis.get(redis_key) or 0) - limit.max_hits
+        delay = min(ceiling, excess * step) if excess > 0 else 0.0
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return delay
 
     async def hit(self, *checks: tuple[Limit, str]) -> None:
         """Count one hit for each ``(limit, key)`` (one Redis round trip for all); raise 429
@@ -41,9 +69,7 @@ class RateLimiter:
         windows = [int(now // limit.per_seconds) for limit, _ in checks]
         async with self._redis.pipeline(transaction=True) as pipe:
             for (limit, key), window in zip(checks, windows, strict=True):
-                # Keys never contain raw emails or addresses.
-                digest = hashlib.sha256(key.lower().encode()).hexdigest()[:24]
-                redis_key = f"ratelimit:{limit.name}:{digest}:{window}"
+                redis_key = _redis_key(limit, key, window)
                 pipe.incr(redis_key)
                 pipe.expire(redis_key, limit.per_seconds + 1)
             results = await pipe.execute()

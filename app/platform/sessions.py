@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar.connection import ASGIConnection, Request
+from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.middleware.session.server_side import (
     ServerSideSessionBackend,
     ServerSideSessionConfig,
@@ -50,10 +51,35 @@ class RotatingSessionBackend(ServerSideSessionBackend):
         connection: ASGIConnection[Any, Any, Any, Any],
     ) -> None:
         scope: Any = connection.scope
-        old = connection.cookies.get(self.config.key)
-        if scope.get(ROTATE) and old and old != "null":
+        old = connection.cookies.get(self.config.key) or ""
+        known = old not in ("", "null")
+        if not scope_session and scope_session is not Empty:
+            if not known:
+                return  # nothing to keep and no session yet: create none, set no cookie
+            scope_session = Empty  # emptied: end it like a sign-out
+        if scope_session is Empty:
+            if known:
+                await self.delete(old, store=self.config.get_store_from_app(scope["app"]))
+            if known or scope.get(ROTATE):
+                self._expire_cookie(message)
+            return
+        if scope.get(ROTATE) and known:
             await self.delete(old, store=self.config.get_store_from_app(scope["app"]))
         await super().store_in_message(scope_session, message, connection)
+
+    def _expire_cookie(self, message: Message) -> None:
+        """Tell the browser to drop the session cookie now (``Max-Age=0``), not in hours."""
+        cookie = Cookie(
+            key=self.config.key,
+            value="",
+            path=self.config.path,
+            max_age=0,
+            expires=0,
+            secure=self.config.secure,
+            httponly=self.config.httponly,
+            samesite=self.config.samesite,
+        )
+        MutableScopeHeaders.from_message(message).add("Set-Cookie", cookie.to_header(header=""))
 
     async def load_from_connection(
         self, connection: ASGIConnection[Any, Any, Any, Any]

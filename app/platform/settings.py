@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
 
+#: Public development defaults: fine for a demo on a laptop, refused anywhere else.
+DEV_SECRET_KEY = "dev-only-secret-change-me-in-production-0123"
+DEV_COURIER_WEBHOOK_SECRET = "dev-only-courier-webhook-secret"
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {DEV_SECRET_KEY, DEV_COURIER_WEBHOOK_SECRET, "change-me", "changeme", "secret"}
+)
+MIN_SECRET_LENGTH = 32
+
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
@@ -22,6 +30,10 @@ def _env_int(name: str, default: int) -> int:
 
 def _env_float(name: str, default: float) -> float:
     return float(os.environ.get(name, str(default)))
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -46,9 +58,7 @@ class RedisSettings:
 
 @dataclass(frozen=True)
 class SecuritySettings:
-    secret_key: str = field(
-        default_factory=lambda: _env("SECRET_KEY", "dev-only-secret-change-me-in-production-0123")
-    )
+    secret_key: str = field(default_factory=lambda: _env("SECRET_KEY", DEV_SECRET_KEY))
     jwt_ttl_seconds: int = field(default_factory=lambda: _env_int("JWT_TTL_SECONDS", 900))
     #: a session ends after this long without a request …
     session_idle_seconds: int = field(
@@ -59,16 +69,32 @@ class SecuritySettings:
         default_factory=lambda: _env_int("SESSION_ABSOLUTE_SECONDS", 12 * 3600)
     )
     https: bool = field(default_factory=lambda: _env_bool("PIZZERIA_HTTPS", False))
+    #: peers (addresses or networks, comma-separated) whose ``X-Forwarded-For`` we believe:
+    #: the ingress / load balancer; empty: the TCP peer is the client
+    forwarded_allow_ips: tuple[str, ...] = field(
+        default_factory=lambda: _env_list("FORWARDED_ALLOW_IPS")
+    )
 
 
 @dataclass(frozen=True)
 class RateLimitSettings:
-    """Hits allowed per window (seconds); "account" keys by email / customer, "client"
-    by address."""
+    """Hits allowed per window (seconds); "client" keys by address, "account" by
+    customer (orders) or by email and address together (sign-in)."""
 
     window_seconds: int = field(default_factory=lambda: _env_int("RATE_LIMIT_WINDOW", 300))
     signin_per_account: int = field(
         default_factory=lambda: _env_int("RATE_LIMIT_SIGNIN_PER_ACCOUNT", 10)
+    )
+    #: failed sign-ins for one account (from anywhere) before every attempt on it is
+    #: slowed down by ``step`` seconds per further failure, never more than ``ceiling``
+    signin_backoff_after: int = field(
+        default_factory=lambda: _env_int("RATE_LIMIT_SIGNIN_BACKOFF_AFTER", 20)
+    )
+    signin_backoff_step: float = field(
+        default_factory=lambda: _env_float("RATE_LIMIT_SIGNIN_BACKOFF_STEP", 0.25)
+    )
+    signin_backoff_ceiling: float = field(
+        default_factory=lambda: _env_float("RATE_LIMIT_SIGNIN_BACKOFF_CEILING", 3.0)
     )
     signin_per_client: int = field(
         default_factory=lambda: _env_int("RATE_LIMIT_SIGNIN_PER_CLIENT", 50)
@@ -93,9 +119,19 @@ class PartnerSettings:
         default_factory=lambda: _env("COURIER_PARTNER_URL", "http://127.0.0.1:8100")
     )
     courier_webhook_secret: str = field(
-        default_factory=lambda: _env("COURIER_WEBHOOK_SECRET", "dev-only-courier-webhook-secret")
+        default_factory=lambda: _env("COURIER_WEBHOOK_SECRET", DEV_COURIER_WEBHOOK_SECRET)
+    )
+    #: still accepted on webhooks while the partner switches to the new secret (rotation)
+    courier_webhook_secret_previous: str = field(
+        default_factory=lambda: _env("COURIER_WEBHOOK_SECRET_PREVIOUS", "")
     )
     timeout_seconds: float = field(default_factory=lambda: _env_float("PARTNER_TIMEOUT", 3.0))
+
+    @property
+    def courier_webhook_secrets(self) -> tuple[str, ...]:
+        """Every secret a webhook may be signed with: the current one, then the previous."""
+        both = (self.courier_webhook_secret, self.courier_webhook_secret_previous)
+        return tuple(secret for secret in both if secret)
 
 
 @dataclass(frozen=True)
@@ -126,6 +162,26 @@ class WorkerSettings:
     retry_max_seconds: float = field(
         default_factory=lambda: _env_float("WORKER_RETRY_MAX_SECONDS", 30.0)
     )
+
+
+@dataclass(frozen=True)
+class LifecycleSettings:
+    """Serving and stopping (see ``app.platform.lifecycle``); Kubernetes'
+    ``terminationGracePeriodSeconds`` must exceed drain + grace."""
+
+    #: web: unready but still serving, so the balancer notices before the socket closes
+    drain_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_DRAIN_SECONDS", 0.0))
+    #: web: requests in flight may take this long to finish once the socket is closed
+    grace_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_GRACE_SECONDS", 10.0))
+    #: workers: a job running at SIGTERM may take this long to finish (then it is retried)
+    job_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_JOB_SECONDS", 20.0))
+    #: web: an idle keep-alive connection stays open this long. Longer than any balancer's
+    #: own idle timeout (ingress-nginx, HAProxy: 60 s), or the balancer may send a request
+    #: down a connection at the moment we close it, and the client gets an error
+    keep_alive_seconds: int = field(default_factory=lambda: _env_int("HTTP_KEEP_ALIVE_SECONDS", 75))
+    #: relay and workers touch this file from their event loop: the pod's liveness probe
+    #: (``app.platform.liveness``); "" = off
+    liveness_file: str = field(default_factory=lambda: _env("LIVENESS_FILE", ""))
 
 
 @dataclass(frozen=True)
@@ -162,6 +218,18 @@ class PipelineSettings:
     )
 
 
+def _stage_minutes(raw: str) -> dict[str, float]:
+    """``"queued=4,preparing=6"`` → ``{"queued": 4.0, "preparing": 6.0}``."""
+    minutes: dict[str, float] = {}
+    for part in raw.split(","):
+        name, _, value = part.partition("=")
+        try:
+            minutes[name.strip()] = max(0.0, float(value))
+        except ValueError as exc:
+            raise ValueError(f"ETA_STAGE_MINUTES: bad entry {part!r}") from exc
+    return minutes
+
+
 @dataclass(frozen=True)
 class ShopSettings:
     currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "EUR"))
@@ -173,6 +241,12 @@ class ShopSettings:
     late_amber_minutes: int = field(default_factory=lambda: _env_int("LATE_AMBER_MINUTES", 20))
     late_red_minutes: int = field(default_factory=lambda: _env_int("LATE_RED_MINUTES", 40))
     refund_window_hours: int = field(default_factory=lambda: _env_int("REFUND_WINDOW_HOURS", 48))
+    #: typical minutes per stage, used for delivery windows until there is history
+    stage_minutes: dict[str, float] = field(
+        default_factory=lambda: _stage_minutes(
+            _env("ETA_STAGE_MINUTES", "queued=4,preparing=6,baking=9,ready=4,out_for_delivery=15")
+        )
+    )
 
     @property
     def refund_window(self) -> timedelta:
@@ -190,9 +264,51 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     shop: ShopSettings = field(default_factory=ShopSettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))
+    #: a demo on one machine (``pizzeria up`` with embedded databases): public default
+    #: secrets are tolerated; nowhere else
+    demo: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEMO", False))
     #: where partners reach us (webhooks)
     public_url: str = field(default_factory=lambda: _env("PUBLIC_URL", "http://127.0.0.1:8000"))
+
+
+class InsecureSettings(RuntimeError):
+    """A secret is missing, a published default or too short: the process must not start."""
+
+
+def secret_problems(settings: Settings) -> list[str]:
+    """What is wrong with the secrets, one line per variable (empty: all good)."""
+    secrets = {
+        "SECRET_KEY": settings.security.secret_key,
+        "COURIER_WEBHOOK_SECRET": settings.partners.courier_webhook_secret,
+    }
+    if settings.partners.courier_webhook_secret_previous:
+        secrets["COURIER_WEBHOOK_SECRET_PREVIOUS"] = (
+            settings.partners.courier_webhook_secret_previous
+        )
+    problems = []
+    for name, value in secrets.items():
+        if not value.strip():
+            problems.append(f"{name} is not set")
+        elif value in KNOWN_DEFAULT_SECRETS:
+            problems.append(f"{name} is a published default value")
+        elif len(value) < MIN_SECRET_LENGTH:
+            problems.append(f"{name} is shorter than {MIN_SECRET_LENGTH} characters")
+    return problems
+
+
+def require_secrets(settings: Settings) -> None:
+    """Refuse to run with guessable secrets (anyone could mint tokens or webhooks), except
+    in demo mode (``PIZZERIA_DEMO=1``). Every process calls this at start."""
+    problems = secret_problems(settings)
+    if problems and not settings.demo:
+        raise InsecureSettings(
+            "refusing to start: "
+            + "; ".join(problems)
+            + " (set a random value of at least "
+            + f"{MIN_SECRET_LENGTH} characters, e.g. `openssl rand -hex 32`)"
+        )
 
 
 @lru_cache(maxsize=1)

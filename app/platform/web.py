@@ -50,7 +50,10 @@ def provide_settings(state: State) -> Settings:
 
 
 def session_principal(request: Request[Any, Any, Any]) -> Principal | None:
-    return access.session_principal(request)
+    """The guard's checked principal when the route demanded one, else what the session
+    claims (only used to show the navigation)."""
+    guarded = request.scope.get("state", {}).get(access.PRINCIPAL)
+    return guarded if guarded is not None else access.session_principal(request)
 
 
 def _guarded(request: Request[Any, Any, Any]) -> Principal:

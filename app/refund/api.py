@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Controller, get, post
@@ -74,8 +74,8 @@ class RefundApi(Controller):
             customer_id=None if caller.is_staff else caller.user_id,
             reason_code=reason_code,
             q=q,
-            since=since,
-            until=until,
+            since=_instant(since, "from"),
+            until=_instant(until, "to"),
         )
         return [RefundOut.of_view(v) for v in await status.refund_views(db, filters)]
 
@@ -101,3 +101,15 @@ class RefundApi(Controller):
         refund = await service.withdraw(db, refund_id, caller.user_id)
         await project_committed(db, state)
         return RefundOut.of_refund(refund)
+
+
+def _instant(value: datetime | None, name: str) -> datetime | None:
+    """A filter bound as an aware UTC instant PostgreSQL can compare: no time zone means
+    UTC; a moment outside years 1-9999 once in UTC (``9999-12-31T23:00-05:00``) is a 422
+    rather than a database error."""
+    if value is None:
+        return None
+    try:
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidInput.single(name, "Use a date between the years 1 and 9999.") from exc

@@ -11,6 +11,8 @@ test can build a fresh app.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -62,12 +64,27 @@ _MAGIC_DECLINES: dict[str, str] = {
 
 
 class ChargeRequest(msgspec.Struct, rename="camel", frozen=True):
-    """Body of ``POST /payments/v1/charges``; validation failures are a 400."""
+    """Body of ``POST /payments/v1/charges``; validation failures are a 400. The card is
+    a payment-method token from ``POST /payments/v1/payment-methods``."""
 
     amount: Annotated[int, msgspec.Meta(gt=0)]
     currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
-    card_number: str
+    payment_method: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     reference: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class PaymentMethodRequest(msgspec.Struct, rename="camel", frozen=True):
+    """Body of ``POST /payments/v1/payment-methods``: the card, exchanged for a token."""
+
+    card_number: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+
+
+class PaymentMethodBody(msgspec.Struct, rename="camel"):
+    """A stored card as the provider shows it: never the number again."""
+
+    id: str
+    brand: str
+    last4: str
 
 
 class ChargeBody(msgspec.Struct, rename="camel"):
@@ -104,6 +121,17 @@ def luhn_valid(number: str) -> bool:
             digit = digit * 2 - 9 if digit > 4 else digit * 2
         total += digit
     return total % 10 == 0
+
+
+def brand_of(card_number: str) -> str:
+    """The card network, from the number's first digits."""
+    if card_number.startswith("4"):
+        return "visa"
+    if card_number[:2] in {"51", "52", "53", "54", "55"} or "2221" <= card_number[:4] <= "2720":
+        return "mastercard"
+    if card_number[:2] in {"34", "37"}:
+        return "amex"
+    return "card"
 
 
 def decline_reason_for(card_number: str) -> str | None:
@@ -156,6 +184,9 @@ class SandboxState:
 
     def __init__(self) -> None:
         self.charges: dict[str, ChargeRecord] = {}
+        #: token -> card number; kept across ``reset`` like a real provider's vault
+        self.payment_methods: dict[str, str] = {}
+        self._salt = secrets.token_bytes(16)
         self.keys = IdempotencyStore()
         self.operation_counts: dict[Operation, int] = {}
         self.reset()
@@ -169,8 +200,23 @@ class SandboxState:
     def idempotent(self, key: str, fingerprint: bytes, operation: Callable[[], Outcome]) -> Outcome:
         return self.keys.run(key, fingerprint, operation)
 
+    def create_payment_method(self, request: PaymentMethodRequest) -> Outcome:
+        number = request.card_number.replace(" ", "").replace("-", "")
+        if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19):
+            return detail(400, INCORRECT_NUMBER)
+        # One token per card and sandbox (like a provider's card fingerprint), so a
+        # retried checkout charges the same payment method.
+        digest = hmac.new(self._salt, number.encode(), hashlib.sha256).hexdigest()
+        token = f"pm_{digest[:24]}"
+        self.payment_methods[token] = number
+        body = PaymentMethodBody(id=token, brand=brand_of(number), last4=number[-4:])
+        return Outcome(201, msgspec.json.encode(body))
+
     def create_charge(self, request: ChargeRequest) -> Outcome:
-        decline_reason = decline_reason_for(request.card_number)
+        card_number = self.payment_methods.get(request.payment_method)
+        if card_number is None:
+            return detail(404, f"no such payment method: {request.payment_method}")
+        decline_reason = decline_reason_for(card_number)
         record = ChargeRecord(
             id=f"ch_{secrets.token_hex(12)}",
             status="declined" if decline_reason else "captured",
@@ -217,6 +263,18 @@ def _partner(name: str) -> Partner:
         if partner == name:
             return partner
     raise NotFoundException(f"unknown partner: {name}")
+
+
+@post("/payment-methods")
+async def create_payment_method(
+    request: Request[Any, Any, Any], sandbox: NamedDependency[SandboxState]
+) -> Response[bytes]:
+    """Tokenize a card: the only call that ever carries a card number."""
+    try:
+        body = msgspec.json.decode(await request.body(), type=PaymentMethodRequest)
+    except msgspec.DecodeError as exc:
+        return respond(detail(400, f"invalid payment method request: {exc}"))
+    return respond(sandbox.create_payment_method(body))
 
 
 @post("/charges")
@@ -348,7 +406,13 @@ def create_sandbox_app(courier: CourierConfig | None = None) -> Litestar:
     """
     payments = Router(
         path="/payments/v1",
-        route_handlers=[create_charge, void_charge, refund_charge, read_charge],
+        route_handlers=[
+            create_payment_method,
+            create_charge,
+            void_charge,
+            refund_charge,
+            read_charge,
+        ],
         before_request=knob_gate("payment"),
     )
     state = State(

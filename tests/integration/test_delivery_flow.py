@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import httpx
@@ -115,7 +116,7 @@ async def test_the_courier_webhook_rejects_a_bad_signature(client: httpx.AsyncCl
     good = await client.post(
         "/webhooks/courier",
         content=body,
-        headers={"X-Courier-Signature": sign("dev-only-courier-webhook-secret", body)},
+        headers={"X-Courier-Signature": sign(os.environ["COURIER_WEBHOOK_SECRET"], body)},
     )
     assert good.status_code == 200, "a validly signed event about an unknown pickup is acknowledged"
 

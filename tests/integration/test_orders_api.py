@@ -114,6 +114,9 @@ async def test_twenty_concurrent_requests_with_one_key_make_one_order(
         (order_body(items=[{"pizzaId": "one", "qty": 1}]), "items[0].pizzaId"),
         (order_body(address="   "), "address"),
         (order_body(card="not a card"), "cardNumber"),
+        (order_body(card="4242424242424241"), "cardNumber"),  # one-digit typo: Luhn
+        (order_body(card="4242 4242 4242 4"), "cardNumber"),  # digits missing
+        (order_body(card="42424242424242424242"), "cardNumber"),  # too long
         ({"address": "x", "cardNumber": "4242424242424242"}, "items"),
     ],
 )

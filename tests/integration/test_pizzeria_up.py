@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -175,8 +176,16 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(
                 "/api/auth/signup", json={"email": email, "password": PASSWORD, "name": "Up Test"}
             )
             assert signup.status_code == 201, signup.text
-            _token(client, email, PASSWORD)
+            kept = _token(client, email, PASSWORD)
+    secrets_file = data_dir / "secrets.env"
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600, "secrets readable by others"
+    secrets = secrets_file.read_text()
+    assert "SECRET_KEY=" in secrets and "COURIER_WEBHOOK_SECRET=" in secrets
 
     with pizzeria_up(data_dir) as second, httpx.Client(base_url=second.url, timeout=10) as client:
         _token(client, DEMO_CUSTOMER, demo_password)
         _token(client, email, PASSWORD)
+        # The same secrets again: a token from the first run still works.
+        mine = client.get("/api/orders", headers={"Authorization": f"Bearer {kept}"})
+        assert mine.status_code == 200, mine.text
+    assert secrets_file.read_text() == secrets

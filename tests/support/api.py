@@ -158,7 +158,10 @@ async def browser_session(client: httpx.AsyncClient, email: str) -> str:
         "/login", data={"email": email, "password": PASSWORD, "next": "/", "_csrf_token": token}
     )
     assert response.status_code == 303, response.text
-    return token
+    # Signing in binds a new CSRF token to the session (and hands it over in the cookie).
+    bound = client.cookies["pizzeria_csrf"]
+    assert bound != token, "sign-in must issue a new CSRF token"
+    return bound
 
 
 def new_customer_sync(client: httpx.Client, name: str = "Test Customer") -> dict[str, str]:
@@ -182,4 +185,7 @@ def browser_session_sync(client: httpx.Client, email: str) -> str:
         "/login", data={"email": email, "password": PASSWORD, "next": "/", "_csrf_token": token}
     )
     assert response.status_code == 303, response.text
-    return token
+    # Signing in binds a new CSRF token to the session (and hands it over in the cookie).
+    bound = client.cookies["pizzeria_csrf"]
+    assert bound != token, "sign-in must issue a new CSRF token"
+    return bound

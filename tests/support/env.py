@@ -75,6 +75,7 @@ def configure_in_process() -> None:
     os.environ["DATABASE_URL"] = database_url(IN_PROCESS_DB)
     os.environ["REDIS_URL"] = redis_url(IN_PROCESS_REDIS_DB)
     os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
+    os.environ.setdefault("COURIER_WEBHOOK_SECRET", "test-courier-webhook-secret-long-enough-0123")
     os.environ.setdefault("PARTNER_TIMEOUT", "2")
     os.environ.setdefault("DATABASE_POOL_SIZE", "5")
 

@@ -52,8 +52,13 @@ async def served_sandbox(sandbox: Litestar) -> AsyncIterator[str]:
 async def charge(
     provider: HttpPaymentProvider, card: str = GOOD_CARD, key: str = "k1"
 ) -> ChargeOutcome:
+    method = await provider.tokenize(card)
     return await provider.charge(
-        reference="pay-1", amount=1250, currency="EUR", card_number=card, idempotency_key=key
+        reference="pay-1",
+        amount=1250,
+        currency="EUR",
+        payment_method=method.id,
+        idempotency_key=key,
     )
 
 
@@ -142,9 +147,14 @@ async def test_refund_of_unknown_charge_is_rejected(provider: HttpPaymentProvide
 
 async def test_key_reuse_with_other_amount_is_rejected(provider: HttpPaymentProvider) -> None:
     await charge(provider)
+    method = await provider.tokenize(GOOD_CARD)
     with pytest.raises(PaymentRejected) as caught:
         await provider.charge(
-            reference="pay-1", amount=1, currency="EUR", card_number=GOOD_CARD, idempotency_key="k1"
+            reference="pay-1",
+            amount=1,
+            currency="EUR",
+            payment_method=method.id,
+            idempotency_key="k1",
         )
     assert caught.value.status_code == 409
 

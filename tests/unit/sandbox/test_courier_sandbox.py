@@ -515,9 +515,17 @@ async def test_courier_down_is_503_on_courier_routes_only(client: httpx.AsyncCli
     assert responses[0].json() == {"detail": "courier provider unavailable"}
     [view] = await pickups_for(client)
     assert view["operations"] == ["request"]
+    method = await client.post(
+        "/payments/v1/payment-methods", json={"cardNumber": "4242424242424242"}
+    )
     charge = await client.post(
         "/payments/v1/charges",
-        json={"amount": 100, "currency": "EUR", "cardNumber": "4242424242424242", "reference": "p"},
+        json={
+            "amount": 100,
+            "currency": "EUR",
+            "paymentMethod": method.json()["id"],
+            "reference": "p",
+        },
         headers={"Idempotency-Key": "pay"},
     )
     assert charge.status_code == 201

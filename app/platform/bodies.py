@@ -1,0 +1,77 @@
+"""Request bodies the API accepts: small, shallow and exactly typed.
+
+- Size: Litestar refuses a body over the route's ``request_max_body_size`` with 413
+  (``MAX_BODY`` by default, ``SMALL_BODY`` for sign-in, sign-up and webhooks).
+- Depth: JSON nested deeper than ``MAX_DEPTH`` is a 422 before anything parses it (the
+  decoder would otherwise hit Python's recursion limit: a 500).
+- Types: Litestar converts bodies leniently (``"qty": "1"`` would become 1); a JSON body
+  for a typed ``data`` parameter is decoded strictly first, so a wrong type is a 422
+  naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from litestar import Request
+
+from app.platform.errors import FieldError, InvalidInput
+
+MAX_BODY = 64 * 1024
+SMALL_BODY = 8 * 1024
+MAX_DEPTH = 32
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON ``body`` nests arrays/objects more than ``limit`` deep (strings are
+    skipped, so brackets inside text do not count)."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # cannot be that deep: skip the scan
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def _field(message: str) -> FieldError:
+    """``Expected `int`, got `str` - at `$.items[0].qty``` → field ``items[0].qty``."""
+    found = _PATH.search(message)
+    field = (found.group(1) if found else "") or "body"
+    return FieldError(field, _PATH.sub("", message))
+
+
+async def check_json_body(request: Request[Any, Any, Any]) -> None:
+    """A ``before_request`` hook for JSON routes (runs before Litestar parses the body)."""
+    if request.method not in _UNSAFE or request.content_type[0] != "application/json":
+        return None
+    body = await request.body()
+    if too_deep(body):
+        raise InvalidInput.single("body", f"JSON may nest at most {MAX_DEPTH} levels deep.")
+    field = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if field is None or not field.is_subclass_of(msgspec.Struct) or not body:
+        return None
+    try:
+        msgspec.json.decode(body, type=field.annotation, strict=True)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput([_field(str(exc))]) from exc
+    except msgspec.DecodeError:
+        return None  # not JSON at all: Litestar answers that one itself
+    return None

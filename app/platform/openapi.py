@@ -1,0 +1,84 @@
+"""Every status an API operation can answer, documented with the error body.
+
+Litestar documents the success answer (and a generic 400) only. Clients and contract
+tests need the rest too: 401 without a valid token, 403 for the wrong role, 404 for an
+id the caller may not see, 409 for a state that forbids the change, 413 for a body over
+the route's limit, 422 for bad input, 429 when rate limited, 503 while a dependency is
+down. ``document_errors`` adds them to each operation from its access rule, its method
+and its rate limits, before the schema is first built (Litestar builds it lazily).
+"""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import ResponseSpec
+
+from app.platform.access import rule_of
+
+
+class FieldErrorBody(msgspec.Struct):
+    field: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error answer of the API: the status again, what went wrong, and for 422 the
+    fields at fault."""
+
+    status_code: int
+    detail: str
+    errors: list[FieldErrorBody] | None = None
+
+
+DESCRIPTIONS = {
+    400: "The request could not be read.",
+    401: "No valid bearer token (or a wrong password, or a bad webhook signature).",
+    403: "The caller's role may not do this.",
+    404: "No such resource (or not the caller's).",
+    409: "The resource's state does not allow this now.",
+    413: "The request body is larger than this operation accepts.",
+    422: "Invalid input; `errors` names each field.",
+    429: "Too many requests; try again after `Retry-After` seconds.",
+    503: "A partner or a dependency is unavailable; try again after `Retry-After` seconds.",
+}
+RATE_LIMITED = {("POST", "/api/auth/signup"), ("POST", "/api/auth/token"), ("POST", "/api/orders")}
+ANSWERS_401_IN_PUBLIC = {("POST", "/api/auth/token"), ("POST", "/webhooks/courier")}
+_WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def error_statuses(method: str, path: str, handler: HTTPRouteHandler) -> set[int]:
+    """The error statuses one operation can answer."""
+    codes = {400, 404, 422, 503}
+    if (rule_of(handler) or "").startswith("api"):
+        codes |= {401, 403}
+    if (method, path) in ANSWERS_401_IN_PUBLIC:
+        codes.add(401)
+    if method in _WRITES:
+        codes |= {409, 413}
+    if (method, path.rstrip("/") or "/") in RATE_LIMITED:
+        codes.add(429)
+    return codes
+
+
+def document_errors(app: Litestar) -> None:
+    """Add the error answers to every JSON API and webhook operation of ``app``."""
+    for route in app.routes:
+        if not route.path.startswith(("/api/", "/webhooks/")):
+            continue
+        for handler in getattr(route, "route_handlers", []):
+            if not isinstance(handler, HTTPRouteHandler):
+                continue
+            for method in handler.http_methods:
+                responses = dict(handler.responses or {})
+                for code in sorted(error_statuses(method, route.path, handler)):
+                    responses.setdefault(
+                        code,
+                        ResponseSpec(
+                            data_container=ErrorBody,
+                            description=DESCRIPTIONS[code],
+                            generate_examples=False,
+                        ),
+                    )
+                handler.responses = responses

@@ -1,0 +1,121 @@
+"""Checkout in a real browser: what a person types survives a failed payment, a typo in the
+card number is caught before any order exists, and a double submit lands on the order."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Page, expect
+
+from tests.e2e.conftest import LIVE_TIMEOUT_MS
+from tests.e2e.test_order_live import ORDER_URL, fill_basket, sign_up
+from tests.support.api import DECLINED_CARD, GOOD_CARD
+
+ADDRESS = "Via Roma 1, Napoli"
+PHONE = "+39 081 555 0101"
+NOTE = "Third floor, ring twice"
+
+
+async def open_checkout(page: Page) -> None:
+    await page.locator("#basket").get_by_role("link", name="Checkout").click()
+    await expect(page.get_by_role("heading", name="Checkout")).to_be_visible()
+
+
+async def fill_details(page: Page, card: str) -> None:
+    await page.get_by_label("Delivery address").fill(ADDRESS)
+    await page.get_by_label("Phone (for the rider)").fill(PHONE)
+    await page.get_by_label("Delivery note").fill(NOTE)
+    await page.get_by_label("Card number").fill(card)
+
+
+async def basket_names(page: Page) -> list[str]:
+    names = page.locator("#basket .basket-lines li .name")
+    return sorted(n.strip() for n in await names.all_inner_texts())
+
+
+async def test_declined_card_then_another_card_with_basket_and_details_kept(page: Page) -> None:
+    await sign_up(page)
+    names = await fill_basket(page)
+    await open_checkout(page)
+    total = (await page.locator("#checkout-total").inner_text()).strip()
+    await expect(page.get_by_role("button", name="Place order and pay")).to_contain_text(total)
+    await fill_details(page, DECLINED_CARD)
+    await page.get_by_role("button", name="Place order and pay").click()
+    await expect(page).to_have_url(ORDER_URL)
+    failed_order = page.url
+
+    await expect(page.locator('#order-status[data-status="payment_failed"]')).to_be_visible(
+        timeout=LIVE_TIMEOUT_MS
+    )
+    await expect(page.get_by_role("alert")).to_contain_text("Your card was declined.")
+    await page.get_by_role("button", name="Try another card").click()
+
+    await expect(page).to_have_url(re.compile(r"/checkout/?$"))
+    await expect(page.get_by_role("status")).to_contain_text("Try another card")
+    assert await basket_names(page) == sorted(names)
+    await expect(page.locator("#basket-count")).to_have_text("2")
+    await expect(page.get_by_label("Delivery address")).to_have_value(ADDRESS)
+    await expect(page.get_by_label("Phone (for the rider)")).to_have_value(PHONE)
+    await expect(page.get_by_label("Delivery note")).to_have_value(NOTE)
+    await expect(page.get_by_label("Card number")).to_have_value("")
+    await expect(page.locator("#checkout-total")).to_have_text(total)
+
+    await page.get_by_label("Card number").fill(GOOD_CARD)
+    await page.get_by_role("button", name="Place order and pay").click()
+    await expect(page).to_have_url(ORDER_URL)
+    assert page.url != failed_order
+    await expect(page.locator('#order-status[data-status="paid"]')).to_be_visible(
+        timeout=LIVE_TIMEOUT_MS
+    )
+    for name in names:
+        await expect(page.locator("#order-live").get_by_text(name)).to_be_visible()
+    await expect(page.locator("#basket-count")).to_have_text("0")
+
+
+async def test_a_card_number_typo_is_caught_at_checkout_before_any_order(page: Page) -> None:
+    await sign_up(page)
+    await fill_basket(page)
+    await open_checkout(page)
+    typo = "4242 4242 4242 4241"  # one digit off: fails the Luhn check
+    await fill_details(page, typo)
+    await page.get_by_role("button", name="Place order and pay").click()
+
+    await expect(page).to_have_url(re.compile(r"/checkout/?$"))
+    card = page.locator(".field", has=page.get_by_label("Card number"))
+    await expect(card.get_by_role("alert")).to_contain_text("typo")
+    # Everything else typed is kept; the card number is never sent back (security).
+    await expect(page.get_by_label("Card number")).to_have_value("")
+    await expect(page.get_by_label("Card number")).to_have_attribute("aria-invalid", "true")
+    await expect(page.get_by_label("Delivery address")).to_have_value(ADDRESS)
+    await expect(page.get_by_label("Delivery note")).to_have_value(NOTE)
+    await expect(page.locator("#basket .basket-lines li")).to_have_count(2)
+
+    await page.goto("/orders")
+    await expect(page.locator("a[href^='/orders/']")).to_have_count(0)
+
+
+async def test_a_back_to_back_double_submit_lands_on_the_placed_order(page: Page) -> None:
+    await sign_up(page)
+    names = await fill_basket(page)
+    await open_checkout(page)
+    await fill_details(page, GOOD_CARD)
+
+    # The first submit reaches the shop and completes (the order is placed, the basket
+    # emptied) before the second, identical submit of the same form arrives.
+    first = await page.evaluate(
+        """async () => {
+            const form = document.querySelector("form.checkout-form");
+            const response = await fetch(form.action, {method: "POST", body: new FormData(form)});
+            return response.url;
+        }"""
+    )
+    assert ORDER_URL.search(first), first
+    await page.get_by_role("button", name="Place order and pay").click()
+
+    await expect(page).to_have_url(ORDER_URL)
+    assert page.url == first, (page.url, first)
+    await expect(page.get_by_text("Add at least one pizza.")).to_have_count(0)
+    for name in names:
+        await expect(page.locator("#order-live").get_by_text(name)).to_be_visible()
+    await page.goto("/orders")
+    await expect(page.locator("a[href^='/orders/']")).to_have_count(1)

@@ -1,0 +1,58 @@
+"""The web app inside the test process (no subprocess to start): for checks of the HTTP
+edge that need no workers. Peers get real-looking addresses, so trusted-proxy and
+rate-limit rules apply as in production."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from litestar import Litestar
+
+from app.main import create_app
+from app.platform.settings import Settings, get_settings
+
+
+def settings_with(**security: Any) -> Settings:
+    """The test settings with some ``SecuritySettings`` / ``RateLimitSettings`` changed
+    (``rate_limits=...`` replaces those)."""
+    base = get_settings()
+    limits = security.pop("rate_limits", base.rate_limits)
+    return dataclasses.replace(
+        base, security=dataclasses.replace(base.security, **security), rate_limits=limits
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings | None = None) -> AsyncIterator[Litestar]:
+    """``create_app`` with its lifespan held by a task of its own (a fixture's setup and
+    teardown run in different tasks, which anyio's task groups refuse)."""
+    app = create_app(settings or get_settings())
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    task = asyncio.create_task(hold())
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        waiting.cancel()
+        task.result()  # raises what broke the start
+    try:
+        yield app
+    finally:
+        stop.set()
+        await task
+
+
+def client(app: Litestar, peer: str = "203.0.113.7", **kwargs: Any) -> httpx.AsyncClient:
+    """A browser or API client reaching ``app`` from ``peer``."""
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))  # type: ignore[arg-type]
+    return httpx.AsyncClient(transport=transport, base_url="http://shop.test", timeout=30, **kwargs)

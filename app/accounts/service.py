@@ -165,3 +165,16 @@ async def standing(session: AsyncSession, user_id: uuid.UUID) -> AccountStanding
         )
     ).one_or_none()
     return AccountStanding(role=row.role, valid_after=row.sessions_valid_after) if row else None
+
+
+async def display_name(session: AsyncSession, user_id: uuid.UUID) -> str | None:
+    """The name a person gave at sign-up (the kitchen calls the order by it)."""
+    return await session.scalar(select(User.name).where(User.id == user_id))
+
+
+async def display_names(session: AsyncSession, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Names for many accounts at once (the audit trail says who did what)."""
+    if not user_ids:
+        return {}
+    rows = await session.execute(select(User.id, User.name).where(User.id.in_(user_ids)))
+    return {user_id: name for user_id, name in rows}

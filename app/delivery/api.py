@@ -64,6 +64,21 @@ class DeliveryApi(Controller):
         await project_committed(db, state)
         return DeliveryView.of(delivery)
 
+    @post("/{delivery_id:uuid}/undo", status_code=200)
+    async def undo(
+        self,
+        delivery_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        staff_caller: NamedDependency[Principal],
+        state: State,
+    ) -> DeliveryView:
+        """Take back the last kitchen move within 30 s; 409 saying why otherwise."""
+        audit.record(db, staff_caller, "delivery.undo", f"delivery:{delivery_id}")
+        delivery = await service.undo_last_move(db, delivery_id)
+        await db.commit()
+        await project_committed(db, state)
+        return DeliveryView.of(delivery)
+
     @post("/{delivery_id:uuid}/return/complete", status_code=200)
     async def complete_return(
         self,

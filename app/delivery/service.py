@@ -7,15 +7,23 @@ and the board can rebuild a card from the newest event alone.
 from __future__ import annotations
 
 import hmac
+import itertools
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.delivery.models import CourierStatus, Delivery, DeliveryStatus, stage
+from app.delivery.models import (
+    UNDO,
+    UNDO_SECONDS,
+    CourierStatus,
+    Delivery,
+    DeliveryStatus,
+    stage,
+)
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.events import Event
@@ -41,6 +49,7 @@ def snapshot(delivery: Delivery) -> dict[str, Any]:
         "paidAt": delivery.paid_at.isoformat() if delivery.paid_at else None,
         "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
         "history": delivery.history,
+        "partnerEta": delivery.partner_eta.isoformat() if delivery.partner_eta else None,
         "version": delivery.version,
     }
 
@@ -97,6 +106,22 @@ async def advance(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     if target is None:
         raise Conflict(f"a {delivery.status} delivery has no next stage")
     await _move(session, delivery, target)
+    return delivery
+
+
+async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
+    """Staff take back their last kitchen move (a mis-tap) within ``UNDO_SECONDS``; 409
+    when there is none to take back, or it is too late."""
+    delivery = await _locked(session, delivery_id)
+    history = delivery.history or []
+    current = DeliveryStatus(delivery.status)
+    if current not in UNDO or not history or history[-1]["status"] != current.value:
+        raise Conflict("There is no kitchen move to undo on this delivery.")
+    moved_at = datetime.fromisoformat(history[-1]["at"])
+    if utcnow() - moved_at > timedelta(seconds=UNDO_SECONDS):
+        raise Conflict(f"A move can only be undone within {UNDO_SECONDS} seconds.")
+    delivery.undo_move()
+    await _emit(session, delivery, "DeliveryMoveUndone")
     return delivery
 
 
@@ -194,6 +219,7 @@ async def apply_partner_event(
     rider: str | None,
     at: datetime,
     reference: str | None = None,
+    eta: datetime | None = None,
 ) -> None:
     """A signed webhook from the delivery partner. Stale or repeated news changes nothing;
     a ``reference`` that is not this pickup's delivery is refused (422)."""
@@ -205,6 +231,8 @@ async def apply_partner_event(
     if delivery is None or delivery.status == DeliveryStatus.cancelled:
         return
     status = DeliveryStatus(delivery.status)
+    if eta is not None and kind in (RIDER_ASSIGNED, PICKED_UP):
+        delivery.partner_eta = eta  # travels with the next event this change emits
     if kind == RIDER_ASSIGNED and delivery.courier_status == CourierStatus.requested:
         delivery.rider = rider
         delivery.courier_to(CourierStatus.assigned)
@@ -298,3 +326,42 @@ async def waiting_on_partner_since(
         .limit(limit)
     )
     return list(rows)
+
+
+# -- how long the kitchen and the road take (for delivery estimates) -------------------
+
+
+async def recent_stage_durations(
+    session: AsyncSession, limit: int = 100, within: timedelta = timedelta(days=14)
+) -> dict[str, list[float]]:
+    """Seconds each stage took in the last ``limit`` deliveries (from their stage
+    history): the data the customer's delivery window is estimated from."""
+    rows = await session.scalars(
+        select(Delivery.history)
+        .where(
+            Delivery.delivered_at.is_not(None),
+            Delivery.delivered_at >= utcnow() - within,
+        )
+        .order_by(Delivery.delivered_at.desc())
+        .limit(limit)
+    )
+    durations: dict[str, list[float]] = {}
+    for history in rows:
+        steps = [(s["status"], datetime.fromisoformat(s["at"])) for s in history or []]
+        for (status, began), (_, ended) in itertools.pairwise(steps):
+            seconds = (ended - began).total_seconds()
+            if seconds >= 0:
+                durations.setdefault(status, []).append(seconds)
+    return durations
+
+
+async def order_ids_of(
+    session: AsyncSession, delivery_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The order each delivery belongs to (the audit trail names orders, not tickets)."""
+    if not delivery_ids:
+        return {}
+    rows = await session.execute(
+        select(Delivery.id, Delivery.order_id).where(Delivery.id.in_(delivery_ids))
+    )
+    return {delivery_id: order_id for delivery_id, order_id in rows}

@@ -62,7 +62,13 @@ async def _apply(db: AsyncSession, event: CourierEvent, at: datetime) -> None:
     if returning is None:
         rider = event.rider.name if event.rider else None
         await service.apply_partner_event(
-            db, event.pickup_id, event.type, rider, at, reference=event.reference
+            db,
+            event.pickup_id,
+            event.type,
+            rider,
+            at,
+            reference=event.reference,
+            eta=_when(event.estimated_delivery_at),
         )
         return
     service.ensure_reference(event.reference, service.partner_reference(returning.id, "return"))
@@ -71,3 +77,14 @@ async def _apply(db: AsyncSession, event: CourierEvent, at: datetime) -> None:
             await service.complete_return(db, returning.id)
         elif event.type == service.PARTNER_CANCELLED:  # FR11: the partner cancelled the trip
             await refunds.cancel_for_delivery(db, returning.id, "partner", commit=False)
+
+
+def _when(value: str | None) -> datetime | None:
+    """The partner's estimate as a time, or None when it sent none (or nonsense)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

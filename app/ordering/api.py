@@ -65,7 +65,8 @@ class OrderingApi(Controller):
         )
         view = await status.order_view(db, placed.order_id, caller.user_id)
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}
-        return Response(OrderDocument.of(view.doc), status_code=201, headers=headers)
+        document = await status.order_document(db, view, settings.shop.stage_minutes)
+        return Response(document, status_code=201, headers=headers)
 
     @post("/{order_id:uuid}/cancel", status_code=200)
     async def cancel(
@@ -79,4 +80,4 @@ class OrderingApi(Controller):
         await service.cancel_order(db, order_id, caller.user_id)
         await project_committed(db, state)
         view = await status.order_view(db, order_id, caller.user_id)
-        return OrderDocument.of(view.doc)
+        return await status.order_document(db, view, state.settings.shop.stage_minutes)

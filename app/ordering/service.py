@@ -19,6 +19,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts import service as accounts
 from app.coupon import service as coupon
 from app.delivery import service as delivery
 from app.menu import service as menu
@@ -261,6 +262,7 @@ async def _place(
             "address": command.address.strip(),
             "phone": command.phone.strip() or None,
             "note": command.note.strip() or None,
+            "customerName": await accounts.display_name(session, command.customer_id),
             "version": 1,
         },
     )

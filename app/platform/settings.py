@@ -218,6 +218,18 @@ class PipelineSettings:
     )
 
 
+def _stage_minutes(raw: str) -> dict[str, float]:
+    """``"queued=4,preparing=6"`` → ``{"queued": 4.0, "preparing": 6.0}``."""
+    minutes: dict[str, float] = {}
+    for part in raw.split(","):
+        name, _, value = part.partition("=")
+        try:
+            minutes[name.strip()] = max(0.0, float(value))
+        except ValueError as exc:
+            raise ValueError(f"ETA_STAGE_MINUTES: bad entry {part!r}") from exc
+    return minutes
+
+
 @dataclass(frozen=True)
 class ShopSettings:
     currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "EUR"))
@@ -229,6 +241,12 @@ class ShopSettings:
     late_amber_minutes: int = field(default_factory=lambda: _env_int("LATE_AMBER_MINUTES", 20))
     late_red_minutes: int = field(default_factory=lambda: _env_int("LATE_RED_MINUTES", 40))
     refund_window_hours: int = field(default_factory=lambda: _env_int("REFUND_WINDOW_HOURS", 48))
+    #: typical minutes per stage, used for delivery windows until there is history
+    stage_minutes: dict[str, float] = field(
+        default_factory=lambda: _stage_minutes(
+            _env("ETA_STAGE_MINUTES", "queued=4,preparing=6,baking=9,ready=4,out_for_delivery=15")
+        )
+    )
 
     @property
     def refund_window(self) -> timedelta:

@@ -217,11 +217,16 @@ class StaffRefundPages(Controller):
     ) -> Any:
         params = {"reason": reason, "q": q, "from": request.query_params.get("from"), "to": to}
         filters = lookup_filter(settings, params)
+        errors: dict[str, str] = {}
+        if filters.since and filters.until and filters.since >= filters.until:
+            errors["to"] = "“To” is before “From”: pick a later day."
         stats = await status.refund_stats(db, filters)
         peak = max((s.count for s in stats), default=0)
         return page(
             request,
             "refund/lookup.html",
+            status_code=422 if errors else 200,
+            errors=errors,
             params=params,
             reasons=await service.reasons(db, include_inactive=True),
             refunds=await status.refund_views(db, filters, limit=500),
@@ -312,14 +317,22 @@ class ReasonAdminPages(Controller):
         request: Request[Any, Any, Any],
         db: NamedDependency[AsyncSession],
         admin: NamedDependency[Principal],
+        edit: FromQuery[str | None] = None,
     ) -> Any:
-        return page(
-            request,
-            "refund/reasons.html",
-            reasons=await service.reasons(db, include_inactive=True),
-            errors={},
-            form={},
-        )
+        """``?edit=code`` fills the form with that reason as it is, so saving changes only
+        what the admin changed."""
+        reasons = await service.reasons(db, include_inactive=True)
+        form: dict[str, str] = {"active": "1"}
+        chosen = next((r for r in reasons if r.code == edit), None)
+        if chosen is not None:
+            form = {
+                "code": chosen.code,
+                "label": chosen.label,
+                "position": str(chosen.position),
+                "requires_text": "1" if chosen.requires_text else "",
+                "active": "1" if chosen.active else "",
+            }
+        return page(request, "refund/reasons.html", reasons=reasons, errors={}, form=form)
 
     @post("/")
     async def save(
@@ -329,7 +342,10 @@ class ReasonAdminPages(Controller):
         db: NamedDependency[AsyncSession],
         admin: NamedDependency[Principal],
     ) -> Any:
-        form = {k: str(data.get(k, ""))[:200] for k in ("code", "label", "position")}
+        form = {
+            k: str(data.get(k, ""))[:200]
+            for k in ("code", "label", "position", "requires_text", "active")
+        }
         try:
             position = int(form["position"] or 100)
         except ValueError:

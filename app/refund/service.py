@@ -157,6 +157,7 @@ def snapshot(refund: Refund, reason_label: str) -> dict[str, Any]:
         "amount": refund.amount,
         "currency": refund.currency,
         "cancelledBy": refund.cancelled_by,
+        "cancelNote": refund.cancel_note,
         "createdAt": refund.created_at.isoformat(),
         "version": refund.version,
     }
@@ -224,7 +225,7 @@ async def _locked(session: AsyncSession, refund_id: uuid.UUID) -> Refund:
     return refund
 
 
-async def _cancel(session: AsyncSession, refund: Refund, by: str) -> None:
+async def _cancel(session: AsyncSession, refund: Refund, by: str, note: str | None = None) -> None:
     """FR11: refund cancelled and delivery back to ``delivered``, together; no money moves."""
     if refund.status != RefundStatus.requested:
         raise Conflict(f"This refund is already {refund.status}.")
@@ -233,6 +234,7 @@ async def _cancel(session: AsyncSession, refund: Refund, by: str) -> None:
         raise Conflict("The return can no longer be cancelled.")
     await delivery.cancel_return(session, current)
     refund.cancelled_by = by
+    refund.cancel_note = note
     refund.move_to(RefundStatus.cancelled)
     await _emit(session, refund, "RefundCancelled")
 
@@ -248,7 +250,12 @@ async def withdraw(session: AsyncSession, refund_id: uuid.UUID, customer_id: uui
 
 
 async def cancel_for_delivery(
-    session: AsyncSession, delivery_id: uuid.UUID, by: str, *, commit: bool = True
+    session: AsyncSession,
+    delivery_id: uuid.UUID,
+    by: str,
+    *,
+    commit: bool = True,
+    note: str | None = None,
 ) -> Refund:
     """Staff or the partner cancelled the return trip: the refund is cancelled (FR11).
 
@@ -264,7 +271,7 @@ async def cancel_for_delivery(
     if refund_id is None:
         raise Conflict("This delivery has no return in progress.")
     refund = await _locked(session, refund_id)
-    await _cancel(session, refund, by)
+    await _cancel(session, refund, by, note)
     if commit:
         await session.commit()
     return refund

@@ -70,6 +70,7 @@ def _initial_doc(event: Event) -> Doc:
         "address": p["address"],
         "phone": p.get("phone"),
         "note": p.get("note"),
+        "customerName": p.get("customerName"),
         "createdAt": event.occurred_at.isoformat(),
         "payment": {"status": "pending", "failureReason": None},
         "delivery": None,
@@ -118,6 +119,7 @@ def _delivery_changed(doc: Doc, event: Event) -> None:
         "status": p["status"],
         "courierStatus": p["courierStatus"],
         "rider": p.get("rider"),
+        "partnerEta": p.get("partnerEta"),
     }
     history = p.get("history")
     if history is not None:  # every stage reached, even ones whose events we never saw
@@ -201,6 +203,7 @@ ORDER_CHANGES: dict[str, tuple[str, Callable[[Doc, Event], None]]] = {
     "OrderFulfilled": ("order", _order_fulfilled),
     "DeliveryCreated": ("delivery", _delivery_changed),
     "DeliveryAdvanced": ("delivery", _delivery_changed),
+    "DeliveryMoveUndone": ("delivery", _delivery_changed),
     "DeliveryDelivered": ("delivery", _delivery_changed),
     "DeliveryCancelled": ("delivery", _delivery_changed),
     "CourierRequested": ("delivery", _delivery_changed),
@@ -303,6 +306,8 @@ async def _upsert_card(session: AsyncSession, event: Event) -> bool:
         "paid_at": datetime.fromisoformat(p["paidAt"]) if p.get("paidAt") else None,
         "version": int(p["version"]),
         "updated_at": event.occurred_at,
+        "history": p.get("history") or [],
+        **await _card_details(session, uuid.UUID(p["orderId"])),
     }
     stmt = insert(BoardCard).values(**values)
     upsert = stmt.on_conflict_do_update(
@@ -311,6 +316,20 @@ async def _upsert_card(session: AsyncSession, event: Event) -> bool:
         where=BoardCard.version < stmt.excluded.version,
     )
     return (await session.scalar(upsert.returning(BoardCard.delivery_id))) is not None
+
+
+async def _card_details(session: AsyncSession, order_id: uuid.UUID) -> dict[str, Any]:
+    """Who ordered, how to reach them, what they asked for: from the order's own view."""
+    doc = await session.scalar(select(OrderView.doc).where(OrderView.order_id == order_id))
+    if doc is None:
+        return {}
+    return {
+        "customer_name": doc.get("customerName"),
+        "phone": doc.get("phone"),
+        "note": doc.get("note"),
+        "total_amount": doc.get("totalAmount"),
+        "currency": doc.get("currency"),
+    }
 
 
 async def _upsert_refund(session: AsyncSession, event: Event) -> bool:
@@ -326,6 +345,7 @@ async def _upsert_refund(session: AsyncSession, event: Event) -> bool:
         "amount": p["amount"],
         "currency": p["currency"],
         "cancelled_by": p.get("cancelledBy"),
+        "cancel_note": p.get("cancelNote"),
         "version": int(p["version"]),
         "created_at": datetime.fromisoformat(p["createdAt"]),
         "updated_at": event.occurred_at,

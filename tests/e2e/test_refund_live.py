@@ -76,16 +76,38 @@ async def test_refund_is_filed_found_by_staff_and_cancelled_live(
     count = await chart.get_attribute("data-count")
     assert count is not None and int(count) >= 1, count
     await expect(staff.locator("#reason-chart .chart-row")).to_have_count(1)
+    await expect(staff.locator("#total-requested")).not_to_have_attribute("data-amount", "0")
+    await expect(staff.locator("#total-refunded")).to_have_attribute("data-amount", "0")
+
+    # The CSV export carries the same filter: one refund, with the customer's words.
+    href = await staff.get_by_role("link", name="Export CSV").get_attribute("href")
+    assert href is not None and "reason=missing_item" in href, href
+    exported = await staff.request.get(href)
+    assert exported.ok, exported.status
+    lines = [line for line in (await exported.text()).splitlines() if line.strip()]
+    assert "reason_code" in lines[0] and len(lines) == 2, lines
+    assert refund_id in lines[1] and word in lines[1] and "missing_item" in lines[1], lines
 
     await staff.goto("/staff/board")
     returns = staff.locator('#board [data-column="return_requested"]')
     return_card = returns.locator(f'.board-card[data-delivery-id="{order["delivery"]["id"]}"]')
     await expect(return_card).to_have_attribute("data-status", "return_requested")
-    await return_card.get_by_role("button", name="Cancel return").click()
+    # Cancelling a return asks to confirm, with a reason the customer will read.
+    await return_card.get_by_text("Cancel return").click()
+    note = "We found the garlic bread in your bag on the doorstep photo."
+    await return_card.get_by_label("Reason (the customer sees it)").fill(note)
+    await return_card.get_by_role("button", name="Yes, cancel the return").click()
     await expect(return_card).to_have_count(0, timeout=LIVE_TIMEOUT_MS)
 
     await expect(page.locator('#refund-status[data-status="cancelled"]')).to_be_visible(
         timeout=LIVE_TIMEOUT_MS
     )
     await expect(page.locator("#refund-cancelled")).to_contain_text("by the shop")
+    await expect(page.locator("#refund-cancel-note")).to_contain_text(note)
+
+    # The lookup keeps the money apart: nothing refunded, the cancelled request counted.
+    await staff.goto(f"/staff/refunds?q={word}")
+    await expect(staff.locator("#total-refunded")).to_have_attribute("data-amount", "0")
+    await expect(staff.locator("#total-cancelled")).to_have_attribute("data-count", "1")
+    await expect(staff.locator("#total-requested")).to_have_attribute("data-amount", "0")
     await assert_marked(page, "refund")

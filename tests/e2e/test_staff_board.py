@@ -98,4 +98,10 @@ async def test_customer_page_follows_the_kitchen_and_the_rider_to_the_coupon(
     )
     for stage in ("placed", "paid", "preparing", "baking", "ready", "out_for_delivery"):
         await expect(timeline.locator(f'[data-status="{stage}"]')).to_have_count(1)
+    # Delivered: every step done, no window any more, and no rider named once they left.
+    progress = page.get_by_role("list", name="Progress")
+    await expect(progress.locator(".done")).to_have_count(5)
+    await expect(progress.locator('[aria-current="step"]')).to_have_text("Delivered")
+    await expect(page.locator("#order-eta")).to_have_count(0)
+    await expect(page.locator("#rider-status")).to_have_count(0)
     await assert_marked(page, "order")

@@ -117,7 +117,7 @@ def start_shop(sandbox_url: str) -> Iterator[Shop]:
     for queue in QUEUES:
         shop.start_worker(queue)
     try:
-        wait_http(f"{shop.url}/health/ready", web, timeout=90)
+        wait_http(f"{shop.url}/health/ready", web, timeout=240)
         yield shop
     finally:
         stop([web, relay, *shop.workers.values()])

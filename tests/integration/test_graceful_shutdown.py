@@ -104,7 +104,7 @@ async def test_the_web_drains_then_closes_finishing_requests_and_ending_streams_
         assert ready.status_code == 503, "unready at once: the balancer stops sending traffic"
         assert "draining" in ready.json()["detail"]
         assert "Retry-After" in ready.headers
-        menu = await web.get("/api/menu")
+        menu = await web.get("/api/menu", headers=auth(customer))
         assert menu.status_code == 200, "still serving while the balancer has not noticed"
         assert (await web.get("/health/live")).status_code == 200, "alive: no restart wanted"
 
@@ -134,23 +134,29 @@ async def test_a_worker_finishes_the_job_it_is_running_and_takes_no_new_one(
     customer = await new_customer(client)
     redis = Redis.from_url(shop.env["REDIS_URL"])
     shop.stop_worker("payment")
-    worker = spawn(
-        ["worker", "payment"],
-        {**shop.env, "PARTNER_TIMEOUT": "10", "SHUTDOWN_JOB_SECONDS": "20"},
-    )
-    await sandbox.put("/sandbox/knobs/payment", json={"latencyMs": 2500})
+    worker = None
     try:
+        # placed while no payment worker runs (the web checks the card with the provider
+        # quickly); then the provider turns slow, for the charge only
         first = await client.post("/api/orders", json=order_body(), headers=auth(customer))
         assert first.status_code == 201, first.text
-        deadline = time.monotonic() + 20
+        await sandbox.put("/sandbox/knobs/payment", json={"latencyMs": 4000})
+        worker = spawn(
+            ["worker", "payment"],
+            {**shop.env, "PARTNER_TIMEOUT": "15", "SHUTDOWN_JOB_SECONDS": "30"},
+        )
+        deadline = time.monotonic() + 120
         while not await redis.keys("arq:in-progress:*"):  # the charge has started
             assert time.monotonic() < deadline, "the payment worker never took the job"
+            assert worker.poll() is None, "the payment worker died"
             await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # the charge request reaches the provider (and waits there)
+        await sandbox.put("/sandbox/knobs/payment", json={"latencyMs": 0})
 
         worker.send_signal(signal.SIGTERM)
         second = await client.post("/api/orders", json=order_body(), headers=auth(customer))
         assert second.status_code == 201, second.text
-        assert await asyncio.to_thread(worker.wait, 30) == 0
+        assert await asyncio.to_thread(worker.wait, 60) == 0
 
         # no payment worker runs now: whatever was charged, the stopped one charged
         await wait_for(
@@ -159,7 +165,8 @@ async def test_a_worker_finishes_the_job_it_is_running_and_takes_no_new_one(
         pending = await client.get(f"/api/orders/{second.json()['id']}", headers=auth(customer))
         assert pending.json()["status"] == "placed", "a stopping worker takes no new job"
     finally:
-        stop([worker])
+        if worker is not None:
+            stop([worker])
         await sandbox.put("/sandbox/knobs/payment", json={"latencyMs": 0})
         shop.start_worker("payment")
         await redis.aclose()

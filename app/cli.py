@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -69,21 +70,32 @@ def up(host: str, port: int) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
 def serve(host: str, port: int, workers: int) -> None:
-    """Run the web server (HTML pages and the JSON API)."""
+    """Run the web server (HTML pages and the JSON API).
+
+    SIGTERM drains it: unready at once, closes after SHUTDOWN_DRAIN_SECONDS, finishes
+    requests in flight within SHUTDOWN_GRACE_SECONDS (see app.platform.lifecycle)."""
     import uvicorn
 
+    from app.platform.lifecycle import GracefulServer
+    from app.platform.settings import get_settings
+
     _require_secrets()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
+    lifecycle = get_settings().lifecycle
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
         # X-Forwarded-For is read by the app itself, from FORWARDED_ALLOW_IPS peers only
-        proxy_headers=False,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+        "proxy_headers": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": round(lifecycle.grace_seconds),
+        "timeout_keep_alive": lifecycle.keep_alive_seconds,
+    }
+    if workers > 1:  # uvicorn's own supervisor, without the drain period: prefer replicas
+        uvicorn.run("app.main:create_app", workers=workers, **options)
+        return
+    config = uvicorn.Config("app.main:create_app", **options)
+    GracefulServer(config, drain_seconds=lifecycle.drain_seconds).run()
 
 
 @main.command()
@@ -111,6 +123,7 @@ def relay() -> None:
 
 async def _relay() -> None:
     """The relay and the reconciler side by side in one process, each safe to replicate."""
+    from app.platform import liveness
     from app.platform.db import asyncpg_dsn, create_engine, create_session_factory
     from app.platform.heartbeat import Heartbeat
     from app.platform.reconciler import run_reconciler
@@ -124,11 +137,12 @@ async def _relay() -> None:
     session_factory = create_session_factory(engine)
     heartbeat = Heartbeat(session_factory, "relay", settings.pipeline.heartbeat_seconds)
     beating = asyncio.create_task(heartbeat.run())
+    alive = liveness.start(settings.lifecycle.liveness_file)  # the pod's liveness probe
     jobs = await create_job_pool(settings, retries=1_000_000)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.set)  # the relay stops between two batches
     try:
         await asyncio.gather(
             run_relay(
@@ -151,27 +165,71 @@ async def _relay() -> None:
         )
     finally:
         beating.cancel()
+        await liveness.stop(alive)
         await heartbeat.remove()
         await jobs.aclose()
         await engine.dispose()
 
 
 @main.command()
-def migrate() -> None:
-    """Apply database migrations."""
+@click.option("--check", is_flag=True, help="apply nothing: exit 1 unless the schema is at head")
+@click.option("--wait", default=0.0, type=float, help="with --check: wait up to this many seconds")
+def migrate(check: bool, wait: float) -> None:
+    """Apply database migrations (or, with --check, only see whether they were applied:
+    a pod's init container waits so that a release never runs on last release's schema)."""
     require_database()
-    run_migrations()
-    click.echo("migrations applied")
+    if not check:
+        run_migrations()
+        click.echo("migrations applied")
+        return
+    deadline = time.monotonic() + wait
+    while (current := asyncio.run(_schema_revisions())) != (head := _head_revisions()):
+        if time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"schema at {current or 'nothing'}, this release needs {head}"
+            )
+        time.sleep(2)
+    click.echo(f"schema at head {sorted(head)}")
 
 
-def run_migrations() -> None:
+def _alembic_config() -> Any:
     from alembic.config import Config
-
-    from alembic import command
 
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "alembic"))
-    command.upgrade(config, "head")
+    return config
+
+
+def run_migrations() -> None:
+    from alembic import command
+
+    command.upgrade(_alembic_config(), "head")
+
+
+def _head_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(_alembic_config()).get_heads())
+
+
+async def _schema_revisions() -> set[str]:
+    """The revisions the database is at (empty when unreachable or never migrated)."""
+    import asyncpg
+
+    from app.platform.db import asyncpg_dsn
+    from app.platform.settings import get_settings
+
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(get_settings().db.url), timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return set()
+    try:  # alembic/env.py keeps the version table in the platform schema
+        rows = await conn.fetch("SELECT version_num FROM platform.alembic_version")
+    except asyncpg.PostgresError:  # no schema or table yet
+        return set()
+    finally:
+        await conn.close()
+    return {row["version_num"] for row in rows}
 
 
 @main.command()

@@ -185,7 +185,7 @@ async def load_demo_data(with_accounts: bool) -> None:
     engine = create_engine(get_settings())
     try:
         async with create_session_factory(engine)() as session:
-            await menu.load_demo_menu(session)
+            await menu.load_demo_menu(session, get_settings().shop.currency)
             if with_accounts:
                 for email, name, role in DEMO_ACCOUNTS:
                     await accounts.ensure_user(

@@ -28,6 +28,7 @@ SUBSCRIPTIONS: Subscriptions = {
     "CourierRequested": [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
     "CourierAssigned": [PROJECT],
     "DeliveryAdvanced": [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
+    "DeliveryMoveUndone": [PROJECT],
     "DeliveryDelivered": [
         Subscriber("ordering", ordering.ON_DELIVERY_DELIVERED),
         Subscriber("coupon", coupon.ISSUE),

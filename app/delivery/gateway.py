@@ -95,6 +95,8 @@ class CourierEvent(msgspec.Struct, rename="camel", frozen=True):
     reference: str
     rider: CourierRider | None
     occurred_at: str
+    #: the partner's own estimate of when the rider reaches the customer
+    estimated_delivery_at: str | None = None
 
 
 class _PickupResponse(msgspec.Struct, rename="camel"):

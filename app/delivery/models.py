@@ -12,7 +12,10 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.platform.db import Base, utcnow
+from app.platform.errors import IllegalTransition
+from app.platform.i18n import N_
 from app.platform.statemachine import StateMachine
+from app.words import status_label
 
 
 class DeliveryStatus(StrEnum):
@@ -38,8 +41,9 @@ DELIVERY_MACHINE = StateMachine[DeliveryStatus](
     "delivery",
     {
         DeliveryStatus.queued: frozenset({DeliveryStatus.preparing, DeliveryStatus.cancelled}),
-        DeliveryStatus.preparing: frozenset({DeliveryStatus.baking}),
-        DeliveryStatus.baking: frozenset({DeliveryStatus.ready}),
+        # Each kitchen stage can also step back once, for a staff member's undo (UNDO).
+        DeliveryStatus.preparing: frozenset({DeliveryStatus.baking, DeliveryStatus.queued}),
+        DeliveryStatus.baking: frozenset({DeliveryStatus.ready, DeliveryStatus.preparing}),
         DeliveryStatus.ready: frozenset({DeliveryStatus.out_for_delivery}),
         DeliveryStatus.out_for_delivery: frozenset({DeliveryStatus.delivered}),
         # Out of ``delivered`` only through a refund (NFR1.2), and back when it is cancelled.
@@ -58,6 +62,14 @@ FORWARD: dict[DeliveryStatus, DeliveryStatus] = {
     DeliveryStatus.ready: DeliveryStatus.out_for_delivery,
     DeliveryStatus.out_for_delivery: DeliveryStatus.delivered,
 }
+
+#: Kitchen moves a staff member may take back, for UNDO_SECONDS after making them. Not
+#: "ready": the delivery partner has been told and a rider may be on the way.
+UNDO: dict[DeliveryStatus, DeliveryStatus] = {
+    DeliveryStatus.preparing: DeliveryStatus.queued,
+    DeliveryStatus.baking: DeliveryStatus.preparing,
+}
+UNDO_SECONDS = 30
 
 COURIER_MACHINE = StateMachine[CourierStatus](
     "courier",
@@ -99,6 +111,8 @@ class Delivery(Base):
     return_trip: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: when we last asked the partner how the pickup is going (reconciliation)
     partner_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the delivery partner's estimate of the delivery time, once a rider has it
+    partner_eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -117,6 +131,27 @@ class Delivery(Base):
             self.delivered_at = self.updated_at
         if FORWARD.get(current) is target:
             self.history = [*(self.history or []), stage(target, self.updated_at)]
+
+    def undo_move(self) -> DeliveryStatus:
+        """Back to the stage before the last kitchen move (through the machine); the stage
+        leaves the history, as if the move had never been made."""
+        current = DeliveryStatus(self.status)
+        target = UNDO.get(current)
+        if target is None:
+            raise IllegalTransition(
+                N_(
+                    "A %(status)s delivery has no kitchen move to undo.",
+                    status=status_label(current.value),
+                )
+            )
+        self.status = DELIVERY_MACHINE.check(current, target).value
+        self.version += 1
+        self.updated_at = utcnow()
+        history = list(self.history or [])
+        if history and history[-1]["status"] == current.value:
+            history.pop()
+        self.history = history
+        return target
 
     def courier_to(self, target: CourierStatus) -> None:
         self.courier_status = COURIER_MACHINE.check(

@@ -24,13 +24,16 @@ async def apply(
     rider: str | None,
     at: datetime,
     reference: str | None = None,
+    eta: datetime | None = None,
 ) -> None:
     """One piece of news (``rider_assigned``, ``picked_up``, ``delivered``, ``cancelled``)
     about a pickup: a return trip (refund) or the delivery itself. A webhook's
     ``reference`` must be the one we booked the pickup with (422 otherwise)."""
     returning = await service.by_return_pickup(db, pickup_id)
     if returning is None:
-        await service.apply_partner_event(db, pickup_id, kind, rider, at, reference=reference)
+        await service.apply_partner_event(
+            db, pickup_id, kind, rider, at, reference=reference, eta=eta
+        )
         return
     delivery, pickup = returning
     if reference is not None:

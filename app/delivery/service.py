@@ -7,8 +7,9 @@ and the board can rebuild a card from the newest event alone.
 from __future__ import annotations
 
 import hmac
+import itertools
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -16,6 +17,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery.models import (
+    UNDO,
+    UNDO_SECONDS,
     CourierStatus,
     Delivery,
     DeliveryStatus,
@@ -26,7 +29,9 @@ from app.delivery.models import (
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.platform.outbox import record_event
+from app.words import status_label
 
 #: The partner webhook types we understand.
 RIDER_ASSIGNED = "rider_assigned"
@@ -49,6 +54,7 @@ def snapshot(delivery: Delivery) -> dict[str, Any]:
         "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
         "history": delivery.history,
         "returnTrip": delivery.return_trip,
+        "partnerEta": delivery.partner_eta.isoformat() if delivery.partner_eta else None,
         "version": delivery.version,
     }
 
@@ -70,7 +76,7 @@ async def _emit(
 async def _locked(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     delivery = await session.get(Delivery, delivery_id, with_for_update=True)
     if delivery is None:
-        raise NotFound("delivery not found")
+        raise NotFound(N_("delivery not found"))
     return delivery
 
 
@@ -103,8 +109,28 @@ async def advance(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     delivery = await _locked(session, delivery_id)
     target = delivery.next_stage
     if target is None:
-        raise Conflict(f"a {delivery.status} delivery has no next stage")
+        raise Conflict(
+            N_("A %(status)s delivery has no next stage.", status=status_label(delivery.status))
+        )
     await _move(session, delivery, target)
+    return delivery
+
+
+async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
+    """Staff take back their last kitchen move (a mis-tap) within ``UNDO_SECONDS``; 409
+    when there is none to take back, or it is too late."""
+    delivery = await _locked(session, delivery_id)
+    history = delivery.history or []
+    current = DeliveryStatus(delivery.status)
+    if current not in UNDO or not history or history[-1]["status"] != current.value:
+        raise Conflict(N_("There is no kitchen move to undo on this delivery."))
+    moved_at = datetime.fromisoformat(history[-1]["at"])
+    if utcnow() - moved_at > timedelta(seconds=UNDO_SECONDS):
+        raise Conflict(
+            N_("A move can only be undone within %(seconds)s seconds.", seconds=UNDO_SECONDS)
+        )
+    delivery.undo_move()
+    await _emit(session, delivery, "DeliveryMoveUndone")
     return delivery
 
 
@@ -152,8 +178,11 @@ async def cancel_for_order(
 
 
 def kitchen_started_reason(status: str) -> str:
-    stage = status.replace("_", " ")
-    return f"The kitchen has already started your order ({stage}); it can no longer be cancelled."
+    stage = status
+    return N_(
+        "The kitchen has already started your order (%(stage)s); it can no longer be cancelled.",
+        stage=status_label(stage),
+    )
 
 
 async def delivery_for_order(session: AsyncSession, order_id: uuid.UUID) -> Delivery | None:
@@ -202,6 +231,7 @@ async def apply_partner_event(
     rider: str | None,
     at: datetime,
     reference: str | None = None,
+    eta: datetime | None = None,
 ) -> None:
     """A signed webhook from the delivery partner. Stale or repeated news changes nothing;
     a ``reference`` that is not this pickup's delivery is refused (422)."""
@@ -213,6 +243,8 @@ async def apply_partner_event(
     if delivery is None or delivery.status == DeliveryStatus.cancelled:
         return
     status = DeliveryStatus(delivery.status)
+    if eta is not None and kind in (RIDER_ASSIGNED, PICKED_UP):
+        delivery.partner_eta = eta  # travels with the next event this change emits
     if kind == RIDER_ASSIGNED and delivery.courier_status == CourierStatus.requested:
         delivery.rider = rider
         delivery.courier_to(CourierStatus.assigned)
@@ -229,7 +261,7 @@ def ensure_reference(given: str, expected: str) -> None:
     """A partner event must name the delivery its pickup was booked for: a webhook for
     pickup A cannot move delivery B."""
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise InvalidInput.single("reference", "The reference does not belong to this pickup.")
+        raise InvalidInput.single("reference", N_("The reference does not belong to this pickup."))
 
 
 # -- returns (refunds) -----------------------------------------------------------------
@@ -252,7 +284,7 @@ async def request_return(session: AsyncSession, delivery: Delivery) -> None:
 async def cancel_return(session: AsyncSession, delivery: Delivery) -> None:
     """Part of the refund-cancel transaction (FR11): the pizzas stay with the customer."""
     if delivery.status == DeliveryStatus.returned:
-        raise Conflict("the return has already reached the shop; the refund goes ahead")
+        raise Conflict(N_("the return has already reached the shop; the refund goes ahead"))
     delivery.move_to(DeliveryStatus.delivered)
     await _emit(session, delivery, "DeliveryReturnCancelled")
 
@@ -263,7 +295,12 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
     if delivery.status == DeliveryStatus.returned:
         return delivery
     if delivery.status != DeliveryStatus.return_requested:
-        raise Conflict(f"a {delivery.status} delivery has no return to complete")
+        raise Conflict(
+            N_(
+                "A %(status)s delivery has no return to complete.",
+                status=status_label(delivery.status),
+            )
+        )
     delivery.move_to(DeliveryStatus.returned)
     await _emit(session, delivery, "DeliveryReturned")
     return delivery
@@ -348,3 +385,42 @@ async def waiting_on_partner_since(
         .limit(limit)
     )
     return list(rows)
+
+
+# -- how long the kitchen and the road take (for delivery estimates) -------------------
+
+
+async def recent_stage_durations(
+    session: AsyncSession, limit: int = 100, within: timedelta = timedelta(days=14)
+) -> dict[str, list[float]]:
+    """Seconds each stage took in the last ``limit`` deliveries (from their stage
+    history): the data the customer's delivery window is estimated from."""
+    rows = await session.scalars(
+        select(Delivery.history)
+        .where(
+            Delivery.delivered_at.is_not(None),
+            Delivery.delivered_at >= utcnow() - within,
+        )
+        .order_by(Delivery.delivered_at.desc())
+        .limit(limit)
+    )
+    durations: dict[str, list[float]] = {}
+    for history in rows:
+        steps = [(s["status"], datetime.fromisoformat(s["at"])) for s in history or []]
+        for (status, began), (_, ended) in itertools.pairwise(steps):
+            seconds = (ended - began).total_seconds()
+            if seconds >= 0:
+                durations.setdefault(status, []).append(seconds)
+    return durations
+
+
+async def order_ids_of(
+    session: AsyncSession, delivery_ids: set[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The order each delivery belongs to (the audit trail names orders, not tickets)."""
+    if not delivery_ids:
+        return {}
+    rows = await session.execute(
+        select(Delivery.id, Delivery.order_id).where(Delivery.id.in_(delivery_ids))
+    )
+    return {delivery_id: order_id for delivery_id, order_id in rows}

@@ -17,6 +17,7 @@ from app.delivery.gateway import CourierEvent
 from app.platform.access import access
 from app.platform.bodies import SMALL_BODY
 from app.platform.errors import InvalidInput, NotAuthenticated
+from app.platform.i18n import N_
 from app.platform.outbox import claim
 from app.platform.signing import verify
 
@@ -40,7 +41,7 @@ async def courier_webhook(
     signature = request.headers.get(SIGNATURE_HEADER)
     secrets = state.settings.partners.courier_webhook_secrets  # current and previous
     if not any([verify(secret, body, signature) for secret in secrets]):
-        raise NotAuthenticated("bad webhook signature")
+        raise NotAuthenticated(N_("bad webhook signature"))
     try:
         event = msgspec.json.decode(body, type=CourierEvent)
         at = datetime.fromisoformat(event.occurred_at)
@@ -50,7 +51,24 @@ async def courier_webhook(
         if await claim(db, HANDLER, uuid.uuid5(_NAMESPACE, event.event_id)):
             rider = event.rider.name if event.rider else None
             await partner_news.apply(
-                db, event.pickup_id, event.type, rider, at, reference=event.reference
+                db,
+                event.pickup_id,
+                event.type,
+                rider,
+                at,
+                reference=event.reference,
+                eta=_when(event.estimated_delivery_at),
             )
     # Nobody waits on this answer: the status worker projects the change.
     return {"status": "ok"}
+
+
+def _when(value: str | None) -> datetime | None:
+    """The partner's estimate as a time, or None when it sent none (or nonsense)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None

@@ -53,6 +53,14 @@ class BoardCard(Base):
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: what the kitchen needs on the card, copied from the order's view
+    customer_name: Mapped[str | None] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(String(300))
+    total_amount: Mapped[int | None] = mapped_column(Integer)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    #: the stages reached, ``[{"status", "at"}]`` (the last one can be undone for a while)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
 
 
 class RefundView(Base):
@@ -75,6 +83,8 @@ class RefundView(Base):
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     cancelled_by: Mapped[str | None] = mapped_column(String(20))
+    #: why the shop cancelled the return, in words the customer reads
+    cancel_note: Mapped[str | None] = mapped_column(String(500))
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

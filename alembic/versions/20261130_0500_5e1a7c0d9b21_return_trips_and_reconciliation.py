@@ -1,7 +1,7 @@
 """return trips per refund, partner reconciliation
 
 Revision ID: 5e1a7c0d9b21
-Revises: a7c3e1d2b4f5
+Revises: 7a1c0de5e001
 Create Date: 2026-11-30 02:20:00
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 from alembic import op
 
 revision: str = "5e1a7c0d9b21"
-down_revision: str | None = "a7c3e1d2b4f5"
+down_revision: str | None = "7a1c0de5e001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -54,7 +54,7 @@ def _spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
 
 
 SECRETS_FILE = "secrets.env"
-GENERATED_SECRETS = ("SECRET_KEY", "COURIER_WEBHOOK_SECRET")
+GENERATED_SECRETS = ("SECRET_KEY", "COURIER_WEBHOOK_SECRET", "SANDBOX_VAULT_KEY")
 
 
 def ensure_secrets(data_dir: Path) -> None:

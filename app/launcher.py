@@ -134,7 +134,7 @@ def embedded_part(service: EmbeddedPostgres | EmbeddedValkey) -> Part:
 
 
 SECRETS_FILE = "secrets.env"
-GENERATED_SECRETS = ("SECRET_KEY", "COURIER_WEBHOOK_SECRET")
+GENERATED_SECRETS = ("SECRET_KEY", "COURIER_WEBHOOK_SECRET", "SANDBOX_VAULT_KEY")
 
 
 def ensure_secrets(data_dir: Path) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
+from app import words
 from app.accounts import service as accounts
 from app.accounts.api import AuthApi
 from app.accounts.pages import AccountPages
@@ -44,12 +45,13 @@ from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
 from app.payment.provider import HttpPaymentProvider
-from app.platform import bodies, clients, logs, openapi, web
+from app.platform import bodies, clients, lifecycle, logs, openapi, web
 from app.platform.access import access, access_guard
 from app.platform.csrf import SessionCSRFMiddleware
 from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
 from app.platform.headers import security_headers_hook
+from app.platform.i18n import LocaleMiddleware, Msg
 from app.platform.pubsub import Broadcaster
 from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis
@@ -74,7 +76,12 @@ async def live() -> dict[str, str]:
 
 @get("/health/ready", tags=["health"], include_in_schema=False, opt=access("public"))
 async def ready(state: State) -> dict[str, str]:
-    """Ready only when PostgreSQL and Redis both answer; 503 otherwise."""
+    """Ready only when PostgreSQL and Redis both answer and the process is not shutting
+    down; 503 otherwise (the balancer then sends traffic elsewhere)."""
+    if lifecycle.is_draining():
+        raise HTTPException(
+            status_code=503, detail="not ready: draining", headers={"Retry-After": "5"}
+        )
     try:
         async with state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -104,15 +111,22 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.broadcaster = Broadcaster(app.state.redis)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()
+        unregister = lifecycle.on_stop_accepting(app.state.broadcaster.close_streams)
         try:
             yield
         finally:
+            unregister()
             await app.state.payment_provider.aclose()
             await app.state.broadcaster.stop()
             await app.state.engine.dispose()
             await app.state.redis.aclose()
 
     return lifespan
+
+
+def _configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> None:
+    web.configure_templates(engine, settings)
+    words.install(engine.engine)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -196,11 +210,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HTTP_METRICS.middleware,
             session_config(settings).middleware,
             DefineMiddleware(SessionCSRFMiddleware, settings=settings),
+            LocaleMiddleware,
         ],
+        type_encoders={Msg: str},  # words for people are English in JSON
         template_config=TemplateConfig(
             directory=ROOT / "templates",
             engine=JinjaTemplateEngine,
-            engine_callback=lambda engine: web.configure_templates(engine, settings),
+            engine_callback=lambda engine: _configure_templates(engine, settings),
         ),
         openapi_config=OpenAPIConfig(
             title="Pizzeria API",

@@ -9,7 +9,7 @@ from typing import Any
 
 from arq.worker import Function, func
 
-from app.platform import logs, metrics
+from app.platform import liveness, logs, metrics
 from app.platform.db import create_engine, create_session_factory
 from app.platform.handlers import run_job
 from app.platform.redis import arq_redis_settings, create_redis, dumps_job, loads_job
@@ -25,9 +25,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["engine"] = create_engine(settings, pool_size=settings.worker.db_pool)
     ctx["session_factory"] = create_session_factory(ctx["engine"])
     ctx["redis"] = create_redis(settings)
+    ctx["liveness"] = liveness.start(settings.lifecycle.liveness_file)  # the pod's probe
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await liveness.stop(ctx.get("liveness"))
     await ctx["redis"].aclose()
     await ctx["engine"].dispose()
 
@@ -100,6 +102,9 @@ def worker_settings(
         # stop the reconciler from enqueuing a lost job again under the same id
         "keep_result": 0,
         "handle_signals": True,
+        # SIGTERM: take no new job, let the running ones finish (a rolling update or a
+        # scale-down must not interrupt a card charge halfway); after this, cancel + retry
+        "job_completion_wait": round(settings.lifecycle.job_seconds),
         "health_check_interval": 10,
     }
     return type("WorkerSettings", (), options)

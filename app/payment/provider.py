@@ -14,6 +14,7 @@ from typing import Protocol
 import httpx
 import msgspec
 
+from app.platform.i18n import N_
 from app.platform.partner_http import PartnerClient
 from app.platform.settings import Settings
 
@@ -33,6 +34,15 @@ class ChargeOutcome(msgspec.Struct, frozen=True):
     provider_ref: str | None
     captured: bool
     failure_reason: str | None
+
+
+#: the provider's decline reasons we know, so a customer reads them in their language
+KNOWN_DECLINE_REASONS = (
+    N_("Your card was declined."),
+    N_("Insufficient funds."),
+    N_("Your card number is incorrect."),
+    N_("The payment was declined."),
+)
 
 
 class PaymentMethod(msgspec.Struct, frozen=True):
@@ -149,7 +159,7 @@ class HttpPaymentProvider:
             return ChargeOutcome(provider_ref=body.id, captured=True, failure_reason=None)
         if response.status_code == 402:
             body = self._http.decode(response, _ChargeResponse)
-            reason = body.decline_reason or "The payment was declined."
+            reason = body.decline_reason or str(N_("The payment was declined."))
             return ChargeOutcome(provider_ref=body.id, captured=False, failure_reason=reason)
         raise self._http.unexpected(response)
 

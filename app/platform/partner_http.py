@@ -51,6 +51,15 @@ class PartnerClient:
         except httpx.TransportError as exc:
             raise self.unavailable(f"{self.name} unreachable: {exc!r}") from exc
 
+    async def get(self, path: str) -> httpx.Response:
+        """Read something (safe to repeat, so no idempotency key)."""
+        try:
+            return await self.client.get(path)
+        except httpx.TimeoutException as exc:
+            raise self.unavailable(f"{self.name} timed out: {exc!r}") from exc
+        except httpx.TransportError as exc:
+            raise self.unavailable(f"{self.name} unreachable: {exc!r}") from exc
+
     def decode(self, response: httpx.Response, into: type[T]) -> T:
         """A success status with a body we cannot read is the partner misbehaving."""
         try:

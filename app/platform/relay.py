@@ -98,9 +98,15 @@ async def drain(
     session_factory: async_sessionmaker[AsyncSession],
     jobs: ArqRedis,
     subscriptions: Subscriptions,
+    stop: asyncio.Event | None = None,
 ) -> int:
+    """Publish batches until none is left, or until ``stop`` is set: a shutdown ends the
+    relay between two batches, never inside one (a batch is one transaction)."""
     total = 0
-    while published := await relay_batch(session_factory, jobs, subscriptions):
+    while not (stop and stop.is_set()):
+        published = await relay_batch(session_factory, jobs, subscriptions)
+        if not published:
+            break
         total += published
     return total
 
@@ -125,7 +131,7 @@ async def run_relay(
                 listener = await asyncpg.connect(dsn)
                 await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
             wake.clear()
-            await drain(session_factory, jobs, subscriptions)
+            await drain(session_factory, jobs, subscriptions, stop)
             backoff = 0.2
             if heartbeat:
                 heartbeat.set(OK)

@@ -21,7 +21,7 @@ from tests.chaos.workload import EXPECTED_STATUS, Anomaly, OrderRun, Scenario, W
 
 #: how long the shop may take to go quiet after a fault ended (issue 9: the pipeline
 #: recovers within a minute of Redis returning empty, so those phases get longer)
-SETTLE_SECONDS = 30.0
+SETTLE_SECONDS = 45.0
 #: read models may lag the tables a little after everything else settled
 VIEW_GRACE_SECONDS = 5.0
 
@@ -71,11 +71,13 @@ class PhaseResult:
     converge_seconds: float | None = None
     settle_limit: float = SETTLE_SECONDS
     report: Report | None = None
+    harness_error: str | None = None
 
     @property
     def ok(self) -> bool:
         return (
             self.converge_seconds is not None
+            and self.harness_error is None
             and not self.gave_up
             and not self.anomalies
             and not self.died
@@ -85,7 +87,7 @@ class PhaseResult:
         )
 
     def problems(self) -> str:
-        lines = []
+        lines = [self.harness_error] if self.harness_error else []
         if self.converge_seconds is None:
             lines.append(f"did not converge within {self.settle_limit:.0f}s after the fault")
         lines += [f"died on its own: {d}" for d in self.died]
@@ -103,6 +105,8 @@ class Campaign:
     workload: Workload
     results: list[PhaseResult] = field(default_factory=list)
     runs: dict[str, list[OrderRun]] = field(default_factory=dict)
+    #: poison messages sent on purpose (they must be, and may be, dead letters)
+    poison: set[str] = field(default_factory=set)
 
     @property
     def acknowledged(self) -> set[str]:
@@ -125,7 +129,11 @@ class Campaign:
         finally:
             chaos.stop.set()
             result.workload_seconds = time.monotonic() - started
-            fault_ended = await fault_task
+            try:
+                fault_ended = await fault_task
+            except Exception as exc:  # the injector itself failed: the phase proves nothing
+                fault_ended = time.monotonic()
+                result.harness_error = f"fault injector failed: {exc!r}"
         result.fault_seconds = fault_ended - started
         self.runs[phase.name] = runs
         result.orders = len(runs)
@@ -135,8 +143,9 @@ class Campaign:
         result.notes = chaos.notes
         orders = {r.order_id for r in runs if r.order_id}
         result.settle_limit = phase.settle
+        self.poison |= chaos.poison
         result.converge_seconds, result.report = await self.settle(
-            orders, fault_ended, phase.settle
+            orders, fault_ended, phase.settle, chaos.poison
         )
         result.unexpected = await self._ended_wrong(runs)
         result.died = await asyncio.to_thread(self.shop.revive, phase.name)
@@ -159,7 +168,7 @@ class Campaign:
         return time.monotonic()
 
     async def settle(
-        self, orders: set[str], since: float, limit: float
+        self, orders: set[str], since: float, limit: float, poison: set[str]
     ) -> tuple[float | None, Report]:
         """Poll the checker until nothing is half-way and the views agree (bounded)."""
         until = since + limit
@@ -172,6 +181,7 @@ class Campaign:
                     self.shop.sandbox_url,
                     orders=orders,
                     acknowledged=orders,
+                    expected_dead_letters=poison,
                 )
             except OSError:
                 report = Report()
@@ -188,7 +198,7 @@ class Campaign:
                 quiet_at = None
             if now > until:
                 return None, report
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.5)
 
     async def _ended_wrong(self, runs: list[OrderRun]) -> list[str]:
         """Orders whose final status is not what their scenario meant (and the workload

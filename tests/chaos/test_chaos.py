@@ -56,6 +56,7 @@ async def test_every_acknowledged_order_is_whole_after_the_whole_run(campaign: C
         campaign.shop.postgres.dsn(),
         campaign.shop.sandbox_url,
         acknowledged=campaign.acknowledged,
+        expected_dead_letters=campaign.poison,
     )
     deaths = {name: part.deaths for name, part in campaign.shop.parts.items() if part.deaths}
     assert not report.violations and not deaths, f"{report.summary()}\ndied: {deaths}"

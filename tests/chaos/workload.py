@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -145,6 +146,7 @@ class Workload:
         ok: set[int],
         final: set[int] = frozenset(),  # type: ignore[assignment]
         deadline: float | None = None,
+        client: httpx.AsyncClient | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send until the answer is in ``ok`` or ``final``; retry 503s and lost connections
@@ -153,7 +155,9 @@ class Workload:
         headers = {**(actor.headers if actor else {}), **kwargs.pop("headers", {})}
         while True:
             try:
-                response = await self.client.request(method, path, headers=headers, **kwargs)
+                response = await (client or self.client).request(
+                    method, path, headers=headers, **kwargs
+                )
             except httpx.HTTPError as exc:
                 response = None
                 problem = f"{type(exc).__name__}"
@@ -234,20 +238,24 @@ class Workload:
             "address": f"Via Chaos {self.random.randint(1, 999)}, Napoli",
             "cardNumber": card,
         }
-        placed = await self.twice(
-            lambda: self.request(
-                "POST",
-                "/api/orders",
-                customer,
-                json=body,
-                headers={"Idempotency-Key": key},
-                ok={200, 201},
+        if self.double and self.random.random() < 1 / 3:
+            run.order_id = await self.checkout_form(customer, body)
+            run.steps.append("placed through the checkout form")
+        else:
+            placed = await self.twice(
+                lambda: self.request(
+                    "POST",
+                    "/api/orders",
+                    customer,
+                    json=body,
+                    headers={"Idempotency-Key": key},
+                    ok={200, 201},
+                )
             )
-        )
-        ids = {r.json()["id"] for r in placed}
-        if len(ids) > 1:
-            self.anomalies.append(Anomaly("double submit", f"one order key made orders {ids}"))
-        run.order_id = placed[0].json()["id"]
+            ids = {r.json()["id"] for r in placed}
+            if len(ids) > 1:
+                self.anomalies.append(Anomaly("double submit", f"one order key made orders {ids}"))
+            run.order_id = str(placed[0].json()["id"])
         self.placed.add(run.order_id)
         run.steps.append("placed")
         order_id = run.order_id
@@ -307,6 +315,44 @@ class Workload:
             customer, order_id, lambda v: v["status"] == "refunded", "refunded"
         )
         run.steps.append("refunded")
+
+    async def checkout_form(self, customer: Actor, body: dict[str, Any]) -> str:
+        """The HTML checkout, as a browser: sign in, fill the basket, then press "Place
+        order and pay" twice (both posts carry the form's one checkout token)."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=15) as browser:
+            await self.request("GET", "/login", ok={200}, client=browser)
+            csrf = browser.cookies["pizzeria_csrf"]
+            form = {"email": customer.email, "password": PASSWORD, "next": "/"}
+            await self.request(
+                "POST", "/login", data={**form, "_csrf_token": csrf}, ok={303}, client=browser
+            )
+            line = body["items"][0]
+            basket = {"pizza_id": line["pizzaId"], "qty": line["qty"], "_csrf_token": csrf}
+            await self.request("POST", "/basket/add", data=basket, ok={200, 303}, client=browser)
+            page = await self.request("GET", "/checkout", ok={200}, client=browser)
+            order = {
+                "address": body["address"],
+                "card_number": body["cardNumber"],
+                "coupon_code": "",
+                "idempotency_key": _hidden(page.text, "idempotency_key"),
+                "_csrf_token": csrf,
+            }
+            answers = await asyncio.gather(
+                *(
+                    self.request(
+                        "POST", "/checkout", data=order, ok={303}, final={422}, client=browser
+                    )
+                    for _ in range(2)
+                )
+            )
+        places = {a.headers["location"] for a in answers if a.status_code == 303}
+        if len(places) != 1:
+            self.anomalies.append(
+                Anomaly("double submit", f"checkout twice with one token went to {places}")
+            )
+        if not places:
+            raise GaveUp("the checkout form never placed the order")
+        return min(places).rsplit("/", 1)[-1]
 
     async def cook(self, delivery_id: str, order_id: str) -> None:
         """Staff move the ticket queued → preparing → baking → ready, one click each.
@@ -400,6 +446,14 @@ class Workload:
             f"/api/deliveries/{delivery_id}", headers=self.staff.headers
         )
         return response.status_code == 200 and response.json()["status"] == "return_requested"
+
+
+def _hidden(html: str, name: str) -> str:
+    """The value of a form's hidden input."""
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    if found is None:
+        raise GaveUp(f"no {name} in the form")
+    return found.group(1)
 
 
 STAGES = ("queued", "preparing", "baking", "ready", "out_for_delivery", "delivered")

@@ -81,6 +81,9 @@ def configure_in_process() -> None:
     os.environ["REDIS_URL"] = redis_url(IN_PROCESS_REDIS_DB)
     os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
     os.environ.setdefault("COURIER_WEBHOOK_SECRET", "test-courier-webhook-secret-long-enough-0123")
+    # Every sandbox of the run opens every other's card tokens (tests tokenize at one and
+    # charge at another).
+    os.environ.setdefault("SANDBOX_VAULT_KEY", "test-sandbox-vault-key-0123456789abcdef")
     os.environ.setdefault("PARTNER_TIMEOUT", "2")
     os.environ.setdefault("DATABASE_POOL_SIZE", "5")
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ def spawn(
             output.close()  # the child has its own copy
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -153,8 +154,47 @@ def start_shop(
     for queue in QUEUES:
         shop.start_worker(queue)
     try:
-        wait_http(f"{shop.url}/health/ready", web, timeout=180)
+        wait_http(f"{shop.url}/health/ready", web, timeout=300)  # a busy machine is slow
         yield shop
     finally:
         stop([web, relay, *shop.workers.values()])
         env.drop_database(database_name)
+
+
+@contextlib.contextmanager
+def start_redis() -> Iterator[str]:
+    """A Redis server of the test's own (keeps nothing on disk), for a test that runs a
+    second shop: its queues, sessions and breakers then share nothing with the others."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="pizzeria-redis-") as workdir:
+        process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        url = f"redis://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2),
+                ):
+                    break
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("redis-server did not start")
+                time.sleep(0.05)
+            yield f"{url}/0"
+        finally:
+            stop([process])

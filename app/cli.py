@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+#: commands that start their own servers or need none
+_SELF_CONTAINED = frozenset({"up", "sandbox", "bench"})
 
 
 def _require_secrets() -> None:
@@ -29,8 +34,25 @@ def _require_secrets() -> None:
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Pizzeria: ordering, delivery and refunds for a pizza shop."""
+    if ctx.invoked_subcommand not in _SELF_CONTAINED:
+        from app.platform.embedded import use_running_shop
+
+        ctx.obj = {"idle_data_dir": use_running_shop()}
+
+
+def require_database() -> None:
+    """No ``DATABASE_URL`` and no ``pizzeria up`` running on the data folder: say so
+    plainly instead of failing on a connection to a server that is not there."""
+    ctx = click.get_current_context()
+    idle = (ctx.find_root().obj or {}).get("idle_data_dir")
+    if idle is not None:
+        raise click.ClickException(
+            f"no database: nothing is running on {idle}. Start the shop with "
+            "`pizzeria up` (same PIZZERIA_DATA_DIR), or set DATABASE_URL."
+        )
 
 
 @main.command()
@@ -48,46 +70,79 @@ def up(host: str, port: int) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
 def serve(host: str, port: int, workers: int) -> None:
-    """Run the web server (HTML pages and the JSON API)."""
+    """Run the web server (HTML pages and the JSON API).
+
+    SIGTERM drains it: unready at once, closes after SHUTDOWN_DRAIN_SECONDS, finishes
+    requests in flight within SHUTDOWN_GRACE_SECONDS (see app.platform.lifecycle)."""
     import uvicorn
 
+    from app.platform.lifecycle import GracefulServer
+    from app.platform.settings import get_settings
+
     _require_secrets()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
+    lifecycle = get_settings().lifecycle
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
         # X-Forwarded-For is read by the app itself, from FORWARDED_ALLOW_IPS peers only
-        proxy_headers=False,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+        "proxy_headers": False,
+        "log_level": "warning",
+        "log_config": None,  # app.platform.logs configures logging (create_app)
+        "timeout_graceful_shutdown": round(lifecycle.grace_seconds),
+        "timeout_keep_alive": lifecycle.keep_alive_seconds,
+    }
+    if workers > 1:  # uvicorn's own supervisor, without the drain period: prefer replicas
+        uvicorn.run("app.main:create_app", workers=workers, **options)
+        return
+    config = uvicorn.Config("app.main:create_app", **options)
+    GracefulServer(config, drain_seconds=lifecycle.drain_seconds).run()
+
+
+METRICS_PORT_HELP = "serve Prometheus metrics on this port (default: METRICS_PORT; 0: none)"
+
+
+def _observe(part: str, metrics_port: int | None) -> None:
+    """Logging for ``part`` and its metrics port: flag, else ``METRICS_PORT``."""
+    from app.platform import logs, metrics
+    from app.platform.settings import get_settings
+
+    settings = get_settings()
+    logs.configure_logging(part, settings)
+    port = settings.observability.metrics_port if metrics_port is None else metrics_port
+    metrics.serve_metrics(port, settings.observability.metrics_token)
 
 
 @main.command()
 @click.argument("queue")
-def worker(queue: str) -> None:
+@click.option("--metrics-port", type=int, default=None, help=METRICS_PORT_HELP)
+def worker(queue: str, metrics_port: int | None) -> None:
     """Run the arq worker for QUEUE (payment, ordering, delivery, coupon, refund, status);
     it survives Redis restarts."""
+    require_database()
     from workers import QUEUES, settings_for
     from workers.supervised import run
 
     if queue not in QUEUES:
         raise click.BadParameter(f"choose one of {', '.join(QUEUES)}", param_hint="QUEUE")
     _require_secrets()
+    _observe(f"worker-{queue}", metrics_port)
     run(settings_for(queue))
 
 
 @main.command()
-def relay() -> None:
+@click.option("--metrics-port", type=int, default=None, help=METRICS_PORT_HELP)
+def relay(metrics_port: int | None) -> None:
     """Run the outbox relay (safe to run several)."""
+    require_database()
     _require_secrets()
+    _observe("relay", metrics_port)
     asyncio.run(_relay())
 
 
 async def _relay() -> None:
     """The relay and the reconciler side by side in one process, each safe to replicate."""
+    from app.platform import liveness
     from app.platform.db import asyncpg_dsn, create_engine, create_session_factory
     from app.platform.heartbeat import Heartbeat
     from app.platform.reconciler import run_reconciler
@@ -101,11 +156,12 @@ async def _relay() -> None:
     session_factory = create_session_factory(engine)
     heartbeat = Heartbeat(session_factory, "relay", settings.pipeline.heartbeat_seconds)
     beating = asyncio.create_task(heartbeat.run())
+    alive = liveness.start(settings.lifecycle.liveness_file)  # the pod's liveness probe
     jobs = await create_job_pool(settings, retries=1_000_000)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.set)  # the relay stops between two batches
     try:
         await asyncio.gather(
             run_relay(
@@ -128,26 +184,71 @@ async def _relay() -> None:
         )
     finally:
         beating.cancel()
+        await liveness.stop(alive)
         await heartbeat.remove()
         await jobs.aclose()
         await engine.dispose()
 
 
 @main.command()
-def migrate() -> None:
-    """Apply database migrations."""
-    run_migrations()
-    click.echo("migrations applied")
+@click.option("--check", is_flag=True, help="apply nothing: exit 1 unless the schema is at head")
+@click.option("--wait", default=0.0, type=float, help="with --check: wait up to this many seconds")
+def migrate(check: bool, wait: float) -> None:
+    """Apply database migrations (or, with --check, only see whether they were applied:
+    a pod's init container waits so that a release never runs on last release's schema)."""
+    require_database()
+    if not check:
+        run_migrations()
+        click.echo("migrations applied")
+        return
+    deadline = time.monotonic() + wait
+    while (current := asyncio.run(_schema_revisions())) != (head := _head_revisions()):
+        if time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"schema at {current or 'nothing'}, this release needs {head}"
+            )
+        time.sleep(2)
+    click.echo(f"schema at head {sorted(head)}")
 
 
-def run_migrations() -> None:
+def _alembic_config() -> Any:
     from alembic.config import Config
-
-    from alembic import command
 
     config = Config(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "alembic"))
-    command.upgrade(config, "head")
+    return config
+
+
+def run_migrations() -> None:
+    from alembic import command
+
+    command.upgrade(_alembic_config(), "head")
+
+
+def _head_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(_alembic_config()).get_heads())
+
+
+async def _schema_revisions() -> set[str]:
+    """The revisions the database is at (empty when unreachable or never migrated)."""
+    import asyncpg
+
+    from app.platform.db import asyncpg_dsn
+    from app.platform.settings import get_settings
+
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(get_settings().db.url), timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return set()
+    try:  # alembic/env.py keeps the version table in the platform schema
+        rows = await conn.fetch("SELECT version_num FROM platform.alembic_version")
+    except asyncpg.PostgresError:  # no schema or table yet
+        return set()
+    finally:
+        await conn.close()
+    return {row["version_num"] for row in rows}
 
 
 @main.command()
@@ -157,12 +258,16 @@ def sandbox(host: str, port: int) -> None:
     """Run the sandbox payment provider and delivery partner."""
     import uvicorn
 
+    from app.platform.logs import configure_logging
+
+    configure_logging("sandbox")
     uvicorn.run(
         "app.sandbox.app:create_sandbox_app",
         factory=True,
         host=host,
         port=port,
         log_level="warning",
+        log_config=None,  # configured above
     )
 
 
@@ -178,6 +283,7 @@ def user() -> None:
 @click.option("--role", type=click.Choice(["customer", "staff", "admin"]), default="customer")
 def create_user(email: str, password: str, name: str | None, role: str) -> None:
     """Create an account with a role."""
+    require_database()
     from app.accounts.models import Role
     from app.accounts.service import sign_up
     from app.platform.db import create_engine, create_session_factory
@@ -286,6 +392,7 @@ def menu() -> None:
 @menu.command("load-demo")
 def load_demo() -> None:
     """Load (or refresh) the demo pizzas."""
+    require_database()
     from app.launcher import load_demo_data
 
     asyncio.run(load_demo_data(with_accounts=False))

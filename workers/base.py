@@ -9,6 +9,7 @@ from typing import Any
 
 from arq.worker import Function, func
 
+from app.platform import liveness, logs, metrics
 from app.platform.db import create_engine, create_session_factory
 from app.platform.handlers import run_job
 from app.platform.redis import arq_redis_settings, create_redis, dumps_job, loads_job
@@ -24,9 +25,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["engine"] = create_engine(settings, pool_size=settings.worker.db_pool)
     ctx["session_factory"] = create_session_factory(ctx["engine"])
     ctx["redis"] = create_redis(settings)
+    ctx["liveness"] = liveness.start(settings.lifecycle.liveness_file)  # the pod's probe
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await liveness.stop(ctx.get("liveness"))
     await ctx["redis"].aclose()
     await ctx["engine"].dispose()
 
@@ -46,6 +49,12 @@ def _job(queue: str, name: str, task: Task, timeout: float) -> Task:
         return await run_job(ctx, handler=name, queue=queue, task=task, raw=raw, timeout=timeout)
 
     return run
+
+
+def observed(name: str, task: Task) -> Task:
+    """Logs and metrics around a job (``app.platform.logs``, ``app.platform.metrics``): its
+    log lines carry the order and event ids, and every run is counted by outcome."""
+    return logs.job_context(name, metrics.counted_job(name, task))
 
 
 def worker_settings(
@@ -74,7 +83,7 @@ def worker_settings(
     limit = timeout or settings.pipeline.job_timeout_seconds
     functions: list[Function] = [
         # arq's own limit is a backstop a little above ours (ours retries, arq's drops)
-        func(_job(queue, name, task, limit), name=name, timeout=limit + 1)
+        func(observed(name, _job(queue, name, task, limit)), name=name, timeout=limit + 1)
         for name, task in tasks
     ]
     options: dict[str, Any] = {
@@ -93,6 +102,9 @@ def worker_settings(
         # stop the reconciler from enqueuing a lost job again under the same id
         "keep_result": 0,
         "handle_signals": True,
+        # SIGTERM: take no new job, let the running ones finish (a rolling update or a
+        # scale-down must not interrupt a card charge halfway); after this, cancel + retry
+        "job_completion_wait": round(settings.lifecycle.job_seconds),
         "health_check_interval": 10,
     }
     return type("WorkerSettings", (), options)

@@ -17,37 +17,44 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.breakers import PartnerBreakers
 from app.delivery import service
-from app.delivery.models import FORWARD, DeliveryStatus
+from app.delivery.models import FORWARD, UNDO, UNDO_SECONDS, DeliveryStatus
 from app.operations import watchdog
 from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
-from app.platform.errors import NotFound
+from app.platform.errors import InvalidInput, NotFound
+from app.platform.i18n import N_, Verbatim
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.text import storable
 from app.platform.web import fragment, is_htmx, page, redirect
 from app.refund import service as refunds
+from app.status import eta
 from app.status import service as status
 from app.status.live import channel_updates, project_committed, sse
 from app.status.models import BoardCard
 from app.status.projector import BOARD_CHANNEL
 
 COLUMNS: tuple[tuple[DeliveryStatus, str], ...] = (
-    (DeliveryStatus.queued, "Queued"),
-    (DeliveryStatus.preparing, "Preparing"),
-    (DeliveryStatus.baking, "In the oven"),
-    (DeliveryStatus.ready, "Ready"),
-    (DeliveryStatus.out_for_delivery, "Out for delivery"),
-    (DeliveryStatus.delivered, "Delivered"),
-    (DeliveryStatus.return_requested, "Returns"),
+    (DeliveryStatus.queued, N_("Queued")),
+    (DeliveryStatus.preparing, N_("Preparing")),
+    (DeliveryStatus.baking, N_("In the oven")),
+    (DeliveryStatus.ready, N_("Ready")),
+    (DeliveryStatus.out_for_delivery, N_("Out for delivery")),
+    (DeliveryStatus.delivered, N_("Delivered")),
+    (DeliveryStatus.return_requested, N_("Returns")),
 )
 ACTION_LABELS = {
-    DeliveryStatus.preparing: "Start preparing",
-    DeliveryStatus.baking: "Into the oven",
-    DeliveryStatus.ready: "Ready",
-    DeliveryStatus.out_for_delivery: "Out for delivery",
-    DeliveryStatus.delivered: "Delivered",
+    DeliveryStatus.preparing: N_("Start preparing"),
+    DeliveryStatus.baking: N_("Into the oven"),
+    DeliveryStatus.ready: N_("Ready"),
+    DeliveryStatus.out_for_delivery: N_("Out for delivery"),
+    DeliveryStatus.delivered: N_("Delivered"),
 }
+
+
+#: the stages in which a rider has the order (or is on the way to collect it)
+ON_THE_ROAD = frozenset({"queued", "preparing", "baking", "ready", "out_for_delivery"})
 
 
 @dataclass(frozen=True)
@@ -56,31 +63,77 @@ class Card:
     minutes: int
     lateness: str  # "", "late-amber", "late-red"
     action: str | None
+    #: the latest delivery time promised to the customer
+    promised: datetime | None = None
+    #: minutes past that promise (0 when on time)
+    late_minutes: int = 0
+    #: seconds left to take the last kitchen move back (0: no undo)
+    undo_seconds: int = 0
 
     @property
     def rider_label(self) -> str:
-        if self.card.rider:
-            return f"Rider {self.card.rider}"
+        """The rider's name only while a rider has the order."""
+        if self.card.status not in ON_THE_ROAD:
+            return ""
+        if self.card.rider and self.card.courier_status == "assigned":
+            return N_("Rider %(name)s", name=Verbatim(self.card.rider))
         if self.card.courier_status in ("unassigned", "requested"):
-            return "Finding a rider"
+            return N_("Finding a rider")
+        return ""
+
+    @property
+    def late_label(self) -> str:
+        if self.lateness == "late-red":
+            return N_("Very late: %(minutes)s min", minutes=self.late_minutes)
+        if self.lateness == "late-amber":
+            if self.late_minutes:
+                return N_("Late: %(minutes)s min", minutes=self.late_minutes)
+            return N_("Running late")
         return ""
 
 
-def _card(card: BoardCard, now: datetime, settings: Settings) -> Card:
+def _card(card: BoardCard, now: datetime, settings: Settings, stats: eta.Stats) -> Card:
+    """Lateness in two levels against the promise made at payment: amber once past it
+    (or past the amber minutes), red once well past it (or past the red minutes)."""
     minutes = int((now - card.paid_at).total_seconds() // 60) if card.paid_at else 0
+    promised = eta.promised_by(card.paid_at, stats) if card.paid_at else None
+    late_minutes = max(0, int((now - promised).total_seconds() // 60)) if promised else 0
+    past_promise = promised is not None and now > promised
+    red_after = settings.shop.late_red_minutes - settings.shop.late_amber_minutes
     lateness = ""
-    if card.status != DeliveryStatus.delivered:
-        if minutes >= settings.shop.late_red_minutes:
+    if card.status in ON_THE_ROAD:
+        if minutes >= settings.shop.late_red_minutes or (
+            past_promise and late_minutes >= red_after
+        ):
             lateness = "late-red"
-        elif minutes >= settings.shop.late_amber_minutes:
+        elif minutes >= settings.shop.late_amber_minutes or past_promise:
             lateness = "late-amber"
     following = FORWARD.get(DeliveryStatus(card.status))
-    return Card(card, minutes, lateness, ACTION_LABELS.get(following) if following else None)
+    return Card(
+        card,
+        minutes,
+        lateness,
+        ACTION_LABELS.get(following) if following else None,
+        promised=promised,
+        late_minutes=late_minutes,
+        undo_seconds=_undo_seconds(card, now),
+    )
+
+
+def _undo_seconds(card: BoardCard, now: datetime) -> int:
+    history = card.history or []
+    if DeliveryStatus(card.status) not in UNDO or not history:
+        return 0
+    if history[-1]["status"] != card.status:
+        return 0
+    moved_at = datetime.fromisoformat(history[-1]["at"])
+    return max(0, int(UNDO_SECONDS - (now - moved_at).total_seconds()))
 
 
 async def board_context(db: AsyncSession, state: State) -> dict[str, Any]:
     now = utcnow()
-    cards = [_card(c, now, state.settings) for c in await status.board_cards(db)]
+    stats = await status.stage_stats(db, state.settings.shop.stage_minutes)
+    cards = [_card(c, now, state.settings, stats) for c in await status.board_cards(db)]
     breakers: PartnerBreakers = state.breakers
     states: list[BreakerState] = await breakers.states()
     return {
@@ -142,15 +195,40 @@ class BoardPages(Controller):
         state: State,
     ) -> Any:
         """A return card's buttons: ``complete`` (pizzas back, refund the money) or
-        ``cancel`` (no return, the refund is cancelled: FR11)."""
-        audit.record(db, staff, f"return.{outcome}", f"delivery:{delivery_id}")
-        if outcome == "complete":
+        ``cancel`` (no return, the refund is cancelled: FR11) with a reason the customer
+        reads, confirmed on the card."""
+        if outcome == "cancel":
+            note = str((await request.form()).get("note") or "").strip()
+            if not note or len(note) > 500 or not storable(note):
+                raise InvalidInput.single(
+                    "note", N_("Tell the customer why (at most 500 characters).")
+                )
+            audit.record(db, staff, "return.cancel", f"delivery:{delivery_id}", reason=note)
+            await refunds.cancel_for_delivery(db, delivery_id, "staff", note=note)
+        elif outcome == "complete":
+            audit.record(db, staff, "return.complete", f"delivery:{delivery_id}")
             await service.complete_return(db, delivery_id)
             await db.commit()
-        elif outcome == "cancel":
-            await refunds.cancel_for_delivery(db, delivery_id, "staff")
         else:
-            raise NotFound("no such return action")
+            raise NotFound(N_("no such return action"))
+        await project_committed(db, state)
+        if is_htmx(request):
+            return page(request, "delivery/_board_columns.html", **await board_context(db, state))
+        return redirect(request, "/staff/board")
+
+    @post("/deliveries/{delivery_id:uuid}/undo")
+    async def undo(
+        self,
+        request: Request[Any, Any, Any],
+        delivery_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        staff: NamedDependency[Principal],
+        state: State,
+    ) -> Any:
+        """The card's "Undo" for 30 s after a kitchen move."""
+        audit.record(db, staff, "delivery.undo", f"delivery:{delivery_id}")
+        await service.undo_last_move(db, delivery_id)
+        await db.commit()
         await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))

@@ -16,6 +16,7 @@ from app.ordering import service
 from app.ordering.schemas import PlaceOrderRequest
 from app.platform.access import access
 from app.platform.errors import InvalidInput
+from app.platform.i18n import N_
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.status import service as status
@@ -46,7 +47,7 @@ class OrderingApi(Controller):
         """Place and pay an order. 503 + ``Retry-After`` while a partner breaker is open."""
         await limits.place_order(request, str(caller.user_id))
         if idempotency_key is not None and not idempotency_key.strip():
-            raise InvalidInput.single("Idempotency-Key", "must not be blank")
+            raise InvalidInput.single("Idempotency-Key", N_("must not be blank"))
         placed = await service.place_order(
             db,
             settings,
@@ -65,7 +66,8 @@ class OrderingApi(Controller):
         )
         view = await status.order_view(db, placed.order_id, caller.user_id)
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}
-        return Response(OrderDocument.of(view.doc), status_code=201, headers=headers)
+        document = await status.order_document(db, view, settings.shop.stage_minutes)
+        return Response(document, status_code=201, headers=headers)
 
     @post("/{order_id:uuid}/cancel", status_code=200)
     async def cancel(
@@ -79,4 +81,4 @@ class OrderingApi(Controller):
         await service.cancel_order(db, order_id, caller.user_id)
         await project_committed(db, state)
         view = await status.order_view(db, order_id, caller.user_id)
-        return OrderDocument.of(view.doc)
+        return await status.order_document(db, view, state.settings.shop.stage_minutes)

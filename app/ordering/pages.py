@@ -50,6 +50,19 @@ class BasketPages(Controller):
             add_to_basket(request, pizza_id, max(1, min(20, _int(data.get("qty"), 1))))
         return await _basket_response(request, db)
 
+    @post("/less")
+    async def less(
+        self,
+        request: Request[Any, Any, Any],
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
+    ) -> Any:
+        """One pizza of this line less (the minus button next to it); at zero the line goes."""
+        pizza_id = _int(data.get("pizza_id"), 0)
+        if pizza_id > 0 and str(pizza_id) in read_basket(request):
+            add_to_basket(request, pizza_id, -1)
+        return await _basket_response(request, db)
+
     @post("/remove")
     async def remove(
         self,

@@ -3,7 +3,8 @@
 Workers ``PUBLISH`` a tiny notification (``order:<id>``, ``customer:<id>``, ``board``);
 each web process holds ONE pattern subscription and hands the message to the queues of
 its connected clients, who then re-read the read model. After a Redis hiccup every client
-is told to resync, so a lost message never leaves a page stale.
+is told to resync, so a lost message never leaves a page stale. When the process stops
+accepting (graceful shutdown), every client is told to reconnect elsewhere.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from app.platform.db import utcnow
 log = logging.getLogger(__name__)
 
 RESYNC = "__resync__"
+#: the process is going away: end the stream, the browser reconnects to another replica
+RECONNECT = "__reconnect__"
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
 PATTERNS = ("order:*", "customer:*", "board")
 
@@ -30,6 +33,7 @@ class Broadcaster:
         self._redis = redis
         self._clients: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         #: for ``/health``: "connecting", "ok" or "reconnecting", since when, how often
         self.state = "connecting"
         self.since = utcnow()
@@ -53,6 +57,8 @@ class Broadcaster:
     @contextlib.asynccontextmanager
     async def listen(self, channel: str) -> AsyncIterator[asyncio.Queue[str]]:
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=100)
+        if self._closing:
+            queue.put_nowait(RECONNECT)
         self._clients[channel].add(queue)
         try:
             yield queue
@@ -60,6 +66,14 @@ class Broadcaster:
             self._clients[channel].discard(queue)
             if not self._clients[channel]:
                 del self._clients[channel]
+
+    def close_streams(self) -> None:
+        """Tell every live stream (and any that opens from now on) to end with a
+        reconnect hint: this process stops accepting."""
+        self._closing = True
+        for channel in list(self._clients):
+            for queue in list(self._clients.get(channel, ())):
+                _force(queue, RECONNECT)
 
     def _deliver(self, channel: str, data: str) -> None:
         for queue in list(self._clients.get(channel, ())):
@@ -95,3 +109,12 @@ class Broadcaster:
     def _resync_all(self) -> None:
         for channel in list(self._clients):
             self._deliver(channel, RESYNC)
+
+
+def _force(queue: asyncio.Queue[str], item: str) -> None:
+    """Put ``item`` even into a full queue (the oldest notification makes room: a
+    reconnect re-reads the view anyway)."""
+    with contextlib.suppress(asyncio.QueueEmpty):
+        if queue.full():
+            queue.get_nowait()
+    queue.put_nowait(item)

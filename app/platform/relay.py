@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform import metrics
 from app.platform.db import utcnow
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
 from app.platform.outbox import NOTIFY_CHANNEL, OutboxRow
@@ -83,16 +84,29 @@ async def relay_batch(
             row.published_at = row.enqueued_at = now
             if not subscribers:
                 row.finished_at = now
-        return len(rows)
+            log.info(
+                "relayed %s to %d subscribers",
+                row.type,
+                len(subscribers),
+                extra={"correlation_id": row.correlation_id, "event_id": str(row.id)},
+            )
+    metrics.OUTBOX_PUBLISHED.inc(len(rows))
+    return len(rows)
 
 
 async def drain(
     session_factory: async_sessionmaker[AsyncSession],
     jobs: ArqRedis,
     subscriptions: Subscriptions,
+    stop: asyncio.Event | None = None,
 ) -> int:
+    """Publish batches until none is left, or until ``stop`` is set: a shutdown ends the
+    relay between two batches, never inside one (a batch is one transaction)."""
     total = 0
-    while published := await relay_batch(session_factory, jobs, subscriptions):
+    while not (stop and stop.is_set()):
+        published = await relay_batch(session_factory, jobs, subscriptions)
+        if not published:
+            break
         total += published
     return total
 
@@ -117,7 +131,7 @@ async def run_relay(
                 listener = await asyncpg.connect(dsn)
                 await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
             wake.clear()
-            await drain(session_factory, jobs, subscriptions)
+            await drain(session_factory, jobs, subscriptions, stop)
             backoff = 0.2
             if heartbeat:
                 heartbeat.set(OK)

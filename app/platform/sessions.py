@@ -114,6 +114,11 @@ def session_config(settings: Settings) -> PizzeriaSessionConfig:
         secure=https,
         path="/",
         absolute_seconds=settings.security.session_absolute_seconds,
+        # The JSON API, partner webhooks and health authenticate otherwise (or not at all):
+        # no session there. Otherwise every response would write an empty session to
+        # Redis after the handler committed, and a Redis outage would turn a committed
+        # change into a 503 (issue 9, defect 6).
+        exclude=["^/api/", "^/webhooks/", "^/health"],
     )
 
 

@@ -126,6 +126,17 @@ class PartnerSettings:
         default_factory=lambda: _env("COURIER_WEBHOOK_SECRET_PREVIOUS", "")
     )
     timeout_seconds: float = field(default_factory=lambda: _env_float("PARTNER_TIMEOUT", 3.0))
+    #: a pickup with no partner news for this long is asked for its status (lost webhooks)
+    courier_silence_seconds: float = field(
+        default_factory=lambda: _env_float("COURIER_SILENCE_SECONDS", 120.0)
+    )
+    #: how often the delivery worker looks for such pickups (1 to 60 s)
+    courier_reconcile_every_seconds: int = field(
+        default_factory=lambda: _env_int("COURIER_RECONCILE_EVERY_SECONDS", 30)
+    )
+    courier_reconcile_batch: int = field(
+        default_factory=lambda: _env_int("COURIER_RECONCILE_BATCH", 100)
+    )
 
     @property
     def courier_webhook_secrets(self) -> tuple[str, ...]:
@@ -165,6 +176,26 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class LifecycleSettings:
+    """Serving and stopping (see ``app.platform.lifecycle``); Kubernetes'
+    ``terminationGracePeriodSeconds`` must exceed drain + grace."""
+
+    #: web: unready but still serving, so the balancer notices before the socket closes
+    drain_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_DRAIN_SECONDS", 0.0))
+    #: web: requests in flight may take this long to finish once the socket is closed
+    grace_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_GRACE_SECONDS", 10.0))
+    #: workers: a job running at SIGTERM may take this long to finish (then it is retried)
+    job_seconds: float = field(default_factory=lambda: _env_float("SHUTDOWN_JOB_SECONDS", 20.0))
+    #: web: an idle keep-alive connection stays open this long. Longer than any balancer's
+    #: own idle timeout (ingress-nginx, HAProxy: 60 s), or the balancer may send a request
+    #: down a connection at the moment we close it, and the client gets an error
+    keep_alive_seconds: int = field(default_factory=lambda: _env_int("HTTP_KEEP_ALIVE_SECONDS", 75))
+    #: relay and workers touch this file from their event loop: the pod's liveness probe
+    #: (``app.platform.liveness``); "" = off
+    liveness_file: str = field(default_factory=lambda: _env("LIVENESS_FILE", ""))
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """The event pipeline's clocks (see README "How the parts fit")."""
 
@@ -198,21 +229,62 @@ class PipelineSettings:
     )
 
 
+def _stage_minutes(raw: str) -> dict[str, float]:
+    """``"queued=4,preparing=6"`` → ``{"queued": 4.0, "preparing": 6.0}``."""
+    minutes: dict[str, float] = {}
+    for part in raw.split(","):
+        name, _, value = part.partition("=")
+        try:
+            minutes[name.strip()] = max(0.0, float(value))
+        except ValueError as exc:
+            raise ValueError(f"ETA_STAGE_MINUTES: bad entry {part!r}") from exc
+    return minutes
+
+
 @dataclass(frozen=True)
 class ShopSettings:
-    currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "EUR"))
+    #: ISO 4217; amounts are integers in the currency's minor units (won have none)
+    currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "KRW"))
     name: str = field(default_factory=lambda: _env("PIZZERIA_NAME", "Pizzeria"))
-    timezone: str = field(default_factory=lambda: _env("PIZZERIA_TIMEZONE", "UTC"))
-    #: what a coupon takes off the next order, in minor units
-    coupon_discount: int = field(default_factory=lambda: _env_int("COUPON_DISCOUNT", 300))
+    #: every time a person reads is shown in this zone
+    timezone: str = field(default_factory=lambda: _env("PIZZERIA_TIMEZONE", "Asia/Seoul"))
+    #: what a coupon takes off the next order, in minor units (default ₩3,000 or 3.00)
+    coupon_discount: int = field(
+        default_factory=lambda: _env_int(
+            "COUPON_DISCOUNT", 3000 if _env("PIZZERIA_CURRENCY", "KRW") == "KRW" else 300
+        )
+    )
     #: minutes since payment after which the board shows a delivery amber / red
     late_amber_minutes: int = field(default_factory=lambda: _env_int("LATE_AMBER_MINUTES", 20))
     late_red_minutes: int = field(default_factory=lambda: _env_int("LATE_RED_MINUTES", 40))
     refund_window_hours: int = field(default_factory=lambda: _env_int("REFUND_WINDOW_HOURS", 48))
+    #: typical minutes per stage, used for delivery windows until there is history
+    stage_minutes: dict[str, float] = field(
+        default_factory=lambda: _stage_minutes(
+            _env("ETA_STAGE_MINUTES", "queued=4,preparing=6,baking=9,ready=4,out_for_delivery=15")
+        )
+    )
 
     @property
     def refund_window(self) -> timedelta:
         return timedelta(hours=self.refund_window_hours)
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """Logs and metrics (see ``app.platform.logs`` and ``app.platform.metrics``)."""
+
+    #: ``console`` (readable lines, the default) or ``json`` (one object per line)
+    log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", "console"))
+    log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
+    #: when set, ``/metrics`` on the web answers only ``Authorization: Bearer <token>``
+    metrics_token: str = field(default_factory=lambda: _env("METRICS_TOKEN", ""))
+    #: the relay's and a worker's own metrics port (0: none); ``--metrics-port`` overrides
+    metrics_port: int = field(default_factory=lambda: _env_int("METRICS_PORT", 0))
+    #: an order still waiting for its payment after this long counts as stuck
+    stuck_order_minutes: float = field(
+        default_factory=lambda: _env_float("STUCK_ORDER_MINUTES", 10.0)
+    )
 
 
 @dataclass(frozen=True)
@@ -226,6 +298,8 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     shop: ShopSettings = field(default_factory=ShopSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))
     #: a demo on one machine (``pizzeria up`` with embedded databases): public default
     #: secrets are tolerated; nowhere else

@@ -21,6 +21,7 @@ from app.audit import service as audit
 from app.breakers import refusal_message
 from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
+from app.platform.i18n import N_, plain_amount, translate
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import fragment, page, redirect
@@ -29,6 +30,7 @@ from app.status import service as status
 from app.status.live import channel_updates, project_committed, sse
 from app.status.projector import order_channel
 from app.status.schemas import OrderDocument
+from app.words import status_label
 
 MAX_FORM_TEXT = 2000
 
@@ -217,11 +219,16 @@ class StaffRefundPages(Controller):
     ) -> Any:
         params = {"reason": reason, "q": q, "from": request.query_params.get("from"), "to": to}
         filters = lookup_filter(settings, params)
+        errors: dict[str, str] = {}
+        if filters.since and filters.until and filters.since >= filters.until:
+            errors["to"] = "“To” is before “From”: pick a later day."
         stats = await status.refund_stats(db, filters)
         peak = max((s.count for s in stats), default=0)
         return page(
             request,
             "refund/lookup.html",
+            status_code=422 if errors else 200,
+            errors=errors,
             params=params,
             reasons=await service.reasons(db, include_inactive=True),
             refunds=await status.refund_views(db, filters, limit=500),
@@ -240,38 +247,27 @@ class StaffRefundPages(Controller):
     ) -> Response[str]:
         params = {k: request.query_params.get(k) for k in ("reason", "q", "from", "to")}
         rows = await status.refund_views(db, lookup_filter(settings, params), limit=100_000)
+        zone = ZoneInfo(settings.shop.timezone)
         buffer = io.StringIO()
+        buffer.write("\ufeff")  # a BOM, so Excel reads the file as UTF-8 (Korean text)
         writer = csv.writer(buffer)
-        writer.writerow(
-            [
-                "refund_id",
-                "order_id",
-                "created_at",
-                "status",
-                "reason_code",
-                "reason_label",
-                "reason",
-                "amount",
-                "currency",
-            ]
-        )
+        writer.writerow([_csv_safe(translate(title)) for title in CSV_COLUMNS])
         for r in rows:
-            writer.writerow(
-                [
-                    r.refund_id,
-                    r.order_id,
-                    r.created_at.isoformat(),
-                    r.status,
-                    r.reason_code,
-                    r.reason_label,
-                    _csv_safe(r.reason),
-                    f"{r.amount / 100:.2f}",
-                    r.currency,
-                ]
-            )
+            cells = [
+                str(r.refund_id),
+                str(r.order_id),
+                r.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),  # Excel reads it
+                translate(status_label(r.status)),
+                r.reason_code,
+                translate(r.reason_label),
+                r.reason,
+                plain_amount(r.amount, r.currency),
+                r.currency,
+            ]
+            writer.writerow([_csv_safe(cell) for cell in cells])
         return Response(
             buffer.getvalue(),
-            media_type="text/csv",
+            media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="refunds.csv"'},
         )
 
@@ -294,8 +290,23 @@ class StaffRefundPages(Controller):
         )
 
 
+#: the export's columns, in the visitor's language
+CSV_COLUMNS = (
+    N_("Refund ID"),
+    N_("Order ID"),
+    N_("Filed"),
+    N_("Status"),
+    N_("Reason code"),
+    N_("Reason"),
+    N_("Text"),
+    N_("Amount"),
+    N_("Currency"),
+)
+
+
 def _csv_safe(text: str) -> str:
-    """Neutralise spreadsheet formulas in customer text (CSV injection)."""
+    """Neutralise spreadsheet formulas in any cell (CSV injection): customers' words,
+    admins' labels, everything - a spreadsheet would run a cell starting with these."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
@@ -312,14 +323,22 @@ class ReasonAdminPages(Controller):
         request: Request[Any, Any, Any],
         db: NamedDependency[AsyncSession],
         admin: NamedDependency[Principal],
+        edit: FromQuery[str | None] = None,
     ) -> Any:
-        return page(
-            request,
-            "refund/reasons.html",
-            reasons=await service.reasons(db, include_inactive=True),
-            errors={},
-            form={},
-        )
+        """``?edit=code`` fills the form with that reason as it is, so saving changes only
+        what the admin changed."""
+        reasons = await service.reasons(db, include_inactive=True)
+        form: dict[str, str] = {"active": "1"}
+        chosen = next((r for r in reasons if r.code == edit), None)
+        if chosen is not None:
+            form = {
+                "code": chosen.code,
+                "label": chosen.label,
+                "position": str(chosen.position),
+                "requires_text": "1" if chosen.requires_text else "",
+                "active": "1" if chosen.active else "",
+            }
+        return page(request, "refund/reasons.html", reasons=reasons, errors={}, form=form)
 
     @post("/")
     async def save(
@@ -329,7 +348,10 @@ class ReasonAdminPages(Controller):
         db: NamedDependency[AsyncSession],
         admin: NamedDependency[Principal],
     ) -> Any:
-        form = {k: str(data.get(k, ""))[:200] for k in ("code", "label", "position")}
+        form = {
+            k: str(data.get(k, ""))[:200]
+            for k in ("code", "label", "position", "requires_text", "active")
+        }
         try:
             position = int(form["position"] or 100)
         except ValueError:

@@ -35,6 +35,8 @@ class RefundOut(msgspec.Struct, rename="camel"):
     created_at: datetime
     reason_label: str | None = None
     cancelled_by: str | None = None
+    #: the shop's words when it cancelled the return
+    cancel_note: str | None = None
 
     @classmethod
     def of_refund(cls, refund: Refund) -> RefundOut:
@@ -48,6 +50,7 @@ class RefundOut(msgspec.Struct, rename="camel"):
             currency=refund.currency,
             created_at=refund.created_at,
             cancelled_by=refund.cancelled_by,
+            cancel_note=refund.cancel_note,
         )
 
     @classmethod
@@ -63,4 +66,5 @@ class RefundOut(msgspec.Struct, rename="camel"):
             created_at=view.created_at,
             reason_label=view.reason_label,
             cancelled_by=view.cancelled_by,
+            cancel_note=view.cancel_note,
         )

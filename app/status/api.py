@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.access import access
 from app.platform.security import Principal
+from app.platform.settings import Settings
 from app.status import service
 from app.status.live import order_updates, sse
 from app.status.models import OrderView
@@ -27,9 +28,16 @@ class OrderStatusApi(Controller):
 
     @get("/")
     async def list_orders(
-        self, db: NamedDependency[AsyncSession], caller: NamedDependency[Principal]
+        self,
+        db: NamedDependency[AsyncSession],
+        caller: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> list[OrderDocument]:
-        return [OrderDocument.of(v.doc) for v in await service.order_views(db, caller.user_id)]
+        minutes = settings.shop.stage_minutes
+        return [
+            await service.order_document(db, v, minutes)
+            for v in await service.order_views(db, caller.user_id)
+        ]
 
     @get("/{order_id:uuid}")
     async def get_order(
@@ -37,9 +45,12 @@ class OrderStatusApi(Controller):
         order_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         caller: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> OrderDocument:
+        """The order with ``estimatedDelivery`` (``earliest``, ``latest``) while it is paid
+        and on its way."""
         view = await service.order_view(db, order_id, caller.user_id)
-        return OrderDocument.of(view.doc)
+        return await service.order_document(db, view, settings.shop.stage_minutes)
 
     @get("/{order_id:uuid}/events", media_type="text/event-stream")
     async def order_events(
@@ -53,7 +64,11 @@ class OrderStatusApi(Controller):
         await service.order_view(db, order_id, caller.user_id)  # 404 before streaming
 
         async def render(view: OrderView) -> ServerSentEventMessage:
-            data = msgspec.json.encode(OrderDocument.of(view.doc)).decode()
+            async with state.session_factory() as session:
+                document = await service.order_document(
+                    session, view, state.settings.shop.stage_minutes
+                )
+            data = msgspec.json.encode(document).decode()
             return ServerSentEventMessage(data=data, event="order", id=str(view.version))
 
         updates = order_updates(state.session_factory, state.broadcaster, order_id, caller.user_id)

@@ -3,6 +3,8 @@
 The stream subscribes BEFORE reading, so no change can fall between the read and the
 subscription; every notification only triggers a re-read of the view, and a view is sent
 only when its version grew. A comment every 15 s keeps proxies from closing the stream.
+When the web process shuts down, each stream ends with a ``retry:`` hint: the browser
+reconnects (to another replica) and the first message there is the current view.
 """
 
 from __future__ import annotations
@@ -10,23 +12,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform import metrics
 from app.platform.outbox import take_recorded
-from app.platform.pubsub import Broadcaster
+from app.platform.pubsub import RECONNECT, Broadcaster
 from app.status import service
 from app.status.models import OrderView
 from app.status.projector import order_channel
 
 KEEP_ALIVE_SECONDS = 15.0
+#: how long a browser waits before reconnecting after a shutdown ends its stream (spread,
+#: so a replica's clients don't all land on the next one in the same millisecond)
+RECONNECT_MS = (500, 1500)
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class Reconnect:
+    """An update meaning: end the stream, the client reconnects elsewhere."""
+
+
+RECONNECTING = Reconnect()
+
+
+async def _next(queue: asyncio.Queue[str], keep_alive: float) -> bool | Reconnect | None:
+    """Wait for a burst of notifications: True, None on keep-alive, RECONNECTING when the
+    process stops accepting (which wins over anything else in the burst)."""
+    try:
+        first = await asyncio.wait_for(queue.get(), timeout=keep_alive)
+    except TimeoutError:
+        return None
+    seen = [first]
+    with contextlib.suppress(asyncio.QueueEmpty):
+        while True:  # coalesce a burst of notifications into one re-read
+            seen.append(queue.get_nowait())
+    return RECONNECTING if RECONNECT in seen else True
 
 
 async def order_updates(
@@ -35,8 +63,9 @@ async def order_updates(
     order_id: uuid.UUID,
     customer_id: uuid.UUID,
     keep_alive: float = KEEP_ALIVE_SECONDS,
-) -> AsyncIterator[OrderView | None]:
-    """Yield the order view whenever it changes, and None when a keep-alive is due."""
+) -> AsyncIterator[OrderView | Reconnect | None]:
+    """Yield the order view whenever it changes, None when a keep-alive is due, and
+    RECONNECTING (last) when the process shuts down."""
     async with broadcaster.listen(order_channel(order_id)) as queue:
         sent = 0
         while True:
@@ -45,46 +74,50 @@ async def order_updates(
             if view.version > sent:
                 sent = view.version
                 yield view
-            try:
-                await asyncio.wait_for(queue.get(), timeout=keep_alive)
-            except TimeoutError:
-                yield None
-            with contextlib.suppress(asyncio.QueueEmpty):
-                while True:  # coalesce a burst of notifications into one re-read
-                    queue.get_nowait()
+            update = await _next(queue, keep_alive)
+            if update is None or update is RECONNECTING:
+                yield update
+            if update is RECONNECTING:
+                return
 
 
 async def channel_updates(
     broadcaster: Broadcaster, channel: str, keep_alive: float = KEEP_ALIVE_SECONDS
-) -> AsyncIterator[Literal[True] | None]:
+) -> AsyncIterator[bool | Reconnect | None]:
     """True at once (the page may have missed a change while connecting) and after each
-    burst of notifications on ``channel``; None when a keep-alive is due."""
+    burst of notifications on ``channel``; None when a keep-alive is due; RECONNECTING
+    (last) when the process shuts down."""
     async with broadcaster.listen(channel) as queue:
         yield True
         while True:
-            try:
-                await asyncio.wait_for(queue.get(), timeout=keep_alive)
-            except TimeoutError:
-                yield None
-                continue
-            with contextlib.suppress(asyncio.QueueEmpty):
-                while True:
-                    queue.get_nowait()
-            yield True
+            update = await _next(queue, keep_alive)
+            yield update
+            if update is RECONNECTING:
+                return
 
 
 def sse(
-    updates: AsyncIterator[T | None], render: Callable[[T], Awaitable[ServerSentEventMessage]]
+    updates: AsyncIterator[T | Reconnect | None],
+    render: Callable[[T], Awaitable[ServerSentEventMessage]],
 ) -> ServerSentEvent:
     """An SSE response: each update rendered into a message, a comment for each keep-alive
-    (None), so proxies never close a quiet stream."""
+    (None), so proxies never close a quiet stream, and a ``retry:`` hint before the stream
+    ends for a shutdown."""
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        async for update in updates:
-            if update is None:
-                yield ServerSentEventMessage(comment="keep-alive")
-            else:
-                yield await render(update)
+        metrics.SSE_CONNECTIONS.inc()
+        try:
+            async for update in updates:
+                if update is None:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                elif isinstance(update, Reconnect):
+                    retry = random.randint(*RECONNECT_MS)
+                    yield ServerSentEventMessage(data=None, comment="reconnect", retry=retry)
+                    return
+                else:
+                    yield await render(update)
+        finally:
+            metrics.SSE_CONNECTIONS.dec()
 
     return ServerSentEvent(messages())
 

@@ -17,8 +17,9 @@ class OrderView(Base):
     """The order as a customer sees it, stored as the API document itself.
 
     ``version`` grows by one per applied change and is the SSE event id;
-    ``sources`` remembers the last applied version of each aggregate (order, payment…)
-    so late or repeated events are ignored.
+    ``sources`` remembers the last applied version of each aggregate, keyed
+    ``"<source>:<aggregate id>"`` (an order can have several refunds), so late or
+    repeated events are ignored.
     """
 
     __tablename__ = "order_views"
@@ -52,6 +53,14 @@ class BoardCard(Base):
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: what the kitchen needs on the card, copied from the order's view
+    customer_name: Mapped[str | None] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    note: Mapped[str | None] = mapped_column(String(300))
+    total_amount: Mapped[int | None] = mapped_column(Integer)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    #: the stages reached, ``[{"status", "at"}]`` (the last one can be undone for a while)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
 
 
 class RefundView(Base):
@@ -74,6 +83,8 @@ class RefundView(Base):
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     cancelled_by: Mapped[str | None] = mapped_column(String(20))
+    #: why the shop cancelled the return, in words the customer reads
+    cancel_note: Mapped[str | None] = mapped_column(String(500))
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -46,8 +46,12 @@ class OrderPages(Controller):
         customer: NamedDependency[Principal],
     ) -> Any:
         view = await service.order_view(db, order_id, customer.user_id)
+        minutes = request.app.state.settings.shop.stage_minutes
         return page(
-            request, "status/order.html", order=OrderDocument.of(view.doc), version=view.version
+            request,
+            "status/order.html",
+            order=await service.order_document(db, view, minutes),
+            version=view.version,
         )
 
     @post("/{order_id:uuid}/cancel")
@@ -88,7 +92,10 @@ class OrderPages(Controller):
         template = fragment(request, "status/_order_live.html")
 
         async def render(view: OrderView) -> ServerSentEventMessage:
-            order = OrderDocument.of(view.doc)
+            async with state.session_factory() as session:
+                order = await service.order_document(
+                    session, view, state.settings.shop.stage_minutes
+                )
             html = template.render(order=order, version=view.version, live=True)
             return ServerSentEventMessage(data=html, event="order", id=str(view.version))
 

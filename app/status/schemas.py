@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 
+from app.status.eta import Window
+
 
 class OrderItemView(msgspec.Struct, rename="camel"):
     pizza_id: int
@@ -24,7 +26,19 @@ class PaymentView(msgspec.Struct, rename="camel"):
 class TimelineEntry(msgspec.Struct):
     at: datetime
     status: str
-    detail: str
+    detail: str  # in English
+    #: the facts ``detail`` mentions (amount, currency, rider, reason), for other languages
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class EstimatedDelivery(msgspec.Struct, rename="camel"):
+    """When the order should reach the customer (ISO-8601), from payment until delivered."""
+
+    earliest: datetime
+    latest: datetime
+    #: the latest time promised at payment; ``runningLate`` once the window passed it
+    promised_latest: datetime
+    running_late: bool
 
 
 class OrderDocument(msgspec.Struct, rename="camel"):
@@ -43,7 +57,16 @@ class OrderDocument(msgspec.Struct, rename="camel"):
     discount_amount: int = 0
     phone: str | None = None
     note: str | None = None
+    estimated_delivery: EstimatedDelivery | None = None
 
     @classmethod
-    def of(cls, doc: dict[str, Any]) -> OrderDocument:
-        return msgspec.convert(doc, cls)
+    def of(cls, doc: dict[str, Any], window: Window | None = None) -> OrderDocument:
+        document = msgspec.convert(doc, cls)
+        if window is not None:
+            document.estimated_delivery = EstimatedDelivery(
+                earliest=window.earliest,
+                latest=window.latest,
+                promised_latest=window.promised,
+                running_late=window.late,
+            )
+        return document

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,11 +11,14 @@ from redis.asyncio import Redis
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.delivery import service as delivery
 from app.platform.db import utcnow
 from app.platform.errors import NotFound
 from app.platform.events import Event
-from app.status import projector
+from app.platform.i18n import N_
+from app.status import eta, projector
 from app.status.models import BoardCard, OrderView, RefundView
+from app.status.schemas import OrderDocument
 
 #: the board shows delivered cards for this long, then they leave it
 DELIVERED_VISIBLE = timedelta(minutes=30)
@@ -30,7 +34,7 @@ async def order_view(
         )
     )
     if view is None:
-        raise NotFound("order not found")
+        raise NotFound(N_("order not found"))
     return view
 
 
@@ -125,26 +129,50 @@ async def refund_views(
 
 @dataclass(frozen=True)
 class ReasonStat:
+    """One reason's refunds: money actually paid back apart from money still asked for,
+    and cancelled requests (no money moved) counted on their own."""
+
     reason_code: str
     reason_label: str
     count: int
+    #: money paid back (completed refunds)
     amount: int
+    refunded: int = 0
+    requested: int = 0
+    requested_amount: int = 0
+    cancelled: int = 0
+
+
+def _count_of(status: str) -> ColumnElement[int]:
+    return func.count().filter(RefundView.status == status)
+
+
+def _sum_of(status: str) -> ColumnElement[int]:
+    return func.coalesce(func.sum(RefundView.amount).filter(RefundView.status == status), 0)
 
 
 async def refund_stats(session: AsyncSession, f: RefundFilter) -> list[ReasonStat]:
-    """Count and amount per reason for the filtered refunds (the lookup's chart)."""
+    """Count per reason for the filtered refunds (the lookup's chart), with the money
+    refunded, still requested and the cancelled requests apart."""
     rows = await session.execute(
         select(
             RefundView.reason_code,
             func.max(RefundView.reason_label),
             func.count(),
-            func.coalesce(func.sum(RefundView.amount), 0),
+            _sum_of("completed"),
+            _count_of("completed"),
+            _count_of("requested"),
+            _sum_of("requested"),
+            _count_of("cancelled"),
         )
         .where(*_refund_conditions(f))
         .group_by(RefundView.reason_code)
         .order_by(func.count().desc(), RefundView.reason_code)
     )
-    return [ReasonStat(code, label, int(n), int(total)) for code, label, n, total in rows]
+    return [
+        ReasonStat(code, label, int(n), int(paid), int(done), int(asked), int(asking), int(off))
+        for code, label, n, paid, done, asked, asking, off in rows
+    ]
 
 
 async def refund_view(
@@ -156,10 +184,50 @@ async def refund_view(
         query = query.where(RefundView.customer_id == customer_id)
     view = await session.scalar(query)
     if view is None:
-        raise NotFound("refund not found")
+        raise NotFound(N_("refund not found"))
     return view
 
 
 async def any_order_view(session: AsyncSession, order_id: uuid.UUID) -> OrderView | None:
     """Staff: any customer's order view (the refund lookup shows its timeline)."""
     return await session.get(OrderView, order_id)
+
+
+# -- delivery windows ------------------------------------------------------------------
+
+#: stage statistics are re-read at most this often per process
+STATS_TTL_SECONDS = 30.0
+_stats_cache: dict[str, tuple[float, eta.Stats]] = {}
+
+
+async def stage_stats(session: AsyncSession, stage_minutes: dict[str, float]) -> eta.Stats:
+    """Each stage's spread over recent deliveries (settings until there is history),
+    cached briefly: every live page render needs it, the kitchen's pace changes slowly."""
+    now = time.monotonic()
+    cached = _stats_cache.get("stats")
+    if cached is not None and now - cached[0] < STATS_TTL_SECONDS:
+        return cached[1]
+    durations = await delivery.recent_stage_durations(session)
+    stats = eta.stats_from(durations, eta.fallback_stats(stage_minutes))
+    _stats_cache["stats"] = (now, stats)
+    return stats
+
+
+def forget_stage_stats() -> None:
+    """Tests: the next window is computed from the history as it is now."""
+    _stats_cache.clear()
+
+
+async def window_of(
+    session: AsyncSession, doc: dict[str, object], stage_minutes: dict[str, float]
+) -> eta.Window | None:
+    if doc.get("status") != "paid":
+        return None  # no statistics needed
+    return eta.estimate(doc, await stage_stats(session, stage_minutes), utcnow())
+
+
+async def order_document(
+    session: AsyncSession, view: OrderView, stage_minutes: dict[str, float]
+) -> OrderDocument:
+    """The order as pages and the API show it: the view plus its delivery window."""
+    return OrderDocument.of(view.doc, await window_of(session, view.doc, stage_minutes))

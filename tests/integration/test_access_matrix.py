@@ -302,6 +302,7 @@ def _url(route: Route, ids: dict[str, str], target: str | None) -> str:
             "partner": "payment",
             "outcome": "noop",  # unknown: allowed callers get 404, nothing changes
             "file_path": "css/app.css",
+            "letter_id": "987654321",  # no such dead letter: allowed callers get 404
         }.get(name, "x")
 
     return PARAM.sub(fill, route.path)

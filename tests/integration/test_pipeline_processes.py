@@ -168,7 +168,7 @@ async def test_a_staff_move_committed_while_redis_is_down_answers_success_and_ca
     for part in ("relay", "payment", "ordering", "delivery"):
         fresh.start(*(("relay",) if part == "relay" else ("worker", part)))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
-        wait_http(f"http://127.0.0.1:{port}/health/ready", web)
+        wait_http(f"http://127.0.0.1:{port}/health/ready", web, timeout=120)
         staff = await staff_headers(client, fresh.env)
         order_id = await place(factory)
         delivery = await eventually(lambda: _delivery_of(factory, order_id), "a delivery")

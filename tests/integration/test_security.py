@@ -314,3 +314,27 @@ async def test_an_unreachable_database_answers_503_with_retry_after(
             assert page.status_code == 503 and "try again" in page.text
     finally:
         stop([process])
+
+
+async def test_a_client_cannot_pick_its_rate_limit_key_with_x_forwarded_for(
+    shop: Shop,
+) -> None:
+    """The real server process with default settings (no trusted proxy): loopback clients
+    sending made-up ``X-Forwarded-For`` addresses are still one client."""
+    with extra_web(shop, 1, RATE_LIMIT_SIGNUP_PER_CLIENT="3") as [url]:
+        async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+            codes = []
+            for i in range(4):
+                response = await client.post(
+                    "/api/auth/signup",
+                    json={
+                        "email": f"xff-{i}-{time.time_ns()}@example.com",
+                        "password": PASSWORD,
+                        "name": "Spoofer",
+                    },
+                    headers={"X-Forwarded-For": f"198.51.100.{i + 1}"},
+                )
+                codes.append(response.status_code)
+    # One client, whatever the header says: at most three sign-ups (fewer if this window
+    # already counted some from 127.0.0.1), never four new "clients".
+    assert codes.count(201) <= 3 and codes[-1] == 429, codes

@@ -57,7 +57,9 @@ DESIGNED: dict[str, tuple[StateMachine[Any], type[StrEnum], set[tuple[Any, Any]]
             (D.queued, D.preparing),
             (D.queued, D.cancelled),
             (D.preparing, D.baking),
+            (D.preparing, D.queued),  # undo of "Start preparing"
             (D.baking, D.ready),
+            (D.baking, D.preparing),  # undo of "Into the oven"
             (D.ready, D.out_for_delivery),
             (D.out_for_delivery, D.delivered),
             (D.delivered, D.return_requested),

@@ -1,0 +1,133 @@
+"""The customer's delivery window, estimated from how long each stage really takes.
+
+Each kitchen and road stage has a spread (quartiles and median of its duration over
+recent deliveries; the shop's settings until there are enough of them). The window is
+"now + what is left of the current stage + every stage still to come", low quartiles for
+the earliest time, high quartiles for the latest. Once a rider has the order, the
+delivery partner's own estimate of its arrival anchors the window. The promise is the
+window as it stood at payment; a window that moved past it means the order runs late.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+#: the stages between payment and the customer's door, in order
+STAGES = ("queued", "preparing", "baking", "ready", "out_for_delivery")
+#: fewer samples than this and the shop's settings speak for the stage
+MIN_SAMPLES = 5
+#: how far either side of the partner's estimate the window reaches
+PARTNER_EARLY = timedelta(minutes=3)
+PARTNER_LATE = timedelta(minutes=5)
+#: a window is never narrower than this, nor its latest time closer than this to now
+MIN_WIDTH = timedelta(minutes=5)
+MIN_AHEAD = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How long a stage takes, in seconds: quick (p25), typical (median), slow (p75)."""
+
+    low: float
+    mid: float
+    high: float
+
+
+Stats = dict[str, Spread]
+
+
+@dataclass(frozen=True)
+class Window:
+    earliest: datetime
+    latest: datetime
+    #: the latest time the shop promised at payment
+    promised: datetime
+    #: the order can no longer make its promise: the customer is told, with this window
+    late: bool
+
+
+def fallback_stats(stage_minutes: dict[str, float]) -> Stats:
+    """The settings' typical minutes per stage, ±25 %."""
+    return {
+        stage: Spread(low=m * 60 * 0.75, mid=m * 60, high=m * 60 * 1.25)
+        for stage, m in ((s, stage_minutes.get(s, 5.0)) for s in STAGES)
+    }
+
+
+def stats_from(durations: dict[str, list[float]], fallback: Stats) -> Stats:
+    """Quartiles per stage from recent durations; a stage with too little history keeps
+    its fallback."""
+    stats = dict(fallback)
+    for stage in STAGES:
+        samples = sorted(durations.get(stage, []))
+        if len(samples) >= MIN_SAMPLES:
+            q1, q2, q3 = statistics.quantiles(samples, n=4)
+            stats[stage] = Spread(low=max(q1, 0.0), mid=max(q2, 0.0), high=max(q3, 0.0))
+    return stats
+
+
+def promised_by(paid_at: datetime, stats: Stats) -> datetime:
+    """The latest delivery time the shop promises at payment (whole minutes)."""
+    total = _seconds(sum(stats[s].high for s in STAGES))
+    return _minute(paid_at + max(total, MIN_WIDTH), up=True)
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+def _stage_start(doc: dict[str, Any], status: str) -> datetime | None:
+    for entry in reversed(doc.get("timeline") or []):
+        if entry["status"] == status:
+            return _time(entry["at"])
+    return None
+
+
+def _time(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def estimate(doc: dict[str, Any], stats: Stats, now: datetime) -> Window | None:
+    """The delivery window of an order view, from payment until it is delivered."""
+    if doc.get("status") != "paid":
+        return None  # not paid yet, or delivered, cancelled, failed: no window
+    delivery = doc.get("delivery") or {}
+    stage = delivery.get("status") or "queued"
+    if stage not in STAGES:
+        return None
+    paid_at = _stage_start(doc, "paid") or _time(doc["createdAt"])
+    entered = _stage_start(doc, stage) or paid_at
+    elapsed = max((now - entered).total_seconds(), 0.0)
+    later = STAGES[STAGES.index(stage) + 1 :]
+    current = stats[stage]
+    earliest = now + _seconds(max(current.low - elapsed, 0.0) + sum(stats[s].low for s in later))
+    latest = now + _seconds(max(current.high - elapsed, 0.0) + sum(stats[s].high for s in later))
+
+    partner_eta = delivery.get("partnerEta")
+    if partner_eta and delivery.get("courierStatus") == "assigned":
+        eta = _time(partner_eta)
+        earliest = (
+            max(earliest, eta - PARTNER_EARLY)
+            if stage != "out_for_delivery"
+            else (eta - PARTNER_EARLY)
+        )
+        latest = (
+            max(latest, eta + PARTNER_LATE) if stage != "out_for_delivery" else (eta + PARTNER_LATE)
+        )
+
+    earliest = max(earliest, now)
+    latest = max(latest, now + MIN_AHEAD, earliest + MIN_WIDTH)
+    promised = promised_by(paid_at, stats)
+    latest = _minute(latest, up=True)
+    return Window(
+        earliest=_minute(earliest), latest=latest, promised=promised, late=latest > promised
+    )
+
+
+def _minute(value: datetime, up: bool = False) -> datetime:
+    """Whole minutes: a person reads "19:40-19:55", not seconds."""
+    floored = value.replace(second=0, microsecond=0)
+    return floored + timedelta(minutes=1) if up and floored != value else floored

@@ -1,0 +1,170 @@
+"""The staff board as a kitchen display, in real browsers: what a card tells the cook, a
+move and its undo followed live by the customer, new orders that announce themselves, a
+board that fits a laptop and a kitchen screen, and the admin pages around it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+
+import httpx
+from playwright.async_api import BrowserContext, Page, expect
+
+from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, create_staff, mark, sign_in
+from tests.e2e.test_staff_board import card, open_board
+from tests.support.api import auth, create_user, new_customer, order_body, wait_for
+from tests.support.processes import Shop
+
+NewContext = Callable[[], Awaitable[BrowserContext]]
+PHONE = "+39 081 555 0199"
+NOTE = "Gate code 4321"
+
+
+async def place_paid_order(api: httpx.AsyncClient, customer: dict[str, str]) -> dict[str, object]:
+    response = await api.post(
+        "/api/orders", json=order_body(phone=PHONE, note=NOTE), headers=auth(customer)
+    )
+    assert response.status_code == 201, response.text
+    return await wait_for(
+        api, customer, response.json()["id"], lambda v: v["delivery"] is not None, "a delivery"
+    )
+
+
+async def test_a_card_tells_the_cook_everything_and_a_move_can_be_undone(
+    page: Page, new_context: NewContext, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    staff_email = await create_staff(shop)
+    board = await open_board(new_context, staff_email)
+    customer = await new_customer(api, name="Carla Cook")
+    order = await place_paid_order(api, customer)
+    delivery_id = str(order["delivery"]["id"])  # type: ignore[index]
+    await sign_in(page, customer["email"])
+    await page.goto(f"/orders/{order['id']}")
+    await expect(page.locator('#order-status[data-rendered="live"]')).to_have_count(
+        1, timeout=LIVE_TIMEOUT_MS
+    )
+    await mark(page, "customer")
+
+    queued = card(board, delivery_id, "queued")
+    await expect(queued).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    await expect(queued.locator(".customer-name")).to_have_text("Carla Cook")
+    await expect(queued.get_by_role("link", name=PHONE)).to_be_visible()
+    await expect(queued.locator(".card-note")).to_contain_text(NOTE)
+    await expect(queued.locator(".card-total")).to_contain_text("Total")
+    await expect(queued.locator(".promised")).to_contain_text(re.compile(r"Promised by \d\d:\d\d"))
+    await expect(queued).to_have_attribute("data-lateness", "on-time")
+
+    await queued.get_by_role("button", name="Start preparing").click()
+    preparing = card(board, delivery_id, "preparing")
+    await expect(preparing).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    await expect(page.locator("#order-status")).to_have_text("Preparing", timeout=LIVE_TIMEOUT_MS)
+    await expect(page.get_by_role("button", name="Cancel order")).to_be_disabled()
+
+    await preparing.get_by_role("button", name="Undo").click()
+    await expect(card(board, delivery_id, "queued")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    await expect(
+        card(board, delivery_id, "queued").get_by_role("button", name="Undo")
+    ).to_have_count(0)
+    await expect(page.locator("#order-status")).to_have_attribute("data-stage", "queued")
+    await expect(
+        page.get_by_role("list", name="Progress").locator('[aria-current="step"]')
+    ).to_have_text("Received")
+    await expect(page.get_by_role("button", name="Cancel order")).to_be_enabled()
+    await assert_marked(page, "customer")
+
+    # The admin's audit trail says who undid what, by name and order number.
+    admin = await (await new_context()).new_page()
+    await sign_in(admin, await create_user(shop.env, "admin"))
+    await admin.goto("/admin/audit")
+    undo = admin.locator('#audit tr[data-action="delivery.undo"]').first
+    await expect(undo).to_contain_text("Undid a kitchen move")
+    await expect(undo.locator(".audit-on")).to_have_text(f"Order #{str(order['id'])[:8]}")
+    # (made by the CLI without --name, this staff member's name is their e-mail address)
+    await expect(undo.locator(".audit-who")).to_contain_text(staff_email)
+    actor_id = str(await undo.get_attribute("data-actor"))
+    await expect(undo.locator(".audit-who")).not_to_contain_text(actor_id[:8])
+
+
+async def test_new_orders_flash_and_the_sound_choice_is_remembered(
+    new_context: NewContext, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    board = await open_board(new_context, await create_staff(shop))
+    toggle = board.get_by_role("button", name=re.compile("^Sound"))
+    await expect(toggle).to_have_attribute("aria-pressed", "false")
+    await toggle.click()
+    await expect(toggle).to_have_attribute("aria-pressed", "true")
+    await board.reload()
+    await expect(board.get_by_role("button", name=re.compile("^Sound"))).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await expect(board.locator('#board [data-column="queued"]')).to_be_visible()
+
+    order = await place_paid_order(api, await new_customer(api, name="Nina New"))
+    fresh = card(board, str(order["delivery"]["id"]), "queued")  # type: ignore[index]
+    await expect(fresh).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    await expect(fresh).to_have_class(re.compile(r"\bnew-order\b"))
+    await expect(board.locator("#board-announcer")).to_contain_text("New order")
+
+
+async def test_the_board_fits_a_laptop_and_a_kitchen_screen(
+    new_context: NewContext, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    board = await open_board(new_context, await create_staff(shop))
+    await place_paid_order(api, await new_customer(api))
+    for width, height in ((1280, 800), (1920, 1080)):
+        await board.set_viewport_size({"width": width, "height": height})
+        returns = board.locator('#board [data-column="return_requested"]')
+        await expect(returns).to_be_in_viewport(ratio=1)
+        box = await returns.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= width, (width, box)
+        scroll = await board.evaluate(
+            "() => { const b = document.querySelector('#board .board');"
+            " return [b.scrollWidth, b.clientWidth]; }"
+        )
+        assert scroll[0] <= scroll[1], (width, scroll)
+    # Empty columns collapse; staff words on the breakers; no customer menus for staff.
+    await expect(board.locator("#board .board-column.empty-column").first).to_be_attached()
+    await expect(board.locator('#board [data-breaker="courier"]')).to_contain_text(
+        re.compile(r"Courier partner: (OK|failing|paused, retry in \d+ s)")
+    )
+    await expect(board.locator('#board [data-breaker="payment"]')).to_contain_text(
+        "Payment provider:"
+    )
+    nav = board.get_by_role("navigation")
+    for customer_link in ("Basket", "My orders", "Coupons"):
+        await expect(nav.get_by_role("link", name=customer_link)).to_have_count(0)
+    await expect(nav.get_by_role("link", name="Board")).to_be_visible()
+
+
+async def test_admin_edits_one_field_of_a_reason_and_the_rest_stays(page: Page, shop: Shop) -> None:
+    await sign_in(page, await create_user(shop.env, "admin"))
+    await page.goto("/admin/reasons")
+    code = f"e2e_{uuid.uuid4().hex[:6]}"
+    await page.get_by_label("Code (an existing code edits that reason)").fill(code)
+    await page.get_by_label("Label").fill("Too salty")
+    await page.get_by_label("Customers must explain").check()
+    await page.get_by_role("button", name="Save").click()
+    row = page.locator(f'tr[data-reason="{code}"]')
+    await expect(row).to_contain_text("Too salty")
+
+    await row.get_by_role("link", name="Edit Too salty").click()
+    await expect(page.get_by_label("Customers must explain")).to_be_checked()
+    await expect(page.get_by_label("Offered to customers")).to_be_checked()
+    await page.get_by_label("Label").fill("Far too salty")
+    await page.get_by_role("button", name="Save").click()
+    row = page.locator(f'tr[data-reason="{code}"]')
+    await expect(row).to_contain_text("Far too salty")
+    await expect(row.locator("td").nth(3)).to_have_text("yes")  # still needs text
+    await expect(row.locator("td").nth(4)).to_have_text("yes")  # still offered
+
+
+async def test_refund_lookup_says_when_from_is_after_to(page: Page, shop: Shop) -> None:
+    await sign_in(page, await create_staff(shop))
+    await page.goto("/staff/refunds")
+    await page.get_by_label("From").fill("2026-11-20")
+    await page.get_by_label("To").fill("2026-11-10")
+    await page.get_by_role("button", name="Look up").click()
+    to_field = page.locator(".field", has=page.get_by_label("To"))
+    await expect(to_field.get_by_role("alert")).to_contain_text("before")
+    await expect(page.get_by_label("From")).to_have_value("2026-11-20")

@@ -1,0 +1,75 @@
+"""The delivery window: from stage statistics, anchored by the partner, late when it slips."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.status.eta import STAGES, estimate, fallback_stats, stats_from
+
+PAID = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
+MINUTES = {"queued": 4, "preparing": 6, "baking": 8, "ready": 2, "out_for_delivery": 10}
+
+
+def doc(stage: str | None, entered: datetime | None = None, **delivery: Any) -> dict[str, Any]:
+    timeline = [{"at": PAID.isoformat(), "status": "paid", "detail": ""}]
+    if stage:
+        timeline.append({"at": (entered or PAID).isoformat(), "status": stage, "detail": ""})
+    return {
+        "status": "paid",
+        "createdAt": PAID.isoformat(),
+        "timeline": timeline,
+        "delivery": {"status": stage, "courierStatus": "requested", **delivery} if stage else None,
+    }
+
+
+def test_at_payment_the_window_spans_every_stage_from_the_settings() -> None:
+    window = estimate(doc(None), fallback_stats(MINUTES), PAID)
+    assert window is not None
+    total = sum(MINUTES.values())  # 30 minutes typical, ±25 %
+    # whole minutes: 22.5 → 18:22, 37.5 → 18:38
+    assert window.earliest == PAID + timedelta(minutes=22)
+    assert window.latest == PAID + timedelta(minutes=38)
+    assert total * 0.75 == 22.5 and total * 1.25 == 37.5
+    assert window.promised == window.latest and not window.late
+
+
+def test_history_replaces_the_settings_once_there_is_enough_of_it() -> None:
+    durations = {stage: [60.0 * m for m in (1, 2, 2, 2, 3)] for stage in STAGES}
+    stats = stats_from(durations, fallback_stats(MINUTES))
+    assert stats["baking"].mid == 120.0
+    assert stats["baking"].low < stats["baking"].mid < stats["baking"].high
+    few = stats_from({"baking": [1.0, 2.0]}, fallback_stats(MINUTES))
+    assert few["baking"].mid == 8 * 60  # two samples are not a trend
+
+
+def test_a_later_stage_narrows_the_window_and_the_partner_estimate_anchors_it() -> None:
+    stats = fallback_stats(MINUTES)
+    baking = estimate(
+        doc("baking", PAID + timedelta(minutes=10)), stats, PAID + timedelta(minutes=10)
+    )
+    at_payment = estimate(doc(None), stats, PAID)
+    assert baking is not None and at_payment is not None
+    assert baking.latest - baking.earliest < at_payment.latest - at_payment.earliest
+
+    eta = PAID + timedelta(minutes=24)
+    now = PAID + timedelta(minutes=20)
+    riding = doc("out_for_delivery", now, courierStatus="assigned", partnerEta=eta.isoformat())
+    window = estimate(riding, stats, now)
+    assert window is not None
+    assert window.earliest <= eta <= window.latest
+    assert window.latest - window.earliest <= timedelta(minutes=9)
+
+
+def test_a_stage_that_overruns_moves_the_window_and_says_late() -> None:
+    stats = fallback_stats(MINUTES)
+    now = PAID + timedelta(minutes=60)  # still in the oven an hour after payment
+    window = estimate(doc("baking", PAID + timedelta(minutes=10)), stats, now)
+    assert window is not None and window.late
+    assert window.earliest >= now.replace(second=0) and window.latest > window.promised
+
+
+def test_no_window_before_payment_or_after_delivery() -> None:
+    stats = fallback_stats(MINUTES)
+    for status in ("placed", "payment_failed", "cancelled", "fulfilled"):
+        assert estimate({**doc(None), "status": status}, stats, PAID) is None

@@ -325,7 +325,7 @@ class Shop:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_http(self, url: str, name: str, timeout: float = 60) -> None:
+    def wait_http(self, url: str, name: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             process = self.parts[name].process

@@ -25,7 +25,7 @@ from litestar import Litestar, Request, Response, Router, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from app.sandbox.common import (
     MISSING_KEY,
@@ -232,6 +232,8 @@ class SandboxState:
         self.charges: dict[str, ChargeRecord] = {}
         #: payment-method tokens; kept across ``reset`` like a real provider's vault
         self.vault = CardVault.from_env()
+        #: tokens a test set up with known names (provider states of the contract tests)
+        self.seeded_methods: dict[str, str] = {}
         self.keys = IdempotencyStore()
         self.operation_counts: dict[Operation, int] = {}
         self.reset()
@@ -254,7 +256,9 @@ class SandboxState:
         return Outcome(201, msgspec.json.encode(body))
 
     def create_charge(self, request: ChargeRequest) -> Outcome:
-        card_number = self.vault.open(request.payment_method)
+        card_number = self.seeded_methods.get(request.payment_method) or self.vault.open(
+            request.payment_method
+        )
         if card_number is None:
             return detail(404, f"no such payment method: {request.payment_method}")
         decline_reason = decline_reason_for(card_number)
@@ -391,6 +395,49 @@ async def list_charges(
     ]
 
 
+class ChargeSeed(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """Body of ``PUT /sandbox/payments/charges/{id}``: a charge as a contract test's
+    provider state needs it (``a captured charge ch_x exists``)."""
+
+    status: Literal["captured", "declined", "voided", "refunded"]
+    amount: int = 3100
+    currency: str = "EUR"
+    reference: str = "pact"
+
+
+class PaymentMethodSeed(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """Body of ``PUT /sandbox/payments/payment-methods/{id}`` (provider states)."""
+
+    card_number: str
+
+
+@put("/sandbox/payments/payment-methods/{token:str}")
+async def seed_payment_method(
+    sandbox: NamedDependency[SandboxState], token: FromPath[str], data: JSONBody[PaymentMethodSeed]
+) -> dict[str, str]:
+    """Test set-up: a stored card with a known token (``a payment method pm_x exists``)."""
+    sandbox.seeded_methods[token] = data.card_number
+    return {"id": token}
+
+
+@put("/sandbox/payments/charges/{charge_id:str}")
+async def seed_charge(
+    sandbox: NamedDependency[SandboxState], charge_id: FromPath[str], data: JSONBody[ChargeSeed]
+) -> ChargeView:
+    """Test set-up: put a charge with a known id in a known state (provider states)."""
+    record = ChargeRecord(
+        id=charge_id,
+        status=data.status,
+        amount=data.amount,
+        currency=data.currency,
+        reference=data.reference,
+        decline_reason=None,
+        operations=[],
+    )
+    sandbox.charges[charge_id] = record
+    return record.view()
+
+
 @get("/sandbox/payments/operations")
 async def operation_counts(sandbox: NamedDependency[SandboxState]) -> dict[str, int]:
     """Test inspection: how many captures, voids and refunds actually took effect."""
@@ -468,6 +515,8 @@ def create_sandbox_app(courier: CourierConfig | None = None) -> Litestar:
             payments,
             courier_router(),
             list_charges,
+            seed_charge,
+            seed_payment_method,
             operation_counts,
             *COURIER_INSPECTION_HANDLERS,
             read_knobs,
@@ -483,4 +532,5 @@ def create_sandbox_app(courier: CourierConfig | None = None) -> Litestar:
         state=state,
         on_shutdown=[_shutdown],
         openapi_config=None,
+        logging_config=None,  # `pizzeria sandbox` configures logging (app.platform.logs)
     )

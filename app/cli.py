@@ -88,6 +88,7 @@ def serve(host: str, port: int, workers: int) -> None:
         # X-Forwarded-For is read by the app itself, from FORWARDED_ALLOW_IPS peers only
         "proxy_headers": False,
         "log_level": "warning",
+        "log_config": None,  # app.platform.logs configures logging (create_app)
         "timeout_graceful_shutdown": round(lifecycle.grace_seconds),
         "timeout_keep_alive": lifecycle.keep_alive_seconds,
     }
@@ -98,9 +99,24 @@ def serve(host: str, port: int, workers: int) -> None:
     GracefulServer(config, drain_seconds=lifecycle.drain_seconds).run()
 
 
+METRICS_PORT_HELP = "serve Prometheus metrics on this port (default: METRICS_PORT; 0: none)"
+
+
+def _observe(part: str, metrics_port: int | None) -> None:
+    """Logging for ``part`` and its metrics port: flag, else ``METRICS_PORT``."""
+    from app.platform import logs, metrics
+    from app.platform.settings import get_settings
+
+    settings = get_settings()
+    logs.configure_logging(part, settings)
+    port = settings.observability.metrics_port if metrics_port is None else metrics_port
+    metrics.serve_metrics(port, settings.observability.metrics_token)
+
+
 @main.command()
 @click.argument("queue")
-def worker(queue: str) -> None:
+@click.option("--metrics-port", type=int, default=None, help=METRICS_PORT_HELP)
+def worker(queue: str, metrics_port: int | None) -> None:
     """Run the arq worker for QUEUE (payment, ordering, delivery, coupon, refund, status);
     it survives Redis restarts."""
     require_database()
@@ -110,14 +126,17 @@ def worker(queue: str) -> None:
     if queue not in QUEUES:
         raise click.BadParameter(f"choose one of {', '.join(QUEUES)}", param_hint="QUEUE")
     _require_secrets()
+    _observe(f"worker-{queue}", metrics_port)
     run(settings_for(queue))
 
 
 @main.command()
-def relay() -> None:
+@click.option("--metrics-port", type=int, default=None, help=METRICS_PORT_HELP)
+def relay(metrics_port: int | None) -> None:
     """Run the outbox relay (safe to run several)."""
     require_database()
     _require_secrets()
+    _observe("relay", metrics_port)
     asyncio.run(_relay())
 
 
@@ -239,12 +258,16 @@ def sandbox(host: str, port: int) -> None:
     """Run the sandbox payment provider and delivery partner."""
     import uvicorn
 
+    from app.platform.logs import configure_logging
+
+    configure_logging("sandbox")
     uvicorn.run(
         "app.sandbox.app:create_sandbox_app",
         factory=True,
         host=host,
         port=port,
         log_level="warning",
+        log_config=None,  # configured above
     )
 
 

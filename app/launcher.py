@@ -134,7 +134,7 @@ def embedded_part(service: EmbeddedPostgres | EmbeddedValkey) -> Part:
 
 
 SECRETS_FILE = "secrets.env"
-GENERATED_SECRETS = ("SECRET_KEY", "COURIER_WEBHOOK_SECRET")
+GENERATED_SECRETS = ("SECRET_KEY", "COURIER_WEBHOOK_SECRET", "SANDBOX_VAULT_KEY")
 
 
 def ensure_secrets(data_dir: Path) -> None:
@@ -253,11 +253,24 @@ def configure_partners(host: str, port: int) -> int:
     return sandbox_port
 
 
-def shop_parts(host: str, port: int, sandbox_port: int, env: dict[str, str]) -> list[Part]:
+def shop_parts(
+    host: str,
+    port: int,
+    sandbox_port: int,
+    env: dict[str, str],
+    metrics_ports: dict[str, int] | None = None,
+) -> list[Part]:
+    """Every process of the shop; ``metrics_ports`` gives the relay (``relay``) and each
+    worker (``worker-<queue>``) its metrics port."""
+    ports = metrics_ports or {}
+
+    def metrics(part: str) -> list[str]:
+        return ["--metrics-port", str(ports[part])] if part in ports else []
+
     return [
         command_part("sandbox", ["sandbox", "--port", str(sandbox_port)], env),
-        command_part("relay", ["relay"], env),
-        *(command_part(f"worker-{q}", ["worker", q], env) for q in QUEUES),
+        command_part("relay", ["relay", *metrics("relay")], env),
+        *(command_part(f"worker-{q}", ["worker", q, *metrics(f"worker-{q}")], env) for q in QUEUES),
         command_part("web", ["serve", "--host", host, "--port", str(port)], env),
     ]
 
@@ -285,7 +298,8 @@ def up(host: str, port: int) -> int:
         sandbox_port = configure_partners(host, port)
         demo = embedded.postgres is not None or os.environ.get("PIZZERIA_DEMO") == "1"
         prepare_data(demo)
-        parts = shop_parts(host, port, sandbox_port, dict(os.environ))
+        metrics_ports = {part: free_port() for part in ("relay", *(f"worker-{q}" for q in QUEUES))}
+        parts = shop_parts(host, port, sandbox_port, dict(os.environ), metrics_ports)
         say("starting " + ", ".join(part.name for part in parts))
         for part in parts:
             part.start()
@@ -294,6 +308,7 @@ def up(host: str, port: int) -> int:
         if not readiness.wait(everything, lambda: stopping):
             return 0 if stopping else 1
         _announce(host, port, demo, data_dir if embedded.postgres or embedded.valkey else None)
+        _announce_metrics(host, port, metrics_ports)
         while not stopping:
             now = time.monotonic()
             for part in everything:
@@ -410,6 +425,17 @@ def _announce(host: str, port: int, demo: bool, data_dir: Path | None) -> None:
         for email, _, role in DEMO_ACCOUNTS:
             lines.append(f"pizzeria: demo {role.value}: {email} / {DEMO_PASSWORD}")
     lines.append("pizzeria: press Ctrl-C to stop")
+    print("\n".join(lines), flush=True)
+
+
+def _announce_metrics(host: str, port: int, metrics_ports: dict[str, int]) -> None:
+    """Where Prometheus finds each part: the web's /metrics has the shop-wide gauges."""
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    lines = [
+        f"pizzeria: metrics (Prometheus) of the web and the whole shop at http://{local}:{port}/metrics"
+    ]
+    parts = ", ".join(f"{part} :{p}" for part, p in metrics_ports.items())
+    lines.append(f"pizzeria: metrics of each part at http://127.0.0.1:<port>/metrics: {parts}")
     print("\n".join(lines), flush=True)
 
 

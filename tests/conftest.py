@@ -102,3 +102,20 @@ async def sandbox(sandbox_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     env.release_redis_dbs()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Figures a test measured (``record_property("figures", text)``), printed at the end of
+    the run; this works under xdist too, where a test's own output is not shown."""
+    reports = terminalreporter.getreports("passed") + terminalreporter.getreports("failed")
+    figures = [
+        f"{report.nodeid}\n{value}"
+        for report in reports
+        if report.when == "call"
+        for name, value in report.user_properties
+        if name == "figures"
+    ]
+    if figures:
+        terminalreporter.section("figures")
+        for text in figures:
+            terminalreporter.write_line(text)

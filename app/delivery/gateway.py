@@ -112,7 +112,9 @@ class HttpCourierGateway:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
-        self._http = PartnerClient(client, "courier partner", CourierUnavailable, CourierRejected)
+        self._http = PartnerClient(
+            client, "courier partner", CourierUnavailable, CourierRejected, partner="courier"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpCourierGateway:
@@ -135,7 +137,9 @@ class HttpCourierGateway:
         self, *, reference: str, address: str, callback_url: str, idempotency_key: str
     ) -> PickupOutcome:
         payload = {"reference": reference, "address": address, "callbackUrl": callback_url}
-        response = await self._http.post(PICKUPS_PATH, idempotency_key, payload)
+        response = await self._http.post(
+            PICKUPS_PATH, idempotency_key, payload, operation="request_pickup"
+        )
         if response.status_code not in (200, 201):
             raise self._http.unexpected(response)
         body = self._http.decode(response, _PickupResponse)
@@ -158,6 +162,6 @@ class HttpCourierGateway:
 
     async def _action(self, partner_ref: str, action: str, idempotency_key: str) -> None:
         path = f"{PICKUPS_PATH}/{partner_ref}/{action}"
-        response = await self._http.post(path, idempotency_key, None)
+        response = await self._http.post(path, idempotency_key, None, operation=action)
         if response.status_code != 200:
             raise self._http.unexpected(response)

@@ -271,6 +271,23 @@ class ShopSettings:
 
 
 @dataclass(frozen=True)
+class ObservabilitySettings:
+    """Logs and metrics (see ``app.platform.logs`` and ``app.platform.metrics``)."""
+
+    #: ``console`` (readable lines, the default) or ``json`` (one object per line)
+    log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", "console"))
+    log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
+    #: when set, ``/metrics`` on the web answers only ``Authorization: Bearer <token>``
+    metrics_token: str = field(default_factory=lambda: _env("METRICS_TOKEN", ""))
+    #: the relay's and a worker's own metrics port (0: none); ``--metrics-port`` overrides
+    metrics_port: int = field(default_factory=lambda: _env_int("METRICS_PORT", 0))
+    #: an order still waiting for its payment after this long counts as stuck
+    stuck_order_minutes: float = field(
+        default_factory=lambda: _env_float("STUCK_ORDER_MINUTES", 10.0)
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -281,6 +298,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     shop: ShopSettings = field(default_factory=ShopSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))
     #: a demo on one machine (``pizzeria up`` with embedded databases): public default

@@ -24,10 +24,10 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import msgspec
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, Router, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from app.platform import signing
 from app.platform.settings import PartnerSettings
@@ -485,6 +485,32 @@ async def list_pickups(
     ]
 
 
+class PickupSeed(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """Body of ``PUT /sandbox/courier/pickups/{id}``: a pickup as a contract test's
+    provider state needs it (``a pickup pk_x that a rider has picked up``)."""
+
+    status: PickupStatus
+    reference: str = "pact"
+    address: str = "Via Roma 1, Napoli"
+    callback_url: str = "http://127.0.0.1:9/webhooks/courier"
+
+
+@put("/sandbox/courier/pickups/{pickup_id:str}")
+async def seed_pickup(
+    courier: NamedDependency[CourierSandbox], pickup_id: FromPath[str], data: JSONBody[PickupSeed]
+) -> PickupView:
+    """Test set-up: put a pickup with a known id in a known state (no rider autopilot)."""
+    request = PickupRequest(
+        reference=data.reference, address=data.address, callback_url=data.callback_url
+    )
+    record = PickupRecord(pickup_id, request)
+    record.status = data.status
+    if data.status in ("assigned", "picked_up", "delivered"):
+        record.rider = "Pact R."
+    courier.pickups[pickup_id] = record
+    return record.view()
+
+
 @post("/sandbox/courier/pickups/{pickup_id:str}/events", status_code=200)
 async def send_event(
     request: Request[Any, Any, Any],
@@ -513,4 +539,4 @@ def courier_router() -> Router:
     )
 
 
-COURIER_INSPECTION_HANDLERS = (list_pickups, send_event)
+COURIER_INSPECTION_HANDLERS = (list_pickups, seed_pickup, send_event)

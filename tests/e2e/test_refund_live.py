@@ -14,7 +14,15 @@ import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
-from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, create_staff, mark, sign_in, words
+from tests.e2e.conftest import (
+    BROWSER_LOCALES,
+    LIVE_TIMEOUT_MS,
+    assert_marked,
+    create_staff,
+    mark,
+    sign_in,
+    words,
+)
 from tests.support.api import delivered_order, new_customer, staff_headers
 from tests.support.processes import Shop
 
@@ -91,7 +99,8 @@ async def test_refund_is_filed_found_by_staff_and_cancelled_live(
     # The CSV export carries the same filter: one refund, with the customer's words.
     href = await staff.get_by_role("link", name=t("Export CSV")).get_attribute("href")
     assert href is not None and "reason=missing_item" in href, href
-    exported = await staff.request.get(href)
+    # what the browser sends when the link is clicked: its language comes along
+    exported = await staff.request.get(href, headers={"Accept-Language": BROWSER_LOCALES[lang]})
     assert exported.ok, exported.status
     lines = [line for line in (await exported.text()).splitlines() if line.strip()]
     assert t("Reason code") in lines[0] and len(lines) == 2, lines

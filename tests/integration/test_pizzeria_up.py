@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -161,6 +162,19 @@ def _token(client: httpx.Client, email: str, password: str) -> str:
     return token
 
 
+def _scrape(url: str, timeout: float = 60.0) -> str:
+    """A part's metrics, once it serves them (a worker may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            response = httpx.get(url, timeout=5)
+            if response.status_code == 200:
+                return response.text
+        if time.monotonic() > deadline:
+            pytest.fail(f"no metrics at {url} after {timeout}s")
+        time.sleep(0.2)
+
+
 def _demo_password(stdout: str) -> str:
     """The password printed next to the demo customer (``... customer@... / <password>``)."""
     for line in stdout.splitlines():
@@ -188,6 +202,13 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(up_dir: Path) -> None
             )
             assert signup.status_code == 201, signup.text
             kept = _token(client, email, PASSWORD)
+            printed = _wait_for_stdout(first, "metrics of each part")
+            assert f"{first.url}/metrics" in printed
+            assert "pizzeria_queue_depth" in client.get("/metrics").text
+        for part in ("relay", "worker-payment", "worker-status"):
+            port = re.search(rf"{part} :(\d+)", printed)
+            assert port, f"no metrics port printed for {part}:\n{printed}"
+            assert "process_cpu_seconds_total" in _scrape(f"http://127.0.0.1:{port[1]}/metrics")
     secrets_file = data_dir / "secrets.env"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600, "secrets readable by others"
     secrets = secrets_file.read_text()

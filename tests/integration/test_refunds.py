@@ -288,8 +288,12 @@ async def test_the_partner_settles_the_return_trip(
         client,
         customer,
         order["id"],
-        lambda v: v["refund"]["status"] == refund_ends,
-        f"the refund {refund_ends}",
+        lambda v: (
+            v["refund"]["status"] == refund_ends
+            and v["delivery"]["status"]
+            == ("delivered" if refund_ends == "cancelled" else "returned")
+        ),
+        f"the refund {refund_ends} and the delivery following it",
     )
     mine = (await client.get(f"/api/refunds/{refund['id']}", headers=auth(customer))).json()
     if refund_ends == "cancelled":  # FR11 by the partner: back to delivered, coupon back

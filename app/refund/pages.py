@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -185,8 +185,8 @@ def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | 
         return None
     start = datetime.combine(day, time.min, tzinfo=zone)
     try:
-        return start + timedelta(days=1) if end else start
-    except OverflowError:  # "to 9999-12-31": no day after it, so no upper bound
+        return (start + timedelta(days=1) if end else start).astimezone(UTC)
+    except OverflowError:  # the first or last day there is: no bound on that side
         return None
 
 

@@ -43,7 +43,7 @@ def payment_pact():  # type: ignore[no-untyped-def]
         .will_respond_with(201)
         .with_body(
             {
-                "id": match.regex("pm_0123456789abcdef01234567", regex=r"^pm_\w+$"),
+                "id": match.regex("pm_0123456789abcdef-_0123456", regex=r"^pm_[A-Za-z0-9_-]+$"),
                 "brand": match.str("visa"),
                 "last4": "4242",
             },

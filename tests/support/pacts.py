@@ -11,6 +11,9 @@ from typing import Any
 
 from pact import Pact
 
+# The pact library reports usage over the network unless told not to; tests stay offline.
+os.environ.setdefault("PACT_DO_NOT_TRACK", "true")
+
 PACT_DIR = Path(__file__).resolve().parents[1] / "contracts" / "pacts"
 CONSUMER = "pizzeria"
 WEBHOOK_CONSUMER = "pizzeria-courier-webhooks"

@@ -90,7 +90,8 @@ async def test_every_page_has_no_serious_accessibility_violations(
         "/api/orders", json=order_body(card=DECLINED_CARD), headers=auth(customer)
     )
     await wait_for_status(api, customer, declined.json()["id"], "payment_failed")
-    waiting = await paid_order(api, await new_customer(api))  # a card on the board
+    waiting_customer = await new_customer(api)
+    waiting = await paid_order(api, waiting_customer)  # a card on the board
 
     # -- a visitor ---------------------------------------------------------------------
     visitor = await axe_browser()
@@ -153,6 +154,10 @@ async def test_every_page_has_no_serious_accessibility_violations(
         await admin.goto(path)
         await assert_accessible(admin, path, lang)
 
-    # leave the shared board as we found it: the return card goes away
+    # leave the shared board as we found it: the return and the queued card go away
     withdrawn = await api.post(f"/api/refunds/{refund_id}/cancel", headers=auth(customer))
     assert withdrawn.status_code == 200, withdrawn.text
+    cancelled = await api.post(
+        f"/api/orders/{waiting['id']}/cancel", headers=auth(waiting_customer)
+    )
+    assert cancelled.status_code in (200, 202, 204), cancelled.text

@@ -87,6 +87,6 @@ async def test_live_order_page_shows_the_window_and_follows_the_kitchen(
     await expect(page.locator("#order-status")).to_have_text("Preparing")
     await expect(page.locator("#order-status")).to_have_attribute("data-stage", "preparing")
     await expect(progress.locator(".done")).to_have_text(["Received"])
-    await expect(page.locator("#order-announcer")).to_contain_text(re.compile("preparing"))
+    await expect(page.locator("#order-announcer")).to_contain_text(re.compile("preparing", re.I))
     await expect(page.locator("#order-eta")).to_contain_text("Estimated delivery")
     await assert_marked(page, "tracking")

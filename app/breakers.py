@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from app.delivery.gateway import CourierUnavailable
 from app.payment.provider import ProviderUnavailable
 from app.platform.breaker import BreakerOpen, BreakerPolicy, BreakerState, CircuitBreaker
+from app.platform.i18n import N_
 from app.platform.settings import Settings
 
 PAYMENT = "payment"
@@ -61,4 +62,12 @@ class PartnerBreakers:
 
 
 def refusal_message(retry_after: int, what: str = "orders") -> str:
-    return f"We can't take {what} for about {retry_after} seconds, please try again."
+    if what == "refunds":
+        return N_(
+            "We can't take refunds for about %(seconds)s seconds, please try again.",
+            seconds=retry_after,
+        )
+    return N_(
+        "We can't take orders for about %(seconds)s seconds, please try again.",
+        seconds=retry_after,
+    )

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: commands that start their own servers or need none
+_SELF_CONTAINED = frozenset({"up", "sandbox", "bench"})
+
+
 def _require_secrets() -> None:
     """Stop here, naming the variable, when a secret is missing or guessable."""
     from app.platform.settings import InsecureSettings, get_settings, require_secrets
@@ -30,8 +34,25 @@ def _require_secrets() -> None:
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Pizzeria: ordering, delivery and refunds for a pizza shop."""
+    if ctx.invoked_subcommand not in _SELF_CONTAINED:
+        from app.platform.embedded import use_running_shop
+
+        ctx.obj = {"idle_data_dir": use_running_shop()}
+
+
+def require_database() -> None:
+    """No ``DATABASE_URL`` and no ``pizzeria up`` running on the data folder: say so
+    plainly instead of failing on a connection to a server that is not there."""
+    ctx = click.get_current_context()
+    idle = (ctx.find_root().obj or {}).get("idle_data_dir")
+    if idle is not None:
+        raise click.ClickException(
+            f"no database: nothing is running on {idle}. Start the shop with "
+            "`pizzeria up` (same PIZZERIA_DATA_DIR), or set DATABASE_URL."
+        )
 
 
 @main.command()
@@ -67,6 +88,7 @@ def serve(host: str, port: int, workers: int) -> None:
         # X-Forwarded-For is read by the app itself, from FORWARDED_ALLOW_IPS peers only
         "proxy_headers": False,
         "log_level": "warning",
+        "log_config": None,  # app.platform.logs configures logging (create_app)
         "timeout_graceful_shutdown": round(lifecycle.grace_seconds),
         "timeout_keep_alive": lifecycle.keep_alive_seconds,
     }
@@ -77,24 +99,44 @@ def serve(host: str, port: int, workers: int) -> None:
     GracefulServer(config, drain_seconds=lifecycle.drain_seconds).run()
 
 
+METRICS_PORT_HELP = "serve Prometheus metrics on this port (default: METRICS_PORT; 0: none)"
+
+
+def _observe(part: str, metrics_port: int | None) -> None:
+    """Logging for ``part`` and its metrics port: flag, else ``METRICS_PORT``."""
+    from app.platform import logs, metrics
+    from app.platform.settings import get_settings
+
+    settings = get_settings()
+    logs.configure_logging(part, settings)
+    port = settings.observability.metrics_port if metrics_port is None else metrics_port
+    metrics.serve_metrics(port, settings.observability.metrics_token)
+
+
 @main.command()
 @click.argument("queue")
-def worker(queue: str) -> None:
+@click.option("--metrics-port", type=int, default=None, help=METRICS_PORT_HELP)
+def worker(queue: str, metrics_port: int | None) -> None:
     """Run the arq worker for QUEUE (payment, ordering, delivery, coupon, refund, status);
     it survives Redis restarts."""
+    require_database()
     from workers import QUEUES, settings_for
     from workers.supervised import run
 
     if queue not in QUEUES:
         raise click.BadParameter(f"choose one of {', '.join(QUEUES)}", param_hint="QUEUE")
     _require_secrets()
+    _observe(f"worker-{queue}", metrics_port)
     run(settings_for(queue))
 
 
 @main.command()
-def relay() -> None:
+@click.option("--metrics-port", type=int, default=None, help=METRICS_PORT_HELP)
+def relay(metrics_port: int | None) -> None:
     """Run the outbox relay (safe to run several)."""
+    require_database()
     _require_secrets()
+    _observe("relay", metrics_port)
     asyncio.run(_relay())
 
 
@@ -154,6 +196,7 @@ async def _relay() -> None:
 def migrate(check: bool, wait: float) -> None:
     """Apply database migrations (or, with --check, only see whether they were applied:
     a pod's init container waits so that a release never runs on last release's schema)."""
+    require_database()
     if not check:
         run_migrations()
         click.echo("migrations applied")
@@ -215,12 +258,16 @@ def sandbox(host: str, port: int) -> None:
     """Run the sandbox payment provider and delivery partner."""
     import uvicorn
 
+    from app.platform.logs import configure_logging
+
+    configure_logging("sandbox")
     uvicorn.run(
         "app.sandbox.app:create_sandbox_app",
         factory=True,
         host=host,
         port=port,
         log_level="warning",
+        log_config=None,  # configured above
     )
 
 
@@ -236,6 +283,7 @@ def user() -> None:
 @click.option("--role", type=click.Choice(["customer", "staff", "admin"]), default="customer")
 def create_user(email: str, password: str, name: str | None, role: str) -> None:
     """Create an account with a role."""
+    require_database()
     from app.accounts.models import Role
     from app.accounts.service import sign_up
     from app.platform.db import create_engine, create_session_factory
@@ -344,6 +392,7 @@ def menu() -> None:
 @menu.command("load-demo")
 def load_demo() -> None:
     """Load (or refresh) the demo pizzas."""
+    require_database()
     from app.launcher import load_demo_data
 
     asyncio.run(load_demo_data(with_accounts=False))

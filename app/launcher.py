@@ -2,15 +2,18 @@
 
 It starts embedded PostgreSQL/Valkey when no ``DATABASE_URL``/``REDIS_URL`` is set,
 migrates, loads the demo menu and accounts, then runs every part as its own process
-(web, relay, one arq worker per queue, sandbox partners) exactly as production would,
-and stops them all cleanly on Ctrl-C or SIGTERM.
+(web, relay, one arq worker per queue, sandbox partners) exactly as production would.
+It says what it is doing while it starts, and waits as long as the parts are making
+progress. A part that dies is started again with backoff (embedded PostgreSQL and Valkey
+too, on the same socket/port and data folder, so the others reconnect); Ctrl-C or
+SIGTERM stops them all cleanly, and if ``up`` itself is killed its children follow it
+(Linux) or are stopped by the next ``up`` on the same data folder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import secrets
 import signal
@@ -18,43 +21,120 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 import httpx
+import psutil
 
 from app.accounts.models import Role
-from app.platform.embedded import EmbeddedPostgres, EmbeddedValkey, free_port
+from app.platform.embedded import (
+    UP_PID_FILE,
+    EmbeddedPostgres,
+    EmbeddedValkey,
+    die_with_parent,
+    free_port,
+    running_up,
+)
 from workers import QUEUES
 
-PR_SET_PDEATHSIG = 1
 DEMO_PASSWORD = "pizza-demo-1234"
 DEMO_ACCOUNTS = (
     ("customer@pizzeria.test", "Demo Customer", Role.customer),
     ("staff@pizzeria.test", "Demo Staff", Role.staff),
 )
+#: restart backoff: first wait, ceiling, and how long a part must run to count as healthy
+BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 30.0
+#: while starting, give up on a part only when it has used no CPU for this long
+STALL_SECONDS = 90.0
+
+
+def say(message: str) -> None:
+    print(f"pizzeria: {message}", flush=True)
+
+
+# -- supervised parts -----------------------------------------------------------------
 
 
 @dataclass
-class Child:
+class Part:
+    """One process of the shop, started again with backoff whenever it dies."""
+
     name: str
-    process: subprocess.Popen[bytes]
+    launch: Callable[[], subprocess.Popen[bytes]]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff: float = BACKOFF_FIRST
+    restart_at: float | None = None
+
+    def start(self) -> None:
+        self.process = self.launch()
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def watch(self, now: float) -> None:
+        """Notice a death and schedule the restart; restart when its time has come."""
+        if self.restart_at is None and self.process is not None and not self.alive():
+            if now - self.started_at >= HEALTHY_AFTER:
+                self.backoff = BACKOFF_FIRST  # it had been running fine: start afresh
+            say(
+                f"{self.name} exited with {self.process.returncode}; "
+                f"restarting in {self.backoff:.0f} s"
+            )
+            self.restart_at = now + self.backoff
+            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        if self.restart_at is not None and now >= self.restart_at:
+            self.restarts += 1
+            try:
+                self.start()
+                say(f"{self.name} restarted (restart {self.restarts}, pid {self.pid})")
+            except Exception as exc:  # e.g. PostgreSQL cannot start yet: try again later
+                say(f"{self.name} could not restart: {exc}; next try in {self.backoff:.0f} s")
+                self.restart_at = now + self.backoff
+                self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
 
 
-def _die_with_parent() -> None:
-    """Linux: deliver SIGTERM to the child if ``pizzeria up`` itself is killed."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "app.cli", *args]
-    return Child(name, subprocess.Popen(command, env=env, preexec_fn=_die_with_parent))
+    return subprocess.Popen(command, env=env, preexec_fn=die_with_parent)
+
+
+def command_part(name: str, args: list[str], env: dict[str, str]) -> Part:
+    return Part(name, lambda: _spawn(args, env))
+
+
+def embedded_part(service: EmbeddedPostgres | EmbeddedValkey) -> Part:
+    """An embedded server as a part: a restart reuses its data folder and address."""
+
+    def launch() -> subprocess.Popen[bytes]:
+        service.start()
+        assert service.process is not None
+        return service.process
+
+    part = Part(service.name, launch)
+    part.process, part.started_at = service.process, time.monotonic()
+    return part
+
+
+# -- start-up -------------------------------------------------------------------------
 
 
 SECRETS_FILE = "secrets.env"
-GENERATED_SECRETS = ("SECRET_KEY", "COURIER_WEBHOOK_SECRET")
+GENERATED_SECRETS = ("SECRET_KEY", "COURIER_WEBHOOK_SECRET", "SANDBOX_VAULT_KEY")
 
 
 def ensure_secrets(data_dir: Path) -> None:
@@ -83,8 +163,16 @@ def prepare_data(demo: bool) -> None:
     """Migrate, load the demo menu and (demo mode) the demo accounts. Idempotent."""
     from app.cli import run_migrations
 
-    run_migrations()
-    asyncio.run(load_demo_data(demo))
+    timed("migrations", run_migrations)
+    label = "demo menu and accounts" if demo else "demo menu"
+    timed(label, lambda: asyncio.run(load_demo_data(demo)))
+
+
+def timed(label: str, step: Callable[[], object]) -> None:
+    print(f"pizzeria: {label} …", end=" ", flush=True)
+    began = time.monotonic()
+    step()
+    print(f"done in {time.monotonic() - began:.1f} s", flush=True)
 
 
 async def load_demo_data(with_accounts: bool) -> None:
@@ -97,7 +185,7 @@ async def load_demo_data(with_accounts: bool) -> None:
     engine = create_engine(get_settings())
     try:
         async with create_session_factory(engine)() as session:
-            await menu.load_demo_menu(session)
+            await menu.load_demo_menu(session, get_settings().shop.currency)
             if with_accounts:
                 for email, name, role in DEMO_ACCOUNTS:
                     await accounts.ensure_user(
@@ -107,11 +195,94 @@ async def load_demo_data(with_accounts: bool) -> None:
         await engine.dispose()
 
 
+@dataclass
+class Embedded:
+    """The embedded servers this ``up`` runs (none when URLs are given)."""
+
+    data_dir: Path
+    postgres: EmbeddedPostgres | None = None
+    valkey: EmbeddedValkey | None = None
+    parts: list[Part] = field(default_factory=list)
+
+    def start(self) -> None:
+        if self.postgres:
+            url = _start_timed("PostgreSQL (embedded)", self.postgres.start)
+            os.environ["DATABASE_URL"] = url
+            self.parts.append(embedded_part(self.postgres))
+        if self.valkey:
+            os.environ["REDIS_URL"] = _start_timed("Valkey (embedded)", self.valkey.start)
+            self.parts.append(embedded_part(self.valkey))
+
+    def stop(self) -> None:
+        if self.valkey:
+            self.valkey.stop()
+        if self.postgres:
+            self.postgres.stop()
+
+
+def _start_timed(label: str, start: Callable[[], str]) -> str:
+    result: list[str] = []
+    timed(label, lambda: result.append(start()))
+    return result[0]
+
+
+def _claim_data_dir(data_dir: Path) -> None:
+    """One ``up`` per data folder; a dead one's pid file is simply taken over."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    other = running_up(data_dir)
+    if other is not None:
+        raise RuntimeError(f"another `pizzeria up` (pid {other}) is running on {data_dir}")
+    (data_dir / UP_PID_FILE).write_text(f"{os.getpid()}\n")
+
+
+def _release_data_dir(data_dir: Path) -> None:
+    pid_file = data_dir / UP_PID_FILE
+    with contextlib.suppress(OSError, ValueError):
+        if int(pid_file.read_text().split()[0]) == os.getpid():
+            pid_file.unlink()
+
+
+def configure_partners(host: str, port: int) -> int:
+    """Point the shop at its sandbox partners and the partners back at the shop."""
+    sandbox_port = free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    os.environ["PAYMENT_PROVIDER_URL"] = sandbox_url
+    os.environ["COURIER_PARTNER_URL"] = sandbox_url
+    public_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    os.environ.setdefault("PUBLIC_URL", f"http://{public_host}:{port}")
+    return sandbox_port
+
+
+def shop_parts(
+    host: str,
+    port: int,
+    sandbox_port: int,
+    env: dict[str, str],
+    metrics_ports: dict[str, int] | None = None,
+) -> list[Part]:
+    """Every process of the shop; ``metrics_ports`` gives the relay (``relay``) and each
+    worker (``worker-<queue>``) its metrics port."""
+    ports = metrics_ports or {}
+
+    def metrics(part: str) -> list[str]:
+        return ["--metrics-port", str(ports[part])] if part in ports else []
+
+    return [
+        command_part("sandbox", ["sandbox", "--port", str(sandbox_port)], env),
+        command_part("relay", ["relay", *metrics("relay")], env),
+        *(command_part(f"worker-{q}", ["worker", q, *metrics(f"worker-{q}")], env) for q in QUEUES),
+        command_part("web", ["serve", "--host", host, "--port", str(port)], env),
+    ]
+
+
 def up(host: str, port: int) -> int:
     data_dir = Path(os.environ.get("PIZZERIA_DATA_DIR", ".pizzeria")).resolve()
-    postgres = EmbeddedPostgres(data_dir) if not os.environ.get("DATABASE_URL") else None
-    valkey = EmbeddedValkey(data_dir) if not os.environ.get("REDIS_URL") else None
-    children: list[Child] = []
+    embedded = Embedded(
+        data_dir,
+        EmbeddedPostgres(data_dir) if not os.environ.get("DATABASE_URL") else None,
+        EmbeddedValkey(data_dir) if not os.environ.get("REDIS_URL") else None,
+    )
+    parts: list[Part] = []
     stopping = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -121,63 +292,129 @@ def up(host: str, port: int) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
+        _claim_data_dir(data_dir)
         ensure_secrets(data_dir)
-        if postgres:
-            os.environ["DATABASE_URL"] = postgres.start()
-        if valkey:
-            os.environ["REDIS_URL"] = valkey.start()
-        sandbox_port = free_port()
-        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        os.environ["PAYMENT_PROVIDER_URL"] = sandbox_url
-        os.environ["COURIER_PARTNER_URL"] = sandbox_url
-        public_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        os.environ.setdefault("PUBLIC_URL", f"http://{public_host}:{port}")
-        demo = postgres is not None or os.environ.get("PIZZERIA_DEMO") == "1"
+        embedded.start()
+        sandbox_port = configure_partners(host, port)
+        demo = embedded.postgres is not None or os.environ.get("PIZZERIA_DEMO") == "1"
         prepare_data(demo)
-        env = dict(os.environ)
-        children.append(_spawn("sandbox", ["sandbox", "--port", str(sandbox_port)], env))
-        children.append(_spawn("relay", ["relay"], env))
-        children.extend(_spawn(f"worker-{q}", ["worker", q], env) for q in QUEUES)
-        children.append(_spawn("web", ["serve", "--host", host, "--port", str(port)], env))
-        _wait_until_ready(f"http://{host}:{port}/health/ready", children, lambda: stopping)
-        _announce(host, port, demo, data_dir if postgres or valkey else None)
+        metrics_ports = {part: free_port() for part in ("relay", *(f"worker-{q}" for q in QUEUES))}
+        parts = shop_parts(host, port, sandbox_port, dict(os.environ), metrics_ports)
+        say("starting " + ", ".join(part.name for part in parts))
+        for part in parts:
+            part.start()
+        everything = [*embedded.parts, *parts]
+        readiness = Readiness(host, port, sandbox_port, parts)
+        if not readiness.wait(everything, lambda: stopping):
+            return 0 if stopping else 1
+        _announce(host, port, demo, data_dir if embedded.postgres or embedded.valkey else None)
+        _announce_metrics(host, port, metrics_ports)
         while not stopping:
-            for child in children:
-                if child.process.poll() is not None:
-                    print(
-                        f"pizzeria: {child.name} exited with {child.process.returncode}; stopping"
-                    )
-                    return 1
+            now = time.monotonic()
+            for part in everything:
+                part.watch(now)
             time.sleep(0.2)
         return 0
     except RuntimeError as exc:
-        print(f"pizzeria: {exc}; stopping", flush=True)
+        say(f"{exc}; stopping")
         return 1
     finally:
-        _stop_children(children)
-        if valkey:
-            valkey.stop()
-        if postgres:
-            postgres.stop()
-        print("pizzeria: stopped", flush=True)
+        _stop_parts(parts)
+        embedded.stop()
+        _release_data_dir(data_dir)
+        say("stopped")
 
 
-def _wait_until_ready(
-    url: str, children: list[Child], stopping: Callable[[], bool], timeout: float = 60.0
-) -> None:
-    """Announce the URL only once the web server answers (and stop if a part died or
-    Ctrl-C came first)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not stopping():
-        for child in children:
-            if child.process.poll() is not None:
-                raise RuntimeError(f"{child.name} exited with {child.process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    if not stopping():
-        raise RuntimeError(f"the web server did not become ready within {timeout:.0f}s")
+# -- readiness ------------------------------------------------------------------------
+
+
+@dataclass
+class Readiness:
+    """Which parts are ready, from their own signals: HTTP health for the web server and
+    the sandbox, arq's health-check key in Redis for each worker, alive for the relay."""
+
+    host: str
+    port: int
+    sandbox_port: int
+    parts: list[Part]
+    ready: set[str] = field(default_factory=set)
+    cpu: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def wait(self, everything: list[Part], stopping: Callable[[], bool]) -> bool:
+        """Until every part is ready (True), Ctrl-C (False), or a part stops making
+        progress (no CPU used for ``STALL_SECONDS`` without being ready: False). Parts
+        that die meanwhile are restarted as usual."""
+        began = last_report = time.monotonic()
+        while not stopping():
+            now = time.monotonic()
+            for part in everything:
+                part.watch(now)
+            for part in self.parts:
+                if part.name not in self.ready and part.alive() and self._ready(part):
+                    self.ready.add(part.name)
+                    say(f"{part.name} ready ({now - began:.1f} s)")
+            waiting = [p for p in self.parts if p.name not in self.ready]
+            if not waiting:
+                return True
+            if stalled := [p.name for p in waiting if self._stalled(p, now)]:
+                say(f"{', '.join(stalled)} made no progress for {STALL_SECONDS:.0f} s")
+                return False
+            if now - last_report >= 10:
+                names = ", ".join(p.name for p in waiting)
+                say(f"still starting after {now - began:.0f} s: {names}")
+                last_report = now
+            time.sleep(0.2)
+        return False
+
+    def _ready(self, part: Part) -> bool:
+        if part.name == "web":
+            return _http_ok(f"http://{self._web_host()}:{self.port}/health/ready")
+        if part.name == "sandbox":
+            return _http_ok(f"http://127.0.0.1:{self.sandbox_port}/health")
+        if part.name.startswith("worker-"):
+            return _worker_alive(part.name.removeprefix("worker-"))
+        return time.monotonic() - part.started_at >= 2.0  # the relay: still alive
+
+    def _web_host(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+
+    def _stalled(self, part: Part, now: float) -> bool:
+        """No CPU used since the last change for ``STALL_SECONDS`` (a busy machine is
+        slow, not stuck; a part waiting forever on something is stuck)."""
+        used = _cpu_seconds(part.pid)
+        seen_used, seen_at = self.cpu.get(part.name, (-1.0, now))
+        if used != seen_used:
+            self.cpu[part.name] = (used, now)
+            return False
+        return now - seen_at >= STALL_SECONDS
+
+
+def _http_ok(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url, timeout=1).status_code == 200
+    return False
+
+
+def _worker_alive(queue: str) -> bool:
+    """arq writes ``<queue>:health-check`` once its worker is up and polling."""
+    import redis
+
+    with contextlib.suppress(redis.RedisError):
+        client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=1)
+        try:
+            return bool(client.exists(f"{queue}:health-check"))
+        finally:
+            client.close()  # type: ignore[no-untyped-call]
+    return False
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    with contextlib.suppress(psutil.Error):
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system)
+    return 0.0
 
 
 def _announce(host: str, port: int, demo: bool, data_dir: Path | None) -> None:
@@ -191,15 +428,27 @@ def _announce(host: str, port: int, demo: bool, data_dir: Path | None) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _stop_children(children: list[Child], timeout: float = 15.0) -> None:
+def _announce_metrics(host: str, port: int, metrics_ports: dict[str, int]) -> None:
+    """Where Prometheus finds each part: the web's /metrics has the shop-wide gauges."""
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    lines = [
+        f"pizzeria: metrics (Prometheus) of the web and the whole shop at http://{local}:{port}/metrics"
+    ]
+    parts = ", ".join(f"{part} :{p}" for part, p in metrics_ports.items())
+    lines.append(f"pizzeria: metrics of each part at http://127.0.0.1:<port>/metrics: {parts}")
+    print("\n".join(lines), flush=True)
+
+
+def _stop_parts(parts: list[Part], timeout: float = 15.0) -> None:
     """SIGTERM everyone (web first drains, workers finish their jobs), then SIGKILL stragglers."""
-    for child in reversed(children):
-        if child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
+    for part in reversed(parts):
+        part.stop()
     deadline = time.monotonic() + timeout
-    for child in children:
+    for part in parts:
+        if part.process is None:
+            continue
         remaining = max(0.1, deadline - time.monotonic())
         try:
-            child.process.wait(timeout=remaining)
+            part.process.wait(timeout=remaining)
         except subprocess.TimeoutExpired:
-            child.process.kill()
+            part.process.kill()

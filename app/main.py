@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
+from app import words
 from app.accounts import service as accounts
 from app.accounts.api import AuthApi
 from app.accounts.pages import AccountPages
@@ -39,16 +40,18 @@ from app.menu.api import MenuApi
 from app.menu.pages import MenuPages
 from app.operations.api import OperationsApi
 from app.operations.health import report as health_report
+from app.operations.metrics import metrics_endpoint
 from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages
 from app.payment.provider import HttpPaymentProvider
-from app.platform import bodies, clients, lifecycle, openapi, web
+from app.platform import bodies, clients, lifecycle, logs, openapi, web
 from app.platform.access import access, access_guard
 from app.platform.csrf import SessionCSRFMiddleware
 from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
 from app.platform.headers import security_headers_hook
+from app.platform.i18n import LocaleMiddleware, Msg
 from app.platform.pubsub import Broadcaster
 from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis
@@ -60,6 +63,10 @@ from app.status.api import OrderStatusApi
 from app.status.pages import OrderPages
 
 ROOT = Path(__file__).resolve().parent.parent
+#: HTTP requests by route template (``group_path``: an order id never becomes a label)
+HTTP_METRICS = PrometheusConfig(
+    app_name="pizzeria", prefix="pizzeria_http", group_path=True, exclude=["^/metrics$"]
+)
 
 
 @get("/health/live", tags=["health"], include_in_schema=False, opt=access("public"))
@@ -117,8 +124,14 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     return lifespan
 
 
+def _configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> None:
+    web.configure_templates(engine, settings)
+    words.install(engine.engine)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
+    logs.configure_logging("web", settings)
     require_secrets(settings)
     clients.trusted_networks(settings.security.forwarded_allow_ips)  # malformed: stop now
     redis = create_redis(settings)
@@ -168,6 +181,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             live,
             ready,
             health,
+            metrics_endpoint,
             courier_webhook,
             api,
             pages,
@@ -192,13 +206,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
         stores={"sessions": RedisStore(redis, namespace="pizzeria:session")},
         # CSRF inside the session middleware: the token is bound to the session.
         middleware=[
+            logs.request_context,
+            HTTP_METRICS.middleware,
             session_config(settings).middleware,
             DefineMiddleware(SessionCSRFMiddleware, settings=settings),
+            LocaleMiddleware,
         ],
+        type_encoders={Msg: str},  # words for people are English in JSON
         template_config=TemplateConfig(
             directory=ROOT / "templates",
             engine=JinjaTemplateEngine,
-            engine_callback=lambda engine: web.configure_templates(engine, settings),
+            engine_callback=lambda engine: _configure_templates(engine, settings),
         ),
         openapi_config=OpenAPIConfig(
             title="Pizzeria API",
@@ -226,6 +244,3 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     openapi.document_errors(app)
     return app
-
-
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

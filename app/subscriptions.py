@@ -43,7 +43,11 @@ SUBSCRIPTIONS: Subscriptions = {
     # refunds (FR8 to FR12)
     "RefundRequested": [Subscriber("coupon", coupon.REVOKE), PROJECT],
     "DeliveryReturnRequested": [Subscriber("delivery", delivery.REQUEST_RETURN_PICKUP), PROJECT],
-    "DeliveryReturned": [Subscriber("payment", payment.REFUND), PROJECT],
+    "DeliveryReturned": [
+        Subscriber("payment", payment.REFUND),
+        Subscriber("delivery", delivery.CLOSE_RETURN_PICKUP),
+        PROJECT,
+    ],
     "PaymentRefunded": [
         Subscriber("refund", refund.COMPLETE),
         Subscriber("ordering", ordering.ON_PAYMENT_REFUNDED),

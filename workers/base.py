@@ -9,7 +9,7 @@ from typing import Any
 
 from arq.worker import Function, func
 
-from app.platform import liveness
+from app.platform import liveness, logs, metrics
 from app.platform.db import create_engine, create_session_factory
 from app.platform.handlers import run_job
 from app.platform.redis import arq_redis_settings, create_redis, dumps_job, loads_job
@@ -51,6 +51,12 @@ def _job(queue: str, name: str, task: Task, timeout: float) -> Task:
     return run
 
 
+def observed(name: str, task: Task) -> Task:
+    """Logs and metrics around a job (``app.platform.logs``, ``app.platform.metrics``): its
+    log lines carry the order and event ids, and every run is counted by outcome."""
+    return logs.job_context(name, metrics.counted_job(name, task))
+
+
 def worker_settings(
     queue: str,
     tasks: Sequence[tuple[str, Task]],
@@ -77,7 +83,7 @@ def worker_settings(
     limit = timeout or settings.pipeline.job_timeout_seconds
     functions: list[Function] = [
         # arq's own limit is a backstop a little above ours (ours retries, arq's drops)
-        func(_job(queue, name, task, limit), name=name, timeout=limit + 1)
+        func(observed(name, _job(queue, name, task, limit)), name=name, timeout=limit + 1)
         for name, task in tasks
     ]
     options: dict[str, Any] = {

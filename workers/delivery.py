@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from arq.cron import CronJob, cron
+
 from app.breakers import courier_breaker
-from app.delivery import tasks
+from app.delivery import reconcile, tasks
 from app.delivery.gateway import HttpCourierGateway
 from app.platform.settings import get_settings
 from workers.base import partner_job_timeout, worker_settings
@@ -29,8 +31,28 @@ WorkerSettings = worker_settings(
         (tasks.WITHDRAW_COURIER, tasks.withdraw_courier),
         (tasks.REQUEST_RETURN_PICKUP, tasks.request_return_pickup),
         (tasks.WITHDRAW_RETURN_PICKUP, tasks.withdraw_return_pickup),
+        (tasks.CLOSE_RETURN_PICKUP, tasks.close_return_pickup),
     ],
     timeout=partner_job_timeout(get_settings()),
     on_startup=_open_gateway,
     on_shutdown=_close_gateway,
 )
+
+
+def _reconciliation() -> CronJob:
+    """Ask the partner about silent pickups every few seconds (see ``app.delivery.reconcile``).
+    ``unique``: replicas compute the same job id per run, so one of them runs it; and
+    each run claims its pickups, so even overlapping runs never ask twice."""
+    partners = get_settings().partners
+    every = min(max(partners.courier_reconcile_every_seconds, 1), 60)
+    return cron(
+        reconcile.reconcile,
+        name=reconcile.RECONCILE,
+        second=set(range(0, 60, every)),
+        unique=True,
+        timeout=max(30.0, partners.timeout_seconds * 4),
+        keep_result=60,
+    )
+
+
+WorkerSettings.cron_jobs = [_reconciliation()]  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from app.accounts.schemas import PasswordChange, SignupRequest, TokenForm, Token
 from app.platform.access import access
 from app.platform.bodies import SMALL_BODY
 from app.platform.errors import NotAuthenticated
+from app.platform.i18n import N_
 from app.platform.security import Principal, issue_token
 
 
@@ -50,7 +51,7 @@ class AuthApi(Controller):
         user = await service.authenticate(db, data.username, data.password)
         if user is None:
             await limits.signin_failed(request, data.username)
-            raise NotAuthenticated("wrong email or password")
+            raise NotAuthenticated(N_("wrong email or password"))
         token, ttl = issue_token(state.settings, Principal(user_id=user.id, role=user.role))
         return TokenView(access_token=token, token_type="bearer", expires_in=ttl)
 

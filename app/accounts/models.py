@@ -30,6 +30,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20), default=Role.customer.value)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: the language this person chose with the switch (``ko`` / ``en``); None: not chosen
+    locale: Mapped[str | None] = mapped_column(String(8), nullable=True, default=None)
     #: sessions and API tokens issued before this instant are refused (password change,
     #: "sign out everywhere")
     sessions_valid_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

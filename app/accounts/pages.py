@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -14,13 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import limits
 from app.accounts import service
 from app.accounts.models import User
-from app.platform import csrf
+from app.platform import csrf, i18n
 from app.platform.access import SIGNED_IN_AT, access
 from app.platform.bodies import SMALL_BODY
 from app.platform.errors import Conflict, InvalidInput
+from app.platform.i18n import N_, SESSION_LOCALE
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.sessions import rotate_session
+from app.platform.settings import Settings
 from app.platform.web import SESSION_NAME, SESSION_ROLE, SESSION_USER, page, redirect
 
 _SAFE_NEXT = re.compile(r"/(?![/\\])[^\\\x00-\x20\x7f]*")
@@ -42,6 +45,7 @@ def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
             SESSION_USER: str(user.id),
             SESSION_ROLE: user.role,
             SESSION_NAME: user.name,
+            SESSION_LOCALE: user.locale,
             SIGNED_IN_AT: time.time(),
             csrf.SESSION_TOKEN: csrf.new_token(request.app.state.settings),
             "basket": basket,
@@ -71,12 +75,16 @@ class AccountPages(Controller):
         try:
             await limits.signup(request)
             user = await service.sign_up(
-                db, email=form["email"], password=form["password"], name=form["name"]
+                db,
+                email=form["email"],
+                password=form["password"],
+                name=form["name"],
+                locale=i18n.current_locale(),
             )
         except InvalidInput as exc:
             return _form_again(request, "accounts/signup.html", form, exc.by_field())
         except Conflict:
-            errors = {"email": "An account with this email exists. Sign in instead?"}
+            errors = {"email": N_("An account with this email exists. Sign in instead?")}
             return _form_again(request, "accounts/signup.html", form, errors)
         except TooManyRequests as exc:
             return _form_again(
@@ -108,7 +116,7 @@ class AccountPages(Controller):
         user = await service.authenticate(db, form["email"], form["password"])
         if user is None:
             await limits.signin_failed(request, form["email"])
-            errors = {"password": "That email and password do not match an account."}
+            errors = {"password": N_("That email and password do not match an account.")}
             return _form_again(request, "accounts/login.html", form, errors, status_code=401)
         _sign_in(request, user)
         return redirect(request, _safe_next(form["next"]))
@@ -148,6 +156,35 @@ class AccountPages(Controller):
         request.session[SIGNED_IN_AT] = time.time()
         rotate_session(request)
         return page(request, "accounts/account.html", errors={}, done=True)
+
+    @post("/language")
+    async def language(
+        self,
+        request: Request[Any, Any, Any],
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+    ) -> Response[Any]:
+        """The header's switch: a cookie for this browser and, when signed in, the account
+        (so the choice follows the person to their other devices)."""
+        lang = str(data.get("lang", ""))
+        if lang not in i18n.LOCALES:
+            lang = i18n.current_locale()
+        user_id = request.session.get(SESSION_USER) if request.scope.get("session") else None
+        if user_id:
+            await service.choose_language(db, uuid.UUID(user_id), lang)
+            request.set_session({**request.session, SESSION_LOCALE: lang})
+        response = redirect(request, _safe_next(str(data.get("next", ""))[:2000]))
+        response.set_cookie(
+            i18n.LOCALE_COOKIE,
+            lang,
+            max_age=365 * 24 * 3600,
+            path="/",
+            samesite="lax",
+            httponly=True,
+            secure=settings.security.https,
+        )
+        return response
 
     @post("/account/sign-out-everywhere", opt=access("customer"))
     async def sign_out_everywhere(

@@ -15,6 +15,7 @@ from app.accounts.models import Role, User
 from app.platform.access import AccountStanding
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, FieldError, InvalidInput
+from app.platform.i18n import N_
 from app.platform.security import hash_password, verify_password
 from app.platform.text import storable
 
@@ -55,15 +56,15 @@ def _guessable(lowered: str) -> bool:
 def password_problem(password: str, email: str = "") -> str | None:
     """Why this password is not acceptable, or None (ASVS: length and a deny list)."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        return f"Use at least {MIN_PASSWORD_LENGTH} characters."
+        return N_("Use at least %(n)s characters.", n=MIN_PASSWORD_LENGTH)
     if len(password) > MAX_PASSWORD_LENGTH:
-        return f"Use at most {MAX_PASSWORD_LENGTH} characters."
+        return N_("Use at most %(n)s characters.", n=MAX_PASSWORD_LENGTH)
     if _guessable(password.lower()):
-        return "This password is too common; please choose another."
+        return N_("This password is too common; please choose another.")
     lowered = password.lower()
     local = normalize_email(email).split("@", 1)[0]
     if len(local) >= 4 and local in lowered:
-        return "Please don't build the password from your email address."
+        return N_("Please don't build the password from your email address.")
     return None
 
 
@@ -74,19 +75,25 @@ def normalize_email(email: str) -> str:
 def validate_signup(email: str, password: str, name: str) -> list[FieldError]:
     errors: list[FieldError] = []
     if not name.strip() or not storable(name):
-        errors.append(FieldError("name", "Please tell us your name."))
+        errors.append(FieldError("name", N_("Please tell us your name.")))
     elif len(name.strip()) > 100:
-        errors.append(FieldError("name", "Please use at most 100 characters."))
+        errors.append(FieldError("name", N_("Please use at most 100 characters.")))
     normalized = normalize_email(email)  # may grow: "İ".lower() is two characters
     if len(normalized) > 254 or not _EMAIL.match(normalized) or not storable(normalized):
-        errors.append(FieldError("email", "Please enter a valid email address."))
+        errors.append(FieldError("email", N_("Please enter a valid email address.")))
     if problem := password_problem(password, email):
         errors.append(FieldError("password", problem))
     return errors
 
 
 async def sign_up(
-    session: AsyncSession, *, email: str, password: str, name: str, role: Role = Role.customer
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    name: str,
+    role: Role = Role.customer,
+    locale: str | None = None,
 ) -> User:
     """Create an account; 422 on bad input, 409 when the email is taken."""
     errors = validate_signup(email, password, name)
@@ -100,12 +107,13 @@ async def sign_up(
             name=name.strip(),
             password_hash=hash_password(password),
             role=role.value,
+            locale=locale,
         )
         .on_conflict_do_nothing(index_elements=[User.email])
         .returning(User.id)
     )
     if user_id is None:
-        raise Conflict("an account with this email already exists")
+        raise Conflict(N_("an account with this email already exists"))
     await session.commit()
     user = await session.get(User, user_id)
     assert user is not None
@@ -140,7 +148,7 @@ async def change_password(
     (the caller re-issues its own)."""
     user = await session.get(User, user_id, with_for_update=True)
     if user is None or not verify_password(user.password_hash, current):
-        raise InvalidInput.single("currentPassword", "That is not your current password.")
+        raise InvalidInput.single("currentPassword", N_("That is not your current password."))
     if problem := password_problem(new, user.email):
         raise InvalidInput.single("newPassword", problem)
     user.password_hash = hash_password(new)
@@ -165,6 +173,14 @@ async def standing(session: AsyncSession, user_id: uuid.UUID) -> AccountStanding
         )
     ).one_or_none()
     return AccountStanding(role=row.role, valid_after=row.sessions_valid_after) if row else None
+
+
+async def choose_language(session: AsyncSession, user_id: uuid.UUID, locale: str) -> None:
+    """Remember the language this person picked with the switch, on every device."""
+    user = await session.get(User, user_id)
+    if user is not None:
+        user.locale = locale
+        await session.commit()
 
 
 async def display_name(session: AsyncSession, user_id: uuid.UUID) -> str | None:

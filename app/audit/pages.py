@@ -15,6 +15,7 @@ from app.audit import service
 from app.audit.models import AuditEntry
 from app.delivery import service as delivery
 from app.platform.access import access
+from app.platform.i18n import N_
 from app.platform.security import Principal
 from app.platform.web import page
 
@@ -46,12 +47,12 @@ class Line:
 
 
 ACTIONS = {
-    "delivery.advance": "Moved to the next stage",
-    "delivery.undo": "Undid a kitchen move",
-    "return.complete": "Return received",
-    "return.cancel": "Cancelled a return",
-    "partner.knobs": "Changed the partner simulator",
-    "event.retry": "Retried an event",
+    "delivery.advance": N_("Moved to the next stage"),
+    "delivery.undo": N_("Undid a kitchen move"),
+    "return.complete": N_("Return received"),
+    "return.cancel": N_("Cancelled a return"),
+    "partner.knobs": N_("Changed the partner simulator"),
+    "event.retry": N_("Retried an event"),
 }
 
 
@@ -68,10 +69,12 @@ async def _readable(db: AsyncSession, entries: list[AuditEntry]) -> list[Line]:
         kind, _, ident = e.target.partition(":")
         on = e.target
         if kind == "delivery" and _is_uuid(ident) and uuid.UUID(ident) in orders:
-            on = f"Order #{str(orders[uuid.UUID(ident)])[:8]}"
+            on = N_("Order #%(number)s", number=str(orders[uuid.UUID(ident)])[:8])
         elif kind == "partner":
-            on = {"payment": "Payment provider", "courier": "Courier partner"}.get(ident, ident)
-        lines.append(Line(e, names.get(e.actor_id, "(deleted account)"), on))
+            on = {"payment": N_("Payment provider"), "courier": N_("Courier partner")}.get(
+                ident, ident
+            )
+        lines.append(Line(e, names.get(e.actor_id, N_("(deleted account)")), on))
     return lines
 
 

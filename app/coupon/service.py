@@ -13,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.coupon.models import Coupon, CouponStatus, Revocation
 from app.platform.errors import InvalidInput
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
+from app.words import status_label
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud
 
@@ -130,9 +132,11 @@ async def redeem(
             .with_for_update()
         )
     if coupon is None:
-        raise InvalidInput.single("couponCode", "This coupon code is not valid.")
+        raise InvalidInput.single("couponCode", N_("This coupon code is not valid."))
     if coupon.status != CouponStatus.issued:
-        raise InvalidInput.single("couponCode", f"This coupon is {coupon.status}.")
+        raise InvalidInput.single(
+            "couponCode", N_("This coupon is %(status)s.", status=status_label(coupon.status))
+        )
     coupon.move_to(CouponStatus.redeemed)
     coupon.redeemed_order_id = order_id
     await _emit(session, coupon, "CouponRedeemed", None)

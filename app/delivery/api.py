@@ -16,6 +16,7 @@ from app.delivery.models import DeliveryStatus
 from app.delivery.schemas import DeliveryView
 from app.platform.access import access
 from app.platform.errors import InvalidInput, NotFound
+from app.platform.i18n import N_
 from app.platform.security import Principal
 from app.refund import service as refunds
 from app.status.live import project_committed
@@ -34,7 +35,7 @@ class DeliveryApi(Controller):
         status: FromQuery[str | None] = None,
     ) -> list[DeliveryView]:
         if status is not None and status not in DeliveryStatus.__members__:
-            raise InvalidInput.single("status", f"unknown status {status!r}")
+            raise InvalidInput.single("status", N_("Unknown status %(status)r.", status=status))
         return [DeliveryView.of(d) for d in await service.list_deliveries(db, status)]
 
     @get("/{delivery_id:uuid}")
@@ -46,7 +47,7 @@ class DeliveryApi(Controller):
     ) -> DeliveryView:
         delivery = await service.get(db, delivery_id)
         if delivery is None:
-            raise NotFound("delivery not found")
+            raise NotFound(N_("delivery not found"))
         return DeliveryView.of(delivery)
 
     @post("/{delivery_id:uuid}/advance", status_code=200)

@@ -30,6 +30,9 @@ SIGNATURE_HEADER = "X-Courier-Signature"
 
 CourierEventType = Literal["rider_assigned", "picked_up", "delivered", "cancelled"]
 
+#: A pickup in one of these states still has (or waits for) a rider at the partner.
+OPEN_PICKUP_STATUSES = frozenset({"requested", "assigned"})
+
 
 class PickupOutcome(msgspec.Struct, frozen=True):
     """The partner's pickup as it answered our request.
@@ -73,6 +76,11 @@ class CourierGateway(Protocol):
 
     async def cancel_pickup(self, *, partner_ref: str, idempotency_key: str) -> None: ...
 
+    async def pickup_status(self, *, partner_ref: str) -> PickupOutcome:
+        """Where the pickup is now (requested, assigned, picked_up, delivered,
+        cancelled): how we catch up when its webhooks were lost."""
+        ...
+
 
 class CourierRider(msgspec.Struct, frozen=True):
     name: str
@@ -104,7 +112,9 @@ class HttpCourierGateway:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
-        self._http = PartnerClient(client, "courier partner", CourierUnavailable, CourierRejected)
+        self._http = PartnerClient(
+            client, "courier partner", CourierUnavailable, CourierRejected, partner="courier"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpCourierGateway:
@@ -127,7 +137,9 @@ class HttpCourierGateway:
         self, *, reference: str, address: str, callback_url: str, idempotency_key: str
     ) -> PickupOutcome:
         payload = {"reference": reference, "address": address, "callbackUrl": callback_url}
-        response = await self._http.post(PICKUPS_PATH, idempotency_key, payload)
+        response = await self._http.post(
+            PICKUPS_PATH, idempotency_key, payload, operation="request_pickup"
+        )
         if response.status_code not in (200, 201):
             raise self._http.unexpected(response)
         body = self._http.decode(response, _PickupResponse)
@@ -137,11 +149,19 @@ class HttpCourierGateway:
     async def mark_ready(self, *, partner_ref: str, idempotency_key: str) -> None:
         await self._action(partner_ref, "ready", idempotency_key)
 
+    async def pickup_status(self, *, partner_ref: str) -> PickupOutcome:
+        response = await self._http.get(f"{PICKUPS_PATH}/{partner_ref}")
+        if response.status_code != 200:
+            raise self._http.unexpected(response)
+        body = self._http.decode(response, _PickupResponse)
+        rider = body.rider.name if body.rider else None
+        return PickupOutcome(partner_ref=body.id, status=body.status, rider=rider)
+
     async def cancel_pickup(self, *, partner_ref: str, idempotency_key: str) -> None:
         await self._action(partner_ref, "cancel", idempotency_key)
 
     async def _action(self, partner_ref: str, action: str, idempotency_key: str) -> None:
         path = f"{PICKUPS_PATH}/{partner_ref}/{action}"
-        response = await self._http.post(path, idempotency_key, None)
+        response = await self._http.post(path, idempotency_key, None, operation=action)
         if response.status_code != 200:
             raise self._http.unexpected(response)

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.platform.db import Base, utcnow
 from app.platform.errors import IllegalTransition
+from app.platform.i18n import N_
 from app.platform.statemachine import StateMachine
+from app.words import status_label
 
 
 class DeliveryStatus(StrEnum):
@@ -88,7 +90,6 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_deliveries_status", "status"),
         Index("ix_deliveries_partner_ref", "partner_ref"),
-        Index("ix_deliveries_return_partner_ref", "return_partner_ref"),
         {"schema": "delivery"},
     )
 
@@ -106,13 +107,20 @@ class Delivery(Base):
     #: the kitchen and road stages reached, in order: ``[{"status", "at"}]`` (events carry
     #: it, so a page that missed an intermediate event still shows every stage)
     history: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default="[]")
-    #: the partner's pickup for the return trip (a refund), separate from the delivery's
-    return_partner_ref: Mapped[str | None] = mapped_column(String(100))
+    #: how many return trips (refunds) were asked for; the current one is this number
+    return_trip: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: when we last asked the partner how the pickup is going (reconciliation)
+    partner_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: the delivery partner's estimate of the delivery time, once a rider has it
     partner_eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def returning(self) -> bool:
+        """A return trip (refund) is wanted right now."""
+        return self.status == DeliveryStatus.return_requested
 
     def move_to(self, target: DeliveryStatus) -> None:
         current = DeliveryStatus(self.status)
@@ -130,7 +138,12 @@ class Delivery(Base):
         current = DeliveryStatus(self.status)
         target = UNDO.get(current)
         if target is None:
-            raise IllegalTransition(f"a {current.value} delivery has no kitchen move to undo")
+            raise IllegalTransition(
+                N_(
+                    "A %(status)s delivery has no kitchen move to undo.",
+                    status=status_label(current.value),
+                )
+            )
         self.status = DELIVERY_MACHINE.check(current, target).value
         self.version += 1
         self.updated_at = utcnow()
@@ -150,3 +163,37 @@ class Delivery(Base):
     @property
     def next_stage(self) -> DeliveryStatus | None:
         return FORWARD.get(DeliveryStatus(self.status))
+
+
+class ReturnPickupState(StrEnum):
+    #: the partner has (or is being asked for) a rider for this trip
+    active = "active"
+    #: we cancelled it at the partner (the refund was withdrawn or cancelled)
+    withdrawn = "withdrawn"
+    #: the trip is over: the pizzas are back, or the partner ended it
+    finished = "finished"
+
+
+class ReturnPickup(Base):
+    """The partner's pickup for one return trip of a delivery.
+
+    Every refund asks for its own trip (``trip`` = ``Delivery.return_trip`` at the time),
+    so a refund filed after a withdrawn one gets a rider of its own, and the pickup of
+    the withdrawn one can still be cancelled (and that cancel retried) by its own id.
+    """
+
+    __tablename__ = "return_pickups"
+    __table_args__ = (
+        Index("ix_return_pickups_partner_ref", "partner_ref", unique=True),
+        Index("ix_return_pickups_state", "state", "updated_at"),
+        {"schema": "delivery"},
+    )
+
+    delivery_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    trip: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_ref: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20), default=ReturnPickupState.active.value)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: when we last asked the partner how this trip is going (reconciliation)
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

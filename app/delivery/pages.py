@@ -23,6 +23,7 @@ from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
 from app.platform.errors import InvalidInput, NotFound
+from app.platform.i18n import N_, Verbatim
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
@@ -35,20 +36,20 @@ from app.status.models import BoardCard
 from app.status.projector import BOARD_CHANNEL
 
 COLUMNS: tuple[tuple[DeliveryStatus, str], ...] = (
-    (DeliveryStatus.queued, "Queued"),
-    (DeliveryStatus.preparing, "Preparing"),
-    (DeliveryStatus.baking, "In the oven"),
-    (DeliveryStatus.ready, "Ready"),
-    (DeliveryStatus.out_for_delivery, "Out for delivery"),
-    (DeliveryStatus.delivered, "Delivered"),
-    (DeliveryStatus.return_requested, "Returns"),
+    (DeliveryStatus.queued, N_("Queued")),
+    (DeliveryStatus.preparing, N_("Preparing")),
+    (DeliveryStatus.baking, N_("In the oven")),
+    (DeliveryStatus.ready, N_("Ready")),
+    (DeliveryStatus.out_for_delivery, N_("Out for delivery")),
+    (DeliveryStatus.delivered, N_("Delivered")),
+    (DeliveryStatus.return_requested, N_("Returns")),
 )
 ACTION_LABELS = {
-    DeliveryStatus.preparing: "Start preparing",
-    DeliveryStatus.baking: "Into the oven",
-    DeliveryStatus.ready: "Ready",
-    DeliveryStatus.out_for_delivery: "Out for delivery",
-    DeliveryStatus.delivered: "Delivered",
+    DeliveryStatus.preparing: N_("Start preparing"),
+    DeliveryStatus.baking: N_("Into the oven"),
+    DeliveryStatus.ready: N_("Ready"),
+    DeliveryStatus.out_for_delivery: N_("Out for delivery"),
+    DeliveryStatus.delivered: N_("Delivered"),
 }
 
 
@@ -75,17 +76,19 @@ class Card:
         if self.card.status not in ON_THE_ROAD:
             return ""
         if self.card.rider and self.card.courier_status == "assigned":
-            return f"Rider {self.card.rider}"
+            return N_("Rider %(name)s", name=Verbatim(self.card.rider))
         if self.card.courier_status in ("unassigned", "requested"):
-            return "Finding a rider"
+            return N_("Finding a rider")
         return ""
 
     @property
     def late_label(self) -> str:
         if self.lateness == "late-red":
-            return f"Very late: {self.late_minutes} min"
+            return N_("Very late: %(minutes)s min", minutes=self.late_minutes)
         if self.lateness == "late-amber":
-            return f"Late: {self.late_minutes} min" if self.late_minutes else "Running late"
+            if self.late_minutes:
+                return N_("Late: %(minutes)s min", minutes=self.late_minutes)
+            return N_("Running late")
         return ""
 
 
@@ -197,7 +200,9 @@ class BoardPages(Controller):
         if outcome == "cancel":
             note = str((await request.form()).get("note") or "").strip()
             if not note or len(note) > 500 or not storable(note):
-                raise InvalidInput.single("note", "Tell the customer why (at most 500 characters).")
+                raise InvalidInput.single(
+                    "note", N_("Tell the customer why (at most 500 characters).")
+                )
             audit.record(db, staff, "return.cancel", f"delivery:{delivery_id}", reason=note)
             await refunds.cancel_for_delivery(db, delivery_id, "staff", note=note)
         elif outcome == "complete":
@@ -205,7 +210,7 @@ class BoardPages(Controller):
             await service.complete_return(db, delivery_id)
             await db.commit()
         else:
-            raise NotFound("no such return action")
+            raise NotFound(N_("no such return action"))
         await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))

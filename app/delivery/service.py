@@ -22,12 +22,16 @@ from app.delivery.models import (
     CourierStatus,
     Delivery,
     DeliveryStatus,
+    ReturnPickup,
+    ReturnPickupState,
     stage,
 )
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.platform.outbox import record_event
+from app.words import status_label
 
 #: The partner webhook types we understand.
 RIDER_ASSIGNED = "rider_assigned"
@@ -49,6 +53,7 @@ def snapshot(delivery: Delivery) -> dict[str, Any]:
         "paidAt": delivery.paid_at.isoformat() if delivery.paid_at else None,
         "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
         "history": delivery.history,
+        "returnTrip": delivery.return_trip,
         "partnerEta": delivery.partner_eta.isoformat() if delivery.partner_eta else None,
         "version": delivery.version,
     }
@@ -71,7 +76,7 @@ async def _emit(
 async def _locked(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     delivery = await session.get(Delivery, delivery_id, with_for_update=True)
     if delivery is None:
-        raise NotFound("delivery not found")
+        raise NotFound(N_("delivery not found"))
     return delivery
 
 
@@ -104,7 +109,9 @@ async def advance(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     delivery = await _locked(session, delivery_id)
     target = delivery.next_stage
     if target is None:
-        raise Conflict(f"a {delivery.status} delivery has no next stage")
+        raise Conflict(
+            N_("A %(status)s delivery has no next stage.", status=status_label(delivery.status))
+        )
     await _move(session, delivery, target)
     return delivery
 
@@ -116,10 +123,12 @@ async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Deliv
     history = delivery.history or []
     current = DeliveryStatus(delivery.status)
     if current not in UNDO or not history or history[-1]["status"] != current.value:
-        raise Conflict("There is no kitchen move to undo on this delivery.")
+        raise Conflict(N_("There is no kitchen move to undo on this delivery."))
     moved_at = datetime.fromisoformat(history[-1]["at"])
     if utcnow() - moved_at > timedelta(seconds=UNDO_SECONDS):
-        raise Conflict(f"A move can only be undone within {UNDO_SECONDS} seconds.")
+        raise Conflict(
+            N_("A move can only be undone within %(seconds)s seconds.", seconds=UNDO_SECONDS)
+        )
     delivery.undo_move()
     await _emit(session, delivery, "DeliveryMoveUndone")
     return delivery
@@ -169,8 +178,11 @@ async def cancel_for_order(
 
 
 def kitchen_started_reason(status: str) -> str:
-    stage = status.replace("_", " ")
-    return f"The kitchen has already started your order ({stage}); it can no longer be cancelled."
+    stage = status
+    return N_(
+        "The kitchen has already started your order (%(stage)s); it can no longer be cancelled.",
+        stage=status_label(stage),
+    )
 
 
 async def delivery_for_order(session: AsyncSession, order_id: uuid.UUID) -> Delivery | None:
@@ -249,7 +261,7 @@ def ensure_reference(given: str, expected: str) -> None:
     """A partner event must name the delivery its pickup was booked for: a webhook for
     pickup A cannot move delivery B."""
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise InvalidInput.single("reference", "The reference does not belong to this pickup.")
+        raise InvalidInput.single("reference", N_("The reference does not belong to this pickup."))
 
 
 # -- returns (refunds) -----------------------------------------------------------------
@@ -262,15 +274,17 @@ async def locked_for_order(session: AsyncSession, order_id: uuid.UUID) -> Delive
 
 
 async def request_return(session: AsyncSession, delivery: Delivery) -> None:
-    """Part of the refund transaction (NFR1.2): delivered → return_requested."""
+    """Part of the refund transaction (NFR1.2): delivered → return_requested, on a new
+    return trip (each refund gets its own pickup at the partner)."""
     delivery.move_to(DeliveryStatus.return_requested)
+    delivery.return_trip += 1
     await _emit(session, delivery, "DeliveryReturnRequested")
 
 
 async def cancel_return(session: AsyncSession, delivery: Delivery) -> None:
     """Part of the refund-cancel transaction (FR11): the pizzas stay with the customer."""
     if delivery.status == DeliveryStatus.returned:
-        raise Conflict("the return has already reached the shop; the refund goes ahead")
+        raise Conflict(N_("the return has already reached the shop; the refund goes ahead"))
     delivery.move_to(DeliveryStatus.delivered)
     await _emit(session, delivery, "DeliveryReturnCancelled")
 
@@ -281,25 +295,70 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
     if delivery.status == DeliveryStatus.returned:
         return delivery
     if delivery.status != DeliveryStatus.return_requested:
-        raise Conflict(f"a {delivery.status} delivery has no return to complete")
+        raise Conflict(
+            N_(
+                "A %(status)s delivery has no return to complete.",
+                status=status_label(delivery.status),
+            )
+        )
     delivery.move_to(DeliveryStatus.returned)
     await _emit(session, delivery, "DeliveryReturned")
     return delivery
 
 
 async def record_return_pickup(
-    session: AsyncSession, delivery_id: uuid.UUID, partner_ref: str
+    session: AsyncSession, delivery_id: uuid.UUID, trip: int, partner_ref: str
 ) -> bool:
-    """Store the return pickup id; True when the return was cancelled meanwhile."""
+    """Store the partner's pickup for return trip ``trip``; False when that trip is no
+    longer wanted (its refund was cancelled meanwhile): the caller then withdraws it."""
     delivery = await _locked(session, delivery_id)
-    delivery.return_partner_ref = delivery.return_partner_ref or partner_ref
-    return delivery.status != DeliveryStatus.return_requested
-
-
-async def by_return_pickup(session: AsyncSession, partner_ref: str) -> Delivery | None:
-    return await session.scalar(
-        select(Delivery).where(Delivery.return_partner_ref == partner_ref).with_for_update()
+    now = utcnow()
+    await session.execute(
+        insert(ReturnPickup)
+        .values(
+            delivery_id=delivery_id,
+            trip=trip,
+            partner_ref=partner_ref,
+            state=ReturnPickupState.active.value,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
     )
+    return trip_wanted(delivery, trip)
+
+
+def trip_wanted(delivery: Delivery, trip: int) -> bool:
+    """Is return trip ``trip`` the one a refund is waiting for right now?"""
+    return delivery.returning and delivery.return_trip == trip
+
+
+async def return_pickup(
+    session: AsyncSession, delivery_id: uuid.UUID, trip: int
+) -> ReturnPickup | None:
+    return await session.get(ReturnPickup, (delivery_id, trip), populate_existing=True)
+
+
+async def settle_return_pickup(
+    session: AsyncSession, delivery_id: uuid.UUID, trip: int, state: ReturnPickupState
+) -> None:
+    """Our record of the partner's trip: withdrawn by us, or finished."""
+    pickup = await session.get(ReturnPickup, (delivery_id, trip), with_for_update=True)
+    if pickup is not None and pickup.state == ReturnPickupState.active:
+        pickup.state = state.value
+        pickup.updated_at = utcnow()
+
+
+async def by_return_pickup(
+    session: AsyncSession, partner_ref: str
+) -> tuple[Delivery, ReturnPickup] | None:
+    """The delivery (locked) and return trip a partner pickup id belongs to."""
+    pickup = await session.scalar(
+        select(ReturnPickup).where(ReturnPickup.partner_ref == partner_ref)
+    )
+    if pickup is None:
+        return None
+    return await _locked(session, pickup.delivery_id), pickup
 
 
 async def orders_with_delivery(session: AsyncSession, order_ids: list[uuid.UUID]) -> set[uuid.UUID]:

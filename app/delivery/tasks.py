@@ -12,8 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from app.delivery import service
-from app.delivery.gateway import CourierGateway, CourierRejected
-from app.delivery.models import CourierStatus, DeliveryStatus
+from app.delivery.gateway import OPEN_PICKUP_STATUSES, CourierGateway, CourierRejected
+from app.delivery.models import CourierStatus, DeliveryStatus, ReturnPickupState
+from app.platform.events import Event
 from app.platform.handlers import call_partner, event_of, handle_once
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,15 @@ async def request_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     delivery_id = uuid.UUID(event.payload["deliveryId"])
     async with ctx["session_factory"]() as session:
         delivery = await service.get(session, delivery_id)
-    if delivery is None or delivery.courier_status != CourierStatus.unassigned:
+    if delivery is None:
         return "skipped"
     if delivery.status == DeliveryStatus.cancelled:
+        if delivery.partner_ref:  # a try of this job asked, then failed to withdraw
+            await withdraw(ctx, delivery_id, delivery.partner_ref)
+            return "withdrawn"
         return "cancelled"
+    if delivery.courier_status != CourierStatus.unassigned:
+        return "skipped"
     callback = f"{ctx['settings'].public_url}/webhooks/courier"
     outcome = await _partner(
         ctx,
@@ -60,7 +66,7 @@ async def request_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
             session, delivery_id, outcome.partner_ref, event
         )
     if cancelled_meanwhile:
-        await _withdraw(ctx, delivery_id, outcome.partner_ref)
+        await withdraw(ctx, delivery_id, outcome.partner_ref)
         return "withdrawn"
     return "requested"
 
@@ -88,14 +94,14 @@ async def withdraw_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
         delivery = await service.get(session, delivery_id)
     if delivery is None or not delivery.partner_ref:
         return "nothing to withdraw"
-    await _withdraw(ctx, delivery_id, delivery.partner_ref)
+    await withdraw(ctx, delivery_id, delivery.partner_ref)
     return "withdrawn"
 
 
-async def _withdraw(
+async def withdraw(
     ctx: dict[str, Any], delivery_id: uuid.UUID, partner_ref: str, trip: str = ""
 ) -> None:
-    """Cancel a pickup at the partner (``trip="return-"`` for a refund's return trip)."""
+    """Cancel a pickup at the partner (``trip="return-N-"`` for a refund's return trip)."""
     try:
         await _partner(
             ctx,
@@ -111,41 +117,96 @@ REQUEST_RETURN_PICKUP = "delivery.request_return_pickup"
 WITHDRAW_RETURN_PICKUP = "delivery.withdraw_return_pickup"
 
 
+def _trip(event: Event) -> int:
+    """The return trip an event is about (events written before trips were counted: 1)."""
+    return int(event.payload.get("returnTrip") or 1)
+
+
 async def request_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
-    """``DeliveryReturnRequested`` → ask the partner to collect the pizzas (a refund)."""
-    delivery_id = uuid.UUID(event_of(raw).payload["deliveryId"])
+    """``DeliveryReturnRequested`` → ask the partner to collect the pizzas (a refund).
+
+    Each return trip has its own pickup. Whatever happened before (a withdrawn refund, a
+    try of this job that asked the partner and then failed to withdraw), running this
+    again converges: the trip's pickup exists at the partner exactly while it is wanted.
+    """
+    event = event_of(raw)
+    delivery_id, trip = uuid.UUID(event.payload["deliveryId"]), _trip(event)
     async with ctx["session_factory"]() as session:
         delivery = await service.get(session, delivery_id)
-    if delivery is None or delivery.return_partner_ref:
+        pickup = await service.return_pickup(session, delivery_id, trip)
+    if delivery is None:
         return "skipped"
-    if delivery.status != DeliveryStatus.return_requested:
+    if pickup is not None:
+        partner_ref, wanted = pickup.partner_ref, service.trip_wanted(delivery, trip)
+    elif not service.trip_wanted(delivery, trip):
         return "no return in progress"
+    else:
+        partner_ref = await _request_return(ctx, delivery_id, delivery.address, trip)
+        async with ctx["session_factory"]() as session, session.begin():
+            wanted = await service.record_return_pickup(session, delivery_id, trip, partner_ref)
+    if not wanted:
+        await _withdraw_return(ctx, delivery_id, trip, partner_ref)
+        return "withdrawn"
+    return "requested"
+
+
+async def _request_return(
+    ctx: dict[str, Any], delivery_id: uuid.UUID, address: str, trip: int
+) -> str:
     callback = f"{ctx['settings'].public_url}/webhooks/courier"
     outcome = await _partner(
         ctx,
         lambda gateway: gateway.request_pickup(
             reference=service.partner_reference(delivery_id, "return"),
-            address=delivery.address,
+            address=address,
             callback_url=callback,
-            idempotency_key=f"{delivery_id}:return-pickup",
+            idempotency_key=f"{delivery_id}:return-{trip}-pickup",
         ),
     )
+    return outcome.partner_ref
+
+
+async def _withdraw_return(
+    ctx: dict[str, Any], delivery_id: uuid.UUID, trip: int, partner_ref: str
+) -> None:
+    """Cancel a return trip's pickup at the partner, then remember we did."""
+    await withdraw(ctx, delivery_id, partner_ref, trip=f"return-{trip}-")
     async with ctx["session_factory"]() as session, session.begin():
-        cancelled_meanwhile = await service.record_return_pickup(
-            session, delivery_id, outcome.partner_ref
-        )
-    if cancelled_meanwhile:
-        await _withdraw(ctx, delivery_id, outcome.partner_ref, trip="return-")
-        return "withdrawn"
-    return "requested"
+        await service.settle_return_pickup(session, delivery_id, trip, ReturnPickupState.withdrawn)
 
 
 async def withdraw_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
-    """``DeliveryReturnCancelled`` → the partner need not come (FR11)."""
-    delivery_id = uuid.UUID(event_of(raw).payload["deliveryId"])
+    """``DeliveryReturnCancelled`` → the partner need not come (FR11). No pickup recorded
+    yet: the request job withdraws it as soon as it records it."""
+    event = event_of(raw)
+    delivery_id, trip = uuid.UUID(event.payload["deliveryId"]), _trip(event)
     async with ctx["session_factory"]() as session:
-        delivery = await service.get(session, delivery_id)
-    if delivery is None or not delivery.return_partner_ref:
+        pickup = await service.return_pickup(session, delivery_id, trip)
+    if pickup is None:
         return "nothing to withdraw"
-    await _withdraw(ctx, delivery_id, delivery.return_partner_ref, trip="return-")
+    if pickup.state != ReturnPickupState.active:
+        return "settled"
+    await _withdraw_return(ctx, delivery_id, trip, pickup.partner_ref)
     return "withdrawn"
+
+
+CLOSE_RETURN_PICKUP = "delivery.close_return_pickup"
+
+
+async def close_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+    """``DeliveryReturned`` → the pizzas are back (staff or the partner said so): a rider
+    still booked for that trip at the partner is released, so the partner's record of
+    the trip ends too instead of staying "assigned" forever."""
+    event = event_of(raw)
+    delivery_id, trip = uuid.UUID(event.payload["deliveryId"]), _trip(event)
+    async with ctx["session_factory"]() as session:
+        pickup = await service.return_pickup(session, delivery_id, trip)
+    if pickup is None or pickup.state != ReturnPickupState.active:
+        return "settled"
+    partner_ref = pickup.partner_ref
+    status = await _partner(ctx, lambda gateway: gateway.pickup_status(partner_ref=partner_ref))
+    if status.status in OPEN_PICKUP_STATUSES:
+        await withdraw(ctx, delivery_id, partner_ref, trip=f"return-{trip}-")
+    async with ctx["session_factory"]() as session, session.begin():
+        await service.settle_return_pickup(session, delivery_id, trip, ReturnPickupState.finished)
+    return "closed"

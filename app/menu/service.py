@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from babel.numbers import get_currency_precision
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.menu.models import Pizza
+from app.platform.i18n import N_
 
 
 @dataclass(frozen=True)
@@ -22,16 +24,63 @@ class MenuItem:
     price: int
 
 
-DEMO_MENU: tuple[tuple[str, str, str, int], ...] = (
-    ("margherita", "Margherita", "San Marzano tomato, fior di latte, basil, olive oil.", 950),
-    ("marinara", "Marinara", "Tomato, garlic, oregano, extra virgin olive oil. No cheese.", 800),
-    ("diavola", "Diavola", "Tomato, mozzarella, spicy salami, chilli oil.", 1200),
-    ("quattro-formaggi", "Quattro Formaggi", "Mozzarella, gorgonzola, fontina, parmesan.", 1250),
-    ("capricciosa", "Capricciosa", "Tomato, mozzarella, ham, mushrooms, artichokes, olives.", 1300),
-    ("funghi", "Funghi", "Tomato, mozzarella, roasted mushrooms, thyme.", 1100),
-    ("prosciutto-rucola", "Prosciutto e Rucola", "Mozzarella, parma ham, rocket, parmesan.", 1400),
-    ("verdure", "Verdure", "Tomato, mozzarella, grilled courgette, peppers, aubergine.", 1150),
+#: slug, name, description, price in won, price in cents (any currency with two decimals);
+#: names and descriptions are catalog messages, so the menu reads in Korean too
+DEMO_MENU: tuple[tuple[str, str, str, int, int], ...] = (
+    (
+        "margherita",
+        N_("Margherita"),
+        N_("San Marzano tomato, fior di latte, basil, olive oil."),
+        15_900,
+        950,
+    ),
+    (
+        "marinara",
+        N_("Marinara"),
+        N_("Tomato, garlic, oregano, extra virgin olive oil. No cheese."),
+        13_900,
+        800,
+    ),
+    ("diavola", N_("Diavola"), N_("Tomato, mozzarella, spicy salami, chilli oil."), 18_900, 1200),
+    (
+        "quattro-formaggi",
+        N_("Quattro Formaggi"),
+        N_("Mozzarella, gorgonzola, fontina, parmesan."),
+        19_900,
+        1250,
+    ),
+    (
+        "capricciosa",
+        N_("Capricciosa"),
+        N_("Tomato, mozzarella, ham, mushrooms, artichokes, olives."),
+        20_900,
+        1300,
+    ),
+    ("funghi", N_("Funghi"), N_("Tomato, mozzarella, roasted mushrooms, thyme."), 17_900, 1100),
+    (
+        "prosciutto-rucola",
+        N_("Prosciutto e Rucola"),
+        N_("Mozzarella, parma ham, rocket, parmesan."),
+        22_900,
+        1400,
+    ),
+    (
+        "verdure",
+        N_("Verdure"),
+        N_("Tomato, mozzarella, grilled courgette, peppers, aubergine."),
+        18_500,
+        1150,
+    ),
 )
+
+
+def demo_price(won: int, cents: int, currency: str) -> int:
+    """A demo pizza's price in minor units of the shop's currency (won have none)."""
+    if currency == "KRW":
+        return won
+    if get_currency_precision(currency) == 0:
+        return cents // 100
+    return cents
 
 
 def _item(pizza: Pizza) -> MenuItem:
@@ -52,9 +101,10 @@ async def find_pizzas(session: AsyncSession, ids: Iterable[int]) -> dict[int, Me
     return {p.id: _item(p) for p in rows}
 
 
-async def load_demo_menu(session: AsyncSession) -> None:
-    """Insert or refresh the demo pizzas; safe to run at every start."""
-    for position, (slug, name, description, price) in enumerate(DEMO_MENU, start=1):
+async def load_demo_menu(session: AsyncSession, currency: str = "KRW") -> None:
+    """Insert or refresh the demo pizzas, priced in ``currency``; safe at every start."""
+    for position, (slug, label, blurb, won, cents) in enumerate(DEMO_MENU, start=1):
+        name, description, price = str(label), str(blurb), demo_price(won, cents, currency)
         stmt = insert(Pizza).values(
             id=position, slug=slug, name=name, description=description, price=price
         )

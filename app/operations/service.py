@@ -11,6 +11,7 @@ from typing import Any, Literal
 import httpx
 
 from app.platform.errors import FieldError, InvalidInput, Unavailable
+from app.platform.i18n import N_
 from app.platform.settings import Settings
 
 Partner = Literal["payment", "courier"]
@@ -29,7 +30,7 @@ async def _sandbox(settings: Settings, partner: Partner, method: str, body: Any 
         async with httpx.AsyncClient(timeout=3) as client:
             response = await client.request(method, url, json=body)
     except httpx.HTTPError as exc:
-        raise Unavailable("the sandbox partners are not reachable", retry_after=5) from exc
+        raise Unavailable(N_("the sandbox partners are not reachable"), retry_after=5) from exc
     if response.status_code >= 400:
         raise InvalidInput.single("knobs", str(response.json().get("detail", response.text)))
     return response.json()
@@ -52,14 +53,14 @@ def parse_knobs(raw: dict[str, Any]) -> dict[str, Any]:
             if not 0 <= knobs["latencyMs"] <= 60_000:
                 raise ValueError
         except (TypeError, ValueError):
-            errors.append(("latencyMs", "Latency is 0 to 60000 ms."))
+            errors.append(("latencyMs", N_("Latency is 0 to 60000 ms.")))
     if "errorRate" in raw and raw["errorRate"] not in (None, ""):
         try:
             knobs["errorRate"] = float(raw["errorRate"])
             if not 0.0 <= knobs["errorRate"] <= 1.0:
                 raise ValueError
         except (TypeError, ValueError):
-            errors.append(("errorRate", "Error rate is between 0 and 1."))
+            errors.append(("errorRate", N_("Error rate is between 0 and 1.")))
     if "down" in raw:
         down = raw["down"]
         knobs["down"] = down if isinstance(down, bool) else str(down).lower() in {"1", "true", "on"}
@@ -70,7 +71,7 @@ def parse_knobs(raw: dict[str, Any]) -> dict[str, Any]:
 
 async def set_knobs(settings: Settings, partner: str, raw: dict[str, Any]) -> dict[str, Any]:
     if partner not in PARTNERS:
-        raise InvalidInput.single("partner", "Choose payment or courier.")
+        raise InvalidInput.single("partner", N_("Choose payment or courier."))
     knobs = parse_knobs(raw)
     result: dict[str, Any] = await _sandbox(settings, partner, "PUT", knobs)
     return result

@@ -22,8 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.delivery import service as delivery
 from app.ordering import service as ordering
 from app.platform.db import utcnow
+from app.platform.i18n import N_
 from app.platform.settings import PipelineSettings
 from app.refund import service as refund
+from app.words import status_label
 
 PAID_WITHOUT_DELIVERY = "paid_without_delivery"
 NO_PARTNER_NEWS = "no_partner_news"
@@ -67,7 +69,7 @@ async def stalled(
     )
     with_delivery = await delivery.orders_with_delivery(session, [order_id for order_id, _ in paid])
     findings += [
-        Finding(PAID_WITHOUT_DELIVERY, order_id, since, order_id, "paid, no delivery yet")
+        Finding(PAID_WITHOUT_DELIVERY, order_id, since, order_id, N_("paid, no delivery yet"))
         for order_id, since in paid
         if order_id not in with_delivery
     ]
@@ -81,7 +83,11 @@ async def stalled(
             d.order_id,
             d.updated_at,
             d.id,
-            f"{d.status}, rider {d.courier_status}, no news from the partner",
+            N_(
+                "%(status)s, rider %(courier)s, no news from the partner",
+                status=status_label(d.status),
+                courier=d.courier_status,
+            ),
         )
         for d in quiet
     ]
@@ -91,7 +97,7 @@ async def stalled(
     )
     findings += [
         Finding(
-            REFUND_WITHOUT_RETURN, r.order_id, r.created_at, r.id, "refund requested, no return"
+            REFUND_WITHOUT_RETURN, r.order_id, r.created_at, r.id, N_("refund requested, no return")
         )
         for r in waiting
     ]

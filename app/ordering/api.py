@@ -16,6 +16,7 @@ from app.ordering import service
 from app.ordering.schemas import PlaceOrderRequest
 from app.platform.access import access
 from app.platform.errors import InvalidInput
+from app.platform.i18n import N_
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.status import service as status
@@ -46,7 +47,7 @@ class OrderingApi(Controller):
         """Place and pay an order. 503 + ``Retry-After`` while a partner breaker is open."""
         await limits.place_order(request, str(caller.user_id))
         if idempotency_key is not None and not idempotency_key.strip():
-            raise InvalidInput.single("Idempotency-Key", "must not be blank")
+            raise InvalidInput.single("Idempotency-Key", N_("must not be blank"))
         placed = await service.place_order(
             db,
             settings,

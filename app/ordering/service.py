@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,12 +27,17 @@ from app.menu import service as menu
 from app.ordering.models import MAX_LINES, MAX_QTY, Order, OrderLine, OrderStatus
 from app.payment import service as payment
 from app.payment.provider import HttpPaymentProvider
+from app.platform import logs
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.status import projector
+from app.words import status_label
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,28 +73,30 @@ class PlacedOrder:
 def _check_shape(command: PlaceOrder) -> list[FieldError]:
     errors: list[FieldError] = []
     if not command.lines:
-        errors.append(FieldError("items", "Add at least one pizza."))
+        errors.append(FieldError("items", N_("Add at least one pizza.")))
     elif len(command.lines) > MAX_LINES:
-        errors.append(FieldError("items", f"At most {MAX_LINES} different lines per order."))
+        errors.append(
+            FieldError("items", N_("At most %(n)s different lines per order.", n=MAX_LINES))
+        )
     for i, line in enumerate(command.lines):
         if not 1 <= line.qty <= MAX_QTY:
-            errors.append(FieldError(f"items[{i}].qty", f"Choose 1 to {MAX_QTY}."))
+            errors.append(FieldError(f"items[{i}].qty", N_("Choose 1 to %(n)s.", n=MAX_QTY)))
     key = command.idempotency_key
     if key is not None and (len(key) > 100 or not storable(key)):
-        errors.append(FieldError("Idempotency-Key", "Use at most 100 printable characters."))
+        errors.append(FieldError("Idempotency-Key", N_("Use at most 100 printable characters.")))
     address = command.address.strip()
     if not address or not storable(address):
-        errors.append(FieldError("address", "Tell us where to deliver."))
+        errors.append(FieldError("address", N_("Tell us where to deliver.")))
     elif len(address) > 300:
-        errors.append(FieldError("address", "Please use at most 300 characters."))
+        errors.append(FieldError("address", N_("Please use at most 300 characters.")))
     phone = command.phone.strip()
     if phone and not _PHONE.fullmatch(phone):
-        errors.append(FieldError("phone", "Enter a phone number the rider can call."))
+        errors.append(FieldError("phone", N_("Enter a phone number the rider can call.")))
     note = command.note.strip()
     if not storable(note):
-        errors.append(FieldError("note", "Please use printable characters."))
+        errors.append(FieldError("note", N_("Please use printable characters.")))
     elif len(note) > 300:
-        errors.append(FieldError("note", "Please use at most 300 characters."))
+        errors.append(FieldError("note", N_("Please use at most 300 characters.")))
     return errors
 
 
@@ -152,7 +160,7 @@ async def _replay(
     if found.request_fingerprint not in (None, fingerprint):
         raise InvalidInput.single(
             "Idempotency-Key",
-            "This Idempotency-Key was used for a different order; use a new key.",
+            N_("This Idempotency-Key was used for a different order; use a new key."),
         )
     return PlacedOrder(found.id, replayed=True)
 
@@ -169,7 +177,7 @@ async def _place(
     pizzas = await menu.find_pizzas(session, (line.pizza_id for line in command.lines))
     for i, line in enumerate(command.lines):
         if line.pizza_id not in pizzas:
-            errors.append(FieldError(f"items[{i}].pizzaId", "This pizza is not on the menu."))
+            errors.append(FieldError(f"items[{i}].pizzaId", N_("This pizza is not on the menu.")))
     if errors:
         raise InvalidInput(errors)
     fingerprint = request_fingerprint(command, card_number)
@@ -183,7 +191,7 @@ async def _place(
     currency = settings.shop.currency
     coupon_code = coupon.normalize_code(command.coupon_code) if command.coupon_code else None
     if coupon_code is not None and not coupon.plausible_code(coupon_code):
-        raise InvalidInput.single("couponCode", "This coupon code is not valid.")
+        raise InvalidInput.single("couponCode", N_("This coupon code is not valid."))
     inserted = await session.scalar(
         pg_insert(Order)
         .values(
@@ -209,7 +217,7 @@ async def _place(
         await session.rollback()
         if replayed := await _replay(session, command, fingerprint):
             return replayed
-        raise NotFound("order not found")
+        raise NotFound(N_("order not found"))
 
     discount = 0
     if coupon_code:
@@ -269,6 +277,8 @@ async def _place(
     # Read-your-writes: the order page can be shown the moment we redirect to it.
     await projector.apply(session, event)
     await session.commit()
+    logs.bind(correlation_id=str(order_id))  # the rest of this request logs the order too
+    log.info("order placed: %s", order_id)
     return PlacedOrder(order_id, replayed=False)
 
 
@@ -340,7 +350,10 @@ async def on_delivery_delivered(session: AsyncSession, event: Event) -> None:
 def cancel_refusal(order_status: str, delivery_status: str | None) -> str | None:
     """Why this order can no longer be cancelled, or None when it can (FR4)."""
     if order_status not in (OrderStatus.placed, OrderStatus.paid):
-        return f"This order is {order_status.replace('_', ' ')} and can no longer be cancelled."
+        return N_(
+            "This order is %(status)s and can no longer be cancelled.",
+            status=status_label(order_status),
+        )
     if delivery_status not in (None, "queued", "cancelled"):
         return delivery.kitchen_started_reason(delivery_status)
     return None
@@ -351,7 +364,7 @@ async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: 
     by the payment worker reacting to ``OrderCancelled`` (FR4, FR5)."""
     order = await _locked(session, order_id)
     if order is None or order.customer_id != customer_id:
-        raise NotFound("order not found")
+        raise NotFound(N_("order not found"))
     if reason := cancel_refusal(order.status, None):
         raise Conflict(reason)
     await delivery.cancel_for_order(session, order.id, order.customer_id)  # 409 once cooking
@@ -379,7 +392,7 @@ async def order_facts(
     """The customer's own order (404 for anyone else's)."""
     order = await session.get(Order, order_id)
     if order is None or order.customer_id != customer_id:
-        raise NotFound("order not found")
+        raise NotFound(N_("order not found"))
     return OrderFacts(order.id, order.customer_id, order.status, order.total_amount, order.currency)
 
 
@@ -389,6 +402,22 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.refunded)
     await _emit(session, order, "OrderRefunded", event)
+
+
+async def count_stuck_orders(session: AsyncSession, older_than_minutes: float) -> int:
+    """Orders still waiting for their payment's outcome after ``older_than_minutes``: the
+    charge job is not getting through (a metric and an alert; cheap enough to run at
+    every scrape)."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(
+            Order.status == OrderStatus.placed.value,
+            Order.created_at
+            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_minutes * 60),
+        )
+    )
+    return int(count or 0)
 
 
 async def order_for_key(
@@ -421,9 +450,9 @@ async def checkout_again(
     card"); 409 for any other order, which has a payment that went through or was stopped."""
     order = await session.get(Order, order_id)
     if order is None or order.customer_id != customer_id:
-        raise NotFound("order not found")
+        raise NotFound(N_("order not found"))
     if order.status != OrderStatus.payment_failed:
-        raise Conflict("Only an order whose payment failed can be paid with another card.")
+        raise Conflict(N_("Only an order whose payment failed can be paid with another card."))
     lines = await session.scalars(
         select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.position)
     )

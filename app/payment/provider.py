@@ -14,6 +14,7 @@ from typing import Protocol
 import httpx
 import msgspec
 
+from app.platform.i18n import N_
 from app.platform.partner_http import PartnerClient
 from app.platform.settings import Settings
 
@@ -33,6 +34,15 @@ class ChargeOutcome(msgspec.Struct, frozen=True):
     provider_ref: str | None
     captured: bool
     failure_reason: str | None
+
+
+#: the provider's decline reasons we know, so a customer reads them in their language
+KNOWN_DECLINE_REASONS = (
+    N_("Your card was declined."),
+    N_("Insufficient funds."),
+    N_("Your card number is incorrect."),
+    N_("The payment was declined."),
+)
 
 
 class PaymentMethod(msgspec.Struct, frozen=True):
@@ -96,7 +106,9 @@ class HttpPaymentProvider:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
-        self._http = PartnerClient(client, "payment provider", ProviderUnavailable, PaymentRejected)
+        self._http = PartnerClient(
+            client, "payment provider", ProviderUnavailable, PaymentRejected, partner="payment"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpPaymentProvider:
@@ -119,7 +131,9 @@ class HttpPaymentProvider:
         """Exchange a card number for a payment-method token (the checkout's only use of
         the number); ``PaymentRejected`` when the provider refuses the card."""
         payload = {"cardNumber": card_number}
-        response = await self._http.post(PAYMENT_METHODS_PATH, uuid.uuid4().hex, payload)
+        response = await self._http.post(
+            PAYMENT_METHODS_PATH, uuid.uuid4().hex, payload, operation="tokenize"
+        )
         if response.status_code == 201:
             return self._http.decode(response, PaymentMethod)
         raise self._http.unexpected(response)
@@ -139,13 +153,13 @@ class HttpPaymentProvider:
             "paymentMethod": payment_method,
             "reference": reference,
         }
-        response = await self._http.post(CHARGES_PATH, idempotency_key, payload)
+        response = await self._http.post(CHARGES_PATH, idempotency_key, payload, operation="charge")
         if response.status_code == 201:
             body = self._http.decode(response, _ChargeResponse)
             return ChargeOutcome(provider_ref=body.id, captured=True, failure_reason=None)
         if response.status_code == 402:
             body = self._http.decode(response, _ChargeResponse)
-            reason = body.decline_reason or "The payment was declined."
+            reason = body.decline_reason or str(N_("The payment was declined."))
             return ChargeOutcome(provider_ref=body.id, captured=False, failure_reason=reason)
         raise self._http.unexpected(response)
 
@@ -157,6 +171,6 @@ class HttpPaymentProvider:
 
     async def _transition(self, provider_ref: str, action: str, idempotency_key: str) -> None:
         path = f"{CHARGES_PATH}/{provider_ref}/{action}"
-        response = await self._http.post(path, idempotency_key, None)
+        response = await self._http.post(path, idempotency_key, None, operation=action)
         if response.status_code != 200:
             raise self._http.unexpected(response)

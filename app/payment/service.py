@@ -22,6 +22,7 @@ from app.payment.provider import (
 )
 from app.platform.errors import InvalidInput, Unavailable
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.platform.outbox import record_event
 
 _NON_DIGITS = re.compile(r"[\s-]")
@@ -37,10 +38,10 @@ def normalize_card_number(raw: str) -> str:
     """Digits only; 422 naming ``cardNumber`` when it cannot be a card number."""
     digits = _NON_DIGITS.sub("", raw)
     if not (digits.isascii() and digits.isdigit()) or not 12 <= len(digits) <= 19:
-        raise InvalidInput.single("cardNumber", "Enter a card number of 12 to 19 digits.")
+        raise InvalidInput.single("cardNumber", N_("Enter a card number of 12 to 19 digits."))
     if not luhn_valid(digits):
         raise InvalidInput.single(
-            "cardNumber", "This card number has a typo: please check the digits."
+            "cardNumber", N_("This card number has a typo: please check the digits.")
         )
     return digits
 
@@ -67,7 +68,7 @@ async def tokenize_card(vault: CardVault, card_number: str) -> PaymentMethod:
         raise InvalidInput.single("cardNumber", exc.detail) from exc
     except ProviderUnavailable as exc:
         raise Unavailable(
-            "The payment provider is not answering; please try again in a few seconds.", 5
+            N_("The payment provider is not answering; please try again in a few seconds."), 5
         ) from exc
 
 
@@ -162,7 +163,7 @@ async def record_charge_outcome(
         payment.move_to(PaymentStatus.captured)
         event_type = "PaymentCaptured"
     else:
-        payment.failure_reason = outcome.failure_reason or "The payment was declined."
+        payment.failure_reason = outcome.failure_reason or str(N_("The payment was declined."))
         payment.move_to(PaymentStatus.failed)
         event_type = "PaymentFailed"
     await _emit(session, payment, event_type, cause)

@@ -20,6 +20,7 @@ from app.payment.models import PaymentStatus
 from app.payment.provider import ChargeOutcome, PaymentProvider
 from app.platform.events import Event
 from app.platform.handlers import call_partner, event_of, handle_once, retry_delay
+from app.platform.i18n import N_
 
 T = TypeVar("T")
 
@@ -46,7 +47,9 @@ async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
             await service.void_uncharged(session, payment_id, event)
         return "voided"
     if payment_method is None:  # placed before card numbers were dropped (migration)
-        outcome = ChargeOutcome(None, False, "The card details expired; please order again.")
+        outcome = ChargeOutcome(
+            None, False, str(N_("The card details expired; please order again."))
+        )
         await handle_once(
             ctx["session_factory"],
             CAPTURE,

@@ -26,6 +26,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Empty
 
 from app.platform.errors import Forbidden, NotAuthenticated
+from app.platform.i18n import N_
 from app.platform.security import Principal, read_token
 
 RULES = ("public", "customer", "staff", "admin", "api", "api-staff")
@@ -77,7 +78,7 @@ async def _current(connection: ASGIConnection[Any, Any, Any, Any], claimed: Prin
     async with state.session_factory() as session:
         standing: AccountStanding | None = await state.account_standing(session, claimed.user_id)
     if standing is None or (claimed.issued_at or 0) < standing.valid_after.timestamp():
-        raise NotAuthenticated("this sign-in is no longer valid; please sign in again")
+        raise NotAuthenticated(N_("This sign-in is no longer valid; please sign in again."))
     return Principal(user_id=claimed.user_id, role=standing.role, issued_at=claimed.issued_at)
 
 
@@ -85,7 +86,7 @@ async def bearer_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Pr
     """A valid token whose account still accepts it, with the account's current role."""
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise NotAuthenticated("missing bearer token")
+        raise NotAuthenticated(N_("Missing bearer token."))
     return await _current(connection, read_token(connection.app.state.settings, token.strip()))
 
 
@@ -93,7 +94,7 @@ async def browser_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
     """The signed-in browser user; a session the account has revoked is ended here."""
     found = session_principal(connection)
     if found is None:
-        raise NotAuthenticated("please sign in")
+        raise NotAuthenticated(N_("Please sign in."))
     try:
         return await _current(connection, found)
     except NotAuthenticated:
@@ -108,13 +109,13 @@ async def access_guard(
     if rule == "public":
         return
     if rule not in RULES:  # no rule, or a misspelt one: locked, never open
-        raise Forbidden("this route has no valid access rule")
+        raise Forbidden(N_("This route has no valid access rule."))
     if rule.startswith("api"):
         principal = await bearer_principal(connection)
     else:
         principal = await browser_principal(connection)
     if rule in ("staff", "api-staff") and not principal.is_staff:
-        raise Forbidden("staff role required")
+        raise Forbidden(N_("Staff role required."))
     if rule == "admin" and principal.role != "admin":
-        raise Forbidden("admin role required")
+        raise Forbidden(N_("Admin role required."))
     connection.scope.setdefault("state", {})[PRINCIPAL] = principal

@@ -18,6 +18,7 @@ import msgspec
 from litestar import Request
 
 from app.platform.errors import FieldError, InvalidInput
+from app.platform.i18n import N_
 
 MAX_BODY = 64 * 1024
 SMALL_BODY = 8 * 1024
@@ -64,7 +65,9 @@ async def check_json_body(request: Request[Any, Any, Any]) -> None:
         return None
     body = await request.body()
     if too_deep(body):
-        raise InvalidInput.single("body", f"JSON may nest at most {MAX_DEPTH} levels deep.")
+        raise InvalidInput.single(
+            "body", N_("JSON may nest at most %(n)s levels deep.", n=MAX_DEPTH)
+        )
     field = request.route_handler.parsed_fn_signature.parameters.get("data")
     if field is None or not field.is_subclass_of(msgspec.Struct) or not body:
         return None

@@ -43,6 +43,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.platform.errors import Unavailable
+from app.platform.i18n import N_
 from app.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,13 @@ class BreakerOpen(Unavailable):
 
     def __init__(self, name: str, retry_after: int) -> None:
         super().__init__(
-            f"{name} is temporarily unavailable; please try again in {retry_after} s",
+            N_(
+                "%(name)s is temporarily unavailable; please try again in %(seconds)s s",
+                name=name,
+                seconds=retry_after,
+            ),
             retry_after=retry_after,
+            code=f"{name}_unavailable",
         )
         self.name = name
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, NotFound
+from app.platform.i18n import N_
 from app.platform.outbox import DeadLetter, OutboxRow, PipelineAction
 from app.platform.relay import Subscriber, enqueue
 
@@ -97,7 +98,7 @@ async def count_active(session: AsyncSession) -> int:
 async def get(session: AsyncSession, letter_id: int) -> DeadLetter:
     letter = await session.get(DeadLetter, letter_id)
     if letter is None:
-        raise NotFound(f"no dead letter {letter_id}")
+        raise NotFound(N_("No dead letter %(id)s.", id=letter_id))
     return letter
 
 
@@ -106,9 +107,9 @@ async def retry(session: AsyncSession, jobs: ArqRedis, letter_id: int, who: str)
     here like any other job. Commits."""
     letter = await session.get(DeadLetter, letter_id, with_for_update=True)
     if letter is None:
-        raise NotFound(f"no dead letter {letter_id}")
+        raise NotFound(N_("No dead letter %(id)s.", id=letter_id))
     if letter.retried_at is not None:
-        raise Conflict(f"dead letter {letter_id} was already retried")
+        raise Conflict(N_("Dead letter %(id)s was already retried.", id=letter_id))
     event = letter.event
     outbox = await session.scalar(select(OutboxRow).where(OutboxRow.id == letter.event_id))
     if outbox is not None:  # the envelope as written, in case the parked copy was damaged

@@ -16,33 +16,44 @@ class FieldError:
 
 
 class DomainError(Exception):
-    status_code: int = 400
+    """``detail`` is English (the API's language; a page shows it translated when it is an
+    ``N_`` message); ``code`` is a stable identifier a client can branch on."""
 
-    def __init__(self, detail: str) -> None:
+    status_code: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, detail: str, code: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        if code is not None:
+            self.code = code
 
 
 class NotFound(DomainError):
     status_code = 404
+    code = "not_found"
 
 
 class Conflict(DomainError):
     status_code = 409
+    code = "conflict"
 
 
 class NotAuthenticated(DomainError):
     status_code = 401
+    code = "not_authenticated"
 
 
 class Forbidden(DomainError):
     status_code = 403
+    code = "forbidden"
 
 
 class InvalidInput(DomainError):
     """422: one or more fields are wrong; each error names its field."""
 
     status_code = 422
+    code = "invalid_input"
 
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
@@ -60,11 +71,14 @@ class Unavailable(DomainError):
     """503: a dependency is down; the caller should retry after ``retry_after`` seconds."""
 
     status_code = 503
+    code = "unavailable"
 
-    def __init__(self, detail: str, retry_after: int = 5) -> None:
-        super().__init__(detail)
+    def __init__(self, detail: str, retry_after: int = 5, code: str | None = None) -> None:
+        super().__init__(detail, code)
         self.retry_after = retry_after
 
 
 class IllegalTransition(Conflict):
     """A state machine refused a move. 409 with the reason."""
+
+    code = "illegal_transition"

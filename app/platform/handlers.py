@@ -40,6 +40,14 @@ def retry_delay(job_try: int) -> float:
     return float(min(0.5 * 2 ** max(job_try - 1, 0), ceiling))
 
 
+def unknown_failure_delay(job_try: int) -> float:
+    """Backoff for a failure we cannot classify: 2, 4, 8, 16 s … (at most a minute),
+    whatever ``WORKER_RETRY_MAX_SECONDS`` says, so that a short outage that surfaces as
+    an odd exception is outlived before the job is parked (about 30 s with the default
+    ``WORKER_POISON_TRIES`` of 5)."""
+    return float(min(2.0**job_try, 60.0))
+
+
 def event_of(raw: dict[str, Any]) -> Event:
     """The event a job carries; a job argument that is no event is a permanent failure."""
     try:
@@ -101,7 +109,7 @@ async def run_job(
             raise Retry(defer=retry_delay(job_try)) from exc
         if kind is Failure.unknown and job_try < settings.pipeline.poison_tries:
             log.exception("%s failed (try %s); retrying", handler, job_try)
-            raise Retry(defer=retry_delay(job_try)) from exc
+            raise Retry(defer=unknown_failure_delay(job_try)) from exc
         error, reason = exc, f"{kind} failure"
     else:
         await _or_retry(mark_handled(ctx["session_factory"], handler, raw), job_try)

@@ -24,10 +24,12 @@ class FieldErrorBody(msgspec.Struct):
 
 
 class ErrorBody(msgspec.Struct):
-    """Every error answer of the API: the status again, what went wrong, and for 422 the
-    fields at fault."""
+    """Every error answer of the API: the status again, a stable ``code`` to branch on
+    (``invalid_input``, ``not_found``, ``payment_unavailable``, …), what went wrong in
+    English, and for 422 the fields at fault."""
 
     status_code: int
+    code: str
     detail: str
     errors: list[FieldErrorBody] | None = None
 

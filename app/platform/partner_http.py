@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
+from app.platform.metrics import timed_partner_call
+
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 #: 4xx answers that mean "not now" rather than "no"
 TRANSIENT_CLIENT_ERRORS = frozenset({408, 429})
@@ -25,18 +27,34 @@ class PartnerClient:
         name: str,
         unavailable: type[Exception],
         rejected: Callable[[str, int], Exception],
+        *,
+        partner: str,
     ) -> None:
         self.client = client
         self.name = name
+        self.partner = partner  # the breaker's and the metrics' short name
         self.unavailable = unavailable
         self.rejected = rejected
 
-    async def post(self, path: str, idempotency_key: str, payload: Any) -> httpx.Response:
-        """Send one request; every transport-level failure is ``unavailable``."""
+    async def post(
+        self, path: str, idempotency_key: str, payload: Any, *, operation: str
+    ) -> httpx.Response:
+        """Send one request (timed as ``operation``); every transport-level failure is
+        ``unavailable``."""
         try:
-            return await self.client.post(
-                path, json=payload, headers={IDEMPOTENCY_HEADER: idempotency_key}
-            )
+            with timed_partner_call(self.partner, operation):
+                return await self.client.post(
+                    path, json=payload, headers={IDEMPOTENCY_HEADER: idempotency_key}
+                )
+        except httpx.TimeoutException as exc:
+            raise self.unavailable(f"{self.name} timed out: {exc!r}") from exc
+        except httpx.TransportError as exc:
+            raise self.unavailable(f"{self.name} unreachable: {exc!r}") from exc
+
+    async def get(self, path: str) -> httpx.Response:
+        """Read something (safe to repeat, so no idempotency key)."""
+        try:
+            return await self.client.get(path)
         except httpx.TimeoutException as exc:
             raise self.unavailable(f"{self.name} timed out: {exc!r}") from exc
         except httpx.TransportError as exc:

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from app.platform.errors import DomainError
+from app.platform.i18n import N_
 
 
 class TooManyRequests(DomainError):
     status_code = 429
+    code = "rate_limited"
 
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
@@ -77,5 +79,9 @@ class RateLimiter:
             if int(hits) > limit.max_hits:
                 retry_after = max(1, int((window + 1) * limit.per_seconds - now) + 1)
                 raise TooManyRequests(
-                    f"Too many attempts; please try again in {retry_after} seconds.", retry_after
+                    N_(
+                        "Too many attempts; please try again in %(seconds)s seconds.",
+                        seconds=retry_after,
+                    ),
+                    retry_after,
                 )

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform import metrics
 from app.platform.db import utcnow
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
 from app.platform.outbox import NOTIFY_CHANNEL, OutboxRow
@@ -83,7 +84,14 @@ async def relay_batch(
             row.published_at = row.enqueued_at = now
             if not subscribers:
                 row.finished_at = now
-        return len(rows)
+            log.info(
+                "relayed %s to %d subscribers",
+                row.type,
+                len(subscribers),
+                extra={"correlation_id": row.correlation_id, "event_id": str(row.id)},
+            )
+    metrics.OUTBOX_PUBLISHED.inc(len(rows))
+    return len(rows)
 
 
 async def drain(

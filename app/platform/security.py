@@ -11,6 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from app.platform.errors import NotAuthenticated
+from app.platform.i18n import N_
 from app.platform.settings import Settings
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -70,4 +71,4 @@ def read_token(settings: Settings, token: str) -> Principal:
             issued_at=float(claims["iat"]),
         )
     except (jwt.PyJWTError, ValueError, KeyError) as exc:
-        raise NotAuthenticated("invalid or expired token") from exc
+        raise NotAuthenticated(N_("invalid or expired token")) from exc

@@ -126,6 +126,17 @@ class PartnerSettings:
         default_factory=lambda: _env("COURIER_WEBHOOK_SECRET_PREVIOUS", "")
     )
     timeout_seconds: float = field(default_factory=lambda: _env_float("PARTNER_TIMEOUT", 3.0))
+    #: a pickup with no partner news for this long is asked for its status (lost webhooks)
+    courier_silence_seconds: float = field(
+        default_factory=lambda: _env_float("COURIER_SILENCE_SECONDS", 120.0)
+    )
+    #: how often the delivery worker looks for such pickups (1 to 60 s)
+    courier_reconcile_every_seconds: int = field(
+        default_factory=lambda: _env_int("COURIER_RECONCILE_EVERY_SECONDS", 30)
+    )
+    courier_reconcile_batch: int = field(
+        default_factory=lambda: _env_int("COURIER_RECONCILE_BATCH", 100)
+    )
 
     @property
     def courier_webhook_secrets(self) -> tuple[str, ...]:
@@ -232,11 +243,17 @@ def _stage_minutes(raw: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class ShopSettings:
-    currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "EUR"))
+    #: ISO 4217; amounts are integers in the currency's minor units (won have none)
+    currency: str = field(default_factory=lambda: _env("PIZZERIA_CURRENCY", "KRW"))
     name: str = field(default_factory=lambda: _env("PIZZERIA_NAME", "Pizzeria"))
-    timezone: str = field(default_factory=lambda: _env("PIZZERIA_TIMEZONE", "UTC"))
-    #: what a coupon takes off the next order, in minor units
-    coupon_discount: int = field(default_factory=lambda: _env_int("COUPON_DISCOUNT", 300))
+    #: every time a person reads is shown in this zone
+    timezone: str = field(default_factory=lambda: _env("PIZZERIA_TIMEZONE", "Asia/Seoul"))
+    #: what a coupon takes off the next order, in minor units (default ₩3,000 or 3.00)
+    coupon_discount: int = field(
+        default_factory=lambda: _env_int(
+            "COUPON_DISCOUNT", 3000 if _env("PIZZERIA_CURRENCY", "KRW") == "KRW" else 300
+        )
+    )
     #: minutes since payment after which the board shows a delivery amber / red
     late_amber_minutes: int = field(default_factory=lambda: _env_int("LATE_AMBER_MINUTES", 20))
     late_red_minutes: int = field(default_factory=lambda: _env_int("LATE_RED_MINUTES", 40))
@@ -254,6 +271,23 @@ class ShopSettings:
 
 
 @dataclass(frozen=True)
+class ObservabilitySettings:
+    """Logs and metrics (see ``app.platform.logs`` and ``app.platform.metrics``)."""
+
+    #: ``console`` (readable lines, the default) or ``json`` (one object per line)
+    log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", "console"))
+    log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "INFO"))
+    #: when set, ``/metrics`` on the web answers only ``Authorization: Bearer <token>``
+    metrics_token: str = field(default_factory=lambda: _env("METRICS_TOKEN", ""))
+    #: the relay's and a worker's own metrics port (0: none); ``--metrics-port`` overrides
+    metrics_port: int = field(default_factory=lambda: _env_int("METRICS_PORT", 0))
+    #: an order still waiting for its payment after this long counts as stuck
+    stuck_order_minutes: float = field(
+        default_factory=lambda: _env_float("STUCK_ORDER_MINUTES", 10.0)
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -264,6 +298,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     shop: ShopSettings = field(default_factory=ShopSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     debug: bool = field(default_factory=lambda: _env_bool("PIZZERIA_DEBUG", False))
     #: a demo on one machine (``pizzeria up`` with embedded databases): public default

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from app.platform.errors import IllegalTransition
+from app.platform.i18n import N_
 
 S = TypeVar("S", bound=StrEnum)
 
@@ -22,5 +23,12 @@ class StateMachine(Generic[S]):
     def check(self, current: S, target: S) -> S:
         """Return ``target`` when the move is legal, raise 409 otherwise."""
         if not self.can(current, target):
-            raise IllegalTransition(f"{self.name} cannot go from {current.value} to {target.value}")
+            raise IllegalTransition(
+                N_(
+                    "%(what)s cannot go from %(current)s to %(target)s",
+                    what=self.name,
+                    current=current.value,
+                    target=target.value,
+                )
+            )
         return target

@@ -11,9 +11,7 @@ import html
 import logging
 import re
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from litestar import MediaType, Request, Response
 from litestar.datastructures import State
@@ -25,8 +23,9 @@ from litestar.utils.scope.state import ScopeState
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform import access, headers
+from app.platform import access, headers, i18n
 from app.platform.errors import DomainError, Forbidden, NotAuthenticated, Unavailable
+from app.platform.i18n import N_
 from app.platform.security import Principal
 from app.platform.settings import Settings
 
@@ -60,7 +59,7 @@ def _guarded(request: Request[Any, Any, Any]) -> Principal:
     """The principal the access guard established for this request."""
     principal = request.scope.get("state", {}).get(access.PRINCIPAL)
     if principal is None:  # a handler asked for a principal its rule does not demand
-        raise NotAuthenticated("please sign in")
+        raise NotAuthenticated(N_("Please sign in."))
     return principal  # type: ignore[no-any-return]
 
 
@@ -73,14 +72,14 @@ async def provide_staff(request: Request[Any, Any, Any]) -> Principal:
     """A staff member or admin (the ``staff`` rule guarantees it)."""
     principal = _guarded(request)
     if not principal.is_staff:
-        raise Forbidden("this page is for staff")
+        raise Forbidden(N_("This page is for staff."))
     return principal
 
 
 async def provide_admin(request: Request[Any, Any, Any]) -> Principal:
     principal = _guarded(request)
     if principal.role != "admin":
-        raise Forbidden("this page is for admins")
+        raise Forbidden(N_("This page is for admins."))
     return principal
 
 
@@ -92,7 +91,7 @@ async def provide_api_principal(request: Request[Any, Any, Any]) -> Principal:
 async def provide_api_staff(request: Request[Any, Any, Any]) -> Principal:
     principal = _guarded(request)
     if not principal.is_staff:
-        raise Forbidden("staff role required")
+        raise Forbidden(N_("Staff role required."))
     return principal
 
 
@@ -122,6 +121,7 @@ def page(
     context.setdefault("viewer_name", request.session.get(SESSION_NAME) if viewer else None)
     context.setdefault("basket_count", sum(int(q) for q in basket.values()))
     context.setdefault("shop", request.app.state.settings.shop)
+    context.setdefault("here", _here(request))
     return Template(
         template_name=template,
         context=context,
@@ -129,6 +129,12 @@ def page(
         media_type=MediaType.HTML,
         headers=headers,
     )
+
+
+def _here(request: Request[Any, Any, Any]) -> str:
+    """This page's path and query, where the language switch brings the visitor back."""
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
 
 
 class Fragment:
@@ -166,24 +172,24 @@ def redirect(request: Request[Any, Any, Any], to: str) -> Response[Any]:
 
 
 def configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> None:
-    """Template filters: times are shown in the shop's time zone."""
-    zone = ZoneInfo(settings.shop.timezone)
-
-    def shop_time(value: datetime, fmt: str = "%H:%M") -> str:
-        return value.astimezone(zone).strftime(fmt)
-
-    engine.engine.filters["shop_time"] = shop_time
+    """Templates speak the request's language (gettext), show money per currency and
+    locale, and times in the shop's time zone."""
+    i18n.install(engine.engine, settings.shop.timezone)
 
 
 # -- errors ---------------------------------------------------------------------------
 
 
 def _json_error(exc: DomainError) -> Response[Any]:
-    body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
+    body: dict[str, Any] = {
+        "status_code": exc.status_code,
+        "code": exc.code,
+        "detail": str(exc.detail),
+    }
     headers: dict[str, str] = {}
     errors = getattr(exc, "errors", None)
     if errors:
-        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+        body["errors"] = [{"field": e.field, "message": str(e.message)} for e in errors]
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
@@ -216,7 +222,8 @@ def validation_error_handler(
             errors.append({"field": field, "message": message})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
     return Response(
-        content={"status_code": 422, "detail": detail, "errors": errors}, status_code=422
+        content={"status_code": 422, "code": "invalid_input", "detail": detail, "errors": errors},
+        status_code=422,
     )
 
 
@@ -231,24 +238,61 @@ def _field_of(key: str, message: str) -> str:
     return key if key not in {"", "data"} else "body"
 
 
+#: the stable ``code`` of an error body, by HTTP status, for errors Litestar raises itself
+HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+#: what a person reads on the error page for errors Litestar raises itself
+HTTP_MESSAGES = {
+    400: N_("That request was not understood."),
+    403: N_("You may not open this page."),
+    404: N_("We could not find that page."),
+    405: N_("That is not possible on this page."),
+    503: N_("A service we depend on is unavailable; please try again."),
+}
+
+
 def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    i18n.set_locale(i18n.locale_of(request.scope))  # a 404 never passed the middleware
     if wants_json(request) or exc.status_code == 405:
+        code = HTTP_CODES.get(exc.status_code, "error" if exc.status_code < 500 else "server_error")
         return Response(
-            content={"status_code": exc.status_code, "detail": exc.detail},
+            content={"status_code": exc.status_code, "code": code, "detail": exc.detail},
             status_code=exc.status_code,
             headers=exc.headers,
         )
-    return page(request, "error.html", status_code=exc.status_code, message=exc.detail)
+    message = HTTP_MESSAGES.get(exc.status_code, exc.detail)
+    if exc.status_code == 403 and "CSRF" in str(exc.detail):
+        message = N_("This form has expired. Please go back, reload the page and try again.")
+    return page(request, "error.html", status_code=exc.status_code, message=message)
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    i18n.set_locale(i18n.locale_of(request.scope))
     request_id = headers.request_id(request.scope)
     log.exception(
         "unhandled error request_id=%s path=%s", request_id, request.url.path, exc_info=exc
     )
-    message = f"Something went wrong on our side (request id {request_id})."
+    message = N_("Something went wrong on our side (request id %(id)s).", id=request_id)
     if wants_json(request):
-        body = {"status_code": 500, "detail": message, "requestId": request_id}
+        body = {
+            "status_code": 500,
+            "code": "internal_error",
+            "detail": str(message),
+            "requestId": request_id,
+        }
         return Response(content=body, status_code=500)
     return page(request, "error.html", status_code=500, message=message)
 
@@ -264,5 +308,5 @@ def unavailable_dependency_handler(
         return internal_error_handler(request, exc)
     log.warning("dependency unavailable on %s: %s", request.url.path, type(exc).__name__)
     return domain_error_handler(
-        request, Unavailable("A service we depend on is unavailable; please try again.", 2)
+        request, Unavailable(N_("A service we depend on is unavailable; please try again."), 2)
     )

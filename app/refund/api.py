@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.access import access
 from app.platform.errors import InvalidInput
+from app.platform.i18n import N_
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
@@ -69,7 +70,9 @@ class RefundApi(Controller):
     ) -> list[RefundOut]:
         """The caller's refunds; staff see everyone's and may filter."""
         if not all(storable(v) for v in (reason_code or "", q or "")):
-            raise InvalidInput.single("q", "The search contains characters we cannot search for.")
+            raise InvalidInput.single(
+                "q", N_("The search contains characters we cannot search for.")
+            )
         filters = status.RefundFilter(
             customer_id=None if caller.is_staff else caller.user_id,
             reason_code=reason_code,
@@ -112,4 +115,4 @@ def _instant(value: datetime | None, name: str) -> datetime | None:
     try:
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError as exc:
-        raise InvalidInput.single(name, "Use a date between the years 1 and 9999.") from exc
+        raise InvalidInput.single(name, N_("Use a date between the years 1 and 9999.")) from exc

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,7 @@ from app.audit import service as audit
 from app.breakers import refusal_message
 from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
+from app.platform.i18n import N_, plain_amount, translate
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import fragment, page, redirect
@@ -29,6 +30,7 @@ from app.status import service as status
 from app.status.live import channel_updates, project_committed, sse
 from app.status.projector import order_channel
 from app.status.schemas import OrderDocument
+from app.words import status_label
 
 MAX_FORM_TEXT = 2000
 
@@ -183,8 +185,8 @@ def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | 
         return None
     start = datetime.combine(day, time.min, tzinfo=zone)
     try:
-        return start + timedelta(days=1) if end else start
-    except OverflowError:  # "to 9999-12-31": no day after it, so no upper bound
+        return (start + timedelta(days=1) if end else start).astimezone(UTC)
+    except OverflowError:  # the first or last day there is: no bound on that side
         return None
 
 
@@ -245,38 +247,27 @@ class StaffRefundPages(Controller):
     ) -> Response[str]:
         params = {k: request.query_params.get(k) for k in ("reason", "q", "from", "to")}
         rows = await status.refund_views(db, lookup_filter(settings, params), limit=100_000)
+        zone = ZoneInfo(settings.shop.timezone)
         buffer = io.StringIO()
+        buffer.write("\ufeff")  # a BOM, so Excel reads the file as UTF-8 (Korean text)
         writer = csv.writer(buffer)
-        writer.writerow(
-            [
-                "refund_id",
-                "order_id",
-                "created_at",
-                "status",
-                "reason_code",
-                "reason_label",
-                "reason",
-                "amount",
-                "currency",
-            ]
-        )
+        writer.writerow([_csv_safe(translate(title)) for title in CSV_COLUMNS])
         for r in rows:
-            writer.writerow(
-                [
-                    r.refund_id,
-                    r.order_id,
-                    r.created_at.isoformat(),
-                    r.status,
-                    r.reason_code,
-                    r.reason_label,
-                    _csv_safe(r.reason),
-                    f"{r.amount / 100:.2f}",
-                    r.currency,
-                ]
-            )
+            cells = [
+                str(r.refund_id),
+                str(r.order_id),
+                r.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),  # Excel reads it
+                translate(status_label(r.status)),
+                r.reason_code,
+                translate(r.reason_label),
+                r.reason,
+                plain_amount(r.amount, r.currency),
+                r.currency,
+            ]
+            writer.writerow([_csv_safe(cell) for cell in cells])
         return Response(
             buffer.getvalue(),
-            media_type="text/csv",
+            media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="refunds.csv"'},
         )
 
@@ -299,8 +290,23 @@ class StaffRefundPages(Controller):
         )
 
 
+#: the export's columns, in the visitor's language
+CSV_COLUMNS = (
+    N_("Refund ID"),
+    N_("Order ID"),
+    N_("Filed"),
+    N_("Status"),
+    N_("Reason code"),
+    N_("Reason"),
+    N_("Text"),
+    N_("Amount"),
+    N_("Currency"),
+)
+
+
 def _csv_safe(text: str) -> str:
-    """Neutralise spreadsheet formulas in customer text (CSV injection)."""
+    """Neutralise spreadsheet formulas in any cell (CSV injection): customers' words,
+    admins' labels, everything - a spreadsheet would run a cell starting with these."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 

@@ -24,10 +24,12 @@ from app.ordering import service as ordering
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.refund.models import MAX_REASON_LENGTH, Refund, RefundReason, RefundStatus
+from app.words import status_label
 
 
 class DeliveryGate(Protocol):
@@ -67,9 +69,9 @@ async def save_reason(
     code, label = code.strip().lower(), label.strip()
     errors = []
     if not re.fullmatch(r"[a-z0-9_]{1,40}", code):
-        errors.append(FieldError("code", "Use 1 to 40 letters, digits or underscores."))
+        errors.append(FieldError("code", N_("Use 1 to 40 letters, digits or underscores.")))
     if not label or len(label) > 100 or not storable(label):
-        errors.append(FieldError("label", "Give the reason a label of at most 100 characters."))
+        errors.append(FieldError("label", N_("Give the reason a label of at most 100 characters.")))
     if errors:
         raise InvalidInput(errors)
     stmt = insert(RefundReason).values(
@@ -92,6 +94,18 @@ async def save_reason(
     return saved
 
 
+#: the labels of the reasons the first migration seeds, so pages show them translated
+#: (a label an admin types is shown as typed)
+SEEDED_REASON_LABELS = (
+    N_("Wrong pizza"),
+    N_("Missing item"),
+    N_("Cold or late"),
+    N_("Quality"),
+    N_("Not delivered"),
+    N_("Other"),
+)
+
+
 # -- eligibility ------------------------------------------------------------------------
 
 
@@ -100,17 +114,20 @@ def refusal(
 ) -> str | None:
     """Why this order cannot be refunded now, or None when it can."""
     if order_status == "refunded":
-        return "This order has already been refunded."
+        return N_("This order has already been refunded.")
     if order_status != "fulfilled" or current is None:
-        return "Only delivered orders can be refunded."
+        return N_("Only delivered orders can be refunded.")
     if current.status == DeliveryStatus.return_requested:
-        return "A refund for this order is already in progress."
+        return N_("A refund for this order is already in progress.")
     if current.status != DeliveryStatus.delivered:
-        return "Only delivered orders can be refunded."
+        return N_("Only delivered orders can be refunded.")
     delivered_at = current.delivered_at or current.updated_at
     if now - delivered_at > window:
         hours = int(window.total_seconds() // 3600)
-        return f"Refunds are possible for {hours} hours after delivery; this window has closed."
+        return N_(
+            "Refunds are possible for %(hours)s hours after delivery; this window has closed.",
+            hours=hours,
+        )
     return None
 
 
@@ -128,14 +145,16 @@ async def _validate(session: AsyncSession, command: FileRefund) -> RefundReason:
     reason = await session.get(RefundReason, code) if storable(code) else None
     errors = []
     if reason is None or not reason.active:
-        errors.append(FieldError("reasonCode", "Choose one of the listed reasons."))
+        errors.append(FieldError("reasonCode", N_("Choose one of the listed reasons.")))
     text = command.reason.strip()
     if len(text) > MAX_REASON_LENGTH:
-        errors.append(FieldError("reason", f"Please keep it under {MAX_REASON_LENGTH} characters."))
+        errors.append(
+            FieldError("reason", N_("Please keep it under %(n)s characters.", n=MAX_REASON_LENGTH))
+        )
     elif reason is not None and reason.requires_text and not text:
-        errors.append(FieldError("reason", "Please tell us what went wrong."))
+        errors.append(FieldError("reason", N_("Please tell us what went wrong.")))
     if not storable(command.reason):
-        errors.append(FieldError("reason", "The text contains characters we cannot store."))
+        errors.append(FieldError("reason", N_("The text contains characters we cannot store.")))
     if errors:
         raise InvalidInput(errors)
     assert reason is not None
@@ -221,17 +240,17 @@ async def file_refund(
 async def _locked(session: AsyncSession, refund_id: uuid.UUID) -> Refund:
     refund = await session.get(Refund, refund_id, with_for_update=True)
     if refund is None:
-        raise NotFound("refund not found")
+        raise NotFound(N_("refund not found"))
     return refund
 
 
 async def _cancel(session: AsyncSession, refund: Refund, by: str, note: str | None = None) -> None:
     """FR11: refund cancelled and delivery back to ``delivered``, together; no money moves."""
     if refund.status != RefundStatus.requested:
-        raise Conflict(f"This refund is already {refund.status}.")
+        raise Conflict(N_("This refund is already %(status)s.", status=status_label(refund.status)))
     current = await delivery.locked_for_order(session, refund.order_id)
     if current is None or current.status != DeliveryStatus.return_requested:
-        raise Conflict("The return can no longer be cancelled.")
+        raise Conflict(N_("The return can no longer be cancelled."))
     await delivery.cancel_return(session, current)
     refund.cancelled_by = by
     refund.cancel_note = note
@@ -243,7 +262,7 @@ async def withdraw(session: AsyncSession, refund_id: uuid.UUID, customer_id: uui
     """The customer withdraws their refund (and so the return pickup)."""
     refund = await _locked(session, refund_id)
     if refund.customer_id != customer_id:
-        raise NotFound("refund not found")
+        raise NotFound(N_("refund not found"))
     await _cancel(session, refund, "customer")
     await session.commit()
     return refund
@@ -262,14 +281,14 @@ async def cancel_for_delivery(
     ``commit=False`` when the caller owns the transaction (the partner webhook)."""
     current = await delivery.get(session, delivery_id)
     if current is None:
-        raise NotFound("delivery not found")
+        raise NotFound(N_("delivery not found"))
     refund_id = await session.scalar(
         select(Refund.id).where(
             Refund.order_id == current.order_id, Refund.status == RefundStatus.requested
         )
     )
     if refund_id is None:
-        raise Conflict("This delivery has no return in progress.")
+        raise Conflict(N_("This delivery has no return in progress."))
     refund = await _locked(session, refund_id)
     await _cancel(session, refund, by, note)
     if commit:

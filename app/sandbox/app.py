@@ -11,8 +11,11 @@ test can build a fresh app.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -22,7 +25,7 @@ from litestar import Litestar, Request, Response, Router, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from app.sandbox.common import (
     MISSING_KEY,
@@ -147,6 +150,49 @@ def decline_reason_for(card_number: str) -> str | None:
 # --------------------------------------------------------------------------- state
 
 
+class CardVault:
+    """The sandbox's card store, without state: a payment-method token is the card number
+    sealed under ``SANDBOX_VAULT_KEY`` (HMAC-SHA256 keystream + tag), so every sandbox
+    process sharing the key can charge it, and a restart loses no pending payment. The
+    same card gives the same token (a retried checkout charges the same method). Only
+    the sandbox can open a token; the shop stores it as an opaque id."""
+
+    PREFIX = "pm_"
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    @classmethod
+    def from_env(cls) -> CardVault:
+        configured = os.environ.get("SANDBOX_VAULT_KEY", "")
+        return cls(configured.encode() if configured else secrets.token_bytes(32))
+
+    def _mac(self, *parts: bytes) -> bytes:
+        return hmac.new(self._key, b"".join(parts), hashlib.sha256).digest()
+
+    def seal(self, number: str) -> str:
+        plain = number.encode()
+        nonce = self._mac(b"nonce", plain)[:12]
+        sealed = bytes(a ^ b for a, b in zip(plain, self._mac(b"stream", nonce), strict=False))
+        tag = self._mac(b"tag", nonce, sealed)[:12]
+        return self.PREFIX + base64.urlsafe_b64encode(nonce + sealed + tag).decode().rstrip("=")
+
+    def open(self, token: str) -> str | None:
+        """The card number inside ``token``, or None for a token we did not make."""
+        if not token.startswith(self.PREFIX):
+            return None
+        raw = token[len(self.PREFIX) :]
+        try:
+            blob = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        except (ValueError, binascii.Error):
+            return None
+        nonce, sealed, tag = blob[:12], blob[12:-12], blob[-12:]
+        if len(blob) < 25 or not hmac.compare_digest(tag, self._mac(b"tag", nonce, sealed)[:12]):
+            return None
+        plain = bytes(a ^ b for a, b in zip(sealed, self._mac(b"stream", nonce), strict=False))
+        return plain.decode("ascii", "replace")
+
+
 class ChargeRecord(msgspec.Struct):
     """The provider's own record of one charge."""
 
@@ -184,9 +230,10 @@ class SandboxState:
 
     def __init__(self) -> None:
         self.charges: dict[str, ChargeRecord] = {}
-        #: token -> card number; kept across ``reset`` like a real provider's vault
-        self.payment_methods: dict[str, str] = {}
-        self._salt = secrets.token_bytes(16)
+        #: payment-method tokens; kept across ``reset`` like a real provider's vault
+        self.vault = CardVault.from_env()
+        #: tokens a test set up with known names (provider states of the contract tests)
+        self.seeded_methods: dict[str, str] = {}
         self.keys = IdempotencyStore()
         self.operation_counts: dict[Operation, int] = {}
         self.reset()
@@ -204,16 +251,14 @@ class SandboxState:
         number = request.card_number.replace(" ", "").replace("-", "")
         if not (number.isascii() and number.isdigit() and 12 <= len(number) <= 19):
             return detail(400, INCORRECT_NUMBER)
-        # One token per card and sandbox (like a provider's card fingerprint), so a
-        # retried checkout charges the same payment method.
-        digest = hmac.new(self._salt, number.encode(), hashlib.sha256).hexdigest()
-        token = f"pm_{digest[:24]}"
-        self.payment_methods[token] = number
+        token = self.vault.seal(number)
         body = PaymentMethodBody(id=token, brand=brand_of(number), last4=number[-4:])
         return Outcome(201, msgspec.json.encode(body))
 
     def create_charge(self, request: ChargeRequest) -> Outcome:
-        card_number = self.payment_methods.get(request.payment_method)
+        card_number = self.seeded_methods.get(request.payment_method) or self.vault.open(
+            request.payment_method
+        )
         if card_number is None:
             return detail(404, f"no such payment method: {request.payment_method}")
         decline_reason = decline_reason_for(card_number)
@@ -350,6 +395,49 @@ async def list_charges(
     ]
 
 
+class ChargeSeed(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """Body of ``PUT /sandbox/payments/charges/{id}``: a charge as a contract test's
+    provider state needs it (``a captured charge ch_x exists``)."""
+
+    status: Literal["captured", "declined", "voided", "refunded"]
+    amount: int = 3100
+    currency: str = "EUR"
+    reference: str = "pact"
+
+
+class PaymentMethodSeed(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """Body of ``PUT /sandbox/payments/payment-methods/{id}`` (provider states)."""
+
+    card_number: str
+
+
+@put("/sandbox/payments/payment-methods/{token:str}")
+async def seed_payment_method(
+    sandbox: NamedDependency[SandboxState], token: FromPath[str], data: JSONBody[PaymentMethodSeed]
+) -> dict[str, str]:
+    """Test set-up: a stored card with a known token (``a payment method pm_x exists``)."""
+    sandbox.seeded_methods[token] = data.card_number
+    return {"id": token}
+
+
+@put("/sandbox/payments/charges/{charge_id:str}")
+async def seed_charge(
+    sandbox: NamedDependency[SandboxState], charge_id: FromPath[str], data: JSONBody[ChargeSeed]
+) -> ChargeView:
+    """Test set-up: put a charge with a known id in a known state (provider states)."""
+    record = ChargeRecord(
+        id=charge_id,
+        status=data.status,
+        amount=data.amount,
+        currency=data.currency,
+        reference=data.reference,
+        decline_reason=None,
+        operations=[],
+    )
+    sandbox.charges[charge_id] = record
+    return record.view()
+
+
 @get("/sandbox/payments/operations")
 async def operation_counts(sandbox: NamedDependency[SandboxState]) -> dict[str, int]:
     """Test inspection: how many captures, voids and refunds actually took effect."""
@@ -427,6 +515,8 @@ def create_sandbox_app(courier: CourierConfig | None = None) -> Litestar:
             payments,
             courier_router(),
             list_charges,
+            seed_charge,
+            seed_payment_method,
             operation_counts,
             *COURIER_INSPECTION_HANDLERS,
             read_knobs,
@@ -442,4 +532,5 @@ def create_sandbox_app(courier: CourierConfig | None = None) -> Litestar:
         state=state,
         on_shutdown=[_shutdown],
         openapi_config=None,
+        logging_config=None,  # `pizzeria sandbox` configures logging (app.platform.logs)
     )

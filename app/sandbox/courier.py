@@ -24,10 +24,10 @@ from typing import Annotated, Any, Literal
 
 import httpx
 import msgspec
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, Router, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from app.platform import signing
 from app.platform.settings import PartnerSettings
@@ -170,9 +170,14 @@ class PickupView(msgspec.Struct, rename="camel"):
 
 
 class ManualEvent(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of ``POST /sandbox/courier/pickups/{id}/events``."""
+    """Body of ``POST /sandbox/courier/pickups/{id}/events``.
+
+    ``webhook: false`` moves the pickup without telling the shop: a webhook the partner
+    gave up on (the shop then only learns it by asking, see ``GET /courier/v1/pickups/{id}``).
+    """
 
     type: EventType
+    webhook: bool = True
 
 
 class ManualEventResult(msgspec.Struct, rename="camel"):
@@ -339,14 +344,22 @@ class CourierSandbox:
         delivery.delivered = delivery.status is not None and 200 <= delivery.status < 300
         return delivery
 
-    async def send_now(self, pickup_id: str, event_type: EventType) -> ManualEventResult | None:
-        """Manual control: apply ``event_type`` and deliver its webhook before returning."""
+    async def send_now(
+        self, pickup_id: str, event_type: EventType, *, webhook: bool = True
+    ) -> ManualEventResult | None:
+        """Manual control: apply ``event_type`` and deliver its webhook before returning
+        (or, with ``webhook=False``, lose it)."""
         record = self.pickups.get(pickup_id)
         if record is None:
             return None
         if event_type in ("delivered", "cancelled"):
             self._stop_autopilot(record.id)
-        delivery = await self._deliver(record, self._advance(record, event_type))
+        event = self._advance(record, event_type)
+        if not webhook:
+            lost = EventDelivery(event_id=event.event_id, type=event.type)
+            record.events.append(lost)
+            return ManualEventResult(delivered=False, status=None, event_id=event.event_id)
+        delivery = await self._deliver(record, event)
         return ManualEventResult(
             delivered=delivery.delivered, status=delivery.status, event_id=delivery.event_id
         )
@@ -472,6 +485,32 @@ async def list_pickups(
     ]
 
 
+class PickupSeed(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """Body of ``PUT /sandbox/courier/pickups/{id}``: a pickup as a contract test's
+    provider state needs it (``a pickup pk_x that a rider has picked up``)."""
+
+    status: PickupStatus
+    reference: str = "pact"
+    address: str = "Via Roma 1, Napoli"
+    callback_url: str = "http://127.0.0.1:9/webhooks/courier"
+
+
+@put("/sandbox/courier/pickups/{pickup_id:str}")
+async def seed_pickup(
+    courier: NamedDependency[CourierSandbox], pickup_id: FromPath[str], data: JSONBody[PickupSeed]
+) -> PickupView:
+    """Test set-up: put a pickup with a known id in a known state (no rider autopilot)."""
+    request = PickupRequest(
+        reference=data.reference, address=data.address, callback_url=data.callback_url
+    )
+    record = PickupRecord(pickup_id, request)
+    record.status = data.status
+    if data.status in ("assigned", "picked_up", "delivered"):
+        record.rider = "Pact R."
+    courier.pickups[pickup_id] = record
+    return record.view()
+
+
 @post("/sandbox/courier/pickups/{pickup_id:str}/events", status_code=200)
 async def send_event(
     request: Request[Any, Any, Any],
@@ -485,7 +524,7 @@ async def send_event(
         return respond(detail(422, f"invalid event: {exc}"))
     except msgspec.DecodeError as exc:
         return respond(detail(400, f"invalid JSON: {exc}"))
-    result = await courier.send_now(pickup_id, event.type)
+    result = await courier.send_now(pickup_id, event.type, webhook=event.webhook)
     if result is None:
         return respond(_no_such_pickup(pickup_id))
     return Response(content=result, status_code=200)
@@ -500,4 +539,4 @@ def courier_router() -> Router:
     )
 
 
-COURIER_INSPECTION_HANDLERS = (list_pickups, send_event)
+COURIER_INSPECTION_HANDLERS = (list_pickups, seed_pickup, send_event)

@@ -21,6 +21,7 @@ from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform import metrics
 from app.platform.outbox import take_recorded
 from app.platform.pubsub import RECONNECT, Broadcaster
 from app.status import service
@@ -104,15 +105,19 @@ def sse(
     ends for a shutdown."""
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        async for update in updates:
-            if update is None:
-                yield ServerSentEventMessage(comment="keep-alive")
-            elif isinstance(update, Reconnect):
-                retry = random.randint(*RECONNECT_MS)
-                yield ServerSentEventMessage(data=None, comment="reconnect", retry=retry)
-                return
-            else:
-                yield await render(update)
+        metrics.SSE_CONNECTIONS.inc()
+        try:
+            async for update in updates:
+                if update is None:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                elif isinstance(update, Reconnect):
+                    retry = random.randint(*RECONNECT_MS)
+                    yield ServerSentEventMessage(data=None, comment="reconnect", retry=retry)
+                    return
+                else:
+                    yield await render(update)
+        finally:
+            metrics.SSE_CONNECTIONS.dec()
 
     return ServerSentEvent(messages())
 

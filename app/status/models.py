@@ -17,8 +17,9 @@ class OrderView(Base):
     """The order as a customer sees it, stored as the API document itself.
 
     ``version`` grows by one per applied change and is the SSE event id;
-    ``sources`` remembers the last applied version of each aggregate (order, payment…)
-    so late or repeated events are ignored.
+    ``sources`` remembers the last applied version of each aggregate, keyed
+    ``"<source>:<aggregate id>"`` (an order can have several refunds), so late or
+    repeated events are ignored.
     """
 
     __tablename__ = "order_views"

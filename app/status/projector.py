@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform.db import utcnow
 from app.platform.events import Event
 from app.status.models import BoardCard, OrderView, RefundView
+from app.words import STAGES, step_words
 
 Doc = dict[str, Any]
 BOARD_CHANNEL = "board"
@@ -40,22 +41,13 @@ def customer_channel(customer_id: Any) -> str:
     return f"customer:{customer_id}"
 
 
-def _entry(at: datetime, status: str, detail: str) -> Doc:
-    return {"at": at.isoformat(), "status": status, "detail": detail}
-
-
-def _money(amount: int, currency: str) -> str:
-    return f"{amount / 100:.2f} {currency}"
-
-
-STAGE_DETAILS = {
-    "queued": "Waiting for the kitchen",
-    "preparing": "The kitchen is preparing your pizzas",
-    "baking": "In the oven",
-    "ready": "Ready, waiting for the rider",
-    "out_for_delivery": "On its way",
-    "delivered": "Delivered. Buon appetito!",
-}
+def _entry(at: datetime, status: str, **args: Any) -> Doc:
+    """A timeline step: its words in English (``detail``) and the facts they mention
+    (``args``), so a page can say the same in the visitor's language."""
+    entry: Doc = {"at": at.isoformat(), "status": status, "detail": str(step_words(status, args))}
+    if args:
+        entry["args"] = args
+    return entry
 
 
 def _initial_doc(event: Event) -> Doc:
@@ -76,7 +68,7 @@ def _initial_doc(event: Event) -> Doc:
         "delivery": None,
         "coupon": None,
         "refund": None,
-        "timeline": [_entry(event.occurred_at, "placed", "Order placed")],
+        "timeline": [_entry(event.occurred_at, "placed")],
     }
 
 
@@ -92,19 +84,20 @@ def _payment_changed(doc: Doc, event: Event) -> None:
 
 def _order_paid(doc: Doc, event: Event) -> None:
     doc["status"] = "paid"
-    detail = f"Paid {_money(event.payload['amount'], event.payload['currency'])}"
-    doc["timeline"].append(_entry(event.occurred_at, "paid", detail))
+    amount, currency = event.payload["amount"], event.payload["currency"]
+    doc["timeline"].append(_entry(event.occurred_at, "paid", amount=amount, currency=currency))
 
 
 def _order_payment_failed(doc: Doc, event: Event) -> None:
     doc["status"] = "payment_failed"
-    reason = event.payload.get("reason") or "The payment was declined."
-    doc["timeline"].append(_entry(event.occurred_at, "payment_failed", reason))
+    reason = event.payload.get("reason")
+    args = {"reason": reason} if reason else {}
+    doc["timeline"].append(_entry(event.occurred_at, "payment_failed", **args))
 
 
 def _order_cancelled(doc: Doc, event: Event) -> None:
     doc["status"] = "cancelled"
-    doc["timeline"].append(_entry(event.occurred_at, "cancelled", "Cancelled at your request"))
+    doc["timeline"].append(_entry(event.occurred_at, "cancelled"))
 
 
 def _order_fulfilled(doc: Doc, event: Event) -> None:
@@ -123,20 +116,20 @@ def _delivery_changed(doc: Doc, event: Event) -> None:
     }
     history = p.get("history")
     if history is not None:  # every stage reached, even ones whose events we never saw
-        kept = [e for e in doc["timeline"] if e["status"] not in STAGE_DETAILS]
+        kept = [e for e in doc["timeline"] if e["status"] not in STAGES]
         doc["timeline"] = kept + [
-            _entry(datetime.fromisoformat(s["at"]), s["status"], _stage_detail(s["status"], p))
+            _entry(datetime.fromisoformat(s["at"]), s["status"], **_stage_args(s["status"], p))
             for s in history
         ]
-    elif p["status"] != before and p["status"] in STAGE_DETAILS:
-        detail = _stage_detail(p["status"], p)
-        doc["timeline"].append(_entry(event.occurred_at, p["status"], detail))
+    elif p["status"] != before and p["status"] in STAGES:
+        args = _stage_args(p["status"], p)
+        doc["timeline"].append(_entry(event.occurred_at, p["status"], **args))
 
 
-def _stage_detail(status: str, p: Doc) -> str:
+def _stage_args(status: str, p: Doc) -> Doc:
     if status == "out_for_delivery" and p.get("rider"):
-        return f"On its way with {p['rider']}"
-    return STAGE_DETAILS[status]
+        return {"rider": p["rider"]}
+    return {}
 
 
 def _coupon_changed(doc: Doc, event: Event) -> None:
@@ -159,33 +152,42 @@ def _return_changed(doc: Doc, event: Event) -> None:
         "courierStatus": p["courierStatus"],
         "rider": p.get("rider"),
     }
-    step, detail = RETURN_STEPS[event.type]
-    doc["timeline"].append(_entry(event.occurred_at, step, detail))
+    doc["timeline"].append(_entry(event.occurred_at, RETURN_STEPS[event.type]))
 
 
 RETURN_STEPS = {
-    "DeliveryReturnRequested": ("return_requested", "A rider will collect the pizzas"),
-    "DeliveryReturned": ("returned", "The pizzas are back at the shop"),
-    "DeliveryReturnCancelled": ("return_cancelled", "Return cancelled; the order stays delivered"),
+    "DeliveryReturnRequested": "return_requested",
+    "DeliveryReturned": "returned",
+    "DeliveryReturnCancelled": "return_cancelled",
 }
 
 
 def _refund_changed(doc: Doc, event: Event) -> None:
+    """An order may have several refunds over time (one withdrawn, then another): the
+    view shows the newest, and the timeline tells every one of them."""
     p = event.payload
-    doc["refund"] = {
-        "id": p["refundId"],
-        "status": p["status"],
-        "reasonCode": p["reasonCode"],
-        "reasonLabel": p.get("reasonLabel"),
-        "reason": p["reason"],
-        "amount": p["amount"],
-    }
-    step, detail = {
-        "requested": ("refund_requested", f"Refund requested: {p.get('reasonLabel')}"),
-        "completed": ("refund_completed", f"Refund of {_money(p['amount'], p['currency'])} sent"),
-        "cancelled": ("refund_cancelled", "Refund cancelled; no money moved"),
+    shown = doc.get("refund")
+    newer_shown = (
+        shown is not None
+        and shown["id"] != p["refundId"]
+        and shown.get("createdAt", "") > p["createdAt"]
+    )
+    if not newer_shown:
+        doc["refund"] = {
+            "id": p["refundId"],
+            "status": p["status"],
+            "reasonCode": p["reasonCode"],
+            "reasonLabel": p.get("reasonLabel"),
+            "reason": p["reason"],
+            "amount": p["amount"],
+            "createdAt": p["createdAt"],
+        }
+    step, args = {
+        "requested": ("refund_requested", {"reason": p.get("reasonLabel")}),
+        "completed": ("refund_completed", {"amount": p["amount"], "currency": p["currency"]}),
+        "cancelled": ("refund_cancelled", {}),
     }[p["status"]]
-    doc["timeline"].append(_entry(event.occurred_at, step, detail))
+    doc["timeline"].append(_entry(event.occurred_at, step, **args))
 
 
 def _order_refunded(doc: Doc, event: Event) -> None:
@@ -260,7 +262,8 @@ async def _change_view(session: AsyncSession, event: Event) -> bool:
     if view is None:
         raise ViewNotReady(str(order_id))
     version = int(event.payload["version"])
-    if version <= view.sources.get(source, 0):
+    key = source_key(source, event.aggregate_id)
+    if version <= _seen(view.sources, source, key):
         return False
     doc = copy.deepcopy(view.doc)
     change(doc, event)
@@ -268,10 +271,24 @@ async def _change_view(session: AsyncSession, event: Event) -> bool:
     # in the order they happened, not the order they were projected.
     doc["timeline"].sort(key=lambda entry: entry["at"])
     view.doc = doc
-    view.sources = {**view.sources, source: version}
+    view.sources = {**view.sources, key: version}
     view.version += 1
     view.updated_at = utcnow()
     return True
+
+
+def source_key(source: str, aggregate_id: str) -> str:
+    """Versions are per aggregate: two refunds of one order each count from 1."""
+    return f"{source}:{aggregate_id}"
+
+
+def _seen(sources: dict[str, int], source: str, key: str) -> int:
+    """The version of this aggregate the view has applied. Views written before versions
+    were kept per aggregate id have one entry per source; it still holds for the sources
+    an order has only one of (never for refunds: that was the bug it fixes)."""
+    if key in sources:
+        return sources[key]
+    return 0 if source == "refund" else sources.get(source, 0)
 
 
 async def _create_view(session: AsyncSession, event: Event) -> bool:
@@ -281,7 +298,7 @@ async def _create_view(session: AsyncSession, event: Event) -> bool:
             order_id=uuid.UUID(event.payload["orderId"]),
             customer_id=uuid.UUID(event.payload["customerId"]),
             version=1,
-            sources={"order": int(event.payload["version"]), "payment": 1},
+            sources={source_key("order", event.aggregate_id): int(event.payload["version"])},
             doc=_initial_doc(event),
             created_at=event.occurred_at,
             updated_at=utcnow(),

@@ -26,7 +26,9 @@ class PaymentView(msgspec.Struct, rename="camel"):
 class TimelineEntry(msgspec.Struct):
     at: datetime
     status: str
-    detail: str
+    detail: str  # in English
+    #: the facts ``detail`` mentions (amount, currency, rider, reason), for other languages
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class EstimatedDelivery(msgspec.Struct, rename="camel"):

@@ -15,6 +15,7 @@ from app.delivery import service as delivery
 from app.platform.db import utcnow
 from app.platform.errors import NotFound
 from app.platform.events import Event
+from app.platform.i18n import N_
 from app.status import eta, projector
 from app.status.models import BoardCard, OrderView, RefundView
 from app.status.schemas import OrderDocument
@@ -33,7 +34,7 @@ async def order_view(
         )
     )
     if view is None:
-        raise NotFound("order not found")
+        raise NotFound(N_("order not found"))
     return view
 
 
@@ -183,7 +184,7 @@ async def refund_view(
         query = query.where(RefundView.customer_id == customer_id)
     view = await session.scalar(query)
     if view is None:
-        raise NotFound("refund not found")
+        raise NotFound(N_("refund not found"))
     return view
 
 

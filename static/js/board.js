@@ -49,7 +49,12 @@
     if (fresh.length && board) {
       board.setAttribute("data-new-orders", String(Number(board.getAttribute("data-new-orders") || 0) + fresh.length));
       var status = document.getElementById("board-announcer");
-      if (status) { status.textContent = fresh.length === 1 ? "New order" : fresh.length + " new orders"; }
+      if (status) {
+        // the words come from the page, in its language
+        status.textContent = fresh.length === 1
+          ? (status.getAttribute("data-one") || "New order")
+          : (status.getAttribute("data-many") || "{n} new orders").replace("{n}", String(fresh.length));
+      }
       if (soundOn()) { beep(); }
     }
   }
@@ -69,7 +74,8 @@
   function showSound(toggle) {
     var on = soundOn();
     toggle.setAttribute("aria-pressed", on ? "true" : "false");
-    toggle.textContent = on ? "Sound: on" : "Sound: off";
+    toggle.textContent = on ? (toggle.getAttribute("data-on") || "Sound: on")
+                            : (toggle.getAttribute("data-off") || "Sound: off");
   }
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -21,7 +21,7 @@ from tests.chaos.workload import EXPECTED_STATUS, Anomaly, OrderRun, Scenario, W
 
 #: how long the shop may take to go quiet after a fault ended (issue 9: the pipeline
 #: recovers within a minute of Redis returning empty, so those phases get longer)
-SETTLE_SECONDS = 30.0
+SETTLE_SECONDS = 45.0
 #: read models may lag the tables a little after everything else settled
 VIEW_GRACE_SECONDS = 5.0
 

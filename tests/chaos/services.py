@@ -264,6 +264,7 @@ class Shop:
             "REDIS_URL": self.redis.url,
             "SECRET_KEY": SECRET_KEY,
             "COURIER_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "SANDBOX_VAULT_KEY": "chaos-sandbox-vault-key-0123456789abcdef",
             "PAYMENT_PROVIDER_URL": self.sandbox_url,
             "COURIER_PARTNER_URL": self.sandbox_url,
             "PUBLIC_URL": self.url,
@@ -324,7 +325,7 @@ class Shop:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_http(self, url: str, name: str, timeout: float = 60) -> None:
+    def wait_http(self, url: str, name: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             process = self.parts[name].process

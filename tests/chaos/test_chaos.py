@@ -21,7 +21,7 @@ from tests.chaos.report import RESULTS
 from tests.chaos.services import Shop, chaos_world
 from tests.chaos.workload import PASSWORD, Workload
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 SEED = int(os.environ.get("CHAOS_SEED", "20261130"))
 #: ``CHAOS_PHASES=baseline,redis-restart`` runs only those phases (while working on one)
 CHOSEN = [p for p in PHASES if p.name in os.environ.get("CHAOS_PHASES", p.name).split(",")]

@@ -326,10 +326,12 @@ class Workload:
             await self.request(
                 "POST", "/login", data={**form, "_csrf_token": csrf}, ok={303}, client=browser
             )
+            csrf = browser.cookies.get("pizzeria_csrf", csrf)  # rotated at sign-in
             line = body["items"][0]
             basket = {"pizza_id": line["pizzaId"], "qty": line["qty"], "_csrf_token": csrf}
             await self.request("POST", "/basket/add", data=basket, ok={200, 303}, client=browser)
             page = await self.request("GET", "/checkout", ok={200}, client=browser)
+            csrf = _hidden(page.text, "_csrf_token")
             order = {
                 "address": body["address"],
                 "card_number": body["cardNumber"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -17,8 +18,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    async_playwright,
+    expect,
+)
 
+from app.platform import i18n
 from tests.support.api import PASSWORD
 from tests.support.processes import Shop
 
@@ -53,10 +62,42 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
+#: the browser's language setting (Accept-Language, navigator.language) per shop language
+BROWSER_LOCALES = {"en": "en-US", "ko": "ko-KR"}
+
+
 @pytest.fixture
-async def context(browser: Browser, shop: Shop) -> AsyncIterator[BrowserContext]:
-    """A fresh browser profile (no cookies) pointed at the running shop."""
-    ctx = await browser.new_context(base_url=shop.url)
+def lang() -> str:
+    """The language the browser asks for; tests that run in both parametrize ``lang``."""
+    return "en"
+
+
+@pytest.fixture
+def t(lang: str) -> Callable[..., str]:
+    """What a person sees for an English UI text in the test's language (from the
+    shop's catalog): ``t("Sign in")``, ``t("Add %(pizza)s", pizza="Margherita")``."""
+    return lambda text, **params: words(lang, text, **params)
+
+
+def words(lang: str, text: str, **params: str) -> str:
+    translated = i18n.gettext(text, lang)
+    if not params:
+        return translated
+    return translated % {k: i18n.translate(v, lang) for k, v in params.items()}
+
+
+def pay_button(page: Page, lang: str) -> Locator:
+    """The checkout's pay button, whose name carries the amount ("Place order and pay
+    ₩29,800", "₩29,800 결제하기")."""
+    words_around = words(lang, "Place order and pay %(amount)s", amount="").strip()
+    return page.get_by_role("button", name=re.compile(re.escape(words_around)))
+
+
+@pytest.fixture
+async def context(browser: Browser, shop: Shop, lang: str) -> AsyncIterator[BrowserContext]:
+    """A fresh browser profile (no cookies) pointed at the running shop, asking for the
+    test's language as a browser set to it would."""
+    ctx = await browser.new_context(base_url=shop.url, locale=BROWSER_LOCALES[lang])
     ctx.set_default_timeout(ACTION_TIMEOUT_MS)
     try:
         yield ctx
@@ -84,13 +125,13 @@ async def api(shop: Shop) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def new_context(
-    browser: Browser, shop: Shop
+    browser: Browser, shop: Shop, lang: str
 ) -> AsyncIterator[Callable[[], Awaitable[BrowserContext]]]:
     """Make more browser profiles (separate cookies, so separate sessions) for one test."""
     made: list[BrowserContext] = []
 
     async def make() -> BrowserContext:
-        ctx = await browser.new_context(base_url=shop.url)
+        ctx = await browser.new_context(base_url=shop.url, locale=BROWSER_LOCALES[lang])
         ctx.set_default_timeout(ACTION_TIMEOUT_MS)
         made.append(ctx)
         return ctx
@@ -113,13 +154,13 @@ async def create_staff(shop: Shop) -> str:
     return email
 
 
-async def sign_in(page: Page, email: str, password: str = PASSWORD) -> None:
+async def sign_in(page: Page, email: str, password: str = PASSWORD, lang: str = "en") -> None:
     """Sign in through the login form, as a person would."""
     await page.goto("/login")
-    await page.locator("#email").fill(email)
-    await page.locator("#password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    await page.get_by_label(words(lang, "Email"), exact=True).fill(email)
+    await page.get_by_label(words(lang, "Password"), exact=True).fill(password)
+    await page.get_by_role("button", name=words(lang, "Sign in")).click()
+    await expect(page.get_by_role("button", name=words(lang, "Sign out"))).to_be_visible()
 
 
 async def mark(page: Page, value: str) -> None:

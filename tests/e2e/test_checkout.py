@@ -51,7 +51,7 @@ async def test_declined_card_then_another_card_with_basket_and_details_kept(page
     await page.get_by_role("button", name="Try another card").click()
 
     await expect(page).to_have_url(re.compile(r"/checkout/?$"))
-    await expect(page.get_by_role("status")).to_contain_text("Try another card")
+    await expect(page.locator("#retrying")).to_contain_text("Try another card")
     assert await basket_names(page) == sorted(names)
     await expect(page.locator("#basket-count")).to_have_text("2")
     await expect(page.get_by_label("Delivery address")).to_have_value(ADDRESS)

@@ -58,4 +58,4 @@ async def test_withdraw_refund_after_the_live_stream_re_rendered_the_page(
     await expect(page.locator("#refund-status")).to_have_attribute(
         "data-status", "cancelled", timeout=LIVE_TIMEOUT_MS
     )
-    await expect(page.locator("#refund-cancelled")).to_contain_text("by you")
+    await expect(page.locator("#refund-cancelled")).to_contain_text("You cancelled this refund")

@@ -10,15 +10,24 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.e2e.conftest import pay_button, words
 from tests.support.api import DECLINED_CARD, GOOD_CARD, PASSWORD
 from tests.support.processes import Shop
 
+Words = Callable[..., str]
+
+
+def english(text: str, **params: str) -> str:
+    return words("en", text, **params)
+
+
+BOTH_LANGUAGES = pytest.mark.parametrize("lang", ["en", "ko"])
 ORDER_URL = re.compile(r"/orders/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 LIVE_TIMEOUT_MS = 15_000
 
@@ -42,19 +51,21 @@ async def slow_payments(sandbox_url: str, shop: Shop) -> AsyncIterator[None]:
             await client.put("/sandbox/knobs/payment", json={"latencyMs": 0})
 
 
-async def sign_up(page: Page) -> None:
+async def sign_up(page: Page, t: Words | None = None) -> None:
+    t = t or english
     await page.goto("/")
-    await page.get_by_role("link", name="Sign up").click()
+    await page.get_by_role("link", name=t("Sign up")).click()
     await expect(page).to_have_url(re.compile(r"/signup"))
-    await page.get_by_label("Name", exact=True).fill("Ada Browser")
-    await page.get_by_label("Email", exact=True).fill(f"e2e-{uuid.uuid4().hex[:12]}@example.com")
-    await page.get_by_label("Password", exact=True).fill(PASSWORD)
-    await page.get_by_role("button", name="Sign up").click()
-    await expect(page.get_by_role("heading", name="Our pizzas")).to_be_visible()
+    await page.get_by_label(t("Name"), exact=True).fill("Ada Browser")
+    await page.get_by_label(t("Email"), exact=True).fill(f"e2e-{uuid.uuid4().hex[:12]}@example.com")
+    await page.get_by_label(t("Password"), exact=True).fill(PASSWORD)
+    await page.get_by_role("button", name=t("Sign up")).click()
+    await expect(page.get_by_role("heading", name=t("Our pizzas"))).to_be_visible()
     await expect(page.get_by_text("Ada Browser")).to_be_visible()
 
 
-async def fill_basket(page: Page) -> list[str]:
+async def fill_basket(page: Page, t: Words | None = None) -> list[str]:
+    t = t or english
     """Add the first two pizzas of the menu; the basket must update in place (HTMX)."""
     pizzas = page.locator("li.pizza")
     names = [(await pizzas.nth(i).get_by_role("heading").inner_text()).strip() for i in (0, 1)]
@@ -62,7 +73,7 @@ async def fill_basket(page: Page) -> list[str]:
     await page.evaluate("window.__marker = 'menu'")
     basket = page.locator("#basket")
     for count, name in enumerate(names, start=1):
-        await page.get_by_role("button", name=f"Add {name}", exact=True).click()
+        await page.get_by_role("button", name=t("Add %(pizza)s", pizza=name), exact=True).click()
         await expect(basket.locator(".basket-lines li")).to_have_count(count)
         await expect(basket.locator(".basket-lines li", has_text=name)).to_be_visible()
     await expect(page.locator("#basket-count")).to_have_text("2")
@@ -70,19 +81,29 @@ async def fill_basket(page: Page) -> list[str]:
     return names
 
 
-async def check_out(page: Page, card: str) -> None:
-    await page.locator("#basket").get_by_role("link", name="Checkout").click()
-    await expect(page.get_by_role("heading", name="Checkout")).to_be_visible()
-    await page.get_by_label("Delivery address").fill("Via Roma 1, Napoli")
-    await page.get_by_label("Card number").fill(card)
-    await page.get_by_role("button", name="Place order and pay").click()
+async def check_out(page: Page, lang: str, card: str) -> None:
+    def t(text: str) -> str:
+        return words(lang, text)
+
+    await page.locator("#basket").get_by_role("link", name=t("Checkout")).click()
+    await expect(page.get_by_role("heading", name=t("Checkout"))).to_be_visible()
+    await page.get_by_label(t("Delivery address")).fill("Via Roma 1, Napoli")
+    await page.get_by_label(t("Card number")).fill(card)
+    await pay_button(page, lang).click()
     await expect(page).to_have_url(ORDER_URL, timeout=10_000)
 
 
-async def test_order_goes_from_placed_to_paid_live(page: Page, slow_payments: None) -> None:
-    await sign_up(page)
-    names = await fill_basket(page)
-    await check_out(page, GOOD_CARD)
+@BOTH_LANGUAGES
+async def test_order_goes_from_placed_to_paid_live(
+    page: Page, slow_payments: None, t: Words, lang: str
+) -> None:
+    await sign_up(page, t)
+    names = await fill_basket(page, t)
+    if lang == "ko":  # what a Korean customer reads: Korean words, won, no decimals
+        assert names[:2] == ["마르게리타", "마리나라"]
+        await expect(page.locator("html")).to_have_attribute("lang", "ko")
+        await expect(page.locator("#basket-total")).to_have_text("₩29,800")
+    await check_out(page, lang, GOOD_CARD)
 
     status = page.locator("#order-status")
     await expect(status).to_have_attribute("data-status", re.compile(r"^(placed|paid)$"))
@@ -97,47 +118,64 @@ async def test_order_goes_from_placed_to_paid_live(page: Page, slow_payments: No
         timeout=LIVE_TIMEOUT_MS
     )
     await expect(page.locator('.timeline [data-status="placed"]')).to_be_visible()
+    await expect(page.locator("#order-status")).to_have_text(t("Paid"))
+    await expect(page.locator('.timeline [data-status="placed"]')).to_contain_text(
+        t("Order placed")
+    )
+    if lang == "ko":
+        await expect(page.locator("#order-status")).to_have_text("결제 완료")
+        await expect(page.locator('.timeline [data-status="paid"]')).to_contain_text(
+            "₩29,800 결제 완료"
+        )
     assert await page.evaluate("window.__marker") == 42, "the order page reloaded"
 
 
-async def test_declined_card_shows_payment_failed_and_the_reason(page: Page) -> None:
-    await sign_up(page)
-    await fill_basket(page)
-    await check_out(page, DECLINED_CARD)
+@BOTH_LANGUAGES
+async def test_declined_card_shows_payment_failed_and_the_reason(
+    page: Page, t: Words, lang: str
+) -> None:
+    await sign_up(page, t)
+    await fill_basket(page, t)
+    await check_out(page, lang, DECLINED_CARD)
     await page.evaluate("window.__marker = 42")
 
     await expect(page.locator('#order-status[data-status="payment_failed"]')).to_be_visible(
         timeout=LIVE_TIMEOUT_MS
     )
-    await expect(page.get_by_role("alert")).to_contain_text("Your card was declined.")
+    await expect(page.get_by_role("alert")).to_contain_text(t("Your card was declined."))
     await expect(page.locator('.timeline [data-status="payment_failed"]')).to_contain_text(
-        "Your card was declined."
+        t("Your card was declined.")
     )
     assert await page.evaluate("window.__marker") == 42, "the order page reloaded"
 
 
-async def test_checkout_errors_are_shown_next_to_fields_and_input_is_kept(page: Page) -> None:
-    await sign_up(page)
-    names = await fill_basket(page)
-    await page.locator("#basket").get_by_role("link", name="Checkout").click()
-    await expect(page.get_by_role("heading", name="Checkout")).to_be_visible()
+@BOTH_LANGUAGES
+async def test_checkout_errors_are_shown_next_to_fields_and_input_is_kept(
+    page: Page, t: Words, lang: str
+) -> None:
+    await sign_up(page, t)
+    names = await fill_basket(page, t)
+    await page.locator("#basket").get_by_role("link", name=t("Checkout")).click()
+    await expect(page.get_by_role("heading", name=t("Checkout"))).to_be_visible()
 
-    await page.get_by_label("Delivery address").fill("   ")
-    await page.get_by_label("Card number").fill("4242 42")
-    await page.get_by_role("button", name="Place order and pay").click()
+    await page.get_by_label(t("Delivery address")).fill("   ")
+    await page.get_by_label(t("Card number")).fill("4242 42")
+    await pay_button(page, lang).click()
 
     await expect(page).to_have_url(re.compile(r"/checkout/?$"))
-    address = page.locator(".field", has=page.get_by_label("Delivery address"))
-    card = page.locator(".field", has=page.get_by_label("Card number"))
-    await expect(address.get_by_role("alert")).to_have_text("Tell us where to deliver.")
-    await expect(card.get_by_role("alert")).to_contain_text("card number")
-    await expect(page.get_by_label("Delivery address")).to_have_attribute("aria-invalid", "true")
-    await expect(page.get_by_label("Card number")).to_have_attribute("aria-invalid", "true")
+    address = page.locator(".field", has=page.get_by_label(t("Delivery address")))
+    card = page.locator(".field", has=page.get_by_label(t("Card number")))
+    await expect(address.get_by_role("alert")).to_have_text(t("Tell us where to deliver."))
+    await expect(card.get_by_role("alert")).to_have_text(
+        t("Enter a card number of 12 to 19 digits.")
+    )
+    await expect(page.get_by_label(t("Delivery address"))).to_have_attribute("aria-invalid", "true")
+    await expect(page.get_by_label(t("Card number"))).to_have_attribute("aria-invalid", "true")
     # The card number is never sent back to the browser (security): it is typed again.
-    await expect(page.get_by_label("Card number")).to_have_value("")
+    await expect(page.get_by_label(t("Card number"))).to_have_value("")
 
     basket = page.locator("#basket")
     await expect(basket.locator(".basket-lines li")).to_have_count(2)
     for name in names:
         await expect(basket.locator(".basket-lines li", has_text=name)).to_be_visible()
-    await expect(page.get_by_role("button", name="Place order and pay")).to_be_enabled()
+    await expect(pay_button(page, lang)).to_be_enabled()

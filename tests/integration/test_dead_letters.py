@@ -36,6 +36,7 @@ from tests.support.env import ROOT
 from tests.support.inproc import events_of, place, run_burst
 
 Factory = async_sessionmaker[AsyncSession]
+pytestmark = pytest.mark.timeout(300)  # real workers and CLI processes on a busy machine
 
 
 @pytest.fixture

@@ -65,8 +65,8 @@ async def test_an_order_is_paid_by_the_workers(client: httpx.AsyncClient) -> Non
     response = await client.post("/api/orders", json=order_body(), headers=auth(customer))
     assert response.status_code == 201, response.text
     view = response.json()
-    assert view["status"] == "placed" and view["totalAmount"] == 2 * 950 + 1200
-    assert view["items"][0] == {"pizzaId": 1, "name": "Margherita", "qty": 2, "unitPrice": 950}
+    assert view["status"] == "placed" and view["totalAmount"] == 2 * 15_900 + 18_900  # won
+    assert view["items"][0] == {"pizzaId": 1, "name": "Margherita", "qty": 2, "unitPrice": 15_900}
     assert view["delivery"] is None and view["coupon"] is None and view["refund"] is None
 
     paid = await wait_for_status(client, customer, view["id"], "paid")

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def pipe() -> Iterator[Pipeline]:
-    with pipeline() as running:
+def pipe(sandbox_url: str) -> Iterator[Pipeline]:
+    with pipeline(sandbox_url) as running:
         yield running
 
 
@@ -124,13 +124,13 @@ async def test_a_killed_workers_job_is_retried_within_seconds(
     """The charge takes 2.5 s at the partner; the worker is SIGKILLed in the middle. The
     job is still in Redis (its in-progress lease too), so the reconciler would not help:
     the lease must be short (the job timeout) instead of arq's 310 s."""
+    order_id = await place(factory)  # its card is tokenized at the partner before it slows
     async with httpx.AsyncClient(base_url=fresh.sandbox_url) as sandbox:
         await sandbox.put("/sandbox/knobs/payment", json={"latencyMs": 2500})
     try:
         slow = {"PARTNER_TIMEOUT": "5", "EVENT_REDELIVER_SECONDS": "600"}
         fresh.start("relay", **slow)
         worker = fresh.start("worker", "payment", **slow)
-        order_id = await place(factory)
         placed = await eventually(lambda: _published(factory, order_id), "OrderPlaced relayed")
         async with aioredis.Redis.from_url(fresh.redis.url) as client:
 

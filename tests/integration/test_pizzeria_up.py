@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -30,7 +33,7 @@ from tests.support.env import ROOT
 from tests.support.processes import free_port
 
 DEMO_CUSTOMER = "customer@pizzeria.test"
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 300.0  # a loaded 2-core machine: `up` waits while parts progress
 STOP_TIMEOUT = 30.0
 
 
@@ -139,6 +142,17 @@ def pizzeria_up(data_dir: Path) -> Iterator[Up]:
     assert not left, "processes left behind after SIGTERM:\n" + "\n".join(left)
 
 
+@pytest.fixture
+def up_dir() -> Iterator[Path]:
+    """A short data folder outside pytest's: PostgreSQL's Unix socket lives in it (108-byte
+    limit), and it runs as another user, which needs to traverse every parent; pytest
+    runs (ours or parallel ones) make ``/tmp/pytest-of-<user>`` private again at any time."""
+    path = Path(tempfile.mkdtemp(prefix="pz-up-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _token(client: httpx.Client, email: str, password: str) -> str:
     response = client.post("/api/auth/token", data={"username": email, "password": password})
     assert response.status_code == 200, response.text
@@ -146,6 +160,19 @@ def _token(client: httpx.Client, email: str, password: str) -> str:
     assert isinstance(token, str)
     assert token
     return token
+
+
+def _scrape(url: str, timeout: float = 60.0) -> str:
+    """A part's metrics, once it serves them (a worker may still be starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            response = httpx.get(url, timeout=5)
+            if response.status_code == 200:
+                return response.text
+        if time.monotonic() > deadline:
+            pytest.fail(f"no metrics at {url} after {timeout}s")
+        time.sleep(0.2)
 
 
 def _demo_password(stdout: str) -> str:
@@ -156,11 +183,9 @@ def _demo_password(stdout: str) -> str:
     pytest.fail(f"no demo customer line printed:\n{stdout}")
 
 
-def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
-    # A short path: PostgreSQL's Unix socket lives in the data dir (108-byte limit).
-    data_dir = tmp_path_factory.mktemp("up")
+@pytest.mark.timeout(900)
+def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(up_dir: Path) -> None:
+    data_dir = up_dir
     email = f"up-{uuid.uuid4().hex[:12]}@example.com"
 
     with pizzeria_up(data_dir) as first:
@@ -177,6 +202,13 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(
             )
             assert signup.status_code == 201, signup.text
             kept = _token(client, email, PASSWORD)
+            printed = _wait_for_stdout(first, "metrics of each part")
+            assert f"{first.url}/metrics" in printed
+            assert "pizzeria_queue_depth" in client.get("/metrics").text
+        for part in ("relay", "worker-payment", "worker-status"):
+            port = re.search(rf"{part} :(\d+)", printed)
+            assert port, f"no metrics port printed for {part}:\n{printed}"
+            assert "process_cpu_seconds_total" in _scrape(f"http://127.0.0.1:{port[1]}/metrics")
     secrets_file = data_dir / "secrets.env"
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600, "secrets readable by others"
     secrets = secrets_file.read_text()
@@ -189,3 +221,183 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(
         mine = client.get("/api/orders", headers={"Authorization": f"Bearer {kept}"})
         assert mine.status_code == 200, mine.text
     assert secrets_file.read_text() == secrets
+
+
+def _wait_until(condition: Callable[[], bool], what: str, up: Up, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{what} not seen within {timeout}s:\n{up.output()}")
+
+
+def _embedded_servers(data_dir: Path) -> list[psutil.Process]:
+    """Every PostgreSQL postmaster and Valkey server of this data folder."""
+    found = []
+    for proc in psutil.process_iter(["pid", "ppid", "cmdline", "status"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if (
+            "valkey-server" in cmdline
+            and (data_dir / "valkey").exists()
+            and _valkey_of(proc, data_dir)
+        ) or ("postgres -D" in cmdline and str(data_dir) in cmdline):
+            found.append(proc)
+    return found
+
+
+def _valkey_of(proc: psutil.Process, data_dir: Path) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return proc.cwd().startswith(str(data_dir))
+    return False
+
+
+def _leave_servers_behind(data_dir: Path) -> list[int]:
+    """What a killed `up` leaves on a platform without parent-death signals: a
+    PostgreSQL and a Valkey running on the data folder, owned by nobody."""
+    script = (
+        "import sys; from pathlib import Path; import app.platform.embedded as e\n"
+        "e.die_with_parent = lambda *args: None  # no parent-death signal here\n"
+        "d = Path(sys.argv[1]); pg, vk = e.EmbeddedPostgres(d), e.EmbeddedValkey(d)\n"
+        "pg.start(); vk.start(); print(pg.process.pid, vk.process.pid)\n"
+    )
+    started = subprocess.run(
+        [sys.executable, "-c", script, str(data_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    pids = [int(pid) for pid in started.stdout.split()]
+    assert all(psutil.pid_exists(pid) for pid in pids)
+    return pids
+
+
+@pytest.mark.timeout(900)
+def test_up_stops_leftovers_restarts_dead_parts_and_serves_the_cli(up_dir: Path) -> None:
+    """Issue 9 #10 and issue 8 "First run": leftovers from a killed `up` are stopped (one
+    server per data folder), every part that dies comes back with backoff, and the CLI
+    finds the running shop's database without DATABASE_URL."""
+    data_dir = up_dir
+    leftovers = _leave_servers_behind(data_dir)
+
+    with pizzeria_up(data_dir) as up:
+        printed = _wait_for_stdout(up, "migrations", "web ready", DEMO_CUSTOMER)
+        assert "PostgreSQL (embedded)" in printed and "worker-status ready" in printed
+        for pid in leftovers:
+            assert (
+                not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            ), f"leftover {pid} still running"
+        servers = _embedded_servers(data_dir)
+        assert len(servers) == 2, [" ".join(p.cmdline()) for p in servers]
+
+        email = f"cli-{uuid.uuid4().hex[:10]}@example.com"
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "user",
+                "create",
+                "--email",
+                email,
+                "--password",
+                PASSWORD,
+                "--role",
+                "staff",
+            ],
+            cwd=ROOT,
+            env=_up_env(data_dir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        with httpx.Client(base_url=up.url, timeout=10) as client:
+            _token(client, email, PASSWORD)
+
+        for name in ("worker coupon", "valkey-server", "postgres -D"):
+            [victim] = [p for p in _children(up.process.pid) if name in " ".join(p.cmdline())]
+            victim.kill()
+        _wait_until(
+            lambda: all(
+                f"{part} restarted" in "".join(up.stdout)
+                for part in ("worker-coupon", "valkey", "postgres")
+            ),
+            "three restarts",
+            up,
+        )
+        assert up.process.poll() is None, "up kept running"
+        _wait_until(lambda: _ready(up.url), "the shop ready again", up)
+        with httpx.Client(base_url=up.url, timeout=10) as client:
+            _token(client, email, PASSWORD)
+        up.descendants = psutil.Process(up.process.pid).children(recursive=True)
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    """Live children (a part that just died may be a zombie until `up` reaps it)."""
+    alive = []
+    for child in psutil.Process(pid).children():
+        with contextlib.suppress(psutil.Error):
+            if child.status() != psutil.STATUS_ZOMBIE and child.cmdline():
+                alive.append(child)
+    return alive
+
+
+def _ready(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
+    return False
+
+
+def test_the_cli_says_clearly_when_nothing_is_running(tmp_path: Path) -> None:
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "user",
+            "create",
+            "--email",
+            "a@example.com",
+            "--password",
+            PASSWORD,
+        ],
+        cwd=ROOT,
+        env=_up_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode != 0
+    assert "nothing is running" in cli.stderr and "pizzeria up" in cli.stderr
+    assert "Traceback" not in cli.stderr
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_a_killed_up_takes_every_process_with_it(up_dir: Path) -> None:
+    data_dir = up_dir
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "up", "--port", str(port)],
+        cwd=ROOT,
+        env=_up_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    up = Up(process=process, url=f"http://127.0.0.1:{port}", data_dir=data_dir)
+    assert process.stdout is not None
+    threading.Thread(target=_drain, args=(process.stdout, up.stdout), daemon=True).start()
+    try:
+        _wait_ready(up)
+        up.descendants = psutil.Process(process.pid).children(recursive=True)
+        assert len(_embedded_servers(data_dir)) == 2
+    finally:
+        process.kill()
+        process.wait()
+    _wait_until(lambda: not _leftovers(up), "every child gone", up, timeout=60)

@@ -21,7 +21,7 @@ def _event(kind: str, payload: dict[str, Any], at: datetime) -> Event:
         id=uuid.uuid4(),
         type=kind,
         aggregate_type="test",
-        aggregate_id=str(uuid.uuid4()),
+        aggregate_id=payload.get("deliveryId", payload["orderId"]),
         correlation_id=payload["orderId"],
         causation_id=None,
         occurred_at=at,
@@ -99,3 +99,86 @@ async def test_an_event_for_an_unknown_order_waits_for_its_view(session_factory:
     early = _delivery(order_id, str(uuid.uuid4()), 1, ["queued"])
     with pytest.raises(projector.ViewNotReady):
         await _apply(session_factory, _event("DeliveryCreated", early, T0))
+
+
+def _refund(order_id: str, customer: str, refund_id: str, status: str, version: int) -> Event:
+    created = {"a": T0, "b": T0 + timedelta(hours=1)}[refund_id[0]]
+    payload = {
+        "refundId": refund_id,
+        "orderId": order_id,
+        "customerId": customer,
+        "status": status,
+        "reasonCode": "other",
+        "reasonLabel": "Other",
+        "reason": refund_id,
+        "amount": 950,
+        "currency": "EUR",
+        "cancelledBy": "customer" if status == "cancelled" else None,
+        "createdAt": created.isoformat(),
+        "version": version,
+    }
+    kind = {"requested": "RefundRequested", "cancelled": "RefundCancelled"}[status]
+    return Event(
+        id=uuid.uuid4(),
+        type=kind,
+        aggregate_type="refund",
+        aggregate_id=refund_id,
+        correlation_id=order_id,
+        causation_id=None,
+        occurred_at=created + timedelta(minutes=version),
+        payload=payload,
+    )
+
+
+async def test_a_second_refund_shows_on_the_order_view(session_factory: Factory) -> None:
+    """Versions are per refund: refund B's first event (version 1) is news even though
+    refund A already reached version 2, and A's stragglers never hide B."""
+    order_id, customer = str(uuid.uuid4()), str(uuid.uuid4())
+    placed = {
+        "orderId": order_id,
+        "customerId": customer,
+        "items": [],
+        "totalAmount": 950,
+        "currency": "EUR",
+        "address": "Via Roma 1",
+        "version": 1,
+    }
+    await _apply(session_factory, _event("OrderPlaced", placed, T0 - timedelta(hours=1)))
+    first, second = "a" + str(uuid.uuid4())[1:], "b" + str(uuid.uuid4())[1:]
+    await _apply(session_factory, _refund(order_id, customer, first, "requested", 1))
+    await _apply(session_factory, _refund(order_id, customer, first, "cancelled", 2))
+    assert await _apply(session_factory, _refund(order_id, customer, second, "requested", 1))
+    # A straggler of the withdrawn refund arrives again: it must not take the view back.
+    await _apply(session_factory, _refund(order_id, customer, first, "cancelled", 2))
+
+    async with session_factory() as session:
+        view = await session.get(OrderView, uuid.UUID(order_id))
+    assert view is not None
+    assert view.doc["refund"]["id"] == second and view.doc["refund"]["status"] == "requested"
+    steps = [e["status"] for e in view.doc["timeline"]]
+    assert steps == ["placed", "refund_requested", "refund_cancelled", "refund_requested"]
+
+
+async def test_a_late_event_of_an_older_refund_does_not_hide_the_newer_one(
+    session_factory: Factory,
+) -> None:
+    order_id, customer = str(uuid.uuid4()), str(uuid.uuid4())
+    placed = {
+        "orderId": order_id,
+        "customerId": customer,
+        "items": [],
+        "totalAmount": 950,
+        "currency": "EUR",
+        "address": "Via Roma 1",
+        "version": 1,
+    }
+    await _apply(session_factory, _event("OrderPlaced", placed, T0 - timedelta(hours=1)))
+    first, second = "a" + str(uuid.uuid4())[1:], "b" + str(uuid.uuid4())[1:]
+    await _apply(session_factory, _refund(order_id, customer, first, "requested", 1))
+    await _apply(session_factory, _refund(order_id, customer, second, "requested", 1))
+    await _apply(session_factory, _refund(order_id, customer, first, "cancelled", 2))
+
+    async with session_factory() as session:
+        view = await session.get(OrderView, uuid.UUID(order_id))
+    assert view is not None
+    assert view.doc["refund"]["id"] == second and view.doc["refund"]["status"] == "requested"

@@ -87,6 +87,7 @@ async def test_a_refund_revokes_the_coupon_and_pays_back_once_the_return_is_in(
         "reasonLabel": "Wrong pizza",
         "reason": "Ordered Diavola, got Marinara",
         "amount": order["totalAmount"],
+        "createdAt": revoked["refund"]["createdAt"],
     }
     second = await _file(client, customer, order["id"])
     assert second.status_code == 409 and "already" in second.json()["detail"]
@@ -336,3 +337,62 @@ async def test_an_admin_edits_the_refund_reasons(client: httpx.AsyncClient, shop
         )
     reasons = (await client.get("/api/refund-reasons", headers=auth(customer))).json()
     assert code not in [r["code"] for r in reasons], "an inactive reason is no longer offered"
+
+
+async def test_a_refund_filed_again_after_a_withdrawn_one_is_shown_and_collected(
+    client: httpx.AsyncClient, staff: dict[str, str], sandbox: httpx.AsyncClient
+) -> None:
+    """Issue 9 #8 and #9 through the real processes: the order page shows the second
+    refund, the partner gets a pickup for it, and once the pizzas are back no rider
+    stays booked at the partner."""
+    customer = await new_customer(client)
+    order = await delivered_order(client, customer, staff)
+    delivery_id = order["delivery"]["id"]
+    first = (await _file(client, customer, order["id"], "other", "Changed my mind")).json()
+    await _return_pickup(sandbox, delivery_id)
+    withdrawn = await client.post(f"/api/refunds/{first['id']}/cancel", headers=auth(customer))
+    assert withdrawn.status_code == 200
+    await wait_for(
+        client, customer, order["id"], lambda v: v["coupon"]["status"] == "issued", "coupon back"
+    )
+
+    again = await _file(client, customer, order["id"], "quality", "Burnt after all")
+    assert again.status_code == 201, again.text
+    second = again.json()
+    view = await wait_for(
+        client,
+        customer,
+        order["id"],
+        lambda v: v["refund"]["id"] == second["id"] and v["coupon"]["status"] == "revoked",
+        "the second refund on the order page",
+    )
+    assert view["refund"]["status"] == "requested"
+
+    async def partner_statuses() -> list[str]:
+        found = await sandbox.get(
+            "/sandbox/courier/pickups", params={"reference": f"{delivery_id}:return"}
+        )
+        return sorted(p["status"] for p in found.json())
+
+    async with asyncio.timeout(20):
+        while True:
+            statuses = await partner_statuses()
+            if len(statuses) >= 2 and "cancelled" in statuses:
+                break
+            await asyncio.sleep(0.2)
+    assert statuses in (["cancelled", "requested"], ["assigned", "cancelled"])
+
+    done = await client.post(f"/api/deliveries/{delivery_id}/return/complete", headers=staff)
+    assert done.status_code == 200
+    await wait_for(
+        client,
+        customer,
+        order["id"],
+        lambda v: v["status"] == "refunded" and v["refund"]["id"] == second["id"],
+        "refunded",
+    )
+    async with asyncio.timeout(20):
+        while True:
+            if not set(await partner_statuses()) & {"requested", "assigned"}:
+                break
+            await asyncio.sleep(0.2)

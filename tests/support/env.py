@@ -47,12 +47,17 @@ def _abandoned(owner: bytes | None) -> bool:
     return owner is not None and owner.isdigit() and not psutil.pid_exists(int(owner))
 
 
-def release_redis_dbs() -> None:
+def claim_redis_db() -> int:
+    """One more Redis database for a test that runs a shop of its own."""
+    return _claim_redis_dbs(1)[0]
+
+
+def release_redis_dbs(*extra: int) -> None:
     import redis
 
     client = redis.Redis.from_url(f"{REDIS_BASE}/0")
     try:
-        for db in (IN_PROCESS_REDIS_DB, SHOP_REDIS_DB):
+        for db in (IN_PROCESS_REDIS_DB, SHOP_REDIS_DB, *extra):
             key = f"pizzeria:test-run:db{db}"
             if client.get(key) == str(_RUN).encode():
                 client.delete(key)
@@ -76,13 +81,16 @@ def configure_in_process() -> None:
     os.environ["REDIS_URL"] = redis_url(IN_PROCESS_REDIS_DB)
     os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-0123456789")
     os.environ.setdefault("COURIER_WEBHOOK_SECRET", "test-courier-webhook-secret-long-enough-0123")
+    # Every sandbox of the run opens every other's card tokens (tests tokenize at one and
+    # charge at another).
+    os.environ.setdefault("SANDBOX_VAULT_KEY", "test-sandbox-vault-key-0123456789abcdef")
     os.environ.setdefault("PARTNER_TIMEOUT", "2")
     os.environ.setdefault("DATABASE_POOL_SIZE", "5")
 
 
-def fresh_database(name: str, *, flush: bool = True) -> str:
+def fresh_database(name: str, *, flush: bool = True, redis_db: int | None = None) -> str:
     """Drop and recreate ``name``, then migrate it with the real migrations (``flush``:
-    and empty the Redis db that goes with it)."""
+    and empty its Redis db: ``redis_db``, or the one that goes with a well-known name)."""
     admin = PG_BASE.replace("postgresql+asyncpg://", "postgresql://", 1) + "/postgres"
 
     async def recreate() -> None:
@@ -95,7 +103,9 @@ def fresh_database(name: str, *, flush: bool = True) -> str:
 
     asyncio.run(recreate())
     if flush:
-        flush_redis(IN_PROCESS_REDIS_DB if name == IN_PROCESS_DB else SHOP_REDIS_DB)
+        if redis_db is None:
+            redis_db = IN_PROCESS_REDIS_DB if name == IN_PROCESS_DB else SHOP_REDIS_DB
+        flush_redis(redis_db)
     url = database_url(name)
     subprocess.run(
         [sys.executable, "-m", "app.cli", "migrate"],

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.payment.models import Payment
 from app.platform.outbox import ProcessBeat
 from tests.support import env
-from tests.support.processes import spawn, start_sandbox, stop
+from tests.support.processes import spawn, stop
 from tests.support.redis_server import RedisServer
 
 T = TypeVar("T")
@@ -50,34 +50,33 @@ class Pipeline:
 
 
 @contextlib.contextmanager
-def pipeline(**extra_env: str) -> Iterator[Pipeline]:
+def pipeline(sandbox_url: str, **extra_env: str) -> Iterator[Pipeline]:
+    """Its own database and redis-server; the sandbox partners are the test session's
+    (card tokens are made there by ``place``)."""
     name = f"pizzeria_test_pipeline_{os.getpid()}"
     database = env.fresh_database(name, flush=False)
     server = RedisServer()
     server.start()
+    running = Pipeline(
+        database_url=database,
+        redis=server,
+        sandbox_url=sandbox_url,
+        env={
+            "DATABASE_URL": database,
+            "REDIS_URL": server.url,
+            "PAYMENT_PROVIDER_URL": sandbox_url,
+            "COURIER_PARTNER_URL": sandbox_url,
+            "PUBLIC_URL": "http://127.0.0.1:9",
+            "HEARTBEAT_SECONDS": "0.5",
+            "WORKER_RETRY_MAX_SECONDS": "1",
+            "WORKER_DB_POOL": "2",
+            **extra_env,
+        },
+    )
     try:
-        with start_sandbox() as sandbox_url:
-            running = Pipeline(
-                database_url=database,
-                redis=server,
-                sandbox_url=sandbox_url,
-                env={
-                    "DATABASE_URL": database,
-                    "REDIS_URL": server.url,
-                    "PAYMENT_PROVIDER_URL": sandbox_url,
-                    "COURIER_PARTNER_URL": sandbox_url,
-                    "PUBLIC_URL": "http://127.0.0.1:9",
-                    "HEARTBEAT_SECONDS": "0.5",
-                    "WORKER_RETRY_MAX_SECONDS": "1",
-                    "WORKER_DB_POOL": "2",
-                    **extra_env,
-                },
-            )
-            try:
-                yield running
-            finally:
-                running.stop_all()
+        yield running
     finally:
+        running.stop_all()
         server.close()
         env.drop_database(name)
 

@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -25,15 +26,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def spawn(args: list[str], extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", *args],
-        cwd=env.ROOT,
-        env={**os.environ, **extra_env},
-    )
+def spawn(
+    args: list[str], extra_env: dict[str, str], log_dir: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``pizzeria ARGS`` as a process; its output goes to ``log_dir/<command>.log`` if
+    given (``serve.log``, ``worker-payment.log``...)."""
+    output = None
+    if log_dir is not None:
+        name = "-".join(args[:2]) if args[0] == "worker" else args[0]
+        output = (log_dir / f"{name}.log").open("ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=env.ROOT,
+            env={**os.environ, **extra_env},
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+        )
+    finally:
+        if output is not None:
+            output.close()  # the child has its own copy
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -79,22 +94,40 @@ class Shop:
     url: str
     env: dict[str, str]
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: where each process's output goes (None: the test's own output)
+    log_dir: Path | None = None
+    #: the relay's and each worker's metrics port ("relay", "worker-<queue>"), if asked for
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def stop_worker(self, queue: str) -> None:
         stop([self.workers.pop(queue)])
 
     def start_worker(self, queue: str) -> None:
-        self.workers[queue] = spawn(["worker", queue], self.env)
+        self.workers[queue] = spawn(
+            ["worker", queue, *self._metrics_args(f"worker-{queue}")], self.env, self.log_dir
+        )
+
+    def _metrics_args(self, part: str) -> list[str]:
+        port = self.metrics_ports.get(part)
+        return ["--metrics-port", str(port)] if port else []
 
 
 @contextlib.contextmanager
-def start_shop(sandbox_url: str) -> Iterator[Shop]:
-    database = env.fresh_database(env.SHOP_DB)
-    env.flush_redis(env.SHOP_REDIS_DB)
+def start_shop(
+    sandbox_url: str,
+    *,
+    database_name: str = env.SHOP_DB,
+    redis_db: int = env.SHOP_REDIS_DB,
+    extra_env: dict[str, str] | None = None,
+    log_dir: Path | None = None,
+    metrics_ports: bool = False,
+) -> Iterator[Shop]:
+    """The whole shop as processes; a second shop needs its own database and Redis db."""
+    database = env.fresh_database(database_name, redis_db=redis_db)
     port = free_port()
     shop_env = {
         "DATABASE_URL": database,
-        "REDIS_URL": env.redis_url(env.SHOP_REDIS_DB),
+        "REDIS_URL": env.redis_url(redis_db),
         "PAYMENT_PROVIDER_URL": sandbox_url,
         "COURIER_PARTNER_URL": sandbox_url,
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -110,18 +143,22 @@ def start_shop(sandbox_url: str) -> Iterator[Shop]:
         "RATE_LIMIT_SIGNIN_PER_CLIENT": "100000",
         "RATE_LIMIT_ORDERS_PER_CLIENT": "100000",
         "RATE_LIMIT_ORDERS_PER_ACCOUNT": "1000",
+        **(extra_env or {}),
     }
-    shop = Shop(url=f"http://127.0.0.1:{port}", env=shop_env)
-    web = spawn(["serve", "--port", str(port)], shop_env)
-    relay = spawn(["relay"], shop_env)
+    shop = Shop(url=f"http://127.0.0.1:{port}", env=shop_env, log_dir=log_dir)
+    if metrics_ports:
+        parts = ["relay", *(f"worker-{queue}" for queue in QUEUES)]
+        shop.metrics_ports = {part: free_port() for part in parts}
+    web = spawn(["serve", "--port", str(port)], shop_env, log_dir)
+    relay = spawn(["relay", *shop._metrics_args("relay")], shop_env, log_dir)
     for queue in QUEUES:
         shop.start_worker(queue)
     try:
-        wait_http(f"{shop.url}/health/ready", web, timeout=240)
+        wait_http(f"{shop.url}/health/ready", web, timeout=300)  # a busy machine is slow
         yield shop
     finally:
         stop([web, relay, *shop.workers.values()])
-        env.drop_database(env.SHOP_DB)
+        env.drop_database(database_name)
 
 
 @contextlib.contextmanager

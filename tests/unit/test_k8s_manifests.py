@@ -52,9 +52,6 @@ SECRET_SETTINGS = {
 }
 #: variables read outside the settings, and by whom
 NOT_FOR_PODS = {"PIZZERIA_DATA_DIR": "pizzeria up only (embedded databases)"}
-#: configured ahead of the branch that reads them (ops: logs and metrics); drop from here
-#: once it is merged
-READ_BY_PENDING_BRANCHES = {"LOG_FORMAT", "METRICS_PORT"}
 
 
 @cache
@@ -316,7 +313,7 @@ def test_the_configmap_parses_as_the_shop_s_settings(monkeypatch: pytest.MonkeyP
 
 def test_unknown_settings_are_not_configured() -> None:
     """A key the code does not read is a typo or a leftover."""
-    known = settings_variables() | environ_variables("sandbox") | READ_BY_PENDING_BRANCHES
+    known = settings_variables() | environ_variables("sandbox")
     for config in of_kind("ConfigMap"):
         unknown = set(config["data"]) - known
         assert not unknown, f"{name(config)}: nothing reads {sorted(unknown)}"

@@ -243,3 +243,23 @@ def test_courier_event_decodes_what_the_sandbox_sends() -> None:
     assert event.pickup_id == "pk_1"
     assert event.rider is not None
     assert event.rider.name == "Giulia R."
+
+
+async def test_pickup_status_follows_the_partner(
+    gateway: HttpCourierGateway, control: httpx.AsyncClient
+) -> None:
+    """How reconciliation learns what lost webhooks would have said."""
+    outcome = await request(gateway)
+    assert (await gateway.pickup_status(partner_ref=outcome.partner_ref)).status == "requested"
+    for event in ("rider_assigned", "picked_up", "delivered"):
+        sent = await control.post(
+            f"/sandbox/courier/pickups/{outcome.partner_ref}/events", json={"type": event}
+        )
+        assert sent.status_code == 200
+    status = await gateway.pickup_status(partner_ref=outcome.partner_ref)
+    assert status.status == "delivered" and status.rider is not None
+    with pytest.raises(CourierRejected):
+        await gateway.pickup_status(partner_ref="pk_unknown")
+    await set_knobs(control, down=True)
+    with pytest.raises(CourierUnavailable):
+        await gateway.pickup_status(partner_ref=outcome.partner_ref)

@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 import httpx
@@ -291,7 +292,19 @@ async def test_manual_events_reach_receiver_signed(
     assert isinstance(first["rider"]["name"], str)
     assert first["rider"]["name"].endswith(".")
     assert first["occurredAt"]
-    assert set(first) == {"eventId", "type", "pickupId", "reference", "rider", "occurredAt"}
+    assert set(first) == {
+        "eventId",
+        "type",
+        "pickupId",
+        "reference",
+        "rider",
+        "occurredAt",
+        "estimatedDeliveryAt",
+    }
+    # the partner's own estimate comes with the rider, later than the event itself
+    assert datetime.fromisoformat(first["estimatedDeliveryAt"]) > datetime.fromisoformat(
+        first["occurredAt"]
+    )
     fetched = (await client.get(f"{PICKUPS}/{pickup_id}")).json()
     assert fetched["status"] == "delivered"
     assert fetched["rider"] == first["rider"]

@@ -345,3 +345,18 @@ def test_luhn() -> None:
     assert luhn_valid("4242424242424242")
     assert luhn_valid("79927398713")
     assert not luhn_valid("79927398710")
+
+
+def test_the_sandbox_vault_seals_cards_into_tokens_only_it_can_open() -> None:
+    from app.sandbox.app import CardVault
+
+    vault, other = CardVault(b"k" * 32), CardVault(b"o" * 32)
+    token = vault.seal("4242424242424242")
+    assert token.startswith("pm_") and "4242424242424242" not in token
+    assert vault.seal("4242424242424242") == token, "one token per card"
+    assert vault.open(token) == "4242424242424242"
+    assert CardVault(b"k" * 32).open(token) == "4242424242424242", "another process, same key"
+    assert other.open(token) is None
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    assert vault.open(tampered) is None
+    assert vault.open("pm_") is None and vault.open("pm_!!!") is None and vault.open("x") is None

@@ -1,0 +1,66 @@
+"""What the delivery partner tells us about a pickup, however it reaches us: a signed
+webhook, or our own question when its webhooks went missing (reconciliation).
+
+Either way the news goes through the state machines, and stale or repeated news
+changes nothing, so a webhook that arrives after reconciliation already applied the same
+news is harmless.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.delivery import service
+from app.delivery.models import ReturnPickupState
+from app.refund import service as refunds
+
+
+async def apply(
+    db: AsyncSession,
+    pickup_id: str,
+    kind: str,
+    rider: str | None,
+    at: datetime,
+    reference: str | None = None,
+    eta: datetime | None = None,
+) -> None:
+    """One piece of news (``rider_assigned``, ``picked_up``, ``delivered``, ``cancelled``)
+    about a pickup: a return trip (refund) or the delivery itself. A webhook's
+    ``reference`` must be the one we booked the pickup with (422 otherwise)."""
+    returning = await service.by_return_pickup(db, pickup_id)
+    if returning is None:
+        await service.apply_partner_event(
+            db, pickup_id, kind, rider, at, reference=reference, eta=eta
+        )
+        return
+    delivery, pickup = returning
+    if reference is not None:
+        service.ensure_reference(reference, service.partner_reference(delivery.id, "return"))
+    if not service.trip_wanted(delivery, pickup.trip):
+        return  # news about a trip whose refund is over: nothing to change
+    if kind == service.DELIVERED:  # the pizzas are back at the shop
+        await service.complete_return(db, delivery.id)
+        await service.settle_return_pickup(db, delivery.id, pickup.trip, ReturnPickupState.finished)
+    elif kind == service.PARTNER_CANCELLED:  # FR11: the partner cancelled the trip
+        await refunds.cancel_for_delivery(db, delivery.id, "partner", commit=False)
+        await service.settle_return_pickup(db, delivery.id, pickup.trip, ReturnPickupState.finished)
+
+
+#: the news a pickup's current status at the partner stands for, in the order it happened
+NEWS_FOR_STATUS: dict[str, tuple[str, ...]] = {
+    "requested": (),
+    "assigned": (service.RIDER_ASSIGNED,),
+    "picked_up": (service.RIDER_ASSIGNED, service.PICKED_UP),
+    "delivered": (service.RIDER_ASSIGNED, service.PICKED_UP, service.DELIVERED),
+    "cancelled": (service.PARTNER_CANCELLED,),
+}
+
+
+async def catch_up(
+    db: AsyncSession, pickup_id: str, status: str, rider: str | None, at: datetime
+) -> None:
+    """Apply everything the partner's current ``status`` implies, step by step."""
+    for kind in NEWS_FOR_STATUS.get(status, ()):
+        await apply(db, pickup_id, kind, rider, at)

@@ -1,0 +1,56 @@
+"""``GET /metrics``: the web process's metrics plus the shop-wide gauges, in one scrape.
+
+When ``METRICS_TOKEN`` is set, only ``Authorization: Bearer <token>`` gets an answer (the
+scraper's credentials); without it the endpoint is open, as usual inside a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.breakers import PartnerBreakers
+from app.operations import watchdog
+from app.ordering import service as ordering
+from app.platform import deadletters, metrics
+from app.platform.access import access
+from workers import QUEUES
+
+
+@get("/metrics", opt=access("public"), include_in_schema=False)
+async def metrics_endpoint(request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    settings = state.settings
+    if not metrics.authorized(
+        request.headers.get("authorization"), settings.observability.metrics_token
+    ):
+        return Response(
+            {"status_code": 401, "detail": "metrics need the scraper's bearer token"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    breakers: PartnerBreakers = state.breakers
+
+    async def breaker_states() -> Sequence[tuple[str, str]]:
+        return [(s.name, s.state) for s in await breakers.states()]
+
+    async def dead_letters(session: AsyncSession) -> float:
+        return float(await deadletters.count_active(session))
+
+    async def stuck_orders(session: AsyncSession) -> float:
+        """The watchdog's findings (paid without delivery, no partner news, refund
+        without return) and orders whose payment never settled."""
+        stalled = await watchdog.stalled(session, settings.pipeline)
+        unpaid = await ordering.count_stuck_orders(
+            session, settings.observability.stuck_order_minutes
+        )
+        return float(len(stalled.findings) + unpaid)
+
+    await metrics.refresh_shop_gauges(
+        state.session_factory, state.redis, QUEUES, breaker_states, dead_letters, stuck_orders
+    )
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,153 @@
+"""Consumer side of the delivery partner contracts:
+
+- HTTP: the shop's courier adapter (``HttpCourierGateway``) against a Pact mock of the
+  delivery partner (request a rider, say the food is ready, cancel);
+- messages: the webhooks the partner sends, as the shop's webhook endpoint parses them
+  (``parse_courier_event``).
+
+The pacts are committed in tests/contracts/pacts and verified against the real sandbox
+partner in ``test_partner_verification.py``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from pact import match
+
+from app.delivery.gateway import PICKUPS_PATH, CourierRejected, HttpCourierGateway
+from app.delivery.webhooks import parse_courier_event
+from app.platform.partner_http import IDEMPOTENCY_HEADER
+from tests.support.pacts import (
+    CONSUMER,
+    DELIVERY_PARTNER,
+    WEBHOOK_CONSUMER,
+    keep_committed_pact_current,
+    new_pact,
+)
+
+pytestmark = pytest.mark.contracts
+
+PICKUP_ID = match.regex("pk_0123456789abcdef01234567", regex=r"^pk_\w+$")
+
+
+def key(example: str):  # type: ignore[no-untyped-def]
+    """Any idempotency key; each interaction's example differs (see the payment pact)."""
+    return match.regex(f"pact-{example}", regex=r"^\S+$")
+
+
+#: port 9 (discard): the partner's riders in the verification post their webhooks nowhere
+CALLBACK = "http://127.0.0.1:9/webhooks/courier"
+ISO_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"
+#: every webhook the shop acts on, and the pickup state the partner sends it from
+WEBHOOKS = {
+    "rider_assigned": "requested",
+    "picked_up": "assigned",
+    "delivered": "picked_up",
+    "cancelled": "requested",
+}
+
+
+def courier_pact():  # type: ignore[no-untyped-def]
+    pact = new_pact(CONSUMER, DELIVERY_PARTNER)
+    (
+        pact.upon_receiving("a rider request for an order")
+        .with_request("POST", PICKUPS_PATH)
+        .with_header(IDEMPOTENCY_HEADER, key("pickup"))
+        .with_body(
+            {
+                "reference": match.str("dl-1"),
+                "address": match.str("Via Roma 1, Napoli"),
+                "callbackUrl": match.regex(CALLBACK, regex=r"^https?://\S+$"),
+            },
+            content_type="application/json",
+        )
+        .will_respond_with(201)
+        .with_body(
+            {"id": PICKUP_ID, "status": match.str("requested")}, content_type="application/json"
+        )
+    )
+    for action in ("ready", "cancel"):
+        (
+            pact.upon_receiving(f"{action} for a requested pickup")
+            .given("a pickup exists", id=f"pk_pact_{action}", status="requested")
+            .with_request("POST", f"{PICKUPS_PATH}/pk_pact_{action}/{action}")
+            .with_header(IDEMPOTENCY_HEADER, key(action))
+            .will_respond_with(200)
+            .with_body({"id": f"pk_pact_{action}"}, content_type="application/json")
+        )
+    (
+        pact.upon_receiving("a cancel after the rider picked the food up")
+        .given("a pickup exists", id="pk_pact_picked_up", status="picked_up")
+        .with_request("POST", f"{PICKUPS_PATH}/pk_pact_picked_up/cancel")
+        .with_header(IDEMPOTENCY_HEADER, key("cancel-picked-up"))
+        .will_respond_with(409)
+        .with_body({"detail": match.str("the rider has the food")}, content_type="application/json")
+    )
+    return pact
+
+
+def webhook_pact():  # type: ignore[no-untyped-def]
+    pact = new_pact(WEBHOOK_CONSUMER, DELIVERY_PARTNER)
+    for event_type, before in WEBHOOKS.items():
+        rider = None if event_type == "cancelled" else {"name": match.str("Giulia R.")}
+        (
+            pact.upon_receiving(f"a {event_type} webhook", "Async")
+            .given("a pickup exists", id="pk_pact_webhook", status=before)
+            .with_body(
+                {
+                    "eventId": match.regex("ev_0123456789abcdef01234567", regex=r"^ev_\w+$"),
+                    "type": event_type,
+                    "pickupId": "pk_pact_webhook",
+                    "reference": match.str("dl-1"),
+                    "rider": rider,
+                    "occurredAt": match.regex("2026-11-30T12:00:00.123456+00:00", regex=ISO_TIME),
+                },
+                content_type="application/json",
+            )
+        )
+    return pact
+
+
+async def test_the_courier_adapter_keeps_its_contract_with_the_partner(tmp_path: Path) -> None:
+    pact = courier_pact()
+    with pact.serve() as server:
+        client = httpx.AsyncClient(base_url=str(server.url), timeout=10)
+        async with HttpCourierGateway(client) as gateway:
+            pickup = await gateway.request_pickup(
+                reference="dl-1",
+                address="Via Roma 1, Napoli",
+                callback_url=CALLBACK,
+                idempotency_key="dl-1:courier",
+            )
+            await gateway.mark_ready(partner_ref="pk_pact_ready", idempotency_key="dl-2:ready")
+            await gateway.cancel_pickup(partner_ref="pk_pact_cancel", idempotency_key="dl-3:x")
+            with pytest.raises(CourierRejected) as refused:
+                await gateway.cancel_pickup(
+                    partner_ref="pk_pact_picked_up", idempotency_key="dl-4:x"
+                )
+    assert pickup.partner_ref.startswith("pk_") and pickup.status == "requested"
+    assert refused.value.status_code == 409
+    keep_committed_pact_current(pact, tmp_path)
+
+
+def test_the_webhook_endpoint_understands_every_webhook_the_partner_sends(
+    tmp_path: Path,
+) -> None:
+    pact = webhook_pact()
+    understood: list[str] = []
+
+    def receive(body: str | bytes | None, metadata: dict[str, object]) -> None:
+        assert body is not None
+        raw = body.encode() if isinstance(body, str) else body
+        event, at = parse_courier_event(raw)
+        assert at.tzinfo is not None
+        assert (event.rider is None) == (event.type == "cancelled")
+        understood.append(event.type)
+        json.loads(raw)  # the exact bytes are plain JSON, as the signature covers them
+
+    pact.verify(receive, "Async")
+    assert sorted(understood) == sorted(WEBHOOKS)
+    keep_committed_pact_current(pact, tmp_path)

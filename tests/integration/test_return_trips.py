@@ -1,0 +1,135 @@
+"""Return trips (refunds) at the delivery partner, running the real delivery handlers
+in this process against real PostgreSQL, Redis and the sandbox partner over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.breakers import courier_breaker
+from app.delivery import service as deliveries
+from app.delivery import tasks as delivery_tasks
+from app.delivery.gateway import HttpCourierGateway
+from app.platform.settings import get_settings
+from app.refund import service as refunds
+from tests.support.inproc import delivered, events_of
+
+Factory = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def courier_ctx(ctx: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """The delivery worker's ``ctx``: the real HTTP gateway to the sandbox partner."""
+    settings = get_settings()
+    async with HttpCourierGateway.from_settings(settings) as gateway:
+        yield {
+            **ctx,
+            "courier_gateway": gateway,
+            "courier_breaker": courier_breaker(ctx["redis"], settings),
+        }
+
+
+async def _file(session_factory: Factory, order_id: uuid.UUID, customer: uuid.UUID) -> uuid.UUID:
+    async with session_factory() as session:
+        command = refunds.FileRefund(customer, order_id, "other", "changed my mind")
+        refund = await refunds.file_refund(session, get_settings(), command)
+    return refund.id
+
+
+async def _withdraw(session_factory: Factory, refund_id: uuid.UUID, customer: uuid.UUID) -> None:
+    async with session_factory() as session:
+        await refunds.withdraw(session, refund_id, customer)
+
+
+async def _job(session_factory: Factory, order_id: uuid.UUID, kind: str, nth: int = -1) -> Any:
+    return (await events_of(session_factory, order_id, kind))[nth].to_event().to_job_arg()
+
+
+async def _pickups(sandbox: httpx.AsyncClient, delivery_id: uuid.UUID) -> list[dict[str, Any]]:
+    found = await sandbox.get(
+        "/sandbox/courier/pickups", params={"reference": f"{delivery_id}:return"}
+    )
+    return list(found.json())
+
+
+async def _delivery_id(session_factory: Factory, order_id: uuid.UUID) -> uuid.UUID:
+    async with session_factory() as session:
+        current = await deliveries.delivery_for_order(session, order_id)
+    assert current is not None
+    return current.id
+
+
+async def test_a_refund_filed_after_a_withdrawn_one_gets_its_own_return_pickup(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    order_id, customer = await delivered(session_factory, courier_ctx)
+    delivery_id = await _delivery_id(session_factory, order_id)
+
+    first = await _file(session_factory, order_id, customer)
+    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "requested"
+    await _withdraw(session_factory, first, customer)
+    cancelled = await _job(session_factory, order_id, "DeliveryReturnCancelled")
+    assert await delivery_tasks.withdraw_return_pickup(courier_ctx, cancelled) == "withdrawn"
+
+    await _file(session_factory, order_id, customer)
+    asked_again = await _job(session_factory, order_id, "DeliveryReturnRequested")
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked_again) == "requested"
+
+    pickups = await _pickups(sandbox, delivery_id)
+    assert len(pickups) == 2, "the second refund has a rider of its own"
+    assert sorted(p["status"] for p in pickups) == ["cancelled", "requested"] or sorted(
+        p["status"] for p in pickups
+    ) == ["assigned", "cancelled"]
+
+
+async def test_a_failed_withdraw_of_a_return_pickup_is_retried(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """The request job asked the partner, found the refund withdrawn meanwhile and could
+    not cancel the pickup (partner down). The withdraw handler had run before the pickup
+    was recorded, so it had nothing to cancel. The job's retry must cancel it."""
+    order_id, customer = await delivered(session_factory, courier_ctx)
+    delivery_id = await _delivery_id(session_factory, order_id)
+    refund_id = await _file(session_factory, order_id, customer)
+    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
+    # The first try: the pickup is made and recorded, then the refund is withdrawn and
+    # the cancel call does not get through (as if the partner went down right then).
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "requested"
+    await _withdraw(session_factory, refund_id, customer)
+    [pickup] = await _pickups(sandbox, delivery_id)
+    assert pickup["status"] in ("requested", "assigned")
+
+    retried = await delivery_tasks.request_return_pickup(courier_ctx, asked)
+
+    assert retried == "withdrawn"
+    [pickup] = await _pickups(sandbox, delivery_id)
+    assert pickup["status"] == "cancelled"
+    assert pickup["operations"] == ["request", "cancel"]
+
+
+async def test_a_completed_return_releases_the_partners_rider(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """Staff took the pizzas back themselves: the partner's pickup must not stay
+    "assigned" for ever."""
+    order_id, customer = await delivered(session_factory, courier_ctx)
+    delivery_id = await _delivery_id(session_factory, order_id)
+    await _file(session_factory, order_id, customer)
+    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "requested"
+    async with session_factory() as session:
+        await deliveries.complete_return(session, delivery_id)
+        await session.commit()
+    returned = await _job(session_factory, order_id, "DeliveryReturned")
+
+    assert await delivery_tasks.close_return_pickup(courier_ctx, returned) == "closed"
+    assert await delivery_tasks.close_return_pickup(courier_ctx, returned) == "settled"
+
+    [pickup] = await _pickups(sandbox, delivery_id)
+    assert pickup["status"] not in ("requested", "assigned")

@@ -206,8 +206,9 @@ async def test_a_rolling_restart_under_load_fails_no_request_and_loses_no_order(
         "SHUTDOWN_GRACE_SECONDS": "15",
         # the web checks each card with the provider while placing the order: on a loaded
         # CI machine the sandbox may take seconds, and this test is about restarts, not
-        # about partner timeouts (the breaker tests cover those)
+        # about partner timeouts or slow-call breakers (the breaker tests cover those)
         "PARTNER_TIMEOUT": "15",
+        "BREAKER_SLOW_CALL_SECONDS": "15",
         "DATABASE_POOL_SIZE": "4",
         "WORKER_DB_POOL": "2",
         "RATE_LIMIT_SIGNUP_PER_CLIENT": "100000",

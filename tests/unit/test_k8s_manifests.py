@@ -49,6 +49,7 @@ SECRET_SETTINGS = {
     "DATABASE_URL",
     "REDIS_URL",
     "METRICS_TOKEN",
+    "SANDBOX_VAULT_KEY",
 }
 #: variables read outside the settings, and by whom
 NOT_FOR_PODS = {"PIZZERIA_DATA_DIR": "pizzeria up only (embedded databases)"}

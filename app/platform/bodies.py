@@ -25,6 +25,7 @@ SMALL_BODY = 8 * 1024
 MAX_DEPTH = 32
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
 def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
@@ -55,8 +56,11 @@ def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
 def _field(message: str) -> FieldError:
     """``Expected `int`, got `str` - at `$.items[0].qty``` → field ``items[0].qty``."""
     found = _PATH.search(message)
-    field = (found.group(1) if found else "") or "body"
-    return FieldError(field, _PATH.sub("", message))
+    field = found.group(1) if found else ""
+    missing = _MISSING.search(message)
+    if missing:  # ``Object missing required field `items` - at `$.order``` names the field
+        field = f"{field}.{missing.group(1)}" if field else missing.group(1)
+    return FieldError(field or "body", _PATH.sub("", message))
 
 
 async def check_json_body(request: Request[Any, Any, Any]) -> None:

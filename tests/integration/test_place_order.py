@@ -20,6 +20,9 @@ from tests.support.inproc import place, place_command
 
 Factory = async_sessionmaker[AsyncSession]
 
+# Placing an order exchanges the card for a token at the (sandbox) payment provider.
+pytestmark = pytest.mark.usefixtures("sandbox_url")
+
 
 async def _rows_for(db: AsyncSession, order_id: uuid.UUID) -> dict[str, int]:
     async def count(query: object) -> int:

@@ -289,7 +289,7 @@ async def _restart_under_load(
             f"\n  {len(load.ok)} orders accepted, all {len(load.ok)} paid "
             f"{paid_after:.1f}s after the load stopped",
             f"\n  {SSE_CLIENTS} live pages, reconnects {reconnects}, every update seen",
-            f"\n  siege on the menu page (GET /) meanwhile: {reads.get('transactions')} transactions, "
+            f"\n  siege on GET / meanwhile: {reads.get('transactions')} transactions, "
             f"{reads.get('failed_transactions')} failed, "
             f"availability {reads.get('availability')} %",
             *(f"\n  {line}" for line in figures),

@@ -1,6 +1,6 @@
 """Zero downtime, proven on one machine: a rolling restart of two web replicas behind
 HAProxy while customers keep ordering (an in-test client that keeps every order id),
-siege (the seed's own tool) keeps reading the menu, and live pages keep watching.
+siege (the seed's own tool) keeps reading the menu page, and live pages keep watching.
 
 HAProxy plays the Kubernetes Service/Ingress: it health-checks ``/health/ready`` and
 retries a request whose connection was refused on the other replica (a connect error
@@ -129,7 +129,7 @@ def siege(url: str) -> Iterator[dict[str, float]]:
     summary: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pizzeria-siege-") as home:
         process = subprocess.Popen(
-            ["siege", "-q", "-c", "2", "-d", "0.5", "-t", "3600S", f"{url}/api/menu"],
+            ["siege", "-q", "-c", "2", "-d", "0.5", "-t", "3600S", f"{url}/"],
             env={"HOME": home, "PATH": os.environ["PATH"]},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -289,7 +289,7 @@ async def _restart_under_load(
             f"\n  {len(load.ok)} orders accepted, all {len(load.ok)} paid "
             f"{paid_after:.1f}s after the load stopped",
             f"\n  {SSE_CLIENTS} live pages, reconnects {reconnects}, every update seen",
-            f"\n  siege on GET /api/menu meanwhile: {reads.get('transactions')} transactions, "
+            f"\n  siege on GET / meanwhile: {reads.get('transactions')} transactions, "
             f"{reads.get('failed_transactions')} failed, "
             f"availability {reads.get('availability')} %",
             *(f"\n  {line}" for line in figures),
@@ -299,7 +299,8 @@ async def _restart_under_load(
     record_property("figures", summary)  # shown at the end of the run (tests/conftest.py)
     assert load.failures == [], f"{len(load.failures)} failed: {load.failures[:5]}"
     assert reads["transactions"] > 0 and reads["failed_transactions"] == 0, reads
-    assert reads["successful_transactions"] == reads["transactions"], "no 5xx either"
+    # siege counts only 2xx/3xx as successful: a 503 from the balancer would show here
+    assert reads["successful_transactions"] == reads["transactions"], reads
     for _, source in watchers:
         ended = source.streams[:-1]
         assert ended, "every live page was on a restarted replica at some point"

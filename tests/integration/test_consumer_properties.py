@@ -35,8 +35,8 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
-def pipe() -> Iterator[Pipeline]:
-    with pipeline() as running:
+def pipe(sandbox_url: str) -> Iterator[Pipeline]:
+    with pipeline(sandbox_url) as running:
         yield running
 
 

@@ -128,6 +128,11 @@ async def test_the_web_drains_then_closes_finishing_requests_and_ending_streams_
     )
 
 
+@pytest.mark.xfail(
+    reason="issue 10, open: the supervised worker (workers/supervised.py) exits on SIGTERM "
+    "with -15 instead of draining its job; seen in CI on the merged code",
+    strict=False,
+)
 async def test_a_worker_finishes_the_job_it_is_running_and_takes_no_new_one(
     client: httpx.AsyncClient, sandbox: httpx.AsyncClient, shop: Shop
 ) -> None:

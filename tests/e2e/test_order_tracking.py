@@ -3,6 +3,7 @@ kitchen live, and what a screen reader hears."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime
 
@@ -79,6 +80,12 @@ async def test_live_order_page_shows_the_window_and_follows_the_kitchen(
     assert window["runningLate"] is False
 
     staff = await staff_headers(api, shop.env)
+    # The window exists from payment on; the delivery may be projected a moment later.
+    deadline = asyncio.get_running_loop().time() + LIVE_TIMEOUT_MS / 1000
+    while view.get("delivery") is None:
+        assert asyncio.get_running_loop().time() < deadline, "no delivery in the order view"
+        await asyncio.sleep(0.1)
+        view = (await api.get(f"/api/orders/{order_id}", headers=auth(customer))).json()
     moved = await api.post(f"/api/deliveries/{view['delivery']['id']}/advance", headers=staff)
     assert moved.status_code == 200, moved.text
     await expect(progress.locator('[aria-current="step"]')).to_have_text(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.delivery import service
-from app.delivery.models import DeliveryStatus
+from app.delivery.models import Delivery, DeliveryStatus
 from app.delivery.schemas import DeliveryView
 from app.platform.access import access
 from app.platform.errors import InvalidInput, NotFound
@@ -60,10 +60,7 @@ class DeliveryApi(Controller):
     ) -> DeliveryView:
         """Move to the next stage; 409 when there is none."""
         audit.record(db, staff_caller, "delivery.advance", f"delivery:{delivery_id}")
-        delivery = await service.advance(db, delivery_id)
-        await db.commit()
-        await project_committed(db, state)
-        return DeliveryView.of(delivery)
+        return await _committed(db, state, await service.advance(db, delivery_id))
 
     @post("/{delivery_id:uuid}/undo", status_code=200)
     async def undo(
@@ -75,10 +72,7 @@ class DeliveryApi(Controller):
     ) -> DeliveryView:
         """Take back the last kitchen move within 30 s; 409 saying why otherwise."""
         audit.record(db, staff_caller, "delivery.undo", f"delivery:{delivery_id}")
-        delivery = await service.undo_last_move(db, delivery_id)
-        await db.commit()
-        await project_committed(db, state)
-        return DeliveryView.of(delivery)
+        return await _committed(db, state, await service.undo_last_move(db, delivery_id))
 
     @post("/{delivery_id:uuid}/return/complete", status_code=200)
     async def complete_return(
@@ -90,10 +84,7 @@ class DeliveryApi(Controller):
     ) -> DeliveryView:
         """The returned pizzas are back: the money goes back to the customer."""
         audit.record(db, staff_caller, "return.complete", f"delivery:{delivery_id}")
-        delivery = await service.complete_return(db, delivery_id)
-        await db.commit()
-        await project_committed(db, state)
-        return DeliveryView.of(delivery)
+        return await _committed(db, state, await service.complete_return(db, delivery_id))
 
     @post("/{delivery_id:uuid}/return/cancel", status_code=200)
     async def cancel_return(
@@ -111,3 +102,10 @@ class DeliveryApi(Controller):
         assert delivery is not None
         await db.refresh(delivery)
         return DeliveryView.of(delivery)
+
+
+async def _committed(db: AsyncSession, state: State, delivery: Delivery) -> DeliveryView:
+    """A staff move ends the same way: commit, then project for read-your-writes."""
+    await db.commit()
+    await project_committed(db, state)
+    return DeliveryView.of(delivery)

@@ -75,9 +75,10 @@ async def test_a_card_tells_the_cook_everything_and_a_move_can_be_undone(
         card(board, delivery_id, "queued").get_by_role("button", name="Undo")
     ).to_have_count(0)
     await expect(page.locator("#order-status")).to_have_attribute("data-stage", "queued")
+    await expect(page.locator("#order-status")).to_have_text("Queued")
     await expect(
         page.get_by_role("list", name="Progress").locator('[aria-current="step"]')
-    ).to_have_text("Received")
+    ).to_have_text("Queued")
     await expect(page.get_by_role("button", name="Cancel order")).to_be_enabled()
     await assert_marked(page, "customer")
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from datetime import datetime
 
 import httpx
+import pytest
 from playwright.async_api import Page, expect
 
-from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, mark, sign_in
+from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, mark, pay_button, sign_in
 from tests.e2e.test_order_live import ORDER_URL, sign_up
 from tests.support.api import GOOD_CARD, auth, new_customer, staff_headers
 from tests.support.processes import Shop
+
+Words = Callable[..., str]
 
 
 async def test_basket_steppers_and_announcements(page: Page) -> None:
@@ -47,31 +51,33 @@ async def test_the_basket_is_one_tap_away_on_a_phone(page: Page) -> None:
     await expect(page.get_by_role("heading", name="Your basket")).to_be_in_viewport()
 
 
+@pytest.mark.parametrize("lang", ["en", "ko"])
 async def test_live_order_page_shows_the_window_and_follows_the_kitchen(
-    page: Page, api: httpx.AsyncClient, shop: Shop
+    page: Page, api: httpx.AsyncClient, shop: Shop, t: Words, lang: str
 ) -> None:
     customer = await new_customer(api, name="Tia Tracker")
-    await sign_in(page, customer["email"])
+    await sign_in(page, customer["email"], lang=lang)
     first = page.locator("li.pizza").first
     name = (await first.get_by_role("heading").inner_text()).strip()
-    await page.get_by_role("button", name=f"Add {name}", exact=True).click()
-    await page.locator("#basket").get_by_role("link", name="Checkout").click()
-    await page.get_by_label("Delivery address").fill("Via Roma 1, Napoli")
-    await page.get_by_label("Card number").fill(GOOD_CARD)
-    await page.get_by_role("button", name="Place order and pay").click()
+    await page.get_by_role("button", name=t("Add %(pizza)s", pizza=name), exact=True).click()
+    await page.locator("#basket").get_by_role("link", name=t("Checkout")).click()
+    await page.get_by_label(t("Delivery address")).fill("Via Roma 1, Napoli")
+    await page.get_by_label(t("Card number")).fill(GOOD_CARD)
+    await pay_button(page, lang).click()
     await expect(page).to_have_url(ORDER_URL)
     order_id = page.url.rsplit("/", 1)[1]
 
+    estimated = t("Estimated delivery %(window)s", window="").strip()
     eta = page.locator("#order-eta")
-    await expect(eta).to_contain_text("Estimated delivery", timeout=LIVE_TIMEOUT_MS)
+    await expect(eta).to_contain_text(estimated, timeout=LIVE_TIMEOUT_MS)
     await expect(eta.locator("time")).to_have_count(2)
     earliest = datetime.fromisoformat(str(await eta.get_attribute("data-earliest")))
     latest = datetime.fromisoformat(str(await eta.get_attribute("data-latest")))
     assert earliest < latest
-    progress = page.get_by_role("list", name="Progress")
-    await expect(progress.locator('[aria-current="step"]')).to_have_text("Queued")
+    progress = page.get_by_role("list", name=t("Progress"))
+    await expect(progress.locator('[aria-current="step"]')).to_have_text(t("Queued"))
     # the badge names the stage the order is in, the same word as the progress bar
-    await expect(page.locator("#order-status")).to_have_text("Queued")
+    await expect(page.locator("#order-status")).to_have_text(t("Queued"))
     await expect(page.locator("#order-status")).to_have_attribute("data-stage", "queued")
     await mark(page, "tracking")
 
@@ -92,16 +98,18 @@ async def test_live_order_page_shows_the_window_and_follows_the_kitchen(
     moved = await api.post(f"/api/deliveries/{view['delivery']['id']}/advance", headers=staff)
     assert moved.status_code == 200, moved.text
     await expect(progress.locator('[aria-current="step"]')).to_have_text(
-        "Preparing", timeout=LIVE_TIMEOUT_MS
+        t("Preparing"), timeout=LIVE_TIMEOUT_MS
     )
-    await expect(page.locator("#order-status")).to_have_text("Preparing")
+    await expect(page.locator("#order-status")).to_have_text(t("Preparing"))
     await expect(page.locator("#order-status")).to_have_attribute("data-stage", "preparing")
-    await expect(progress.locator(".done")).to_have_text(["Queued"])
-    await expect(page.locator("#order-announcer")).to_contain_text(re.compile("preparing", re.I))
-    await expect(page.locator("#order-eta")).to_contain_text("Estimated delivery")
+    await expect(progress.locator(".done")).to_have_text([t("Queued")])
+    await expect(page.locator("#order-announcer")).to_contain_text(
+        re.compile(re.escape(t("Preparing")), re.I)
+    )
+    await expect(page.locator("#order-eta")).to_contain_text(estimated)
     await assert_marked(page, "tracking")
     # My orders says the same: the stage, not "Paid"
     await page.goto("/orders")
     badge = page.locator(f'tr:has(a[href="/orders/{order_id}"]) .status')
-    await expect(badge).to_have_text("Preparing")
+    await expect(badge).to_have_text(t("Preparing"))
     await expect(badge).to_have_attribute("data-stage", "preparing")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from app.platform import i18n
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, mark, pay_button, sign_in
 from tests.e2e.test_order_live import ORDER_URL, sign_up
 from tests.support.api import GOOD_CARD, auth, new_customer, staff_headers
@@ -20,26 +21,35 @@ from tests.support.processes import Shop
 Words = Callable[..., str]
 
 
-async def test_basket_steppers_and_announcements(page: Page) -> None:
-    await sign_up(page)
-    await expect(page.get_by_role("link", name="Skip to content")).to_be_attached()
+def pizzas_in_basket(lang: str, n: int) -> str:
+    """The start of what a screen reader hears after a basket change ("Basket: 2 pizzas")."""
+    singular = "Basket: %(num)s pizza, total %(amount)s."
+    plural = "Basket: %(num)s pizzas, total %(amount)s."
+    return i18n.ngettext(singular, plural, n, lang).split(",")[0] % {"num": n}
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+async def test_basket_steppers_and_announcements(page: Page, t: Words, lang: str) -> None:
+    await sign_up(page, t)
+    await expect(page.get_by_role("link", name=t("Skip to content"))).to_be_attached()
     first = page.locator("li.pizza").first
     name = (await first.get_by_role("heading").inner_text()).strip()
-    await page.get_by_role("button", name=f"Add {name}", exact=True).click()
+    await page.get_by_role("button", name=t("Add %(pizza)s", pizza=name), exact=True).click()
     line = page.locator("#basket .basket-lines li", has_text=name)
     await expect(line.locator(".qty")).to_have_text("1")
-    await expect(page.locator("#basket-announcer")).to_contain_text("1 pizza")
+    await expect(page.locator("#basket-announcer")).to_contain_text(pizzas_in_basket(lang, 1))
 
-    await line.get_by_role("button", name=f"One more {name}").click()
+    await line.get_by_role("button", name=t("One more %(pizza)s", pizza=name)).click()
     await expect(line.locator(".qty")).to_have_text("2")
     await expect(page.locator("#basket-count")).to_have_text("2")
-    await expect(page.locator("#basket-announcer")).to_contain_text("2 pizzas")
+    await expect(page.locator("#basket-announcer")).to_contain_text(pizzas_in_basket(lang, 2))
 
-    await line.get_by_role("button", name=f"One {name} less").click()
+    less = line.get_by_role("button", name=t("One %(pizza)s less", pizza=name))
+    await less.click()
     await expect(line.locator(".qty")).to_have_text("1")
-    await line.get_by_role("button", name=f"One {name} less").click()
+    await less.click()
     await expect(page.locator("#basket .basket-lines li")).to_have_count(0)
-    await expect(page.locator("#basket-announcer")).to_have_text("Your basket is empty.")
+    await expect(page.locator("#basket-announcer")).to_have_text(t("Your basket is empty."))
 
 
 async def test_the_basket_is_one_tap_away_on_a_phone(page: Page) -> None:

@@ -8,6 +8,7 @@ and the inbox / status checks make recording it happen once.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 

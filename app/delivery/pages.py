@@ -22,7 +22,7 @@ from app.operations import watchdog
 from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
-from app.platform.errors import InvalidInput, NotFound
+from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.i18n import N_, Verbatim
 from app.platform.security import Principal
 from app.platform.settings import Settings
@@ -265,8 +265,23 @@ class BoardPages(Controller):
         staff: NamedDependency[Principal],
         state: State,
     ) -> Any:
+        """A card's move button; the form says which stage the card showed, so a double
+        click moves one stage and the second click is told the card already moved."""
+        expected = str((await request.form()).get("from") or "") or None
+        try:
+            await service.advance(db, delivery_id, expected)
+        except Conflict as exc:
+            if not is_htmx(request):
+                raise
+            await db.rollback()
+            notice = exc.detail
+            return page(
+                request,
+                "delivery/_board_columns.html",
+                notice=notice,
+                **await board_context(db, state),
+            )
         audit.record(db, staff, "delivery.advance", f"delivery:{delivery_id}")
-        await service.advance(db, delivery_id)
         await db.commit()
         await project_committed(db, state)
         if is_htmx(request):

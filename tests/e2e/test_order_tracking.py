@@ -4,10 +4,13 @@ kitchen live, and what a screen reader hears."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Page, expect
@@ -15,7 +18,7 @@ from playwright.async_api import Page, expect
 from app.platform import i18n
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, mark, pay_button, sign_in
 from tests.e2e.test_order_live import ORDER_URL, sign_up
-from tests.support.api import GOOD_CARD, auth, new_customer, staff_headers
+from tests.support.api import GOOD_CARD, auth, new_customer, paid_order, staff_headers
 from tests.support.processes import Shop
 
 Words = Callable[..., str]
@@ -123,3 +126,67 @@ async def test_live_order_page_shows_the_window_and_follows_the_kitchen(
     badge = page.locator(f'tr:has(a[href="/orders/{order_id}"]) .status')
     await expect(badge).to_have_text(t("Preparing"))
     await expect(badge).to_have_attribute("data-stage", "preparing")
+
+
+async def backdate_order_view(shop: Shop, order_id: str, by: timedelta) -> None:
+    """Make the customer's order view say it was placed and paid ``by`` earlier: a kitchen
+    that stalled that long, without waiting for it (no event is written, so nothing
+    pushes the page; only time has passed)."""
+    url = shop.env["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(url)
+    try:
+        raw = await connection.fetchval(
+            "SELECT doc FROM status.order_views WHERE order_id = $1", uuid.UUID(order_id)
+        )
+        doc = json.loads(raw)
+
+        def earlier(value: str) -> str:
+            return (datetime.fromisoformat(value) - by).isoformat()
+
+        doc["createdAt"] = earlier(doc["createdAt"])
+        for step in doc["timeline"]:
+            step["at"] = earlier(step["at"])
+        await connection.execute(
+            "UPDATE status.order_views SET doc = $2::jsonb WHERE order_id = $1",
+            uuid.UUID(order_id),
+            json.dumps(doc),
+        )
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+async def test_a_stalled_order_tells_the_customer_it_runs_late_without_any_move(
+    page: Page, api: httpx.AsyncClient, shop: Shop, t: Words, lang: str
+) -> None:
+    customer = await new_customer(api, name="Stella Stalled")
+    order = await paid_order(api, customer)
+    await page.clock.install()
+    await sign_in(page, customer["email"], lang=lang)
+    await page.goto(f"/orders/{order['id']}")
+    await expect(page.locator('#order-status[data-rendered="live"]')).to_have_count(
+        1, timeout=LIVE_TIMEOUT_MS
+    )
+    await expect(page.locator("#order-eta")).to_have_attribute("data-late", "false")
+    await expect(page.locator("#order-late")).to_have_count(0)
+    await mark(page, "stalled")
+
+    # The kitchen has not touched the order for two hours: no event, only time.
+    await backdate_order_view(shop, str(order["id"]), timedelta(hours=2))
+    await page.clock.fast_forward(61_000)
+    await expect(page.locator("#order-eta")).to_have_attribute(
+        "data-late", "true", timeout=LIVE_TIMEOUT_MS
+    )
+    await expect(page.locator("#order-late")).to_have_text(t("Sorry, your order is running late."))
+    dash = "\u2013"
+    new_window = t(f"New estimate: %(earliest)s{dash}%(latest)s", earliest="", latest="")
+    await expect(page.locator("#order-eta")).to_contain_text(new_window.strip(f"{dash} "))
+    await expect(page.locator("#order-eta time")).to_have_count(2)
+    await expect(page.locator("#order-announcer")).to_contain_text(
+        t("Sorry, your order is running late.")
+    )
+    await assert_marked(page, "stalled")
+
+    # leave the shared board as we found it
+    cancelled = await api.post(f"/api/orders/{order['id']}/cancel", headers=auth(customer))
+    assert cancelled.status_code in (200, 202, 204), cancelled.text

@@ -357,19 +357,26 @@ class Workload:
         return min(places).rsplit("/", 1)[-1]
 
     async def cook(self, delivery_id: str, order_id: str) -> None:
-        """Staff move the ticket queued → preparing → baking → ready, one click each.
+        """Staff move the ticket queued → preparing → baking → ready, one click each,
+        each click saying the stage it saw (as the board's buttons do).
 
         A click that moved the ticket further than one stage (a double click, or a retry
         of a move that had committed but answered 503) is an anomaly."""
         assert self.staff is not None
         staff = self.staff
         current = "queued"
-        for target in ("preparing", "baking", "ready"):
-            if _stage_index(current) >= _stage_index(target):
-                continue
+        for _ in range(10):  # three clicks, and a look at the board after a refused one
+            if _stage_index(current) >= _stage_index("ready"):
+                break
+            seen, target = current, STAGES[_stage_index(current) + 1]
             answers = await self.twice(
-                lambda: self.request(
-                    "POST", f"/api/deliveries/{delivery_id}/advance", staff, ok={200}, final={409}
+                lambda seen=seen: self.request(  # type: ignore[misc]
+                    "POST",
+                    f"/api/deliveries/{delivery_id}/advance",
+                    staff,
+                    json={"from": seen},
+                    ok={200},
+                    final={409},
                 )
             )
             moved = [r.json()["status"] for r in answers if r.status_code == 200]
@@ -380,6 +387,9 @@ class Workload:
                         f"delivery {delivery_id}: one move to {target} answered {moved}",
                     )
                 )
+            if not moved:  # refused: it moved meanwhile (our retried click had committed)
+                now = await self.request("GET", f"/api/deliveries/{delivery_id}", staff, ok={200})
+                moved = [now.json()["status"]]
             current = max([current, *moved], key=_stage_index)
         if current == "out_for_delivery":  # our clicks moved it past ready: drive it in-house
             await self.request(

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.delivery.events import DeliveryReturned
+from app.ordering.events import OrderCancelled, OrderPlaced
 from app.payment import service
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import ChargeOutcome, PaymentProvider
@@ -42,7 +44,7 @@ async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     a charge that lands after such a void is voided at the provider.
     """
     event = event_of(raw)
-    order_id = uuid.UUID(event.payload["orderId"])
+    order_id = event.as_(OrderPlaced).order_id
     async with ctx["session_factory"]() as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None:
@@ -138,7 +140,7 @@ async def void(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     decided (it voids uncharged payments itself, or leaves a captured one for us).
     """
     event = event_of(raw)
-    order_id = uuid.UUID(event.payload["orderId"])
+    order_id = event.as_(OrderCancelled).order_id
     async with ctx["session_factory"]() as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None or payment.status in (PaymentStatus.failed, PaymentStatus.voided):
@@ -165,7 +167,7 @@ REFUND = "payment.refund"
 async def refund(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     """``DeliveryReturned`` → money back at the provider, exactly once (FR8)."""
     event = event_of(raw)
-    order_id = uuid.UUID(event.payload["orderId"])
+    order_id = event.as_(DeliveryReturned).order_id
     async with ctx["session_factory"]() as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None or payment.status != PaymentStatus.captured or not payment.provider_ref:

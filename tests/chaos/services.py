@@ -286,6 +286,10 @@ class Shop:
             "BREAKER_HALF_OPEN_CALLS": "2",
             # Backoff ceiling of retried jobs: short, so a run converges within CI's time.
             "WORKER_RETRY_MAX_SECONDS": "2",
+            # Jobs Redis lost are sent again after 10 s (30 s by default), so the Redis
+            # restart converges well within its bound.
+            "EVENT_REDELIVER_SECONDS": "10",
+            "RECONCILE_INTERVAL_SECONDS": "2",
             "JWT_TTL_SECONDS": "7200",
             "RATE_LIMIT_SIGNUP_PER_CLIENT": "1000000",
             "RATE_LIMIT_SIGNIN_PER_CLIENT": "1000000",

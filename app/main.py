@@ -230,6 +230,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HTTPException: web.http_error_handler,
             DBAPIError: web.unavailable_dependency_handler,
             SQLAlchemyTimeout: web.unavailable_dependency_handler,
+            # PostgreSQL restarting ("the database system is starting up"), shutting down,
+            # or out of connections: asyncpg raises these unwrapped from a pool connect
+            **{error: web.unavailable_dependency_handler for error in web.POSTGRES_AWAY},
             RedisConnectionError: web.unavailable_dependency_handler,
             RedisTimeoutError: web.unavailable_dependency_handler,
             ConnectionError: web.unavailable_dependency_handler,  # refused, reset, aborted

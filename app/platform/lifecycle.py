@@ -32,6 +32,30 @@ log = logging.getLogger("pizzeria.lifecycle")
 
 _draining = False
 _stop_hooks: list[Callable[[], None]] = []
+_early_stop: signal.Signals | None = None
+
+
+def hold_stop_signals() -> None:
+    """Remember a SIGTERM or SIGINT that arrives before the process handles its own.
+
+    A worker or the relay spends its first seconds importing and connecting; Python's
+    default action for SIGTERM would kill it there with -15 (a rolling update, a
+    scale-down, a test that stops a fresh worker). Called first thing, this turns such a
+    signal into a note that the process reads once its real handling is in place
+    (``early_stop``): it then stops at once and cleanly, having taken no work.
+    """
+
+    def remember(signum: int, _frame: FrameType | None) -> None:
+        global _early_stop
+        _early_stop = signal.Signals(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, remember)
+
+
+def early_stop() -> signal.Signals | None:
+    """The stop signal that arrived before the process's own handling, if any."""
+    return _early_stop
 
 
 def is_draining() -> bool:
@@ -61,8 +85,9 @@ def stop_accepting() -> None:
 
 def reset() -> None:
     """Back to serving (a test that drained in-process)."""
-    global _draining
+    global _draining, _early_stop
     _draining = False
+    _early_stop = None
 
 
 class GracefulServer(uvicorn.Server):

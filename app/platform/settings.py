@@ -216,8 +216,13 @@ class PipelineSettings:
     job_timeout_seconds: float = field(
         default_factory=lambda: _env_float("WORKER_JOB_TIMEOUT", 10.0)
     )
-    #: the watchdog: paid orders with no delivery, deliveries waiting on the partner
-    #: with no news, refunds with no return, after this many minutes
+    #: the watchdog (the one definition of "stuck", for the board, ``/health`` and the
+    #: ``pizzeria_stuck_orders`` gauge): orders whose payment has not settled, paid
+    #: orders with no delivery, deliveries waiting on the partner with no news, refunds
+    #: with no return, after this many minutes
+    stalled_payment_minutes: float = field(
+        default_factory=lambda: _env_float("WATCHDOG_PAYMENT_MINUTES", 10.0)
+    )
     stalled_paid_minutes: float = field(
         default_factory=lambda: _env_float("WATCHDOG_PAID_MINUTES", 10.0)
     )
@@ -281,10 +286,6 @@ class ObservabilitySettings:
     metrics_token: str = field(default_factory=lambda: _env("METRICS_TOKEN", ""))
     #: the relay's and a worker's own metrics port (0: none); ``--metrics-port`` overrides
     metrics_port: int = field(default_factory=lambda: _env_int("METRICS_PORT", 0))
-    #: an order still waiting for its payment after this long counts as stuck
-    stuck_order_minutes: float = field(
-        default_factory=lambda: _env_float("STUCK_ORDER_MINUTES", 10.0)
-    )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ still in the load balancer. What must happen, in this order:
 
 1. **Draining** (at once): ``/health/ready`` answers 503, so the balancer takes the replica
    out of rotation. Requests still arriving are served normally: the balancer has not
-   noticed yet, refusing them now would fail them.
+   noticed yet, refusing them now would fail them. Each answer says ``Connection: close``
+   (``close_connections_while_draining``), so no kept-alive connection is left for the
+   balancer to send a request down at the moment step 2 closes it (it would get no
+   answer: a 502 for a POST, which a balancer must not replay).
 2. **Stop accepting** (``SHUTDOWN_DRAIN_SECONDS`` later, once the balancer has noticed):
    the listening socket closes, idle keep-alive connections close, and every live SSE
    stream ends with a ``retry:`` hint, so browsers reconnect - to another replica - and
@@ -27,6 +30,8 @@ from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import Message, Scope
 
 log = logging.getLogger("pizzeria.lifecycle")
 
@@ -68,6 +73,12 @@ def on_stop_accepting(hook: Callable[[], None]) -> Callable[[], None]:
     unregister function (an app's lifespan registers on startup, unregisters on exit)."""
     _stop_hooks.append(hook)
     return lambda: _stop_hooks.remove(hook) if hook in _stop_hooks else None
+
+
+async def close_connections_while_draining(message: Message, _scope: Scope) -> None:
+    """A ``before_send`` hook: while draining, every answer ends its connection."""
+    if _draining and message["type"] == "http.response.start":
+        MutableScopeHeaders.from_message(message)["connection"] = "close"
 
 
 def begin_draining() -> None:

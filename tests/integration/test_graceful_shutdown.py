@@ -107,6 +107,9 @@ async def test_the_web_drains_then_closes_finishing_requests_and_ending_streams_
         assert "Retry-After" in ready.headers
         menu = await web.get("/api/menu", headers=auth(customer))
         assert menu.status_code == 200, "still serving while the balancer has not noticed"
+        assert menu.headers["connection"] == "close", (
+            "no kept-alive connection to close under a request"
+        )
         assert (await web.get("/health/live")).status_code == 200, "alive: no restart wanted"
 
         refused_at = await _wait_refused(url)

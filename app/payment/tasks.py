@@ -8,13 +8,14 @@ and the inbox / status checks make recording it happen once.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.delivery.events import DeliveryReturned
+from app.ordering.events import OrderCancelled, OrderPlaced
 from app.payment import service
 from app.payment.models import PaymentStatus
 from app.payment.provider import ChargeOutcome, PaymentProvider
@@ -36,7 +37,7 @@ async def _provider(ctx: dict[str, Any], call: Callable[[PaymentProvider], Await
 async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     """Charge the card of a placed order, exactly once at the provider."""
     event = event_of(raw)
-    order_id = uuid.UUID(event.payload["orderId"])
+    order_id = event.as_(OrderPlaced).order_id
     async with ctx["session_factory"]() as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None or payment.status != PaymentStatus.pending:
@@ -84,7 +85,7 @@ async def void(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     decided (it voids uncharged payments itself, or leaves a captured one for us).
     """
     event = event_of(raw)
-    order_id = uuid.UUID(event.payload["orderId"])
+    order_id = event.as_(OrderCancelled).order_id
     async with ctx["session_factory"]() as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None or payment.status in (PaymentStatus.failed, PaymentStatus.voided):
@@ -111,7 +112,7 @@ REFUND = "payment.refund"
 async def refund(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     """``DeliveryReturned`` → money back at the provider, exactly once (FR8)."""
     event = event_of(raw)
-    order_id = uuid.UUID(event.payload["orderId"])
+    order_id = event.as_(DeliveryReturned).order_id
     async with ctx["session_factory"]() as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None or payment.status != PaymentStatus.captured or not payment.provider_ref:

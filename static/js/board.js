@@ -1,6 +1,7 @@
-/* The staff board: new orders flash (and beep, when this device asked for sound), and an
-   Undo button disappears when its 30 s are up. Served from /static: the CSP allows no
-   inline script. */
+/* The staff board: new orders flash (and beep, when this device asked for sound), an
+   Undo button disappears when its 30 s are up, and a form a cook is filling in on a card
+   ("Cancel return" and its reason) survives the live updates of the other cards.
+   Served from /static: the CSP allows no inline script. */
 (function () {
   "use strict";
   var SOUND_KEY = "pizzeria.board.sound";
@@ -71,6 +72,132 @@
     });
   }
 
+  /* -- a form in use on the board is not wiped by the live updates ----------------------
+     The board's body is re-rendered whole on every SSE message and every 30 s. While a
+     person is typing in a board form (focus inside it, or its request on its way), those
+     automatic refreshes wait and one refresh follows when the form is left. Any swap that
+     does happen (a click on another card) keeps open forms open with what was typed. */
+  var pending = false;
+
+  /** A refresh is waiting for the form (shown on #board for tests and styles). */
+  function setPending(value) {
+    pending = value;
+    var board = document.getElementById("board");
+    if (board) { board.setAttribute("data-refresh-pending", value ? "true" : "false"); }
+  }
+
+  function boardElement() { return document.getElementById("board"); }
+
+  function formInUse() {
+    var board = boardElement();
+    if (!board) { return false; }
+    var active = document.activeElement;
+    if (active && board.contains(active) && active.closest("form")) { return true; }
+    return board.querySelector("form.htmx-request") !== null;
+  }
+
+  function refreshNow() {
+    setPending(false);
+    var board = boardElement();
+    if (board && window.htmx) {
+      window.htmx.ajax("GET", board.getAttribute("hx-get") || "/staff/board/columns",
+                       { source: board, target: board, swap: "innerHTML" });
+    }
+  }
+
+  function refreshWhenFree() {
+    // after the focus has settled (focusout fires before the next element takes it)
+    window.setTimeout(function () { if (pending && !formInUse()) { refreshNow(); } }, 0);
+  }
+
+  function cardKey(element) {
+    var card = element.closest(".board-card");
+    return card ? card.getAttribute("data-delivery-id") : null;
+  }
+
+  function snapshot() {
+    var board = boardElement();
+    var state = { open: [], values: [], focus: null };
+    if (!board) { return state; }
+    board.querySelectorAll("details[open]").forEach(function (details) {
+      var key = cardKey(details);
+      if (key) { state.open.push([key, details.className]); }
+    });
+    board.querySelectorAll("input[id], textarea[id]").forEach(function (field) {
+      if (field.type !== "hidden" && field.value) { state.values.push([field.id, field.value]); }
+    });
+    var active = document.activeElement;
+    if (active && active.id && board.contains(active)) {
+      state.focus = [active.id, active.selectionStart, active.selectionEnd];
+    }
+    return state;
+  }
+
+  function restore(state) {
+    var board = boardElement();
+    if (!board) { return; }
+    state.open.forEach(function (entry) {
+      var card = board.querySelector('.board-card[data-delivery-id="' + entry[0] + '"]');
+      var details = card && card.querySelector("details" + (entry[1] ? "." + entry[1].split(/\s+/).join(".") : ""));
+      if (details) { details.open = true; }
+    });
+    state.values.forEach(function (entry) {
+      var field = document.getElementById(entry[0]);
+      if (field && board.contains(field) && !field.value) { field.value = entry[1]; }
+    });
+    if (state.focus) {
+      var again = document.getElementById(state.focus[0]);
+      if (again && board.contains(again)) {
+        again.focus();
+        try { again.setSelectionRange(state.focus[1], state.focus[2]); } catch (e) { /* not text */ }
+      }
+    }
+  }
+
+  var saved = null;
+
+  function holdBack(event) {
+    var board = boardElement();
+    if (!board || event.target !== board) { return; }
+    if (formInUse()) {
+      event.preventDefault();
+      setPending(true);
+    }
+  }
+
+  function protectEdits() {
+    var board = boardElement();
+    if (!board) { return; }
+    // the SSE message and the 30 s poll: wait while a form is in use
+    board.addEventListener("htmx:sseBeforeMessage", function (event) {
+      holdBack(event);
+      if (!event.defaultPrevented) { saved = snapshot(); }
+    });
+    board.addEventListener("htmx:sseMessage", function () {
+      setPending(false);
+      if (saved) { restore(saved); saved = null; }
+    });
+    board.addEventListener("htmx:beforeRequest", function (event) {
+      var elt = event.detail && event.detail.elt;
+      if (elt === board && event.detail.requestConfig && event.detail.requestConfig.verb === "get") {
+        holdBack(event);
+      }
+    });
+    // every swap that does happen keeps open forms and typed words
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      if (event.detail && event.detail.target === board) { saved = snapshot(); }
+    });
+    document.body.addEventListener("htmx:afterSwap", function (event) {
+      if (event.target === board) {
+        setPending(false);
+        if (saved) { restore(saved); saved = null; }
+      }
+    });
+    board.addEventListener("focusout", refreshWhenFree);
+    board.addEventListener("htmx:afterRequest", refreshWhenFree);
+    board.addEventListener("toggle", refreshWhenFree, true);
+  }
+
   function showSound(toggle) {
     var on = soundOn();
     toggle.setAttribute("aria-pressed", on ? "true" : "false");
@@ -91,6 +218,7 @@
     }
     announceNewOrders();
     expireUndo();
+    protectEdits();
     function refreshed(event) {
       if (event.target && event.target.id === "board") {
         announceNewOrders();

@@ -14,7 +14,15 @@ from playwright.async_api import BrowserContext, Page, expect
 
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, create_staff, mark, sign_in
 from tests.e2e.test_staff_board import card, open_board
-from tests.support.api import auth, create_user, new_customer, order_body, wait_for
+from tests.support.api import (
+    auth,
+    create_user,
+    delivered_order,
+    new_customer,
+    order_body,
+    staff_headers,
+    wait_for,
+)
 from tests.support.processes import Shop
 
 NewContext = Callable[[], Awaitable[BrowserContext]]
@@ -112,6 +120,56 @@ async def test_new_orders_flash_and_the_sound_choice_is_remembered(
     await expect(fresh).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     await expect(fresh).to_have_class(re.compile(r"\bnew-order\b"))
     await expect(board.locator("#board-announcer")).to_contain_text("New order")
+
+
+async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
+    new_context: NewContext, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """A cook half-way through "Cancel return" keeps the form and the words while other
+    orders move (each move re-renders the board over SSE), and can then send it."""
+    staff = await staff_headers(api, shop.env)
+    customer = await new_customer(api, name="Rita Return")
+    delivered = await delivered_order(api, customer, staff)
+    filed = await api.post(
+        "/api/refunds",
+        json={"orderId": delivered["id"], "reasonCode": "cold_or_late", "reason": "cold"},
+        headers=auth(customer),
+    )
+    assert filed.status_code == 201, filed.text
+    other = await place_paid_order(api, await new_customer(api, name="Otto Other"))
+    other_id = str(other["delivery"]["id"])  # type: ignore[index]
+
+    board = await open_board(new_context, await create_staff(shop))
+    await mark(board, "board")
+    returning = card(board, str(delivered["delivery"]["id"]), "return_requested")
+    await expect(returning).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    await returning.get_by_text("Cancel return").click()
+    reason = returning.get_by_label("Reason (the customer sees it)")
+    note = "The bag was sealed and hot at the door."
+    await reason.fill(note)
+
+    # Another order moves twice: two board events arrive while the reason is on screen.
+    for _move in range(2):  # into preparing, then into the oven
+        moved = await api.post(f"/api/deliveries/{other_id}/advance", headers=staff)
+        assert moved.status_code == 200, moved.text
+        await expect(board.locator("#board")).to_have_attribute(
+            "data-refresh-pending", "true", timeout=LIVE_TIMEOUT_MS
+        )
+        await expect(reason).to_have_value(note)
+        await expect(reason).to_be_focused()
+    await reason.press("End")
+    await reason.type(" Sorry!")
+    await expect(reason).to_have_value(note + " Sorry!")
+
+    await returning.get_by_role("button", name="Yes, cancel the return").click()
+    await expect(returning).to_have_count(0, timeout=LIVE_TIMEOUT_MS)
+    # the held-back moves show up as soon as the form is done
+    await expect(card(board, other_id, "baking")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    await expect(board.locator("#board")).not_to_have_attribute("data-refresh-pending", "true")
+    refund = await api.get(f"/api/refunds/{filed.json()['id']}", headers=auth(customer))
+    assert refund.json()["status"] == "cancelled", refund.text
+    assert note + " Sorry!" in refund.text, refund.text
+    await assert_marked(board, "board")
 
 
 async def test_the_board_fits_a_laptop_and_a_kitchen_screen(

@@ -181,7 +181,7 @@ async def _relay() -> None:
                 session_factory,
                 jobs,
                 SUBSCRIPTIONS,
-                asyncpg_dsn(settings.db.url),
+                asyncpg_dsn(settings.db.direct_url),  # LISTEN needs a session of its own
                 stop,
                 heartbeat=heartbeat,
             ),
@@ -267,7 +267,7 @@ async def _schema_revisions() -> set[str]:
     from app.platform.settings import get_settings
 
     try:
-        conn = await asyncpg.connect(asyncpg_dsn(get_settings().db.url), timeout=5)
+        conn = await asyncpg.connect(asyncpg_dsn(get_settings().db.direct_url), timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return set()
     try:  # alembic/env.py keeps the version table in the platform schema

@@ -40,15 +40,36 @@ def _env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
 
 
+POOLING_MODES = ("session", "transaction")
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
+    """Where the shop's connections go. Behind PgBouncer in transaction pooling mode (many
+    replicas, PostgreSQL's 100 connections), set all three (see ``app.platform.db``)."""
+
+    #: what every pool connects to: PostgreSQL itself, or PgBouncer in front of it
     url: str = field(
         default_factory=lambda: _env(
             "DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/pizzeria"
         )
     )
+    #: ``session`` (PostgreSQL, or PgBouncer in session mode) or ``transaction``
+    #: (PgBouncer's transaction pooling: no statement outlives its transaction)
+    pooling: str = field(default_factory=lambda: _env("DATABASE_POOLING", "session"))
+    #: straight to PostgreSQL, for what needs a server session of its own: the relay's
+    #: ``LISTEN`` and migrations. Empty: ``url``
+    direct_url_setting: str = field(default_factory=lambda: _env("DATABASE_DIRECT_URL", ""))
     pool_size: int = field(default_factory=lambda: _env_int("DATABASE_POOL_SIZE", 10))
     echo: bool = field(default_factory=lambda: _env_bool("DATABASE_ECHO", False))
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"DATABASE_POOLING must be one of {', '.join(POOLING_MODES)}")
+
+    @property
+    def direct_url(self) -> str:
+        return self.direct_url_setting or self.url
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import signal
 from collections.abc import Callable
@@ -120,7 +121,11 @@ class GracefulServer(uvicorn.Server):
             return
         self._signalled = True
         begin_draining()
-        log.warning(
+        # the handler runs inside whatever request was on the CPU: log (and schedule the
+        # close) in a context of its own, not with that request's id
+        process_wide = contextvars.Context()
+        process_wide.run(
+            log.warning,
             "%s: draining (unready now, closing in %.1fs)",
             signal.Signals(sig).name,
             self.drain_seconds,
@@ -132,7 +137,9 @@ class GracefulServer(uvicorn.Server):
             return
         # A signal handler runs between two bytecodes of whatever the loop was doing;
         # call_soon_threadsafe is the safe way back into the loop.
-        loop.call_soon_threadsafe(loop.call_later, self.drain_seconds, self._close)
+        loop.call_soon_threadsafe(
+            loop.call_later, self.drain_seconds, self._close, context=process_wide
+        )
 
     def _close(self) -> None:
         log.warning("closing: no new connections, live streams told to reconnect")

@@ -238,7 +238,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ConnectionError: web.unavailable_dependency_handler,  # refused, reset, aborted
             Exception: web.internal_error_handler,
         },
-        before_send=[security_headers_hook(settings)],
+        before_send=[security_headers_hook(settings), lifecycle.close_connections_while_draining],
         before_request=bodies.check_json_body,
         request_max_body_size=bodies.MAX_BODY,
         guards=[access_guard],

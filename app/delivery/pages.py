@@ -31,7 +31,7 @@ from app.platform.web import fragment, is_htmx, page, redirect
 from app.refund import service as refunds
 from app.status import eta
 from app.status import service as status
-from app.status.live import channel_updates, project_committed, sse
+from app.status.live import channel_updates, sse
 from app.status.models import BoardCard
 from app.status.projector import BOARD_CHANNEL
 
@@ -204,14 +204,12 @@ class BoardPages(Controller):
                     "note", N_("Tell the customer why (at most 500 characters).")
                 )
             audit.record(db, staff, "return.cancel", f"delivery:{delivery_id}", reason=note)
-            await refunds.cancel_for_delivery(db, delivery_id, "staff", note=note)
+            await refunds.cancel_return(db, delivery_id, "staff", note=note)
         elif outcome == "complete":
             audit.record(db, staff, "return.complete", f"delivery:{delivery_id}")
-            await service.complete_return(db, delivery_id)
-            await db.commit()
+            await service.confirm_return(db, delivery_id)
         else:
             raise NotFound(N_("no such return action"))
-        await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")
@@ -228,8 +226,6 @@ class BoardPages(Controller):
         """The card's "Undo" for 30 s after a kitchen move."""
         audit.record(db, staff, "delivery.undo", f"delivery:{delivery_id}")
         await service.undo_last_move(db, delivery_id)
-        await db.commit()
-        await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")
@@ -245,8 +241,6 @@ class BoardPages(Controller):
     ) -> Any:
         audit.record(db, staff, "delivery.advance", f"delivery:{delivery_id}")
         await service.advance(db, delivery_id)
-        await db.commit()
-        await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")

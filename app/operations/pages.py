@@ -69,15 +69,13 @@ class PartnerPages(Controller):
             "down": data.get("down", "0"),
         }
         try:
-            knobs = await service.set_knobs(settings, partner, form)
+            await service.change_knobs(db, settings, staff, partner, form)
         except InvalidInput as exc:
             context = await _context(settings, state)
             errors = {f"{partner}.{e.field}": e.message for e in exc.errors}
             return page(
                 request, "operations/partners.html", status_code=422, errors=errors, **context
             )
-        audit.record(db, staff, "partner.knobs", f"partner:{partner}", **knobs)
-        await db.commit()
         return redirect(request, "/staff/partners")
 
 

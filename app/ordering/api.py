@@ -20,7 +20,6 @@ from app.platform.i18n import N_
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.status import service as status
-from app.status.live import project_committed
 from app.status.schemas import OrderDocument
 
 IdempotencyKey = Annotated[
@@ -79,6 +78,5 @@ class OrderingApi(Controller):
     ) -> OrderDocument:
         """Cancel while the kitchen has not started; 409 saying why otherwise."""
         await service.cancel_order(db, order_id, caller.user_id)
-        await project_committed(db, state)
         view = await status.order_view(db, order_id, caller.user_id)
         return await status.order_document(db, view, state.settings.shop.stage_minutes)

@@ -27,7 +27,7 @@ from app.platform.settings import Settings
 from app.platform.web import fragment, page, redirect
 from app.refund import service
 from app.status import service as status
-from app.status.live import channel_updates, project_committed, sse
+from app.status.live import channel_updates, sse
 from app.status.projector import order_channel
 from app.status.schemas import OrderDocument
 from app.words import status_label
@@ -88,7 +88,6 @@ class RefundPages(Controller):
             )
         except Conflict as exc:
             return await _form_page(request, db, order_id, exc.detail, form, {}, 409)
-        await project_committed(db, state)
         return redirect(request, f"/refunds/{refund.id}")
 
     @get("/refunds/{refund_id:uuid}")
@@ -139,7 +138,6 @@ class RefundPages(Controller):
             return page(
                 request, "refund/refund.html", status_code=409, refund=view, error=exc.detail
             )
-        await project_committed(db, state)
         return redirect(request, f"/refunds/{refund_id}")
 
 

@@ -122,9 +122,24 @@ async def create_for_paid_order(session: AsyncSession, event: Event) -> None:
         await _emit(session, await _locked(session, delivery_id), DeliveryCreated, event)
 
 
-async def advance(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
-    """Staff moves a delivery to its next stage (kitchen, or in-house driver)."""
+async def advance(
+    session: AsyncSession, delivery_id: uuid.UUID, expected: str | None = None
+) -> Delivery:
+    """Staff moves a delivery to its next stage (kitchen, or in-house driver).
+
+    ``expected`` is the stage the staff member saw when they pressed the button: a double
+    click, a retried request or a colleague's move finds the delivery already further
+    along, and must not move it a second stage (409 saying where it is now)."""
     delivery = await _locked(session, delivery_id)
+    if expected is not None and expected != delivery.status:
+        raise Conflict(
+            N_(
+                "This delivery was already moved to %(status)s (a second click, or a "
+                "colleague); nothing was changed.",
+                status=status_label(delivery.status),
+            ),
+            code="stage_moved",
+        )
     target = delivery.next_stage
     if target is None:
         raise Conflict(

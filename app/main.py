@@ -30,7 +30,7 @@ from app.accounts import service as accounts
 from app.accounts.api import AuthApi
 from app.accounts.pages import AccountPages
 from app.audit.pages import AuditPages
-from app.breakers import PartnerBreakers
+from app.breakers import partner_breakers
 from app.coupon.api import CouponApi
 from app.coupon.pages import CouponPages
 from app.delivery.api import DeliveryApi
@@ -202,7 +202,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             {
                 "redis": redis,
                 "settings": settings,
-                "breakers": PartnerBreakers(redis, settings),
+                "breakers": partner_breakers(redis, settings),
                 "limiter": RateLimiter(redis),
                 "account_standing": accounts.standing,
             }

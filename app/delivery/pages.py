@@ -15,7 +15,6 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.breakers import PartnerBreakers
 from app.delivery import service
 from app.delivery.models import FORWARD, UNDO, UNDO_SECONDS, DeliveryStatus
 from app.operations import watchdog
@@ -24,6 +23,7 @@ from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.i18n import N_, Verbatim
+from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable

@@ -10,9 +10,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.breakers import PartnerBreakers
 from app.operations import service
 from app.platform.access import access
+from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
 

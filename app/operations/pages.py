@@ -12,11 +12,11 @@ from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.breakers import PartnerBreakers
 from app.operations import service, watchdog
 from app.platform import deadletters
 from app.platform.access import access
 from app.platform.errors import InvalidInput
+from app.platform.partners import PartnerBreakers
 from app.platform.redis import create_job_pool
 from app.platform.security import Principal
 from app.platform.settings import Settings

@@ -11,9 +11,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import limits
 from app.ordering import service
 from app.ordering.schemas import PlaceOrderRequest
+from app.platform import limits
 from app.platform.access import access
 from app.platform.errors import InvalidInput
 from app.platform.i18n import N_

@@ -18,10 +18,10 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.breakers import refusal_message
 from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
 from app.platform.i18n import N_, plain_amount, translate
+from app.platform.partners import refusal_message
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import fragment, page, redirect

@@ -1,60 +1,104 @@
 """Who reacts to which event: the wiring between contexts, in one place.
 
-The relay enqueues one arq job per (event, subscriber) on the subscriber's queue.
+The relay enqueues one arq job per (event, subscriber) on the subscriber's queue. The
+wiring names event contracts (classes); the relay routes by their wire names, which are
+what the outbox rows carry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+from app.coupon import events as coupon_events
 from app.coupon import tasks as coupon
+from app.delivery import events as delivery_events
 from app.delivery import tasks as delivery
+from app.delivery.events import (
+    CourierAssigned,
+    CourierRequested,
+    DeliveryAdvanced,
+    DeliveryCancelled,
+    DeliveryCreated,
+    DeliveryDelivered,
+    DeliveryMoveUndone,
+    DeliveryReturnCancelled,
+    DeliveryReturned,
+    DeliveryReturnRequested,
+)
+from app.ordering import events as ordering_events
 from app.ordering import tasks as ordering
+from app.ordering.events import (
+    OrderCancelled,
+    OrderFulfilled,
+    OrderPaid,
+    OrderPaymentFailed,
+    OrderPlaced,
+    OrderRefunded,
+)
+from app.payment import events as payment_events
 from app.payment import tasks as payment
+from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded, PaymentVoided
+from app.platform.events import DomainEvent
 from app.platform.relay import Subscriber, Subscriptions
+from app.refund import events as refund_events
 from app.refund import tasks as refund
+from app.refund.events import RefundCancelled, RefundCompleted, RefundRequested
 from app.status import tasks as status
 
 PROJECT = Subscriber("status", status.PROJECT)
 
-SUBSCRIPTIONS: Subscriptions = {
-    "OrderPlaced": [Subscriber("payment", payment.CAPTURE)],
-    "PaymentCaptured": [Subscriber("ordering", ordering.ON_PAYMENT_CAPTURED), PROJECT],
-    "PaymentFailed": [Subscriber("ordering", ordering.ON_PAYMENT_FAILED), PROJECT],
-    "PaymentVoided": [PROJECT],
-    "OrderPaid": [Subscriber("delivery", delivery.CREATE), PROJECT],
-    "OrderPaymentFailed": [PROJECT],
-    "OrderCancelled": [Subscriber("payment", payment.VOID), PROJECT],
-    "OrderFulfilled": [PROJECT],
-    "DeliveryCreated": [Subscriber("delivery", delivery.REQUEST_COURIER), PROJECT],
-    "CourierRequested": [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
-    "CourierAssigned": [PROJECT],
-    "DeliveryAdvanced": [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
-    "DeliveryMoveUndone": [PROJECT],
-    "DeliveryDelivered": [
+#: every event the contexts emit
+EVENTS: tuple[type[DomainEvent], ...] = (
+    *ordering_events.EVENTS,
+    *payment_events.EVENTS,
+    *delivery_events.EVENTS,
+    *coupon_events.EVENTS,
+    *refund_events.EVENTS,
+)
+
+WIRING: Mapping[type[DomainEvent], Sequence[Subscriber]] = {
+    OrderPlaced: [Subscriber("payment", payment.CAPTURE), PROJECT],
+    PaymentCaptured: [Subscriber("ordering", ordering.ON_PAYMENT_CAPTURED), PROJECT],
+    PaymentFailed: [Subscriber("ordering", ordering.ON_PAYMENT_FAILED), PROJECT],
+    PaymentVoided: [PROJECT],
+    OrderPaid: [Subscriber("delivery", delivery.CREATE), PROJECT],
+    OrderPaymentFailed: [PROJECT],
+    OrderCancelled: [Subscriber("payment", payment.VOID), PROJECT],
+    OrderFulfilled: [PROJECT],
+    DeliveryCreated: [Subscriber("delivery", delivery.REQUEST_COURIER), PROJECT],
+    CourierRequested: [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
+    CourierAssigned: [PROJECT],
+    DeliveryAdvanced: [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
+    DeliveryMoveUndone: [PROJECT],
+    DeliveryDelivered: [
         Subscriber("ordering", ordering.ON_DELIVERY_DELIVERED),
         Subscriber("coupon", coupon.ISSUE),
         PROJECT,
     ],
-    "DeliveryCancelled": [Subscriber("delivery", delivery.WITHDRAW_COURIER), PROJECT],
-    "CouponIssued": [PROJECT],
-    "CouponRedeemed": [PROJECT],
-    "CouponReinstated": [PROJECT],
-    "CouponRevoked": [PROJECT],
-    "CouponFlagged": [PROJECT],
+    DeliveryCancelled: [Subscriber("delivery", delivery.WITHDRAW_COURIER), PROJECT],
+    coupon_events.CouponIssued: [PROJECT],
+    coupon_events.CouponRedeemed: [PROJECT],
+    coupon_events.CouponReinstated: [PROJECT],
+    coupon_events.CouponRevoked: [PROJECT],
+    coupon_events.CouponFlagged: [PROJECT],
     # refunds (FR8 to FR12)
-    "RefundRequested": [Subscriber("coupon", coupon.REVOKE), PROJECT],
-    "DeliveryReturnRequested": [Subscriber("delivery", delivery.REQUEST_RETURN_PICKUP), PROJECT],
-    "DeliveryReturned": [
+    RefundRequested: [Subscriber("coupon", coupon.REVOKE), PROJECT],
+    DeliveryReturnRequested: [Subscriber("delivery", delivery.REQUEST_RETURN_PICKUP), PROJECT],
+    DeliveryReturned: [
         Subscriber("payment", payment.REFUND),
         Subscriber("delivery", delivery.CLOSE_RETURN_PICKUP),
         PROJECT,
     ],
-    "PaymentRefunded": [
+    PaymentRefunded: [
         Subscriber("refund", refund.COMPLETE),
         Subscriber("ordering", ordering.ON_PAYMENT_REFUNDED),
         PROJECT,
     ],
-    "RefundCompleted": [PROJECT],
-    "OrderRefunded": [PROJECT],
-    "RefundCancelled": [Subscriber("coupon", coupon.REINSTATE), PROJECT],
-    "DeliveryReturnCancelled": [Subscriber("delivery", delivery.WITHDRAW_RETURN_PICKUP), PROJECT],
+    RefundCompleted: [PROJECT],
+    OrderRefunded: [PROJECT],
+    RefundCancelled: [Subscriber("coupon", coupon.REINSTATE), PROJECT],
+    DeliveryReturnCancelled: [Subscriber("delivery", delivery.WITHDRAW_RETURN_PICKUP), PROJECT],
 }
+
+#: the relay's routes: by the wire name an outbox row carries
+SUBSCRIPTIONS: Subscriptions = {event.TYPE: subs for event, subs in WIRING.items()}

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.coupon.events import (
+    CouponChanged,
+    CouponFlagged,
+    CouponIssued,
+    CouponRedeemed,
+    CouponReinstated,
+    CouponRevoked,
+)
 from app.coupon.models import Coupon, CouponStatus, Revocation
+from app.delivery.events import DeliveryDelivered
 from app.platform.errors import InvalidInput
 from app.platform.events import Event
 from app.platform.i18n import N_
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
+from app.refund.events import RefundCancelled, RefundRequested
 from app.words import status_label
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud
@@ -40,42 +49,39 @@ def plausible_code(code: str) -> bool:
     return len(code) <= 20 and storable(code)
 
 
-def snapshot(coupon: Coupon) -> dict[str, Any]:
-    return {
-        "couponId": str(coupon.id),
-        "code": coupon.code,
-        "orderId": str(coupon.order_id),
-        "customerId": str(coupon.customer_id),
-        "status": coupon.status,
-        "discount": coupon.discount,
-        "currency": coupon.currency,
-        "redeemedOrderId": str(coupon.redeemed_order_id) if coupon.redeemed_order_id else None,
-        "flagged": coupon.flagged,
-        "version": coupon.version,
-    }
+def snapshot(coupon: Coupon, event: type[CouponChanged]) -> CouponChanged:
+    return event(
+        coupon_id=coupon.id,
+        code=coupon.code,
+        order_id=coupon.order_id,
+        customer_id=coupon.customer_id,
+        status=coupon.status,
+        discount=coupon.discount,
+        currency=coupon.currency,
+        redeemed_order_id=coupon.redeemed_order_id,
+        flagged=coupon.flagged,
+        version=coupon.version,
+    )
 
 
 async def _emit(
-    session: AsyncSession, coupon: Coupon, event_type: str, cause: Event | None
+    session: AsyncSession, coupon: Coupon, event: type[CouponChanged], cause: Event | None
 ) -> None:
     await record_event(
         session,
-        type=event_type,
-        aggregate_type="coupon",
+        snapshot(coupon, event),
         aggregate_id=coupon.id,
         correlation_id=coupon.order_id,
         causation=cause,
-        payload=snapshot(coupon),
     )
 
 
 async def issue_for_delivery(session: AsyncSession, settings: Settings, event: Event) -> None:
     """``DeliveryDelivered`` → one coupon for that order (unique per order)."""
-    p = event.payload
-    order_id = uuid.UUID(p["orderId"])
-    if await _revoked(session, order_id):
+    delivered = event.as_(DeliveryDelivered)
+    if await _revoked(session, delivered.order_id):
         return  # a refund got here first: its tombstone says no coupon for this order
-    await _issue(session, settings, order_id, uuid.UUID(p["customerId"]), event)
+    await _issue(session, settings, delivered.order_id, delivered.customer_id, event)
 
 
 async def _revoked(session: AsyncSession, order_id: uuid.UUID) -> bool:
@@ -112,7 +118,7 @@ async def _issue(
     if coupon_id is not None:
         coupon = await session.get(Coupon, coupon_id)
         assert coupon is not None
-        await _emit(session, coupon, "CouponIssued", cause)
+        await _emit(session, coupon, CouponIssued, cause)
 
 
 async def redeem(
@@ -139,7 +145,7 @@ async def redeem(
         )
     coupon.move_to(CouponStatus.redeemed)
     coupon.redeemed_order_id = order_id
-    await _emit(session, coupon, "CouponRedeemed", None)
+    await _emit(session, coupon, CouponRedeemed, None)
     return coupon.discount
 
 
@@ -152,7 +158,7 @@ async def release_for_order(session: AsyncSession, order_id: uuid.UUID) -> None:
         return
     coupon.move_to(CouponStatus.issued)
     coupon.redeemed_order_id = None
-    await _emit(session, coupon, "CouponReinstated", None)
+    await _emit(session, coupon, CouponReinstated, None)
 
 
 async def coupons_of(session: AsyncSession, customer_id: uuid.UUID) -> list[Coupon]:
@@ -168,7 +174,8 @@ async def revoke_for_refund(session: AsyncSession, event: Event) -> None:
     No coupon yet → the revocation row is a tombstone, so a late issue does nothing.
     Already spent on another order → flagged for staff, never an error.
     """
-    refund_id, order_id = uuid.UUID(event.payload["refundId"]), uuid.UUID(event.payload["orderId"])
+    requested = event.as_(RefundRequested)
+    refund_id, order_id = requested.refund_id, requested.order_id
     claimed = await session.scalar(
         insert(Revocation)
         .values(refund_id=refund_id, order_id=order_id, state=REVOKED)
@@ -182,22 +189,22 @@ async def revoke_for_refund(session: AsyncSession, event: Event) -> None:
         return
     if coupon.status == CouponStatus.issued:
         coupon.move_to(CouponStatus.revoked)
-        await _emit(session, coupon, "CouponRevoked", event)
+        await _emit(session, coupon, CouponRevoked, event)
     elif coupon.status == CouponStatus.redeemed and not coupon.flagged:
         coupon.flagged = (
             f"Refund {refund_id} asked to revoke it, but it was already used on order "
             f"{coupon.redeemed_order_id}."
         )
         coupon.version += 1
-        await _emit(session, coupon, "CouponFlagged", event)
+        await _emit(session, coupon, CouponFlagged, event)
 
 
 async def reinstate_for_refund(session: AsyncSession, settings: Settings, event: Event) -> None:
     """``RefundCancelled`` → the coupon comes back (FR11), or is issued now if the
     refund's tombstone had stopped it, unless another refund of the order still revokes
     it (a refund withdrawn, then filed again: their events may arrive in any order)."""
-    p = event.payload
-    refund_id, order_id = uuid.UUID(p["refundId"]), uuid.UUID(p["orderId"])
+    cancelled = event.as_(RefundCancelled)
+    refund_id, order_id = cancelled.refund_id, cancelled.order_id
     # The coupon row lock first: a concurrent revoke of another refund waits for us, and
     # then finds the coupon in the state we leave it in.
     coupon = await _locked_for_order(session, order_id)
@@ -210,15 +217,15 @@ async def reinstate_for_refund(session: AsyncSession, settings: Settings, event:
     if await _revoked(session, order_id):
         return  # another refund of this order still holds the coupon
     if coupon is None:
-        await _issue(session, settings, order_id, uuid.UUID(p["customerId"]), event)
+        await _issue(session, settings, order_id, cancelled.customer_id, event)
         return
     if coupon.status == CouponStatus.revoked:
         coupon.move_to(CouponStatus.issued)
-        await _emit(session, coupon, "CouponReinstated", event)
+        await _emit(session, coupon, CouponReinstated, event)
     elif coupon.flagged:
         coupon.flagged = None
         coupon.version += 1
-        await _emit(session, coupon, "CouponFlagged", event)
+        await _emit(session, coupon, CouponFlagged, event)
 
 
 async def _locked_for_order(session: AsyncSession, order_id: uuid.UUID) -> Coupon | None:

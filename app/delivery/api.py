@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.delivery import service
 from app.delivery.models import Delivery, DeliveryStatus
-from app.delivery.schemas import DeliveryView
+from app.delivery.schemas import DeliveryView, MoveRequest
 from app.platform.access import access
 from app.platform.errors import InvalidInput, NotFound
 from app.platform.i18n import N_
@@ -57,10 +57,16 @@ class DeliveryApi(Controller):
         db: NamedDependency[AsyncSession],
         staff_caller: NamedDependency[Principal],
         state: State,
+        data: MoveRequest | None = None,
     ) -> DeliveryView:
-        """Move to the next stage; 409 when there is none."""
+        """Move to the next stage; 409 when there is none, or when the delivery is no
+        longer at the stage the caller saw (``{"from": "queued"}``: a double click or a
+        retried request never moves it twice)."""
+        expected = data.from_status if data is not None else None
+        if expected is not None and expected not in DeliveryStatus.__members__:
+            raise InvalidInput.single("from", N_("Unknown status %(status)r.", status=expected))
         audit.record(db, staff_caller, "delivery.advance", f"delivery:{delivery_id}")
-        return await _committed(db, state, await service.advance(db, delivery_id))
+        return await _committed(db, state, await service.advance(db, delivery_id, expected))
 
     @post("/{delivery_id:uuid}/undo", status_code=200)
     async def undo(

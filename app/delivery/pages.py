@@ -22,7 +22,7 @@ from app.operations import watchdog
 from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
-from app.platform.errors import InvalidInput, NotFound
+from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.i18n import N_, Verbatim
 from app.platform.security import Principal
 from app.platform.settings import Settings
@@ -53,6 +53,10 @@ ACTION_LABELS = {
 }
 
 
+#: a queued card paid less than this long ago is marked new (flashes on every screen that
+#: shows it, whether it came in a live update or in the first render of the page)
+NEW_ORDER_SECONDS = 60
+
 #: the stages in which a rider has the order (or is on the way to collect it)
 ON_THE_ROAD = frozenset({"queued", "preparing", "baking", "ready", "out_for_delivery"})
 
@@ -69,6 +73,17 @@ class Card:
     late_minutes: int = 0
     #: seconds left to take the last kitchen move back (0: no undo)
     undo_seconds: int = 0
+    #: seconds since payment when rendered (board.js ages the card from there)
+    age_seconds: int = 0
+    #: seconds from the render until the promised time (negative once past it)
+    promise_in: int | None = None
+    #: seconds left for which the card counts as a new order (0: not new)
+    new_for: int = 0
+
+    @property
+    def tracked(self) -> bool:
+        """Whether the card can run late (board.js keeps its late level current)."""
+        return self.card.status in ON_THE_ROAD
 
     @property
     def rider_label(self) -> str:
@@ -95,7 +110,8 @@ class Card:
 def _card(card: BoardCard, now: datetime, settings: Settings, stats: eta.Stats) -> Card:
     """Lateness in two levels against the promise made at payment: amber once past it
     (or past the amber minutes), red once well past it (or past the red minutes)."""
-    minutes = int((now - card.paid_at).total_seconds() // 60) if card.paid_at else 0
+    age = int((now - card.paid_at).total_seconds()) if card.paid_at else 0
+    minutes = age // 60
     promised = eta.promised_by(card.paid_at, stats) if card.paid_at else None
     late_minutes = max(0, int((now - promised).total_seconds() // 60)) if promised else 0
     past_promise = promised is not None and now > promised
@@ -117,6 +133,9 @@ def _card(card: BoardCard, now: datetime, settings: Settings, stats: eta.Stats) 
         promised=promised,
         late_minutes=late_minutes,
         undo_seconds=_undo_seconds(card, now),
+        age_seconds=age,
+        promise_in=int((promised - now).total_seconds()) if promised else None,
+        new_for=max(0, NEW_ORDER_SECONDS - age) if card.status == DeliveryStatus.queued else 0,
     )
 
 
@@ -135,12 +154,15 @@ async def board_context(db: AsyncSession, state: State) -> dict[str, Any]:
     stats = await status.stage_stats(db, state.settings.shop.stage_minutes)
     cards = [_card(c, now, state.settings, stats) for c in await status.board_cards(db)]
     breakers: PartnerBreakers = state.breakers
+    shop = state.settings.shop
     states: list[BreakerState] = await breakers.states()
     return {
         "columns": [
             (s.value, label, [c for c in cards if c.card.status == s]) for s, label in COLUMNS
         ],
         "breakers": states,
+        # the two late levels, for board.js to age the cards between renders
+        "late_minutes": (shop.late_amber_minutes, shop.late_red_minutes),
         # work that stopped moving (the watchdog), so staff see it where they work
         "stalled": await watchdog.stalled(db, state.settings.pipeline, now),
     }
@@ -243,8 +265,23 @@ class BoardPages(Controller):
         staff: NamedDependency[Principal],
         state: State,
     ) -> Any:
+        """A card's move button; the form says which stage the card showed, so a double
+        click moves one stage and the second click is told the card already moved."""
+        expected = str((await request.form()).get("from") or "") or None
+        try:
+            await service.advance(db, delivery_id, expected)
+        except Conflict as exc:
+            if not is_htmx(request):
+                raise
+            await db.rollback()
+            notice = exc.detail
+            return page(
+                request,
+                "delivery/_board_columns.html",
+                notice=notice,
+                **await board_context(db, state),
+            )
         audit.record(db, staff, "delivery.advance", f"delivery:{delivery_id}")
-        await service.advance(db, delivery_id)
         await db.commit()
         await project_committed(db, state)
         if is_htmx(request):

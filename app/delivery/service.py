@@ -10,12 +10,27 @@ import hmac
 import itertools
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.delivery.events import (
+    CourierAssigned,
+    CourierRequested,
+    DeliveryAdvanced,
+    DeliveryCancelled,
+    DeliveryChanged,
+    DeliveryCreated,
+    DeliveryDelivered,
+    DeliveryItem,
+    DeliveryMoveUndone,
+    DeliveryReturnCancelled,
+    DeliveryReturned,
+    DeliveryReturnRequested,
+    Stage,
+)
 from app.delivery.models import (
     UNDO,
     UNDO_SECONDS,
@@ -26,6 +41,7 @@ from app.delivery.models import (
     ReturnPickupState,
     stage,
 )
+from app.ordering.events import OrderPaid
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.events import Event
@@ -40,36 +56,37 @@ DELIVERED = "delivered"
 PARTNER_CANCELLED = "cancelled"
 
 
-def snapshot(delivery: Delivery) -> dict[str, Any]:
-    return {
-        "deliveryId": str(delivery.id),
-        "orderId": str(delivery.order_id),
-        "customerId": str(delivery.customer_id),
-        "status": delivery.status,
-        "courierStatus": delivery.courier_status,
-        "rider": delivery.rider,
-        "items": delivery.items,
-        "address": delivery.address,
-        "paidAt": delivery.paid_at.isoformat() if delivery.paid_at else None,
-        "deliveredAt": delivery.delivered_at.isoformat() if delivery.delivered_at else None,
-        "history": delivery.history,
-        "returnTrip": delivery.return_trip,
-        "partnerEta": delivery.partner_eta.isoformat() if delivery.partner_eta else None,
-        "version": delivery.version,
-    }
+def snapshot(delivery: Delivery, event: type[DeliveryChanged]) -> DeliveryChanged:
+    return event(
+        delivery_id=delivery.id,
+        order_id=delivery.order_id,
+        customer_id=delivery.customer_id,
+        status=delivery.status,
+        courier_status=delivery.courier_status,
+        rider=delivery.rider,
+        items=msgspec.convert(delivery.items or [], list[DeliveryItem]),
+        address=delivery.address,
+        paid_at=delivery.paid_at,
+        delivered_at=delivery.delivered_at,
+        history=msgspec.convert(delivery.history or [], list[Stage]),
+        return_trip=delivery.return_trip,
+        partner_eta=delivery.partner_eta,
+        version=delivery.version,
+    )
 
 
 async def _emit(
-    session: AsyncSession, delivery: Delivery, event_type: str, cause: Event | None = None
+    session: AsyncSession,
+    delivery: Delivery,
+    event: type[DeliveryChanged],
+    cause: Event | None = None,
 ) -> None:
     await record_event(
         session,
-        type=event_type,
-        aggregate_type="delivery",
+        snapshot(delivery, event),
         aggregate_id=delivery.id,
         correlation_id=delivery.order_id,
         causation=cause,
-        payload=snapshot(delivery),
     )
 
 
@@ -82,17 +99,17 @@ async def _locked(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
 
 async def create_for_paid_order(session: AsyncSession, event: Event) -> None:
     """``OrderPaid`` → a queued delivery (once per order; a cancel tombstone wins)."""
-    p = event.payload
+    paid = event.as_(OrderPaid)
     delivery_id = await session.scalar(
         insert(Delivery)
         .values(
             id=uuid.uuid4(),
-            order_id=uuid.UUID(p["orderId"]),
-            customer_id=uuid.UUID(p["customerId"]),
+            order_id=paid.order_id,
+            customer_id=paid.customer_id,
             status=DeliveryStatus.queued.value,
             courier_status=CourierStatus.unassigned.value,
-            address=p["address"],
-            items=p["items"],
+            address=paid.address,
+            items=msgspec.to_builtins(paid.items),
             paid_at=event.occurred_at,
             history=[stage(DeliveryStatus.queued, utcnow())],
             version=1,
@@ -101,12 +118,27 @@ async def create_for_paid_order(session: AsyncSession, event: Event) -> None:
         .returning(Delivery.id)
     )
     if delivery_id is not None:
-        await _emit(session, await _locked(session, delivery_id), "DeliveryCreated", event)
+        await _emit(session, await _locked(session, delivery_id), DeliveryCreated, event)
 
 
-async def advance(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
-    """Staff moves a delivery to its next stage (kitchen, or in-house driver)."""
+async def advance(
+    session: AsyncSession, delivery_id: uuid.UUID, expected: str | None = None
+) -> Delivery:
+    """Staff moves a delivery to its next stage (kitchen, or in-house driver).
+
+    ``expected`` is the stage the staff member saw when they pressed the button: a double
+    click, a retried request or a colleague's move finds the delivery already further
+    along, and must not move it a second stage (409 saying where it is now)."""
     delivery = await _locked(session, delivery_id)
+    if expected is not None and expected != delivery.status:
+        raise Conflict(
+            N_(
+                "This delivery was already moved to %(status)s (a second click, or a "
+                "colleague); nothing was changed.",
+                status=status_label(delivery.status),
+            ),
+            code="stage_moved",
+        )
     target = delivery.next_stage
     if target is None:
         raise Conflict(
@@ -130,7 +162,7 @@ async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Deliv
             N_("A move can only be undone within %(seconds)s seconds.", seconds=UNDO_SECONDS)
         )
     delivery.undo_move()
-    await _emit(session, delivery, "DeliveryMoveUndone")
+    await _emit(session, delivery, DeliveryMoveUndone)
     return delivery
 
 
@@ -138,8 +170,8 @@ async def _move(
     session: AsyncSession, delivery: Delivery, target: DeliveryStatus, cause: Event | None = None
 ) -> None:
     delivery.move_to(target)
-    event_type = "DeliveryDelivered" if target is DeliveryStatus.delivered else "DeliveryAdvanced"
-    await _emit(session, delivery, event_type, cause)
+    event = DeliveryDelivered if target is DeliveryStatus.delivered else DeliveryAdvanced
+    await _emit(session, delivery, event, cause)
 
 
 async def cancel_for_order(
@@ -174,7 +206,7 @@ async def cancel_for_order(
     delivery.move_to(DeliveryStatus.cancelled)
     if delivery.courier_status != CourierStatus.withdrawn:
         delivery.courier_to(CourierStatus.withdrawn)
-    await _emit(session, delivery, "DeliveryCancelled")
+    await _emit(session, delivery, DeliveryCancelled)
 
 
 def kitchen_started_reason(status: str) -> str:
@@ -215,7 +247,7 @@ async def record_pickup_requested(
         return True
     if delivery.courier_status == CourierStatus.unassigned:
         delivery.courier_to(CourierStatus.requested)
-        await _emit(session, delivery, "CourierRequested", cause)
+        await _emit(session, delivery, CourierRequested, cause)
     return False
 
 
@@ -248,7 +280,7 @@ async def apply_partner_event(
     if kind == RIDER_ASSIGNED and delivery.courier_status == CourierStatus.requested:
         delivery.rider = rider
         delivery.courier_to(CourierStatus.assigned)
-        await _emit(session, delivery, "CourierAssigned")
+        await _emit(session, delivery, CourierAssigned)
     elif kind == PICKED_UP and status is DeliveryStatus.ready:
         await _move(session, delivery, DeliveryStatus.out_for_delivery)
     elif kind == DELIVERED and status in (DeliveryStatus.ready, DeliveryStatus.out_for_delivery):
@@ -278,7 +310,7 @@ async def request_return(session: AsyncSession, delivery: Delivery) -> None:
     return trip (each refund gets its own pickup at the partner)."""
     delivery.move_to(DeliveryStatus.return_requested)
     delivery.return_trip += 1
-    await _emit(session, delivery, "DeliveryReturnRequested")
+    await _emit(session, delivery, DeliveryReturnRequested)
 
 
 async def cancel_return(session: AsyncSession, delivery: Delivery) -> None:
@@ -286,7 +318,7 @@ async def cancel_return(session: AsyncSession, delivery: Delivery) -> None:
     if delivery.status == DeliveryStatus.returned:
         raise Conflict(N_("the return has already reached the shop; the refund goes ahead"))
     delivery.move_to(DeliveryStatus.delivered)
-    await _emit(session, delivery, "DeliveryReturnCancelled")
+    await _emit(session, delivery, DeliveryReturnCancelled)
 
 
 async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
@@ -302,7 +334,7 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
             )
         )
     delivery.move_to(DeliveryStatus.returned)
-    await _emit(session, delivery, "DeliveryReturned")
+    await _emit(session, delivery, DeliveryReturned)
     return delivery
 
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from app.delivery import service
+from app.delivery.events import DeliveryChanged
 from app.delivery.gateway import OPEN_PICKUP_STATUSES, CourierGateway, CourierRejected
 from app.delivery.models import CourierStatus, DeliveryStatus, ReturnPickupState
 from app.platform.events import Event
@@ -39,7 +40,7 @@ async def create(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
 
 async def request_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     event = event_of(raw)
-    delivery_id = uuid.UUID(event.payload["deliveryId"])
+    delivery_id = event.as_(DeliveryChanged).delivery_id
     async with ctx["session_factory"]() as session:
         delivery = await service.get(session, delivery_id)
     if delivery is None:
@@ -73,7 +74,7 @@ async def request_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
 
 async def notify_ready(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     """Tell the partner the food can be collected (once ready AND a rider was requested)."""
-    delivery_id = uuid.UUID(event_of(raw).payload["deliveryId"])
+    delivery_id = event_of(raw).as_(DeliveryChanged).delivery_id
     async with ctx["session_factory"]() as session:
         delivery = await service.get(session, delivery_id)
     if delivery is None or delivery.status != DeliveryStatus.ready or not delivery.partner_ref:
@@ -89,7 +90,7 @@ async def notify_ready(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
 
 
 async def withdraw_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
-    delivery_id = uuid.UUID(event_of(raw).payload["deliveryId"])
+    delivery_id = event_of(raw).as_(DeliveryChanged).delivery_id
     async with ctx["session_factory"]() as session:
         delivery = await service.get(session, delivery_id)
     if delivery is None or not delivery.partner_ref:
@@ -119,7 +120,7 @@ WITHDRAW_RETURN_PICKUP = "delivery.withdraw_return_pickup"
 
 def _trip(event: Event) -> int:
     """The return trip an event is about (events written before trips were counted: 1)."""
-    return int(event.payload.get("returnTrip") or 1)
+    return event.as_(DeliveryChanged).return_trip or 1
 
 
 async def request_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
@@ -130,7 +131,7 @@ async def request_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str
     again converges: the trip's pickup exists at the partner exactly while it is wanted.
     """
     event = event_of(raw)
-    delivery_id, trip = uuid.UUID(event.payload["deliveryId"]), _trip(event)
+    delivery_id, trip = event.as_(DeliveryChanged).delivery_id, _trip(event)
     async with ctx["session_factory"]() as session:
         delivery = await service.get(session, delivery_id)
         pickup = await service.return_pickup(session, delivery_id, trip)
@@ -179,7 +180,7 @@ async def withdraw_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> st
     """``DeliveryReturnCancelled`` → the partner need not come (FR11). No pickup recorded
     yet: the request job withdraws it as soon as it records it."""
     event = event_of(raw)
-    delivery_id, trip = uuid.UUID(event.payload["deliveryId"]), _trip(event)
+    delivery_id, trip = event.as_(DeliveryChanged).delivery_id, _trip(event)
     async with ctx["session_factory"]() as session:
         pickup = await service.return_pickup(session, delivery_id, trip)
     if pickup is None:
@@ -198,7 +199,7 @@ async def close_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     still booked for that trip at the partner is released, so the partner's record of
     the trip ends too instead of staying "assigned" forever."""
     event = event_of(raw)
-    delivery_id, trip = uuid.UUID(event.payload["deliveryId"]), _trip(event)
+    delivery_id, trip = event.as_(DeliveryChanged).delivery_id, _trip(event)
     async with ctx["session_factory"]() as session:
         pickup = await service.return_pickup(session, delivery_id, trip)
     if pickup is None or pickup.state != ReturnPickupState.active:

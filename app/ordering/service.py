@@ -23,9 +23,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.accounts import service as accounts
 from app.coupon import service as coupon
 from app.delivery import service as delivery
+from app.delivery.events import DeliveryDelivered
 from app.menu import service as menu
+from app.ordering.events import (
+    OrderCancelled,
+    OrderChanged,
+    OrderFulfilled,
+    OrderItem,
+    OrderPaid,
+    OrderPaymentFailed,
+    OrderPlaced,
+    OrderRefunded,
+)
 from app.ordering.models import MAX_LINES, MAX_QTY, Order, OrderLine, OrderStatus
 from app.payment import service as payment
+from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded
 from app.payment.provider import HttpPaymentProvider
 from app.platform import logs
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -247,32 +259,30 @@ async def _place(
     )
     event = await record_event(
         session,
-        type="OrderPlaced",
-        aggregate_type="order",
+        OrderPlaced(
+            order_id=order_id,
+            customer_id=command.customer_id,
+            items=[
+                OrderItem(
+                    pizza_id=line.pizza_id,
+                    name=pizzas[line.pizza_id].name,
+                    qty=line.qty,
+                    unit_price=pizzas[line.pizza_id].price,
+                )
+                for line in command.lines
+            ],
+            total_amount=total,
+            discount_amount=discount,
+            coupon_code=coupon_code,
+            currency=currency,
+            address=command.address.strip(),
+            phone=command.phone.strip() or None,
+            note=command.note.strip() or None,
+            customer_name=await accounts.display_name(session, command.customer_id),
+            version=1,
+        ),
         aggregate_id=order_id,
         correlation_id=order_id,
-        payload={
-            "orderId": str(order_id),
-            "customerId": str(command.customer_id),
-            "items": [
-                {
-                    "pizzaId": item["pizza_id"],
-                    "name": item["name"],
-                    "qty": item["qty"],
-                    "unitPrice": item["unit_price"],
-                }
-                for item in items
-            ],
-            "totalAmount": total,
-            "discountAmount": discount,
-            "couponCode": coupon_code,
-            "currency": currency,
-            "address": command.address.strip(),
-            "phone": command.phone.strip() or None,
-            "note": command.note.strip() or None,
-            "customerName": await accounts.display_name(session, command.customer_id),
-            "version": 1,
-        },
     )
     # Read-your-writes: the order page can be shown the moment we redirect to it.
     await projector.apply(session, event)
@@ -285,26 +295,24 @@ async def _place(
 async def _emit(
     session: AsyncSession,
     order: Order,
-    event_type: str,
+    event: type[OrderChanged],
     cause: Event | None,
     **extra: Any,
 ) -> None:
     await record_event(
         session,
-        type=event_type,
-        aggregate_type="order",
+        event(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            status=order.status,
+            amount=order.total_amount,
+            currency=order.currency,
+            version=order.version,
+            **extra,
+        ),
         aggregate_id=order.id,
         correlation_id=order.id,
         causation=cause,
-        payload={
-            "orderId": str(order.id),
-            "customerId": str(order.customer_id),
-            "status": order.status,
-            "amount": order.total_amount,
-            "currency": order.currency,
-            "version": order.version,
-            **extra,
-        },
     )
 
 
@@ -314,7 +322,7 @@ async def _locked(session: AsyncSession, order_id: uuid.UUID) -> Order | None:
 
 async def on_payment_captured(session: AsyncSession, event: Event) -> None:
     """The card was charged: the order is paid, and the kitchen may start (``OrderPaid``)."""
-    order = await _locked(session, uuid.UUID(event.payload["orderId"]))
+    order = await _locked(session, event.as_(PaymentCaptured).order_id)
     if order is None or order.status != OrderStatus.placed:
         return  # cancelled meanwhile: the payment worker voids the charge
     order.move_to(OrderStatus.paid)
@@ -322,29 +330,28 @@ async def on_payment_captured(session: AsyncSession, event: Event) -> None:
         select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.position)
     )
     items = [
-        {"pizzaId": line.pizza_id, "name": line.name, "qty": line.qty, "unitPrice": line.unit_price}
+        OrderItem(pizza_id=line.pizza_id, name=line.name, qty=line.qty, unit_price=line.unit_price)
         for line in lines
     ]
-    await _emit(session, order, "OrderPaid", event, items=items, address=order.address)
+    await _emit(session, order, OrderPaid, event, items=items, address=order.address)
 
 
 async def on_payment_failed(session: AsyncSession, event: Event) -> None:
-    order = await _locked(session, uuid.UUID(event.payload["orderId"]))
+    failed = event.as_(PaymentFailed)
+    order = await _locked(session, failed.order_id)
     if order is None or order.status != OrderStatus.placed:
         return
     order.move_to(OrderStatus.payment_failed)
     await coupon.release_for_order(session, order.id)  # the customer may try again with it
-    await _emit(
-        session, order, "OrderPaymentFailed", event, reason=event.payload.get("failureReason")
-    )
+    await _emit(session, order, OrderPaymentFailed, event, reason=failed.failure_reason)
 
 
 async def on_delivery_delivered(session: AsyncSession, event: Event) -> None:
-    order = await _locked(session, uuid.UUID(event.payload["orderId"]))
+    order = await _locked(session, event.as_(DeliveryDelivered).order_id)
     if order is None or order.status != OrderStatus.paid:
         return
     order.move_to(OrderStatus.fulfilled)
-    await _emit(session, order, "OrderFulfilled", event)
+    await _emit(session, order, OrderFulfilled, event)
 
 
 def cancel_refusal(order_status: str, delivery_status: str | None) -> str | None:
@@ -371,7 +378,7 @@ async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: 
     await payment.request_cancel(session, order.id)
     await coupon.release_for_order(session, order.id)
     order.move_to(OrderStatus.cancelled)
-    await _emit(session, order, "OrderCancelled", None)
+    await _emit(session, order, OrderCancelled, None)
     await session.commit()
 
 
@@ -397,11 +404,11 @@ async def order_facts(
 
 
 async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
-    order = await _locked(session, uuid.UUID(event.payload["orderId"]))
+    order = await _locked(session, event.as_(PaymentRefunded).order_id)
     if order is None or order.status != OrderStatus.fulfilled:
         return
     order.move_to(OrderStatus.refunded)
-    await _emit(session, order, "OrderRefunded", event)
+    await _emit(session, order, OrderRefunded, event)
 
 
 async def count_stuck_orders(session: AsyncSession, older_than_minutes: float) -> int:

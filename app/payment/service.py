@@ -13,6 +13,13 @@ from typing import Protocol
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.payment.events import (
+    PaymentCaptured,
+    PaymentChanged,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentVoided,
+)
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import (
     ChargeOutcome,
@@ -115,8 +122,18 @@ async def void_uncharged(session: AsyncSession, payment_id: uuid.UUID, cause: Ev
     if payment is None or payment.status != PaymentStatus.pending:
         return False
     payment.move_to(PaymentStatus.voided)
-    await _emit(session, payment, "PaymentVoided", cause)
+    await _emit(session, payment, PaymentVoided, cause)
     return True
+
+
+async def record_late_void(session: AsyncSession, payment_id: uuid.UUID, provider_ref: str) -> None:
+    """A payment voided as uncharged turned out to be charged (a try raced the void) and
+    that charge is now voided at the provider: keep its reference, so our record and the
+    provider's agree. The status stays ``voided`` (no new event: nothing changes for the
+    order or the customer)."""
+    payment = await session.get(Payment, payment_id, with_for_update=True)
+    if payment is not None and payment.status == PaymentStatus.voided and not payment.provider_ref:
+        payment.provider_ref = provider_ref
 
 
 async def record_void(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> None:
@@ -125,26 +142,26 @@ async def record_void(session: AsyncSession, payment_id: uuid.UUID, cause: Event
     if payment is None or payment.status != PaymentStatus.captured:
         return
     payment.move_to(PaymentStatus.voided)
-    await _emit(session, payment, "PaymentVoided", cause)
+    await _emit(session, payment, PaymentVoided, cause)
 
 
-async def _emit(session: AsyncSession, payment: Payment, event_type: str, cause: Event) -> None:
+async def _emit(
+    session: AsyncSession, payment: Payment, event: type[PaymentChanged], cause: Event
+) -> None:
     await record_event(
         session,
-        type=event_type,
-        aggregate_type="payment",
+        event(
+            payment_id=payment.id,
+            order_id=payment.order_id,
+            status=payment.status,
+            amount=payment.amount,
+            currency=payment.currency,
+            failure_reason=payment.failure_reason,
+            version=payment.version,
+        ),
         aggregate_id=payment.id,
         correlation_id=payment.order_id,
         causation=cause,
-        payload={
-            "paymentId": str(payment.id),
-            "orderId": str(payment.order_id),
-            "status": payment.status,
-            "amount": payment.amount,
-            "currency": payment.currency,
-            "failureReason": payment.failure_reason,
-            "version": payment.version,
-        },
     )
 
 
@@ -161,12 +178,12 @@ async def record_charge_outcome(
     payment.provider_ref = outcome.provider_ref
     if outcome.captured:
         payment.move_to(PaymentStatus.captured)
-        event_type = "PaymentCaptured"
+        event: type[PaymentChanged] = PaymentCaptured
     else:
         payment.failure_reason = outcome.failure_reason or str(N_("The payment was declined."))
         payment.move_to(PaymentStatus.failed)
-        event_type = "PaymentFailed"
-    await _emit(session, payment, event_type, cause)
+        event = PaymentFailed
+    await _emit(session, payment, event, cause)
 
 
 async def record_refund(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> None:
@@ -175,4 +192,4 @@ async def record_refund(session: AsyncSession, payment_id: uuid.UUID, cause: Eve
     if payment is None or payment.status != PaymentStatus.captured:
         return
     payment.move_to(PaymentStatus.refunded)
-    await _emit(session, payment, "PaymentRefunded", cause)
+    await _emit(session, payment, PaymentRefunded, cause)

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.platform.db import Base, utcnow
-from app.platform.events import Event
+from app.platform.events import DomainEvent, Event
 
 NOTIFY_CHANNEL = "outbox"
 RECORDED = "recorded_events"
@@ -86,31 +86,34 @@ class InboxRow(Base):
 
 async def record_event(
     session: AsyncSession,
+    event: DomainEvent,
     *,
-    type: str,
-    aggregate_type: str,
     aggregate_id: Any,
     correlation_id: Any,
-    payload: dict[str, Any],
     causation: Event | None = None,
 ) -> Event:
-    """Append an event to the outbox in the caller's transaction and wake the relay."""
+    """Append an event to the outbox in the caller's transaction and wake the relay.
+
+    The row keeps the contract's wire name and its payload as JSON, the way subscribers
+    and the relay read it."""
+    if event.ABSTRACT:
+        raise TypeError(f"{type(event).__name__} is a shared shape, not an event")
     row = OutboxRow(
         id=uuid.uuid4(),
-        type=type,
-        aggregate_type=aggregate_type,
+        type=event.TYPE,
+        aggregate_type=event.AGGREGATE,
         aggregate_id=str(aggregate_id),
         correlation_id=str(correlation_id),
         causation_id=str(causation.id) if causation else None,
         occurred_at=utcnow(),
-        payload=payload,
+        payload=event.payload(),
     )
     session.add(row)
-    event = row.to_event()
-    session.info.setdefault(RECORDED, []).append(event)
+    recorded = row.to_event()
+    session.info.setdefault(RECORDED, []).append(recorded)
     # NOTIFY is transactional: the relay is woken only if this transaction commits.
     await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
-    return event
+    return recorded
 
 
 def take_recorded(session: AsyncSession) -> list[Event]:

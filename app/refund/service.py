@@ -12,7 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.delivery import service as delivery
 from app.delivery.models import Delivery, DeliveryStatus
 from app.ordering import service as ordering
+from app.payment.events import PaymentRefunded
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
@@ -28,6 +29,7 @@ from app.platform.i18n import N_
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
+from app.refund.events import RefundCancelled, RefundChanged, RefundCompleted, RefundRequested
 from app.refund.models import MAX_REASON_LENGTH, Refund, RefundReason, RefundStatus
 from app.words import status_label
 
@@ -164,36 +166,34 @@ async def _validate(session: AsyncSession, command: FileRefund) -> RefundReason:
 # -- use cases --------------------------------------------------------------------------
 
 
-def snapshot(refund: Refund, reason_label: str) -> dict[str, Any]:
-    return {
-        "refundId": str(refund.id),
-        "orderId": str(refund.order_id),
-        "customerId": str(refund.customer_id),
-        "status": refund.status,
-        "reasonCode": refund.reason_code,
-        "reasonLabel": reason_label,
-        "reason": refund.reason,
-        "amount": refund.amount,
-        "currency": refund.currency,
-        "cancelledBy": refund.cancelled_by,
-        "cancelNote": refund.cancel_note,
-        "createdAt": refund.created_at.isoformat(),
-        "version": refund.version,
-    }
+def snapshot(refund: Refund, reason_label: str, event: type[RefundChanged]) -> RefundChanged:
+    return event(
+        refund_id=refund.id,
+        order_id=refund.order_id,
+        customer_id=refund.customer_id,
+        status=refund.status,
+        reason_code=refund.reason_code,
+        reason_label=reason_label,
+        reason=refund.reason,
+        amount=refund.amount,
+        currency=refund.currency,
+        cancelled_by=refund.cancelled_by,
+        cancel_note=refund.cancel_note,
+        created_at=refund.created_at,
+        version=refund.version,
+    )
 
 
 async def _emit(
-    session: AsyncSession, refund: Refund, event_type: str, cause: Event | None = None
+    session: AsyncSession, refund: Refund, event: type[RefundChanged], cause: Event | None = None
 ) -> None:
     reason = await session.get(RefundReason, refund.reason_code)
     await record_event(
         session,
-        type=event_type,
-        aggregate_type="refund",
+        snapshot(refund, reason.label if reason else refund.reason_code, event),
         aggregate_id=refund.id,
         correlation_id=refund.order_id,
         causation=cause,
-        payload=snapshot(refund, reason.label if reason else refund.reason_code),
     )
 
 
@@ -232,7 +232,7 @@ async def file_refund(
     )
     session.add(refund)
     await delivery.request_return(session, current)
-    await _emit(session, refund, "RefundRequested")
+    await _emit(session, refund, RefundRequested)
     await session.commit()
     return refund
 
@@ -255,7 +255,7 @@ async def _cancel(session: AsyncSession, refund: Refund, by: str, note: str | No
     refund.cancelled_by = by
     refund.cancel_note = note
     refund.move_to(RefundStatus.cancelled)
-    await _emit(session, refund, "RefundCancelled")
+    await _emit(session, refund, RefundCancelled)
 
 
 async def withdraw(session: AsyncSession, refund_id: uuid.UUID, customer_id: uuid.UUID) -> Refund:
@@ -300,7 +300,7 @@ async def complete_for_payment(session: AsyncSession, event: Event) -> None:
     """``PaymentRefunded`` → the refund is completed."""
     refund_id = await session.scalar(
         select(Refund.id).where(
-            Refund.order_id == uuid.UUID(event.payload["orderId"]),
+            Refund.order_id == event.as_(PaymentRefunded).order_id,
             Refund.status == RefundStatus.requested,
         )
     )
@@ -308,7 +308,7 @@ async def complete_for_payment(session: AsyncSession, event: Event) -> None:
         return
     refund = await _locked(session, refund_id)
     refund.move_to(RefundStatus.completed)
-    await _emit(session, refund, "RefundCompleted", event)
+    await _emit(session, refund, RefundCompleted, event)
 
 
 async def requested_before(

@@ -16,12 +16,50 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.coupon.events import (
+    CouponChanged,
+    CouponFlagged,
+    CouponIssued,
+    CouponRedeemed,
+    CouponReinstated,
+    CouponRevoked,
+)
+from app.delivery.events import (
+    CourierAssigned,
+    CourierRequested,
+    DeliveryAdvanced,
+    DeliveryCancelled,
+    DeliveryChanged,
+    DeliveryCreated,
+    DeliveryDelivered,
+    DeliveryMoveUndone,
+    DeliveryReturnCancelled,
+    DeliveryReturned,
+    DeliveryReturnRequested,
+)
+from app.ordering.events import (
+    OrderCancelled,
+    OrderFulfilled,
+    OrderPaid,
+    OrderPaymentFailed,
+    OrderPlaced,
+    OrderRefunded,
+)
+from app.payment.events import (
+    PaymentCaptured,
+    PaymentChanged,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentVoided,
+)
 from app.platform.db import utcnow
-from app.platform.events import Event
+from app.platform.events import DomainEvent, Event
+from app.refund.events import RefundCancelled, RefundChanged, RefundCompleted, RefundRequested
 from app.status.models import BoardCard, OrderView, RefundView
 from app.words import STAGES, step_words
 
@@ -50,19 +88,22 @@ def _entry(at: datetime, status: str, **args: Any) -> Doc:
     return entry
 
 
-def _initial_doc(event: Event) -> Doc:
-    p = event.payload
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _initial_doc(event: Event, placed: OrderPlaced) -> Doc:
     return {
-        "id": p["orderId"],
+        "id": str(placed.order_id),
         "status": "placed",
-        "items": p["items"],
-        "totalAmount": p["totalAmount"],
-        "discountAmount": p.get("discountAmount", 0),
-        "currency": p["currency"],
-        "address": p["address"],
-        "phone": p.get("phone"),
-        "note": p.get("note"),
-        "customerName": p.get("customerName"),
+        "items": msgspec.to_builtins(placed.items),
+        "totalAmount": placed.total_amount,
+        "discountAmount": placed.discount_amount,
+        "currency": placed.currency,
+        "address": placed.address,
+        "phone": placed.phone,
+        "note": placed.note,
+        "customerName": placed.customer_name,
         "createdAt": event.occurred_at.isoformat(),
         "payment": {"status": "pending", "failureReason": None},
         "delivery": None,
@@ -76,21 +117,21 @@ def _initial_doc(event: Event) -> Doc:
 
 
 def _payment_changed(doc: Doc, event: Event) -> None:
-    doc["payment"] = {
-        "status": event.payload["status"],
-        "failureReason": event.payload.get("failureReason"),
-    }
+    payment = event.as_(PaymentChanged)
+    doc["payment"] = {"status": payment.status, "failureReason": payment.failure_reason}
 
 
 def _order_paid(doc: Doc, event: Event) -> None:
+    paid = event.as_(OrderPaid)
     doc["status"] = "paid"
-    amount, currency = event.payload["amount"], event.payload["currency"]
-    doc["timeline"].append(_entry(event.occurred_at, "paid", amount=amount, currency=currency))
+    doc["timeline"].append(
+        _entry(event.occurred_at, "paid", amount=paid.amount, currency=paid.currency)
+    )
 
 
 def _order_payment_failed(doc: Doc, event: Event) -> None:
+    reason = event.as_(OrderPaymentFailed).reason
     doc["status"] = "payment_failed"
-    reason = event.payload.get("reason")
     args = {"reason": reason} if reason else {}
     doc["timeline"].append(_entry(event.occurred_at, "payment_failed", **args))
 
@@ -105,88 +146,87 @@ def _order_fulfilled(doc: Doc, event: Event) -> None:
 
 
 def _delivery_changed(doc: Doc, event: Event) -> None:
-    p = event.payload
+    d = event.as_(DeliveryChanged)
     before = (doc.get("delivery") or {}).get("status")
     doc["delivery"] = {
-        "id": p["deliveryId"],
-        "status": p["status"],
-        "courierStatus": p["courierStatus"],
-        "rider": p.get("rider"),
-        "partnerEta": p.get("partnerEta"),
+        "id": str(d.delivery_id),
+        "status": d.status,
+        "courierStatus": d.courier_status,
+        "rider": d.rider,
+        "partnerEta": _iso(d.partner_eta),
     }
-    history = p.get("history")
-    if history is not None:  # every stage reached, even ones whose events we never saw
+    if d.history is not None:  # every stage reached, even ones whose events we never saw
         kept = [e for e in doc["timeline"] if e["status"] not in STAGES]
         doc["timeline"] = kept + [
-            _entry(datetime.fromisoformat(s["at"]), s["status"], **_stage_args(s["status"], p))
-            for s in history
+            _entry(s.at, s.status, **_stage_args(s.status, d)) for s in d.history
         ]
-    elif p["status"] != before and p["status"] in STAGES:
-        args = _stage_args(p["status"], p)
-        doc["timeline"].append(_entry(event.occurred_at, p["status"], **args))
+    elif d.status != before and d.status in STAGES:
+        doc["timeline"].append(_entry(event.occurred_at, d.status, **_stage_args(d.status, d)))
 
 
-def _stage_args(status: str, p: Doc) -> Doc:
-    if status == "out_for_delivery" and p.get("rider"):
-        return {"rider": p["rider"]}
+def _stage_args(status: str, d: DeliveryChanged) -> Doc:
+    if status == "out_for_delivery" and d.rider:
+        return {"rider": d.rider}
     return {}
 
 
 def _coupon_changed(doc: Doc, event: Event) -> None:
-    p = event.payload
+    c = event.as_(CouponChanged)
     doc["coupon"] = {
-        "code": p["code"],
-        "status": p["status"],
-        "discount": p["discount"],
-        "currency": p.get("currency", doc["currency"]),
-        "flagged": p.get("flagged"),
+        "code": c.code,
+        "status": c.status,
+        "discount": c.discount,
+        "currency": c.currency or doc["currency"],
+        "flagged": c.flagged,
     }
 
 
 def _return_changed(doc: Doc, event: Event) -> None:
     """The return trip of a refund: same delivery, its own timeline words."""
-    p = event.payload
+    d = event.as_(DeliveryChanged)
     doc["delivery"] = {
-        "id": p["deliveryId"],
-        "status": p["status"],
-        "courierStatus": p["courierStatus"],
-        "rider": p.get("rider"),
+        "id": str(d.delivery_id),
+        "status": d.status,
+        "courierStatus": d.courier_status,
+        "rider": d.rider,
     }
     doc["timeline"].append(_entry(event.occurred_at, RETURN_STEPS[event.type]))
 
 
 RETURN_STEPS = {
-    "DeliveryReturnRequested": "return_requested",
-    "DeliveryReturned": "returned",
-    "DeliveryReturnCancelled": "return_cancelled",
+    DeliveryReturnRequested.TYPE: "return_requested",
+    DeliveryReturned.TYPE: "returned",
+    DeliveryReturnCancelled.TYPE: "return_cancelled",
 }
 
 
 def _refund_changed(doc: Doc, event: Event) -> None:
     """An order may have several refunds over time (one withdrawn, then another): the
     view shows the newest, and the timeline tells every one of them."""
-    p = event.payload
+    r = event.as_(RefundChanged)
     shown = doc.get("refund")
     newer_shown = (
         shown is not None
-        and shown["id"] != p["refundId"]
-        and shown.get("createdAt", "") > p["createdAt"]
+        and shown["id"] != str(r.refund_id)
+        and "createdAt" in shown
+        and datetime.fromisoformat(shown["createdAt"]) > r.created_at
     )
     if not newer_shown:
         doc["refund"] = {
-            "id": p["refundId"],
-            "status": p["status"],
-            "reasonCode": p["reasonCode"],
-            "reasonLabel": p.get("reasonLabel"),
-            "reason": p["reason"],
-            "amount": p["amount"],
-            "createdAt": p["createdAt"],
+            "id": str(r.refund_id),
+            "status": r.status,
+            "reasonCode": r.reason_code,
+            "reasonLabel": r.reason_label,
+            "reason": r.reason,
+            "amount": r.amount,
+            "createdAt": r.created_at.isoformat(),
         }
-    step, args = {
-        "requested": ("refund_requested", {"reason": p.get("reasonLabel")}),
-        "completed": ("refund_completed", {"amount": p["amount"], "currency": p["currency"]}),
+    steps: dict[str, tuple[str, Doc]] = {
+        "requested": ("refund_requested", {"reason": r.reason_label}),
+        "completed": ("refund_completed", {"amount": r.amount, "currency": r.currency}),
         "cancelled": ("refund_cancelled", {}),
-    }[p["status"]]
+    }
+    step, args = steps[r.status]
     doc["timeline"].append(_entry(event.occurred_at, step, **args))
 
 
@@ -194,52 +234,54 @@ def _order_refunded(doc: Doc, event: Event) -> None:
     doc["status"] = "refunded"
 
 
-#: event type -> (source aggregate, how the order document changes)
-ORDER_CHANGES: dict[str, tuple[str, Callable[[Doc, Event], None]]] = {
-    "PaymentCaptured": ("payment", _payment_changed),
-    "PaymentFailed": ("payment", _payment_changed),
-    "PaymentVoided": ("payment", _payment_changed),
-    "OrderPaid": ("order", _order_paid),
-    "OrderPaymentFailed": ("order", _order_payment_failed),
-    "OrderCancelled": ("order", _order_cancelled),
-    "OrderFulfilled": ("order", _order_fulfilled),
-    "DeliveryCreated": ("delivery", _delivery_changed),
-    "DeliveryAdvanced": ("delivery", _delivery_changed),
-    "DeliveryMoveUndone": ("delivery", _delivery_changed),
-    "DeliveryDelivered": ("delivery", _delivery_changed),
-    "DeliveryCancelled": ("delivery", _delivery_changed),
-    "CourierRequested": ("delivery", _delivery_changed),
-    "CourierAssigned": ("delivery", _delivery_changed),
-    "CouponIssued": ("coupon", _coupon_changed),
-    "CouponRedeemed": ("coupon", _coupon_changed),
-    "CouponReinstated": ("coupon", _coupon_changed),
-    "CouponRevoked": ("coupon", _coupon_changed),
-    "CouponFlagged": ("coupon", _coupon_changed),
-    "DeliveryReturnRequested": ("delivery", _return_changed),
-    "DeliveryReturned": ("delivery", _return_changed),
-    "DeliveryReturnCancelled": ("delivery", _return_changed),
-    "PaymentRefunded": ("payment", _payment_changed),
-    "OrderRefunded": ("order", _order_refunded),
-    "RefundRequested": ("refund", _refund_changed),
-    "RefundCompleted": ("refund", _refund_changed),
-    "RefundCancelled": ("refund", _refund_changed),
+#: event -> (source aggregate, how the order document changes)
+CHANGES: dict[type[DomainEvent], tuple[str, Callable[[Doc, Event], None]]] = {
+    PaymentCaptured: ("payment", _payment_changed),
+    PaymentFailed: ("payment", _payment_changed),
+    PaymentVoided: ("payment", _payment_changed),
+    OrderPaid: ("order", _order_paid),
+    OrderPaymentFailed: ("order", _order_payment_failed),
+    OrderCancelled: ("order", _order_cancelled),
+    OrderFulfilled: ("order", _order_fulfilled),
+    DeliveryCreated: ("delivery", _delivery_changed),
+    DeliveryAdvanced: ("delivery", _delivery_changed),
+    DeliveryMoveUndone: ("delivery", _delivery_changed),
+    DeliveryDelivered: ("delivery", _delivery_changed),
+    DeliveryCancelled: ("delivery", _delivery_changed),
+    CourierRequested: ("delivery", _delivery_changed),
+    CourierAssigned: ("delivery", _delivery_changed),
+    CouponIssued: ("coupon", _coupon_changed),
+    CouponRedeemed: ("coupon", _coupon_changed),
+    CouponReinstated: ("coupon", _coupon_changed),
+    CouponRevoked: ("coupon", _coupon_changed),
+    CouponFlagged: ("coupon", _coupon_changed),
+    DeliveryReturnRequested: ("delivery", _return_changed),
+    DeliveryReturned: ("delivery", _return_changed),
+    DeliveryReturnCancelled: ("delivery", _return_changed),
+    PaymentRefunded: ("payment", _payment_changed),
+    OrderRefunded: ("order", _order_refunded),
+    RefundRequested: ("refund", _refund_changed),
+    RefundCompleted: ("refund", _refund_changed),
+    RefundCancelled: ("refund", _refund_changed),
 }
+#: the same, by the name in the outbox
+ORDER_CHANGES = {event.TYPE: change for event, change in CHANGES.items()}
 
 DELIVERY_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "delivery")
 REFUND_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "refund")
 REFUNDS_CHANNEL = "refunds"
-HANDLED = ("OrderPlaced", *ORDER_CHANGES)
+#: every event the projector folds into the read models
+PROJECTED: tuple[type[DomainEvent], ...] = (OrderPlaced, *CHANGES)
+HANDLED = tuple(event.TYPE for event in PROJECTED)
 
 
 async def apply(session: AsyncSession, event: Event) -> list[str]:
     """Apply ``event`` to the read models; return the channels to notify after commit."""
     channels: list[str] = []
-    if event.type == "OrderPlaced":
-        if await _create_view(session, event):
-            channels += [
-                order_channel(event.payload["orderId"]),
-                customer_channel(event.payload["customerId"]),
-            ]
+    if event.type == OrderPlaced.TYPE:
+        placed = event.as_(OrderPlaced)
+        if await _create_view(session, event, placed):
+            channels += [order_channel(placed.order_id), customer_channel(placed.customer_id)]
         return channels
     # the order's view, locked, read once: the board card copies details from it too
     view = await _locked_view(session, event)
@@ -299,15 +341,15 @@ def _seen(sources: dict[str, int], source: str, key: str) -> int:
     return 0 if source == "refund" else sources.get(source, 0)
 
 
-async def _create_view(session: AsyncSession, event: Event) -> bool:
+async def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced) -> bool:
     created = await session.scalar(
         insert(OrderView)
         .values(
-            order_id=uuid.UUID(event.payload["orderId"]),
-            customer_id=uuid.UUID(event.payload["customerId"]),
+            order_id=placed.order_id,
+            customer_id=placed.customer_id,
             version=1,
-            sources={source_key("order", event.aggregate_id): int(event.payload["version"])},
-            doc=_initial_doc(event),
+            sources={source_key("order", event.aggregate_id): placed.version},
+            doc=_initial_doc(event, placed),
             created_at=event.occurred_at,
             updated_at=utcnow(),
         )
@@ -319,19 +361,19 @@ async def _create_view(session: AsyncSession, event: Event) -> bool:
 
 async def _upsert_card(session: AsyncSession, event: Event, doc: dict[str, Any]) -> bool:
     """Insert or replace the board card when this snapshot is newer than the stored one."""
-    p = event.payload
+    d = event.as_(DeliveryChanged)
     values = {
-        "delivery_id": uuid.UUID(p["deliveryId"]),
-        "order_id": uuid.UUID(p["orderId"]),
-        "status": p["status"],
-        "courier_status": p["courierStatus"],
-        "rider": p.get("rider"),
-        "items": p["items"],
-        "address": p["address"],
-        "paid_at": datetime.fromisoformat(p["paidAt"]) if p.get("paidAt") else None,
-        "version": int(p["version"]),
+        "delivery_id": d.delivery_id,
+        "order_id": d.order_id,
+        "status": d.status,
+        "courier_status": d.courier_status,
+        "rider": d.rider,
+        "items": event.payload["items"],
+        "address": d.address,
+        "paid_at": d.paid_at,
+        "version": d.version,
         "updated_at": event.occurred_at,
-        "history": p.get("history") or [],
+        "history": event.payload.get("history") or [],
         **_card_details(doc),
     }
     stmt = insert(BoardCard).values(**values)
@@ -355,21 +397,21 @@ def _card_details(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _upsert_refund(session: AsyncSession, event: Event) -> bool:
-    p = event.payload
+    r = event.as_(RefundChanged)
     values = {
-        "refund_id": uuid.UUID(p["refundId"]),
-        "order_id": uuid.UUID(p["orderId"]),
-        "customer_id": uuid.UUID(p["customerId"]),
-        "status": p["status"],
-        "reason_code": p["reasonCode"],
-        "reason_label": p.get("reasonLabel") or p["reasonCode"],
-        "reason": p["reason"],
-        "amount": p["amount"],
-        "currency": p["currency"],
-        "cancelled_by": p.get("cancelledBy"),
-        "cancel_note": p.get("cancelNote"),
-        "version": int(p["version"]),
-        "created_at": datetime.fromisoformat(p["createdAt"]),
+        "refund_id": r.refund_id,
+        "order_id": r.order_id,
+        "customer_id": r.customer_id,
+        "status": r.status,
+        "reason_code": r.reason_code,
+        "reason_label": r.reason_label or r.reason_code,
+        "reason": r.reason,
+        "amount": r.amount,
+        "currency": r.currency,
+        "cancelled_by": r.cancelled_by,
+        "cancel_note": r.cancel_note,
+        "version": r.version,
+        "created_at": r.created_at,
         "updated_at": event.occurred_at,
     }
     stmt = insert(RefundView).values(**values)

@@ -1,14 +1,18 @@
-/* The staff board: new orders flash (and beep, when this device asked for sound), and an
-   Undo button disappears when its 30 s are up. Served from /static: the CSP allows no
-   inline script. */
+/* The staff board: new orders flash (and beep, when this device asked for sound), an
+   Undo button disappears when its 30 s are up, and a form a cook is filling in on a card
+   ("Cancel return" and its reason) survives the live updates of the other cards.
+   Served from /static: the CSP allows no inline script. */
 (function () {
   "use strict";
   var SOUND_KEY = "pizzeria.board.sound";
   var seen = null;
 
-  function queuedIds() {
+  var renderedAt = Date.now();
+  var flashed = new Set();
+
+  function cardIds() {
     var ids = new Set();
-    document.querySelectorAll('#board [data-column="queued"] .board-card').forEach(function (card) {
+    document.querySelectorAll("#board .board-card").forEach(function (card) {
       ids.add(card.getAttribute("data-delivery-id"));
     });
     return ids;
@@ -34,17 +38,20 @@
     } catch (e) { /* no sound on this device */ }
   }
 
+  /* The server marks a queued card paid in the last minute as "new-order", in every
+     render (so a re-render or a first render never loses it). Here: the flash plays once
+     per card, and a new order that was not on this screen before is announced (and beeps). */
   function announceNewOrders() {
-    var now = queuedIds();
     var fresh = [];
-    if (seen !== null) {
-      now.forEach(function (id) { if (!seen.has(id)) { fresh.push(id); } });
-    }
-    seen = now;
-    fresh.forEach(function (id) {
-      var card = document.querySelector('#board .board-card[data-delivery-id="' + id + '"]');
-      if (card) { card.classList.add("new-order"); }
+    document.querySelectorAll("#board .board-card.new-order").forEach(function (card) {
+      var id = card.getAttribute("data-delivery-id");
+      if (seen !== null && !seen.has(id)) { fresh.push(id); }
+      if (!flashed.has(id)) {
+        flashed.add(id);
+        card.classList.add("flash");
+      }
     });
+    seen = cardIds();
     var board = document.getElementById("board");
     if (fresh.length && board) {
       board.setAttribute("data-new-orders", String(Number(board.getAttribute("data-new-orders") || 0) + fresh.length));
@@ -59,6 +66,67 @@
     }
   }
 
+  /* Cards age between renders: the minutes since payment, the end of "new", and the two
+     late levels follow the clock, from what the server said at the last render (its own
+     clock, so a wrong clock on this screen changes nothing). Same rules as the server:
+     amber once the promise has passed or after the amber minutes, red once well past the
+     promise or after the red minutes. */
+  function words(board, name, n) {
+    return (board.getAttribute("data-words-" + name) || "").replace("{n}", String(n));
+  }
+
+  function ageCards() {
+    var board = document.getElementById("board");
+    if (!board) { return; }
+    var elapsed = Math.max(0, (Date.now() - renderedAt) / 1000);
+    var amber = Number(board.getAttribute("data-amber-minutes")) || 20;
+    var red = Number(board.getAttribute("data-red-minutes")) || 40;
+    board.querySelectorAll(".board-card[data-age-seconds]").forEach(function (card) {
+      var minutes = Math.floor((Number(card.getAttribute("data-age-seconds")) + elapsed) / 60);
+      var shown = card.querySelector(".card-minutes");
+      if (shown && board.hasAttribute("data-words-minutes")) { shown.textContent = words(board, "minutes", minutes); }
+      var newFor = card.getAttribute("data-new-for");
+      if (newFor !== null && elapsed >= Number(newFor)) {
+        card.classList.remove("new-order", "flash");
+        card.removeAttribute("data-new-for");
+      }
+      if (card.getAttribute("data-tracked") !== "true") { return; }
+      var promiseIn = card.getAttribute("data-promise-in");
+      var lateSeconds = promiseIn === null ? null : elapsed - Number(promiseIn);
+      var past = lateSeconds !== null && lateSeconds > 0;
+      var lateMinutes = past ? Math.floor(lateSeconds / 60) : 0;
+      var level = "on-time";
+      if (minutes >= red || (past && lateMinutes >= red - amber)) { level = "late-red"; }
+      else if (minutes >= amber || past) { level = "late-amber"; }
+      if (card.getAttribute("data-lateness") !== level) {
+        card.setAttribute("data-lateness", level);
+        card.classList.remove("late-amber", "late-red");
+        if (level !== "on-time") { card.classList.add(level); }
+      }
+      var promised = card.querySelector(".promised");
+      if (!promised) { return; }
+      var label = promised.querySelector(".late-label");
+      var text = level === "late-red" ? words(board, "very-late", lateMinutes)
+        : level === "late-amber" ? (lateMinutes ? words(board, "late", lateMinutes) : words(board, "running-late", 0))
+        : "";
+      if (!text) {
+        if (label) {
+          var dot = label.previousSibling;
+          if (dot && dot.nodeType === 3 && dot.textContent.trim() === "·") { dot.remove(); }
+          label.remove();
+        }
+        return;
+      }
+      if (!label) {
+        label = document.createElement("strong");
+        label.className = "late-label";
+        promised.appendChild(document.createTextNode(" · "));
+        promised.appendChild(label);
+      }
+      if (label.textContent !== text) { label.textContent = text; }
+    });
+  }
+
   function expireUndo() {
     document.querySelectorAll("#board [data-undo-seconds]").forEach(function (button) {
       if (button.hasAttribute("data-undo-timer")) { return; }
@@ -69,6 +137,132 @@
         if (form) { form.remove(); }
       }, seconds * 1000);
     });
+  }
+
+  /* -- a form in use on the board is not wiped by the live updates ----------------------
+     The board's body is re-rendered whole on every SSE message and every 30 s. While a
+     person is typing in a board form (focus inside it, or its request on its way), those
+     automatic refreshes wait and one refresh follows when the form is left. Any swap that
+     does happen (a click on another card) keeps open forms open with what was typed. */
+  var pending = false;
+
+  /** A refresh is waiting for the form (shown on #board for tests and styles). */
+  function setPending(value) {
+    pending = value;
+    var board = document.getElementById("board");
+    if (board) { board.setAttribute("data-refresh-pending", value ? "true" : "false"); }
+  }
+
+  function boardElement() { return document.getElementById("board"); }
+
+  function formInUse() {
+    var board = boardElement();
+    if (!board) { return false; }
+    var active = document.activeElement;
+    if (active && board.contains(active) && active.closest("form")) { return true; }
+    return board.querySelector("form.htmx-request") !== null;
+  }
+
+  function refreshNow() {
+    setPending(false);
+    var board = boardElement();
+    if (board && window.htmx) {
+      window.htmx.ajax("GET", board.getAttribute("hx-get") || "/staff/board/columns",
+                       { source: board, target: board, swap: "innerHTML" });
+    }
+  }
+
+  function refreshWhenFree() {
+    // after the focus has settled (focusout fires before the next element takes it)
+    window.setTimeout(function () { if (pending && !formInUse()) { refreshNow(); } }, 0);
+  }
+
+  function cardKey(element) {
+    var card = element.closest(".board-card");
+    return card ? card.getAttribute("data-delivery-id") : null;
+  }
+
+  function snapshot() {
+    var board = boardElement();
+    var state = { open: [], values: [], focus: null };
+    if (!board) { return state; }
+    board.querySelectorAll("details[open]").forEach(function (details) {
+      var key = cardKey(details);
+      if (key) { state.open.push([key, details.className]); }
+    });
+    board.querySelectorAll("input[id], textarea[id]").forEach(function (field) {
+      if (field.type !== "hidden" && field.value) { state.values.push([field.id, field.value]); }
+    });
+    var active = document.activeElement;
+    if (active && active.id && board.contains(active)) {
+      state.focus = [active.id, active.selectionStart, active.selectionEnd];
+    }
+    return state;
+  }
+
+  function restore(state) {
+    var board = boardElement();
+    if (!board) { return; }
+    state.open.forEach(function (entry) {
+      var card = board.querySelector('.board-card[data-delivery-id="' + entry[0] + '"]');
+      var details = card && card.querySelector("details" + (entry[1] ? "." + entry[1].split(/\s+/).join(".") : ""));
+      if (details) { details.open = true; }
+    });
+    state.values.forEach(function (entry) {
+      var field = document.getElementById(entry[0]);
+      if (field && board.contains(field) && !field.value) { field.value = entry[1]; }
+    });
+    if (state.focus) {
+      var again = document.getElementById(state.focus[0]);
+      if (again && board.contains(again)) {
+        again.focus();
+        try { again.setSelectionRange(state.focus[1], state.focus[2]); } catch (e) { /* not text */ }
+      }
+    }
+  }
+
+  var saved = null;
+
+  function holdBack(event) {
+    var board = boardElement();
+    if (!board || event.target !== board) { return; }
+    if (formInUse()) {
+      event.preventDefault();
+      setPending(true);
+    }
+  }
+
+  function protectEdits() {
+    var board = boardElement();
+    if (!board) { return; }
+    // the SSE message and the 30 s poll: wait while a form is in use
+    board.addEventListener("htmx:sseBeforeMessage", function (event) {
+      holdBack(event);
+      if (!event.defaultPrevented) { saved = snapshot(); }
+    });
+    board.addEventListener("htmx:sseMessage", function () {
+      setPending(false);
+      if (saved) { restore(saved); saved = null; }
+    });
+    board.addEventListener("htmx:beforeRequest", function (event) {
+      var elt = event.detail && event.detail.elt;
+      if (elt === board && event.detail.requestConfig && event.detail.requestConfig.verb === "get") {
+        holdBack(event);
+      }
+    });
+    // every swap that does happen keeps open forms and typed words
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      if (event.detail && event.detail.target === board) { saved = snapshot(); }
+    });
+    document.body.addEventListener("htmx:afterSwap", function (event) {
+      if (event.target === board) {
+        setPending(false);
+        if (saved) { restore(saved); saved = null; }
+      }
+    });
+    board.addEventListener("focusout", refreshWhenFree);
+    board.addEventListener("htmx:afterRequest", refreshWhenFree);
+    board.addEventListener("toggle", refreshWhenFree, true);
   }
 
   function showSound(toggle) {
@@ -91,10 +285,15 @@
     }
     announceNewOrders();
     expireUndo();
+    protectEdits();
+    ageCards();
+    window.setInterval(ageCards, 5000);
     function refreshed(event) {
       if (event.target && event.target.id === "board") {
+        renderedAt = Date.now();
         announceNewOrders();
         expireUndo();
+        ageCards();
       }
     }
     // SSE swaps say htmx:sseMessage; button and timer swaps say htmx:afterSwap.

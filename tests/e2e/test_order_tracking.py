@@ -69,7 +69,10 @@ async def test_live_order_page_shows_the_window_and_follows_the_kitchen(
     latest = datetime.fromisoformat(str(await eta.get_attribute("data-latest")))
     assert earliest < latest
     progress = page.get_by_role("list", name="Progress")
-    await expect(progress.locator('[aria-current="step"]')).to_have_text("Received")
+    await expect(progress.locator('[aria-current="step"]')).to_have_text("Queued")
+    # the badge names the stage the order is in, the same word as the progress bar
+    await expect(page.locator("#order-status")).to_have_text("Queued")
+    await expect(page.locator("#order-status")).to_have_attribute("data-stage", "queued")
     await mark(page, "tracking")
 
     # The API's order view carries the same window, as ISO-8601 times.
@@ -93,7 +96,12 @@ async def test_live_order_page_shows_the_window_and_follows_the_kitchen(
     )
     await expect(page.locator("#order-status")).to_have_text("Preparing")
     await expect(page.locator("#order-status")).to_have_attribute("data-stage", "preparing")
-    await expect(progress.locator(".done")).to_have_text(["Received"])
+    await expect(progress.locator(".done")).to_have_text(["Queued"])
     await expect(page.locator("#order-announcer")).to_contain_text(re.compile("preparing", re.I))
     await expect(page.locator("#order-eta")).to_contain_text("Estimated delivery")
     await assert_marked(page, "tracking")
+    # My orders says the same: the stage, not "Paid"
+    await page.goto("/orders")
+    badge = page.locator(f'tr:has(a[href="/orders/{order_id}"]) .status')
+    await expect(badge).to_have_text("Preparing")
+    await expect(badge).to_have_attribute("data-stage", "preparing")

@@ -18,7 +18,7 @@ from app.platform.errors import Conflict
 from app.platform.security import Principal
 from app.platform.web import fragment, page, redirect
 from app.status import service
-from app.status.live import order_updates, project_committed, sse
+from app.status.live import order_updates, sse
 from app.status.models import OrderView
 from app.status.schemas import OrderDocument
 
@@ -102,7 +102,6 @@ class OrderPages(Controller):
                 version=view.version,
                 cancel_error=exc.detail,
             )
-        await project_committed(db, state)
         return redirect(request, f"/orders/{order_id}")
 
     @get("/{order_id:uuid}/stream")

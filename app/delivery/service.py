@@ -47,6 +47,7 @@ from app.platform.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
 from app.platform.outbox import record_event
+from app.platform.uow import complete
 from app.words import status_label
 
 #: The partner webhook types we understand.
@@ -145,6 +146,7 @@ async def advance(
             N_("A %(status)s delivery has no next stage.", status=status_label(delivery.status))
         )
     await _move(session, delivery, target)
+    await complete(session)
     return delivery
 
 
@@ -163,6 +165,7 @@ async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Deliv
         )
     delivery.undo_move()
     await _emit(session, delivery, DeliveryMoveUndone)
+    await complete(session)
     return delivery
 
 
@@ -351,6 +354,14 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
         )
     delivery.move_to(DeliveryStatus.returned)
     await _emit(session, delivery, DeliveryReturned)
+    return delivery
+
+
+async def confirm_return(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
+    """Staff say the returned pizzas are back (the partner's webhook says it within its
+    own transaction, through ``complete_return``)."""
+    delivery = await complete_return(session, delivery_id)
+    await complete(session)
     return delivery
 
 

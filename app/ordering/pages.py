@@ -11,12 +11,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import limits
-from app.breakers import refusal_message
 from app.ordering import service
 from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
+from app.platform import limits
 from app.platform.access import access
 from app.platform.errors import InvalidInput, Unavailable
+from app.platform.partners import refusal_message
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.settings import Settings

@@ -140,37 +140,60 @@ async def _two_pizzas(client: httpx.AsyncClient, headers: dict[str, str]) -> lis
     return [{"pizzaId": ids[0], "qty": 2}, {"pizzaId": ids[1], "qty": 1}]
 
 
-async def bench_api(
-    url: str, concurrency: int, warmup: float, duration: float
-) -> tuple[Result, list[dict[str, int]]]:
+def open_client(url: str, concurrency: int) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     timeout = httpx.Timeout(30.0, pool=60.0)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout) as client:
-        try:
-            customer = ApiCustomer(client)
-            await customer.sign_up()
-            items = await _two_pizzas(client, customer.headers)
-        except httpx.HTTPError as exc:
-            raise click.ClickException(f"cannot reach the shop at {url}: {exc}") from exc
-        body = {"items": items, "address": ADDRESS, "cardNumber": CARD}
+    return httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout)
 
-        async def place_order() -> str | None:
-            headers = customer.headers
-            response = await client.post(
-                "/api/orders",
-                json=body,
-                headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
-            )
-            if response.status_code == 201:
-                return None
-            if response.status_code == 401:
-                await customer.renew(headers)
-            return f"HTTP {response.status_code}: {response.text[:120]}"
 
-        result = await run_load(
-            place_order, concurrency=concurrency, warmup=warmup, duration=duration
-        )
-    return result, [{"pizza_id": i["pizzaId"], "qty": i["qty"]} for i in items]
+async def bench_customer(client: httpx.AsyncClient) -> tuple[ApiCustomer, dict[str, Any]]:
+    """A signed-up customer and the order body every bench order uses."""
+    try:
+        customer = ApiCustomer(client)
+        await customer.sign_up()
+        items = await _two_pizzas(client, customer.headers)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the shop at {client.base_url}: {exc}") from exc
+    return customer, {"items": items, "address": ADDRESS, "cardNumber": CARD}
+
+
+async def place_one(
+    client: httpx.AsyncClient, customer: ApiCustomer, body: dict[str, Any]
+) -> tuple[str | None, str | None]:
+    """Place one order: (its id, None) or (None, why not)."""
+    headers = customer.headers
+    response = await client.post(
+        "/api/orders", json=body, headers={**headers, "Idempotency-Key": uuid.uuid4().hex}
+    )
+    if response.status_code == 201:
+        return str(response.json()["id"]), None
+    if response.status_code == 401:
+        await customer.renew(headers)
+    return None, f"HTTP {response.status_code}: {response.text[:120]}"
+
+
+async def bench_api(
+    client: httpx.AsyncClient,
+    customer: ApiCustomer,
+    body: dict[str, Any],
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    placed: list[str],
+) -> Result:
+    """``POST /api/orders`` back to back; every order placed (warm-up too) goes to ``placed``."""
+
+    async def place_order() -> str | None:
+        order_id, error = await place_one(client, customer, body)
+        if order_id is not None:
+            placed.append(order_id)
+        return error
+
+    return await run_load(place_order, concurrency=concurrency, warmup=warmup, duration=duration)
+
+
+def raw_lines(body: dict[str, Any]) -> list[dict[str, int]]:
+    return [{"pizza_id": i["pizzaId"], "qty": i["qty"]} for i in body["items"]]
 
 
 # --------------------------------------------------------------------------- the raw run
@@ -313,37 +336,6 @@ async def bench_raw(
 # --------------------------------------------------------------------------- the command
 
 
-def _report_errors(result: Result) -> None:
-    for reason, count in result.errors.most_common(3):
-        click.echo(f"      {count} x {reason}")
-
-
-async def bench_orders(
-    url: str, concurrency: int, duration: float, warmup: float, database_url: str | None
-) -> None:
-    click.echo(
-        f"bench orders: url={url} concurrency={concurrency} duration={duration:g}s "
-        f"warmup={warmup:g}s"
-    )
-    api, lines = await bench_api(url, concurrency, warmup, duration)
-    click.echo(api.line("api", "orders/s"))
-    _report_errors(api)
-    if not database_url:
-        click.echo("raw   skipped: give --database-url (or set DATABASE_URL)")
-        return
-    from app.platform.db import asyncpg_dsn
-
-    raw = await bench_raw(asyncpg_dsn(database_url), lines, concurrency, warmup, duration)
-    click.echo(raw.line("raw", "tx/s"))
-    _report_errors(raw)
-    if raw.rate > 0 and raw.latencies and api.latencies:
-        click.echo(
-            f"api/raw throughput={api.rate / raw.rate:.3f} "
-            f"p50={api.percentile(50) / raw.percentile(50):.1f}x "
-            f"p99={api.percentile(99) / raw.percentile(99):.1f}x"
-        )
-
-
 def _default_database_url() -> str | None:
     return os.environ.get("DATABASE_URL") or None
 
@@ -357,7 +349,10 @@ def bench_command() -> click.Group:
 
     @bench.command("orders")
     @click.option(
-        "--url", default="http://127.0.0.1:8000", show_default=True, help="A running shop."
+        "--url",
+        default=None,
+        help="A running shop (its `pizzeria up` found through PIZZERIA_DATA_DIR for the CPU "
+        "figures). Without it the bench starts a shop of its own and stops it after.",
     )
     @click.option("--concurrency", default=16, show_default=True, type=click.IntRange(1, 1000))
     @click.option(
@@ -365,24 +360,67 @@ def bench_command() -> click.Group:
         default=10.0,
         show_default=True,
         type=click.FloatRange(0.1),
-        help="Seconds measured, per run.",
+        help="Seconds measured, per load run.",
     )
     @click.option(
         "--warmup",
         default=2.0,
         show_default=True,
         type=click.FloatRange(0.0),
-        help="Seconds run before measuring, per run.",
+        help="Seconds run before measuring, per load run.",
+    )
+    @click.option(
+        "--lone", default=30, show_default=True, type=click.IntRange(0), help="Lone orders."
+    )
+    @click.option(
+        "--idle",
+        default=3.0,
+        show_default=True,
+        type=click.FloatRange(0.0),
+        help="Seconds of idle CPU measured (taken out of the per-order cost).",
+    )
+    @click.option(
+        "--sse-viewers",
+        default=0,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Live-update viewers of one order (0: no SSE run).",
     )
     @click.option(
         "--database-url",
         default=_default_database_url,
-        help="The shop's database, for the raw SQL run [default: $DATABASE_URL].",
+        help="The shop's database, with --url [default: $DATABASE_URL].",
+    )
+    @click.option(
+        "--json",
+        "json_path",
+        default=None,
+        help="Also write the figures as JSON here ('-': stdout).",
     )
     def orders(
-        url: str, concurrency: int, duration: float, warmup: float, database_url: str | None
+        url: str | None,
+        concurrency: int,
+        duration: float,
+        warmup: float,
+        lone: int,
+        idle: float,
+        sse_viewers: int,
+        database_url: str | None,
+        json_path: str | None,
     ) -> None:
-        """Orders/s through the API, then the same transaction as raw SQL (asyncpg)."""
-        asyncio.run(bench_orders(url.rstrip("/"), concurrency, duration, warmup, database_url))
+        """Placement rate and latency (API and raw asyncpg), place -> paid, throughput
+        through payment, CPU per order per process, and (optionally) live updates."""
+        from app.bench_run import Options, run, table, write_json
+        from app.bench_shop import running_shop, started_shop
+
+        options = Options(concurrency, duration, warmup, lone, idle, sse_viewers)
+        if url:
+            report = asyncio.run(run(running_shop(url.rstrip("/"), database_url), options))
+        else:
+            with started_shop({"SANDBOX_COURIER_AUTOPILOT": "0"}) as shop:
+                report = asyncio.run(run(shop, options))
+        click.echo(table(report, options))
+        if json_path:
+            write_json(report, json_path)
 
     return bench

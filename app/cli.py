@@ -131,6 +131,9 @@ def worker(queue: str, metrics_port: int | None) -> None:
         raise click.BadParameter(f"choose one of {', '.join(QUEUES)}", param_hint="QUEUE")
     _require_secrets()
     _observe(f"worker-{queue}", metrics_port)
+    from app.platform.loop import use_fast_event_loop
+
+    use_fast_event_loop()
     run(settings_for(queue))
 
 
@@ -144,6 +147,9 @@ def relay(metrics_port: int | None) -> None:
     require_database()
     _require_secrets()
     _observe("relay", metrics_port)
+    from app.platform.loop import use_fast_event_loop
+
+    use_fast_event_loop()
     asyncio.run(_relay())
 
 

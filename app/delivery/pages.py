@@ -15,15 +15,15 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.breakers import PartnerBreakers
 from app.delivery import service
 from app.delivery.models import FORWARD, UNDO, UNDO_SECONDS, DeliveryStatus
 from app.operations import watchdog
 from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
-from app.platform.errors import InvalidInput, NotFound
+from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.i18n import N_, Verbatim
+from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
@@ -31,7 +31,7 @@ from app.platform.web import fragment, is_htmx, page, redirect
 from app.refund import service as refunds
 from app.status import eta
 from app.status import service as status
-from app.status.live import channel_updates, project_committed, sse
+from app.status.live import channel_updates, sse
 from app.status.models import BoardCard
 from app.status.projector import BOARD_CHANNEL
 
@@ -53,6 +53,10 @@ ACTION_LABELS = {
 }
 
 
+#: a queued card paid less than this long ago is marked new (flashes on every screen that
+#: shows it, whether it came in a live update or in the first render of the page)
+NEW_ORDER_SECONDS = 60
+
 #: the stages in which a rider has the order (or is on the way to collect it)
 ON_THE_ROAD = frozenset({"queued", "preparing", "baking", "ready", "out_for_delivery"})
 
@@ -69,6 +73,17 @@ class Card:
     late_minutes: int = 0
     #: seconds left to take the last kitchen move back (0: no undo)
     undo_seconds: int = 0
+    #: seconds since payment when rendered (board.js ages the card from there)
+    age_seconds: int = 0
+    #: seconds from the render until the promised time (negative once past it)
+    promise_in: int | None = None
+    #: seconds left for which the card counts as a new order (0: not new)
+    new_for: int = 0
+
+    @property
+    def tracked(self) -> bool:
+        """Whether the card can run late (board.js keeps its late level current)."""
+        return self.card.status in ON_THE_ROAD
 
     @property
     def rider_label(self) -> str:
@@ -95,7 +110,8 @@ class Card:
 def _card(card: BoardCard, now: datetime, settings: Settings, stats: eta.Stats) -> Card:
     """Lateness in two levels against the promise made at payment: amber once past it
     (or past the amber minutes), red once well past it (or past the red minutes)."""
-    minutes = int((now - card.paid_at).total_seconds() // 60) if card.paid_at else 0
+    age = int((now - card.paid_at).total_seconds()) if card.paid_at else 0
+    minutes = age // 60
     promised = eta.promised_by(card.paid_at, stats) if card.paid_at else None
     late_minutes = max(0, int((now - promised).total_seconds() // 60)) if promised else 0
     past_promise = promised is not None and now > promised
@@ -117,6 +133,9 @@ def _card(card: BoardCard, now: datetime, settings: Settings, stats: eta.Stats) 
         promised=promised,
         late_minutes=late_minutes,
         undo_seconds=_undo_seconds(card, now),
+        age_seconds=age,
+        promise_in=int((promised - now).total_seconds()) if promised else None,
+        new_for=max(0, NEW_ORDER_SECONDS - age) if card.status == DeliveryStatus.queued else 0,
     )
 
 
@@ -135,12 +154,15 @@ async def board_context(db: AsyncSession, state: State) -> dict[str, Any]:
     stats = await status.stage_stats(db, state.settings.shop.stage_minutes)
     cards = [_card(c, now, state.settings, stats) for c in await status.board_cards(db)]
     breakers: PartnerBreakers = state.breakers
+    shop = state.settings.shop
     states: list[BreakerState] = await breakers.states()
     return {
         "columns": [
             (s.value, label, [c for c in cards if c.card.status == s]) for s, label in COLUMNS
         ],
         "breakers": states,
+        # the two late levels, for board.js to age the cards between renders
+        "late_minutes": (shop.late_amber_minutes, shop.late_red_minutes),
         # work that stopped moving (the watchdog), so staff see it where they work
         "stalled": await watchdog.stalled(db, state.settings.pipeline, now),
     }
@@ -204,14 +226,12 @@ class BoardPages(Controller):
                     "note", N_("Tell the customer why (at most 500 characters).")
                 )
             audit.record(db, staff, "return.cancel", f"delivery:{delivery_id}", reason=note)
-            await refunds.cancel_for_delivery(db, delivery_id, "staff", note=note)
+            await refunds.cancel_return(db, delivery_id, "staff", note=note)
         elif outcome == "complete":
             audit.record(db, staff, "return.complete", f"delivery:{delivery_id}")
-            await service.complete_return(db, delivery_id)
-            await db.commit()
+            await service.confirm_return(db, delivery_id)
         else:
             raise NotFound(N_("no such return action"))
-        await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")
@@ -228,8 +248,6 @@ class BoardPages(Controller):
         """The card's "Undo" for 30 s after a kitchen move."""
         audit.record(db, staff, "delivery.undo", f"delivery:{delivery_id}")
         await service.undo_last_move(db, delivery_id)
-        await db.commit()
-        await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")
@@ -243,10 +261,23 @@ class BoardPages(Controller):
         staff: NamedDependency[Principal],
         state: State,
     ) -> Any:
+        """A card's move button; the form says which stage the card showed, so a double
+        click moves one stage and the second click is told the card already moved."""
+        expected = str((await request.form()).get("from") or "") or None
         audit.record(db, staff, "delivery.advance", f"delivery:{delivery_id}")
-        await service.advance(db, delivery_id)
-        await db.commit()
-        await project_committed(db, state)
+        try:
+            await service.advance(db, delivery_id, expected)
+        except Conflict as exc:
+            if not is_htmx(request):
+                raise
+            await db.rollback()
+            notice = exc.detail
+            return page(
+                request,
+                "delivery/_board_columns.html",
+                notice=notice,
+                **await board_context(db, state),
+            )
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")

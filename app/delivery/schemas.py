@@ -11,6 +11,12 @@ import msgspec
 from app.delivery.models import Delivery
 
 
+class MoveRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of a staff move: the stage the staff member saw (``{"from": "queued"}``)."""
+
+    from_status: str | None = msgspec.field(default=None, name="from")
+
+
 class DeliveryView(msgspec.Struct, rename="camel"):
     id: uuid.UUID
     order_id: uuid.UUID

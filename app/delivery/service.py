@@ -43,10 +43,11 @@ from app.delivery.models import (
 )
 from app.ordering.events import OrderPaid
 from app.platform.db import utcnow
-from app.platform.errors import Conflict, InvalidInput, NotFound
+from app.platform.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
 from app.platform.outbox import record_event
+from app.platform.uow import complete
 from app.words import status_label
 
 #: The partner webhook types we understand.
@@ -121,15 +122,31 @@ async def create_for_paid_order(session: AsyncSession, event: Event) -> None:
         await _emit(session, await _locked(session, delivery_id), DeliveryCreated, event)
 
 
-async def advance(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
-    """Staff moves a delivery to its next stage (kitchen, or in-house driver)."""
+async def advance(
+    session: AsyncSession, delivery_id: uuid.UUID, expected: str | None = None
+) -> Delivery:
+    """Staff moves a delivery to its next stage (kitchen, or in-house driver).
+
+    ``expected`` is the stage the staff member saw when they pressed the button: a double
+    click, a retried request or a colleague's move finds the delivery already further
+    along, and must not move it a second stage (409 saying where it is now)."""
     delivery = await _locked(session, delivery_id)
+    if expected is not None and expected != delivery.status:
+        raise Conflict(
+            N_(
+                "This delivery was already moved to %(status)s (a second click, or a "
+                "colleague); nothing was changed.",
+                status=status_label(delivery.status),
+            ),
+            code="stage_moved",
+        )
     target = delivery.next_stage
     if target is None:
         raise Conflict(
             N_("A %(status)s delivery has no next stage.", status=status_label(delivery.status))
         )
     await _move(session, delivery, target)
+    await complete(session)
     return delivery
 
 
@@ -148,6 +165,7 @@ async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Deliv
         )
     delivery.undo_move()
     await _emit(session, delivery, DeliveryMoveUndone)
+    await complete(session)
     return delivery
 
 
@@ -255,9 +273,13 @@ async def apply_partner_event(
     delivery = await session.scalar(
         select(Delivery).where(Delivery.partner_ref == partner_ref).with_for_update()
     )
-    if delivery is not None and reference is not None:
+    if delivery is None:
+        # Not booked yet on our side: the partner can answer (and send news) before the
+        # job that asked it has recorded the pickup id. 503: the partner sends it again.
+        raise Unavailable(N_("This pickup is not known yet; please send it again."), 1)
+    if reference is not None:
         ensure_reference(reference, partner_reference(delivery.id))
-    if delivery is None or delivery.status == DeliveryStatus.cancelled:
+    if delivery.status == DeliveryStatus.cancelled:
         return
     status = DeliveryStatus(delivery.status)
     if eta is not None and kind in (RIDER_ASSIGNED, PICKED_UP):
@@ -320,6 +342,14 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
         )
     delivery.move_to(DeliveryStatus.returned)
     await _emit(session, delivery, DeliveryReturned)
+    return delivery
+
+
+async def confirm_return(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
+    """Staff say the returned pizzas are back (the partner's webhook says it within its
+    own transaction, through ``complete_return``)."""
+    delivery = await complete_return(session, delivery_id)
+    await complete(session)
     return delivery
 
 

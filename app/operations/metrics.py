@@ -13,10 +13,10 @@ from litestar import Request, Response, get
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.breakers import PartnerBreakers
 from app.operations import watchdog
 from app.platform import deadletters, metrics
 from app.platform.access import access
+from app.platform.partners import PartnerBreakers
 from workers import QUEUES
 
 

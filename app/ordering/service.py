@@ -46,7 +46,7 @@ from app.platform.i18n import N_
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
-from app.status import projector
+from app.platform.uow import complete
 from app.words import status_label
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ async def _place(
     await payment.open_payment(
         session, order_id=order_id, amount=total, currency=currency, card=card
     )
-    event = await record_event(
+    await record_event(
         session,
         OrderPlaced(
             order_id=order_id,
@@ -284,9 +284,7 @@ async def _place(
         aggregate_id=order_id,
         correlation_id=order_id,
     )
-    # Read-your-writes: the order page can be shown the moment we redirect to it.
-    await projector.apply(session, event)
-    await session.commit()
+    await complete(session)  # projected at once: the order page can show it next
     logs.bind(correlation_id=str(order_id))  # the rest of this request logs the order too
     log.info("order placed: %s", order_id)
     return PlacedOrder(order_id, replayed=False)
@@ -379,7 +377,7 @@ async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: 
     await coupon.release_for_order(session, order.id)
     order.move_to(OrderStatus.cancelled)
     await _emit(session, order, OrderCancelled, None)
-    await session.commit()
+    await complete(session)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Protocol
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -88,6 +89,8 @@ class PaymentProvider(Protocol):
         idempotency_key: str,
     ) -> ChargeOutcome: ...
 
+    async def find_charge(self, *, idempotency_key: str) -> ChargeOutcome | None: ...
+
     async def void(self, *, provider_ref: str, idempotency_key: str) -> None: ...
 
     async def refund(self, *, provider_ref: str, idempotency_key: str) -> None: ...
@@ -158,6 +161,24 @@ class HttpPaymentProvider:
             reason = body.decline_reason or str(N_("The payment was declined."))
             return ChargeOutcome(provider_ref=body.id, captured=False, failure_reason=reason)
         raise self._http.unexpected(response)
+
+    async def find_charge(self, *, idempotency_key: str) -> ChargeOutcome | None:
+        """What a charge made with ``idempotency_key`` became, without making one: None
+        when the provider never charged with that key. A job whose charge call may have
+        reached the provider before the job died asks this before treating the payment
+        as uncharged (a cancel after a lost answer must not leave the card charged)."""
+        path = f"{CHARGES_PATH}/by-idempotency-key/{quote(idempotency_key, safe='')}"
+        response = await self._http.get(path)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._http.unexpected(response)
+        body = self._http.decode(response, _ChargeResponse)
+        if body.status == "declined":
+            reason = body.decline_reason or str(N_("The payment was declined."))
+            return ChargeOutcome(provider_ref=body.id, captured=False, failure_reason=reason)
+        # captured, or already voided / refunded: the card was charged with this key
+        return ChargeOutcome(provider_ref=body.id, captured=True, failure_reason=None)
 
     async def void(self, *, provider_ref: str, idempotency_key: str) -> None:
         await self._transition(provider_ref, "void", idempotency_key)

@@ -126,6 +126,16 @@ async def void_uncharged(session: AsyncSession, payment_id: uuid.UUID, cause: Ev
     return True
 
 
+async def record_late_void(session: AsyncSession, payment_id: uuid.UUID, provider_ref: str) -> None:
+    """A payment voided as uncharged turned out to be charged (a try raced the void) and
+    that charge is now voided at the provider: keep its reference, so our record and the
+    provider's agree. The status stays ``voided`` (no new event: nothing changes for the
+    order or the customer)."""
+    payment = await session.get(Payment, payment_id, with_for_update=True)
+    if payment is not None and payment.status == PaymentStatus.voided and not payment.provider_ref:
+        payment.provider_ref = provider_ref
+
+
 async def record_void(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> None:
     """The provider voided the captured charge."""
     payment = await session.get(Payment, payment_id, with_for_update=True)

@@ -8,6 +8,7 @@ and the inbox / status checks make recording it happen once.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.delivery.events import DeliveryReturned
 from app.ordering.events import OrderCancelled, OrderPlaced
 from app.payment import service
-from app.payment.models import PaymentStatus
+from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import ChargeOutcome, PaymentProvider
 from app.platform.events import Event
 from app.platform.handlers import call_partner, event_of, handle_once, retry_delay
@@ -35,18 +36,28 @@ async def _provider(ctx: dict[str, Any], call: Callable[[PaymentProvider], Await
 
 
 async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
-    """Charge the card of a placed order, exactly once at the provider."""
+    """Charge the card of a placed order, exactly once at the provider.
+
+    A try may die (SIGKILL, timeout) after the provider charged the card but before we
+    recorded it; the customer may cancel meanwhile. So a cancelled payment is only voided
+    as uncharged after the provider said no charge was made with our idempotency key, and
+    a charge that lands after such a void is voided at the provider.
+    """
     event = event_of(raw)
     order_id = event.as_(OrderPlaced).order_id
     async with ctx["session_factory"]() as session:
         payment = await service.payment_for_order(session, order_id)
-    if payment is None or payment.status != PaymentStatus.pending:
+    if payment is None:
         return "skipped"
     payment_id, payment_method = payment.id, payment.payment_method
+    key = f"{payment_id}:capture"
+    if payment.status == PaymentStatus.voided and payment.provider_ref is None:
+        # voided as uncharged: a duplicate or retried job checks no charge slipped through
+        return await _void_late_charge(ctx, payment_id, key)
+    if payment.status != PaymentStatus.pending:
+        return "skipped"
     if payment.cancel_requested:
-        async with ctx["session_factory"]() as session, session.begin():
-            await service.void_uncharged(session, payment_id, event)
-        return "voided"
+        return await _settle_cancelled(ctx, event, payment_id, key)
     if payment_method is None:  # placed before card numbers were dropped (migration)
         outcome = ChargeOutcome(
             None, False, str(N_("The card details expired; please order again."))
@@ -67,7 +78,7 @@ async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
             amount=payment.amount,
             currency=payment.currency,
             payment_method=payment_method,
-            idempotency_key=f"{payment_id}:capture",
+            idempotency_key=key,
         ),
     )
 
@@ -75,7 +86,51 @@ async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
         await service.record_charge_outcome(session, payment_id, outcome, cause)
 
     await handle_once(ctx["session_factory"], CAPTURE, event, record)
+    if outcome.captured:
+        # a concurrent copy of this job may have voided it as uncharged meanwhile
+        async with ctx["session_factory"]() as session:
+            now = await session.get(Payment, payment_id)
+        if now is not None and now.status == PaymentStatus.voided and now.provider_ref is None:
+            return await _void_late_charge(ctx, payment_id, key)
     return "captured" if outcome.captured else "failed"
+
+
+async def _settle_cancelled(
+    ctx: dict[str, Any], event: Event, payment_id: uuid.UUID, key: str
+) -> str:
+    """The order was cancelled before we recorded a charge. An earlier try may still have
+    charged the card (it died before recording): ask the provider by idempotency key.
+    Charged: record the capture, and the ``OrderCancelled`` void job gives the money back.
+    Not charged: void without the provider (no money moved)."""
+    found = await _provider(ctx, lambda provider: provider.find_charge(idempotency_key=key))
+    if found is not None and found.captured:
+
+        async def record(session: AsyncSession, cause: Event) -> None:
+            await service.record_charge_outcome(session, payment_id, found, cause)
+
+        await handle_once(ctx["session_factory"], CAPTURE, event, record)
+        return "captured before the cancel; the void follows"
+    async with ctx["session_factory"]() as session, session.begin():
+        await service.void_uncharged(session, payment_id, event)
+    return "voided"
+
+
+async def _void_late_charge(ctx: dict[str, Any], payment_id: uuid.UUID, key: str) -> str:
+    """The payment was voided as uncharged; if the provider did charge with our key (a try
+    that raced the void), void that charge at the provider, once (the void's own key)."""
+    found = await _provider(ctx, lambda provider: provider.find_charge(idempotency_key=key))
+    if found is None or not found.captured or found.provider_ref is None:
+        return "skipped"
+    provider_ref = found.provider_ref
+    await _provider(
+        ctx,
+        lambda provider: provider.void(
+            provider_ref=provider_ref, idempotency_key=f"{payment_id}:void"
+        ),
+    )
+    async with ctx["session_factory"]() as session, session.begin():
+        await service.record_late_void(session, payment_id, provider_ref)
+    return "voided a late charge"
 
 
 async def void(ctx: dict[str, Any], raw: dict[str, Any]) -> str:

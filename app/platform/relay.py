@@ -22,6 +22,9 @@ from typing import Any
 
 import asyncpg
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -57,12 +60,49 @@ async def enqueue(jobs: ArqRedis, arg: dict[str, Any], sub: Subscriber) -> bool:
     return job is not None
 
 
+#: arq's ``enqueue_job`` for many jobs in one round trip, with the same rule: a job whose
+#: key or kept result still exists is not enqueued again. KEYS: job key, result key and
+#: queue per job; ARGV: score, expiry (ms), then job id and serialized job per job.
+ENQUEUE_MANY = """
+local added = 0
+for i = 0, #KEYS / 3 - 1 do
+  if redis.call('exists', KEYS[3 * i + 1], KEYS[3 * i + 2]) == 0 then
+    redis.call('psetex', KEYS[3 * i + 1], ARGV[2], ARGV[4 + 2 * i])
+    redis.call('zadd', KEYS[3 * i + 3], ARGV[1], ARGV[3 + 2 * i])
+    added = added + 1
+  end
+end
+return added
+"""
+
+
+async def enqueue_many(jobs: ArqRedis, handed: Sequence[tuple[dict[str, Any], Subscriber]]) -> int:
+    """Hand many (event, subscriber) jobs to arq in one atomic script: one round trip per
+    relay batch instead of three per job. Returns how many were new."""
+    if not handed:
+        return 0
+    now = timestamp_ms()
+    keys: list[str] = []
+    args: list[Any] = [now, jobs.expires_extra_ms]
+    for arg, sub in handed:
+        jid = job_id(arg["id"], sub.task)
+        keys += [job_key_prefix + jid, result_key_prefix + jid, sub.queue]
+        job = serialize_job(sub.task, (arg,), {}, None, now, serializer=jobs.job_serializer)
+        args += [jid, job]
+    added = await jobs.eval(ENQUEUE_MANY, len(keys), *keys, *args)  # type: ignore[misc]
+    return int(added)
+
+
+#: rows per relay transaction
+BATCH = 200
+
+
 async def relay_batch(
     session_factory: async_sessionmaker[AsyncSession],
     jobs: ArqRedis,
     subscriptions: Subscriptions,
     *,
-    limit: int = 200,
+    limit: int = BATCH,
 ) -> int:
     """Publish up to ``limit`` unpublished events; return how many were published."""
     async with session_factory() as session, session.begin():
@@ -76,11 +116,11 @@ async def relay_batch(
             )
         ).all()
         now = utcnow()
+        handed: list[tuple[dict[str, Any], Subscriber]] = []
         for row in rows:
             arg = row.to_event().to_job_arg()
             subscribers = subscriptions.get(row.type, ())
-            for sub in subscribers:
-                await enqueue(jobs, arg, sub)
+            handed += [(arg, sub) for sub in subscribers]
             row.published_at = row.enqueued_at = now
             if not subscribers:
                 row.finished_at = now
@@ -90,6 +130,7 @@ async def relay_batch(
                 len(subscribers),
                 extra={"correlation_id": row.correlation_id, "event_id": str(row.id)},
             )
+        await enqueue_many(jobs, handed)  # before commit: Redis down means rows wait
     metrics.OUTBOX_PUBLISHED.inc(len(rows))
     return len(rows)
 
@@ -105,9 +146,11 @@ async def drain(
     total = 0
     while not (stop and stop.is_set()):
         published = await relay_batch(session_factory, jobs, subscriptions)
-        if not published:
-            break
         total += published
+        if published < BATCH:
+            # nothing more to read now: what commits later sends its own NOTIFY, which
+            # wakes ``run_relay`` again (no empty transaction to find that out per wake)
+            break
     return total
 
 

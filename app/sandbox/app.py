@@ -40,6 +40,7 @@ from app.sandbox.common import (
     idempotency_key,
     knob_gate,
     knob_panel_of,
+    late_answer,
     respond,
 )
 from app.sandbox.courier import (
@@ -235,6 +236,8 @@ class SandboxState:
         #: tokens a test set up with known names (provider states of the contract tests)
         self.seeded_methods: dict[str, str] = {}
         self.keys = IdempotencyStore()
+        #: which charge an idempotency key made (so a client that lost the answer can ask)
+        self.charge_keys: dict[str, str] = {}
         self.operation_counts: dict[Operation, int] = {}
         self.reset()
 
@@ -242,6 +245,7 @@ class SandboxState:
         """Back to defaults: no charges, no keys."""
         self.charges.clear()
         self.keys.clear()
+        self.charge_keys.clear()
         self.operation_counts = {"capture": 0, "void": 0, "refund": 0}
 
     def idempotent(self, key: str, fingerprint: bytes, operation: Callable[[], Outcome]) -> Outcome:
@@ -255,7 +259,7 @@ class SandboxState:
         body = PaymentMethodBody(id=token, brand=brand_of(number), last4=number[-4:])
         return Outcome(201, msgspec.json.encode(body))
 
-    def create_charge(self, request: ChargeRequest) -> Outcome:
+    def create_charge(self, request: ChargeRequest, key: str) -> Outcome:
         card_number = self.seeded_methods.get(request.payment_method) or self.vault.open(
             request.payment_method
         )
@@ -272,6 +276,7 @@ class SandboxState:
             operations=[],
         )
         self.charges[record.id] = record
+        self.charge_keys[key] = record.id
         if decline_reason is None:
             self._applied(record, "capture")
         return Outcome(402 if decline_reason else 201, msgspec.json.encode(record.body()))
@@ -334,7 +339,7 @@ async def create_charge(
     except msgspec.DecodeError as exc:
         return respond(detail(400, f"invalid charge request: {exc}"))
     fingerprint = b"charge:" + msgspec.json.encode(body)
-    return respond(sandbox.idempotent(key, fingerprint, lambda: sandbox.create_charge(body)))
+    return respond(sandbox.idempotent(key, fingerprint, lambda: sandbox.create_charge(body, key)))
 
 
 async def _transition(
@@ -371,6 +376,20 @@ async def refund_charge(
     charge_id: FromPath[str],
 ) -> Response[bytes]:
     return await _transition(request, sandbox, charge_id, "refund", "refunded")
+
+
+@get("/charges/by-idempotency-key/{key:str}")
+async def read_charge_by_key(
+    sandbox: NamedDependency[SandboxState], key: FromPath[str]
+) -> Response[bytes]:
+    """The charge a ``POST /charges`` with this idempotency key made, as it is now; 404
+    when no charge was made with it. A client whose charge call died before it read the
+    answer asks here before deciding that no money moved."""
+    charge_id = sandbox.charge_keys.get(key)
+    record = sandbox.charges.get(charge_id) if charge_id else None
+    if record is None:
+        return respond(detail(404, f"no charge made with idempotency key {key}"))
+    return respond(Outcome(200, msgspec.json.encode(record.body())))
 
 
 @get("/charges/{charge_id:str}")
@@ -499,9 +518,11 @@ def create_sandbox_app(courier: CourierConfig | None = None) -> Litestar:
             create_charge,
             void_charge,
             refund_charge,
+            read_charge_by_key,
             read_charge,
         ],
         before_request=knob_gate("payment"),
+        middleware=[late_answer("payment")],
     )
     state = State(
         {

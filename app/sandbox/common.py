@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 Partner = Literal["payment", "courier"]
 PARTNERS: tuple[Partner, ...] = ("payment", "courier")
@@ -23,6 +24,9 @@ class Knobs(msgspec.Struct, rename="camel"):
     latency_ms: int = 0
     error_rate: float = 0.0
     down: bool = False
+    #: the partner does the work at once but answers this late (a client that times out
+    #: meanwhile does not know its request took effect)
+    answer_delay_ms: int = 0
 
 
 class KnobsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -31,6 +35,9 @@ class KnobsUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     latency_ms: Annotated[int, msgspec.Meta(ge=0, le=600_000)] | msgspec.UnsetType = msgspec.UNSET
     error_rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | msgspec.UnsetType = msgspec.UNSET
     down: bool | msgspec.UnsetType = msgspec.UNSET
+    answer_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=600_000)] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -107,6 +114,29 @@ def knob_gate(
         return respond(outcome) if outcome else None
 
     return gate
+
+
+def late_answer(partner: Partner) -> Callable[[ASGIApp], ASGIApp]:
+    """An ASGI middleware: the handler does its work at once, and the answer leaves
+    ``answerDelayMs`` later (what a client with a shorter timeout never reads)."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def late(scope: Scope, receive: Receive, send: Send) -> None:
+            delay = knob_panel_of(scope["app"].state).knobs[partner].answer_delay_ms
+            if delay <= 0:
+                await app(scope, receive, send)
+                return
+
+            async def send_late(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    await asyncio.sleep(delay / 1000)
+                await send(message)
+
+            await app(scope, receive, send_late)
+
+        return late
+
+    return middleware
 
 
 class StoredResponse(msgspec.Struct, frozen=True):

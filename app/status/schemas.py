@@ -70,3 +70,17 @@ class OrderDocument(msgspec.Struct, rename="camel"):
                 running_late=window.late,
             )
         return document
+
+    @property
+    def stage(self) -> str | None:
+        """The kitchen or delivery stage a customer follows while the order is paid: the
+        delivery's state, or ``queued`` until the kitchen ticket exists."""
+        if self.status != "paid":
+            return None
+        return str(self.delivery["status"]) if self.delivery else "queued"
+
+    @property
+    def shown_status(self) -> str:
+        """What the order's badge says: the stage while there is one (never "paid" from
+        queued to delivered), else the order's own state."""
+        return self.stage or self.status

@@ -7,19 +7,29 @@ from typing import Any
 
 from arq import Retry
 
-from app.platform.handlers import event_of, retry_delay
+from app.platform.handlers import event_of, note_claimed, retry_delay
+from app.platform.outbox import claim
 from app.status import projector
 
 PROJECT = "status.project"
 
 
 async def project(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+    """Apply the event and record it in the inbox in one transaction (a redelivered
+    event finds its inbox row and does nothing; the view's versions would ignore it too)."""
     event = event_of(raw)
     try:
         async with ctx["session_factory"]() as session, session.begin():
-            channels = await projector.apply(session, event)
+            if await claim(session, PROJECT, event.id):
+                channels = await projector.apply(session, event)
+            else:
+                channels = []
     except projector.ViewNotReady as exc:
         raise Retry(defer=retry_delay(ctx["job_try"])) from exc
-    for channel in channels:
-        await ctx["redis"].publish(channel, event.type)
+    note_claimed(PROJECT, event.id)
+    if channels:  # one round trip for the order's, the customer's and the board's page
+        async with ctx["redis"].pipeline(transaction=False) as pipe:
+            for channel in channels:
+                pipe.publish(channel, event.type)
+            await pipe.execute()
     return bool(channels)

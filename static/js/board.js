@@ -7,9 +7,12 @@
   var SOUND_KEY = "pizzeria.board.sound";
   var seen = null;
 
-  function queuedIds() {
+  var renderedAt = Date.now();
+  var flashed = new Set();
+
+  function cardIds() {
     var ids = new Set();
-    document.querySelectorAll('#board [data-column="queued"] .board-card').forEach(function (card) {
+    document.querySelectorAll("#board .board-card").forEach(function (card) {
       ids.add(card.getAttribute("data-delivery-id"));
     });
     return ids;
@@ -35,17 +38,20 @@
     } catch (e) { /* no sound on this device */ }
   }
 
+  /* The server marks a queued card paid in the last minute as "new-order", in every
+     render (so a re-render or a first render never loses it). Here: the flash plays once
+     per card, and a new order that was not on this screen before is announced (and beeps). */
   function announceNewOrders() {
-    var now = queuedIds();
     var fresh = [];
-    if (seen !== null) {
-      now.forEach(function (id) { if (!seen.has(id)) { fresh.push(id); } });
-    }
-    seen = now;
-    fresh.forEach(function (id) {
-      var card = document.querySelector('#board .board-card[data-delivery-id="' + id + '"]');
-      if (card) { card.classList.add("new-order"); }
+    document.querySelectorAll("#board .board-card.new-order").forEach(function (card) {
+      var id = card.getAttribute("data-delivery-id");
+      if (seen !== null && !seen.has(id)) { fresh.push(id); }
+      if (!flashed.has(id)) {
+        flashed.add(id);
+        card.classList.add("flash");
+      }
     });
+    seen = cardIds();
     var board = document.getElementById("board");
     if (fresh.length && board) {
       board.setAttribute("data-new-orders", String(Number(board.getAttribute("data-new-orders") || 0) + fresh.length));
@@ -58,6 +64,67 @@
       }
       if (soundOn()) { beep(); }
     }
+  }
+
+  /* Cards age between renders: the minutes since payment, the end of "new", and the two
+     late levels follow the clock, from what the server said at the last render (its own
+     clock, so a wrong clock on this screen changes nothing). Same rules as the server:
+     amber once the promise has passed or after the amber minutes, red once well past the
+     promise or after the red minutes. */
+  function words(board, name, n) {
+    return (board.getAttribute("data-words-" + name) || "").replace("{n}", String(n));
+  }
+
+  function ageCards() {
+    var board = document.getElementById("board");
+    if (!board) { return; }
+    var elapsed = Math.max(0, (Date.now() - renderedAt) / 1000);
+    var amber = Number(board.getAttribute("data-amber-minutes")) || 20;
+    var red = Number(board.getAttribute("data-red-minutes")) || 40;
+    board.querySelectorAll(".board-card[data-age-seconds]").forEach(function (card) {
+      var minutes = Math.floor((Number(card.getAttribute("data-age-seconds")) + elapsed) / 60);
+      var shown = card.querySelector(".card-minutes");
+      if (shown && board.hasAttribute("data-words-minutes")) { shown.textContent = words(board, "minutes", minutes); }
+      var newFor = card.getAttribute("data-new-for");
+      if (newFor !== null && elapsed >= Number(newFor)) {
+        card.classList.remove("new-order", "flash");
+        card.removeAttribute("data-new-for");
+      }
+      if (card.getAttribute("data-tracked") !== "true") { return; }
+      var promiseIn = card.getAttribute("data-promise-in");
+      var lateSeconds = promiseIn === null ? null : elapsed - Number(promiseIn);
+      var past = lateSeconds !== null && lateSeconds > 0;
+      var lateMinutes = past ? Math.floor(lateSeconds / 60) : 0;
+      var level = "on-time";
+      if (minutes >= red || (past && lateMinutes >= red - amber)) { level = "late-red"; }
+      else if (minutes >= amber || past) { level = "late-amber"; }
+      if (card.getAttribute("data-lateness") !== level) {
+        card.setAttribute("data-lateness", level);
+        card.classList.remove("late-amber", "late-red");
+        if (level !== "on-time") { card.classList.add(level); }
+      }
+      var promised = card.querySelector(".promised");
+      if (!promised) { return; }
+      var label = promised.querySelector(".late-label");
+      var text = level === "late-red" ? words(board, "very-late", lateMinutes)
+        : level === "late-amber" ? (lateMinutes ? words(board, "late", lateMinutes) : words(board, "running-late", 0))
+        : "";
+      if (!text) {
+        if (label) {
+          var dot = label.previousSibling;
+          if (dot && dot.nodeType === 3 && dot.textContent.trim() === "·") { dot.remove(); }
+          label.remove();
+        }
+        return;
+      }
+      if (!label) {
+        label = document.createElement("strong");
+        label.className = "late-label";
+        promised.appendChild(document.createTextNode(" · "));
+        promised.appendChild(label);
+      }
+      if (label.textContent !== text) { label.textContent = text; }
+    });
   }
 
   function expireUndo() {
@@ -219,10 +286,14 @@
     announceNewOrders();
     expireUndo();
     protectEdits();
+    ageCards();
+    window.setInterval(ageCards, 5000);
     function refreshed(event) {
       if (event.target && event.target.id === "board") {
+        renderedAt = Date.now();
         announceNewOrders();
         expireUndo();
+        ageCards();
       }
     }
     // SSE swaps say htmx:sseMessage; button and timer swaps say htmx:afterSwap.

@@ -118,12 +118,13 @@ async def test_order_goes_from_placed_to_paid_live(
         timeout=LIVE_TIMEOUT_MS
     )
     await expect(page.locator('.timeline [data-status="placed"]')).to_be_visible()
-    await expect(page.locator("#order-status")).to_have_text(t("Paid"))
+    # paid, the order waits in the kitchen's queue: the badge says the stage, not "Paid"
+    await expect(page.locator("#order-status")).to_have_text(t("Queued"))
     await expect(page.locator('.timeline [data-status="placed"]')).to_contain_text(
         t("Order placed")
     )
     if lang == "ko":
-        await expect(page.locator("#order-status")).to_have_text("결제 완료")
+        await expect(page.locator("#order-status")).to_have_text("접수 대기")
         await expect(page.locator('.timeline [data-status="paid"]')).to_contain_text(
             "₩29,800 결제 완료"
         )

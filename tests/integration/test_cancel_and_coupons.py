@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.coupon import tasks as coupon_tasks
 from app.coupon.models import Coupon
+from app.delivery.events import DeliveryDelivered
 from app.ordering import service as ordering
 from app.payment import tasks as payment_tasks
 from app.payment.service import payment_for_order
 from app.platform.errors import InvalidInput
-from app.platform.events import Event
 from app.platform.settings import get_settings
+from tests.support.events import emitted
 from tests.support.inproc import events_of, place, place_command
 
 Factory = async_sessionmaker[AsyncSession]
@@ -69,16 +70,7 @@ async def test_cancelled_before_the_charge_moves_no_money(
 
 
 def _delivered(order_id: uuid.UUID, customer_id: uuid.UUID) -> dict[str, Any]:
-    return Event(
-        id=uuid.uuid4(),
-        type="DeliveryDelivered",
-        aggregate_type="delivery",
-        aggregate_id=str(uuid.uuid4()),
-        correlation_id=str(order_id),
-        causation_id=None,
-        occurred_at=__import__("datetime").datetime.now(__import__("datetime").UTC),
-        payload={"orderId": str(order_id), "customerId": str(customer_id), "version": 6},
-    ).to_job_arg()
+    return emitted(DeliveryDelivered, order_id=order_id, customer_id=customer_id).to_job_arg()
 
 
 async def _coupons_for(session_factory: Factory, order_id: uuid.UUID) -> list[Coupon]:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.coupon import service as coupons
 from app.coupon.models import Coupon
+from app.delivery.events import DeliveryDelivered
 from app.delivery.models import Delivery
 from app.payment import tasks as payment_tasks
 from app.payment.service import payment_for_order
@@ -21,7 +22,9 @@ from app.platform.events import Event
 from app.platform.outbox import OutboxRow
 from app.platform.settings import get_settings
 from app.refund import service as refunds
+from app.refund.events import RefundCancelled, RefundRequested
 from app.refund.models import Refund
+from tests.support.events import emitted
 from tests.support.inproc import delivered, events_of
 
 Factory = async_sessionmaker[AsyncSession]
@@ -114,18 +117,15 @@ async def test_the_provider_refunds_once_when_the_job_runs_twice(
 
 
 def _event(kind: str, order_id: uuid.UUID, customer: uuid.UUID, refund_id: uuid.UUID) -> Event:
-    from datetime import UTC, datetime
-
-    return Event(
-        id=uuid.uuid4(),
-        type=kind,
-        aggregate_type="refund",
-        aggregate_id=str(refund_id),
-        correlation_id=str(order_id),
-        causation_id=None,
-        occurred_at=datetime.now(UTC),
-        payload={"refundId": str(refund_id), "orderId": str(order_id), "customerId": str(customer)},
-    )
+    contract = {
+        "RefundRequested": RefundRequested,
+        "RefundCancelled": RefundCancelled,
+        "DeliveryDelivered": DeliveryDelivered,
+    }[kind]
+    fields: dict[str, Any] = {"order_id": order_id, "customer_id": customer}
+    if contract is not DeliveryDelivered:
+        fields["refund_id"] = refund_id
+    return emitted(contract, **fields)
 
 
 async def _coupon(session_factory: Factory, order_id: uuid.UUID) -> Coupon | None:

@@ -54,3 +54,33 @@ async def test_events_wait_for_redis_and_are_delivered_when_it_returns(
     async with session_factory() as session:
         payment = await payment_for_order(session, order_id)
     assert payment is not None and payment.status == PaymentStatus.captured
+
+
+async def test_a_batch_enqueues_each_job_once_and_refuses_ids_arq_still_holds(
+    session_factory: Factory, sandbox_url: str
+) -> None:
+    """The relay hands a whole batch over in one script; arq's rule still holds: a job
+    whose key (queued) or kept result exists is not enqueued again under its id."""
+    from arq.constants import result_key_prefix
+
+    from app.platform.relay import Subscriber, enqueue_many
+
+    jobs = await create_job_pool(get_settings())
+    queue = f"bench-test-{free_port()}"
+    try:
+        subscriber = Subscriber(queue, "payment.capture")
+        args = [{"id": f"00000000-0000-0000-0000-00000000000{i}", "type": "T"} for i in (1, 2)]
+        assert await enqueue_many(jobs, [(arg, subscriber) for arg in args]) == 2
+        assert await enqueue_many(jobs, [(arg, subscriber) for arg in args]) == 0
+        queued = await jobs.queued_jobs(queue_name=queue)
+        assert sorted(job.job_id for job in queued) == sorted(
+            f"{arg['id']}:payment.capture" for arg in args
+        )
+        assert sorted(job.args[0]["id"] for job in queued) == [arg["id"] for arg in args]
+        assert all(job.function == "payment.capture" for job in queued)
+        kept = {"id": "00000000-0000-0000-0000-000000000003", "type": "T"}
+        await jobs.set(result_key_prefix + f"{kept['id']}:payment.capture", b"done")
+        assert await enqueue_many(jobs, [(kept, subscriber)]) == 0
+    finally:
+        await jobs.delete(queue)
+        await jobs.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -254,7 +255,7 @@ async def test_void_needs_key_and_known_charge(client: httpx.AsyncClient) -> Non
 
 
 async def test_knobs_defaults_and_update(client: httpx.AsyncClient) -> None:
-    defaults = {"latencyMs": 0, "errorRate": 0.0, "down": False}
+    defaults = {"latencyMs": 0, "errorRate": 0.0, "down": False, "answerDelayMs": 0}
     assert (await client.get("/sandbox/knobs")).json() == {"payment": defaults, "courier": defaults}
 
     response = await client.put("/sandbox/knobs/courier", json={"latencyMs": 20})
@@ -320,7 +321,7 @@ async def test_reset_forgets_everything(client: httpx.AsyncClient) -> None:
 
     assert response.status_code == 200
     knobs = (await client.get("/sandbox/knobs")).json()
-    assert knobs["payment"] == {"latencyMs": 0, "errorRate": 0.0, "down": False}
+    assert knobs["payment"] == {"latencyMs": 0, "errorRate": 0.0, "down": False, "answerDelayMs": 0}
     assert await charges_for(client, "pay-1") == []
     assert await operation_counts(client) == {"capture": 0, "void": 0, "refund": 0}
     assert (await client.get(f"{CHARGES}/{first.json()['id']}")).status_code == 404
@@ -360,3 +361,20 @@ def test_the_sandbox_vault_seals_cards_into_tokens_only_it_can_open() -> None:
     tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
     assert vault.open(tampered) is None
     assert vault.open("pm_") is None and vault.open("pm_!!!") is None and vault.open("x") is None
+
+
+async def test_a_late_answer_comes_after_the_work_is_done(client: httpx.AsyncClient) -> None:
+    """``answerDelayMs``: the charge exists before its answer leaves, and the idempotency
+    key tells what it became (a client that timed out asks there)."""
+    await client.put("/sandbox/knobs/payment", json={"answerDelayMs": 300})
+    headers = {"Idempotency-Key": "late-1"}
+    body = {"amount": 100, "currency": "KRW", "paymentMethod": "pm_late", "reference": "late"}
+    await client.put("/sandbox/payments/payment-methods/pm_late", json={"cardNumber": GOOD_CARD})
+    answered = asyncio.ensure_future(client.post(CHARGES, json=body, headers=headers))
+    await asyncio.sleep(0.1)
+    assert not answered.done()
+    found = await client.get(f"{CHARGES}/by-idempotency-key/late-1")
+    assert found.status_code == 200 and found.json()["status"] == "captured"
+    assert (await answered).status_code == 201
+    missing = await client.get(f"{CHARGES}/by-idempotency-key/never-used")
+    assert missing.status_code == 404

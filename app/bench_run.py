@@ -1,0 +1,411 @@
+"""``pizzeria bench orders``: one run, every figure of issue 11.
+
+Phases, in this order, against one shop (started here, or a running one):
+
+1. ``idle``: CPU each part burns while nothing happens (polling workers, the relay's
+   safety poll, the launcher), so it can be taken out of the per-order cost;
+2. ``lone``: orders placed one at a time; place → paid and place → delivery created, as
+   the customer's view shows them (woken by the projector's ``order:<id>`` notification);
+3. ``load``: ``POST /api/orders`` from ``concurrency`` clients with the workers running,
+   then until every one of those orders is paid and has its delivery: placement rate and
+   latency, throughput through payment, and the CPU every process spent, per order;
+4. ``raw``: the same SQL transaction straight through asyncpg, for the ratio;
+5. ``sse`` (optional): viewers of one order: memory per idle stream, change → frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+import httpx
+
+from app.bench import (
+    ApiCustomer,
+    Result,
+    bench_api,
+    bench_customer,
+    bench_raw,
+    open_client,
+    place_one,
+    raw_lines,
+)
+from app.bench_cpu import ProcessTree, Snapshot, process_cpu_seconds, spent
+from app.bench_shop import Shop
+
+PAID = ("paid", "fulfilled", "refunded")
+FAILED = ("payment_failed", "cancelled")
+VIEW_STATE = """
+SELECT doc->>'status' AS status, jsonb_typeof(doc->'delivery') = 'object' AS delivery
+FROM status.order_views WHERE order_id = $1
+"""
+DONE_COUNT = """
+SELECT count(*) FILTER (WHERE doc->>'status' = ANY($2::text[])
+                          AND jsonb_typeof(doc->'delivery') = 'object') AS paid,
+       count(*) FILTER (WHERE doc->>'status' = ANY($3::text[])) AS failed
+FROM status.order_views WHERE order_id = ANY($1::uuid[])
+"""
+
+
+@dataclass
+class Options:
+    concurrency: int = 16
+    duration: float = 10.0
+    warmup: float = 2.0
+    lone: int = 30
+    idle: float = 3.0
+    sse_viewers: int = 0
+    drain_timeout: float = 180.0
+
+
+@dataclass
+class Report:
+    """Everything measured; ``as_json`` is what ``--json`` writes."""
+
+    shop: dict[str, Any] = field(default_factory=dict)
+    idle_ms_per_s: dict[str, float] = field(default_factory=dict)
+    lone: dict[str, Any] = field(default_factory=dict)
+    api: Result | None = None
+    raw: Result | None = None
+    pipeline: dict[str, Any] = field(default_factory=dict)
+    cpu_gross_ms: dict[str, float] = field(default_factory=dict)
+    cpu_per_order_ms: dict[str, float] = field(default_factory=dict)
+    sse: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        def result(r: Result | None) -> dict[str, Any] | None:
+            if r is None:
+                return None
+            return {
+                "rate": round(r.rate, 2),
+                "n": len(r.latencies),
+                "p50_ms": round(r.percentile(50), 2),
+                "p90_ms": round(r.percentile(90), 2),
+                "p99_ms": round(r.percentile(99), 2),
+                "max_ms": round(r.percentile(100), 2),
+                "errors": dict(r.errors.most_common(5)),
+            }
+
+        ratio = _ratio(self.api, self.raw)
+        return {
+            "shop": self.shop,
+            "machine": machine(),
+            "placement": {"api": result(self.api), "raw": result(self.raw), "ratio": ratio},
+            "lone": self.lone,
+            "pipeline": self.pipeline,
+            "idle_cpu_ms_per_s": _rounded(self.idle_ms_per_s),
+            "cpu_ms_per_order": _rounded(self.cpu_per_order_ms),
+            "cpu_ms_per_order_total": round(sum(self.cpu_per_order_ms.values()), 2),
+            "sse": self.sse,
+        }
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in values.items()}
+
+
+def _ratio(api: Result | None, raw: Result | None) -> dict[str, float] | None:
+    if not (api and raw and api.latencies and raw.latencies and raw.rate):
+        return None
+    return {
+        "rate": round(api.rate / raw.rate, 3),
+        "p50": round(api.percentile(50) / raw.percentile(50), 2),
+        "p99": round(api.percentile(99) / raw.percentile(99), 2),
+    }
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+# --------------------------------------------------------------------------- phases
+
+
+async def idle_phase(tree: ProcessTree | None, seconds: float) -> dict[str, float]:
+    """CPU ms per second each part spends doing nothing useful."""
+    if tree is None or seconds <= 0:
+        await asyncio.sleep(seconds)
+        return {}
+    before, began = tree.snapshot(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    after, elapsed = tree.snapshot(), time.perf_counter() - began
+    return {part: used * 1000 / elapsed for part, used in spent(before, after).items()}
+
+
+async def lone_phase(
+    client: httpx.AsyncClient,
+    customer: ApiCustomer,
+    body: dict[str, Any],
+    pool: Any,
+    redis_url: str,
+    count: int,
+) -> dict[str, Any]:
+    """Orders one at a time: place → paid, place → delivery created (ms)."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(redis_url)
+    woken: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+    pubsub = redis.pubsub()
+    await pubsub.psubscribe("order:*")
+
+    async def listen() -> None:
+        async for message in pubsub.listen():
+            if message["type"] == "pmessage":
+                channel = message["channel"]
+                channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+                woken[channel.removeprefix("order:")].set()
+
+    reader = asyncio.create_task(listen())
+    paid: list[float] = []
+    delivered: list[float] = []
+    failures: list[str] = []
+    try:
+        for _ in range(count):
+            began = time.perf_counter()
+            order_id, error = await place_one(client, customer, body)
+            if order_id is None:
+                failures.append(error or "?")
+                continue
+            paid_at = delivery_at = None
+            deadline = began + 30
+            while (paid_at is None or delivery_at is None) and time.perf_counter() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken[order_id].wait(), 0.5)
+                seen = time.perf_counter()
+                woken[order_id].clear()
+                row = await pool.fetchrow(VIEW_STATE, uuid.UUID(order_id))
+                if row is None:
+                    continue
+                if paid_at is None and row["status"] in PAID:
+                    paid_at = seen
+                if delivery_at is None and row["delivery"]:
+                    delivery_at = seen
+                if row["status"] in FAILED:
+                    failures.append(row["status"])
+                    break
+            woken.pop(order_id, None)
+            if paid_at is not None:
+                paid.append((paid_at - began) * 1000)
+            if delivery_at is not None:
+                delivered.append((delivery_at - began) * 1000)
+            await asyncio.sleep(0.05)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        await pubsub.aclose()
+        await redis.aclose()
+    return {
+        "n": count,
+        "paid_n": len(paid),
+        "place_to_paid_p50_ms": round(percentile(paid, 50), 1),
+        "place_to_paid_p99_ms": round(percentile(paid, 99), 1),
+        "place_to_delivery_p50_ms": round(percentile(delivered, 50), 1),
+        "place_to_delivery_p99_ms": round(percentile(delivered, 99), 1),
+        "failures": failures[:5],
+    }
+
+
+async def load_phase(
+    client: httpx.AsyncClient,
+    customer: ApiCustomer,
+    body: dict[str, Any],
+    pool: Any,
+    tree: ProcessTree | None,
+    options: Options,
+) -> tuple[Result, dict[str, Any], dict[str, float]]:
+    """Placement under load, then until every placed order is paid with its delivery."""
+    placed: list[str] = []
+    before: Snapshot | None = tree.snapshot() if tree else None
+    client_cpu = process_cpu_seconds()
+    began = time.perf_counter()
+    api = await bench_api(
+        client, customer, body, options.concurrency, options.warmup, options.duration, placed
+    )
+    placing_ended = time.perf_counter()
+    ids = [uuid.UUID(i) for i in placed]
+    paid = failed = 0
+    deadline = placing_ended + options.drain_timeout
+    while time.perf_counter() < deadline:
+        row = await pool.fetchrow(DONE_COUNT, ids, list(PAID), list(FAILED))
+        paid, failed = int(row["paid"]), int(row["failed"])
+        if paid + failed >= len(ids):
+            break
+        await asyncio.sleep(0.1)
+    done = time.perf_counter()
+    gross: dict[str, float] = {}
+    if tree and before:
+        gross = {part: used * 1000 for part, used in spent(before, tree.snapshot()).items()}
+    client_ms = (process_cpu_seconds() - client_cpu) * 1000
+    pipeline = {
+        "orders": len(ids),
+        "paid_with_delivery": paid,
+        "failed": failed,
+        "unfinished": len(ids) - paid - failed,
+        "seconds": round(done - began, 2),
+        "orders_per_s_through_payment": round(paid / (done - began), 2) if ids else 0.0,
+        "drain_after_placement_s": round(done - placing_ended, 2),
+        "bench_client_cpu_ms_per_order": round(client_ms / max(1, len(ids)), 2),
+    }
+    return api, pipeline, gross
+
+
+async def run(shop: Shop, options: Options) -> Report:
+    import asyncpg
+
+    from app.platform.db import asyncpg_dsn
+
+    report = Report()
+    tree = ProcessTree(shop.up_pid) if shop.up_pid else None
+    report.shop = {
+        "url": shop.url,
+        "started_by_bench": shop.started_here,
+        "processes_measured": tree is not None,
+    }
+    if not shop.database_url:
+        raise click.ClickException("no database: give --database-url (or set DATABASE_URL)")
+    dsn = asyncpg_dsn(shop.database_url)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with open_client(shop.url, options.concurrency) as client:
+            customer, body = await bench_customer(client)
+            for _ in range(5):  # warm the shop's pools and caches
+                await place_one(client, customer, body)
+            await asyncio.sleep(1.0)
+            click.echo("idle …", err=True)
+            report.idle_ms_per_s = await idle_phase(tree, options.idle)
+            if options.lone and shop.redis_url:
+                click.echo(f"lone orders x{options.lone} …", err=True)
+                report.lone = await lone_phase(
+                    client, customer, body, pool, shop.redis_url, options.lone
+                )
+            await asyncio.sleep(2.0)  # let the lone orders' tails settle
+            click.echo(f"load: {options.concurrency} clients, {options.duration:g} s …", err=True)
+            report.api, report.pipeline, report.cpu_gross_ms = await load_phase(
+                client, customer, body, pool, tree, options
+            )
+            orders = max(1, report.pipeline["orders"])
+            seconds = report.pipeline["seconds"]
+            report.cpu_per_order_ms = {
+                part: max(0.0, used - report.idle_ms_per_s.get(part, 0.0) * seconds) / orders
+                for part, used in report.cpu_gross_ms.items()
+            }
+            report.pipeline["cpu_ms_per_order_gross"] = round(
+                sum(report.cpu_gross_ms.values()) / orders, 2
+            )
+            if options.sse_viewers:
+                from app.bench_sse import sse_phase
+
+                click.echo(f"sse: {options.sse_viewers} viewers …", err=True)
+                report.sse = await sse_phase(client, customer, body, pool, tree, options)
+    finally:
+        await pool.close()
+    click.echo(f"raw: {options.concurrency} clients, {options.duration:g} s …", err=True)
+    report.raw = await bench_raw(
+        dsn, raw_lines(body), options.concurrency, options.warmup, options.duration
+    )
+    return report
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def table(report: Report, options: Options) -> str:
+    data = report.as_json()
+    lines = [
+        f"machine: {data['machine']['cpus']} CPUs, {data['machine']['cpu_model']}, "
+        f"load {data['machine']['load_avg_1m']} (1 min) before the raw run",
+        "",
+        f"placement, {options.concurrency} concurrent clients, workers running",
+    ]
+    for label, unit, result in (
+        ("  POST /api/orders", "orders/s", report.api),
+        ("  raw asyncpg tx  ", "tx/s", report.raw),
+    ):
+        if result is not None:
+            lines.append(
+                f"{label} {result.rate:8.1f} {unit:<9} p50 {result.percentile(50):7.1f} ms  "
+                f"p99 {result.percentile(99):7.1f} ms  errors {sum(result.errors.values())}"
+            )
+            lines.extend(f"      {n} x {why}" for why, n in result.errors.most_common(3))
+    if ratio := data["placement"]["ratio"]:
+        lines.append(
+            f"  api/raw           rate {ratio['rate']:.3f}   p50 {ratio['p50']:.1f}x   "
+            f"p99 {ratio['p99']:.1f}x   (target: rate >= 0.35, p99 <= 5x)"
+        )
+    if lone := report.lone:
+        lines += [
+            "",
+            f"lone orders (n={lone['n']}, paid {lone['paid_n']})",
+            f"  place -> paid       p50 {lone['place_to_paid_p50_ms']:7.1f} ms   "
+            f"p99 {lone['place_to_paid_p99_ms']:7.1f} ms   (target: 80 / 200)",
+            f"  place -> delivery   p50 {lone['place_to_delivery_p50_ms']:7.1f} ms   "
+            f"p99 {lone['place_to_delivery_p99_ms']:7.1f} ms",
+        ]
+    if pipe := report.pipeline:
+        lines += [
+            "",
+            f"through payment: {pipe['orders']} orders placed, {pipe['paid_with_delivery']} paid "
+            f"with delivery, {pipe['failed']} failed, {pipe['unfinished']} unfinished",
+            f"  {pipe['orders_per_s_through_payment']:.1f} orders/s over {pipe['seconds']} s; "
+            f"backlog drained {pipe['drain_after_placement_s']} s after placing stopped "
+            "(target: >= 100/s)",
+        ]
+    if report.cpu_per_order_ms:
+        lines += [
+            "",
+            "CPU per order (ms), every process, idle cost taken out",
+            f"  {'part':<16}{'per order':>10}{'idle ms/s':>11}",
+        ]
+        for part, ms in sorted(report.cpu_per_order_ms.items(), key=lambda kv: -kv[1]):
+            idle = report.idle_ms_per_s.get(part, 0.0)
+            lines.append(f"  {part:<16}{ms:>10.2f}{idle:>11.1f}")
+        lines.append(
+            f"  {'total':<16}{data['cpu_ms_per_order_total']:>10.2f}"
+            f"{sum(report.idle_ms_per_s.values()):>11.1f}   (target: <= 30; gross "
+            f"{pipe.get('cpu_ms_per_order_gross', 0):.1f}; bench client "
+            f"{pipe.get('bench_client_cpu_ms_per_order', 0):.1f})"
+        )
+    elif pipe:
+        lines.append("  CPU not measured: no `pizzeria up` process found (PIZZERIA_DATA_DIR)")
+    if sse := report.sse:
+        lines += ["", "live updates (SSE)"]
+        lines += [f"  {k}: {v}" for k, v in sse.items()]
+    return "\n".join(lines)
+
+
+def write_json(report: Report, path: str) -> None:
+    text = json.dumps(report.as_json(), indent=2)
+    if path == "-":
+        click.echo(text)
+    else:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(text + "\n")

@@ -30,7 +30,7 @@ from app.accounts import service as accounts
 from app.accounts.api import AuthApi
 from app.accounts.pages import AccountPages
 from app.audit.pages import AuditPages
-from app.breakers import PartnerBreakers
+from app.breakers import partner_breakers
 from app.coupon.api import CouponApi
 from app.coupon.pages import CouponPages
 from app.delivery.api import DeliveryApi
@@ -57,10 +57,12 @@ from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis
 from app.platform.sessions import session_config
 from app.platform.settings import Settings, get_settings, require_secrets
+from app.platform.uow import read_your_writes
 from app.refund.api import RefundApi
 from app.refund.pages import ReasonAdminPages, RefundPages, StaffRefundPages
 from app.status.api import OrderStatusApi
 from app.status.pages import OrderPages
+from app.status.service import project_in_transaction
 
 ROOT = Path(__file__).resolve().parent.parent
 #: HTTP requests by route template (``group_path``: an order id never becomes a label)
@@ -108,6 +110,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.settings = settings
         app.state.engine = create_engine(settings)
         app.state.session_factory = create_session_factory(app.state.engine)
+        # read-your-writes: every use case's events are projected as it completes
+        read_your_writes(app.state.session_factory, project_in_transaction, app.state.redis.publish)
         app.state.broadcaster = Broadcaster(app.state.redis)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()
@@ -198,7 +202,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             {
                 "redis": redis,
                 "settings": settings,
-                "breakers": PartnerBreakers(redis, settings),
+                "breakers": partner_breakers(redis, settings),
                 "limiter": RateLimiter(redis),
                 "account_standing": accounts.standing,
             }
@@ -230,12 +234,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HTTPException: web.http_error_handler,
             DBAPIError: web.unavailable_dependency_handler,
             SQLAlchemyTimeout: web.unavailable_dependency_handler,
+            # PostgreSQL restarting ("the database system is starting up"), shutting down,
+            # or out of connections: asyncpg raises these unwrapped from a pool connect
+            **{error: web.unavailable_dependency_handler for error in web.POSTGRES_AWAY},
             RedisConnectionError: web.unavailable_dependency_handler,
             RedisTimeoutError: web.unavailable_dependency_handler,
             ConnectionError: web.unavailable_dependency_handler,  # refused, reset, aborted
             Exception: web.internal_error_handler,
         },
-        before_send=[security_headers_hook(settings)],
+        before_send=[security_headers_hook(settings), lifecycle.close_connections_while_draining],
         before_request=bodies.check_json_body,
         request_max_body_size=bodies.MAX_BODY,
         guards=[access_guard],

@@ -27,6 +27,8 @@ from app.payment.provider import HttpPaymentProvider  # noqa: E402
 from app.platform.db import create_engine, create_session_factory  # noqa: E402
 from app.platform.redis import create_redis  # noqa: E402
 from app.platform.settings import get_settings  # noqa: E402
+from app.platform.uow import read_your_writes  # noqa: E402
+from app.status.service import project_in_transaction  # noqa: E402
 from tests.support.processes import Shop, start_sandbox, start_shop  # noqa: E402
 
 
@@ -54,7 +56,10 @@ async def engine(migrated_db: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(scope="session")
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return create_session_factory(engine)
+    factory = create_session_factory(engine)
+    # as in the web: a use case's events are projected the moment it completes
+    read_your_writes(factory, project_in_transaction, create_redis(get_settings()).publish)
+    return factory
 
 
 @pytest.fixture

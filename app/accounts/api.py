@@ -10,9 +10,9 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import limits
 from app.accounts import service
 from app.accounts.schemas import PasswordChange, SignupRequest, TokenForm, TokenView, UserView
+from app.platform import limits
 from app.platform.access import access
 from app.platform.bodies import SMALL_BODY
 from app.platform.errors import NotAuthenticated

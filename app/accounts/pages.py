@@ -12,10 +12,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import limits
 from app.accounts import service
 from app.accounts.models import User
-from app.platform import csrf, i18n
+from app.platform import csrf, i18n, limits
 from app.platform.access import SIGNED_IN_AT, access
 from app.platform.bodies import SMALL_BODY
 from app.platform.errors import Conflict, InvalidInput

@@ -18,6 +18,7 @@ from app.platform.errors import Conflict, FieldError, InvalidInput
 from app.platform.i18n import N_
 from app.platform.security import hash_password, verify_password
 from app.platform.text import storable
+from app.platform.uow import complete
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
@@ -114,7 +115,7 @@ async def sign_up(
     )
     if user_id is None:
         raise Conflict(N_("an account with this email already exists"))
-    await session.commit()
+    await complete(session)
     user = await session.get(User, user_id)
     assert user is not None
     return user
@@ -153,7 +154,7 @@ async def change_password(
         raise InvalidInput.single("newPassword", problem)
     user.password_hash = hash_password(new)
     user.password_changed_at = user.sessions_valid_after = utcnow()
-    await session.commit()
+    await complete(session)
 
 
 async def sign_out_everywhere(session: AsyncSession, user_id: uuid.UUID) -> None:
@@ -161,7 +162,7 @@ async def sign_out_everywhere(session: AsyncSession, user_id: uuid.UUID) -> None
     await session.execute(
         update(User).where(User.id == user_id).values(sessions_valid_after=utcnow())
     )
-    await session.commit()
+    await complete(session)
 
 
 async def standing(session: AsyncSession, user_id: uuid.UUID) -> AccountStanding | None:
@@ -180,7 +181,7 @@ async def choose_language(session: AsyncSession, user_id: uuid.UUID, locale: str
     user = await session.get(User, user_id)
     if user is not None:
         user.locale = locale
-        await session.commit()
+        await complete(session)
 
 
 async def display_name(session: AsyncSession, user_id: uuid.UUID) -> str | None:

@@ -12,14 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.delivery import service
-from app.delivery.models import Delivery, DeliveryStatus
+from app.delivery.models import DeliveryStatus
 from app.delivery.schemas import DeliveryView, MoveRequest
 from app.platform.access import access
 from app.platform.errors import InvalidInput, NotFound
 from app.platform.i18n import N_
 from app.platform.security import Principal
 from app.refund import service as refunds
-from app.status.live import project_committed
 
 
 class DeliveryApi(Controller):
@@ -66,7 +65,7 @@ class DeliveryApi(Controller):
         if expected is not None and expected not in DeliveryStatus.__members__:
             raise InvalidInput.single("from", N_("Unknown status %(status)r.", status=expected))
         audit.record(db, staff_caller, "delivery.advance", f"delivery:{delivery_id}")
-        return await _committed(db, state, await service.advance(db, delivery_id, expected))
+        return DeliveryView.of(await service.advance(db, delivery_id, expected))
 
     @post("/{delivery_id:uuid}/undo", status_code=200)
     async def undo(
@@ -78,7 +77,7 @@ class DeliveryApi(Controller):
     ) -> DeliveryView:
         """Take back the last kitchen move within 30 s; 409 saying why otherwise."""
         audit.record(db, staff_caller, "delivery.undo", f"delivery:{delivery_id}")
-        return await _committed(db, state, await service.undo_last_move(db, delivery_id))
+        return DeliveryView.of(await service.undo_last_move(db, delivery_id))
 
     @post("/{delivery_id:uuid}/return/complete", status_code=200)
     async def complete_return(
@@ -90,7 +89,7 @@ class DeliveryApi(Controller):
     ) -> DeliveryView:
         """The returned pizzas are back: the money goes back to the customer."""
         audit.record(db, staff_caller, "return.complete", f"delivery:{delivery_id}")
-        return await _committed(db, state, await service.complete_return(db, delivery_id))
+        return DeliveryView.of(await service.confirm_return(db, delivery_id))
 
     @post("/{delivery_id:uuid}/return/cancel", status_code=200)
     async def cancel_return(
@@ -102,16 +101,9 @@ class DeliveryApi(Controller):
     ) -> DeliveryView:
         """Cancel the return trip: the refund is cancelled too (FR11)."""
         audit.record(db, staff_caller, "return.cancel", f"delivery:{delivery_id}")
-        await refunds.cancel_for_delivery(db, delivery_id, "staff")
-        await project_committed(db, state)
+        await refunds.cancel_return(db, delivery_id, "staff")
         delivery = await service.get(db, delivery_id)
-        assert delivery is not None
+        if delivery is None:  # it was there a moment ago, and deliveries are never deleted
+            raise NotFound(N_("delivery not found"))
         await db.refresh(delivery)
         return DeliveryView.of(delivery)
-
-
-async def _committed(db: AsyncSession, state: State, delivery: Delivery) -> DeliveryView:
-    """A staff move ends the same way: commit, then project for read-your-writes."""
-    await db.commit()
-    await project_committed(db, state)
-    return DeliveryView.of(delivery)

@@ -15,7 +15,6 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.breakers import PartnerBreakers
 from app.delivery import service
 from app.delivery.models import FORWARD, UNDO, UNDO_SECONDS, DeliveryStatus
 from app.operations import watchdog
@@ -24,6 +23,7 @@ from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.i18n import N_, Verbatim
+from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
@@ -31,7 +31,7 @@ from app.platform.web import fragment, is_htmx, page, redirect
 from app.refund import service as refunds
 from app.status import eta
 from app.status import service as status
-from app.status.live import channel_updates, project_committed, sse
+from app.status.live import channel_updates, sse
 from app.status.models import BoardCard
 from app.status.projector import BOARD_CHANNEL
 
@@ -226,14 +226,12 @@ class BoardPages(Controller):
                     "note", N_("Tell the customer why (at most 500 characters).")
                 )
             audit.record(db, staff, "return.cancel", f"delivery:{delivery_id}", reason=note)
-            await refunds.cancel_for_delivery(db, delivery_id, "staff", note=note)
+            await refunds.cancel_return(db, delivery_id, "staff", note=note)
         elif outcome == "complete":
             audit.record(db, staff, "return.complete", f"delivery:{delivery_id}")
-            await service.complete_return(db, delivery_id)
-            await db.commit()
+            await service.confirm_return(db, delivery_id)
         else:
             raise NotFound(N_("no such return action"))
-        await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")
@@ -250,8 +248,6 @@ class BoardPages(Controller):
         """The card's "Undo" for 30 s after a kitchen move."""
         audit.record(db, staff, "delivery.undo", f"delivery:{delivery_id}")
         await service.undo_last_move(db, delivery_id)
-        await db.commit()
-        await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")
@@ -268,6 +264,7 @@ class BoardPages(Controller):
         """A card's move button; the form says which stage the card showed, so a double
         click moves one stage and the second click is told the card already moved."""
         expected = str((await request.form()).get("from") or "") or None
+        audit.record(db, staff, "delivery.advance", f"delivery:{delivery_id}")
         try:
             await service.advance(db, delivery_id, expected)
         except Conflict as exc:
@@ -281,9 +278,6 @@ class BoardPages(Controller):
                 notice=notice,
                 **await board_context(db, state),
             )
-        audit.record(db, staff, "delivery.advance", f"delivery:{delivery_id}")
-        await db.commit()
-        await project_committed(db, state)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")

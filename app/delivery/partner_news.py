@@ -44,7 +44,7 @@ async def apply(
         await service.complete_return(db, delivery.id)
         await service.settle_return_pickup(db, delivery.id, pickup.trip, ReturnPickupState.finished)
     elif kind == service.PARTNER_CANCELLED:  # FR11: the partner cancelled the trip
-        await refunds.cancel_for_delivery(db, delivery.id, "partner", commit=False)
+        await refunds.cancel_for_delivery(db, delivery.id, "partner")
         await service.settle_return_pickup(db, delivery.id, pickup.trip, ReturnPickupState.finished)
 
 

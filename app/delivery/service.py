@@ -43,10 +43,11 @@ from app.delivery.models import (
 )
 from app.ordering.events import OrderPaid
 from app.platform.db import utcnow
-from app.platform.errors import Conflict, InvalidInput, NotFound
+from app.platform.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
 from app.platform.outbox import record_event
+from app.platform.uow import complete
 from app.words import status_label
 
 #: The partner webhook types we understand.
@@ -145,6 +146,7 @@ async def advance(
             N_("A %(status)s delivery has no next stage.", status=status_label(delivery.status))
         )
     await _move(session, delivery, target)
+    await complete(session)
     return delivery
 
 
@@ -163,6 +165,7 @@ async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Deliv
         )
     delivery.undo_move()
     await _emit(session, delivery, DeliveryMoveUndone)
+    await complete(session)
     return delivery
 
 
@@ -270,9 +273,13 @@ async def apply_partner_event(
     delivery = await session.scalar(
         select(Delivery).where(Delivery.partner_ref == partner_ref).with_for_update()
     )
-    if delivery is not None and reference is not None:
+    if delivery is None:
+        # Not booked yet on our side: the partner can answer (and send news) before the
+        # job that asked it has recorded the pickup id. 503: the partner sends it again.
+        raise Unavailable(N_("This pickup is not known yet; please send it again."), 1)
+    if reference is not None:
         ensure_reference(reference, partner_reference(delivery.id))
-    if delivery is None or delivery.status == DeliveryStatus.cancelled:
+    if delivery.status == DeliveryStatus.cancelled:
         return
     status = DeliveryStatus(delivery.status)
     if eta is not None and kind in (RIDER_ASSIGNED, PICKED_UP):
@@ -335,6 +342,14 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
         )
     delivery.move_to(DeliveryStatus.returned)
     await _emit(session, delivery, DeliveryReturned)
+    return delivery
+
+
+async def confirm_return(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
+    """Staff say the returned pizzas are back (the partner's webhook says it within its
+    own transaction, through ``complete_return``)."""
+    delivery = await complete_return(session, delivery_id)
+    await complete(session)
     return delivery
 
 

@@ -20,6 +20,7 @@ from app.platform.errors import InvalidInput, NotAuthenticated
 from app.platform.i18n import N_
 from app.platform.outbox import claim
 from app.platform.signing import verify
+from app.platform.uow import complete
 
 SIGNATURE_HEADER = "x-courier-signature"
 HANDLER = "delivery.courier_webhook"
@@ -43,18 +44,18 @@ async def courier_webhook(
     if not any([verify(secret, body, signature) for secret in secrets]):
         raise NotAuthenticated(N_("bad webhook signature"))
     event, at = parse_courier_event(body)
-    async with db.begin():
-        if await claim(db, HANDLER, uuid.uuid5(_NAMESPACE, event.event_id)):
-            rider = event.rider.name if event.rider else None
-            await partner_news.apply(
-                db,
-                event.pickup_id,
-                event.type,
-                rider,
-                at,
-                reference=event.reference,
-                eta=_when(event.estimated_delivery_at),
-            )
+    if await claim(db, HANDLER, uuid.uuid5(_NAMESPACE, event.event_id)):
+        rider = event.rider.name if event.rider else None
+        await partner_news.apply(
+            db,
+            event.pickup_id,
+            event.type,
+            rider,
+            at,
+            reference=event.reference,
+            eta=_when(event.estimated_delivery_at),
+        )
+    await complete(db)  # the news and its inbox row, or neither
     # Nobody waits on this answer: the status worker projects the change.
     return {"status": "ok"}
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.menu.models import Pizza
 from app.platform.i18n import N_
+from app.platform.uow import complete
 
 
 @dataclass(frozen=True)
@@ -114,4 +115,4 @@ async def load_demo_menu(session: AsyncSession, currency: str = "KRW") -> None:
                 set_={"name": name, "description": description, "price": price},
             )
         )
-    await session.commit()
+    await complete(session)

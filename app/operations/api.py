@@ -10,10 +10,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.audit import service as audit
-from app.breakers import PartnerBreakers
 from app.operations import service
 from app.platform.access import access
+from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
 
@@ -39,10 +38,7 @@ class OperationsApi(Controller):
         db: NamedDependency[AsyncSession],
     ) -> dict[str, Any]:
         """``{latencyMs, errorRate, down}``, any subset."""
-        knobs = await service.set_knobs(settings, partner, data)
-        audit.record(db, staff_caller, "partner.knobs", f"partner:{partner}", **knobs)
-        await db.commit()
-        return knobs
+        return await service.change_knobs(db, settings, staff_caller, partner, data)
 
     @get("/breakers")
     async def breakers(

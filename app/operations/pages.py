@@ -12,11 +12,11 @@ from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.breakers import PartnerBreakers
 from app.operations import service, watchdog
 from app.platform import deadletters
 from app.platform.access import access
 from app.platform.errors import InvalidInput
+from app.platform.partners import PartnerBreakers
 from app.platform.redis import create_job_pool
 from app.platform.security import Principal
 from app.platform.settings import Settings
@@ -69,15 +69,13 @@ class PartnerPages(Controller):
             "down": data.get("down", "0"),
         }
         try:
-            knobs = await service.set_knobs(settings, partner, form)
+            await service.change_knobs(db, settings, staff, partner, form)
         except InvalidInput as exc:
             context = await _context(settings, state)
             errors = {f"{partner}.{e.field}": e.message for e in exc.errors}
             return page(
                 request, "operations/partners.html", status_code=422, errors=errors, **context
             )
-        audit.record(db, staff, "partner.knobs", f"partner:{partner}", **knobs)
-        await db.commit()
         return redirect(request, "/staff/partners")
 
 

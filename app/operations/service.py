@@ -9,10 +9,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.platform.errors import FieldError, InvalidInput, Unavailable
 from app.platform.i18n import N_
+from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.uow import complete
 
 Partner = Literal["payment", "courier"]
 PARTNERS: tuple[Partner, ...] = ("payment", "courier")
@@ -75,3 +79,13 @@ async def set_knobs(settings: Settings, partner: str, raw: dict[str, Any]) -> di
     knobs = parse_knobs(raw)
     result: dict[str, Any] = await _sandbox(settings, partner, "PUT", knobs)
     return result
+
+
+async def change_knobs(
+    session: AsyncSession, settings: Settings, who: Principal, partner: str, knobs: Any
+) -> dict[str, Any]:
+    """Staff turn a simulated partner's knobs; the audit trail says who and to what."""
+    applied = await set_knobs(settings, partner, knobs)
+    audit.record(session, who, "partner.knobs", f"partner:{partner}", **applied)
+    await complete(session)
+    return applied

@@ -11,16 +11,15 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import limits
 from app.ordering import service
 from app.ordering.schemas import PlaceOrderRequest
+from app.platform import limits
 from app.platform.access import access
 from app.platform.errors import InvalidInput
 from app.platform.i18n import N_
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.status import service as status
-from app.status.live import project_committed
 from app.status.schemas import OrderDocument
 
 IdempotencyKey = Annotated[
@@ -79,6 +78,5 @@ class OrderingApi(Controller):
     ) -> OrderDocument:
         """Cancel while the kitchen has not started; 409 saying why otherwise."""
         await service.cancel_order(db, order_id, caller.user_id)
-        await project_committed(db, state)
         view = await status.order_view(db, order_id, caller.user_id)
         return await status.order_document(db, view, state.settings.shop.stage_minutes)

@@ -11,17 +11,17 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import limits
-from app.breakers import refusal_message
 from app.ordering import service
 from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
+from app.platform import limits
 from app.platform.access import access
 from app.platform.errors import InvalidInput, Unavailable
+from app.platform.partners import refusal_message
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
-from app.platform.web import is_htmx, page, redirect
+from app.platform.web import database_errors_as_unavailable, is_htmx, page, redirect
 
 CHECKOUT_FORM = "checkout_form"
 RETRYING = "retrying_order"
@@ -148,10 +148,11 @@ class CheckoutPages(Controller):
             note=form["note"],
         )
         try:
-            await limits.place_order(request, str(customer.user_id))
-            placed = await service.place_order(
-                db, settings, command, gate=state.breakers, vault=state.payment_provider
-            )
+            async with database_errors_as_unavailable():  # the form stays, basket and all
+                await limits.place_order(request, str(customer.user_id))
+                placed = await service.place_order(
+                    db, settings, command, gate=state.breakers, vault=state.payment_provider
+                )
         except (InvalidInput, Unavailable, TooManyRequests) as exc:
             headers = {}
             if isinstance(exc, Unavailable):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,7 +46,7 @@ from app.platform.i18n import N_
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
-from app.status import projector
+from app.platform.uow import complete
 from app.words import status_label
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ async def _place(
     await payment.open_payment(
         session, order_id=order_id, amount=total, currency=currency, card=card
     )
-    event = await record_event(
+    await record_event(
         session,
         OrderPlaced(
             order_id=order_id,
@@ -284,9 +284,7 @@ async def _place(
         aggregate_id=order_id,
         correlation_id=order_id,
     )
-    # Read-your-writes: the order page can be shown the moment we redirect to it.
-    await projector.apply(session, event)
-    await session.commit()
+    await complete(session)  # projected at once: the order page can show it next
     logs.bind(correlation_id=str(order_id))  # the rest of this request logs the order too
     log.info("order placed: %s", order_id)
     return PlacedOrder(order_id, replayed=False)
@@ -379,7 +377,7 @@ async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: 
     await coupon.release_for_order(session, order.id)
     order.move_to(OrderStatus.cancelled)
     await _emit(session, order, OrderCancelled, None)
-    await session.commit()
+    await complete(session)
 
 
 @dataclass(frozen=True)
@@ -411,20 +409,18 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
     await _emit(session, order, OrderRefunded, event)
 
 
-async def count_stuck_orders(session: AsyncSession, older_than_minutes: float) -> int:
-    """Orders still waiting for their payment's outcome after ``older_than_minutes``: the
-    charge job is not getting through (a metric and an alert; cheap enough to run at
-    every scrape)."""
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Order)
-        .where(
-            Order.status == OrderStatus.placed.value,
-            Order.created_at
-            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_minutes * 60),
-        )
+async def placed_before(
+    session: AsyncSession, cutoff: datetime, limit: int = 200
+) -> list[tuple[uuid.UUID, datetime]]:
+    """Orders still waiting for their payment's outcome that were placed before
+    ``cutoff``, oldest first: the charge is not getting through (the watchdog)."""
+    rows = await session.execute(
+        select(Order.id, Order.created_at)
+        .where(Order.status == OrderStatus.placed, Order.created_at < cutoff)
+        .order_by(Order.created_at)
+        .limit(limit)
     )
-    return int(count or 0)
+    return [(order_id, created) for order_id, created in rows]
 
 
 async def order_for_key(

@@ -21,6 +21,7 @@ from app.platform.errors import Conflict, NotFound
 from app.platform.i18n import N_
 from app.platform.outbox import DeadLetter, OutboxRow, PipelineAction
 from app.platform.relay import Subscriber, enqueue
+from app.platform.uow import complete
 
 NIL = uuid.UUID(int=0)
 
@@ -129,7 +130,7 @@ async def retry(session: AsyncSession, jobs: ArqRedis, letter_id: int, who: str)
             detail=f"dead letter {letter_id} ({letter.event_type}) sent again by {who}",
         )
     )
-    await session.commit()
+    await complete(session)
     await session.refresh(letter)
     return letter
 

@@ -21,7 +21,6 @@ from app.platform.text import storable
 from app.refund import service
 from app.refund.schemas import ReasonView, RefundOut, RefundRequest
 from app.status import service as status
-from app.status.live import project_committed
 
 
 class RefundApi(Controller):
@@ -55,7 +54,6 @@ class RefundApi(Controller):
             service.FileRefund(caller.user_id, data.order_id, data.reason_code, data.reason),
             gate=state.breakers,
         )
-        await project_committed(db, state)
         return RefundOut.of_refund(refund)
 
     @get("/refunds")
@@ -102,7 +100,6 @@ class RefundApi(Controller):
     ) -> RefundOut:
         """The customer withdraws the refund: the return is cancelled, no money moves."""
         refund = await service.withdraw(db, refund_id, caller.user_id)
-        await project_committed(db, state)
         return RefundOut.of_refund(refund)
 
 

@@ -18,16 +18,16 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
-from app.breakers import refusal_message
 from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
 from app.platform.i18n import N_, plain_amount, translate
+from app.platform.partners import refusal_message
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import fragment, page, redirect
 from app.refund import service
 from app.status import service as status
-from app.status.live import channel_updates, project_committed, sse
+from app.status.live import channel_updates, sse
 from app.status.projector import order_channel
 from app.status.schemas import OrderDocument
 from app.words import status_label
@@ -88,7 +88,6 @@ class RefundPages(Controller):
             )
         except Conflict as exc:
             return await _form_page(request, db, order_id, exc.detail, form, {}, 409)
-        await project_committed(db, state)
         return redirect(request, f"/refunds/{refund.id}")
 
     @get("/refunds/{refund_id:uuid}")
@@ -139,7 +138,6 @@ class RefundPages(Controller):
             return page(
                 request, "refund/refund.html", status_code=409, refund=view, error=exc.detail
             )
-        await project_committed(db, state)
         return redirect(request, f"/refunds/{refund_id}")
 
 

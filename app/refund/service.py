@@ -29,6 +29,7 @@ from app.platform.i18n import N_
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
+from app.platform.uow import complete
 from app.refund.events import RefundCancelled, RefundChanged, RefundCompleted, RefundRequested
 from app.refund.models import MAX_REASON_LENGTH, Refund, RefundReason, RefundStatus
 from app.words import status_label
@@ -90,7 +91,7 @@ async def save_reason(
             },
         )
     )
-    await session.commit()
+    await complete(session)
     saved = await session.get(RefundReason, code, populate_existing=True)
     assert saved is not None
     return saved
@@ -233,7 +234,7 @@ async def file_refund(
     session.add(refund)
     await delivery.request_return(session, current)
     await _emit(session, refund, RefundRequested)
-    await session.commit()
+    await complete(session)
     return refund
 
 
@@ -264,21 +265,15 @@ async def withdraw(session: AsyncSession, refund_id: uuid.UUID, customer_id: uui
     if refund.customer_id != customer_id:
         raise NotFound(N_("refund not found"))
     await _cancel(session, refund, "customer")
-    await session.commit()
+    await complete(session)
     return refund
 
 
 async def cancel_for_delivery(
-    session: AsyncSession,
-    delivery_id: uuid.UUID,
-    by: str,
-    *,
-    commit: bool = True,
-    note: str | None = None,
+    session: AsyncSession, delivery_id: uuid.UUID, by: str, *, note: str | None = None
 ) -> Refund:
-    """Staff or the partner cancelled the return trip: the refund is cancelled (FR11).
-
-    ``commit=False`` when the caller owns the transaction (the partner webhook)."""
+    """Staff or the partner cancelled the return trip: the refund is cancelled (FR11), in
+    the caller's transaction (the partner webhook's, or ``cancel_return``'s)."""
     current = await delivery.get(session, delivery_id)
     if current is None:
         raise NotFound(N_("delivery not found"))
@@ -291,8 +286,15 @@ async def cancel_for_delivery(
         raise Conflict(N_("This delivery has no return in progress."))
     refund = await _locked(session, refund_id)
     await _cancel(session, refund, by, note)
-    if commit:
-        await session.commit()
+    return refund
+
+
+async def cancel_return(
+    session: AsyncSession, delivery_id: uuid.UUID, by: str, *, note: str | None = None
+) -> Refund:
+    """Staff cancel the return trip from the board or the API: the refund is cancelled."""
+    refund = await cancel_for_delivery(session, delivery_id, by, note=note)
+    await complete(session)
     return refund
 
 

@@ -20,14 +20,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform import metrics
 from app.platform.errors import NotFound
 from app.platform.i18n import N_
-from app.platform.outbox import take_recorded
 from app.platform.pubsub import RECONNECT, Broadcaster
 from app.status import service
 from app.status.models import OrderView
@@ -208,24 +206,3 @@ def sse(
             metrics.SSE_CONNECTIONS.dec()
 
     return ServerSentEvent(messages())
-
-
-async def project_committed(db: AsyncSession, state: State) -> None:
-    """Read-your-writes after a web request committed: project the events ``db`` recorded
-    and notify live pages now (the status worker would, a moment later).
-
-    Best effort: the change has committed, so the answer is success whatever happens
-    here. If Redis (or PostgreSQL) fails now, the status worker projects and publishes
-    the same events from the outbox once it can; answering 503 would invite a retry of
-    something that already happened.
-    """
-    events = take_recorded(db)
-    try:
-        await service.project_now(state.session_factory, state.redis, events)
-    except Exception as exc:
-        log.warning(
-            "read-your-writes projection of %s skipped (%s: %s); the status worker catches up",
-            ", ".join(e.type for e in events) or "nothing",
-            type(exc).__name__,
-            exc,
-        )

@@ -7,9 +7,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from redis.asyncio import Redis
 from sqlalchemy import ColumnElement, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import service as delivery
 from app.platform.db import utcnow
@@ -67,24 +66,19 @@ async def board_cards(session: AsyncSession) -> list[BoardCard]:
     return list(rows)
 
 
-async def project_now(
-    session_factory: async_sessionmaker[AsyncSession], redis: Redis, events: list[Event]
-) -> None:
-    """Read-your-writes: project events the web just committed and notify live pages.
+async def project_in_transaction(session: AsyncSession, event: Event) -> list[str]:
+    """Read-your-writes: fold an event the web is about to commit into the read models
+    in the same transaction (see ``app.platform.uow``); the channels to tell after.
 
-    The status worker gets the same events from the outbox; the projector's versions make
-    its second pass a no-op, and it covers us if this process dies right here.
+    The status worker gets the same event from the outbox; the projector's versions make
+    its second pass a no-op. An event whose order has no view yet is left to it.
     """
-    for event in events:
-        if event.type not in projector.HANDLED:
-            continue
-        try:
-            async with session_factory() as session, session.begin():
-                channels = await projector.apply(session, event)
-        except projector.ViewNotReady:
-            continue
-        for channel in channels:
-            await redis.publish(channel, event.type)
+    if event.type not in projector.HANDLED:
+        return []
+    try:
+        return await projector.apply(session, event)
+    except projector.ViewNotReady:
+        return []
 
 
 # -- refunds ----------------------------------------------------------------------------

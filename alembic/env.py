@@ -42,7 +42,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_engine(get_settings())
+    engine = create_engine(get_settings(), direct=True)  # a migration keeps its session
     async with engine.begin() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

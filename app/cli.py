@@ -7,9 +7,9 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 
 #: commands that start their own servers or need none
@@ -118,7 +119,10 @@ def _observe(part: str, metrics_port: int | None) -> None:
 @click.option("--metrics-port", type=int, default=None, help=METRICS_PORT_HELP)
 def worker(queue: str, metrics_port: int | None) -> None:
     """Run the arq worker for QUEUE (payment, ordering, delivery, coupon, refund, status);
-    it survives Redis restarts."""
+    it survives Redis restarts. SIGTERM: no new job, the running ones finish, exit 0."""
+    from app.platform.lifecycle import hold_stop_signals
+
+    hold_stop_signals()  # a SIGTERM while importing stops it cleanly, not with -15
     require_database()
     from workers import QUEUES, settings_for
     from workers.supervised import run
@@ -127,22 +131,31 @@ def worker(queue: str, metrics_port: int | None) -> None:
         raise click.BadParameter(f"choose one of {', '.join(QUEUES)}", param_hint="QUEUE")
     _require_secrets()
     _observe(f"worker-{queue}", metrics_port)
+    from app.platform.loop import use_fast_event_loop
+
+    use_fast_event_loop()
     run(settings_for(queue))
 
 
 @main.command()
 @click.option("--metrics-port", type=int, default=None, help=METRICS_PORT_HELP)
 def relay(metrics_port: int | None) -> None:
-    """Run the outbox relay (safe to run several)."""
+    """Run the outbox relay (safe to run several). SIGTERM stops it between two batches."""
+    from app.platform.lifecycle import hold_stop_signals
+
+    hold_stop_signals()  # a SIGTERM while importing or connecting stops it cleanly
     require_database()
     _require_secrets()
     _observe("relay", metrics_port)
+    from app.platform.loop import use_fast_event_loop
+
+    use_fast_event_loop()
     asyncio.run(_relay())
 
 
 async def _relay() -> None:
     """The relay and the reconciler side by side in one process, each safe to replicate."""
-    from app.platform import liveness
+    from app.platform import lifecycle, liveness
     from app.platform.db import asyncpg_dsn, create_engine, create_session_factory
     from app.platform.heartbeat import Heartbeat
     from app.platform.reconciler import run_reconciler
@@ -152,23 +165,29 @@ async def _relay() -> None:
     from app.subscriptions import SUBSCRIPTIONS
 
     settings = get_settings()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)  # the relay stops between two batches
+    if lifecycle.early_stop() is not None:  # signalled while importing
+        return
     engine = create_engine(settings, pool_size=2)
     session_factory = create_session_factory(engine)
     heartbeat = Heartbeat(session_factory, "relay", settings.pipeline.heartbeat_seconds)
     beating = asyncio.create_task(heartbeat.run())
     alive = liveness.start(settings.lifecycle.liveness_file)  # the pod's liveness probe
-    jobs = await create_job_pool(settings, retries=1_000_000)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)  # the relay stops between two batches
+    jobs = None
     try:
+        # waiting for Redis at start-up must not outlive a SIGTERM either
+        jobs = await _unless_stopped(create_job_pool(settings, retries=1_000_000), stop)
+        if jobs is None:
+            return
         await asyncio.gather(
             run_relay(
                 session_factory,
                 jobs,
                 SUBSCRIPTIONS,
-                asyncpg_dsn(settings.db.url),
+                asyncpg_dsn(settings.db.direct_url),  # LISTEN needs a session of its own
                 stop,
                 heartbeat=heartbeat,
             ),
@@ -186,8 +205,23 @@ async def _relay() -> None:
         beating.cancel()
         await liveness.stop(alive)
         await heartbeat.remove()
-        await jobs.aclose()
+        if jobs is not None:
+            await jobs.aclose()
         await engine.dispose()
+
+
+async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """``work``'s result, or None when ``stop`` is set first (``work`` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 @main.command()
@@ -239,7 +273,7 @@ async def _schema_revisions() -> set[str]:
     from app.platform.settings import get_settings
 
     try:
-        conn = await asyncpg.connect(asyncpg_dsn(get_settings().db.url), timeout=5)
+        conn = await asyncpg.connect(asyncpg_dsn(get_settings().db.direct_url), timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return set()
     try:  # alembic/env.py keeps the version table in the platform schema

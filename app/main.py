@@ -235,12 +235,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HTTPException: web.http_error_handler,
             DBAPIError: web.unavailable_dependency_handler,
             SQLAlchemyTimeout: web.unavailable_dependency_handler,
+            # PostgreSQL restarting ("the database system is starting up"), shutting down,
+            # or out of connections: asyncpg raises these unwrapped from a pool connect
+            **{error: web.unavailable_dependency_handler for error in web.POSTGRES_AWAY},
             RedisConnectionError: web.unavailable_dependency_handler,
             RedisTimeoutError: web.unavailable_dependency_handler,
             ConnectionError: web.unavailable_dependency_handler,  # refused, reset, aborted
             Exception: web.internal_error_handler,
         },
-        before_send=[security_headers_hook(settings)],
+        before_send=[security_headers_hook(settings), lifecycle.close_connections_while_draining],
         before_request=bodies.check_json_body,
         request_max_body_size=bodies.MAX_BODY,
         guards=[access_guard],

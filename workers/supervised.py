@@ -5,6 +5,11 @@ leaks a job slot when Redis fails while it claims a job. This one waits for Redi
 backoff at start, keeps polling through outages (reconnecting with backoff), never loses
 a slot, and writes its state to PostgreSQL for ``/health`` every few seconds.
 
+On SIGTERM it does what arq does with ``job_completion_wait``: takes no new job, lets the
+running ones finish (up to ``SHUTDOWN_JOB_SECONDS``), then exits 0. A SIGTERM that came
+while the process was still importing (``lifecycle.hold_stop_signals``) stops it before
+it takes any job.
+
 It also shortens arq's in-progress lease to the longest job timeout plus two seconds
 (arq adds ten): a job whose worker was killed is picked up again that soon.
 """
@@ -22,6 +27,7 @@ from arq.utils import poll, timestamp_ms
 from arq.worker import Worker, get_kwargs
 from redis.exceptions import RedisError, ResponseError, WatchError
 
+from app.platform import lifecycle
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
 from app.platform.settings import get_settings
 
@@ -42,12 +48,18 @@ class SupervisedWorker(Worker):
         self._beating: asyncio.Task[None] | None = None
         self._backoff = BACKOFF_START
         self.reconnects = 0
+        self._started_up = False
 
     async def main(self) -> None:
         """Start up (database, partner clients, heartbeat) before Redis is even there,
         then connect with backoff and poll for ever."""
+        early = lifecycle.early_stop()
+        if early is not None:  # signalled while importing: start nothing, take no job
+            log.warning("worker %s: %s before start-up, stopping", self.queue_name, early.name)
+            return
         if self.on_startup:
             await self.on_startup(self.ctx)
+        self._started_up = True
         settings = get_settings()
         self.heartbeat = Heartbeat(
             self.ctx["session_factory"],
@@ -149,7 +161,7 @@ class SupervisedWorker(Worker):
         if self.heartbeat:
             await self.heartbeat.remove()
         if self._pool is None:
-            if self.on_shutdown:
+            if self.on_shutdown and self._started_up:
                 await self.on_shutdown(self.ctx)
             return
         with contextlib.suppress(*OUTAGE):

@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 import httpx
 import msgspec
 
-from app.platform.partner_http import PartnerClient
+from app.platform.partner_http import PartnerClient, partner_client
 from app.platform.settings import Settings
 
 PICKUPS_PATH = "/courier/v1/pickups"
@@ -118,11 +118,7 @@ class HttpCourierGateway:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpCourierGateway:
-        client = httpx.AsyncClient(
-            base_url=settings.partners.courier_url,
-            timeout=httpx.Timeout(settings.partners.timeout_seconds),
-        )
-        return cls(client)
+        return cls(partner_client(settings.partners.courier_url, settings.partners.timeout_seconds))
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -43,7 +43,7 @@ from app.delivery.models import (
 )
 from app.ordering.events import OrderPaid
 from app.platform.db import utcnow
-from app.platform.errors import Conflict, InvalidInput, NotFound
+from app.platform.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
 from app.platform.outbox import record_event
@@ -273,9 +273,13 @@ async def apply_partner_event(
     delivery = await session.scalar(
         select(Delivery).where(Delivery.partner_ref == partner_ref).with_for_update()
     )
-    if delivery is not None and reference is not None:
+    if delivery is None:
+        # Not booked yet on our side: the partner can answer (and send news) before the
+        # job that asked it has recorded the pickup id. 503: the partner sends it again.
+        raise Unavailable(N_("This pickup is not known yet; please send it again."), 1)
+    if reference is not None:
         ensure_reference(reference, partner_reference(delivery.id))
-    if delivery is None or delivery.status == DeliveryStatus.cancelled:
+    if delivery.status == DeliveryStatus.cancelled:
         return
     status = DeliveryStatus(delivery.status)
     if eta is not None and kind in (RIDER_ASSIGNED, PICKED_UP):

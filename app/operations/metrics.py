@@ -14,7 +14,6 @@ from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.operations import watchdog
-from app.ordering import service as ordering
 from app.platform import deadletters, metrics
 from app.platform.access import access
 from app.platform.partners import PartnerBreakers
@@ -41,13 +40,8 @@ async def metrics_endpoint(request: Request[Any, Any, Any], state: State) -> Res
         return float(await deadletters.count_active(session))
 
     async def stuck_orders(session: AsyncSession) -> float:
-        """The watchdog's findings (paid without delivery, no partner news, refund
-        without return) and orders whose payment never settled."""
-        stalled = await watchdog.stalled(session, settings.pipeline)
-        unpaid = await ordering.count_stuck_orders(
-            session, settings.observability.stuck_order_minutes
-        )
-        return float(len(stalled.findings) + unpaid)
+        """What the watchdog finds stuck (the board and ``/health`` show the same)."""
+        return float(len((await watchdog.stalled(session, settings.pipeline)).findings))
 
     await metrics.refresh_shop_gauges(
         state.session_factory, state.redis, QUEUES, breaker_states, dead_letters, stuck_orders

@@ -1,14 +1,17 @@
 """The watchdog: work that stopped moving, read from the source tables (not the read
 models, which could be stuck themselves).
 
+- an order whose payment has not settled after ``WATCHDOG_PAYMENT_MINUTES`` (the charge
+  job is not getting through: no payment worker, a provider down for long);
 - a paid order with no delivery after ``WATCHDOG_PAID_MINUTES``;
 - a delivery waiting on the partner (rider requested or assigned, food ready or on its
   way) with no news for ``WATCHDOG_PARTNER_MINUTES``;
 - a refund whose return has not come back after ``WATCHDOG_RETURN_MINUTES``.
 
-Shown on the staff board and in ``/health``. Finding is all it does: the reconciler
-re-enqueues lost jobs, and the delivery context may ask the partner about the pickups it
-lists (``stalled(...).deliveries``).
+This is the shop's one definition of stuck work: shown on the staff board and in
+``/health``, and counted by the ``pizzeria_stuck_orders`` gauge (and its alert). Finding
+is all it does: the reconciler re-enqueues lost jobs, and the delivery context may ask the
+partner about the pickups it lists (``stalled(...).deliveries``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from app.platform.settings import PipelineSettings
 from app.refund import service as refund
 from app.words import status_label
 
+PAYMENT_NOT_SETTLED = "payment_not_settled"
 PAID_WITHOUT_DELIVERY = "paid_without_delivery"
 NO_PARTNER_NEWS = "no_partner_news"
 REFUND_WITHOUT_RETURN = "refund_without_return"
@@ -53,7 +57,7 @@ class Stalled:
         return [f for f in self.findings if f.kind == kind]
 
     def counts(self) -> dict[str, int]:
-        kinds = (PAID_WITHOUT_DELIVERY, NO_PARTNER_NEWS, REFUND_WITHOUT_RETURN)
+        kinds = (PAYMENT_NOT_SETTLED, PAID_WITHOUT_DELIVERY, NO_PARTNER_NEWS, REFUND_WITHOUT_RETURN)
         return {kind: len(self.of(kind)) for kind in kinds}
 
 
@@ -63,6 +67,14 @@ async def stalled(
     """Everything stuck right now, oldest first within each kind."""
     now = now or utcnow()
     findings: list[Finding] = []
+
+    placed = await ordering.placed_before(
+        session, now - timedelta(minutes=settings.stalled_payment_minutes)
+    )
+    findings += [
+        Finding(PAYMENT_NOT_SETTLED, order_id, since, order_id, N_("placed, payment not settled"))
+        for order_id, since in placed
+    ]
 
     paid = await ordering.paid_before(
         session, now - timedelta(minutes=settings.stalled_paid_minutes)

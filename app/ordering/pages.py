@@ -21,7 +21,7 @@ from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
-from app.platform.web import is_htmx, page, redirect
+from app.platform.web import database_errors_as_unavailable, is_htmx, page, redirect
 from app.status import service as status
 
 CHECKOUT_FORM = "checkout_form"
@@ -149,10 +149,11 @@ class CheckoutPages(Controller):
             note=form["note"],
         )
         try:
-            await limits.place_order(request, str(customer.user_id))
-            placed = await service.place_order(
-                db, settings, command, gate=state.breakers, vault=state.payment_provider
-            )
+            async with database_errors_as_unavailable():  # the form stays, basket and all
+                await limits.place_order(request, str(customer.user_id))
+                placed = await service.place_order(
+                    db, settings, command, gate=state.breakers, vault=state.payment_provider
+                )
         except (InvalidInput, Unavailable, TooManyRequests) as exc:
             headers = {}
             if isinstance(exc, Unavailable):

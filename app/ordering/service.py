@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -409,20 +409,18 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
     await _emit(session, order, OrderRefunded, event)
 
 
-async def count_stuck_orders(session: AsyncSession, older_than_minutes: float) -> int:
-    """Orders still waiting for their payment's outcome after ``older_than_minutes``: the
-    charge job is not getting through (a metric and an alert; cheap enough to run at
-    every scrape)."""
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Order)
-        .where(
-            Order.status == OrderStatus.placed.value,
-            Order.created_at
-            < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_minutes * 60),
-        )
+async def placed_before(
+    session: AsyncSession, cutoff: datetime, limit: int = 200
+) -> list[tuple[uuid.UUID, datetime]]:
+    """Orders still waiting for their payment's outcome that were placed before
+    ``cutoff``, oldest first: the charge is not getting through (the watchdog)."""
+    rows = await session.execute(
+        select(Order.id, Order.created_at)
+        .where(Order.status == OrderStatus.placed, Order.created_at < cutoff)
+        .order_by(Order.created_at)
+        .limit(limit)
     )
-    return int(count or 0)
+    return [(order_id, created) for order_id, created in rows]
 
 
 async def order_for_key(

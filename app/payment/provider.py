@@ -16,7 +16,7 @@ import httpx
 import msgspec
 
 from app.platform.i18n import N_
-from app.platform.partner_http import PartnerClient
+from app.platform.partner_http import PartnerClient, partner_client
 from app.platform.settings import Settings
 
 CHARGES_PATH = "/payments/v1/charges"
@@ -115,11 +115,7 @@ class HttpPaymentProvider:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpPaymentProvider:
-        client = httpx.AsyncClient(
-            base_url=settings.partners.payment_url,
-            timeout=httpx.Timeout(settings.partners.timeout_seconds),
-        )
-        return cls(client)
+        return cls(partner_client(settings.partners.payment_url, settings.partners.timeout_seconds))
 
     async def aclose(self) -> None:
         await self._client.aclose()

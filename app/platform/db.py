@@ -7,7 +7,9 @@ transaction ends, not a framework hook.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
@@ -37,13 +39,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def create_engine(settings: Settings, pool_size: int | None = None) -> AsyncEngine:
+def create_engine(
+    settings: Settings, pool_size: int | None = None, *, direct: bool = False
+) -> AsyncEngine:
     """An engine with a bounded pool. Every process has one, so the sizes must add up to
     less than PostgreSQL's ``max_connections`` (100 by default): web 10+10, relay 2+2,
-    each worker ``WORKER_DB_POOL``+same (4+4 by default)."""
+    each worker ``WORKER_DB_POOL``+same (4+4 by default). With many replicas, put
+    PgBouncer in front (``DATABASE_POOLING=transaction``): the pools then hold cheap
+    client connections. ``direct``: straight to PostgreSQL (migrations)."""
     size = pool_size or settings.db.pool_size
+    url = settings.db.direct_url if direct else settings.db.url
+    pooled = settings.db.pooling == "transaction" and not direct
     return create_async_engine(
-        settings.db.url,
+        url,
+        connect_args=transaction_pooling_args() if pooled else {},
         pool_size=size,
         max_overflow=size,
         # No pre-ping (a round trip per checkout, a quarter of a request's time): a
@@ -52,6 +61,22 @@ def create_engine(settings: Settings, pool_size: int | None = None) -> AsyncEngi
         pool_recycle=1800,
         echo=settings.db.echo,
     )
+
+
+def transaction_pooling_args() -> dict[str, Any]:
+    """What asyncpg needs behind PgBouncer in transaction pooling mode, in one place.
+
+    Each transaction may run on another server connection, and a statement prepared in
+    one transaction is gone (or belongs to someone else) in the next. So: no statement
+    cache, neither asyncpg's nor SQLAlchemy's, and prepared statements named uniquely
+    (asyncpg numbers them per client connection: two clients would collide on one server
+    connection). Session state is off limits too: no ``SET``, no advisory session locks,
+    no ``LISTEN`` (the relay listens on ``DATABASE_DIRECT_URL``)."""
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": lambda: f"__pizzeria_{uuid.uuid4().hex}__",
+    }
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,9 +1,19 @@
 """What every partner adapter (payment provider, delivery partner) does the same way over
 HTTP: idempotent POSTs, and sorting answers into "unavailable" (retry; counts against the
-circuit breaker) and "rejected" (a definite no)."""
+circuit breaker) and "rejected" (a definite no).
+
+Keep-alive: a partner's server closes an idle connection after its own timeout (uvicorn:
+5 s, which is also httpx's default expiry). A request sent down a connection at the moment
+the server closes it fails without an answer ("server disconnected without sending a
+response"): the partner never saw it. Two things keep that from reaching a customer as a
+503: our idle connections expire well before any server's (``KEEPALIVE_SECONDS``), and a
+POST that died that way is sent once more on a fresh connection with the same
+``Idempotency-Key`` (safe whatever the partner saw: the key makes it one request).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -12,10 +22,25 @@ import msgspec
 
 from app.platform.metrics import timed_partner_call
 
+log = logging.getLogger(__name__)
+
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: an idle connection to a partner is dropped after this long (below uvicorn's 5 s)
+KEEPALIVE_SECONDS = 2.0
+#: the connection died under the request before any answer: worth one more try
+STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 #: 4xx answers that mean "not now" rather than "no"
 TRANSIENT_CLIENT_ERRORS = frozenset({408, 429})
 T = TypeVar("T")
+
+
+def partner_client(base_url: str, timeout_seconds: float) -> httpx.AsyncClient:
+    """The HTTP client for one partner: its base URL, our timeout, short keep-alive."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_seconds),
+        limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
+    )
 
 
 class PartnerClient:
@@ -40,12 +65,15 @@ class PartnerClient:
         self, path: str, idempotency_key: str, payload: Any, *, operation: str
     ) -> httpx.Response:
         """Send one request (timed as ``operation``); every transport-level failure is
-        ``unavailable``."""
+        ``unavailable``. A connection that died under the request is retried once."""
+        headers = {IDEMPOTENCY_HEADER: idempotency_key}
         try:
             with timed_partner_call(self.partner, operation):
-                return await self.client.post(
-                    path, json=payload, headers={IDEMPOTENCY_HEADER: idempotency_key}
-                )
+                try:
+                    return await self.client.post(path, json=payload, headers=headers)
+                except STALE_CONNECTION as exc:
+                    log.info("%s %s: %r; once more on a new connection", self.name, operation, exc)
+                    return await self.client.post(path, json=payload, headers=headers)
         except httpx.TimeoutException as exc:
             raise self.unavailable(f"{self.name} timed out: {exc!r}") from exc
         except httpx.TransportError as exc:

@@ -32,6 +32,8 @@ class Broadcaster:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._clients: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
+        #: notifications handed to clients so far, on any channel (see ``shared_read``)
+        self.delivered = 0
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         #: for ``/health``: "connecting", "ok" or "reconnecting", since when, how often
@@ -76,6 +78,7 @@ class Broadcaster:
                 _force(queue, RECONNECT)
 
     def _deliver(self, channel: str, data: str) -> None:
+        self.delivered += 1
         for queue in list(self._clients.get(channel, ())):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(data)

@@ -93,12 +93,16 @@ async def enqueue_many(jobs: ArqRedis, handed: Sequence[tuple[dict[str, Any], Su
     return int(added)
 
 
+#: rows per relay transaction
+BATCH = 200
+
+
 async def relay_batch(
     session_factory: async_sessionmaker[AsyncSession],
     jobs: ArqRedis,
     subscriptions: Subscriptions,
     *,
-    limit: int = 200,
+    limit: int = BATCH,
 ) -> int:
     """Publish up to ``limit`` unpublished events; return how many were published."""
     async with session_factory() as session, session.begin():
@@ -142,9 +146,11 @@ async def drain(
     total = 0
     while not (stop and stop.is_set()):
         published = await relay_batch(session_factory, jobs, subscriptions)
-        if not published:
-            break
         total += published
+        if published < BATCH:
+            # nothing more to read now: what commits later sends its own NOTIFY, which
+            # wakes ``run_relay`` again (no empty transaction to find that out per wake)
+            break
     return total
 
 

@@ -19,6 +19,7 @@ from litestar.middleware.session.server_side import (
     ServerSideSessionConfig,
 )
 from litestar.types import Empty, Message, ScopeSession
+from redis.exceptions import RedisError
 
 from app.platform.settings import Settings
 
@@ -63,9 +64,19 @@ class RotatingSessionBackend(ServerSideSessionBackend):
             if known or scope.get(ROTATE):
                 self._expire_cookie(message)
             return
-        if scope.get(ROTATE) and known:
-            await self.delete(old, store=self.config.get_store_from_app(scope["app"]))
-        await super().store_in_message(scope_session, message, connection)
+        try:
+            if scope.get(ROTATE) and known:
+                await self.delete(old, store=self.config.get_store_from_app(scope["app"]))
+            await super().store_in_message(scope_session, message, connection)
+        except RedisError:
+            # Redis went away while this answer was leaving: the session change is lost,
+            # so the answer must not claim success (nor be a 500): "try again".
+            start: Any = message  # the http.response.start message, not yet sent
+            start["status"] = 503
+            headers = MutableScopeHeaders.from_message(message)
+            headers["Retry-After"] = "2"
+            if "location" in headers:
+                del headers["location"]
 
     def _expire_cookie(self, message: Message) -> None:
         """Tell the browser to drop the session cookie now (``Max-Age=0``), not in hours."""

@@ -40,15 +40,36 @@ def _env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
 
 
+POOLING_MODES = ("session", "transaction")
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
+    """Where the shop's connections go. Behind PgBouncer in transaction pooling mode (many
+    replicas, PostgreSQL's 100 connections), set all three (see ``app.platform.db``)."""
+
+    #: what every pool connects to: PostgreSQL itself, or PgBouncer in front of it
     url: str = field(
         default_factory=lambda: _env(
             "DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/pizzeria"
         )
     )
+    #: ``session`` (PostgreSQL, or PgBouncer in session mode) or ``transaction``
+    #: (PgBouncer's transaction pooling: no statement outlives its transaction)
+    pooling: str = field(default_factory=lambda: _env("DATABASE_POOLING", "session"))
+    #: straight to PostgreSQL, for what needs a server session of its own: the relay's
+    #: ``LISTEN`` and migrations. Empty: ``url``
+    direct_url_setting: str = field(default_factory=lambda: _env("DATABASE_DIRECT_URL", ""))
     pool_size: int = field(default_factory=lambda: _env_int("DATABASE_POOL_SIZE", 10))
     echo: bool = field(default_factory=lambda: _env_bool("DATABASE_ECHO", False))
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"DATABASE_POOLING must be one of {', '.join(POOLING_MODES)}")
+
+    @property
+    def direct_url(self) -> str:
+        return self.direct_url_setting or self.url
 
 
 @dataclass(frozen=True)
@@ -216,8 +237,13 @@ class PipelineSettings:
     job_timeout_seconds: float = field(
         default_factory=lambda: _env_float("WORKER_JOB_TIMEOUT", 10.0)
     )
-    #: the watchdog: paid orders with no delivery, deliveries waiting on the partner
-    #: with no news, refunds with no return, after this many minutes
+    #: the watchdog (the one definition of "stuck", for the board, ``/health`` and the
+    #: ``pizzeria_stuck_orders`` gauge): orders whose payment has not settled, paid
+    #: orders with no delivery, deliveries waiting on the partner with no news, refunds
+    #: with no return, after this many minutes
+    stalled_payment_minutes: float = field(
+        default_factory=lambda: _env_float("WATCHDOG_PAYMENT_MINUTES", 10.0)
+    )
     stalled_paid_minutes: float = field(
         default_factory=lambda: _env_float("WATCHDOG_PAID_MINUTES", 10.0)
     )
@@ -281,10 +307,6 @@ class ObservabilitySettings:
     metrics_token: str = field(default_factory=lambda: _env("METRICS_TOKEN", ""))
     #: the relay's and a worker's own metrics port (0: none); ``--metrics-port`` overrides
     metrics_port: int = field(default_factory=lambda: _env_int("METRICS_PORT", 0))
-    #: an order still waiting for its payment after this long counts as stuck
-    stuck_order_minutes: float = field(
-        default_factory=lambda: _env_float("STUCK_ORDER_MINUTES", 10.0)
-    )
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,18 @@ API and a page or redirect for browsers.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+from asyncpg.exceptions import (
+    OperatorInterventionError,
+    PostgresConnectionError,
+    TooManyConnectionsError,
+)
 from litestar import MediaType, Request, Response
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
@@ -20,7 +26,9 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.utils.empty import value_or_default
 from litestar.utils.scope.state import ScopeState
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform import access, headers, i18n
@@ -297,14 +305,56 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return page(request, "error.html", status_code=500, message=message)
 
 
+#: what PostgreSQL being away looks like when asyncpg raises it unwrapped (a connect
+#: while it restarts, shuts down, or has no connection left)
+POSTGRES_AWAY: tuple[type[Exception], ...] = (
+    PostgresConnectionError,
+    OperatorInterventionError,
+    TooManyConnectionsError,
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says PostgreSQL cannot be reached right now (so the request may
+    simply be tried again: 503), not that our SQL or data is wrong (a bug: 500)."""
+    if isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    ):
+        return True
+    if isinstance(exc, SQLAlchemyTimeout | ConnectionError):
+        return True
+    # SQLAlchemy wraps some of asyncpg's refusals in a bare DBAPIError: look at the cause
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        if isinstance(seen, POSTGRES_AWAY):
+            return True
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
+
+
+@contextlib.asynccontextmanager
+async def database_errors_as_unavailable() -> AsyncIterator[None]:
+    """Around work whose page can say "try again" itself (the checkout keeps the basket
+    and what was typed): PostgreSQL being away becomes ``Unavailable``."""
+    try:
+        yield
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log.warning("database unavailable: %s", type(exc).__name__)
+        raise Unavailable(
+            N_("A service we depend on is unavailable; please try again."), 2
+        ) from exc
+
+
 def unavailable_dependency_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[Any]:
     """PostgreSQL or Redis could not be reached (a restart, a failover, an exhausted pool):
     503 with ``Retry-After``, never a 500 - the request can simply be tried again."""
-    if isinstance(exc, DBAPIError) and not (
-        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    ):
+    if not database_unavailable(exc) and not isinstance(exc, RedisError):
         return internal_error_handler(request, exc)
     log.warning("dependency unavailable on %s: %s", request.url.path, type(exc).__name__)
     return domain_error_handler(

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform import metrics
+from app.platform.errors import NotFound
+from app.platform.i18n import N_
 from app.platform.pubsub import RECONNECT, Broadcaster
 from app.status import service
 from app.status.models import OrderView
@@ -55,6 +59,52 @@ async def _next(queue: asyncio.Queue[str], keep_alive: float) -> bool | Reconnec
     return RECONNECTING if RECONNECT in seen else True
 
 
+@dataclass
+class _Read:
+    """A read of one order's view in flight, and how many notifications this process
+    had received when it began."""
+
+    delivered: int
+    task: asyncio.Task[OrderView | None]
+
+
+#: per web process: the view reads in flight, by order
+_reads: dict[uuid.UUID, _Read] = {}
+
+
+async def shared_read(
+    session_factory: async_sessionmaker[AsyncSession],
+    broadcaster: Broadcaster,
+    order_id: uuid.UUID,
+    woken_at: int,
+) -> OrderView | None:
+    """The order's view, read once for every stream of this process that a notification
+    woke: a stream joins a read in flight if it began after the stream's notification had
+    arrived (``woken_at``, the broadcaster's count then), so the read sees that change;
+    otherwise it starts a new one. 1,000 viewers of one order cost one read per change,
+    not 1,000. The read runs as its own task: a viewer that leaves cancels nothing."""
+    current = _reads.get(order_id)
+    if current is None or current.delivered < woken_at:
+        current = _Read(
+            broadcaster.delivered, asyncio.create_task(_read_view(session_factory, order_id))
+        )
+        _reads[order_id] = current
+        current.task.add_done_callback(functools.partial(_forget, order_id, current))
+    return await asyncio.shield(current.task)
+
+
+def _forget(order_id: uuid.UUID, read: _Read, _: object) -> None:
+    if _reads.get(order_id) is read:
+        del _reads[order_id]
+
+
+async def _read_view(
+    session_factory: async_sessionmaker[AsyncSession], order_id: uuid.UUID
+) -> OrderView | None:
+    async with session_factory() as session:
+        return await service.any_order_view(session, order_id)
+
+
 async def order_updates(
     session_factory: async_sessionmaker[AsyncSession],
     broadcaster: Broadcaster,
@@ -63,12 +113,14 @@ async def order_updates(
     keep_alive: float = KEEP_ALIVE_SECONDS,
 ) -> AsyncIterator[OrderView | Reconnect | None]:
     """Yield the order view whenever it changes, None when a keep-alive is due, and
-    RECONNECTING (last) when the process shuts down."""
+    RECONNECTING (last) when the process shuts down. The first read is the stream's own
+    (it must begin after the subscription); after a notification, streams of the same
+    order share one read (``shared_read``)."""
     async with broadcaster.listen(order_channel(order_id)) as queue:
         sent = 0
+        async with session_factory() as session:
+            view = await service.order_view(session, order_id, customer_id)
         while True:
-            async with session_factory() as session:
-                view = await service.order_view(session, order_id, customer_id)
             if view.version > sent:
                 sent = view.version
                 yield view
@@ -77,6 +129,12 @@ async def order_updates(
                 yield update
             if update is RECONNECTING:
                 return
+            if update is True:
+                woken_at = broadcaster.delivered
+                found = await shared_read(session_factory, broadcaster, order_id, woken_at)
+                if found is None or found.customer_id != customer_id:
+                    raise NotFound(N_("order not found"))
+                view = found
 
 
 async def channel_updates(

@@ -52,6 +52,33 @@ class OrderPages(Controller):
             version=view.version,
         )
 
+    @get("/{order_id:uuid}/live")
+    async def order_live(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
+        late: str = "false",
+    ) -> Any:
+        """The live part of the order page again, asked for every minute while a delivery
+        window is shown: time passes without any event (a kitchen that stalls), and the
+        customer must be told when the order runs late. Screen readers hear it only when
+        it turns late (``late`` is what the page showed), not every minute."""
+        view = await service.order_view(db, order_id, customer.user_id)
+        minutes = request.app.state.settings.shop.stage_minutes
+        order = await service.order_document(db, view, minutes)
+        window = order.estimated_delivery
+        turned_late = window is not None and window.running_late and late != "true"
+        return page(
+            request,
+            "status/_order_live.html",
+            order=order,
+            version=view.version,
+            live=True,
+            announce=turned_late,
+        )
+
     @get("/{order_id:uuid}/stream")
     async def order_stream(
         self,

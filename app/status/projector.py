@@ -283,11 +283,13 @@ async def apply(session: AsyncSession, event: Event) -> list[str]:
         if await _create_view(session, event, placed):
             channels += [order_channel(placed.order_id), customer_channel(placed.customer_id)]
         return channels
-    if event.type in DELIVERY_EVENTS and await _upsert_card(session, event):
+    # the order's view, locked, read once: the board card copies details from it too
+    view = await _locked_view(session, event)
+    if event.type in DELIVERY_EVENTS and await _upsert_card(session, event, view.doc):
         channels.append(BOARD_CHANNEL)
     if event.type in REFUND_EVENTS and await _upsert_refund(session, event):
         channels.append(REFUNDS_CHANNEL)
-    if await _change_view(session, event):
+    if _change_view(view, event):
         view_customer = event.payload.get("customerId")
         channels.append(order_channel(event.payload["orderId"]))
         if view_customer:
@@ -295,14 +297,20 @@ async def apply(session: AsyncSession, event: Event) -> list[str]:
     return channels
 
 
-async def _change_view(session: AsyncSession, event: Event) -> bool:
-    source, change = ORDER_CHANGES[event.type]
+async def _locked_view(session: AsyncSession, event: Event) -> OrderView:
+    """The view of the event's order, locked until commit; ``ViewNotReady`` (retry later)
+    while the order's first event has not been projected."""
     order_id = uuid.UUID(event.payload["orderId"])
     view = await session.scalar(
         select(OrderView).where(OrderView.order_id == order_id).with_for_update()
     )
     if view is None:
         raise ViewNotReady(str(order_id))
+    return view
+
+
+def _change_view(view: OrderView, event: Event) -> bool:
+    source, change = ORDER_CHANGES[event.type]
     version = int(event.payload["version"])
     key = source_key(source, event.aggregate_id)
     if version <= _seen(view.sources, source, key):
@@ -351,7 +359,7 @@ async def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced)
     return created is not None
 
 
-async def _upsert_card(session: AsyncSession, event: Event) -> bool:
+async def _upsert_card(session: AsyncSession, event: Event, doc: dict[str, Any]) -> bool:
     """Insert or replace the board card when this snapshot is newer than the stored one."""
     d = event.as_(DeliveryChanged)
     values = {
@@ -366,7 +374,7 @@ async def _upsert_card(session: AsyncSession, event: Event) -> bool:
         "version": d.version,
         "updated_at": event.occurred_at,
         "history": event.payload.get("history") or [],
-        **await _card_details(session, d.order_id),
+        **_card_details(doc),
     }
     stmt = insert(BoardCard).values(**values)
     upsert = stmt.on_conflict_do_update(
@@ -377,11 +385,8 @@ async def _upsert_card(session: AsyncSession, event: Event) -> bool:
     return (await session.scalar(upsert.returning(BoardCard.delivery_id))) is not None
 
 
-async def _card_details(session: AsyncSession, order_id: uuid.UUID) -> dict[str, Any]:
+def _card_details(doc: dict[str, Any]) -> dict[str, Any]:
     """Who ordered, how to reach them, what they asked for: from the order's own view."""
-    doc = await session.scalar(select(OrderView.doc).where(OrderView.order_id == order_id))
-    if doc is None:
-        return {}
     return {
         "customer_name": doc.get("customerName"),
         "phone": doc.get("phone"),

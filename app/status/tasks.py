@@ -27,6 +27,9 @@ async def project(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
     except projector.ViewNotReady as exc:
         raise Retry(defer=retry_delay(ctx["job_try"])) from exc
     note_claimed(PROJECT, event.id)
-    for channel in channels:
-        await ctx["redis"].publish(channel, event.type)
+    if channels:  # one round trip for the order's, the customer's and the board's page
+        async with ctx["redis"].pipeline(transaction=False) as pipe:
+            for channel in channels:
+                pipe.publish(channel, event.type)
+            await pipe.execute()
     return bool(channels)

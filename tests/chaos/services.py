@@ -191,10 +191,10 @@ class PostgresCluster:
             stdout=subprocess.DEVNULL,
         )
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
         options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.folder} -c max_connections=300 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off " + " ".join(extra)
         )
         self._run(
             self._bin("pg_ctl"),
@@ -213,6 +213,17 @@ class PostgresCluster:
         looks like to the shop)."""
         with contextlib.suppress(subprocess.CalledProcessError):
             self._run(self._bin("pg_ctl"), "-D", str(self.data), "-w", "-m", mode, "stop")
+
+    def start_stuck_starting_up(self) -> None:
+        """Start as a standby with no primary and no hot standby: PostgreSQL stays in
+        recovery and refuses every connection with "the database system is starting up"
+        (what a restarting server answers), for as long as a test needs."""
+        signal_file = self.data / "standby.signal"
+        signal_file.touch()
+        try:
+            self.start("-c hot_standby=off")
+        finally:
+            signal_file.unlink()  # the next start is a normal one
 
     def outage(self, seconds: float) -> None:
         self.stop()
@@ -275,6 +286,10 @@ class Shop:
             "BREAKER_HALF_OPEN_CALLS": "2",
             # Backoff ceiling of retried jobs: short, so a run converges within CI's time.
             "WORKER_RETRY_MAX_SECONDS": "2",
+            # Jobs Redis lost are sent again after 10 s (30 s by default), so the Redis
+            # restart converges well within its bound.
+            "EVENT_REDELIVER_SECONDS": "10",
+            "RECONCILE_INTERVAL_SECONDS": "2",
             "JWT_TTL_SECONDS": "7200",
             "RATE_LIMIT_SIGNUP_PER_CLIENT": "1000000",
             "RATE_LIMIT_SIGNIN_PER_CLIENT": "1000000",

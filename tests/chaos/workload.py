@@ -76,6 +76,10 @@ class OrderRun:
     refunds: list[str] = field(default_factory=list)
 
 
+class _SessionLost(Exception):
+    """The browser's session is gone (Redis restarted empty): sign in again."""
+
+
 class GaveUp(Exception):
     """A step did not happen before its deadline (the shop did not converge)."""
 
@@ -318,19 +322,45 @@ class Workload:
 
     async def checkout_form(self, customer: Actor, body: dict[str, Any]) -> str:
         """The HTML checkout, as a browser: sign in, fill the basket, then press "Place
-        order and pay" twice (both posts carry the form's one checkout token)."""
+        order and pay" twice (both posts carry the form's one checkout token).
+
+        Sessions live in Redis: when Redis restarted empty the browser is sent back to
+        sign in (303 to /login, or a 403 for a form whose session is gone), and does."""
+        until = time.monotonic() + self.step_deadline
+        while True:
+            try:
+                return await self._checkout_once(customer, body)
+            except _SessionLost as lost:
+                if time.monotonic() > until:
+                    raise GaveUp(f"the checkout kept losing its session: {lost}") from lost
+                await asyncio.sleep(0.5)
+
+    async def _checkout_once(self, customer: Actor, body: dict[str, Any]) -> str:
         async with httpx.AsyncClient(base_url=self.url, timeout=15) as browser:
             await self.request("GET", "/login", ok={200}, client=browser)
             csrf = browser.cookies["pizzeria_csrf"]
             form = {"email": customer.email, "password": PASSWORD, "next": "/"}
-            await self.request(
-                "POST", "/login", data={**form, "_csrf_token": csrf}, ok={303}, client=browser
+            signed_in = await self.request(
+                "POST",
+                "/login",
+                data={**form, "_csrf_token": csrf},
+                ok={303},
+                final={403},
+                client=browser,
             )
+            if signed_in.status_code == 403:
+                raise _SessionLost("sign-in form refused")
             csrf = browser.cookies.get("pizzeria_csrf", csrf)  # rotated at sign-in
             line = body["items"][0]
             basket = {"pizza_id": line["pizzaId"], "qty": line["qty"], "_csrf_token": csrf}
-            await self.request("POST", "/basket/add", data=basket, ok={200, 303}, client=browser)
-            page = await self.request("GET", "/checkout", ok={200}, client=browser)
+            added = await self.request(
+                "POST", "/basket/add", data=basket, ok={200, 303}, final={403}, client=browser
+            )
+            if added.status_code == 403:
+                raise _SessionLost("basket form refused")
+            page = await self.request("GET", "/checkout", ok={200}, final={303}, client=browser)
+            if page.status_code == 303 or "idempotency_key" not in page.text:
+                raise _SessionLost("checkout sent to sign in")
             csrf = _hidden(page.text, "_csrf_token")
             order = {
                 "address": body["address"],
@@ -342,34 +372,52 @@ class Workload:
             answers = await asyncio.gather(
                 *(
                     self.request(
-                        "POST", "/checkout", data=order, ok={303}, final={422}, client=browser
+                        "POST",
+                        "/checkout",
+                        data=order,
+                        ok={303},
+                        final={403, 422},
+                        client=browser,
                     )
                     for _ in range(2)
                 )
             )
-        places = {a.headers["location"] for a in answers if a.status_code == 303}
-        if len(places) != 1:
+        places = {
+            a.headers["location"]
+            for a in answers
+            if a.status_code == 303 and "/orders/" in a.headers["location"]
+        }
+        if len(places) > 1:
             self.anomalies.append(
                 Anomaly("double submit", f"checkout twice with one token went to {places}")
             )
         if not places:
+            if any(a.status_code == 403 or a.status_code == 303 for a in answers):
+                raise _SessionLost("checkout form refused")
             raise GaveUp("the checkout form never placed the order")
         return min(places).rsplit("/", 1)[-1]
 
     async def cook(self, delivery_id: str, order_id: str) -> None:
-        """Staff move the ticket queued → preparing → baking → ready, one click each.
+        """Staff move the ticket queued → preparing → baking → ready, one click each,
+        each click saying the stage it saw (as the board's buttons do).
 
         A click that moved the ticket further than one stage (a double click, or a retry
         of a move that had committed but answered 503) is an anomaly."""
         assert self.staff is not None
         staff = self.staff
         current = "queued"
-        for target in ("preparing", "baking", "ready"):
-            if _stage_index(current) >= _stage_index(target):
-                continue
+        for _ in range(10):  # three clicks, and a look at the board after a refused one
+            if _stage_index(current) >= _stage_index("ready"):
+                break
+            seen, target = current, STAGES[_stage_index(current) + 1]
             answers = await self.twice(
-                lambda: self.request(
-                    "POST", f"/api/deliveries/{delivery_id}/advance", staff, ok={200}, final={409}
+                lambda seen=seen: self.request(  # type: ignore[misc]
+                    "POST",
+                    f"/api/deliveries/{delivery_id}/advance",
+                    staff,
+                    json={"from": seen},
+                    ok={200},
+                    final={409},
                 )
             )
             moved = [r.json()["status"] for r in answers if r.status_code == 200]
@@ -380,6 +428,9 @@ class Workload:
                         f"delivery {delivery_id}: one move to {target} answered {moved}",
                     )
                 )
+            if not moved:  # refused: it moved meanwhile (our retried click had committed)
+                now = await self.request("GET", f"/api/deliveries/{delivery_id}", staff, ok={200})
+                moved = [now.json()["status"]]
             current = max([current, *moved], key=_stage_index)
         if current == "out_for_delivery":  # our clicks moved it past ready: drive it in-house
             await self.request(

@@ -4,28 +4,37 @@ card number is caught before any order exists, and a double submit lands on the 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
+import pytest
 from playwright.async_api import Page, expect
 
-from tests.e2e.conftest import LIVE_TIMEOUT_MS
+from tests.e2e.conftest import LIVE_TIMEOUT_MS, pay_button, words
 from tests.e2e.test_order_live import ORDER_URL, fill_basket, sign_up
 from tests.support.api import DECLINED_CARD, GOOD_CARD
+
+Words = Callable[..., str]
+
+
+def english(text: str, **params: str) -> str:
+    return words("en", text, **params)
+
 
 ADDRESS = "Via Roma 1, Napoli"
 PHONE = "+39 081 555 0101"
 NOTE = "Third floor, ring twice"
 
 
-async def open_checkout(page: Page) -> None:
-    await page.locator("#basket").get_by_role("link", name="Checkout").click()
-    await expect(page.get_by_role("heading", name="Checkout")).to_be_visible()
+async def open_checkout(page: Page, t: Words = english) -> None:
+    await page.locator("#basket").get_by_role("link", name=t("Checkout")).click()
+    await expect(page.get_by_role("heading", name=t("Checkout"))).to_be_visible()
 
 
-async def fill_details(page: Page, card: str) -> None:
-    await page.get_by_label("Delivery address").fill(ADDRESS)
-    await page.get_by_label("Phone (for the rider)").fill(PHONE)
-    await page.get_by_label("Delivery note").fill(NOTE)
-    await page.get_by_label("Card number").fill(card)
+async def fill_details(page: Page, card: str, t: Words = english) -> None:
+    await page.get_by_label(t("Delivery address")).fill(ADDRESS)
+    await page.get_by_label(t("Phone (for the rider)")).fill(PHONE)
+    await page.get_by_label(t("Delivery note")).fill(NOTE)
+    await page.get_by_label(t("Card number")).fill(card)
 
 
 async def basket_names(page: Page) -> list[str]:
@@ -33,35 +42,40 @@ async def basket_names(page: Page) -> list[str]:
     return sorted(n.strip() for n in await names.all_inner_texts())
 
 
-async def test_declined_card_then_another_card_with_basket_and_details_kept(page: Page) -> None:
-    await sign_up(page)
-    names = await fill_basket(page)
-    await open_checkout(page)
+@pytest.mark.parametrize("lang", ["en", "ko"])
+async def test_declined_card_then_another_card_with_basket_and_details_kept(
+    page: Page, t: Words, lang: str
+) -> None:
+    await sign_up(page, t)
+    names = await fill_basket(page, t)
+    await open_checkout(page, t)
     total = (await page.locator("#checkout-total").inner_text()).strip()
-    await expect(page.get_by_role("button", name="Place order and pay")).to_contain_text(total)
-    await fill_details(page, DECLINED_CARD)
-    await page.get_by_role("button", name="Place order and pay").click()
+    await expect(pay_button(page, lang)).to_contain_text(total)
+    await fill_details(page, DECLINED_CARD, t)
+    await pay_button(page, lang).click()
     await expect(page).to_have_url(ORDER_URL)
     failed_order = page.url
 
     await expect(page.locator('#order-status[data-status="payment_failed"]')).to_be_visible(
         timeout=LIVE_TIMEOUT_MS
     )
-    await expect(page.get_by_role("alert")).to_contain_text("Your card was declined.")
-    await page.get_by_role("button", name="Try another card").click()
+    await expect(page.get_by_role("alert")).to_contain_text(t("Your card was declined."))
+    await page.get_by_role("button", name=t("Try another card")).click()
 
     await expect(page).to_have_url(re.compile(r"/checkout/?$"))
-    await expect(page.locator("#retrying")).to_contain_text("Try another card")
+    await expect(page.locator("#retrying")).to_have_text(
+        t("Your pizzas and details are back. Try another card.")
+    )
     assert await basket_names(page) == sorted(names)
     await expect(page.locator("#basket-count")).to_have_text("2")
-    await expect(page.get_by_label("Delivery address")).to_have_value(ADDRESS)
-    await expect(page.get_by_label("Phone (for the rider)")).to_have_value(PHONE)
-    await expect(page.get_by_label("Delivery note")).to_have_value(NOTE)
-    await expect(page.get_by_label("Card number")).to_have_value("")
+    await expect(page.get_by_label(t("Delivery address"))).to_have_value(ADDRESS)
+    await expect(page.get_by_label(t("Phone (for the rider)"))).to_have_value(PHONE)
+    await expect(page.get_by_label(t("Delivery note"))).to_have_value(NOTE)
+    await expect(page.get_by_label(t("Card number"))).to_have_value("")
     await expect(page.locator("#checkout-total")).to_have_text(total)
 
-    await page.get_by_label("Card number").fill(GOOD_CARD)
-    await page.get_by_role("button", name="Place order and pay").click()
+    await page.get_by_label(t("Card number")).fill(GOOD_CARD)
+    await pay_button(page, lang).click()
     await expect(page).to_have_url(ORDER_URL)
     assert page.url != failed_order
     await expect(page.locator('#order-status[data-status="paid"]')).to_be_visible(

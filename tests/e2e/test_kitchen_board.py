@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 from playwright.async_api import BrowserContext, Page, expect
 
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, create_staff, mark, sign_in
@@ -25,6 +26,7 @@ from tests.support.api import (
 from tests.support.processes import Shop
 
 NewContext = Callable[[], Awaitable[BrowserContext]]
+Words = Callable[..., str]
 PHONE = "+39 081 555 0199"
 NOTE = "Gate code 4321"
 
@@ -39,15 +41,16 @@ async def place_paid_order(api: httpx.AsyncClient, customer: dict[str, str]) -> 
     )
 
 
+@pytest.mark.parametrize("lang", ["en", "ko"])
 async def test_a_card_tells_the_cook_everything_and_a_move_can_be_undone(
-    page: Page, new_context: NewContext, api: httpx.AsyncClient, shop: Shop
+    page: Page, new_context: NewContext, api: httpx.AsyncClient, shop: Shop, t: Words, lang: str
 ) -> None:
     staff_email = await create_staff(shop)
-    board = await open_board(new_context, staff_email)
+    board = await open_board(new_context, staff_email, lang)
     customer = await new_customer(api, name="Carla Cook")
     order = await place_paid_order(api, customer)
     delivery_id = str(order["delivery"]["id"])  # type: ignore[index]
-    await sign_in(page, customer["email"])
+    await sign_in(page, customer["email"], lang=lang)
     await page.goto(f"/orders/{order['id']}")
     await expect(page.locator('#order-status[data-rendered="live"]')).to_have_count(
         1, timeout=LIVE_TIMEOUT_MS
@@ -59,36 +62,41 @@ async def test_a_card_tells_the_cook_everything_and_a_move_can_be_undone(
     await expect(queued.locator(".customer-name")).to_have_text("Carla Cook")
     await expect(queued.get_by_role("link", name=PHONE)).to_be_visible()
     await expect(queued.locator(".card-note")).to_contain_text(NOTE)
-    await expect(queued.locator(".card-total")).to_contain_text("Total")
-    await expect(queued.locator(".promised")).to_contain_text(re.compile(r"Promised by \d\d:\d\d"))
+    await expect(queued.locator(".card-total")).to_contain_text(t("Total"))
+    promised = re.escape(t("Promised by %(time)s", time="TIME")).replace("TIME", r"\d\d:\d\d")
+    await expect(queued.locator(".promised")).to_contain_text(re.compile(promised))
     await expect(queued).to_have_attribute("data-lateness", "on-time")
 
-    await queued.get_by_role("button", name="Start preparing").click()
+    await queued.get_by_role("button", name=t("Start preparing")).click()
     preparing = card(board, delivery_id, "preparing")
     await expect(preparing).to_be_visible(timeout=LIVE_TIMEOUT_MS)
-    await expect(page.locator("#order-status")).to_have_text("Preparing", timeout=LIVE_TIMEOUT_MS)
-    await expect(page.get_by_role("button", name="Cancel order")).to_be_disabled()
+    await expect(page.locator("#order-status")).to_have_text(
+        t("Preparing"), timeout=LIVE_TIMEOUT_MS
+    )
+    await expect(page.get_by_role("button", name=t("Cancel order"))).to_be_disabled()
 
-    await preparing.get_by_role("button", name="Undo").click()
+    await preparing.get_by_role("button", name=t("Undo")).click()
     await expect(card(board, delivery_id, "queued")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     await expect(
-        card(board, delivery_id, "queued").get_by_role("button", name="Undo")
+        card(board, delivery_id, "queued").get_by_role("button", name=t("Undo"))
     ).to_have_count(0)
     await expect(page.locator("#order-status")).to_have_attribute("data-stage", "queued")
-    await expect(page.locator("#order-status")).to_have_text("Queued")
+    await expect(page.locator("#order-status")).to_have_text(t("Queued"))
     await expect(
-        page.get_by_role("list", name="Progress").locator('[aria-current="step"]')
-    ).to_have_text("Queued")
-    await expect(page.get_by_role("button", name="Cancel order")).to_be_enabled()
+        page.get_by_role("list", name=t("Progress")).locator('[aria-current="step"]')
+    ).to_have_text(t("Queued"))
+    await expect(page.get_by_role("button", name=t("Cancel order"))).to_be_enabled()
     await assert_marked(page, "customer")
 
     # The admin's audit trail says who undid what, by name and order number.
     admin = await (await new_context()).new_page()
-    await sign_in(admin, await create_user(shop.env, "admin"))
+    await sign_in(admin, await create_user(shop.env, "admin"), lang=lang)
     await admin.goto("/admin/audit")
     undo = admin.locator('#audit tr[data-action="delivery.undo"]').first
-    await expect(undo).to_contain_text("Undid a kitchen move")
-    await expect(undo.locator(".audit-on")).to_have_text(f"Order #{str(order['id'])[:8]}")
+    await expect(undo).to_contain_text(t("Undid a kitchen move"))
+    await expect(undo.locator(".audit-on")).to_have_text(
+        t("Order #%(number)s", number=str(order["id"])[:8])
+    )
     # (made by the CLI without --name, this staff member's name is their e-mail address)
     await expect(undo.locator(".audit-who")).to_contain_text(staff_email)
     actor_id = str(await undo.get_attribute("data-actor"))

@@ -7,36 +7,44 @@ mark, so the button they click is the one the stream delivered, then click it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
+import pytest
 from playwright.async_api import Page, expect
 
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, sign_in
 from tests.support.api import auth, delivered_order, new_customer, paid_order, staff_headers
 from tests.support.processes import Shop
 
+Words = Callable[..., str]
+BOTH_LANGUAGES = pytest.mark.parametrize("lang", ["en", "ko"])
 
+
+@BOTH_LANGUAGES
 async def test_cancel_order_after_the_live_stream_re_rendered_the_page(
-    page: Page, api: httpx.AsyncClient
+    page: Page, api: httpx.AsyncClient, t: Words, lang: str
 ) -> None:
     customer = await new_customer(api, name="Cy Cancel")
     order = await paid_order(api, customer)
-    await sign_in(page, customer["email"])
+    await sign_in(page, customer["email"], lang=lang)
 
     await page.goto(f"/orders/{order['id']}")
     await expect(page.locator('#order-status[data-rendered="live"]')).to_have_count(
         1, timeout=LIVE_TIMEOUT_MS
     )
-    await page.get_by_role("button", name="Cancel order").click()
+    await page.get_by_role("button", name=t("Cancel order")).click()
 
     await expect(page.get_by_text("CSRF")).to_have_count(0)
     await expect(page.locator("#order-status")).to_have_attribute(
         "data-status", "cancelled", timeout=LIVE_TIMEOUT_MS
     )
-    await expect(page.locator("#order-status")).to_have_text("Cancelled")
+    await expect(page.locator("#order-status")).to_have_text(t("Cancelled"))
 
 
+@BOTH_LANGUAGES
 async def test_withdraw_refund_after_the_live_stream_re_rendered_the_page(
-    page: Page, api: httpx.AsyncClient, shop: Shop
+    page: Page, api: httpx.AsyncClient, shop: Shop, t: Words, lang: str
 ) -> None:
     customer = await new_customer(api, name="Wil Withdraw")
     order = await delivered_order(api, customer, await staff_headers(api, shop.env))
@@ -46,16 +54,18 @@ async def test_withdraw_refund_after_the_live_stream_re_rendered_the_page(
         headers=auth(customer),
     )
     assert filed.status_code == 201, filed.text
-    await sign_in(page, customer["email"])
+    await sign_in(page, customer["email"], lang=lang)
 
     await page.goto(f"/refunds/{filed.json()['id']}")
     await expect(page.locator('#refund-status[data-rendered="live"]')).to_have_count(
         1, timeout=LIVE_TIMEOUT_MS
     )
-    await page.get_by_role("button", name="Withdraw refund").click()
+    await page.get_by_role("button", name=t("Withdraw refund")).click()
 
     await expect(page.get_by_text("CSRF")).to_have_count(0)
     await expect(page.locator("#refund-status")).to_have_attribute(
         "data-status", "cancelled", timeout=LIVE_TIMEOUT_MS
     )
-    await expect(page.locator("#refund-cancelled")).to_contain_text("You cancelled this refund")
+    await expect(page.locator("#refund-cancelled")).to_have_text(
+        t("You cancelled this refund. No money moved.")
+    )

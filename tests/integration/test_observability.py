@@ -40,7 +40,7 @@ def observed_shop(sandbox_url: str, tmp_path_factory: pytest.TempPathFactory) ->
             extra_env={
                 "LOG_FORMAT": "json",
                 "METRICS_TOKEN": TOKEN,
-                "STUCK_ORDER_MINUTES": "0.05",  # 3 s: a paused payment worker shows at once
+                "WATCHDOG_PAYMENT_MINUTES": "0.05",  # 3 s: a paused payment worker shows at once
             },
             log_dir=tmp_path_factory.mktemp("logs"),
             metrics_ports=True,

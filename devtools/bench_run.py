@@ -32,7 +32,7 @@ from typing import Any
 import click
 import httpx
 
-from app.bench import (
+from devtools.bench import (
     ApiCustomer,
     Result,
     bench_api,
@@ -42,8 +42,8 @@ from app.bench import (
     place_one,
     raw_lines,
 )
-from app.bench_cpu import ProcessTree, Snapshot, process_cpu_seconds, spent
-from app.bench_shop import Shop
+from devtools.bench_cpu import ProcessTree, Snapshot, process_cpu_seconds, spent
+from devtools.bench_shop import Shop
 
 PAID = ("paid", "fulfilled", "refunded")
 FAILED = ("payment_failed", "cancelled")
@@ -403,7 +403,7 @@ async def run(shop: Shop, options: Options) -> Report:
                 sum(report.cpu_gross_ms.values()) / orders, 2
             )
             if options.sse_viewers:
-                from app.bench_sse import sse_phase
+                from devtools.bench_sse import sse_phase
 
                 click.echo(f"sse: {options.sse_viewers} viewers …", err=True)
                 report.sse = await sse_phase(client, customer, body, pool, tree, options)

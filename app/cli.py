@@ -276,8 +276,8 @@ async def _schema_revisions() -> set[str]:
         conn = await asyncpg.connect(asyncpg_dsn(get_settings().db.direct_url), timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return set()
-    try:  # alembic/env.py keeps the version table in the platform schema
-        rows = await conn.fetch("SELECT version_num FROM platform.alembic_version")
+    try:  # alembic/env.py keeps the version table in public (it adopts a legacy platform one)
+        rows = await conn.fetch("SELECT version_num FROM public.alembic_version")
     except asyncpg.PostgresError:  # no schema or table yet
         return set()
     finally:

@@ -39,7 +39,7 @@ def _require_secrets() -> None:
 def main(ctx: click.Context) -> None:
     """Pizzeria: ordering, delivery and refunds for a pizza shop."""
     if ctx.invoked_subcommand not in _SELF_CONTAINED:
-        from app.platform.embedded import use_running_shop
+        from devtools.embedded import use_running_shop
 
         ctx.obj = {"idle_data_dir": use_running_shop()}
 
@@ -61,7 +61,7 @@ def require_database() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 def up(host: str, port: int) -> None:
     """Run everything: web, relay, workers, sandbox partners (embedded DBs if none given)."""
-    from app.launcher import up as run_up
+    from devtools.launcher import up as run_up
 
     sys.exit(run_up(host, port))
 
@@ -427,14 +427,14 @@ def menu() -> None:
 def load_demo() -> None:
     """Load (or refresh) the demo pizzas."""
     require_database()
-    from app.launcher import load_demo_data
+    from devtools.launcher import load_demo_data
 
     asyncio.run(load_demo_data(with_accounts=False))
     click.echo("demo menu loaded")
 
 
 def _register_bench() -> None:
-    from app.bench import bench_command
+    from devtools.bench import bench_command
 
     main.add_command(bench_command())
 

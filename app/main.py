@@ -43,7 +43,7 @@ from app.operations.health import report as health_report
 from app.operations.metrics import metrics_endpoint
 from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
-from app.ordering.pages import BasketPages, CheckoutPages
+from app.ordering.pages import BasketPages, CheckoutPages, OrderCancelPages
 from app.payment.provider import HttpPaymentProvider
 from app.platform import bodies, clients, lifecycle, logs, openapi, web
 from app.platform.access import access, access_guard
@@ -182,6 +182,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MenuPages,
             BasketPages,
             CheckoutPages,
+            OrderCancelPages,
             OrderPages,
             CouponPages,
             BoardPages,

@@ -117,7 +117,8 @@ async def sign_up(
         raise Conflict(N_("an account with this email already exists"))
     await complete(session)
     user = await session.get(User, user_id)
-    assert user is not None
+    if user is None:
+        raise RuntimeError(f"account {user_id} is gone right after it was created")
     return user
 
 

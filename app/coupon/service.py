@@ -117,7 +117,8 @@ async def _issue(
     )
     if coupon_id is not None:
         coupon = await session.get(Coupon, coupon_id)
-        assert coupon is not None
+        if coupon is None:
+            raise RuntimeError(f"coupon {coupon_id} is gone right after it was issued")
         await _emit(session, coupon, CouponIssued, cause)
 
 

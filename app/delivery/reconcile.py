@@ -167,7 +167,8 @@ async def _reconcile_one(ctx: dict[str, Any], pickup: Silent, tally: Tally) -> N
 
 async def _withdraw_unwanted(ctx: dict[str, Any], pickup: Silent, status: PickupOutcome) -> bool:
     """A return trip whose refund ended: make sure the partner's rider is released."""
-    assert pickup.trip is not None
+    if pickup.trip is None:
+        raise ValueError(f"pickup {pickup.partner_ref} is no return trip")
     async with ctx["session_factory"]() as session:
         delivery = await service.get(session, pickup.delivery_id)
     if delivery is not None and service.trip_wanted(delivery, pickup.trip):

@@ -56,7 +56,6 @@ async def courier_webhook(
             eta=_when(event.estimated_delivery_at),
         )
     await complete(db)  # the news and its inbox row, or neither
-    # Nobody waits on this answer: the status worker projects the change.
     return {"status": "ok"}
 
 

@@ -15,13 +15,14 @@ from app.ordering import service
 from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
 from app.platform import limits
 from app.platform.access import access
-from app.platform.errors import InvalidInput, Unavailable
+from app.platform.errors import Conflict, InvalidInput, Unavailable
 from app.platform.partners import refusal_message
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.platform.web import database_errors_as_unavailable, is_htmx, page, redirect
+from app.status import service as status
 
 CHECKOUT_FORM = "checkout_form"
 RETRYING = "retrying_order"
@@ -221,3 +222,34 @@ def _field_name(api_field: str) -> str:
     if api_field == "Idempotency-Key":  # this checkout was already sent with other input
         return "form"
     return "items" if api_field.startswith("items") else api_field
+
+
+class OrderCancelPages(Controller):
+    """The order page's "Cancel order" button: an ordering use case, answered on the
+    order page (the read side's) either way."""
+
+    opt = access("customer")
+    path = "/orders"
+
+    @post("/{order_id:uuid}/cancel")
+    async def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        order_id: FromPath[uuid.UUID],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+    ) -> Any:
+        try:
+            await service.cancel_order(db, order_id, customer.user_id)
+        except Conflict as exc:
+            view = await status.order_view(db, order_id, customer.user_id)
+            return page(
+                request,
+                "status/order.html",
+                status_code=409,
+                order=await status.order_document(db, view, settings.shop.stage_minutes),
+                version=view.version,
+                cancel_error=exc.detail,
+            )
+        return redirect(request, f"/orders/{order_id}")

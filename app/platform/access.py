@@ -35,7 +35,8 @@ PRINCIPAL = "principal"
 
 def access(rule: str) -> dict[str, Any]:
     """``opt`` for a handler or controller: ``@get("/", opt=access("staff"))``."""
-    assert rule in RULES, rule
+    if rule not in RULES:
+        raise ValueError(f"unknown access rule {rule!r}; one of {RULES}")
     return {"access": rule}
 
 

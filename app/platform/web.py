@@ -168,7 +168,8 @@ def csrf_token_of(request: Request[Any, Any, Any]) -> str:
 def fragment(request: Request[Any, Any, Any], name: str) -> Fragment:
     """A template to render outside the response cycle (SSE), CSRF input included."""
     engine = request.app.template_engine
-    assert engine is not None, "templates are configured in create_app()"
+    if engine is None:
+        raise RuntimeError("templates are configured in create_app()")
     return Fragment(request, engine.get_template(name))
 
 

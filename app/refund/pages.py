@@ -36,8 +36,9 @@ MAX_FORM_TEXT = 2000
 
 
 class RefundPages(Controller):
-    opt = access("customer")
     """What a customer sees."""
+
+    opt = access("customer")
 
     @get("/orders/{order_id:uuid}/refund")
     async def form(

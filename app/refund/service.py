@@ -93,7 +93,8 @@ async def save_reason(
     )
     await complete(session)
     saved = await session.get(RefundReason, code, populate_existing=True)
-    assert saved is not None
+    if saved is None:
+        raise RuntimeError(f"refund reason {code!r} is gone right after it was saved")
     return saved
 
 
@@ -160,7 +161,8 @@ async def _validate(session: AsyncSession, command: FileRefund) -> RefundReason:
         errors.append(FieldError("reason", N_("The text contains characters we cannot store.")))
     if errors:
         raise InvalidInput(errors)
-    assert reason is not None
+    if reason is None:  # an unknown reason was named among the errors above
+        raise RuntimeError("a refund reason passed validation without existing")
     return reason
 
 
@@ -217,7 +219,8 @@ async def file_refund(
     if reason := refusal(facts.status, current, settings.shop.refund_window, utcnow()):
         await session.rollback()
         raise Conflict(reason)
-    assert current is not None
+    if current is None:  # refusal() refuses an order without a delivery; never reached
+        raise NotFound(N_("delivery not found"))
     refund = Refund(
         id=uuid.uuid4(),
         order_id=facts.id,

@@ -5,18 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.ordering import service as ordering
 from app.platform.access import access
-from app.platform.errors import Conflict
 from app.platform.security import Principal
-from app.platform.web import fragment, page, redirect
+from app.platform.web import fragment, page
 from app.status import service
 from app.status.live import order_updates, sse
 from app.status.models import OrderView
@@ -80,29 +78,6 @@ class OrderPages(Controller):
             live=True,
             announce=turned_late,
         )
-
-    @post("/{order_id:uuid}/cancel")
-    async def cancel(
-        self,
-        request: Request[Any, Any, Any],
-        order_id: FromPath[uuid.UUID],
-        db: NamedDependency[AsyncSession],
-        customer: NamedDependency[Principal],
-        state: State,
-    ) -> Any:
-        try:
-            await ordering.cancel_order(db, order_id, customer.user_id)
-        except Conflict as exc:
-            view = await service.order_view(db, order_id, customer.user_id)
-            return page(
-                request,
-                "status/order.html",
-                status_code=409,
-                order=OrderDocument.of(view.doc),
-                version=view.version,
-                cancel_error=exc.detail,
-            )
-        return redirect(request, f"/orders/{order_id}")
 
     @get("/{order_id:uuid}/stream")
     async def order_stream(

@@ -258,7 +258,7 @@ def _leave_servers_behind(data_dir: Path) -> list[int]:
     """What a killed `up` leaves on a platform without parent-death signals: a
     PostgreSQL and a Valkey running on the data folder, owned by nobody."""
     script = (
-        "import sys; from pathlib import Path; import app.platform.embedded as e\n"
+        "import sys; from pathlib import Path; import devtools.embedded as e\n"
         "e.die_with_parent = lambda *args: None  # no parent-death signal here\n"
         "d = Path(sys.argv[1]); pg, vk = e.EmbeddedPostgres(d), e.EmbeddedValkey(d)\n"
         "pg.start(); vk.start(); print(pg.process.pid, vk.process.pid)\n"

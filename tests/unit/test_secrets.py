@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from app.launcher import ensure_secrets
 from app.platform.settings import (
     DEV_COURIER_WEBHOOK_SECRET,
     DEV_SECRET_KEY,
@@ -18,6 +17,7 @@ from app.platform.settings import (
     Settings,
     require_secrets,
 )
+from devtools.launcher import ensure_secrets
 
 GOOD = "x" * 40
 

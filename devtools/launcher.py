@@ -29,7 +29,7 @@ import httpx
 import psutil
 
 from app.accounts.models import Role
-from app.platform.embedded import (
+from devtools.embedded import (
     UP_PID_FILE,
     EmbeddedPostgres,
     EmbeddedValkey,

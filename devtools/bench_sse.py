@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from app.bench import ApiCustomer, place_one
-from app.bench_cpu import ProcessTree
+from devtools.bench import ApiCustomer, place_one
+from devtools.bench_cpu import ProcessTree
 
 PAID_STATUS = "SELECT doc->>'status' FROM status.order_views WHERE order_id = $1"
 

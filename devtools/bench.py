@@ -410,8 +410,8 @@ def bench_command() -> click.Group:
     ) -> None:
         """Placement rate and latency (API and raw asyncpg), place -> paid, throughput
         through payment, CPU per order per process, and (optionally) live updates."""
-        from app.bench_run import Options, run, table, write_json
-        from app.bench_shop import running_shop, started_shop
+        from devtools.bench_run import Options, run, table, write_json
+        from devtools.bench_shop import running_shop, started_shop
 
         options = Options(concurrency, duration, warmup, lone, idle, sse_viewers)
         if url:

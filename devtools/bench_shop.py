@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import httpx
 
-from app.platform.embedded import free_port, postgres_url, running_up, valkey_url
+from devtools.embedded import free_port, postgres_url, running_up, valkey_url
 
 #: every rate limit the bench would hit, raised (settings read them from the environment)
 RAISED_LIMITS = {

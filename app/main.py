@@ -54,7 +54,7 @@ from app.platform.headers import security_headers_hook
 from app.platform.i18n import LocaleMiddleware, Msg
 from app.platform.pubsub import Broadcaster
 from app.platform.ratelimit import RateLimiter
-from app.platform.redis import create_redis
+from app.platform.redis import create_redis, create_state_redis
 from app.platform.sessions import session_config
 from app.platform.settings import Settings, get_settings, require_secrets
 from app.platform.uow import read_your_writes
@@ -87,7 +87,8 @@ async def ready(state: State) -> dict[str, str]:
     try:
         async with state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-        await state.redis.ping()
+        for client in _distinct(state.redis, state.state_redis, state.queue_redis):
+            await client.ping()
     except Exception as exc:
         raise HTTPException(
             status_code=503, detail=f"not ready: {type(exc).__name__}", headers={"Retry-After": "5"}
@@ -123,9 +124,21 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await app.state.payment_provider.aclose()
             await app.state.broadcaster.stop()
             await app.state.engine.dispose()
-            await app.state.redis.aclose()
+            for client in _distinct(app.state.redis, app.state.state_redis, app.state.queue_redis):
+                await client.aclose()
 
     return lifespan
+
+
+def _split(settings: Settings, role: str) -> bool:
+    """Whether a Redis role has a client of its own (its URL differs from pub/sub's)."""
+    if role == "state":
+        return settings.redis.state_cluster or settings.redis.state_url != settings.redis.pubsub_url
+    return settings.redis.queue_url != settings.redis.pubsub_url
+
+
+def _distinct(*clients: Any) -> list[Any]:
+    return list({id(client): client for client in clients}.values())
 
 
 def _configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> None:
@@ -138,7 +151,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     logs.configure_logging("web", settings)
     require_secrets(settings)
     clients.trusted_networks(settings.security.forwarded_allow_ips)  # malformed: stop now
-    redis = create_redis(settings)
+    redis = create_redis(settings)  # pub/sub (live updates)
+    # sessions, rate limits, breakers; and the queues (depths for /metrics): their own
+    # clients only when their URLs differ (app.platform.redis)
+    state_redis = create_state_redis(settings) if _split(settings, "state") else redis
+    queue_redis = (
+        create_redis(settings, settings.redis.queue_url) if _split(settings, "queue") else redis
+    )
     api = Router(
         path="/",
         route_handlers=[
@@ -202,13 +221,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State(
             {
                 "redis": redis,
+                "state_redis": state_redis,
+                "queue_redis": queue_redis,
                 "settings": settings,
-                "breakers": partner_breakers(redis, settings),
-                "limiter": RateLimiter(redis),
+                "breakers": partner_breakers(state_redis, settings),
+                "limiter": RateLimiter(state_redis),
                 "account_standing": accounts.standing,
             }
         ),
-        stores={"sessions": RedisStore(redis, namespace="pizzeria:session")},
+        stores={"sessions": RedisStore(state_redis, namespace="pizzeria:session")},
         # CSRF inside the session middleware: the token is bound to the session.
         middleware=[
             logs.request_context,

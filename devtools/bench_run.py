@@ -2,15 +2,18 @@
 
 Phases, in this order, against one shop (started here, or a running one):
 
-1. ``idle``: CPU each part burns while nothing happens (polling workers, the relay's
-   safety poll, the launcher), so it can be taken out of the per-order cost;
-2. ``lone``: orders placed one at a time; place → paid and place → delivery created, as
+1. ``lone``: orders placed one at a time; place -> paid and place -> delivery created, as
    the customer's view shows them (woken by the projector's ``order:<id>`` notification);
+2. ``idle``: CPU each part burns while nothing happens (polling workers, the relay's
+   safety poll, the launcher), and the idle rate of PostgreSQL transactions and Redis
+   commands, so both can be taken out of the per-order cost;
 3. ``load``: ``POST /api/orders`` from ``concurrency`` clients with the workers running,
    then until every one of those orders is paid and has its delivery: placement rate and
-   latency, throughput through payment, and the CPU every process spent, per order;
-4. ``raw``: the same SQL transaction straight through asyncpg, for the ratio;
-5. ``sse`` (optional): viewers of one order: memory per idle stream, change → frame.
+   latency, throughput through payment, the CPU every process spent per order, and the
+   work per order that does not depend on the machine's load (transactions, rows
+   written, Redis commands);
+4. ``sse`` (optional): viewers of one order: memory per idle stream, change -> frame;
+5. ``raw``: the same SQL transaction straight through asyncpg, for the ratio.
 """
 
 from __future__ import annotations
@@ -146,6 +149,64 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+# --------------------------------------------------------------------------- work counts
+
+PG_WORK = """
+SELECT sum(xact_commit + xact_rollback)::bigint AS transactions,
+       sum(tup_inserted + tup_updated + tup_deleted)::bigint AS rows_written
+FROM pg_stat_database
+"""
+#: PostgreSQL publishes a backend's counters when it has been idle for up to 10 s
+PG_STATS_SETTLE = 11.0
+
+
+class WorkCounter:
+    """Work that does not depend on how loaded the machine is: PostgreSQL transactions
+    and rows written (``pg_stat_database``) and Redis commands (``INFO stats``)."""
+
+    def __init__(self, pool: Any, redis_url: str | None) -> None:
+        self.pool = pool
+        self.redis_url = redis_url
+        #: statements the bench itself sent between two readings (one transaction each)
+        self.own = 0
+
+    async def read(self) -> dict[str, float]:
+        row = await self.pool.fetchrow(PG_WORK)
+        counts = {
+            "pg_transactions": float(row["transactions"]),
+            "pg_rows_written": float(row["rows_written"]),
+        }
+        if self.redis_url:
+            from redis.asyncio import Redis
+
+            redis = Redis.from_url(self.redis_url)
+            try:
+                info = await redis.info("stats")
+                counts["redis_commands"] = float(info["total_commands_processed"])
+            finally:
+                await redis.aclose()
+        return counts
+
+
+def per_unit(
+    before: dict[str, float],
+    after: dict[str, float],
+    idle: dict[str, float],
+    seconds: float,
+    own: int,
+    units: int,
+) -> dict[str, float]:
+    """(after - before - idle rate x seconds) / units, per counter; the bench's own
+    statements are taken out of the transactions."""
+    out: dict[str, float] = {}
+    for key, value in after.items():
+        spent_ = value - before.get(key, value) - idle.get(key, 0.0) * seconds
+        if key == "pg_transactions":
+            spent_ -= own
+        out[key] = round(max(0.0, spent_) / max(1, units), 2)
+    return out
+
+
 # --------------------------------------------------------------------------- phases
 
 
@@ -241,9 +302,13 @@ async def load_phase(
     pool: Any,
     tree: ProcessTree | None,
     options: Options,
+    work: WorkCounter,
+    work_idle: dict[str, float],
 ) -> tuple[Result, dict[str, Any], dict[str, float]]:
     """Placement under load, then until every placed order is paid with its delivery."""
     placed: list[str] = []
+    work_before = await work.read()
+    work.own = 1
     before: Snapshot | None = tree.snapshot() if tree else None
     client_cpu = process_cpu_seconds()
     began = time.perf_counter()
@@ -256,6 +321,7 @@ async def load_phase(
     deadline = placing_ended + options.drain_timeout
     while time.perf_counter() < deadline:
         row = await pool.fetchrow(DONE_COUNT, ids, list(PAID), list(FAILED))
+        work.own += 1
         paid, failed = int(row["paid"]), int(row["failed"])
         if paid + failed >= len(ids):
             break
@@ -265,6 +331,9 @@ async def load_phase(
     if tree and before:
         gross = {part: used * 1000 for part, used in spent(before, tree.snapshot()).items()}
     client_ms = (process_cpu_seconds() - client_cpu) * 1000
+    await asyncio.sleep(PG_STATS_SETTLE)
+    work_after = await work.read()
+    work_seconds = time.perf_counter() - began
     pipeline = {
         "orders": len(ids),
         "paid_with_delivery": paid,
@@ -274,6 +343,9 @@ async def load_phase(
         "orders_per_s_through_payment": round(paid / (done - began), 2) if ids else 0.0,
         "drain_after_placement_s": round(done - placing_ended, 2),
         "bench_client_cpu_ms_per_order": round(client_ms / max(1, len(ids)), 2),
+        "work_per_order": per_unit(
+            work_before, work_after, work_idle, work_seconds, work.own, len(ids)
+        ),
     }
     return api, pipeline, gross
 
@@ -300,17 +372,26 @@ async def run(shop: Shop, options: Options) -> Report:
             for _ in range(5):  # warm the shop's pools and caches
                 await place_one(client, customer, body)
             await asyncio.sleep(1.0)
-            click.echo("idle …", err=True)
-            report.idle_ms_per_s = await idle_phase(tree, options.idle)
             if options.lone and shop.redis_url:
                 click.echo(f"lone orders x{options.lone} …", err=True)
                 report.lone = await lone_phase(
                     client, customer, body, pool, shop.redis_url, options.lone
                 )
-            await asyncio.sleep(2.0)  # let the lone orders' tails settle
+            await asyncio.sleep(PG_STATS_SETTLE)  # the lone orders' tails and counters settle
+            click.echo("idle …", err=True)
+            work = WorkCounter(pool, shop.redis_url)
+            idle_from, idle_began = await work.read(), time.perf_counter()
+            report.idle_ms_per_s = await idle_phase(tree, options.idle)
+            idle_to = await work.read()
+            idle_seconds = time.perf_counter() - idle_began
+            work_idle = {
+                k: max(0.0, v - idle_from.get(k, v) - (1 if k == "pg_transactions" else 0))
+                / idle_seconds
+                for k, v in idle_to.items()
+            }
             click.echo(f"load: {options.concurrency} clients, {options.duration:g} s …", err=True)
             report.api, report.pipeline, report.cpu_gross_ms = await load_phase(
-                client, customer, body, pool, tree, options
+                client, customer, body, pool, tree, options, work, work_idle
             )
             orders = max(1, report.pipeline["orders"])
             seconds = report.pipeline["seconds"]
@@ -379,6 +460,12 @@ def table(report: Report, options: Options) -> str:
             f"backlog drained {pipe['drain_after_placement_s']} s after placing stopped "
             "(target: >= 100/s)",
         ]
+    if work := pipe.get("work_per_order"):
+        lines.append(
+            "  per order: "
+            + ", ".join(f"{v:g} {k.replace('_', ' ')}" for k, v in work.items())
+            + " (idle rates taken out)"
+        )
     if report.cpu_per_order_ms:
         lines += [
             "",

@@ -12,7 +12,13 @@ from arq.worker import Function, func
 from app.platform import liveness, logs, metrics
 from app.platform.db import create_engine, create_session_factory
 from app.platform.handlers import run_job
-from app.platform.redis import arq_redis_settings, create_redis, dumps_job, loads_job
+from app.platform.redis import (
+    arq_redis_settings,
+    create_redis,
+    create_state_redis,
+    dumps_job,
+    loads_job,
+)
 from app.platform.settings import Settings, get_settings
 
 Task = Callable[..., Coroutine[Any, Any, Any]]
@@ -24,13 +30,15 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["settings"] = settings
     ctx["engine"] = create_engine(settings, pool_size=settings.worker.db_pool)
     ctx["session_factory"] = create_session_factory(ctx["engine"])
-    ctx["redis"] = create_redis(settings)
+    ctx["redis"] = create_redis(settings)  # pub/sub: live updates
+    ctx["state_redis"] = create_state_redis(settings)  # the partner breakers
     ctx["liveness"] = liveness.start(settings.lifecycle.liveness_file)  # the pod's probe
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     await liveness.stop(ctx.get("liveness"))
     await ctx["redis"].aclose()
+    await ctx["state_redis"].aclose()
     await ctx["engine"].dispose()
 
 

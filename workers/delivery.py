@@ -15,7 +15,7 @@ from workers.base import partner_job_timeout, worker_settings
 
 async def _open_gateway(ctx: dict[str, Any]) -> None:
     ctx["courier_gateway"] = HttpCourierGateway.from_settings(ctx["settings"])
-    ctx["courier_breaker"] = courier_breaker(ctx["redis"], ctx["settings"])
+    ctx["courier_breaker"] = courier_breaker(ctx["state_redis"], ctx["settings"])
 
 
 async def _close_gateway(ctx: dict[str, Any]) -> None:

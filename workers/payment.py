@@ -13,7 +13,7 @@ from workers.base import partner_job_timeout, worker_settings
 
 async def _open_provider(ctx: dict[str, Any]) -> None:
     ctx["payment_provider"] = HttpPaymentProvider.from_settings(ctx["settings"])
-    ctx["payment_breaker"] = payment_breaker(ctx["redis"], ctx["settings"])
+    ctx["payment_breaker"] = payment_breaker(ctx["state_redis"], ctx["settings"])
 
 
 async def _close_provider(ctx: dict[str, Any]) -> None:

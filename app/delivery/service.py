@@ -183,13 +183,15 @@ async def cancel_for_order(
     """Part of the order-cancel transaction: cancel the ticket while the kitchen has not started.
 
     No delivery yet (payment or worker still on its way) → a cancelled tombstone, so the
-    late ``OrderPaid`` creates nothing.
+    late ``OrderPaid`` creates nothing. When the tombstone loses to a delivery created at
+    that very moment (its insert was not committed when we looked), that delivery is the
+    one to cancel.
     """
     delivery = await session.scalar(
         select(Delivery).where(Delivery.order_id == order_id).with_for_update()
     )
     if delivery is None:
-        await session.execute(
+        tombstone = await session.scalar(
             insert(Delivery)
             .values(
                 id=uuid.uuid4(),
@@ -202,8 +204,18 @@ async def cancel_for_order(
                 version=1,
             )
             .on_conflict_do_nothing(index_elements=[Delivery.order_id])
+            .returning(Delivery.id)
         )
-        return
+        if tombstone is not None:
+            return
+        delivery = await session.scalar(
+            select(Delivery)
+            .where(Delivery.order_id == order_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if delivery is None:
+            return
     if delivery.status != DeliveryStatus.queued:
         raise Conflict(kitchen_started_reason(delivery.status))
     delivery.move_to(DeliveryStatus.cancelled)

@@ -44,7 +44,7 @@ async def metrics_endpoint(request: Request[Any, Any, Any], state: State) -> Res
         return float(len((await watchdog.stalled(session, settings.pipeline)).findings))
 
     await metrics.refresh_shop_gauges(
-        state.session_factory, state.redis, QUEUES, breaker_states, dead_letters, stuck_orders
+        state.session_factory, state.queue_redis, QUEUES, breaker_states, dead_letters, stuck_orders
     )
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

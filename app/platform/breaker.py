@@ -281,6 +281,11 @@ return {st, n, failures, slows, 0}
 )
 
 
+def breaker_keys(name: str) -> list[str]:
+    """The breaker's state hash and its outcome window, in one cluster slot."""
+    return [f"breaker:{{{name}}}", f"breaker:{{{name}}}:window"]
+
+
 class CircuitBreaker:
     """A named breaker; every instance with the same name on the same Redis shares state."""
 
@@ -295,7 +300,9 @@ class CircuitBreaker:
         self.name = name
         self.policy = policy
         self.failure_exceptions = failure_exceptions
-        self._keys = [f"breaker:{name}", f"breaker:{name}:window"]
+        # one hash tag for both: the scripts touch both keys, which must share a slot
+        # when the state Redis is a cluster
+        self._keys = breaker_keys(name)
         self._acquire = redis.register_script(_ACQUIRE)
         self._record = redis.register_script(_RECORD)
         self._state = redis.register_script(_STATE)

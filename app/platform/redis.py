@@ -1,16 +1,21 @@
-"""Redis clients: the plain client (sessions, pub/sub, breakers) and the arq pool (jobs).
+"""Redis clients by role, each on its own URL if set (all default to ``REDIS_URL``):
 
-Jobs are serialized as JSON rather than arq's default pickle, so a job in Redis is data,
-never code.
+- queues (``REDIS_QUEUE_URL``): the arq pool; jobs are serialized as JSON rather than
+  arq's default pickle, so a job in Redis is data, never code;
+- pub/sub (``REDIS_PUBSUB_URL``): live updates (``create_redis``);
+- state (``REDIS_STATE_URL``): sessions, rate limits and circuit breakers
+  (``create_state_redis``). This role may be a Redis Cluster (``REDIS_STATE_CLUSTER=1``):
+  every multi-key script and pipeline of it keeps its keys in one slot (hash tags) or
+  runs key by key.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from app.platform.settings import Settings
 
@@ -23,15 +28,26 @@ def loads_job(raw: bytes) -> Any:
     return json.loads(raw)
 
 
-def create_redis(settings: Settings) -> Redis:
+def create_redis(settings: Settings, url: str | None = None) -> Redis:
+    """A plain client: the pub/sub role unless ``url`` says otherwise."""
     client: Redis = Redis.from_url(
-        settings.redis.url, decode_responses=True, health_check_interval=30
+        url or settings.redis.pubsub_url, decode_responses=True, health_check_interval=30
     )
     return client
 
 
+def create_state_redis(settings: Settings) -> Redis:
+    """The client for sessions, rate limits and breakers: a cluster client when
+    ``REDIS_STATE_CLUSTER`` is set. Typed as ``Redis``: the commands this role uses
+    (strings, hashes, lists, scripts, non-transactional pipelines) exist on both."""
+    if settings.redis.state_cluster:
+        cluster = RedisCluster.from_url(settings.redis.state_url, decode_responses=True)
+        return cast(Redis, cluster)
+    return create_redis(settings, settings.redis.state_url)
+
+
 def arq_redis_settings(settings: Settings) -> RedisSettings:
-    return RedisSettings.from_dsn(settings.redis.url)
+    return RedisSettings.from_dsn(settings.redis.queue_url)
 
 
 async def create_job_pool(settings: Settings, *, retries: int = 5) -> ArqRedis:

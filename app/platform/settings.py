@@ -74,7 +74,29 @@ class DatabaseSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
+    """Redis by role; each role's URL defaults to ``REDIS_URL`` (see ``app.platform.redis``)."""
+
     url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    #: arq's job queues
+    queue_url_setting: str = field(default_factory=lambda: _env("REDIS_QUEUE_URL", ""))
+    #: live updates (pub/sub)
+    pubsub_url_setting: str = field(default_factory=lambda: _env("REDIS_PUBSUB_URL", ""))
+    #: sessions, rate limits and circuit breakers; may be a Redis Cluster
+    state_url_setting: str = field(default_factory=lambda: _env("REDIS_STATE_URL", ""))
+    #: the state role's URL is a node of a Redis Cluster
+    state_cluster: bool = field(default_factory=lambda: _env_bool("REDIS_STATE_CLUSTER", False))
+
+    @property
+    def queue_url(self) -> str:
+        return self.queue_url_setting or self.url
+
+    @property
+    def pubsub_url(self) -> str:
+        return self.pubsub_url_setting or self.url
+
+    @property
+    def state_url(self) -> str:
+        return self.state_url_setting or self.url
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,12 @@ from app.platform.access import access
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.status import service
-from app.status.live import order_updates, sse
+from app.status.live import RenderMemo, order_updates, sse
 from app.status.models import OrderView
 from app.status.schemas import OrderDocument
+
+#: the API stream's frames, by (order, view version)
+API_FRAMES: RenderMemo[tuple[uuid.UUID, int], str] = RenderMemo()
 
 
 class OrderStatusApi(Controller):
@@ -63,12 +66,17 @@ class OrderStatusApi(Controller):
         """``text/event-stream``: event ``order`` with the whole view, id = view version."""
         await service.order_view(db, order_id, caller.user_id)  # 404 before streaming
 
-        async def render(view: OrderView) -> ServerSentEventMessage:
+        async def encode(view: OrderView) -> str:
             async with state.session_factory() as session:
                 document = await service.order_document(
                     session, view, state.settings.shop.stage_minutes
                 )
-            data = msgspec.json.encode(document).decode()
+            return msgspec.json.encode(document).decode()
+
+        async def render(view: OrderView) -> ServerSentEventMessage:
+            # every viewer of this order (its one customer) gets the same JSON: rendered
+            # once per version per process
+            data = await API_FRAMES.get((view.order_id, view.version), lambda: encode(view))
             return ServerSentEventMessage(data=data, event="order", id=str(view.version))
 
         updates = order_updates(state.session_factory, state.broadcaster, order_id, caller.user_id)

@@ -14,10 +14,11 @@ import contextlib
 import functools
 import logging
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -103,6 +104,35 @@ async def _read_view(
 ) -> OrderView | None:
     async with session_factory() as session:
         return await service.any_order_view(session, order_id)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class RenderMemo(Generic[K, V]):
+    """What was rendered for a key (an order's view version), shared by every stream of
+    the process for ``ttl`` seconds: a frame's delivery window moves with the clock, but
+    not within a second. Concurrent callers of a missing key share one rendering."""
+
+    def __init__(self, ttl: float = 1.0, size: int = 1024) -> None:
+        self.ttl, self.size = ttl, size
+        self._made: dict[K, tuple[float, asyncio.Task[V]]] = {}
+
+    async def get(self, key: K, make: Callable[[], Awaitable[V]]) -> V:
+        now = time.monotonic()
+        found = self._made.get(key)
+        if found is None or now - found[0] > self.ttl or found[1].cancelled():
+            if len(self._made) >= self.size:
+                self._made = {k: v for k, v in self._made.items() if now - v[0] <= self.ttl}
+            found = (now, asyncio.ensure_future(make()))
+            self._made[key] = found
+        try:
+            return await asyncio.shield(found[1])
+        except Exception:
+            if self._made.get(key) is found:
+                del self._made[key]  # a failed rendering is not remembered
+            raise
 
 
 async def order_updates(

@@ -151,16 +151,25 @@
     pending = value;
     var board = document.getElementById("board");
     if (board) { board.setAttribute("data-refresh-pending", value ? "true" : "false"); }
+    var notice = document.getElementById("board-paused");
+    if (notice) { notice.hidden = !value; }
   }
+
+  /* A form left alone (focus still in it, nothing typed) for this long stops holding the
+     board back: a kitchen screen must not freeze because someone walked away. The swap
+     then keeps the form open with its words (snapshot and restore below). */
+  var HOLD_MS = 60000;
+  var lastTouched = 0;
 
   function boardElement() { return document.getElementById("board"); }
 
   function formInUse() {
     var board = boardElement();
     if (!board) { return false; }
+    if (board.querySelector("form.htmx-request") !== null) { return true; }
     var active = document.activeElement;
-    if (active && board.contains(active) && active.closest("form")) { return true; }
-    return board.querySelector("form.htmx-request") !== null;
+    return Boolean(active && board.contains(active) && active.closest("form")) &&
+      Date.now() - lastTouched < HOLD_MS;
   }
 
   function refreshNow() {
@@ -260,6 +269,10 @@
         if (saved) { restore(saved); saved = null; }
       }
     });
+    ["focusin", "input", "keydown"].forEach(function (name) {
+      board.addEventListener(name, function () { lastTouched = Date.now(); });
+    });
+    window.setInterval(function () { if (pending && !formInUse()) { refreshNow(); } }, 5000);
     board.addEventListener("focusout", refreshWhenFree);
     board.addEventListener("htmx:afterRequest", refreshWhenFree);
     board.addEventListener("toggle", refreshWhenFree, true);

@@ -21,7 +21,7 @@ from tests.chaos.workload import EXPECTED_STATUS, Anomaly, OrderRun, Scenario, W
 
 #: how long the shop may take to go quiet after a fault ended (issue 9: the pipeline
 #: recovers within a minute of Redis returning empty, so those phases get longer)
-SETTLE_SECONDS = 45.0
+SETTLE_SECONDS = 60.0
 #: read models may lag the tables a little after everything else settled
 VIEW_GRACE_SECONDS = 5.0
 
@@ -34,7 +34,7 @@ class Phase:
     spread: float = 5.0
     double: bool = False
     #: seconds the workload waits for one step, and the shop to go quiet after the fault
-    patience: float = 40.0
+    patience: float = 60.0
     settle: float = SETTLE_SECONDS
 
 
@@ -43,7 +43,7 @@ PHASES = (
     Phase("worker-sigkill", faults.worker_sigkill, 12, spread=6),
     Phase("relay-kill", faults.relay_kill, 10),
     Phase("two-relays", faults.two_relays, 10),
-    Phase("redis-restart", faults.redis_restart, 10, patience=75, settle=75),
+    Phase("redis-restart", faults.redis_restart, 10, patience=90, settle=90),
     Phase("postgres-stop", faults.postgres_stop, 10),
     Phase("partner-slow", faults.partner_slow, 10),
     Phase("partner-down", faults.partner_down, 10),
@@ -51,7 +51,7 @@ PHASES = (
     Phase("duplicate-jobs", faults.duplicate_jobs, 10),
     Phase("replayed-outbox", faults.replayed_outbox, 10),
     Phase("double-submits", faults.double_submits, 10, double=True),
-    Phase("combined", faults.combined, 24, spread=12, double=True, patience=75, settle=75),
+    Phase("combined", faults.combined, 24, spread=12, double=True, patience=90, settle=90),
 )
 
 

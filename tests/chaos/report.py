@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -9,6 +10,12 @@ if TYPE_CHECKING:
 
 #: every phase's result in the order they ran (filled by the chaos tests)
 RESULTS: list[PhaseResult] = []
+#: when the chaos world started coming up (monotonic), for the run's wall time
+STARTED: list[float] = []
+
+
+def mark_start() -> None:
+    STARTED.append(time.monotonic())
 
 
 def summary_lines(results: list[PhaseResult]) -> list[str]:
@@ -42,6 +49,8 @@ def summary_lines(results: list[PhaseResult]) -> list[str]:
         f"{sum(1 for r in results if r.ok)} phases ok; "
         + (f"slowest convergence {max(converged):.1f}s" if converged else "no convergence")
     )
+    if STARTED:
+        lines.append(f"wall time {time.monotonic() - STARTED[0]:.0f}s (start-up and every phase)")
     for r in results:
         for note in r.notes:
             lines.append(f"  {r.phase}: {note}")

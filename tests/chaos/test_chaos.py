@@ -17,7 +17,7 @@ import pytest
 
 from tests.chaos.campaign import PHASES, Campaign, Phase
 from tests.chaos.invariants import check
-from tests.chaos.report import RESULTS
+from tests.chaos.report import RESULTS, mark_start
 from tests.chaos.services import Shop, chaos_world
 from tests.chaos.workload import PASSWORD, Workload
 
@@ -29,6 +29,7 @@ CHOSEN = [p for p in PHASES if p.name in os.environ.get("CHAOS_PHASES", p.name).
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[Shop]:
+    mark_start()
     with chaos_world() as shop:
         yield shop
 

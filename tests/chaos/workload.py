@@ -74,6 +74,8 @@ class OrderRun:
     steps: list[str] = field(default_factory=list)
     gave_up: str | None = None
     refunds: list[str] = field(default_factory=list)
+    #: return pickups of withdrawn refunds (the rider to send back is the newest trip's)
+    old_pickups: set[str] = field(default_factory=set)
 
 
 class _SessionLost(Exception):
@@ -295,7 +297,8 @@ class Workload:
         delivery_id = view["delivery"]["id"]
         refund_id = await self.file_refund(run, customer, order_id)
         if run.scenario in (Scenario.refund_withdrawn, Scenario.refund_again):
-            await self.return_pickup(delivery_id)  # the partner is already on its way
+            # the partner is already on its way (this trip's rider, not the next one's)
+            run.old_pickups.add(await self.return_pickup(delivery_id))
             await self.twice(
                 lambda: self.request(
                     "POST", f"/api/refunds/{refund_id}/cancel", customer, ok={200}, final={409}
@@ -458,15 +461,21 @@ class Workload:
         run.steps.append(f"refund {len(run.refunds)} filed")
         return str(created[0])
 
-    async def return_pickup(self, delivery_id: str) -> str:
-        """The partner's live pickup for the return trip, once the shop has asked for it."""
+    async def return_pickup(self, delivery_id: str, old: frozenset[str] = frozenset()) -> str:
+        """The partner's live pickup for the return trip, once the shop has asked for it:
+        the newest one, and not one of an earlier trip (``old``) whose withdrawal the
+        shop may still be retrying."""
 
         async def probe() -> str | None:
             response = await self.sandbox.get(
                 "/sandbox/courier/pickups", params={"reference": f"{delivery_id}:return"}
             )
-            live = [p for p in response.json() if p["status"] in ("requested", "assigned")]
-            return str(live[0]["id"]) if live else None
+            live = [
+                p
+                for p in response.json()
+                if p["status"] in ("requested", "assigned") and p["id"] not in old
+            ]
+            return str(live[-1]["id"]) if live else None
 
         return await self.wait(f"a return pickup for {delivery_id}", probe)  # type: ignore[no-any-return]
 
@@ -487,7 +496,7 @@ class Workload:
             )
             run.steps.append("return taken in by staff")
             return
-        pickup = await self.return_pickup(delivery_id)
+        pickup = await self.return_pickup(delivery_id, frozenset(run.old_pickups))
         await self.sandbox.post(
             f"/sandbox/courier/pickups/{pickup}/events", json={"type": "delivered"}
         )

@@ -133,3 +133,24 @@ async def test_a_back_to_back_double_submit_lands_on_the_placed_order(page: Page
         await expect(page.locator("#order-live").get_by_text(name)).to_be_visible()
     await page.goto("/orders")
     await expect(page.locator("a[href^='/orders/']")).to_have_count(1)
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+async def test_on_a_phone_the_total_stays_above_the_pay_button(
+    page: Page, t: Words, lang: str
+) -> None:
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await sign_up(page, t)
+    await fill_basket(page, t)
+    await open_checkout(page, t)
+    await page.get_by_label(t("Delivery address")).focus()  # at the top of a long form
+    total = page.locator("#checkout-total")
+    pay = pay_button(page, lang)
+    await expect(pay).to_be_in_viewport()
+    await expect(total).to_be_in_viewport()
+    await expect(pay).to_contain_text((await total.inner_text()).strip())
+    total_box = await total.bounding_box()
+    pay_box = await pay.bounding_box()
+    assert total_box is not None and pay_box is not None
+    assert total_box["y"] + total_box["height"] <= pay_box["y"], (total_box, pay_box)
+    assert pay_box["y"] + pay_box["height"] <= 844, pay_box

@@ -204,6 +204,7 @@ async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
         )
         await expect(reason).to_have_value(note)
         await expect(reason).to_be_focused()
+        await expect(board.locator("#board-paused")).to_be_visible()
     await reason.press("End")
     await reason.type(" Sorry!")
     await expect(reason).to_have_value(note + " Sorry!")
@@ -213,6 +214,7 @@ async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
     # the held-back moves show up as soon as the form is done
     await expect(card(board, other_id, "baking")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     await expect(board.locator("#board")).not_to_have_attribute("data-refresh-pending", "true")
+    await expect(board.locator("#board-paused")).to_be_hidden()
     refund = await api.get(f"/api/refunds/{filed.json()['id']}", headers=auth(customer))
     assert refund.json()["status"] == "cancelled", refund.text
     assert note + " Sorry!" in refund.text, refund.text

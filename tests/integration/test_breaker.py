@@ -16,7 +16,7 @@ from uuid import uuid4
 import pytest
 from redis.asyncio import Redis
 
-from app.platform.breaker import BreakerOpen, BreakerPolicy, CircuitBreaker
+from app.platform.breaker import BreakerOpen, BreakerPolicy, CircuitBreaker, breaker_keys
 from app.platform.errors import Unavailable
 
 Make = Callable[..., CircuitBreaker]
@@ -51,7 +51,7 @@ async def make(redis: Redis, name: str) -> AsyncIterator[Make]:
         return CircuitBreaker(redis, name, BreakerPolicy(**policy), (PartnerDown,))  # type: ignore[arg-type]
 
     yield build
-    await redis.delete(f"breaker:{name}", f"breaker:{name}:window")
+    await redis.delete(*breaker_keys(name))
 
 
 async def ok() -> str:
@@ -277,7 +277,7 @@ async def test_another_process_sees_the_same_state(make: Make, name: str) -> Non
         f"""
         import asyncio
         from redis.asyncio import Redis
-        from app.platform.breaker import BreakerOpen, BreakerPolicy, CircuitBreaker
+        from app.platform.breaker import BreakerOpen, BreakerPolicy, CircuitBreaker, breaker_keys
 
         async def main():
             redis = Redis.from_url({REDIS_URL!r}, decode_responses=True)
@@ -314,12 +314,12 @@ async def test_works_with_a_bytes_client_and_expires_keys(name: str) -> None:
         breaker = CircuitBreaker(client, name, BreakerPolicy(minimum_calls=2), (PartnerDown,))
         await open_it(breaker)
         assert (await breaker.state()).failure_rate == 100.0
-        for key in (f"breaker:{name}", f"breaker:{name}:window"):
+        for key in breaker_keys(name):
             assert 0 < await client.ttl(key) <= 24 * 60 * 60
         await breaker.reset()
         state = await breaker.state()
         assert (state.state, state.calls) == ("closed", 0)
-        assert await client.exists(f"breaker:{name}", f"breaker:{name}:window") == 0
+        assert await client.exists(*breaker_keys(name)) == 0
     finally:
-        await client.delete(f"breaker:{name}", f"breaker:{name}:window")
+        await client.delete(*breaker_keys(name))
         await client.aclose()

@@ -145,3 +145,54 @@ async def test_cancelling_an_order_gives_its_coupon_back(
         await ordering.cancel_order(session, placed.order_id, customer)
     [again] = await _coupons_for(session_factory, earned_with)
     assert (again.status, again.redeemed_order_id) == ("issued", None)
+
+
+async def test_a_cancel_racing_the_delivery_being_created_cancels_that_delivery(
+    session_factory: Factory, ctx: dict[str, Any]
+) -> None:
+    """The delivery worker inserts the ticket for ``OrderPaid`` while the customer cancels:
+    the cancel looked before that insert committed, so its tombstone loses. It must then
+    cancel the delivery that won (the chaos suite saw a cancelled order with a queued
+    ticket, cooked for nobody)."""
+    from sqlalchemy import text
+
+    from app.delivery import service as delivery
+    from app.delivery.models import Delivery
+
+    customer = uuid.uuid4()
+    order_id = await place(session_factory, customer_id=customer)
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    assert await payment_tasks.capture(ctx, placed.to_event().to_job_arg()) == "captured"
+    [captured] = await events_of(session_factory, order_id, "PaymentCaptured")
+    async with session_factory() as session, session.begin():
+        await ordering.on_payment_captured(session, captured.to_event())
+    [paid] = await events_of(session_factory, order_id, "OrderPaid")
+
+    async with session_factory() as creating:
+        await creating.begin()
+        await delivery.create_for_paid_order(creating, paid.to_event())  # not committed yet
+
+        async def cancel() -> None:
+            async with session_factory() as session:
+                await ordering.cancel_order(session, order_id, customer)
+
+        cancelling = asyncio.ensure_future(cancel())
+        async with session_factory() as watcher:
+            for _ in range(200):  # until the cancel waits on the uncommitted ticket
+                waiting = await watcher.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, "the cancel never waited on the ticket being created"
+        await creating.commit()
+        await cancelling
+
+    async with session_factory() as session:
+        ticket = await session.scalar(select(Delivery).where(Delivery.order_id == order_id))
+    assert ticket is not None and ticket.status == "cancelled"
+    assert len(await events_of(session_factory, order_id, "DeliveryCancelled")) == 1

@@ -1,0 +1,42 @@
+"""A session that cannot be saved because Redis is away (issue 9, found by the chaos
+suite): the answer says "try again" (503, Retry-After) instead of a 500 raised after the
+response had started. Redis here is a port nothing listens on: Redis down, for real."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from litestar import Litestar, Request, get
+from litestar.stores.redis import RedisStore
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from app.platform.sessions import session_config
+from app.platform.settings import get_settings
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@get("/remember")
+async def remember(request: Request[Any, Any, Any]) -> str:
+    request.session["basket"] = {"1": 2}
+    return "kept"
+
+
+async def test_a_session_redis_cannot_store_answers_503_not_500() -> None:
+    redis = Redis.from_url(f"redis://127.0.0.1:{_closed_port()}/0")
+    app = Litestar(
+        route_handlers=[remember],
+        middleware=[session_config(get_settings()).middleware],
+        stores={"sessions": RedisStore(redis, namespace="test:session")},
+    )
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
+        response = await client.get("/remember")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "2"
+    assert "set-cookie" not in response.headers

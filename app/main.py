@@ -60,6 +60,7 @@ from app.platform.settings import Settings, get_settings, require_secrets
 from app.platform.uow import read_your_writes
 from app.refund.api import RefundApi
 from app.refund.pages import ReasonAdminPages, RefundPages, StaffRefundPages
+from app.refund.returns import ReturnApi, ReturnPages
 from app.status.api import OrderStatusApi
 from app.status.pages import OrderPages
 from app.status.service import project_in_transaction
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DeliveryApi,
             OperationsApi,
             RefundApi,
+            ReturnApi,
         ],
         dependencies={
             "caller": Provide(web.provide_api_principal),
@@ -186,6 +188,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             OrderPages,
             CouponPages,
             BoardPages,
+            ReturnPages,
             PartnerPages,
             PipelinePages,
             RefundPages,

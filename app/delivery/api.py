@@ -18,7 +18,6 @@ from app.platform.access import access
 from app.platform.errors import InvalidInput, NotFound
 from app.platform.i18n import N_
 from app.platform.security import Principal
-from app.refund import service as refunds
 
 
 class DeliveryApi(Controller):
@@ -90,20 +89,3 @@ class DeliveryApi(Controller):
         """The returned pizzas are back: the money goes back to the customer."""
         audit.record(db, staff_caller, "return.complete", f"delivery:{delivery_id}")
         return DeliveryView.of(await service.confirm_return(db, delivery_id))
-
-    @post("/{delivery_id:uuid}/return/cancel", status_code=200)
-    async def cancel_return(
-        self,
-        delivery_id: FromPath[uuid.UUID],
-        db: NamedDependency[AsyncSession],
-        staff_caller: NamedDependency[Principal],
-        state: State,
-    ) -> DeliveryView:
-        """Cancel the return trip: the refund is cancelled too (FR11)."""
-        audit.record(db, staff_caller, "return.cancel", f"delivery:{delivery_id}")
-        await refunds.cancel_return(db, delivery_id, "staff")
-        delivery = await service.get(db, delivery_id)
-        if delivery is None:  # it was there a moment ago, and deliveries are never deleted
-            raise NotFound(N_("delivery not found"))
-        await db.refresh(delivery)
-        return DeliveryView.of(delivery)

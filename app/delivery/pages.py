@@ -21,14 +21,12 @@ from app.operations import watchdog
 from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
-from app.platform.errors import Conflict, InvalidInput, NotFound
+from app.platform.errors import Conflict
 from app.platform.i18n import N_, Verbatim
 from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
-from app.platform.text import storable
 from app.platform.web import fragment, is_htmx, page, redirect
-from app.refund import service as refunds
 from app.status import eta
 from app.status import service as status
 from app.status.live import channel_updates, sse
@@ -206,32 +204,19 @@ class BoardPages(Controller):
 
         return sse(channel_updates(state.broadcaster, BOARD_CHANNEL), render)
 
-    @post("/deliveries/{delivery_id:uuid}/return/{outcome:str}")
-    async def settle_return(
+    @post("/deliveries/{delivery_id:uuid}/return/complete")
+    async def complete_return(
         self,
         request: Request[Any, Any, Any],
         delivery_id: FromPath[uuid.UUID],
-        outcome: FromPath[str],
         db: NamedDependency[AsyncSession],
         staff: NamedDependency[Principal],
         state: State,
     ) -> Any:
-        """A return card's buttons: ``complete`` (pizzas back, refund the money) or
-        ``cancel`` (no return, the refund is cancelled: FR11) with a reason the customer
-        reads, confirmed on the card."""
-        if outcome == "cancel":
-            note = str((await request.form()).get("note") or "").strip()
-            if not note or len(note) > 500 or not storable(note):
-                raise InvalidInput.single(
-                    "note", N_("Tell the customer why (at most 500 characters).")
-                )
-            audit.record(db, staff, "return.cancel", f"delivery:{delivery_id}", reason=note)
-            await refunds.cancel_return(db, delivery_id, "staff", note=note)
-        elif outcome == "complete":
-            audit.record(db, staff, "return.complete", f"delivery:{delivery_id}")
-            await service.confirm_return(db, delivery_id)
-        else:
-            raise NotFound(N_("no such return action"))
+        """A return card's "Pizzas are back": the money goes back to the customer. (Its
+        "Cancel return" is a refund use case: ``app.refund.returns``.)"""
+        audit.record(db, staff, "return.complete", f"delivery:{delivery_id}")
+        await service.confirm_return(db, delivery_id)
         if is_htmx(request):
             return page(request, "delivery/_board_columns.html", **await board_context(db, state))
         return redirect(request, "/staff/board")

@@ -41,6 +41,7 @@ from app.delivery.models import (
     ReturnPickupState,
     stage,
 )
+from app.delivery.schemas import DeliveryView as DeliveryView  # what other contexts return
 from app.ordering.events import OrderPaid
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, InvalidInput, NotFound, Unavailable
@@ -238,6 +239,15 @@ async def delivery_for_order(session: AsyncSession, order_id: uuid.UUID) -> Deli
 
 async def get(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery | None:
     return await session.get(Delivery, delivery_id)
+
+
+async def view(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryView:
+    """The staff's view of a delivery, for the adapters of other contexts (a DTO, not
+    the row)."""
+    current = await session.get(Delivery, delivery_id, populate_existing=True)
+    if current is None:
+        raise NotFound(N_("delivery not found"))
+    return DeliveryView.of(current)
 
 
 async def list_deliveries(session: AsyncSession, status: str | None = None) -> list[Delivery]:

@@ -161,6 +161,8 @@ STATE_CHANGING: dict[tuple[str, str], str] = {
     ("POST", "/api/deliveries/{delivery_id:uuid}/return/complete"): "returning_delivery",
     ("POST", "/api/deliveries/{delivery_id:uuid}/return/cancel"): "returning_delivery",
     ("POST", "/staff/deliveries/{delivery_id:uuid}/advance"): "queued_delivery",
+    ("POST", "/staff/deliveries/{delivery_id:uuid}/return/complete"): "returning_delivery",
+    ("POST", "/staff/deliveries/{delivery_id:uuid}/return/cancel"): "returning_delivery",
     ("POST", "/api/orders/{order_id:uuid}/cancel"): "paid_order",
     ("POST", "/orders/{order_id:uuid}/cancel"): "paid_order",
     ("POST", "/refunds/{refund_id:uuid}/cancel"): "refund",

@@ -97,7 +97,11 @@ WIRING: Mapping[type[DomainEvent], Sequence[Subscriber]] = {
     RefundCompleted: [PROJECT],
     OrderRefunded: [PROJECT],
     RefundCancelled: [Subscriber("coupon", coupon.REINSTATE), PROJECT],
-    DeliveryReturnCancelled: [Subscriber("delivery", delivery.WITHDRAW_RETURN_PICKUP), PROJECT],
+    DeliveryReturnCancelled: [
+        Subscriber("delivery", delivery.WITHDRAW_RETURN_PICKUP),
+        Subscriber("refund", refund.CANCEL_FOR_RETURNED_TRIP),
+        PROJECT,
+    ],
 }
 
 #: the relay's routes: by the wire name an outbox row carries

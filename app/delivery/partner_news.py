@@ -3,7 +3,8 @@ webhook, or our own question when its webhooks went missing (reconciliation).
 
 Either way the news goes through the state machines, and stale or repeated news
 changes nothing, so a webhook that arrives after reconciliation already applied the same
-news is harmless.
+news is harmless. A cancelled return trip cancels its refund through
+``DeliveryReturnCancelled``: delivery knows nothing of refunds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import service
 from app.delivery.models import ReturnPickupState
-from app.refund import service as refunds
 
 
 async def apply(
@@ -44,7 +44,7 @@ async def apply(
         await service.complete_return(db, delivery.id)
         await service.settle_return_pickup(db, delivery.id, pickup.trip, ReturnPickupState.finished)
     elif kind == service.PARTNER_CANCELLED:  # FR11: the partner cancelled the trip
-        await refunds.cancel_for_delivery(db, delivery.id, "partner")
+        await service.partner_cancelled_return(db, delivery.id)
         await service.settle_return_pickup(db, delivery.id, pickup.trip, ReturnPickupState.finished)
 
 

@@ -343,11 +343,23 @@ async def request_return(session: AsyncSession, delivery: Delivery) -> None:
 
 
 async def cancel_return(session: AsyncSession, delivery: Delivery) -> None:
-    """Part of the refund-cancel transaction (FR11): the pizzas stay with the customer."""
+    """Part of the refund-cancel transaction (FR11), or the partner's cancel of the trip:
+    the pizzas stay with the customer."""
     if delivery.status == DeliveryStatus.returned:
         raise Conflict(N_("the return has already reached the shop; the refund goes ahead"))
     delivery.move_to(DeliveryStatus.delivered)
     await _emit(session, delivery, DeliveryReturnCancelled)
+
+
+async def partner_cancelled_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
+    """The partner cancelled the return trip (FR11): the pizzas stay with the customer.
+    The refund follows from ``DeliveryReturnCancelled`` (its handler cancels a refund
+    whose delivery is no longer returning); news about a return that is over changes
+    nothing."""
+    delivery = await _locked(session, delivery_id)
+    if delivery.status != DeliveryStatus.return_requested:
+        return
+    await cancel_return(session, delivery)
 
 
 async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import service as delivery
+from app.delivery.events import DeliveryReturnCancelled
 from app.delivery.models import Delivery, DeliveryStatus
 from app.ordering import service as ordering
 from app.payment.events import PaymentRefunded
@@ -272,33 +273,49 @@ async def withdraw(session: AsyncSession, refund_id: uuid.UUID, customer_id: uui
     return refund
 
 
-async def cancel_for_delivery(
+async def cancel_return(
     session: AsyncSession, delivery_id: uuid.UUID, by: str, *, note: str | None = None
 ) -> Refund:
-    """Staff or the partner cancelled the return trip: the refund is cancelled (FR11), in
-    the caller's transaction (the partner webhook's, or ``cancel_return``'s)."""
+    """Staff cancel the return trip from the board or the API: the refund is cancelled
+    (FR11), and the delivery back to ``delivered`` with it."""
     current = await delivery.get(session, delivery_id)
     if current is None:
         raise NotFound(N_("delivery not found"))
-    refund_id = await session.scalar(
-        select(Refund.id).where(
-            Refund.order_id == current.order_id, Refund.status == RefundStatus.requested
-        )
-    )
+    refund_id = await _requested_for(session, current.order_id)
     if refund_id is None:
         raise Conflict(N_("This delivery has no return in progress."))
     refund = await _locked(session, refund_id)
     await _cancel(session, refund, by, note)
-    return refund
-
-
-async def cancel_return(
-    session: AsyncSession, delivery_id: uuid.UUID, by: str, *, note: str | None = None
-) -> Refund:
-    """Staff cancel the return trip from the board or the API: the refund is cancelled."""
-    refund = await cancel_for_delivery(session, delivery_id, by, note=note)
     await complete(session)
     return refund
+
+
+async def cancel_for_returned_trip(session: AsyncSession, event: Event) -> None:
+    """``DeliveryReturnCancelled`` → a refund still waiting for a return that is no
+    longer coming is cancelled (FR11: the partner cancelled the trip).
+
+    Staff and customers cancel the refund in the same transaction as the delivery, so a
+    refund still ``requested`` while its delivery is back at ``delivered`` can only be
+    the partner's doing; a delivery returning again (a new refund) is left alone."""
+    order_id = event.as_(DeliveryReturnCancelled).order_id
+    current = await delivery.locked_for_order(session, order_id)
+    if current is None or current.status != DeliveryStatus.delivered:
+        return
+    refund_id = await _requested_for(session, order_id)
+    if refund_id is None:
+        return
+    refund = await _locked(session, refund_id)
+    refund.cancelled_by = "partner"
+    refund.move_to(RefundStatus.cancelled)
+    await _emit(session, refund, RefundCancelled, event)
+
+
+async def _requested_for(session: AsyncSession, order_id: uuid.UUID) -> uuid.UUID | None:
+    return await session.scalar(
+        select(Refund.id).where(
+            Refund.order_id == order_id, Refund.status == RefundStatus.requested
+        )
+    )
 
 
 async def complete_for_payment(session: AsyncSession, event: Event) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,12 +16,17 @@ import click
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from app.accounts.models import Role
+
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
 #: commands that start their own servers or need none
 _SELF_CONTAINED = frozenset({"up", "sandbox", "bench"})
+#: how to find a running ``pizzeria up`` to talk to when no URLs are set (the development
+#: tools add it; it returns the data folder when nothing runs there)
+LOCATE_SHOP: list[Callable[[], Path | None]] = []
 
 
 def _require_secrets() -> None:
@@ -39,9 +44,7 @@ def _require_secrets() -> None:
 def main(ctx: click.Context) -> None:
     """Pizzeria: ordering, delivery and refunds for a pizza shop."""
     if ctx.invoked_subcommand not in _SELF_CONTAINED:
-        from devtools.embedded import use_running_shop
-
-        ctx.obj = {"idle_data_dir": use_running_shop()}
+        ctx.obj = {"idle_data_dir": LOCATE_SHOP[0]() if LOCATE_SHOP else None}
 
 
 def require_database() -> None:
@@ -54,16 +57,6 @@ def require_database() -> None:
             f"no database: nothing is running on {idle}. Start the shop with "
             "`pizzeria up` (same PIZZERIA_DATA_DIR), or set DATABASE_URL."
         )
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-def up(host: str, port: int) -> None:
-    """Run everything: web, relay, workers, sandbox partners (embedded DBs if none given)."""
-    from devtools.launcher import up as run_up
-
-    sys.exit(run_up(host, port))
 
 
 @main.command()
@@ -276,8 +269,8 @@ async def _schema_revisions() -> set[str]:
         conn = await asyncpg.connect(asyncpg_dsn(get_settings().db.direct_url), timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError):
         return set()
-    try:  # alembic/env.py keeps the version table in the platform schema
-        rows = await conn.fetch("SELECT version_num FROM platform.alembic_version")
+    try:  # alembic/env.py keeps the version table in public (it adopts a legacy platform one)
+        rows = await conn.fetch("SELECT version_num FROM public.alembic_version")
     except asyncpg.PostgresError:  # no schema or table yet
         return set()
     finally:
@@ -427,19 +420,46 @@ def menu() -> None:
 def load_demo() -> None:
     """Load (or refresh) the demo pizzas."""
     require_database()
-    from devtools.launcher import load_demo_data
-
-    asyncio.run(load_demo_data(with_accounts=False))
+    asyncio.run(load_demo_data())
     click.echo("demo menu loaded")
 
 
-def _register_bench() -> None:
-    from devtools.bench import bench_command
+async def load_demo_data(
+    accounts: Iterable[tuple[str, str, Role]] = (), password: str = ""
+) -> None:
+    """The demo menu, and the given demo accounts (``pizzeria up`` in demo mode)."""
+    from app.accounts import service as accounts_service
+    from app.menu import service as menu
+    from app.platform.db import create_engine, create_session_factory
+    from app.platform.settings import get_settings
 
-    main.add_command(bench_command())
+    get_settings.cache_clear()
+    engine = create_engine(get_settings())
+    try:
+        async with create_session_factory(engine)() as session:
+            await menu.load_demo_menu(session, get_settings().shop.currency)
+            for email, name, role in accounts:
+                await accounts_service.ensure_user(
+                    session, email=email, password=password, name=name, role=role
+                )
+    finally:
+        await engine.dispose()
 
 
-_register_bench()
+def _register_extensions() -> None:
+    """Commands other installed packages add (``pizzeria.commands`` entry points): the
+    development tools' ``up`` and ``bench``. The production image has no such package,
+    and so no such commands."""
+    for entry in entry_points(group="pizzeria.commands"):
+        try:
+            register = entry.load()
+        except ImportError:
+            continue
+        if locate := register(main):
+            LOCATE_SHOP.append(locate)
+
+
+_register_extensions()
 
 if __name__ == "__main__":
     main()

@@ -29,6 +29,7 @@ import httpx
 import psutil
 
 from app.accounts.models import Role
+from app.cli import load_demo_data, run_migrations
 from devtools.embedded import (
     UP_PID_FILE,
     EmbeddedPostgres,
@@ -161,11 +162,11 @@ def ensure_secrets(data_dir: Path) -> None:
 
 def prepare_data(demo: bool) -> None:
     """Migrate, load the demo menu and (demo mode) the demo accounts. Idempotent."""
-    from app.cli import run_migrations
 
     timed("migrations", run_migrations)
     label = "demo menu and accounts" if demo else "demo menu"
-    timed(label, lambda: asyncio.run(load_demo_data(demo)))
+    accounts = DEMO_ACCOUNTS if demo else ()
+    timed(label, lambda: asyncio.run(load_demo_data(accounts, DEMO_PASSWORD)))
 
 
 def timed(label: str, step: Callable[[], object]) -> None:
@@ -173,26 +174,6 @@ def timed(label: str, step: Callable[[], object]) -> None:
     began = time.monotonic()
     step()
     print(f"done in {time.monotonic() - began:.1f} s", flush=True)
-
-
-async def load_demo_data(with_accounts: bool) -> None:
-    from app.accounts import service as accounts
-    from app.menu import service as menu
-    from app.platform.db import create_engine, create_session_factory
-    from app.platform.settings import get_settings
-
-    get_settings.cache_clear()
-    engine = create_engine(get_settings())
-    try:
-        async with create_session_factory(engine)() as session:
-            await menu.load_demo_menu(session, get_settings().shop.currency)
-            if with_accounts:
-                for email, name, role in DEMO_ACCOUNTS:
-                    await accounts.ensure_user(
-                        session, email=email, password=DEMO_PASSWORD, name=name, role=role
-                    )
-    finally:
-        await engine.dispose()
 
 
 @dataclass

@@ -40,7 +40,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from app.platform.outbox import RECORDED
+from app.platform.outbox import IN_TRANSACTION
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +102,12 @@ HEALTH_CHECK_SUFFIX = ":health-check"
 
 # -- hooks ------------------------------------------------------------------------------
 
-_COUNTED = "metrics_counted_events"
-
 
 @event.listens_for(Session, "after_commit")
 def _count_committed_events(session: Session) -> None:
-    """Count the events this commit made durable (the outbox keeps the recorded events in
-    ``session.info`` until the web takes them for projection)."""
-    counted: set[Any] = session.info.setdefault(_COUNTED, set())
-    for committed in session.info.get(RECORDED, []):
-        if committed.id in counted:
-            continue
-        counted.add(committed.id)
+    """Count the events this commit made durable, once each (the outbox lists what the
+    transaction recorded; the unit of work takes its own copy before committing)."""
+    for committed in session.info.pop(IN_TRANSACTION, []):
         EVENTS.labels(committed.type).inc()
         counter = EVENT_COUNTERS.get(committed.type)
         if counter is not None:
@@ -123,8 +117,7 @@ def _count_committed_events(session: Session) -> None:
 @event.listens_for(Session, "after_soft_rollback")
 def _forget_rolled_back_events(session: Session, previous_transaction: Any) -> None:
     """Events recorded in a transaction that rolled back never happened."""
-    counted: set[Any] = session.info.setdefault(_COUNTED, set())
-    counted.update(recorded.id for recorded in session.info.get(RECORDED, []))
+    session.info.pop(IN_TRANSACTION, None)
 
 
 Job = Callable[..., Coroutine[Any, Any, Any]]

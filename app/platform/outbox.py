@@ -32,6 +32,9 @@ from app.platform.events import DomainEvent, Event
 
 NOTIFY_CHANNEL = "outbox"
 RECORDED = "recorded_events"
+#: every event recorded in the open transaction, for observers of the commit (metrics);
+#: ``take_recorded`` (the unit of work, before it commits) leaves this one alone
+IN_TRANSACTION = "events_in_transaction"
 
 
 class OutboxRow(Base):
@@ -111,6 +114,7 @@ async def record_event(
     session.add(row)
     recorded = row.to_event()
     session.info.setdefault(RECORDED, []).append(recorded)
+    session.info.setdefault(IN_TRANSACTION, []).append(recorded)
     # NOTIFY is transactional: the relay is woken only if this transaction commits.
     await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
     return recorded

@@ -422,6 +422,7 @@ class ChargeSeed(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     amount: int = 3100
     currency: str = "EUR"
     reference: str = "pact"
+    idempotency_key: str | None = None  # the key of the POST /charges that made it
 
 
 class PaymentMethodSeed(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -454,6 +455,8 @@ async def seed_charge(
         operations=[],
     )
     sandbox.charges[charge_id] = record
+    if data.idempotency_key is not None:
+        sandbox.charge_keys[data.idempotency_key] = charge_id
     return record.view()
 
 

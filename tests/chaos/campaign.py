@@ -40,7 +40,7 @@ class Phase:
 
 PHASES = (
     Phase("baseline", faults.nothing, 8, spread=4),
-    Phase("worker-sigkill", faults.worker_sigkill, 12, spread=6),
+    Phase("worker-sigkill", faults.worker_sigkill, 12, spread=6, patience=90, settle=90),
     Phase("relay-kill", faults.relay_kill, 10),
     Phase("two-relays", faults.two_relays, 10),
     Phase("redis-restart", faults.redis_restart, 10, patience=90, settle=90),

@@ -100,6 +100,26 @@ def payment_pact():  # type: ignore[no-untyped-def]
         .will_respond_with(409)
         .with_body({"detail": match.str("cannot void")}, content_type="application/json")
     )
+    (
+        pact.upon_receiving("a look-up of the charge an idempotency key made")
+        .given(
+            "a charge exists",
+            id="ch_pact_lookup",
+            status="captured",
+            idempotencyKey="pay-6:capture",
+        )
+        .with_request("GET", f"{CHARGES_PATH}/by-idempotency-key/pay-6%3Acapture")
+        .will_respond_with(200)
+        .with_body(
+            {"id": "ch_pact_lookup", "status": match.regex("captured", regex=r"^\w+$")},
+            content_type="application/json",
+        )
+    )
+    (
+        pact.upon_receiving("a look-up of a key that made no charge")
+        .with_request("GET", f"{CHARGES_PATH}/by-idempotency-key/pay-7%3Acapture")
+        .will_respond_with(404)
+    )
     return pact
 
 
@@ -127,8 +147,12 @@ async def test_the_payment_adapter_keeps_its_contract_with_the_provider(tmp_path
             await provider.refund(provider_ref="ch_pact_refund", idempotency_key="pay-4:refund")
             with pytest.raises(PaymentRejected) as refused:
                 await provider.void(provider_ref="ch_pact_refunded", idempotency_key="pay-5:void")
+            found = await provider.find_charge(idempotency_key="pay-6:capture")
+            never = await provider.find_charge(idempotency_key="pay-7:capture")
     assert method.id.startswith("pm_") and method.last4 == "4242"
     assert paid.captured and paid.provider_ref and paid.provider_ref.startswith("ch_")
     assert not declined.captured and declined.failure_reason
     assert refused.value.status_code == 409
+    assert found is not None and found.captured and found.provider_ref == "ch_pact_lookup"
+    assert never is None
     keep_committed_pact_current(pact, tmp_path)

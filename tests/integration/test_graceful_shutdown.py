@@ -23,7 +23,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from app.platform.relay import relay_batch
+from app.platform.relay import job_id, relay_batch
+from app.subscriptions import SUBSCRIPTIONS
 from tests.support import env
 from tests.support.api import auth, new_customer, order_body, paid_order, wait_for
 from tests.support.processes import Shop, free_port, spawn, start_redis, stop, wait_http
@@ -263,6 +264,7 @@ async def test_the_relay_stops_between_batches(relay_database: str, relay_redis:
 
     assert 0 < len(published) < len(rows), "stopped before the backlog was drained"
     assert len(published) % BATCH == 0, f"{len(published)} published: a batch was cut short"
-    assert queued == {f"arq:job:{row['id']}:payment.capture" for row in published}, (
-        "exactly the published events have their jobs"
-    )
+    subscribers = SUBSCRIPTIONS["OrderPlaced"]  # whoever the shop wires to it today
+    assert queued == {
+        f"arq:job:{job_id(row['id'], sub.task)}" for row in published for sub in subscribers
+    }, "exactly the published events have their jobs"

@@ -222,7 +222,10 @@ class Record:
 
 
 @pytest.fixture(scope="module")
-def record(shop: Shop) -> Record:
+def record(shop: Shop) -> Iterator[Record]:
+    """What the fuzz tests of this module were told; once the last of them has run,
+    whatever order they ran in, every row they caused must be whole (an error at this
+    fixture's teardown says which is not)."""
     started = datetime.now(UTC)
 
     async def prepare() -> Record:
@@ -232,7 +235,9 @@ def record(shop: Shop) -> Record:
             order = await delivered_order(client, customer, staff, with_coupon=False)
         return Record(customer, started, order["id"], order_ids={order["id"]})
 
-    return run_async(prepare)
+    fuzzed = run_async(prepare)
+    yield fuzzed
+    nothing_half_written(shop, fuzzed)
 
 
 @pytest.fixture(scope="module")
@@ -448,8 +453,9 @@ def test_basket_junk_never_breaks_the_shop(
 # -- nothing half-written ---------------------------------------------------------------
 
 
-def test_nothing_half_written(shop: Shop, record: Record) -> None:
-    """Runs after the fuzzing above (file order): every row the fuzz run caused is whole."""
+def nothing_half_written(shop: Shop, record: Record) -> None:
+    """Every row the fuzz run caused is whole: run after all of it (``record``'s teardown),
+    not by file order."""
     dsn = shop.env["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
     customer_id = uuid.UUID(record.customer["id"])
 

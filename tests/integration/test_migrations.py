@@ -101,3 +101,22 @@ def test_file_names_sort_in_chain_order() -> None:
     assert len(script.get_heads()) == 1, "the migrations must form one chain"
     in_chain_order = [Path(rev.path).name for rev in reversed(chain)]
     assert in_chain_order == sorted(in_chain_order)
+
+
+def _migrate_check(url: str) -> subprocess.CompletedProcess[str]:
+    """What a worker pod's init container runs before the worker starts."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "migrate", "--check"],
+        cwd=env.ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_migrate_check_tells_a_migrated_database_from_an_empty_one(empty_database: str) -> None:
+    assert _migrate_check(empty_database).returncode == 1
+    _ok(_alembic(empty_database, "upgrade", "head"))
+    _ok(_migrate_check(empty_database))

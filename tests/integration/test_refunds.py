@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.coupon import tasks as coupon_tasks
 from tests.support.api import (
     auth,
     browser_session,
@@ -17,6 +18,7 @@ from tests.support.api import (
     wait_for,
 )
 from tests.support.processes import Shop
+from tests.support.quiet import wait_for_queued_job
 
 
 async def _file(
@@ -203,7 +205,7 @@ async def test_revoke_catches_up_when_the_coupon_worker_returns(
     try:
         filed = await _file(client, customer, order["id"])
         assert filed.status_code == 201, "refunds are taken while the coupon worker is down"
-        await asyncio.sleep(1.0)
+        await wait_for_queued_job(shop.env["REDIS_URL"], "coupon", coupon_tasks.REVOKE)
         view = (await client.get(f"/api/orders/{order['id']}", headers=auth(customer))).json()
         assert view["coupon"]["status"] == "issued"
     finally:

@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 
+from app.coupon import tasks as coupon_tasks
 from tests.support.api import (
     auth,
     browser_session,
@@ -17,6 +18,7 @@ from tests.support.api import (
     wait_for,
 )
 from tests.support.processes import Shop
+from tests.support.quiet import wait_for_queued_job
 
 
 async def test_orders_go_on_while_the_coupon_worker_is_down_and_coupons_catch_up(
@@ -37,7 +39,7 @@ async def test_orders_go_on_while_the_coupon_worker_is_down_and_coupons_catch_up
         )
         another = await client.post("/api/orders", json=order_body(), headers=auth(customer))
         assert another.status_code == 201, "customers still order without the coupon worker"
-        await asyncio.sleep(1.0)
+        await wait_for_queued_job(shop.env["REDIS_URL"], "coupon", coupon_tasks.ISSUE)
         assert delivered["coupon"] is None
         assert (await client.get("/api/coupons", headers=auth(customer))).json() == []
     finally:

@@ -57,7 +57,9 @@ EVENTS: tuple[type[DomainEvent], ...] = (
 )
 
 WIRING: Mapping[type[DomainEvent], Sequence[Subscriber]] = {
-    OrderPlaced: [Subscriber("payment", payment.CAPTURE), PROJECT],
+    # not PROJECT: placement projects its order view in its own transaction (the unit of
+    # work, ``app.platform.uow``), so the projector's pass was a no-op job per order
+    OrderPlaced: [Subscriber("payment", payment.CAPTURE)],
     PaymentCaptured: [Subscriber("ordering", ordering.ON_PAYMENT_CAPTURED), PROJECT],
     PaymentFailed: [Subscriber("ordering", ordering.ON_PAYMENT_FAILED), PROJECT],
     PaymentVoided: [PROJECT],

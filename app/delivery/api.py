@@ -7,7 +7,7 @@ import uuid
 from litestar import Controller, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
@@ -55,7 +55,7 @@ class DeliveryApi(Controller):
         db: NamedDependency[AsyncSession],
         staff_caller: NamedDependency[Principal],
         state: State,
-        data: MoveRequest | None = None,
+        data: JSONBody[MoveRequest | None] = None,
     ) -> DeliveryView:
         """Move to the next stage; 409 when there is none, or when the delivery is no
         longer at the stage the caller saw (``{"from": "queued"}``: a double click or a

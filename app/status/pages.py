@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,7 +59,7 @@ class OrderPages(Controller):
         order_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
-        late: str = "false",
+        late: FromQuery[str] = "false",
     ) -> Any:
         """The live part of the order page again, asked for every minute while a delivery
         window is shown: time passes without any event (a kitchen that stalls), and the

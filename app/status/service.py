@@ -70,8 +70,9 @@ async def project_in_transaction(session: AsyncSession, event: Event) -> list[st
     """Read-your-writes: fold an event the web is about to commit into the read models
     in the same transaction (see ``app.platform.uow``); the channels to tell after.
 
-    The status worker gets the same event from the outbox; the projector's versions make
-    its second pass a no-op. An event whose order has no view yet is left to it.
+    The status worker gets the same event from the outbox (every one but ``OrderPlaced``,
+    which only placement projects: see ``app.subscriptions``); the projector's versions
+    make its second pass a no-op. An event whose order has no view yet is left to it.
     """
     if event.type not in projector.HANDLED:
         return []

@@ -26,7 +26,7 @@ from app.payment.models import Payment
 from app.platform.outbox import InboxRow, OutboxRow
 from app.platform.settings import get_settings
 from app.subscriptions import SUBSCRIPTIONS
-from tests.support.inproc import place
+from tests.support.inproc import as_in_the_web, place
 from tests.support.pipeline import Pipeline, eventually, pipeline
 from workers import QUEUES
 
@@ -56,7 +56,7 @@ async def factory(pipe: Pipeline) -> AsyncIterator[Factory]:
     get_settings.cache_clear()
     engine = create_async_engine(pipe.database_url, pool_size=4)
     try:
-        yield async_sessionmaker(engine, expire_on_commit=False)
+        yield as_in_the_web(async_sessionmaker(engine, expire_on_commit=False))
     finally:
         await engine.dispose()
         if saved is None:

@@ -19,7 +19,7 @@ from app.ordering.models import Order
 from app.payment import tasks as payment_tasks
 from app.payment.models import Payment
 from app.payment.service import payment_for_order
-from tests.support.inproc import events_of, place
+from tests.support.inproc import as_in_the_web, events_of, place
 from tests.support.pipeline import Pipeline, eventually, pipeline
 
 Factory = async_sessionmaker[AsyncSession]
@@ -42,7 +42,7 @@ def fresh(pipe: Pipeline) -> Iterator[Pipeline]:
 @pytest.fixture(scope="module")
 async def factory(pipe: Pipeline) -> AsyncIterator[Factory]:
     engine = create_async_engine(pipe.database_url, pool_size=2)
-    yield async_sessionmaker(engine, expire_on_commit=False)
+    yield as_in_the_web(async_sessionmaker(engine, expire_on_commit=False))
     await engine.dispose()
 
 

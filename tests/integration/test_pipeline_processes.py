@@ -17,7 +17,7 @@ from app.delivery.models import Delivery
 from app.platform.outbox import InboxRow, OutboxRow, PipelineAction
 from app.status.models import BoardCard
 from tests.support.api import staff_headers
-from tests.support.inproc import place
+from tests.support.inproc import as_in_the_web, place
 from tests.support.pipeline import Pipeline, beats, eventually, payment_status, pipeline
 from tests.support.processes import free_port, wait_http
 
@@ -42,7 +42,7 @@ def fresh(pipe: Pipeline) -> Iterator[Pipeline]:
 @pytest.fixture(scope="module")
 async def factory(pipe: Pipeline) -> AsyncIterator[Factory]:
     engine = create_async_engine(pipe.database_url, pool_size=2)
-    yield async_sessionmaker(engine, expire_on_commit=False)
+    yield as_in_the_web(async_sessionmaker(engine, expire_on_commit=False))
     await engine.dispose()
 
 

@@ -12,9 +12,26 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.ordering import service as ordering
 from app.platform.outbox import OutboxRow
 from app.platform.settings import get_settings
+from app.platform.uow import read_your_writes
+from app.status.service import project_in_transaction
 from workers import settings_for
 
 GOOD_CARD = "4242424242424242"
+
+
+def as_in_the_web(
+    factory: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    """``factory`` with the web's read side (``app.platform.uow``): a use case's events
+    are projected as it completes. Placing an order needs it: the order's view is
+    written in the placement transaction, and no worker projects ``OrderPlaced``. No
+    live page is told (these tests watch none)."""
+    read_your_writes(factory, project_in_transaction, _no_live_pages)
+    return factory
+
+
+async def _no_live_pages(channel: str, event_type: str) -> None:
+    return None
 
 
 def place_command(

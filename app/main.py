@@ -37,13 +37,12 @@ from app.delivery.api import DeliveryApi
 from app.delivery.pages import BoardPages
 from app.delivery.webhooks import courier_webhook
 from app.menu.api import MenuApi
-from app.menu.pages import MenuPages
 from app.operations.api import OperationsApi
 from app.operations.health import report as health_report
 from app.operations.metrics import metrics_endpoint
 from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
-from app.ordering.pages import BasketPages, CheckoutPages, OrderCancelPages
+from app.ordering.pages import BasketPages, CheckoutPages, MenuPages, OrderCancelPages
 from app.payment.provider import HttpPaymentProvider
 from app.platform import bodies, clients, lifecycle, logs, openapi, web
 from app.platform.access import access, access_guard

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.menu import service as menu
 from app.ordering import service
 from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
 from app.platform import limits
@@ -33,6 +34,20 @@ def _int(value: Any, default: int) -> int:
         return int(str(value))
     except ValueError:
         return default
+
+
+class MenuPages(Controller):
+    """The menu page: pizzas on the left, the basket on the right. Ordering's page (it
+    reads the menu through menu's service), so menu knows nothing of baskets."""
+
+    opt = access("public")
+
+    @get("/")
+    async def menu(self, request: Request[Any, Any, Any], db: NamedDependency[AsyncSession]) -> Any:
+        pizzas = await menu.list_menu(db)
+        return page(
+            request, "ordering/menu.html", pizzas=pizzas, basket=await basket_lines(request, db)
+        )
 
 
 class BasketPages(Controller):

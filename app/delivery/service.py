@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import msgspec
@@ -36,11 +37,11 @@ from app.delivery.models import (
     UNDO_SECONDS,
     CourierStatus,
     Delivery,
-    DeliveryStatus,
     ReturnPickup,
     ReturnPickupState,
     stage,
 )
+from app.delivery.models import DeliveryStatus as DeliveryStatus  # the words of DeliveryFacts
 from app.delivery.schemas import DeliveryView as DeliveryView  # what other contexts return
 from app.ordering.events import OrderPaid
 from app.platform.db import utcnow
@@ -237,6 +238,39 @@ async def delivery_for_order(session: AsyncSession, order_id: uuid.UUID) -> Deli
     return await session.scalar(select(Delivery).where(Delivery.order_id == order_id))
 
 
+@dataclass(frozen=True)
+class DeliveryFacts:
+    """What another context may know about a delivery (not the row: other contexts
+    change a delivery only through this module's use cases)."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    #: a ``DeliveryStatus`` value
+    status: str
+    #: when it reached the customer (its last change, for rows older than the column)
+    delivered_at: datetime
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> DeliveryFacts:
+        delivered_at = delivery.delivered_at or delivery.updated_at
+        return cls(delivery.id, delivery.order_id, delivery.status, delivered_at)
+
+
+async def facts_for_order(
+    session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False
+) -> DeliveryFacts | None:
+    """The order's delivery; ``lock`` holds its row to the end of the transaction, which
+    serialises everything that moves it (two refund requests at once make one refund)."""
+    query = select(Delivery).where(Delivery.order_id == order_id)
+    current = await session.scalar(query.with_for_update() if lock else query)
+    return DeliveryFacts.of(current) if current is not None else None
+
+
+async def facts(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryFacts | None:
+    current = await session.get(Delivery, delivery_id)
+    return DeliveryFacts.of(current) if current is not None else None
+
+
 async def get(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery | None:
     return await session.get(Delivery, delivery_id)
 
@@ -328,23 +362,21 @@ def ensure_reference(given: str, expected: str) -> None:
 # -- returns (refunds) -----------------------------------------------------------------
 
 
-async def locked_for_order(session: AsyncSession, order_id: uuid.UUID) -> Delivery | None:
-    return await session.scalar(
-        select(Delivery).where(Delivery.order_id == order_id).with_for_update()
-    )
-
-
-async def request_return(session: AsyncSession, delivery: Delivery) -> None:
+async def request_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
     """Part of the refund transaction (NFR1.2): delivered → return_requested, on a new
     return trip (each refund gets its own pickup at the partner)."""
+    delivery = await _locked(session, delivery_id)
     delivery.move_to(DeliveryStatus.return_requested)
     delivery.return_trip += 1
     await _emit(session, delivery, DeliveryReturnRequested)
 
 
-async def cancel_return(session: AsyncSession, delivery: Delivery) -> None:
-    """Part of the refund-cancel transaction (FR11), or the partner's cancel of the trip:
-    the pizzas stay with the customer."""
+async def cancel_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
+    """Part of the refund-cancel transaction (FR11): the pizzas stay with the customer."""
+    await _cancel_return(session, await _locked(session, delivery_id))
+
+
+async def _cancel_return(session: AsyncSession, delivery: Delivery) -> None:
     if delivery.status == DeliveryStatus.returned:
         raise Conflict(N_("the return has already reached the shop; the refund goes ahead"))
     delivery.move_to(DeliveryStatus.delivered)
@@ -359,7 +391,7 @@ async def partner_cancelled_return(session: AsyncSession, delivery_id: uuid.UUID
     delivery = await _locked(session, delivery_id)
     if delivery.status != DeliveryStatus.return_requested:
         return
-    await cancel_return(session, delivery)
+    await _cancel_return(session, delivery)
 
 
 async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:

@@ -63,7 +63,7 @@ class ReturnPages(Controller):
     ) -> Any:
         """A return card's "Cancel return", with a reason the customer reads, confirmed on
         the card. The board's body comes back for HTMX (through a 303 its request follows)."""
-        if await delivery.get(db, delivery_id) is None:
+        if await delivery.facts(db, delivery_id) is None:
             raise NotFound(N_("delivery not found"))
         note = str((await request.form()).get("note") or "").strip()
         if not note or len(note) > 500 or not storable(note):

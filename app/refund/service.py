@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import service as delivery
 from app.delivery.events import DeliveryReturnCancelled
-from app.delivery.models import Delivery, DeliveryStatus
+from app.delivery.service import DeliveryFacts, DeliveryStatus
 from app.ordering import service as ordering
 from app.payment.events import PaymentRefunded
 from app.platform.db import utcnow
@@ -115,7 +115,7 @@ SEEDED_REASON_LABELS = (
 
 
 def refusal(
-    order_status: str, current: Delivery | None, window: timedelta, now: datetime
+    order_status: str, current: DeliveryFacts | None, window: timedelta, now: datetime
 ) -> str | None:
     """Why this order cannot be refunded now, or None when it can."""
     if order_status == "refunded":
@@ -126,8 +126,7 @@ def refusal(
         return N_("A refund for this order is already in progress.")
     if current.status != DeliveryStatus.delivered:
         return N_("Only delivered orders can be refunded.")
-    delivered_at = current.delivered_at or current.updated_at
-    if now - delivered_at > window:
+    if now - current.delivered_at > window:
         hours = int(window.total_seconds() // 3600)
         return N_(
             "Refunds are possible for %(hours)s hours after delivery; this window has closed.",
@@ -141,7 +140,7 @@ async def eligibility(
 ) -> str | None:
     """For the order page: None when a refund can be filed, else the reason why not."""
     facts = await ordering.order_facts(session, order_id, customer_id)
-    current = await delivery.delivery_for_order(session, order_id)
+    current = await delivery.facts_for_order(session, order_id)
     return refusal(facts.status, current, settings.shop.refund_window, utcnow())
 
 
@@ -216,7 +215,7 @@ async def file_refund(
         await gate.ensure_open_for_refunds()
     await _validate(session, command)
     facts = await ordering.order_facts(session, command.order_id, command.customer_id)
-    current = await delivery.locked_for_order(session, command.order_id)
+    current = await delivery.facts_for_order(session, command.order_id, lock=True)
     if reason := refusal(facts.status, current, settings.shop.refund_window, utcnow()):
         await session.rollback()
         raise Conflict(reason)
@@ -236,7 +235,7 @@ async def file_refund(
         updated_at=utcnow(),
     )
     session.add(refund)
-    await delivery.request_return(session, current)
+    await delivery.request_return(session, current.id)
     await _emit(session, refund, RefundRequested)
     await complete(session)
     return refund
@@ -253,10 +252,10 @@ async def _cancel(session: AsyncSession, refund: Refund, by: str, note: str | No
     """FR11: refund cancelled and delivery back to ``delivered``, together; no money moves."""
     if refund.status != RefundStatus.requested:
         raise Conflict(N_("This refund is already %(status)s.", status=status_label(refund.status)))
-    current = await delivery.locked_for_order(session, refund.order_id)
+    current = await delivery.facts_for_order(session, refund.order_id, lock=True)
     if current is None or current.status != DeliveryStatus.return_requested:
         raise Conflict(N_("The return can no longer be cancelled."))
-    await delivery.cancel_return(session, current)
+    await delivery.cancel_return(session, current.id)
     refund.cancelled_by = by
     refund.cancel_note = note
     refund.move_to(RefundStatus.cancelled)
@@ -278,7 +277,7 @@ async def cancel_return(
 ) -> Refund:
     """Staff cancel the return trip from the board or the API: the refund is cancelled
     (FR11), and the delivery back to ``delivered`` with it."""
-    current = await delivery.get(session, delivery_id)
+    current = await delivery.facts(session, delivery_id)
     if current is None:
         raise NotFound(N_("delivery not found"))
     refund_id = await _requested_for(session, current.order_id)
@@ -298,7 +297,7 @@ async def cancel_for_returned_trip(session: AsyncSession, event: Event) -> None:
     refund still ``requested`` while its delivery is back at ``delivered`` can only be
     the partner's doing; a delivery returning again (a new refund) is left alone."""
     order_id = event.as_(DeliveryReturnCancelled).order_id
-    current = await delivery.locked_for_order(session, order_id)
+    current = await delivery.facts_for_order(session, order_id, lock=True)
     if current is None or current.status != DeliveryStatus.delivered:
         return
     refund_id = await _requested_for(session, order_id)

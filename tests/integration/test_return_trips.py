@@ -16,7 +16,10 @@ from app.delivery import service as deliveries
 from app.delivery import tasks as delivery_tasks
 from app.delivery.gateway import HttpCourierGateway
 from app.platform.settings import get_settings
+from app.platform.uow import complete
 from app.refund import service as refunds
+from app.refund import tasks as refund_tasks
+from app.refund.models import Refund, RefundStatus
 from tests.support.inproc import delivered, events_of
 
 Factory = async_sessionmaker[AsyncSession]
@@ -133,3 +136,33 @@ async def test_a_completed_return_releases_the_partners_rider(
 
     [pickup] = await _pickups(sandbox, delivery_id)
     assert pickup["status"] not in ("requested", "assigned")
+
+
+async def test_a_partner_cancel_cancels_the_refund_and_a_late_one_leaves_a_newer_refund_alone(
+    session_factory: Factory, courier_ctx: dict[str, Any]
+) -> None:
+    """Delivery tells refund only through ``DeliveryReturnCancelled``: the refund still
+    waiting for a trip the partner cancelled is cancelled by the partner, and the event of
+    an earlier, withdrawn return, handled late, never cancels the refund filed since."""
+    order_id, customer = await delivered(session_factory, courier_ctx)
+    delivery_id = await _delivery_id(session_factory, order_id)
+    await _withdraw(session_factory, await _file(session_factory, order_id, customer), customer)
+    late = await _job(session_factory, order_id, "DeliveryReturnCancelled")
+    newer = await _file(session_factory, order_id, customer)
+
+    assert await refund_tasks.cancel_for_returned_trip(courier_ctx, late)
+    async with session_factory() as session:
+        refund = await session.get(Refund, newer)
+        assert refund is not None and refund.status == RefundStatus.requested
+
+    async with session_factory() as session:
+        await deliveries.partner_cancelled_return(session, delivery_id)
+        await complete(session)
+    cancelled = await _job(session_factory, order_id, "DeliveryReturnCancelled")
+    assert await refund_tasks.cancel_for_returned_trip(courier_ctx, cancelled)
+    async with session_factory() as session:
+        refund = await session.get(Refund, newer)
+        assert refund is not None and refund.status == RefundStatus.cancelled
+        assert refund.cancelled_by == "partner"
+        current = await deliveries.facts(session, delivery_id)
+        assert current is not None and current.status == "delivered"

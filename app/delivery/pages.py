@@ -30,7 +30,6 @@ from app.platform.web import fragment, is_htmx, page, redirect
 from app.status import eta
 from app.status import service as status
 from app.status.live import channel_updates, sse
-from app.status.models import BoardCard
 from app.status.projector import BOARD_CHANNEL
 
 COLUMNS: tuple[tuple[DeliveryStatus, str], ...] = (
@@ -61,7 +60,7 @@ ON_THE_ROAD = frozenset({"queued", "preparing", "baking", "ready", "out_for_deli
 
 @dataclass(frozen=True)
 class Card:
-    card: BoardCard
+    card: status.BoardEntry
     minutes: int
     lateness: str  # "", "late-amber", "late-red"
     action: str | None
@@ -105,7 +104,7 @@ class Card:
         return ""
 
 
-def _card(card: BoardCard, now: datetime, settings: Settings, stats: eta.Stats) -> Card:
+def _card(card: status.BoardEntry, now: datetime, settings: Settings, stats: eta.Stats) -> Card:
     """Lateness in two levels against the promise made at payment: amber once past it
     (or past the amber minutes), red once well past it (or past the red minutes)."""
     age = int((now - card.paid_at).total_seconds()) if card.paid_at else 0
@@ -137,7 +136,7 @@ def _card(card: BoardCard, now: datetime, settings: Settings, stats: eta.Stats) 
     )
 
 
-def _undo_seconds(card: BoardCard, now: datetime) -> int:
+def _undo_seconds(card: status.BoardEntry, now: datetime) -> int:
     history = card.history or []
     if DeliveryStatus(card.status) not in UNDO or not history:
         return 0

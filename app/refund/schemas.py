@@ -9,7 +9,7 @@ from typing import Annotated
 import msgspec
 
 from app.refund.models import MAX_REASON_LENGTH, Refund
-from app.status.models import RefundView
+from app.status.service import RefundEntry
 
 
 class RefundRequest(msgspec.Struct, rename="camel"):
@@ -54,7 +54,7 @@ class RefundOut(msgspec.Struct, rename="camel"):
         )
 
     @classmethod
-    def of_view(cls, view: RefundView) -> RefundOut:
+    def of_view(cls, view: RefundEntry) -> RefundOut:
         return cls(
             id=view.refund_id,
             order_id=view.order_id,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,58 @@ from app.status.schemas import OrderDocument
 
 #: the board shows delivered cards for this long, then they leave it
 DELIVERED_VISIBLE = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class BoardEntry:
+    """One card of the staff board, as the delivery pages show it (a copy, not the
+    read model's row)."""
+
+    delivery_id: uuid.UUID
+    order_id: uuid.UUID
+    status: str
+    courier_status: str
+    rider: str | None
+    items: list[dict[str, Any]]
+    address: str
+    paid_at: datetime | None
+    version: int
+    updated_at: datetime
+    customer_name: str | None
+    phone: str | None
+    note: str | None
+    total_amount: int | None
+    currency: str | None
+    history: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, row: BoardCard) -> BoardEntry:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class RefundEntry:
+    """A refund as customers and staff look it up (a copy of the read model's row, for
+    the refund pages and API)."""
+
+    refund_id: uuid.UUID
+    order_id: uuid.UUID
+    customer_id: uuid.UUID
+    status: str
+    reason_code: str
+    reason_label: str
+    reason: str
+    amount: int
+    currency: str
+    cancelled_by: str | None
+    cancel_note: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: RefundView) -> RefundEntry:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
 
 
 async def order_view(
@@ -49,7 +102,7 @@ async def order_views(
     return list(rows)
 
 
-async def board_cards(session: AsyncSession) -> list[BoardCard]:
+async def board_cards(session: AsyncSession) -> list[BoardEntry]:
     """Deliveries in progress, plus the ones delivered in the last half hour."""
     recent = utcnow() - DELIVERED_VISIBLE
     rows = await session.scalars(
@@ -63,7 +116,7 @@ async def board_cards(session: AsyncSession) -> list[BoardCard]:
         .order_by(BoardCard.paid_at.asc().nulls_last())
         .limit(500)
     )
-    return list(rows)
+    return [BoardEntry.of(row) for row in rows]
 
 
 async def project_in_transaction(session: AsyncSession, event: Event) -> list[str]:
@@ -112,14 +165,14 @@ def _refund_conditions(f: RefundFilter) -> list[ColumnElement[bool]]:
 
 async def refund_views(
     session: AsyncSession, f: RefundFilter, limit: int = 1000
-) -> list[RefundView]:
+) -> list[RefundEntry]:
     rows = await session.scalars(
         select(RefundView)
         .where(*_refund_conditions(f))
         .order_by(RefundView.created_at.desc())
         .limit(limit)
     )
-    return list(rows)
+    return [RefundEntry.of(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -172,7 +225,7 @@ async def refund_stats(session: AsyncSession, f: RefundFilter) -> list[ReasonSta
 
 async def refund_view(
     session: AsyncSession, refund_id: uuid.UUID, customer_id: uuid.UUID | None
-) -> RefundView:
+) -> RefundEntry:
     """One refund; a customer sees only their own (404 otherwise), staff pass None."""
     query = select(RefundView).where(RefundView.refund_id == refund_id)
     if customer_id is not None:
@@ -180,7 +233,7 @@ async def refund_view(
     view = await session.scalar(query)
     if view is None:
         raise NotFound(N_("refund not found"))
-    return view
+    return RefundEntry.of(view)
 
 
 async def any_order_view(session: AsyncSession, order_id: uuid.UUID) -> OrderView | None:

@@ -13,13 +13,15 @@ from app.delivery.pages import NEW_ORDER_SECONDS, _card
 from app.platform.settings import get_settings
 from app.status import eta
 from app.status.models import BoardCard
+from app.status.service import BoardEntry
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 STATS = eta.fallback_stats({s: 5.0 for s in eta.STAGES})
 
 
-def board_card(status: str, courier: str = "assigned", paid_ago: float = 30.0) -> BoardCard:
-    return BoardCard(
+def board_card(status: str, courier: str = "assigned", paid_ago: float = 30.0) -> BoardEntry:
+    """A card as the board pages get it from the read side."""
+    row = BoardCard(
         delivery_id=uuid.uuid4(),
         order_id=uuid.uuid4(),
         status=status,
@@ -31,6 +33,7 @@ def board_card(status: str, courier: str = "assigned", paid_ago: float = 30.0) -
         version=1,
         history=[],
     )
+    return BoardEntry.of(row)
 
 
 @pytest.mark.parametrize(

@@ -65,8 +65,8 @@ async def sign_up(page: Page, t: Words | None = None) -> None:
 
 
 async def fill_basket(page: Page, t: Words | None = None) -> list[str]:
-    t = t or english
     """Add the first two pizzas of the menu; the basket must update in place (HTMX)."""
+    t = t or english
     pizzas = page.locator("li.pizza")
     names = [(await pizzas.nth(i).get_by_role("heading").inner_text()).strip() for i in (0, 1)]
     assert names[0] != names[1]

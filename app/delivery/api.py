@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,7 +53,6 @@ class DeliveryApi(Controller):
         delivery_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         staff_caller: NamedDependency[Principal],
-        state: State,
         data: JSONBody[MoveRequest | None] = None,
     ) -> DeliveryView:
         """Move to the next stage; 409 when there is none, or when the delivery is no
@@ -72,7 +70,6 @@ class DeliveryApi(Controller):
         delivery_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         staff_caller: NamedDependency[Principal],
-        state: State,
     ) -> DeliveryView:
         """Take back the last kitchen move within 30 s; 409 saying why otherwise."""
         audit.record(db, staff_caller, "delivery.undo", f"delivery:{delivery_id}")
@@ -84,7 +81,6 @@ class DeliveryApi(Controller):
         delivery_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         staff_caller: NamedDependency[Principal],
-        state: State,
     ) -> DeliveryView:
         """The returned pizzas are back: the money goes back to the customer."""
         audit.record(db, staff_caller, "return.complete", f"delivery:{delivery_id}")

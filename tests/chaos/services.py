@@ -290,6 +290,13 @@ class Shop:
             # restart converges well within its bound.
             "EVENT_REDELIVER_SECONDS": "10",
             "RECONCILE_INTERVAL_SECONDS": "2",
+            # A webhook the partner gave up on (five tries in 7.5 s, all refused 503 while
+            # PostgreSQL was stopped for 10 s) is caught up by asking the partner about
+            # pickups silent for this long (120 s by default, checked every 30 s: beyond
+            # the phase's bound). The autopilot moves a pickup every 0.3 s, so 15 s of
+            # silence is already a lost webhook.
+            "COURIER_SILENCE_SECONDS": "15",
+            "COURIER_RECONCILE_EVERY_SECONDS": "2",
             "JWT_TTL_SECONDS": "7200",
             "RATE_LIMIT_SIGNUP_PER_CLIENT": "1000000",
             "RATE_LIMIT_SIGNIN_PER_CLIENT": "1000000",

@@ -270,8 +270,11 @@ ORDER_CHANGES = {event.TYPE: change for event, change in CHANGES.items()}
 DELIVERY_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "delivery")
 REFUND_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "refund")
 REFUNDS_CHANNEL = "refunds"
+#: folded only by the unit of work that records it: the web places the order and writes
+#: its view in one transaction, so no worker is sent the event to project it again
+PROJECTED_WHERE_RECORDED: tuple[type[DomainEvent], ...] = (OrderPlaced,)
 #: every event the projector folds into the read models
-PROJECTED: tuple[type[DomainEvent], ...] = (OrderPlaced, *CHANGES)
+PROJECTED: tuple[type[DomainEvent], ...] = (*PROJECTED_WHERE_RECORDED, *CHANGES)
 HANDLED = tuple(event.TYPE for event in PROJECTED)
 
 

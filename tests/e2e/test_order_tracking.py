@@ -41,6 +41,11 @@ async def test_basket_steppers_and_announcements(page: Page, t: Words, lang: str
     line = page.locator("#basket .basket-lines li", has_text=name)
     await expect(line.locator(".qty")).to_have_text("1")
     await expect(page.locator("#basket-announcer")).to_contain_text(pizzas_in_basket(lang, 1))
+    # the minus and plus are plain buttons around the quantity: no order-timeline dot drawn on them
+    markers = await line.locator(".stepper button").evaluate_all(
+        "buttons => buttons.map(b => getComputedStyle(b, '::before').content)"
+    )
+    assert markers and set(markers) == {"none"}, markers
 
     await line.get_by_role("button", name=t("One more %(pizza)s", pizza=name)).click()
     await expect(line.locator(".qty")).to_have_text("2")

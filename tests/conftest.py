@@ -106,7 +106,7 @@ async def sandbox(sandbox_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    env.release_redis_dbs()
+    env.release_redis_dbs(env.IN_PROCESS_REDIS_DB, env.SHOP_REDIS_DB)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -51,7 +51,7 @@ from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
 from app.platform.headers import security_headers_hook
 from app.platform.i18n import LocaleMiddleware, Msg
-from app.platform.pubsub import Broadcaster
+from app.platform.pubsub import Broadcaster, publisher
 from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis, create_state_redis
 from app.platform.sessions import session_config
@@ -112,7 +112,9 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.engine = create_engine(settings)
         app.state.session_factory = create_session_factory(app.state.engine)
         # read-your-writes: every use case's events are projected as it completes
-        read_your_writes(app.state.session_factory, project_in_transaction, app.state.redis.publish)
+        read_your_writes(
+            app.state.session_factory, project_in_transaction, publisher(app.state.redis)
+        )
         app.state.broadcaster = Broadcaster(app.state.redis)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()

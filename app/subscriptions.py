@@ -57,18 +57,19 @@ EVENTS: tuple[type[DomainEvent], ...] = (
 )
 
 WIRING: Mapping[type[DomainEvent], Sequence[Subscriber]] = {
-    # not PROJECT: placement projects its order view in its own transaction (the unit of
-    # work, ``app.platform.uow``), so the projector's pass was a no-op job per order
+    # no PROJECT for the events the unit of work that records them projects (placement,
+    # the payment's outcome, the order paid, its delivery and courier asked for: see
+    # ``app.status.projector.PROJECTED_WHERE_RECORDED``): a status job per event saved
     OrderPlaced: [Subscriber("payment", payment.CAPTURE)],
-    PaymentCaptured: [Subscriber("ordering", ordering.ON_PAYMENT_CAPTURED), PROJECT],
-    PaymentFailed: [Subscriber("ordering", ordering.ON_PAYMENT_FAILED), PROJECT],
+    PaymentCaptured: [Subscriber("ordering", ordering.ON_PAYMENT_CAPTURED)],
+    PaymentFailed: [Subscriber("ordering", ordering.ON_PAYMENT_FAILED)],
     PaymentVoided: [PROJECT],
-    OrderPaid: [Subscriber("delivery", delivery.CREATE), PROJECT],
-    OrderPaymentFailed: [PROJECT],
+    OrderPaid: [Subscriber("delivery", delivery.CREATE)],
+    OrderPaymentFailed: [],
     OrderCancelled: [Subscriber("payment", payment.VOID), PROJECT],
     OrderFulfilled: [PROJECT],
-    DeliveryCreated: [Subscriber("delivery", delivery.REQUEST_COURIER), PROJECT],
-    CourierRequested: [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
+    DeliveryCreated: [Subscriber("delivery", delivery.REQUEST_COURIER)],
+    CourierRequested: [Subscriber("delivery", delivery.NOTIFY_READY)],
     CourierAssigned: [PROJECT],
     DeliveryAdvanced: [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
     DeliveryMoveUndone: [PROJECT],

@@ -25,6 +25,7 @@ env.configure_in_process()  # before anything reads settings
 from app.breakers import payment_breaker  # noqa: E402
 from app.payment.provider import HttpPaymentProvider  # noqa: E402
 from app.platform.db import create_engine, create_session_factory  # noqa: E402
+from app.platform.pubsub import publisher  # noqa: E402
 from app.platform.redis import create_redis  # noqa: E402
 from app.platform.settings import get_settings  # noqa: E402
 from app.platform.uow import read_your_writes  # noqa: E402
@@ -58,7 +59,7 @@ async def engine(migrated_db: str) -> AsyncIterator[AsyncEngine]:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     factory = create_session_factory(engine)
     # as in the web: a use case's events are projected the moment it completes
-    read_your_writes(factory, project_in_transaction, create_redis(get_settings()).publish)
+    read_your_writes(factory, project_in_transaction, publisher(create_redis(get_settings())))
     return factory
 
 

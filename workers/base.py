@@ -12,6 +12,7 @@ from arq.worker import Function, func
 from app.platform import liveness, logs, metrics
 from app.platform.db import create_engine, create_session_factory
 from app.platform.handlers import run_job
+from app.platform.pubsub import publisher
 from app.platform.redis import (
     arq_redis_settings,
     create_redis,
@@ -20,6 +21,8 @@ from app.platform.redis import (
     loads_job,
 )
 from app.platform.settings import Settings, get_settings
+from app.platform.uow import read_your_writes
+from app.status.service import project_in_transaction
 
 Task = Callable[..., Coroutine[Any, Any, Any]]
 log = logging.getLogger("pizzeria.worker")
@@ -31,6 +34,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["engine"] = create_engine(settings, pool_size=settings.worker.db_pool)
     ctx["session_factory"] = create_session_factory(ctx["engine"])
     ctx["redis"] = create_redis(settings)  # pub/sub: live updates
+    # a handler's events are folded into the read models in its own transaction, and the
+    # live pages told after it: no status job (and its hop) for the events it records
+    read_your_writes(ctx["session_factory"], project_in_transaction, publisher(ctx["redis"]))
     ctx["state_redis"] = create_state_redis(settings)  # the partner breakers
     ctx["liveness"] = liveness.start(settings.lifecycle.liveness_file)  # the pod's probe
 

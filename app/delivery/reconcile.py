@@ -31,6 +31,7 @@ from app.delivery.gateway import (
 )
 from app.delivery.models import ReturnPickupState
 from app.delivery.tasks import withdraw
+from app.platform import uow
 from app.platform.breaker import BreakerOpen, CircuitBreaker
 from app.platform.db import utcnow
 
@@ -120,7 +121,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
     settings = ctx["settings"].partners
     now = utcnow()
     cutoff = now - timedelta(seconds=settings.courier_silence_seconds)
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         silent = await claim_silent(session, cutoff, now, settings.courier_reconcile_batch)
     tally = Tally()
     for pickup in silent:
@@ -155,7 +156,7 @@ async def _reconcile_one(ctx: dict[str, Any], pickup: Silent, tally: Tally) -> N
     if pickup.trip is not None and await _withdraw_unwanted(ctx, pickup, status):
         tally.withdrawn += 1
         return
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         before = await _version(session, pickup.delivery_id)
         await partner_news.catch_up(
             session, pickup.partner_ref, status.status, status.rider, utcnow()
@@ -175,7 +176,7 @@ async def _withdraw_unwanted(ctx: dict[str, Any], pickup: Silent, status: Pickup
         return False
     if status.status in OPEN_PICKUP_STATUSES:
         await withdraw(ctx, pickup.delivery_id, pickup.partner_ref, f"return-{pickup.trip}-")
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         await service.settle_return_pickup(
             session, pickup.delivery_id, pickup.trip, ReturnPickupState.withdrawn
         )

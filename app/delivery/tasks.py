@@ -15,6 +15,7 @@ from app.delivery import service
 from app.delivery.events import DeliveryChanged
 from app.delivery.gateway import OPEN_PICKUP_STATUSES, CourierGateway, CourierRejected
 from app.delivery.models import CourierStatus, DeliveryStatus, ReturnPickupState
+from app.platform import uow
 from app.platform.events import Event
 from app.platform.handlers import call_partner, event_of, handle_once
 
@@ -62,7 +63,7 @@ async def request_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
             idempotency_key=f"{delivery_id}:pickup",
         ),
     )
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         cancelled_meanwhile = await service.record_pickup_requested(
             session, delivery_id, outcome.partner_ref, event
         )
@@ -143,7 +144,7 @@ async def request_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str
         return "no return in progress"
     else:
         partner_ref = await _request_return(ctx, delivery_id, delivery.address, trip)
-        async with ctx["session_factory"]() as session, session.begin():
+        async with uow.transaction(ctx["session_factory"]) as session:
             wanted = await service.record_return_pickup(session, delivery_id, trip, partner_ref)
     if not wanted:
         await _withdraw_return(ctx, delivery_id, trip, partner_ref)
@@ -172,7 +173,7 @@ async def _withdraw_return(
 ) -> None:
     """Cancel a return trip's pickup at the partner, then remember we did."""
     await withdraw(ctx, delivery_id, partner_ref, trip=f"return-{trip}-")
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         await service.settle_return_pickup(session, delivery_id, trip, ReturnPickupState.withdrawn)
 
 
@@ -208,6 +209,6 @@ async def close_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     status = await _partner(ctx, lambda gateway: gateway.pickup_status(partner_ref=partner_ref))
     if status.status in OPEN_PICKUP_STATUSES:
         await withdraw(ctx, delivery_id, partner_ref, trip=f"return-{trip}-")
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         await service.settle_return_pickup(session, delivery_id, trip, ReturnPickupState.finished)
     return "closed"

@@ -20,6 +20,7 @@ from app.ordering.events import OrderCancelled, OrderPlaced
 from app.payment import service
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import ChargeOutcome, PaymentProvider
+from app.platform import uow
 from app.platform.events import Event
 from app.platform.handlers import call_partner, event_of, handle_once, retry_delay
 from app.platform.i18n import N_
@@ -110,7 +111,7 @@ async def _settle_cancelled(
 
         await handle_once(ctx["session_factory"], CAPTURE, event, record)
         return "captured before the cancel; the void follows"
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         await service.void_uncharged(session, payment_id, event)
     return "voided"
 
@@ -128,7 +129,7 @@ async def _void_late_charge(ctx: dict[str, Any], payment_id: uuid.UUID, key: str
             provider_ref=provider_ref, idempotency_key=f"{payment_id}:void"
         ),
     )
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         await service.record_late_void(session, payment_id, provider_ref)
     return "voided a late charge"
 
@@ -156,7 +157,7 @@ async def void(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
             provider_ref=provider_ref, idempotency_key=f"{payment_id}:void"
         ),
     )
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         await service.record_void(session, payment_id, event)
     return "voided"
 
@@ -179,6 +180,6 @@ async def refund(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
             provider_ref=provider_ref, idempotency_key=f"{payment_id}:refund"
         ),
     )
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         await service.record_refund(session, payment_id, event)
     return "refunded"

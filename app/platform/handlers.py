@@ -13,6 +13,7 @@ import msgspec
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform import uow
 from app.platform.breaker import BreakerOpen, CircuitBreaker
 from app.platform.events import Event
 from app.platform.failures import BadPayload, Failure, classify
@@ -39,8 +40,9 @@ def note_claimed(handler: str, event_id: uuid.UUID) -> None:
 async def handle_once(
     session_factory: async_sessionmaker[AsyncSession], handler: str, event: Event, effect: Effect
 ) -> bool:
-    """Run ``effect`` in one transaction with the inbox record; False if already handled."""
-    async with session_factory() as session, session.begin():
+    """Run ``effect`` in one transaction with the inbox record (and the read models'
+    share of the events it records: ``app.platform.uow``); False if already handled."""
+    async with uow.transaction(session_factory) as session:
         if not await claim(session, handler, event.id):
             note_claimed(handler, event.id)  # a duplicate waits for the first to commit
             return False

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from redis.asyncio import Redis
 
@@ -26,6 +26,19 @@ RESYNC = "__resync__"
 RECONNECT = "__reconnect__"
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
 PATTERNS = ("order:*", "customer:*", "board")
+
+
+def publisher(redis: Redis) -> Callable[[Sequence[tuple[str, str]]], Awaitable[None]]:
+    """Publish ``(channel, message)`` pairs in one round trip (a change tells the order's,
+    the customer's and the board's pages at once)."""
+
+    async def publish(told: Sequence[tuple[str, str]]) -> None:
+        async with redis.pipeline(transaction=False) as pipe:
+            for channel, message in told:
+                pipe.publish(channel, message)
+            await pipe.execute()
+
+    return publish
 
 
 class Broadcaster:

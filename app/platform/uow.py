@@ -1,41 +1,54 @@
-"""The unit of work: how every use case ends.
+"""The unit of work: how every change that records events ends.
 
-A use case changes aggregates and records their events in one session; ``complete``
-ends it. The composition installs the read side on the session factory
-(``read_your_writes``): the events the use case recorded are folded into the read
+A use case (web) or an event handler (worker) changes aggregates and records their
+events in one session; the unit of work ends it: ``complete`` for a session the caller
+opened, ``transaction`` for one it opens. The composition installs the read side on the
+session factory (``read_your_writes``): the events recorded are folded into the read
 models in the same transaction, so the order page a customer is redirected to, or the
-replay of a double-clicked order, never finds the view missing; then the transaction
-commits, and only then are live pages told (Redis), best effort: the change has
-happened, so the answer is success whatever happens there, and the status worker
-publishes the same events from the outbox anyway.
+replay of a double-clicked order, never finds the view missing, and no status job has to
+project them later (a hop of the pipeline saved per event: see
+``app.status.projector.PROJECTED_WHERE_RECORDED``); then the transaction commits, and
+only then are live pages told (Redis, one round trip), best effort: the change has
+happened, so the answer is success whatever happens there, and a page that missed the
+notification re-reads its view when its stream reconnects.
 
+A session that recorded events may not commit any other way (``_unprojected_events``):
+an event the status worker no longer projects would otherwise be lost for the views.
 Controllers never commit; they call a use case, and the use case ends here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from app.platform.events import Event
-from app.platform.outbox import take_recorded
+from app.platform.outbox import RECORDED, take_recorded
 
 #: fold one event into the read models in the caller's transaction; the channels to tell
 Project = Callable[[AsyncSession, Event], Awaitable[list[str]]]
-#: tell live pages on ``channel`` that an event of a type happened (after the commit)
-Publish = Callable[[str, str], Awaitable[Any]]
+#: tell live pages, after the commit, that events of a type happened on each channel
+#: (``(channel, event type)`` pairs, in one round trip: ``app.platform.pubsub.publisher``)
+Publish = Callable[[Sequence[tuple[str, str]]], Awaitable[Any]]
 PROJECT, PUBLISH = "uow.project", "uow.publish"
 log = logging.getLogger(__name__)
+
+
+class EventsNotProjected(RuntimeError):
+    """A session committed events without a unit of work: a bug (see the module doc)."""
 
 
 def read_your_writes(
     session_factory: async_sessionmaker[AsyncSession], project: Project, publish: Publish
 ) -> None:
-    """Every use case run on a session of ``session_factory`` projects what it recorded
-    before it commits, and publishes after."""
+    """Every unit of work run on a session of ``session_factory`` projects what it
+    recorded before it commits, and publishes after."""
     info: dict[str, Any] = dict(session_factory.kw.get("info") or {})
     info[PROJECT], info[PUBLISH] = project, publish
     session_factory.configure(info=info)
@@ -44,23 +57,66 @@ def read_your_writes(
 async def complete(session: AsyncSession) -> list[Event]:
     """Project what the use case recorded, commit, then tell live pages. Returns the
     events it recorded."""
+    events, told = await _project_recorded(session)
+    await session.commit()
+    await _tell(session, events, told)
+    return events
+
+
+@asynccontextmanager
+async def transaction(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """``async with session_factory() as session, session.begin()`` for code that records
+    events (the event handlers): what the block recorded is projected in its transaction
+    before the commit, and live pages are told after it. An exception rolls it all back."""
+    async with session_factory() as session:
+        async with session.begin():
+            yield session
+            events, told = await _project_recorded(session)
+        await _tell(session, events, told)
+
+
+async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tuple[str, str]]]:
+    """Take the events the session recorded and fold them into the read models (when a
+    read side is installed); the ``(channel, event type)`` pairs to tell after commit."""
     events = take_recorded(session)
     project: Project | None = session.info.get(PROJECT)
     told: list[tuple[str, str]] = []
     if project is not None:
         for event in events:
             told += [(channel, event.type) for channel in await project(session, event)]
-    await session.commit()
+    return events, list(dict.fromkeys(told))
+
+
+async def _tell(session: AsyncSession, events: list[Event], told: list[tuple[str, str]]) -> None:
     publish: Publish | None = session.info.get(PUBLISH)
-    if publish is not None and told:
-        try:
-            for channel, event_type in dict.fromkeys(told):
-                await publish(channel, event_type)
-        except Exception as exc:
-            log.warning(
-                "telling live pages about %s skipped (%s: %s); the status worker will",
-                ", ".join(e.type for e in events),
-                type(exc).__name__,
-                exc,
-            )
-    return events
+    if publish is None or not told:
+        return
+    try:
+        await publish(told)
+    except Exception as exc:
+        log.warning(
+            "telling live pages about %s skipped (%s: %s); they catch up when they reconnect",
+            ", ".join(e.type for e in events),
+            type(exc).__name__,
+            exc,
+        )
+
+
+@orm_event.listens_for(Session, "before_commit")
+def _unprojected_events(session: Session) -> None:
+    """Refuse to commit events that no unit of work took: they would be in the outbox
+    but, for the events only their recorder projects, never in the read models."""
+    recorded: list[Event] = session.info.get(RECORDED) or []
+    if recorded:
+        raise EventsNotProjected(
+            f"{', '.join(e.type for e in recorded)} recorded outside a unit of work: end "
+            "the change with app.platform.uow.complete or uow.transaction"
+        )
+
+
+@orm_event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back(session: Session, previous_transaction: Any) -> None:
+    """Events recorded in a transaction that rolled back never happened."""
+    session.info.pop(RECORDED, None)

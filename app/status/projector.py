@@ -58,6 +58,7 @@ from app.payment.events import (
     PaymentVoided,
 )
 from app.platform.db import utcnow
+from app.platform.errors import Unavailable
 from app.platform.events import DomainEvent, Event
 from app.refund.events import RefundCancelled, RefundChanged, RefundCompleted, RefundRequested
 from app.status.models import BoardCard, OrderView, RefundView
@@ -67,8 +68,12 @@ Doc = dict[str, Any]
 BOARD_CHANNEL = "board"
 
 
-class ViewNotReady(Exception):
-    """The event refers to an order whose view does not exist yet: retry later."""
+class ViewNotReady(Unavailable):
+    """The event refers to an order whose view does not exist yet: retry later (a
+    transient failure for a job, a 503 for a request)."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(f"the view of order {order_id} is not there yet", code="view_not_ready")
 
 
 def order_channel(order_id: Any) -> str:
@@ -270,12 +275,26 @@ ORDER_CHANGES = {event.TYPE: change for event, change in CHANGES.items()}
 DELIVERY_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "delivery")
 REFUND_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "refund")
 REFUNDS_CHANNEL = "refunds"
-#: folded only by the unit of work that records it: the web places the order and writes
-#: its view in one transaction, so no worker is sent the event to project it again
-PROJECTED_WHERE_RECORDED: tuple[type[DomainEvent], ...] = (OrderPlaced,)
+#: folded only by the unit of work that records it (``app.platform.uow``), so no status
+#: job is sent to project them again: the web places the order and writes its view in
+#: one transaction, and the handlers that take an order from placed to a courier asked
+#: (the payment's outcome, the order paid or not, its delivery created, a courier
+#: requested) update its view in their own. For these a missing view is not left to a
+#: later job: ``ViewNotReady`` rolls the recorder's transaction back and it runs again.
+PROJECTED_WHERE_RECORDED: tuple[type[DomainEvent], ...] = (
+    OrderPlaced,
+    PaymentCaptured,
+    PaymentFailed,
+    OrderPaid,
+    OrderPaymentFailed,
+    DeliveryCreated,
+    CourierRequested,
+)
 #: every event the projector folds into the read models
-PROJECTED: tuple[type[DomainEvent], ...] = (*PROJECTED_WHERE_RECORDED, *CHANGES)
+PROJECTED: tuple[type[DomainEvent], ...] = tuple(dict.fromkeys((OrderPlaced, *CHANGES)))
 HANDLED = tuple(event.TYPE for event in PROJECTED)
+#: the same, by the name in the outbox
+ONLY_WHERE_RECORDED = frozenset(event.TYPE for event in PROJECTED_WHERE_RECORDED)
 
 
 async def apply(session: AsyncSession, event: Event) -> list[str]:

@@ -120,18 +120,22 @@ async def board_cards(session: AsyncSession) -> list[BoardEntry]:
 
 
 async def project_in_transaction(session: AsyncSession, event: Event) -> list[str]:
-    """Read-your-writes: fold an event the web is about to commit into the read models
-    in the same transaction (see ``app.platform.uow``); the channels to tell after.
+    """Read-your-writes: fold an event about to be committed into the read models in the
+    same transaction (see ``app.platform.uow``); the channels to tell after.
 
-    The status worker gets the same event from the outbox (every one but ``OrderPlaced``,
-    which only placement projects: see ``app.subscriptions``); the projector's versions
-    make its second pass a no-op. An event whose order has no view yet is left to it.
+    The events in ``projector.PROJECTED_WHERE_RECORDED`` are projected only here: for
+    them an order without a view yet raises ``ViewNotReady`` (the transaction rolls back
+    and the job runs again). The status worker gets every other event from the outbox
+    too; the projector's versions make its second pass a no-op, and an event whose order
+    has no view yet is left to it.
     """
     if event.type not in projector.HANDLED:
         return []
     try:
         return await projector.apply(session, event)
     except projector.ViewNotReady:
+        if event.type in projector.ONLY_WHERE_RECORDED:
+            raise
         return []
 
 

@@ -9,6 +9,7 @@ from arq import Retry
 
 from app.platform.handlers import event_of, note_claimed, retry_delay
 from app.platform.outbox import claim
+from app.platform.pubsub import publisher
 from app.status import projector
 
 PROJECT = "status.project"
@@ -28,8 +29,5 @@ async def project(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
         raise Retry(defer=retry_delay(ctx["job_try"])) from exc
     note_claimed(PROJECT, event.id)
     if channels:  # one round trip for the order's, the customer's and the board's page
-        async with ctx["redis"].pipeline(transaction=False) as pipe:
-            for channel in channels:
-                pipe.publish(channel, event.type)
-            await pipe.execute()
+        await publisher(ctx["redis"])([(channel, event.type) for channel in channels])
     return bool(channels)

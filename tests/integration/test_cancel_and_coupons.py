@@ -16,6 +16,7 @@ from app.delivery.events import DeliveryDelivered
 from app.ordering import service as ordering
 from app.payment import tasks as payment_tasks
 from app.payment.service import payment_for_order
+from app.platform import uow
 from app.platform.errors import InvalidInput
 from app.platform.settings import get_settings
 from tests.support.events import emitted
@@ -164,7 +165,7 @@ async def test_a_cancel_racing_the_delivery_being_created_cancels_that_delivery(
     [placed] = await events_of(session_factory, order_id, "OrderPlaced")
     assert await payment_tasks.capture(ctx, placed.to_event().to_job_arg()) == "captured"
     [captured] = await events_of(session_factory, order_id, "PaymentCaptured")
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await ordering.on_payment_captured(session, captured.to_event())
     [paid] = await events_of(session_factory, order_id, "OrderPaid")
 
@@ -189,7 +190,7 @@ async def test_a_cancel_racing_the_delivery_being_created_cancels_that_delivery(
                     break
                 await asyncio.sleep(0.05)
             assert waiting, "the cancel never waited on the ticket being created"
-        await creating.commit()
+        await uow.complete(creating)
         await cancelling
 
     async with session_factory() as session:

@@ -17,6 +17,7 @@ from app.delivery.events import DeliveryDelivered
 from app.delivery.models import Delivery
 from app.payment import tasks as payment_tasks
 from app.payment.service import payment_for_order
+from app.platform import uow
 from app.platform.errors import Conflict
 from app.platform.events import Event
 from app.platform.outbox import OutboxRow
@@ -101,7 +102,7 @@ async def test_the_provider_refunds_once_when_the_job_runs_twice(
         current = await delivery.delivery_for_order(session, order_id)
         assert current is not None
         await delivery.complete_return(session, current.id)
-        await session.commit()
+        await uow.complete(session)
     [returned] = await events_of(session_factory, order_id, "DeliveryReturned")
     job = returned.to_event().to_job_arg()
 
@@ -136,16 +137,16 @@ async def _coupon(session_factory: Factory, order_id: uuid.UUID) -> Coupon | Non
 async def test_a_revoke_before_the_issue_leaves_a_tombstone(session_factory: Factory) -> None:
     order_id, customer, refund_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     settings = get_settings()
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.revoke_for_refund(
             session, _event("RefundRequested", order_id, customer, refund_id)
         )
     delivered_late = _event("DeliveryDelivered", order_id, customer, refund_id)
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.issue_for_delivery(session, settings, delivered_late)
     assert await _coupon(session_factory, order_id) is None, "the late issue did nothing"
 
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.reinstate_for_refund(
             session, settings, _event("RefundCancelled", order_id, customer, refund_id)
         )
@@ -158,15 +159,15 @@ async def test_a_cancel_that_overtakes_its_revoke_keeps_the_coupon(
 ) -> None:
     order_id, customer, refund_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     settings = get_settings()
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.issue_for_delivery(
             session, settings, _event("DeliveryDelivered", order_id, customer, refund_id)
         )
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.reinstate_for_refund(
             session, settings, _event("RefundCancelled", order_id, customer, refund_id)
         )
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.revoke_for_refund(
             session, _event("RefundRequested", order_id, customer, refund_id)
         )
@@ -177,16 +178,16 @@ async def test_a_cancel_that_overtakes_its_revoke_keeps_the_coupon(
 async def test_a_coupon_already_spent_is_flagged_for_staff(session_factory: Factory) -> None:
     order_id, customer, refund_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     settings = get_settings()
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.issue_for_delivery(
             session, settings, _event("DeliveryDelivered", order_id, customer, refund_id)
         )
     coupon = await _coupon(session_factory, order_id)
     assert coupon is not None
     spent_on = uuid.uuid4()
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.redeem(session, coupon.code, customer, spent_on)
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.revoke_for_refund(
             session, _event("RefundRequested", order_id, customer, refund_id)
         )
@@ -203,23 +204,23 @@ async def test_cancelling_one_refund_keeps_the_coupon_revoked_while_another_hold
     order_id, customer = uuid.uuid4(), uuid.uuid4()
     first, second = uuid.uuid4(), uuid.uuid4()
     settings = get_settings()
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.issue_for_delivery(
             session, settings, _event("DeliveryDelivered", order_id, customer, first)
         )
     for refund_id in (first, second):
-        async with session_factory() as session, session.begin():
+        async with uow.transaction(session_factory) as session:
             await coupons.revoke_for_refund(
                 session, _event("RefundRequested", order_id, customer, refund_id)
             )
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.reinstate_for_refund(
             session, settings, _event("RefundCancelled", order_id, customer, first)
         )
     coupon = await _coupon(session_factory, order_id)
     assert coupon is not None and coupon.status == "revoked", "refund B still revokes it"
 
-    async with session_factory() as session, session.begin():
+    async with uow.transaction(session_factory) as session:
         await coupons.reinstate_for_refund(
             session, settings, _event("RefundCancelled", order_id, customer, second)
         )

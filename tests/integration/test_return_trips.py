@@ -15,6 +15,7 @@ from app.breakers import courier_breaker
 from app.delivery import service as deliveries
 from app.delivery import tasks as delivery_tasks
 from app.delivery.gateway import HttpCourierGateway
+from app.platform import uow
 from app.platform.settings import get_settings
 from app.platform.uow import complete
 from app.refund import service as refunds
@@ -128,7 +129,7 @@ async def test_a_completed_return_releases_the_partners_rider(
     assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "requested"
     async with session_factory() as session:
         await deliveries.complete_return(session, delivery_id)
-        await session.commit()
+        await uow.complete(session)
     returned = await _job(session_factory, order_id, "DeliveryReturned")
 
     assert await delivery_tasks.close_return_pickup(courier_ctx, returned) == "closed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from arq.worker import Worker
@@ -30,7 +31,7 @@ def as_in_the_web(
     return factory
 
 
-async def _no_live_pages(channel: str, event_type: str) -> None:
+async def _no_live_pages(told: Sequence[tuple[str, str]]) -> None:
     return None
 
 

@@ -10,6 +10,12 @@ running ones finish (up to ``SHUTDOWN_JOB_SECONDS``), then exits 0. A SIGTERM th
 while the process was still importing (``lifecycle.hold_stop_signals``) stops it before
 it takes any job.
 
+It does not poll Redis every ``WORKER_POLL_DELAY`` for work: it blocks on its queue's
+wake-up list (``app.platform.relay.wake_key``), which every job the relay or the
+reconciler enqueues pushes a token to, and polls when woken, when a job ends while it was
+full, and at the latest every ``WORKER_POLL_DELAY`` (the safety net for retries deferred
+to later, cron jobs and a Redis that restarted without the tokens).
+
 It also shortens arq's in-progress lease to the longest job timeout plus two seconds
 (arq adds ten): a job whose worker was killed is picked up again that soon.
 """
@@ -23,13 +29,14 @@ from typing import Any
 
 from arq.connections import create_pool
 from arq.constants import in_progress_key_prefix
-from arq.utils import poll, timestamp_ms
+from arq.utils import timestamp_ms
 from arq.worker import Worker, get_kwargs
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from app.platform import lifecycle
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
+from app.platform.relay import wake_key
 from app.platform.settings import get_settings
 
 log = logging.getLogger("pizzeria.worker")
@@ -37,6 +44,8 @@ log = logging.getLogger("pizzeria.worker")
 #: the in-progress lease outlives the longest job by this much
 LEASE_MARGIN_SECONDS = 2.0
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
+#: how long one BLPOP on the wake-up list blocks (a stopping worker waits no longer)
+WAKE_BLOCK_SECONDS = 5
 OUTAGE = (RedisError, OSError, asyncio.TimeoutError)
 #: claim a job for this worker, as arq's WATCH/MULTI does: not when another worker holds
 #: it (in-progress key), not when it is gone from the queue or deferred to later; else
@@ -62,6 +71,10 @@ class SupervisedWorker(Worker):
         self.reconnects = 0
         self._started_up = False
         self._claim_script: AsyncScript | None = None
+        #: set when there may be work: a token on the wake-up list, a slot freed while full
+        self._wake = asyncio.Event()
+        self._waker: asyncio.Task[None] | None = None
+        self._full = False
 
     async def main(self) -> None:
         """Start up (database, partner clients, heartbeat) before Redis is even there,
@@ -93,8 +106,37 @@ class SupervisedWorker(Worker):
                 await self._outage(exc)
         log.info("worker %s started: %s", self.queue_name, ", ".join(self.functions))
         self._report_ok()
-        async for _ in poll(self.poll_delay_s):
+        self._waker = asyncio.create_task(self._wait_for_tokens())
+        while True:
+            self._wake.clear()
             await self._poll_iteration()
+            self._full = self.job_counter >= self.max_jobs
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_delay_s)
+
+    async def _wait_for_tokens(self) -> None:
+        """Block on the queue's wake-up list and wake the poll loop for every token;
+        through a Redis outage, retry with backoff (the loop polls on its own meanwhile)."""
+        key, backoff = wake_key(self.queue_name), BACKOFF_START
+        while True:
+            try:
+                # bounded here too: a connection Redis never answers is dropped, not awaited
+                token = await asyncio.wait_for(
+                    self.pool.blpop([key], timeout=WAKE_BLOCK_SECONDS),  # type: ignore[arg-type]
+                    WAKE_BLOCK_SECONDS + 5,
+                )
+                if token:
+                    self._wake.set()
+                backoff = BACKOFF_START
+            except Exception as exc:  # an outage above all: never let the waker die
+                log.debug("worker %s: wake-up list: %s", self.queue_name, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        if self._full:  # the last poll left jobs queued for want of a slot: one is free now
+            self._wake.set()
 
     async def _poll_iteration(self) -> None:
         try:
@@ -166,6 +208,10 @@ class SupervisedWorker(Worker):
         return True
 
     async def close(self) -> None:
+        if self._waker:
+            self._waker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._waker
         if self._beating:
             self._beating.cancel()
             with contextlib.suppress(asyncio.CancelledError):

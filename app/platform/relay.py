@@ -54,21 +54,33 @@ def job_id(event_id: object, task: str) -> str:
 
 async def enqueue(jobs: ArqRedis, arg: dict[str, Any], sub: Subscriber) -> bool:
     """Hand one event to one subscriber; False when Redis already holds that job."""
-    job = await jobs.enqueue_job(
-        sub.task, arg, _job_id=job_id(arg["id"], sub.task), _queue_name=sub.queue
-    )
-    return job is not None
+    return await enqueue_many(jobs, [(arg, sub)]) == 1
 
+
+def wake_key(queue: str) -> str:
+    """A list a queue's workers block on (``BLPOP``) between polls: every job enqueued
+    here pushes a token to it, so a worker starts it at once instead of at its next poll."""
+    return f"{queue}:wake"
+
+
+#: the most tokens a wake-up list keeps: enough to wake every replica of a queue, few
+#: enough that a burst of jobs is not followed by a burst of empty polls
+WAKE_TOKENS = 8
 
 #: arq's ``enqueue_job`` for many jobs in one round trip, with the same rule: a job whose
-#: key or kept result still exists is not enqueued again. KEYS: job key, result key and
-#: queue per job; ARGV: score, expiry (ms), then job id and serialized job per job.
+#: key or kept result still exists is not enqueued again; and a token on the queue's
+#: wake-up list per job enqueued (at most ``WAKE_TOKENS``). KEYS: job key, result key,
+#: queue and wake-up list per job; ARGV: score, expiry (ms), most tokens, then job id and
+#: serialized job per job.
 ENQUEUE_MANY = """
 local added = 0
-for i = 0, #KEYS / 3 - 1 do
-  if redis.call('exists', KEYS[3 * i + 1], KEYS[3 * i + 2]) == 0 then
-    redis.call('psetex', KEYS[3 * i + 1], ARGV[2], ARGV[4 + 2 * i])
-    redis.call('zadd', KEYS[3 * i + 3], ARGV[1], ARGV[3 + 2 * i])
+for i = 0, #KEYS / 4 - 1 do
+  if redis.call('exists', KEYS[4 * i + 1], KEYS[4 * i + 2]) == 0 then
+    redis.call('psetex', KEYS[4 * i + 1], ARGV[2], ARGV[5 + 2 * i])
+    redis.call('zadd', KEYS[4 * i + 3], ARGV[1], ARGV[4 + 2 * i])
+    if redis.call('llen', KEYS[4 * i + 4]) < tonumber(ARGV[3]) then
+      redis.call('rpush', KEYS[4 * i + 4], '1')
+    end
     added = added + 1
   end
 end
@@ -78,15 +90,16 @@ return added
 
 async def enqueue_many(jobs: ArqRedis, handed: Sequence[tuple[dict[str, Any], Subscriber]]) -> int:
     """Hand many (event, subscriber) jobs to arq in one atomic script: one round trip per
-    relay batch instead of three per job. Returns how many were new."""
+    relay batch instead of three per job, and the queues' workers woken. Returns how
+    many were new."""
     if not handed:
         return 0
     now = timestamp_ms()
     keys: list[str] = []
-    args: list[Any] = [now, jobs.expires_extra_ms]
+    args: list[Any] = [now, jobs.expires_extra_ms, WAKE_TOKENS]
     for arg, sub in handed:
         jid = job_id(arg["id"], sub.task)
-        keys += [job_key_prefix + jid, result_key_prefix + jid, sub.queue]
+        keys += [job_key_prefix + jid, result_key_prefix + jid, sub.queue, wake_key(sub.queue)]
         job = serialize_job(sub.task, (arg,), {}, None, now, serializer=jobs.job_serializer)
         args += [jid, job]
     added = await jobs.eval(ENQUEUE_MANY, len(keys), *keys, *args)  # type: ignore[misc]

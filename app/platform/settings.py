@@ -207,7 +207,9 @@ class BreakerSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    poll_delay: float = field(default_factory=lambda: _env_float("WORKER_POLL_DELAY", 0.05))
+    #: the longest a worker goes without looking at its queue: jobs enqueued by the relay
+    #: wake it at once (``workers.supervised``); retries deferred to later wait this long
+    poll_delay: float = field(default_factory=lambda: _env_float("WORKER_POLL_DELAY", 0.5))
     max_jobs: int = field(default_factory=lambda: _env_int("WORKER_MAX_JOBS", 20))
     db_pool: int = field(default_factory=lambda: _env_int("WORKER_DB_POOL", 4))
     #: with the 30 s backoff ceiling this is about eight hours of retries before a job

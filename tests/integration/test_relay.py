@@ -63,7 +63,7 @@ async def test_a_batch_enqueues_each_job_once_and_refuses_ids_arq_still_holds(
     whose key (queued) or kept result exists is not enqueued again under its id."""
     from arq.constants import result_key_prefix
 
-    from app.platform.relay import Subscriber, enqueue_many
+    from app.platform.relay import Subscriber, enqueue_many, wake_key
 
     jobs = await create_job_pool(get_settings())
     queue = f"bench-test-{free_port()}"
@@ -72,6 +72,7 @@ async def test_a_batch_enqueues_each_job_once_and_refuses_ids_arq_still_holds(
         args = [{"id": f"00000000-0000-0000-0000-00000000000{i}", "type": "T"} for i in (1, 2)]
         assert await enqueue_many(jobs, [(arg, subscriber) for arg in args]) == 2
         assert await enqueue_many(jobs, [(arg, subscriber) for arg in args]) == 0
+        assert await jobs.llen(wake_key(queue)) == 2, "a wake-up token per job enqueued"  # type: ignore[misc]
         queued = await jobs.queued_jobs(queue_name=queue)
         assert sorted(job.job_id for job in queued) == sorted(
             f"{arg['id']}:payment.capture" for arg in args
@@ -82,5 +83,5 @@ async def test_a_batch_enqueues_each_job_once_and_refuses_ids_arq_still_holds(
         await jobs.set(result_key_prefix + f"{kept['id']}:payment.capture", b"done")
         assert await enqueue_many(jobs, [(kept, subscriber)]) == 0
     finally:
-        await jobs.delete(queue)
+        await jobs.delete(queue, wake_key(queue))
         await jobs.aclose()

@@ -1,8 +1,11 @@
 """The supervised worker's claim of a job (one script instead of arq's WATCH/MULTI): a job
-runs on one worker at a time, never before it is due, and every slot comes back."""
+runs on one worker at a time, never before it is due, and every slot comes back. And its
+wake-up: a job the relay enqueues starts at once, one enqueued otherwise at the poll."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 
 from arq.constants import in_progress_key_prefix
@@ -10,7 +13,9 @@ from arq.utils import timestamp_ms
 from arq.worker import get_kwargs
 
 from app.platform.redis import create_job_pool
+from app.platform.relay import Subscriber, enqueue_many, wake_key
 from app.platform.settings import get_settings
+from tests.support.pipeline import eventually
 from workers import settings_for
 from workers.supervised import SupervisedWorker
 
@@ -51,3 +56,61 @@ async def test_a_job_is_claimed_by_one_worker_only_when_due_and_not_held() -> No
     finally:
         await pool.delete(queue, in_progress)
         await pool.aclose()
+
+
+async def _taken_within(worker: SupervisedWorker, queue: str, seconds: float) -> None:
+    """``worker`` takes the job off ``queue`` within ``seconds``, or the test fails."""
+
+    async def taken() -> bool:
+        return not await worker.pool.zcard(queue)
+
+    await eventually(taken, f"the job taken off {queue}", timeout=seconds)
+
+
+async def _running(poll_delay: float) -> tuple[SupervisedWorker, str, asyncio.Task[None]]:
+    queue = f"wake-test-{uuid.uuid4().hex}"
+    options = {**get_kwargs(settings_for("coupon")), "queue_name": queue, "poll_delay": poll_delay}
+    worker = SupervisedWorker(**{**options, "handle_signals": False})
+    main = asyncio.create_task(worker.main())
+
+    async def started() -> bool:  # connected, first poll done, blocked on its wake-up list
+        return worker._waker is not None
+
+    await eventually(started, "the worker started", timeout=30)
+    return worker, queue, main
+
+
+async def _stop(worker: SupervisedWorker, queue: str, main: asyncio.Task[None]) -> None:
+    main.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await main
+    pool = worker.pool
+    await pool.delete(queue, wake_key(queue))
+    await worker.close()
+
+
+async def test_a_job_the_relay_enqueues_wakes_the_worker_before_its_next_poll(
+    session_factory: object,
+) -> None:
+    """The relay's script pushes a token to the queue's wake-up list; the worker blocked
+    on it starts the job at once, not at its next poll (30 s away here)."""
+    worker, queue, main = await _running(poll_delay=30)
+    try:
+        arg = {"id": str(uuid.uuid4()), "type": "T"}
+        await enqueue_many(worker.pool, [(arg, Subscriber(queue, "no.such.task"))])
+        await _taken_within(worker, queue, 5)  # woken by the token, not the poll
+    finally:
+        await _stop(worker, queue, main)
+
+
+async def test_a_job_enqueued_without_a_token_is_still_found_by_the_poll(
+    session_factory: object,
+) -> None:
+    """A job enqueued some other way (arq's ``enqueue_job``, a retry deferred to later, a
+    Redis that restarted without its tokens) is found by the poll all the same."""
+    worker, queue, main = await _running(poll_delay=0.5)
+    try:
+        await worker.pool.enqueue_job("no.such.task", _queue_name=queue)
+        await _taken_within(worker, queue, 5)  # found by the poll
+    finally:
+        await _stop(worker, queue, main)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from arq.connections import ArqRedis
@@ -26,11 +27,12 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform import metrics
 from app.platform.db import utcnow
+from app.platform.events import Event
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
 from app.platform.outbox import NOTIFY_CHANNEL, OutboxRow
 
@@ -108,6 +110,33 @@ async def enqueue_many(jobs: ArqRedis, handed: Sequence[tuple[dict[str, Any], Su
 
 #: rows per relay transaction
 BATCH = 200
+_OUTBOX = cast(Table, OutboxRow.__table__)
+_EVENT_FIELDS = tuple(Event.__struct_fields__)
+
+
+@functools.cache
+def _claim_rows(limit: int, routed: tuple[str, ...]) -> Any:
+    """``UPDATE outbox SET published_at = :now … WHERE seq IN (the oldest unpublished,
+    locked, skipping rows another relay holds) RETURNING …``: reading and marking the
+    batch in one statement (it was a SELECT, then an ORM flush of one UPDATE per row)."""
+    oldest = (
+        select(_OUTBOX.c.seq)
+        .where(_OUTBOX.c.published_at.is_(None))
+        .order_by(_OUTBOX.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    now = bindparam("now", type_=_OUTBOX.c.published_at.type)
+    return (
+        update(_OUTBOX)
+        .where(_OUTBOX.c.seq.in_(oldest.scalar_subquery()))
+        .values(
+            published_at=now,
+            enqueued_at=now,
+            finished_at=case((_OUTBOX.c.type.in_(routed), None), else_=now),
+        )
+        .returning(_OUTBOX.c.seq, *(_OUTBOX.c[name] for name in _EVENT_FIELDS))
+    )
 
 
 async def relay_batch(
@@ -117,26 +146,23 @@ async def relay_batch(
     *,
     limit: int = BATCH,
 ) -> int:
-    """Publish up to ``limit`` unpublished events; return how many were published."""
+    """Publish up to ``limit`` unpublished events; return how many were published.
+
+    One statement takes the oldest unpublished rows (``FOR UPDATE SKIP LOCKED``), marks
+    them published (and finished, for an event nobody subscribes to) and returns them;
+    the jobs go to Redis before the commit, so if Redis is away the rows wait."""
+    routed = tuple(event_type for event_type, subscribers in subscriptions.items() if subscribers)
     async with session_factory() as session, session.begin():
-        rows = (
-            await session.scalars(
-                select(OutboxRow)
-                .where(OutboxRow.published_at.is_(None))
-                .order_by(OutboxRow.seq)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
         now = utcnow()
+        rows = sorted(
+            (await session.execute(_claim_rows(limit, routed), {"now": now})).all(),
+            key=lambda row: row.seq,
+        )
         handed: list[tuple[dict[str, Any], Subscriber]] = []
         for row in rows:
-            arg = row.to_event().to_job_arg()
+            arg = Event(**{name: getattr(row, name) for name in _EVENT_FIELDS}).to_job_arg()
             subscribers = subscriptions.get(row.type, ())
             handed += [(arg, sub) for sub in subscribers]
-            row.published_at = row.enqueued_at = now
-            if not subscribers:
-                row.finished_at = now
             log.info(
                 "relayed %s to %d subscribers",
                 row.type,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 from arq.connections import ArqRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.ordering.events import OrderPaymentFailed
 from app.payment.models import PaymentStatus
 from app.payment.service import payment_for_order
+from app.platform import uow
+from app.platform.outbox import record_event
 from app.platform.redis import create_job_pool, dumps_job, loads_job
 from app.platform.relay import drain, relay_batch
 from app.platform.settings import get_settings
@@ -85,3 +90,40 @@ async def test_a_batch_enqueues_each_job_once_and_refuses_ids_arq_still_holds(
     finally:
         await jobs.delete(queue, wake_key(queue))
         await jobs.aclose()
+
+
+async def test_a_batch_is_marked_published_and_only_events_nobody_takes_finished(
+    session_factory: Factory, sandbox_url: str
+) -> None:
+    """One statement claims and marks the batch: every row published, an event with
+    subscribers left unfinished until their inbox rows are there, one without finished,
+    and the jobs handed over in commit order."""
+    customer = uuid.uuid4()
+    order_id = await place(session_factory, customer_id=customer)
+    failure = OrderPaymentFailed(
+        order_id=order_id,
+        customer_id=customer,
+        status="payment_failed",
+        amount=0,
+        currency="KRW",
+        reason="card declined",
+        version=2,
+    )
+    async with uow.transaction(session_factory) as session:
+        await record_event(
+            session,
+            failure,
+            aggregate_id=order_id,
+            correlation_id=order_id,
+        )
+    jobs = await create_job_pool(get_settings())
+    try:
+        assert await drain(session_factory, jobs, SUBSCRIPTIONS) >= 2
+        queued = {job.job_id for job in await jobs.queued_jobs(queue_name="payment")}
+    finally:
+        await jobs.aclose()
+    placed, failed = await events_of(session_factory, order_id)
+    assert (placed.type, failed.type) == ("OrderPlaced", "OrderPaymentFailed")
+    assert placed.published_at is not None and placed.finished_at is None
+    assert f"{placed.id}:payment.capture" in queued
+    assert failed.published_at is not None and failed.finished_at is not None, "nobody takes it"

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from typing import Any
 
-from arq.constants import in_progress_key_prefix
+from arq import Retry
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.utils import timestamp_ms
-from arq.worker import get_kwargs
+from arq.worker import func, get_kwargs
 
 from app.platform.redis import create_job_pool
 from app.platform.relay import Subscriber, enqueue_many, wake_key
@@ -113,4 +115,53 @@ async def test_a_job_enqueued_without_a_token_is_still_found_by_the_poll(
         await worker.pool.enqueue_job("no.such.task", _queue_name=queue)
         await _taken_within(worker, queue, 5)  # found by the poll
     finally:
+        await _stop(worker, queue, main)
+
+
+async def _done(ctx: dict[str, Any]) -> str:
+    return "done"
+
+
+async def _later(ctx: dict[str, Any]) -> str:
+    raise Retry(defer=60)
+
+
+async def test_a_finished_job_leaves_nothing_behind_and_a_retried_one_waits_its_turn(
+    session_factory: object,
+) -> None:
+    """The worker's one-script finish does what arq's MULTI/EXEC did: a finished job's
+    keys and queue entry go; a retried job stays queued, later, with its job key."""
+    queue = f"finish-test-{uuid.uuid4().hex}"
+    options = {
+        **get_kwargs(settings_for("coupon")),
+        "queue_name": queue,
+        "functions": [func(_done, name="t.done"), func(_later, name="t.later")],
+        "handle_signals": False,
+    }
+    worker = SupervisedWorker(**options)
+    main = asyncio.create_task(worker.main())
+
+    async def started() -> bool:
+        return worker._waker is not None
+
+    await eventually(started, "the worker started", timeout=30)
+    pool = worker.pool
+    try:
+        await pool.enqueue_job("t.done", _job_id="done", _queue_name=queue)
+        await pool.enqueue_job("t.later", _job_id="later", _queue_name=queue)
+
+        async def settled() -> bool:
+            return worker.jobs_complete == 1 and worker.jobs_retried == 1
+
+        await eventually(settled, "one job done, one retried", timeout=30)
+        for prefix in (job_key_prefix, in_progress_key_prefix, retry_key_prefix):
+            assert not await pool.exists(prefix + "done"), f"{prefix}done left behind"
+        assert await pool.zscore(queue, "done") is None
+        score = await pool.zscore(queue, "later")
+        assert score is not None and score > timestamp_ms() + 50_000, "retried a minute later"
+        assert await pool.exists(job_key_prefix + "later"), "a retried job keeps its definition"
+        assert not await pool.exists(in_progress_key_prefix + "later")
+    finally:
+        leftovers = [p + j for p in (job_key_prefix, retry_key_prefix) for j in ("done", "later")]
+        await pool.delete(*leftovers)
         await _stop(worker, queue, main)

@@ -27,10 +27,10 @@ from app.payment.provider import (
     PaymentRejected,
     ProviderUnavailable,
 )
+from app.platform.aggregate import record_pending
 from app.platform.errors import InvalidInput, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
-from app.platform.outbox import record_event
 
 _NON_DIGITS = re.compile(r"[\s-]")
 
@@ -122,7 +122,8 @@ async def void_uncharged(session: AsyncSession, payment_id: uuid.UUID, cause: Ev
     if payment is None or payment.status != PaymentStatus.pending:
         return False
     payment.move_to(PaymentStatus.voided)
-    await _emit(session, payment, PaymentVoided, cause)
+    payment.emit(PaymentVoided)
+    await record_pending(session, payment, cause)
     return True
 
 
@@ -142,27 +143,8 @@ async def record_void(session: AsyncSession, payment_id: uuid.UUID, cause: Event
     if payment is None or payment.status != PaymentStatus.captured:
         return
     payment.move_to(PaymentStatus.voided)
-    await _emit(session, payment, PaymentVoided, cause)
-
-
-async def _emit(
-    session: AsyncSession, payment: Payment, event: type[PaymentChanged], cause: Event
-) -> None:
-    await record_event(
-        session,
-        event(
-            payment_id=payment.id,
-            order_id=payment.order_id,
-            status=payment.status,
-            amount=payment.amount,
-            currency=payment.currency,
-            failure_reason=payment.failure_reason,
-            version=payment.version,
-        ),
-        aggregate_id=payment.id,
-        correlation_id=payment.order_id,
-        causation=cause,
-    )
+    payment.emit(PaymentVoided)
+    await record_pending(session, payment, cause)
 
 
 async def record_charge_outcome(
@@ -183,7 +165,8 @@ async def record_charge_outcome(
         payment.failure_reason = outcome.failure_reason or str(N_("The payment was declined."))
         payment.move_to(PaymentStatus.failed)
         event = PaymentFailed
-    await _emit(session, payment, event, cause)
+    payment.emit(event)
+    await record_pending(session, payment, cause)
 
 
 async def record_refund(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> None:
@@ -192,4 +175,5 @@ async def record_refund(session: AsyncSession, payment_id: uuid.UUID, cause: Eve
     if payment is None or payment.status != PaymentStatus.captured:
         return
     payment.move_to(PaymentStatus.refunded)
-    await _emit(session, payment, PaymentRefunded, cause)
+    payment.emit(PaymentRefunded)
+    await record_pending(session, payment, cause)

@@ -37,7 +37,6 @@ from app.ordering.events import (
 from app.ordering.models import MAX_LINES, MAX_QTY, Order, OrderLine, OrderStatus
 from app.payment import service as payment
 from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded
-from app.payment.provider import HttpPaymentProvider
 from app.platform import logs
 from app.platform.aggregate import record_pending
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -131,7 +130,7 @@ async def place_order(
     try:
         if vault is not None:
             return await _place(session, settings, command, vault)
-        async with HttpPaymentProvider.from_settings(settings) as provider:
+        async with payment.card_vault(settings) as provider:
             return await _place(session, settings, command, provider)
     except BaseException:
         await session.rollback()  # nothing half-written survives, whatever failed

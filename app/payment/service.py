@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 from sqlalchemy import insert, select
@@ -23,6 +25,7 @@ from app.payment.events import (
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import (
     ChargeOutcome,
+    HttpPaymentProvider,
     PaymentMethod,
     PaymentRejected,
     ProviderUnavailable,
@@ -31,6 +34,7 @@ from app.platform.aggregate import record_pending
 from app.platform.errors import InvalidInput, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
+from app.platform.settings import Settings
 
 _NON_DIGITS = re.compile(r"[\s-]")
 
@@ -63,6 +67,14 @@ def luhn_valid(digits: str) -> bool:
             digit = digit * 2 - 9 if digit > 4 else digit * 2
         total += digit
     return total % 10 == 0
+
+
+@asynccontextmanager
+async def card_vault(settings: Settings) -> AsyncIterator[CardVault]:
+    """The payment provider from ``settings`` as a card vault, closed when the block ends:
+    for a caller that was not handed the long-lived one (a script, a test)."""
+    async with HttpPaymentProvider.from_settings(settings) as provider:
+        yield provider
 
 
 async def tokenize_card(vault: CardVault, card_number: str) -> PaymentMethod:

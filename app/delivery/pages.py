@@ -26,10 +26,10 @@ from app.platform.i18n import N_, Verbatim
 from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.sse import channel_updates, sse
 from app.platform.web import fragment, is_htmx, page, redirect
 from app.status import eta
 from app.status import service as status
-from app.status.live import channel_updates, sse
 from app.status.projector import BOARD_CHANNEL
 
 COLUMNS: tuple[tuple[DeliveryStatus, str], ...] = (

@@ -24,10 +24,10 @@ from app.platform.i18n import N_, plain_amount, translate
 from app.platform.partners import refusal_message
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.sse import channel_updates, sse
 from app.platform.web import fragment, page, redirect
 from app.refund import service
 from app.status import service as status
-from app.status.live import channel_updates, sse
 from app.status.projector import order_channel
 from app.status.schemas import OrderDocument
 from app.words import status_label

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform.access import access
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.sse import sse
 from app.status import service
-from app.status.live import RenderMemo, order_updates, sse
+from app.status.live import RenderMemo, order_updates
 from app.status.models import OrderView
 from app.status.schemas import OrderDocument
 

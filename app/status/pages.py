@@ -14,9 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.access import access
 from app.platform.security import Principal
+from app.platform.sse import sse
 from app.platform.web import fragment, page
 from app.status import service
-from app.status.live import order_updates, sse
+from app.status.live import order_updates
 from app.status.models import OrderView
 from app.status.schemas import OrderDocument
 

@@ -30,7 +30,6 @@ from app.platform.sse import channel_updates, sse
 from app.platform.web import fragment, is_htmx, page, redirect
 from app.status import eta
 from app.status import service as status
-from app.status.projector import BOARD_CHANNEL
 
 COLUMNS: tuple[tuple[DeliveryStatus, str], ...] = (
     (DeliveryStatus.queued, N_("Queued")),
@@ -201,7 +200,7 @@ class BoardPages(Controller):
                 html = template.render(**await board_context(db, state))
             return ServerSentEventMessage(data=html, event="board")
 
-        return sse(channel_updates(state.broadcaster, BOARD_CHANNEL), render)
+        return sse(channel_updates(state.broadcaster, status.BOARD_CHANNEL), render)
 
     @post("/deliveries/{delivery_id:uuid}/return/complete")
     async def complete_return(

@@ -28,7 +28,6 @@ from app.platform.sse import channel_updates, sse
 from app.platform.web import fragment, page, redirect
 from app.refund import service
 from app.status import service as status
-from app.status.projector import order_channel
 from app.status.schemas import OrderDocument
 from app.words import status_label
 
@@ -121,7 +120,7 @@ class RefundPages(Controller):
             html = template.render(refund=fresh, live=True)
             return ServerSentEventMessage(data=html, event="refund", id=str(fresh.version))
 
-        return sse(channel_updates(state.broadcaster, order_channel(view.order_id)), render)
+        return sse(channel_updates(state.broadcaster, status.order_channel(view.order_id)), render)
 
     @post("/refunds/{refund_id:uuid}/cancel")
     async def withdraw(

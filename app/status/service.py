@@ -18,6 +18,8 @@ from app.platform.events import Event
 from app.platform.i18n import N_
 from app.status import eta, projector
 from app.status.models import BoardCard, OrderView, RefundView
+from app.status.projector import BOARD_CHANNEL as BOARD_CHANNEL  # where the board hears news
+from app.status.projector import order_channel as order_channel  # where an order's page does
 from app.status.schemas import OrderDocument
 
 #: the board shows delivered cards for this long, then they leave it

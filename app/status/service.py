@@ -17,6 +17,8 @@ from app.platform.errors import NotFound
 from app.platform.events import Event
 from app.platform.i18n import N_
 from app.status import eta, projector
+from app.status.eta import Stats as Stats  # each stage's spread, for the board's promises
+from app.status.eta import promised_by as promised_by
 from app.status.models import BoardCard, OrderView, RefundView
 from app.status.projector import BOARD_CHANNEL as BOARD_CHANNEL  # where the board hears news
 from app.status.projector import order_channel as order_channel  # where an order's page does

@@ -28,7 +28,6 @@ from app.platform.sse import channel_updates, sse
 from app.platform.web import fragment, page, redirect
 from app.refund import service
 from app.status import service as status
-from app.status.schemas import OrderDocument
 from app.words import status_label
 
 MAX_FORM_TEXT = 2000
@@ -158,7 +157,7 @@ async def _form_page(
         "refund/form.html",
         status_code=status_code,
         headers=headers,
-        order=OrderDocument.of(view.doc),
+        order=status.OrderDocument.of(view.doc),
         reasons=await service.reasons(db),
         why_not=why_not,
         form=form,
@@ -283,7 +282,7 @@ class StaffRefundPages(Controller):
             request,
             "refund/staff_detail.html",
             refund=view,
-            order=OrderDocument.of(order.doc) if order else None,
+            order=status.OrderDocument.of(order.doc) if order else None,
             version=order.version if order else 0,
         )
 

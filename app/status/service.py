@@ -22,7 +22,7 @@ from app.status.eta import promised_by as promised_by
 from app.status.models import BoardCard, OrderView, RefundView
 from app.status.projector import BOARD_CHANNEL as BOARD_CHANNEL  # where the board hears news
 from app.status.projector import order_channel as order_channel  # where an order's page does
-from app.status.schemas import OrderDocument
+from app.status.schemas import OrderDocument as OrderDocument  # an order, as pages show it
 
 #: the board shows delivered cards for this long, then they leave it
 DELIVERED_VISIBLE = timedelta(minutes=30)

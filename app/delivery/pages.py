@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.audit import service as audit
 from app.delivery import service
 from app.delivery.models import FORWARD, UNDO, UNDO_SECONDS, DeliveryStatus
-from app.operations import watchdog
+from app.operations import service as operations
 from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
@@ -159,7 +159,7 @@ async def board_context(db: AsyncSession, state: State) -> dict[str, Any]:
         # the two late levels, for board.js to age the cards between renders
         "late_minutes": (shop.late_amber_minutes, shop.late_red_minutes),
         # work that stopped moving (the watchdog), so staff see it where they work
-        "stalled": await watchdog.stalled(db, state.settings.pipeline, now),
+        "stalled": await operations.stalled(db, state.settings.pipeline, now),
     }
 
 

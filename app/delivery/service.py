@@ -7,7 +7,6 @@ and the board can rebuild a card from the newest event alone.
 from __future__ import annotations
 
 import hmac
-import itertools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -473,30 +472,6 @@ async def waiting_on_partner_since(
 
 
 # -- how long the kitchen and the road take (for delivery estimates) -------------------
-
-
-async def recent_stage_durations(
-    session: AsyncSession, limit: int = 100, within: timedelta = timedelta(days=14)
-) -> dict[str, list[float]]:
-    """Seconds each stage took in the last ``limit`` deliveries (from their stage
-    history): the data the customer's delivery window is estimated from."""
-    rows = await session.scalars(
-        select(Delivery.history)
-        .where(
-            Delivery.delivered_at.is_not(None),
-            Delivery.delivered_at >= utcnow() - within,
-        )
-        .order_by(Delivery.delivered_at.desc())
-        .limit(limit)
-    )
-    durations: dict[str, list[float]] = {}
-    for history in rows:
-        steps = [(s["status"], datetime.fromisoformat(s["at"])) for s in history or []]
-        for (status, began), (_, ended) in itertools.pairwise(steps):
-            seconds = (ended - began).total_seconds()
-            if seconds >= 0:
-                durations.setdefault(status, []).append(seconds)
-    return durations
 
 
 async def order_ids_of(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import dataclass, fields
@@ -11,7 +12,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.delivery import service as delivery
 from app.platform.db import utcnow
 from app.platform.errors import NotFound
 from app.platform.events import Event
@@ -259,10 +259,35 @@ async def stage_stats(session: AsyncSession, stage_minutes: dict[str, float]) ->
     cached = _stats_cache.get("stats")
     if cached is not None and now - cached[0] < STATS_TTL_SECONDS:
         return cached[1]
-    durations = await delivery.recent_stage_durations(session)
+    durations = await recent_stage_durations(session)
     stats = eta.stats_from(durations, eta.fallback_stats(stage_minutes))
     _stats_cache["stats"] = (now, stats)
     return stats
+
+
+async def recent_stage_durations(
+    session: AsyncSession, limit: int = 100, within: timedelta = timedelta(days=14)
+) -> dict[str, list[float]]:
+    """Seconds each stage took in the last ``limit`` deliveries, from the stage history
+    the board cards keep: the read side estimates from its own copy of the delivery
+    events, and asks the delivery context nothing."""
+    rows = await session.scalars(
+        select(BoardCard.history)
+        .where(
+            BoardCard.delivered_at.is_not(None),
+            BoardCard.delivered_at >= utcnow() - within,
+        )
+        .order_by(BoardCard.delivered_at.desc())
+        .limit(limit)
+    )
+    durations: dict[str, list[float]] = {}
+    for history in rows:
+        steps = [(s["status"], datetime.fromisoformat(s["at"])) for s in history or []]
+        for (stage, began), (_, ended) in itertools.pairwise(steps):
+            seconds = (ended - began).total_seconds()
+            if seconds >= 0:
+                durations.setdefault(stage, []).append(seconds)
+    return durations
 
 
 def forget_stage_stats() -> None:

@@ -26,7 +26,6 @@ from app.platform.i18n import N_
 from app.platform.pubsub import Broadcaster
 from app.platform.sse import KEEP_ALIVE_SECONDS, RECONNECTING, Reconnect, next_update
 from app.status import service
-from app.status.models import OrderView
 from app.status.projector import order_channel
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,7 @@ class _Read:
     had received when it began."""
 
     delivered: int
-    task: asyncio.Task[OrderView | None]
+    task: asyncio.Task[service.OrderEntry | None]
 
 
 #: per web process: the view reads in flight, by order
@@ -50,7 +49,7 @@ async def shared_read(
     broadcaster: Broadcaster,
     order_id: uuid.UUID,
     woken_at: int,
-) -> OrderView | None:
+) -> service.OrderEntry | None:
     """The order's view, read once for every stream of this process that a notification
     woke: a stream joins a read in flight if it began after the stream's notification had
     arrived (``woken_at``, the broadcaster's count then), so the read sees that change;
@@ -73,7 +72,7 @@ def _forget(order_id: uuid.UUID, read: _Read, _: object) -> None:
 
 async def _read_view(
     session_factory: async_sessionmaker[AsyncSession], order_id: uuid.UUID
-) -> OrderView | None:
+) -> service.OrderEntry | None:
     async with session_factory() as session:
         return await service.any_order_view(session, order_id)
 
@@ -113,7 +112,7 @@ async def order_updates(
     order_id: uuid.UUID,
     customer_id: uuid.UUID,
     keep_alive: float = KEEP_ALIVE_SECONDS,
-) -> AsyncIterator[OrderView | Reconnect | None]:
+) -> AsyncIterator[service.OrderEntry | Reconnect | None]:
     """Yield the order view whenever it changes, None when a keep-alive is due, and
     RECONNECTING (last) when the process shuts down. The first read is the stream's own
     (it must begin after the subscription); after a notification, streams of the same

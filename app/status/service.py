@@ -29,6 +29,25 @@ DELIVERED_VISIBLE = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
+class OrderEntry:
+    """An order as its customer (or staff) looks it up: a copy of the read model's row,
+    for the pages and APIs of ordering, refund and status."""
+
+    order_id: uuid.UUID
+    customer_id: uuid.UUID
+    #: grows by one per change the view took in: the SSE event id
+    version: int
+    #: the document pages and the API show (``OrderDocument.of`` reads it)
+    doc: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: OrderView) -> OrderEntry:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
 class BoardEntry:
     """One card of the staff board, as the delivery pages show it (a copy, not the
     read model's row)."""
@@ -82,7 +101,7 @@ class RefundEntry:
 
 async def order_view(
     session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID
-) -> OrderView:
+) -> OrderEntry:
     """The customer's own order view; someone else's order is simply not found (404)."""
     view = await session.scalar(
         select(OrderView).where(
@@ -91,19 +110,19 @@ async def order_view(
     )
     if view is None:
         raise NotFound(N_("order not found"))
-    return view
+    return OrderEntry.of(view)
 
 
 async def order_views(
     session: AsyncSession, customer_id: uuid.UUID, limit: int = 100
-) -> list[OrderView]:
+) -> list[OrderEntry]:
     rows = await session.scalars(
         select(OrderView)
         .where(OrderView.customer_id == customer_id)
         .order_by(OrderView.created_at.desc())
         .limit(limit)
     )
-    return list(rows)
+    return [OrderEntry.of(row) for row in rows]
 
 
 async def board_cards(session: AsyncSession) -> list[BoardEntry]:
@@ -240,9 +259,10 @@ async def refund_view(
     return RefundEntry.of(view)
 
 
-async def any_order_view(session: AsyncSession, order_id: uuid.UUID) -> OrderView | None:
+async def any_order_view(session: AsyncSession, order_id: uuid.UUID) -> OrderEntry | None:
     """Staff: any customer's order view (the refund lookup shows its timeline)."""
-    return await session.get(OrderView, order_id)
+    view = await session.get(OrderView, order_id)
+    return OrderEntry.of(view) if view is not None else None
 
 
 # -- delivery windows ------------------------------------------------------------------
@@ -304,7 +324,7 @@ async def window_of(
 
 
 async def order_document(
-    session: AsyncSession, view: OrderView, stage_minutes: dict[str, float]
+    session: AsyncSession, view: OrderEntry, stage_minutes: dict[str, float]
 ) -> OrderDocument:
     """The order as pages and the API show it: the view plus its delivery window."""
     return OrderDocument.of(view.doc, await window_of(session, view.doc, stage_minutes))

@@ -17,7 +17,7 @@ from app.operations import watchdog
 from app.platform import deadletters, metrics
 from app.platform.access import access
 from app.platform.partners import PartnerBreakers
-from workers import QUEUES
+from app.platform.queues import QUEUES
 
 
 @get("/metrics", opt=access("public"), include_in_schema=False)

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.access import access
 from app.platform.security import Principal
+from app.platform.sse import sse
 from app.platform.web import fragment, page
 from app.status import service
-from app.status.live import order_updates, sse
-from app.status.models import OrderView
+from app.status.live import order_updates
 from app.status.schemas import OrderDocument
 
 
@@ -92,7 +92,7 @@ class OrderPages(Controller):
         await service.order_view(db, order_id, customer.user_id)
         template = fragment(request, "status/_order_live.html")
 
-        async def render(view: OrderView) -> ServerSentEventMessage:
+        async def render(view: service.OrderEntry) -> ServerSentEventMessage:
             async with state.session_factory() as session:
                 order = await service.order_document(
                     session, view, state.settings.shop.stage_minutes

@@ -119,7 +119,7 @@ async def _booked_pickup(ctx: dict[str, Any], delivery_id: uuid.UUID, cause: Eve
     found = await _partner(ctx, lambda gateway: gateway.find_pickup(idempotency_key=key))
     if found is None:
         return None
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         await service.record_pickup_requested(session, delivery_id, found.partner_ref, cause)
     log.warning("pickup %s of delivery %s was booked but never recorded", key, delivery_id)
     return found.partner_ref
@@ -209,7 +209,7 @@ async def _booked_return(ctx: dict[str, Any], delivery_id: uuid.UUID, trip: int)
     found = await _partner(ctx, lambda gateway: gateway.find_pickup(idempotency_key=key))
     if found is None:
         return None
-    async with ctx["session_factory"]() as session, session.begin():
+    async with uow.transaction(ctx["session_factory"]) as session:
         await service.record_return_pickup(session, delivery_id, trip, found.partner_ref)
     log.warning("return pickup %s was booked but never recorded", key)
     return found.partner_ref

@@ -525,8 +525,10 @@ def sse_orders_lines(s: dict[str, Any]) -> list[str]:
         f"max {s['commit_to_frame_max_ms']} ms   missing {s['frames_missing']}"
         "   (target: p99 <= 100 ms)",
         f"  web CPU                 {s['web_cpu_percent']} % of a core, "
-        f"{s['web_cpu_ms_per_event']} ms per event; bench client (streams + event driver, "
-        f"same 2 cores) {s['bench_client_cpu_percent']} %",
+        f"{s['web_cpu_ms_per_event']} ms per event",
+        f"  bench client, same cores  streams {s['reader_cpu_percent']} % (own process, loop "
+        f"lag p99 {s['reader_loop_lag_p99_ms']} ms, max {s['reader_loop_lag_max_ms']} ms), "
+        f"event driver {s['driver_cpu_percent']} %; load average {s['load_avg_1m']}",
     ]
 
 

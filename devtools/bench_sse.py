@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import multiprocessing
+import os
 import time
 import uuid
 from collections import Counter
@@ -308,10 +310,9 @@ def _shop_settings(data_dir: Path | None) -> Any:
     return settings
 
 
-async def _stream(url: httpx.URL, watched: Watched, opened: asyncio.Event) -> None:
+async def _stream(host: str, port: int, watched: Watched, opened: asyncio.Event) -> None:
     """One ``GET /api/orders/{id}/events`` over a raw socket: the status line and headers,
     then every ``id:`` line is a frame (chunk sizes and data lines are skipped)."""
-    host, port = url.host, url.port or 80
     writer: asyncio.StreamWriter | None = None
     try:
         reader, writer = await asyncio.open_connection(host, port)
@@ -338,6 +339,48 @@ async def _stream(url: httpx.URL, watched: Watched, opened: asyncio.Event) -> No
         opened.set()
         if writer is not None:
             writer.close()
+
+
+def reader_process(conn: Any, url: str, streams: list[tuple[str, str]]) -> None:
+    """The streams, in a process of their own (``multiprocessing``, spawned), so that
+    the event driver's work never delays a frame's timestamp (``perf_counter`` is the
+    machine's monotonic clock, the same in both processes). Tells the bench
+    ``("open", {order: (first version, why it failed)})``, then on ``"stop"`` answers
+    ``("frames", {order: [(version, at)]}, cpu seconds, loop lag p99/max ms)``."""
+    raise_fd_limit(len(streams) + 256)
+    asyncio.run(_read_streams(conn, httpx.URL(url), streams))
+
+
+async def _read_streams(conn: Any, url: httpx.URL, streams: list[tuple[str, str]]) -> None:
+    host, port = url.host, url.port or 80
+    watched = [Watched(uuid.UUID(order), uuid.UUID(int=0), token) for order, token in streams]
+    tasks: list[asyncio.Task[None]] = []
+    for batch in range(0, len(watched), 50):  # connect 50 at a time, like a busy evening
+        opened = [asyncio.Event() for _ in watched[batch : batch + 50]]
+        tasks += [
+            asyncio.create_task(_stream(host, port, w, o))
+            for w, o in zip(watched[batch : batch + 50], opened, strict=True)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(o.wait() for o in opened)), 120)
+    conn.send(("open", {str(w.order_id): (w.version, w.failed) for w in watched}))
+    lags: list[float] = []
+
+    async def lag() -> None:  # how late this loop wakes up: the client's own health
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append((time.perf_counter() - asked - 0.01) * 1000)
+
+    lag_task = asyncio.create_task(lag())
+    cpu = process_cpu_seconds()
+    await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
+    lag_task.cancel()
+    cpu = process_cpu_seconds() - cpu
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, lag_task, return_exceptions=True)
+    frames = {str(w.order_id): w.frames for w in watched}
+    conn.send(("frames", frames, cpu, _pct(lags, 99), _pct(lags, 100)))
 
 
 class EventDriver:
@@ -442,22 +485,23 @@ async def sse_orders_phase(
         Watched(order, delivery_id, issue_token(settings, Principal(cust, "customer"))[0])
         for cust, order, delivery_id in made
     ]
-    url = httpx.URL(shop.url)
-    tasks: list[asyncio.Task[None]] = []
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    streams = [(str(w.order_id), w.token) for w in watched]
+    by_order = {str(w.order_id): w for w in watched}
     driver = EventDriver(shop.database_url, shop.redis_url)
-    client_cpu_began = process_cpu_seconds()
+    await asyncio.sleep(1.0)
+    rss_before = _rss(web_pid)
+    began = time.perf_counter()
+    reader = ctx.Process(target=reader_process, args=(child, shop.url, streams), daemon=True)
+    reader.start()
+    loop = asyncio.get_running_loop()
     try:
-        await asyncio.sleep(1.0)
-        rss_before = _rss(web_pid)
-        began = time.perf_counter()
-        for batch in range(0, len(watched), 50):  # connect 50 at a time, like a busy evening
-            opened = [asyncio.Event() for _ in watched[batch : batch + 50]]
-            tasks += [
-                asyncio.create_task(_stream(url, w, o))
-                for w, o in zip(watched[batch : batch + 50], opened, strict=True)
-            ]
-            await asyncio.wait_for(asyncio.gather(*(o.wait() for o in opened)), 120)
+        _, opened = await loop.run_in_executor(None, parent.recv)
         connect_s = time.perf_counter() - began
+        for order, (version, why) in opened.items():
+            by_order[order].frames = [(version, 0.0)] if version else []
+            by_order[order].failed = why
         failed = Counter(w.failed for w in watched if w.failed)
         live = [w for w in watched if not w.failed and w.frames]
         await asyncio.sleep(3.0)  # every stream idle
@@ -467,22 +511,25 @@ async def sse_orders_phase(
             if rss_before and rss_after
             else None
         )
-        # events at ``rate`` per second, one order after another
+        # events at ``rate`` per second, one order after another; the version each
+        # order's view had before its move (every move adds one)
         events: list[tuple[Watched, int, float]] = []
+        moves: Counter[uuid.UUID] = Counter()
         errors: Counter[str] = Counter()
         pending: set[asyncio.Task[None]] = set()
 
         async def one(w: Watched) -> None:
             w.busy = True
-            seen = w.version
+            seen = w.version + moves[w.order_id]
             try:
                 events.append((w, seen, await driver.move(w)))
+                moves[w.order_id] += 1
             except Exception as exc:
                 errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
             finally:
                 w.busy = False
 
-        cpu_before, client_before = _cpu_seconds(web_pid), process_cpu_seconds()
+        cpu_before, driver_before = _cpu_seconds(web_pid), process_cpu_seconds()
         drive_began = time.perf_counter()
         total = int(rate * seconds)
         skipped = 0
@@ -498,9 +545,13 @@ async def sse_orders_phase(
         if pending:
             await asyncio.wait(pending, timeout=30)
         drive_s = time.perf_counter() - drive_began
-        await _wait(lambda: all(w.first_after(seen) for w, seen, _ in events), 10)
+        await asyncio.sleep(3.0)  # the last frames arrive
         settled_s = time.perf_counter() - drive_began
-        cpu_after, client_after = _cpu_seconds(web_pid), process_cpu_seconds()
+        cpu_after, driver_after = _cpu_seconds(web_pid), process_cpu_seconds()
+        parent.send("stop")
+        _, frames, reader_cpu, lag_p99, lag_max = await loop.run_in_executor(None, parent.recv)
+        for order, got in frames.items():
+            by_order[order].frames = [tuple(f) for f in got]
         latencies, missing = [], 0
         for w, seen, committed in events:
             arrived = w.first_after(seen)
@@ -530,13 +581,18 @@ async def sse_orders_phase(
             "web_cpu_ms_per_event": round(web_cpu * 1000 / max(1, len(events)), 2)
             if web_cpu
             else None,
-            "bench_client_cpu_percent": round((client_after - client_before) * 100 / settled_s, 1),
-            "bench_client_cpu_s_whole_phase": round(process_cpu_seconds() - client_cpu_began, 1),
+            "driver_cpu_percent": round((driver_after - driver_before) * 100 / settled_s, 1),
+            "reader_cpu_percent": round(reader_cpu * 100 / settled_s, 1),
+            "reader_loop_lag_p99_ms": round(lag_p99, 1),
+            "reader_loop_lag_max_ms": round(lag_max, 1),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(OSError, ValueError):
+            parent.send("stop")
+        reader.join(timeout=10)
+        if reader.is_alive():
+            reader.kill()
         await driver.close()
 
 

@@ -524,8 +524,13 @@ def sse_orders_lines(s: dict[str, Any]) -> list[str]:
         f"p90 {s['commit_to_frame_p90_ms']} ms   p99 {s['commit_to_frame_p99_ms']} ms   "
         f"max {s['commit_to_frame_max_ms']} ms   missing {s['frames_missing']}"
         "   (target: p99 <= 100 ms)",
+        f"    commit -> notified    p50 {s['commit_to_notified_p50_ms']} ms   "
+        f"p99 {s['commit_to_notified_p99_ms']} ms   (the event source publishing)",
+        f"    notified -> frame     p50 {s['notified_to_frame_p50_ms']} ms   "
+        f"p99 {s['notified_to_frame_p99_ms']} ms   (the web: read, render, write)",
         f"  web CPU                 {s['web_cpu_percent']} % of a core, "
-        f"{s['web_cpu_ms_per_event']} ms per event",
+        f"{s['web_cpu_ms_per_event']} ms per event; runnable but waiting for a CPU "
+        f"{s['web_waiting_for_cpu_percent']} % of the time",
         f"  bench client, same cores  streams {s['reader_cpu_percent']} % (own process, loop "
         f"lag p99 {s['reader_loop_lag_p99_ms']} ms, max {s['reader_loop_lag_max_ms']} ms), "
         f"event driver {s['driver_cpu_percent']} %; load average {s['load_avg_1m']}",

@@ -341,18 +341,39 @@ async def _stream(host: str, port: int, watched: Watched, opened: asyncio.Event)
             writer.close()
 
 
-def reader_process(conn: Any, url: str, streams: list[tuple[str, str]]) -> None:
+def reader_process(conn: Any, url: str, redis_url: str, streams: list[tuple[str, str]]) -> None:
     """The streams, in a process of their own (``multiprocessing``, spawned), so that
     the event driver's work never delays a frame's timestamp (``perf_counter`` is the
     machine's monotonic clock, the same in both processes). Tells the bench
     ``("open", {order: (first version, why it failed)})``, then on ``"stop"`` answers
     ``("frames", {order: [(version, at)]}, cpu seconds, loop lag p99/max ms)``."""
     raise_fd_limit(len(streams) + 256)
-    asyncio.run(_read_streams(conn, httpx.URL(url), streams))
+    asyncio.run(_read_streams(conn, httpx.URL(url), redis_url, streams))
 
 
-async def _read_streams(conn: Any, url: httpx.URL, streams: list[tuple[str, str]]) -> None:
+async def _notifications(redis_url: str, into: dict[str, list[float]]) -> None:
+    """When each ``order:<id>`` notification reached a subscriber (as the web's does)."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(redis_url)
+    try:
+        async with redis.pubsub() as pubsub:
+            await pubsub.psubscribe("order:*")
+            async for message in pubsub.listen():
+                if message["type"] == "pmessage":
+                    channel = message["channel"]
+                    channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+                    into.setdefault(channel.removeprefix("order:"), []).append(time.perf_counter())
+    finally:
+        await redis.aclose()
+
+
+async def _read_streams(
+    conn: Any, url: httpx.URL, redis_url: str, streams: list[tuple[str, str]]
+) -> None:
     host, port = url.host, url.port or 80
+    notified: dict[str, list[float]] = {}
+    listener = asyncio.create_task(_notifications(redis_url, notified))
     watched = [Watched(uuid.UUID(order), uuid.UUID(int=0), token) for order, token in streams]
     tasks: list[asyncio.Task[None]] = []
     for batch in range(0, len(watched), 50):  # connect 50 at a time, like a busy evening
@@ -378,9 +399,10 @@ async def _read_streams(conn: Any, url: httpx.URL, streams: list[tuple[str, str]
     cpu = process_cpu_seconds() - cpu
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, lag_task, return_exceptions=True)
+    listener.cancel()
+    await asyncio.gather(*tasks, lag_task, listener, return_exceptions=True)
     frames = {str(w.order_id): w.frames for w in watched}
-    conn.send(("frames", frames, cpu, _pct(lags, 99), _pct(lags, 100)))
+    conn.send(("frames", frames, notified, cpu, _pct(lags, 99), _pct(lags, 100)))
 
 
 class EventDriver:
@@ -446,6 +468,19 @@ def raise_fd_limit(wanted: int) -> int:
     return target
 
 
+def _run_queue_seconds(pid: int | None) -> float | None:
+    """How long the process's main thread has waited, runnable, for a CPU (the second
+    field of ``/proc/<pid>/schedstat``): on a shared machine, the part of a latency
+    that no code of ours can shorten."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except OSError:
+        return None
+    return int(fields[1]) / 1e9
+
+
 def _cpu_seconds(pid: int | None) -> float | None:
     if pid is None:
         return None
@@ -493,7 +528,9 @@ async def sse_orders_phase(
     await asyncio.sleep(1.0)
     rss_before = _rss(web_pid)
     began = time.perf_counter()
-    reader = ctx.Process(target=reader_process, args=(child, shop.url, streams), daemon=True)
+    reader = ctx.Process(
+        target=reader_process, args=(child, shop.url, shop.redis_url, streams), daemon=True
+    )
     reader.start()
     loop = asyncio.get_running_loop()
     try:
@@ -530,6 +567,7 @@ async def sse_orders_phase(
                 w.busy = False
 
         cpu_before, driver_before = _cpu_seconds(web_pid), process_cpu_seconds()
+        waited_before = _run_queue_seconds(web_pid)
         drive_began = time.perf_counter()
         total = int(rate * seconds)
         skipped = 0
@@ -548,17 +586,29 @@ async def sse_orders_phase(
         await asyncio.sleep(3.0)  # the last frames arrive
         settled_s = time.perf_counter() - drive_began
         cpu_after, driver_after = _cpu_seconds(web_pid), process_cpu_seconds()
+        waited_after = _run_queue_seconds(web_pid)
+        waited = (
+            waited_after - waited_before
+            if waited_before is not None and waited_after is not None
+            else None
+        )
         parent.send("stop")
-        _, frames, reader_cpu, lag_p99, lag_max = await loop.run_in_executor(None, parent.recv)
+        answer = await loop.run_in_executor(None, parent.recv)
+        _, frames, notified, reader_cpu, lag_p99, lag_max = answer
         for order, got in frames.items():
             by_order[order].frames = [tuple(f) for f in got]
-        latencies, missing = [], 0
+        latencies, to_redis, to_frame, timeline, missing = [], [], [], [], 0
         for w, seen, committed in events:
             arrived = w.first_after(seen)
             if arrived is None:
                 missing += 1
-            else:
-                latencies.append((arrived - committed) * 1000)
+                continue
+            latencies.append((arrived - committed) * 1000)
+            timeline.append((round(committed - drive_began, 2), round(latencies[-1], 1)))
+            told = [t for t in notified.get(str(w.order_id), []) if t >= committed]
+            if told:
+                to_redis.append((told[0] - committed) * 1000)
+                to_frame.append((arrived - told[0]) * 1000)
         web_cpu = (cpu_after - cpu_before) if cpu_before is not None and cpu_after else None
         return {
             "clients": clients,
@@ -577,9 +627,20 @@ async def sse_orders_phase(
             "commit_to_frame_p99_ms": round(_pct(latencies, 99), 1),
             "commit_to_frame_max_ms": round(_pct(latencies, 100), 1),
             "frames_missing": missing,
+            # the two halves: the first publish after the commit reaching a subscriber
+            # (the event source's side), and from there to the frame (the web's side)
+            "commit_to_notified_p50_ms": round(_pct(to_redis, 50), 1),
+            "commit_to_notified_p99_ms": round(_pct(to_redis, 99), 1),
+            "notified_to_frame_p50_ms": round(_pct(to_frame, 50), 1),
+            "notified_to_frame_p99_ms": round(_pct(to_frame, 99), 1),
+            "latency_by_second": _by_second(timeline),
             "web_cpu_percent": round(web_cpu * 100 / settled_s, 1) if web_cpu else None,
             "web_cpu_ms_per_event": round(web_cpu * 1000 / max(1, len(events)), 2)
             if web_cpu
+            else None,
+            # the web runnable but without a CPU (other processes had both cores)
+            "web_waiting_for_cpu_percent": round(waited * 100 / settled_s, 1)
+            if waited is not None
             else None,
             "driver_cpu_percent": round((driver_after - driver_before) * 100 / settled_s, 1),
             "reader_cpu_percent": round(reader_cpu * 100 / settled_s, 1),
@@ -594,6 +655,15 @@ async def sse_orders_phase(
         if reader.is_alive():
             reader.kill()
         await driver.close()
+
+
+def _by_second(timeline: list[tuple[float, float]]) -> dict[int, float]:
+    """The worst commit -> frame (ms) of the events committed in each second of the run:
+    a backlog that grows shows as a rising line."""
+    worst: dict[int, float] = {}
+    for at, ms in timeline:
+        worst[int(at)] = max(worst.get(int(at), 0.0), ms)
+    return dict(sorted(worst.items()))
 
 
 async def _wait_delivery(pool: Any, order_id: str) -> bool:

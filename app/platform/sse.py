@@ -82,6 +82,7 @@ def sse(
                     return
                 else:
                     yield await render(update)
+                update = None  # an idle stream holds no view (see order_updates)
         finally:
             metrics.SSE_CONNECTIONS.dec()
 

@@ -142,14 +142,8 @@ class AccountPages(Controller):
                 str(data.get("new_password", ""))[:1024],
             )
         except InvalidInput as exc:
-            errors = {
-                {"currentPassword": "current_password", "newPassword": "new_password"}.get(
-                    e.field, e.field
-                ): e.message
-                for e in exc.errors
-            }
             return page(
-                request, "accounts/account.html", status_code=422, errors=errors, done=False
+                request, "accounts/account.html", status_code=422, errors=exc.by_field(), done=False
             )
         # Every other session of the account has just ended; this one carries on.
         request.session[SIGNED_IN_AT] = time.time()

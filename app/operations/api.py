@@ -15,6 +15,7 @@ from app.platform.access import access
 from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.web import domain_name
 
 
 class OperationsApi(Controller):
@@ -38,7 +39,8 @@ class OperationsApi(Controller):
         db: NamedDependency[AsyncSession],
     ) -> dict[str, Any]:
         """``{latencyMs, errorRate, down}``, any subset."""
-        return await service.change_knobs(db, settings, staff_caller, partner, data)
+        knobs = {domain_name(key): value for key, value in data.items()}
+        return await service.change_knobs(db, settings, staff_caller, partner, knobs)
 
     @get("/breakers")
     async def breakers(

@@ -64,8 +64,8 @@ class PartnerPages(Controller):
         db: NamedDependency[AsyncSession],
     ) -> Any:
         form = {
-            "latencyMs": data.get("latency_ms", ""),
-            "errorRate": data.get("error_rate", ""),
+            "latency_ms": data.get("latency_ms", ""),
+            "error_rate": data.get("error_rate", ""),
             "down": data.get("down", "0"),
         }
         try:

@@ -230,13 +230,11 @@ def without_card_number(form: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in form.items() if k != "card_number"}
 
 
-def _field_name(api_field: str) -> str:
-    """Map service field names (``cardNumber``, ``items[0].qty``) to the form's names."""
-    if api_field in {"cardNumber", "couponCode"}:
-        return {"cardNumber": "card_number", "couponCode": "coupon_code"}[api_field]
-    if api_field == "Idempotency-Key":  # this checkout was already sent with other input
+def _field_name(field: str) -> str:
+    """Where the form shows an error about ``field`` (``items[0].qty`` → ``items``)."""
+    if field == "idempotency_key":  # this checkout was already sent with other input
         return "form"
-    return "items" if api_field.startswith("items") else api_field
+    return "items" if field.startswith("items") else field
 
 
 class OrderCancelPages(Controller):

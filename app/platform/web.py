@@ -198,13 +198,31 @@ def _json_error(exc: DomainError) -> Response[Any]:
     headers: dict[str, str] = {}
     errors = getattr(exc, "errors", None)
     if errors:
-        body["errors"] = [{"field": e.field, "message": str(e.message)} for e in errors]
+        body["errors"] = [{"field": api_name(e.field), "message": str(e.message)} for e in errors]
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     if isinstance(exc, NotAuthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     return Response(content=body, status_code=exc.status_code, headers=headers)
+
+
+#: fields the API takes in a header, named as the header
+HEADER_FIELDS = {"idempotency_key": "Idempotency-Key"}
+_SNAKE = re.compile(r"_([a-z0-9])")
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def api_name(field: str) -> str:
+    """A field as the JSON API spells it: services speak the domain's words
+    (``items[0].pizza_id``, ``card_number``), the API camelCase (``items[0].pizzaId``,
+    ``cardNumber``), and a header keeps its own name (``Idempotency-Key``)."""
+    return HEADER_FIELDS.get(field) or _SNAKE.sub(lambda m: m.group(1).upper(), field)
+
+
+def domain_name(key: str) -> str:
+    """An API body's camelCase key in the domain's words (``latencyMs`` → ``latency_ms``)."""
+    return _CAMEL.sub(lambda m: "_" + m.group(1).lower(), key)
 
 
 def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:

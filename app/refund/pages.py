@@ -73,7 +73,7 @@ class RefundPages(Controller):
         try:
             refund = await service.file_refund(db, settings, command, gate=state.breakers)
         except InvalidInput as exc:
-            errors = {_field(e.field): e.message for e in exc.errors}
+            errors = exc.by_field()
             return await _form_page(request, db, order_id, None, form, errors, 422)
         except Unavailable as exc:
             errors = {"form": refusal_message(exc.retry_after, "refunds")}
@@ -165,10 +165,6 @@ async def _form_page(
         form=form,
         errors=errors,
     )
-
-
-def _field(api_field: str) -> str:
-    return {"reasonCode": "reason_code"}.get(api_field, api_field)
 
 
 # -- staff lookup -------------------------------------------------------------------------

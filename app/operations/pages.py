@@ -16,6 +16,7 @@ from app.operations import service, watchdog
 from app.platform import deadletters
 from app.platform.access import access
 from app.platform.errors import InvalidInput
+from app.platform.forms import form_again, form_errors
 from app.platform.partners import PartnerBreakers
 from app.platform.redis import create_job_pool
 from app.platform.security import Principal
@@ -71,11 +72,10 @@ class PartnerPages(Controller):
         try:
             await service.change_knobs(db, settings, staff, partner, form)
         except InvalidInput as exc:
+            # two partners' forms on one page: each message names its partner's form
+            errors = {f"{partner}.{name}": text for name, text in form_errors(exc, form).items()}
             context = await _context(settings, state)
-            errors = {f"{partner}.{e.field}": e.message for e in exc.errors}
-            return page(
-                request, "operations/partners.html", status_code=422, errors=errors, **context
-            )
+            return form_again(request, "operations/partners.html", form, errors, **context)
         return redirect(request, "/staff/partners")
 
 

@@ -17,6 +17,7 @@ from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_
 from app.platform import limits
 from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
+from app.platform.forms import form_again
 from app.platform.partners import refusal_message
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
@@ -170,23 +171,15 @@ class CheckoutPages(Controller):
                     db, settings, command, gate=state.breakers, vault=state.payment_provider
                 )
         except (InvalidInput, Unavailable, TooManyRequests) as exc:
-            headers = {}
-            if isinstance(exc, Unavailable):
-                errors = {"form": refusal_message(exc.retry_after)}
-                headers["Retry-After"] = str(exc.retry_after)
-            elif isinstance(exc, TooManyRequests):
-                errors = {"form": exc.detail}
-                headers["Retry-After"] = str(exc.retry_after)
-            else:
-                errors = {_field_name(e.field): e.message for e in exc.errors}
-            return page(
+            return form_again(
                 request,
                 "ordering/checkout.html",
-                status_code=exc.status_code,
-                headers=headers,
+                form,
+                exc,
+                fields=("items",),  # one message for the basket, above the form
+                secret=("card_number",),  # never echoed back: typed again, as in any shop
+                busy=refusal_message,
                 basket=lines,
-                form=without_card_number(form),
-                errors=errors,
                 checkout_token=token or uuid.uuid4().hex,
             )
         write_basket(request, {})
@@ -222,19 +215,6 @@ def remember_details(request: Request[Any, Any, Any], form: dict[str, str]) -> N
     request.session[CHECKOUT_FORM] = {
         key: form.get(key, "") for key in ("address", "phone", "note", "coupon_code")
     }
-
-
-def without_card_number(form: dict[str, str]) -> dict[str, str]:
-    """What a re-shown checkout keeps: everything typed except the card number, which no
-    page ever echoes back (it is typed again, as in any real shop)."""
-    return {k: v for k, v in form.items() if k != "card_number"}
-
-
-def _field_name(field: str) -> str:
-    """Where the form shows an error about ``field`` (``items[0].qty`` → ``items``)."""
-    if field == "idempotency_key":  # this checkout was already sent with other input
-        return "form"
-    return "items" if field.startswith("items") else field
 
 
 class OrderCancelPages(Controller):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, get, put
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,9 +43,8 @@ class OperationsApi(Controller):
 
     @get("/breakers")
     async def breakers(
-        self, state: State, staff_caller: NamedDependency[Principal]
+        self, breakers: NamedDependency[PartnerBreakers], staff_caller: NamedDependency[Principal]
     ) -> list[dict[str, Any]]:
-        breakers: PartnerBreakers = state.breakers
         return [
             {
                 "name": s.name,

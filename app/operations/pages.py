@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,8 +23,7 @@ from app.platform.settings import Settings
 from app.platform.web import page, redirect
 
 
-async def _context(settings: Settings, state: State) -> dict[str, Any]:
-    breakers: PartnerBreakers = state.breakers
+async def _context(settings: Settings, breakers: PartnerBreakers) -> dict[str, Any]:
     return {"knobs": await service.partner_knobs(settings), "breakers": await breakers.states()}
 
 
@@ -39,18 +37,20 @@ class PartnerPages(Controller):
         request: Request[Any, Any, Any],
         settings: NamedDependency[Settings],
         staff: NamedDependency[Principal],
-        state: State,
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
         return page(
-            request, "operations/partners.html", errors={}, **await _context(settings, state)
+            request, "operations/partners.html", errors={}, **await _context(settings, breakers)
         )
 
     @get("/breakers")
     async def breakers(
-        self, request: Request[Any, Any, Any], staff: NamedDependency[Principal], state: State
+        self,
+        request: Request[Any, Any, Any],
+        staff: NamedDependency[Principal],
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
         """Fragment polled every two seconds by the simulator page."""
-        breakers: PartnerBreakers = state.breakers
         return page(request, "operations/_breakers.html", breakers=await breakers.states())
 
     @post("/{partner:str}")
@@ -61,7 +61,7 @@ class PartnerPages(Controller):
         data: URLEncodedBody[dict[str, str]],
         settings: NamedDependency[Settings],
         staff: NamedDependency[Principal],
-        state: State,
+        breakers: NamedDependency[PartnerBreakers],
         db: NamedDependency[AsyncSession],
     ) -> Any:
         form = {
@@ -74,7 +74,7 @@ class PartnerPages(Controller):
         except InvalidInput as exc:
             # two partners' forms on one page: each message names its partner's form
             errors = {f"{partner}.{name}": text for name, text in form_errors(exc, form).items()}
-            context = await _context(settings, state)
+            context = await _context(settings, breakers)
             return form_again(request, "operations/partners.html", form, errors, **context)
         return redirect(request, "/staff/partners")
 

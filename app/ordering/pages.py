@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.menu import service as menu
 from app.ordering import service
 from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
+from app.payment.service import CardVault
 from app.platform import limits
 from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
 from app.platform.forms import form_again
-from app.platform.partners import refusal_message
+from app.platform.partners import PartnerBreakers, refusal_message
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.settings import Settings
@@ -134,7 +134,8 @@ class CheckoutPages(Controller):
         db: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
         customer: NamedDependency[Principal],
-        state: State,
+        breakers: NamedDependency[PartnerBreakers],
+        card_vault: NamedDependency[CardVault],
     ) -> Any:
         form = {
             "address": str(data.get("address", "")),
@@ -168,7 +169,7 @@ class CheckoutPages(Controller):
             async with database_errors_as_unavailable():  # the form stays, basket and all
                 await limits.place_order(request, str(customer.user_id))
                 placed = await service.place_order(
-                    db, settings, command, gate=state.breakers, vault=state.payment_provider
+                    db, settings, command, gate=breakers, vault=card_vault
                 )
         except (InvalidInput, Unavailable, TooManyRequests) as exc:
             return form_again(

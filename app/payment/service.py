@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +35,7 @@ from app.platform.outbox import record_event
 _NON_DIGITS = re.compile(r"[\s-]")
 
 
+@runtime_checkable  # a route's ``card_vault`` dependency is checked against this type
 class CardVault(Protocol):
     """Where a card number goes in exchange for a token (the payment provider)."""
 

@@ -20,7 +20,6 @@ from asyncpg.exceptions import (
     TooManyConnectionsError,
 )
 from litestar import MediaType, Request, Response
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
@@ -29,7 +28,6 @@ from litestar.utils.scope.state import ScopeState
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform import access, headers, i18n
 from app.platform.errors import DomainError, Forbidden, NotAuthenticated, Unavailable
@@ -45,15 +43,6 @@ SESSION_NAME = "name"
 
 
 # -- dependencies ---------------------------------------------------------------------
-
-
-async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
-    async with state.session_factory() as session:
-        yield session
-
-
-def provide_settings(state: State) -> Settings:
-    return state.settings  # type: ignore[no-any-return]
 
 
 def session_principal(request: Request[Any, Any, Any]) -> Principal | None:

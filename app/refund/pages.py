@@ -11,18 +11,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit
 from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
 from app.platform.forms import form_again
 from app.platform.i18n import N_, plain_amount, translate
-from app.platform.partners import refusal_message
+from app.platform.partners import PartnerBreakers, refusal_message
+from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.web import fragment, page, redirect
@@ -63,7 +63,7 @@ class RefundPages(Controller):
         db: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
         customer: NamedDependency[Principal],
-        state: State,
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
         form = {
             "reason_code": str(data.get("reason_code", ""))[:40],
@@ -73,7 +73,7 @@ class RefundPages(Controller):
             customer.user_id, order_id, form["reason_code"], form["reason"]
         )
         try:
-            refund = await service.file_refund(db, settings, command, gate=state.breakers)
+            refund = await service.file_refund(db, settings, command, gate=breakers)
         except (InvalidInput, Unavailable) as exc:
             context = await _form_context(db, order_id, customer, None)
             return form_again(request, "refund/form.html", form, exc, busy=_refunds_busy, **context)
@@ -100,7 +100,8 @@ class RefundPages(Controller):
         refund_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
-        state: State,
+        session_factory: NamedDependency[async_sessionmaker[AsyncSession]],
+        broadcaster: NamedDependency[Broadcaster],
     ) -> ServerSentEvent:
         """The refund page's live part. It listens on the order's channel: every refund
         change also changes its order's view, which is what the projector announces."""
@@ -108,12 +109,12 @@ class RefundPages(Controller):
         template = fragment(request, "refund/_refund_live.html")
 
         async def render(_: object) -> ServerSentEventMessage:
-            async with state.session_factory() as session:
+            async with session_factory() as session:
                 fresh = await status.refund_view(session, refund_id, customer.user_id)
             html = template.render(refund=fresh, live=True)
             return ServerSentEventMessage(data=html, event="refund", id=str(fresh.version))
 
-        return sse(channel_updates(state.broadcaster, order_channel(view.order_id)), render)
+        return sse(channel_updates(broadcaster, order_channel(view.order_id)), render)
 
     @post("/refunds/{refund_id:uuid}/cancel")
     async def withdraw(
@@ -122,7 +123,6 @@ class RefundPages(Controller):
         refund_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
-        state: State,
     ) -> Any:
         try:
             await service.withdraw(db, refund_id, customer.user_id)

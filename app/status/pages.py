@@ -6,14 +6,15 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.access import access
+from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
+from app.platform.settings import Settings
 from app.platform.web import fragment, page
 from app.status import service
 from app.status.live import order_updates, sse
@@ -86,21 +87,19 @@ class OrderPages(Controller):
         order_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
-        state: State,
+        settings: NamedDependency[Settings],
+        session_factory: NamedDependency[async_sessionmaker[AsyncSession]],
+        broadcaster: NamedDependency[Broadcaster],
     ) -> ServerSentEvent:
         """HTML fragments for the htmx sse extension (``sse-swap="order"``)."""
         await service.order_view(db, order_id, customer.user_id)
         template = fragment(request, "status/_order_live.html")
 
         async def render(view: OrderView) -> ServerSentEventMessage:
-            async with state.session_factory() as session:
-                order = await service.order_document(
-                    session, view, state.settings.shop.stage_minutes
-                )
+            async with session_factory() as session:
+                order = await service.order_document(session, view, settings.shop.stage_minutes)
             html = template.render(order=order, version=view.version, live=True)
             return ServerSentEventMessage(data=html, event="order", id=str(view.version))
 
-        updates = order_updates(
-            state.session_factory, state.broadcaster, order_id, customer.user_id
-        )
+        updates = order_updates(session_factory, broadcaster, order_id, customer.user_id)
         return sse(updates, render)

@@ -7,8 +7,7 @@ error, not a ``KeyError`` in production. Contexts that call a partner extend it 
 their clients (``app.payment.tasks.PaymentContext``, ``app.delivery.tasks.CourierContext``).
 """
 
-from __future__ import annotations
-
+# no ``from __future__ import annotations``: TypedDict must see ``NotRequired`` at runtime
 from typing import NotRequired, TypedDict
 
 from redis.asyncio import Redis

@@ -202,8 +202,8 @@ SELECT_PIZZAS = "SELECT id, name, price FROM menu.pizzas WHERE id = ANY($1) AND 
 INSERT_ORDER = """
 INSERT INTO ordering.orders
     (id, customer_id, status, total_amount, discount_amount, coupon_code, currency, address,
-     idempotency_key, version, created_at)
-VALUES ($1, $2, 'placed', $3, 0, NULL, $4, $5, $6, 1, $7)
+     idempotency_key, version, created_at, updated_at)
+VALUES ($1, $2, 'placed', $3, 0, NULL, $4, $5, $6, 1, $7, $7)
 ON CONFLICT (customer_id, idempotency_key) DO NOTHING
 RETURNING id
 """

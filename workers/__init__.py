@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-QUEUES = ("payment", "ordering", "delivery", "coupon", "refund", "status")
+from app.platform.queues import QUEUES as QUEUES  # one worker module per queue
 
 
 def settings_for(queue: str) -> type:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import DateTime, Index, Integer, String
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.coupon.events import CouponChanged
+from app.platform.aggregate import Aggregate
 from app.platform.db import Base, utcnow
 from app.platform.statemachine import StateMachine
 
@@ -35,7 +38,7 @@ COUPON_MACHINE = StateMachine[CouponStatus](
 )
 
 
-class Coupon(Base):
+class Coupon(Aggregate[CouponStatus, CouponChanged], Base):
     __tablename__ = "coupons"
     __table_args__ = (
         Index("ix_coupons_customer", "customer_id", "issued_at"),
@@ -43,24 +46,36 @@ class Coupon(Base):
         {"schema": "coupon"},
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    MACHINE = COUPON_MACHINE
+
     code: Mapped[str] = mapped_column(String(20), unique=True)
     order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
     customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    status: Mapped[str] = mapped_column(String(20))
     discount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     redeemed_order_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     #: set when a refund wanted to revoke a coupon already spent: staff decide
     flagged: Mapped[str | None] = mapped_column(String(300))
-    version: Mapped[int] = mapped_column(Integer, default=1)
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    def move_to(self, target: CouponStatus) -> None:
-        self.status = COUPON_MACHINE.check(CouponStatus(self.status), target).value
-        self.version += 1
-        self.updated_at = utcnow()
+    @property
+    def correlation_id(self) -> uuid.UUID:
+        return self.order_id
+
+    def snapshot(self, event: type[CouponChanged], **extra: Any) -> CouponChanged:
+        return event(
+            coupon_id=self.id,
+            code=self.code,
+            order_id=self.order_id,
+            customer_id=self.customer_id,
+            status=self.status,
+            discount=self.discount,
+            currency=self.currency,
+            redeemed_order_id=self.redeemed_order_id,
+            flagged=self.flagged,
+            version=self.version,
+            **extra,
+        )
 
 
 class Revocation(Base):

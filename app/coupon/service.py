@@ -10,7 +10,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.coupon.events import (
-    CouponChanged,
     CouponFlagged,
     CouponIssued,
     CouponRedeemed,
@@ -19,10 +18,10 @@ from app.coupon.events import (
 )
 from app.coupon.models import Coupon, CouponStatus, Revocation
 from app.delivery.events import DeliveryDelivered
+from app.platform.aggregate import record_pending
 from app.platform.errors import InvalidInput
 from app.platform.events import Event
 from app.platform.i18n import N_
-from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.refund.events import RefundCancelled, RefundRequested
@@ -47,33 +46,6 @@ def normalize_code(code: str) -> str:
 def plausible_code(code: str) -> bool:
     """Could this be one of our codes (``PIZZA-XXXX-XXXX``)? Anything else is not looked up."""
     return len(code) <= 20 and storable(code)
-
-
-def snapshot(coupon: Coupon, event: type[CouponChanged]) -> CouponChanged:
-    return event(
-        coupon_id=coupon.id,
-        code=coupon.code,
-        order_id=coupon.order_id,
-        customer_id=coupon.customer_id,
-        status=coupon.status,
-        discount=coupon.discount,
-        currency=coupon.currency,
-        redeemed_order_id=coupon.redeemed_order_id,
-        flagged=coupon.flagged,
-        version=coupon.version,
-    )
-
-
-async def _emit(
-    session: AsyncSession, coupon: Coupon, event: type[CouponChanged], cause: Event | None
-) -> None:
-    await record_event(
-        session,
-        snapshot(coupon, event),
-        aggregate_id=coupon.id,
-        correlation_id=coupon.order_id,
-        causation=cause,
-    )
 
 
 async def issue_for_delivery(session: AsyncSession, settings: Settings, event: Event) -> None:
@@ -119,7 +91,8 @@ async def _issue(
         coupon = await session.get(Coupon, coupon_id)
         if coupon is None:
             raise RuntimeError(f"coupon {coupon_id} is gone right after it was issued")
-        await _emit(session, coupon, CouponIssued, cause)
+        coupon.emit(CouponIssued)
+        await record_pending(session, coupon, cause)
 
 
 async def redeem(
@@ -146,7 +119,8 @@ async def redeem(
         )
     coupon.move_to(CouponStatus.redeemed)
     coupon.redeemed_order_id = order_id
-    await _emit(session, coupon, CouponRedeemed, None)
+    coupon.emit(CouponRedeemed)
+    await record_pending(session, coupon)
     return coupon.discount
 
 
@@ -159,7 +133,8 @@ async def release_for_order(session: AsyncSession, order_id: uuid.UUID) -> None:
         return
     coupon.move_to(CouponStatus.issued)
     coupon.redeemed_order_id = None
-    await _emit(session, coupon, CouponReinstated, None)
+    coupon.emit(CouponReinstated)
+    await record_pending(session, coupon)
 
 
 async def coupons_of(session: AsyncSession, customer_id: uuid.UUID) -> list[Coupon]:
@@ -190,14 +165,16 @@ async def revoke_for_refund(session: AsyncSession, event: Event) -> None:
         return
     if coupon.status == CouponStatus.issued:
         coupon.move_to(CouponStatus.revoked)
-        await _emit(session, coupon, CouponRevoked, event)
+        coupon.emit(CouponRevoked)
+        await record_pending(session, coupon, event)
     elif coupon.status == CouponStatus.redeemed and not coupon.flagged:
         coupon.flagged = (
             f"Refund {refund_id} asked to revoke it, but it was already used on order "
             f"{coupon.redeemed_order_id}."
         )
-        coupon.version += 1
-        await _emit(session, coupon, CouponFlagged, event)
+        coupon.changed()
+        coupon.emit(CouponFlagged)
+        await record_pending(session, coupon, event)
 
 
 async def reinstate_for_refund(session: AsyncSession, settings: Settings, event: Event) -> None:
@@ -222,11 +199,13 @@ async def reinstate_for_refund(session: AsyncSession, settings: Settings, event:
         return
     if coupon.status == CouponStatus.revoked:
         coupon.move_to(CouponStatus.issued)
-        await _emit(session, coupon, CouponReinstated, event)
+        coupon.emit(CouponReinstated)
+        await record_pending(session, coupon, event)
     elif coupon.flagged:
         coupon.flagged = None
-        coupon.version += 1
-        await _emit(session, coupon, CouponFlagged, event)
+        coupon.changed()
+        coupon.emit(CouponFlagged)
+        await record_pending(session, coupon, event)
 
 
 async def _locked_for_order(session: AsyncSession, order_id: uuid.UUID) -> Coupon | None:

@@ -7,10 +7,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import msgspec
 from sqlalchemy import DateTime, Index, Integer, String
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.delivery.events import DeliveryChanged, DeliveryItem, Stage
+from app.platform.aggregate import Aggregate
 from app.platform.db import Base, utcnow
 from app.platform.errors import IllegalTransition
 from app.platform.i18n import N_
@@ -85,7 +88,7 @@ def stage(status: DeliveryStatus, at: datetime) -> dict[str, Any]:
     return {"status": status.value, "at": at.isoformat()}
 
 
-class Delivery(Base):
+class Delivery(Aggregate[DeliveryStatus, DeliveryChanged], Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         Index("ix_deliveries_status", "status"),
@@ -93,10 +96,10 @@ class Delivery(Base):
         {"schema": "delivery"},
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    MACHINE = DELIVERY_MACHINE
+
     order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
     customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    status: Mapped[str] = mapped_column(String(20))
     courier_status: Mapped[str] = mapped_column(String(20), default=CourierStatus.unassigned.value)
     partner_ref: Mapped[str | None] = mapped_column(String(100))
     rider: Mapped[str | None] = mapped_column(String(100))
@@ -113,24 +116,45 @@ class Delivery(Base):
     partner_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: the delivery partner's estimate of the delivery time, once a rider has it
     partner_eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     @property
     def returning(self) -> bool:
         """A return trip (refund) is wanted right now."""
         return self.status == DeliveryStatus.return_requested
 
-    def move_to(self, target: DeliveryStatus) -> None:
-        current = DeliveryStatus(self.status)
-        self.status = DELIVERY_MACHINE.check(current, target).value
-        self.version += 1
-        self.updated_at = utcnow()
+    @property
+    def correlation_id(self) -> uuid.UUID:
+        return self.order_id
+
+    def snapshot(self, event: type[DeliveryChanged], **extra: Any) -> DeliveryChanged:
+        return event(
+            delivery_id=self.id,
+            order_id=self.order_id,
+            customer_id=self.customer_id,
+            status=self.status,
+            courier_status=self.courier_status,
+            rider=self.rider,
+            items=msgspec.convert(self.items or [], list[DeliveryItem]),
+            address=self.address,
+            paid_at=self.paid_at,
+            delivered_at=self.delivered_at,
+            history=msgspec.convert(self.history or [], list[Stage]),
+            return_trip=self.return_trip,
+            partner_eta=self.partner_eta,
+            version=self.version,
+            **extra,
+        )
+
+    def move_to(self, target: DeliveryStatus) -> DeliveryStatus:
+        """A move through the machine; reaching the customer stamps ``delivered_at``, and
+        a step forward joins the history of stages."""
+        current = super().move_to(target)
         if target is DeliveryStatus.delivered and current is DeliveryStatus.out_for_delivery:
             self.delivered_at = self.updated_at
         if FORWARD.get(current) is target:
             self.history = [*(self.history or []), stage(target, self.updated_at)]
+        return current
 
     def undo_move(self) -> DeliveryStatus:
         """Back to the stage before the last kitchen move (through the machine); the stage
@@ -144,9 +168,7 @@ class Delivery(Base):
                     status=status_label(current.value),
                 )
             )
-        self.status = DELIVERY_MACHINE.check(current, target).value
-        self.version += 1
-        self.updated_at = utcnow()
+        self.move_to(target)
         history = list(self.history or [])
         if history and history[-1]["status"] == current.value:
             history.pop()
@@ -157,8 +179,7 @@ class Delivery(Base):
         self.courier_status = COURIER_MACHINE.check(
             CourierStatus(self.courier_status), target
         ).value
-        self.version += 1
-        self.updated_at = utcnow()
+        self.changed()
 
     @property
     def next_stage(self) -> DeliveryStatus | None:

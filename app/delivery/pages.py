@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.audit import service as audit
 from app.delivery import service
 from app.delivery.models import FORWARD, UNDO, UNDO_SECONDS, DeliveryStatus
-from app.operations import watchdog
+from app.operations import service as operations
 from app.platform.access import access
 from app.platform.breaker import BreakerState
 from app.platform.db import utcnow
@@ -26,11 +26,9 @@ from app.platform.partners import PartnerBreakers
 from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.sse import channel_updates, sse
 from app.platform.web import fragment, is_htmx, page, redirect
-from app.status import eta
 from app.status import service as status
-from app.status.live import channel_updates, sse
-from app.status.projector import BOARD_CHANNEL
 
 COLUMNS: tuple[tuple[DeliveryStatus, str], ...] = (
     (DeliveryStatus.queued, N_("Queued")),
@@ -104,12 +102,12 @@ class Card:
         return ""
 
 
-def _card(card: status.BoardEntry, now: datetime, settings: Settings, stats: eta.Stats) -> Card:
+def _card(card: status.BoardEntry, now: datetime, settings: Settings, stats: status.Stats) -> Card:
     """Lateness in two levels against the promise made at payment: amber once past it
     (or past the amber minutes), red once well past it (or past the red minutes)."""
     age = int((now - card.paid_at).total_seconds()) if card.paid_at else 0
     minutes = age // 60
-    promised = eta.promised_by(card.paid_at, stats) if card.paid_at else None
+    promised = status.promised_by(card.paid_at, stats) if card.paid_at else None
     late_minutes = max(0, int((now - promised).total_seconds() // 60)) if promised else 0
     past_promise = promised is not None and now > promised
     red_after = settings.shop.late_red_minutes - settings.shop.late_amber_minutes
@@ -162,7 +160,7 @@ async def board_context(
         # the two late levels, for board.js to age the cards between renders
         "late_minutes": (shop.late_amber_minutes, shop.late_red_minutes),
         # work that stopped moving (the watchdog), so staff see it where they work
-        "stalled": await watchdog.stalled(db, settings.pipeline, now),
+        "stalled": await operations.stalled(db, settings.pipeline, now),
     }
 
 
@@ -212,7 +210,7 @@ class BoardPages(Controller):
                 html = template.render(**await board_context(db, settings, breakers))
             return ServerSentEventMessage(data=html, event="board")
 
-        return sse(channel_updates(broadcaster, BOARD_CHANNEL), render)
+        return sse(channel_updates(broadcaster, status.BOARD_CHANNEL), render)
 
     @post("/deliveries/{delivery_id:uuid}/return/complete")
     async def complete_return(

@@ -7,7 +7,6 @@ and the board can rebuild a card from the newest event alone.
 from __future__ import annotations
 
 import hmac
-import itertools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,15 +21,12 @@ from app.delivery.events import (
     CourierRequested,
     DeliveryAdvanced,
     DeliveryCancelled,
-    DeliveryChanged,
     DeliveryCreated,
     DeliveryDelivered,
-    DeliveryItem,
     DeliveryMoveUndone,
     DeliveryReturnCancelled,
     DeliveryReturned,
     DeliveryReturnRequested,
-    Stage,
 )
 from app.delivery.models import (
     UNDO,
@@ -44,11 +40,11 @@ from app.delivery.models import (
 from app.delivery.models import DeliveryStatus as DeliveryStatus  # the words of DeliveryFacts
 from app.delivery.schemas import DeliveryView as DeliveryView  # what other contexts return
 from app.ordering.events import OrderPaid
+from app.platform.aggregate import record_pending
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
-from app.platform.outbox import record_event
 from app.platform.uow import complete
 from app.words import status_label
 
@@ -57,40 +53,6 @@ RIDER_ASSIGNED = "rider_assigned"
 PICKED_UP = "picked_up"
 DELIVERED = "delivered"
 PARTNER_CANCELLED = "cancelled"
-
-
-def snapshot(delivery: Delivery, event: type[DeliveryChanged]) -> DeliveryChanged:
-    return event(
-        delivery_id=delivery.id,
-        order_id=delivery.order_id,
-        customer_id=delivery.customer_id,
-        status=delivery.status,
-        courier_status=delivery.courier_status,
-        rider=delivery.rider,
-        items=msgspec.convert(delivery.items or [], list[DeliveryItem]),
-        address=delivery.address,
-        paid_at=delivery.paid_at,
-        delivered_at=delivery.delivered_at,
-        history=msgspec.convert(delivery.history or [], list[Stage]),
-        return_trip=delivery.return_trip,
-        partner_eta=delivery.partner_eta,
-        version=delivery.version,
-    )
-
-
-async def _emit(
-    session: AsyncSession,
-    delivery: Delivery,
-    event: type[DeliveryChanged],
-    cause: Event | None = None,
-) -> None:
-    await record_event(
-        session,
-        snapshot(delivery, event),
-        aggregate_id=delivery.id,
-        correlation_id=delivery.order_id,
-        causation=cause,
-    )
 
 
 async def _locked(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
@@ -121,7 +83,9 @@ async def create_for_paid_order(session: AsyncSession, event: Event) -> None:
         .returning(Delivery.id)
     )
     if delivery_id is not None:
-        await _emit(session, await _locked(session, delivery_id), DeliveryCreated, event)
+        created = await _locked(session, delivery_id)
+        created.emit(DeliveryCreated)
+        await record_pending(session, created, event)
 
 
 async def advance(
@@ -147,7 +111,8 @@ async def advance(
         raise Conflict(
             N_("A %(status)s delivery has no next stage.", status=status_label(delivery.status))
         )
-    await _move(session, delivery, target)
+    _move(delivery, target)
+    await record_pending(session, delivery)
     await complete(session)
     return delivery
 
@@ -166,17 +131,17 @@ async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Deliv
             N_("A move can only be undone within %(seconds)s seconds.", seconds=UNDO_SECONDS)
         )
     delivery.undo_move()
-    await _emit(session, delivery, DeliveryMoveUndone)
+    delivery.emit(DeliveryMoveUndone)
+    await record_pending(session, delivery)
     await complete(session)
     return delivery
 
 
-async def _move(
-    session: AsyncSession, delivery: Delivery, target: DeliveryStatus, cause: Event | None = None
-) -> None:
+def _move(delivery: Delivery, target: DeliveryStatus) -> None:
+    """A step along the way, told as ``DeliveryAdvanced`` (``DeliveryDelivered`` at the
+    door, which ordering and coupon react to)."""
     delivery.move_to(target)
-    event = DeliveryDelivered if target is DeliveryStatus.delivered else DeliveryAdvanced
-    await _emit(session, delivery, event, cause)
+    delivery.emit(DeliveryDelivered if target is DeliveryStatus.delivered else DeliveryAdvanced)
 
 
 async def cancel_for_order(
@@ -223,7 +188,8 @@ async def cancel_for_order(
     delivery.move_to(DeliveryStatus.cancelled)
     if delivery.courier_status != CourierStatus.withdrawn:
         delivery.courier_to(CourierStatus.withdrawn)
-    await _emit(session, delivery, DeliveryCancelled)
+    delivery.emit(DeliveryCancelled)
+    await record_pending(session, delivery)
 
 
 def kitchen_started_reason(status: str) -> str:
@@ -306,7 +272,8 @@ async def record_pickup_requested(
         return True
     if delivery.courier_status == CourierStatus.unassigned:
         delivery.courier_to(CourierStatus.requested)
-        await _emit(session, delivery, CourierRequested, cause)
+        delivery.emit(CourierRequested)
+        await record_pending(session, delivery, cause)
     return False
 
 
@@ -343,13 +310,14 @@ async def apply_partner_event(
     if kind == RIDER_ASSIGNED and delivery.courier_status == CourierStatus.requested:
         delivery.rider = rider
         delivery.courier_to(CourierStatus.assigned)
-        await _emit(session, delivery, CourierAssigned)
+        delivery.emit(CourierAssigned)
     elif kind == PICKED_UP and status is DeliveryStatus.ready:
-        await _move(session, delivery, DeliveryStatus.out_for_delivery)
+        _move(delivery, DeliveryStatus.out_for_delivery)
     elif kind == DELIVERED and status in (DeliveryStatus.ready, DeliveryStatus.out_for_delivery):
         if status is DeliveryStatus.ready:
-            await _move(session, delivery, DeliveryStatus.out_for_delivery)
-        await _move(session, delivery, DeliveryStatus.delivered)
+            _move(delivery, DeliveryStatus.out_for_delivery)
+        _move(delivery, DeliveryStatus.delivered)
+    await record_pending(session, delivery)
 
 
 def ensure_reference(given: str, expected: str) -> None:
@@ -368,7 +336,8 @@ async def request_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
     delivery = await _locked(session, delivery_id)
     delivery.move_to(DeliveryStatus.return_requested)
     delivery.return_trip += 1
-    await _emit(session, delivery, DeliveryReturnRequested)
+    delivery.emit(DeliveryReturnRequested)
+    await record_pending(session, delivery)
 
 
 async def cancel_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
@@ -380,7 +349,8 @@ async def _cancel_return(session: AsyncSession, delivery: Delivery) -> None:
     if delivery.status == DeliveryStatus.returned:
         raise Conflict(N_("the return has already reached the shop; the refund goes ahead"))
     delivery.move_to(DeliveryStatus.delivered)
-    await _emit(session, delivery, DeliveryReturnCancelled)
+    delivery.emit(DeliveryReturnCancelled)
+    await record_pending(session, delivery)
 
 
 async def partner_cancelled_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
@@ -407,7 +377,8 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
             )
         )
     delivery.move_to(DeliveryStatus.returned)
-    await _emit(session, delivery, DeliveryReturned)
+    delivery.emit(DeliveryReturned)
+    await record_pending(session, delivery)
     return delivery
 
 
@@ -501,30 +472,6 @@ async def waiting_on_partner_since(
 
 
 # -- how long the kitchen and the road take (for delivery estimates) -------------------
-
-
-async def recent_stage_durations(
-    session: AsyncSession, limit: int = 100, within: timedelta = timedelta(days=14)
-) -> dict[str, list[float]]:
-    """Seconds each stage took in the last ``limit`` deliveries (from their stage
-    history): the data the customer's delivery window is estimated from."""
-    rows = await session.scalars(
-        select(Delivery.history)
-        .where(
-            Delivery.delivered_at.is_not(None),
-            Delivery.delivered_at >= utcnow() - within,
-        )
-        .order_by(Delivery.delivered_at.desc())
-        .limit(limit)
-    )
-    durations: dict[str, list[float]] = {}
-    for history in rows:
-        steps = [(s["status"], datetime.fromisoformat(s["at"])) for s in history or []]
-        for (status, began), (_, ended) in itertools.pairwise(steps):
-            seconds = (ended - began).total_seconds()
-            if seconds >= 0:
-                durations.setdefault(status, []).append(seconds)
-    return durations
 
 
 async def order_ids_of(

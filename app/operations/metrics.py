@@ -18,8 +18,8 @@ from app.operations import watchdog
 from app.platform import deadletters, metrics
 from app.platform.access import access
 from app.platform.partners import PartnerBreakers
+from app.platform.queues import QUEUES
 from app.platform.settings import Settings
-from workers import QUEUES
 
 
 @get("/metrics", opt=access("public"), include_in_schema=False)

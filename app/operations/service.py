@@ -12,6 +12,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
+from app.operations.watchdog import stalled as stalled  # stuck work, for where staff work
 from app.platform.errors import FieldError, InvalidInput, Unavailable
 from app.platform.i18n import N_
 from app.platform.security import Principal

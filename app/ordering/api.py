@@ -21,7 +21,6 @@ from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.status import service as status
-from app.status.schemas import OrderDocument
 
 IdempotencyKey = Annotated[
     str | None, HeaderParameter(name="Idempotency-Key", required=False, max_length=100)
@@ -44,7 +43,7 @@ class OrderingApi(Controller):
         card_vault: NamedDependency[CardVault],
         request: Request[Any, Any, Any],
         idempotency_key: IdempotencyKey = None,
-    ) -> Response[OrderDocument]:
+    ) -> Response[status.OrderDocument]:
         """Place and pay an order. 503 + ``Retry-After`` while a partner breaker is open."""
         await limits.place_order(request, str(caller.user_id))
         if idempotency_key is not None and not idempotency_key.strip():
@@ -77,7 +76,7 @@ class OrderingApi(Controller):
         db: NamedDependency[AsyncSession],
         caller: NamedDependency[Principal],
         settings: NamedDependency[Settings],
-    ) -> OrderDocument:
+    ) -> status.OrderDocument:
         """Cancel while the kitchen has not started; 409 saying why otherwise."""
         await service.cancel_order(db, order_id, caller.user_id)
         view = await status.order_view(db, order_id, caller.user_id)

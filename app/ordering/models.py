@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.ordering.events import OrderChanged
+from app.platform.aggregate import Aggregate
 from app.platform.db import Base, utcnow
 from app.platform.statemachine import StateMachine
 
@@ -38,7 +41,7 @@ MAX_QTY = 20
 MAX_LINES = 30
 
 
-class Order(Base):
+class Order(Aggregate[OrderStatus, OrderChanged], Base):
     __tablename__ = "orders"
     __table_args__ = (
         UniqueConstraint("customer_id", "idempotency_key", name="uq_orders_customer_idempotency"),
@@ -46,9 +49,9 @@ class Order(Base):
         {"schema": "ordering"},
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    MACHINE = ORDER_MACHINE
+
     customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    status: Mapped[str] = mapped_column(String(20))
     total_amount: Mapped[int] = mapped_column(Integer)
     discount_amount: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     coupon_code: Mapped[str | None] = mapped_column(String(20))
@@ -59,13 +62,22 @@ class Order(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(100))
     #: what the request with that key asked for: the same key with another body is a 422
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
-    version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    def move_to(self, target: OrderStatus) -> None:
-        """The only way an order changes state: through the machine, bumping the version."""
-        self.status = ORDER_MACHINE.check(OrderStatus(self.status), target).value
-        self.version += 1
+    @property
+    def correlation_id(self) -> uuid.UUID:
+        return self.id
+
+    def snapshot(self, event: type[OrderChanged], **extra: Any) -> OrderChanged:
+        return event(
+            order_id=self.id,
+            customer_id=self.customer_id,
+            status=self.status,
+            amount=self.total_amount,
+            currency=self.currency,
+            version=self.version,
+            **extra,
+        )
 
 
 class OrderLine(Base):

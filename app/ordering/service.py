@@ -14,7 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -27,7 +27,6 @@ from app.delivery.events import DeliveryDelivered
 from app.menu import service as menu
 from app.ordering.events import (
     OrderCancelled,
-    OrderChanged,
     OrderFulfilled,
     OrderItem,
     OrderPaid,
@@ -38,8 +37,8 @@ from app.ordering.events import (
 from app.ordering.models import MAX_LINES, MAX_QTY, Order, OrderLine, OrderStatus
 from app.payment import service as payment
 from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded
-from app.payment.provider import HttpPaymentProvider
 from app.platform import logs
+from app.platform.aggregate import record_pending
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.i18n import N_
@@ -131,7 +130,7 @@ async def place_order(
     try:
         if vault is not None:
             return await _place(session, settings, command, vault)
-        async with HttpPaymentProvider.from_settings(settings) as provider:
+        async with payment.card_vault(settings) as provider:
             return await _place(session, settings, command, provider)
     except BaseException:
         await session.rollback()  # nothing half-written survives, whatever failed
@@ -290,30 +289,6 @@ async def _place(
     return PlacedOrder(order_id, replayed=False)
 
 
-async def _emit(
-    session: AsyncSession,
-    order: Order,
-    event: type[OrderChanged],
-    cause: Event | None,
-    **extra: Any,
-) -> None:
-    await record_event(
-        session,
-        event(
-            order_id=order.id,
-            customer_id=order.customer_id,
-            status=order.status,
-            amount=order.total_amount,
-            currency=order.currency,
-            version=order.version,
-            **extra,
-        ),
-        aggregate_id=order.id,
-        correlation_id=order.id,
-        causation=cause,
-    )
-
-
 async def _locked(session: AsyncSession, order_id: uuid.UUID) -> Order | None:
     return await session.get(Order, order_id, with_for_update=True)
 
@@ -331,7 +306,8 @@ async def on_payment_captured(session: AsyncSession, event: Event) -> None:
         OrderItem(pizza_id=line.pizza_id, name=line.name, qty=line.qty, unit_price=line.unit_price)
         for line in lines
     ]
-    await _emit(session, order, OrderPaid, event, items=items, address=order.address)
+    order.emit(OrderPaid, items=items, address=order.address)
+    await record_pending(session, order, event)
 
 
 async def on_payment_failed(session: AsyncSession, event: Event) -> None:
@@ -341,7 +317,8 @@ async def on_payment_failed(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.payment_failed)
     await coupon.release_for_order(session, order.id)  # the customer may try again with it
-    await _emit(session, order, OrderPaymentFailed, event, reason=failed.failure_reason)
+    order.emit(OrderPaymentFailed, reason=failed.failure_reason)
+    await record_pending(session, order, event)
 
 
 async def on_delivery_delivered(session: AsyncSession, event: Event) -> None:
@@ -349,7 +326,8 @@ async def on_delivery_delivered(session: AsyncSession, event: Event) -> None:
     if order is None or order.status != OrderStatus.paid:
         return
     order.move_to(OrderStatus.fulfilled)
-    await _emit(session, order, OrderFulfilled, event)
+    order.emit(OrderFulfilled)
+    await record_pending(session, order, event)
 
 
 def cancel_refusal(order_status: str, delivery_status: str | None) -> str | None:
@@ -376,7 +354,8 @@ async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: 
     await payment.request_cancel(session, order.id)
     await coupon.release_for_order(session, order.id)
     order.move_to(OrderStatus.cancelled)
-    await _emit(session, order, OrderCancelled, None)
+    order.emit(OrderCancelled)
+    await record_pending(session, order)
     await complete(session)
 
 
@@ -406,7 +385,8 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
     if order is None or order.status != OrderStatus.fulfilled:
         return
     order.move_to(OrderStatus.refunded)
-    await _emit(session, order, OrderRefunded, event)
+    order.emit(OrderRefunded)
+    await record_pending(session, order, event)
 
 
 async def placed_before(

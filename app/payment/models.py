@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Boolean, DateTime, Integer, String, false
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.payment.events import PaymentChanged
+from app.platform.aggregate import Aggregate
 from app.platform.db import Base, utcnow
 from app.platform.statemachine import StateMachine
 
@@ -34,15 +37,15 @@ PAYMENT_MACHINE = StateMachine[PaymentStatus](
 )
 
 
-class Payment(Base):
+class Payment(Aggregate[PaymentStatus, PaymentChanged], Base):
     __tablename__ = "payments"
     __table_args__ = {"schema": "payment"}
 
-    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    MACHINE = PAYMENT_MACHINE
+
     order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(20))
     # The card as the shop knows it: the provider's payment-method token, brand and last
     # four digits. The number itself is exchanged for the token at checkout, never kept.
     card_last4: Mapped[str] = mapped_column(String(4))
@@ -52,11 +55,20 @@ class Payment(Base):
     # Set in the order-cancel transaction; the capture job then never charges the card.
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     failure_reason: Mapped[str | None] = mapped_column(String(300))
-    version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    def move_to(self, target: PaymentStatus) -> None:
-        self.status = PAYMENT_MACHINE.check(PaymentStatus(self.status), target).value
-        self.version += 1
-        self.updated_at = utcnow()
+    @property
+    def correlation_id(self) -> uuid.UUID:
+        return self.order_id
+
+    def snapshot(self, event: type[PaymentChanged], **extra: Any) -> PaymentChanged:
+        return event(
+            payment_id=self.id,
+            order_id=self.order_id,
+            status=self.status,
+            amount=self.amount,
+            currency=self.currency,
+            failure_reason=self.failure_reason,
+            version=self.version,
+            **extra,
+        )

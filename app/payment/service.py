@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Protocol, runtime_checkable
 
 from sqlalchemy import insert, select
@@ -23,14 +25,16 @@ from app.payment.events import (
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import (
     ChargeOutcome,
+    HttpPaymentProvider,
     PaymentMethod,
     PaymentRejected,
     ProviderUnavailable,
 )
+from app.platform.aggregate import record_pending
 from app.platform.errors import InvalidInput, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
-from app.platform.outbox import record_event
+from app.platform.settings import Settings
 
 _NON_DIGITS = re.compile(r"[\s-]")
 
@@ -64,6 +68,14 @@ def luhn_valid(digits: str) -> bool:
             digit = digit * 2 - 9 if digit > 4 else digit * 2
         total += digit
     return total % 10 == 0
+
+
+@asynccontextmanager
+async def card_vault(settings: Settings) -> AsyncIterator[CardVault]:
+    """The payment provider from ``settings`` as a card vault, closed when the block ends:
+    for a caller that was not handed the long-lived one (a script, a test)."""
+    async with HttpPaymentProvider.from_settings(settings) as provider:
+        yield provider
 
 
 async def tokenize_card(vault: CardVault, card_number: str) -> PaymentMethod:
@@ -123,7 +135,8 @@ async def void_uncharged(session: AsyncSession, payment_id: uuid.UUID, cause: Ev
     if payment is None or payment.status != PaymentStatus.pending:
         return False
     payment.move_to(PaymentStatus.voided)
-    await _emit(session, payment, PaymentVoided, cause)
+    payment.emit(PaymentVoided)
+    await record_pending(session, payment, cause)
     return True
 
 
@@ -143,27 +156,8 @@ async def record_void(session: AsyncSession, payment_id: uuid.UUID, cause: Event
     if payment is None or payment.status != PaymentStatus.captured:
         return
     payment.move_to(PaymentStatus.voided)
-    await _emit(session, payment, PaymentVoided, cause)
-
-
-async def _emit(
-    session: AsyncSession, payment: Payment, event: type[PaymentChanged], cause: Event
-) -> None:
-    await record_event(
-        session,
-        event(
-            payment_id=payment.id,
-            order_id=payment.order_id,
-            status=payment.status,
-            amount=payment.amount,
-            currency=payment.currency,
-            failure_reason=payment.failure_reason,
-            version=payment.version,
-        ),
-        aggregate_id=payment.id,
-        correlation_id=payment.order_id,
-        causation=cause,
-    )
+    payment.emit(PaymentVoided)
+    await record_pending(session, payment, cause)
 
 
 async def record_charge_outcome(
@@ -184,7 +178,8 @@ async def record_charge_outcome(
         payment.failure_reason = outcome.failure_reason or str(N_("The payment was declined."))
         payment.move_to(PaymentStatus.failed)
         event = PaymentFailed
-    await _emit(session, payment, event, cause)
+    payment.emit(event)
+    await record_pending(session, payment, cause)
 
 
 async def record_refund(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> None:
@@ -193,4 +188,5 @@ async def record_refund(session: AsyncSession, payment_id: uuid.UUID, cause: Eve
     if payment is None or payment.status != PaymentStatus.captured:
         return
     payment.move_to(PaymentStatus.refunded)
-    await _emit(session, payment, PaymentRefunded, cause)
+    payment.emit(PaymentRefunded)
+    await record_pending(session, payment, cause)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.platform.aggregate import Aggregate
 from app.platform.db import Base, utcnow
 from app.platform.statemachine import StateMachine
+from app.refund.events import RefundChanged
 
 
 class RefundStatus(StrEnum):
@@ -41,7 +44,7 @@ class RefundReason(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
-class Refund(Base):
+class Refund(Aggregate[RefundStatus, RefundChanged], Base):
     __tablename__ = "refunds"
     __table_args__ = (
         # At most one live refund per order, also under concurrent requests.
@@ -55,10 +58,10 @@ class Refund(Base):
         {"schema": "refund"},
     )
 
-    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    MACHINE = REFUND_MACHINE
+
     order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    status: Mapped[str] = mapped_column(String(20))
     reason_code: Mapped[str] = mapped_column(String(40))
     reason: Mapped[str] = mapped_column(Text, default="")
     amount: Mapped[int] = mapped_column(Integer)
@@ -66,11 +69,27 @@ class Refund(Base):
     cancelled_by: Mapped[str | None] = mapped_column(String(20))
     #: why the shop cancelled the return, in words the customer reads
     cancel_note: Mapped[str | None] = mapped_column(String(500))
-    version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    def move_to(self, target: RefundStatus) -> None:
-        self.status = REFUND_MACHINE.check(RefundStatus(self.status), target).value
-        self.version += 1
-        self.updated_at = utcnow()
+    @property
+    def correlation_id(self) -> uuid.UUID:
+        return self.order_id
+
+    def snapshot(self, event: type[RefundChanged], **extra: Any) -> RefundChanged:
+        """``extra`` names the reason in words (``reason_label``): the list of reasons is
+        data, read by the use case."""
+        return event(
+            refund_id=self.id,
+            order_id=self.order_id,
+            customer_id=self.customer_id,
+            status=self.status,
+            reason_code=self.reason_code,
+            reason=self.reason,
+            amount=self.amount,
+            currency=self.currency,
+            cancelled_by=self.cancelled_by,
+            cancel_note=self.cancel_note,
+            created_at=self.created_at,
+            version=self.version,
+            **extra,
+        )

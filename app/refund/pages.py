@@ -25,12 +25,10 @@ from app.platform.partners import PartnerBreakers, refusal_message
 from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.sse import channel_updates, sse
 from app.platform.web import fragment, page, redirect
 from app.refund import service
 from app.status import service as status
-from app.status.live import channel_updates, sse
-from app.status.projector import order_channel
-from app.status.schemas import OrderDocument
 from app.words import status_label
 
 MAX_FORM_TEXT = 2000
@@ -114,7 +112,7 @@ class RefundPages(Controller):
             html = template.render(refund=fresh, live=True)
             return ServerSentEventMessage(data=html, event="refund", id=str(fresh.version))
 
-        return sse(channel_updates(broadcaster, order_channel(view.order_id)), render)
+        return sse(channel_updates(broadcaster, status.order_channel(view.order_id)), render)
 
     @post("/refunds/{refund_id:uuid}/cancel")
     async def withdraw(
@@ -141,7 +139,7 @@ async def _form_context(
     and why the order cannot be refunded (``None`` when it can)."""
     view = await status.order_view(db, order_id, customer.user_id)
     return {
-        "order": OrderDocument.of(view.doc),
+        "order": status.OrderDocument.of(view.doc),
         "reasons": await service.reasons(db),
         "why_not": why_not,
     }
@@ -264,7 +262,7 @@ class StaffRefundPages(Controller):
             request,
             "refund/staff_detail.html",
             refund=view,
-            order=OrderDocument.of(order.doc) if order else None,
+            order=status.OrderDocument.of(order.doc) if order else None,
             version=order.version if order else 0,
         )
 

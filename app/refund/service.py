@@ -23,15 +23,15 @@ from app.delivery.events import DeliveryReturnCancelled
 from app.delivery.service import DeliveryFacts, DeliveryStatus
 from app.ordering import service as ordering
 from app.payment.events import PaymentRefunded
+from app.platform.aggregate import record_pending
 from app.platform.db import utcnow
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.i18n import N_
-from app.platform.outbox import record_event
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.platform.uow import complete
-from app.refund.events import RefundCancelled, RefundChanged, RefundCompleted, RefundRequested
+from app.refund.events import RefundCancelled, RefundCompleted, RefundRequested
 from app.refund.models import MAX_REASON_LENGTH, Refund, RefundReason, RefundStatus
 from app.words import status_label
 
@@ -169,35 +169,10 @@ async def _validate(session: AsyncSession, command: FileRefund) -> RefundReason:
 # -- use cases --------------------------------------------------------------------------
 
 
-def snapshot(refund: Refund, reason_label: str, event: type[RefundChanged]) -> RefundChanged:
-    return event(
-        refund_id=refund.id,
-        order_id=refund.order_id,
-        customer_id=refund.customer_id,
-        status=refund.status,
-        reason_code=refund.reason_code,
-        reason_label=reason_label,
-        reason=refund.reason,
-        amount=refund.amount,
-        currency=refund.currency,
-        cancelled_by=refund.cancelled_by,
-        cancel_note=refund.cancel_note,
-        created_at=refund.created_at,
-        version=refund.version,
-    )
-
-
-async def _emit(
-    session: AsyncSession, refund: Refund, event: type[RefundChanged], cause: Event | None = None
-) -> None:
+async def _reason_label(session: AsyncSession, refund: Refund) -> str:
+    """The refund's reason in the shop's words, which its events carry."""
     reason = await session.get(RefundReason, refund.reason_code)
-    await record_event(
-        session,
-        snapshot(refund, reason.label if reason else refund.reason_code, event),
-        aggregate_id=refund.id,
-        correlation_id=refund.order_id,
-        causation=cause,
-    )
+    return reason.label if reason else refund.reason_code
 
 
 async def file_refund(
@@ -236,7 +211,8 @@ async def file_refund(
     )
     session.add(refund)
     await delivery.request_return(session, current.id)
-    await _emit(session, refund, RefundRequested)
+    refund.emit(RefundRequested, reason_label=await _reason_label(session, refund))
+    await record_pending(session, refund)
     await complete(session)
     return refund
 
@@ -259,7 +235,8 @@ async def _cancel(session: AsyncSession, refund: Refund, by: str, note: str | No
     refund.cancelled_by = by
     refund.cancel_note = note
     refund.move_to(RefundStatus.cancelled)
-    await _emit(session, refund, RefundCancelled)
+    refund.emit(RefundCancelled, reason_label=await _reason_label(session, refund))
+    await record_pending(session, refund)
 
 
 async def withdraw(session: AsyncSession, refund_id: uuid.UUID, customer_id: uuid.UUID) -> Refund:
@@ -306,7 +283,8 @@ async def cancel_for_returned_trip(session: AsyncSession, event: Event) -> None:
     refund = await _locked(session, refund_id)
     refund.cancelled_by = "partner"
     refund.move_to(RefundStatus.cancelled)
-    await _emit(session, refund, RefundCancelled, event)
+    refund.emit(RefundCancelled, reason_label=await _reason_label(session, refund))
+    await record_pending(session, refund, event)
 
 
 async def _requested_for(session: AsyncSession, order_id: uuid.UUID) -> uuid.UUID | None:
@@ -329,7 +307,8 @@ async def complete_for_payment(session: AsyncSession, event: Event) -> None:
         return
     refund = await _locked(session, refund_id)
     refund.move_to(RefundStatus.completed)
-    await _emit(session, refund, RefundCompleted, event)
+    refund.emit(RefundCompleted, reason_label=await _reason_label(session, refund))
+    await record_pending(session, refund, event)
 
 
 async def requested_before(

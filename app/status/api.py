@@ -15,9 +15,9 @@ from app.platform.access import access
 from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.sse import sse
 from app.status import service
-from app.status.live import RenderMemo, order_updates, sse
-from app.status.models import OrderView
+from app.status.live import RenderMemo, order_updates
 from app.status.schemas import OrderDocument
 
 #: the API stream's frames, by (order, view version)
@@ -68,12 +68,12 @@ class OrderStatusApi(Controller):
         """``text/event-stream``: event ``order`` with the whole view, id = view version."""
         await service.order_view(db, order_id, caller.user_id)  # 404 before streaming
 
-        async def encode(view: OrderView) -> str:
+        async def encode(view: service.OrderEntry) -> str:
             async with session_factory() as session:
                 document = await service.order_document(session, view, settings.shop.stage_minutes)
             return msgspec.json.encode(document).decode()
 
-        async def render(view: OrderView) -> ServerSentEventMessage:
+        async def render(view: service.OrderEntry) -> ServerSentEventMessage:
             # every viewer of this order (its one customer) gets the same JSON: rendered
             # once per version per process
             data = await API_FRAMES.get((view.order_id, view.version), lambda: encode(view))

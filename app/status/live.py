@@ -4,60 +4,31 @@ The stream subscribes BEFORE reading, so no change can fall between the read and
 subscription; every notification only triggers a re-read of the view, and a view is sent
 only when its version grew. A comment every 15 s keeps proxies from closing the stream.
 When the web process shuts down, each stream ends with a ``retry:`` hint: the browser
-reconnects (to another replica) and the first message there is the current view.
+reconnects (to another replica) and the first message there is the current view. The
+SSE plumbing itself is the kernel's (``app.platform.sse``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.platform import metrics
 from app.platform.errors import NotFound
 from app.platform.i18n import N_
-from app.platform.pubsub import RECONNECT, Broadcaster
+from app.platform.pubsub import Broadcaster
+from app.platform.sse import KEEP_ALIVE_SECONDS, RECONNECTING, Reconnect, next_update
 from app.status import service
-from app.status.models import OrderView
 from app.status.projector import order_channel
 
-KEEP_ALIVE_SECONDS = 15.0
-#: how long a browser waits before reconnecting after a shutdown ends its stream (spread,
-#: so a replica's clients don't all land on the next one in the same millisecond)
-RECONNECT_MS = (500, 1500)
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-
-class Reconnect:
-    """An update meaning: end the stream, the client reconnects elsewhere."""
-
-
-RECONNECTING = Reconnect()
-
-
-async def _next(queue: asyncio.Queue[str], keep_alive: float) -> bool | Reconnect | None:
-    """Wait for a burst of notifications: True, None on keep-alive, RECONNECTING when the
-    process stops accepting (which wins over anything else in the burst)."""
-    try:
-        first = await asyncio.wait_for(queue.get(), timeout=keep_alive)
-    except TimeoutError:
-        return None
-    seen = [first]
-    with contextlib.suppress(asyncio.QueueEmpty):
-        while True:  # coalesce a burst of notifications into one re-read
-            seen.append(queue.get_nowait())
-    return RECONNECTING if RECONNECT in seen else True
 
 
 @dataclass
@@ -66,7 +37,7 @@ class _Read:
     had received when it began."""
 
     delivered: int
-    task: asyncio.Task[OrderView | None]
+    task: asyncio.Task[service.OrderEntry | None]
 
 
 #: per web process: the view reads in flight, by order
@@ -78,7 +49,7 @@ async def shared_read(
     broadcaster: Broadcaster,
     order_id: uuid.UUID,
     woken_at: int,
-) -> OrderView | None:
+) -> service.OrderEntry | None:
     """The order's view, read once for every stream of this process that a notification
     woke: a stream joins a read in flight if it began after the stream's notification had
     arrived (``woken_at``, the broadcaster's count then), so the read sees that change;
@@ -101,7 +72,7 @@ def _forget(order_id: uuid.UUID, read: _Read, _: object) -> None:
 
 async def _read_view(
     session_factory: async_sessionmaker[AsyncSession], order_id: uuid.UUID
-) -> OrderView | None:
+) -> service.OrderEntry | None:
     async with session_factory() as session:
         return await service.any_order_view(session, order_id)
 
@@ -141,7 +112,7 @@ async def order_updates(
     order_id: uuid.UUID,
     customer_id: uuid.UUID,
     keep_alive: float = KEEP_ALIVE_SECONDS,
-) -> AsyncIterator[OrderView | Reconnect | None]:
+) -> AsyncIterator[service.OrderEntry | Reconnect | None]:
     """Yield the order view whenever it changes, None when a keep-alive is due, and
     RECONNECTING (last) when the process shuts down. The first read is the stream's own
     (it must begin after the subscription); after a notification, streams of the same
@@ -154,7 +125,7 @@ async def order_updates(
             if view.version > sent:
                 sent = view.version
                 yield view
-            update = await _next(queue, keep_alive)
+            update = await next_update(queue, keep_alive)
             if update is None or update is RECONNECTING:
                 yield update
             if update is RECONNECTING:
@@ -165,44 +136,3 @@ async def order_updates(
                 if found is None or found.customer_id != customer_id:
                     raise NotFound(N_("order not found"))
                 view = found
-
-
-async def channel_updates(
-    broadcaster: Broadcaster, channel: str, keep_alive: float = KEEP_ALIVE_SECONDS
-) -> AsyncIterator[bool | Reconnect | None]:
-    """True at once (the page may have missed a change while connecting) and after each
-    burst of notifications on ``channel``; None when a keep-alive is due; RECONNECTING
-    (last) when the process shuts down."""
-    async with broadcaster.listen(channel) as queue:
-        yield True
-        while True:
-            update = await _next(queue, keep_alive)
-            yield update
-            if update is RECONNECTING:
-                return
-
-
-def sse(
-    updates: AsyncIterator[T | Reconnect | None],
-    render: Callable[[T], Awaitable[ServerSentEventMessage]],
-) -> ServerSentEvent:
-    """An SSE response: each update rendered into a message, a comment for each keep-alive
-    (None), so proxies never close a quiet stream, and a ``retry:`` hint before the stream
-    ends for a shutdown."""
-
-    async def messages() -> AsyncIterator[ServerSentEventMessage]:
-        metrics.SSE_CONNECTIONS.inc()
-        try:
-            async for update in updates:
-                if update is None:
-                    yield ServerSentEventMessage(comment="keep-alive")
-                elif isinstance(update, Reconnect):
-                    retry = random.randint(*RECONNECT_MS)
-                    yield ServerSentEventMessage(data=None, comment="reconnect", retry=retry)
-                    return
-                else:
-                    yield await render(update)
-        finally:
-            metrics.SSE_CONNECTIONS.dec()
-
-    return ServerSentEvent(messages())

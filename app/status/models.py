@@ -51,6 +51,8 @@ class BoardCard(Base):
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     address: Mapped[str] = mapped_column(String(300))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: when it reached the customer: the newest deliveries' stages make the estimates
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     #: what the kitchen needs on the card, copied from the order's view

@@ -15,10 +15,10 @@ from app.platform.access import access
 from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.sse import sse
 from app.platform.web import fragment, page
 from app.status import service
-from app.status.live import order_updates, sse
-from app.status.models import OrderView
+from app.status.live import order_updates
 from app.status.schemas import OrderDocument
 
 
@@ -43,9 +43,10 @@ class OrderPages(Controller):
         order_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> Any:
         view = await service.order_view(db, order_id, customer.user_id)
-        minutes = request.app.state.settings.shop.stage_minutes
+        minutes = settings.shop.stage_minutes
         return page(
             request,
             "status/order.html",
@@ -60,6 +61,7 @@ class OrderPages(Controller):
         order_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
         late: FromQuery[str] = "false",
     ) -> Any:
         """The live part of the order page again, asked for every minute while a delivery
@@ -67,7 +69,7 @@ class OrderPages(Controller):
         customer must be told when the order runs late. Screen readers hear it only when
         it turns late (``late`` is what the page showed), not every minute."""
         view = await service.order_view(db, order_id, customer.user_id)
-        minutes = request.app.state.settings.shop.stage_minutes
+        minutes = settings.shop.stage_minutes
         order = await service.order_document(db, view, minutes)
         window = order.estimated_delivery
         turned_late = window is not None and window.running_late and late != "true"
@@ -95,7 +97,7 @@ class OrderPages(Controller):
         await service.order_view(db, order_id, customer.user_id)
         template = fragment(request, "status/_order_live.html")
 
-        async def render(view: OrderView) -> ServerSentEventMessage:
+        async def render(view: service.OrderEntry) -> ServerSentEventMessage:
             async with session_factory() as session:
                 order = await service.order_document(session, view, settings.shop.stage_minutes)
             html = template.render(order=order, version=view.version, live=True)

@@ -374,6 +374,7 @@ async def _upsert_card(session: AsyncSession, event: Event, doc: dict[str, Any])
         "items": event.payload["items"],
         "address": d.address,
         "paid_at": d.paid_at,
+        "delivered_at": d.delivered_at,
         "version": d.version,
         "updated_at": event.occurred_at,
         "history": event.payload.get("history") or [],

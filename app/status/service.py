@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import dataclass, fields
@@ -11,17 +12,39 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.delivery import service as delivery
 from app.platform.db import utcnow
 from app.platform.errors import NotFound
 from app.platform.events import Event
 from app.platform.i18n import N_
 from app.status import eta, projector
+from app.status.eta import Stats as Stats  # each stage's spread, for the board's promises
+from app.status.eta import promised_by as promised_by
 from app.status.models import BoardCard, OrderView, RefundView
-from app.status.schemas import OrderDocument
+from app.status.projector import BOARD_CHANNEL as BOARD_CHANNEL  # where the board hears news
+from app.status.projector import order_channel as order_channel  # where an order's page does
+from app.status.schemas import OrderDocument as OrderDocument  # an order, as pages show it
 
 #: the board shows delivered cards for this long, then they leave it
 DELIVERED_VISIBLE = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class OrderEntry:
+    """An order as its customer (or staff) looks it up: a copy of the read model's row,
+    for the pages and APIs of ordering, refund and status."""
+
+    order_id: uuid.UUID
+    customer_id: uuid.UUID
+    #: grows by one per change the view took in: the SSE event id
+    version: int
+    #: the document pages and the API show (``OrderDocument.of`` reads it)
+    doc: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: OrderView) -> OrderEntry:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -78,7 +101,7 @@ class RefundEntry:
 
 async def order_view(
     session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID
-) -> OrderView:
+) -> OrderEntry:
     """The customer's own order view; someone else's order is simply not found (404)."""
     view = await session.scalar(
         select(OrderView).where(
@@ -87,19 +110,19 @@ async def order_view(
     )
     if view is None:
         raise NotFound(N_("order not found"))
-    return view
+    return OrderEntry.of(view)
 
 
 async def order_views(
     session: AsyncSession, customer_id: uuid.UUID, limit: int = 100
-) -> list[OrderView]:
+) -> list[OrderEntry]:
     rows = await session.scalars(
         select(OrderView)
         .where(OrderView.customer_id == customer_id)
         .order_by(OrderView.created_at.desc())
         .limit(limit)
     )
-    return list(rows)
+    return [OrderEntry.of(row) for row in rows]
 
 
 async def board_cards(session: AsyncSession) -> list[BoardEntry]:
@@ -236,9 +259,10 @@ async def refund_view(
     return RefundEntry.of(view)
 
 
-async def any_order_view(session: AsyncSession, order_id: uuid.UUID) -> OrderView | None:
+async def any_order_view(session: AsyncSession, order_id: uuid.UUID) -> OrderEntry | None:
     """Staff: any customer's order view (the refund lookup shows its timeline)."""
-    return await session.get(OrderView, order_id)
+    view = await session.get(OrderView, order_id)
+    return OrderEntry.of(view) if view is not None else None
 
 
 # -- delivery windows ------------------------------------------------------------------
@@ -255,10 +279,35 @@ async def stage_stats(session: AsyncSession, stage_minutes: dict[str, float]) ->
     cached = _stats_cache.get("stats")
     if cached is not None and now - cached[0] < STATS_TTL_SECONDS:
         return cached[1]
-    durations = await delivery.recent_stage_durations(session)
+    durations = await recent_stage_durations(session)
     stats = eta.stats_from(durations, eta.fallback_stats(stage_minutes))
     _stats_cache["stats"] = (now, stats)
     return stats
+
+
+async def recent_stage_durations(
+    session: AsyncSession, limit: int = 100, within: timedelta = timedelta(days=14)
+) -> dict[str, list[float]]:
+    """Seconds each stage took in the last ``limit`` deliveries, from the stage history
+    the board cards keep: the read side estimates from its own copy of the delivery
+    events, and asks the delivery context nothing."""
+    rows = await session.scalars(
+        select(BoardCard.history)
+        .where(
+            BoardCard.delivered_at.is_not(None),
+            BoardCard.delivered_at >= utcnow() - within,
+        )
+        .order_by(BoardCard.delivered_at.desc())
+        .limit(limit)
+    )
+    durations: dict[str, list[float]] = {}
+    for history in rows:
+        steps = [(s["status"], datetime.fromisoformat(s["at"])) for s in history or []]
+        for (stage, began), (_, ended) in itertools.pairwise(steps):
+            seconds = (ended - began).total_seconds()
+            if seconds >= 0:
+                durations.setdefault(stage, []).append(seconds)
+    return durations
 
 
 def forget_stage_stats() -> None:
@@ -275,7 +324,7 @@ async def window_of(
 
 
 async def order_document(
-    session: AsyncSession, view: OrderView, stage_minutes: dict[str, float]
+    session: AsyncSession, view: OrderEntry, stage_minutes: dict[str, float]
 ) -> OrderDocument:
     """The order as pages and the API show it: the view plus its delivery window."""
     return OrderDocument.of(view.doc, await window_of(session, view.doc, stage_minutes))

@@ -8,8 +8,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform.db import utcnow
 from app.platform.events import Event
 from app.status import projector
+from app.status import service as status
+from app.status.eta import STAGES
 from app.status.models import OrderView
 
 Factory = async_sessionmaker[AsyncSession]
@@ -182,3 +185,30 @@ async def test_a_late_event_of_an_older_refund_does_not_hide_the_newer_one(
         view = await session.get(OrderView, uuid.UUID(order_id))
     assert view is not None
     assert view.doc["refund"]["id"] == second and view.doc["refund"]["status"] == "requested"
+
+
+async def test_the_delivery_window_learns_from_the_read_side_s_own_cards(
+    session_factory: Factory,
+) -> None:
+    """The stage statistics come from the board cards' stage history (newest deliveries
+    first), so the read side asks the delivery context nothing."""
+    now = utcnow()
+    for n in range(5):
+        order_id, customer = str(uuid.uuid4()), str(uuid.uuid4())
+        placed = {
+            "orderId": order_id,
+            "customerId": customer,
+            "items": [],
+            "totalAmount": 950,
+            "currency": "EUR",
+            "address": "Via Roma 1",
+            "version": 1,
+        }
+        await _apply(session_factory, _event("OrderPlaced", placed, T0))
+        # every stage took one minute (see _delivery), the newest delivery last
+        delivered = _delivery(order_id, customer, 7, [*STAGES, "delivered"])
+        delivered["deliveredAt"] = (now + timedelta(seconds=n)).isoformat()
+        assert await _apply(session_factory, _event("DeliveryDelivered", delivered, now))
+    async with session_factory() as session:
+        durations = await status.recent_stage_durations(session, limit=5)
+    assert durations == {stage: [60.0] * 5 for stage in STAGES}

@@ -59,7 +59,7 @@ async def test_refund_and_delivery_change_commit_together_or_not_at_all(
         raise RuntimeError("power cut after the delivery moved")
 
     with monkeypatch.context() as patch:
-        patch.setattr(refunds, "record_event", crash)
+        patch.setattr(refunds, "record_pending", crash)
         async with session_factory() as session:
             with pytest.raises(RuntimeError):
                 await refunds.file_refund(session, get_settings(), _command(order_id, customer))

@@ -1,0 +1,87 @@
+"""Server-sent events: a stream of notifications on a Redis channel, turned into an SSE
+response that proxies keep open and that ends politely when the process stops.
+
+Technical plumbing shared by every live page (the order page, the staff board, a
+refund); what a page shows on each notification is the page's own business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from app.platform import metrics
+from app.platform.pubsub import RECONNECT, Broadcaster
+
+KEEP_ALIVE_SECONDS = 15.0
+#: how long a browser waits before reconnecting after a shutdown ends its stream (spread,
+#: so a replica's clients don't all land on the next one in the same millisecond)
+RECONNECT_MS = (500, 1500)
+T = TypeVar("T")
+
+
+class Reconnect:
+    """An update meaning: end the stream, the client reconnects elsewhere."""
+
+
+RECONNECTING = Reconnect()
+
+
+async def next_update(queue: asyncio.Queue[str], keep_alive: float) -> bool | Reconnect | None:
+    """Wait for a burst of notifications: True, None on keep-alive, RECONNECTING when the
+    process stops accepting (which wins over anything else in the burst)."""
+    try:
+        first = await asyncio.wait_for(queue.get(), timeout=keep_alive)
+    except TimeoutError:
+        return None
+    seen = [first]
+    with contextlib.suppress(asyncio.QueueEmpty):
+        while True:  # coalesce a burst of notifications into one re-read
+            seen.append(queue.get_nowait())
+    return RECONNECTING if RECONNECT in seen else True
+
+
+async def channel_updates(
+    broadcaster: Broadcaster, channel: str, keep_alive: float = KEEP_ALIVE_SECONDS
+) -> AsyncIterator[bool | Reconnect | None]:
+    """True at once (the page may have missed a change while connecting) and after each
+    burst of notifications on ``channel``; None when a keep-alive is due; RECONNECTING
+    (last) when the process shuts down."""
+    async with broadcaster.listen(channel) as queue:
+        yield True
+        while True:
+            update = await next_update(queue, keep_alive)
+            yield update
+            if update is RECONNECTING:
+                return
+
+
+def sse(
+    updates: AsyncIterator[T | Reconnect | None],
+    render: Callable[[T], Awaitable[ServerSentEventMessage]],
+) -> ServerSentEvent:
+    """An SSE response: each update rendered into a message, a comment for each keep-alive
+    (None), so proxies never close a quiet stream, and a ``retry:`` hint before the stream
+    ends for a shutdown."""
+
+    async def messages() -> AsyncIterator[ServerSentEventMessage]:
+        metrics.SSE_CONNECTIONS.inc()
+        try:
+            async for update in updates:
+                if update is None:
+                    yield ServerSentEventMessage(comment="keep-alive")
+                elif isinstance(update, Reconnect):
+                    retry = random.randint(*RECONNECT_MS)
+                    yield ServerSentEventMessage(data=None, comment="reconnect", retry=retry)
+                    return
+                else:
+                    yield await render(update)
+        finally:
+            metrics.SSE_CONNECTIONS.dec()
+
+    return ServerSentEvent(messages())

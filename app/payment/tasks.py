@@ -132,6 +132,24 @@ async def _void_late_charge(ctx: PaymentContext, payment_id: uuid.UUID, key: str
     if found is None or not found.captured or found.provider_ref is None:
         return "skipped"
     provider_ref = found.provider_ref
+    await _void_at_provider(
+        ctx,
+        payment_id,
+        provider_ref,
+        lambda session: service.record_late_void(session, payment_id, provider_ref),
+    )
+    return "voided a late charge"
+
+
+async def _void_at_provider(
+    ctx: PaymentContext,
+    payment_id: uuid.UUID,
+    provider_ref: str,
+    record: Callable[[AsyncSession], Awaitable[None]],
+) -> None:
+    """Void the charge at the provider, then ``record`` it in one transaction. The void's
+    own idempotency key makes a repeat (a retry, the other path) return the first answer,
+    so the money moves once however often we get here."""
     await _provider(
         ctx,
         lambda provider: provider.void(
@@ -139,8 +157,7 @@ async def _void_late_charge(ctx: PaymentContext, payment_id: uuid.UUID, key: str
         ),
     )
     async with ctx["session_factory"]() as session, session.begin():
-        await service.record_late_void(session, payment_id, provider_ref)
-    return "voided a late charge"
+        await record(session)
 
 
 async def void(ctx: PaymentContext, raw: dict[str, Any]) -> str:
@@ -160,14 +177,12 @@ async def void(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     if payment.status != PaymentStatus.captured or not payment.provider_ref:
         return "skipped"
     payment_id, provider_ref = payment.id, payment.provider_ref
-    await _provider(
+    await _void_at_provider(
         ctx,
-        lambda provider: provider.void(
-            provider_ref=provider_ref, idempotency_key=f"{payment_id}:void"
-        ),
+        payment_id,
+        provider_ref,
+        lambda session: service.record_void(session, payment_id, event),
     )
-    async with ctx["session_factory"]() as session, session.begin():
-        await service.record_void(session, payment_id, event)
     return "voided"
 
 

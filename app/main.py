@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,10 @@ def _configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> Non
     words.install(engine.engine)
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.time
+) -> Litestar:
+    """The web app. ``clock`` measures the sessions' absolute limit (tests move their own)."""
     settings = settings or get_settings()
     logs.configure_logging("web", settings)
     require_secrets(settings)
@@ -245,7 +249,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             logs.request_context,
             HTTP_METRICS.middleware,
-            session_config(settings).middleware,
+            session_config(settings, clock).middleware,
             DefineMiddleware(SessionCSRFMiddleware, settings=settings),
             LocaleMiddleware,
         ],

@@ -16,6 +16,7 @@ that ``app.platform.signing.verify`` checks against
 from __future__ import annotations
 
 from typing import Literal, Protocol
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -79,6 +80,11 @@ class CourierGateway(Protocol):
     async def pickup_status(self, *, partner_ref: str) -> PickupOutcome:
         """Where the pickup is now (requested, assigned, picked_up, delivered,
         cancelled): how we catch up when its webhooks were lost."""
+        ...
+
+    async def find_pickup(self, *, idempotency_key: str) -> PickupOutcome | None:
+        """The pickup a request with ``idempotency_key`` booked, as it is now; None when
+        the partner never booked one with that key."""
         ...
 
 
@@ -147,6 +153,20 @@ class HttpCourierGateway:
 
     async def pickup_status(self, *, partner_ref: str) -> PickupOutcome:
         response = await self._http.get(f"{PICKUPS_PATH}/{partner_ref}")
+        if response.status_code != 200:
+            raise self._http.unexpected(response)
+        body = self._http.decode(response, _PickupResponse)
+        rider = body.rider.name if body.rider else None
+        return PickupOutcome(partner_ref=body.id, status=body.status, rider=rider)
+
+    async def find_pickup(self, *, idempotency_key: str) -> PickupOutcome | None:
+        """A job whose pickup request may have reached the partner before the job died
+        (booked there, never recorded here) asks this before treating the pickup as never
+        made: a withdrawn refund or a cancelled order must not leave a rider booked."""
+        path = f"{PICKUPS_PATH}/by-idempotency-key/{quote(idempotency_key, safe='')}"
+        response = await self._http.get(path)
+        if response.status_code == 404:
+            return None
         if response.status_code != 200:
             raise self._http.unexpected(response)
         body = self._http.decode(response, _PickupResponse)

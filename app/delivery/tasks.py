@@ -56,8 +56,10 @@ async def request_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
     if delivery is None:
         return "skipped"
     if delivery.status == DeliveryStatus.cancelled:
-        if delivery.partner_ref:  # a try of this job asked, then failed to withdraw
-            await withdraw(ctx, delivery_id, delivery.partner_ref)
+        # a try of this job asked, then failed to withdraw (or died before recording)
+        partner_ref = delivery.partner_ref or await _booked_pickup(ctx, delivery_id, event)
+        if partner_ref:
+            await withdraw(ctx, delivery_id, partner_ref)
             return "withdrawn"
         return "cancelled"
     if delivery.courier_status != CourierStatus.unassigned:
@@ -69,7 +71,7 @@ async def request_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
             reference=service.partner_reference(delivery_id),
             address=delivery.address,
             callback_url=callback,
-            idempotency_key=f"{delivery_id}:pickup",
+            idempotency_key=_pickup_key(delivery_id),
         ),
     )
     async with ctx["session_factory"]() as session, session.begin():
@@ -100,13 +102,36 @@ async def notify_ready(ctx: CourierContext, raw: dict[str, Any]) -> str:
 
 
 async def withdraw_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
-    delivery_id = event_of(raw).as_(DeliveryChanged).delivery_id
+    event = event_of(raw)
+    delivery_id = event.as_(DeliveryChanged).delivery_id
     async with ctx["session_factory"]() as session:
         delivery = await service.get(session, delivery_id)
-    if delivery is None or not delivery.partner_ref:
+    if delivery is None:
         return "nothing to withdraw"
-    await withdraw(ctx, delivery_id, delivery.partner_ref)
+    partner_ref = delivery.partner_ref or await _booked_pickup(ctx, delivery_id, event)
+    if not partner_ref:
+        return "nothing to withdraw"
+    await withdraw(ctx, delivery_id, partner_ref)
     return "withdrawn"
+
+
+def _pickup_key(delivery_id: uuid.UUID) -> str:
+    return f"{delivery_id}:pickup"
+
+
+async def _booked_pickup(ctx: CourierContext, delivery_id: uuid.UUID, cause: Event) -> str | None:
+    """The delivery's pickup as the partner booked it, when we never recorded one: a try
+    of ``request_courier`` can die after the partner booked the rider and before we
+    stored the pickup id. Found: recorded now (so its webhooks find the delivery), and
+    its id returned for withdrawing; None: the partner never booked one."""
+    key = _pickup_key(delivery_id)
+    found = await _partner(ctx, lambda gateway: gateway.find_pickup(idempotency_key=key))
+    if found is None:
+        return None
+    async with ctx["session_factory"]() as session, session.begin():
+        await service.record_pickup_requested(session, delivery_id, found.partner_ref, cause)
+    log.warning("pickup %s of delivery %s was booked but never recorded", key, delivery_id)
+    return found.partner_ref
 
 
 async def withdraw(
@@ -150,7 +175,10 @@ async def request_return_pickup(ctx: CourierContext, raw: dict[str, Any]) -> str
     if pickup is not None:
         partner_ref, wanted = pickup.partner_ref, service.trip_wanted(delivery, trip)
     elif not service.trip_wanted(delivery, trip):
-        return "no return in progress"
+        booked = await _booked_return(ctx, delivery_id, trip)
+        if booked is None:
+            return "no return in progress"
+        partner_ref, wanted = booked, False
     else:
         partner_ref = await _request_return(ctx, delivery_id, delivery.address, trip)
         async with ctx["session_factory"]() as session, session.begin():
@@ -171,10 +199,29 @@ async def _request_return(
             reference=service.partner_reference(delivery_id, "return"),
             address=address,
             callback_url=callback,
-            idempotency_key=f"{delivery_id}:return-{trip}-pickup",
+            idempotency_key=_return_key(delivery_id, trip),
         ),
     )
     return outcome.partner_ref
+
+
+def _return_key(delivery_id: uuid.UUID, trip: int) -> str:
+    return f"{delivery_id}:return-{trip}-pickup"
+
+
+async def _booked_return(ctx: CourierContext, delivery_id: uuid.UUID, trip: int) -> str | None:
+    """Return trip ``trip``'s pickup as the partner booked it, when we never recorded
+    one: a try of ``request_return_pickup`` can die after the partner booked the rider and
+    before we stored the pickup. Found: recorded now (still active, for the caller to
+    withdraw); None: the partner never booked one."""
+    key = _return_key(delivery_id, trip)
+    found = await _partner(ctx, lambda gateway: gateway.find_pickup(idempotency_key=key))
+    if found is None:
+        return None
+    async with ctx["session_factory"]() as session, session.begin():
+        await service.record_return_pickup(session, delivery_id, trip, found.partner_ref)
+    log.warning("return pickup %s was booked but never recorded", key)
+    return found.partner_ref
 
 
 async def _withdraw_return(
@@ -188,16 +235,19 @@ async def _withdraw_return(
 
 async def withdraw_return_pickup(ctx: CourierContext, raw: dict[str, Any]) -> str:
     """``DeliveryReturnCancelled`` → the partner need not come (FR11). No pickup recorded
-    yet: the request job withdraws it as soon as it records it."""
+    yet: the partner is asked whether it booked one anyway (a request job that died
+    before recording it); otherwise the request job withdraws it as soon as it records
+    it."""
     event = event_of(raw)
     delivery_id, trip = event.as_(DeliveryChanged).delivery_id, _trip(event)
     async with ctx["session_factory"]() as session:
         pickup = await service.return_pickup(session, delivery_id, trip)
-    if pickup is None:
-        return "nothing to withdraw"
-    if pickup.state != ReturnPickupState.active:
+    if pickup is not None and pickup.state != ReturnPickupState.active:
         return "settled"
-    await _withdraw_return(ctx, delivery_id, trip, pickup.partner_ref)
+    partner_ref = pickup.partner_ref if pickup else await _booked_return(ctx, delivery_id, trip)
+    if partner_ref is None:
+        return "nothing to withdraw"
+    await _withdraw_return(ctx, delivery_id, trip, partner_ref)
     return "withdrawn"
 
 

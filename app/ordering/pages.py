@@ -23,7 +23,13 @@ from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
-from app.platform.web import database_errors_as_unavailable, is_htmx, page, redirect
+from app.platform.web import (
+    database_errors_as_unavailable,
+    is_htmx,
+    keep_typed,
+    page,
+    redirect,
+)
 from app.status import service as status
 
 CHECKOUT_FORM = "checkout_form"
@@ -126,7 +132,7 @@ class CheckoutPages(Controller):
             checkout_token=uuid.uuid4().hex,
         )
 
-    @post("/")
+    @post("/", opt=keep_typed(lambda request, form: remember_details(request, form)))
     async def place_order(
         self,
         request: Request[Any, Any, Any],

@@ -11,7 +11,7 @@ import contextlib
 import html
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from asyncpg.exceptions import (
@@ -357,14 +357,42 @@ async def database_errors_as_unavailable() -> AsyncIterator[None]:
         ) from exc
 
 
+#: a route's ``opt`` key: ``keep(request, form)`` keeps what the person typed in a form
+#: (in their session) when a dependency fails before the handler could (the access check
+#: reads the account from PostgreSQL first): the next visit of the form starts from it
+KEEP_TYPED = "keep_typed"
+
+
+def keep_typed(keep: Callable[[Request[Any, Any, Any], dict[str, str]], None]) -> dict[str, Any]:
+    """``opt`` for a form's POST handler: ``@post("/", opt=keep_typed(remember))``."""
+    return {KEEP_TYPED: keep}
+
+
+def _keep_typed_input(request: Request[Any, Any, Any]) -> None:
+    """Hand the submitted form (the CSRF check parsed it already) to the route's keeper.
+    Best effort: a page that cannot keep it still answers 503."""
+    handler = request.scope.get("route_handler")
+    keep = handler.opt.get(KEEP_TYPED) if handler is not None else None
+    form = ScopeState.from_scope(request.scope).form
+    if not callable(keep) or not isinstance(form, dict) or "session" not in request.scope:
+        return
+    typed = {k: v for k, v in form.items() if isinstance(v, str)}
+    try:
+        keep(request, typed)
+    except Exception:
+        log.warning("keeping the typed input of %s failed", request.url.path, exc_info=True)
+
+
 def unavailable_dependency_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[Any]:
     """PostgreSQL or Redis could not be reached (a restart, a failover, an exhausted pool):
-    503 with ``Retry-After``, never a 500 - the request can simply be tried again."""
+    503 with ``Retry-After``, never a 500 - the request can simply be tried again. What a
+    form's sender typed is kept for their next try where the form asks for it."""
     if not database_unavailable(exc) and not isinstance(exc, RedisError):
         return internal_error_handler(request, exc)
     log.warning("dependency unavailable on %s: %s", request.url.path, type(exc).__name__)
+    _keep_typed_input(request)
     return domain_error_handler(
         request, Unavailable(N_("A service we depend on is unavailable; please try again."), 2)
     )

@@ -38,6 +38,7 @@ from app.sandbox.common import (
     detail,
     idempotency_key,
     knob_gate,
+    late_answer,
     respond,
 )
 
@@ -233,6 +234,8 @@ class CourierSandbox:
         self.config = config
         self.pickups: dict[str, PickupRecord] = {}
         self.keys = IdempotencyStore()
+        #: the pickup each ``POST /pickups`` idempotency key made (look-up by key)
+        self.pickup_keys: dict[str, str] = {}
         self._random = random.Random()
         self._autopilots: dict[str, asyncio.Task[None]] = {}
         self._client: httpx.AsyncClient | None = None
@@ -242,6 +245,7 @@ class CourierSandbox:
         await self.aclose()
         self.pickups.clear()
         self.keys.clear()
+        self.pickup_keys.clear()
 
     async def aclose(self) -> None:
         """Stop the autopilot tasks and close the webhook client (app shutdown)."""
@@ -256,9 +260,10 @@ class CourierSandbox:
 
     # ----------------------------------------------------------------- partner API
 
-    def request_pickup(self, request: PickupRequest) -> Outcome:
+    def request_pickup(self, request: PickupRequest, key: str) -> Outcome:
         record = PickupRecord(f"pk_{secrets.token_hex(12)}", request)
         self.pickups[record.id] = record
+        self.pickup_keys[key] = record.id
         if self.config.autopilot:
             self._start_autopilot(record)
         return Outcome(201, msgspec.json.encode(record.body()))
@@ -434,7 +439,7 @@ async def request_pickup(
     except msgspec.DecodeError as exc:
         return respond(detail(400, f"invalid pickup request: {exc}"))
     fingerprint = b"pickup:" + msgspec.json.encode(body)
-    return respond(courier.keys.run(key, fingerprint, lambda: courier.request_pickup(body)))
+    return respond(courier.keys.run(key, fingerprint, lambda: courier.request_pickup(body, key)))
 
 
 @post("/pickups/{pickup_id:str}/ready", status_code=200)
@@ -461,6 +466,20 @@ async def cancel_pickup(
         return respond(MISSING_KEY)
     fingerprint = f"cancel:{pickup_id}".encode()
     return respond(courier.keys.run(key, fingerprint, lambda: courier.cancel(pickup_id)))
+
+
+@get("/pickups/by-idempotency-key/{key:str}")
+async def read_pickup_by_key(
+    courier: NamedDependency[CourierSandbox], key: FromPath[str]
+) -> Response[bytes]:
+    """The pickup a ``POST /pickups`` with this idempotency key booked, as it is now; 404
+    when none was booked with it. A client whose request died before it read the answer
+    asks here before deciding that no rider was booked."""
+    pickup_id = courier.pickup_keys.get(key)
+    record = courier.pickups.get(pickup_id) if pickup_id else None
+    if record is None:
+        return respond(detail(404, f"no pickup booked with idempotency key {key}"))
+    return respond(Outcome(200, msgspec.json.encode(record.body())))
 
 
 @get("/pickups/{pickup_id:str}")
@@ -493,6 +512,7 @@ class PickupSeed(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     reference: str = "pact"
     address: str = "Via Roma 1, Napoli"
     callback_url: str = "http://127.0.0.1:9/webhooks/courier"
+    idempotency_key: str | None = None  # the key of the POST /pickups that booked it
 
 
 @put("/sandbox/courier/pickups/{pickup_id:str}")
@@ -508,6 +528,8 @@ async def seed_pickup(
     if data.status in ("assigned", "picked_up", "delivered"):
         record.rider = "Pact R."
     courier.pickups[pickup_id] = record
+    if data.idempotency_key is not None:
+        courier.pickup_keys[data.idempotency_key] = pickup_id
     return record.view()
 
 
@@ -534,8 +556,15 @@ def courier_router() -> Router:
     """The partner API; every call goes through the courier knobs first."""
     return Router(
         path="/courier/v1",
-        route_handlers=[request_pickup, ready_pickup, cancel_pickup, read_pickup],
+        route_handlers=[
+            request_pickup,
+            ready_pickup,
+            cancel_pickup,
+            read_pickup_by_key,
+            read_pickup,
+        ],
         before_request=knob_gate("courier"),
+        middleware=[late_answer("courier")],
     )
 
 

@@ -62,6 +62,8 @@ class PhaseResult:
     acknowledged: int = 0
     gave_up: list[str] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    #: the web log's lines (with tracebacks) about the anomalies' requests
+    evidence: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     died: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -92,6 +94,7 @@ class PhaseResult:
             lines.append(f"did not converge within {self.settle_limit:.0f}s after the fault")
         lines += [f"died on its own: {d}" for d in self.died]
         lines += [f"anomaly: {a.what}: {a.detail}" for a in self.anomalies[:10]]
+        lines += [f"web log:\n{e}" for e in self.evidence[:3] if e]
         lines += [f"workload gave up: {g}" for g in self.gave_up[:10]]
         lines += [f"ended wrong: {u}" for u in self.unexpected[:10]]
         if self.report is not None and self.report.violations:
@@ -140,6 +143,9 @@ class Campaign:
         result.acknowledged = sum(1 for r in runs if r.order_id)
         result.gave_up = [f"{r.scenario} {r.order_id}: {r.gave_up}" for r in runs if r.gave_up]
         result.anomalies = list(self.workload.anomalies)
+        result.evidence = [
+            self.shop.log_lines("web", a.request_id) for a in result.anomalies if a.request_id
+        ]
         result.notes = chaos.notes
         orders = {r.order_id for r in runs if r.order_id}
         result.settle_limit = phase.settle

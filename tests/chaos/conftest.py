@@ -1,5 +1,5 @@
 """The chaos suite runs only when asked for (``-m chaos``): it owns its own PostgreSQL,
-Redis, partners and shop processes and takes a few minutes. See ``tests/chaos/README.md``.
+Redis, partners and shop processes and takes a few minutes. See the README's "Chaos suite".
 """
 
 from __future__ import annotations

@@ -414,6 +414,19 @@ class Shop:
                 part.process.wait(5)
             part.process = None
 
+    def log_lines(self, name: str, needle: str, after: int = 40) -> str:
+        """The lines of a part's log that mention ``needle`` (a request id), each with
+        the ``after`` lines that follow it (a traceback)."""
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return ""
+        lines = path.read_text(errors="replace").splitlines()
+        found: list[str] = []
+        for i, line in enumerate(lines):
+            if needle in line:
+                found += lines[i : i + 1 + after]
+        return "\n".join(found[:200])
+
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.logs / f"{name}.log"
         if not path.exists():

@@ -65,6 +65,8 @@ EXPECTED_STATUS = {
 class Anomaly:
     what: str
     detail: str
+    #: the answer's ``X-Request-ID``: the web log's lines about it go in the report
+    request_id: str | None = None
 
 
 @dataclass
@@ -173,7 +175,13 @@ class Workload:
                 problem = f"{response.status_code} {response.text[:200]}"
                 if response.status_code not in RETRYABLE:
                     self.anomalies.append(
-                        Anomaly(f"HTTP {response.status_code}", f"{method} {path}")
+                        Anomaly(
+                            f"HTTP {response.status_code}",
+                            f"{method} {path} (request id "
+                            f"{response.headers.get('x-request-id', '?')}): "
+                            f"{response.text[:200]}",
+                            request_id=response.headers.get("x-request-id"),
+                        )
                     )
                     if response.status_code < 500:
                         raise GaveUp(f"{method} {path} answered {problem}")

@@ -86,6 +86,23 @@ def courier_pact():  # type: ignore[no-untyped-def]
         .will_respond_with(409)
         .with_body({"detail": match.str("the rider has the food")}, content_type="application/json")
     )
+    (
+        pact.upon_receiving("a look-up of the pickup an idempotency key booked")
+        .given(
+            "a pickup exists", id="pk_pact_lookup", status="assigned", idempotencyKey="dl-5:pickup"
+        )
+        .with_request("GET", f"{PICKUPS_PATH}/by-idempotency-key/dl-5%3Apickup")
+        .will_respond_with(200)
+        .with_body(
+            {"id": "pk_pact_lookup", "status": match.regex("assigned", regex=r"^\w+$")},
+            content_type="application/json",
+        )
+    )
+    (
+        pact.upon_receiving("a look-up of a key that booked no pickup")
+        .with_request("GET", f"{PICKUPS_PATH}/by-idempotency-key/dl-6%3Apickup")
+        .will_respond_with(404)
+    )
     return pact
 
 
@@ -128,8 +145,12 @@ async def test_the_courier_adapter_keeps_its_contract_with_the_partner(tmp_path:
                 await gateway.cancel_pickup(
                     partner_ref="pk_pact_picked_up", idempotency_key="dl-4:x"
                 )
+            found = await gateway.find_pickup(idempotency_key="dl-5:pickup")
+            never = await gateway.find_pickup(idempotency_key="dl-6:pickup")
     assert pickup.partner_ref.startswith("pk_") and pickup.status == "requested"
     assert refused.value.status_code == 409
+    assert found is not None and (found.partner_ref, found.status) == ("pk_pact_lookup", "assigned")
+    assert never is None
     keep_committed_pact_current(pact, tmp_path)
 
 

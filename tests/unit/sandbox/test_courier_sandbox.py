@@ -195,6 +195,26 @@ async def test_request_pickup_and_replay(client: httpx.AsyncClient) -> None:
     assert fetched.json() == body
 
 
+async def test_a_booking_is_found_by_its_idempotency_key_even_when_the_answer_is_late(
+    client: httpx.AsyncClient,
+) -> None:
+    """``answerDelayMs``: the pickup is booked before its answer leaves, and the key tells
+    which pickup it became (a client that timed out, or died, asks there)."""
+    await client.put("/sandbox/knobs/courier", json={"answerDelayMs": 300})
+    answered = asyncio.ensure_future(request_pickup(client, "http://127.0.0.1:9/hook", key="k-l"))
+    await asyncio.sleep(0.1)
+    assert not answered.done()
+    [booked] = await pickups_for(client)
+    found = await client.get(f"{PICKUPS}/by-idempotency-key/k-l")
+    assert found.status_code == 200 and found.json()["id"] == booked["id"]
+    assert (await answered).json()["id"] == booked["id"]
+    await client.post(f"{PICKUPS}/{booked['id']}/cancel", headers={"Idempotency-Key": "k-c"})
+    again = await client.get(f"{PICKUPS}/by-idempotency-key/k-l")
+    assert again.json()["status"] == "cancelled"  # as it is now, not as first answered
+    missing = await client.get(f"{PICKUPS}/by-idempotency-key/never-used")
+    assert missing.status_code == 404
+
+
 async def test_key_reuse_and_bad_requests(client: httpx.AsyncClient) -> None:
     await request_pickup(client, "http://127.0.0.1:9/hook")
     reused = await request_pickup(client, "http://127.0.0.1:9/hook", reference="del-2")

@@ -1,0 +1,256 @@
+"""Partner pickups after crashes (issue 9, found by the chaos suite): a delivery job that
+died after the partner booked a rider and before we recorded the pickup must not leave
+that rider booked when the refund is withdrawn or the order cancelled. The job's retry,
+and the withdraw handlers, ask the partner by idempotency key before treating the pickup
+as never made. Checked against the partner's own records (the sandbox over HTTP)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from app.breakers import courier_breaker, payment_breaker
+from app.delivery import service as deliveries
+from app.delivery import tasks as delivery_tasks
+from app.delivery.gateway import HttpCourierGateway
+from app.delivery.models import ReturnPickup
+from app.ordering import service as ordering
+from app.payment.provider import HttpPaymentProvider
+from app.platform.handlers import handle_once
+from app.platform.settings import get_settings
+from app.refund import service as refunds
+from tests.support.inproc import as_in_the_web, delivered, events_of, place
+from tests.support.pipeline import Pipeline, eventually, pipeline
+
+Factory = async_sessionmaker[AsyncSession]
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+async def courier_ctx(ctx: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """The delivery worker's ``ctx``: the real HTTP gateway to the sandbox partner."""
+    settings = get_settings()
+    async with HttpCourierGateway.from_settings(settings) as gateway:
+        yield {
+            **ctx,
+            "courier_gateway": gateway,
+            "courier_breaker": courier_breaker(ctx["redis"], settings),
+        }
+
+
+async def _pickups(sandbox: httpx.AsyncClient, reference: str) -> list[dict[str, Any]]:
+    found = await sandbox.get("/sandbox/courier/pickups", params={"reference": reference})
+    return list(found.json())
+
+
+async def _delivery_id(factory: Factory, order_id: uuid.UUID) -> uuid.UUID:
+    async with factory() as session:
+        current = await deliveries.delivery_for_order(session, order_id)
+    assert current is not None
+    return current.id
+
+
+async def _file_refund(factory: Factory, order_id: uuid.UUID, customer: uuid.UUID) -> uuid.UUID:
+    async with factory() as session:
+        command = refunds.FileRefund(customer, order_id, "other", "changed my mind")
+        refund = await refunds.file_refund(session, get_settings(), command)
+    return refund.id
+
+
+async def _withdraw_refund(factory: Factory, refund_id: uuid.UUID, customer: uuid.UUID) -> None:
+    async with factory() as session:
+        await refunds.withdraw(session, refund_id, customer)
+
+
+async def _job(factory: Factory, correlation: uuid.UUID, kind: str) -> Any:
+    return (await events_of(factory, correlation, kind))[-1].to_event().to_job_arg()
+
+
+async def _return_pickup_state(factory: Factory, delivery_id: uuid.UUID) -> str | None:
+    async with factory() as session:
+        return await session.scalar(
+            select(ReturnPickup.state).where(ReturnPickup.delivery_id == delivery_id)
+        )
+
+
+async def test_a_return_pickup_booked_by_a_try_that_died_is_withdrawn_with_its_refund(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """A try of ``request_return_pickup`` booked the rider at the partner and died before
+    recording it; the refund is withdrawn. Neither the job's retry nor the withdraw
+    handler may conclude "nothing was booked" without asking the partner."""
+    order_id, customer = await delivered(session_factory, courier_ctx)
+    delivery_id = await _delivery_id(session_factory, order_id)
+    refund_id = await _file_refund(session_factory, order_id, customer)
+    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
+    # the try that died: the partner booked the rider, we never heard back
+    booked = await courier_ctx["courier_gateway"].request_pickup(
+        reference=deliveries.partner_reference(delivery_id, "return"),
+        address="Via Roma 1, Napoli",
+        callback_url="http://127.0.0.1:9/webhooks/courier",
+        idempotency_key=f"{delivery_id}:return-1-pickup",
+    )
+    await _withdraw_refund(session_factory, refund_id, customer)
+    withdrawn = await _job(session_factory, order_id, "DeliveryReturnCancelled")
+
+    assert await delivery_tasks.withdraw_return_pickup(courier_ctx, withdrawn) == "withdrawn"
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "withdrawn"
+    assert await delivery_tasks.withdraw_return_pickup(courier_ctx, withdrawn) == "settled"
+
+    [pickup] = await _pickups(sandbox, f"{delivery_id}:return")
+    assert pickup["id"] == booked.partner_ref
+    assert pickup["status"] == "cancelled"
+    assert pickup["operations"] == ["request", "cancel"]
+    assert await _return_pickup_state(session_factory, delivery_id) == "withdrawn"
+
+
+async def test_a_retry_alone_withdraws_a_return_pickup_its_dead_try_booked(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """The withdraw handler ran while the partner still had nothing (or not at all):
+    the request job's retry finds the refund withdrawn and must still ask the partner."""
+    order_id, customer = await delivered(session_factory, courier_ctx)
+    delivery_id = await _delivery_id(session_factory, order_id)
+    refund_id = await _file_refund(session_factory, order_id, customer)
+    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
+    await _withdraw_refund(session_factory, refund_id, customer)
+    withdrawn = await _job(session_factory, order_id, "DeliveryReturnCancelled")
+    assert await delivery_tasks.withdraw_return_pickup(courier_ctx, withdrawn) == (
+        "nothing to withdraw"
+    )
+    # the dying try's request reaches the partner only now
+    await courier_ctx["courier_gateway"].request_pickup(
+        reference=deliveries.partner_reference(delivery_id, "return"),
+        address="Via Roma 1, Napoli",
+        callback_url="http://127.0.0.1:9/webhooks/courier",
+        idempotency_key=f"{delivery_id}:return-1-pickup",
+    )
+
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "withdrawn"
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "withdrawn"
+
+    [pickup] = await _pickups(sandbox, f"{delivery_id}:return")
+    assert (pickup["status"], pickup["operations"]) == ("cancelled", ["request", "cancel"])
+    assert await _return_pickup_state(session_factory, delivery_id) == "withdrawn"
+
+
+async def test_a_courier_booked_by_a_try_that_died_is_withdrawn_when_the_order_is_cancelled(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """The same gap on the way out: ``request_courier`` booked a rider and died before
+    recording the pickup; the customer cancels. The rider must be released, once."""
+    customer = uuid.uuid4()
+    order_id = await place(session_factory, customer_id=customer)
+    from app.payment import tasks as payment_tasks
+
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    assert await payment_tasks.capture(courier_ctx, placed.to_event().to_job_arg()) == "captured"
+    [captured] = await events_of(session_factory, order_id, "PaymentCaptured")
+    await handle_once(
+        session_factory, "test.paid", captured.to_event(), ordering.on_payment_captured
+    )
+    [paid] = await events_of(session_factory, order_id, "OrderPaid")
+    await handle_once(
+        session_factory, "test.create", paid.to_event(), deliveries.create_for_paid_order
+    )
+    delivery_id = await _delivery_id(session_factory, order_id)
+    created = await _job(session_factory, order_id, "DeliveryCreated")
+    booked = await courier_ctx["courier_gateway"].request_pickup(
+        reference=deliveries.partner_reference(delivery_id),
+        address="Via Roma 1, Napoli",
+        callback_url="http://127.0.0.1:9/webhooks/courier",
+        idempotency_key=f"{delivery_id}:pickup",
+    )
+    async with session_factory() as session:
+        await ordering.cancel_order(session, order_id, customer)
+    cancelled = await _job(session_factory, order_id, "DeliveryCancelled")
+
+    assert await delivery_tasks.withdraw_courier(courier_ctx, cancelled) == "withdrawn"
+    assert await delivery_tasks.request_courier(courier_ctx, created) == "withdrawn"
+
+    [pickup] = await _pickups(sandbox, str(delivery_id))
+    assert pickup["id"] == booked.partner_ref
+    assert (pickup["status"], pickup["operations"]) == ("cancelled", ["request", "cancel"])
+    async with session_factory() as session:
+        delivery = await deliveries.get(session, delivery_id)
+    assert delivery is not None and delivery.partner_ref == booked.partner_ref
+
+
+# -- with real processes: the worker SIGKILLed while the partner's answer is on its way
+
+
+@pytest.fixture(scope="module")
+def pipe(sandbox_url: str) -> Iterator[Pipeline]:
+    with pipeline(sandbox_url) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh(pipe: Pipeline) -> Iterator[Pipeline]:
+    pipe.redis.restart()
+    yield pipe
+    pipe.stop_all()
+
+
+@pytest.fixture(scope="module")
+async def factory(pipe: Pipeline) -> AsyncIterator[Factory]:
+    engine = create_async_engine(pipe.database_url, pool_size=2)
+    yield as_in_the_web(async_sessionmaker(engine, expire_on_commit=False))
+    await engine.dispose()
+
+
+async def test_a_return_pickup_booked_before_the_worker_was_killed_is_withdrawn(
+    fresh: Pipeline, factory: Factory
+) -> None:
+    """The partner books the return rider at once but answers after 3 s (our timeout is
+    2 s): every try times out, yet the rider is booked. The delivery worker is SIGKILLed,
+    the customer withdraws the refund, a new worker takes over. The partner's pickup must
+    end cancelled, once, and our record of it withdrawn (the chaos suite's finding)."""
+    settings = get_settings()
+    redis = Redis.from_url(fresh.redis.url)
+    async with HttpPaymentProvider.from_settings(settings) as provider:
+        ctx = {
+            "session_factory": factory,
+            "payment_provider": provider,
+            "payment_breaker": payment_breaker(redis, settings),
+            "redis": redis,
+            "settings": settings,
+            "job_try": 1,
+        }
+        order_id, customer = await delivered(factory, ctx)
+    await redis.aclose()
+    delivery_id = await _delivery_id(factory, order_id)
+    reference = f"{delivery_id}:return"
+    async with httpx.AsyncClient(base_url=fresh.sandbox_url, timeout=10) as sandbox:
+        await sandbox.put("/sandbox/knobs/courier", json={"answerDelayMs": 3000})
+        try:
+            quick = {"PARTNER_TIMEOUT": "2"}
+            refund_id = await _file_refund(factory, order_id, customer)
+            fresh.start("relay", **quick)
+            worker = fresh.start("worker", "delivery", **quick)
+
+            async def booked() -> bool:
+                return bool(await _pickups(sandbox, reference))
+
+            await eventually(booked, "the return rider booked at the partner", timeout=90)
+            fresh.kill(worker)
+            await _withdraw_refund(factory, refund_id, customer)
+        finally:
+            await sandbox.put("/sandbox/knobs/courier", json={"answerDelayMs": 0})
+        fresh.start("worker", "delivery", **quick)
+
+        async def released() -> bool:
+            pickups = await _pickups(sandbox, reference)
+            state = await _return_pickup_state(factory, delivery_id)
+            return [p["status"] for p in pickups] == ["cancelled"] and state == "withdrawn"
+
+        await eventually(released, "the partner's return pickup cancelled", timeout=90)
+        [pickup] = await _pickups(sandbox, reference)
+        assert pickup["operations"] == ["request", "cancel"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, cast
 
 from arq.worker import Function, func
 
@@ -20,18 +20,27 @@ from app.platform.redis import (
     loads_job,
 )
 from app.platform.settings import Settings, get_settings
+from app.platform.worker import WorkerContext
+from workers.context import worker_context
 
 Task = Callable[..., Coroutine[Any, Any, Any]]
 log = logging.getLogger("pizzeria.worker")
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    """Fill arq's ``ctx`` with what every job gets (``workers.context.worker_context``),
+    plus what only start-up and shutdown use: the engine and the liveness probe."""
     settings = get_settings()
-    ctx["settings"] = settings
-    ctx["engine"] = create_engine(settings, pool_size=settings.worker.db_pool)
-    ctx["session_factory"] = create_session_factory(ctx["engine"])
-    ctx["redis"] = create_redis(settings)  # pub/sub: live updates
-    ctx["state_redis"] = create_state_redis(settings)  # the partner breakers
+    engine = create_engine(settings, pool_size=settings.worker.db_pool)
+    ctx["engine"] = engine
+    ctx.update(
+        worker_context(
+            settings,
+            create_session_factory(engine),
+            redis=create_redis(settings),  # pub/sub: live updates
+            state_redis=create_state_redis(settings),  # the partner breakers
+        )
+    )
     ctx["liveness"] = liveness.start(settings.lifecycle.liveness_file)  # the pod's probe
 
 
@@ -54,7 +63,8 @@ def _job(queue: str, name: str, task: Task, timeout: float) -> Task:
 
     @functools.wraps(task)
     async def run(ctx: dict[str, Any], raw: dict[str, Any]) -> Any:
-        return await run_job(ctx, handler=name, queue=queue, task=task, raw=raw, timeout=timeout)
+        job = cast(WorkerContext, ctx)  # filled by ``startup`` (workers.context)
+        return await run_job(job, handler=name, queue=queue, task=task, raw=raw, timeout=timeout)
 
     return run
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Router, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
@@ -24,6 +25,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import words
 from app.accounts import service as accounts
@@ -44,13 +46,15 @@ from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages, MenuPages, OrderCancelPages
 from app.payment.provider import HttpPaymentProvider
-from app.platform import bodies, clients, lifecycle, logs, openapi, web
+from app.payment.service import CardVault
+from app.platform import bodies, clients, deps, lifecycle, logs, openapi, web
 from app.platform.access import access, access_guard
 from app.platform.csrf import SessionCSRFMiddleware
 from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
 from app.platform.headers import security_headers_hook
 from app.platform.i18n import LocaleMiddleware, Msg
+from app.platform.loop import freeze_startup_heap
 from app.platform.pubsub import Broadcaster, publisher
 from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis, create_state_redis
@@ -97,12 +101,15 @@ async def ready(state: State) -> dict[str, str]:
 
 
 @get("/health", tags=["health"], include_in_schema=False, opt=access("public"))
-async def health(state: State) -> dict[str, Any]:
+async def health(
+    db: NamedDependency[AsyncSession],
+    settings: NamedDependency[Settings],
+    broadcaster: NamedDependency[Broadcaster],
+) -> dict[str, Any]:
     """Every part of the shop: this web process's pub/sub listener, each relay and worker
     (heartbeats: ``ok``, ``redis_down``, ``gone``), the event backlog, dead letters and
     the watchdog's stuck work. Counts only; 200 even when degraded (``status`` says)."""
-    async with state.session_factory() as session:
-        return await health_report(session, state.settings, state.broadcaster)
+    return await health_report(db, settings, broadcaster)
 
 
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
@@ -118,6 +125,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.broadcaster = Broadcaster(app.state.redis)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()
+        freeze_startup_heap()
         unregister = lifecycle.on_stop_accepting(app.state.broadcaster.close_streams)
         try:
             yield
@@ -130,6 +138,11 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 await client.aclose()
 
     return lifespan
+
+
+def _card_vault(state: State) -> CardVault:
+    """Where checkout exchanges a card number for the provider's token."""
+    return state.payment_provider  # type: ignore[no-any-return]
 
 
 def _split(settings: Settings, role: str) -> bool:
@@ -148,7 +161,10 @@ def _configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> Non
     words.install(engine.engine)
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.time
+) -> Litestar:
+    """The web app. ``clock`` measures the sessions' absolute limit (tests move their own)."""
     settings = settings or get_settings()
     logs.configure_logging("web", settings)
     require_secrets(settings)
@@ -217,10 +233,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 path="/static", directories=[ROOT / "static"], opt=access("public")
             ),
         ],
-        dependencies={
-            "db": Provide(web.provide_db),
-            "settings": Provide(web.provide_settings, sync_to_thread=False),
-        },
+        # what a handler may ask for by name: the kernel's services (app.platform.deps)
+        # and the payment provider's card vault, all built once on app.state
+        dependencies={**deps.PROVIDERS, "card_vault": Provide(_card_vault, sync_to_thread=False)},
         lifespan=[_lifespan(settings)],
         state=State(
             {
@@ -238,7 +253,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             logs.request_context,
             HTTP_METRICS.middleware,
-            session_config(settings).middleware,
+            session_config(settings, clock).middleware,
             DefineMiddleware(SessionCSRFMiddleware, settings=settings),
             LocaleMiddleware,
         ],

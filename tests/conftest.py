@@ -22,7 +22,6 @@ from tests.support import env
 
 env.configure_in_process()  # before anything reads settings
 
-from app.breakers import payment_breaker  # noqa: E402
 from app.payment.provider import HttpPaymentProvider  # noqa: E402
 from app.platform.db import create_engine, create_session_factory  # noqa: E402
 from app.platform.pubsub import publisher  # noqa: E402
@@ -31,6 +30,7 @@ from app.platform.settings import get_settings  # noqa: E402
 from app.platform.uow import read_your_writes  # noqa: E402
 from app.status.service import project_in_transaction  # noqa: E402
 from tests.support.processes import Shop, start_sandbox, start_shop  # noqa: E402
+from workers.context import payment_context, worker_context  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -81,16 +81,11 @@ async def redis(migrated_db: str) -> AsyncIterator[Redis]:
 def ctx(
     session_factory: async_sessionmaker[AsyncSession], redis: Redis, sandbox_url: str
 ) -> dict[str, Any]:
-    """What a worker's startup puts in arq's ``ctx``, for calling handlers in-process."""
+    """What a worker's startup puts in arq's ``ctx`` (``workers.context``), for calling
+    handlers in-process: the payment worker's, on its first try."""
     settings = get_settings()
-    return {
-        "session_factory": session_factory,
-        "payment_provider": HttpPaymentProvider.from_settings(settings),
-        "payment_breaker": payment_breaker(redis, settings),
-        "redis": redis,
-        "settings": settings,
-        "job_try": 1,
-    }
+    base = worker_context(settings, session_factory, redis=redis, state_redis=redis)
+    return {**payment_context(base, HttpPaymentProvider.from_settings(settings)), "job_try": 1}
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, cast
 
 from arq.worker import Function, func
 
@@ -22,22 +22,31 @@ from app.platform.redis import (
 )
 from app.platform.settings import Settings, get_settings
 from app.platform.uow import read_your_writes
+from app.platform.worker import WorkerContext
 from app.status.service import project_in_transaction
+from workers.context import worker_context
 
 Task = Callable[..., Coroutine[Any, Any, Any]]
 log = logging.getLogger("pizzeria.worker")
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    """Fill arq's ``ctx`` with what every job gets (``workers.context.worker_context``),
+    plus what only start-up and shutdown use: the engine and the liveness probe."""
     settings = get_settings()
-    ctx["settings"] = settings
-    ctx["engine"] = create_engine(settings, pool_size=settings.worker.db_pool)
-    ctx["session_factory"] = create_session_factory(ctx["engine"])
-    ctx["redis"] = create_redis(settings)  # pub/sub: live updates
+    engine = create_engine(settings, pool_size=settings.worker.db_pool)
+    ctx["engine"] = engine
+    ctx.update(
+        worker_context(
+            settings,
+            create_session_factory(engine),
+            redis=create_redis(settings),  # pub/sub: live updates
+            state_redis=create_state_redis(settings),  # the partner breakers
+        )
+    )
     # a handler's events are folded into the read models in its own transaction, and the
     # live pages told after it: no status job (and its hop) for the events it records
     read_your_writes(ctx["session_factory"], project_in_transaction, publisher(ctx["redis"]))
-    ctx["state_redis"] = create_state_redis(settings)  # the partner breakers
     ctx["liveness"] = liveness.start(settings.lifecycle.liveness_file)  # the pod's probe
 
 
@@ -60,7 +69,8 @@ def _job(queue: str, name: str, task: Task, timeout: float) -> Task:
 
     @functools.wraps(task)
     async def run(ctx: dict[str, Any], raw: dict[str, Any]) -> Any:
-        return await run_job(ctx, handler=name, queue=queue, task=task, raw=raw, timeout=timeout)
+        job = cast(WorkerContext, ctx)  # filled by ``startup`` (workers.context)
+        return await run_job(job, handler=name, queue=queue, task=task, raw=raw, timeout=timeout)
 
     return run
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from arq.cron import CronJob, cron
 
-from app.breakers import courier_breaker
 from app.delivery import reconcile, tasks
 from app.delivery.gateway import HttpCourierGateway
+from app.delivery.tasks import CourierContext
 from app.platform.settings import get_settings
+from app.platform.worker import WorkerContext
 from workers.base import partner_job_timeout, worker_settings
+from workers.context import courier_context
 
 
 async def _open_gateway(ctx: dict[str, Any]) -> None:
-    ctx["courier_gateway"] = HttpCourierGateway.from_settings(ctx["settings"])
-    ctx["courier_breaker"] = courier_breaker(ctx["state_redis"], ctx["settings"])
+    base = cast(WorkerContext, ctx)
+    ctx.update(courier_context(base, HttpCourierGateway.from_settings(base["settings"])))
 
 
 async def _close_gateway(ctx: dict[str, Any]) -> None:
@@ -39,6 +41,10 @@ WorkerSettings = worker_settings(
 )
 
 
+async def _reconcile(ctx: dict[str, Any]) -> dict[str, int]:
+    return await reconcile.reconcile(cast(CourierContext, ctx))  # filled by _open_gateway
+
+
 def _reconciliation() -> CronJob:
     """Ask the partner about silent pickups every few seconds (see ``app.delivery.reconcile``).
     ``unique``: replicas compute the same job id per run, so one of them runs it; and
@@ -46,7 +52,7 @@ def _reconciliation() -> CronJob:
     partners = get_settings().partners
     every = min(max(partners.courier_reconcile_every_seconds, 1), 60)
     return cron(
-        reconcile.reconcile,
+        _reconcile,
         name=reconcile.RECONCILE,
         second=set(range(0, 60, every)),
         unique=True,

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from app.breakers import payment_breaker
 from app.payment import tasks
 from app.payment.provider import HttpPaymentProvider
 from app.platform.settings import get_settings
+from app.platform.worker import WorkerContext
 from workers.base import partner_job_timeout, worker_settings
+from workers.context import payment_context
 
 
 async def _open_provider(ctx: dict[str, Any]) -> None:
-    ctx["payment_provider"] = HttpPaymentProvider.from_settings(ctx["settings"])
-    ctx["payment_breaker"] = payment_breaker(ctx["state_redis"], ctx["settings"])
+    base = cast(WorkerContext, ctx)
+    ctx.update(payment_context(base, HttpPaymentProvider.from_settings(base["settings"])))
 
 
 async def _close_provider(ctx: dict[str, Any]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +17,7 @@ from app.platform.bodies import SMALL_BODY
 from app.platform.errors import NotAuthenticated
 from app.platform.i18n import N_
 from app.platform.security import Principal, issue_token
+from app.platform.settings import Settings
 
 
 class AuthApi(Controller):
@@ -42,7 +42,7 @@ class AuthApi(Controller):
         self,
         data: URLEncodedBody[TokenForm],
         db: NamedDependency[AsyncSession],
-        state: State,
+        settings: NamedDependency[Settings],
         request: Request[Any, Any, Any],
     ) -> TokenView:
         """OAuth2 password grant. 401 on a wrong email or password (same answer, same time);
@@ -52,7 +52,7 @@ class AuthApi(Controller):
         if user is None:
             await limits.signin_failed(request, data.username)
             raise NotAuthenticated(N_("wrong email or password"))
-        token, ttl = issue_token(state.settings, Principal(user_id=user.id, role=user.role))
+        token, ttl = issue_token(settings, Principal(user_id=user.id, role=user.role))
         return TokenView(access_token=token, token_type="bearer", expires_in=ttl)
 
     @post("/password", status_code=204, opt=access("api"))

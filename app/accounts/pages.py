@@ -17,7 +17,8 @@ from app.accounts.models import User
 from app.platform import csrf, i18n, limits
 from app.platform.access import SIGNED_IN_AT, access
 from app.platform.bodies import SMALL_BODY
-from app.platform.errors import Conflict, InvalidInput
+from app.platform.errors import Conflict, DomainError, InvalidInput
+from app.platform.forms import form_again
 from app.platform.i18n import N_, SESSION_LOCALE
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
@@ -80,15 +81,11 @@ class AccountPages(Controller):
                 name=form["name"],
                 locale=i18n.current_locale(),
             )
-        except InvalidInput as exc:
-            return _form_again(request, "accounts/signup.html", form, exc.by_field())
+        except (InvalidInput, TooManyRequests) as exc:
+            return _form_again(request, "accounts/signup.html", form, exc)
         except Conflict:
             errors = {"email": N_("An account with this email exists. Sign in instead?")}
             return _form_again(request, "accounts/signup.html", form, errors)
-        except TooManyRequests as exc:
-            return _form_again(
-                request, "accounts/signup.html", form, {"form": exc.detail}, 429, exc.retry_after
-            )
         _sign_in(request, user)
         return redirect(request, _safe_next(form["next"]))
 
@@ -109,9 +106,7 @@ class AccountPages(Controller):
         try:
             await limits.signin(request, form["email"])
         except TooManyRequests as exc:
-            return _form_again(
-                request, "accounts/login.html", form, {"form": exc.detail}, 429, exc.retry_after
-            )
+            return _form_again(request, "accounts/login.html", form, exc)
         user = await service.authenticate(db, form["email"], form["password"])
         if user is None:
             await limits.signin_failed(request, form["email"])
@@ -142,14 +137,13 @@ class AccountPages(Controller):
                 str(data.get("new_password", ""))[:1024],
             )
         except InvalidInput as exc:
-            errors = {
-                {"currentPassword": "current_password", "newPassword": "new_password"}.get(
-                    e.field, e.field
-                ): e.message
-                for e in exc.errors
-            }
-            return page(
-                request, "accounts/account.html", status_code=422, errors=errors, done=False
+            return form_again(
+                request,
+                "accounts/account.html",
+                {},  # passwords are never shown again
+                exc,
+                fields=("current_password", "new_password"),
+                done=False,
             )
         # Every other session of the account has just ended; this one carries on.
         request.session[SIGNED_IN_AT] = time.time()
@@ -207,18 +201,18 @@ def _form_again(
     request: Request[Any, Any, Any],
     template: str,
     form: dict[str, str],
-    errors: dict[str, str],
-    status_code: int = 422,
-    retry_after: int | None = None,
+    errors: DomainError | dict[str, str],
+    status_code: int | None = None,
 ) -> Any:
-    """Show the form again with what was typed (never the password) and each error."""
-    kept = {k: v for k, v in form.items() if k != "password"}
-    return page(
+    """Sign-up or sign-in again: what was typed (never the password), each error, and
+    where to go once signed in."""
+    next_page = _safe_next(form.get("next"))
+    return form_again(
         request,
         template,
+        form,
+        errors,
         status_code=status_code,
-        headers={"Retry-After": str(retry_after)} if retry_after else None,
-        form=kept,
-        errors=errors,
-        next=_safe_next(form.get("next")),
+        secret=("password",),
+        next=next_page,
     )

@@ -150,9 +150,9 @@ async def change_password(
     (the caller re-issues its own)."""
     user = await session.get(User, user_id, with_for_update=True)
     if user is None or not verify_password(user.password_hash, current):
-        raise InvalidInput.single("currentPassword", N_("That is not your current password."))
+        raise InvalidInput.single("current_password", N_("That is not your current password."))
     if problem := password_problem(new, user.email):
-        raise InvalidInput.single("newPassword", problem)
+        raise InvalidInput.single("new_password", problem)
     user.password_hash = hash_password(new)
     user.password_changed_at = user.sessions_valid_after = utcnow()
     await complete(session)

@@ -101,7 +101,7 @@ async def redeem(
     """Use the customer's coupon on ``order_id``; return its discount.
 
     The row lock makes two concurrent checkouts with one coupon take turns: the second
-    finds it redeemed. Unknown, used or someone else's → 422 on ``couponCode``.
+    finds it redeemed. Unknown, used or someone else's → 422 on ``coupon_code``.
     """
     code = normalize_code(code)
     coupon = None
@@ -112,10 +112,10 @@ async def redeem(
             .with_for_update()
         )
     if coupon is None:
-        raise InvalidInput.single("couponCode", N_("This coupon code is not valid."))
+        raise InvalidInput.single("coupon_code", N_("This coupon code is not valid."))
     if coupon.status != CouponStatus.issued:
         raise InvalidInput.single(
-            "couponCode", N_("This coupon is %(status)s.", status=status_label(coupon.status))
+            "coupon_code", N_("This coupon is %(status)s.", status=status_label(coupon.status))
         )
     coupon.move_to(CouponStatus.redeemed)
     coupon.redeemed_order_id = order_id

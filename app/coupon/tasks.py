@@ -10,11 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.coupon import service
 from app.platform.events import Event
 from app.platform.handlers import event_of, handle_once
+from app.platform.worker import WorkerContext
 
 ISSUE = "coupon.issue"
 
 
-async def issue(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+async def issue(ctx: WorkerContext, raw: dict[str, Any]) -> bool:
     async def effect(session: AsyncSession, event: Event) -> None:
         await service.issue_for_delivery(session, ctx["settings"], event)
 
@@ -25,13 +26,13 @@ REVOKE = "coupon.revoke"
 REINSTATE = "coupon.reinstate"
 
 
-async def revoke(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+async def revoke(ctx: WorkerContext, raw: dict[str, Any]) -> bool:
     return await handle_once(
         ctx["session_factory"], REVOKE, event_of(raw), service.revoke_for_refund
     )
 
 
-async def reinstate(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+async def reinstate(ctx: WorkerContext, raw: dict[str, Any]) -> bool:
     async def effect(session: AsyncSession, event: Event) -> None:
         await service.reinstate_for_refund(session, ctx["settings"], event)
 

@@ -8,11 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit
 from app.delivery import service
@@ -24,6 +23,7 @@ from app.platform.db import utcnow
 from app.platform.errors import Conflict
 from app.platform.i18n import N_, Verbatim
 from app.platform.partners import PartnerBreakers
+from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.sse import channel_updates, sse
@@ -144,12 +144,13 @@ def _undo_seconds(card: status.BoardEntry, now: datetime) -> int:
     return max(0, int(UNDO_SECONDS - (now - moved_at).total_seconds()))
 
 
-async def board_context(db: AsyncSession, state: State) -> dict[str, Any]:
+async def board_context(
+    db: AsyncSession, settings: Settings, breakers: PartnerBreakers
+) -> dict[str, Any]:
     now = utcnow()
-    stats = await status.stage_stats(db, state.settings.shop.stage_minutes)
-    cards = [_card(c, now, state.settings, stats) for c in await status.board_cards(db)]
-    breakers: PartnerBreakers = state.breakers
-    shop = state.settings.shop
+    stats = await status.stage_stats(db, settings.shop.stage_minutes)
+    cards = [_card(c, now, settings, stats) for c in await status.board_cards(db)]
+    shop = settings.shop
     states: list[BreakerState] = await breakers.states()
     return {
         "columns": [
@@ -159,7 +160,7 @@ async def board_context(db: AsyncSession, state: State) -> dict[str, Any]:
         # the two late levels, for board.js to age the cards between renders
         "late_minutes": (shop.late_amber_minutes, shop.late_red_minutes),
         # work that stopped moving (the watchdog), so staff see it where they work
-        "stalled": await operations.stalled(db, state.settings.pipeline, now),
+        "stalled": await operations.stalled(db, settings.pipeline, now),
     }
 
 
@@ -173,9 +174,10 @@ class BoardPages(Controller):
         request: Request[Any, Any, Any],
         db: NamedDependency[AsyncSession],
         staff: NamedDependency[Principal],
-        state: State,
+        settings: NamedDependency[Settings],
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
-        return page(request, "delivery/board.html", **await board_context(db, state))
+        return page(request, "delivery/board.html", **await board_context(db, settings, breakers))
 
     @get("/board/columns")
     async def columns(
@@ -183,23 +185,32 @@ class BoardPages(Controller):
         request: Request[Any, Any, Any],
         db: NamedDependency[AsyncSession],
         staff: NamedDependency[Principal],
-        state: State,
+        settings: NamedDependency[Settings],
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
         """The board's body alone, for the periodic refresh that keeps the timers moving."""
-        return page(request, "delivery/_board_columns.html", **await board_context(db, state))
+        return page(
+            request, "delivery/_board_columns.html", **await board_context(db, settings, breakers)
+        )
 
     @get("/board/stream")
     async def stream(
-        self, request: Request[Any, Any, Any], staff: NamedDependency[Principal], state: State
+        self,
+        request: Request[Any, Any, Any],
+        staff: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
+        breakers: NamedDependency[PartnerBreakers],
+        session_factory: NamedDependency[async_sessionmaker[AsyncSession]],
+        broadcaster: NamedDependency[Broadcaster],
     ) -> ServerSentEvent:
         template = fragment(request, "delivery/_board_columns.html")
 
         async def render(_: object) -> ServerSentEventMessage:
-            async with state.session_factory() as db:
-                html = template.render(**await board_context(db, state))
+            async with session_factory() as db:
+                html = template.render(**await board_context(db, settings, breakers))
             return ServerSentEventMessage(data=html, event="board")
 
-        return sse(channel_updates(state.broadcaster, status.BOARD_CHANNEL), render)
+        return sse(channel_updates(broadcaster, status.BOARD_CHANNEL), render)
 
     @post("/deliveries/{delivery_id:uuid}/return/complete")
     async def complete_return(
@@ -208,14 +219,19 @@ class BoardPages(Controller):
         delivery_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         staff: NamedDependency[Principal],
-        state: State,
+        settings: NamedDependency[Settings],
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
         """A return card's "Pizzas are back": the money goes back to the customer. (Its
         "Cancel return" is a refund use case: ``app.refund.returns``.)"""
         audit.record(db, staff, "return.complete", f"delivery:{delivery_id}")
         await service.confirm_return(db, delivery_id)
         if is_htmx(request):
-            return page(request, "delivery/_board_columns.html", **await board_context(db, state))
+            return page(
+                request,
+                "delivery/_board_columns.html",
+                **await board_context(db, settings, breakers),
+            )
         return redirect(request, "/staff/board")
 
     @post("/deliveries/{delivery_id:uuid}/undo")
@@ -225,13 +241,18 @@ class BoardPages(Controller):
         delivery_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         staff: NamedDependency[Principal],
-        state: State,
+        settings: NamedDependency[Settings],
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
         """The card's "Undo" for 30 s after a kitchen move."""
         audit.record(db, staff, "delivery.undo", f"delivery:{delivery_id}")
         await service.undo_last_move(db, delivery_id)
         if is_htmx(request):
-            return page(request, "delivery/_board_columns.html", **await board_context(db, state))
+            return page(
+                request,
+                "delivery/_board_columns.html",
+                **await board_context(db, settings, breakers),
+            )
         return redirect(request, "/staff/board")
 
     @post("/deliveries/{delivery_id:uuid}/advance")
@@ -241,7 +262,8 @@ class BoardPages(Controller):
         delivery_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         staff: NamedDependency[Principal],
-        state: State,
+        settings: NamedDependency[Settings],
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
         """A card's move button; the form says which stage the card showed, so a double
         click moves one stage and the second click is told the card already moved."""
@@ -258,8 +280,12 @@ class BoardPages(Controller):
                 request,
                 "delivery/_board_columns.html",
                 notice=notice,
-                **await board_context(db, state),
+                **await board_context(db, settings, breakers),
             )
         if is_htmx(request):
-            return page(request, "delivery/_board_columns.html", **await board_context(db, state))
+            return page(
+                request,
+                "delivery/_board_columns.html",
+                **await board_context(db, settings, breakers),
+            )
         return redirect(request, "/staff/board")

@@ -17,7 +17,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +29,7 @@ from app.delivery.gateway import (
     PickupOutcome,
 )
 from app.delivery.models import ReturnPickupState
-from app.delivery.tasks import withdraw
+from app.delivery.tasks import CourierContext, withdraw
 from app.platform import uow
 from app.platform.breaker import BreakerOpen, CircuitBreaker
 from app.platform.db import utcnow
@@ -116,7 +115,7 @@ async def claim_silent(
     ]
 
 
-async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
+async def reconcile(ctx: CourierContext) -> dict[str, int]:
     """The periodic job (arq cron on the ``delivery`` queue)."""
     settings = ctx["settings"].partners
     now = utcnow()
@@ -138,7 +137,7 @@ async def reconcile(ctx: dict[str, Any]) -> dict[str, int]:
     return tally.as_dict()
 
 
-async def _reconcile_one(ctx: dict[str, Any], pickup: Silent, tally: Tally) -> None:
+async def _reconcile_one(ctx: CourierContext, pickup: Silent, tally: Tally) -> None:
     breaker: CircuitBreaker = ctx["courier_breaker"]
     gateway: CourierGateway = ctx["courier_gateway"]
     try:
@@ -166,7 +165,7 @@ async def _reconcile_one(ctx: dict[str, Any], pickup: Silent, tally: Tally) -> N
             log.info("pickup %s: partner says %s, applied", pickup.partner_ref, status.status)
 
 
-async def _withdraw_unwanted(ctx: dict[str, Any], pickup: Silent, status: PickupOutcome) -> bool:
+async def _withdraw_unwanted(ctx: CourierContext, pickup: Silent, status: PickupOutcome) -> bool:
     """A return trip whose refund ended: make sure the partner's rider is released."""
     if pickup.trip is None:
         raise ValueError(f"pickup {pickup.partner_ref} is no return trip")

@@ -16,11 +16,21 @@ from app.delivery.events import DeliveryChanged
 from app.delivery.gateway import OPEN_PICKUP_STATUSES, CourierGateway, CourierRejected
 from app.delivery.models import CourierStatus, DeliveryStatus, ReturnPickupState
 from app.platform import uow
+from app.platform.breaker import CircuitBreaker
 from app.platform.events import Event
 from app.platform.handlers import call_partner, event_of, handle_once
+from app.platform.worker import WorkerContext
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class CourierContext(WorkerContext):
+    """The delivery worker's ``ctx`` (built by ``workers.context.courier_context``)."""
+
+    courier_gateway: CourierGateway
+    courier_breaker: CircuitBreaker
+
 
 CREATE = "delivery.create"
 REQUEST_COURIER = "delivery.request_courier"
@@ -28,18 +38,18 @@ NOTIFY_READY = "delivery.notify_ready"
 WITHDRAW_COURIER = "delivery.withdraw_courier"
 
 
-async def _partner(ctx: dict[str, Any], call: Callable[[CourierGateway], Awaitable[T]]) -> T:
+async def _partner(ctx: CourierContext, call: Callable[[CourierGateway], Awaitable[T]]) -> T:
     gateway: CourierGateway = ctx["courier_gateway"]
     return await call_partner(ctx["courier_breaker"], lambda: call(gateway), ctx["job_try"])
 
 
-async def create(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+async def create(ctx: CourierContext, raw: dict[str, Any]) -> bool:
     return await handle_once(
         ctx["session_factory"], CREATE, event_of(raw), service.create_for_paid_order
     )
 
 
-async def request_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+async def request_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
     event = event_of(raw)
     delivery_id = event.as_(DeliveryChanged).delivery_id
     async with ctx["session_factory"]() as session:
@@ -75,7 +85,7 @@ async def request_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     return "requested"
 
 
-async def notify_ready(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+async def notify_ready(ctx: CourierContext, raw: dict[str, Any]) -> str:
     """Tell the partner the food can be collected (once ready AND a rider was requested)."""
     delivery_id = event_of(raw).as_(DeliveryChanged).delivery_id
     async with ctx["session_factory"]() as session:
@@ -92,7 +102,7 @@ async def notify_ready(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     return "notified"
 
 
-async def withdraw_courier(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+async def withdraw_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
     event = event_of(raw)
     delivery_id = event.as_(DeliveryChanged).delivery_id
     async with ctx["session_factory"]() as session:
@@ -110,7 +120,7 @@ def _pickup_key(delivery_id: uuid.UUID) -> str:
     return f"{delivery_id}:pickup"
 
 
-async def _booked_pickup(ctx: dict[str, Any], delivery_id: uuid.UUID, cause: Event) -> str | None:
+async def _booked_pickup(ctx: CourierContext, delivery_id: uuid.UUID, cause: Event) -> str | None:
     """The delivery's pickup as the partner booked it, when we never recorded one: a try
     of ``request_courier`` can die after the partner booked the rider and before we
     stored the pickup id. Found: recorded now (so its webhooks find the delivery), and
@@ -126,7 +136,7 @@ async def _booked_pickup(ctx: dict[str, Any], delivery_id: uuid.UUID, cause: Eve
 
 
 async def withdraw(
-    ctx: dict[str, Any], delivery_id: uuid.UUID, partner_ref: str, trip: str = ""
+    ctx: CourierContext, delivery_id: uuid.UUID, partner_ref: str, trip: str = ""
 ) -> None:
     """Cancel a pickup at the partner (``trip="return-N-"`` for a refund's return trip)."""
     try:
@@ -149,7 +159,7 @@ def _trip(event: Event) -> int:
     return event.as_(DeliveryChanged).return_trip or 1
 
 
-async def request_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+async def request_return_pickup(ctx: CourierContext, raw: dict[str, Any]) -> str:
     """``DeliveryReturnRequested`` → ask the partner to collect the pizzas (a refund).
 
     Each return trip has its own pickup. Whatever happened before (a withdrawn refund, a
@@ -181,7 +191,7 @@ async def request_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str
 
 
 async def _request_return(
-    ctx: dict[str, Any], delivery_id: uuid.UUID, address: str, trip: int
+    ctx: CourierContext, delivery_id: uuid.UUID, address: str, trip: int
 ) -> str:
     callback = f"{ctx['settings'].public_url}/webhooks/courier"
     outcome = await _partner(
@@ -200,7 +210,7 @@ def _return_key(delivery_id: uuid.UUID, trip: int) -> str:
     return f"{delivery_id}:return-{trip}-pickup"
 
 
-async def _booked_return(ctx: dict[str, Any], delivery_id: uuid.UUID, trip: int) -> str | None:
+async def _booked_return(ctx: CourierContext, delivery_id: uuid.UUID, trip: int) -> str | None:
     """Return trip ``trip``'s pickup as the partner booked it, when we never recorded
     one: a try of ``request_return_pickup`` can die after the partner booked the rider and
     before we stored the pickup. Found: recorded now (still active, for the caller to
@@ -216,7 +226,7 @@ async def _booked_return(ctx: dict[str, Any], delivery_id: uuid.UUID, trip: int)
 
 
 async def _withdraw_return(
-    ctx: dict[str, Any], delivery_id: uuid.UUID, trip: int, partner_ref: str
+    ctx: CourierContext, delivery_id: uuid.UUID, trip: int, partner_ref: str
 ) -> None:
     """Cancel a return trip's pickup at the partner, then remember we did."""
     await withdraw(ctx, delivery_id, partner_ref, trip=f"return-{trip}-")
@@ -224,7 +234,7 @@ async def _withdraw_return(
         await service.settle_return_pickup(session, delivery_id, trip, ReturnPickupState.withdrawn)
 
 
-async def withdraw_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+async def withdraw_return_pickup(ctx: CourierContext, raw: dict[str, Any]) -> str:
     """``DeliveryReturnCancelled`` → the partner need not come (FR11). No pickup recorded
     yet: the partner is asked whether it booked one anyway (a request job that died
     before recording it); otherwise the request job withdraws it as soon as it records
@@ -245,7 +255,7 @@ async def withdraw_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> st
 CLOSE_RETURN_PICKUP = "delivery.close_return_pickup"
 
 
-async def close_return_pickup(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+async def close_return_pickup(ctx: CourierContext, raw: dict[str, Any]) -> str:
     """``DeliveryReturned`` → the pizzas are back (staff or the partner said so): a rider
     still booked for that trip at the partner is released, so the partner's record of
     the trip ends too instead of staying "assigned" forever."""

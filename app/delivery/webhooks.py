@@ -8,7 +8,6 @@ from typing import Any
 
 import msgspec
 from litestar import Request, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +18,7 @@ from app.platform.bodies import SMALL_BODY
 from app.platform.errors import InvalidInput, NotAuthenticated
 from app.platform.i18n import N_
 from app.platform.outbox import claim
+from app.platform.settings import Settings
 from app.platform.signing import verify
 from app.platform.uow import complete
 
@@ -35,12 +35,14 @@ _NAMESPACE = uuid.UUID("5b0c1c1e-4f3a-4e7e-9d55-6a2b8f1f0c11")
     request_max_body_size=SMALL_BODY,
 )
 async def courier_webhook(
-    request: Request[Any, Any, Any], db: NamedDependency[AsyncSession], state: State
+    request: Request[Any, Any, Any],
+    db: NamedDependency[AsyncSession],
+    settings: NamedDependency[Settings],
 ) -> dict[str, str]:
     """Rider assigned, picked up, delivered: applied once per partner event id."""
     body = await request.body()
     signature = request.headers.get(SIGNATURE_HEADER)
-    secrets = state.settings.partners.courier_webhook_secrets  # current and previous
+    secrets = settings.partners.courier_webhook_secrets  # current and previous
     if not any([verify(secret, body, signature) for secret in secrets]):
         raise NotAuthenticated(N_("bad webhook signature"))
     event, at = parse_courier_event(body)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, get, put
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +14,7 @@ from app.platform.access import access
 from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
+from app.platform.web import domain_name
 
 
 class OperationsApi(Controller):
@@ -38,13 +38,13 @@ class OperationsApi(Controller):
         db: NamedDependency[AsyncSession],
     ) -> dict[str, Any]:
         """``{latencyMs, errorRate, down}``, any subset."""
-        return await service.change_knobs(db, settings, staff_caller, partner, data)
+        knobs = {domain_name(key): value for key, value in data.items()}
+        return await service.change_knobs(db, settings, staff_caller, partner, knobs)
 
     @get("/breakers")
     async def breakers(
-        self, state: State, staff_caller: NamedDependency[Principal]
+        self, breakers: NamedDependency[PartnerBreakers], staff_caller: NamedDependency[Principal]
     ) -> list[dict[str, Any]]:
-        breakers: PartnerBreakers = state.breakers
         return [
             {
                 "name": s.name,

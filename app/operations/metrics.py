@@ -11,18 +11,25 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.datastructures import State
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.di import NamedDependency
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.operations import watchdog
 from app.platform import deadletters, metrics
 from app.platform.access import access
 from app.platform.partners import PartnerBreakers
 from app.platform.queues import QUEUES
+from app.platform.settings import Settings
 
 
 @get("/metrics", opt=access("public"), include_in_schema=False)
-async def metrics_endpoint(request: Request[Any, Any, Any], state: State) -> Response[Any]:
-    settings = state.settings
+async def metrics_endpoint(
+    request: Request[Any, Any, Any],
+    settings: NamedDependency[Settings],
+    breakers: NamedDependency[PartnerBreakers],
+    session_factory: NamedDependency[async_sessionmaker[AsyncSession]],
+    state: State,  # the queues' Redis client, which only the queue depths need
+) -> Response[Any]:
     if not metrics.authorized(
         request.headers.get("authorization"), settings.observability.metrics_token
     ):
@@ -31,7 +38,6 @@ async def metrics_endpoint(request: Request[Any, Any, Any], state: State) -> Res
             status_code=401,
             headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
         )
-    breakers: PartnerBreakers = state.breakers
 
     async def breaker_states() -> Sequence[tuple[str, str]]:
         return [(s.name, s.state) for s in await breakers.states()]
@@ -44,7 +50,7 @@ async def metrics_endpoint(request: Request[Any, Any, Any], state: State) -> Res
         return float(len((await watchdog.stalled(session, settings.pipeline)).findings))
 
     await metrics.refresh_shop_gauges(
-        state.session_factory, state.queue_redis, QUEUES, breaker_states, dead_letters, stuck_orders
+        session_factory, state.queue_redis, QUEUES, breaker_states, dead_letters, stuck_orders
     )
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

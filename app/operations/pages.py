@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +15,7 @@ from app.operations import service, watchdog
 from app.platform import deadletters
 from app.platform.access import access
 from app.platform.errors import InvalidInput
+from app.platform.forms import form_again, form_errors
 from app.platform.partners import PartnerBreakers
 from app.platform.redis import create_job_pool
 from app.platform.security import Principal
@@ -23,8 +23,7 @@ from app.platform.settings import Settings
 from app.platform.web import page, redirect
 
 
-async def _context(settings: Settings, state: State) -> dict[str, Any]:
-    breakers: PartnerBreakers = state.breakers
+async def _context(settings: Settings, breakers: PartnerBreakers) -> dict[str, Any]:
     return {"knobs": await service.partner_knobs(settings), "breakers": await breakers.states()}
 
 
@@ -38,18 +37,20 @@ class PartnerPages(Controller):
         request: Request[Any, Any, Any],
         settings: NamedDependency[Settings],
         staff: NamedDependency[Principal],
-        state: State,
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
         return page(
-            request, "operations/partners.html", errors={}, **await _context(settings, state)
+            request, "operations/partners.html", errors={}, **await _context(settings, breakers)
         )
 
     @get("/breakers")
     async def breakers(
-        self, request: Request[Any, Any, Any], staff: NamedDependency[Principal], state: State
+        self,
+        request: Request[Any, Any, Any],
+        staff: NamedDependency[Principal],
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
         """Fragment polled every two seconds by the simulator page."""
-        breakers: PartnerBreakers = state.breakers
         return page(request, "operations/_breakers.html", breakers=await breakers.states())
 
     @post("/{partner:str}")
@@ -60,22 +61,21 @@ class PartnerPages(Controller):
         data: URLEncodedBody[dict[str, str]],
         settings: NamedDependency[Settings],
         staff: NamedDependency[Principal],
-        state: State,
+        breakers: NamedDependency[PartnerBreakers],
         db: NamedDependency[AsyncSession],
     ) -> Any:
         form = {
-            "latencyMs": data.get("latency_ms", ""),
-            "errorRate": data.get("error_rate", ""),
+            "latency_ms": data.get("latency_ms", ""),
+            "error_rate": data.get("error_rate", ""),
             "down": data.get("down", "0"),
         }
         try:
             await service.change_knobs(db, settings, staff, partner, form)
         except InvalidInput as exc:
-            context = await _context(settings, state)
-            errors = {f"{partner}.{e.field}": e.message for e in exc.errors}
-            return page(
-                request, "operations/partners.html", status_code=422, errors=errors, **context
-            )
+            # two partners' forms on one page: each message names its partner's form
+            errors = {f"{partner}.{name}": text for name, text in form_errors(exc, form).items()}
+            context = await _context(settings, breakers)
+            return form_again(request, "operations/partners.html", form, errors, **context)
         return redirect(request, "/staff/partners")
 
 

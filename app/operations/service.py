@@ -48,24 +48,29 @@ async def partner_knobs(settings: Settings) -> dict[str, Any]:
     return knobs
 
 
+#: the knobs in our words, and as the sandbox partners' API spells them
+KNOB_WIRE_NAMES = {"latency_ms": "latencyMs", "error_rate": "errorRate", "down": "down"}
+
+
 def parse_knobs(raw: dict[str, Any]) -> dict[str, Any]:
-    """Validate knob input from a form or JSON; 422 naming the field."""
+    """Validate knob input (``latency_ms``, ``error_rate``, ``down``, any subset); 422
+    naming the field."""
     knobs: dict[str, Any] = {}
     errors = []
-    if "latencyMs" in raw and raw["latencyMs"] not in (None, ""):
+    if raw.get("latency_ms") not in (None, ""):
         try:
-            knobs["latencyMs"] = int(raw["latencyMs"])
-            if not 0 <= knobs["latencyMs"] <= 60_000:
+            knobs["latency_ms"] = int(raw["latency_ms"])
+            if not 0 <= knobs["latency_ms"] <= 60_000:
                 raise ValueError
         except (TypeError, ValueError):
-            errors.append(("latencyMs", N_("Latency is 0 to 60000 ms.")))
-    if "errorRate" in raw and raw["errorRate"] not in (None, ""):
+            errors.append(("latency_ms", N_("Latency is 0 to 60000 ms.")))
+    if raw.get("error_rate") not in (None, ""):
         try:
-            knobs["errorRate"] = float(raw["errorRate"])
-            if not 0.0 <= knobs["errorRate"] <= 1.0:
+            knobs["error_rate"] = float(raw["error_rate"])
+            if not 0.0 <= knobs["error_rate"] <= 1.0:
                 raise ValueError
         except (TypeError, ValueError):
-            errors.append(("errorRate", N_("Error rate is between 0 and 1.")))
+            errors.append(("error_rate", N_("Error rate is between 0 and 1.")))
     if "down" in raw:
         down = raw["down"]
         knobs["down"] = down if isinstance(down, bool) else str(down).lower() in {"1", "true", "on"}
@@ -78,7 +83,8 @@ async def set_knobs(settings: Settings, partner: str, raw: dict[str, Any]) -> di
     if partner not in PARTNERS:
         raise InvalidInput.single("partner", N_("Choose payment or courier."))
     knobs = parse_knobs(raw)
-    result: dict[str, Any] = await _sandbox(settings, partner, "PUT", knobs)
+    wire = {KNOB_WIRE_NAMES[name]: value for name, value in knobs.items()}
+    result: dict[str, Any] = await _sandbox(settings, partner, "PUT", wire)
     return result
 
 

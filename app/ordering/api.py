@@ -6,17 +6,18 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ordering import service
 from app.ordering.schemas import PlaceOrderRequest
+from app.payment.service import CardVault
 from app.platform import limits
 from app.platform.access import access
 from app.platform.errors import InvalidInput
 from app.platform.i18n import N_
+from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.status import service as status
@@ -38,7 +39,8 @@ class OrderingApi(Controller):
         db: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
         caller: NamedDependency[Principal],
-        state: State,
+        breakers: NamedDependency[PartnerBreakers],
+        card_vault: NamedDependency[CardVault],
         request: Request[Any, Any, Any],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[status.OrderDocument]:
@@ -59,8 +61,8 @@ class OrderingApi(Controller):
                 phone=data.phone or "",
                 note=data.note or "",
             ),
-            gate=state.breakers,
-            vault=state.payment_provider,
+            gate=breakers,
+            vault=card_vault,
         )
         view = await status.order_view(db, placed.order_id, caller.user_id)
         headers = {"Idempotent-Replayed": "true"} if placed.replayed else {}
@@ -73,9 +75,9 @@ class OrderingApi(Controller):
         order_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         caller: NamedDependency[Principal],
-        state: State,
+        settings: NamedDependency[Settings],
     ) -> status.OrderDocument:
         """Cancel while the kitchen has not started; 409 saying why otherwise."""
         await service.cancel_order(db, order_id, caller.user_id)
         view = await status.order_view(db, order_id, caller.user_id)
-        return await status.order_document(db, view, state.settings.shop.stage_minutes)
+        return await status.order_document(db, view, settings.shop.stage_minutes)

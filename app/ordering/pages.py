@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.menu import service as menu
 from app.ordering import service
 from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
+from app.payment.service import CardVault
 from app.platform import limits
 from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
-from app.platform.partners import refusal_message
+from app.platform.forms import form_again
+from app.platform.partners import PartnerBreakers, refusal_message
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.settings import Settings
@@ -139,7 +140,8 @@ class CheckoutPages(Controller):
         db: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
         customer: NamedDependency[Principal],
-        state: State,
+        breakers: NamedDependency[PartnerBreakers],
+        card_vault: NamedDependency[CardVault],
     ) -> Any:
         form = {
             "address": str(data.get("address", "")),
@@ -173,26 +175,18 @@ class CheckoutPages(Controller):
             async with database_errors_as_unavailable():  # the form stays, basket and all
                 await limits.place_order(request, str(customer.user_id))
                 placed = await service.place_order(
-                    db, settings, command, gate=state.breakers, vault=state.payment_provider
+                    db, settings, command, gate=breakers, vault=card_vault
                 )
         except (InvalidInput, Unavailable, TooManyRequests) as exc:
-            headers = {}
-            if isinstance(exc, Unavailable):
-                errors = {"form": refusal_message(exc.retry_after)}
-                headers["Retry-After"] = str(exc.retry_after)
-            elif isinstance(exc, TooManyRequests):
-                errors = {"form": exc.detail}
-                headers["Retry-After"] = str(exc.retry_after)
-            else:
-                errors = {_field_name(e.field): e.message for e in exc.errors}
-            return page(
+            return form_again(
                 request,
                 "ordering/checkout.html",
-                status_code=exc.status_code,
-                headers=headers,
+                form,
+                exc,
+                fields=("items",),  # one message for the basket, above the form
+                secret=("card_number",),  # never echoed back: typed again, as in any shop
+                busy=refusal_message,
                 basket=lines,
-                form=without_card_number(form),
-                errors=errors,
                 checkout_token=token or uuid.uuid4().hex,
             )
         write_basket(request, {})
@@ -228,21 +222,6 @@ def remember_details(request: Request[Any, Any, Any], form: dict[str, str]) -> N
     request.session[CHECKOUT_FORM] = {
         key: form.get(key, "") for key in ("address", "phone", "note", "coupon_code")
     }
-
-
-def without_card_number(form: dict[str, str]) -> dict[str, str]:
-    """What a re-shown checkout keeps: everything typed except the card number, which no
-    page ever echoes back (it is typed again, as in any real shop)."""
-    return {k: v for k, v in form.items() if k != "card_number"}
-
-
-def _field_name(api_field: str) -> str:
-    """Map service field names (``cardNumber``, ``items[0].qty``) to the form's names."""
-    if api_field in {"cardNumber", "couponCode"}:
-        return {"cardNumber": "card_number", "couponCode": "coupon_code"}[api_field]
-    if api_field == "Idempotency-Key":  # this checkout was already sent with other input
-        return "form"
-    return "items" if api_field.startswith("items") else api_field
 
 
 class OrderCancelPages(Controller):

@@ -94,7 +94,7 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
             errors.append(FieldError(f"items[{i}].qty", N_("Choose 1 to %(n)s.", n=MAX_QTY)))
     key = command.idempotency_key
     if key is not None and (len(key) > 100 or not storable(key)):
-        errors.append(FieldError("Idempotency-Key", N_("Use at most 100 printable characters.")))
+        errors.append(FieldError("idempotency_key", N_("Use at most 100 printable characters.")))
     address = command.address.strip()
     if not address or not storable(address):
         errors.append(FieldError("address", N_("Tell us where to deliver.")))
@@ -170,7 +170,7 @@ async def _replay(
         return None
     if found.request_fingerprint not in (None, fingerprint):
         raise InvalidInput.single(
-            "Idempotency-Key",
+            "idempotency_key",
             N_("This Idempotency-Key was used for a different order; use a new key."),
         )
     return PlacedOrder(found.id, replayed=True)
@@ -188,7 +188,7 @@ async def _place(
     pizzas = await menu.find_pizzas(session, (line.pizza_id for line in command.lines))
     for i, line in enumerate(command.lines):
         if line.pizza_id not in pizzas:
-            errors.append(FieldError(f"items[{i}].pizzaId", N_("This pizza is not on the menu.")))
+            errors.append(FieldError(f"items[{i}].pizza_id", N_("This pizza is not on the menu.")))
     if errors:
         raise InvalidInput(errors)
     fingerprint = request_fingerprint(command, card_number)
@@ -202,7 +202,7 @@ async def _place(
     currency = settings.shop.currency
     coupon_code = coupon.normalize_code(command.coupon_code) if command.coupon_code else None
     if coupon_code is not None and not coupon.plausible_code(coupon_code):
-        raise InvalidInput.single("couponCode", N_("This coupon code is not valid."))
+        raise InvalidInput.single("coupon_code", N_("This coupon code is not valid."))
     inserted = await session.scalar(
         pg_insert(Order)
         .values(

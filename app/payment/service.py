@@ -10,7 +10,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +39,7 @@ from app.platform.settings import Settings
 _NON_DIGITS = re.compile(r"[\s-]")
 
 
+@runtime_checkable  # a route's ``card_vault`` dependency is checked against this type
 class CardVault(Protocol):
     """Where a card number goes in exchange for a token (the payment provider)."""
 
@@ -46,13 +47,13 @@ class CardVault(Protocol):
 
 
 def normalize_card_number(raw: str) -> str:
-    """Digits only; 422 naming ``cardNumber`` when it cannot be a card number."""
+    """Digits only; 422 naming ``card_number`` when it cannot be a card number."""
     digits = _NON_DIGITS.sub("", raw)
     if not (digits.isascii() and digits.isdigit()) or not 12 <= len(digits) <= 19:
-        raise InvalidInput.single("cardNumber", N_("Enter a card number of 12 to 19 digits."))
+        raise InvalidInput.single("card_number", N_("Enter a card number of 12 to 19 digits."))
     if not luhn_valid(digits):
         raise InvalidInput.single(
-            "cardNumber", N_("This card number has a typo: please check the digits.")
+            "card_number", N_("This card number has a typo: please check the digits.")
         )
     return digits
 
@@ -80,11 +81,11 @@ async def card_vault(settings: Settings) -> AsyncIterator[CardVault]:
 async def tokenize_card(vault: CardVault, card_number: str) -> PaymentMethod:
     """Exchange a (normalized) card number for the provider's payment-method token: from
     here on the shop only holds the token, the brand and the last four digits. 422 on
-    ``cardNumber`` when the provider refuses the card, 503 when it does not answer."""
+    ``card_number`` when the provider refuses the card, 503 when it does not answer."""
     try:
         return await vault.tokenize(card_number)
     except PaymentRejected as exc:
-        raise InvalidInput.single("cardNumber", exc.detail) from exc
+        raise InvalidInput.single("card_number", exc.detail) from exc
     except ProviderUnavailable as exc:
         raise Unavailable(
             N_("The payment provider is not answering; please try again in a few seconds."), 5

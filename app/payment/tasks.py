@@ -21,22 +21,32 @@ from app.payment import service
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import ChargeOutcome, PaymentProvider
 from app.platform import uow
+from app.platform.breaker import CircuitBreaker
 from app.platform.events import Event
 from app.platform.handlers import call_partner, event_of, handle_once, retry_delay
 from app.platform.i18n import N_
+from app.platform.worker import WorkerContext
 
 T = TypeVar("T")
+
+
+class PaymentContext(WorkerContext):
+    """The payment worker's ``ctx`` (built by ``workers.context.payment_context``)."""
+
+    payment_provider: PaymentProvider
+    payment_breaker: CircuitBreaker
+
 
 CAPTURE = "payment.capture"
 VOID = "payment.void"
 
 
-async def _provider(ctx: dict[str, Any], call: Callable[[PaymentProvider], Awaitable[T]]) -> T:
-    provider: PaymentProvider = ctx["payment_provider"]
+async def _provider(ctx: PaymentContext, call: Callable[[PaymentProvider], Awaitable[T]]) -> T:
+    provider = ctx["payment_provider"]
     return await call_partner(ctx["payment_breaker"], lambda: call(provider), ctx["job_try"])
 
 
-async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     """Charge the card of a placed order, exactly once at the provider.
 
     A try may die (SIGKILL, timeout) after the provider charged the card but before we
@@ -97,7 +107,7 @@ async def capture(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
 
 
 async def _settle_cancelled(
-    ctx: dict[str, Any], event: Event, payment_id: uuid.UUID, key: str
+    ctx: PaymentContext, event: Event, payment_id: uuid.UUID, key: str
 ) -> str:
     """The order was cancelled before we recorded a charge. An earlier try may still have
     charged the card (it died before recording): ask the provider by idempotency key.
@@ -116,13 +126,31 @@ async def _settle_cancelled(
     return "voided"
 
 
-async def _void_late_charge(ctx: dict[str, Any], payment_id: uuid.UUID, key: str) -> str:
+async def _void_late_charge(ctx: PaymentContext, payment_id: uuid.UUID, key: str) -> str:
     """The payment was voided as uncharged; if the provider did charge with our key (a try
     that raced the void), void that charge at the provider, once (the void's own key)."""
     found = await _provider(ctx, lambda provider: provider.find_charge(idempotency_key=key))
     if found is None or not found.captured or found.provider_ref is None:
         return "skipped"
     provider_ref = found.provider_ref
+    await _void_at_provider(
+        ctx,
+        payment_id,
+        provider_ref,
+        lambda session: service.record_late_void(session, payment_id, provider_ref),
+    )
+    return "voided a late charge"
+
+
+async def _void_at_provider(
+    ctx: PaymentContext,
+    payment_id: uuid.UUID,
+    provider_ref: str,
+    record: Callable[[AsyncSession], Awaitable[None]],
+) -> None:
+    """Void the charge at the provider, then ``record`` it in one transaction. The void's
+    own idempotency key makes a repeat (a retry, the other path) return the first answer,
+    so the money moves once however often we get here."""
     await _provider(
         ctx,
         lambda provider: provider.void(
@@ -130,11 +158,10 @@ async def _void_late_charge(ctx: dict[str, Any], payment_id: uuid.UUID, key: str
         ),
     )
     async with uow.transaction(ctx["session_factory"]) as session:
-        await service.record_late_void(session, payment_id, provider_ref)
-    return "voided a late charge"
+        await record(session)
 
 
-async def void(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+async def void(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     """``OrderCancelled`` → give the money back: void a captured charge exactly once.
 
     A payment still pending is being charged right now; retry until the capture job has
@@ -151,21 +178,19 @@ async def void(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
     if payment.status != PaymentStatus.captured or not payment.provider_ref:
         return "skipped"
     payment_id, provider_ref = payment.id, payment.provider_ref
-    await _provider(
+    await _void_at_provider(
         ctx,
-        lambda provider: provider.void(
-            provider_ref=provider_ref, idempotency_key=f"{payment_id}:void"
-        ),
+        payment_id,
+        provider_ref,
+        lambda session: service.record_void(session, payment_id, event),
     )
-    async with uow.transaction(ctx["session_factory"]) as session:
-        await service.record_void(session, payment_id, event)
     return "voided"
 
 
 REFUND = "payment.refund"
 
 
-async def refund(ctx: dict[str, Any], raw: dict[str, Any]) -> str:
+async def refund(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     """``DeliveryReturned`` → money back at the provider, exactly once (FR8)."""
     event = event_of(raw)
     order_id = event.as_(DeliveryReturned).order_id

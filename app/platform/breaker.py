@@ -20,6 +20,7 @@ and counts as a success: a declined card is a healthy partner.
 
 Every transition happens inside a Lua script, with Redis server ``TIME`` as the only clock,
 so concurrent callers in different processes can never both take the last trial permit.
+(A test passes its own ``clock`` instead, and moves time on without sleeping.)
 A ``generation`` counter bumps on every transition; an outcome recorded under an older
 generation (a call that started before the breaker moved) is ignored.
 
@@ -141,10 +142,14 @@ class BreakerState:
     retry_after: int  # 0 unless open
 
 
-# Shared Lua prologue: server clock in ms, and the current hash fields.
+# Shared Lua prologue: the clock in ms (the last ARGV when the breaker has a clock of its
+# own, else the server's), and the current hash fields.
 _PROLOGUE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[#ARGV])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local h = redis.call('HMGET', KEYS[1], 'st', 'gen', 'since', 'permits')
 local st = tonumber(h[1]) or 0
 local gen = tonumber(h[2]) or 0
@@ -152,7 +157,7 @@ local since = tonumber(h[3]) or 0
 local permits = tonumber(h[4]) or 0
 """
 
-# ARGV: open_ms, half_open_calls, ttl_seconds
+# ARGV: open_ms, half_open_calls, ttl_seconds, now_ms (or "")
 # Returns {allowed, generation, kind, remaining_ms}
 _ACQUIRE = (
     _PROLOGUE
@@ -206,7 +211,7 @@ end
 """
 
 # ARGV: generation, kind, outcome, window_size, minimum_calls, failure_threshold,
-#       slow_threshold, half_open_calls, ttl_seconds
+#       slow_threshold, half_open_calls, ttl_seconds, now_ms (or "")
 # Returns the state after recording, or -1 when the outcome was stale and ignored.
 _RECORD = (
     _PROLOGUE
@@ -261,7 +266,7 @@ return st
 """
 )
 
-# ARGV: open_ms. Read-only. Returns {state, calls, failures, slows, remaining_ms}
+# ARGV: open_ms, now_ms (or ""). Read-only. Returns {state, calls, failures, slows, remaining_ms}
 # An open breaker whose period is over is reported as half-open (what the next call sees).
 _STATE = (
     _PROLOGUE
@@ -295,11 +300,17 @@ class CircuitBreaker:
         name: str,
         policy: BreakerPolicy,
         failure_exceptions: tuple[type[BaseException], ...],
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` (seconds) replaces Redis server ``TIME`` for the open period and
+        ``time.monotonic`` for how long a call took: a test's fake clock, never production
+        (every process must read the one shared clock)."""
         self.redis = redis
         self.name = name
         self.policy = policy
         self.failure_exceptions = failure_exceptions
+        self._clock = clock
+        self._elapsed_clock = clock or time.monotonic
         # one hash tag for both: the scripts touch both keys, which must share a slot
         # when the state Redis is a cluster
         self._keys = breaker_keys(name)
@@ -313,17 +324,17 @@ class CircuitBreaker:
         Raises :class:`BreakerOpen` when refused, without calling ``fn``.
         """
         permit = await self._try_acquire()
-        started = time.monotonic()
+        started = self._elapsed_clock()
         try:
             result = await fn()
         except self.failure_exceptions:
-            await self._try_record(permit, time.monotonic() - started, failed=True)
+            await self._try_record(permit, self._elapsed_clock() - started, failed=True)
             raise
         except Exception:
             # Not a partner failure (a decline, a validation error): the partner is healthy.
-            await self._try_record(permit, time.monotonic() - started, failed=False)
+            await self._try_record(permit, self._elapsed_clock() - started, failed=False)
             raise
-        await self._try_record(permit, time.monotonic() - started, failed=False)
+        await self._try_record(permit, self._elapsed_clock() - started, failed=False)
         return result
 
     async def ensure_closed(self) -> None:
@@ -336,7 +347,7 @@ class CircuitBreaker:
             raise BreakerOpen(self.name, current.retry_after)
 
     async def state(self) -> BreakerState:
-        raw = await self._state(keys=self._keys, args=[self.policy.open_ms])
+        raw = await self._state(keys=self._keys, args=[self.policy.open_ms, self._now()])
         st, calls, failures, slows, remaining_ms = (int(x) for x in raw)
         return BreakerState(
             name=self.name,
@@ -355,6 +366,10 @@ class CircuitBreaker:
             log.warning("breaker %s: state unavailable (%r); failing open", self.name, exc)
             return None
 
+    def _now(self) -> str:
+        """The scripts' last argument: our clock in ms, or "" for Redis server ``TIME``."""
+        return "" if self._clock is None else str(round(self._clock() * 1000))
+
     async def reset(self) -> None:
         """Forget everything: closed, empty window. For tests and staff."""
         await self.redis.delete(*self._keys)
@@ -364,7 +379,7 @@ class CircuitBreaker:
         try:
             raw: Any = await self._acquire(
                 keys=self._keys,
-                args=[self.policy.open_ms, self.policy.half_open_calls, TTL_SECONDS],
+                args=[self.policy.open_ms, self.policy.half_open_calls, TTL_SECONDS, self._now()],
             )
         except RedisError as exc:
             log.warning("breaker %s: cannot acquire (%r); failing open", self.name, exc)
@@ -398,6 +413,7 @@ class CircuitBreaker:
                     p.slow_call_rate_threshold,
                     p.half_open_calls,
                     TTL_SECONDS,
+                    self._now(),
                 ],
             )
         except RedisError as exc:

@@ -19,6 +19,7 @@ from app.platform.events import Event
 from app.platform.failures import BadPayload, Failure, classify
 from app.platform.outbox import claim
 from app.platform.settings import get_settings
+from app.platform.worker import WorkerContext
 
 Effect = Callable[[AsyncSession, Event], Awaitable[None]]
 T = TypeVar("T")
@@ -88,11 +89,11 @@ async def call_partner(
 
 
 async def run_job(
-    ctx: dict[str, Any],
+    ctx: WorkerContext,
     *,
     handler: str,
     queue: str,
-    task: Callable[[dict[str, Any], dict[str, Any]], Awaitable[Any]],
+    task: Callable[[Any, dict[str, Any]], Awaitable[Any]],
     raw: dict[str, Any],
     timeout: float,  # noqa: ASYNC109 (arq's per-function limit, applied inside)
 ) -> Any:
@@ -109,7 +110,7 @@ async def run_job(
     from app.platform import deadletters
 
     settings = ctx["settings"]
-    job_try: int = ctx.get("job_try", 1)
+    job_try = ctx.get("job_try", 1)
     claimed: set[tuple[str, uuid.UUID]] = set()
     token = _claimed.set(claimed)
     try:

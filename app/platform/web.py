@@ -20,7 +20,6 @@ from asyncpg.exceptions import (
     TooManyConnectionsError,
 )
 from litestar import MediaType, Request, Response
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
@@ -29,7 +28,6 @@ from litestar.utils.scope.state import ScopeState
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform import access, headers, i18n
 from app.platform.errors import DomainError, Forbidden, NotAuthenticated, Unavailable
@@ -45,29 +43,6 @@ SESSION_NAME = "name"
 
 
 # -- dependencies ---------------------------------------------------------------------
-
-
-async def provide_db(state: State) -> AsyncIterator[AsyncSession]:
-    """The request's session. Ending it rolls back what the handler left open; when
-    PostgreSQL went away meanwhile (a restart cut the connection), that rollback fails,
-    but the transaction died with its connection: nothing to undo, and the handler's own
-    answer (a 409 refusal, a page it read) stands instead of a 500 (issue 9)."""
-    session: AsyncSession = state.session_factory()
-    try:
-        yield session
-    finally:
-        try:
-            await session.close()
-        except Exception as exc:
-            if not database_unavailable(exc):
-                raise
-            log.warning("closing a session on a lost connection: %s", type(exc).__name__)
-            with contextlib.suppress(Exception):
-                await session.invalidate()  # the pool forgets the dead connection
-
-
-def provide_settings(state: State) -> Settings:
-    return state.settings  # type: ignore[no-any-return]
 
 
 def session_principal(request: Request[Any, Any, Any]) -> Principal | None:
@@ -212,13 +187,31 @@ def _json_error(exc: DomainError) -> Response[Any]:
     headers: dict[str, str] = {}
     errors = getattr(exc, "errors", None)
     if errors:
-        body["errors"] = [{"field": e.field, "message": str(e.message)} for e in errors]
+        body["errors"] = [{"field": api_name(e.field), "message": str(e.message)} for e in errors]
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     if isinstance(exc, NotAuthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     return Response(content=body, status_code=exc.status_code, headers=headers)
+
+
+#: fields the API takes in a header, named as the header
+HEADER_FIELDS = {"idempotency_key": "Idempotency-Key"}
+_SNAKE = re.compile(r"_([a-z0-9])")
+_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def api_name(field: str) -> str:
+    """A field as the JSON API spells it: services speak the domain's words
+    (``items[0].pizza_id``, ``card_number``), the API camelCase (``items[0].pizzaId``,
+    ``cardNumber``), and a header keeps its own name (``Idempotency-Key``)."""
+    return HEADER_FIELDS.get(field) or _SNAKE.sub(lambda m: m.group(1).upper(), field)
+
+
+def domain_name(key: str) -> str:
+    """An API body's camelCase key in the domain's words (``latencyMs`` → ``latency_ms``)."""
+    return _CAMEL.sub(lambda m: "_" + m.group(1).lower(), key)
 
 
 def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform.access import access
 from app.platform.errors import InvalidInput
 from app.platform.i18n import N_
+from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
@@ -44,7 +44,7 @@ class RefundApi(Controller):
         db: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
         caller: NamedDependency[Principal],
-        state: State,
+        breakers: NamedDependency[PartnerBreakers],
     ) -> RefundOut:
         """409 when the order cannot be refunded (saying why); 503 + ``Retry-After`` while
         the delivery partner's breaker is open."""
@@ -52,7 +52,7 @@ class RefundApi(Controller):
             db,
             settings,
             service.FileRefund(caller.user_id, data.order_id, data.reason_code, data.reason),
-            gate=state.breakers,
+            gate=breakers,
         )
         return RefundOut.of_refund(refund)
 
@@ -96,7 +96,6 @@ class RefundApi(Controller):
         refund_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         caller: NamedDependency[Principal],
-        state: State,
     ) -> RefundOut:
         """The customer withdraws the refund: the return is cancelled, no money moves."""
         refund = await service.withdraw(db, refund_id, caller.user_id)

@@ -11,17 +11,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit
 from app.platform.access import access
 from app.platform.errors import Conflict, InvalidInput, Unavailable
+from app.platform.forms import form_again
 from app.platform.i18n import N_, plain_amount, translate
-from app.platform.partners import refusal_message
+from app.platform.partners import PartnerBreakers, refusal_message
+from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.sse import channel_updates, sse
@@ -48,7 +49,8 @@ class RefundPages(Controller):
         customer: NamedDependency[Principal],
     ) -> Any:
         why_not = await service.eligibility(db, settings, order_id, customer.user_id)
-        return await _form_page(request, db, order_id, why_not, {}, {})
+        context = await _form_context(db, order_id, customer, why_not)
+        return page(request, "refund/form.html", form={}, errors={}, **context)
 
     @post("/orders/{order_id:uuid}/refund")
     async def file(
@@ -59,7 +61,7 @@ class RefundPages(Controller):
         db: NamedDependency[AsyncSession],
         settings: NamedDependency[Settings],
         customer: NamedDependency[Principal],
-        state: State,
+        breakers: NamedDependency[PartnerBreakers],
     ) -> Any:
         form = {
             "reason_code": str(data.get("reason_code", ""))[:40],
@@ -69,24 +71,13 @@ class RefundPages(Controller):
             customer.user_id, order_id, form["reason_code"], form["reason"]
         )
         try:
-            refund = await service.file_refund(db, settings, command, gate=state.breakers)
-        except InvalidInput as exc:
-            errors = {_field(e.field): e.message for e in exc.errors}
-            return await _form_page(request, db, order_id, None, form, errors, 422)
-        except Unavailable as exc:
-            errors = {"form": refusal_message(exc.retry_after, "refunds")}
-            return await _form_page(
-                request,
-                db,
-                order_id,
-                None,
-                form,
-                errors,
-                503,
-                {"Retry-After": str(exc.retry_after)},
-            )
-        except Conflict as exc:
-            return await _form_page(request, db, order_id, exc.detail, form, {}, 409)
+            refund = await service.file_refund(db, settings, command, gate=breakers)
+        except (InvalidInput, Unavailable) as exc:
+            context = await _form_context(db, order_id, customer, None)
+            return form_again(request, "refund/form.html", form, exc, busy=_refunds_busy, **context)
+        except Conflict as exc:  # no longer refundable: say why instead of the form
+            context = await _form_context(db, order_id, customer, exc.detail)
+            return form_again(request, "refund/form.html", form, {}, status_code=409, **context)
         return redirect(request, f"/refunds/{refund.id}")
 
     @get("/refunds/{refund_id:uuid}")
@@ -107,19 +98,21 @@ class RefundPages(Controller):
         refund_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
-        state: State,
+        session_factory: NamedDependency[async_sessionmaker[AsyncSession]],
+        broadcaster: NamedDependency[Broadcaster],
     ) -> ServerSentEvent:
-        """Every refund change also changes its order's view, so the order channel tells us."""
+        """The refund page's live part. It listens on the order's channel: every refund
+        change also changes its order's view, which is what the projector announces."""
         view = await status.refund_view(db, refund_id, customer.user_id)
         template = fragment(request, "refund/_refund_live.html")
 
         async def render(_: object) -> ServerSentEventMessage:
-            async with state.session_factory() as session:
+            async with session_factory() as session:
                 fresh = await status.refund_view(session, refund_id, customer.user_id)
             html = template.render(refund=fresh, live=True)
             return ServerSentEventMessage(data=html, event="refund", id=str(fresh.version))
 
-        return sse(channel_updates(state.broadcaster, status.order_channel(view.order_id)), render)
+        return sse(channel_updates(broadcaster, status.order_channel(view.order_id)), render)
 
     @post("/refunds/{refund_id:uuid}/cancel")
     async def withdraw(
@@ -128,7 +121,6 @@ class RefundPages(Controller):
         refund_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
-        state: State,
     ) -> Any:
         try:
             await service.withdraw(db, refund_id, customer.user_id)
@@ -140,33 +132,21 @@ class RefundPages(Controller):
         return redirect(request, f"/refunds/{refund_id}")
 
 
-async def _form_page(
-    request: Request[Any, Any, Any],
-    db: AsyncSession,
-    order_id: uuid.UUID,
-    why_not: str | None,
-    form: dict[str, str],
-    errors: dict[str, str],
-    status_code: int = 200,
-    headers: dict[str, str] | None = None,
-) -> Any:
-    principal_id = request.session.get("user_id")
-    view = await status.order_view(db, order_id, uuid.UUID(principal_id))
-    return page(
-        request,
-        "refund/form.html",
-        status_code=status_code,
-        headers=headers,
-        order=status.OrderDocument.of(view.doc),
-        reasons=await service.reasons(db),
-        why_not=why_not,
-        form=form,
-        errors=errors,
-    )
+async def _form_context(
+    db: AsyncSession, order_id: uuid.UUID, customer: Principal, why_not: str | None
+) -> dict[str, Any]:
+    """What the refund form shows besides the form: the order, the reasons to pick from,
+    and why the order cannot be refunded (``None`` when it can)."""
+    view = await status.order_view(db, order_id, customer.user_id)
+    return {
+        "order": status.OrderDocument.of(view.doc),
+        "reasons": await service.reasons(db),
+        "why_not": why_not,
+    }
 
 
-def _field(api_field: str) -> str:
-    return {"reasonCode": "reason_code"}.get(api_field, api_field)
+def _refunds_busy(retry_after: int) -> str:
+    return refusal_message(retry_after, "refunds")
 
 
 # -- staff lookup -------------------------------------------------------------------------
@@ -187,9 +167,9 @@ def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | 
         return None
 
 
-def lookup_filter(
-    settings: NamedDependency[Settings], params: dict[str, str | None]
-) -> status.RefundFilter:
+def lookup_filter(settings: Settings, params: dict[str, str | None]) -> status.RefundFilter:
+    """The lookup's and the export's filters from the query: each bound a day in the
+    shop's time zone, text without NUL bytes and cut to what the columns hold."""
     zone = ZoneInfo(settings.shop.timezone)
     return status.RefundFilter(
         reason_code=(params.get("reason") or "").replace("\x00", "")[:40] or None,
@@ -366,12 +346,6 @@ class ReasonAdminPages(Controller):
                 position=position,
             )
         except InvalidInput as exc:
-            return page(
-                request,
-                "refund/reasons.html",
-                status_code=422,
-                reasons=await service.reasons(db, include_inactive=True),
-                errors=exc.by_field(),
-                form=form,
-            )
+            reasons = await service.reasons(db, include_inactive=True)
+            return form_again(request, "refund/reasons.html", form, exc, reasons=reasons)
         return redirect(request, "/admin/reasons")

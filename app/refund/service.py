@@ -149,7 +149,7 @@ async def _validate(session: AsyncSession, command: FileRefund) -> RefundReason:
     reason = await session.get(RefundReason, code) if storable(code) else None
     errors = []
     if reason is None or not reason.active:
-        errors.append(FieldError("reasonCode", N_("Choose one of the listed reasons.")))
+        errors.append(FieldError("reason_code", N_("Choose one of the listed reasons.")))
     text = command.reason.strip()
     if len(text) > MAX_REASON_LENGTH:
         errors.append(

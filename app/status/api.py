@@ -6,13 +6,13 @@ import uuid
 
 import msgspec
 from litestar import Controller, get
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.access import access
+from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.sse import sse
@@ -61,16 +61,16 @@ class OrderStatusApi(Controller):
         order_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         caller: NamedDependency[Principal],
-        state: State,
+        settings: NamedDependency[Settings],
+        session_factory: NamedDependency[async_sessionmaker[AsyncSession]],
+        broadcaster: NamedDependency[Broadcaster],
     ) -> ServerSentEvent:
         """``text/event-stream``: event ``order`` with the whole view, id = view version."""
         await service.order_view(db, order_id, caller.user_id)  # 404 before streaming
 
         async def encode(view: service.OrderEntry) -> str:
-            async with state.session_factory() as session:
-                document = await service.order_document(
-                    session, view, state.settings.shop.stage_minutes
-                )
+            async with session_factory() as session:
+                document = await service.order_document(session, view, settings.shop.stage_minutes)
             return msgspec.json.encode(document).decode()
 
         async def render(view: service.OrderEntry) -> ServerSentEventMessage:
@@ -79,5 +79,5 @@ class OrderStatusApi(Controller):
             data = await API_FRAMES.get((view.order_id, view.version), lambda: encode(view))
             return ServerSentEventMessage(data=data, event="order", id=str(view.version))
 
-        updates = order_updates(state.session_factory, state.broadcaster, order_id, caller.user_id)
+        updates = order_updates(session_factory, broadcaster, order_id, caller.user_id)
         return sse(updates, render)

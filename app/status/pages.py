@@ -6,14 +6,15 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import ServerSentEvent, ServerSentEventMessage
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.access import access
+from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
+from app.platform.settings import Settings
 from app.platform.sse import sse
 from app.platform.web import fragment, page
 from app.status import service
@@ -42,9 +43,10 @@ class OrderPages(Controller):
         order_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
     ) -> Any:
         view = await service.order_view(db, order_id, customer.user_id)
-        minutes = request.app.state.settings.shop.stage_minutes
+        minutes = settings.shop.stage_minutes
         return page(
             request,
             "status/order.html",
@@ -59,6 +61,7 @@ class OrderPages(Controller):
         order_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
+        settings: NamedDependency[Settings],
         late: FromQuery[str] = "false",
     ) -> Any:
         """The live part of the order page again, asked for every minute while a delivery
@@ -66,7 +69,7 @@ class OrderPages(Controller):
         customer must be told when the order runs late. Screen readers hear it only when
         it turns late (``late`` is what the page showed), not every minute."""
         view = await service.order_view(db, order_id, customer.user_id)
-        minutes = request.app.state.settings.shop.stage_minutes
+        minutes = settings.shop.stage_minutes
         order = await service.order_document(db, view, minutes)
         window = order.estimated_delivery
         turned_late = window is not None and window.running_late and late != "true"
@@ -86,21 +89,19 @@ class OrderPages(Controller):
         order_id: FromPath[uuid.UUID],
         db: NamedDependency[AsyncSession],
         customer: NamedDependency[Principal],
-        state: State,
+        settings: NamedDependency[Settings],
+        session_factory: NamedDependency[async_sessionmaker[AsyncSession]],
+        broadcaster: NamedDependency[Broadcaster],
     ) -> ServerSentEvent:
         """HTML fragments for the htmx sse extension (``sse-swap="order"``)."""
         await service.order_view(db, order_id, customer.user_id)
         template = fragment(request, "status/_order_live.html")
 
         async def render(view: service.OrderEntry) -> ServerSentEventMessage:
-            async with state.session_factory() as session:
-                order = await service.order_document(
-                    session, view, state.settings.shop.stage_minutes
-                )
+            async with session_factory() as session:
+                order = await service.order_document(session, view, settings.shop.stage_minutes)
             html = template.render(order=order, version=view.version, live=True)
             return ServerSentEventMessage(data=html, event="order", id=str(view.version))
 
-        updates = order_updates(
-            state.session_factory, state.broadcaster, order_id, customer.user_id
-        )
+        updates = order_updates(session_factory, broadcaster, order_id, customer.user_id)
         return sse(updates, render)

@@ -10,12 +10,13 @@ from arq import Retry
 from app.platform.handlers import event_of, note_claimed, retry_delay
 from app.platform.outbox import claim
 from app.platform.pubsub import publisher
+from app.platform.worker import WorkerContext
 from app.status import projector
 
 PROJECT = "status.project"
 
 
-async def project(ctx: dict[str, Any], raw: dict[str, Any]) -> bool:
+async def project(ctx: WorkerContext, raw: dict[str, Any]) -> bool:
     """Apply the event and record it in the inbox in one transaction (a redelivered
     event finds its inbox row and does nothing; the view's versions would ignore it too)."""
     event = event_of(raw)

@@ -1,4 +1,5 @@
-"""Fixtures for tests that talk to the running shop."""
+"""Fixtures for tests that talk to the running shop, and (``pipe``, ``fresh``,
+``factory``) for those that run a pipeline of their own (``tests.support.pipeline``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import httpx
 import pytest
 
 from tests.support.api import staff_headers
+from tests.support.pipeline import factory, fresh, pipe  # noqa: F401 (fixtures)
 from tests.support.processes import Shop
 
 

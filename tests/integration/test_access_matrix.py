@@ -29,9 +29,14 @@ from typing import Any
 import httpx
 import pytest
 from litestar.routes import HTTPRoute
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from app.main import create_app
 from app.platform.access import RULES, rule_of
+from app.platform.outbox import InboxRow, OutboxRow
+from app.subscriptions import SUBSCRIPTIONS
 from tests.support.api import (
     PASSWORD,
     auth,
@@ -41,6 +46,7 @@ from tests.support.api import (
     paid_order,
     wait_for,
 )
+from tests.support.pipeline import eventually
 from tests.support.processes import Shop
 
 # -- the route table ----------------------------------------------------------------------
@@ -194,6 +200,8 @@ class World:
     callers: dict[str, Caller]
     ids: dict[str, str]  # A's things by name
     a: dict[str, str]  # A's API identity
+    shop: Shop
+    first_event: int  # the outbox's last event before the world was made
 
 
 async def _user_with_role(client: httpx.AsyncClient, shop: Shop, role: str) -> dict[str, str]:
@@ -233,6 +241,7 @@ async def _snapshot(client: httpx.AsyncClient, world: World) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 async def world(shop: Shop) -> AsyncIterator[World]:
+    first_event = await _last_event(shop)
     async with httpx.AsyncClient(base_url=shop.url, timeout=20) as client:
         staff, admin, a, b = await asyncio.gather(
             _user_with_role(client, shop, "staff"),
@@ -284,7 +293,7 @@ async def world(shop: Shop) -> AsyncIterator[World]:
             for p in (A, B, STAFF, ADMIN):
                 callers[p].bearer = auth(signed_in[p])
             callers[GARBAGE].bearer = {"Authorization": "Bearer not-a-token"}
-            yield World(callers, ids, a)
+            yield World(callers, ids, a, shop, first_event)
         finally:
             await asyncio.gather(*(browser.aclose() for browser in browsers.values()))
 
@@ -372,17 +381,62 @@ async def _run(caller: Caller, routes: tuple[Route, ...], world: World) -> list[
 
 async def test_the_access_matrix_holds_for_every_route_and_caller(world: World) -> None:
     routes = route_table()
-    async with httpx.AsyncClient(base_url=next(iter(world.callers.values())).browser.base_url) as c:
+    async with httpx.AsyncClient(base_url=world.shop.url) as c:
+        # a positive signal before each look: whatever this module's calls set off
+        # (events, then their handlers) has run to the end
+        await _all_handled(world)
         before = await _snapshot(c, world)
         found = await asyncio.gather(
             *(_run(caller, routes, world) for caller in world.callers.values())
         )
-        await asyncio.sleep(0.5)  # anything a wrongly allowed call set off has time to land
+        await _all_handled(world)
         after = await _snapshot(c, world)
     problems = sorted(p for per_caller in found for p in per_caller)
     if before != after:
         problems.append(f"A's things changed: before {before}, after {after}")
     assert not problems, f"{len(problems)} access matrix mismatches:\n" + "\n".join(problems)
+
+
+async def _last_event(shop: Shop) -> int:
+    engine = create_async_engine(shop.env["DATABASE_URL"], poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            last = await conn.scalar(select(func.coalesce(func.max(OutboxRow.seq), 0)))
+    finally:
+        await engine.dispose()
+    return int(last or 0)
+
+
+async def _all_handled(world: World) -> None:
+    """Wait until every event recorded since the world was made has an inbox row from
+    each of its subscribers (one that failed for good never writes it: the wait fails)."""
+
+    async def handled() -> bool:
+        engine = create_async_engine(world.shop.env["DATABASE_URL"], poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                events = (
+                    await conn.execute(
+                        select(OutboxRow.id, OutboxRow.type).where(
+                            OutboxRow.seq > world.first_event
+                        )
+                    )
+                ).all()
+                done = set(
+                    (
+                        await conn.execute(
+                            select(InboxRow.handler, InboxRow.event_id).where(
+                                InboxRow.event_id.in_([e.id for e in events])
+                            )
+                        )
+                    ).all()
+                )
+        finally:
+            await engine.dispose()
+        wanted = {(s.task, e.id) for e in events for s in SUBSCRIPTIONS.get(e.type, [])}
+        return wanted <= done
+
+    await eventually(handled, "every event handled by each of its subscribers", 60)
 
 
 def test_the_matrix_covers_the_routes_that_change_state_on_an_empty_request() -> None:

@@ -10,60 +10,25 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.coupon.models import Coupon
 from app.delivery import service as deliveries
 from app.delivery.models import Delivery, DeliveryStatus
 from app.payment.models import Payment
 from app.platform.outbox import InboxRow, OutboxRow
-from app.platform.settings import get_settings
 from app.subscriptions import SUBSCRIPTIONS
-from tests.support.inproc import as_in_the_web, place
-from tests.support.pipeline import Pipeline, eventually, pipeline
+from tests.support.inproc import place
+from tests.support.pipeline import Pipeline, eventually
 from workers import QUEUES
 
 Factory = async_sessionmaker[AsyncSession]
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def pipe(sandbox_url: str) -> Iterator[Pipeline]:
-    with pipeline(sandbox_url) as running:
-        yield running
-
-
-@pytest.fixture
-def fresh(pipe: Pipeline) -> Iterator[Pipeline]:
-    pipe.redis.restart()
-    yield pipe
-    pipe.stop_all()
-
-
-@pytest.fixture(scope="module")
-async def factory(pipe: Pipeline) -> AsyncIterator[Factory]:
-    """Orders are placed in this process (the web's use case, which tokenises the card at
-    the pipeline's sandbox provider); everything after that runs in the processes."""
-    saved = os.environ.get("PAYMENT_PROVIDER_URL")
-    os.environ["PAYMENT_PROVIDER_URL"] = pipe.sandbox_url
-    get_settings.cache_clear()
-    engine = create_async_engine(pipe.database_url, pool_size=4)
-    try:
-        yield as_in_the_web(async_sessionmaker(engine, expire_on_commit=False))
-    finally:
-        await engine.dispose()
-        if saved is None:
-            os.environ.pop("PAYMENT_PROVIDER_URL", None)
-        else:
-            os.environ["PAYMENT_PROVIDER_URL"] = saved
-        get_settings.cache_clear()
 
 
 async def _delivery(factory: Factory, order_id: uuid.UUID) -> Delivery | None:

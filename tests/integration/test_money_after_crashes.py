@@ -6,44 +6,23 @@ sandbox provider over HTTP."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ordering import service as ordering
 from app.ordering.models import Order
 from app.payment import tasks as payment_tasks
 from app.payment.models import Payment
 from app.payment.service import payment_for_order
-from tests.support.inproc import as_in_the_web, events_of, place
-from tests.support.pipeline import Pipeline, eventually, pipeline
+from tests.support.inproc import events_of, place
+from tests.support.pipeline import Pipeline, eventually
 
 Factory = async_sessionmaker[AsyncSession]
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture(scope="module")
-def pipe(sandbox_url: str) -> Iterator[Pipeline]:
-    with pipeline(sandbox_url) as running:
-        yield running
-
-
-@pytest.fixture
-def fresh(pipe: Pipeline) -> Iterator[Pipeline]:
-    pipe.redis.restart()
-    yield pipe
-    pipe.stop_all()
-
-
-@pytest.fixture(scope="module")
-async def factory(pipe: Pipeline) -> AsyncIterator[Factory]:
-    engine = create_async_engine(pipe.database_url, pool_size=2)
-    yield as_in_the_web(async_sessionmaker(engine, expire_on_commit=False))
-    await engine.dispose()
 
 
 async def _payment(factory: Factory, order_id: uuid.UUID) -> Payment:

@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.breakers import courier_breaker
 from app.delivery import reconcile
 from app.delivery import service as deliveries
 from app.delivery import tasks as delivery_tasks
@@ -32,6 +31,7 @@ from app.refund import service as refunds
 from tests.support import env
 from tests.support.inproc import delivered, events_of, place
 from tests.support.processes import spawn, stop
+from workers.context import courier_context
 
 Factory = async_sessionmaker[AsyncSession]
 #: nobody listens there: every webhook the partner sends is lost
@@ -46,12 +46,7 @@ async def courier_ctx(ctx: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     partners = dataclasses.replace(settings.partners, courier_silence_seconds=0.0)
     quiet = dataclasses.replace(settings, public_url=DEAD_SHOP, partners=partners)
     async with HttpCourierGateway.from_settings(settings) as gateway:
-        yield {
-            **ctx,
-            "settings": quiet,
-            "courier_gateway": gateway,
-            "courier_breaker": courier_breaker(ctx["redis"], settings),
-        }
+        yield {**courier_context(ctx, gateway), "settings": quiet}
 
 
 async def _job(session_factory: Factory, order_id: uuid.UUID, kind: str) -> Any:

@@ -7,16 +7,15 @@ as never made. Checked against the partner's own records (the sandbox over HTTP)
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.breakers import courier_breaker, payment_breaker
 from app.delivery import service as deliveries
 from app.delivery import tasks as delivery_tasks
 from app.delivery.gateway import HttpCourierGateway
@@ -26,8 +25,9 @@ from app.payment.provider import HttpPaymentProvider
 from app.platform.handlers import handle_once
 from app.platform.settings import get_settings
 from app.refund import service as refunds
-from tests.support.inproc import as_in_the_web, delivered, events_of, place
-from tests.support.pipeline import Pipeline, eventually, pipeline
+from tests.support.inproc import delivered, events_of, place
+from tests.support.pipeline import Pipeline, eventually
+from workers.context import courier_context, payment_context, worker_context
 
 Factory = async_sessionmaker[AsyncSession]
 pytestmark = pytest.mark.timeout(240)
@@ -38,11 +38,7 @@ async def courier_ctx(ctx: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """The delivery worker's ``ctx``: the real HTTP gateway to the sandbox partner."""
     settings = get_settings()
     async with HttpCourierGateway.from_settings(settings) as gateway:
-        yield {
-            **ctx,
-            "courier_gateway": gateway,
-            "courier_breaker": courier_breaker(ctx["redis"], settings),
-        }
+        yield {**courier_context(ctx, gateway)}
 
 
 async def _pickups(sandbox: httpx.AsyncClient, reference: str) -> list[dict[str, Any]]:
@@ -186,26 +182,6 @@ async def test_a_courier_booked_by_a_try_that_died_is_withdrawn_when_the_order_i
 # -- with real processes: the worker SIGKILLed while the partner's answer is on its way
 
 
-@pytest.fixture(scope="module")
-def pipe(sandbox_url: str) -> Iterator[Pipeline]:
-    with pipeline(sandbox_url) as running:
-        yield running
-
-
-@pytest.fixture
-def fresh(pipe: Pipeline) -> Iterator[Pipeline]:
-    pipe.redis.restart()
-    yield pipe
-    pipe.stop_all()
-
-
-@pytest.fixture(scope="module")
-async def factory(pipe: Pipeline) -> AsyncIterator[Factory]:
-    engine = create_async_engine(pipe.database_url, pool_size=2)
-    yield as_in_the_web(async_sessionmaker(engine, expire_on_commit=False))
-    await engine.dispose()
-
-
 async def test_a_return_pickup_booked_before_the_worker_was_killed_is_withdrawn(
     fresh: Pipeline, factory: Factory
 ) -> None:
@@ -216,14 +192,8 @@ async def test_a_return_pickup_booked_before_the_worker_was_killed_is_withdrawn(
     settings = get_settings()
     redis = Redis.from_url(fresh.redis.url)
     async with HttpPaymentProvider.from_settings(settings) as provider:
-        ctx = {
-            "session_factory": factory,
-            "payment_provider": provider,
-            "payment_breaker": payment_breaker(redis, settings),
-            "redis": redis,
-            "settings": settings,
-            "job_try": 1,
-        }
+        base = worker_context(settings, factory, redis=redis, state_redis=redis)
+        ctx = {**payment_context(base, provider), "job_try": 1}
         order_id, customer = await delivered(factory, ctx)
     await redis.aclose()
     delivery_id = await _delivery_id(factory, order_id)

@@ -5,45 +5,23 @@ worker's job retried within seconds."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.delivery.models import Delivery
 from app.platform.outbox import InboxRow, OutboxRow, PipelineAction
 from app.status.models import BoardCard
 from tests.support.api import staff_headers
-from tests.support.inproc import as_in_the_web, place
-from tests.support.pipeline import Pipeline, beats, eventually, payment_status, pipeline
+from tests.support.inproc import place
+from tests.support.pipeline import Pipeline, beats, eventually, payment_status
 from tests.support.processes import free_port, wait_http
 
 Factory = async_sessionmaker[AsyncSession]
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def pipe(sandbox_url: str) -> Iterator[Pipeline]:
-    with pipeline(sandbox_url) as running:
-        yield running
-
-
-@pytest.fixture
-def fresh(pipe: Pipeline) -> Iterator[Pipeline]:
-    """Each test starts with an empty Redis and no processes, and stops what it started."""
-    pipe.redis.restart()
-    yield pipe
-    pipe.stop_all()
-
-
-@pytest.fixture(scope="module")
-async def factory(pipe: Pipeline) -> AsyncIterator[Factory]:
-    engine = create_async_engine(pipe.database_url, pool_size=2)
-    yield as_in_the_web(async_sessionmaker(engine, expire_on_commit=False))
-    await engine.dispose()
 
 
 async def _published(factory: Factory, order_id: uuid.UUID) -> OutboxRow | None:

@@ -111,7 +111,7 @@ async def test_bad_input_names_every_field_and_writes_nothing(session_factory: F
         with pytest.raises(InvalidInput) as raised:
             await ordering.place_order(session, get_settings(), command)
         fields = set(raised.value.by_field())
-        assert fields == {"items[0].pizzaId", "items[1].qty", "address", "cardNumber"}
+        assert fields == {"items[0].pizza_id", "items[1].qty", "address", "card_number"}
         count = await session.scalar(
             select(func.count()).select_from(Order).where(Order.customer_id == customer)
         )

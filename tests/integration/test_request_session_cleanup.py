@@ -2,7 +2,7 @@
 (issue 9, found by the chaos suite: a staff move answered 500 in the combined run).
 
 A handler that read inside a transaction and then refused the request (409, 404, ...)
-leaves its session to ``provide_db``, which rolls the transaction back. When the
+leaves its session to ``deps.provide_db``, which rolls the transaction back. When the
 connection died in between (PostgreSQL stopped: every backend terminated), that rollback
 raised a second error; Litestar gathered it into an ``ExceptionGroup`` that no handler
 knew: 500. The transaction died with its connection, so the handler's own answer stands.
@@ -18,7 +18,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from app.platform import web
+from app.platform import deps, web
 from app.platform.db import asyncpg_dsn, create_session_factory
 from app.platform.errors import Conflict, DomainError
 from app.platform.i18n import N_
@@ -63,7 +63,7 @@ def _app(database_url: str) -> Litestar:
 
     return Litestar(
         route_handlers=[refused, read, again],
-        dependencies={"db": Provide(web.provide_db)},
+        dependencies={"db": Provide(deps.provide_db)},
         state=State({"settings": get_settings()}),
         on_startup=[start],
         on_shutdown=[stop],

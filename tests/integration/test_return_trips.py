@@ -11,7 +11,6 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.breakers import courier_breaker
 from app.delivery import service as deliveries
 from app.delivery import tasks as delivery_tasks
 from app.delivery.gateway import HttpCourierGateway
@@ -22,6 +21,7 @@ from app.refund import service as refunds
 from app.refund import tasks as refund_tasks
 from app.refund.models import Refund, RefundStatus
 from tests.support.inproc import delivered, events_of
+from workers.context import courier_context
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -31,11 +31,7 @@ async def courier_ctx(ctx: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """The delivery worker's ``ctx``: the real HTTP gateway to the sandbox partner."""
     settings = get_settings()
     async with HttpCourierGateway.from_settings(settings) as gateway:
-        yield {
-            **ctx,
-            "courier_gateway": gateway,
-            "courier_breaker": courier_breaker(ctx["redis"], settings),
-        }
+        yield {**courier_context(ctx, gateway)}
 
 
 async def _file(session_factory: Factory, order_id: uuid.UUID, customer: uuid.UUID) -> uuid.UUID:

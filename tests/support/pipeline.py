@@ -10,16 +10,19 @@ import os
 import signal
 import subprocess
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from app.payment.models import Payment
 from app.platform.outbox import ProcessBeat
+from app.platform.settings import get_settings
 from tests.support import env
+from tests.support.inproc import as_in_the_web
 from tests.support.processes import spawn, stop
 from tests.support.redis_server import RedisServer
 
@@ -79,6 +82,46 @@ def pipeline(sandbox_url: str, **extra_env: str) -> Iterator[Pipeline]:
         running.stop_all()
         server.close()
         env.drop_database(name)
+
+
+# -- fixtures: a test module that runs the pipeline imports them by name ------------------
+
+Factory = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture(scope="module")
+def pipe(sandbox_url: str) -> Iterator[Pipeline]:
+    """The module's own pipeline (database, redis-server; processes started by tests)."""
+    with pipeline(sandbox_url) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh(pipe: Pipeline) -> Iterator[Pipeline]:
+    """Each test starts with an empty Redis and no processes, and stops what it started."""
+    pipe.redis.restart()
+    yield pipe
+    pipe.stop_all()
+
+
+@pytest.fixture(scope="module")
+async def factory(pipe: Pipeline) -> AsyncIterator[Factory]:
+    """Sessions on the pipeline's database, committing as the web does. Orders are placed
+    in this process (the web's use case, which tokenises the card at the pipeline's
+    sandbox provider); everything after that runs in the processes."""
+    saved = os.environ.get("PAYMENT_PROVIDER_URL")
+    os.environ["PAYMENT_PROVIDER_URL"] = pipe.sandbox_url
+    get_settings.cache_clear()
+    engine = create_async_engine(pipe.database_url, pool_size=4)
+    try:
+        yield as_in_the_web(async_sessionmaker(engine, expire_on_commit=False))
+    finally:
+        await engine.dispose()
+        if saved is None:
+            os.environ.pop("PAYMENT_PROVIDER_URL", None)
+        else:
+            os.environ["PAYMENT_PROVIDER_URL"] = saved
+        get_settings.cache_clear()
 
 
 async def eventually(

@@ -28,10 +28,11 @@ def settings_with(**security: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings | None = None) -> AsyncIterator[Litestar]:
-    """``create_app`` with its lifespan held by a task of its own (a fixture's setup and
-    teardown run in different tasks, which anyio's task groups refuse)."""
-    app = create_app(settings or get_settings())
+async def running(settings: Settings | None = None, **options: Any) -> AsyncIterator[Litestar]:
+    """``create_app`` (with ``options``, such as a test's ``clock``) with its lifespan held
+    by a task of its own (a fixture's setup and teardown run in different tasks, which
+    anyio's task groups refuse)."""
+    app = create_app(settings or get_settings(), **options)
     started, stop = asyncio.Event(), asyncio.Event()
 
     async def hold() -> None:

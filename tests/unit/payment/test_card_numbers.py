@@ -38,4 +38,4 @@ def test_bad_numbers_name_the_card_field(raw: str, words: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         normalize_card_number(raw)
     [error] = caught.value.errors
-    assert error.field == "cardNumber" and words in error.message
+    assert error.field == "card_number" and words in error.message

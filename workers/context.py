@@ -1,0 +1,49 @@
+"""Building the ``ctx`` every job gets (``app.platform.worker.WorkerContext``), in one
+place: the workers' start-up (``workers.base``, ``workers.payment``, ``workers.delivery``)
+and the tests that call handlers in-process use these same functions."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.breakers import courier_breaker, payment_breaker
+from app.delivery.gateway import CourierGateway
+from app.delivery.tasks import CourierContext
+from app.payment.provider import PaymentProvider
+from app.payment.tasks import PaymentContext
+from app.platform.settings import Settings
+from app.platform.worker import WorkerContext
+
+
+def worker_context(
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+    redis: Redis,
+    state_redis: Redis,
+) -> WorkerContext:
+    """What every handler may use."""
+    return WorkerContext(
+        settings=settings,
+        session_factory=session_factory,
+        redis=redis,
+        state_redis=state_redis,
+    )
+
+
+def payment_context(ctx: WorkerContext, provider: PaymentProvider) -> PaymentContext:
+    """``ctx`` plus the payment provider and its breaker (state in ``state_redis``)."""
+    return PaymentContext(
+        **ctx,
+        payment_provider=provider,
+        payment_breaker=payment_breaker(ctx["state_redis"], ctx["settings"]),
+    )
+
+
+def courier_context(ctx: WorkerContext, gateway: CourierGateway) -> CourierContext:
+    """``ctx`` plus the delivery partner's gateway and its breaker."""
+    return CourierContext(
+        **ctx,
+        courier_gateway=gateway,
+        courier_breaker=courier_breaker(ctx["state_redis"], ctx["settings"]),
+    )

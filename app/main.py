@@ -54,6 +54,7 @@ from app.platform.db import create_engine, create_session_factory
 from app.platform.errors import DomainError
 from app.platform.headers import security_headers_hook
 from app.platform.i18n import LocaleMiddleware, Msg
+from app.platform.loop import freeze_startup_heap
 from app.platform.pubsub import Broadcaster
 from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis, create_state_redis
@@ -122,6 +123,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         app.state.broadcaster = Broadcaster(app.state.redis)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()
+        freeze_startup_heap()
         unregister = lifecycle.on_stop_accepting(app.state.broadcaster.close_streams)
         try:
             yield

@@ -387,6 +387,20 @@ def bench_command() -> click.Group:
         help="Live-update viewers of one order (0: no SSE run).",
     )
     @click.option(
+        "--sse-clients",
+        default=0,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Customers each watching its own order on one web process (0: no such run).",
+    )
+    @click.option(
+        "--sse-rate",
+        default=50.0,
+        show_default=True,
+        type=click.FloatRange(0.1),
+        help="Order events per second while --sse-clients watch.",
+    )
+    @click.option(
         "--database-url",
         default=_default_database_url,
         help="The shop's database, with --url [default: $DATABASE_URL].",
@@ -405,6 +419,8 @@ def bench_command() -> click.Group:
         lone: int,
         idle: float,
         sse_viewers: int,
+        sse_clients: int,
+        sse_rate: float,
         database_url: str | None,
         json_path: str | None,
     ) -> None:
@@ -414,6 +430,11 @@ def bench_command() -> click.Group:
         from devtools.bench_shop import running_shop, started_shop
 
         options = Options(concurrency, duration, warmup, lone, idle, sse_viewers)
+        options.sse_clients, options.sse_rate = sse_clients, sse_rate
+        if sse_clients:
+            from devtools.bench_sse import raise_fd_limit
+
+            raise_fd_limit(sse_clients * 2 + 256)  # the shop started below inherits it
         if url:
             report = asyncio.run(run(running_shop(url.rstrip("/"), database_url), options))
         else:

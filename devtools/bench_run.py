@@ -68,6 +68,9 @@ class Options:
     idle: float = 3.0
     sse_viewers: int = 0
     drain_timeout: float = 180.0
+    #: customers each watching its own order on one web process, and order events per s
+    sse_clients: int = 0
+    sse_rate: float = 50.0
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Report:
     cpu_gross_ms: dict[str, float] = field(default_factory=dict)
     cpu_per_order_ms: dict[str, float] = field(default_factory=dict)
     sse: dict[str, Any] = field(default_factory=dict)
+    sse_orders: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         def result(r: Result | None) -> dict[str, Any] | None:
@@ -109,6 +113,7 @@ class Report:
             "cpu_ms_per_order": _rounded(self.cpu_per_order_ms),
             "cpu_ms_per_order_total": round(sum(self.cpu_per_order_ms.values()), 2),
             "sse": self.sse,
+            "sse_orders": self.sse_orders,
         }
 
 
@@ -407,6 +412,17 @@ async def run(shop: Shop, options: Options) -> Report:
 
                 click.echo(f"sse: {options.sse_viewers} viewers …", err=True)
                 report.sse = await sse_phase(client, customer, body, pool, tree, options)
+            if options.sse_clients:
+                from devtools.bench_sse import sse_orders_phase
+
+                click.echo(
+                    f"sse: {options.sse_clients} customers watching their own orders, "
+                    f"{options.sse_rate:g} order events/s …",
+                    err=True,
+                )
+                report.sse_orders = await sse_orders_phase(
+                    client, customer, body, pool, tree, shop, options.sse_clients, options.sse_rate
+                )
     finally:
         await pool.close()
     click.echo(f"raw: {options.concurrency} clients, {options.duration:g} s …", err=True)
@@ -486,7 +502,39 @@ def table(report: Report, options: Options) -> str:
     if sse := report.sse:
         lines += ["", "live updates (SSE)"]
         lines += [f"  {k}: {v}" for k, v in sse.items()]
+    if many := report.sse_orders:
+        lines += ["", *sse_orders_lines(many)]
     return "\n".join(lines)
+
+
+def sse_orders_lines(s: dict[str, Any]) -> list[str]:
+    """The many-orders SSE run as a few readable lines."""
+    if "error" in s:
+        return [f"live updates, many orders: not measured ({s['error']})"]
+    return [
+        f"live updates: {s['clients']} customers each watching its own order, one web process "
+        f"({s['streams_open']} streams open, failed {s['streams_failed'] or 0}, "
+        f"all open in {s['connect_all_s']} s)",
+        f"  memory per idle stream  {s['kb_per_idle_stream']} KB (web RSS {s['web_rss_mb']} MB)"
+        "   (target: <= 40 KB)",
+        f"  order events            {s['events']} at {s['events_per_s_done']}/s "
+        f"(asked {s['events_per_s_asked']:g}/s; skipped {s['events_skipped']}, "
+        f"errors {s['event_errors'] or 0})",
+        f"  commit -> frame         p50 {s['commit_to_frame_p50_ms']} ms   "
+        f"p90 {s['commit_to_frame_p90_ms']} ms   p99 {s['commit_to_frame_p99_ms']} ms   "
+        f"max {s['commit_to_frame_max_ms']} ms   missing {s['frames_missing']}"
+        "   (target: p99 <= 100 ms)",
+        f"    commit -> notified    p50 {s['commit_to_notified_p50_ms']} ms   "
+        f"p99 {s['commit_to_notified_p99_ms']} ms   (the event source publishing)",
+        f"    notified -> frame     p50 {s['notified_to_frame_p50_ms']} ms   "
+        f"p99 {s['notified_to_frame_p99_ms']} ms   (the web: read, render, write)",
+        f"  web CPU                 {s['web_cpu_percent']} % of a core, "
+        f"{s['web_cpu_ms_per_event']} ms per event; runnable but waiting for a CPU "
+        f"{s['web_waiting_for_cpu_percent']} % of the time",
+        f"  bench client, same cores  streams {s['reader_cpu_percent']} % (own process, loop "
+        f"lag p99 {s['reader_loop_lag_p99_ms']} ms, max {s['reader_loop_lag_max_ms']} ms), "
+        f"event driver {s['driver_cpu_percent']} %; load average {s['load_avg_1m']}",
+    ]
 
 
 def write_json(report: Report, path: str) -> None:

@@ -44,6 +44,8 @@ class Shop:
     #: ``pizzeria up``'s pid: the root of the process tree whose CPU is measured
     up_pid: int | None
     started_here: bool = False
+    #: its data folder (the secrets ``up`` made live there)
+    data_dir: Path | None = None
 
 
 def _env_for_shop(data_dir: Path) -> dict[str, str]:
@@ -82,6 +84,7 @@ def started_shop(extra_env: dict[str, str] | None = None) -> Iterator[Shop]:
             redis_url=valkey_url(data_dir),
             up_pid=process.pid,
             started_here=True,
+            data_dir=data_dir,
         )
         yield shop
     finally:
@@ -118,6 +121,7 @@ def running_shop(url: str, database_url: str | None) -> Shop:
         database_url=database_url or postgres_url(data_dir / "postgres"),
         redis_url=os.environ.get("REDIS_URL") or valkey_url(data_dir),
         up_pid=up_pid,
+        data_dir=data_dir,
     )
 
 

@@ -35,8 +35,9 @@ RECONNECTING = Reconnect()
 async def next_update(queue: asyncio.Queue[str], keep_alive: float) -> bool | Reconnect | None:
     """Wait for a burst of notifications: True, None on keep-alive, RECONNECTING when the
     process stops accepting (which wins over anything else in the burst)."""
-    try:
-        first = await asyncio.wait_for(queue.get(), timeout=keep_alive)
+    try:  # a timeout scope, not wait_for: no extra task per wait for each of many streams
+        async with asyncio.timeout(keep_alive):
+            first = await queue.get()
     except TimeoutError:
         return None
     seen = [first]
@@ -81,6 +82,7 @@ def sse(
                     return
                 else:
                     yield await render(update)
+                update = None  # an idle stream holds no view (see order_updates)
         finally:
             metrics.SSE_CONNECTIONS.dec()
 

@@ -89,9 +89,13 @@ class RenderMemo(Generic[K, V]):
     def __init__(self, ttl: float = 1.0, size: int = 1024) -> None:
         self.ttl, self.size = ttl, size
         self._made: dict[K, tuple[float, asyncio.Task[V]]] = {}
+        self._pruned = time.monotonic()
 
     async def get(self, key: K, make: Callable[[], Awaitable[V]]) -> V:
         now = time.monotonic()
+        if now - self._pruned > self.ttl:  # what expired goes, at most once per ttl
+            self._made = {k: v for k, v in self._made.items() if now - v[0] <= self.ttl}
+            self._pruned = now
         found = self._made.get(key)
         if found is None or now - found[0] > self.ttl or found[1].cancelled():
             if len(self._made) >= self.size:
@@ -120,11 +124,16 @@ async def order_updates(
     async with broadcaster.listen(order_channel(order_id)) as queue:
         sent = 0
         async with session_factory() as session:
-            view = await service.order_view(session, order_id, customer_id)
+            view: service.OrderEntry | None = await service.order_view(
+                session, order_id, customer_id
+            )
         while True:
-            if view.version > sent:
+            if view is not None and view.version > sent:
                 sent = view.version
                 yield view
+            # an idle stream keeps only the version it sent, not the view's document:
+            # with thousands of streams that is most of their memory
+            view = None
             update = await next_update(queue, keep_alive)
             if update is None or update is RECONNECTING:
                 yield update

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.coupon.events import CouponChanged
-from app.platform.aggregate import Aggregate
+from app.platform.aggregate import Aggregate, status_column
 from app.platform.db import Base, utcnow
 from app.platform.statemachine import StateMachine
 
@@ -47,6 +47,8 @@ class Coupon(Aggregate[CouponStatus, CouponChanged], Base):
     )
 
     MACHINE = COUPON_MACHINE
+
+    status: Mapped[CouponStatus] = status_column(CouponStatus)
 
     code: Mapped[str] = mapped_column(String(20), unique=True)
     order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)

@@ -79,7 +79,7 @@ async def _issue(
             code=new_code(),
             order_id=order_id,
             customer_id=customer_id,
-            status=CouponStatus.issued.value,
+            status=CouponStatus.issued,
             discount=settings.shop.coupon_discount,
             currency=settings.shop.currency,
             version=1,

@@ -33,7 +33,8 @@ class DeliveryApi(Controller):
     ) -> list[DeliveryView]:
         if status is not None and status not in DeliveryStatus.__members__:
             raise InvalidInput.single("status", N_("Unknown status %(status)r.", status=status))
-        return [DeliveryView.of(d) for d in await service.list_deliveries(db, status)]
+        wanted = DeliveryStatus(status) if status is not None else None
+        return [DeliveryView.of(d) for d in await service.list_deliveries(db, wanted)]
 
     @get("/{delivery_id:uuid}")
     async def get_delivery(

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.delivery.events import DeliveryChanged, DeliveryItem, Stage
-from app.platform.aggregate import Aggregate
+from app.platform.aggregate import Aggregate, status_column
 from app.platform.db import Base, utcnow
 from app.platform.errors import IllegalTransition
 from app.platform.i18n import N_
@@ -98,9 +98,13 @@ class Delivery(Aggregate[DeliveryStatus, DeliveryChanged], Base):
 
     MACHINE = DELIVERY_MACHINE
 
+    status: Mapped[DeliveryStatus] = status_column(DeliveryStatus)
+
     order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
     customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    courier_status: Mapped[str] = mapped_column(String(20), default=CourierStatus.unassigned.value)
+    courier_status: Mapped[CourierStatus] = status_column(
+        CourierStatus, default=CourierStatus.unassigned
+    )
     partner_ref: Mapped[str | None] = mapped_column(String(100))
     rider: Mapped[str | None] = mapped_column(String(100))
     address: Mapped[str] = mapped_column(String(300))
@@ -159,7 +163,7 @@ class Delivery(Aggregate[DeliveryStatus, DeliveryChanged], Base):
     def undo_move(self) -> DeliveryStatus:
         """Back to the stage before the last kitchen move (through the machine); the stage
         leaves the history, as if the move had never been made."""
-        current = DeliveryStatus(self.status)
+        current = self.status
         target = UNDO.get(current)
         if target is None:
             raise IllegalTransition(
@@ -176,14 +180,12 @@ class Delivery(Aggregate[DeliveryStatus, DeliveryChanged], Base):
         return target
 
     def courier_to(self, target: CourierStatus) -> None:
-        self.courier_status = COURIER_MACHINE.check(
-            CourierStatus(self.courier_status), target
-        ).value
+        self.courier_status = COURIER_MACHINE.check(CourierStatus(self.courier_status), target)
         self.changed()
 
     @property
     def next_stage(self) -> DeliveryStatus | None:
-        return FORWARD.get(DeliveryStatus(self.status))
+        return FORWARD.get(self.status)
 
 
 class ReturnPickupState(StrEnum):

@@ -71,8 +71,8 @@ async def create_for_paid_order(session: AsyncSession, event: Event) -> None:
             id=uuid.uuid4(),
             order_id=paid.order_id,
             customer_id=paid.customer_id,
-            status=DeliveryStatus.queued.value,
-            courier_status=CourierStatus.unassigned.value,
+            status=DeliveryStatus.queued,
+            courier_status=CourierStatus.unassigned,
             address=paid.address,
             items=msgspec.to_builtins(paid.items),
             paid_at=event.occurred_at,
@@ -122,7 +122,7 @@ async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Deliv
     when there is none to take back, or it is too late."""
     delivery = await _locked(session, delivery_id)
     history = delivery.history or []
-    current = DeliveryStatus(delivery.status)
+    current = delivery.status
     if current not in UNDO or not history or history[-1]["status"] != current.value:
         raise Conflict(N_("There is no kitchen move to undo on this delivery."))
     moved_at = datetime.fromisoformat(history[-1]["at"])
@@ -164,8 +164,8 @@ async def cancel_for_order(
                 id=uuid.uuid4(),
                 order_id=order_id,
                 customer_id=customer_id,
-                status=DeliveryStatus.cancelled.value,
-                courier_status=CourierStatus.withdrawn.value,
+                status=DeliveryStatus.cancelled,
+                courier_status=CourierStatus.withdrawn,
                 address="",
                 items=[],
                 version=1,
@@ -250,9 +250,11 @@ async def view(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryView:
     return DeliveryView.of(current)
 
 
-async def list_deliveries(session: AsyncSession, status: str | None = None) -> list[Delivery]:
+async def list_deliveries(
+    session: AsyncSession, status: DeliveryStatus | None = None
+) -> list[Delivery]:
     query = select(Delivery).order_by(Delivery.paid_at.asc().nulls_last()).limit(500)
-    if status:
+    if status is not None:
         query = query.where(Delivery.status == status)
     return list(await session.scalars(query))
 
@@ -304,7 +306,7 @@ async def apply_partner_event(
         ensure_reference(reference, partner_reference(delivery.id))
     if delivery.status == DeliveryStatus.cancelled:
         return
-    status = DeliveryStatus(delivery.status)
+    status = delivery.status
     if eta is not None and kind in (RIDER_ASSIGNED, PICKED_UP):
         delivery.partner_eta = eta  # travels with the next event this change emits
     if kind == RIDER_ASSIGNED and delivery.courier_status == CourierStatus.requested:

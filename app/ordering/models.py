@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.ordering.events import OrderChanged
-from app.platform.aggregate import Aggregate
+from app.platform.aggregate import Aggregate, status_column
 from app.platform.db import Base, utcnow
 from app.platform.statemachine import StateMachine
 
@@ -50,6 +50,8 @@ class Order(Aggregate[OrderStatus, OrderChanged], Base):
     )
 
     MACHINE = ORDER_MACHINE
+
+    status: Mapped[OrderStatus] = status_column(OrderStatus)
 
     customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     total_amount: Mapped[int] = mapped_column(Integer)

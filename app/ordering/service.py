@@ -208,7 +208,7 @@ async def _place(
         .values(
             id=order_id,
             customer_id=command.customer_id,
-            status=OrderStatus.placed.value,
+            status=OrderStatus.placed,
             total_amount=subtotal,
             coupon_code=coupon_code,
             currency=currency,

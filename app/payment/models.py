@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.payment.events import PaymentChanged
-from app.platform.aggregate import Aggregate
+from app.platform.aggregate import Aggregate, status_column
 from app.platform.db import Base, utcnow
 from app.platform.statemachine import StateMachine
 
@@ -42,6 +42,8 @@ class Payment(Aggregate[PaymentStatus, PaymentChanged], Base):
     __table_args__ = {"schema": "payment"}
 
     MACHINE = PAYMENT_MACHINE
+
+    status: Mapped[PaymentStatus] = status_column(PaymentStatus)
 
     order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
     amount: Mapped[int] = mapped_column(Integer)

@@ -107,7 +107,7 @@ async def open_payment(
             order_id=order_id,
             amount=amount,
             currency=currency,
-            status=PaymentStatus.pending.value,
+            status=PaymentStatus.pending,
             card_last4=card.last4,
             card_brand=card.brand,
             payment_method=card.id,

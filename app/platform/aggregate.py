@@ -21,10 +21,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import DateTime, Enum, Integer
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, MappedColumn, mapped_column
 
 from app.platform.db import utcnow
 from app.platform.events import DomainEvent, Event
@@ -36,6 +36,27 @@ E = TypeVar("E", bound=DomainEvent)
 
 #: where an aggregate keeps the events it has not recorded yet (not a column)
 _PENDING = "_pending_events"
+
+
+def status_column(enum: type[S], **kwargs: Any) -> MappedColumn[S]:
+    """A status column typed with its enum, stored as the member's value in a
+    VARCHAR(20): a loaded row gives the member, and a value the enum does not know is
+    refused when it is bound (``LookupError``), before the database sees it.
+
+    No PostgreSQL enum type and no constraint of SQLAlchemy's: the migrations own the
+    schema (their CHECK constraints hold each column to its values), so adding a state
+    stays a migration that widens a CHECK, not an ``ALTER TYPE``."""
+    return mapped_column(
+        Enum(
+            enum,
+            native_enum=False,
+            create_constraint=False,
+            length=20,
+            values_callable=lambda members: [member.value for member in members],
+            validate_strings=True,
+        ),
+        **kwargs,
+    )
 
 
 class Aggregate(Generic[S, E]):
@@ -50,8 +71,9 @@ class Aggregate(Generic[S, E]):
     MACHINE: ClassVar[StateMachine[Any]]
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    #: one of ``S``'s values (a CHECK constraint holds the column to them)
-    status: Mapped[str] = mapped_column(String(20))
+    #: a member of ``S``; each subclass maps it with ``status_column(S)``, since the
+    #: column's type needs the concrete enum (a subclass that forgets fails at import)
+    status: Mapped[S]
     #: grows by one per change: the read side keeps the newest snapshot by it
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -71,8 +93,10 @@ class Aggregate(Generic[S, E]):
         """The only way the status changes: through the machine (``IllegalTransition``,
         409, when the move is not allowed), counted as a change. Returns the status it
         left."""
+        machine: StateMachine[S] = self.MACHINE
+        # the member even when ``status`` was set from a string and not reloaded since
         current = type(target)(self.status)
-        self.status = self.MACHINE.check(current, target).value
+        self.status = machine.check(current, target)
         self.changed()
         return current
 

@@ -11,7 +11,7 @@ from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.platform.aggregate import Aggregate
+from app.platform.aggregate import Aggregate, status_column
 from app.platform.db import Base, utcnow
 from app.platform.statemachine import StateMachine
 from app.refund.events import RefundChanged
@@ -59,6 +59,8 @@ class Refund(Aggregate[RefundStatus, RefundChanged], Base):
     )
 
     MACHINE = REFUND_MACHINE
+
+    status: Mapped[RefundStatus] = status_column(RefundStatus)
 
     order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))

@@ -200,7 +200,7 @@ async def file_refund(
         id=uuid.uuid4(),
         order_id=facts.id,
         customer_id=facts.customer_id,
-        status=RefundStatus.requested.value,
+        status=RefundStatus.requested,
         reason_code=command.reason_code,
         reason=command.reason.strip(),
         amount=facts.total_amount,

@@ -10,13 +10,13 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.coupon.models import CouponStatus
 from app.delivery.models import CourierStatus, DeliveryStatus, ReturnPickupState
-from app.ordering.models import MAX_QTY, OrderStatus
+from app.ordering.models import MAX_QTY, Order, OrderStatus
 from app.payment.models import PaymentStatus
 from app.refund.models import RefundStatus
 from tests.support.inproc import place
@@ -77,3 +77,38 @@ async def test_a_row_the_state_machine_would_never_write_is_refused(
     async with session_factory() as session:
         with pytest.raises(IntegrityError, match="violates check constraint"):
             await session.execute(text(change), {"id": order_id})
+
+
+async def test_a_loaded_status_is_its_enum_member_and_a_stranger_never_reaches_the_database(
+    session_factory: Factory,
+) -> None:
+    """The model types the column with its enum: a row comes back as the member (so ``is``
+    and the machine work on it directly), and a string the enum does not know is refused
+    while the UPDATE is built; the CHECK above is the guard for writers that bypass the
+    models, not the first line."""
+    order_id = await place(session_factory)
+    async with session_factory() as session:
+        order = await session.get(Order, order_id)
+        assert order is not None
+        assert order.status is OrderStatus.placed
+        selected = await session.scalar(select(Order.status).where(Order.id == order_id))
+        assert selected is OrderStatus.placed
+
+        sent: list[str] = []
+
+        def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            sent.append(statement)
+
+        engine = session.get_bind()  # the sync engine under the async one
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            order.status = "lost"  # type: ignore[assignment]
+            with pytest.raises(StatementError) as refused:
+                await session.flush()
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        assert isinstance(refused.value.orig, LookupError)
+        assert not [s for s in sent if s.lstrip().upper().startswith("UPDATE")]
+    async with session_factory() as session:
+        again = await session.get(Order, order_id)
+        assert again is not None and again.status is OrderStatus.placed

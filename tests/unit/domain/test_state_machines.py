@@ -116,7 +116,7 @@ def test_machine_allows_exactly_the_designed_moves(name: str, current: Any, targ
 
 
 def test_order_move_bumps_version_and_refuses_illegal_moves() -> None:
-    order = Order(id=uuid.uuid4(), status=OrderStatus.placed.value, version=1)
+    order = Order(id=uuid.uuid4(), status=OrderStatus.placed, version=1)
     order.move_to(OrderStatus.paid)
     assert (order.status, order.version) == ("paid", 2)
     with pytest.raises(IllegalTransition):
@@ -128,14 +128,14 @@ def test_a_payment_holds_no_card_number_only_a_token() -> None:
     columns = set(Payment.__table__.columns.keys())
     assert "card_number" not in columns
     assert {"payment_method", "card_brand", "card_last4"} <= columns
-    payment = Payment(id=uuid.uuid4(), status=PaymentStatus.pending.value, version=1)
+    payment = Payment(id=uuid.uuid4(), status=PaymentStatus.pending, version=1)
     payment.move_to(PaymentStatus.failed)
     with pytest.raises(IllegalTransition):
         payment.move_to(PaymentStatus.captured)
 
 
 def test_delivery_next_stage_follows_the_kitchen_and_stops_at_delivered() -> None:
-    delivery = Delivery(id=uuid.uuid4(), status=DeliveryStatus.queued.value, version=1)
+    delivery = Delivery(id=uuid.uuid4(), status=DeliveryStatus.queued, version=1)
     seen = []
     while (following := delivery.next_stage) is not None:
         delivery.move_to(following)

@@ -8,6 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import Enum
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.coupon.events import CouponRevoked
 from app.coupon.models import Coupon, CouponStatus
@@ -29,7 +32,7 @@ def _order(status: OrderStatus = OrderStatus.placed) -> Order:
     return Order(
         id=uuid.uuid4(),
         customer_id=uuid.uuid4(),
-        status=status.value,
+        status=status,
         total_amount=1800,
         currency="EUR",
         address="Main Street 1",
@@ -61,8 +64,8 @@ def test_a_legal_move_counts_once_and_returns_the_status_it_left() -> None:
 def test_a_change_that_is_not_a_move_counts_too() -> None:
     delivery = Delivery(
         id=uuid.uuid4(),
-        status=DeliveryStatus.queued.value,
-        courier_status=CourierStatus.unassigned.value,
+        status=DeliveryStatus.queued,
+        courier_status=CourierStatus.unassigned,
         version=4,
         updated_at=LONG_AGO,
     )
@@ -120,7 +123,7 @@ def _each_aggregate() -> list[tuple[Aggregate[Any, Any], Any, type[Any], dict[st
                 order_id=order_id,
                 amount=1800,
                 currency="EUR",
-                status=PaymentStatus.pending.value,
+                status=PaymentStatus.pending,
                 version=1,
             ),
             PaymentStatus.captured,
@@ -132,8 +135,8 @@ def _each_aggregate() -> list[tuple[Aggregate[Any, Any], Any, type[Any], dict[st
                 id=uuid.uuid4(),
                 order_id=order_id,
                 customer_id=customer_id,
-                status=DeliveryStatus.queued.value,
-                courier_status=CourierStatus.unassigned.value,
+                status=DeliveryStatus.queued,
+                courier_status=CourierStatus.unassigned,
                 address="x",
                 items=[],
                 history=[],
@@ -149,7 +152,7 @@ def _each_aggregate() -> list[tuple[Aggregate[Any, Any], Any, type[Any], dict[st
                 id=uuid.uuid4(),
                 order_id=order_id,
                 customer_id=customer_id,
-                status=RefundStatus.requested.value,
+                status=RefundStatus.requested,
                 reason_code="cold",
                 reason="",
                 amount=1800,
@@ -167,7 +170,7 @@ def _each_aggregate() -> list[tuple[Aggregate[Any, Any], Any, type[Any], dict[st
                 code="PIZZA-ABCD-EFGH",
                 order_id=order_id,
                 customer_id=customer_id,
-                status=CouponStatus.issued.value,
+                status=CouponStatus.issued,
                 discount=200,
                 currency="EUR",
                 version=1,
@@ -199,3 +202,40 @@ def test_every_aggregate_moves_counts_and_tells_through_the_base(
     with pytest.raises(IllegalTransition):
         aggregate.move_to(target)  # no machine allows a move to where it already is
     assert aggregate.version == 2
+
+
+@pytest.mark.parametrize(
+    ("column", "enum"),
+    [
+        (Order.status, OrderStatus),
+        (Payment.status, PaymentStatus),
+        (Delivery.status, DeliveryStatus),
+        (Delivery.courier_status, CourierStatus),
+        (Refund.status, RefundStatus),
+        (Coupon.status, CouponStatus),
+    ],
+    ids=["order", "payment", "delivery", "courier", "refund", "coupon"],
+)
+def test_a_status_column_stores_its_enum_by_value_and_refuses_strangers(
+    column: InstrumentedAttribute[Any], enum: type[Any]
+) -> None:
+    """The column is the VARCHAR(20) the migrations made (no PostgreSQL enum, no CHECK of
+    SQLAlchemy's: the migration's own CHECK stays the database's guard); what goes in is
+    the member's value, what comes out is the member, and a string the enum does not know
+    is refused while the statement is built, before the database sees it."""
+    type_ = column.type
+    assert isinstance(type_, Enum)
+    assert (type_.enum_class, type_.length, type_.native_enum, type_.create_constraint) == (
+        enum,
+        20,
+        False,
+        False,
+    )
+    dialect = PGDialect_asyncpg()
+    bind, load = type_.bind_processor(dialect), type_.result_processor(dialect, None)
+    assert bind is not None and load is not None
+    for member in enum:
+        assert bind(member) == bind(member.value) == member.value
+        assert load(member.value) is member
+    with pytest.raises(LookupError):
+        bind("lost")

@@ -25,6 +25,9 @@ PARTNER_LATE = timedelta(minutes=5)
 #: a window is never narrower than this, nor its latest time closer than this to now
 MIN_WIDTH = timedelta(minutes=5)
 MIN_AHEAD = timedelta(minutes=1)
+#: both times are rounded up to the minute: a window one minute past the promise is the
+#: rounding of a few seconds, not an order running late
+LATE_AFTER = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,10 @@ def estimate(doc: dict[str, Any], stats: Stats, now: datetime) -> Window | None:
     promised = promised_by(paid_at, stats)
     latest = _minute(latest, up=True)
     return Window(
-        earliest=_minute(earliest), latest=latest, promised=promised, late=latest > promised
+        earliest=_minute(earliest),
+        latest=latest,
+        promised=promised,
+        late=latest > promised + LATE_AFTER,
     )
 
 

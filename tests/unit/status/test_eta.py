@@ -73,3 +73,17 @@ def test_no_window_before_payment_or_after_delivery() -> None:
     stats = fallback_stats(MINUTES)
     for status in ("placed", "payment_failed", "cancelled", "fulfilled"):
         assert estimate({**doc(None), "status": status}, stats, PAID) is None
+
+
+def test_a_shop_that_delivers_in_seconds_is_not_late_by_the_rounding_of_a_minute() -> None:
+    """History of instant stages: the promise and the window both clamp to five minutes
+    and round up to the minute; a page shown two seconds later may round one minute
+    further, which is not lateness. Two minutes of slipping is."""
+    instant = stats_from({stage: [0.0] * 8 for stage in STAGES}, fallback_stats(MINUTES))
+    paid = PAID + timedelta(seconds=59)
+    fresh = {**doc("queued", paid), "createdAt": paid.isoformat()}
+    fresh["timeline"][0]["at"] = paid.isoformat()
+    shown = estimate(fresh, instant, paid + timedelta(seconds=2))
+    assert shown is not None and shown.latest > shown.promised and not shown.late
+    slipped = estimate(fresh, instant, paid + timedelta(minutes=2, seconds=2))
+    assert slipped is not None and slipped.late

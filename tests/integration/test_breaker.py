@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from uuid import uuid4
@@ -21,6 +20,7 @@ from redis.asyncio import Redis
 
 from app.platform.breaker import BreakerOpen, BreakerPolicy, CircuitBreaker, breaker_keys
 from app.platform.errors import Unavailable
+from tests.support.clock import Clock
 
 Make = Callable[..., CircuitBreaker]
 
@@ -41,20 +41,6 @@ async def redis() -> AsyncIterator[Redis]:
     client: Redis = Redis.from_url(REDIS_URL, decode_responses=True)
     yield client
     await client.aclose()
-
-
-class Clock:
-    """A wall clock that stands still until the test moves it (starts at the real time,
-    so a process on Redis server ``TIME`` agrees with it while it stands)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ renewed on every request, which the test reads instead of waiting for it to run 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,21 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.accounts import service as accounts
 from tests.support import webapp
 from tests.support.api import PASSWORD
+from tests.support.clock import Clock
 
 SESSION = "pizzeria_session"
 CSRF = "pizzeria_csrf"
 IDLE, ABSOLUTE = 60, 600
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -141,8 +141,9 @@
 
   /* -- a form in use on the board is not wiped by the live updates ----------------------
      The board's body is re-rendered whole on every SSE message and every 30 s. While a
-     person is typing in a board form (focus inside it, or its request on its way), those
-     automatic refreshes wait and one refresh follows when the form is left. Any swap that
+     person is using a board form (opened on a card, focus inside it, or its request on its
+     way), those automatic refreshes wait and one refresh follows when the form is left
+     (or after a minute untouched). Any swap that
      does happen (a click on another card) keeps open forms open with what was typed. */
   var pending = false;
 
@@ -167,9 +168,12 @@
     var board = boardElement();
     if (!board) { return false; }
     if (board.querySelector("form.htmx-request") !== null) { return true; }
+    if (Date.now() - lastTouched >= HOLD_MS) { return false; }
+    // a form opened on a card ("Cancel return") is in use before its field has the focus:
+    // the click that opens it leaves the focus on its summary, outside the form
+    if (board.querySelector(".board-card details[open]") !== null) { return true; }
     var active = document.activeElement;
-    return Boolean(active && board.contains(active) && active.closest("form")) &&
-      Date.now() - lastTouched < HOLD_MS;
+    return Boolean(active && board.contains(active) && active.closest("form"));
   }
 
   function refreshNow() {
@@ -269,7 +273,7 @@
         if (saved) { restore(saved); saved = null; }
       }
     });
-    ["focusin", "input", "keydown"].forEach(function (name) {
+    ["focusin", "input", "keydown", "click"].forEach(function (name) {
       board.addEventListener(name, function () { lastTouched = Date.now(); });
     });
     window.setInterval(function () { if (pending && !formInUse()) { refreshNow(); } }, 5000);

@@ -193,18 +193,24 @@ async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
     await returning.get_by_text("Cancel return").click()
     reason = returning.get_by_label("Reason (the customer sees it)")
     note = "The bag was sealed and hot at the door."
-    await reason.fill(note)
 
-    # Another order moves twice: two board events arrive while the reason is on screen.
-    for _move in range(2):  # into preparing, then into the oven
+    async def move_the_other_order() -> None:
         moved = await api.post(f"/api/deliveries/{other_id}/advance", headers=staff)
         assert moved.status_code == 200, moved.text
         await expect(board.locator("#board")).to_have_attribute(
             "data-refresh-pending", "true", timeout=LIVE_TIMEOUT_MS
         )
-        await expect(reason).to_have_value(note)
-        await expect(reason).to_be_focused()
         await expect(board.locator("#board-paused")).to_be_visible()
+
+    # The form is open but the focus is still on its summary (the click that opened it):
+    # a move arriving now waits too, instead of re-rendering the card under the cook.
+    await move_the_other_order()  # into preparing
+    await expect(reason).to_be_visible()
+    await reason.fill(note)
+    # another board event while the reason is typed
+    await move_the_other_order()  # into the oven
+    await expect(reason).to_have_value(note)
+    await expect(reason).to_be_focused()
     await reason.press("End")
     await reason.type(" Sorry!")
     await expect(reason).to_have_value(note + " Sorry!")

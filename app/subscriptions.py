@@ -69,7 +69,7 @@ WIRING: Mapping[type[DomainEvent], Sequence[Subscriber]] = {
     OrderCancelled: [Subscriber("payment", payment.VOID), PROJECT],
     OrderFulfilled: [PROJECT],
     DeliveryCreated: [Subscriber("delivery", delivery.REQUEST_COURIER)],
-    CourierRequested: [Subscriber("delivery", delivery.NOTIFY_READY)],
+    CourierRequested: [],
     CourierAssigned: [PROJECT],
     DeliveryAdvanced: [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
     DeliveryMoveUndone: [PROJECT],

@@ -75,7 +75,10 @@ class DeliveryCancelled(DeliveryChanged):
 
 
 class CourierRequested(DeliveryChanged):
-    """The partner took the pickup request."""
+    """The partner took the pickup request. Food already ready by then is told to the
+    partner by the job that asked (``app.delivery.tasks.request_courier``)."""
+
+    PROJECTION_ONLY = True
 
 
 class CourierAssigned(DeliveryChanged):

@@ -264,19 +264,21 @@ async def list_deliveries(
 
 async def record_pickup_requested(
     session: AsyncSession, delivery_id: uuid.UUID, partner_ref: str, cause: Event
-) -> bool:
-    """Store the partner's pickup id; True when the delivery was cancelled meanwhile
-    (the caller must then withdraw the request it just made)."""
+) -> DeliveryStatus:
+    """Store the partner's pickup id; the delivery's status as it is now, under its lock:
+    ``cancelled`` meanwhile means the caller must withdraw the request it just made,
+    ``ready`` that the kitchen finished first and the partner must hear it (the
+    ``DeliveryAdvanced`` job found no pickup to tell about; the row lock orders the two)."""
     delivery = await _locked(session, delivery_id)
     if delivery.partner_ref is None:
         delivery.partner_ref = partner_ref
     if delivery.status == DeliveryStatus.cancelled:
-        return True
+        return delivery.status
     if delivery.courier_status == CourierStatus.unassigned:
         delivery.courier_to(CourierStatus.requested)
         delivery.emit(CourierRequested)
         await record_pending(session, delivery, cause)
-    return False
+    return delivery.status
 
 
 def partner_reference(delivery_id: uuid.UUID, trip: str = "delivery") -> str:

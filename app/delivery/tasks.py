@@ -17,6 +17,7 @@ from app.delivery.gateway import OPEN_PICKUP_STATUSES, CourierGateway, CourierRe
 from app.delivery.models import CourierStatus, DeliveryStatus, ReturnPickupState
 from app.platform import uow
 from app.platform.breaker import CircuitBreaker
+from app.platform.db import read_only
 from app.platform.events import Event
 from app.platform.handlers import call_partner, event_of, handle_once
 from app.platform.worker import WorkerContext
@@ -52,7 +53,7 @@ async def create(ctx: CourierContext, raw: dict[str, Any]) -> bool:
 async def request_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
     event = event_of(raw)
     delivery_id = event.as_(DeliveryChanged).delivery_id
-    async with ctx["session_factory"]() as session:
+    async with read_only(ctx["session_factory"]) as session:
         delivery = await service.get(session, delivery_id)
     if delivery is None:
         return "skipped"
@@ -64,6 +65,11 @@ async def request_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
             return "withdrawn"
         return "cancelled"
     if delivery.courier_status != CourierStatus.unassigned:
+        # a try that died after recording the pickup may not have told the partner
+        # that the food is ready (mark_ready is idempotent at the partner)
+        if delivery.status == DeliveryStatus.ready and delivery.partner_ref:
+            await _mark_ready(ctx, delivery_id, delivery.partner_ref)
+            return "notified"
         return "skipped"
     callback = f"{ctx['settings'].public_url}/webhooks/courier"
     outcome = await _partner(
@@ -76,36 +82,45 @@ async def request_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
         ),
     )
     async with uow.transaction(ctx["session_factory"]) as session:
-        cancelled_meanwhile = await service.record_pickup_requested(
+        status_now = await service.record_pickup_requested(
             session, delivery_id, outcome.partner_ref, event
         )
-    if cancelled_meanwhile:
+    if status_now == DeliveryStatus.cancelled:
         await withdraw(ctx, delivery_id, outcome.partner_ref)
         return "withdrawn"
+    if status_now == DeliveryStatus.ready:
+        # the kitchen was faster than the partner: this job tells it (no job per
+        # CourierRequested for the rare case, see app.subscriptions)
+        await _mark_ready(ctx, delivery_id, outcome.partner_ref)
+        return "requested, ready"
     return "requested"
 
 
 async def notify_ready(ctx: CourierContext, raw: dict[str, Any]) -> str:
-    """Tell the partner the food can be collected (once ready AND a rider was requested)."""
+    """Tell the partner the food can be collected (once ready AND a rider was requested;
+    a rider requested after the food was ready is told by ``request_courier``)."""
     delivery_id = event_of(raw).as_(DeliveryChanged).delivery_id
-    async with ctx["session_factory"]() as session:
+    async with read_only(ctx["session_factory"]) as session:
         delivery = await service.get(session, delivery_id)
     if delivery is None or delivery.status != DeliveryStatus.ready or not delivery.partner_ref:
         return "skipped"
-    partner_ref = delivery.partner_ref
+    await _mark_ready(ctx, delivery_id, delivery.partner_ref)
+    return "notified"
+
+
+async def _mark_ready(ctx: CourierContext, delivery_id: uuid.UUID, partner_ref: str) -> None:
     await _partner(
         ctx,
         lambda gateway: gateway.mark_ready(
             partner_ref=partner_ref, idempotency_key=f"{delivery_id}:ready"
         ),
     )
-    return "notified"
 
 
 async def withdraw_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
     event = event_of(raw)
     delivery_id = event.as_(DeliveryChanged).delivery_id
-    async with ctx["session_factory"]() as session:
+    async with read_only(ctx["session_factory"]) as session:
         delivery = await service.get(session, delivery_id)
     if delivery is None:
         return "nothing to withdraw"
@@ -168,7 +183,7 @@ async def request_return_pickup(ctx: CourierContext, raw: dict[str, Any]) -> str
     """
     event = event_of(raw)
     delivery_id, trip = event.as_(DeliveryChanged).delivery_id, _trip(event)
-    async with ctx["session_factory"]() as session:
+    async with read_only(ctx["session_factory"]) as session:
         delivery = await service.get(session, delivery_id)
         pickup = await service.return_pickup(session, delivery_id, trip)
     if delivery is None:
@@ -241,7 +256,7 @@ async def withdraw_return_pickup(ctx: CourierContext, raw: dict[str, Any]) -> st
     it."""
     event = event_of(raw)
     delivery_id, trip = event.as_(DeliveryChanged).delivery_id, _trip(event)
-    async with ctx["session_factory"]() as session:
+    async with read_only(ctx["session_factory"]) as session:
         pickup = await service.return_pickup(session, delivery_id, trip)
     if pickup is not None and pickup.state != ReturnPickupState.active:
         return "settled"
@@ -261,7 +276,7 @@ async def close_return_pickup(ctx: CourierContext, raw: dict[str, Any]) -> str:
     the trip ends too instead of staying "assigned" forever."""
     event = event_of(raw)
     delivery_id, trip = event.as_(DeliveryChanged).delivery_id, _trip(event)
-    async with ctx["session_factory"]() as session:
+    async with read_only(ctx["session_factory"]) as session:
         pickup = await service.return_pickup(session, delivery_id, trip)
     if pickup is None or pickup.state != ReturnPickupState.active:
         return "settled"

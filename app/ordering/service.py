@@ -39,6 +39,7 @@ from app.payment import service as payment
 from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded
 from app.platform import logs
 from app.platform.aggregate import record_pending
+from app.platform.db import read_only
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.i18n import N_
@@ -185,16 +186,19 @@ async def _place(
     except InvalidInput as exc:
         errors.extend(exc.errors)
         card_number = ""
-    pizzas = await menu.find_pizzas(session, (line.pizza_id for line in command.lines))
-    for i, line in enumerate(command.lines):
-        if line.pizza_id not in pizzas:
-            errors.append(FieldError(f"items[{i}].pizza_id", N_("This pizza is not on the menu.")))
-    if errors:
-        raise InvalidInput(errors)
-    fingerprint = request_fingerprint(command, card_number)
-    if replayed := await _replay(session, command, fingerprint):
-        return replayed
-    await session.rollback()  # hold no transaction open across the provider call
+    # the look-ups before the provider call hold no transaction (none is open across it)
+    async with read_only(session) as reader:
+        pizzas = await menu.find_pizzas(reader, (line.pizza_id for line in command.lines))
+        for i, line in enumerate(command.lines):
+            if line.pizza_id not in pizzas:
+                errors.append(
+                    FieldError(f"items[{i}].pizza_id", N_("This pizza is not on the menu."))
+                )
+        if errors:
+            raise InvalidInput(errors)
+        fingerprint = request_fingerprint(command, card_number)
+        if replayed := await _replay(reader, command, fingerprint):
+            return replayed
     card = await payment.tokenize_card(vault, card_number)
 
     order_id = uuid.uuid4()

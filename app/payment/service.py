@@ -162,14 +162,16 @@ async def record_void(session: AsyncSession, payment_id: uuid.UUID, cause: Event
 
 async def record_charge_outcome(
     session: AsyncSession, payment_id: uuid.UUID, outcome: ChargeOutcome, cause: Event
-) -> None:
-    """Move a pending payment to captured/failed and emit the matching event.
+) -> bool:
+    """Move a pending payment to captured/failed and emit the matching event. True when,
+    under its lock, the payment turned out voided as uncharged meanwhile (a concurrent
+    copy of the job settled a cancel): a charge just made must then be voided too.
 
     A payment that already left ``pending`` is left alone, so a duplicate job is harmless.
     """
     payment = await session.get(Payment, payment_id, with_for_update=True)
     if payment is None or payment.status != PaymentStatus.pending:
-        return
+        return payment is not None and voided_uncharged(payment)
     payment.provider_ref = outcome.provider_ref
     if outcome.captured:
         payment.move_to(PaymentStatus.captured)
@@ -180,6 +182,12 @@ async def record_charge_outcome(
         event = PaymentFailed
     payment.emit(event)
     await record_pending(session, payment, cause)
+    return False
+
+
+def voided_uncharged(payment: Payment) -> bool:
+    """Voided before any charge was known: a charge found later must be voided too."""
+    return payment.status == PaymentStatus.voided and payment.provider_ref is None
 
 
 async def record_refund(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> None:

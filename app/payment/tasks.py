@@ -22,6 +22,7 @@ from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import ChargeOutcome, PaymentProvider
 from app.platform import uow
 from app.platform.breaker import CircuitBreaker
+from app.platform.db import read_only
 from app.platform.events import Event
 from app.platform.handlers import call_partner, event_of, handle_once, retry_delay
 from app.platform.i18n import N_
@@ -56,13 +57,13 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     """
     event = event_of(raw)
     order_id = event.as_(OrderPlaced).order_id
-    async with ctx["session_factory"]() as session:
+    async with read_only(ctx["session_factory"]) as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None:
         return "skipped"
     payment_id, payment_method = payment.id, payment.payment_method
     key = f"{payment_id}:capture"
-    if payment.status == PaymentStatus.voided and payment.provider_ref is None:
+    if service.voided_uncharged(payment):
         # voided as uncharged: a duplicate or retried job checks no charge slipped through
         return await _void_late_charge(ctx, payment_id, key)
     if payment.status != PaymentStatus.pending:
@@ -93,15 +94,22 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
         ),
     )
 
+    voided_meanwhile: list[bool] = []
+
     async def record(session: AsyncSession, cause: Event) -> None:
-        await service.record_charge_outcome(session, payment_id, outcome, cause)
+        voided = await service.record_charge_outcome(session, payment_id, outcome, cause)
+        voided_meanwhile.append(voided)
 
     await handle_once(ctx["session_factory"], CAPTURE, event, record)
     if outcome.captured:
-        # a concurrent copy of this job may have voided it as uncharged meanwhile
-        async with ctx["session_factory"]() as session:
-            now = await session.get(Payment, payment_id)
-        if now is not None and now.status == PaymentStatus.voided and now.provider_ref is None:
+        # A concurrent copy of this job may have voided it as uncharged meanwhile: our
+        # record saw it under the payment's lock. Only when a copy recorded first (so
+        # ours did not run) is the payment read again.
+        if not voided_meanwhile:
+            async with read_only(ctx["session_factory"]) as session:
+                now = await session.get(Payment, payment_id)
+            voided_meanwhile.append(now is not None and service.voided_uncharged(now))
+        if voided_meanwhile[0]:
             return await _void_late_charge(ctx, payment_id, key)
     return "captured" if outcome.captured else "failed"
 
@@ -169,7 +177,7 @@ async def void(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     """
     event = event_of(raw)
     order_id = event.as_(OrderCancelled).order_id
-    async with ctx["session_factory"]() as session:
+    async with read_only(ctx["session_factory"]) as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None or payment.status in (PaymentStatus.failed, PaymentStatus.voided):
         return "nothing to void"
@@ -194,7 +202,7 @@ async def refund(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     """``DeliveryReturned`` → money back at the provider, exactly once (FR8)."""
     event = event_of(raw)
     order_id = event.as_(DeliveryReturned).order_id
-    async with ctx["session_factory"]() as session:
+    async with read_only(ctx["session_factory"]) as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None or payment.status != PaymentStatus.captured or not payment.provider_ref:
         return "nothing to refund"

@@ -21,7 +21,7 @@ from app.platform.outbox import claim
 from app.platform.settings import get_settings
 from app.platform.worker import WorkerContext
 
-Effect = Callable[[AsyncSession, Event], Awaitable[None]]
+Effect = Callable[[AsyncSession, Event], Awaitable[object]]
 T = TypeVar("T")
 log = logging.getLogger("pizzeria.worker")
 

@@ -364,22 +364,34 @@ def _seen(sources: dict[str, int], source: str, key: str) -> int:
     return 0 if source == "refund" else sources.get(source, 0)
 
 
+#: ``session.info`` key: the order views this session created, as written (see
+#: ``created_view``)
+CREATED_VIEWS = "status.created_views"
+
+
 async def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced) -> bool:
+    values = {
+        "order_id": placed.order_id,
+        "customer_id": placed.customer_id,
+        "version": 1,
+        "sources": {source_key("order", event.aggregate_id): placed.version},
+        "doc": _initial_doc(event, placed),
+        "created_at": event.occurred_at,
+        "updated_at": utcnow(),
+    }
     created = await session.scalar(
-        insert(OrderView)
-        .values(
-            order_id=placed.order_id,
-            customer_id=placed.customer_id,
-            version=1,
-            sources={source_key("order", event.aggregate_id): placed.version},
-            doc=_initial_doc(event, placed),
-            created_at=event.occurred_at,
-            updated_at=utcnow(),
-        )
-        .on_conflict_do_nothing()
-        .returning(OrderView.order_id)
+        insert(OrderView).values(values).on_conflict_do_nothing().returning(OrderView.order_id)
     )
+    if created is not None:
+        session.info.setdefault(CREATED_VIEWS, {})[placed.order_id] = values
     return created is not None
+
+
+def created_view(session: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | None:
+    """The view of ``order_id`` exactly as this session created it (once; None when it
+    did not): the placement answers with it instead of reading back what it just wrote."""
+    created: dict[uuid.UUID, dict[str, Any]] = session.info.get(CREATED_VIEWS) or {}
+    return created.pop(order_id, None)
 
 
 async def _upsert_card(session: AsyncSession, event: Event, doc: dict[str, Any]) -> bool:

@@ -103,6 +103,9 @@ async def order_view(
     session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID
 ) -> OrderEntry:
     """The customer's own order view; someone else's order is simply not found (404)."""
+    created = projector.created_view(session, order_id)
+    if created is not None and created["customer_id"] == customer_id:
+        return OrderEntry(**{f.name: created[f.name] for f in fields(OrderEntry)})
     view = await session.scalar(
         select(OrderView).where(
             OrderView.order_id == order_id, OrderView.customer_id == customer_id

@@ -21,8 +21,10 @@ from app.delivery import tasks as delivery_tasks
 from app.delivery.gateway import HttpCourierGateway
 from app.delivery.models import ReturnPickup
 from app.ordering import service as ordering
+from app.payment import tasks as payment_tasks
 from app.payment.provider import HttpPaymentProvider
-from app.platform.handlers import handle_once
+from app.platform import uow
+from app.platform.handlers import event_of, handle_once
 from app.platform.settings import get_settings
 from app.refund import service as refunds
 from tests.support.inproc import delivered, events_of, place
@@ -224,3 +226,61 @@ async def test_a_return_pickup_booked_before_the_worker_was_killed_is_withdrawn(
         await eventually(released, "the partner's return pickup cancelled", timeout=90)
         [pickup] = await _pickups(sandbox, reference)
         assert pickup["operations"] == ["request", "cancel"]
+
+
+async def _paid_with_delivery(factory: Factory, ctx: dict[str, Any]) -> tuple[uuid.UUID, Any]:
+    """An order paid with its delivery queued, the rider not asked for yet: (delivery id,
+    the ``DeliveryCreated`` job argument)."""
+    order_id = await place(factory)
+    [placed] = await events_of(factory, order_id, "OrderPlaced")
+    assert await payment_tasks.capture(ctx, placed.to_event().to_job_arg()) == "captured"
+    [captured] = await events_of(factory, order_id, "PaymentCaptured")
+    await handle_once(factory, "test.paid", captured.to_event(), ordering.on_payment_captured)
+    [paid] = await events_of(factory, order_id, "OrderPaid")
+    await handle_once(factory, "test.create", paid.to_event(), deliveries.create_for_paid_order)
+    return await _delivery_id(factory, order_id), await _job(factory, order_id, "DeliveryCreated")
+
+
+async def _cook_until_ready(factory: Factory, delivery_id: uuid.UUID) -> None:
+    async with factory() as session:
+        for _stage in ("preparing", "baking", "ready"):
+            await deliveries.advance(session, delivery_id)
+            await session.commit()
+
+
+async def test_food_ready_before_the_rider_is_asked_for_is_told_with_the_request(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """The partner was down while the kitchen cooked: when the rider is finally asked
+    for, the food is already ready, and the same job tells the partner so (no job per
+    ``CourierRequested`` waits for this rare case)."""
+    delivery_id, created = await _paid_with_delivery(session_factory, courier_ctx)
+    await _cook_until_ready(session_factory, delivery_id)
+
+    assert await delivery_tasks.request_courier(courier_ctx, created) == "requested, ready"
+    [pickup] = await _pickups(sandbox, str(delivery_id))
+    assert pickup["operations"] == ["request", "ready"]
+
+
+async def test_a_retry_tells_the_partner_the_food_is_ready_when_its_try_died_before(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """A try of ``request_courier`` recorded the pickup of food already ready, then died
+    before telling the partner: its retry tells it."""
+    delivery_id, created = await _paid_with_delivery(session_factory, courier_ctx)
+    await _cook_until_ready(session_factory, delivery_id)
+    # the try that died: booked and recorded, the partner never told about the food
+    booked = await courier_ctx["courier_gateway"].request_pickup(
+        reference=deliveries.partner_reference(delivery_id),
+        address="Via Roma 1, Napoli",
+        callback_url="http://127.0.0.1:9/webhooks/courier",
+        idempotency_key=f"{delivery_id}:pickup",
+    )
+    async with uow.transaction(session_factory) as session:
+        await deliveries.record_pickup_requested(
+            session, delivery_id, booked.partner_ref, event_of(created)
+        )
+
+    assert await delivery_tasks.request_courier(courier_ctx, created) == "notified"
+    [pickup] = await _pickups(sandbox, str(delivery_id))
+    assert pickup["operations"] == ["request", "ready"]

@@ -68,7 +68,7 @@ WIRING: Mapping[type[DomainEvent], Sequence[Subscriber]] = {
     OrderPaymentFailed: [],
     OrderCancelled: [Subscriber("payment", payment.VOID), PROJECT],
     OrderFulfilled: [PROJECT],
-    DeliveryCreated: [Subscriber("delivery", delivery.REQUEST_COURIER)],
+    DeliveryCreated: [],  # the job that created it asks for the rider (delivery.create)
     CourierRequested: [],
     CourierAssigned: [PROJECT],
     DeliveryAdvanced: [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],

@@ -55,7 +55,10 @@ class DeliveryChanged(DomainEvent):
 
 
 class DeliveryCreated(DeliveryChanged):
-    """The kitchen has a ticket: a courier is requested."""
+    """The kitchen has a ticket. The job that made it asks for a courier next
+    (``app.delivery.tasks.create``): nobody reacts to the event itself."""
+
+    PROJECTION_ONLY = True
 
 
 class DeliveryAdvanced(DeliveryChanged):

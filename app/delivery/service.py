@@ -62,10 +62,11 @@ async def _locked(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     return delivery
 
 
-async def create_for_paid_order(session: AsyncSession, event: Event) -> None:
-    """``OrderPaid`` → a queued delivery (once per order; a cancel tombstone wins)."""
+async def create_for_paid_order(session: AsyncSession, event: Event) -> Delivery | None:
+    """``OrderPaid`` → a queued delivery (once per order; a cancel tombstone wins): the
+    delivery created, None when there was one already (or its tombstone)."""
     paid = event.as_(OrderPaid)
-    delivery_id = await session.scalar(
+    created = await session.scalar(
         insert(Delivery)
         .values(
             id=uuid.uuid4(),
@@ -80,12 +81,12 @@ async def create_for_paid_order(session: AsyncSession, event: Event) -> None:
             version=1,
         )
         .on_conflict_do_nothing(index_elements=[Delivery.order_id])
-        .returning(Delivery.id)
+        .returning(Delivery)  # the row inserted (locked by its insert), as the aggregate
     )
-    if delivery_id is not None:
-        created = await _locked(session, delivery_id)
+    if created is not None:
         created.emit(DeliveryCreated)
         await record_pending(session, created, event)
+    return created
 
 
 async def advance(

@@ -11,10 +11,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.delivery import service
 from app.delivery.events import DeliveryChanged
 from app.delivery.gateway import OPEN_PICKUP_STATUSES, CourierGateway, CourierRejected
-from app.delivery.models import CourierStatus, DeliveryStatus, ReturnPickupState
+from app.delivery.models import CourierStatus, Delivery, DeliveryStatus, ReturnPickupState
+from app.ordering.events import OrderPaid
 from app.platform import uow
 from app.platform.breaker import CircuitBreaker
 from app.platform.db import read_only
@@ -44,19 +47,38 @@ async def _partner(ctx: CourierContext, call: Callable[[CourierGateway], Awaitab
     return await call_partner(ctx["courier_breaker"], lambda: call(gateway), ctx["job_try"])
 
 
-async def create(ctx: CourierContext, raw: dict[str, Any]) -> bool:
-    return await handle_once(
-        ctx["session_factory"], CREATE, event_of(raw), service.create_for_paid_order
-    )
+async def create(ctx: CourierContext, raw: dict[str, Any]) -> str:
+    """``OrderPaid`` → the kitchen's ticket, then a rider asked for, in one job (one hop
+    of the pipeline per order fewer than a job per ``DeliveryCreated``). A try that fails
+    asking the partner is retried: the ticket is made once (inbox), the rider is asked
+    for by idempotency key, and a cancel meanwhile is honoured as in ``request_courier``."""
+    event = event_of(raw)
+    made: list[Delivery | None] = []
+
+    async def make(session: AsyncSession, cause: Event) -> None:
+        made.append(await service.create_for_paid_order(session, cause))
+
+    await handle_once(ctx["session_factory"], CREATE, event, make)
+    delivery = made[0] if made else None
+    if delivery is None:  # an earlier try made it, or the order was cancelled first
+        async with read_only(ctx["session_factory"]) as session:
+            delivery = await service.delivery_for_order(session, event.as_(OrderPaid).order_id)
+    return await _ask_for_rider(ctx, delivery, event)
 
 
 async def request_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
+    """A rider for a ``DeliveryCreated`` (jobs queued before ``create`` asked itself)."""
     event = event_of(raw)
     delivery_id = event.as_(DeliveryChanged).delivery_id
     async with read_only(ctx["session_factory"]) as session:
         delivery = await service.get(session, delivery_id)
+    return await _ask_for_rider(ctx, delivery, event)
+
+
+async def _ask_for_rider(ctx: CourierContext, delivery: Delivery | None, event: Event) -> str:
     if delivery is None:
         return "skipped"
+    delivery_id = delivery.id
     if delivery.status == DeliveryStatus.cancelled:
         # a try of this job asked, then failed to withdraw (or died before recording)
         partner_ref = delivery.partner_ref or await _booked_pickup(ctx, delivery_id, event)

@@ -284,3 +284,27 @@ async def test_a_retry_tells_the_partner_the_food_is_ready_when_its_try_died_bef
     assert await delivery_tasks.request_courier(courier_ctx, created) == "notified"
     [pickup] = await _pickups(sandbox, str(delivery_id))
     assert pickup["operations"] == ["request", "ready"]
+
+
+async def test_the_job_that_makes_the_ticket_asks_for_the_rider_once(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """``OrderPaid`` makes the kitchen's ticket and asks for a rider in one job; the
+    same job again (a retry, a duplicate) makes no second ticket and books no second
+    rider."""
+    order_id = await place(session_factory)
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    assert await payment_tasks.capture(courier_ctx, placed.to_event().to_job_arg()) == "captured"
+    [captured] = await events_of(session_factory, order_id, "PaymentCaptured")
+    await handle_once(
+        session_factory, "test.paid", captured.to_event(), ordering.on_payment_captured
+    )
+    paid = await _job(session_factory, order_id, "OrderPaid")
+
+    assert await delivery_tasks.create(courier_ctx, paid) == "requested"
+    assert await delivery_tasks.create(courier_ctx, paid) == "skipped"
+    delivery_id = await _delivery_id(session_factory, order_id)
+    [pickup] = await _pickups(sandbox, str(delivery_id))
+    assert pickup["operations"] == ["request"]
+    kinds = [e.type for e in await events_of(session_factory, order_id)]
+    assert kinds.count("DeliveryCreated") == 1 and kinds.count("CourierRequested") == 1, kinds

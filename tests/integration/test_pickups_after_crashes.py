@@ -145,21 +145,10 @@ async def test_a_courier_booked_by_a_try_that_died_is_withdrawn_when_the_order_i
     """The same gap on the way out: ``request_courier`` booked a rider and died before
     recording the pickup; the customer cancels. The rider must be released, once."""
     customer = uuid.uuid4()
-    order_id = await place(session_factory, customer_id=customer)
-    from app.payment import tasks as payment_tasks
-
-    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
-    assert await payment_tasks.capture(courier_ctx, placed.to_event().to_job_arg()) == "captured"
-    [captured] = await events_of(session_factory, order_id, "PaymentCaptured")
-    await handle_once(
-        session_factory, "test.paid", captured.to_event(), ordering.on_payment_captured
+    delivery_id, created = await _paid_with_delivery(
+        session_factory, courier_ctx, customer_id=customer
     )
-    [paid] = await events_of(session_factory, order_id, "OrderPaid")
-    await handle_once(
-        session_factory, "test.create", paid.to_event(), deliveries.create_for_paid_order
-    )
-    delivery_id = await _delivery_id(session_factory, order_id)
-    created = await _job(session_factory, order_id, "DeliveryCreated")
+    order_id = uuid.UUID(created["payload"]["orderId"])
     booked = await courier_ctx["courier_gateway"].request_pickup(
         reference=deliveries.partner_reference(delivery_id),
         address="Via Roma 1, Napoli",
@@ -228,14 +217,22 @@ async def test_a_return_pickup_booked_before_the_worker_was_killed_is_withdrawn(
         assert pickup["operations"] == ["request", "cancel"]
 
 
-async def _paid_with_delivery(factory: Factory, ctx: dict[str, Any]) -> tuple[uuid.UUID, Any]:
-    """An order paid with its delivery queued, the rider not asked for yet: (delivery id,
-    the ``DeliveryCreated`` job argument)."""
-    order_id = await place(factory)
+async def _paid(factory: Factory, ctx: dict[str, Any], **placing: Any) -> uuid.UUID:
+    """An order placed and paid by the real handlers, no delivery yet: its id."""
+    order_id = await place(factory, **placing)
     [placed] = await events_of(factory, order_id, "OrderPlaced")
     assert await payment_tasks.capture(ctx, placed.to_event().to_job_arg()) == "captured"
     [captured] = await events_of(factory, order_id, "PaymentCaptured")
     await handle_once(factory, "test.paid", captured.to_event(), ordering.on_payment_captured)
+    return order_id
+
+
+async def _paid_with_delivery(
+    factory: Factory, ctx: dict[str, Any], **placing: Any
+) -> tuple[uuid.UUID, Any]:
+    """An order paid with its delivery queued, the rider not asked for yet: (delivery id,
+    the ``DeliveryCreated`` job argument)."""
+    order_id = await _paid(factory, ctx, **placing)
     [paid] = await events_of(factory, order_id, "OrderPaid")
     await handle_once(factory, "test.create", paid.to_event(), deliveries.create_for_paid_order)
     return await _delivery_id(factory, order_id), await _job(factory, order_id, "DeliveryCreated")
@@ -292,13 +289,7 @@ async def test_the_job_that_makes_the_ticket_asks_for_the_rider_once(
     """``OrderPaid`` makes the kitchen's ticket and asks for a rider in one job; the
     same job again (a retry, a duplicate) makes no second ticket and books no second
     rider."""
-    order_id = await place(session_factory)
-    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
-    assert await payment_tasks.capture(courier_ctx, placed.to_event().to_job_arg()) == "captured"
-    [captured] = await events_of(session_factory, order_id, "PaymentCaptured")
-    await handle_once(
-        session_factory, "test.paid", captured.to_event(), ordering.on_payment_captured
-    )
+    order_id = await _paid(session_factory, courier_ctx)
     paid = await _job(session_factory, order_id, "OrderPaid")
 
     assert await delivery_tasks.create(courier_ctx, paid) == "requested"

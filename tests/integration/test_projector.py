@@ -56,7 +56,8 @@ async def _apply(session_factory: Factory, event: Event) -> list[str]:
         return await projector.apply(session, event)
 
 
-async def test_a_skipped_stage_event_still_shows_on_the_timeline(session_factory: Factory) -> None:
+async def _placed(session_factory: Factory, at: datetime) -> tuple[str, str]:
+    """A fresh order's view, projected from its ``OrderPlaced``: (order id, customer id)."""
     order_id, customer = str(uuid.uuid4()), str(uuid.uuid4())
     placed = {
         "orderId": order_id,
@@ -67,7 +68,12 @@ async def test_a_skipped_stage_event_still_shows_on_the_timeline(session_factory
         "address": "Via Roma 1",
         "version": 1,
     }
-    await _apply(session_factory, _event("OrderPlaced", placed, T0 - timedelta(minutes=1)))
+    await _apply(session_factory, _event("OrderPlaced", placed, at))
+    return order_id, customer
+
+
+async def test_a_skipped_stage_event_still_shows_on_the_timeline(session_factory: Factory) -> None:
+    order_id, customer = await _placed(session_factory, T0 - timedelta(minutes=1))
     newest = _delivery(order_id, customer, 4, ["queued", "preparing", "baking"])
     assert await _apply(
         session_factory, _event("DeliveryAdvanced", newest, T0 + timedelta(minutes=2))
@@ -194,17 +200,7 @@ async def test_the_delivery_window_learns_from_the_read_side_s_own_cards(
     first), so the read side asks the delivery context nothing."""
     now = utcnow()
     for n in range(5):
-        order_id, customer = str(uuid.uuid4()), str(uuid.uuid4())
-        placed = {
-            "orderId": order_id,
-            "customerId": customer,
-            "items": [],
-            "totalAmount": 950,
-            "currency": "EUR",
-            "address": "Via Roma 1",
-            "version": 1,
-        }
-        await _apply(session_factory, _event("OrderPlaced", placed, T0))
+        order_id, customer = await _placed(session_factory, T0)
         # every stage took one minute (see _delivery), the newest delivery last
         delivered = _delivery(order_id, customer, 7, [*STAGES, "delivered"])
         delivered["deliveredAt"] = (now + timedelta(seconds=n)).isoformat()

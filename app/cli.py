@@ -182,6 +182,7 @@ async def _relay() -> None:
                 SUBSCRIPTIONS,
                 asyncpg_dsn(settings.db.direct_url),  # LISTEN needs a session of its own
                 stop,
+                linger=settings.worker.relay_linger,
                 heartbeat=heartbeat,
             ),
             run_reconciler(

@@ -201,9 +201,15 @@ async def run_relay(
     stop: asyncio.Event,
     *,
     poll_seconds: float = 2.0,
+    linger: float = 0.0,
     heartbeat: Heartbeat | None = None,
 ) -> None:
-    """Relay until ``stop`` is set, surviving PostgreSQL and Redis outages."""
+    """Relay until ``stop`` is set, surviving PostgreSQL and Redis outages.
+
+    ``linger``: after a notification, wait this long before reading the outbox, so the
+    transactions committing meanwhile share the batch. A batch's cost (a transaction, a
+    Redis script) hardly depends on its size, and under load one notification came per
+    committed transaction: about one event per batch. It adds ``linger`` to each hop."""
     wake = asyncio.Event()
     listener: asyncpg.Connection | None = None
     backoff = 0.2
@@ -219,6 +225,8 @@ async def run_relay(
                 heartbeat.set(OK)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(wake, stop), timeout=poll_seconds)
+            if linger > 0 and wake.is_set() and not stop.is_set():
+                await asyncio.sleep(linger)
         except Exception as exc:
             log.warning("relay: %s; retrying in %.1fs", exc, backoff)
             if heartbeat:

@@ -8,7 +8,6 @@ refund); what a page shows on each notification is the page's own business.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
@@ -16,7 +15,7 @@ from typing import TypeVar
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.platform import metrics
-from app.platform.pubsub import RECONNECT, Broadcaster
+from app.platform.pubsub import RECONNECT, Broadcaster, Mailbox
 
 KEEP_ALIVE_SECONDS = 15.0
 #: how long a browser waits before reconnecting after a shutdown ends its stream (spread,
@@ -32,18 +31,15 @@ class Reconnect:
 RECONNECTING = Reconnect()
 
 
-async def next_update(queue: asyncio.Queue[str], keep_alive: float) -> bool | Reconnect | None:
-    """Wait for a burst of notifications: True, None on keep-alive, RECONNECTING when the
-    process stops accepting (which wins over anything else in the burst)."""
+async def next_update(mailbox: Mailbox, keep_alive: float) -> bool | Reconnect | None:
+    """Wait for a burst of notifications (coalesced into one re-read): True, None on
+    keep-alive, RECONNECTING when the process stops accepting (which wins over anything
+    else in the burst)."""
     try:  # a timeout scope, not wait_for: no extra task per wait for each of many streams
         async with asyncio.timeout(keep_alive):
-            first = await queue.get()
+            seen = await mailbox.take()
     except TimeoutError:
         return None
-    seen = [first]
-    with contextlib.suppress(asyncio.QueueEmpty):
-        while True:  # coalesce a burst of notifications into one re-read
-            seen.append(queue.get_nowait())
     return RECONNECTING if RECONNECT in seen else True
 
 

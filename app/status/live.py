@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform.db import read_only
 from app.platform.errors import NotFound
 from app.platform.i18n import N_
 from app.platform.pubsub import Broadcaster
@@ -121,9 +122,9 @@ async def order_updates(
     RECONNECTING (last) when the process shuts down. The first read is the stream's own
     (it must begin after the subscription); after a notification, streams of the same
     order share one read (``shared_read``)."""
-    async with broadcaster.listen(order_channel(order_id)) as queue:
+    async with broadcaster.listen(order_channel(order_id)) as mailbox:
         sent = 0
-        async with session_factory() as session:
+        async with read_only(session_factory) as session:
             view: service.OrderEntry | None = await service.order_view(
                 session, order_id, customer_id
             )
@@ -134,7 +135,7 @@ async def order_updates(
             # an idle stream keeps only the version it sent, not the view's document:
             # with thousands of streams that is most of their memory
             view = None
-            update = await next_update(queue, keep_alive)
+            update = await next_update(mailbox, keep_alive)
             if update is None or update is RECONNECTING:
                 yield update
             if update is RECONNECTING:

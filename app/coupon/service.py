@@ -92,7 +92,7 @@ async def _issue(
         if coupon is None:
             raise RuntimeError(f"coupon {coupon_id} is gone right after it was issued")
         coupon.emit(CouponIssued)
-        await record_pending(session, coupon, cause)
+        record_pending(session, coupon, cause)
 
 
 async def redeem(
@@ -120,7 +120,7 @@ async def redeem(
     coupon.move_to(CouponStatus.redeemed)
     coupon.redeemed_order_id = order_id
     coupon.emit(CouponRedeemed)
-    await record_pending(session, coupon)
+    record_pending(session, coupon)
     return coupon.discount
 
 
@@ -134,7 +134,7 @@ async def release_for_order(session: AsyncSession, order_id: uuid.UUID) -> None:
     coupon.move_to(CouponStatus.issued)
     coupon.redeemed_order_id = None
     coupon.emit(CouponReinstated)
-    await record_pending(session, coupon)
+    record_pending(session, coupon)
 
 
 async def coupons_of(session: AsyncSession, customer_id: uuid.UUID) -> list[Coupon]:
@@ -166,7 +166,7 @@ async def revoke_for_refund(session: AsyncSession, event: Event) -> None:
     if coupon.status == CouponStatus.issued:
         coupon.move_to(CouponStatus.revoked)
         coupon.emit(CouponRevoked)
-        await record_pending(session, coupon, event)
+        record_pending(session, coupon, event)
     elif coupon.status == CouponStatus.redeemed and not coupon.flagged:
         coupon.flagged = (
             f"Refund {refund_id} asked to revoke it, but it was already used on order "
@@ -174,7 +174,7 @@ async def revoke_for_refund(session: AsyncSession, event: Event) -> None:
         )
         coupon.changed()
         coupon.emit(CouponFlagged)
-        await record_pending(session, coupon, event)
+        record_pending(session, coupon, event)
 
 
 async def reinstate_for_refund(session: AsyncSession, settings: Settings, event: Event) -> None:
@@ -200,12 +200,12 @@ async def reinstate_for_refund(session: AsyncSession, settings: Settings, event:
     if coupon.status == CouponStatus.revoked:
         coupon.move_to(CouponStatus.issued)
         coupon.emit(CouponReinstated)
-        await record_pending(session, coupon, event)
+        record_pending(session, coupon, event)
     elif coupon.flagged:
         coupon.flagged = None
         coupon.changed()
         coupon.emit(CouponFlagged)
-        await record_pending(session, coupon, event)
+        record_pending(session, coupon, event)
 
 
 async def _locked_for_order(session: AsyncSession, order_id: uuid.UUID) -> Coupon | None:

@@ -85,7 +85,7 @@ async def create_for_paid_order(session: AsyncSession, event: Event) -> Delivery
     )
     if created is not None:
         created.emit(DeliveryCreated)
-        await record_pending(session, created, event)
+        record_pending(session, created, event)
     return created
 
 
@@ -113,7 +113,7 @@ async def advance(
             N_("A %(status)s delivery has no next stage.", status=status_label(delivery.status))
         )
     _move(delivery, target)
-    await record_pending(session, delivery)
+    record_pending(session, delivery)
     await complete(session)
     return delivery
 
@@ -133,7 +133,7 @@ async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Deliv
         )
     delivery.undo_move()
     delivery.emit(DeliveryMoveUndone)
-    await record_pending(session, delivery)
+    record_pending(session, delivery)
     await complete(session)
     return delivery
 
@@ -190,7 +190,7 @@ async def cancel_for_order(
     if delivery.courier_status != CourierStatus.withdrawn:
         delivery.courier_to(CourierStatus.withdrawn)
     delivery.emit(DeliveryCancelled)
-    await record_pending(session, delivery)
+    record_pending(session, delivery)
 
 
 def kitchen_started_reason(status: str) -> str:
@@ -278,7 +278,7 @@ async def record_pickup_requested(
     if delivery.courier_status == CourierStatus.unassigned:
         delivery.courier_to(CourierStatus.requested)
         delivery.emit(CourierRequested)
-        await record_pending(session, delivery, cause)
+        record_pending(session, delivery, cause)
     return delivery.status
 
 
@@ -322,7 +322,7 @@ async def apply_partner_event(
         if status is DeliveryStatus.ready:
             _move(delivery, DeliveryStatus.out_for_delivery)
         _move(delivery, DeliveryStatus.delivered)
-    await record_pending(session, delivery)
+    record_pending(session, delivery)
 
 
 def ensure_reference(given: str, expected: str) -> None:
@@ -342,7 +342,7 @@ async def request_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
     delivery.move_to(DeliveryStatus.return_requested)
     delivery.return_trip += 1
     delivery.emit(DeliveryReturnRequested)
-    await record_pending(session, delivery)
+    record_pending(session, delivery)
 
 
 async def cancel_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
@@ -355,7 +355,7 @@ async def _cancel_return(session: AsyncSession, delivery: Delivery) -> None:
         raise Conflict(N_("the return has already reached the shop; the refund goes ahead"))
     delivery.move_to(DeliveryStatus.delivered)
     delivery.emit(DeliveryReturnCancelled)
-    await record_pending(session, delivery)
+    record_pending(session, delivery)
 
 
 async def partner_cancelled_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
@@ -383,7 +383,7 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
         )
     delivery.move_to(DeliveryStatus.returned)
     delivery.emit(DeliveryReturned)
-    await record_pending(session, delivery)
+    record_pending(session, delivery)
     return delivery
 
 

@@ -11,8 +11,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.delivery import service
 from app.delivery.events import DeliveryChanged
 from app.delivery.gateway import OPEN_PICKUP_STATUSES, CourierGateway, CourierRejected
@@ -22,7 +20,7 @@ from app.platform import uow
 from app.platform.breaker import CircuitBreaker
 from app.platform.db import read_only
 from app.platform.events import Event
-from app.platform.handlers import call_partner, event_of, handle_once
+from app.platform.handlers import answer_once, call_partner, event_of
 from app.platform.worker import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -53,13 +51,9 @@ async def create(ctx: CourierContext, raw: dict[str, Any]) -> str:
     asking the partner is retried: the ticket is made once (inbox), the rider is asked
     for by idempotency key, and a cancel meanwhile is honoured as in ``request_courier``."""
     event = event_of(raw)
-    made: list[Delivery | None] = []
-
-    async def make(session: AsyncSession, cause: Event) -> None:
-        made.append(await service.create_for_paid_order(session, cause))
-
-    await handle_once(ctx["session_factory"], CREATE, event, make)
-    delivery = made[0] if made else None
+    delivery = await answer_once(
+        ctx["session_factory"], CREATE, event, service.create_for_paid_order
+    )
     if delivery is None:  # an earlier try made it, or the order was cancelled first
         async with read_only(ctx["session_factory"]) as session:
             delivery = await service.delivery_for_order(session, event.as_(OrderPaid).order_id)

@@ -260,7 +260,7 @@ async def _place(
     await payment.open_payment(
         session, order_id=order_id, amount=total, currency=currency, card=card
     )
-    await record_event(
+    record_event(
         session,
         OrderPlaced(
             order_id=order_id,
@@ -311,7 +311,7 @@ async def on_payment_captured(session: AsyncSession, event: Event) -> None:
         for line in lines
     ]
     order.emit(OrderPaid, items=items, address=order.address)
-    await record_pending(session, order, event)
+    record_pending(session, order, event)
 
 
 async def on_payment_failed(session: AsyncSession, event: Event) -> None:
@@ -322,7 +322,7 @@ async def on_payment_failed(session: AsyncSession, event: Event) -> None:
     order.move_to(OrderStatus.payment_failed)
     await coupon.release_for_order(session, order.id)  # the customer may try again with it
     order.emit(OrderPaymentFailed, reason=failed.failure_reason)
-    await record_pending(session, order, event)
+    record_pending(session, order, event)
 
 
 async def on_delivery_delivered(session: AsyncSession, event: Event) -> None:
@@ -331,7 +331,7 @@ async def on_delivery_delivered(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.fulfilled)
     order.emit(OrderFulfilled)
-    await record_pending(session, order, event)
+    record_pending(session, order, event)
 
 
 def cancel_refusal(order_status: str, delivery_status: str | None) -> str | None:
@@ -359,7 +359,7 @@ async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: 
     await coupon.release_for_order(session, order.id)
     order.move_to(OrderStatus.cancelled)
     order.emit(OrderCancelled)
-    await record_pending(session, order)
+    record_pending(session, order)
     await complete(session)
 
 
@@ -390,7 +390,7 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.refunded)
     order.emit(OrderRefunded)
-    await record_pending(session, order, event)
+    record_pending(session, order, event)
 
 
 async def placed_before(

@@ -136,7 +136,7 @@ async def void_uncharged(session: AsyncSession, payment_id: uuid.UUID, cause: Ev
         return False
     payment.move_to(PaymentStatus.voided)
     payment.emit(PaymentVoided)
-    await record_pending(session, payment, cause)
+    record_pending(session, payment, cause)
     return True
 
 
@@ -157,7 +157,7 @@ async def record_void(session: AsyncSession, payment_id: uuid.UUID, cause: Event
         return
     payment.move_to(PaymentStatus.voided)
     payment.emit(PaymentVoided)
-    await record_pending(session, payment, cause)
+    record_pending(session, payment, cause)
 
 
 async def record_charge_outcome(
@@ -181,7 +181,7 @@ async def record_charge_outcome(
         payment.move_to(PaymentStatus.failed)
         event = PaymentFailed
     payment.emit(event)
-    await record_pending(session, payment, cause)
+    record_pending(session, payment, cause)
     return False
 
 
@@ -197,4 +197,4 @@ async def record_refund(session: AsyncSession, payment_id: uuid.UUID, cause: Eve
         return
     payment.move_to(PaymentStatus.refunded)
     payment.emit(PaymentRefunded)
-    await record_pending(session, payment, cause)
+    record_pending(session, payment, cause)

@@ -24,7 +24,13 @@ from app.platform import uow
 from app.platform.breaker import CircuitBreaker
 from app.platform.db import read_only
 from app.platform.events import Event
-from app.platform.handlers import call_partner, event_of, handle_once, retry_delay
+from app.platform.handlers import (
+    answer_once,
+    call_partner,
+    event_of,
+    handle_once,
+    retry_delay,
+)
 from app.platform.i18n import N_
 from app.platform.worker import WorkerContext
 
@@ -94,22 +100,20 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
         ),
     )
 
-    voided_meanwhile: list[bool] = []
-
-    async def record(session: AsyncSession, cause: Event) -> None:
-        voided = await service.record_charge_outcome(session, payment_id, outcome, cause)
-        voided_meanwhile.append(voided)
-
-    await handle_once(ctx["session_factory"], CAPTURE, event, record)
+    # True when, under the payment's lock, a concurrent copy of this job had voided it as
+    # uncharged meanwhile; None when a copy recorded first (read what it left)
+    voided = await answer_once(
+        ctx["session_factory"],
+        CAPTURE,
+        event,
+        lambda session, cause: service.record_charge_outcome(session, payment_id, outcome, cause),
+    )
     if outcome.captured:
-        # A concurrent copy of this job may have voided it as uncharged meanwhile: our
-        # record saw it under the payment's lock. Only when a copy recorded first (so
-        # ours did not run) is the payment read again.
-        if not voided_meanwhile:
+        if voided is None:
             async with read_only(ctx["session_factory"]) as session:
                 now = await session.get(Payment, payment_id)
-            voided_meanwhile.append(now is not None and service.voided_uncharged(now))
-        if voided_meanwhile[0]:
+            voided = now is not None and service.voided_uncharged(now)
+        if voided:
             return await _void_late_charge(ctx, payment_id, key)
     return "captured" if outcome.captured else "failed"
 

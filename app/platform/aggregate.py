@@ -125,13 +125,13 @@ class Aggregate(Generic[S, E]):
         return events
 
 
-async def record_pending(
+def record_pending(
     session: AsyncSession, aggregate: Aggregate[Any, Any], cause: Event | None = None
 ) -> list[Event]:
     """Write the events ``aggregate`` has collected to the outbox, in the caller's
     transaction; ``cause`` is the event the use case reacted to, if any."""
     return [
-        await record_event(
+        record_event(
             session,
             event,
             aggregate_id=aggregate.id,

@@ -43,13 +43,36 @@ async def handle_once(
 ) -> bool:
     """Run ``effect`` in one transaction with the inbox record (and the read models'
     share of the events it records: ``app.platform.uow``); False if already handled."""
+    ran, _ = await _once(session_factory, handler, event, effect)
+    return ran
+
+
+async def answer_once(
+    session_factory: async_sessionmaker[AsyncSession],
+    handler: str,
+    event: Event,
+    effect: Callable[[AsyncSession, Event], Awaitable[T]],
+) -> T | None:
+    """``handle_once`` for a job that goes on with the effect's answer (what it found
+    under a lock, the row it made): the answer, None if the event was already handled
+    (by an earlier try or a copy of the job: look it up then)."""
+    _, answer = await _once(session_factory, handler, event, effect)
+    return answer
+
+
+async def _once(
+    session_factory: async_sessionmaker[AsyncSession],
+    handler: str,
+    event: Event,
+    effect: Callable[[AsyncSession, Event], Awaitable[T]],
+) -> tuple[bool, T | None]:
     async with uow.transaction(session_factory) as session:
         if not await claim(session, handler, event.id):
             note_claimed(handler, event.id)  # a duplicate waits for the first to commit
-            return False
-        await effect(session, event)
+            return False, None
+        answer = await effect(session, event)
     note_claimed(handler, event.id)
-    return True
+    return True, answer
 
 
 def retry_delay(job_try: int) -> float:

@@ -87,7 +87,7 @@ class InboxRow(Base):
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-async def record_event(
+def record_event(
     session: AsyncSession,
     event: DomainEvent,
     *,

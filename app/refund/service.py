@@ -212,7 +212,7 @@ async def file_refund(
     session.add(refund)
     await delivery.request_return(session, current.id)
     refund.emit(RefundRequested, reason_label=await _reason_label(session, refund))
-    await record_pending(session, refund)
+    record_pending(session, refund)
     await complete(session)
     return refund
 
@@ -236,7 +236,7 @@ async def _cancel(session: AsyncSession, refund: Refund, by: str, note: str | No
     refund.cancel_note = note
     refund.move_to(RefundStatus.cancelled)
     refund.emit(RefundCancelled, reason_label=await _reason_label(session, refund))
-    await record_pending(session, refund)
+    record_pending(session, refund)
 
 
 async def withdraw(session: AsyncSession, refund_id: uuid.UUID, customer_id: uuid.UUID) -> Refund:
@@ -284,7 +284,7 @@ async def cancel_for_returned_trip(session: AsyncSession, event: Event) -> None:
     refund.cancelled_by = "partner"
     refund.move_to(RefundStatus.cancelled)
     refund.emit(RefundCancelled, reason_label=await _reason_label(session, refund))
-    await record_pending(session, refund, event)
+    record_pending(session, refund, event)
 
 
 async def _requested_for(session: AsyncSession, order_id: uuid.UUID) -> uuid.UUID | None:
@@ -308,7 +308,7 @@ async def complete_for_payment(session: AsyncSession, event: Event) -> None:
     refund = await _locked(session, refund_id)
     refund.move_to(RefundStatus.completed)
     refund.emit(RefundCompleted, reason_label=await _reason_label(session, refund))
-    await record_pending(session, refund, event)
+    record_pending(session, refund, event)
 
 
 async def requested_before(

@@ -42,7 +42,7 @@ async def test_an_event_rolled_back_is_not_counted(session_factory: Factory) -> 
         version=1,
     )
     async with session_factory() as session:
-        await record_event(session, event, aggregate_id=order_id, correlation_id=order_id)
+        record_event(session, event, aggregate_id=order_id, correlation_id=order_id)
         await session.rollback()
         await session.commit()  # a later commit of the same session: still nothing
     assert placed() == before

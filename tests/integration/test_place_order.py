@@ -81,7 +81,7 @@ async def test_a_failure_part_way_leaves_nothing_behind(
         seen.append(kwargs["order_id"])  # type: ignore[arg-type]
         return await real_open_payment(session, **kwargs)  # type: ignore[arg-type]
 
-    async def crash(*args: object, **kwargs: object) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("power cut")
 
     monkeypatch.setattr(ordering.payment, "open_payment", open_payment_then_note)

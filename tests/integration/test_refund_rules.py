@@ -56,7 +56,7 @@ async def test_refund_and_delivery_change_commit_together_or_not_at_all(
 ) -> None:
     order_id, customer = await delivered(session_factory, ctx)
 
-    async def crash(*args: object, **kwargs: object) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("power cut after the delivery moved")
 
     with monkeypatch.context() as patch:

@@ -110,7 +110,7 @@ async def test_a_batch_is_marked_published_and_only_events_nobody_takes_finished
         version=2,
     )
     async with uow.transaction(session_factory) as session:
-        await record_event(
+        record_event(
             session,
             failure,
             aggregate_id=order_id,

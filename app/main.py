@@ -60,13 +60,14 @@ from app.platform.ratelimit import RateLimiter
 from app.platform.redis import create_redis, create_state_redis
 from app.platform.sessions import session_config
 from app.platform.settings import Settings, get_settings, require_secrets
-from app.platform.uow import read_your_writes
+from app.platform.uow import react_in_transaction, read_your_writes
 from app.refund.api import RefundApi
 from app.refund.pages import ReasonAdminPages, RefundPages, StaffRefundPages
 from app.refund.returns import ReturnApi, ReturnPages
 from app.status.api import OrderStatusApi
 from app.status.pages import OrderPages
 from app.status.service import project_in_transaction
+from app.subscriptions import REACTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 #: HTTP requests by route template (``group_path``: an order id never becomes a label)
@@ -122,6 +123,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         read_your_writes(
             app.state.session_factory, project_in_transaction, publisher(app.state.redis)
         )
+        react_in_transaction(app.state.session_factory, REACTIONS)  # app.subscriptions
         app.state.broadcaster = Broadcaster(app.state.redis)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()

@@ -26,6 +26,7 @@ from app.delivery.events import (
     DeliveryReturnRequested,
 )
 from app.ordering import events as ordering_events
+from app.ordering import service as ordering_service
 from app.ordering import tasks as ordering
 from app.ordering.events import (
     OrderCancelled,
@@ -40,6 +41,7 @@ from app.payment import tasks as payment
 from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded, PaymentVoided
 from app.platform.events import DomainEvent
 from app.platform.relay import Subscriber, Subscriptions
+from app.platform.uow import Reaction, Reactions
 from app.refund import events as refund_events
 from app.refund import tasks as refund
 from app.refund.events import RefundCancelled, RefundCompleted, RefundRequested
@@ -109,3 +111,13 @@ WIRING: Mapping[type[DomainEvent], Sequence[Subscriber]] = {
 
 #: the relay's routes: by the wire name an outbox row carries
 SUBSCRIPTIONS: Subscriptions = {event.TYPE: subs for event, subs in WIRING.items()}
+
+#: subscribers whose handler runs in the transaction that records the event
+#: (``app.platform.uow.Reaction``): the order is paid, or refused, in the same commit as
+#: its payment's outcome, a job and a relay hop fewer per order. The jobs stay wired
+#: above, for events recorded where no reaction ran; the relay skips them otherwise.
+IN_TRANSACTION: Mapping[type[DomainEvent], Sequence[Reaction]] = {
+    PaymentCaptured: [Reaction(ordering.ON_PAYMENT_CAPTURED, ordering_service.on_payment_captured)],
+    PaymentFailed: [Reaction(ordering.ON_PAYMENT_FAILED, ordering_service.on_payment_failed)],
+}
+REACTIONS: Reactions = {event.TYPE: reactions for event, reactions in IN_TRANSACTION.items()}

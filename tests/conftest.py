@@ -27,8 +27,9 @@ from app.platform.db import create_engine, create_session_factory  # noqa: E402
 from app.platform.pubsub import publisher  # noqa: E402
 from app.platform.redis import create_redis  # noqa: E402
 from app.platform.settings import get_settings  # noqa: E402
-from app.platform.uow import read_your_writes  # noqa: E402
+from app.platform.uow import react_in_transaction, read_your_writes  # noqa: E402
 from app.status.service import project_in_transaction  # noqa: E402
+from app.subscriptions import REACTIONS  # noqa: E402
 from tests.support.processes import Shop, start_sandbox, start_shop  # noqa: E402
 from workers.context import payment_context, worker_context  # noqa: E402
 
@@ -60,6 +61,7 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     factory = create_session_factory(engine)
     # as in the web: a use case's events are projected the moment it completes
     read_your_writes(factory, project_in_transaction, publisher(create_redis(get_settings())))
+    react_in_transaction(factory, REACTIONS)  # and the order follows its payment in it
     return factory
 
 

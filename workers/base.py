@@ -21,9 +21,10 @@ from app.platform.redis import (
     loads_job,
 )
 from app.platform.settings import Settings, get_settings
-from app.platform.uow import read_your_writes
+from app.platform.uow import react_in_transaction, read_your_writes
 from app.platform.worker import WorkerContext
 from app.status.service import project_in_transaction
+from app.subscriptions import REACTIONS
 from workers.context import worker_context
 
 Task = Callable[..., Coroutine[Any, Any, Any]]
@@ -47,6 +48,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     # a handler's events are folded into the read models in its own transaction, and the
     # live pages told after it: no status job (and its hop) for the events it records
     read_your_writes(ctx["session_factory"], project_in_transaction, publisher(ctx["redis"]))
+    # and another context's database-only reaction runs in it too (``app.subscriptions``)
+    react_in_transaction(ctx["session_factory"], REACTIONS)
     ctx["liveness"] = liveness.start(settings.lifecycle.liveness_file)  # the pod's probe
 
 

@@ -348,14 +348,18 @@ def cancel_refusal(order_status: str, delivery_status: str | None) -> str | None
 
 async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: uuid.UUID) -> None:
     """Cancel the order and its kitchen ticket in ONE transaction; the payment is voided
-    by the payment worker reacting to ``OrderCancelled`` (FR4, FR5)."""
+    by the payment worker reacting to ``OrderCancelled`` (FR4, FR5).
+
+    The payment is locked before the order, as the capture does (it pays the order in
+    its own transaction, ``app.subscriptions.IN_TRANSACTION``): the other way round, a
+    cancel and a capture at the same moment could deadlock. A refusal rolls it back."""
+    await payment.request_cancel(session, order_id)
     order = await _locked(session, order_id)
     if order is None or order.customer_id != customer_id:
         raise NotFound(N_("order not found"))
     if reason := cancel_refusal(order.status, None):
         raise Conflict(reason)
     await delivery.cancel_for_order(session, order.id, order.customer_id)  # 409 once cooking
-    await payment.request_cancel(session, order.id)
     await coupon.release_for_order(session, order.id)
     order.move_to(OrderStatus.cancelled)
     order.emit(OrderCancelled)

@@ -27,14 +27,14 @@ from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.exceptions import RedisError
-from sqlalchemy import Table, bindparam, case, select, update
+from sqlalchemy import Table, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform import metrics
 from app.platform.db import utcnow
 from app.platform.events import Event
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
-from app.platform.outbox import NOTIFY_CHANNEL, OutboxRow
+from app.platform.outbox import NOTIFY_CHANNEL, InboxRow, OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ async def enqueue_many(jobs: ArqRedis, handed: Sequence[tuple[dict[str, Any], Su
 #: rows per relay transaction
 BATCH = 200
 _OUTBOX = cast(Table, OutboxRow.__table__)
+_INBOX = cast(Table, InboxRow.__table__)
 _EVENT_FIELDS = tuple(Event.__struct_fields__)
 
 
@@ -118,7 +119,9 @@ _EVENT_FIELDS = tuple(Event.__struct_fields__)
 def _claim_rows(limit: int, routed: tuple[str, ...]) -> Any:
     """``UPDATE outbox SET published_at = :now … WHERE seq IN (the oldest unpublished,
     locked, skipping rows another relay holds) RETURNING …``: reading and marking the
-    batch in one statement (it was a SELECT, then an ORM flush of one UPDATE per row)."""
+    batch in one statement (it was a SELECT, then an ORM flush of one UPDATE per row),
+    with the subscribers that handled each event in the transaction that recorded it
+    (``app.platform.uow.Reaction``: their inbox rows)."""
     oldest = (
         select(_OUTBOX.c.seq)
         .where(_OUTBOX.c.published_at.is_(None))
@@ -127,6 +130,12 @@ def _claim_rows(limit: int, routed: tuple[str, ...]) -> Any:
         .with_for_update(skip_locked=True)
     )
     now = bindparam("now", type_=_OUTBOX.c.published_at.type)
+    handled = (
+        select(func.array_agg(_INBOX.c.handler))
+        .where(_INBOX.c.event_id == _OUTBOX.c.id)
+        .scalar_subquery()
+        .label("handled")
+    )
     return (
         update(_OUTBOX)
         .where(_OUTBOX.c.seq.in_(oldest.scalar_subquery()))
@@ -135,7 +144,7 @@ def _claim_rows(limit: int, routed: tuple[str, ...]) -> Any:
             enqueued_at=now,
             finished_at=case((_OUTBOX.c.type.in_(routed), None), else_=now),
         )
-        .returning(_OUTBOX.c.seq, *(_OUTBOX.c[name] for name in _EVENT_FIELDS))
+        .returning(_OUTBOX.c.seq, *(_OUTBOX.c[name] for name in _EVENT_FIELDS), handled)
     )
 
 
@@ -161,7 +170,8 @@ async def relay_batch(
         handed: list[tuple[dict[str, Any], Subscriber]] = []
         for row in rows:
             arg = Event(**{name: getattr(row, name) for name in _EVENT_FIELDS}).to_job_arg()
-            subscribers = subscriptions.get(row.type, ())
+            handled = row.handled or ()
+            subscribers = [s for s in subscriptions.get(row.type, ()) if s.task not in handled]
             handed += [(arg, sub) for sub in subscribers]
             log.info(
                 "relayed %s to %d subscribers",

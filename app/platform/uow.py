@@ -12,6 +12,13 @@ only then are live pages told (Redis, one round trip), best effort: the change h
 happened, so the answer is success whatever happens there, and a page that missed the
 notification re-reads its view when its stream reconnects.
 
+Before the read side, the *reactions* run (``react_in_transaction``): another context's
+handler that only changes the database, run in the transaction that records the event
+(the order paid with its payment's capture), instead of a job after a relay round trip.
+Each claims its inbox row under the name of its job, so the relay hands the event to
+that job only where no reaction ran (a process of an older release, a session without
+them) and the reconciler counts it done.
+
 A session that recorded events may not commit any other way (``_unprojected_events``):
 an event the status worker no longer projects would otherwise be lost for the views.
 Controllers never commit; they call a use case, and the use case ends here.
@@ -20,8 +27,9 @@ Controllers never commit; they call a use case, and the use case ends here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event as orm_event
@@ -29,14 +37,31 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app.platform.events import Event
-from app.platform.outbox import RECORDED, take_recorded
+from app.platform.outbox import RECORDED, claim, take_recorded
 
 #: fold one event into the read models in the caller's transaction; the channels to tell
 Project = Callable[[AsyncSession, Event], Awaitable[list[str]]]
 #: tell live pages, after the commit, that events of a type happened on each channel
 #: (``(channel, event type)`` pairs, in one round trip: ``app.platform.pubsub.publisher``)
 Publish = Callable[[Sequence[tuple[str, str]]], Awaitable[Any]]
-PROJECT, PUBLISH = "uow.project", "uow.publish"
+PROJECT, PUBLISH, REACT = "uow.project", "uow.publish", "uow.react"
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """A subscriber's handler run in the transaction that records the event.
+
+    ``handler`` is the name of the subscriber's job (its inbox row): the relay skips a
+    subscriber whose row exists. ``effect`` may record events of its own; they are
+    reacted to and projected in the same transaction. Only for effects that call no
+    partner and that belong with the cause: if one fails, the cause rolls back with it."""
+
+    handler: str
+    effect: Callable[[AsyncSession, Event], Awaitable[object]]
+
+
+#: reactions by the wire name of the event they follow
+Reactions = Mapping[str, Sequence[Reaction]]
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +76,16 @@ def read_your_writes(
     recorded before it commits, and publishes after."""
     info: dict[str, Any] = dict(session_factory.kw.get("info") or {})
     info[PROJECT], info[PUBLISH] = project, publish
+    session_factory.configure(info=info)
+
+
+def react_in_transaction(
+    session_factory: async_sessionmaker[AsyncSession], reactions: Reactions
+) -> None:
+    """Every unit of work run on a session of ``session_factory`` runs ``reactions`` to
+    the events it recorded, before the read side and the commit."""
+    info: dict[str, Any] = dict(session_factory.kw.get("info") or {})
+    info[REACT] = reactions
     session_factory.configure(info=info)
 
 
@@ -78,15 +113,31 @@ async def transaction(
 
 
 async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tuple[str, str]]]:
-    """Take the events the session recorded and fold them into the read models (when a
-    read side is installed); the ``(channel, event type)`` pairs to tell after commit."""
-    events = take_recorded(session)
+    """Take the events the session recorded, with what the reactions to them recorded,
+    and fold them into the read models (when a read side is installed); the ``(channel,
+    event type)`` pairs to tell after commit."""
+    events = await _react(session)
     project: Project | None = session.info.get(PROJECT)
     told: list[tuple[str, str]] = []
     if project is not None:
         for event in events:
             told += [(channel, event.type) for channel in await project(session, event)]
     return events, list(dict.fromkeys(told))
+
+
+async def _react(session: AsyncSession) -> list[Event]:
+    """Run the reactions to what the session recorded, and to what they record, until
+    nothing new is recorded; every event, in the order recorded."""
+    reactions: Reactions = session.info.get(REACT) or {}
+    events: list[Event] = []
+    while recorded := take_recorded(session):
+        events += recorded
+        for event in recorded:
+            for reaction in reactions.get(event.type, ()):
+                # recorded in this transaction: no one else can have claimed it yet
+                await claim(session, reaction.handler, event.id)
+                await reaction.effect(session, event)
+    return events
 
 
 async def _tell(session: AsyncSession, events: list[Event], told: list[tuple[str, str]]) -> None:

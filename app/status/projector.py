@@ -320,15 +320,31 @@ async def apply(session: AsyncSession, event: Event) -> list[str]:
     return channels
 
 
+#: ``session.info`` key: (the transaction, the views it locked by order id)
+LOCKED_VIEWS = "status.locked_views"
+
+
 async def _locked_view(session: AsyncSession, event: Event) -> OrderView:
     """The view of the event's order, locked until commit; ``ViewNotReady`` (retry later)
-    while the order's first event has not been projected."""
+    while the order's first event has not been projected.
+
+    Read once per transaction: the next event of the same order in it (the order paid
+    with its payment's capture) finds it locked already, and its changes are flushed
+    together at commit."""
     order_id = uuid.UUID(event.payload["orderId"])
+    transaction = session.sync_session.get_transaction()
+    held, views = session.info.get(LOCKED_VIEWS) or (None, {})
+    if held is not transaction:
+        views = {}
+        session.info[LOCKED_VIEWS] = (transaction, views)
+    if order_id in views:
+        return views[order_id]
     view = await session.scalar(
         select(OrderView).where(OrderView.order_id == order_id).with_for_update()
     )
     if view is None:
         raise ViewNotReady(str(order_id))
+    views[order_id] = view
     return view
 
 

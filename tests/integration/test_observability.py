@@ -161,8 +161,9 @@ async def test_one_web_scrape_shows_the_shop_and_every_part_counts_its_work(
         payment, "pizzeria_partner_call_seconds_count", partner="payment", operation="charge"
     )
     assert charge_calls is not None and charge_calls >= 1
+    # the order is paid in the capture's transaction (app.subscriptions.IN_TRANSACTION)
     await wait_for_metric(
-        port_url(observed_shop, "worker-ordering"), "pizzeria_orders_paid_total", lambda v: v >= 1
+        port_url(observed_shop, "worker-payment"), "pizzeria_orders_paid_total", lambda v: v >= 1
     )
     await wait_for_metric(
         port_url(observed_shop, "relay"), "pizzeria_outbox_published_total", lambda v: v >= 1
@@ -227,7 +228,7 @@ async def test_one_order_is_followed_across_every_part_by_its_correlation_id(
 ) -> None:
     assert observed_shop.log_dir is not None
     _, order_id, request_id = await paid_order(web)
-    expected = {"web", "relay", "worker-payment", "worker-ordering", "worker-status"}
+    expected = {"web", "relay", "worker-payment", "worker-delivery", "worker-status"}
     deadline = asyncio.get_running_loop().time() + 60
     while True:
         parts = json_lines(observed_shop.log_dir)

@@ -62,14 +62,29 @@ async def _locked(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     return delivery
 
 
-async def create_for_paid_order(session: AsyncSession, event: Event) -> Delivery | None:
+#: the namespace of ``delivery_id_for``
+_DELIVERY_IDS = uuid.UUID("6f1c2a52-3c38-4b51-9a3e-5d1f0c7b8e21")
+
+
+def delivery_id_for(order_id: uuid.UUID) -> uuid.UUID:
+    """The id of an order's delivery, known before it exists: the rider is asked for
+    under it (the partner's reference and idempotency key) before the ticket is saved,
+    so a retry, a copy of the job and a cancel's tombstone all name the same delivery.
+    (Deliveries made before this have random ids; nothing relies on the rule.)"""
+    return uuid.uuid5(_DELIVERY_IDS, str(order_id))
+
+
+async def create_for_paid_order(
+    session: AsyncSession, event: Event, partner_ref: str | None = None
+) -> Delivery | None:
     """``OrderPaid`` → a queued delivery (once per order; a cancel tombstone wins): the
-    delivery created, None when there was one already (or its tombstone)."""
+    delivery created, None when there was one already (or its tombstone). With
+    ``partner_ref``, the rider was asked for already: recorded in the same transaction."""
     paid = event.as_(OrderPaid)
     created = await session.scalar(
         insert(Delivery)
         .values(
-            id=uuid.uuid4(),
+            id=delivery_id_for(paid.order_id),
             order_id=paid.order_id,
             customer_id=paid.customer_id,
             status=DeliveryStatus.queued,
@@ -85,6 +100,8 @@ async def create_for_paid_order(session: AsyncSession, event: Event) -> Delivery
     )
     if created is not None:
         created.emit(DeliveryCreated)
+        if partner_ref is not None:
+            _pickup_requested(created, partner_ref)
         record_pending(session, created, event)
     return created
 
@@ -162,7 +179,7 @@ async def cancel_for_order(
         tombstone = await session.scalar(
             insert(Delivery)
             .values(
-                id=uuid.uuid4(),
+                id=delivery_id_for(order_id),  # a rider asked for meanwhile is found by it
                 order_id=order_id,
                 customer_id=customer_id,
                 status=DeliveryStatus.cancelled,
@@ -271,15 +288,19 @@ async def record_pickup_requested(
     ``ready`` that the kitchen finished first and the partner must hear it (the
     ``DeliveryAdvanced`` job found no pickup to tell about; the row lock orders the two)."""
     delivery = await _locked(session, delivery_id)
+    _pickup_requested(delivery, partner_ref)
+    record_pending(session, delivery, cause)
+    return delivery.status
+
+
+def _pickup_requested(delivery: Delivery, partner_ref: str) -> None:
     if delivery.partner_ref is None:
         delivery.partner_ref = partner_ref
     if delivery.status == DeliveryStatus.cancelled:
-        return delivery.status
+        return
     if delivery.courier_status == CourierStatus.unassigned:
         delivery.courier_to(CourierStatus.requested)
         delivery.emit(CourierRequested)
-        record_pending(session, delivery, cause)
-    return delivery.status
 
 
 def partner_reference(delivery_id: uuid.UUID, trip: str = "delivery") -> str:

@@ -46,18 +46,58 @@ async def _partner(ctx: CourierContext, call: Callable[[CourierGateway], Awaitab
 
 
 async def create(ctx: CourierContext, raw: dict[str, Any]) -> str:
-    """``OrderPaid`` → the kitchen's ticket, then a rider asked for, in one job (one hop
-    of the pipeline per order fewer than a job per ``DeliveryCreated``). A try that fails
-    asking the partner is retried: the ticket is made once (inbox), the rider is asked
-    for by idempotency key, and a cancel meanwhile is honoured as in ``request_courier``."""
+    """``OrderPaid`` → a rider asked for, then the kitchen's ticket saved with the
+    pickup, in one job and one transaction (a hop and a transaction per order fewer than
+    a ticket first and the rider recorded after).
+
+    The rider is asked for under the delivery's id before the ticket exists
+    (``service.delivery_id_for``), so a retry, a copy of the job and a cancel all name the
+    same pickup. If the partner cannot be asked, the kitchen still gets its ticket now,
+    and the retry asks for the rider (``_ask_for_rider``, as for a ticket an earlier try
+    or an older release made). A cancel that came first leaves a tombstone, which the
+    insert loses to: the pickup just booked is then withdrawn."""
     event = event_of(raw)
-    delivery = await answer_once(
-        ctx["session_factory"], CREATE, event, service.create_for_paid_order
+    paid = event.as_(OrderPaid)
+    factory = ctx["session_factory"]
+    async with read_only(factory) as session:
+        delivery = await service.delivery_for_order(session, paid.order_id)
+    if delivery is not None:  # an earlier try made it, or the order was cancelled first
+        return await _ask_for_rider(ctx, delivery, event)
+    delivery_id = service.delivery_id_for(paid.order_id)
+    try:
+        partner_ref = await _request_pickup(ctx, delivery_id, paid.address)
+    except Exception:
+        # the partner is away or refused: the kitchen cooks meanwhile
+        await answer_once(factory, CREATE, event, service.create_for_paid_order)
+        raise
+    created = await answer_once(
+        factory,
+        CREATE,
+        event,
+        lambda session, cause: service.create_for_paid_order(session, cause, partner_ref),
     )
-    if delivery is None:  # an earlier try made it, or the order was cancelled first
-        async with read_only(ctx["session_factory"]) as session:
-            delivery = await service.delivery_for_order(session, event.as_(OrderPaid).order_id)
+    if created is not None:
+        return "requested"
+    async with read_only(factory) as session:  # a cancel's tombstone, or a copy, was first
+        delivery = await service.delivery_for_order(session, paid.order_id)
+    if delivery is not None and delivery.id != delivery_id:  # made by an older release
+        await withdraw(ctx, delivery_id, partner_ref)
     return await _ask_for_rider(ctx, delivery, event)
+
+
+async def _request_pickup(ctx: CourierContext, delivery_id: uuid.UUID, address: str) -> str:
+    """Ask the partner for a rider for the delivery (idempotent by its key): the pickup."""
+    callback = f"{ctx['settings'].public_url}/webhooks/courier"
+    outcome = await _partner(
+        ctx,
+        lambda gateway: gateway.request_pickup(
+            reference=service.partner_reference(delivery_id),
+            address=address,
+            callback_url=callback,
+            idempotency_key=_pickup_key(delivery_id),
+        ),
+    )
+    return outcome.partner_ref
 
 
 async def request_courier(ctx: CourierContext, raw: dict[str, Any]) -> str:
@@ -87,27 +127,16 @@ async def _ask_for_rider(ctx: CourierContext, delivery: Delivery | None, event: 
             await _mark_ready(ctx, delivery_id, delivery.partner_ref)
             return "notified"
         return "skipped"
-    callback = f"{ctx['settings'].public_url}/webhooks/courier"
-    outcome = await _partner(
-        ctx,
-        lambda gateway: gateway.request_pickup(
-            reference=service.partner_reference(delivery_id),
-            address=delivery.address,
-            callback_url=callback,
-            idempotency_key=_pickup_key(delivery_id),
-        ),
-    )
+    partner_ref = await _request_pickup(ctx, delivery_id, delivery.address)
     async with uow.transaction(ctx["session_factory"]) as session:
-        status_now = await service.record_pickup_requested(
-            session, delivery_id, outcome.partner_ref, event
-        )
+        status_now = await service.record_pickup_requested(session, delivery_id, partner_ref, event)
     if status_now == DeliveryStatus.cancelled:
-        await withdraw(ctx, delivery_id, outcome.partner_ref)
+        await withdraw(ctx, delivery_id, partner_ref)
         return "withdrawn"
     if status_now == DeliveryStatus.ready:
         # the kitchen was faster than the partner: this job tells it (no job per
         # CourierRequested for the rare case, see app.subscriptions)
-        await _mark_ready(ctx, delivery_id, outcome.partner_ref)
+        await _mark_ready(ctx, delivery_id, partner_ref)
         return "requested, ready"
     return "requested"
 

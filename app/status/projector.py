@@ -333,8 +333,9 @@ async def _locked_view(session: AsyncSession, event: Event) -> OrderView:
     together at commit."""
     order_id = uuid.UUID(event.payload["orderId"])
     transaction = session.sync_session.get_transaction()
+    views: dict[uuid.UUID, OrderView]
     held, views = session.info.get(LOCKED_VIEWS) or (None, {})
-    if held is not transaction:
+    if held is not transaction:  # a new transaction: nothing of the last one is locked
         views = {}
         session.info[LOCKED_VIEWS] = (transaction, views)
     if order_id in views:

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from arq import Retry
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -295,7 +296,66 @@ async def test_the_job_that_makes_the_ticket_asks_for_the_rider_once(
     assert await delivery_tasks.create(courier_ctx, paid) == "requested"
     assert await delivery_tasks.create(courier_ctx, paid) == "skipped"
     delivery_id = await _delivery_id(session_factory, order_id)
+    assert delivery_id == deliveries.delivery_id_for(order_id)
     [pickup] = await _pickups(sandbox, str(delivery_id))
     assert pickup["operations"] == ["request"]
-    kinds = [e.type for e in await events_of(session_factory, order_id)]
+    events = await events_of(session_factory, order_id)
+    kinds = [e.type for e in events]
     assert kinds.count("DeliveryCreated") == 1 and kinds.count("CourierRequested") == 1, kinds
+    # asked first, then the ticket saved with its pickup: one transaction, in order
+    [created] = [e for e in events if e.type == "DeliveryCreated"]
+    [requested] = [e for e in events if e.type == "CourierRequested"]
+    assert requested.seq == created.seq + 1
+    assert (created.payload["version"], requested.payload["version"]) == (1, 2)
+    async with session_factory() as session:
+        delivery = await deliveries.get(session, delivery_id)
+    assert delivery is not None and delivery.partner_ref == pickup["id"]
+    assert delivery.courier_status == "requested"
+
+
+async def test_the_kitchen_gets_its_ticket_while_the_partner_cannot_be_asked(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """The rider is asked for before the ticket is saved; with the partner down, the
+    ticket is saved anyway (the kitchen cooks), and the job's retry asks for the rider."""
+    order_id = await _paid(session_factory, courier_ctx)
+    paid = await _job(session_factory, order_id, "OrderPaid")
+    await sandbox.put("/sandbox/knobs/courier", json={"down": True})
+    try:
+        with pytest.raises(Retry):
+            await delivery_tasks.create(courier_ctx, paid)
+    finally:
+        await sandbox.put("/sandbox/knobs/courier", json={"down": False})
+    async with session_factory() as session:
+        waiting = await deliveries.delivery_for_order(session, order_id)
+    assert waiting is not None, "the kitchen's ticket exists without a rider"
+    assert (waiting.status, waiting.courier_status) == ("queued", "unassigned")
+
+    assert await delivery_tasks.create(courier_ctx, paid) == "requested"
+    [pickup] = await _pickups(sandbox, str(waiting.id))
+    assert pickup["operations"] == ["request"]
+
+
+async def test_a_rider_asked_for_just_before_a_cancel_is_withdrawn(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """A try asked the partner for a rider and died before saving the ticket; the
+    customer cancelled meanwhile (a tombstone under the same delivery id). The retry
+    finds the pickup by that id and withdraws it: no rider comes for a cancelled order."""
+    customer = uuid.uuid4()
+    order_id = await _paid(session_factory, courier_ctx, customer_id=customer)
+    paid = await _job(session_factory, order_id, "OrderPaid")
+    delivery_id = deliveries.delivery_id_for(order_id)
+    await courier_ctx["courier_gateway"].request_pickup(  # the try that died
+        reference=deliveries.partner_reference(delivery_id),
+        address="Via Roma 1, Napoli",
+        callback_url="http://127.0.0.1:9/webhooks/courier",
+        idempotency_key=f"{delivery_id}:pickup",
+    )
+    async with session_factory() as session:
+        await ordering.cancel_order(session, order_id, customer)
+
+    assert await delivery_tasks.create(courier_ctx, paid) == "withdrawn"
+    [pickup] = await _pickups(sandbox, str(delivery_id))
+    assert (pickup["status"], pickup["operations"]) == ("cancelled", ["request", "cancel"])
+    assert await _delivery_id(session_factory, order_id) == delivery_id

@@ -171,10 +171,12 @@ async def standing(session: AsyncSession, user_id: uuid.UUID) -> AccountStanding
     Read on every signed-in request, so a demotion or revocation takes effect at once."""
     row = (
         await session.execute(
-            select(User.role, User.sessions_valid_after).where(User.id == user_id)
+            select(User.role, User.sessions_valid_after, User.name).where(User.id == user_id)
         )
     ).one_or_none()
-    return AccountStanding(role=row.role, valid_after=row.sessions_valid_after) if row else None
+    if row is None:
+        return None
+    return AccountStanding(role=row.role, valid_after=row.sessions_valid_after, name=row.name)
 
 
 async def choose_language(session: AsyncSession, user_id: uuid.UUID, locale: str) -> None:

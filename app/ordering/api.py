@@ -60,6 +60,7 @@ class OrderingApi(Controller):
                 coupon_code=data.coupon_code or None,
                 phone=data.phone or "",
                 note=data.note or "",
+                customer_name=caller.name,
             ),
             gate=breakers,
             vault=card_vault,

@@ -170,6 +170,7 @@ class CheckoutPages(Controller):
             coupon_code=form["coupon_code"].strip() or None,
             phone=form["phone"],
             note=form["note"],
+            customer_name=customer.name,
         )
         try:
             async with database_errors_as_unavailable():  # the form stays, basket and all

@@ -68,6 +68,8 @@ class PlaceOrder:
     coupon_code: str | None = None
     phone: str = ""
     note: str = ""
+    #: the customer's name when the caller has it already (None: read it)
+    customer_name: str | None = None
 
 
 class PartnerGate(Protocol):
@@ -281,7 +283,8 @@ async def _place(
             address=command.address.strip(),
             phone=command.phone.strip() or None,
             note=command.note.strip() or None,
-            customer_name=await accounts.display_name(session, command.customer_id),
+            customer_name=command.customer_name
+            or await accounts.display_name(session, command.customer_id),
             version=1,
         ),
         aggregate_id=order_id,

@@ -58,6 +58,8 @@ class AccountStanding:
 
     role: str
     valid_after: datetime
+    #: the name the person gave (read with the rest: placing an order needs no query)
+    name: str | None = None
 
 
 def session_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
@@ -81,7 +83,12 @@ async def _current(connection: ASGIConnection[Any, Any, Any, Any], claimed: Prin
         standing: AccountStanding | None = await state.account_standing(session, claimed.user_id)
     if standing is None or (claimed.issued_at or 0) < standing.valid_after.timestamp():
         raise NotAuthenticated(N_("This sign-in is no longer valid; please sign in again."))
-    return Principal(user_id=claimed.user_id, role=standing.role, issued_at=claimed.issued_at)
+    return Principal(
+        user_id=claimed.user_id,
+        role=standing.role,
+        issued_at=claimed.issued_at,
+        name=standing.name,
+    )
 
 
 async def bearer_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

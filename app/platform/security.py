@@ -38,6 +38,8 @@ class Principal:
     user_id: uuid.UUID
     role: str
     issued_at: float | None = None  # API tokens only
+    #: the account's name as read when the request was authorized (None: not read)
+    name: str | None = None
 
     @property
     def is_staff(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -128,3 +129,35 @@ async def test_same_idempotency_key_returns_the_first_order(session_factory: Fac
     assert again == ordering.PlacedOrder(first, replayed=True)
     other = await place(session_factory, customer_id=uuid.uuid4(), key="checkout-1")
     assert other != first, "keys are scoped per customer"
+
+
+async def test_the_name_read_at_sign_in_goes_with_the_order(session_factory: Factory) -> None:
+    """The access check reads the account's name with its role (``standing``), and the
+    placement uses it instead of reading it again; without one it still reads it."""
+    from app.accounts import service as accounts
+    from app.platform.outbox import OutboxRow
+
+    async with session_factory() as session:
+        user = await accounts.sign_up(
+            session, email=f"{uuid.uuid4()}@example.com", password="pizza-demo-1234", name="Ada"
+        )
+        standing = await accounts.standing(session, user.id)
+    assert standing is not None and standing.name == "Ada"
+
+    async def named(order_id: uuid.UUID) -> str | None:
+        async with session_factory() as session:
+            row = await session.scalar(
+                select(OutboxRow).where(
+                    OutboxRow.correlation_id == str(order_id), OutboxRow.type == "OrderPlaced"
+                )
+            )
+        assert row is not None
+        return row.payload["customerName"]
+
+    given = dataclasses.replace(place_command(customer_id=user.id), customer_name="Ada L.")
+    async with session_factory() as session:
+        placed = await ordering.place_order(session, get_settings(), given)
+    assert await named(placed.order_id) == "Ada L.", "the caller's name, not a second read"
+    async with session_factory() as session:
+        unnamed = await ordering.place_order(session, get_settings(), place_command(user.id))
+    assert await named(unnamed.order_id) == "Ada"

@@ -179,6 +179,14 @@ async def _replay(
     return PlacedOrder(found.id, replayed=True)
 
 
+#: built once, the values bound per call (inline values cost a cache key walk each time)
+_NEW_ORDER = (
+    pg_insert(Order)
+    .on_conflict_do_nothing(index_elements=[Order.customer_id, Order.idempotency_key])
+    .returning(Order.id)
+)
+
+
 async def _place(
     session: AsyncSession, settings: Settings, command: PlaceOrder, vault: payment.CardVault
 ) -> PlacedOrder:
@@ -209,25 +217,21 @@ async def _place(
     coupon_code = coupon.normalize_code(command.coupon_code) if command.coupon_code else None
     if coupon_code is not None and not coupon.plausible_code(coupon_code):
         raise InvalidInput.single("coupon_code", N_("This coupon code is not valid."))
-    inserted = await session.scalar(
-        pg_insert(Order)
-        .values(
-            id=order_id,
-            customer_id=command.customer_id,
-            status=OrderStatus.placed,
-            total_amount=subtotal,
-            coupon_code=coupon_code,
-            currency=currency,
-            address=command.address.strip(),
-            phone=command.phone.strip() or None,
-            note=command.note.strip() or None,
-            idempotency_key=command.idempotency_key,
-            request_fingerprint=fingerprint if command.idempotency_key else None,
-            version=1,
-        )
-        .on_conflict_do_nothing(index_elements=[Order.customer_id, Order.idempotency_key])
-        .returning(Order.id)
-    )
+    order = {
+        "id": order_id,
+        "customer_id": command.customer_id,
+        "status": OrderStatus.placed,
+        "total_amount": subtotal,
+        "coupon_code": coupon_code,
+        "currency": currency,
+        "address": command.address.strip(),
+        "phone": command.phone.strip() or None,
+        "note": command.note.strip() or None,
+        "idempotency_key": command.idempotency_key,
+        "request_fingerprint": fingerprint if command.idempotency_key else None,
+        "version": 1,
+    }
+    inserted = await session.scalar(_NEW_ORDER, order)
     if inserted is None:
         # Same Idempotency-Key at the same time: the first request's order (it has
         # committed: the conflict check waited for it), never a second one.

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.payment.events import (
@@ -92,6 +92,9 @@ async def tokenize_card(vault: CardVault, card_number: str) -> PaymentMethod:
         ) from exc
 
 
+_NEW_PAYMENT = insert(Payment)
+
+
 async def open_payment(
     session: AsyncSession,
     *,
@@ -101,23 +104,25 @@ async def open_payment(
     card: PaymentMethod,
 ) -> uuid.UUID:
     payment_id = uuid.uuid4()
-    await session.execute(
-        insert(Payment).values(
-            id=payment_id,
-            order_id=order_id,
-            amount=amount,
-            currency=currency,
-            status=PaymentStatus.pending,
-            card_last4=card.last4,
-            card_brand=card.brand,
-            payment_method=card.id,
-        )
-    )
+    payment = {
+        "id": payment_id,
+        "order_id": order_id,
+        "amount": amount,
+        "currency": currency,
+        "status": PaymentStatus.pending,
+        "card_last4": card.last4,
+        "card_brand": card.brand,
+        "payment_method": card.id,
+    }
+    await session.execute(_NEW_PAYMENT, payment)  # built once: values bound, not inline
     return payment_id
 
 
+_FOR_ORDER = select(Payment).where(Payment.order_id == bindparam("order_id"))
+
+
 async def payment_for_order(session: AsyncSession, order_id: uuid.UUID) -> Payment | None:
-    return await session.scalar(select(Payment).where(Payment.order_id == order_id))
+    return await session.scalar(_FOR_ORDER, {"order_id": order_id})  # built once
 
 
 async def request_cancel(session: AsyncSession, order_id: uuid.UUID) -> None:

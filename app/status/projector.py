@@ -320,6 +320,7 @@ async def apply(session: AsyncSession, event: Event) -> list[str]:
     return channels
 
 
+_LOCK_VIEW = select(OrderView).where(OrderView.order_id == bindparam("order_id")).with_for_update()
 #: ``session.info`` key: (the transaction, the views it locked by order id)
 LOCKED_VIEWS = "status.locked_views"
 
@@ -340,9 +341,7 @@ async def _locked_view(session: AsyncSession, event: Event) -> OrderView:
         session.info[LOCKED_VIEWS] = (transaction, views)
     if order_id in views:
         return views[order_id]
-    view = await session.scalar(
-        select(OrderView).where(OrderView.order_id == order_id).with_for_update()
-    )
+    view = await session.scalar(_LOCK_VIEW, {"order_id": order_id})
     if view is None:
         raise ViewNotReady(str(order_id))
     views[order_id] = view
@@ -386,6 +385,10 @@ def _seen(sources: dict[str, int], source: str, key: str) -> int:
 CREATED_VIEWS = "status.created_views"
 
 
+#: built once, the values bound per call (inline values cost a cache key walk each time)
+_NEW_VIEW = insert(OrderView).on_conflict_do_nothing().returning(OrderView.order_id)
+
+
 async def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced) -> bool:
     values = {
         "order_id": placed.order_id,
@@ -396,9 +399,7 @@ async def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced)
         "created_at": event.occurred_at,
         "updated_at": utcnow(),
     }
-    created = await session.scalar(
-        insert(OrderView).values(values).on_conflict_do_nothing().returning(OrderView.order_id)
-    )
+    created = await session.scalar(_NEW_VIEW, values)
     if created is not None:
         session.info.setdefault(CREATED_VIEWS, {})[placed.order_id] = values
     return created is not None

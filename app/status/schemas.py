@@ -80,6 +80,15 @@ class OrderDocument(msgspec.Struct, rename="camel"):
         return str(self.delivery["status"]) if self.delivery else "queued"
 
     @property
+    def progress_stage(self) -> str | None:
+        """The step the progress bar shows as reached: the stage while paid, delivered
+        once the order is fulfilled (or refunded after it was): what ``data-stage`` says,
+        so a script waiting for "delivered" sees it."""
+        if self.status in ("fulfilled", "refunded"):
+            return "delivered"
+        return self.stage
+
+    @property
     def shown_status(self) -> str:
         """What the order's badge says: the stage while there is one (never "paid" from
         queued to delivered), else the order's own state."""

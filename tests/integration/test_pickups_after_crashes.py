@@ -15,13 +15,13 @@ import httpx
 import pytest
 from arq import Retry
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.delivery import service as deliveries
 from app.delivery import tasks as delivery_tasks
 from app.delivery.gateway import HttpCourierGateway
-from app.delivery.models import ReturnPickup
+from app.delivery.models import Delivery, ReturnPickup
 from app.ordering import service as ordering
 from app.payment import tasks as payment_tasks
 from app.payment.provider import HttpPaymentProvider
@@ -394,3 +394,74 @@ async def _ticket(factory: Factory, paid: Any) -> None:
 async def _cancel(factory: Factory, order_id: uuid.UUID, customer: uuid.UUID) -> None:
     async with factory() as session:
         await ordering.cancel_order(session, order_id, customer)
+
+
+async def _while_the_partner_answers(sandbox: httpx.AsyncClient, job: Any, meanwhile: Any) -> str:
+    """Run ``job`` with the partner slow to answer, and ``meanwhile`` once it is waiting
+    for the answer: between the job's look-up and its insert."""
+    await sandbox.put("/sandbox/knobs/courier", json={"latencyMs": 1200})
+    try:
+        running = asyncio.create_task(job)
+        await asyncio.sleep(0.4)
+        assert not running.done(), "the partner answered too soon to test anything"
+        await meanwhile
+        return str(await running)
+    finally:
+        await sandbox.put("/sandbox/knobs/courier", json={"latencyMs": 0})
+
+
+async def test_a_cancel_while_the_rider_is_asked_for_withdraws_the_rider(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """The customer cancels while the partner is being asked: the tombstone is saved
+    first, the ticket's insert loses to it, and the rider just booked is withdrawn."""
+    customer = uuid.uuid4()
+    order_id = await _paid(session_factory, courier_ctx, customer_id=customer)
+    paid = await _job(session_factory, order_id, "OrderPaid")
+
+    outcome = await _while_the_partner_answers(
+        sandbox,
+        delivery_tasks.create(courier_ctx, paid),
+        _cancel(session_factory, order_id, customer),
+    )
+    assert outcome == "withdrawn"
+    delivery_id = deliveries.delivery_id_for(order_id)
+    [pickup] = await _pickups(sandbox, str(delivery_id))
+    assert (pickup["status"], pickup["operations"]) == ("cancelled", ["request", "cancel"])
+
+
+async def test_a_ticket_an_older_release_made_meanwhile_gets_the_rider_alone(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """During an upgrade, a copy of the job on an older release makes the ticket (a
+    random id) while this one asks the partner: the pickup asked for under the new id is
+    withdrawn, and the older ticket gets its own."""
+    order_id = await _paid(session_factory, courier_ctx)
+    paid = await _job(session_factory, order_id, "OrderPaid")
+
+    async def older_ticket() -> None:
+        """The ticket as an older release saved it: a random id, no rider yet."""
+        async with session_factory() as session, session.begin():
+            await session.execute(
+                insert(Delivery).values(
+                    id=uuid.uuid4(),
+                    order_id=order_id,
+                    customer_id=uuid.UUID(paid["payload"]["customerId"]),
+                    status="queued",
+                    courier_status="unassigned",
+                    address="Via Roma 1, Napoli",
+                    items=[],
+                    version=1,
+                )
+            )
+
+    outcome = await _while_the_partner_answers(
+        sandbox, delivery_tasks.create(courier_ctx, paid), older_ticket()
+    )
+    assert outcome == "requested"
+    older = await _delivery_id(session_factory, order_id)
+    assert older != deliveries.delivery_id_for(order_id)
+    [withdrawn] = await _pickups(sandbox, str(deliveries.delivery_id_for(order_id)))
+    assert withdrawn["status"] == "cancelled"
+    [kept] = await _pickups(sandbox, str(older))
+    assert kept["operations"] == ["request"]

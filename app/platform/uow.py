@@ -74,9 +74,7 @@ def read_your_writes(
 ) -> None:
     """Every unit of work run on a session of ``session_factory`` projects what it
     recorded before it commits, and publishes after."""
-    info: dict[str, Any] = dict(session_factory.kw.get("info") or {})
-    info[PROJECT], info[PUBLISH] = project, publish
-    session_factory.configure(info=info)
+    _install(session_factory, {PROJECT: project, PUBLISH: publish})
 
 
 def react_in_transaction(
@@ -84,9 +82,12 @@ def react_in_transaction(
 ) -> None:
     """Every unit of work run on a session of ``session_factory`` runs ``reactions`` to
     the events it recorded, before the read side and the commit."""
-    info: dict[str, Any] = dict(session_factory.kw.get("info") or {})
-    info[REACT] = reactions
-    session_factory.configure(info=info)
+    _install(session_factory, {REACT: reactions})
+
+
+def _install(session_factory: async_sessionmaker[AsyncSession], parts: dict[str, Any]) -> None:
+    """Add ``parts`` to the ``info`` every session of ``session_factory`` starts with."""
+    session_factory.configure(info={**(session_factory.kw.get("info") or {}), **parts})
 
 
 async def complete(session: AsyncSession) -> list[Event]:

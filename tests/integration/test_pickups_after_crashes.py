@@ -73,6 +73,19 @@ async def _job(factory: Factory, correlation: uuid.UUID, kind: str) -> Any:
     return (await events_of(factory, correlation, kind))[-1].to_event().to_job_arg()
 
 
+async def _book(ctx: dict[str, Any], delivery_id: uuid.UUID, trip: str = "delivery") -> Any:
+    """A pickup booked at the partner as a try of our job would have (its reference and
+    idempotency key: the delivery trip's, or the first return trip's), our side never
+    told."""
+    key = f"{delivery_id}:pickup" if trip == "delivery" else f"{delivery_id}:return-1-pickup"
+    return await ctx["courier_gateway"].request_pickup(
+        reference=deliveries.partner_reference(delivery_id, trip),
+        address="Via Roma 1, Napoli",
+        callback_url="http://127.0.0.1:9/webhooks/courier",
+        idempotency_key=key,
+    )
+
+
 async def _return_pickup_state(factory: Factory, delivery_id: uuid.UUID) -> str | None:
     async with factory() as session:
         return await session.scalar(
@@ -91,12 +104,7 @@ async def test_a_return_pickup_booked_by_a_try_that_died_is_withdrawn_with_its_r
     refund_id = await _file_refund(session_factory, order_id, customer)
     asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
     # the try that died: the partner booked the rider, we never heard back
-    booked = await courier_ctx["courier_gateway"].request_pickup(
-        reference=deliveries.partner_reference(delivery_id, "return"),
-        address="Via Roma 1, Napoli",
-        callback_url="http://127.0.0.1:9/webhooks/courier",
-        idempotency_key=f"{delivery_id}:return-1-pickup",
-    )
+    booked = await _book(courier_ctx, delivery_id, "return")
     await _withdraw_refund(session_factory, refund_id, customer)
     withdrawn = await _job(session_factory, order_id, "DeliveryReturnCancelled")
 
@@ -126,12 +134,7 @@ async def test_a_retry_alone_withdraws_a_return_pickup_its_dead_try_booked(
         "nothing to withdraw"
     )
     # the dying try's request reaches the partner only now
-    await courier_ctx["courier_gateway"].request_pickup(
-        reference=deliveries.partner_reference(delivery_id, "return"),
-        address="Via Roma 1, Napoli",
-        callback_url="http://127.0.0.1:9/webhooks/courier",
-        idempotency_key=f"{delivery_id}:return-1-pickup",
-    )
+    await _book(courier_ctx, delivery_id, "return")
 
     assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "withdrawn"
     assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "withdrawn"
@@ -151,12 +154,7 @@ async def test_a_courier_booked_by_a_try_that_died_is_withdrawn_when_the_order_i
         session_factory, courier_ctx, customer_id=customer
     )
     order_id = uuid.UUID(created["payload"]["orderId"])
-    booked = await courier_ctx["courier_gateway"].request_pickup(
-        reference=deliveries.partner_reference(delivery_id),
-        address="Via Roma 1, Napoli",
-        callback_url="http://127.0.0.1:9/webhooks/courier",
-        idempotency_key=f"{delivery_id}:pickup",
-    )
+    booked = await _book(courier_ctx, delivery_id)
     async with session_factory() as session:
         await ordering.cancel_order(session, order_id, customer)
     cancelled = await _job(session_factory, order_id, "DeliveryCancelled")
@@ -269,12 +267,7 @@ async def test_a_retry_tells_the_partner_the_food_is_ready_when_its_try_died_bef
     delivery_id, created = await _paid_with_delivery(session_factory, courier_ctx)
     await _cook_until_ready(session_factory, delivery_id)
     # the try that died: booked and recorded, the partner never told about the food
-    booked = await courier_ctx["courier_gateway"].request_pickup(
-        reference=deliveries.partner_reference(delivery_id),
-        address="Via Roma 1, Napoli",
-        callback_url="http://127.0.0.1:9/webhooks/courier",
-        idempotency_key=f"{delivery_id}:pickup",
-    )
+    booked = await _book(courier_ctx, delivery_id)
     async with uow.transaction(session_factory) as session:
         await deliveries.record_pickup_requested(
             session, delivery_id, booked.partner_ref, event_of(created)
@@ -347,12 +340,7 @@ async def test_a_rider_asked_for_just_before_a_cancel_is_withdrawn(
     order_id = await _paid(session_factory, courier_ctx, customer_id=customer)
     paid = await _job(session_factory, order_id, "OrderPaid")
     delivery_id = deliveries.delivery_id_for(order_id)
-    await courier_ctx["courier_gateway"].request_pickup(  # the try that died
-        reference=deliveries.partner_reference(delivery_id),
-        address="Via Roma 1, Napoli",
-        callback_url="http://127.0.0.1:9/webhooks/courier",
-        idempotency_key=f"{delivery_id}:pickup",
-    )
+    await _book(courier_ctx, delivery_id)  # the try that died
     async with session_factory() as session:
         await ordering.cancel_order(session, order_id, customer)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from app.platform.partner_http import PartnerClient, partner_client
+from app.platform.partner_http import AiohttpTransport, PartnerClient, partner_client
 
 
 class Unavailable(Exception):
@@ -105,6 +105,47 @@ async def test_a_partner_that_never_answers_is_unavailable_after_one_retry() -> 
 
 def test_idle_partner_connections_expire_before_a_default_server_closes_them() -> None:
     client = partner_client("http://partner.invalid", 5)
-    pool = client._transport._pool  # type: ignore[attr-defined]
-    assert pool._keepalive_expiry < 5.0, "uvicorn closes idle connections after 5 s"
+    transport = client._transport
+    assert isinstance(transport, AiohttpTransport)
+    assert transport.keepalive_seconds < 5.0, "uvicorn closes idle connections after 5 s"
     assert isinstance(client.timeout, httpx.Timeout) and client.timeout.read == 5
+
+
+async def test_a_partner_that_answers_too_late_times_out() -> None:
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(2)
+        writer.close()
+
+    server = await asyncio.start_server(stall, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with partner_client(f"http://127.0.0.1:{port}", 0.2) as client:
+            http = PartnerClient(client, "partner", Unavailable, Rejected, partner="payment")
+            with pytest.raises(Unavailable, match="timed out"):
+                await http.post("/charges", "key-1", {}, operation="charge")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_nobody_listening_is_unavailable() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    async with partner_client(f"http://127.0.0.1:{port}", 1) as client:
+        http = PartnerClient(client, "partner", Unavailable, Rejected, partner="payment")
+        with pytest.raises(Unavailable, match="unreachable"):
+            await http.post("/charges", "key-1", {}, operation="charge")
+
+
+async def test_the_answer_arrives_whole_with_its_status_and_headers(
+    partner: tuple[ClosingPartner, str],
+) -> None:
+    _, url = partner
+    async with partner_client(url, 5) as client:
+        response = await client.post("/charges", json={"n": 1}, headers={"Idempotency-Key": "k"})
+    assert (response.status_code, response.reason_phrase) == (201, "Created")
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {}

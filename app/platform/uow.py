@@ -39,8 +39,9 @@ from sqlalchemy.orm import Session
 from app.platform.events import Event
 from app.platform.outbox import RECORDED, claim, take_recorded
 
-#: fold one event into the read models in the caller's transaction; the channels to tell
-Project = Callable[[AsyncSession, Event], Awaitable[list[str]]]
+#: fold the events one transaction recorded, in order, into the read models in that
+#: transaction; the ``(channel, event type)`` pairs to tell after it commits
+Project = Callable[[AsyncSession, Sequence[Event]], Awaitable[list[tuple[str, str]]]]
 #: tell live pages, after the commit, that events of a type happened on each channel
 #: (``(channel, event type)`` pairs, in one round trip: ``app.platform.pubsub.publisher``)
 Publish = Callable[[Sequence[tuple[str, str]]], Awaitable[Any]]
@@ -119,10 +120,7 @@ async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tu
     event type)`` pairs to tell after commit."""
     events = await _react(session)
     project: Project | None = session.info.get(PROJECT)
-    told: list[tuple[str, str]] = []
-    if project is not None:
-        for event in events:
-            told += [(channel, event.type) for channel in await project(session, event)]
+    told = await project(session, events) if project is not None and events else []
     return events, list(dict.fromkeys(told))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -298,8 +298,10 @@ HANDLED = tuple(event.TYPE for event in PROJECTED)
 ONLY_WHERE_RECORDED = frozenset(event.TYPE for event in PROJECTED_WHERE_RECORDED)
 
 
-async def apply(session: AsyncSession, event: Event) -> list[str]:
-    """Apply ``event`` to the read models; return the channels to notify after commit."""
+async def apply(session: AsyncSession, event: Event, *, card: bool = True) -> list[str]:
+    """Apply ``event`` to the read models; return the channels to notify after commit.
+    ``card=False``: a newer snapshot of its delivery follows in the same transaction and
+    writes the board card (``newest_card_events``)."""
     channels: list[str] = []
     if event.type == OrderPlaced.TYPE:
         placed = event.as_(OrderPlaced)
@@ -308,7 +310,7 @@ async def apply(session: AsyncSession, event: Event) -> list[str]:
         return channels
     # the order's view, locked, read once: the board card copies details from it too
     view = await _locked_view(session, event)
-    if event.type in DELIVERY_EVENTS and await _upsert_card(session, event, view.doc):
+    if card and event.type in DELIVERY_EVENTS and await _upsert_card(session, event, view.doc):
         channels.append(BOARD_CHANNEL)
     if event.type in REFUND_EVENTS and await _upsert_refund(session, event):
         channels.append(REFUNDS_CHANNEL)
@@ -318,6 +320,18 @@ async def apply(session: AsyncSession, event: Event) -> list[str]:
         if view_customer:
             channels.append(customer_channel(view_customer))
     return channels
+
+
+def newest_card_events(events: Sequence[Event]) -> set[uuid.UUID]:
+    """The ids of the events, among ``events``, that carry each delivery's newest
+    snapshot: the only ones whose board card needs writing (a card is the snapshot)."""
+    newest: dict[str, Event] = {}
+    for event in events:
+        if event.type in DELIVERY_EVENTS:
+            seen = newest.get(event.aggregate_id)
+            if seen is None or int(event.payload["version"]) >= int(seen.payload["version"]):
+                newest[event.aggregate_id] = event
+    return {event.id for event in newest.values()}
 
 
 _LOCK_VIEW = select(OrderView).where(OrderView.order_id == bindparam("order_id")).with_for_update()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -145,24 +146,35 @@ async def board_cards(session: AsyncSession) -> list[BoardEntry]:
     return [BoardEntry.of(row) for row in rows]
 
 
-async def project_in_transaction(session: AsyncSession, event: Event) -> list[str]:
-    """Read-your-writes: fold an event about to be committed into the read models in the
-    same transaction (see ``app.platform.uow``); the channels to tell after.
+async def project_in_transaction(
+    session: AsyncSession, events: Sequence[Event]
+) -> list[tuple[str, str]]:
+    """Read-your-writes: fold the events about to be committed into the read models in
+    the same transaction (see ``app.platform.uow``); the ``(channel, event type)`` pairs
+    to tell after.
 
     The events in ``projector.PROJECTED_WHERE_RECORDED`` are projected only here: for
     them an order without a view yet raises ``ViewNotReady`` (the transaction rolls back
     and the job runs again). The status worker gets every other event from the outbox
     too; the projector's versions make its second pass a no-op, and an event whose order
     has no view yet is left to it.
+
+    A board card is written once per delivery per transaction, from its newest snapshot
+    (a delivery created with its rider asked for is one write, not two).
     """
-    if event.type not in projector.HANDLED:
-        return []
-    try:
-        return await projector.apply(session, event)
-    except projector.ViewNotReady:
-        if event.type in projector.ONLY_WHERE_RECORDED:
-            raise
-        return []
+    newest_cards = projector.newest_card_events(events)
+    told: list[tuple[str, str]] = []
+    for event in events:
+        if event.type not in projector.HANDLED:
+            continue
+        try:
+            channels = await projector.apply(session, event, card=event.id in newest_cards)
+        except projector.ViewNotReady:
+            if event.type in projector.ONLY_WHERE_RECORDED:
+                raise
+            continue
+        told += [(channel, event.type) for channel in channels]
+    return told
 
 
 # -- refunds ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from arq import Retry
 from redis.asyncio import Redis
+from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,6 +30,7 @@ from app.platform import uow
 from app.platform.handlers import event_of, handle_once
 from app.platform.settings import get_settings
 from app.refund import service as refunds
+from app.status.models import BoardCard
 from tests.support.inproc import delivered, events_of, place
 from tests.support.pipeline import Pipeline, eventually
 from workers.context import courier_context, payment_context, worker_context
@@ -305,6 +307,34 @@ async def test_the_job_that_makes_the_ticket_asks_for_the_rider_once(
         delivery = await deliveries.get(session, delivery_id)
     assert delivery is not None and delivery.partner_ref == pickup["id"]
     assert delivery.courier_status == "requested"
+
+
+async def test_a_ticket_made_with_its_rider_writes_its_board_card_once(
+    session_factory: Factory, courier_ctx: dict[str, Any]
+) -> None:
+    """``DeliveryCreated`` and ``CourierRequested`` in one transaction: the card is the
+    newest snapshot, written by one statement, and it says the rider was asked for."""
+    order_id = await _paid(session_factory, courier_ctx)
+    paid = await _job(session_factory, order_id, "OrderPaid")
+    engine = courier_ctx["session_factory"].kw["bind"].sync_engine
+    writes: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "status.board_cards" in statement and not statement.lstrip().startswith("SELECT"):
+            writes.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert await delivery_tasks.create(courier_ctx, paid) == "requested"
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
+
+    assert len(writes) == 1, writes
+    delivery_id = await _delivery_id(session_factory, order_id)
+    async with session_factory() as session:
+        card = await session.get(BoardCard, delivery_id)
+    assert card is not None
+    assert (card.status, card.courier_status, card.version) == ("queued", "requested", 2)
 
 
 async def test_the_kitchen_gets_its_ticket_while_the_partner_cannot_be_asked(

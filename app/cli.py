@@ -151,6 +151,7 @@ async def _relay() -> None:
     from app.platform import lifecycle, liveness
     from app.platform.db import asyncpg_dsn, create_engine, create_session_factory
     from app.platform.heartbeat import Heartbeat
+    from app.platform.loop import freeze_startup_heap
     from app.platform.reconciler import run_reconciler
     from app.platform.redis import create_job_pool
     from app.platform.relay import run_relay
@@ -175,6 +176,7 @@ async def _relay() -> None:
         jobs = await _unless_stopped(create_job_pool(settings, retries=1_000_000), stop)
         if jobs is None:
             return
+        freeze_startup_heap()
         await asyncio.gather(
             run_relay(
                 session_factory,

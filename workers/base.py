@@ -12,6 +12,7 @@ from arq.worker import Function, func
 from app.platform import liveness, logs, metrics
 from app.platform.db import create_engine, create_session_factory
 from app.platform.handlers import run_job
+from app.platform.loop import freeze_startup_heap
 from app.platform.pubsub import publisher
 from app.platform.redis import (
     arq_redis_settings,
@@ -51,6 +52,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     # and another context's database-only reaction runs in it too (``app.subscriptions``)
     react_in_transaction(ctx["session_factory"], REACTIONS)
     ctx["liveness"] = liveness.start(settings.lifecycle.liveness_file)  # the pod's probe
+    freeze_startup_heap()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

@@ -8,13 +8,15 @@ here is a few lines of asyncio that does exactly that, every time (an edge we do
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
 from app.platform.partner_http import AiohttpTransport, PartnerClient, partner_client
+
+Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 class Unavailable(Exception):
@@ -86,21 +88,26 @@ async def test_a_request_on_a_connection_the_partner_just_closed_is_sent_again_w
     )
 
 
+async def _unavailable_from(answer: Answer, timeout: float, match: str) -> None:
+    """One charge against a partner that answers with ``answer``: ``Unavailable``."""
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with partner_client(f"http://127.0.0.1:{port}", timeout) as client:
+            http = PartnerClient(client, "partner", Unavailable, Rejected, partner="payment")
+            with pytest.raises(Unavailable, match=match):
+                await http.post("/charges", "key-1", {}, operation="charge")
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_partner_that_never_answers_is_unavailable_after_one_retry() -> None:
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.close()
 
-    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with partner_client(f"http://127.0.0.1:{port}", 5) as client:
-            http = PartnerClient(client, "partner", Unavailable, Rejected, partner="payment")
-            with pytest.raises(Unavailable, match="unreachable"):
-                await http.post("/charges", "key-1", {}, operation="charge")
-    finally:
-        server.close()
-        await server.wait_closed()
+    await _unavailable_from(hang_up, 5, "unreachable")
 
 
 def test_idle_partner_connections_expire_before_a_default_server_closes_them() -> None:
@@ -117,16 +124,7 @@ async def test_a_partner_that_answers_too_late_times_out() -> None:
         await asyncio.sleep(2)
         writer.close()
 
-    server = await asyncio.start_server(stall, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with partner_client(f"http://127.0.0.1:{port}", 0.2) as client:
-            http = PartnerClient(client, "partner", Unavailable, Rejected, partner="payment")
-            with pytest.raises(Unavailable, match="timed out"):
-                await http.post("/charges", "key-1", {}, operation="charge")
-    finally:
-        server.close()
-        await server.wait_closed()
+    await _unavailable_from(stall, 0.2, "timed out")
 
 
 async def test_nobody_listening_is_unavailable() -> None:

@@ -12,8 +12,8 @@ POST that died that way is sent once more on a fresh connection with the same
 
 Transport: the adapters speak httpx (tests hand them an in-process ASGI or mock client),
 but on the wire a partner call goes through aiohttp's pool and C parser
-(``AiohttpTransport``): httpx's own transport cost 1.5 ms of CPU per call here against
-0.7 ms through this one, and an order makes three partner calls.
+(``AiohttpTransport``): httpx's own transport cost 1.05 ms of CPU per call here against
+0.62 ms through this one (a loop of POSTs to uvicorn), and an order makes three.
 """
 
 from __future__ import annotations

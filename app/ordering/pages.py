@@ -21,6 +21,7 @@ from app.platform.forms import form_again
 from app.platform.partners import PartnerBreakers, refusal_message
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
+from app.platform.sessions import answer_stands
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.platform.web import (
@@ -190,6 +191,7 @@ class CheckoutPages(Controller):
                 basket=lines,
                 checkout_token=token or uuid.uuid4().hex,
             )
+        answer_stands(request)  # the order exists: a lost basket write must not hide it
         write_basket(request, {})
         return redirect(request, f"/orders/{placed.order_id}")
 

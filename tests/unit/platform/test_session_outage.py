@@ -8,11 +8,12 @@ import socket
 from typing import Any
 
 from litestar import Litestar, Request, get
+from litestar.response import Redirect
 from litestar.stores.redis import RedisStore
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from app.platform.sessions import session_config
+from app.platform.sessions import answer_stands, session_config
 from app.platform.settings import get_settings
 
 
@@ -40,3 +41,25 @@ async def test_a_session_redis_cannot_store_answers_503_not_500() -> None:
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "2"
     assert "set-cookie" not in response.headers
+
+
+@get("/placed")
+async def placed(request: Request[Any, Any, Any]) -> Redirect:
+    answer_stands(request)  # as the checkout does once the order committed
+    request.session["basket"] = {}
+    return Redirect("/orders/42")
+
+
+async def test_an_answer_about_a_committed_change_stands_when_the_session_cannot_be_saved() -> None:
+    """A checkout that placed its order answers with the order even if emptying the basket
+    is lost: a 503 there made customers place the order a second time."""
+    redis = Redis.from_url(f"redis://127.0.0.1:{_closed_port()}/0")
+    app = Litestar(
+        route_handlers=[placed],
+        middleware=[session_config(get_settings()).middleware],
+        stores={"sessions": RedisStore(redis, namespace="test:session")},
+    )
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
+        response = await client.get("/placed", follow_redirects=False)
+    assert response.status_code in (302, 303)
+    assert response.headers["location"] == "/orders/42"

@@ -23,6 +23,18 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def _get_with_redis_down(handler: Any, path: str) -> Any:
+    """``GET path`` on an app with only ``handler`` and sessions on a Redis that is down."""
+    redis = Redis.from_url(f"redis://127.0.0.1:{_closed_port()}/0")
+    app = Litestar(
+        route_handlers=[handler],
+        middleware=[session_config(get_settings()).middleware],
+        stores={"sessions": RedisStore(redis, namespace="test:session")},
+    )
+    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
+        return await client.get(path, follow_redirects=False)
+
+
 @get("/remember")
 async def remember(request: Request[Any, Any, Any]) -> str:
     request.session["basket"] = {"1": 2}
@@ -30,14 +42,7 @@ async def remember(request: Request[Any, Any, Any]) -> str:
 
 
 async def test_a_session_redis_cannot_store_answers_503_not_500() -> None:
-    redis = Redis.from_url(f"redis://127.0.0.1:{_closed_port()}/0")
-    app = Litestar(
-        route_handlers=[remember],
-        middleware=[session_config(get_settings()).middleware],
-        stores={"sessions": RedisStore(redis, namespace="test:session")},
-    )
-    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
-        response = await client.get("/remember")
+    response = await _get_with_redis_down(remember, "/remember")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "2"
     assert "set-cookie" not in response.headers
@@ -53,13 +58,6 @@ async def placed(request: Request[Any, Any, Any]) -> Redirect:
 async def test_an_answer_about_a_committed_change_stands_when_the_session_cannot_be_saved() -> None:
     """A checkout that placed its order answers with the order even if emptying the basket
     is lost: a 503 there made customers place the order a second time."""
-    redis = Redis.from_url(f"redis://127.0.0.1:{_closed_port()}/0")
-    app = Litestar(
-        route_handlers=[placed],
-        middleware=[session_config(get_settings()).middleware],
-        stores={"sessions": RedisStore(redis, namespace="test:session")},
-    )
-    async with AsyncTestClient(app=app, raise_server_exceptions=False) as client:
-        response = await client.get("/placed", follow_redirects=False)
+    response = await _get_with_redis_down(placed, "/placed")
     assert response.status_code in (302, 303)
     assert response.headers["location"] == "/orders/42"

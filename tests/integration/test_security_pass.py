@@ -7,6 +7,7 @@ address rules apply exactly as behind a real network.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -196,6 +197,14 @@ async def _wrong(client: httpx.AsyncClient, email: str, address: str) -> int:
     return response.status_code
 
 
+async def _in_one_window(seconds: int) -> None:
+    """The limits count in fixed windows that restart at each multiple of ``seconds``:
+    wait for the next one when the test might not fit in what is left of this one."""
+    left = seconds - time.time() % seconds
+    if left < 30:
+        await asyncio.sleep(left + 0.1)
+
+
 async def test_an_attacker_cannot_lock_the_owner_out(
     migrated_db: str, sandbox_url: str, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -205,6 +214,7 @@ async def test_an_attacker_cannot_lock_the_owner_out(
     settings = webapp.settings_with(forwarded_allow_ips=("203.0.113.0/24",))
     async with webapp.running(settings) as app, webapp.client(app) as client:
         attacker, owner = "198.51.100.66", "198.51.100.77"
+        await _in_one_window(settings.rate_limits.window_seconds)
         codes = [await _wrong(client, email, attacker) for _ in range(12)]
         assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
         response = await client.post(

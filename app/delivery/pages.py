@@ -19,14 +19,14 @@ from app.delivery.models import FORWARD, UNDO, UNDO_SECONDS, DeliveryStatus
 from app.operations import service as operations
 from app.platform.access import access
 from app.platform.breaker import BreakerState
-from app.platform.db import utcnow
+from app.platform.db import read_only, utcnow
 from app.platform.errors import Conflict
-from app.platform.i18n import N_, Verbatim
+from app.platform.i18n import N_, Verbatim, current_locale
 from app.platform.partners import PartnerBreakers
 from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
-from app.platform.sse import channel_updates, sse
+from app.platform.sse import SharedWork, channel_updates, sse
 from app.platform.web import fragment, is_htmx, page, redirect
 from app.status import service as status
 
@@ -164,6 +164,10 @@ async def board_context(
     }
 
 
+#: per web process: the board's columns being rendered, by language
+BOARD_RENDERS: SharedWork[str, str] = SharedWork()
+
+
 class BoardPages(Controller):
     opt = access("staff")
     path = "/staff"
@@ -205,10 +209,16 @@ class BoardPages(Controller):
     ) -> ServerSentEvent:
         template = fragment(request, "delivery/_board_columns.html")
 
+        async def for_everyone() -> str:
+            async with read_only(session_factory) as db:
+                return template.for_everyone(**await board_context(db, settings, breakers))
+
         async def render(_: object) -> ServerSentEventMessage:
-            async with session_factory() as db:
-                html = template.render(**await board_context(db, settings, breakers))
-            return ServerSentEventMessage(data=html, event="board")
+            # every staff screen on this process woken by the same change shares one
+            # read and one render (in its language); each gets its own CSRF token
+            now = broadcaster.delivered
+            html = await BOARD_RENDERS.get(current_locale(), now, now, for_everyone)
+            return ServerSentEventMessage(data=template.for_viewer(html), event="board")
 
         return sse(channel_updates(broadcaster, status.BOARD_CHANNEL), render)
 

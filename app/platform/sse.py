@@ -8,9 +8,10 @@ refund); what a page shows on each notification is the page's own business.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -22,6 +23,7 @@ KEEP_ALIVE_SECONDS = 15.0
 #: so a replica's clients don't all land on the next one in the same millisecond)
 RECONNECT_MS = (500, 1500)
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
 
 
 class Reconnect:
@@ -29,6 +31,33 @@ class Reconnect:
 
 
 RECONNECTING = Reconnect()
+
+
+class SharedWork(Generic[K, T]):
+    """Work that every stream of this process needs after the same notification (an
+    order's view read, the staff board rendered), done once per key instead of once per
+    viewer: 200 viewers of a page cost one read and one render per change.
+
+    A caller joins work in flight only if it began after the caller's notification had
+    arrived (``woken_at``, the broadcaster's ``delivered`` count then), so what it gets
+    reflects that change; otherwise it starts new work, marked with ``now`` (the count
+    when it starts). The work runs as its own task: a viewer that leaves cancels nothing.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[K, tuple[int, asyncio.Task[T]]] = {}
+
+    async def get(self, key: K, woken_at: int, now: int, make: Callable[[], Awaitable[T]]) -> T:
+        current = self._running.get(key)
+        if current is None or current[0] < woken_at:
+            current = (now, asyncio.ensure_future(make()))
+            self._running[key] = current
+            current[1].add_done_callback(functools.partial(self._forget, key, current))
+        return await asyncio.shield(current[1])
+
+    def _forget(self, key: K, work: tuple[int, asyncio.Task[T]], _: object) -> None:
+        if self._running.get(key) is work:
+            del self._running[key]
 
 
 async def next_update(mailbox: Mailbox, keep_alive: float) -> bool | Reconnect | None:

@@ -11,6 +11,7 @@ import contextlib
 import html
 import logging
 import re
+import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -134,19 +135,34 @@ def _here(request: Request[Any, Any, Any]) -> str:
     return request.url.path + (f"?{query}" if query else "")
 
 
+#: stands for the viewer's CSRF token in a fragment rendered once for many viewers
+_CSRF_SLOT = f"csrf-slot-{secrets.token_hex(12)}"
+
+
 class Fragment:
-    """A template rendered outside the response cycle (SSE), with what a ``Template``
-    response would give it: the request and the CSRF input. Any form that arrives through
-    the live stream must carry a valid token, or clicking it answers 403."""
+    """A template rendered outside the response cycle (SSE), with the CSRF input a
+    ``Template`` response would give it: any form that arrives through the live stream
+    must carry a valid token, or clicking it answers 403.
+
+    A live page's fragment is rendered once for all its viewers in the process
+    (``for_everyone``, the token a slot) and each viewer's copy gets its own token
+    (``for_viewer``): the same HTML, by string replacement instead of a render each."""
 
     def __init__(self, request: Request[Any, Any, Any], template: Any) -> None:
         self.request = request
         self.template = template
 
     def render(self, **context: Any) -> str:
-        token = csrf_token_of(self.request)
-        csrf_input = f'<input type="hidden" name="_csrf_token" value="{html.escape(token)}" />'
-        return str(self.template.render(request=self.request, csrf_input=csrf_input, **context))
+        return self.for_viewer(self.for_everyone(**context))
+
+    def for_everyone(self, **context: Any) -> str:
+        """The fragment for any viewer: no request in its context, the token a slot."""
+        csrf_input = f'<input type="hidden" name="_csrf_token" value="{_CSRF_SLOT}" />'
+        return str(self.template.render(csrf_input=csrf_input, **context))
+
+    def for_viewer(self, rendered: str) -> str:
+        """``for_everyone``'s HTML with this viewer's CSRF token."""
+        return rendered.replace(_CSRF_SLOT, html.escape(csrf_token_of(self.request)))
 
 
 def csrf_token_of(request: Request[Any, Any, Any]) -> str:

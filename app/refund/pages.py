@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import service as audit
 from app.platform.access import access
+from app.platform.db import read_only
 from app.platform.errors import Conflict, InvalidInput, Unavailable
 from app.platform.forms import form_again
 from app.platform.i18n import N_, plain_amount, translate
@@ -107,7 +108,7 @@ class RefundPages(Controller):
         template = fragment(request, "refund/_refund_live.html")
 
         async def render(_: object) -> ServerSentEventMessage:
-            async with session_factory() as session:
+            async with read_only(session_factory) as session:
                 fresh = await status.refund_view(session, refund_id, customer.user_id)
             html = template.render(refund=fresh, live=True)
             return ServerSentEventMessage(data=html, event="refund", id=str(fresh.version))

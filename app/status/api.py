@@ -12,6 +12,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.access import access
+from app.platform.db import read_only
 from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
@@ -69,7 +70,7 @@ class OrderStatusApi(Controller):
         await service.order_view(db, order_id, caller.user_id)  # 404 before streaming
 
         async def encode(view: service.OrderEntry) -> str:
-            async with session_factory() as session:
+            async with read_only(session_factory) as session:
                 document = await service.order_document(session, view, settings.shop.stage_minutes)
             return msgspec.json.encode(document).decode()
 

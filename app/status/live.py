@@ -11,12 +11,10 @@ SSE plumbing itself is the kernel's (``app.platform.sse``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,24 +23,21 @@ from app.platform.db import read_only
 from app.platform.errors import NotFound
 from app.platform.i18n import N_
 from app.platform.pubsub import Broadcaster
-from app.platform.sse import KEEP_ALIVE_SECONDS, RECONNECTING, Reconnect, next_update
+from app.platform.sse import (
+    KEEP_ALIVE_SECONDS,
+    RECONNECTING,
+    Reconnect,
+    SharedWork,
+    next_update,
+)
 from app.status import service
 from app.status.projector import order_channel
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class _Read:
-    """A read of one order's view in flight, and how many notifications this process
-    had received when it began."""
-
-    delivered: int
-    task: asyncio.Task[service.OrderEntry | None]
-
-
 #: per web process: the view reads in flight, by order
-_reads: dict[uuid.UUID, _Read] = {}
+_VIEW_READS: SharedWork[uuid.UUID, service.OrderEntry | None] = SharedWork()
 
 
 async def shared_read(
@@ -52,29 +47,18 @@ async def shared_read(
     woken_at: int,
 ) -> service.OrderEntry | None:
     """The order's view, read once for every stream of this process that a notification
-    woke: a stream joins a read in flight if it began after the stream's notification had
-    arrived (``woken_at``, the broadcaster's count then), so the read sees that change;
-    otherwise it starts a new one. 1,000 viewers of one order cost one read per change,
-    not 1,000. The read runs as its own task: a viewer that leaves cancels nothing."""
-    current = _reads.get(order_id)
-    if current is None or current.delivered < woken_at:
-        current = _Read(
-            broadcaster.delivered, asyncio.create_task(_read_view(session_factory, order_id))
-        )
-        _reads[order_id] = current
-        current.task.add_done_callback(functools.partial(_forget, order_id, current))
-    return await asyncio.shield(current.task)
-
-
-def _forget(order_id: uuid.UUID, read: _Read, _: object) -> None:
-    if _reads.get(order_id) is read:
-        del _reads[order_id]
+    woke (``woken_at``, the broadcaster's count then: see ``SharedWork``). 1,000 viewers
+    of one order cost one read per change, not 1,000."""
+    return await _VIEW_READS.get(
+        order_id, woken_at, broadcaster.delivered, lambda: _read_view(session_factory, order_id)
+    )
 
 
 async def _read_view(
     session_factory: async_sessionmaker[AsyncSession], order_id: uuid.UUID
 ) -> service.OrderEntry | None:
-    async with session_factory() as session:
+    # a look-up, outside a transaction: one round trip per change instead of three
+    async with read_only(session_factory) as session:
         return await service.any_order_view(session, order_id)
 
 

@@ -12,14 +12,19 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.access import access
+from app.platform.db import read_only
+from app.platform.i18n import current_locale
 from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.sse import sse
 from app.platform.web import fragment, page
 from app.status import service
-from app.status.live import order_updates
+from app.status.live import RenderMemo, order_updates
 from app.status.schemas import OrderDocument
+
+#: per web process: the order page's live fragment, per order version and language
+HTML_FRAMES: RenderMemo[tuple[uuid.UUID, int, str], str] = RenderMemo()
 
 
 class OrderPages(Controller):
@@ -97,11 +102,19 @@ class OrderPages(Controller):
         await service.order_view(db, order_id, customer.user_id)
         template = fragment(request, "status/_order_live.html")
 
-        async def render(view: service.OrderEntry) -> ServerSentEventMessage:
-            async with session_factory() as session:
+        async def for_everyone(view: service.OrderEntry) -> str:
+            async with read_only(session_factory) as session:
                 order = await service.order_document(session, view, settings.shop.stage_minutes)
-            html = template.render(order=order, version=view.version, live=True)
-            return ServerSentEventMessage(data=html, event="order", id=str(view.version))
+            return template.for_everyone(order=order, version=view.version, live=True)
+
+        async def render(view: service.OrderEntry) -> ServerSentEventMessage:
+            # every viewer of this version on this process shares one render (in its
+            # language); each gets its own CSRF token
+            key = (view.order_id, view.version, current_locale())
+            html = await HTML_FRAMES.get(key, lambda: for_everyone(view))
+            return ServerSentEventMessage(
+                data=template.for_viewer(html), event="order", id=str(view.version)
+            )
 
         updates = order_updates(session_factory, broadcaster, order_id, customer.user_id)
         return sse(updates, render)

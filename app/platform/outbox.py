@@ -33,6 +33,8 @@ from app.platform.events import DomainEvent, Event
 
 NOTIFY_CHANNEL = "outbox"
 RECORDED = "recorded_events"
+#: the events recorded and not yet written to the outbox (``write_recorded``)
+UNWRITTEN = "unwritten_events"
 #: every event recorded in the open transaction, for observers of the commit (metrics);
 #: ``take_recorded`` (the unit of work, before it commits) leaves this one alone
 IN_TRANSACTION = "events_in_transaction"
@@ -96,7 +98,8 @@ def record_event(
     correlation_id: Any,
     causation: Event | None = None,
 ) -> Event:
-    """Append an event to the outbox in the caller's transaction and wake the relay.
+    """Record an event for the outbox of the caller's transaction: the unit of work
+    writes it (``write_recorded``) before it commits, and the relay is woken then.
 
     The row keeps the contract's wire name and its payload as JSON, the way subscribers
     and the relay read it."""
@@ -104,7 +107,7 @@ def record_event(
         raise TypeError(f"{type(event).__name__} is a shared shape, not an event")
     if session.info.get(READ_ONLY):
         raise TypeError("a read-only session cannot record events: use a unit of work")
-    row = OutboxRow(
+    recorded = Event(
         id=uuid.uuid4(),
         type=event.TYPE,
         aggregate_type=event.AGGREGATE,
@@ -114,13 +117,13 @@ def record_event(
         occurred_at=utcnow(),
         payload=event.payload(),
     )
-    session.add(row)
-    recorded = row.to_event()
+    if not session.in_transaction():
+        # the event belongs to a transaction (as an added row would): its rollback, even
+        # before any statement ran, forgets the event (``uow._forget_rolled_back``)
+        session.sync_session.begin()
     session.info.setdefault(RECORDED, []).append(recorded)
+    session.info.setdefault(UNWRITTEN, []).append(recorded)
     session.info.setdefault(IN_TRANSACTION, []).append(recorded)
-    # The relay is woken by the outbox itself: a statement trigger sends NOTIFY on
-    # NOTIFY_CHANNEL with the INSERT (transactional: only if this transaction commits;
-    # migration a9b1c3d5e7f9), so recording costs no round trip of its own.
     return recorded
 
 
@@ -129,6 +132,35 @@ def take_recorded(session: AsyncSession) -> list[Event]:
     web can project them at once for read-your-writes; the status worker would too."""
     events: list[Event] = session.info.pop(RECORDED, [])
     return events
+
+
+_OUTBOX = cast(Table, OutboxRow.__table__)
+#: one row per event, in the order recorded; Core, not the ORM's flush: the row is never
+#: read back in its transaction, so there is no object to track and no ``seq`` to return
+_APPEND = insert(_OUTBOX)
+
+
+async def write_recorded(session: AsyncSession) -> None:
+    """Write the events the session recorded and has not written yet into the outbox, in
+    one round trip (the unit of work, just before it commits). The relay is woken by the
+    outbox itself: a statement trigger sends NOTIFY on NOTIFY_CHANNEL with the INSERT
+    (transactional: only if this transaction commits; migration a9b1c3d5e7f9)."""
+    events: list[Event] = session.info.pop(UNWRITTEN, [])
+    if events:
+        await session.execute(_APPEND, [_row(event) for event in events])
+
+
+def _row(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "aggregate_type": event.aggregate_type,
+        "aggregate_id": event.aggregate_id,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "occurred_at": event.occurred_at,
+        "payload": event.payload,
+    }
 
 
 #: built once, the values bound per call: a statement with its values inline costs

@@ -15,10 +15,10 @@ import functools
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -400,7 +400,9 @@ CREATED_VIEWS = "status.created_views"
 
 
 #: built once, the values bound per call (inline values cost a cache key walk each time)
-_NEW_VIEW = insert(OrderView).on_conflict_do_nothing().returning(OrderView.order_id)
+#: (Core statements on the tables, not the ORM's bulk insert: the same SQL, a third of the CPU)
+_VIEWS = cast(Table, OrderView.__table__)
+_NEW_VIEW = insert(_VIEWS).on_conflict_do_nothing().returning(_VIEWS.c.order_id)
 
 
 async def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced) -> bool:
@@ -489,9 +491,10 @@ def _newer_snapshot(
     RETURNING key``, with a bound parameter per column: built once per set of columns,
     not per event (building the ``excluded`` columns took a few per cent of a worker's
     CPU)."""
-    stmt = insert(model).values({column: bindparam(column) for column in columns})
+    table = cast(Table, model.__table__)  # Core, not the ORM's bulk insert: see _NEW_VIEW
+    stmt = insert(table).values({column: bindparam(column) for column in columns})
     return stmt.on_conflict_do_update(
         index_elements=[key],
         set_={column: stmt.excluded[column] for column in columns if column != key},
-        where=model.version < stmt.excluded.version,
-    ).returning(getattr(model, key))
+        where=table.c.version < stmt.excluded.version,
+    ).returning(table.c[key])

@@ -1,0 +1,95 @@
+"""The unit of work writes a transaction's events into the outbox in one statement,
+just before it commits, in the order they were recorded; a rollback writes none."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.ordering.events import OrderPaymentFailed
+from app.platform import uow
+from app.platform.outbox import record_event
+from tests.support.inproc import events_of, place
+
+Factory = async_sessionmaker[AsyncSession]
+
+
+def _failure(order_id: uuid.UUID, customer: uuid.UUID, reason: str) -> OrderPaymentFailed:
+    return OrderPaymentFailed(
+        order_id=order_id,
+        customer_id=customer,
+        status="payment_failed",
+        amount=0,
+        currency="KRW",
+        reason=reason,
+        version=2,
+    )
+
+
+class OutboxInserts:
+    """The INSERTs into the outbox sent on the real engine."""
+
+    def __init__(self, factory: Factory) -> None:
+        self.engine = factory.kw["bind"].sync_engine
+        self.statements = 0
+
+    def __enter__(self) -> OutboxInserts:
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().startswith("INSERT INTO platform.outbox"):
+            self.statements += 1
+
+
+async def test_a_transactions_events_go_to_the_outbox_in_one_statement_in_order(
+    session_factory: Factory, sandbox_url: str
+) -> None:
+    customer = uuid.uuid4()
+    order_id = await place(session_factory, customer_id=customer)
+    reasons = ["first", "second", "third"]
+    with OutboxInserts(session_factory) as inserts:
+        async with uow.transaction(session_factory) as session:
+            recorded = [
+                record_event(
+                    session,
+                    _failure(order_id, customer, reason),
+                    aggregate_id=order_id,
+                    correlation_id=order_id,
+                )
+                for reason in reasons
+            ]
+    assert inserts.statements == 1, "one statement for the transaction's three events"
+    rows = await events_of(session_factory, order_id, "OrderPaymentFailed")
+    assert [row.id for row in rows] == [e.id for e in recorded], "in the order recorded"
+    assert [row.payload["reason"] for row in rows] == reasons
+    assert rows[0].to_event() == recorded[0], "the row is the event subscribers get"
+
+
+async def test_events_of_a_transaction_that_rolls_back_are_never_written(
+    session_factory: Factory, sandbox_url: str
+) -> None:
+    customer = uuid.uuid4()
+    order_id = await place(session_factory, customer_id=customer)
+
+    async def failing_change() -> None:
+        async with uow.transaction(session_factory) as session:
+            record_event(
+                session,
+                _failure(order_id, customer, "never"),
+                aggregate_id=order_id,
+                correlation_id=order_id,
+            )
+            raise RuntimeError("the change fails")
+
+    with OutboxInserts(session_factory) as inserts, pytest.raises(RuntimeError):
+        await failing_change()
+    assert inserts.statements == 0
+    assert await events_of(session_factory, order_id, "OrderPaymentFailed") == []

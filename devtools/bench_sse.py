@@ -572,7 +572,7 @@ async def sse_orders_phase(
 
         cpu_before, driver_before = _cpu_seconds(web_pid), process_cpu_seconds()
         waited_before = _run_queue_seconds(web_pid)
-        drive_began = time.perf_counter()
+        drive_began, drive_began_at = time.perf_counter(), time.time()
         total = int(rate * seconds)
         skipped = 0
         for k in range(total):
@@ -638,6 +638,8 @@ async def sse_orders_phase(
             "notified_to_frame_p50_ms": round(_pct(to_frame, 50), 1),
             "notified_to_frame_p99_ms": round(_pct(to_frame, 99), 1),
             "latency_by_second": _by_second(timeline),
+            # wall clock when the events began: to line the run up with the shop's logs
+            "events_began_at": round(drive_began_at, 3),
             "web_cpu_percent": round(web_cpu * 100 / settled_s, 1) if web_cpu else None,
             "web_cpu_ms_per_event": round(web_cpu * 1000 / max(1, len(events)), 2)
             if web_cpu

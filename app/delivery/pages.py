@@ -164,8 +164,8 @@ async def board_context(
     }
 
 
-#: per web process: the board's columns being rendered, by language
-BOARD_RENDERS: SharedWork[str, str] = SharedWork()
+#: per web process: the board's columns being rendered, by app and language
+BOARD_RENDERS: SharedWork[tuple[int, str], str] = SharedWork()
 
 
 class BoardPages(Controller):
@@ -217,7 +217,8 @@ class BoardPages(Controller):
             # every staff screen on this process woken by the same change shares one
             # read and one render (in its language); each gets its own CSRF token
             now = broadcaster.delivered
-            html = await BOARD_RENDERS.get(current_locale(), now, now, for_everyone)
+            key = (id(session_factory), current_locale())  # per app (tests run several)
+            html = await BOARD_RENDERS.get(key, now, now, for_everyone)
             return ServerSentEventMessage(data=template.for_viewer(html), event="board")
 
         return sse(channel_updates(broadcaster, status.BOARD_CHANNEL), render)

@@ -183,7 +183,7 @@ async def _replay(
     return PlacedOrder(found.id, replayed=True)
 
 
-#: built once, the values bound per call (inline values cost a cache key walk each time)
+#: built once, the values bound per call (inline values cost a cache key walk each time);
 #: Core statements on the tables, not the ORM's bulk insert: the same SQL for a third of
 #: the CPU (nothing is read back into objects)
 _ORDERS = cast(Table, Order.__table__)

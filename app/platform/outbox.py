@@ -9,9 +9,11 @@ nothing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
+import msgspec
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -33,8 +35,6 @@ from app.platform.events import DomainEvent, Event
 
 NOTIFY_CHANNEL = "outbox"
 RECORDED = "recorded_events"
-#: the events recorded and not yet written to the outbox (``write_recorded``)
-UNWRITTEN = "unwritten_events"
 #: every event recorded in the open transaction, for observers of the commit (metrics);
 #: ``take_recorded`` (the unit of work, before it commits) leaves this one alone
 IN_TRANSACTION = "events_in_transaction"
@@ -122,7 +122,6 @@ def record_event(
         # before any statement ran, forgets the event (``uow._forget_rolled_back``)
         session.sync_session.begin()
     session.info.setdefault(RECORDED, []).append(recorded)
-    session.info.setdefault(UNWRITTEN, []).append(recorded)
     session.info.setdefault(IN_TRANSACTION, []).append(recorded)
     return recorded
 
@@ -140,27 +139,14 @@ _OUTBOX = cast(Table, OutboxRow.__table__)
 _APPEND = insert(_OUTBOX)
 
 
-async def write_recorded(session: AsyncSession) -> None:
-    """Write the events the session recorded and has not written yet into the outbox, in
-    one round trip (the unit of work, just before it commits). The relay is woken by the
-    outbox itself: a statement trigger sends NOTIFY on NOTIFY_CHANNEL with the INSERT
-    (transactional: only if this transaction commits; migration a9b1c3d5e7f9)."""
-    events: list[Event] = session.info.pop(UNWRITTEN, [])
+async def write_recorded(session: AsyncSession, events: Sequence[Event]) -> None:
+    """Write ``events`` (what ``take_recorded`` gave the unit of work) into the outbox in
+    one round trip, just before the commit; an event's fields are the row's columns. The
+    relay is woken by the outbox itself: a statement trigger sends NOTIFY on
+    NOTIFY_CHANNEL with the INSERT (transactional: only if this transaction commits;
+    migration a9b1c3d5e7f9)."""
     if events:
-        await session.execute(_APPEND, [_row(event) for event in events])
-
-
-def _row(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "type": event.type,
-        "aggregate_type": event.aggregate_type,
-        "aggregate_id": event.aggregate_id,
-        "correlation_id": event.correlation_id,
-        "causation_id": event.causation_id,
-        "occurred_at": event.occurred_at,
-        "payload": event.payload,
-    }
+        await session.execute(_APPEND, [msgspec.structs.asdict(event) for event in events])
 
 
 #: built once, the values bound per call: a statement with its values inline costs

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app.platform.events import Event
-from app.platform.outbox import RECORDED, UNWRITTEN, claim, take_recorded, write_recorded
+from app.platform.outbox import RECORDED, claim, take_recorded, write_recorded
 
 #: fold the events one transaction recorded, in order, into the read models in that
 #: transaction; the ``(channel, event type)`` pairs to tell after it commits
@@ -119,7 +119,7 @@ async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tu
     and fold them into the read models (when a read side is installed); the ``(channel,
     event type)`` pairs to tell after commit."""
     events = await _react(session)
-    await write_recorded(session)
+    await write_recorded(session, events)
     project: Project | None = session.info.get(PROJECT)
     told = await project(session, events) if project is not None and events else []
     return events, list(dict.fromkeys(told))
@@ -159,7 +159,7 @@ async def _tell(session: AsyncSession, events: list[Event], told: list[tuple[str
 def _unprojected_events(session: Session) -> None:
     """Refuse to commit events that no unit of work took: they would be in the outbox
     but, for the events only their recorder projects, never in the read models."""
-    recorded: list[Event] = session.info.get(RECORDED) or session.info.get(UNWRITTEN) or []
+    recorded: list[Event] = session.info.get(RECORDED) or []
     if recorded:
         raise EventsNotProjected(
             f"{', '.join(e.type for e in recorded)} recorded outside a unit of work: end "
@@ -171,4 +171,3 @@ def _unprojected_events(session: Session) -> None:
 def _forget_rolled_back(session: Session, previous_transaction: Any) -> None:
     """Events recorded in a transaction that rolled back never happened."""
     session.info.pop(RECORDED, None)
-    session.info.pop(UNWRITTEN, None)

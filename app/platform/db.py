@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -70,7 +71,17 @@ def create_engine(
         # read by ``read_only``: behind PgBouncer a statement outside a transaction may
         # be prepared on one server connection and run on another
         execution_options={TRANSACTION_POOLED: pooled},
+        json_serializer=encode_json,
+        json_deserializer=msgspec.json.decode,
     )
+
+
+def encode_json(value: Any) -> str:
+    """JSON and JSONB columns (event payloads, order views, board cards) through msgspec
+    rather than the stdlib ``json``: an order writes and reads a few dozen documents, and
+    msgspec does each in a fraction of the time. Same JSON values: PostgreSQL parses
+    them, so spacing and escaping do not matter."""
+    return msgspec.json.encode(value).decode()
 
 
 def transaction_pooling_args() -> dict[str, Any]:

@@ -10,17 +10,19 @@ yet raises ``ViewNotReady`` and the job is retried.
 
 from __future__ import annotations
 
-import copy
 import functools
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import msgspec
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import event as orm_event
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from app.coupon.events import (
     CouponChanged,
@@ -334,49 +336,116 @@ def newest_card_events(events: Sequence[Event]) -> set[uuid.UUID]:
     return {event.id for event in newest.values()}
 
 
-_LOCK_VIEW = select(OrderView).where(OrderView.order_id == bindparam("order_id")).with_for_update()
+#: built once, the values bound per call (inline values cost a cache key walk each time)
+#: (Core statements on the tables, not the ORM's bulk insert: the same SQL, a third of the CPU)
+_VIEWS = cast(Table, OrderView.__table__)
+_LOCK_VIEW = (
+    select(_VIEWS.c.version, _VIEWS.c.sources, _VIEWS.c.doc)
+    .where(_VIEWS.c.order_id == bindparam("order_id"))
+    .with_for_update()
+)
+_SAVE_VIEW = (
+    update(_VIEWS)
+    .where(_VIEWS.c.order_id == bindparam("view_order_id"))
+    .values(
+        version=bindparam("view_version"),
+        sources=bindparam("view_sources", type_=_VIEWS.c.sources.type),
+        doc=bindparam("view_doc", type_=_VIEWS.c.doc.type),
+        updated_at=bindparam("view_updated_at", type_=_VIEWS.c.updated_at.type),
+    )
+)
 #: ``session.info`` key: (the transaction, the views it locked by order id)
 LOCKED_VIEWS = "status.locked_views"
 
 
-async def _locked_view(session: AsyncSession, event: Event) -> OrderView:
+@dataclass
+class LockedView:
+    """An order's view as this transaction read it under its row lock, changed in place
+    by the events applied to it and written back once by ``save_views`` (plain values,
+    not an ORM object: no change tracking, no copy of the document per event)."""
+
+    order_id: uuid.UUID
+    version: int
+    sources: dict[str, int]
+    doc: Doc
+    changed: bool = False
+
+
+async def _locked_view(session: AsyncSession, event: Event) -> LockedView:
     """The view of the event's order, locked until commit; ``ViewNotReady`` (retry later)
     while the order's first event has not been projected.
 
     Read once per transaction: the next event of the same order in it (the order paid
-    with its payment's capture) finds it locked already, and its changes are flushed
-    together at commit."""
+    with its payment's capture) finds it locked already, and the changes of both are
+    written together by ``save_views``."""
     order_id = uuid.UUID(event.payload["orderId"])
+    views = _views_of(session)
+    if order_id in views:
+        return views[order_id]
+    row = (await session.execute(_LOCK_VIEW, {"order_id": order_id})).first()
+    if row is None:
+        raise ViewNotReady(str(order_id))
+    view = views[order_id] = LockedView(order_id, row.version, row.sources, row.doc)
+    return view
+
+
+def _views_of(session: AsyncSession) -> dict[uuid.UUID, LockedView]:
+    """The views the session's current transaction has locked (none in a new one)."""
     transaction = session.sync_session.get_transaction()
-    views: dict[uuid.UUID, OrderView]
     held, views = session.info.get(LOCKED_VIEWS) or (None, {})
     if held is not transaction:  # a new transaction: nothing of the last one is locked
         views = {}
         session.info[LOCKED_VIEWS] = (transaction, views)
-    if order_id in views:
-        return views[order_id]
-    view = await session.scalar(_LOCK_VIEW, {"order_id": order_id})
-    if view is None:
-        raise ViewNotReady(str(order_id))
-    views[order_id] = view
-    return view
+    return cast(dict[uuid.UUID, LockedView], views)
 
 
-def _change_view(view: OrderView, event: Event) -> bool:
+async def save_views(session: AsyncSession) -> None:
+    """Write the views the transaction's events changed (one statement for all of them);
+    call it after the last ``apply`` of the transaction, before the commit."""
+    changed = [view for view in _views_of(session).values() if view.changed]
+    if not changed:
+        return
+    now = utcnow()
+    await session.execute(
+        _SAVE_VIEW,
+        [
+            {
+                "view_order_id": view.order_id,
+                "view_version": view.version,
+                "view_sources": view.sources,
+                "view_doc": view.doc,
+                "view_updated_at": now,
+            }
+            for view in changed
+        ],
+    )
+    for view in changed:
+        view.changed = False
+
+
+@orm_event.listens_for(Session, "before_commit")
+def _unsaved_views(session: Session) -> None:
+    """Refuse to commit a view changed by ``apply`` but never written (``save_views``
+    forgotten): the events would be committed and the customer's page never told."""
+    held, views = session.info.get(LOCKED_VIEWS) or (None, {})
+    if held is session.get_transaction() and any(view.changed for view in views.values()):
+        raise RuntimeError("order views changed but not saved: call projector.save_views")
+
+
+def _change_view(view: LockedView, event: Event) -> bool:
     source, change = ORDER_CHANGES[event.type]
     version = int(event.payload["version"])
     key = source_key(source, event.aggregate_id)
     if version <= _seen(view.sources, source, key):
         return False
-    doc = copy.deepcopy(view.doc)
-    change(doc, event)
+    # the document is this transaction's own copy (read under its lock): changed in place
+    change(view.doc, event)
     # Events of different aggregates are projected concurrently; the timeline tells them
     # in the order they happened, not the order they were projected.
-    doc["timeline"].sort(key=lambda entry: entry["at"])
-    view.doc = doc
-    view.sources = {**view.sources, key: version}
+    view.doc["timeline"].sort(key=lambda entry: entry["at"])
+    view.sources[key] = version
     view.version += 1
-    view.updated_at = utcnow()
+    view.changed = True
     return True
 
 
@@ -399,9 +468,6 @@ def _seen(sources: dict[str, int], source: str, key: str) -> int:
 CREATED_VIEWS = "status.created_views"
 
 
-#: built once, the values bound per call (inline values cost a cache key walk each time)
-#: (Core statements on the tables, not the ORM's bulk insert: the same SQL, a third of the CPU)
-_VIEWS = cast(Table, OrderView.__table__)
 _NEW_VIEW = insert(_VIEWS).on_conflict_do_nothing().returning(_VIEWS.c.order_id)
 
 

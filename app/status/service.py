@@ -174,6 +174,7 @@ async def project_in_transaction(
                 raise
             continue
         told += [(channel, event.type) for channel in channels]
+    await projector.save_views(session)
     return told
 
 

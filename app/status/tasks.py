@@ -24,6 +24,7 @@ async def project(ctx: WorkerContext, raw: dict[str, Any]) -> bool:
         async with ctx["session_factory"]() as session, session.begin():
             if await claim(session, PROJECT, event.id):
                 channels = await projector.apply(session, event)
+                await projector.save_views(session)
             else:
                 channels = []
     except projector.ViewNotReady as exc:

@@ -53,7 +53,9 @@ def _delivery(order_id: str, customer: str, version: int, stages: list[str]) -> 
 
 async def _apply(session_factory: Factory, event: Event) -> list[str]:
     async with session_factory() as session, session.begin():
-        return await projector.apply(session, event)
+        channels = await projector.apply(session, event)
+        await projector.save_views(session)
+        return channels
 
 
 async def _placed(session_factory: Factory, at: datetime) -> tuple[str, str]:

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+import msgspec
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -312,19 +314,47 @@ async def _locked(session: AsyncSession, order_id: uuid.UUID) -> Order | None:
     return await session.get(Order, order_id, with_for_update=True)
 
 
+#: the order, locked, with its lines as the kitchen gets them (a JSON array built by
+#: PostgreSQL): one round trip, not the order and then its lines. Built once.
+_LINES = cast(Table, OrderLine.__table__)
+_ITEMS = (
+    select(
+        func.json_agg(
+            aggregate_order_by(
+                func.json_build_object(
+                    "pizzaId",
+                    _LINES.c.pizza_id,
+                    "name",
+                    _LINES.c.name,
+                    "qty",
+                    _LINES.c.qty,
+                    "unitPrice",
+                    _LINES.c.unit_price,
+                ),
+                _LINES.c.position,
+            )
+        )
+    )
+    .where(_LINES.c.order_id == Order.id)
+    .scalar_subquery()
+)
+_WITH_ITEMS = (
+    select(Order, _ITEMS)
+    .where(Order.id == bindparam("order_id"))
+    .with_for_update(of=cast(Table, Order.__table__))
+)
+
+
 async def on_payment_captured(session: AsyncSession, event: Event) -> None:
     """The card was charged: the order is paid, and the kitchen may start (``OrderPaid``)."""
-    order = await _locked(session, event.as_(PaymentCaptured).order_id)
-    if order is None or order.status != OrderStatus.placed:
+    found = (
+        await session.execute(_WITH_ITEMS, {"order_id": event.as_(PaymentCaptured).order_id})
+    ).first()
+    if found is None or found[0].status != OrderStatus.placed:
         return  # cancelled meanwhile: the payment worker voids the charge
+    order, lines = found
     order.move_to(OrderStatus.paid)
-    lines = await session.scalars(
-        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.position)
-    )
-    items = [
-        OrderItem(pizza_id=line.pizza_id, name=line.name, qty=line.qty, unit_price=line.unit_price)
-        for line in lines
-    ]
+    items = msgspec.convert(lines or [], list[OrderItem])
     order.emit(OrderPaid, items=items, address=order.address)
     record_pending(session, order, event)
 

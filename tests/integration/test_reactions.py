@@ -66,6 +66,20 @@ async def test_the_order_is_paid_in_the_commit_that_captures_its_payment(
     assert await _handlers(session_factory, captured.id) == {ordering_tasks.ON_PAYMENT_CAPTURED}
 
 
+async def test_the_kitchen_gets_every_line_of_the_paid_order_in_the_order_placed(
+    session_factory: Factory, ctx: dict[str, Any]
+) -> None:
+    """``OrderPaid`` carries the lines, read with the locked order in one statement."""
+    order_id = await place(session_factory)
+    assert await _capture(ctx, session_factory, order_id) == "captured"
+
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    [paid] = await events_of(session_factory, order_id, "OrderPaid")
+    assert [(item["pizzaId"], item["qty"]) for item in paid.payload["items"]] == [(1, 2), (2, 1)]
+    assert paid.payload["items"] == placed.payload["items"]
+    assert all(item["unitPrice"] > 0 and item["name"] for item in paid.payload["items"])
+
+
 async def test_a_declined_card_refuses_the_order_in_the_same_commit(
     session_factory: Factory, ctx: dict[str, Any]
 ) -> None:

@@ -289,6 +289,27 @@ def valkey_url(data_dir: Path) -> str | None:
     port = _read_pid(directory / "port")
     if port is None or not _alive(_read_pid(directory / "valkey.pid"), "valkey"):
         return None
+    return _url(directory, port)
+
+
+#: the longest path a Unix socket may have (``sun_path`` holds 108 bytes with its NUL)
+_SOCKET_PATH_MAX = 107
+
+
+def _socket_path(directory: Path) -> Path | None:
+    """Where Valkey listens on a Unix socket, beside its TCP port: None when the data
+    folder's path is too deep for one."""
+    path = directory.resolve() / "valkey.sock"
+    return path if len(str(path).encode()) <= _SOCKET_PATH_MAX else None
+
+
+def _url(directory: Path, port: int) -> str:
+    """The URL the shop's parts use: the Unix socket when there is one (a round trip
+    through it costs client and server about a quarter less CPU than through loopback
+    TCP, and an order makes a few dozen), else the TCP port."""
+    path = _socket_path(directory)
+    if path is not None and path.is_socket():
+        return f"unix://{path}?db=0"
     return f"redis://127.0.0.1:{port}/0"
 
 
@@ -332,6 +353,7 @@ class EmbeddedValkey:
                 "60 1",
                 "--logfile",
                 str(self.directory / "valkey.log"),
+                *self._socket_options(),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -340,7 +362,15 @@ class EmbeddedValkey:
         )
         (self.directory / "port").write_text(f"{self.port}\n")
         _wait_for_port(self.port, self.process)
-        return f"redis://127.0.0.1:{self.port}/0"
+        return _url(self.directory, self.port)
+
+    def _socket_options(self) -> list[str]:
+        """Listen on a Unix socket too (TCP stays, for tools); only the owner may use it."""
+        path = _socket_path(self.directory)
+        if path is None:
+            return []
+        path.unlink(missing_ok=True)  # a leftover of a killed server
+        return ["--unixsocket", str(path), "--unixsocketperm", "700"]
 
     def _remembered_port(self) -> int | None:
         """The port the last run used (if free again): leftover URLs stay right."""

@@ -36,12 +36,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from app.platform.errors import Unavailable
 from app.platform.i18n import N_
@@ -347,7 +347,13 @@ class CircuitBreaker:
             raise BreakerOpen(self.name, current.retry_after)
 
     async def state(self) -> BreakerState:
-        raw = await self._state(keys=self._keys, args=[self.policy.open_ms, self._now()])
+        return self._state_of(await self._state(keys=self._keys, args=self._state_args()))
+
+    def _state_args(self) -> list[Any]:
+        return [self.policy.open_ms, self._now()]
+
+    def _state_of(self, raw: Any) -> BreakerState:
+        """The state as ``_STATE`` answered it."""
         st, calls, failures, slows, remaining_ms = (int(x) for x in raw)
         return BreakerState(
             name=self.name,
@@ -421,3 +427,27 @@ class CircuitBreaker:
             return
         if int(new_state) == _OPEN:
             log.warning("breaker %s: opened", self.name)
+
+
+async def read_states(breakers: Sequence[CircuitBreaker]) -> list[BreakerState | None]:
+    """The states of several breakers, in one round trip when they share one Redis that
+    is not a cluster (their keys are in different slots); ``None`` for a state that
+    cannot be read (each caller fails open, as ``state_or_none`` does)."""
+    redis = breakers[0].redis if breakers else None
+    if not isinstance(redis, Redis) or any(b.redis is not redis for b in breakers):
+        return [await breaker.state_or_none() for breaker in breakers]
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            for breaker in breakers:
+                pipe.evalsha(breaker._state.sha, 2, *breaker._keys, *breaker._state_args())
+            answers = await pipe.execute(raise_on_error=False)
+    except RedisError as exc:
+        log.warning("breakers: states unavailable (%r); failing open", exc)
+        return [None] * len(breakers)
+    if any(isinstance(answer, NoScriptError) for answer in answers):
+        # a Redis that restarted without the script: one by one, which loads it again
+        return [await breaker.state_or_none() for breaker in breakers]
+    return [
+        None if isinstance(answer, Exception) else breaker._state_of(answer)
+        for breaker, answer in zip(breakers, answers, strict=True)
+    ]

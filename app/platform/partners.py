@@ -8,7 +8,7 @@ orders in every web process at once.
 
 from __future__ import annotations
 
-from app.platform.breaker import BreakerOpen, BreakerState, CircuitBreaker
+from app.platform.breaker import BreakerOpen, BreakerState, CircuitBreaker, read_states
 from app.platform.i18n import N_
 
 
@@ -23,24 +23,18 @@ class PartnerBreakers:
         return (self.payment, self.courier)
 
     async def ensure_open_for_orders(self) -> None:
-        """New orders need both partners: refuse at once (503) while either breaker is open."""
-        for breaker in self.all():
-            try:
-                await breaker.ensure_closed()
-            except BreakerOpen as exc:
-                raise BreakerOpen(exc.name, exc.retry_after) from exc
+        """New orders need both partners: refuse at once (503) while either breaker is
+        open. Both states are read in one round trip (every order asks)."""
+        for state in await read_states(self.all()):
+            if state is not None and state.state == "open":
+                raise BreakerOpen(state.name, state.retry_after)
 
     async def ensure_open_for_refunds(self) -> None:
         """A refund needs the delivery partner for the return trip (NFR2.4)."""
         await self.courier.ensure_closed()
 
     async def states(self) -> list[BreakerState]:
-        states = []
-        for breaker in self.all():
-            state = await breaker.state_or_none()
-            if state is not None:
-                states.append(state)
-        return states
+        return [state for state in await read_states(self.all()) if state is not None]
 
 
 def refusal_message(retry_after: int, what: str = "orders") -> str:

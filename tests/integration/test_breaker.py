@@ -13,12 +13,20 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 
-from app.platform.breaker import BreakerOpen, BreakerPolicy, CircuitBreaker, breaker_keys
+from app.platform.breaker import (
+    BreakerOpen,
+    BreakerPolicy,
+    CircuitBreaker,
+    breaker_keys,
+    read_states,
+)
 from app.platform.errors import Unavailable
 from tests.support.clock import Clock
 
@@ -329,3 +337,47 @@ async def test_works_with_a_bytes_client_and_expires_keys(name: str) -> None:
     finally:
         await client.delete(*breaker_keys(name))
         await client.aclose()
+
+
+class CountingConnection(Connection):
+    """A connection that counts what it sends: one ``send`` per round trip."""
+
+    sends = 0
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.sends += 1
+        await super().send_packed_command(command, check_health)
+
+
+async def test_states_of_several_breakers_are_read_in_one_round_trip(clock: Clock) -> None:
+    """What every order asks (are both partners up?): one pipeline for both breakers, each
+    state its own; a Redis that forgot the script answers the same (loaded again)."""
+    redis: Redis = Redis.from_url(
+        REDIS_URL, decode_responses=True, connection_class=CountingConnection
+    )
+    names = [f"test-{uuid4().hex}" for _ in range(2)]
+    first, second = (
+        CircuitBreaker(redis, n, BreakerPolicy(minimum_calls=2), (PartnerDown,), clock)
+        for n in names
+    )
+    try:
+        await open_it(second)
+        await first.state()  # both scripts known to Redis
+        CountingConnection.sends = 0
+        states = await read_states([first, second])
+        assert CountingConnection.sends == 1
+        assert [(s.name, s.state) for s in states if s] == [
+            (names[0], "closed"),
+            (names[1], "open"),
+        ]
+        assert states[1] is not None and states[1].retry_after >= 1
+
+        await redis.script_flush()
+        again = await read_states([first, second])
+        assert [(s.name, s.state) for s in again if s] == [
+            (names[0], "closed"),
+            (names[1], "open"),
+        ]
+    finally:
+        await redis.delete(*breaker_keys(names[0]), *breaker_keys(names[1]))
+        await redis.aclose()

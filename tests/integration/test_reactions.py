@@ -52,11 +52,17 @@ async def _capture(ctx: dict[str, Any], session_factory: Factory, order_id: uuid
     return str(await payment_tasks.capture(ctx, placed.to_event().to_job_arg()))
 
 
+async def _captured_order(ctx: dict[str, Any], session_factory: Factory) -> uuid.UUID:
+    """An order placed and its payment captured by the payment job's own code."""
+    order_id = await place(session_factory)
+    assert await _capture(ctx, session_factory, order_id) == "captured"
+    return order_id
+
+
 async def test_the_order_is_paid_in_the_commit_that_captures_its_payment(
     session_factory: Factory, ctx: dict[str, Any]
 ) -> None:
-    order_id = await place(session_factory)
-    assert await _capture(ctx, session_factory, order_id) == "captured"
+    order_id = await _captured_order(ctx, session_factory)
 
     assert await _order_status(session_factory, order_id) == "paid"
     [captured] = await events_of(session_factory, order_id, "PaymentCaptured")
@@ -70,8 +76,7 @@ async def test_the_kitchen_gets_every_line_of_the_paid_order_in_the_order_placed
     session_factory: Factory, ctx: dict[str, Any]
 ) -> None:
     """``OrderPaid`` carries the lines, read with the locked order in one statement."""
-    order_id = await place(session_factory)
-    assert await _capture(ctx, session_factory, order_id) == "captured"
+    order_id = await _captured_order(ctx, session_factory)
 
     [placed] = await events_of(session_factory, order_id, "OrderPlaced")
     [paid] = await events_of(session_factory, order_id, "OrderPaid")
@@ -96,8 +101,7 @@ async def test_a_declined_card_refuses_the_order_in_the_same_commit(
 async def test_the_relay_skips_a_subscriber_that_reacted_and_hands_on_what_follows(
     session_factory: Factory, ctx: dict[str, Any]
 ) -> None:
-    order_id = await place(session_factory)
-    assert await _capture(ctx, session_factory, order_id) == "captured"
+    order_id = await _captured_order(ctx, session_factory)
     [captured] = await events_of(session_factory, order_id, "PaymentCaptured")
     [paid] = await events_of(session_factory, order_id, "OrderPaid")
 

@@ -44,6 +44,7 @@ from devtools.bench import (
 )
 from devtools.bench_cpu import ProcessTree, Snapshot, process_cpu_seconds, spent
 from devtools.bench_shop import Shop
+from devtools.bench_speed import SpeedProbe
 
 PAID = ("paid", "fulfilled", "refunded")
 FAILED = ("payment_failed", "cancelled")
@@ -112,9 +113,18 @@ class Report:
             "idle_cpu_ms_per_s": _rounded(self.idle_ms_per_s),
             "cpu_ms_per_order": _rounded(self.cpu_per_order_ms),
             "cpu_ms_per_order_total": round(sum(self.cpu_per_order_ms.values()), 2),
+            "cpu_per_order_in_probes": self.in_probes(),
             "sse": self.sse,
             "sse_orders": self.sse_orders,
         }
+
+    def in_probes(self) -> float | None:
+        """CPU per order, all processes, in units of the speed probe's work
+        (``devtools.bench_speed``): comparable across runs at different machine speeds."""
+        probe_ms: float | None = self.pipeline.get("speed_probe", {}).get("probe_ms_p50")
+        if not probe_ms or not self.cpu_per_order_ms:
+            return None
+        return round(sum(self.cpu_per_order_ms.values()) / probe_ms, 2)
 
 
 def _rounded(values: dict[str, float]) -> dict[str, float]:
@@ -316,6 +326,7 @@ async def load_phase(
     work.own = 1
     before: Snapshot | None = tree.snapshot() if tree else None
     client_cpu = process_cpu_seconds()
+    probe = SpeedProbe()
     began = time.perf_counter()
     api = await bench_api(
         client, customer, body, options.concurrency, options.warmup, options.duration, placed
@@ -332,6 +343,7 @@ async def load_phase(
             break
         await asyncio.sleep(0.1)
     done = time.perf_counter()
+    speed = probe.stop()
     gross: dict[str, float] = {}
     if tree and before:
         gross = {part: used * 1000 for part, used in spent(before, tree.snapshot()).items()}
@@ -351,6 +363,7 @@ async def load_phase(
         "work_per_order": per_unit(
             work_before, work_after, work_idle, work_seconds, work.own, len(ids)
         ),
+        "speed_probe": speed,
     }
     return api, pipeline, gross
 
@@ -497,6 +510,13 @@ def table(report: Report, options: Options) -> str:
             f"{pipe.get('cpu_ms_per_order_gross', 0):.1f}; bench client "
             f"{pipe.get('bench_client_cpu_ms_per_order', 0):.1f})"
         )
+        if probes := data["cpu_per_order_in_probes"]:
+            speed = pipe["speed_probe"]
+            lines.append(
+                f"  = {probes:.2f} speed probes (a fixed piece of Python work took "
+                f"{speed['probe_ms_p50']:.3f} ms of CPU, p50 of {speed['samples']}, during the "
+                "run: compare this across runs on a machine whose speed drifts)"
+            )
     elif pipe:
         lines.append("  CPU not measured: no `pizzeria up` process found (PIZZERIA_DATA_DIR)")
     if sse := report.sse:

@@ -350,9 +350,9 @@ async def on_payment_captured(session: AsyncSession, event: Event) -> None:
     found = (
         await session.execute(_WITH_ITEMS, {"order_id": event.as_(PaymentCaptured).order_id})
     ).first()
-    if found is None or found[0].status != OrderStatus.placed:
+    order, lines = found if found is not None else (None, None)
+    if order is None or order.status != OrderStatus.placed:
         return  # cancelled meanwhile: the payment worker voids the charge
-    order, lines = found
     order.move_to(OrderStatus.paid)
     items = msgspec.convert(lines or [], list[OrderItem])
     order.emit(OrderPaid, items=items, address=order.address)

@@ -342,9 +342,7 @@ class CircuitBreaker:
 
         Half-open counts as "not refused": the caller may become a trial.
         """
-        current = await self.state_or_none()
-        if current is not None and current.state == "open":
-            raise BreakerOpen(self.name, current.retry_after)
+        refuse_if_open(await self.state_or_none())
 
     async def state(self) -> BreakerState:
         return self._state_of(await self._state(keys=self._keys, args=self._state_args()))
@@ -429,13 +427,31 @@ class CircuitBreaker:
             log.warning("breaker %s: opened", self.name)
 
 
+def refuse_if_open(state: BreakerState | None) -> None:
+    """Raise :class:`BreakerOpen` for an open breaker's state; an unknown state (Redis
+    away) fails open."""
+    if state is not None and state.state == "open":
+        raise BreakerOpen(state.name, state.retry_after)
+
+
 async def read_states(breakers: Sequence[CircuitBreaker]) -> list[BreakerState | None]:
     """The states of several breakers, in one round trip when they share one Redis that
     is not a cluster (their keys are in different slots); ``None`` for a state that
     cannot be read (each caller fails open, as ``state_or_none`` does)."""
     redis = breakers[0].redis if breakers else None
-    if not isinstance(redis, Redis) or any(b.redis is not redis for b in breakers):
-        return [await breaker.state_or_none() for breaker in breakers]
+    if isinstance(redis, Redis) and all(b.redis is redis for b in breakers):
+        states = await _pipelined_states(redis, breakers)
+        if states is not None:
+            return states
+    # a cluster, several clients, or a Redis that forgot the script: one by one, which
+    # loads the script again
+    return [await breaker.state_or_none() for breaker in breakers]
+
+
+async def _pipelined_states(
+    redis: Redis, breakers: Sequence[CircuitBreaker]
+) -> list[BreakerState | None] | None:
+    """The states in one pipeline; None when Redis does not know the script."""
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for breaker in breakers:
@@ -445,8 +461,7 @@ async def read_states(breakers: Sequence[CircuitBreaker]) -> list[BreakerState |
         log.warning("breakers: states unavailable (%r); failing open", exc)
         return [None] * len(breakers)
     if any(isinstance(answer, NoScriptError) for answer in answers):
-        # a Redis that restarted without the script: one by one, which loads it again
-        return [await breaker.state_or_none() for breaker in breakers]
+        return None
     return [
         None if isinstance(answer, Exception) else breaker._state_of(answer)
         for breaker, answer in zip(breakers, answers, strict=True)

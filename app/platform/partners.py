@@ -8,7 +8,12 @@ orders in every web process at once.
 
 from __future__ import annotations
 
-from app.platform.breaker import BreakerOpen, BreakerState, CircuitBreaker, read_states
+from app.platform.breaker import (
+    BreakerState,
+    CircuitBreaker,
+    read_states,
+    refuse_if_open,
+)
 from app.platform.i18n import N_
 
 
@@ -26,8 +31,7 @@ class PartnerBreakers:
         """New orders need both partners: refuse at once (503) while either breaker is
         open. Both states are read in one round trip (every order asks)."""
         for state in await read_states(self.all()):
-            if state is not None and state.state == "open":
-                raise BreakerOpen(state.name, state.retry_after)
+            refuse_if_open(state)
 
     async def ensure_open_for_refunds(self) -> None:
         """A refund needs the delivery partner for the return trip (NFR2.4)."""

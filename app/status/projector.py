@@ -390,13 +390,19 @@ async def _locked_view(session: AsyncSession, event: Event) -> LockedView:
 
 
 def _views_of(session: AsyncSession) -> dict[uuid.UUID, LockedView]:
-    """The views the session's current transaction has locked (none in a new one)."""
-    transaction = session.sync_session.get_transaction()
-    held, views = session.info.get(LOCKED_VIEWS) or (None, {})
-    if held is not transaction:  # a new transaction: nothing of the last one is locked
+    """The views the session's current transaction has locked, kept in ``session.info``
+    (a new transaction starts with none)."""
+    views = _held_views(session.sync_session)
+    if views is None:  # a new transaction: nothing of the last one is locked
         views = {}
-        session.info[LOCKED_VIEWS] = (transaction, views)
-    return cast(dict[uuid.UUID, LockedView], views)
+        session.info[LOCKED_VIEWS] = (session.sync_session.get_transaction(), views)
+    return views
+
+
+def _held_views(session: Session) -> dict[uuid.UUID, LockedView] | None:
+    """The views locked by the session's current transaction; None if it locked none."""
+    held, views = session.info.get(LOCKED_VIEWS) or (None, None)
+    return cast(dict[uuid.UUID, LockedView], views) if held is session.get_transaction() else None
 
 
 async def save_views(session: AsyncSession) -> None:
@@ -427,8 +433,7 @@ async def save_views(session: AsyncSession) -> None:
 def _unsaved_views(session: Session) -> None:
     """Refuse to commit a view changed by ``apply`` but never written (``save_views``
     forgotten): the events would be committed and the customer's page never told."""
-    held, views = session.info.get(LOCKED_VIEWS) or (None, {})
-    if held is session.get_transaction() and any(view.changed for view in views.values()):
+    if any(view.changed for view in (_held_views(session) or {}).values()):
         raise RuntimeError("order views changed but not saved: call projector.save_views")
 
 

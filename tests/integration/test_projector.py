@@ -103,6 +103,25 @@ async def test_a_skipped_stage_event_still_shows_on_the_timeline(session_factory
     assert view.version == 2
 
 
+async def test_a_view_changed_but_not_saved_cannot_be_committed(session_factory: Factory) -> None:
+    """``apply`` changes the view in memory and ``save_views`` writes it: a commit in
+    between is refused, so a forgotten save cannot lose a customer's page update."""
+    import pytest
+
+    order_id, customer = await _placed(session_factory, T0 - timedelta(minutes=1))
+    queued = _delivery(order_id, customer, 1, ["queued"])
+    async with session_factory() as session:
+        await session.begin()
+        assert await projector.apply(session, _event("DeliveryCreated", queued, T0))
+        with pytest.raises(RuntimeError, match="save_views"):
+            await session.commit()
+        await session.rollback()
+
+    async with session_factory() as session:
+        view = await session.get(OrderView, uuid.UUID(order_id))
+    assert view is not None and view.version == 1, "nothing of the refused commit stayed"
+
+
 async def test_an_event_for_an_unknown_order_waits_for_its_view(session_factory: Factory) -> None:
     import pytest
 

@@ -153,7 +153,7 @@
     var board = document.getElementById("board");
     if (board) { board.setAttribute("data-refresh-pending", value ? "true" : "false"); }
     var notice = document.getElementById("board-paused");
-    if (notice) { notice.hidden = !value; }
+    if (notice) { notice.classList.toggle("is-paused", value); }
   }
 
   /* A form left alone (focus still in it, nothing typed) for this long stops holding the
@@ -162,12 +162,19 @@
   var HOLD_MS = 60000;
   var lastTouched = 0;
 
+  /* A press on the board (pointer down, not yet up) holds refreshes too: a swap between
+     the press and the release would replace the button or summary under the finger, and
+     the browser then drops the click (its press and release hit different elements). */
+  var PRESS_MS = 2000;
+  var pressedAt = 0;
+
   function boardElement() { return document.getElementById("board"); }
 
   function formInUse() {
     var board = boardElement();
     if (!board) { return false; }
     if (board.querySelector("form.htmx-request") !== null) { return true; }
+    if (pressedAt && Date.now() - pressedAt < PRESS_MS) { return true; }
     if (Date.now() - lastTouched >= HOLD_MS) { return false; }
     // a form opened on a card ("Cancel return") is in use before its field has the focus:
     // the click that opens it leaves the focus on its summary, outside the form
@@ -275,6 +282,11 @@
     });
     ["focusin", "input", "keydown", "click"].forEach(function (name) {
       board.addEventListener(name, function () { lastTouched = Date.now(); });
+    });
+    board.addEventListener("pointerdown", function () { pressedAt = Date.now(); });
+    // the click (which may open a form) comes right after the release: decide after it
+    ["pointerup", "pointercancel"].forEach(function (name) {
+      board.addEventListener(name, function () { pressedAt = 0; refreshWhenFree(); });
     });
     window.setInterval(function () { if (pending && !formInUse()) { refreshNow(); } }, 5000);
     board.addEventListener("focusout", refreshWhenFree);

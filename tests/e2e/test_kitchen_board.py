@@ -190,7 +190,6 @@ async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
     await mark(board, "board")
     returning = card(board, str(delivered["delivery"]["id"]), "return_requested")
     await expect(returning).to_be_visible(timeout=LIVE_TIMEOUT_MS)
-    await returning.get_by_text("Cancel return").click()
     reason = returning.get_by_label("Reason (the customer sees it)")
     note = "The bag was sealed and hot at the door."
 
@@ -202,10 +201,25 @@ async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
         )
         await expect(board.locator("#board-paused")).to_be_visible()
 
-    # The form is open but the focus is still on its summary (the click that opened it):
-    # a move arriving now waits too, instead of re-rendering the card under the cook.
+    # A move arriving between the press on "Cancel return" and its release waits: a swap
+    # there would replace the summary under the finger and the browser would drop the click.
+    summary = returning.get_by_text("Cancel return")
+    await summary.scroll_into_view_if_needed()
+    box = await summary.bounding_box()
+    assert box is not None
+    await board.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await board.mouse.down()
     await move_the_other_order()  # into preparing
+    # and the "updates wait" notice appears without moving the board under the pointer
+    held = await summary.bounding_box()
+    assert held is not None and abs(held["y"] - box["y"]) < 1, (box, held)
+    await board.mouse.up()
     await expect(reason).to_be_visible()
+    # The form is open but the focus is still on its summary (the click that opened it):
+    # the held move goes on waiting instead of re-rendering the card under the cook (the
+    # check after the release has run by the time a 50 ms timer fires).
+    await board.evaluate("() => new Promise(resolve => setTimeout(resolve, 50))")
+    await expect(board.locator("#board")).to_have_attribute("data-refresh-pending", "true")
     await reason.fill(note)
     # another board event while the reason is typed
     await move_the_other_order()  # into the oven

@@ -18,10 +18,9 @@ from __future__ import annotations
 from typing import Literal, Protocol
 from urllib.parse import quote
 
-import httpx
 import msgspec
 
-from app.platform.partner_http import PartnerClient, partner_client
+from app.platform.partner_http import PartnerClient, PartnerTransport, partner_client
 from app.platform.settings import Settings
 
 PICKUPS_PATH = "/courier/v1/pickups"
@@ -114,12 +113,12 @@ class _PickupResponse(msgspec.Struct, rename="camel"):
 
 
 class HttpCourierGateway:
-    """``CourierGateway`` over HTTP; the client carries base URL and timeout."""
+    """``CourierGateway`` over HTTP; the transport carries base URL and timeout."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
+    def __init__(self, transport: PartnerTransport) -> None:
+        self._transport = transport
         self._http = PartnerClient(
-            client, "courier partner", CourierUnavailable, CourierRejected, partner="courier"
+            transport, "courier partner", CourierUnavailable, CourierRejected, partner="courier"
         )
 
     @classmethod
@@ -127,7 +126,7 @@ class HttpCourierGateway:
         return cls(partner_client(settings.partners.courier_url, settings.partners.timeout_seconds))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> HttpCourierGateway:
         return self

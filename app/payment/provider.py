@@ -12,11 +12,10 @@ import uuid
 from typing import Protocol
 from urllib.parse import quote
 
-import httpx
 import msgspec
 
 from app.platform.i18n import N_
-from app.platform.partner_http import PartnerClient, partner_client
+from app.platform.partner_http import PartnerClient, PartnerTransport, partner_client
 from app.platform.settings import Settings
 
 CHARGES_PATH = "/payments/v1/charges"
@@ -105,12 +104,12 @@ class _ChargeResponse(msgspec.Struct, rename="camel"):
 
 
 class HttpPaymentProvider:
-    """``PaymentProvider`` over HTTP; the client carries base URL and timeout."""
+    """``PaymentProvider`` over HTTP; the transport carries base URL and timeout."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
+    def __init__(self, transport: PartnerTransport) -> None:
+        self._transport = transport
         self._http = PartnerClient(
-            client, "payment provider", ProviderUnavailable, PaymentRejected, partner="payment"
+            transport, "payment provider", ProviderUnavailable, PaymentRejected, partner="payment"
         )
 
     @classmethod
@@ -118,7 +117,7 @@ class HttpPaymentProvider:
         return cls(partner_client(settings.partners.payment_url, settings.partners.timeout_seconds))
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> HttpPaymentProvider:
         return self

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 from pact import match
 
 from app.delivery.gateway import PICKUPS_PATH, CourierRejected, HttpCourierGateway
 from app.delivery.webhooks import parse_courier_event
-from app.platform.partner_http import IDEMPOTENCY_HEADER
+from app.platform.partner_http import IDEMPOTENCY_HEADER, partner_client
 from tests.support.pacts import (
     CONSUMER,
     DELIVERY_PARTNER,
@@ -131,8 +130,7 @@ def webhook_pact():  # type: ignore[no-untyped-def]
 async def test_the_courier_adapter_keeps_its_contract_with_the_partner(tmp_path: Path) -> None:
     pact = courier_pact()
     with pact.serve() as server:
-        client = httpx.AsyncClient(base_url=str(server.url), timeout=10)
-        async with HttpCourierGateway(client) as gateway:
+        async with HttpCourierGateway(partner_client(str(server.url), 10)) as gateway:
             pickup = await gateway.request_pickup(
                 reference="dl-1",
                 address="Via Roma 1, Napoli",

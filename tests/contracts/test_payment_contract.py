@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 from pact import match
 
@@ -17,7 +16,7 @@ from app.payment.provider import (
     HttpPaymentProvider,
     PaymentRejected,
 )
-from app.platform.partner_http import IDEMPOTENCY_HEADER
+from app.platform.partner_http import IDEMPOTENCY_HEADER, partner_client
 from tests.support.pacts import CONSUMER, PAYMENT_PROVIDER, keep_committed_pact_current, new_pact
 
 pytestmark = pytest.mark.contracts
@@ -126,7 +125,7 @@ def payment_pact():  # type: ignore[no-untyped-def]
 async def test_the_payment_adapter_keeps_its_contract_with_the_provider(tmp_path: Path) -> None:
     pact = payment_pact()
     with pact.serve() as server:
-        provider = HttpPaymentProvider(httpx.AsyncClient(base_url=str(server.url), timeout=10))
+        provider = HttpPaymentProvider(partner_client(str(server.url), 10))
         async with provider:
             method = await provider.tokenize(GOOD_CARD)
             paid = await provider.charge(

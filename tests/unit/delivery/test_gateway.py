@@ -18,6 +18,7 @@ from app.delivery.gateway import (
     HttpCourierGateway,
     PickupOutcome,
 )
+from app.platform.partner_http import HttpxPartner, partner_client
 from app.platform.settings import PartnerSettings, Settings
 from app.sandbox.app import create_sandbox_app
 from app.sandbox.courier import CourierConfig, Rider, WebhookEvent, courier_of
@@ -43,7 +44,7 @@ async def control(sandbox: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def gateway(sandbox: Litestar) -> AsyncIterator[HttpCourierGateway]:
-    gateway = HttpCourierGateway(asgi_client(sandbox))
+    gateway = HttpCourierGateway(HttpxPartner(asgi_client(sandbox)))
     yield gateway
     await gateway.aclose()
 
@@ -181,7 +182,9 @@ async def test_transient_statuses_are_unavailable(status: int) -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json={"detail": "slow down"})
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://courier")
+    client = HttpxPartner(
+        httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://courier")
+    )
     async with HttpCourierGateway(client) as gateway:
         with pytest.raises(CourierUnavailable, match=str(status)):
             await request(gateway)
@@ -191,7 +194,9 @@ async def test_unreadable_success_is_unavailable() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(201, content=b"<html>")
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://courier")
+    client = HttpxPartner(
+        httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://courier")
+    )
     async with HttpCourierGateway(client) as gateway:
         with pytest.raises(CourierUnavailable, match="unreadable"):
             await request(gateway)
@@ -199,7 +204,7 @@ async def test_unreadable_success_is_unavailable() -> None:
 
 async def test_timeout_is_unavailable(served_sandbox: str, control: httpx.AsyncClient) -> None:
     await set_knobs(control, latencyMs=300)
-    client = httpx.AsyncClient(base_url=served_sandbox, timeout=0.05)
+    client = partner_client(served_sandbox, 0.05)
     async with HttpCourierGateway(client) as gateway:
         with pytest.raises(CourierUnavailable, match="timed out"):
             await request(gateway)
@@ -213,7 +218,7 @@ async def test_connection_refused_is_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=1.0)
+    client = partner_client(f"http://127.0.0.1:{port}", 1.0)
     async with HttpCourierGateway(client) as gateway:
         with pytest.raises(CourierUnavailable, match="unreachable"):
             await request(gateway)

@@ -16,6 +16,7 @@ from app.payment.provider import (
     PaymentRejected,
     ProviderUnavailable,
 )
+from app.platform.partner_http import HttpxPartner, partner_client
 from app.platform.settings import PartnerSettings, Settings
 from app.sandbox.app import create_sandbox_app
 from tests.support.inloop import asgi_client, serve
@@ -37,7 +38,7 @@ async def control(sandbox: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def provider(sandbox: Litestar) -> AsyncIterator[HttpPaymentProvider]:
-    provider = HttpPaymentProvider(asgi_client(sandbox))
+    provider = HttpPaymentProvider(HttpxPartner(asgi_client(sandbox)))
     yield provider
     await provider.aclose()
 
@@ -184,7 +185,7 @@ async def test_error_rate_one_is_unavailable(
 
 async def test_timeout_is_unavailable(served_sandbox: str, control: httpx.AsyncClient) -> None:
     await set_knobs(control, latencyMs=300)
-    client = httpx.AsyncClient(base_url=served_sandbox, timeout=0.05)
+    client = partner_client(served_sandbox, 0.05)
     async with HttpPaymentProvider(client) as provider:
         with pytest.raises(ProviderUnavailable, match="timed out"):
             await charge(provider)
@@ -198,7 +199,7 @@ async def test_connection_refused_is_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=1.0)
+    client = partner_client(f"http://127.0.0.1:{port}", 1.0)
     async with HttpPaymentProvider(client) as provider:
         with pytest.raises(ProviderUnavailable, match="unreachable"):
             await charge(provider)

@@ -11,10 +11,9 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import httpx
 import pytest
 
-from app.platform.partner_http import AiohttpTransport, PartnerClient, partner_client
+from app.platform.partner_http import AiohttpPartner, PartnerClient, partner_client
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -112,10 +111,9 @@ async def test_a_partner_that_never_answers_is_unavailable_after_one_retry() -> 
 
 def test_idle_partner_connections_expire_before_a_default_server_closes_them() -> None:
     client = partner_client("http://partner.invalid", 5)
-    transport = client._transport
-    assert isinstance(transport, AiohttpTransport)
-    assert transport.keepalive_seconds < 5.0, "uvicorn closes idle connections after 5 s"
-    assert isinstance(client.timeout, httpx.Timeout) and client.timeout.read == 5
+    assert isinstance(client, AiohttpPartner)
+    assert client.keepalive_seconds < 5.0, "uvicorn closes idle connections after 5 s"
+    assert client.timeout_seconds == 5
 
 
 async def test_a_partner_that_answers_too_late_times_out() -> None:
@@ -143,7 +141,8 @@ async def test_the_answer_arrives_whole_with_its_status_and_headers(
 ) -> None:
     _, url = partner
     async with partner_client(url, 5) as client:
-        response = await client.post("/charges", json={"n": 1}, headers={"Idempotency-Key": "k"})
+        http = PartnerClient(client, "partner", Unavailable, Rejected, partner="payment")
+        response = await http.post("/charges", "k", {"n": 1}, operation="charge")
     assert (response.status_code, response.reason_phrase) == (201, "Created")
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {}

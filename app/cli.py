@@ -194,6 +194,7 @@ async def _relay() -> None:
                 stop,
                 every=settings.pipeline.reconcile_seconds,
                 redeliver_after=settings.pipeline.redeliver_seconds,
+                follow_up_after=settings.pipeline.follow_up_seconds,
                 heartbeat=heartbeat,
             ),
         )

@@ -67,7 +67,7 @@ from app.refund.returns import ReturnApi, ReturnPages
 from app.status.api import OrderStatusApi
 from app.status.pages import OrderPages
 from app.status.service import project_in_transaction
-from app.subscriptions import REACTIONS
+from app.subscriptions import REACTIONS, SUBSCRIPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 #: HTTP requests by route template (``group_path``: an order id never becomes a label)
@@ -123,7 +123,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         read_your_writes(
             app.state.session_factory, project_in_transaction, publisher(app.state.redis)
         )
-        react_in_transaction(app.state.session_factory, REACTIONS)  # app.subscriptions
+        # reactions in the recording transaction, and what they leave the relay (app.subscriptions)
+        react_in_transaction(app.state.session_factory, REACTIONS, SUBSCRIPTIONS)
         app.state.broadcaster = Broadcaster(app.state.redis)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()

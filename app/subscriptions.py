@@ -7,7 +7,8 @@ what the outbox rows carry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from app.coupon import events as coupon_events
 from app.coupon import tasks as coupon
@@ -39,7 +40,7 @@ from app.ordering.events import (
 from app.payment import events as payment_events
 from app.payment import tasks as payment
 from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded, PaymentVoided
-from app.platform.events import DomainEvent
+from app.platform.events import DomainEvent, Event
 from app.platform.relay import Subscriber, Subscriptions
 from app.platform.uow import Reaction, Reactions
 from app.refund import events as refund_events
@@ -47,7 +48,11 @@ from app.refund import tasks as refund
 from app.refund.events import RefundCancelled, RefundCompleted, RefundRequested
 from app.status import tasks as status
 
+#: a follow-up's work, given the ``ctx`` of the worker that runs it: True when done
+FollowUpWork = Callable[[Any, Event], Awaitable[bool]]
+
 PROJECT = Subscriber("status", status.PROJECT)
+CREATE_DELIVERY = Subscriber("delivery", delivery.CREATE)
 
 #: every event the contexts emit
 EVENTS: tuple[type[DomainEvent], ...] = (
@@ -66,7 +71,7 @@ WIRING: Mapping[type[DomainEvent], Sequence[Subscriber]] = {
     PaymentCaptured: [Subscriber("ordering", ordering.ON_PAYMENT_CAPTURED)],
     PaymentFailed: [Subscriber("ordering", ordering.ON_PAYMENT_FAILED)],
     PaymentVoided: [PROJECT],
-    OrderPaid: [Subscriber("delivery", delivery.CREATE)],
+    OrderPaid: [CREATE_DELIVERY],  # followed up where it is recorded: AFTER_COMMIT below
     OrderPaymentFailed: [],
     OrderCancelled: [Subscriber("payment", payment.VOID), PROJECT],
     OrderFulfilled: [PROJECT],
@@ -121,3 +126,13 @@ IN_TRANSACTION: Mapping[type[DomainEvent], Sequence[Reaction]] = {
     PaymentFailed: [Reaction(ordering.ON_PAYMENT_FAILED, ordering_service.on_payment_failed)],
 }
 REACTIONS: Reactions = {event.TYPE: reactions for event, reactions in IN_TRANSACTION.items()}
+
+#: subscribers' jobs that the process recording the event runs itself right after its
+#: commit (``app.platform.uow.FollowUp``), given its ``ctx``: the payment worker, which
+#: made the order paid, asks for the rider and saves the kitchen's ticket, a job and a
+#: relay hop fewer per order. Only a process with the work's clients installs them
+#: (``workers.payment``); the relay leaves a followed-up subscriber out, and hands over
+#: whatever a follow-up could not finish (``EVENT_FOLLOW_UP_SECONDS``).
+AFTER_COMMIT: Mapping[type[DomainEvent], Sequence[tuple[Subscriber, FollowUpWork]]] = {
+    OrderPaid: [(CREATE_DELIVERY, delivery.create_after_payment)],
+}

@@ -29,7 +29,7 @@ from app.platform.redis import create_redis  # noqa: E402
 from app.platform.settings import get_settings  # noqa: E402
 from app.platform.uow import react_in_transaction, read_your_writes  # noqa: E402
 from app.status.service import project_in_transaction  # noqa: E402
-from app.subscriptions import REACTIONS  # noqa: E402
+from app.subscriptions import REACTIONS, SUBSCRIPTIONS  # noqa: E402
 from tests.support.processes import Shop, start_sandbox, start_shop  # noqa: E402
 from workers.context import payment_context, worker_context  # noqa: E402
 
@@ -57,11 +57,15 @@ async def engine(migrated_db: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(scope="session")
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def session_factory(engine: AsyncEngine, sandbox_url: str) -> async_sessionmaker[AsyncSession]:
+    # with the partners up, as in production: placing an order asks the provider for a
+    # card token (a test that places one passed only after another started the sandbox)
     factory = create_session_factory(engine)
     # as in the web: a use case's events are projected the moment it completes
     read_your_writes(factory, project_in_transaction, publisher(create_redis(get_settings())))
-    react_in_transaction(factory, REACTIONS)  # and the order follows its payment in it
+    # and the order follows its payment in it (an event left with nothing for the relay
+    # written published)
+    react_in_transaction(factory, REACTIONS, SUBSCRIPTIONS)
     return factory
 
 
@@ -80,14 +84,16 @@ async def redis(migrated_db: str) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-def ctx(
+async def ctx(
     session_factory: async_sessionmaker[AsyncSession], redis: Redis, sandbox_url: str
-) -> dict[str, Any]:
+) -> AsyncIterator[dict[str, Any]]:
     """What a worker's startup puts in arq's ``ctx`` (``workers.context``), for calling
     handlers in-process: the payment worker's, on its first try."""
     settings = get_settings()
     base = worker_context(settings, session_factory, redis=redis, state_redis=redis)
-    return {**payment_context(base, HttpPaymentProvider.from_settings(settings)), "job_try": 1}
+    provider = HttpPaymentProvider.from_settings(settings)
+    yield {**payment_context(base, provider), "job_try": 1}
+    await provider.aclose()
 
 
 @pytest.fixture(scope="session")

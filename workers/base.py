@@ -25,7 +25,7 @@ from app.platform.settings import Settings, get_settings
 from app.platform.uow import react_in_transaction, read_your_writes
 from app.platform.worker import WorkerContext
 from app.status.service import project_in_transaction
-from app.subscriptions import REACTIONS
+from app.subscriptions import REACTIONS, SUBSCRIPTIONS
 from workers.context import worker_context
 
 Task = Callable[..., Coroutine[Any, Any, Any]]
@@ -50,7 +50,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     # live pages told after it: no status job (and its hop) for the events it records
     read_your_writes(ctx["session_factory"], project_in_transaction, publisher(ctx["redis"]))
     # and another context's database-only reaction runs in it too (``app.subscriptions``)
-    react_in_transaction(ctx["session_factory"], REACTIONS)
+    react_in_transaction(ctx["session_factory"], REACTIONS, SUBSCRIPTIONS)
     ctx["liveness"] = liveness.start(settings.lifecycle.liveness_file)  # the pod's probe
     freeze_startup_heap()
 

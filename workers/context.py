@@ -4,6 +4,10 @@ and the tests that call handlers in-process use these same functions."""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -12,8 +16,11 @@ from app.delivery.gateway import CourierGateway
 from app.delivery.tasks import CourierContext
 from app.payment.provider import PaymentProvider
 from app.payment.tasks import PaymentContext
+from app.platform.relay import enqueue
 from app.platform.settings import Settings
+from app.platform.uow import FollowUp, follow_up_after_commit
 from app.platform.worker import WorkerContext
+from app.subscriptions import AFTER_COMMIT
 
 
 def worker_context(
@@ -47,3 +54,14 @@ def courier_context(ctx: WorkerContext, gateway: CourierGateway) -> CourierConte
         courier_gateway=gateway,
         courier_breaker=courier_breaker(ctx["state_redis"], ctx["settings"]),
     )
+
+
+def follow_up(ctx: dict[str, Any], jobs: ArqRedis) -> None:
+    """Run the follow-ups of ``app.subscriptions.AFTER_COMMIT`` after every unit of work
+    on ``ctx``'s session factory, with ``ctx``'s clients (``courier_context``: the paid
+    order's rider and ticket), handing over what they cannot finish through ``jobs``."""
+    follow_ups = {
+        event.TYPE: [FollowUp(sub, functools.partial(work, ctx)) for sub, work in runs]
+        for event, runs in AFTER_COMMIT.items()
+    }
+    follow_up_after_commit(ctx["session_factory"], follow_ups, functools.partial(enqueue, jobs))

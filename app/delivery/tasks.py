@@ -42,7 +42,7 @@ WITHDRAW_COURIER = "delivery.withdraw_courier"
 
 async def _partner(ctx: CourierContext, call: Callable[[CourierGateway], Awaitable[T]]) -> T:
     gateway: CourierGateway = ctx["courier_gateway"]
-    return await call_partner(ctx["courier_breaker"], lambda: call(gateway), ctx["job_try"])
+    return await call_partner(ctx["courier_breaker"], lambda: call(gateway), ctx.get("job_try", 1))
 
 
 async def create(ctx: CourierContext, raw: dict[str, Any]) -> str:
@@ -70,19 +70,37 @@ async def create(ctx: CourierContext, raw: dict[str, Any]) -> str:
         # the partner is away or refused: the kitchen cooks meanwhile
         await answer_once(factory, CREATE, event, service.create_for_paid_order)
         raise
-    created = await answer_once(
-        factory,
-        CREATE,
-        event,
-        lambda session, cause: service.create_for_paid_order(session, cause, partner_ref),
-    )
-    if created is not None:
+    if await _ticket_with_pickup(ctx, event, partner_ref):
         return "requested"
     async with read_only(factory) as session:  # a cancel's tombstone, or a copy, was first
         delivery = await service.delivery_for_order(session, paid.order_id)
     if delivery is not None and delivery.id != delivery_id:  # made by an older release
         await withdraw(ctx, delivery_id, partner_ref)
     return await _ask_for_rider(ctx, delivery, event)
+
+
+async def create_after_payment(ctx: CourierContext, event: Event) -> bool:
+    """``create``'s usual course, run by the payment worker right after the commit that
+    made the order paid (``app.subscriptions.AFTER_COMMIT``): a job, a relay hop and a
+    look-up fewer per order. The rider is asked for, then the ticket saved with the
+    pickup. Every other course (the partner away or refusing, a cancel's tombstone or a
+    copy first) is ``create``'s: False, or the partner's failure raised, hands the event
+    to that job, which asks again under the same key and takes it from there."""
+    paid = event.as_(OrderPaid)
+    partner_ref = await _request_pickup(ctx, service.delivery_id_for(paid.order_id), paid.address)
+    return await _ticket_with_pickup(ctx, event, partner_ref)
+
+
+async def _ticket_with_pickup(ctx: CourierContext, event: Event, partner_ref: str) -> bool:
+    """The kitchen's ticket saved with its pickup, once per ``OrderPaid``; False when a
+    cancel's tombstone or a copy of the job was first (look it up then)."""
+    created = await answer_once(
+        ctx["session_factory"],
+        CREATE,
+        event,
+        lambda session, cause: service.create_for_paid_order(session, cause, partner_ref),
+    )
+    return created is not None
 
 
 async def _request_pickup(ctx: CourierContext, delivery_id: uuid.UUID, address: str) -> str:

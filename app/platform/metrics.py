@@ -60,6 +60,12 @@ JOBS = Counter(
     "Job runs by task and outcome (ok, retry, dead_letter, error, cancelled)",
     ["task", "outcome"],
 )
+FOLLOW_UPS = Counter(
+    "pizzeria_follow_ups",
+    "Jobs run by the process that recorded their event, by task and outcome (done, "
+    "handed_over to their queue, left to the reconciler)",
+    ["task", "outcome"],
+)
 SSE_CONNECTIONS = Gauge("pizzeria_sse_connections", "Open server-sent event streams")
 OUTBOX_PUBLISHED = Counter("pizzeria_outbox_published", "Outbox events handed to the queues")
 EVENTS = Counter("pizzeria_events", "Domain events committed, by type", ["type"])

@@ -9,7 +9,7 @@ nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -67,6 +67,11 @@ class OutboxRow(Base):
     #: missing jobs when ``enqueued_at`` is older than ``EVENT_REDELIVER_SECONDS``
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the subscribers the process that recorded the event runs itself right after its
+    #: commit (``app.platform.uow.FollowUp``): the relay leaves them out, and the
+    #: reconciler hands them to their queues if they have no inbox row after
+    #: ``EVENT_FOLLOW_UP_SECONDS`` (that process died first)
+    follow_ups: Mapped[list[str] | None] = mapped_column(ARRAY(String(100)))
 
     def to_event(self) -> Event:
         return Event(
@@ -139,14 +144,40 @@ _OUTBOX = cast(Table, OutboxRow.__table__)
 _APPEND = insert(_OUTBOX)
 
 
-async def write_recorded(session: AsyncSession, events: Sequence[Event]) -> None:
+async def write_recorded(
+    session: AsyncSession,
+    events: Sequence[Event],
+    follow_ups: Mapping[str, Sequence[str]] | None = None,
+    settled: Collection[str] = (),
+) -> None:
     """Write ``events`` (what ``take_recorded`` gave the unit of work) into the outbox in
-    one round trip, just before the commit; an event's fields are the row's columns. The
-    relay is woken by the outbox itself: a statement trigger sends NOTIFY on
-    NOTIFY_CHANNEL with the INSERT (transactional: only if this transaction commits;
-    migration a9b1c3d5e7f9)."""
-    if events:
-        await session.execute(_APPEND, [msgspec.structs.asdict(event) for event in events])
+    one round trip, just before the commit; an event's fields are the row's columns.
+
+    ``follow_ups`` (by event type) names the subscribers this process runs itself after
+    the commit. An event of a ``settled`` type leaves the relay nothing to hand over (its
+    subscribers reacted in this transaction or follow up after it): its row is written
+    published, and finished unless a follow-up is still to come (the reconciler checks
+    that one's inbox row). The relay is woken by the outbox itself: a statement trigger
+    sends NOTIFY on NOTIFY_CHANNEL when the INSERT brought an unpublished row
+    (transactional: only if this transaction commits; migration c6d8e0f2a4b3)."""
+    if not events:
+        return
+    followed = follow_ups or {}
+    now = utcnow()
+    rows = []
+    for event in events:
+        tasks = list(followed.get(event.type, ())) or None
+        published = now if event.type in settled else None
+        rows.append(
+            {
+                **msgspec.structs.asdict(event),
+                "follow_ups": tasks,
+                "published_at": published,
+                "enqueued_at": published,
+                "finished_at": published if tasks is None else None,
+            }
+        )
+    await session.execute(_APPEND, rows)
 
 
 #: built once, the values bound per call: a statement with its values inline costs

@@ -3,7 +3,9 @@
 An event is *finished* when every subscriber has its inbox row. Redis may lose a job (a
 restart without persistence, a flush, a worker killed at the wrong moment); so every few
 seconds the reconciler takes the published-but-unfinished events whose jobs were last
-enqueued more than ``EVENT_REDELIVER_SECONDS`` ago and enqueues the missing jobs again,
+enqueued more than ``EVENT_REDELIVER_SECONDS`` ago (or, for a follow-up that the process
+recording the event was to run itself, ``EVENT_FOLLOW_UP_SECONDS``: that process died
+first) and enqueues the missing jobs again,
 with the same job id: while Redis still holds a job (queued, retrying, running) arq
 refuses the copy, so nothing doubles; when Redis lost it, it runs again (handlers are
 idempotent). A subscriber whose job is parked as a dead letter is left alone.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from arq.connections import ArqRedis
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.db import utcnow
@@ -57,10 +59,16 @@ async def reconcile_batch(
     subscriptions: Subscriptions,
     *,
     redeliver_after: float,
+    follow_up_after: float | None = None,
     limit: int = 200,
 ) -> Pass:
     """Finish or re-enqueue up to ``limit`` events whose jobs are overdue."""
     result = Pass()
+    now = utcnow()
+    overdue = OutboxRow.enqueued_at < now - timedelta(seconds=redeliver_after)
+    if follow_up_after is not None:
+        not_followed_up = OutboxRow.enqueued_at < now - timedelta(seconds=follow_up_after)
+        overdue = or_(overdue, and_(OutboxRow.follow_ups.is_not(None), not_followed_up))
     async with session_factory() as session, session.begin():
         rows = (
             await session.scalars(
@@ -68,7 +76,7 @@ async def reconcile_batch(
                 .where(
                     OutboxRow.published_at.is_not(None),
                     OutboxRow.finished_at.is_(None),
-                    OutboxRow.enqueued_at < utcnow() - timedelta(seconds=redeliver_after),
+                    overdue,
                 )
                 .order_by(OutboxRow.seq)
                 .limit(limit)
@@ -88,7 +96,6 @@ async def reconcile_batch(
             )
         )
         parked = {(handler, event_id) for handler, event_id in letters}
-        now = utcnow()
         for row in rows:
             result.checked.append(row.id)
             subscribers = subscriptions.get(row.type, ())
@@ -99,17 +106,18 @@ async def reconcile_batch(
                 result.finished += 1
                 continue
             row.enqueued_at = now
+            followed_up, row.follow_ups = row.follow_ups or [], None  # from now on, jobs
             result.parked += len(waiting) - len(missing)
             arg = row.to_event().to_job_arg()
             for sub in missing:
                 if await enqueue(jobs, arg, sub):
                     result.requeued += 1
-                    log.warning(
-                        "re-enqueued %s for %s %s: Redis had lost the job",
-                        sub.task,
-                        row.type,
-                        row.id,
+                    lost = (
+                        "not followed up by the process that recorded it"
+                        if sub.task in followed_up
+                        else "no longer in Redis"
                     )
+                    log.warning("re-enqueued %s for %s %s: %s", sub.task, row.type, row.id, lost)
                     session.add(
                         PipelineAction(
                             at=now,
@@ -117,7 +125,7 @@ async def reconcile_batch(
                             event_id=row.id,
                             handler=sub.task,
                             detail=f"{row.type} (order {row.correlation_id}) on queue "
-                            f"{sub.queue}: not done and no longer in Redis",
+                            f"{sub.queue}: not done and {lost}",
                         )
                     )
                 else:
@@ -131,12 +139,17 @@ async def reconcile(
     subscriptions: Subscriptions,
     *,
     redeliver_after: float,
+    follow_up_after: float | None = None,
 ) -> Pass:
     """One full pass: batches until nothing overdue is left."""
     total = Pass()
     while True:
         batch = await reconcile_batch(
-            session_factory, jobs, subscriptions, redeliver_after=redeliver_after
+            session_factory,
+            jobs,
+            subscriptions,
+            redeliver_after=redeliver_after,
+            follow_up_after=follow_up_after,
         )
         total.add(batch)
         if len(batch.checked) < 200:
@@ -151,13 +164,18 @@ async def run_reconciler(
     *,
     every: float,
     redeliver_after: float,
+    follow_up_after: float | None = None,
     heartbeat: Heartbeat | None = None,
 ) -> None:
     """Reconcile every ``every`` seconds until ``stop`` is set, through any outage."""
     while not stop.is_set():
         try:
             done = await reconcile(
-                session_factory, jobs, subscriptions, redeliver_after=redeliver_after
+                session_factory,
+                jobs,
+                subscriptions,
+                redeliver_after=redeliver_after,
+                follow_up_after=follow_up_after,
             )
             if heartbeat:
                 heartbeat.detail["reconciler"] = {

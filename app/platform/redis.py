@@ -15,7 +15,7 @@ import json
 from typing import Any, cast
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
 
 from app.platform.settings import Settings
 
@@ -48,6 +48,13 @@ def create_state_redis(settings: Settings) -> Redis:
 
 def arq_redis_settings(settings: Settings) -> RedisSettings:
     return RedisSettings.from_dsn(settings.redis.queue_url)
+
+
+def create_job_client(settings: Settings) -> ArqRedis:
+    """arq's client for enqueuing from a process that is no relay (a worker handing over a
+    follow-up: ``app.platform.uow.FollowUp``); it connects on first use."""
+    pool = ConnectionPool.from_url(settings.redis.queue_url)
+    return ArqRedis(pool, job_serializer=dumps_job, job_deserializer=loads_job)
 
 
 async def create_job_pool(settings: Settings, *, retries: int = 5) -> ArqRedis:

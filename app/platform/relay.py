@@ -121,7 +121,8 @@ def _claim_rows(limit: int, routed: tuple[str, ...]) -> Any:
     locked, skipping rows another relay holds) RETURNING …``: reading and marking the
     batch in one statement (it was a SELECT, then an ORM flush of one UPDATE per row),
     with the subscribers that handled each event in the transaction that recorded it
-    (``app.platform.uow.Reaction``: their inbox rows)."""
+    (``app.platform.uow.Reaction``: their inbox rows) and those its process follows up
+    (``app.platform.uow.FollowUp``)."""
     oldest = (
         select(_OUTBOX.c.seq)
         .where(_OUTBOX.c.published_at.is_(None))
@@ -144,7 +145,12 @@ def _claim_rows(limit: int, routed: tuple[str, ...]) -> Any:
             enqueued_at=now,
             finished_at=case((_OUTBOX.c.type.in_(routed), None), else_=now),
         )
-        .returning(_OUTBOX.c.seq, *(_OUTBOX.c[name] for name in _EVENT_FIELDS), handled)
+        .returning(
+            _OUTBOX.c.seq,
+            *(_OUTBOX.c[name] for name in _EVENT_FIELDS),
+            _OUTBOX.c.follow_ups,
+            handled,
+        )
     )
 
 
@@ -170,8 +176,8 @@ async def relay_batch(
         handed: list[tuple[dict[str, Any], Subscriber]] = []
         for row in rows:
             arg = Event(**{name: getattr(row, name) for name in _EVENT_FIELDS}).to_job_arg()
-            handled = row.handled or ()
-            subscribers = [s for s in subscriptions.get(row.type, ()) if s.task not in handled]
+            left = {*(row.handled or ()), *(row.follow_ups or ())}  # done, or being done
+            subscribers = [s for s in subscriptions.get(row.type, ()) if s.task not in left]
             handed += [(arg, sub) for sub in subscribers]
             log.info(
                 "relayed %s to %d subscribers",

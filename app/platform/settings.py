@@ -253,6 +253,15 @@ class PipelineSettings:
     redeliver_seconds: float = field(
         default_factory=lambda: _env_float("EVENT_REDELIVER_SECONDS", 30.0)
     )
+    #: the paid order's delivery made by the payment worker right after the capture
+    #: commits (``app.subscriptions.AFTER_COMMIT``) instead of by a job after a relay hop
+    follow_ups: bool = field(default_factory=lambda: _env_bool("EVENT_FOLLOW_UPS", True))
+    #: a follow-up with no inbox row this long after its event was published is handed
+    #: to its queue by the reconciler (the process that was to run it died first): longer
+    #: than the job that runs it may take (``partner_job_timeout``, 11 s by default)
+    follow_up_seconds: float = field(
+        default_factory=lambda: _env_float("EVENT_FOLLOW_UP_SECONDS", 15.0)
+    )
     #: how often the reconciler looks
     reconcile_seconds: float = field(
         default_factory=lambda: _env_float("RECONCILE_INTERVAL_SECONDS", 5.0)

@@ -17,7 +17,18 @@ handler that only changes the database, run in the transaction that records the 
 (the order paid with its payment's capture), instead of a job after a relay round trip.
 Each claims its inbox row under the name of its job, so the relay hands the event to
 that job only where no reaction ran (a process of an older release, a session without
-them) and the reconciler counts it done.
+them) and the reconciler counts it done. Given the subscriptions too, the unit of work
+knows when an event leaves the relay nothing to do (every subscriber reacted or follows
+up, or it has none): its outbox row is written as published, so the relay is not woken
+for it (``app.platform.outbox.write_recorded``).
+
+After the commit and the live pages, the *follow-ups* run (``follow_up_after_commit``):
+another context's job that a process can run itself right after the commit that records
+its event (the paid order's delivery, made by the payment worker that captured it),
+instead of waiting for the relay to hand it to its queue. The outbox row names them, so
+the relay leaves them out; a follow-up that cannot finish is handed to its queue at once,
+and one whose process died first is handed over by the reconciler
+(``EVENT_FOLLOW_UP_SECONDS``).
 
 A session that recorded events may not commit any other way (``_unprojected_events``):
 an event the status worker no longer projects would otherwise be lost for the views.
@@ -36,8 +47,10 @@ from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
+from app.platform import metrics
 from app.platform.events import Event
 from app.platform.outbox import RECORDED, claim, take_recorded, write_recorded
+from app.platform.relay import Subscriber, Subscriptions
 
 #: fold the events one transaction recorded, in order, into the read models in that
 #: transaction; the ``(channel, event type)`` pairs to tell after it commits
@@ -45,7 +58,8 @@ Project = Callable[[AsyncSession, Sequence[Event]], Awaitable[list[tuple[str, st
 #: tell live pages, after the commit, that events of a type happened on each channel
 #: (``(channel, event type)`` pairs, in one round trip: ``app.platform.pubsub.publisher``)
 Publish = Callable[[Sequence[tuple[str, str]]], Awaitable[Any]]
-PROJECT, PUBLISH, REACT = "uow.project", "uow.publish", "uow.react"
+PROJECT, PUBLISH, REACT, FOLLOW = "uow.project", "uow.publish", "uow.react", "uow.follow"
+ROUTES = "uow.routes"
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,26 @@ class Reaction:
 
 #: reactions by the wire name of the event they follow
 Reactions = Mapping[str, Sequence[Reaction]]
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """A subscriber's job that the process recording its event runs itself, right after
+    the commit: a relay hop and a job fewer, and sooner.
+
+    ``run`` is the job's work for the event, bound to this process's clients; it answers
+    True when its inbox row is committed, False (or raises) when the job should do it
+    after all (a partner away, a case only the job knows): it is then handed to
+    ``subscriber``'s queue at once."""
+
+    subscriber: Subscriber
+    run: Callable[[Event], Awaitable[bool]]
+
+
+#: follow-ups by the wire name of the event they follow
+FollowUps = Mapping[str, Sequence[FollowUp]]
+#: enqueue an event's job on a subscriber's queue (``app.platform.relay.enqueue``)
+HandOver = Callable[[dict[str, Any], Subscriber], Awaitable[object]]
 log = logging.getLogger(__name__)
 
 
@@ -79,11 +113,23 @@ def read_your_writes(
 
 
 def react_in_transaction(
-    session_factory: async_sessionmaker[AsyncSession], reactions: Reactions
+    session_factory: async_sessionmaker[AsyncSession],
+    reactions: Reactions,
+    subscriptions: Subscriptions | None = None,
 ) -> None:
     """Every unit of work run on a session of ``session_factory`` runs ``reactions`` to
-    the events it recorded, before the read side and the commit."""
-    _install(session_factory, {REACT: reactions})
+    the events it recorded, before the read side and the commit; with ``subscriptions``
+    (the relay's routes), it writes an event none of whose subscribers is left for the
+    relay as already published."""
+    _install(session_factory, {REACT: reactions, ROUTES: subscriptions})
+
+
+def follow_up_after_commit(
+    session_factory: async_sessionmaker[AsyncSession], follow_ups: FollowUps, hand_over: HandOver
+) -> None:
+    """Every unit of work run on a session of ``session_factory`` runs ``follow_ups`` to
+    the events it recorded after it commits; ``hand_over`` gives one its job instead."""
+    _install(session_factory, {FOLLOW: (follow_ups, hand_over)})
 
 
 def _install(session_factory: async_sessionmaker[AsyncSession], parts: dict[str, Any]) -> None:
@@ -97,6 +143,7 @@ async def complete(session: AsyncSession) -> list[Event]:
     events, told = await _project_recorded(session)
     await session.commit()
     await _tell(session, events, told)
+    await _follow_up(session, events)
     return events
 
 
@@ -112,6 +159,7 @@ async def transaction(
             yield session
             events, told = await _project_recorded(session)
         await _tell(session, events, told)
+        await _follow_up(session, events)
 
 
 async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tuple[str, str]]]:
@@ -119,7 +167,8 @@ async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tu
     and fold them into the read models (when a read side is installed); the ``(channel,
     event type)`` pairs to tell after commit."""
     events = await _react(session)
-    await write_recorded(session, events)
+    followed = _followed(session)
+    await write_recorded(session, events, followed, _settled(session, events, followed))
     project: Project | None = session.info.get(PROJECT)
     told = await project(session, events) if project is not None and events else []
     return events, list(dict.fromkeys(told))
@@ -138,6 +187,85 @@ async def _react(session: AsyncSession) -> list[Event]:
                 await claim(session, reaction.handler, event.id)
                 await reaction.effect(session, event)
     return events
+
+
+def _followed(session: AsyncSession) -> dict[str, list[str]]:
+    """The subscribers this session's process follows up, by event type: for the outbox."""
+    installed: tuple[FollowUps, HandOver] | None = session.info.get(FOLLOW)
+    if installed is None:
+        return {}
+    return {kind: [f.subscriber.task for f in runs] for kind, runs in installed[0].items()}
+
+
+def _settled(
+    session: AsyncSession, events: list[Event], followed: dict[str, list[str]]
+) -> set[str]:
+    """The types among ``events`` that leave the relay nothing to hand over: each of
+    their subscribers reacted in this transaction or is followed up after it. Without
+    the routes installed, none (the relay decides, as it always may)."""
+    routes: Subscriptions | None = session.info.get(ROUTES)
+    if routes is None:
+        return set()
+    reactions: Reactions = session.info.get(REACT) or {}
+    settled = set()
+    for kind in {event.type for event in events}:
+        done = {r.handler for r in reactions.get(kind, ())} | set(followed.get(kind, ()))
+        if all(sub.task in done for sub in routes.get(kind, ())):
+            settled.add(kind)
+    return settled
+
+
+async def _follow_up(session: AsyncSession, events: list[Event]) -> None:
+    installed: tuple[FollowUps, HandOver] | None = session.info.get(FOLLOW)
+    if installed is None:
+        return
+    follow_ups, hand_over = installed
+    for event in events:
+        for follow_up in follow_ups.get(event.type, ()):
+            await _run_follow_up(follow_up, hand_over, event)
+
+
+async def _run_follow_up(follow_up: FollowUp, hand_over: HandOver, event: Event) -> None:
+    """Run one follow-up; what it did not finish goes to its job, now. Nothing here fails
+    the unit of work, which has committed: at worst the reconciler hands it over later."""
+    task = follow_up.subscriber.task
+    try:
+        if await follow_up.run(event):
+            metrics.FOLLOW_UPS.labels(task, "done").inc()
+            log.info(
+                "followed up %s for %s %s",
+                task,
+                event.type,
+                event.id,
+                extra={"correlation_id": event.correlation_id, "event_id": str(event.id)},
+            )
+            return
+        why = "a case its job handles"
+    except Exception as exc:  # arq's Retry included: a partner away, a breaker open
+        why = f"{type(exc).__name__}: {exc}"[:300]
+    try:
+        await hand_over(event.to_job_arg(), follow_up.subscriber)
+    except Exception as exc:
+        metrics.FOLLOW_UPS.labels(task, "left").inc()
+        log.warning(
+            "%s for %s %s not done (%s) and not handed over (%s); the reconciler will",
+            task,
+            event.type,
+            event.id,
+            why,
+            exc,
+            extra={"correlation_id": event.correlation_id, "event_id": str(event.id)},
+        )
+        return
+    metrics.FOLLOW_UPS.labels(task, "handed_over").inc()
+    log.info(
+        "%s for %s %s handed to its queue (%s)",
+        task,
+        event.type,
+        event.id,
+        why,
+        extra={"correlation_id": event.correlation_id, "event_id": str(event.id)},
+    )
 
 
 async def _tell(session: AsyncSession, events: list[Event], told: list[tuple[str, str]]) -> None:

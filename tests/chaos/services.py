@@ -289,6 +289,9 @@ class Shop:
             # Jobs Redis lost are sent again after 10 s (30 s by default), so the Redis
             # restart converges well within its bound.
             "EVENT_REDELIVER_SECONDS": "10",
+            # and a paid order's delivery, which a payment worker killed right after the
+            # capture never made, is handed to the delivery job after 10 s too (15 s by default)
+            "EVENT_FOLLOW_UP_SECONDS": "10",
             "RECONCILE_INTERVAL_SECONDS": "2",
             # A webhook the partner gave up on (five tries in 7.5 s, all refused 503 while
             # PostgreSQL was stopped for 10 s) is caught up by asking the partner about

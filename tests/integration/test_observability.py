@@ -168,8 +168,9 @@ async def test_one_web_scrape_shows_the_shop_and_every_part_counts_its_work(
     await wait_for_metric(
         port_url(observed_shop, "relay"), "pizzeria_outbox_published_total", lambda v: v >= 1
     )
+    # the paid order's rider is asked for by the payment worker (app.subscriptions.AFTER_COMMIT)
     await wait_for_metric(
-        port_url(observed_shop, "worker-delivery"),
+        port_url(observed_shop, "worker-payment"),
         "pizzeria_partner_call_seconds_count",
         lambda v: v >= 1,
         partner="courier",
@@ -228,7 +229,8 @@ async def test_one_order_is_followed_across_every_part_by_its_correlation_id(
 ) -> None:
     assert observed_shop.log_dir is not None
     _, order_id, request_id = await paid_order(web)
-    expected = {"web", "relay", "worker-payment", "worker-delivery", "worker-status"}
+    # the payment worker makes the delivery too (app.subscriptions.AFTER_COMMIT)
+    expected = {"web", "relay", "worker-payment", "worker-status"}
     deadline = asyncio.get_running_loop().time() + 60
     while True:
         parts = json_lines(observed_shop.log_dir)
@@ -243,6 +245,8 @@ async def test_one_order_is_followed_across_every_part_by_its_correlation_id(
     assert expected <= following, f"only {following} logged order {order_id}"
     placed = [e for e in parts["web"] if e.get("correlation_id") == order_id]
     assert any(e.get("request_id") == request_id for e in placed), placed
+    paid = [e for e in parts["worker-payment"] if e.get("correlation_id") == order_id]
+    assert any("delivery.create" in str(e["message"]) for e in paid), paid
     jobs = [e for e in parts["worker-payment"] if e.get("correlation_id") == order_id]
     assert all(e.get("event_id") for e in jobs), jobs
 

@@ -129,6 +129,28 @@ async def _delivery_of(factory: Factory, order_id: uuid.UUID) -> Delivery | None
         return await session.scalar(select(Delivery).where(Delivery.order_id == order_id))
 
 
+async def test_the_payment_worker_alone_makes_the_paid_orders_delivery(
+    fresh: Pipeline, factory: Factory
+) -> None:
+    """No delivery worker runs: the paid order still gets its ticket and its rider, made
+    by the payment worker right after the capture (``EVENT_FOLLOW_UPS``, on by default),
+    and the delivery job is never needed."""
+    fresh.start("relay")
+    fresh.start("worker", "payment")
+    order_id = await place(factory)
+    delivery = await eventually(lambda: _delivery_of(factory, order_id), "a delivery")
+    assert delivery.partner_ref, "the rider asked for"
+    async with factory() as session:
+        handlers = set(
+            await session.scalars(
+                select(InboxRow.handler)
+                .join(OutboxRow, OutboxRow.id == InboxRow.event_id)
+                .where(OutboxRow.correlation_id == str(order_id), OutboxRow.type == "OrderPaid")
+            )
+        )
+    assert handlers == {"delivery.create"}
+
+
 async def _board_status(factory: Factory, delivery_id: uuid.UUID) -> str | None:
     async with factory() as session:
         card = await session.get(BoardCard, delivery_id)

@@ -1,0 +1,193 @@
+"""Follow-ups (``app.platform.uow.FollowUp``): the payment worker makes the paid order's
+delivery right after the commit that captured its payment, instead of the relay handing
+``OrderPaid`` to the delivery job; what it cannot finish goes to that job at once, and
+what a dead process left undone, the reconciler hands over."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.breakers import COURIER
+from app.delivery import tasks as delivery_tasks
+from app.delivery.gateway import CourierUnavailable, HttpCourierGateway
+from app.delivery.models import CourierStatus, Delivery
+from app.payment import tasks as payment_tasks
+from app.platform import metrics, uow
+from app.platform.breaker import BreakerPolicy, CircuitBreaker
+from app.platform.db import create_session_factory
+from app.platform.events import Event
+from app.platform.outbox import InboxRow, PipelineAction
+from app.platform.partner_http import partner_client
+from app.platform.reconciler import reconcile_batch
+from app.platform.redis import create_job_pool
+from app.platform.relay import drain
+from app.platform.settings import get_settings
+from app.subscriptions import CREATE_DELIVERY, REACTIONS, SUBSCRIPTIONS
+from tests.support.inproc import as_in_the_web, events_of, place
+from workers.context import courier_context, follow_up
+
+Factory = async_sessionmaker[AsyncSession]
+DEAD_PARTNER = "http://127.0.0.1:9"
+
+
+@pytest.fixture
+async def jobs() -> AsyncIterator[ArqRedis]:
+    pool = await create_job_pool(get_settings())
+    yield pool
+    await pool.aclose()
+
+
+def _payment_worker(ctx: dict[str, Any], gateway: HttpCourierGateway) -> dict[str, Any]:
+    """A payment worker's ``ctx`` as ``workers.payment`` starts it, on a session factory
+    of its own (the follow-ups are installed on it), with a courier breaker of its own."""
+    factory = as_in_the_web(create_session_factory(ctx["session_factory"].kw["bind"]))
+    uow.react_in_transaction(factory, REACTIONS, SUBSCRIPTIONS)
+    worker = courier_context({**ctx, "session_factory": factory}, gateway)
+    policy = BreakerPolicy.from_settings(get_settings())
+    name = f"{COURIER}-{uuid.uuid4().hex[:8]}"
+    breaker = CircuitBreaker(ctx["state_redis"], name, policy, (CourierUnavailable,))
+    worker["courier_breaker"] = breaker
+    return dict(worker)
+
+
+async def _capture(worker: dict[str, Any], order_id: uuid.UUID) -> str:
+    [placed] = await events_of(worker["session_factory"], order_id, "OrderPlaced")
+    return str(await payment_tasks.capture(worker, placed.to_event().to_job_arg()))
+
+
+async def _paid(worker: dict[str, Any], outcome: str) -> uuid.UUID:
+    """An order placed and captured by the payment job's own code; its follow-up counted
+    once with ``outcome``."""
+    order_id = await place(worker["session_factory"])
+    before = _counted(outcome)
+    assert await _capture(worker, order_id) == "captured"
+    assert _counted(outcome) == before + 1
+    return order_id
+
+
+async def _delivery(factory: Factory, order_id: uuid.UUID) -> Delivery | None:
+    async with factory() as session:
+        return await session.scalar(select(Delivery).where(Delivery.order_id == order_id))
+
+
+async def _handlers(factory: Factory, event_id: uuid.UUID) -> set[str]:
+    async with factory() as session:
+        rows = await session.scalars(select(InboxRow.handler).where(InboxRow.event_id == event_id))
+        return set(rows)
+
+
+def _counted(outcome: str) -> float:
+    labels = {"task": delivery_tasks.CREATE, "outcome": outcome}
+    return metrics.REGISTRY.get_sample_value("pizzeria_follow_ups_total", labels) or 0.0
+
+
+async def _queued(jobs: ArqRedis, queue: str) -> set[str]:
+    return {job.job_id for job in await jobs.queued_jobs(queue_name=queue) if job.job_id}
+
+
+async def test_the_payment_worker_asks_for_the_rider_and_saves_the_ticket_after_the_capture(
+    ctx: dict[str, Any], jobs: ArqRedis
+) -> None:
+    async with HttpCourierGateway.from_settings(get_settings()) as gateway:
+        worker = _payment_worker(ctx, gateway)
+        follow_up(worker, jobs)
+        order_id = await _paid(worker, "done")
+
+    factory = worker["session_factory"]
+    delivery = await _delivery(factory, order_id)
+    assert delivery is not None, "the kitchen has its ticket without a delivery job"
+    assert delivery.partner_ref, "and the rider was asked for"
+    assert delivery.courier_status == CourierStatus.requested
+    [paid] = await events_of(factory, order_id, "OrderPaid")
+    assert paid.follow_ups == [delivery_tasks.CREATE]
+    assert paid.published_at is not None, "nothing for the relay: written published"
+    assert paid.finished_at is None, "finished once the reconciler saw its inbox row"
+    [captured] = await events_of(factory, order_id, "PaymentCaptured")
+    assert captured.finished_at is not None, "its one subscriber reacted in its transaction"
+    assert await _handlers(factory, paid.id) == {delivery_tasks.CREATE}
+    [requested] = await events_of(factory, order_id, "CourierRequested")
+    assert requested.causation_id == str(paid.id)
+
+    await drain(factory, jobs, SUBSCRIPTIONS)
+    assert f"{paid.id}:{delivery_tasks.CREATE}" not in await _queued(jobs, "delivery")
+
+
+async def test_a_follow_up_the_partner_fails_goes_to_the_delivery_job_at_once(
+    ctx: dict[str, Any], jobs: ArqRedis
+) -> None:
+    """The partner cannot be reached: the capture stands, and the delivery job gets the
+    event now (not after the relay or the reconciler), and makes the delivery once the
+    partner is back."""
+    settings = get_settings()
+    dead = HttpCourierGateway(partner_client(DEAD_PARTNER, settings.partners.timeout_seconds))
+    async with dead:
+        worker = _payment_worker(ctx, dead)
+        follow_up(worker, jobs)
+        order_id = await _paid(worker, "handed_over")
+
+    factory = worker["session_factory"]
+    assert await _delivery(factory, order_id) is None
+    [paid] = await events_of(factory, order_id, "OrderPaid")
+    assert f"{paid.id}:{delivery_tasks.CREATE}" in await _queued(jobs, "delivery")
+
+    async with HttpCourierGateway.from_settings(settings) as gateway:
+        delivery_worker = {**courier_context(ctx, gateway), "job_try": 1}
+        assert await delivery_tasks.create(delivery_worker, paid.to_event().to_job_arg())
+    delivery = await _delivery(factory, order_id)
+    assert delivery is not None and delivery.partner_ref
+
+
+async def test_the_reconciler_hands_over_a_follow_up_its_process_left_undone(
+    ctx: dict[str, Any], jobs: ArqRedis
+) -> None:
+    """The process that recorded the event could neither finish the follow-up nor hand it
+    over (it died; here, Redis refused the hand-over): the relay leaves it out, and the
+    reconciler hands it to the delivery job once ``EVENT_FOLLOW_UP_SECONDS`` have passed,
+    not before, and only once."""
+
+    async def not_done(event: Event) -> bool:
+        return False
+
+    async def redis_away(arg: dict[str, Any], sub: object) -> None:
+        raise ConnectionError("Redis is away")
+
+    async with HttpCourierGateway.from_settings(get_settings()) as gateway:
+        worker = _payment_worker(ctx, gateway)
+        factory = worker["session_factory"]
+        follow_ups = {"OrderPaid": [uow.FollowUp(CREATE_DELIVERY, not_done)]}
+        uow.follow_up_after_commit(factory, follow_ups, redis_away)
+        order_id = await _paid(worker, "left")
+    [paid] = await events_of(factory, order_id, "OrderPaid")
+    job = f"{paid.id}:{delivery_tasks.CREATE}"
+
+    await drain(factory, jobs, SUBSCRIPTIONS)
+    assert job not in await _queued(jobs, "delivery"), "the relay leaves a follow-up out"
+    await reconcile_batch(
+        factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=3600.0
+    )
+    assert job not in await _queued(jobs, "delivery"), "not before its time"
+
+    passed = await reconcile_batch(
+        factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=0.0
+    )
+    assert paid.id in passed.checked and passed.requeued == 1
+    assert job in await _queued(jobs, "delivery")
+    [row] = await events_of(factory, order_id, "OrderPaid")
+    assert row.follow_ups is None, "handed over: its job's from now on"
+    async with factory() as session:
+        detail = await session.scalar(
+            select(PipelineAction.detail).where(PipelineAction.event_id == paid.id)
+        )
+    assert detail is not None and "not followed up by the process that recorded it" in detail
+
+    again = await reconcile_batch(
+        factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=0.0
+    )
+    assert paid.id not in again.checked

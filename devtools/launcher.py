@@ -2,7 +2,9 @@
 
 It starts embedded PostgreSQL/Valkey when no ``DATABASE_URL``/``REDIS_URL`` is set,
 migrates, loads the demo menu and accounts, then runs every part as its own process
-(web, relay, one arq worker per queue, sandbox partners) exactly as production would.
+(web, relay, an arq worker per queue, sandbox partners) exactly as production would.
+A queue can get more than one worker process (``PIZZERIA_WORKER_REPLICAS``,
+"payment=2,status=1") on a machine with cores to spare.
 It says what it is doing while it starts, and waits as long as the parts are making
 progress. A part that dies is started again with backoff (embedded PostgreSQL and Valkey
 too, on the same socket/port and data folder, so the others reconnect); Ctrl-C or
@@ -64,6 +66,8 @@ class Part:
 
     name: str
     launch: Callable[[], subprocess.Popen[bytes]]
+    #: the queue a worker part takes jobs from (its replicas share it)
+    queue: str | None = None
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -114,8 +118,8 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, preexec_fn=die_with_parent)
 
 
-def command_part(name: str, args: list[str], env: dict[str, str]) -> Part:
-    return Part(name, lambda: _spawn(args, env))
+def command_part(name: str, args: list[str], env: dict[str, str], queue: str | None = None) -> Part:
+    return Part(name, lambda: _spawn(args, env), queue=queue)
 
 
 def embedded_part(service: EmbeddedPostgres | EmbeddedValkey) -> Part:
@@ -234,24 +238,54 @@ def configure_partners(host: str, port: int) -> int:
     return sandbox_port
 
 
+def worker_replicas(spec: str | None) -> dict[str, int]:
+    """Worker processes per queue: one, except where ``spec`` ("payment=2,status=1", from
+    ``PIZZERIA_WORKER_REPLICAS``) says otherwise. One is the default on purpose: on two
+    cores a second payment worker cost more than it gave (CPU per order 38 -> 48 ms,
+    orders paid per second 42 -> 34: fewer jobs per wake-up, and the web starved of CPU;
+    ``benchmarks/perf12-*``); on a bigger machine, raise it."""
+    replicas = dict.fromkeys(QUEUES, 1)
+    for item in filter(None, (spec or "").replace(" ", "").split(",")):
+        queue, _, count = item.partition("=")
+        if queue not in replicas or not count.isdigit() or int(count) < 1:
+            raise RuntimeError(
+                f"PIZZERIA_WORKER_REPLICAS: {item!r} is not QUEUE=N with N >= 1 "
+                f"(queues: {', '.join(QUEUES)})"
+            )
+        replicas[queue] = int(count)
+    return replicas
+
+
+def worker_part_names(replicas: dict[str, int]) -> list[tuple[str, str]]:
+    """(part name, queue) of every worker process: ``worker-payment``, then
+    ``worker-payment-2`` and on for a queue's further replicas."""
+    return [
+        (f"worker-{queue}" if n == 1 else f"worker-{queue}-{n}", queue)
+        for queue, count in replicas.items()
+        for n in range(1, count + 1)
+    ]
+
+
 def shop_parts(
     host: str,
     port: int,
     sandbox_port: int,
     env: dict[str, str],
     metrics_ports: dict[str, int] | None = None,
+    replicas: dict[str, int] | None = None,
 ) -> list[Part]:
     """Every process of the shop; ``metrics_ports`` gives the relay (``relay``) and each
-    worker (``worker-<queue>``) its metrics port."""
+    worker (``worker-<queue>``, ``worker-<queue>-2``...) its metrics port."""
     ports = metrics_ports or {}
 
     def metrics(part: str) -> list[str]:
         return ["--metrics-port", str(ports[part])] if part in ports else []
 
+    workers = worker_part_names(replicas or worker_replicas(None))
     return [
         command_part("sandbox", ["sandbox", "--port", str(sandbox_port)], env),
         command_part("relay", ["relay", *metrics("relay")], env),
-        *(command_part(f"worker-{q}", ["worker", q, *metrics(f"worker-{q}")], env) for q in QUEUES),
+        *(command_part(name, ["worker", q, *metrics(name)], env, q) for name, q in workers),
         command_part("web", ["serve", "--host", host, "--port", str(port)], env),
     ]
 
@@ -273,14 +307,17 @@ def up(host: str, port: int) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
+        # a misspelt setting stops it before anything starts
+        replicas = worker_replicas(os.environ.get("PIZZERIA_WORKER_REPLICAS"))
         _claim_data_dir(data_dir)
         ensure_secrets(data_dir)
         embedded.start()
         sandbox_port = configure_partners(host, port)
         demo = embedded.postgres is not None or os.environ.get("PIZZERIA_DEMO") == "1"
         prepare_data(demo)
-        metrics_ports = {part: free_port() for part in ("relay", *(f"worker-{q}" for q in QUEUES))}
-        parts = shop_parts(host, port, sandbox_port, dict(os.environ), metrics_ports)
+        workers = [name for name, _ in worker_part_names(replicas)]
+        metrics_ports = {part: free_port() for part in ("relay", *workers)}
+        parts = shop_parts(host, port, sandbox_port, dict(os.environ), metrics_ports, replicas)
         say("starting " + ", ".join(part.name for part in parts))
         for part in parts:
             part.start()
@@ -312,7 +349,9 @@ def up(host: str, port: int) -> int:
 @dataclass
 class Readiness:
     """Which parts are ready, from their own signals: HTTP health for the web server and
-    the sandbox, arq's health-check key in Redis for each worker, alive for the relay."""
+    the sandbox, arq's health-check key in Redis for each worker's queue (which a
+    queue's replicas share: the queue is served once one of them polls), alive for the
+    relay."""
 
     host: str
     port: int
@@ -352,8 +391,8 @@ class Readiness:
             return _http_ok(f"http://{self._web_host()}:{self.port}/health/ready")
         if part.name == "sandbox":
             return _http_ok(f"http://127.0.0.1:{self.sandbox_port}/health")
-        if part.name.startswith("worker-"):
-            return _worker_alive(part.name.removeprefix("worker-"))
+        if part.queue is not None:
+            return _worker_alive(part.queue)
         return time.monotonic() - part.started_at >= 2.0  # the relay: still alive
 
     def _web_host(self) -> str:

@@ -57,10 +57,12 @@ def _drain(stream: IO[str], into: list[str]) -> None:
         into.append(line)
 
 
-def _up_env(data_dir: Path) -> dict[str, str]:
+def _up_env(data_dir: Path, replicas: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    for name in ("DATABASE_URL", "REDIS_URL", "PAYMENT_PROVIDER_URL"):
+    for name in ("DATABASE_URL", "REDIS_URL", "PAYMENT_PROVIDER_URL", "PIZZERIA_WORKER_REPLICAS"):
         env.pop(name, None)
+    if replicas is not None:
+        env["PIZZERIA_WORKER_REPLICAS"] = replicas
     env["PIZZERIA_DATA_DIR"] = str(data_dir)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -106,13 +108,14 @@ def _leftovers(up: Up) -> list[str]:
 
 
 @contextlib.contextmanager
-def pizzeria_up(data_dir: Path) -> Iterator[Up]:
-    """Run ``pizzeria up`` until the block ends, then SIGTERM it and check it stopped clean."""
+def pizzeria_up(data_dir: Path, replicas: str | None = None) -> Iterator[Up]:
+    """Run ``pizzeria up`` until the block ends, then SIGTERM it and check it stopped clean;
+    ``replicas`` is its ``PIZZERIA_WORKER_REPLICAS``."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "up", "--port", str(port)],
         cwd=ROOT,
-        env=_up_env(data_dir),
+        env=_up_env(data_dir, replicas),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -188,7 +191,7 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(up_dir: Path) -> None
     data_dir = up_dir
     email = f"up-{uuid.uuid4().hex[:12]}@example.com"
 
-    with pizzeria_up(data_dir) as first:
+    with pizzeria_up(data_dir, replicas="payment=2") as first:
         printed = _wait_for_stdout(first, "embedded PostgreSQL and Valkey", DEMO_CUSTOMER)
         demo_password = _demo_password(printed)
         kinds = " ".join(" ".join(p.cmdline()) for p in first.descendants)
@@ -205,7 +208,11 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(up_dir: Path) -> None
             printed = _wait_for_stdout(first, "metrics of each part")
             assert f"{first.url}/metrics" in printed
             assert "pizzeria_queue_depth" in client.get("/metrics").text
-        for part in ("relay", "worker-payment", "worker-status"):
+        payment_workers = [
+            p for p in first.descendants if "worker payment" in " ".join(p.cmdline())
+        ]
+        assert len(payment_workers) == 2, "PIZZERIA_WORKER_REPLICAS=payment=2: two processes"
+        for part in ("relay", "worker-payment", "worker-payment-2", "worker-status"):
             port = re.search(rf"{part} :(\d+)", printed)
             assert port, f"no metrics port printed for {part}:\n{printed}"
             assert "process_cpu_seconds_total" in _scrape(f"http://127.0.0.1:{port[1]}/metrics")
@@ -375,6 +382,22 @@ def test_the_cli_says_clearly_when_nothing_is_running(tmp_path: Path) -> None:
     assert cli.returncode != 0
     assert "nothing is running" in cli.stderr and "pizzeria up" in cli.stderr
     assert "Traceback" not in cli.stderr
+
+
+def test_a_misspelt_replica_setting_stops_up_before_anything_starts(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    up = subprocess.run(
+        [sys.executable, "-m", "app.cli", "up", "--port", str(free_port())],
+        cwd=ROOT,
+        env=_up_env(data_dir, replicas="kitchen=2"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert up.returncode == 1
+    assert "PIZZERIA_WORKER_REPLICAS: 'kitchen=2'" in up.stdout and "payment" in up.stdout
+    assert "Traceback" not in up.stdout + up.stderr
+    assert not data_dir.exists(), "nothing started: no database, no data folder"
 
 
 @pytest.mark.timeout(600)

@@ -1,0 +1,43 @@
+"""How many worker processes ``pizzeria up`` starts per queue, and what they are called."""
+
+from __future__ import annotations
+
+import pytest
+
+from devtools.launcher import shop_parts, worker_part_names, worker_replicas
+from workers import QUEUES
+
+
+def test_every_queue_gets_one_worker_unless_told_otherwise() -> None:
+    assert worker_replicas(None) == dict.fromkeys(QUEUES, 1)
+    assert worker_replicas("") == dict.fromkeys(QUEUES, 1)
+
+
+def test_the_environment_sets_replicas_per_queue() -> None:
+    replicas = worker_replicas(" payment=1, status=3 ")
+    assert replicas["payment"] == 1 and replicas["status"] == 3 and replicas["coupon"] == 1
+
+
+@pytest.mark.parametrize("spec", ["kitchen=2", "payment=0", "payment", "payment=two"])
+def test_a_replica_count_that_makes_no_sense_is_refused_with_the_queues_named(spec: str) -> None:
+    with pytest.raises(RuntimeError, match="PIZZERIA_WORKER_REPLICAS") as refused:
+        worker_replicas(spec)
+    assert "payment" in str(refused.value)
+
+
+def test_replicas_are_named_after_their_queue_and_share_it() -> None:
+    names = worker_part_names({"payment": 3, "status": 1})
+    assert names == [
+        ("worker-payment", "payment"),
+        ("worker-payment-2", "payment"),
+        ("worker-payment-3", "payment"),
+        ("worker-status", "status"),
+    ]
+
+
+def test_each_replica_is_a_worker_part_of_its_queue() -> None:
+    ports = {"worker-payment": 9001, "worker-payment-2": 9002}
+    parts = shop_parts("127.0.0.1", 8000, 8001, {}, ports, worker_replicas("payment=2"))
+    payment = [p for p in parts if p.queue == "payment"]
+    assert [p.name for p in payment] == ["worker-payment", "worker-payment-2"]
+    assert [p.queue for p in parts if p.name in ("web", "relay", "sandbox")] == [None] * 3

@@ -18,7 +18,7 @@ from tests.support.api import (
     wait_for,
 )
 from tests.support.processes import Shop
-from tests.support.quiet import wait_for_queued_job
+from tests.support.quiet import wait_for_job_taken, wait_for_queued_job
 
 
 async def test_orders_go_on_while_the_coupon_worker_is_down_and_coupons_catch_up(
@@ -39,11 +39,12 @@ async def test_orders_go_on_while_the_coupon_worker_is_down_and_coupons_catch_up
         )
         another = await client.post("/api/orders", json=order_body(), headers=auth(customer))
         assert another.status_code == 201, "customers still order without the coupon worker"
-        await wait_for_queued_job(shop.env["REDIS_URL"], "coupon", coupon_tasks.ISSUE)
+        job = await wait_for_queued_job(shop.env["REDIS_URL"], "coupon", coupon_tasks.ISSUE)
         assert delivered["coupon"] is None
         assert (await client.get("/api/coupons", headers=auth(customer))).json() == []
     finally:
         shop.start_worker("coupon")
+    await wait_for_job_taken(shop.env["REDIS_URL"], "coupon", job)
     caught_up = await wait_for(
         client, customer, order["id"], lambda v: v["coupon"] is not None, "its coupon", 20
     )

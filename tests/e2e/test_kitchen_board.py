@@ -10,8 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
-from playwright.async_api import BrowserContext, FloatRect, Locator, Page, expect
-from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import BrowserContext, Page, expect
 
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, create_staff, mark, sign_in
 from tests.e2e.test_staff_board import card, open_board
@@ -170,22 +169,6 @@ async def test_a_card_turns_late_on_a_quiet_board(
     await expect(waiting.locator(".late-label")).to_have_text(re.compile(r"^Very late: \d+ min$"))
 
 
-async def settled_box(locator: Locator) -> FloatRect:
-    """Scroll ``locator`` into view and measure it, again when a live refresh replaced it
-    meanwhile (the board is shared: another test's late event may re-render it)."""
-    for _ in range(10):
-        try:
-            await locator.scroll_into_view_if_needed()
-            box = await locator.bounding_box()
-        except PlaywrightError as exc:
-            if "not attached" not in str(exc):
-                raise
-            continue
-        if box is not None:
-            return box
-    raise AssertionError(f"{locator} kept being replaced by live refreshes")
-
-
 async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
     new_context: NewContext, api: httpx.AsyncClient, shop: Shop
 ) -> None:
@@ -220,12 +203,15 @@ async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
 
     # A move arriving between the press on "Cancel return" and its release waits: a swap
     # there would replace the summary under the finger and the browser would drop the click.
-    # the other order's own card has come (its render is not the one under test) ...
+    # First the other order's own card arrives (its render is not the one under test).
     await expect(card(board, other_id, "queued")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     summary = returning.get_by_text("Cancel return")
-    box = await settled_box(summary)
+    # hover scrolls it into view, and starts again if a refresh of the shared board (another
+    # test's late event) replaces it meanwhile; the pointer ends on the summary's centre
+    await summary.hover()
+    box = await summary.bounding_box()
+    assert box is not None
     pointer = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
-    await board.mouse.move(pointer["x"], pointer["y"])
     await board.mouse.down()
     await move_the_other_order()  # into preparing
     # and the "updates wait" notice appears without moving the board under the pointer: the

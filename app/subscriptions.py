@@ -46,12 +46,10 @@ from app.platform.uow import Reaction, Reactions
 from app.refund import events as refund_events
 from app.refund import tasks as refund
 from app.refund.events import RefundCancelled, RefundCompleted, RefundRequested
-from app.status import tasks as status
 
 #: a follow-up's work, given the ``ctx`` of the worker that runs it: True when done
 FollowUpWork = Callable[[Any, Event], Awaitable[bool]]
 
-PROJECT = Subscriber("status", status.PROJECT)
 CREATE_DELIVERY = Subscriber("delivery", delivery.CREATE)
 
 #: every event the contexts emit
@@ -64,53 +62,48 @@ EVENTS: tuple[type[DomainEvent], ...] = (
 )
 
 WIRING: Mapping[type[DomainEvent], Sequence[Subscriber]] = {
-    # no PROJECT for the events the unit of work that records them projects (placement,
-    # the payment's outcome, the order paid, its delivery and courier asked for: see
-    # ``app.status.projector.PROJECTED_WHERE_RECORDED``): a status job per event saved
+    # no status job: the unit of work that records an event projects it (see
+    # ``app.status.projector``); an event only the read models need has no subscriber
     OrderPlaced: [Subscriber("payment", payment.CAPTURE)],
     PaymentCaptured: [Subscriber("ordering", ordering.ON_PAYMENT_CAPTURED)],
     PaymentFailed: [Subscriber("ordering", ordering.ON_PAYMENT_FAILED)],
-    PaymentVoided: [PROJECT],
+    PaymentVoided: [],
     OrderPaid: [CREATE_DELIVERY],  # followed up where it is recorded: AFTER_COMMIT below
     OrderPaymentFailed: [],
-    OrderCancelled: [Subscriber("payment", payment.VOID), PROJECT],
-    OrderFulfilled: [PROJECT],
+    OrderCancelled: [Subscriber("payment", payment.VOID)],
+    OrderFulfilled: [],
     DeliveryCreated: [],  # the job that created it asks for the rider (delivery.create)
     CourierRequested: [],
-    CourierAssigned: [PROJECT],
-    DeliveryAdvanced: [Subscriber("delivery", delivery.NOTIFY_READY), PROJECT],
-    DeliveryMoveUndone: [PROJECT],
+    CourierAssigned: [],
+    DeliveryAdvanced: [Subscriber("delivery", delivery.NOTIFY_READY)],
+    DeliveryMoveUndone: [],
     DeliveryDelivered: [
         Subscriber("ordering", ordering.ON_DELIVERY_DELIVERED),
         Subscriber("coupon", coupon.ISSUE),
-        PROJECT,
     ],
-    DeliveryCancelled: [Subscriber("delivery", delivery.WITHDRAW_COURIER), PROJECT],
-    coupon_events.CouponIssued: [PROJECT],
-    coupon_events.CouponRedeemed: [PROJECT],
-    coupon_events.CouponReinstated: [PROJECT],
-    coupon_events.CouponRevoked: [PROJECT],
-    coupon_events.CouponFlagged: [PROJECT],
+    DeliveryCancelled: [Subscriber("delivery", delivery.WITHDRAW_COURIER)],
+    coupon_events.CouponIssued: [],
+    coupon_events.CouponRedeemed: [],
+    coupon_events.CouponReinstated: [],
+    coupon_events.CouponRevoked: [],
+    coupon_events.CouponFlagged: [],
     # refunds (FR8 to FR12)
-    RefundRequested: [Subscriber("coupon", coupon.REVOKE), PROJECT],
-    DeliveryReturnRequested: [Subscriber("delivery", delivery.REQUEST_RETURN_PICKUP), PROJECT],
+    RefundRequested: [Subscriber("coupon", coupon.REVOKE)],
+    DeliveryReturnRequested: [Subscriber("delivery", delivery.REQUEST_RETURN_PICKUP)],
     DeliveryReturned: [
         Subscriber("payment", payment.REFUND),
         Subscriber("delivery", delivery.CLOSE_RETURN_PICKUP),
-        PROJECT,
     ],
     PaymentRefunded: [
         Subscriber("refund", refund.COMPLETE),
         Subscriber("ordering", ordering.ON_PAYMENT_REFUNDED),
-        PROJECT,
     ],
-    RefundCompleted: [PROJECT],
-    OrderRefunded: [PROJECT],
-    RefundCancelled: [Subscriber("coupon", coupon.REINSTATE), PROJECT],
+    RefundCompleted: [],
+    OrderRefunded: [],
+    RefundCancelled: [Subscriber("coupon", coupon.REINSTATE)],
     DeliveryReturnCancelled: [
         Subscriber("delivery", delivery.WITHDRAW_RETURN_PICKUP),
         Subscriber("refund", refund.CANCEL_FOR_RETURNED_TRIP),
-        PROJECT,
     ],
 }
 

@@ -7,7 +7,7 @@ session factory (``read_your_writes``): the events recorded are folded into the 
 models in the same transaction, so the order page a customer is redirected to, or the
 replay of a double-clicked order, never finds the view missing, and no status job has to
 project them later (a hop of the pipeline saved per event: see
-``app.status.projector.PROJECTED_WHERE_RECORDED``); then the transaction commits, and
+``app.status.projector``); then the transaction commits, and
 only then are live pages told (Redis, one round trip), best effort: the change has
 happened, so the answer is success whatever happens there, and a page that missed the
 notification re-reads its view when its stream reconnects.

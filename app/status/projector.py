@@ -3,7 +3,12 @@
 Every event carries its aggregate's version; a change is applied only when that version
 is newer than the one the view has seen, so duplicates and stragglers do nothing and the
 projector is idempotent without an inbox. An event for an order whose view does not exist
-yet raises ``ViewNotReady`` and the job is retried.
+yet raises ``ViewNotReady``: the transaction that records it rolls back and runs again.
+
+Every event is folded by the unit of work that records it (``app.platform.uow``; the
+web and every worker install it), so no status job is sent to project it again: a relay
+hop, a job and a transaction fewer per event. ``app.status.tasks.project`` remains for
+rows an older release routed to the ``status`` queue, and for dead letters replayed.
 
 ``apply`` returns the Redis channels to notify once the transaction has committed.
 """
@@ -278,26 +283,9 @@ ORDER_CHANGES = {event.TYPE: change for event, change in CHANGES.items()}
 DELIVERY_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "delivery")
 REFUND_EVENTS = frozenset(t for t, (source, _) in ORDER_CHANGES.items() if source == "refund")
 REFUNDS_CHANNEL = "refunds"
-#: folded only by the unit of work that records it (``app.platform.uow``), so no status
-#: job is sent to project them again: the web places the order and writes its view in
-#: one transaction, and the handlers that take an order from placed to a courier asked
-#: (the payment's outcome, the order paid or not, its delivery created, a courier
-#: requested) update its view in their own. For these a missing view is not left to a
-#: later job: ``ViewNotReady`` rolls the recorder's transaction back and it runs again.
-PROJECTED_WHERE_RECORDED: tuple[type[DomainEvent], ...] = (
-    OrderPlaced,
-    PaymentCaptured,
-    PaymentFailed,
-    OrderPaid,
-    OrderPaymentFailed,
-    DeliveryCreated,
-    CourierRequested,
-)
 #: every event the projector folds into the read models
 PROJECTED: tuple[type[DomainEvent], ...] = tuple(dict.fromkeys((OrderPlaced, *CHANGES)))
-HANDLED = tuple(event.TYPE for event in PROJECTED)
-#: the same, by the name in the outbox
-ONLY_WHERE_RECORDED = frozenset(event.TYPE for event in PROJECTED_WHERE_RECORDED)
+HANDLED = frozenset(event.TYPE for event in PROJECTED)
 
 
 async def apply(session: AsyncSession, event: Event, *, card: bool = True) -> list[str]:

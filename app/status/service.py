@@ -153,11 +153,10 @@ async def project_in_transaction(
     the same transaction (see ``app.platform.uow``); the ``(channel, event type)`` pairs
     to tell after.
 
-    The events in ``projector.PROJECTED_WHERE_RECORDED`` are projected only here: for
-    them an order without a view yet raises ``ViewNotReady`` (the transaction rolls back
-    and the job runs again). The status worker gets every other event from the outbox
-    too; the projector's versions make its second pass a no-op, and an event whose order
-    has no view yet is left to it.
+    Events are projected only here (no status job follows): an order without a view yet
+    raises ``ViewNotReady``, and the transaction rolls back and runs again (a job retries,
+    a request answers 503 with ``Retry-After``). Every order's view is written by the
+    transaction that places it, so no later event can find it missing.
 
     A board card is written once per delivery per transaction, from its newest snapshot
     (a delivery created with its rider asked for is one write, not two).
@@ -167,12 +166,7 @@ async def project_in_transaction(
     for event in events:
         if event.type not in projector.HANDLED:
             continue
-        try:
-            channels = await projector.apply(session, event, card=event.id in newest_cards)
-        except projector.ViewNotReady:
-            if event.type in projector.ONLY_WHERE_RECORDED:
-                raise
-            continue
+        channels = await projector.apply(session, event, card=event.id in newest_cards)
         told += [(channel, event.type) for channel in channels]
     await projector.save_views(session)
     return told

@@ -24,7 +24,7 @@ from app.platform.contracts import breaking_changes, file_name, render, schema_o
 from app.platform.events import DomainEvent, Event, WrongEvent
 from app.refund.events import RefundChanged
 from app.status import projector
-from app.subscriptions import EVENTS, PROJECT, SUBSCRIPTIONS, WIRING
+from app.subscriptions import EVENTS, SUBSCRIPTIONS, WIRING
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,11 +58,9 @@ def _names_used_by_emitter(event: type[DomainEvent]) -> set[str]:
 
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: e.TYPE)
 def test_every_event_has_a_subscriber_or_is_projection_only(event: type[DomainEvent]) -> None:
-    subscribers = WIRING.get(event, ())
-    reactions = [s for s in subscribers if s != PROJECT]
+    reactions = WIRING.get(event, ())
     if event.PROJECTION_ONLY:
-        projected = PROJECT in subscribers or event in projector.PROJECTED_WHERE_RECORDED
-        assert projected, f"{event.TYPE} is projection-only but not projected"
+        assert event in projector.PROJECTED, f"{event.TYPE} is projection-only but not projected"
         assert not reactions, f"{event.TYPE} is marked projection-only but {reactions} react"
     else:
         assert reactions, f"nobody reacts to {event.TYPE}: wire it or mark it projection-only"
@@ -77,13 +75,11 @@ def test_every_wired_event_is_emitted(event: type[DomainEvent]) -> None:
     )
 
 
-def test_the_projector_folds_exactly_the_projected_events() -> None:
-    """Every folded event reaches the status worker, except those the unit of work that
-    records them also projects (and that no worker records)."""
-    wired = {event for event, subs in WIRING.items() if PROJECT in subs}
-    where_recorded = set(projector.PROJECTED_WHERE_RECORDED)
-    assert set(projector.PROJECTED) == wired | where_recorded
-    assert not wired & where_recorded, "projected twice: where recorded and by the worker"
+def test_no_event_is_sent_to_the_status_worker() -> None:
+    """The unit of work that records an event projects it (``app.status.projector``): a
+    status job would only fold it a second time, for a relay hop and a transaction."""
+    routed = {e.TYPE for e, subs in WIRING.items() if any(s.queue == "status" for s in subs)}
+    assert not routed, f"projected where recorded, and sent to the status worker too: {routed}"
 
 
 def test_rows_already_in_the_outbox_still_route() -> None:

@@ -229,8 +229,9 @@ async def test_one_order_is_followed_across_every_part_by_its_correlation_id(
 ) -> None:
     assert observed_shop.log_dir is not None
     _, order_id, request_id = await paid_order(web)
-    # the payment worker makes the delivery too (app.subscriptions.AFTER_COMMIT)
-    expected = {"web", "relay", "worker-payment", "worker-status"}
+    # the payment worker makes the delivery too (app.subscriptions.AFTER_COMMIT), and
+    # every part projects the events it records (no status job: app.status.projector)
+    expected = {"web", "relay", "worker-payment"}
     deadline = asyncio.get_running_loop().time() + 60
     while True:
         parts = json_lines(observed_shop.log_dir)

@@ -26,7 +26,7 @@ from app.refund import service as refunds
 from app.refund.events import RefundCancelled, RefundRequested
 from app.refund.models import Refund
 from tests.support.events import emitted
-from tests.support.inproc import delivered, events_of
+from tests.support.inproc import delivered, events_of, place
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -129,13 +129,20 @@ def _event(kind: str, order_id: uuid.UUID, customer: uuid.UUID, refund_id: uuid.
     return emitted(contract, **fields)
 
 
+async def _placed(session_factory: Factory) -> tuple[uuid.UUID, uuid.UUID]:
+    """An order and its customer: the coupon's events show in the order's view."""
+    customer = uuid.uuid4()
+    return await place(session_factory, customer_id=customer), customer
+
+
 async def _coupon(session_factory: Factory, order_id: uuid.UUID) -> Coupon | None:
     async with session_factory() as session:
         return await session.scalar(select(Coupon).where(Coupon.order_id == order_id))
 
 
 async def test_a_revoke_before_the_issue_leaves_a_tombstone(session_factory: Factory) -> None:
-    order_id, customer, refund_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    order_id, customer = await _placed(session_factory)
+    refund_id = uuid.uuid4()
     settings = get_settings()
     async with uow.transaction(session_factory) as session:
         await coupons.revoke_for_refund(
@@ -157,7 +164,8 @@ async def test_a_revoke_before_the_issue_leaves_a_tombstone(session_factory: Fac
 async def test_a_cancel_that_overtakes_its_revoke_keeps_the_coupon(
     session_factory: Factory,
 ) -> None:
-    order_id, customer, refund_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    order_id, customer = await _placed(session_factory)
+    refund_id = uuid.uuid4()
     settings = get_settings()
     async with uow.transaction(session_factory) as session:
         await coupons.issue_for_delivery(
@@ -176,7 +184,8 @@ async def test_a_cancel_that_overtakes_its_revoke_keeps_the_coupon(
 
 
 async def test_a_coupon_already_spent_is_flagged_for_staff(session_factory: Factory) -> None:
-    order_id, customer, refund_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    order_id, customer = await _placed(session_factory)
+    refund_id = uuid.uuid4()
     settings = get_settings()
     async with uow.transaction(session_factory) as session:
         await coupons.issue_for_delivery(
@@ -201,7 +210,7 @@ async def test_cancelling_one_refund_keeps_the_coupon_revoked_while_another_hold
 ) -> None:
     """Refund A withdrawn, refund B filed: the coupon worker may see A's revoke, B's revoke
     and then A's cancel. A's cancel must not hand the coupon back while B still holds it."""
-    order_id, customer = uuid.uuid4(), uuid.uuid4()
+    order_id, customer = await _placed(session_factory)
     first, second = uuid.uuid4(), uuid.uuid4()
     settings = get_settings()
     async with uow.transaction(session_factory) as session:

@@ -109,7 +109,10 @@ async def test_a_batch_is_marked_published_and_only_events_nobody_takes_finished
         reason="card declined",
         version=2,
     )
-    async with uow.transaction(session_factory) as session:
+    # recorded where the routes are not known (an older release): left to the relay,
+    # where a process that knows them writes it published and finished at once
+    unrouted = async_sessionmaker(session_factory.kw["bind"], expire_on_commit=False)
+    async with uow.transaction(unrouted) as session:
         record_event(
             session,
             failure,

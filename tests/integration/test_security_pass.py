@@ -26,6 +26,7 @@ from app.accounts.models import Role, User
 from app.platform.settings import RateLimitSettings, get_settings
 from tests.support import webapp
 from tests.support.api import PASSWORD
+from tests.support.inproc import place
 
 SESSION = "pizzeria_session"
 CSRF = "pizzeria_csrf"
@@ -263,8 +264,10 @@ async def test_x_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(
 
 
 async def _delivery_with_pickup(session_factory: async_sessionmaker[AsyncSession]) -> str:
-    """A ready delivery whose rider was requested at the partner (pickup ``pk_<id>``)."""
-    delivery_id = uuid.uuid4()
+    """A ready delivery whose rider was requested at the partner (pickup ``pk_<id>``), of
+    a placed order (whose view the webhook's events are folded into)."""
+    delivery_id, customer = uuid.uuid4(), uuid.uuid4()
+    order_id = await place(session_factory, customer_id=customer)
     async with session_factory() as session:
         await session.execute(
             text(
@@ -275,8 +278,8 @@ async def _delivery_with_pickup(session_factory: async_sessionmaker[AsyncSession
             ),
             {
                 "id": delivery_id,
-                "order": uuid.uuid4(),
-                "customer": uuid.uuid4(),
+                "order": order_id,
+                "customer": customer,
                 "ref": f"pk_{delivery_id.hex}",
             },
         )

@@ -7,7 +7,7 @@ import uuid
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -166,14 +166,17 @@ async def sign_out_everywhere(session: AsyncSession, user_id: uuid.UUID) -> None
     await complete(session)
 
 
+#: built once, the id bound: built per call, its cache key is walked again each time
+#: (0.12 ms of CPU on the bench machine), and this runs on every signed-in request
+_STANDING = select(User.role, User.sessions_valid_after, User.name).where(
+    User.id == bindparam("user_id")
+)
+
+
 async def standing(session: AsyncSession, user_id: uuid.UUID) -> AccountStanding | None:
     """The account's current role and since when its sign-ins count (None: no account).
     Read on every signed-in request, so a demotion or revocation takes effect at once."""
-    row = (
-        await session.execute(
-            select(User.role, User.sessions_valid_after, User.name).where(User.id == user_id)
-        )
-    ).one_or_none()
+    row = (await session.execute(_STANDING, {"user_id": user_id})).one_or_none()
     if row is None:
         return None
     return AccountStanding(role=row.role, valid_after=row.sessions_valid_after, name=row.name)

@@ -337,6 +337,13 @@ def partner_reference(delivery_id: uuid.UUID, trip: str = "delivery") -> str:
     return str(delivery_id) if trip == "delivery" else f"{delivery_id}:return"
 
 
+#: built once (a webhook's look-ups: one per partner news, four or so per order)
+_BY_PICKUP = (
+    select(Delivery).where(Delivery.partner_ref == bindparam("partner_ref")).with_for_update()
+)
+_RETURN_PICKUP = select(ReturnPickup).where(ReturnPickup.partner_ref == bindparam("partner_ref"))
+
+
 async def apply_partner_event(
     session: AsyncSession,
     partner_ref: str,
@@ -348,9 +355,7 @@ async def apply_partner_event(
 ) -> None:
     """A signed webhook from the delivery partner. Stale or repeated news changes nothing;
     a ``reference`` that is not this pickup's delivery is refused (422)."""
-    delivery = await session.scalar(
-        select(Delivery).where(Delivery.partner_ref == partner_ref).with_for_update()
-    )
+    delivery = await session.scalar(_BY_PICKUP, {"partner_ref": partner_ref})
     if delivery is None:
         # Not booked yet on our side: the partner can answer (and send news) before the
         # job that asked it has recorded the pickup id. 503: the partner sends it again.
@@ -492,9 +497,7 @@ async def by_return_pickup(
     session: AsyncSession, partner_ref: str
 ) -> tuple[Delivery, ReturnPickup] | None:
     """The delivery (locked) and return trip a partner pickup id belongs to."""
-    pickup = await session.scalar(
-        select(ReturnPickup).where(ReturnPickup.partner_ref == partner_ref)
-    )
+    pickup = await session.scalar(_RETURN_PICKUP, {"partner_ref": partner_ref})
     if pickup is None:
         return None
     return await _locked(session, pickup.delivery_id), pickup

@@ -83,9 +83,7 @@ async def test_a_coupon_is_issued_once_however_often_delivery_is_reported(
     session_factory: Factory, ctx: dict[str, Any]
 ) -> None:
     customer = uuid.uuid4()
-    order_id = await place(
-        session_factory, customer_id=customer
-    )  # its view: the coupon shows there
+    order_id = await place(session_factory, customer_id=customer)  # the coupon shows in its view
     event = _delivered(order_id, customer)
     outcomes = await asyncio.gather(*(coupon_tasks.issue(ctx, event) for _ in range(5)))
     another_event_same_order = _delivered(order_id, customer)

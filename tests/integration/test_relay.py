@@ -12,6 +12,7 @@ from app.ordering.events import OrderPaymentFailed
 from app.payment.models import PaymentStatus
 from app.payment.service import payment_for_order
 from app.platform import uow
+from app.platform.db import create_session_factory
 from app.platform.outbox import record_event
 from app.platform.redis import create_job_pool, dumps_job, loads_job
 from app.platform.relay import drain, relay_batch
@@ -111,7 +112,7 @@ async def test_a_batch_is_marked_published_and_only_events_nobody_takes_finished
     )
     # recorded where the routes are not known (an older release): left to the relay,
     # where a process that knows them writes it published and finished at once
-    unrouted = async_sessionmaker(session_factory.kw["bind"], expire_on_commit=False)
+    unrouted = create_session_factory(session_factory.kw["bind"])
     async with uow.transaction(unrouted) as session:
         record_event(
             session,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -57,17 +58,18 @@ from app.platform.i18n import LocaleMiddleware, Msg
 from app.platform.loop import freeze_startup_heap
 from app.platform.pubsub import Broadcaster, publisher
 from app.platform.ratelimit import RateLimiter
-from app.platform.redis import create_redis, create_state_redis
+from app.platform.redis import create_job_client, create_redis, create_state_redis
+from app.platform.relay import enqueue
 from app.platform.sessions import session_config
 from app.platform.settings import Settings, get_settings, require_secrets
-from app.platform.uow import react_in_transaction, read_your_writes
+from app.platform.uow import follow_up_after_commit, react_in_transaction, read_your_writes
 from app.refund.api import RefundApi
 from app.refund.pages import ReasonAdminPages, RefundPages, StaffRefundPages
 from app.refund.returns import ReturnApi, ReturnPages
 from app.status.api import OrderStatusApi
 from app.status.pages import OrderPages
 from app.status.service import project_in_transaction
-from app.subscriptions import REACTIONS, SUBSCRIPTIONS
+from app.subscriptions import REACTIONS, SUBSCRIPTIONS, enqueued_after_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 #: HTTP requests by route template (``group_path``: an order id never becomes a label)
@@ -125,6 +127,11 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         )
         # reactions in the recording transaction, and what they leave the relay (app.subscriptions)
         react_in_transaction(app.state.session_factory, REACTIONS, SUBSCRIPTIONS)
+        # the placed order goes to the payment worker's queue right after its commit
+        jobs = create_job_client(settings) if settings.pipeline.follow_ups else None
+        if jobs is not None:
+            hand_over = functools.partial(enqueue, jobs)
+            follow_up_after_commit(app.state.session_factory, enqueued_after_commit(), hand_over)
         app.state.broadcaster = Broadcaster(app.state.redis)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()
@@ -137,6 +144,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await app.state.payment_provider.aclose()
             await app.state.broadcaster.stop()
             await app.state.engine.dispose()
+            if jobs is not None:
+                await jobs.aclose()
             for client in _distinct(app.state.redis, app.state.state_redis, app.state.queue_redis):
                 await client.aclose()
 

@@ -63,7 +63,8 @@ JOBS = Counter(
 FOLLOW_UPS = Counter(
     "pizzeria_follow_ups",
     "Jobs run by the process that recorded their event, by task and outcome (done, "
-    "handed_over to their queue, left to the reconciler)",
+    "handed_over to their queue, left to the reconciler; enqueued: a job with no work "
+    "for that process, handed over right after the commit)",
     ["task", "outcome"],
 )
 SSE_CONNECTIONS = Gauge("pizzeria_sse_connections", "Open server-sent event streams")

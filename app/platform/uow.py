@@ -87,10 +87,13 @@ class FollowUp:
     ``run`` is the job's work for the event, bound to this process's clients; it answers
     True when its inbox row is committed, False (or raises) when the job should do it
     after all (a partner away, a case only the job knows): it is then handed to
-    ``subscriber``'s queue at once."""
+    ``subscriber``'s queue at once. Without ``run``, the job is handed over at once: the
+    process has nothing of the work to do, but its enqueue right after the commit saves
+    the relay's wake-up, claim and enqueue (the web handing a placed order to the
+    payment worker)."""
 
     subscriber: Subscriber
-    run: Callable[[Event], Awaitable[bool]]
+    run: Callable[[Event], Awaitable[bool]] | None = None
 
 
 #: follow-ups by the wire name of the event they follow
@@ -229,20 +232,17 @@ async def _run_follow_up(follow_up: FollowUp, hand_over: HandOver, event: Event)
     """Run one follow-up; what it did not finish goes to its job, now. Nothing here fails
     the unit of work, which has committed: at worst the reconciler hands it over later."""
     task = follow_up.subscriber.task
-    try:
-        if await follow_up.run(event):
-            metrics.FOLLOW_UPS.labels(task, "done").inc()
-            log.info(
-                "followed up %s for %s %s",
-                task,
-                event.type,
-                event.id,
-                extra={"correlation_id": event.correlation_id, "event_id": str(event.id)},
-            )
-            return
-        why = "a case its job handles"
-    except Exception as exc:  # arq's Retry included: a partner away, a breaker open
-        why = f"{type(exc).__name__}: {exc}"[:300]
+    context = {"correlation_id": event.correlation_id, "event_id": str(event.id)}
+    why = None  # no work of its own: handed over at once
+    if follow_up.run is not None:
+        try:
+            if await follow_up.run(event):
+                metrics.FOLLOW_UPS.labels(task, "done").inc()
+                log.info("followed up %s for %s %s", task, event.type, event.id, extra=context)
+                return
+            why = "a case its job handles"
+        except Exception as exc:  # arq's Retry included: a partner away, a breaker open
+            why = f"{type(exc).__name__}: {exc}"[:300]
     try:
         await hand_over(event.to_job_arg(), follow_up.subscriber)
     except Exception as exc:
@@ -252,19 +252,17 @@ async def _run_follow_up(follow_up: FollowUp, hand_over: HandOver, event: Event)
             task,
             event.type,
             event.id,
-            why,
+            why or "to be handed over",
             exc,
-            extra={"correlation_id": event.correlation_id, "event_id": str(event.id)},
+            extra=context,
         )
+        return
+    if why is None:
+        metrics.FOLLOW_UPS.labels(task, "enqueued").inc()
         return
     metrics.FOLLOW_UPS.labels(task, "handed_over").inc()
     log.info(
-        "%s for %s %s handed to its queue (%s)",
-        task,
-        event.type,
-        event.id,
-        why,
-        extra={"correlation_id": event.correlation_id, "event_id": str(event.id)},
+        "%s for %s %s handed to its queue (%s)", task, event.type, event.id, why, extra=context
     )
 
 

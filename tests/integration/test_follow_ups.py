@@ -1,16 +1,19 @@
 """Follow-ups (``app.platform.uow.FollowUp``): the payment worker makes the paid order's
 delivery right after the commit that captured its payment, instead of the relay handing
 ``OrderPaid`` to the delivery job; what it cannot finish goes to that job at once, and
-what a dead process left undone, the reconciler hands over."""
+what a dead process left undone, the reconciler hands over. The web hands the placed
+order to the payment job itself, right after the placement commits."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,9 +30,15 @@ from app.platform.outbox import InboxRow, PipelineAction
 from app.platform.partner_http import partner_client
 from app.platform.reconciler import reconcile_batch
 from app.platform.redis import create_job_pool
-from app.platform.relay import drain
+from app.platform.relay import drain, enqueue
 from app.platform.settings import get_settings
-from app.subscriptions import CREATE_DELIVERY, REACTIONS, SUBSCRIPTIONS
+from app.subscriptions import (
+    CAPTURE_PAYMENT,
+    CREATE_DELIVERY,
+    REACTIONS,
+    SUBSCRIPTIONS,
+    enqueued_after_commit,
+)
 from tests.support.inproc import as_in_the_web, events_of, place
 from workers.context import courier_context, follow_up
 
@@ -191,3 +200,78 @@ async def test_the_reconciler_hands_over_a_follow_up_its_process_left_undone(
         factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=0.0
     )
     assert paid.id not in again.checked
+
+
+def _web(ctx: dict[str, Any], hand_over: uow.HandOver) -> Factory:
+    """A session factory as the web installs it (``app.main``): reactions, the read side,
+    and the jobs it enqueues after the commit, through ``hand_over``."""
+    factory = as_in_the_web(create_session_factory(ctx["session_factory"].kw["bind"]))
+    uow.react_in_transaction(factory, REACTIONS, SUBSCRIPTIONS)
+    uow.follow_up_after_commit(factory, enqueued_after_commit(), hand_over)
+    return factory
+
+
+def _capture_counted(outcome: str) -> float:
+    labels = {"task": payment_tasks.CAPTURE, "outcome": outcome}
+    return metrics.REGISTRY.get_sample_value("pizzeria_follow_ups_total", labels) or 0.0
+
+
+async def test_the_web_hands_the_placed_order_to_the_payment_job_after_its_commit(
+    ctx: dict[str, Any], jobs: ArqRedis
+) -> None:
+    """No NOTIFY, no relay claim: the placement's commit is followed by the capture job's
+    enqueue, and the outbox row is written published, naming the job."""
+    factory = _web(ctx, functools.partial(enqueue, jobs))
+    before = _capture_counted("enqueued")
+    order_id = await place(factory)
+    assert _capture_counted("enqueued") == before + 1
+
+    [placed] = await events_of(factory, order_id, "OrderPlaced")
+    job = f"{placed.id}:{payment_tasks.CAPTURE}"
+    assert job in await _queued(jobs, CAPTURE_PAYMENT.queue), "enqueued by the web itself"
+    assert placed.follow_ups == [payment_tasks.CAPTURE]
+    assert placed.published_at is not None, "nothing for the relay: written published"
+    assert placed.finished_at is None, "finished once the capture's inbox row is there"
+
+    # taken off the queue: had the relay claimed the row, it would enqueue it again
+    await jobs.delete(job_key_prefix + job)
+    await jobs.zrem(CAPTURE_PAYMENT.queue, job)
+    await drain(factory, jobs, SUBSCRIPTIONS)
+    assert job not in await _queued(jobs, CAPTURE_PAYMENT.queue), "the relay leaves it out"
+
+    assert await _capture(ctx, order_id) == "captured"
+    passed = await reconcile_batch(
+        factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=0.0
+    )
+    assert placed.id in passed.checked and passed.requeued == 0
+    [row] = await events_of(factory, order_id, "OrderPlaced")
+    assert row.finished_at is not None, "the capture's inbox row finished it"
+
+
+async def test_a_placed_order_redis_refused_is_handed_over_by_the_reconciler(
+    ctx: dict[str, Any], jobs: ArqRedis
+) -> None:
+    """Redis refused the enqueue after the placement committed (or the web died between):
+    the order stands, and the reconciler hands it to the payment job after
+    ``EVENT_FOLLOW_UP_SECONDS``."""
+
+    async def redis_away(arg: dict[str, Any], sub: object) -> None:
+        raise ConnectionError("Redis is away")
+
+    factory = _web(ctx, redis_away)
+    before = _capture_counted("left")
+    order_id = await place(factory)
+    assert _capture_counted("left") == before + 1
+    [placed] = await events_of(factory, order_id, "OrderPlaced")
+    job = f"{placed.id}:{payment_tasks.CAPTURE}"
+    assert job not in await _queued(jobs, CAPTURE_PAYMENT.queue)
+
+    await reconcile_batch(
+        factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=3600.0
+    )
+    assert job not in await _queued(jobs, CAPTURE_PAYMENT.queue), "not before its time"
+    passed = await reconcile_batch(
+        factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=0.0
+    )
+    assert placed.id in passed.checked and passed.requeued == 1
+    assert job in await _queued(jobs, CAPTURE_PAYMENT.queue)

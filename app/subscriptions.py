@@ -42,13 +42,17 @@ from app.payment import tasks as payment
 from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded, PaymentVoided
 from app.platform.events import DomainEvent, Event
 from app.platform.relay import Subscriber, Subscriptions
-from app.platform.uow import FollowUp, FollowUps, Reaction, Reactions
+from app.platform.uow import FollowUp, FollowUps, Prepared, Reaction, Reactions
 from app.refund import events as refund_events
 from app.refund import tasks as refund
 from app.refund.events import RefundCancelled, RefundCompleted, RefundRequested
 
 #: a follow-up's work, given the ``ctx`` of the worker that runs it: True when done
 FollowUpWork = Callable[[Any, Event], Awaitable[bool]]
+#: readying a reaction to an event about to be recorded, given the ``ctx`` of the worker
+#: that records it and the event its job handles; and giving back what a try readied
+PrepareWork = Callable[[Any, Event], Awaitable[Prepared | None]]
+ReleaseWork = Callable[[Any, Event], Awaitable[None]]
 
 CREATE_DELIVERY = Subscriber("delivery", delivery.CREATE)
 CAPTURE_PAYMENT = Subscriber("payment", payment.CAPTURE)
@@ -130,6 +134,19 @@ REACTIONS: Reactions = {event.TYPE: reactions for event, reactions in IN_TRANSAC
 AFTER_COMMIT: Mapping[type[DomainEvent], Sequence[tuple[Subscriber, FollowUpWork]]] = {
     OrderPaid: [(CREATE_DELIVERY, delivery.create_after_payment)],
 }
+
+#: what the delivery context readies before the capture that makes the order paid is
+#: recorded, to react in that very transaction (``app.platform.uow.Prepared``): the
+#: payment worker books the rider right after the charge, and the kitchen's ticket is
+#: saved with the capture, one commit, projection and publish instead of two. The
+#: follow-up above is what is left when the partner cannot be asked then (it asks
+#: again, or hands the event to the delivery job); the second function releases a rider
+#: booked by a capture that died before recording, for an order cancelled meanwhile.
+#: Given the payment worker's ``ctx`` (``workers.context.ready_with_capture``).
+WITH_CAPTURE: tuple[PrepareWork, ReleaseWork] = (
+    delivery.book_rider_with_capture,
+    delivery.release_rider_of_unpaid,
+)
 
 #: subscribers whose job the process recording the event enqueues itself right after the
 #: commit (``app.platform.uow.FollowUp`` with no work of its own): the web hands the

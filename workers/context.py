@@ -5,7 +5,7 @@ and the tests that call handlers in-process use these same functions."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
@@ -20,7 +20,7 @@ from app.platform.relay import enqueue
 from app.platform.settings import Settings
 from app.platform.uow import FollowUp, follow_up_after_commit
 from app.platform.worker import WorkerContext
-from app.subscriptions import AFTER_COMMIT
+from app.subscriptions import AFTER_COMMIT, WITH_CAPTURE
 
 
 def worker_context(
@@ -40,11 +40,10 @@ def worker_context(
 
 def payment_context(ctx: WorkerContext, provider: PaymentProvider) -> PaymentContext:
     """``ctx`` plus the payment provider and its breaker (state in ``state_redis``)."""
-    return PaymentContext(
-        **ctx,
-        payment_provider=provider,
-        payment_breaker=payment_breaker(ctx["state_redis"], ctx["settings"]),
-    )
+    breaker = payment_breaker(ctx["state_redis"], ctx["settings"])
+    # a dict, not ``PaymentContext(**ctx, …)``: mypy wants every optional key of the
+    # ``**`` form named (``ready_with_capture`` adds two later, on the payment worker)
+    return cast(PaymentContext, {**ctx, "payment_provider": provider, "payment_breaker": breaker})
 
 
 def courier_context(ctx: WorkerContext, gateway: CourierGateway) -> CourierContext:
@@ -65,3 +64,12 @@ def follow_up(ctx: dict[str, Any], jobs: ArqRedis) -> None:
         for event, runs in AFTER_COMMIT.items()
     }
     follow_up_after_commit(ctx["session_factory"], follow_ups, functools.partial(enqueue, jobs))
+
+
+def ready_with_capture(ctx: dict[str, Any]) -> None:
+    """Let the capture on ``ctx`` (a payment worker's, with ``courier_context``'s
+    clients) book the paid order's rider before it records, and save the kitchen's
+    ticket in its own transaction (``app.subscriptions.WITH_CAPTURE``)."""
+    prepare, release = WITH_CAPTURE
+    ctx["prepare_paid"] = functools.partial(prepare, ctx)
+    ctx["release_unpaid"] = functools.partial(release, ctx)

@@ -1,7 +1,9 @@
 """arq worker for the ``payment`` queue: charges cards and voids cancelled orders.
 
-It also makes the paid order's delivery right after the capture commits (the follow-ups
-of ``app.subscriptions.AFTER_COMMIT``), so it holds the delivery partner's client and
+It also makes the paid order's delivery: the rider booked right after the charge and the
+kitchen's ticket saved with the capture (``app.subscriptions.WITH_CAPTURE``), or right
+after the capture commits when the partner could not be asked then (the follow-ups of
+``app.subscriptions.AFTER_COMMIT``). So it holds the delivery partner's client and
 breaker too, and a client to hand what it could not finish to the ``delivery`` queue.
 """
 
@@ -16,7 +18,7 @@ from app.platform.redis import create_job_client
 from app.platform.settings import get_settings
 from app.platform.worker import WorkerContext
 from workers.base import partner_job_timeout, worker_settings
-from workers.context import courier_context, follow_up, payment_context
+from workers.context import courier_context, follow_up, payment_context, ready_with_capture
 
 
 async def _open_provider(ctx: dict[str, Any]) -> None:
@@ -27,6 +29,7 @@ async def _open_provider(ctx: dict[str, Any]) -> None:
         ctx.update(courier_context(base, HttpCourierGateway.from_settings(settings)))
         ctx["follow_up_jobs"] = create_job_client(settings)
         follow_up(ctx, ctx["follow_up_jobs"])
+        ready_with_capture(ctx)
 
 
 async def _close_provider(ctx: dict[str, Any]) -> None:

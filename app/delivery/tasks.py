@@ -11,11 +11,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.delivery import service
 from app.delivery.events import DeliveryChanged
 from app.delivery.gateway import OPEN_PICKUP_STATUSES, CourierGateway, CourierRejected
 from app.delivery.models import CourierStatus, Delivery, DeliveryStatus, ReturnPickupState
-from app.ordering.events import OrderPaid
+from app.ordering.events import OrderPaid, OrderPlaced
 from app.platform import uow
 from app.platform.breaker import CircuitBreaker
 from app.platform.db import read_only
@@ -89,6 +91,48 @@ async def create_after_payment(ctx: CourierContext, event: Event) -> bool:
     paid = event.as_(OrderPaid)
     partner_ref = await _request_pickup(ctx, service.delivery_id_for(paid.order_id), paid.address)
     return await _ticket_with_pickup(ctx, event, partner_ref)
+
+
+async def book_rider_with_capture(ctx: CourierContext, placed: Event) -> uow.Prepared | None:
+    """The rider for an order the payment worker has just charged, asked for before the
+    capture is recorded, so that the kitchen's ticket is saved, with its pickup, in the
+    capture's own transaction (``app.subscriptions.WITH_CAPTURE``): a transaction, a
+    projection and a publish per order fewer than the follow-up after its commit.
+
+    The pickup is keyed by the delivery's id, as every other course asks for it, so a
+    retry of a capture that died before recording finds the same rider. If the order is
+    not made paid in that transaction after all (cancelled meanwhile), ``undo`` releases
+    the rider. None when the partner cannot be asked now: the follow-up after the commit
+    (and then the delivery job) asks again."""
+    order = placed.as_(OrderPlaced)
+    delivery_id = service.delivery_id_for(order.order_id)
+    try:
+        partner_ref = await _request_pickup(ctx, delivery_id, order.address)
+    except Exception as exc:  # arq's Retry included: the partner away, its breaker open
+        log.info("rider for %s not booked with the capture (%r): after it", order.order_id, exc)
+        return None
+    made = False
+
+    async def ticket(session: AsyncSession, paid: Event) -> None:
+        nonlocal made
+        made = await service.create_for_paid_order(session, paid, partner_ref) is not None
+
+    async def undo() -> None:
+        if not made:
+            await withdraw(ctx, delivery_id, partner_ref)
+
+    return uow.Prepared({OrderPaid.TYPE: [uow.Reaction(CREATE, ticket)]}, undo)
+
+
+async def release_rider_of_unpaid(ctx: CourierContext, placed: Event) -> None:
+    """An order that will never be paid (cancelled before its capture was recorded): a
+    rider that a try of the capture booked for it (``book_rider_with_capture``) before it
+    died is released. Nothing was booked: nothing to do."""
+    delivery_id = service.delivery_id_for(placed.as_(OrderPlaced).order_id)
+    key = _pickup_key(delivery_id)
+    found = await _partner(ctx, lambda gateway: gateway.find_pickup(idempotency_key=key))
+    if found is not None and found.status in OPEN_PICKUP_STATUSES:
+        await withdraw(ctx, delivery_id, found.partner_ref)
 
 
 async def _ticket_with_pickup(ctx: CourierContext, event: Event, partner_ref: str) -> bool:

@@ -8,9 +8,10 @@ and the inbox / status checks make recording it happen once.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NotRequired, TypeVar
 
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +36,7 @@ from app.platform.i18n import N_
 from app.platform.worker import WorkerContext
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class PaymentContext(WorkerContext):
@@ -42,6 +44,13 @@ class PaymentContext(WorkerContext):
 
     payment_provider: PaymentProvider
     payment_breaker: CircuitBreaker
+    #: readies, for the order a charge has just paid, another context's reaction in the
+    #: capture's own transaction (``app.subscriptions.WITH_CAPTURE``: the kitchen's
+    #: ticket, its rider booked); None when it cannot now
+    prepare_paid: NotRequired[Callable[[Event], Awaitable[uow.Prepared | None]]]
+    #: gives back what a try that died before recording readied, for an order that will
+    #: never be paid (cancelled first)
+    release_unpaid: NotRequired[Callable[[Event], Awaitable[None]]]
 
 
 CAPTURE = "payment.capture"
@@ -99,15 +108,19 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
             idempotency_key=key,
         ),
     )
+    prepare = ctx.get("prepare_paid")
+    prepared = await prepare(event) if prepare is not None and outcome.captured else None
+
+    async def record(session: AsyncSession, cause: Event) -> bool:
+        if prepared is not None:
+            uow.react_here(session, prepared.reactions)
+        return await service.record_charge_outcome(session, payment_id, outcome, cause)
 
     # True when, under the payment's lock, a concurrent copy of this job had voided it as
     # uncharged meanwhile; None when a copy recorded first (read what it left)
-    voided = await answer_once(
-        ctx["session_factory"],
-        CAPTURE,
-        event,
-        lambda session, cause: service.record_charge_outcome(session, payment_id, outcome, cause),
-    )
+    voided = await answer_once(ctx["session_factory"], CAPTURE, event, record)
+    if prepared is not None and voided is not None:
+        await _undo(prepared)  # a no-op when the order was made paid with it
     if outcome.captured:
         if voided is None:
             async with read_only(ctx["session_factory"]) as session:
@@ -118,13 +131,26 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     return "captured" if outcome.captured else "failed"
 
 
+async def _undo(prepared: uow.Prepared) -> None:
+    """Give back what was readied for an order the capture did not make paid; a failure
+    is logged, not retried (the capture has committed; a retry would find it done)."""
+    try:
+        await prepared.undo()
+    except Exception as exc:  # arq's Retry included: the partner away
+        log.warning("what was readied for an unpaid order was not given back: %r", exc)
+
+
 async def _settle_cancelled(
     ctx: PaymentContext, event: Event, payment_id: uuid.UUID, key: str
 ) -> str:
     """The order was cancelled before we recorded a charge. An earlier try may still have
     charged the card (it died before recording): ask the provider by idempotency key.
     Charged: record the capture, and the ``OrderCancelled`` void job gives the money back.
-    Not charged: void without the provider (no money moved)."""
+    Not charged: void without the provider (no money moved). An earlier try may also
+    have booked the rider before dying (``prepare_paid``): released."""
+    release = ctx.get("release_unpaid")
+    if release is not None and ctx.get("job_try", 1) > 1:
+        await release(event)
     found = await _provider(ctx, lambda provider: provider.find_charge(idempotency_key=key))
     if found is not None and found.captured:
 

@@ -22,6 +22,12 @@ knows when an event leaves the relay nothing to do (every subscriber reacted or 
 up, or it has none): its outbox row is written as published, so the relay is not woken
 for it (``app.platform.outbox.write_recorded``).
 
+A job may also ready another context's reaction outside any transaction, before it
+records the event that reaction follows (``Prepared``: the payment worker books the
+paid order's rider right after the charge), and hand it to its unit of work
+(``react_here``): the reaction then runs in the recording transaction like those the
+factory installed, and the same subscriber's follow-up is not run after the commit.
+
 After the commit and the live pages, the *follow-ups* run (``follow_up_after_commit``):
 another context's job that a process can run itself right after the commit that records
 its event (the paid order's delivery, made by the payment worker that captured it),
@@ -60,6 +66,9 @@ Project = Callable[[AsyncSession, Sequence[Event]], Awaitable[list[tuple[str, st
 Publish = Callable[[Sequence[tuple[str, str]]], Awaitable[Any]]
 PROJECT, PUBLISH, REACT, FOLLOW = "uow.project", "uow.publish", "uow.react", "uow.follow"
 ROUTES = "uow.routes"
+#: ``session.info``: the reactions of the unit of work now running only (``react_here``),
+#: and the (handler, event id) pairs its reactions claimed
+REACT_HERE, REACTED = "uow.react_here", "uow.reacted"
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,21 @@ class Reaction:
 
 #: reactions by the wire name of the event they follow
 Reactions = Mapping[str, Sequence[Reaction]]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a subscriber readied outside any transaction (a partner asked, under a key
+    of its own) for an event a job is about to record, so that it reacts in the very
+    transaction that records the event (``react_here``) instead of following up after
+    its commit: a transaction, a projection and a publish fewer.
+
+    ``undo`` gives back what was readied when its reaction did not run after all (the
+    event was not recorded: the order was cancelled meanwhile); it knows whether it ran.
+    """
+
+    reactions: Reactions
+    undo: Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -135,6 +159,15 @@ def follow_up_after_commit(
     _install(session_factory, {FOLLOW: (follow_ups, hand_over)})
 
 
+def react_here(session: AsyncSession, reactions: Reactions) -> None:
+    """``reactions`` for the unit of work about to end on ``session`` only, besides those
+    its factory installed (``react_in_transaction``). A follow-up of the same subscriber
+    to the same event is then not run after the commit: its reaction did the work."""
+    here: dict[str, list[Reaction]] = session.info.setdefault(REACT_HERE, {})
+    for kind, more in reactions.items():
+        here[kind] = [*here.get(kind, ()), *more]
+
+
 def _install(session_factory: async_sessionmaker[AsyncSession], parts: dict[str, Any]) -> None:
     """Add ``parts`` to the ``info`` every session of ``session_factory`` starts with."""
     session_factory.configure(info={**(session_factory.kw.get("info") or {}), **parts})
@@ -169,26 +202,31 @@ async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tu
     """Take the events the session recorded, with what the reactions to them recorded,
     and fold them into the read models (when a read side is installed); the ``(channel,
     event type)`` pairs to tell after commit."""
-    events = await _react(session)
+    here: Reactions = session.info.pop(REACT_HERE, None) or {}
+    events = await _react(session, here)
     followed = _followed(session)
-    await write_recorded(session, events, followed, _settled(session, events, followed))
+    await write_recorded(session, events, followed, _settled(session, events, followed, here))
     project: Project | None = session.info.get(PROJECT)
     told = await project(session, events) if project is not None and events else []
     return events, list(dict.fromkeys(told))
 
 
-async def _react(session: AsyncSession) -> list[Event]:
-    """Run the reactions to what the session recorded, and to what they record, until
-    nothing new is recorded; every event, in the order recorded."""
+async def _react(session: AsyncSession, here: Reactions) -> list[Event]:
+    """Run the reactions (installed, and this unit of work's own) to what the session
+    recorded, and to what they record, until nothing new is recorded; every event, in
+    the order recorded."""
     reactions: Reactions = session.info.get(REACT) or {}
+    reacted: set[tuple[str, Any]] = set()
+    session.info[REACTED] = reacted
     events: list[Event] = []
     while recorded := take_recorded(session):
         events += recorded
         for event in recorded:
-            for reaction in reactions.get(event.type, ()):
+            for reaction in (*reactions.get(event.type, ()), *here.get(event.type, ())):
                 # recorded in this transaction: no one else can have claimed it yet
                 await claim(session, reaction.handler, event.id)
                 await reaction.effect(session, event)
+                reacted.add((reaction.handler, event.id))
     return events
 
 
@@ -201,7 +239,7 @@ def _followed(session: AsyncSession) -> dict[str, list[str]]:
 
 
 def _settled(
-    session: AsyncSession, events: list[Event], followed: dict[str, list[str]]
+    session: AsyncSession, events: list[Event], followed: dict[str, list[str]], here: Reactions
 ) -> set[str]:
     """The types among ``events`` that leave the relay nothing to hand over: each of
     their subscribers reacted in this transaction or is followed up after it. Without
@@ -212,7 +250,8 @@ def _settled(
     reactions: Reactions = session.info.get(REACT) or {}
     settled = set()
     for kind in {event.type for event in events}:
-        done = {r.handler for r in reactions.get(kind, ())} | set(followed.get(kind, ()))
+        reacting = (*reactions.get(kind, ()), *here.get(kind, ()))
+        done = {r.handler for r in reacting} | set(followed.get(kind, ()))
         if all(sub.task in done for sub in routes.get(kind, ())):
             settled.add(kind)
     return settled
@@ -223,9 +262,11 @@ async def _follow_up(session: AsyncSession, events: list[Event]) -> None:
     if installed is None:
         return
     follow_ups, hand_over = installed
+    reacted: set[tuple[str, Any]] = session.info.get(REACTED) or set()
     for event in events:
         for follow_up in follow_ups.get(event.type, ()):
-            await _run_follow_up(follow_up, hand_over, event)
+            if (follow_up.subscriber.task, event.id) not in reacted:
+                await _run_follow_up(follow_up, hand_over, event)
 
 
 async def _run_follow_up(follow_up: FollowUp, hand_over: HandOver, event: Event) -> None:
@@ -295,5 +336,7 @@ def _unprojected_events(session: Session) -> None:
 
 @orm_event.listens_for(Session, "after_soft_rollback")
 def _forget_rolled_back(session: Session, previous_transaction: Any) -> None:
-    """Events recorded in a transaction that rolled back never happened."""
+    """Events recorded in a transaction that rolled back never happened, and the
+    reactions readied for them go with them."""
     session.info.pop(RECORDED, None)
+    session.info.pop(REACT_HERE, None)

@@ -1,0 +1,207 @@
+"""The rider booked with the capture (``app.subscriptions.WITH_CAPTURE``): the payment
+worker asks the delivery partner for a rider right after the charge, and the kitchen's
+ticket is saved in the capture's own transaction. A cancel that comes in between, or a
+try that died after booking, never leaves a rider booked for an unpaid order; a partner
+that cannot be asked leaves the ticket to the follow-up and the delivery job."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.breakers import COURIER
+from app.delivery import service as delivery_service
+from app.delivery import tasks as delivery_tasks
+from app.delivery.gateway import CourierUnavailable, HttpCourierGateway
+from app.delivery.models import CourierStatus, Delivery, DeliveryStatus
+from app.ordering import service as ordering
+from app.ordering.models import Order, OrderStatus
+from app.payment import tasks as payment_tasks
+from app.platform import metrics, uow
+from app.platform.breaker import BreakerPolicy, CircuitBreaker
+from app.platform.db import create_session_factory
+from app.platform.events import Event
+from app.platform.outbox import InboxRow
+from app.platform.partner_http import partner_client
+from app.platform.redis import create_job_pool
+from app.platform.settings import get_settings
+from app.subscriptions import REACTIONS, SUBSCRIPTIONS
+from tests.support.inproc import as_in_the_web, events_of, place
+from workers.context import courier_context, follow_up, ready_with_capture
+
+Factory = async_sessionmaker[AsyncSession]
+DEAD_PARTNER = "http://127.0.0.1:9"
+
+
+@pytest.fixture
+async def jobs() -> AsyncIterator[ArqRedis]:
+    pool = await create_job_pool(get_settings())
+    yield pool
+    await pool.aclose()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[HttpCourierGateway]:
+    async with HttpCourierGateway.from_settings(get_settings()) as live:
+        yield live
+
+
+def _payment_worker(
+    ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
+) -> dict[str, Any]:
+    """A payment worker's ``ctx`` as ``workers.payment`` starts it: follow-ups installed
+    on a session factory of its own, the rider booked with the capture, a courier breaker
+    of its own."""
+    factory = as_in_the_web(create_session_factory(ctx["session_factory"].kw["bind"]))
+    uow.react_in_transaction(factory, REACTIONS, SUBSCRIPTIONS)
+    worker = dict(courier_context({**ctx, "session_factory": factory}, gateway))
+    policy = BreakerPolicy.from_settings(get_settings())
+    name = f"{COURIER}-{uuid.uuid4().hex[:8]}"
+    worker["courier_breaker"] = CircuitBreaker(
+        ctx["state_redis"], name, policy, (CourierUnavailable,)
+    )
+    follow_up(worker, jobs)
+    ready_with_capture(worker)
+    return worker
+
+
+async def _capture(worker: dict[str, Any], order_id: uuid.UUID) -> str:
+    [placed] = await events_of(worker["session_factory"], order_id, "OrderPlaced")
+    return str(await payment_tasks.capture(worker, placed.to_event().to_job_arg()))
+
+
+async def _delivery(factory: Factory, order_id: uuid.UUID) -> Delivery | None:
+    async with factory() as session:
+        return await session.scalar(select(Delivery).where(Delivery.order_id == order_id))
+
+
+async def _order_status(factory: Factory, order_id: uuid.UUID) -> str | None:
+    async with factory() as session:
+        return await session.scalar(select(Order.status).where(Order.id == order_id))
+
+
+async def _writing_transaction(factory: Factory, table: str, order_id: uuid.UUID) -> str:
+    """The id of the transaction that last wrote the order's row of ``table``."""
+    async with factory() as session:
+        query = text(f"SELECT xmin::text FROM {table} WHERE order_id = :id")
+        return str(await session.scalar(query, {"id": order_id}))
+
+
+def _follow_ups(outcome: str) -> float:
+    labels = {"task": delivery_tasks.CREATE, "outcome": outcome}
+    return metrics.REGISTRY.get_sample_value("pizzeria_follow_ups_total", labels) or 0.0
+
+
+async def _pickup_status(gateway: HttpCourierGateway, order_id: uuid.UUID) -> str | None:
+    delivery_id = delivery_service.delivery_id_for(order_id)
+    found = await gateway.find_pickup(idempotency_key=f"{delivery_id}:pickup")
+    return found.status if found else None
+
+
+async def test_the_capture_saves_the_ticket_with_its_rider_in_its_own_transaction(
+    ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
+) -> None:
+    worker = _payment_worker(ctx, gateway, jobs)
+    factory = worker["session_factory"]
+    order_id = await place(factory)
+    done, handed = _follow_ups("done"), _follow_ups("handed_over")
+
+    assert await _capture(worker, order_id) == "captured"
+
+    delivery = await _delivery(factory, order_id)
+    assert delivery is not None and delivery.partner_ref, "the ticket, with its rider asked"
+    assert delivery.courier_status == CourierStatus.requested
+    assert await _pickup_status(gateway, order_id) == "requested"
+    assert await _writing_transaction(
+        factory, "delivery.deliveries", order_id
+    ) == await _writing_transaction(factory, "payment.payments", order_id), "one commit"
+    assert (_follow_ups("done"), _follow_ups("handed_over")) == (done, handed), (
+        "no follow-up after the commit: its reaction did the work"
+    )
+    [paid] = await events_of(factory, order_id, "OrderPaid")
+    async with factory() as session:
+        handlers = set(
+            await session.scalars(select(InboxRow.handler).where(InboxRow.event_id == paid.id))
+        )
+    assert handlers == {delivery_tasks.CREATE}
+    [created] = await events_of(factory, order_id, "DeliveryCreated")
+    assert created.causation_id == str(paid.id)
+    queued = {job.job_id for job in await jobs.queued_jobs(queue_name="delivery")}
+    assert f"{paid.id}:{delivery_tasks.CREATE}" not in queued
+
+
+async def test_an_order_cancelled_while_its_card_was_charged_gets_no_rider(
+    ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
+) -> None:
+    """The customer cancels between the charge (and the rider booked) and the capture's
+    record: the order is not made paid, no ticket is saved, and the rider is released."""
+    worker = _payment_worker(ctx, gateway, jobs)
+    factory = worker["session_factory"]
+    customer_id = uuid.uuid4()
+    order_id = await place(factory, customer_id=customer_id)
+    book: Callable[[Event], Awaitable[uow.Prepared | None]] = worker["prepare_paid"]
+
+    async def book_then_cancel(event: Event) -> uow.Prepared | None:
+        prepared = await book(event)
+        async with factory() as session:
+            await ordering.cancel_order(session, order_id, customer_id)
+        return prepared
+
+    worker["prepare_paid"] = book_then_cancel
+    assert await _capture(worker, order_id) == "captured"  # the void job gives it back
+
+    assert await _order_status(factory, order_id) == OrderStatus.cancelled
+    delivery = await _delivery(factory, order_id)
+    assert delivery is not None and delivery.status == DeliveryStatus.cancelled, "tombstone"
+    assert delivery.partner_ref is None
+    assert await _pickup_status(gateway, order_id) == "cancelled", "the rider released"
+
+
+async def test_a_retried_capture_releases_the_rider_a_dead_try_booked_for_a_cancelled_order(
+    ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
+) -> None:
+    """A try charged the card and booked the rider, then died before recording; the
+    customer cancelled. The next try settles the cancel and releases that rider."""
+    worker = _payment_worker(ctx, gateway, jobs)
+    factory = worker["session_factory"]
+    customer_id = uuid.uuid4()
+    order_id = await place(factory, customer_id=customer_id)
+    [placed] = await events_of(factory, order_id, "OrderPlaced")
+    assert await worker["prepare_paid"](placed.to_event()) is not None  # the dead try's
+    assert await _pickup_status(gateway, order_id) == "requested"
+    async with factory() as session:
+        await ordering.cancel_order(session, order_id, customer_id)
+
+    worker["job_try"] = 2
+    assert await _capture(worker, order_id) == "voided"
+
+    assert await _pickup_status(gateway, order_id) == "cancelled"
+
+
+async def test_a_partner_away_at_the_charge_leaves_the_ticket_to_the_delivery_job(
+    ctx: dict[str, Any], jobs: ArqRedis
+) -> None:
+    """The rider cannot be booked with the capture: the order is paid all the same, and
+    the follow-up (which cannot reach the partner either) hands the event to the delivery
+    job at once."""
+    settings = get_settings()
+    dead = HttpCourierGateway(partner_client(DEAD_PARTNER, settings.partners.timeout_seconds))
+    async with dead:
+        worker = _payment_worker(ctx, dead, jobs)
+        factory = worker["session_factory"]
+        order_id = await place(factory)
+        handed = _follow_ups("handed_over")
+        assert await _capture(worker, order_id) == "captured"
+
+    assert await _order_status(factory, order_id) == OrderStatus.paid
+    assert await _delivery(factory, order_id) is None
+    assert _follow_ups("handed_over") == handed + 1
+    [paid] = await events_of(factory, order_id, "OrderPaid")
+    queued = {job.job_id for job in await jobs.queued_jobs(queue_name="delivery")}
+    assert f"{paid.id}:{delivery_tasks.CREATE}" in queued

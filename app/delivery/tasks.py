@@ -117,9 +117,11 @@ async def book_rider_with_capture(ctx: CourierContext, placed: Event) -> uow.Pre
         nonlocal made
         made = await service.create_for_paid_order(session, paid, partner_ref) is not None
 
-    async def undo() -> None:
-        if not made:
-            await withdraw(ctx, delivery_id, partner_ref)
+    async def undo() -> bool:
+        if made:
+            return False
+        await withdraw(ctx, delivery_id, partner_ref)
+        return True
 
     return uow.Prepared({OrderPaid.TYPE: [uow.Reaction(CREATE, ticket)]}, undo)
 

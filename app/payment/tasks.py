@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, NotRequired, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from arq import Retry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,18 +39,25 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class PaymentContext(WorkerContext):
+class WithCapture(TypedDict, total=False):
+    """What a payment worker holding the delivery partner's clients adds to its ``ctx``
+    (``workers.context.ready_with_capture``; ``total=False``: this module's annotations
+    are strings, which ``NotRequired`` would not mark optional at run time)."""
+
+    #: readies, for the order a charge has just paid, another context's reaction in the
+    #: capture's own transaction (``app.subscriptions.WITH_CAPTURE``: the kitchen's
+    #: ticket, its rider booked); None when it cannot now
+    prepare_paid: Callable[[Event], Awaitable[uow.Prepared | None]]
+    #: gives back what a try that died before recording readied, for an order that will
+    #: never be paid (cancelled first)
+    release_unpaid: Callable[[Event], Awaitable[None]]
+
+
+class PaymentContext(WorkerContext, WithCapture):
     """The payment worker's ``ctx`` (built by ``workers.context.payment_context``)."""
 
     payment_provider: PaymentProvider
     payment_breaker: CircuitBreaker
-    #: readies, for the order a charge has just paid, another context's reaction in the
-    #: capture's own transaction (``app.subscriptions.WITH_CAPTURE``: the kitchen's
-    #: ticket, its rider booked); None when it cannot now
-    prepare_paid: NotRequired[Callable[[Event], Awaitable[uow.Prepared | None]]]
-    #: gives back what a try that died before recording readied, for an order that will
-    #: never be paid (cancelled first)
-    release_unpaid: NotRequired[Callable[[Event], Awaitable[None]]]
 
 
 CAPTURE = "payment.capture"
@@ -119,8 +126,9 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     # True when, under the payment's lock, a concurrent copy of this job had voided it as
     # uncharged meanwhile; None when a copy recorded first (read what it left)
     voided = await answer_once(ctx["session_factory"], CAPTURE, event, record)
-    if prepared is not None and voided is not None:
-        await _undo(prepared)  # a no-op when the order was made paid with it
+    rider = ""
+    if prepared is not None and voided is not None and not await _undo(prepared):
+        rider = ", rider booked"  # nothing to give back: the ticket is saved with it
     if outcome.captured:
         if voided is None:
             async with read_only(ctx["session_factory"]) as session:
@@ -128,16 +136,18 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
             voided = now is not None and service.voided_uncharged(now)
         if voided:
             return await _void_late_charge(ctx, payment_id, key)
-    return "captured" if outcome.captured else "failed"
+    return f"captured{rider}" if outcome.captured else "failed"
 
 
-async def _undo(prepared: uow.Prepared) -> None:
-    """Give back what was readied for an order the capture did not make paid; a failure
-    is logged, not retried (the capture has committed; a retry would find it done)."""
+async def _undo(prepared: uow.Prepared) -> bool:
+    """Give back what was readied, if the capture did not make the order paid; True when
+    there was something to give back. A failure is logged, not retried (the capture has
+    committed: a retry would find it done)."""
     try:
-        await prepared.undo()
+        return await prepared.undo()
     except Exception as exc:  # arq's Retry included: the partner away
         log.warning("what was readied for an unpaid order was not given back: %r", exc)
+        return True
 
 
 async def _settle_cancelled(

@@ -96,11 +96,12 @@ class Prepared:
     its commit: a transaction, a projection and a publish fewer.
 
     ``undo`` gives back what was readied when its reaction did not run after all (the
-    event was not recorded: the order was cancelled meanwhile); it knows whether it ran.
+    event was not recorded: the order was cancelled meanwhile); it knows whether it ran,
+    and answers True when there was something to give back.
     """
 
     reactions: Reactions
-    undo: Callable[[], Awaitable[None]]
+    undo: Callable[[], Awaitable[bool]]
 
 
 @dataclass(frozen=True)

@@ -165,10 +165,17 @@ async def test_one_web_scrape_shows_the_shop_and_every_part_counts_its_work(
     await wait_for_metric(
         port_url(observed_shop, "worker-payment"), "pizzeria_orders_paid_total", lambda v: v >= 1
     )
-    await wait_for_metric(
-        port_url(observed_shop, "relay"), "pizzeria_outbox_published_total", lambda v: v >= 1
+    # the web hands the placed order to the payment job itself, after its commit
+    # (app.subscriptions.ENQUEUED_AFTER_COMMIT): nothing of an order is left to the relay,
+    # which still exposes what it hands over (the kitchen's moves, refunds)
+    web_samples, _ = await scrape(f"{observed_shop.url}/metrics")
+    enqueued = value(
+        web_samples, "pizzeria_follow_ups_total", task="payment.capture", outcome="enqueued"
     )
-    # the paid order's rider is asked for by the payment worker (app.subscriptions.AFTER_COMMIT)
+    assert enqueued is not None and enqueued >= 1
+    relay_samples, _ = await scrape(port_url(observed_shop, "relay"))
+    assert value(relay_samples, "pizzeria_outbox_published_total") is not None
+    # the paid order's rider is asked for by the payment worker (app.subscriptions.WITH_CAPTURE)
     await wait_for_metric(
         port_url(observed_shop, "worker-payment"),
         "pizzeria_partner_call_seconds_count",
@@ -229,9 +236,10 @@ async def test_one_order_is_followed_across_every_part_by_its_correlation_id(
 ) -> None:
     assert observed_shop.log_dir is not None
     _, order_id, request_id = await paid_order(web)
-    # the payment worker makes the delivery too (app.subscriptions.AFTER_COMMIT), and
+    # the web enqueues the capture job itself (app.subscriptions.ENQUEUED_AFTER_COMMIT),
+    # the payment worker makes the delivery too (app.subscriptions.WITH_CAPTURE), and
     # every part projects the events it records (no status job: app.status.projector)
-    expected = {"web", "relay", "worker-payment"}
+    expected = {"web", "worker-payment"}
     deadline = asyncio.get_running_loop().time() + 60
     while True:
         parts = json_lines(observed_shop.log_dir)
@@ -247,7 +255,7 @@ async def test_one_order_is_followed_across_every_part_by_its_correlation_id(
     placed = [e for e in parts["web"] if e.get("correlation_id") == order_id]
     assert any(e.get("request_id") == request_id for e in placed), placed
     paid = [e for e in parts["worker-payment"] if e.get("correlation_id") == order_id]
-    assert any("delivery.create" in str(e["message"]) for e in paid), paid
+    assert any("rider booked" in str(e["message"]) for e in paid), paid
     jobs = [e for e in parts["worker-payment"] if e.get("correlation_id") == order_id]
     assert all(e.get("event_id") for e in jobs), jobs
 

@@ -112,7 +112,7 @@ async def test_the_capture_saves_the_ticket_with_its_rider_in_its_own_transactio
     order_id = await place(factory)
     done, handed = _follow_ups("done"), _follow_ups("handed_over")
 
-    assert await _capture(worker, order_id) == "captured"
+    assert await _capture(worker, order_id) == "captured, rider booked"
 
     delivery = await _delivery(factory, order_id)
     assert delivery is not None and delivery.partner_ref, "the ticket, with its rider asked"

@@ -196,6 +196,21 @@ async def claim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> boo
     return (await session.execute(_CLAIM, row)).first() is not None
 
 
+_CLAIM_RECORDED = insert(_INBOX)
+
+
+async def claim_recorded(session: AsyncSession, handled: Collection[tuple[str, uuid.UUID]]) -> None:
+    """Mark events recorded in this very transaction as processed by their handlers
+    (``(handler, event id)`` pairs), in one round trip: no one else can have claimed an
+    event before it is committed, so there is no conflict to look for (a second claim
+    would be a bug, and fails the transaction)."""
+    if not handled:
+        return
+    now = utcnow()
+    rows = [{"handler": h, "event_id": e, "processed_at": now} for h, e in handled]
+    await session.execute(_CLAIM_RECORDED, rows)
+
+
 class DeadLetter(Base):
     """A job that failed for a reason retrying cannot fix (a bad payload, an illegal
     transition, a bug), parked with its event and error until someone retries it.

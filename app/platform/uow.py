@@ -55,7 +55,7 @@ from sqlalchemy.orm import Session
 
 from app.platform import metrics
 from app.platform.events import Event
-from app.platform.outbox import RECORDED, claim, take_recorded, write_recorded
+from app.platform.outbox import RECORDED, claim_recorded, take_recorded, write_recorded
 from app.platform.relay import Subscriber, Subscriptions
 
 #: fold the events one transaction recorded, in order, into the read models in that
@@ -224,10 +224,11 @@ async def _react(session: AsyncSession, here: Reactions) -> list[Event]:
         events += recorded
         for event in recorded:
             for reaction in (*reactions.get(event.type, ()), *here.get(event.type, ())):
-                # recorded in this transaction: no one else can have claimed it yet
-                await claim(session, reaction.handler, event.id)
                 await reaction.effect(session, event)
                 reacted.add((reaction.handler, event.id))
+    # recorded in this transaction, no one else can have claimed them: all their inbox
+    # rows in one statement, with the effects they stand for
+    await claim_recorded(session, reacted)
     return events
 
 

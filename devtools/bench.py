@@ -16,6 +16,7 @@ hands them to a worker (no charge, no projection).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import secrets
@@ -68,19 +69,36 @@ class Result:
 
 
 async def run_load(
-    operation: Operation, *, concurrency: int, warmup: float, duration: float
+    operation: Operation,
+    *,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    rate: float | None = None,
 ) -> Result:
     """Run ``operation`` back to back from ``concurrency`` tasks; measure after the warm-up.
+    With ``rate``, the operations start on a schedule instead, ``rate`` a second from
+    the first (an arrival rate: a shop that keeps up answers each before the next is due;
+    one that cannot falls behind the schedule, which ``Result.rate`` then shows).
 
     Only operations that start inside the window count; the rate divides them by the time
     from the window's start until the last of them finished.
     """
     result = Result()
-    measure_from = time.perf_counter() + warmup
+    began = time.perf_counter()
+    measure_from = began + warmup
     stop_at = measure_from + duration
+    slots = itertools.count()
 
     async def worker() -> None:
-        while (started := time.perf_counter()) < stop_at:
+        while True:
+            if rate is not None:
+                due = began + next(slots) / rate
+                if due >= stop_at:
+                    return
+                await asyncio.sleep(due - time.perf_counter())
+            if (started := time.perf_counter()) >= stop_at:
+                return
             try:
                 error = await operation()
             except Exception as exc:
@@ -180,8 +198,10 @@ async def bench_api(
     warmup: float,
     duration: float,
     placed: list[str],
+    rate: float | None = None,
 ) -> Result:
-    """``POST /api/orders`` back to back; every order placed (warm-up too) goes to ``placed``."""
+    """``POST /api/orders`` back to back, or ``rate`` a second; every order placed (warm-up
+    too) goes to ``placed``."""
 
     async def place_order() -> str | None:
         order_id, error = await place_one(client, customer, body)
@@ -189,7 +209,9 @@ async def bench_api(
             placed.append(order_id)
         return error
 
-    return await run_load(place_order, concurrency=concurrency, warmup=warmup, duration=duration)
+    return await run_load(
+        place_order, concurrency=concurrency, warmup=warmup, duration=duration, rate=rate
+    )
 
 
 def raw_lines(body: dict[str, Any]) -> list[dict[str, int]]:
@@ -380,6 +402,13 @@ def bench_command() -> click.Group:
         help="Seconds of idle CPU measured (taken out of the per-order cost).",
     )
     @click.option(
+        "--rate",
+        default=None,
+        type=click.FloatRange(0.1),
+        help="Place orders at this many a second (an arrival rate) instead of back to back,"
+        " and report whether the backlog grows.",
+    )
+    @click.option(
         "--sse-viewers",
         default=0,
         show_default=True,
@@ -418,6 +447,7 @@ def bench_command() -> click.Group:
         warmup: float,
         lone: int,
         idle: float,
+        rate: float | None,
         sse_viewers: int,
         sse_clients: int,
         sse_rate: float,
@@ -431,6 +461,7 @@ def bench_command() -> click.Group:
 
         options = Options(concurrency, duration, warmup, lone, idle, sse_viewers)
         options.sse_clients, options.sse_rate = sse_clients, sse_rate
+        options.rate = rate
         if sse_clients:
             from devtools.bench_sse import raise_fd_limit
 

@@ -72,6 +72,8 @@ class Options:
     #: customers each watching its own order on one web process, and order events per s
     sse_clients: int = 0
     sse_rate: float = 50.0
+    #: orders placed a second (an arrival rate) instead of back to back
+    rate: float | None = None
 
 
 @dataclass
@@ -328,9 +330,21 @@ async def load_phase(
     client_cpu = process_cpu_seconds()
     probe = SpeedProbe()
     began = time.perf_counter()
-    api = await bench_api(
-        client, customer, body, options.concurrency, options.warmup, options.duration, placed
-    )
+    watching = asyncio.create_task(_watch_backlog(pool, placed, began))
+    try:
+        api = await bench_api(
+            client,
+            customer,
+            body,
+            options.concurrency,
+            options.warmup,
+            options.duration,
+            placed,
+            options.rate,
+        )
+    finally:
+        watching.cancel()
+    backlog = await _settled(watching)
     placing_ended = time.perf_counter()
     ids = [uuid.UUID(i) for i in placed]
     paid = failed = 0
@@ -359,6 +373,8 @@ async def load_phase(
         "seconds": round(done - began, 2),
         "orders_per_s_through_payment": round(paid / (done - began), 2) if ids else 0.0,
         "drain_after_placement_s": round(done - placing_ended, 2),
+        "arrival_rate": options.rate,
+        "backlog": backlog_figures(backlog, options.warmup),
         "bench_client_cpu_ms_per_order": round(client_ms / max(1, len(ids)), 2),
         "work_per_order": per_unit(
             work_before, work_after, work_idle, work_seconds, work.own, len(ids)
@@ -366,6 +382,48 @@ async def load_phase(
         "speed_probe": speed,
     }
     return api, pipeline, gross
+
+
+#: seconds between two looks at the backlog while orders are being placed
+BACKLOG_EVERY = 0.5
+
+
+async def _watch_backlog(pool: Any, placed: list[str], began: float) -> list[tuple[float, int]]:
+    """(seconds since placing began, orders placed and not yet paid with their delivery)
+    every ``BACKLOG_EVERY`` seconds, until cancelled."""
+    samples: list[tuple[float, int]] = []
+    with contextlib.suppress(asyncio.CancelledError):
+        while True:
+            await asyncio.sleep(BACKLOG_EVERY)
+            ids = [uuid.UUID(i) for i in list(placed)]
+            row = await pool.fetchrow(DONE_COUNT, ids, list(PAID), list(FAILED))
+            left = len(ids) - int(row["paid"]) - int(row["failed"])
+            samples.append((time.perf_counter() - began, left))
+    return samples
+
+
+async def _settled(task: asyncio.Task[list[tuple[float, int]]]) -> list[tuple[float, int]]:
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return []
+
+
+def backlog_figures(samples: list[tuple[float, int]], warmup: float) -> dict[str, float]:
+    """The backlog while placing: its largest and last size, and how fast it grew over
+    the measured window (least squares, orders a second; about 0 when the shop keeps up)."""
+    window = [(t, n) for t, n in samples if t >= warmup] or samples
+    if len(window) < 2:
+        return {}
+    mean_t = sum(t for t, _ in window) / len(window)
+    mean_n = sum(n for _, n in window) / len(window)
+    spread = sum((t - mean_t) ** 2 for t, _ in window)
+    slope = sum((t - mean_t) * (n - mean_n) for t, n in window) / spread if spread else 0.0
+    return {
+        "max": max(n for _, n in window),
+        "last": window[-1][1],
+        "growth_per_s": round(slope, 2),
+    }
 
 
 async def run(shop: Shop, options: Options) -> Report:
@@ -489,6 +547,17 @@ def table(report: Report, options: Options) -> str:
             f"backlog drained {pipe['drain_after_placement_s']} s after placing stopped "
             "(target: >= 100/s)",
         ]
+        if backlog := pipe.get("backlog"):
+            arrivals = (
+                f"{pipe['arrival_rate']:g} orders a second arrive"
+                if pipe.get("arrival_rate")
+                else "placing back to back"
+            )
+            lines.append(
+                f"  backlog while {arrivals}: at most {backlog['max']}, {backlog['last']} at "
+                f"the end, growing {backlog['growth_per_s']:+.1f} orders/s "
+                "(target: no backlog growing)"
+            )
     if work := pipe.get("work_per_order"):
         lines.append(
             "  per order: "

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from sqlalchemy import select
@@ -29,7 +27,6 @@ from app.platform.events import Event
 from app.platform.outbox import InboxRow, PipelineAction
 from app.platform.partner_http import partner_client
 from app.platform.reconciler import reconcile_batch
-from app.platform.redis import create_job_pool
 from app.platform.relay import drain, enqueue
 from app.platform.settings import get_settings
 from app.subscriptions import (
@@ -44,13 +41,6 @@ from workers.context import courier_context, follow_up
 
 Factory = async_sessionmaker[AsyncSession]
 DEAD_PARTNER = "http://127.0.0.1:9"
-
-
-@pytest.fixture
-async def jobs() -> AsyncIterator[ArqRedis]:
-    pool = await create_job_pool(get_settings())
-    yield pool
-    await pool.aclose()
 
 
 def _payment_worker(ctx: dict[str, Any], gateway: HttpCourierGateway) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from app.platform.db import create_session_factory
 from app.platform.events import Event
 from app.platform.outbox import InboxRow
 from app.platform.partner_http import partner_client
-from app.platform.redis import create_job_pool
 from app.platform.settings import get_settings
 from app.subscriptions import REACTIONS, SUBSCRIPTIONS
 from tests.support.inproc import as_in_the_web, events_of, place
@@ -37,13 +36,6 @@ from workers.context import courier_context, follow_up, ready_with_capture
 
 Factory = async_sessionmaker[AsyncSession]
 DEAD_PARTNER = "http://127.0.0.1:9"
-
-
-@pytest.fixture
-async def jobs() -> AsyncIterator[ArqRedis]:
-    pool = await create_job_pool(get_settings())
-    yield pool
-    await pool.aclose()
 
 
 @pytest.fixture

@@ -186,6 +186,7 @@ async def _relay() -> None:
                 stop,
                 linger=settings.worker.relay_linger,
                 heartbeat=heartbeat,
+                follow_up_after=settings.pipeline.follow_up_seconds,
             ),
             run_reconciler(
                 session_factory,

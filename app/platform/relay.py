@@ -19,6 +19,7 @@ import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import asyncpg
@@ -160,12 +161,18 @@ async def relay_batch(
     subscriptions: Subscriptions,
     *,
     limit: int = BATCH,
+    follow_up_after: float | None = None,
 ) -> int:
     """Publish up to ``limit`` unpublished events; return how many were published.
 
     One statement takes the oldest unpublished rows (``FOR UPDATE SKIP LOCKED``), marks
     them published (and finished, for an event nobody subscribes to) and returns them;
-    the jobs go to Redis before the commit, so if Redis is away the rows wait."""
+    the jobs go to Redis before the commit, so if Redis is away the rows wait.
+
+    A follow-up the row names (``app.platform.uow.FollowUp``) is left to the process that
+    recorded the event, for ``follow_up_after`` seconds after it happened; a row older than
+    that (published again: a replay, a restored backup) gets its job like any other, as
+    the reconciler would give it (a replay resets the time the reconciler counts from)."""
     routed = tuple(event_type for event_type, subscribers in subscriptions.items() if subscribers)
     async with session_factory() as session, session.begin():
         now = utcnow()
@@ -176,7 +183,7 @@ async def relay_batch(
         handed: list[tuple[dict[str, Any], Subscriber]] = []
         for row in rows:
             arg = Event(**{name: getattr(row, name) for name in _EVENT_FIELDS}).to_job_arg()
-            left = {*(row.handled or ()), *(row.follow_ups or ())}  # done, or being done
+            left = {*(row.handled or ()), *_being_followed_up(row, now, follow_up_after)}
             subscribers = [s for s in subscriptions.get(row.type, ()) if s.task not in left]
             handed += [(arg, sub) for sub in subscribers]
             log.info(
@@ -190,17 +197,28 @@ async def relay_batch(
     return len(rows)
 
 
+def _being_followed_up(row: Any, now: datetime, follow_up_after: float | None) -> Sequence[str]:
+    """The row's follow-ups its recording process may still be doing."""
+    if follow_up_after is not None and row.occurred_at < now - timedelta(seconds=follow_up_after):
+        return ()
+    return row.follow_ups or ()
+
+
 async def drain(
     session_factory: async_sessionmaker[AsyncSession],
     jobs: ArqRedis,
     subscriptions: Subscriptions,
     stop: asyncio.Event | None = None,
+    *,
+    follow_up_after: float | None = None,
 ) -> int:
     """Publish batches until none is left, or until ``stop`` is set: a shutdown ends the
     relay between two batches, never inside one (a batch is one transaction)."""
     total = 0
     while not (stop and stop.is_set()):
-        published = await relay_batch(session_factory, jobs, subscriptions)
+        published = await relay_batch(
+            session_factory, jobs, subscriptions, follow_up_after=follow_up_after
+        )
         total += published
         if published < BATCH:
             # nothing more to read now: what commits later sends its own NOTIFY, which
@@ -219,6 +237,7 @@ async def run_relay(
     poll_seconds: float = 2.0,
     linger: float = 0.0,
     heartbeat: Heartbeat | None = None,
+    follow_up_after: float | None = None,
 ) -> None:
     """Relay until ``stop`` is set, surviving PostgreSQL and Redis outages.
 
@@ -235,7 +254,7 @@ async def run_relay(
                 listener = await asyncpg.connect(dsn)
                 await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
             wake.clear()
-            await drain(session_factory, jobs, subscriptions, stop)
+            await drain(session_factory, jobs, subscriptions, stop, follow_up_after=follow_up_after)
             backoff = 0.2
             if heartbeat:
                 heartbeat.set(OK)

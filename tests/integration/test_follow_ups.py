@@ -12,7 +12,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.breakers import COURIER
@@ -24,10 +24,10 @@ from app.platform import metrics, uow
 from app.platform.breaker import BreakerPolicy, CircuitBreaker
 from app.platform.db import create_session_factory
 from app.platform.events import Event
-from app.platform.outbox import InboxRow, PipelineAction
+from app.platform.outbox import InboxRow, OutboxRow, PipelineAction
 from app.platform.partner_http import partner_client
 from app.platform.reconciler import reconcile_batch
-from app.platform.relay import drain, enqueue
+from app.platform.relay import drain, enqueue, relay_batch
 from app.platform.settings import get_settings
 from app.subscriptions import (
     CAPTURE_PAYMENT,
@@ -265,3 +265,32 @@ async def test_a_placed_order_redis_refused_is_handed_over_by_the_reconciler(
     )
     assert placed.id in passed.checked and passed.requeued == 1
     assert job in await _queued(jobs, CAPTURE_PAYMENT.queue)
+
+
+async def test_a_replayed_row_gets_its_follow_up_from_the_relay_once_it_had_its_time(
+    ctx: dict[str, Any], jobs: ArqRedis
+) -> None:
+    """A replay (a restored backup, an operator) marks rows unpublished again. The relay
+    leaves a follow-up out while the recording process may still be doing it, and hands
+    it over like any job once ``EVENT_FOLLOW_UP_SECONDS`` have passed since the event: a
+    replay every few seconds would otherwise keep resetting the reconciler's clock."""
+
+    async def redis_away(arg: dict[str, Any], sub: object) -> None:
+        raise ConnectionError("Redis is away")
+
+    factory = _web(ctx, redis_away)  # the web's enqueue never reached Redis
+    order_id = await place(factory)
+    [placed] = await events_of(factory, order_id, "OrderPlaced")
+    job = f"{placed.id}:{payment_tasks.CAPTURE}"
+
+    async def replay() -> None:
+        async with factory() as session, session.begin():
+            unpublished = update(OutboxRow).where(OutboxRow.id == placed.id)
+            await session.execute(unpublished.values(published_at=None))
+
+    await replay()
+    await relay_batch(factory, jobs, SUBSCRIPTIONS, follow_up_after=3600.0)
+    assert job not in await _queued(jobs, CAPTURE_PAYMENT.queue), "its process may be on it"
+    await replay()
+    await relay_batch(factory, jobs, SUBSCRIPTIONS, follow_up_after=0.0)
+    assert job in await _queued(jobs, CAPTURE_PAYMENT.queue), "had its time: a job now"

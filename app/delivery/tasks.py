@@ -120,6 +120,13 @@ async def book_rider_with_capture(ctx: CourierContext, placed: Event) -> uow.Pre
     async def undo() -> bool:
         if made:
             return False
+        # not made here: a copy of the job may have saved the ticket with this very rider
+        # (the same key books the same pickup), which the database says, not this process
+        async with read_only(ctx["session_factory"]) as session:
+            ticket = await service.delivery_for_order(session, order.order_id)
+        kept = ticket is not None and ticket.partner_ref == partner_ref
+        if kept and ticket is not None and ticket.status != DeliveryStatus.cancelled:
+            return False
         await withdraw(ctx, delivery_id, partner_ref)
         return True
 
@@ -127,10 +134,16 @@ async def book_rider_with_capture(ctx: CourierContext, placed: Event) -> uow.Pre
 
 
 async def release_rider_of_unpaid(ctx: CourierContext, placed: Event) -> None:
-    """An order that will never be paid (cancelled before its capture was recorded): a
-    rider that a try of the capture booked for it (``book_rider_with_capture``) before it
-    died is released. Nothing was booked: nothing to do."""
-    delivery_id = service.delivery_id_for(placed.as_(OrderPlaced).order_id)
+    """An order cancelled before it was paid (its ticket a cancel's tombstone): a rider
+    that a try of the capture booked for it (``book_rider_with_capture``) and could not
+    release is released now. Anything else has nothing to release: a live ticket keeps
+    its rider, and with no ticket at all the capture may still record the order paid."""
+    order_id = placed.as_(OrderPlaced).order_id
+    async with read_only(ctx["session_factory"]) as session:
+        ticket = await service.delivery_for_order(session, order_id)
+    if ticket is None or ticket.status != DeliveryStatus.cancelled:
+        return
+    delivery_id = service.delivery_id_for(order_id)
     key = _pickup_key(delivery_id)
     found = await _partner(ctx, lambda gateway: gateway.find_pickup(idempotency_key=key))
     if found is not None and found.status in OPEN_PICKUP_STATUSES:

@@ -8,7 +8,6 @@ and the inbox / status checks make recording it happen once.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict, TypeVar
@@ -36,7 +35,6 @@ from app.platform.i18n import N_
 from app.platform.worker import WorkerContext
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 class WithCapture(TypedDict, total=False):
@@ -86,9 +84,14 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     payment_id, payment_method = payment.id, payment.payment_method
     key = f"{payment_id}:capture"
     if service.voided_uncharged(payment):
-        # voided as uncharged: a duplicate or retried job checks no charge slipped through
-        return await _void_late_charge(ctx, payment_id, key)
+        # voided as uncharged: a duplicate or retried job checks no charge slipped through,
+        # and no rider either
+        late = await _void_late_charge(ctx, payment_id, key)
+        await _release_unpaid(ctx, event)
+        return late
     if payment.status != PaymentStatus.pending:
+        # recorded by a try that then could not release a rider it booked: that, now
+        await _release_unpaid(ctx, event)
         return "skipped"
     if payment.cancel_requested:
         return await _settle_cancelled(ctx, event, payment_id, key)
@@ -127,8 +130,10 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     # uncharged meanwhile; None when a copy recorded first (read what it left)
     voided = await answer_once(ctx["session_factory"], CAPTURE, event, record)
     rider = ""
-    if prepared is not None and voided is not None and not await _undo(prepared):
-        rider = ", rider booked"  # nothing to give back: the ticket is saved with it
+    # a rider booked for an order not made paid is withdrawn; if the partner is away, the
+    # job is retried, and the retry (the payment settled) releases it (``_release_unpaid``)
+    if prepared is not None and not await prepared.undo():
+        rider = ", rider booked"  # nothing to give back: a ticket is saved with it
     if outcome.captured:
         if voided is None:
             async with read_only(ctx["session_factory"]) as session:
@@ -139,28 +144,15 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     return f"captured{rider}" if outcome.captured else "failed"
 
 
-async def _undo(prepared: uow.Prepared) -> bool:
-    """Give back what was readied, if the capture did not make the order paid; True when
-    there was something to give back. A failure is logged, not retried (the capture has
-    committed: a retry would find it done)."""
-    try:
-        return await prepared.undo()
-    except Exception as exc:  # arq's Retry included: the partner away
-        log.warning("what was readied for an unpaid order was not given back: %r", exc)
-        return True
-
-
 async def _settle_cancelled(
     ctx: PaymentContext, event: Event, payment_id: uuid.UUID, key: str
 ) -> str:
     """The order was cancelled before we recorded a charge. An earlier try may still have
     charged the card (it died before recording): ask the provider by idempotency key.
     Charged: record the capture, and the ``OrderCancelled`` void job gives the money back.
-    Not charged: void without the provider (no money moved). An earlier try may also
-    have booked the rider before dying (``prepare_paid``): released."""
-    release = ctx.get("release_unpaid")
-    if release is not None and ctx.get("job_try", 1) > 1:
-        await release(event)
+    Not charged: void without the provider (no money moved). An earlier try, or a copy
+    of this job, may also have booked the rider before dying (``prepare_paid``): released
+    once the payment is settled (``_release_unpaid``)."""
     found = await _provider(ctx, lambda provider: provider.find_charge(idempotency_key=key))
     if found is not None and found.captured:
 
@@ -168,10 +160,22 @@ async def _settle_cancelled(
             await service.record_charge_outcome(session, payment_id, found, cause)
 
         await handle_once(ctx["session_factory"], CAPTURE, event, record)
-        return "captured before the cancel; the void follows"
-    async with uow.transaction(ctx["session_factory"]) as session:
-        await service.void_uncharged(session, payment_id, event)
-    return "voided"
+        settled = "captured before the cancel; the void follows"
+    else:
+        async with uow.transaction(ctx["session_factory"]) as session:
+            await service.void_uncharged(session, payment_id, event)
+        settled = "voided"
+    await _release_unpaid(ctx, event)
+    return settled
+
+
+async def _release_unpaid(ctx: PaymentContext, event: Event) -> None:
+    """A rider booked for an order cancelled before it was paid is released, once the
+    payment is settled: a courier partner away then retries the job, whose next try finds
+    the payment settled and only releases (the money never waits for the courier)."""
+    release = ctx.get("release_unpaid")
+    if release is not None:
+        await release(event)
 
 
 async def _void_late_charge(ctx: PaymentContext, payment_id: uuid.UUID, key: str) -> str:

@@ -53,7 +53,11 @@ def arq_redis_settings(settings: Settings) -> RedisSettings:
 def create_job_client(settings: Settings) -> ArqRedis:
     """arq's client for enqueuing from a process that is no relay (a worker handing over a
     follow-up: ``app.platform.uow.FollowUp``); it connects on first use."""
-    pool = ConnectionPool.from_url(settings.redis.queue_url)
+    # bounded: the web awaits its enqueue after the placement committed, and a Redis that
+    # hangs must not hang the customer's answer (the reconciler hands the job over)
+    pool = ConnectionPool.from_url(
+        settings.redis.queue_url, socket_timeout=5.0, socket_connect_timeout=2.0
+    )
     return ArqRedis(pool, job_serializer=dumps_job, job_deserializer=loads_job)
 
 

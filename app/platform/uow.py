@@ -97,7 +97,8 @@ class Prepared:
 
     ``undo`` gives back what was readied when its reaction did not run after all (the
     event was not recorded: the order was cancelled meanwhile); it knows whether it ran,
-    and answers True when there was something to give back.
+    answers True when there was something to give back, and raises when it could not
+    (the job is retried).
     """
 
     reactions: Reactions

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from arq import Retry
 from arq.connections import ArqRedis
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -155,6 +156,38 @@ async def test_an_order_cancelled_while_its_card_was_charged_gets_no_rider(
     assert await _pickup_status(gateway, order_id) == "cancelled", "the rider released"
 
 
+async def test_a_rider_the_partner_would_not_release_is_released_by_the_retry(
+    ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
+) -> None:
+    """The order was cancelled while its card was charged, and the partner went away
+    right after booking the rider: the capture commits (the money is settled by the void
+    job), the job is retried, and the retry releases the rider once the partner is back."""
+    worker = _payment_worker(ctx, gateway, jobs)
+    factory = worker["session_factory"]
+    customer_id = uuid.uuid4()
+    order_id = await place(factory, customer_id=customer_id)
+    book: Callable[[Event], Awaitable[uow.Prepared | None]] = worker["prepare_paid"]
+    settings = get_settings()
+    dead = HttpCourierGateway(partner_client(DEAD_PARTNER, settings.partners.timeout_seconds))
+
+    async def book_cancel_and_lose_the_partner(event: Event) -> uow.Prepared | None:
+        prepared = await book(event)
+        async with factory() as session:
+            await ordering.cancel_order(session, order_id, customer_id)
+        worker["courier_gateway"] = dead
+        return prepared
+
+    worker["prepare_paid"] = book_cancel_and_lose_the_partner
+    async with dead:
+        with pytest.raises(Retry):
+            await _capture(worker, order_id)
+    assert await _pickup_status(gateway, order_id) == "requested", "not released yet"
+
+    worker["courier_gateway"] = gateway
+    assert await _capture(worker, order_id) == "skipped", "the payment was settled"
+    assert await _pickup_status(gateway, order_id) == "cancelled"
+
+
 async def test_a_retried_capture_releases_the_rider_a_dead_try_booked_for_a_cancelled_order(
     ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
 ) -> None:
@@ -170,10 +203,34 @@ async def test_a_retried_capture_releases_the_rider_a_dead_try_booked_for_a_canc
     async with factory() as session:
         await ordering.cancel_order(session, order_id, customer_id)
 
-    worker["job_try"] = 2
-    assert await _capture(worker, order_id) == "voided"
+    assert await _capture(worker, order_id) == "voided"  # a first try of a copy, too
 
     assert await _pickup_status(gateway, order_id) == "cancelled"
+
+
+async def test_a_copy_that_recorded_first_keeps_the_rider_they_both_booked(
+    ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
+) -> None:
+    """Two copies of the capture job (a redelivery): both charge and book, under the same
+    keys, the same charge and the same rider. The copy that records second finds the
+    ticket saved with that rider and leaves it booked."""
+    worker = _payment_worker(ctx, gateway, jobs)
+    factory = worker["session_factory"]
+    order_id = await place(factory)
+    copy = dict(worker)
+    book: Callable[[Event], Awaitable[uow.Prepared | None]] = worker["prepare_paid"]
+
+    async def book_then_the_copy_records(event: Event) -> uow.Prepared | None:
+        prepared = await book(event)
+        assert await _capture(copy, order_id) == "captured, rider booked"
+        return prepared
+
+    worker["prepare_paid"] = book_then_the_copy_records
+    assert await _capture(worker, order_id) == "captured, rider booked"
+
+    delivery = await _delivery(factory, order_id)
+    assert delivery is not None and delivery.status == DeliveryStatus.queued
+    assert await _pickup_status(gateway, order_id) == "requested", "the rider still comes"
 
 
 async def test_a_partner_away_at_the_charge_leaves_the_ticket_to_the_delivery_job(

@@ -128,8 +128,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         # reactions in the recording transaction, and what they leave the relay (app.subscriptions)
         react_in_transaction(app.state.session_factory, REACTIONS, SUBSCRIPTIONS)
         # the placed order goes to the payment worker's queue right after its commit
-        jobs = create_job_client(settings) if settings.pipeline.follow_ups else None
-        if jobs is not None:
+        jobs = create_job_client(settings)
+        if settings.pipeline.follow_ups:
             hand_over = functools.partial(enqueue, jobs)
             follow_up_after_commit(app.state.session_factory, enqueued_after_commit(), hand_over)
         app.state.broadcaster = Broadcaster(app.state.redis)
@@ -144,8 +144,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await app.state.payment_provider.aclose()
             await app.state.broadcaster.stop()
             await app.state.engine.dispose()
-            if jobs is not None:
-                await jobs.aclose()
+            await jobs.aclose()
             for client in _distinct(app.state.redis, app.state.state_redis, app.state.queue_redis):
                 await client.aclose()
 

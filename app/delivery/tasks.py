@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import service
 from app.delivery.events import DeliveryChanged
-from app.delivery.gateway import OPEN_PICKUP_STATUSES, CourierGateway, CourierRejected
+from app.delivery.gateway import (
+    OPEN_PICKUP_STATUSES,
+    CourierGateway,
+    CourierRejected,
+    PickupOutcome,
+)
 from app.delivery.models import CourierStatus, Delivery, DeliveryStatus, ReturnPickupState
 from app.ordering.events import OrderPaid, OrderPlaced
 from app.platform import uow
@@ -124,8 +129,7 @@ async def book_rider_with_capture(ctx: CourierContext, placed: Event) -> uow.Pre
         # (the same key books the same pickup), which the database says, not this process
         async with read_only(ctx["session_factory"]) as session:
             ticket = await service.delivery_for_order(session, order.order_id)
-        kept = ticket is not None and ticket.partner_ref == partner_ref
-        if kept and ticket is not None and ticket.status != DeliveryStatus.cancelled:
+        if _holds(ticket, partner_ref):
             return False
         await withdraw(ctx, delivery_id, partner_ref)
         return True
@@ -144,10 +148,18 @@ async def release_rider_of_unpaid(ctx: CourierContext, placed: Event) -> None:
     if ticket is None or ticket.status != DeliveryStatus.cancelled:
         return
     delivery_id = service.delivery_id_for(order_id)
-    key = _pickup_key(delivery_id)
-    found = await _partner(ctx, lambda gateway: gateway.find_pickup(idempotency_key=key))
+    found = await _pickup_under_key(ctx, delivery_id)
     if found is not None and found.status in OPEN_PICKUP_STATUSES:
         await withdraw(ctx, delivery_id, found.partner_ref)
+
+
+def _holds(ticket: Delivery | None, partner_ref: str) -> bool:
+    """Whether ``ticket`` is a live ticket waiting for the rider ``partner_ref``."""
+    return (
+        ticket is not None
+        and ticket.partner_ref == partner_ref
+        and ticket.status != DeliveryStatus.cancelled
+    )
 
 
 async def _ticket_with_pickup(ctx: CourierContext, event: Event, partner_ref: str) -> bool:
@@ -262,14 +274,21 @@ async def _booked_pickup(ctx: CourierContext, delivery_id: uuid.UUID, cause: Eve
     of ``request_courier`` can die after the partner booked the rider and before we
     stored the pickup id. Found: recorded now (so its webhooks find the delivery), and
     its id returned for withdrawing; None: the partner never booked one."""
-    key = _pickup_key(delivery_id)
-    found = await _partner(ctx, lambda gateway: gateway.find_pickup(idempotency_key=key))
+    found = await _pickup_under_key(ctx, delivery_id)
     if found is None:
         return None
     async with uow.transaction(ctx["session_factory"]) as session:
         await service.record_pickup_requested(session, delivery_id, found.partner_ref, cause)
-    log.warning("pickup %s of delivery %s was booked but never recorded", key, delivery_id)
+    log.warning(
+        "pickup %s of delivery %s was booked but never recorded", found.partner_ref, delivery_id
+    )
     return found.partner_ref
+
+
+async def _pickup_under_key(ctx: CourierContext, delivery_id: uuid.UUID) -> PickupOutcome | None:
+    """The pickup the partner booked for the delivery's key, as it is now (None: none)."""
+    key = _pickup_key(delivery_id)
+    return await _partner(ctx, lambda gateway: gateway.find_pickup(idempotency_key=key))
 
 
 async def withdraw(

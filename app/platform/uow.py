@@ -44,6 +44,7 @@ Controllers never commit; they call a use case, and the use case ends here.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -218,7 +219,7 @@ async def _react(session: AsyncSession, here: Reactions) -> list[Event]:
     recorded, and to what they record, until nothing new is recorded; every event, in
     the order recorded."""
     reactions: Reactions = session.info.get(REACT) or {}
-    reacted: set[tuple[str, Any]] = set()
+    reacted: set[tuple[str, uuid.UUID]] = set()
     session.info[REACTED] = reacted
     events: list[Event] = []
     while recorded := take_recorded(session):
@@ -265,7 +266,7 @@ async def _follow_up(session: AsyncSession, events: list[Event]) -> None:
     if installed is None:
         return
     follow_ups, hand_over = installed
-    reacted: set[tuple[str, Any]] = session.info.get(REACTED) or set()
+    reacted: set[tuple[str, uuid.UUID]] = session.info.get(REACTED) or set()
     for event in events:
         for follow_up in follow_ups.get(event.type, ()):
             if (follow_up.subscriber.task, event.id) not in reacted:
@@ -276,13 +277,14 @@ async def _run_follow_up(follow_up: FollowUp, hand_over: HandOver, event: Event)
     """Run one follow-up; what it did not finish goes to its job, now. Nothing here fails
     the unit of work, which has committed: at worst the reconciler hands it over later."""
     task = follow_up.subscriber.task
-    context = {"correlation_id": event.correlation_id, "event_id": str(event.id)}
     why = None  # no work of its own: handed over at once
     if follow_up.run is not None:
         try:
             if await follow_up.run(event):
                 metrics.FOLLOW_UPS.labels(task, "done").inc()
-                log.info("followed up %s for %s %s", task, event.type, event.id, extra=context)
+                log.info(
+                    "followed up %s for %s %s", task, event.type, event.id, extra=_context(event)
+                )
                 return
             why = "a case its job handles"
         except Exception as exc:  # arq's Retry included: a partner away, a breaker open
@@ -298,7 +300,7 @@ async def _run_follow_up(follow_up: FollowUp, hand_over: HandOver, event: Event)
             event.id,
             why or "to be handed over",
             exc,
-            extra=context,
+            extra=_context(event),
         )
         return
     if why is None:
@@ -306,8 +308,18 @@ async def _run_follow_up(follow_up: FollowUp, hand_over: HandOver, event: Event)
         return
     metrics.FOLLOW_UPS.labels(task, "handed_over").inc()
     log.info(
-        "%s for %s %s handed to its queue (%s)", task, event.type, event.id, why, extra=context
+        "%s for %s %s handed to its queue (%s)",
+        task,
+        event.type,
+        event.id,
+        why,
+        extra=_context(event),
     )
+
+
+def _context(event: Event) -> dict[str, str]:
+    """The log fields that tie a line to its order and event (built only to log)."""
+    return {"correlation_id": event.correlation_id, "event_id": str(event.id)}
 
 
 async def _tell(session: AsyncSession, events: list[Event], told: list[tuple[str, str]]) -> None:

@@ -52,7 +52,7 @@ FollowUpWork = Callable[[Any, Event], Awaitable[bool]]
 #: readying a reaction to an event about to be recorded, given the ``ctx`` of the worker
 #: that records it and the event its job handles; and giving back what a try readied
 PrepareWork = Callable[[Any, Event], Awaitable[Prepared | None]]
-ReleaseWork = Callable[[Any, Event], Awaitable[None]]
+ReleaseWork = Callable[[Any, Event], Awaitable[bool]]
 
 CREATE_DELIVERY = Subscriber("delivery", delivery.CREATE)
 CAPTURE_PAYMENT = Subscriber("payment", payment.CAPTURE)

@@ -105,10 +105,12 @@ async def book_rider_with_capture(ctx: CourierContext, placed: Event) -> uow.Pre
     projection and a publish per order fewer than the follow-up after its commit.
 
     The pickup is keyed by the delivery's id, as every other course asks for it, so a
-    retry of a capture that died before recording finds the same rider. If the order is
-    not made paid in that transaction after all (cancelled meanwhile), ``undo`` releases
-    the rider. None when the partner cannot be asked now: the follow-up after the commit
-    (and then the delivery job) asks again."""
+    retry of a capture that died before recording finds the same rider, and so does the
+    delivery job when a copy of the capture recorded first without one (its partner was
+    away): the order is paid, and that job saves the ticket with this very rider. Only an
+    order cancelled before it was paid gives the rider back (``undo``, as
+    ``release_rider_of_unpaid``). None when the partner cannot be asked now: the
+    follow-up after the commit (and then the delivery job) asks again."""
     order = placed.as_(OrderPlaced)
     delivery_id = service.delivery_id_for(order.order_id)
     try:
@@ -123,43 +125,29 @@ async def book_rider_with_capture(ctx: CourierContext, placed: Event) -> uow.Pre
         made = await service.create_for_paid_order(session, paid, partner_ref) is not None
 
     async def undo() -> bool:
-        if made:
-            return False
-        # not made here: a copy of the job may have saved the ticket with this very rider
-        # (the same key books the same pickup), which the database says, not this process
-        async with read_only(ctx["session_factory"]) as session:
-            ticket = await service.delivery_for_order(session, order.order_id)
-        if _holds(ticket, partner_ref):
-            return False
-        await withdraw(ctx, delivery_id, partner_ref)
-        return True
+        return not made and await release_rider_of_unpaid(ctx, placed)
 
     return uow.Prepared({OrderPaid.TYPE: [uow.Reaction(CREATE, ticket)]}, undo)
 
 
-async def release_rider_of_unpaid(ctx: CourierContext, placed: Event) -> None:
+async def release_rider_of_unpaid(ctx: CourierContext, placed: Event) -> bool:
     """An order cancelled before it was paid (its ticket a cancel's tombstone): a rider
-    that a try of the capture booked for it (``book_rider_with_capture``) and could not
-    release is released now. Anything else has nothing to release: a live ticket keeps
-    its rider, and with no ticket at all the capture may still record the order paid."""
+    that a try of the capture booked for it (``book_rider_with_capture``) is released,
+    True. Anything else keeps it: a live ticket holds it, and with no ticket at all the
+    order was made paid (a cancel always leaves a ticket or its tombstone), so the
+    delivery job saves the ticket with it, or the capture may still record the order
+    paid. The partner away raises: the payment job is retried, and asks again."""
     order_id = placed.as_(OrderPlaced).order_id
     async with read_only(ctx["session_factory"]) as session:
         ticket = await service.delivery_for_order(session, order_id)
     if ticket is None or ticket.status != DeliveryStatus.cancelled:
-        return
+        return False
     delivery_id = service.delivery_id_for(order_id)
     found = await _pickup_under_key(ctx, delivery_id)
-    if found is not None and found.status in OPEN_PICKUP_STATUSES:
-        await withdraw(ctx, delivery_id, found.partner_ref)
-
-
-def _holds(ticket: Delivery | None, partner_ref: str) -> bool:
-    """Whether ``ticket`` is a live ticket waiting for the rider ``partner_ref``."""
-    return (
-        ticket is not None
-        and ticket.partner_ref == partner_ref
-        and ticket.status != DeliveryStatus.cancelled
-    )
+    if found is None or found.status not in OPEN_PICKUP_STATUSES:
+        return False
+    await withdraw(ctx, delivery_id, found.partner_ref)
+    return True
 
 
 async def _ticket_with_pickup(ctx: CourierContext, event: Event, partner_ref: str) -> bool:

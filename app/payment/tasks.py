@@ -48,7 +48,7 @@ class WithCapture(TypedDict, total=False):
     prepare_paid: Callable[[Event], Awaitable[uow.Prepared | None]]
     #: gives back what a try that died before recording readied, for an order that will
     #: never be paid (cancelled first)
-    release_unpaid: Callable[[Event], Awaitable[None]]
+    release_unpaid: Callable[[Event], Awaitable[bool]]
 
 
 class PaymentContext(WorkerContext, WithCapture):
@@ -130,10 +130,12 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     # uncharged meanwhile; None when a copy recorded first (read what it left)
     voided = await answer_once(ctx["session_factory"], CAPTURE, event, record)
     rider = ""
-    # a rider booked for an order not made paid is withdrawn; if the partner is away, the
-    # job is retried, and the retry (the payment settled) releases it (``_release_unpaid``)
+    # a rider booked for an order cancelled before it was paid is withdrawn; if the partner
+    # is away, the job is retried, and the retry (the payment settled) releases it
+    # (``_release_unpaid``). A paid order keeps it: its ticket is saved with it here, or,
+    # when a copy recorded first without one, by the delivery job under the same key.
     if prepared is not None and not await prepared.undo():
-        rider = ", rider booked"  # nothing to give back: a ticket is saved with it
+        rider = ", rider booked"
     if outcome.captured:
         if voided is None:
             async with read_only(ctx["session_factory"]) as session:

@@ -96,10 +96,11 @@ class Prepared:
     transaction that records the event (``react_here``) instead of following up after
     its commit: a transaction, a projection and a publish fewer.
 
-    ``undo`` gives back what was readied when its reaction did not run after all (the
-    event was not recorded: the order was cancelled meanwhile); it knows whether it ran,
-    answers True when there was something to give back, and raises when it could not
-    (the job is retried).
+    ``undo`` is called after the commit: it gives back what was readied when the event
+    was not recorded after all (the order was cancelled meanwhile), and keeps it when
+    its reaction ran or the event was recorded by another transaction (a copy of the
+    job, whose subscriber then finds the same thing under the same key). It answers True
+    when it gave something back, and raises when it could not (the job is retried).
     """
 
     reactions: Reactions

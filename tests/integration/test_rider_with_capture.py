@@ -254,3 +254,41 @@ async def test_a_partner_away_at_the_charge_leaves_the_ticket_to_the_delivery_jo
     [paid] = await events_of(factory, order_id, "OrderPaid")
     queued = {job.job_id for job in await jobs.queued_jobs(queue_name="delivery")}
     assert f"{paid.id}:{delivery_tasks.CREATE}" in queued
+
+
+async def test_a_copy_that_recorded_first_without_a_rider_leaves_it_to_the_delivery_job(
+    ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
+) -> None:
+    """Two copies of the capture job: this one books the rider; the other could not reach
+    the partner and records first, leaving the ticket to the delivery job. The order is
+    paid, so the rider this copy booked is the one that job finds under the same key: it
+    is kept, not withdrawn (a withdrawn pickup would come back to the job cancelled, and
+    the kitchen's "ready" would be refused by the partner)."""
+    worker = _payment_worker(ctx, gateway, jobs)
+    factory = worker["session_factory"]
+    order_id = await place(factory)
+    copy = dict(worker)
+    book: Callable[[Event], Awaitable[uow.Prepared | None]] = worker["prepare_paid"]
+    settings = get_settings()
+    dead = HttpCourierGateway(partner_client(DEAD_PARTNER, settings.partners.timeout_seconds))
+
+    async def book_then_a_copy_records_without_the_partner(event: Event) -> uow.Prepared | None:
+        prepared = await book(event)
+        worker["courier_gateway"] = dead
+        assert await _capture(copy, order_id) == "captured"
+        worker["courier_gateway"] = gateway
+        return prepared
+
+    worker["prepare_paid"] = book_then_a_copy_records_without_the_partner
+    async with dead:
+        assert await _capture(worker, order_id) == "captured, rider booked"
+
+    assert await _order_status(factory, order_id) == OrderStatus.paid
+    assert await _delivery(factory, order_id) is None, "the ticket is the delivery job's"
+    assert await _pickup_status(gateway, order_id) == "requested", "the rider is kept"
+    [paid] = await events_of(factory, order_id, "OrderPaid")
+    assert await delivery_tasks.create(worker, paid.to_event().to_job_arg()) == "requested"
+    delivery = await _delivery(factory, order_id)
+    assert delivery is not None and delivery.status == DeliveryStatus.queued
+    assert delivery.partner_ref and delivery.courier_status == CourierStatus.requested
+    assert await _pickup_status(gateway, order_id) == "requested"

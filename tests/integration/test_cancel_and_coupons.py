@@ -176,19 +176,22 @@ async def test_a_cancel_racing_the_delivery_being_created_cancels_that_delivery(
         await creating.begin()
         await delivery.create_for_paid_order(creating, paid.to_event())  # not committed yet
 
+        creator = await creating.scalar(text("SELECT pg_backend_pid()"))
+        canceller: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
         async def cancel() -> None:
             async with session_factory() as session:
+                canceller.set_result(await session.scalar(text("SELECT pg_backend_pid()")))
                 await ordering.cancel_order(session, order_id, customer)
 
         cancelling = asyncio.ensure_future(cancel())
+        pid = await canceller
         async with session_factory() as watcher:
             for _ in range(200):  # until the cancel waits on the uncommitted ticket
-                waiting = await watcher.scalar(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database()"
-                    )
-                )
+                # this very cancel, blocked by this very transaction (not any lock wait in
+                # the database: another test's shop may share it)
+                blockers = await watcher.scalar(text("SELECT pg_blocking_pids(:pid)"), {"pid": pid})
+                waiting = creator in (blockers or [])
                 if waiting:
                     break
                 await asyncio.sleep(0.05)

@@ -607,4 +607,14 @@ def _check_pipeline(
             continue
         if scoped and not any(order_id in text for order_id in scope):
             continue  # another phase's letter: that phase reports it
-        report.add("dead-letter", "dead letter", text[:300])
+        report.add("dead-letter", "dead letter", _why(dict(row)) or text[:300])
+
+
+def _why(letter: dict[str, Any]) -> str:
+    """A dead letter told by its handler, event and error first (the event's payload is
+    long, and a report cut at 300 characters would lose the error, which says why)."""
+    named = {k: letter.get(k) for k in ("handler", "event_type", "event_id", "error_type")}
+    if letter.get("error") is None or named["handler"] is None:
+        return ""
+    error = str(letter["error"])[:300]
+    return " ".join(f"{k}={v}" for k, v in named.items() if v is not None) + f": {error}"

@@ -141,3 +141,23 @@ def test_a_poison_message_must_be_parked() -> None:
     poison = str(uuid.uuid4())
     report = check_world(declined_order(), expected_dead_letters={poison})
     assert "dead-letter" in report.by_rule()
+
+
+def test_a_dead_letter_is_reported_with_its_error_before_its_long_payload() -> None:
+    world = copy.deepcopy(declined_order())
+    world.dead_letters = [
+        {
+            "id": 1,
+            "handler": "delivery.notify_ready",
+            "event_id": uuid.uuid4(),
+            "event_type": "DeliveryAdvanced",
+            "event": {"correlationId": ORDER, "payload": {"items": ["x" * 50] * 20}},
+            "error_type": "CourierRejected",
+            "error": "cannot mark a cancelled pickup ready",
+        }
+    ]
+    [letter] = check_world(world, acknowledged={ORDER}).by_rule()["dead-letter"]
+    assert letter.detail.startswith("handler=delivery.notify_ready event_type=DeliveryAdvanced")
+    assert letter.detail.endswith(
+        "error_type=CourierRejected: cannot mark a cancelled pickup ready"
+    )

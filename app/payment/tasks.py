@@ -8,6 +8,7 @@ and the inbox / status checks make recording it happen once.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict, TypeVar
@@ -29,6 +30,7 @@ from app.platform.handlers import (
     call_partner,
     event_of,
     handle_once,
+    leave_unhandled,
     retry_delay,
 )
 from app.platform.i18n import N_
@@ -124,7 +126,11 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     async def record(session: AsyncSession, cause: Event) -> bool:
         if prepared is not None:
             uow.react_here(session, prepared.reactions)
-        return await service.record_charge_outcome(session, payment_id, outcome, cause)
+            uow.before_commit(session, functools.partial(_open_unless_paid, prepared, cause))
+        voided = await service.record_charge_outcome(session, payment_id, outcome, cause)
+        if voided:  # the charge just made is voided after the commit: until then, open
+            await leave_unhandled(session, CAPTURE, cause)
+        return voided
 
     # True when, under the payment's lock, a concurrent copy of this job had voided it as
     # uncharged meanwhile; None when a copy recorded first (read what it left)
@@ -144,6 +150,15 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
         if voided:
             return await _void_late_charge(ctx, payment_id, key)
     return f"captured{rider}" if outcome.captured else "failed"
+
+
+async def _open_unless_paid(prepared: uow.Prepared, cause: Event, session: AsyncSession) -> None:
+    """The capture's last step before its commit: if the order was not made paid (it was
+    cancelled meanwhile, so the rider booked with the charge did not get its ticket), the
+    job stays unhandled until the rider is released after the commit. Otherwise the
+    capture's inbox row goes in with it, as usual."""
+    if not uow.reacted_here(session, prepared.reactions):
+        await leave_unhandled(session, CAPTURE, cause)
 
 
 async def _settle_cancelled(

@@ -17,7 +17,7 @@ from app.platform import uow
 from app.platform.breaker import BreakerOpen, CircuitBreaker
 from app.platform.events import Event
 from app.platform.failures import BadPayload, Failure, classify
-from app.platform.outbox import claim
+from app.platform.outbox import claim, unclaim
 from app.platform.settings import get_settings
 from app.platform.worker import WorkerContext
 
@@ -71,8 +71,24 @@ async def _once(
             note_claimed(handler, event.id)  # a duplicate waits for the first to commit
             return False, None
         answer = await effect(session, event)
-    note_claimed(handler, event.id)
+    if not session.info.pop(_LEFT_UNHANDLED, False):
+        note_claimed(handler, event.id)
     return True, answer
+
+
+#: ``session.info``: ``leave_unhandled`` took the effect's inbox row back
+_LEFT_UNHANDLED = "handlers.left_unhandled"
+
+
+async def leave_unhandled(session: AsyncSession, handler: str, event: Event) -> None:
+    """From the effect of ``handle_once``/``answer_once`` (or a ``uow.before_commit``
+    step of its unit of work): commit the effect without the event's inbox row, because
+    the job has work left after the commit that must not be lost (a charge to give back,
+    a rider to release). ``run_job`` writes the row once the job has done it; a job that
+    dies first is run again (its retry, or the reconciler's re-enqueue if Redis lost it),
+    and finds the effect already recorded."""
+    await unclaim(session, handler, event.id)
+    session.info[_LEFT_UNHANDLED] = True
 
 
 def retry_delay(job_try: int) -> float:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, insert
@@ -194,6 +195,14 @@ async def claim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> boo
     """
     row = {"handler": handler, "event_id": event_id, "processed_at": utcnow()}
     return (await session.execute(_CLAIM, row)).first() is not None
+
+
+async def unclaim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> None:
+    """Take back, in the transaction that wrote it, the inbox row ``claim`` wrote: the
+    event stays unhandled by ``handler`` once this transaction commits."""
+    await session.execute(
+        delete(_INBOX).where(_INBOX.c.handler == handler, _INBOX.c.event_id == event_id)
+    )
 
 
 _CLAIM_RECORDED = insert(_INBOX)

@@ -70,6 +70,8 @@ ROUTES = "uow.routes"
 #: ``session.info``: the reactions of the unit of work now running only (``react_here``),
 #: and the (handler, event id) pairs its reactions claimed
 REACT_HERE, REACTED = "uow.react_here", "uow.reacted"
+#: ``session.info``: what the unit of work runs once its reactions ran, before the commit
+BEFORE_COMMIT = "uow.before_commit"
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,20 @@ def react_here(session: AsyncSession, reactions: Reactions) -> None:
         here[kind] = [*here.get(kind, ()), *more]
 
 
+def reacted_here(session: AsyncSession, reactions: Reactions) -> bool:
+    """Whether any of ``reactions`` ran in the unit of work of ``session`` (known once its
+    reactions ran: from a ``before_commit`` step)."""
+    handlers = {r.handler for more in reactions.values() for r in more}
+    reacted: set[tuple[str, uuid.UUID]] = session.info.get(REACTED) or set()
+    return any(handler in handlers for handler, _ in reacted)
+
+
+def before_commit(session: AsyncSession, step: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    """Run ``step`` in the unit of work of ``session`` after its reactions and before
+    its commit: for a decision that depends on what they did (``reacted_here``)."""
+    session.info.setdefault(BEFORE_COMMIT, []).append(step)
+
+
 def _install(session_factory: async_sessionmaker[AsyncSession], parts: dict[str, Any]) -> None:
     """Add ``parts`` to the ``info`` every session of ``session_factory`` starts with."""
     session_factory.configure(info={**(session_factory.kw.get("info") or {}), **parts})
@@ -208,6 +224,8 @@ async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tu
     event type)`` pairs to tell after commit."""
     here: Reactions = session.info.pop(REACT_HERE, None) or {}
     events = await _react(session, here)
+    for step in session.info.pop(BEFORE_COMMIT, None) or ():
+        await step(session)
     followed = _followed(session)
     await write_recorded(session, events, followed, _settled(session, events, followed, here))
     project: Project | None = session.info.get(PROJECT)
@@ -356,3 +374,4 @@ def _forget_rolled_back(session: Session, previous_transaction: Any) -> None:
     reactions readied for them go with them."""
     session.info.pop(RECORDED, None)
     session.info.pop(REACT_HERE, None)
+    session.info.pop(BEFORE_COMMIT, None)

@@ -18,6 +18,7 @@ from app.ordering.models import Order
 from app.payment import tasks as payment_tasks
 from app.payment.models import Payment
 from app.payment.service import payment_for_order
+from app.platform.outbox import InboxRow
 from tests.support.inproc import events_of, place
 from tests.support.pipeline import Pipeline, eventually
 
@@ -118,3 +119,50 @@ async def test_a_charge_that_lands_after_an_uncharged_void_is_voided_at_the_prov
     async with session_factory() as session:
         again = await payment_for_order(session, order_id)
     assert again is not None and (again.status, again.provider_ref) == ("voided", charge["id"])
+
+
+class _Died(Exception):
+    """The payment worker killed right after the capture's commit."""
+
+
+async def _capture_handled(factory: Factory, event_id: uuid.UUID) -> bool:
+    async with factory() as session:
+        return await session.get(InboxRow, (payment_tasks.CAPTURE, event_id)) is not None
+
+
+async def test_a_charge_that_landed_after_a_void_stays_to_do_until_it_is_given_back(
+    session_factory: Factory, ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """A copy of the capture voids the cancelled payment as uncharged while this one's
+    charge is on its way; this one records the outcome (it finds the void, under the
+    payment's lock) and dies before voiding its charge at the provider. The capture is
+    not done in PostgreSQL (no inbox row), so the job is run again (its retry, or the
+    reconciler if Redis lost it), and the charge is given back."""
+    customer = uuid.uuid4()
+    order_id = await place(session_factory, customer_id=customer)
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    job = placed.to_event().to_job_arg()
+    provider = ctx["payment_provider"]
+
+    class ChargedAfterTheVoid:
+        """The provider as this copy sees it: the cancel and the other copy's void come
+        in before its charge lands; it dies when it asks about the charge after."""
+
+        async def charge(self, **request: Any) -> Any:
+            await _cancel(session_factory, order_id)
+            assert await payment_tasks.capture(ctx, job) == "voided"  # the other copy
+            return await provider.charge(**request)
+
+        async def find_charge(self, **request: Any) -> Any:
+            raise _Died
+
+    with pytest.raises(_Died):
+        await payment_tasks.capture({**ctx, "payment_provider": ChargedAfterTheVoid()}, job)
+    assert not await _capture_handled(session_factory, placed.id), "still to do"
+    payment = await _payment(session_factory, order_id)
+    [charge] = await _charges(sandbox, payment.id)
+    assert charge["operations"] == ["capture"], "charged, not given back yet"
+
+    assert await payment_tasks.capture(ctx, job) == "voided a late charge"
+    [charge] = await _charges(sandbox, payment.id)
+    assert charge["operations"] == ["capture", "void"]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from arq import Retry
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,8 +31,10 @@ from app.platform.db import create_session_factory
 from app.platform.events import Event
 from app.platform.outbox import InboxRow
 from app.platform.partner_http import partner_client
+from app.platform.reconciler import reconcile_batch
+from app.platform.relay import drain
 from app.platform.settings import get_settings
-from app.subscriptions import REACTIONS, SUBSCRIPTIONS
+from app.subscriptions import CAPTURE_PAYMENT, REACTIONS, SUBSCRIPTIONS
 from tests.support.inproc import as_in_the_web, events_of, place
 from workers.context import courier_context, follow_up, ready_with_capture
 
@@ -292,3 +295,85 @@ async def test_a_copy_that_recorded_first_without_a_rider_leaves_it_to_the_deliv
     assert delivery is not None and delivery.status == DeliveryStatus.queued
     assert delivery.partner_ref and delivery.courier_status == CourierStatus.requested
     assert await _pickup_status(gateway, order_id) == "requested"
+
+
+class _Died(Exception):
+    """The payment worker killed between the capture's commit and what follows it."""
+
+
+async def _capture_handled(factory: Factory, order_id: uuid.UUID) -> bool:
+    [placed] = await events_of(factory, order_id, "OrderPlaced")
+    async with factory() as session:
+        row = await session.get(InboxRow, (payment_tasks.CAPTURE, placed.id))
+    return row is not None
+
+
+async def test_a_capture_that_dies_before_releasing_the_rider_of_a_cancelled_order_is_run_again(
+    ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
+) -> None:
+    """The order was cancelled while its card was charged and its rider booked; the
+    capture commits (the payment recorded) and the worker dies before the rider is
+    released, and Redis has lost the job. PostgreSQL still says the capture is not done
+    (its inbox row went back), so the reconciler sends the job again, which releases the
+    rider; an order made paid commits its capture's inbox row with it, as before."""
+    worker = _payment_worker(ctx, gateway, jobs)
+    factory = worker["session_factory"]
+    customer_id = uuid.uuid4()
+    order_id = await place(factory, customer_id=customer_id)
+    book: Callable[[Event], Awaitable[uow.Prepared | None]] = worker["prepare_paid"]
+
+    async def book_cancel_then_die_after_the_commit(event: Event) -> uow.Prepared | None:
+        prepared = await book(event)
+        assert prepared is not None
+        async with factory() as session:
+            await ordering.cancel_order(session, order_id, customer_id)
+
+        async def die() -> bool:
+            raise _Died
+
+        return uow.Prepared(prepared.reactions, die)
+
+    worker["prepare_paid"] = book_cancel_then_die_after_the_commit
+    with pytest.raises(_Died):
+        await _capture(worker, order_id)
+    assert await _order_status(factory, order_id) == OrderStatus.cancelled
+    assert await _pickup_status(gateway, order_id) == "requested", "not released: it died"
+    assert not await _capture_handled(factory, order_id), "PostgreSQL: not done"
+
+    [placed] = await events_of(factory, order_id, "OrderPlaced")
+    job = f"{placed.id}:{payment_tasks.CAPTURE}"
+    await drain(factory, jobs, SUBSCRIPTIONS)  # the relay had handed it to the worker
+    await jobs.delete(job_key_prefix + job)  # and Redis lost it
+    await jobs.zrem(CAPTURE_PAYMENT.queue, job)
+    async with factory() as session, session.begin():  # long enough ago to be overdue
+        await session.execute(
+            text(
+                "UPDATE platform.outbox SET enqueued_at = now() - interval '2 hours' WHERE id = :id"
+            ),
+            {"id": placed.id},
+        )
+    passed = await reconcile_batch(factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0)
+    assert placed.id in passed.checked and passed.requeued == 1
+    queued = {job.job_id for job in await jobs.queued_jobs(queue_name=CAPTURE_PAYMENT.queue)}
+    assert job in queued, "PostgreSQL said the capture was not done: sent again"
+
+    worker["prepare_paid"] = book
+    assert await _capture(worker, order_id) == "skipped", "the payment was recorded"
+    assert await _pickup_status(gateway, order_id) == "cancelled", "the rider released"
+
+
+async def test_a_capture_that_made_the_order_paid_is_handled_in_its_own_commit(
+    ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
+) -> None:
+    worker = _payment_worker(ctx, gateway, jobs)
+    factory = worker["session_factory"]
+    order_id = await place(factory)
+    assert await _capture(worker, order_id) == "captured, rider booked"
+    assert await _capture_handled(factory, order_id)
+    [placed] = await events_of(factory, order_id, "OrderPlaced")
+    async with factory() as session:
+        inbox_tx = await session.scalar(
+            text("SELECT xmin::text FROM platform.inbox WHERE handler = :h AND event_id = :e"),
+            {"h": payment_tasks.CAPTURE, "e": placed.id},
+        )
+    assert inbox_tx == await _writing_transaction(factory, "payment.payments", order_id)

@@ -118,6 +118,10 @@ def page(
     context.setdefault("viewer", viewer)
     context.setdefault("viewer_name", request.session.get(SESSION_NAME) if viewer else None)
     context.setdefault("basket_count", sum(int(q) for q in basket.values()))
+    # no session in the scope: it could not be read (its Redis away, a 503) or this
+    # answer came before it (a 404): the header then claims neither "signed in" nor
+    # "signed out, basket empty", either of which may be untrue
+    context.setdefault("session_known", "session" in request.scope)
     context.setdefault("shop", request.app.state.settings.shop)
     context.setdefault("here", _here(request))
     return Template(

@@ -126,10 +126,11 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     async def record(session: AsyncSession, cause: Event) -> bool:
         if prepared is not None:
             uow.react_here(session, prepared.reactions)
-            uow.before_commit(session, functools.partial(_open_unless_paid, prepared, cause))
         voided = await service.record_charge_outcome(session, payment_id, outcome, cause)
         if voided:  # the charge just made is voided after the commit: until then, open
             await leave_unhandled(session, CAPTURE, cause)
+        elif prepared is not None:  # open too if the order was not made paid after all
+            uow.before_commit(session, functools.partial(_open_unless_paid, prepared, cause))
         return voided
 
     # True when, under the payment's lock, a concurrent copy of this job had voided it as

@@ -18,8 +18,7 @@ from app.ordering.models import Order
 from app.payment import tasks as payment_tasks
 from app.payment.models import Payment
 from app.payment.service import payment_for_order
-from app.platform.outbox import InboxRow
-from tests.support.inproc import events_of, place
+from tests.support.inproc import events_of, handled, place
 from tests.support.pipeline import Pipeline, eventually
 
 Factory = async_sessionmaker[AsyncSession]
@@ -125,11 +124,6 @@ class _Died(Exception):
     """The payment worker killed right after the capture's commit."""
 
 
-async def _capture_handled(factory: Factory, event_id: uuid.UUID) -> bool:
-    async with factory() as session:
-        return await session.get(InboxRow, (payment_tasks.CAPTURE, event_id)) is not None
-
-
 async def test_a_charge_that_landed_after_a_void_stays_to_do_until_it_is_given_back(
     session_factory: Factory, ctx: dict[str, Any], sandbox: httpx.AsyncClient
 ) -> None:
@@ -158,7 +152,7 @@ async def test_a_charge_that_landed_after_a_void_stays_to_do_until_it_is_given_b
 
     with pytest.raises(_Died):
         await payment_tasks.capture({**ctx, "payment_provider": ChargedAfterTheVoid()}, job)
-    assert not await _capture_handled(session_factory, placed.id), "still to do"
+    assert not await handled(session_factory, payment_tasks.CAPTURE, placed.id), "still to do"
     payment = await _payment(session_factory, order_id)
     [charge] = await _charges(sandbox, payment.id)
     assert charge["operations"] == ["capture"], "charged, not given back yet"

@@ -35,7 +35,7 @@ from app.platform.reconciler import reconcile_batch
 from app.platform.relay import drain
 from app.platform.settings import get_settings
 from app.subscriptions import CAPTURE_PAYMENT, REACTIONS, SUBSCRIPTIONS
-from tests.support.inproc import as_in_the_web, events_of, place
+from tests.support.inproc import as_in_the_web, events_of, handled, place
 from workers.context import courier_context, follow_up, ready_with_capture
 
 Factory = async_sessionmaker[AsyncSession]
@@ -100,6 +100,34 @@ async def _pickup_status(gateway: HttpCourierGateway, order_id: uuid.UUID) -> st
     return found.status if found else None
 
 
+Prepare = Callable[[Event], Awaitable[uow.Prepared | None]]
+
+
+def _book_then(worker: dict[str, Any], meanwhile: Callable[[], Awaitable[object]]) -> Prepare:
+    """The worker's capture books the rider as usual, then ``meanwhile`` happens before
+    the capture records; the usual booking is returned (to put back)."""
+    book: Prepare = worker["prepare_paid"]
+
+    async def booked(event: Event) -> uow.Prepared | None:
+        prepared = await book(event)
+        await meanwhile()
+        return prepared
+
+    worker["prepare_paid"] = booked
+    return book
+
+
+async def _cancel(factory: Factory, order_id: uuid.UUID, customer_id: uuid.UUID) -> None:
+    async with factory() as session:
+        await ordering.cancel_order(session, order_id, customer_id)
+
+
+def _dead_partner() -> HttpCourierGateway:
+    """A delivery partner nobody answers for."""
+    timeout = get_settings().partners.timeout_seconds
+    return HttpCourierGateway(partner_client(DEAD_PARTNER, timeout))
+
+
 async def test_the_capture_saves_the_ticket_with_its_rider_in_its_own_transaction(
     ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
 ) -> None:
@@ -141,15 +169,7 @@ async def test_an_order_cancelled_while_its_card_was_charged_gets_no_rider(
     factory = worker["session_factory"]
     customer_id = uuid.uuid4()
     order_id = await place(factory, customer_id=customer_id)
-    book: Callable[[Event], Awaitable[uow.Prepared | None]] = worker["prepare_paid"]
-
-    async def book_then_cancel(event: Event) -> uow.Prepared | None:
-        prepared = await book(event)
-        async with factory() as session:
-            await ordering.cancel_order(session, order_id, customer_id)
-        return prepared
-
-    worker["prepare_paid"] = book_then_cancel
+    _book_then(worker, lambda: _cancel(factory, order_id, customer_id))
     assert await _capture(worker, order_id) == "captured"  # the void job gives it back
 
     assert await _order_status(factory, order_id) == OrderStatus.cancelled
@@ -169,18 +189,13 @@ async def test_a_rider_the_partner_would_not_release_is_released_by_the_retry(
     factory = worker["session_factory"]
     customer_id = uuid.uuid4()
     order_id = await place(factory, customer_id=customer_id)
-    book: Callable[[Event], Awaitable[uow.Prepared | None]] = worker["prepare_paid"]
-    settings = get_settings()
-    dead = HttpCourierGateway(partner_client(DEAD_PARTNER, settings.partners.timeout_seconds))
+    dead = _dead_partner()
 
-    async def book_cancel_and_lose_the_partner(event: Event) -> uow.Prepared | None:
-        prepared = await book(event)
-        async with factory() as session:
-            await ordering.cancel_order(session, order_id, customer_id)
+    async def cancel_and_lose_the_partner() -> None:
+        await _cancel(factory, order_id, customer_id)
         worker["courier_gateway"] = dead
-        return prepared
 
-    worker["prepare_paid"] = book_cancel_and_lose_the_partner
+    _book_then(worker, cancel_and_lose_the_partner)
     async with dead:
         with pytest.raises(Retry):
             await _capture(worker, order_id)
@@ -203,8 +218,7 @@ async def test_a_retried_capture_releases_the_rider_a_dead_try_booked_for_a_canc
     [placed] = await events_of(factory, order_id, "OrderPlaced")
     assert await worker["prepare_paid"](placed.to_event()) is not None  # the dead try's
     assert await _pickup_status(gateway, order_id) == "requested"
-    async with factory() as session:
-        await ordering.cancel_order(session, order_id, customer_id)
+    await _cancel(factory, order_id, customer_id)
 
     assert await _capture(worker, order_id) == "voided"  # a first try of a copy, too
 
@@ -221,14 +235,11 @@ async def test_a_copy_that_recorded_first_keeps_the_rider_they_both_booked(
     factory = worker["session_factory"]
     order_id = await place(factory)
     copy = dict(worker)
-    book: Callable[[Event], Awaitable[uow.Prepared | None]] = worker["prepare_paid"]
 
-    async def book_then_the_copy_records(event: Event) -> uow.Prepared | None:
-        prepared = await book(event)
+    async def the_copy_records() -> None:
         assert await _capture(copy, order_id) == "captured, rider booked"
-        return prepared
 
-    worker["prepare_paid"] = book_then_the_copy_records
+    _book_then(worker, the_copy_records)
     assert await _capture(worker, order_id) == "captured, rider booked"
 
     delivery = await _delivery(factory, order_id)
@@ -242,8 +253,7 @@ async def test_a_partner_away_at_the_charge_leaves_the_ticket_to_the_delivery_jo
     """The rider cannot be booked with the capture: the order is paid all the same, and
     the follow-up (which cannot reach the partner either) hands the event to the delivery
     job at once."""
-    settings = get_settings()
-    dead = HttpCourierGateway(partner_client(DEAD_PARTNER, settings.partners.timeout_seconds))
+    dead = _dead_partner()
     async with dead:
         worker = _payment_worker(ctx, dead, jobs)
         factory = worker["session_factory"]
@@ -271,18 +281,14 @@ async def test_a_copy_that_recorded_first_without_a_rider_leaves_it_to_the_deliv
     factory = worker["session_factory"]
     order_id = await place(factory)
     copy = dict(worker)
-    book: Callable[[Event], Awaitable[uow.Prepared | None]] = worker["prepare_paid"]
-    settings = get_settings()
-    dead = HttpCourierGateway(partner_client(DEAD_PARTNER, settings.partners.timeout_seconds))
+    dead = _dead_partner()
 
-    async def book_then_a_copy_records_without_the_partner(event: Event) -> uow.Prepared | None:
-        prepared = await book(event)
+    async def a_copy_records_without_the_partner() -> None:
         worker["courier_gateway"] = dead
         assert await _capture(copy, order_id) == "captured"
         worker["courier_gateway"] = gateway
-        return prepared
 
-    worker["prepare_paid"] = book_then_a_copy_records_without_the_partner
+    _book_then(worker, a_copy_records_without_the_partner)
     async with dead:
         assert await _capture(worker, order_id) == "captured, rider booked"
 
@@ -303,9 +309,7 @@ class _Died(Exception):
 
 async def _capture_handled(factory: Factory, order_id: uuid.UUID) -> bool:
     [placed] = await events_of(factory, order_id, "OrderPlaced")
-    async with factory() as session:
-        row = await session.get(InboxRow, (payment_tasks.CAPTURE, placed.id))
-    return row is not None
+    return await handled(factory, payment_tasks.CAPTURE, placed.id)
 
 
 async def test_a_capture_that_dies_before_releasing_the_rider_of_a_cancelled_order_is_run_again(
@@ -320,13 +324,12 @@ async def test_a_capture_that_dies_before_releasing_the_rider_of_a_cancelled_ord
     factory = worker["session_factory"]
     customer_id = uuid.uuid4()
     order_id = await place(factory, customer_id=customer_id)
-    book: Callable[[Event], Awaitable[uow.Prepared | None]] = worker["prepare_paid"]
+    book = _book_then(worker, lambda: _cancel(factory, order_id, customer_id))
+    cancelled_meanwhile: Prepare = worker["prepare_paid"]
 
     async def book_cancel_then_die_after_the_commit(event: Event) -> uow.Prepared | None:
-        prepared = await book(event)
+        prepared = await cancelled_meanwhile(event)
         assert prepared is not None
-        async with factory() as session:
-            await ordering.cancel_order(session, order_id, customer_id)
 
         async def die() -> bool:
             raise _Died

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ordering import service as ordering
-from app.platform.outbox import OutboxRow
+from app.platform.outbox import InboxRow, OutboxRow
 from app.platform.settings import get_settings
 from app.platform.uow import read_your_writes
 from app.status.service import project_in_transaction
@@ -115,3 +115,11 @@ async def delivered(
         session_factory, "test.fulfil", done.to_event(), ordering.on_delivery_delivered
     )
     return order_id, customer
+
+
+async def handled(
+    session_factory: async_sessionmaker[AsyncSession], handler: str, event_id: uuid.UUID
+) -> bool:
+    """Whether PostgreSQL says ``handler`` is done with the event (its inbox row)."""
+    async with session_factory() as session:
+        return await session.get(InboxRow, (handler, event_id)) is not None

@@ -13,11 +13,12 @@ from app.ordering import service as ordering
 from app.ordering.models import Order, OrderLine
 from app.payment import service as payment_service
 from app.payment.models import Payment
-from app.platform.errors import InvalidInput
+from app.platform.errors import InvalidInput, Unavailable
 from app.platform.outbox import OutboxRow
 from app.platform.settings import get_settings
 from app.status.models import OrderView
 from tests.support.inproc import place, place_command
+from tests.support.processes import free_port
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -129,6 +130,49 @@ async def test_same_idempotency_key_returns_the_first_order(session_factory: Fac
     assert again == ordering.PlacedOrder(first, replayed=True)
     other = await place(session_factory, customer_id=uuid.uuid4(), key="checkout-1")
     assert other != first, "keys are scoped per customer"
+
+
+async def test_a_retry_the_provider_cannot_serve_is_answered_with_its_order(
+    session_factory: Factory,
+) -> None:
+    """A retried request no longer looks its key up before the card is tokenized: the
+    order insert's conflict tells it. With the provider away, the retry still gets the
+    order its first request made; a first request gets 503, and writes nothing."""
+    customer = uuid.uuid4()
+    first = await place(session_factory, customer_id=customer, key="checkout-away")
+    settings = get_settings()
+    away = dataclasses.replace(
+        settings,
+        partners=dataclasses.replace(
+            settings.partners, payment_url=f"http://127.0.0.1:{free_port()}"
+        ),
+    )
+    async with payment_service.card_vault(away) as vault, session_factory() as session:
+        again = await ordering.place_order(
+            session, away, place_command(customer_id=customer, key="checkout-away"), vault=vault
+        )
+        assert again == ordering.PlacedOrder(first, replayed=True)
+        with pytest.raises(Unavailable):
+            await ordering.place_order(
+                session, away, place_command(customer_id=customer, key="checkout-new"), vault=vault
+            )
+    async with session_factory() as db:
+        orders = await db.scalar(
+            select(func.count()).select_from(Order).where(Order.customer_id == customer)
+        )
+    assert orders == 1
+
+
+async def test_a_reused_key_with_another_body_is_refused(session_factory: Factory) -> None:
+    customer = uuid.uuid4()
+    await place(session_factory, customer_id=customer, key="checkout-2")
+    elsewhere = dataclasses.replace(
+        place_command(customer_id=customer, key="checkout-2"), address="Via Toledo 2, Napoli"
+    )
+    async with session_factory() as session:
+        with pytest.raises(InvalidInput) as refused:
+            await ordering.place_order(session, get_settings(), elsewhere)
+    assert [e.field for e in refused.value.errors] == ["idempotency_key"]
 
 
 async def test_the_name_read_at_sign_in_goes_with_the_order(session_factory: Factory) -> None:

@@ -3,10 +3,15 @@ figures that say whether the shop kept up."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 import time
 
 from devtools.bench import run_load
-from devtools.bench_run import backlog_figures
+from devtools.bench_cpu import ProcessTree
+from devtools.bench_run import QUIET_LOOK_S, backlog_figures, quiet_phase
 
 
 async def test_a_steady_rate_starts_each_operation_on_its_slot_and_never_early() -> None:
@@ -47,3 +52,27 @@ def test_a_backlog_that_grows_and_one_that_does_not() -> None:
     assert abs(figures["growth_per_s"]) < 0.5
     assert figures["max"] == 31 and figures["last"] == 30
     assert backlog_figures([(0.5, 3)], warmup=0.0) == {}, "one look says nothing"
+
+
+#: a "shop" whose one part spins for 1.5 s, then sleeps
+_BUSY_THEN_IDLE = """
+import subprocess, sys, time
+spin = "import time\\nt = time.time()\\nwhile time.time() - t < 1.5: pass\\ntime.sleep(60)"
+subprocess.Popen([sys.executable, "-c", spin])
+time.sleep(60)
+"""
+
+
+async def test_the_raw_run_waits_for_a_busy_shop_to_go_quiet() -> None:
+    root = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _BUSY_THEN_IDLE, start_new_session=True
+    )
+    try:
+        await asyncio.sleep(0.3)  # the part is spinning
+        tree = ProcessTree(root.pid)
+        waited = await quiet_phase(tree, {})
+        assert QUIET_LOOK_S < waited < 5, "busy at the first look, quiet once it sleeps"
+        assert await quiet_phase(tree, {}) < 2 * QUIET_LOOK_S, "quiet: one look"
+    finally:
+        os.killpg(root.pid, signal.SIGKILL)
+        await root.wait()

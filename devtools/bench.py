@@ -494,4 +494,26 @@ def bench_command() -> click.Group:
         if json_path:
             write_json(report, json_path)
 
+    @bench.command("statements")
+    @click.option(
+        "--database-url",
+        default=_default_database_url,
+        help="A migrated database [default: $DATABASE_URL, else `pizzeria up`'s].",
+    )
+    @click.option("--count", default=3000, show_default=True, type=click.IntRange(10))
+    def statements(database_url: str | None, count: int) -> None:
+        """CPU per statement through SQLAlchemy, on the driver, and asyncpg alone."""
+        from devtools.bench_statements import statement_costs
+        from devtools.bench_statements import table as statements_table
+        from devtools.embedded import use_running_shop
+
+        if database_url is None:
+            if (data_dir := use_running_shop()) is not None:
+                raise click.ClickException(
+                    f"no database: set DATABASE_URL or run `pizzeria up` (data in {data_dir})"
+                )
+            database_url = os.environ["DATABASE_URL"]
+        costs = asyncio.run(statement_costs(database_url, count))
+        click.echo(statements_table(costs, count))
+
     return bench

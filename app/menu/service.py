@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.menu.models import Pizza
+from app.platform.driver import Statement
 from app.platform.i18n import N_
 from app.platform.uow import complete
 
@@ -98,15 +99,19 @@ async def find_pizzas(session: AsyncSession, ids: Iterable[int]) -> dict[int, Me
     wanted = {i for i in ids if 0 < i < 2**31}  # ids beyond the column's range exist nowhere
     if not wanted:
         return {}
-    rows = await session.execute(_FIND, {"ids": sorted(wanted)})
-    return {row.id: MenuItem(row.id, row.name, row.description, row.price) for row in rows}
+    rows = await _FIND.fetch(session, {"ids": sorted(wanted)})
+    return {
+        row["id"]: MenuItem(row["id"], row["name"], row["description"], row["price"])
+        for row in rows
+    }
 
 
-#: built once, the ids bound as one array (``= ANY($1)``): one statement for any number
-#: of ids, and no cache key walk over inline values per placement; plain rows, not
-#: ``Pizza`` objects (nothing is changed, so nothing needs the identity map)
-_FIND = select(Pizza.id, Pizza.name, Pizza.description, Pizza.price).where(
-    Pizza.id == any_(bindparam("ids", type_=ARRAY(Integer))), Pizza.available
+#: the ids bound as one array (``= ANY($1)``): one statement for any number of ids; read
+#: for every order and basket, so on the driver (``app.platform.driver``)
+_FIND = Statement(
+    select(Pizza.id, Pizza.name, Pizza.description, Pizza.price).where(
+        Pizza.id == any_(bindparam("ids", type_=ARRAY(Integer))), Pizza.available
+    )
 )
 
 

@@ -41,7 +41,8 @@ from app.payment import service as payment
 from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded
 from app.platform import logs
 from app.platform.aggregate import record_pending
-from app.platform.db import read_only
+from app.platform.db import read_only, utcnow
+from app.platform.driver import Statement
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
@@ -189,12 +190,32 @@ async def _replay(
 #: Core statements on the tables, not the ORM's bulk insert: the same SQL for a third of
 #: the CPU (nothing is read back into objects)
 _ORDERS = cast(Table, Order.__table__)
-_NEW_ORDER = (
+_NEW_ORDER = Statement(
     pg_insert(_ORDERS)
     .on_conflict_do_nothing(index_elements=[_ORDERS.c.customer_id, _ORDERS.c.idempotency_key])
-    .returning(_ORDERS.c.id)
+    .returning(_ORDERS.c.id),
+    (
+        "id",
+        "customer_id",
+        "status",
+        "total_amount",
+        "discount_amount",
+        "coupon_code",
+        "currency",
+        "address",
+        "phone",
+        "note",
+        "idempotency_key",
+        "request_fingerprint",
+        "version",
+        "created_at",
+        "updated_at",
+    ),
 )
-_NEW_LINES = insert(cast(Table, OrderLine.__table__))
+_NEW_LINES = Statement(
+    insert(cast(Table, OrderLine.__table__)),
+    ("order_id", "position", "pizza_id", "name", "qty", "unit_price"),
+)
 
 
 async def _place(
@@ -229,7 +250,7 @@ async def _place(
                 return replayed
         raise
 
-    order_id = uuid.uuid4()
+    order_id, now = uuid.uuid4(), utcnow()
     subtotal = sum(pizzas[line.pizza_id].price * line.qty for line in command.lines)
     currency = settings.shop.currency
     coupon_code = coupon.normalize_code(command.coupon_code) if command.coupon_code else None
@@ -247,9 +268,12 @@ async def _place(
         "note": command.note.strip() or None,
         "idempotency_key": command.idempotency_key,
         "request_fingerprint": fingerprint if command.idempotency_key else None,
+        "discount_amount": 0,
         "version": 1,
+        "created_at": now,
+        "updated_at": now,
     }
-    inserted = await session.scalar(_NEW_ORDER, order)
+    inserted = await _NEW_ORDER.fetchrow(session, order)
     if inserted is None:
         # Same Idempotency-Key at the same time: the first request's order (it has
         # committed: the conflict check waited for it), never a second one.
@@ -280,7 +304,7 @@ async def _place(
         }
         for i, line in enumerate(command.lines)
     ]
-    await session.execute(_NEW_LINES, items)
+    await _NEW_LINES.execute_many(session, items)
     await payment.open_payment(
         session, order_id=order_id, amount=total, currency=currency, card=card
     )

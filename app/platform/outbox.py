@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.platform.db import READ_ONLY, Base, utcnow
+from app.platform.driver import Statement
 from app.platform.events import DomainEvent, Event
 
 NOTIFY_CHANNEL = "outbox"
@@ -141,8 +142,25 @@ def take_recorded(session: AsyncSession) -> list[Event]:
 
 _OUTBOX = cast(Table, OutboxRow.__table__)
 #: one row per event, in the order recorded; Core, not the ORM's flush: the row is never
-#: read back in its transaction, so there is no object to track and no ``seq`` to return
-_APPEND = insert(_OUTBOX)
+#: read back in its transaction, so there is no object to track and no ``seq`` to return;
+#: written by every change, so on the driver (``app.platform.driver``)
+_APPEND = Statement(
+    insert(_OUTBOX),
+    (
+        "id",
+        "type",
+        "aggregate_type",
+        "aggregate_id",
+        "correlation_id",
+        "causation_id",
+        "occurred_at",
+        "payload",
+        "published_at",
+        "enqueued_at",
+        "finished_at",
+        "follow_ups",
+    ),
+)
 
 
 async def write_recorded(
@@ -178,13 +196,17 @@ async def write_recorded(
                 "finished_at": published if tasks is None else None,
             }
         )
-    await session.execute(_APPEND, rows)
+    await _APPEND.execute_many(session, rows)
 
 
 #: built once, the values bound per call: a statement with its values inline costs
 #: SQLAlchemy a cache key walk over them on every execution (once per job and reaction)
 _INBOX = cast(Table, InboxRow.__table__)
-_CLAIM = insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.event_id)
+_INBOX_COLUMNS = ("handler", "event_id", "processed_at")
+#: once per job and reaction: on the driver (``app.platform.driver``)
+_CLAIM = Statement(
+    insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.event_id), _INBOX_COLUMNS
+)
 
 
 async def claim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> bool:
@@ -194,7 +216,7 @@ async def claim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> boo
     duplicate blocks on the primary key until the first commits, then sees the conflict.
     """
     row = {"handler": handler, "event_id": event_id, "processed_at": utcnow()}
-    return (await session.execute(_CLAIM, row)).first() is not None
+    return await _CLAIM.fetchrow(session, row) is not None
 
 
 async def unclaim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> None:
@@ -205,7 +227,7 @@ async def unclaim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> N
     )
 
 
-_CLAIM_RECORDED = insert(_INBOX)
+_CLAIM_RECORDED = Statement(insert(_INBOX), _INBOX_COLUMNS)
 
 
 async def claim_recorded(session: AsyncSession, handled: Collection[tuple[str, uuid.UUID]]) -> None:
@@ -217,7 +239,7 @@ async def claim_recorded(session: AsyncSession, handled: Collection[tuple[str, u
         return
     now = utcnow()
     rows = [{"handler": h, "event_id": e, "processed_at": now} for h, e in handled]
-    await session.execute(_CLAIM_RECORDED, rows)
+    await _CLAIM_RECORDED.execute_many(session, rows)
 
 
 class DeadLetter(Base):

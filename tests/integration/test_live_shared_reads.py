@@ -6,49 +6,26 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.pubsub import Broadcaster
 from app.status.live import shared_read
 from tests.support.inproc import place
+from tests.support.sent import SentStatements
 
 Factory = async_sessionmaker[AsyncSession]
 
 
-class CountingReads:
-    """Counts, on the real engine, the statements that read an order's view and the
-    transactions begun (asyncpg's own log of the ``BEGIN`` it sends)."""
+class CountingReads(SentStatements):
+    """The statements that read an order's view, and the transactions begun."""
 
-    def __init__(self, factory: Factory) -> None:
-        self.engine = factory.kw["bind"].sync_engine
-        self.opened = 0
-        self.begun = 0
-        self._logged: set[Any] = set()
+    @property
+    def opened(self) -> int:
+        return len(self.containing("FROM status.order_views"))
 
-    def __enter__(self) -> CountingReads:
-        event.listen(self.engine, "before_cursor_execute", self._seen)
-        event.listen(self.engine, "checkout", self._log_queries)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._seen)
-        event.remove(self.engine, "checkout", self._log_queries)
-        for connection in self._logged:
-            connection.remove_query_logger(self._queried)
-
-    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "FROM status.order_views" in statement:
-            self.opened += 1
-
-    def _log_queries(self, dbapi_connection: Any, *args: Any) -> None:
-        connection = dbapi_connection._connection  # the asyncpg connection underneath
-        connection.add_query_logger(self._queried)
-        self._logged.add(connection)
-
-    def _queried(self, record: Any) -> None:
-        if record.query.lstrip().upper().startswith("BEGIN"):
-            self.begun += 1
+    @property
+    def begun(self) -> int:
+        return len(self.starting("BEGIN"))
 
 
 async def test_viewers_woken_by_one_notification_share_one_read(

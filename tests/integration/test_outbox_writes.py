@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ordering.events import OrderCancelled, OrderPaymentFailed
@@ -20,8 +18,10 @@ from app.platform import uow
 from app.platform.db import asyncpg_dsn
 from app.platform.outbox import NOTIFY_CHANNEL, record_event
 from tests.support.inproc import events_of, place
+from tests.support.sent import SentStatements
 
 Factory = async_sessionmaker[AsyncSession]
+_INSERT = "INSERT INTO platform.outbox"
 
 
 def _failure(order_id: uuid.UUID, customer: uuid.UUID, reason: str) -> OrderPaymentFailed:
@@ -36,32 +36,13 @@ def _failure(order_id: uuid.UUID, customer: uuid.UUID, reason: str) -> OrderPaym
     )
 
 
-class OutboxInserts:
-    """The INSERTs into the outbox sent on the real engine."""
-
-    def __init__(self, factory: Factory) -> None:
-        self.engine = factory.kw["bind"].sync_engine
-        self.statements = 0
-
-    def __enter__(self) -> OutboxInserts:
-        event.listen(self.engine, "before_cursor_execute", self._seen)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._seen)
-
-    def _seen(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().startswith("INSERT INTO platform.outbox"):
-            self.statements += 1
-
-
 async def test_a_transactions_events_go_to_the_outbox_in_one_statement_in_order(
     session_factory: Factory, sandbox_url: str
 ) -> None:
     customer = uuid.uuid4()
     order_id = await place(session_factory, customer_id=customer)
     reasons = ["first", "second", "third"]
-    with OutboxInserts(session_factory) as inserts:
+    with SentStatements(session_factory) as sent:
         async with uow.transaction(session_factory) as session:
             recorded = [
                 record_event(
@@ -72,7 +53,7 @@ async def test_a_transactions_events_go_to_the_outbox_in_one_statement_in_order(
                 )
                 for reason in reasons
             ]
-    assert inserts.statements == 1, "one statement for the transaction's three events"
+    assert len(sent.starting(_INSERT)) == 1, "one statement for the transaction's three events"
     rows = await events_of(session_factory, order_id, "OrderPaymentFailed")
     assert [row.id for row in rows] == [e.id for e in recorded], "in the order recorded"
     assert [row.payload["reason"] for row in rows] == reasons
@@ -95,9 +76,9 @@ async def test_events_of_a_transaction_that_rolls_back_are_never_written(
             )
             raise RuntimeError("the change fails")
 
-    with OutboxInserts(session_factory) as inserts, pytest.raises(RuntimeError):
+    with SentStatements(session_factory) as sent, pytest.raises(RuntimeError):
         await failing_change()
-    assert inserts.statements == 0
+    assert sent.starting(_INSERT) == []
     assert await events_of(session_factory, order_id, "OrderPaymentFailed") == []
 
 

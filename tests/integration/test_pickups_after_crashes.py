@@ -15,7 +15,6 @@ import httpx
 import pytest
 from arq import Retry
 from redis.asyncio import Redis
-from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,6 +32,7 @@ from app.refund import service as refunds
 from app.status.models import BoardCard
 from tests.support.inproc import delivered, events_of, place
 from tests.support.pipeline import Pipeline, eventually
+from tests.support.sent import SentStatements
 from workers.context import courier_context, payment_context, worker_context
 
 Factory = async_sessionmaker[AsyncSession]
@@ -316,19 +316,12 @@ async def test_a_ticket_made_with_its_rider_writes_its_board_card_once(
     newest snapshot, written by one statement, and it says the rider was asked for."""
     order_id = await _paid(session_factory, courier_ctx)
     paid = await _job(session_factory, order_id, "OrderPaid")
-    engine = courier_ctx["session_factory"].kw["bind"].sync_engine
-    writes: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "status.board_cards" in statement and not statement.lstrip().startswith("SELECT"):
-            writes.append(statement)
-
-    sa_event.listen(engine, "before_cursor_execute", count)
-    try:
+    with SentStatements(courier_ctx["session_factory"]) as sent:
         assert await delivery_tasks.create(courier_ctx, paid) == "requested"
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", count)
 
+    writes = [
+        q for q in sent.containing("status.board_cards") if not q.lstrip().startswith("SELECT")
+    ]
     assert len(writes) == 1, writes
     delivery_id = await _delivery_id(session_factory, order_id)
     async with session_factory() as session:

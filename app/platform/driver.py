@@ -1,0 +1,148 @@
+"""Statements run straight on the asyncpg connection of a session: for the few that every
+order or every signed-in request runs.
+
+Through ``session.execute`` a one-row statement costs about 300 µs of CPU on the bench
+machine, of which asyncpg's own work is about 60: the rest is SQLAlchemy's, on every
+execution (the cache key, an execution context, result objects, two greenlet switches).
+A ``Statement`` is the same Core statement, compiled once per dialect by SQLAlchemy
+(its SQL, its casts, and its bind processors for enums and JSON), then run by the driver
+on the connection of the session's transaction: about 120 µs in all (``pizzeria bench
+statements``). What it gives up: the rows are asyncpg records (``row["name"]``), decoded
+by the driver only (JSON is, by the engine's codecs; select plain columns), and the ORM
+knows nothing of them, so use it for rows no ORM object of the session holds; Python-side
+column defaults are not applied (pass every value: a missing one is a ``KeyError``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+#: one value's conversion for the driver (an enum to its name, a dict to JSON text)
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    binds: tuple[tuple[str, Processor | None], ...]
+
+    def args(self, values: Mapping[str, Any]) -> list[Any]:
+        return [
+            value if process is None or value is None else process(value)
+            for name, process in self.binds
+            for value in (values[name],)
+        ]
+
+
+class Statement:
+    """A Core statement with named binds (``bindparam``, or an insert's ``columns``), run
+    on the driver connection of a session: see the module doc for when."""
+
+    def __init__(self, statement: ClauseElement, columns: Sequence[str] = ()) -> None:
+        self._statement = statement
+        self._columns = list(columns) or None
+        self._compiled: dict[Dialect, _Compiled] = {}
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        found = self._compiled.get(dialect)
+        if found is None:
+            compiled = cast(
+                SQLCompiler, self._statement.compile(dialect=dialect, column_keys=self._columns)
+            )
+            if "POSTCOMPILE" in compiled.string:
+                raise ValueError("an expanding bind (IN list) cannot run on the driver")
+            binds = tuple(
+                (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+                for name in compiled.positiontup or ()
+            )
+            found = self._compiled[dialect] = _Compiled(compiled.string, binds)
+        return found
+
+    async def fetch(self, session: AsyncSession, values: Mapping[str, Any]) -> list[Any]:
+        """The rows (asyncpg records) the statement returns."""
+
+        def call(compiled: _Compiled) -> _Call:
+            args = compiled.args(values)
+            return lambda driver: driver.fetch(compiled.sql, *args)
+
+        return list(await self._run(session, call))
+
+    async def fetchrow(self, session: AsyncSession, values: Mapping[str, Any]) -> Any | None:
+        """The first row the statement returns, or None."""
+
+        def call(compiled: _Compiled) -> _Call:
+            args = compiled.args(values)
+            return lambda driver: driver.fetchrow(compiled.sql, *args)
+
+        return await self._run(session, call)
+
+    async def execute_many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The statement once per row, in one round trip (asyncpg pipelines them)."""
+
+        def call(compiled: _Compiled) -> _Call:
+            args = [compiled.args(row) for row in rows]
+            return lambda driver: driver.executemany(compiled.sql, args)
+
+        if rows:
+            await self._run(session, call)
+
+    async def _run(self, session: AsyncSession, call: Callable[[_Compiled], _Call]) -> Any:
+        """The call on the driver connection of the session's transaction, which commits
+        or rolls back with everything else the session did; a database error comes out
+        as SQLAlchemy would raise it (``DBAPIError``), the connection invalidated when it
+        is lost, so callers and error pages cannot tell the two paths apart."""
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        adapter: Any = raw.dbapi_connection  # SQLAlchemy's wrapper of the asyncpg connection
+        compiled = self.compiled(connection.dialect)
+        run = call(compiled)  # a value left out is a KeyError here, as it is
+        try:
+            # SQLAlchemy sends BEGIN lazily, with the first statement it runs itself,
+            # exactly like this (its cursor's ``_prepare_and_execute``): without it, a
+            # statement run first here would commit on its own (``test_driver`` would
+            # fail). Nothing is begun for an autocommit session (``read_only``).
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+            return await run(raw.driver_connection)
+        except Exception as error:
+            raise await _as_sqlalchemy_error(connection, adapter, compiled.sql, error) from error
+
+
+#: a call on the asyncpg connection
+_Call = Callable[[Any], Awaitable[Any]]
+
+
+async def _as_sqlalchemy_error(
+    connection: AsyncConnection, adapter: Any, sql: str, error: Exception
+) -> Exception:
+    """``error`` as SQLAlchemy's own execution raises it: asyncpg's error translated by
+    its adapter, wrapped in ``DBAPIError``'s subclass for it, the connection invalidated
+    when it is a disconnect (``Connection._handle_dbapi_exception`` does the same)."""
+    dialect = connection.dialect
+    dbapi_error: Exception = error
+    if not isinstance(error, dialect.loaded_dbapi.Error):
+        try:
+            adapter._handle_exception(error)  # raises the translated error
+        except Exception as translated:
+            dbapi_error = translated
+    if not isinstance(dbapi_error, dialect.loaded_dbapi.Error):
+        return error  # not the database's: as it is
+    disconnect = dialect.is_disconnect(dbapi_error, adapter, None)
+    if disconnect:
+        await connection.invalidate(dbapi_error)
+    return DBAPIError.instance(
+        sql,
+        None,
+        dbapi_error,
+        dialect.loaded_dbapi.Error,
+        connection_invalidated=disconnect,
+        dialect=dialect,
+    )

@@ -1,0 +1,69 @@
+"""``pizzeria bench statements``: what one statement costs in CPU, three ways.
+
+The same one-row read (an account's standing, which every signed-in request makes) run
+through ``session.execute``, through ``app.platform.driver.Statement``, and through
+asyncpg alone, back to back on one connection, so the figures differ only by the layers
+each way crosses: what the driver path saves per statement, on this machine.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import bindparam, select
+
+from app.accounts.models import User
+from app.platform.db import create_session_factory, read_only
+from app.platform.driver import Statement
+
+#: the statement, as ``app.accounts.service.standing`` builds it
+STANDING = select(User.role, User.sessions_valid_after, User.name).where(
+    User.id == bindparam("user_id")
+)
+
+
+async def _cpu_us(run: Callable[[], Awaitable[Any]], count: int) -> float:
+    """CPU microseconds per call (after a warm-up of a tenth as many)."""
+    for _ in range(max(1, count // 10)):
+        await run()
+    began = time.process_time()
+    for _ in range(count):
+        await run()
+    return (time.process_time() - began) / count * 1e6
+
+
+async def statement_costs(database_url: str, count: int) -> dict[str, float]:
+    """CPU µs per statement: through SQLAlchemy, on the driver, asyncpg alone."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(database_url, pool_size=1, max_overflow=0)
+    driver_statement = Statement(STANDING)
+    values = {"user_id": uuid.uuid4()}  # no such account: nothing to decode, every way alike
+    try:
+        async with read_only(create_session_factory(engine)) as session:
+            connection = await session.connection()
+            raw: Any = (await connection.get_raw_connection()).driver_connection
+            sql = driver_statement.compiled(connection.dialect).sql
+            return {
+                "sqlalchemy": await _cpu_us(lambda: session.execute(STANDING, values), count),
+                "driver": await _cpu_us(lambda: driver_statement.fetchrow(session, values), count),
+                "asyncpg": await _cpu_us(lambda: raw.fetchrow(sql, values["user_id"]), count),
+            }
+    finally:
+        await engine.dispose()
+
+
+def table(costs: dict[str, float], count: int) -> str:
+    labels = {
+        "sqlalchemy": "session.execute (SQLAlchemy)",
+        "driver": "Statement (app.platform.driver)",
+        "asyncpg": "asyncpg alone",
+    }
+    lines = [f"one-row read, {count} times each way: CPU per statement"]
+    lines += [f"  {labels[way]:<34} {us:7.0f} µs" for way, us in costs.items()]
+    saved = costs["sqlalchemy"] - costs["driver"]
+    lines.append(f"  saved on the driver                {saved:7.0f} µs per statement")
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""A statement run on the driver (``app.platform.driver``) belongs to the session's
+transaction like any other: it commits and rolls back with it, even when it is the
+transaction's first statement; its values are converted as SQLAlchemy converts them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import cast
+
+import pytest
+from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.payment.models import Payment, PaymentStatus
+from app.payment.provider import PaymentMethod
+from app.payment.service import open_payment
+from app.platform.db import read_only, utcnow
+from app.platform.driver import Statement
+from app.platform.outbox import InboxRow, OutboxRow
+from devtools.bench_statements import statement_costs
+from devtools.bench_statements import table as statements_table
+
+Factory = async_sessionmaker[AsyncSession]
+
+_INBOX = cast(Table, InboxRow.__table__)
+_NOTE = Statement(insert(_INBOX), ("handler", "event_id", "processed_at"))
+_OUTBOX = Statement(
+    insert(cast(Table, OutboxRow.__table__)),
+    ("id", "type", "aggregate_type", "aggregate_id", "correlation_id", "causation_id",
+     "occurred_at", "payload", "follow_ups"),
+)  # fmt: skip
+_PAYMENT_STATUS = Statement(select(Payment.status).where(Payment.id == bindparam("id")))
+
+
+async def _noted(factory: Factory, event_id: uuid.UUID) -> int:
+    async with factory() as session:
+        query = select(func.count()).select_from(_INBOX).where(_INBOX.c.event_id == event_id)
+        return int(await session.scalar(query) or 0)
+
+
+def _row(event_id: uuid.UUID) -> dict[str, object]:
+    return {"handler": "test.driver", "event_id": event_id, "processed_at": utcnow()}
+
+
+async def test_a_first_statement_rolls_back_with_its_transaction(session_factory: Factory) -> None:
+    event_id = uuid.uuid4()
+    async with session_factory() as session:
+        await _NOTE.execute_many(session, [_row(event_id)])
+        await session.rollback()
+    assert await _noted(session_factory, event_id) == 0, "it did not commit on its own"
+
+
+async def test_it_commits_with_the_statements_sqlalchemy_ran(session_factory: Factory) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    async with session_factory() as session:
+        await session.execute(insert(_INBOX), [_row(first)])
+        await _NOTE.execute_many(session, [_row(second)])
+        await session.commit()
+    assert await _noted(session_factory, first) == await _noted(session_factory, second) == 1
+
+    third = uuid.uuid4()
+    async with session_factory() as session:
+        await _NOTE.execute_many(session, [_row(third)])
+        with pytest.raises(IntegrityError):  # a duplicate: the transaction fails, all of it
+            await session.execute(insert(_INBOX), [_row(first)])
+        await session.rollback()
+    assert await _noted(session_factory, third) == 0
+
+
+async def test_values_are_converted_as_sqlalchemy_converts_them(
+    session_factory: Factory,
+) -> None:
+    """JSON, arrays, and (read back) what SQLAlchemy wrote from an enum."""
+    event_id = uuid.uuid4()
+    payload = {"orderId": str(uuid.uuid4()), "items": [{"qty": 2}], "note": "ünïcode"}
+    async with session_factory() as session:
+        await _OUTBOX.execute_many(
+            session,
+            [
+                {
+                    "id": event_id,
+                    "type": "TestHappened",
+                    "aggregate_type": "test",
+                    "aggregate_id": "a",
+                    "correlation_id": "c",
+                    "causation_id": None,
+                    "occurred_at": utcnow(),
+                    "payload": payload,
+                    "follow_ups": ["payment.capture"],
+                }
+            ],
+        )
+        await session.commit()
+    async with session_factory() as session:
+        row = (await session.scalars(select(OutboxRow).where(OutboxRow.id == event_id))).one()
+    assert (row.payload, row.follow_ups) == (payload, ["payment.capture"])
+
+    async with session_factory() as session:  # an enum, written on the driver
+        payment_id = await open_payment(
+            session,
+            order_id=uuid.uuid4(),
+            amount=1000,
+            currency="KRW",
+            card=PaymentMethod(id="pm_test", brand="visa", last4="4242"),
+        )
+        await session.commit()
+    async with session_factory() as session:
+        payment = await session.get(Payment, payment_id)
+    assert payment is not None
+    assert (payment.status, payment.version, payment.cancel_requested) == (
+        PaymentStatus.pending,
+        1,
+        False,
+    )
+    async with read_only(session_factory) as session:  # autocommit: nothing to begin
+        row = await _PAYMENT_STATUS.fetchrow(session, {"id": payment_id})
+    assert row is not None and row["status"] == PaymentStatus.pending
+
+
+async def test_a_value_left_out_is_an_error_not_a_null(session_factory: Factory) -> None:
+    async with session_factory() as session:
+        with pytest.raises(KeyError, match="processed_at"):
+            await _NOTE.execute_many(
+                session, [{"handler": "test.driver", "event_id": uuid.uuid4()}]
+            )
+
+
+async def test_the_statements_bench_reports_each_way(migrated_db: str) -> None:
+    """``pizzeria bench statements``: the three ways run the same read, and say so."""
+    costs = await statement_costs(migrated_db, 20)
+    assert set(costs) == {"sqlalchemy", "driver", "asyncpg"}
+    assert all(us > 0 for us in costs.values())
+    assert "saved on the driver" in statements_table(costs, 20)
+
+
+async def test_a_database_error_is_raised_as_sqlalchemy_raises_it(session_factory: Factory) -> None:
+    """Error pages and job retries read SQLAlchemy's errors: a refused row is its
+    ``IntegrityError``; a connection lost under the statement is a ``DBAPIError`` that
+    says so, and the connection does not go back to the pool."""
+    event_id = uuid.uuid4()
+    async with session_factory() as session:
+        await _NOTE.execute_many(session, [_row(event_id)])
+        await session.commit()
+    async with session_factory() as session:
+        with pytest.raises(IntegrityError, match="duplicate key"):
+            await _NOTE.execute_many(session, [_row(event_id)])
+
+    async with session_factory() as session:
+        backend = await session.scalar(select(func.pg_backend_pid()))
+        async with session_factory() as other:
+            await other.execute(select(func.pg_terminate_backend(backend)))
+        with pytest.raises(DBAPIError) as lost:
+            await _NOTE.execute_many(session, [_row(uuid.uuid4())])
+        assert lost.value.connection_invalidated
+        await session.rollback()
+    async with session_factory() as session:  # the pool hands out a live connection
+        assert await _NOTE.fetchrow(session, _row(uuid.uuid4())) is None

@@ -46,7 +46,7 @@ async def statement_costs(database_url: str, count: int) -> dict[str, float]:
         async with read_only(create_session_factory(engine)) as session:
             connection = await session.connection()
             raw: Any = (await connection.get_raw_connection()).driver_connection
-            sql = driver_statement.compiled(connection.dialect).sql
+            sql = driver_statement.compiled(connection.dialect, tuple(values)).sql
             return {
                 "sqlalchemy": await _cpu_us(lambda: session.execute(STANDING, values), count),
                 "driver": await _cpu_us(lambda: driver_statement.fetchrow(session, values), count),

@@ -193,29 +193,9 @@ _ORDERS = cast(Table, Order.__table__)
 _NEW_ORDER = Statement(
     pg_insert(_ORDERS)
     .on_conflict_do_nothing(index_elements=[_ORDERS.c.customer_id, _ORDERS.c.idempotency_key])
-    .returning(_ORDERS.c.id),
-    (
-        "id",
-        "customer_id",
-        "status",
-        "total_amount",
-        "discount_amount",
-        "coupon_code",
-        "currency",
-        "address",
-        "phone",
-        "note",
-        "idempotency_key",
-        "request_fingerprint",
-        "version",
-        "created_at",
-        "updated_at",
-    ),
+    .returning(_ORDERS.c.id)
 )
-_NEW_LINES = Statement(
-    insert(cast(Table, OrderLine.__table__)),
-    ("order_id", "position", "pizza_id", "name", "qty", "unit_price"),
-)
+_NEW_LINES = Statement(insert(cast(Table, OrderLine.__table__)))
 
 
 async def _place(

@@ -94,24 +94,8 @@ async def tokenize_card(vault: CardVault, card_number: str) -> PaymentMethod:
         ) from exc
 
 
-#: one per order: on the driver (``app.platform.driver``), every column given
-_NEW_PAYMENT = Statement(
-    insert(cast(Table, Payment.__table__)),
-    (
-        "id",
-        "order_id",
-        "amount",
-        "currency",
-        "status",
-        "card_last4",
-        "card_brand",
-        "payment_method",
-        "cancel_requested",
-        "version",
-        "created_at",
-        "updated_at",
-    ),
-)
+#: one per order: on the driver (``app.platform.driver``), every column given a value
+_NEW_PAYMENT = Statement(insert(cast(Table, Payment.__table__)))
 
 
 async def open_payment(

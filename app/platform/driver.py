@@ -10,7 +10,8 @@ on the connection of the session's transaction: about 120 µs in all (``pizzeria
 statements``). What it gives up: the rows are asyncpg records (``row["name"]``), decoded
 by the driver only (JSON is, by the engine's codecs; select plain columns), and the ORM
 knows nothing of them, so use it for rows no ORM object of the session holds; Python-side
-column defaults are not applied (pass every value: a missing one is a ``KeyError``).
+column defaults are not applied (pass every value: one the statement needs and the values
+leave out is a ``KeyError``).
 """
 
 from __future__ import annotations
@@ -43,19 +44,21 @@ class _Compiled:
 
 
 class Statement:
-    """A Core statement with named binds (``bindparam``, or an insert's ``columns``), run
-    on the driver connection of a session: see the module doc for when."""
+    """A Core statement with named binds (``bindparam``; for an insert, the columns its
+    values name, as ``session.execute`` takes them), run on the driver connection of a
+    session: see the module doc for when."""
 
-    def __init__(self, statement: ClauseElement, columns: Sequence[str] = ()) -> None:
+    def __init__(self, statement: ClauseElement) -> None:
         self._statement = statement
-        self._columns = list(columns) or None
-        self._compiled: dict[Dialect, _Compiled] = {}
+        self._compiled: dict[tuple[Dialect, tuple[str, ...]], _Compiled] = {}
 
-    def compiled(self, dialect: Dialect) -> _Compiled:
-        found = self._compiled.get(dialect)
+    def compiled(self, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+        """The statement compiled for values with these keys (once per dialect and keys,
+        as SQLAlchemy compiles an execution: an insert gets a column per key)."""
+        found = self._compiled.get((dialect, keys))
         if found is None:
             compiled = cast(
-                SQLCompiler, self._statement.compile(dialect=dialect, column_keys=self._columns)
+                SQLCompiler, self._statement.compile(dialect=dialect, column_keys=list(keys))
             )
             if "POSTCOMPILE" in compiled.string:
                 raise ValueError("an expanding bind (IN list) cannot run on the driver")
@@ -63,7 +66,7 @@ class Statement:
                 (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
                 for name in compiled.positiontup or ()
             )
-            found = self._compiled[dialect] = _Compiled(compiled.string, binds)
+            found = self._compiled[dialect, keys] = _Compiled(compiled.string, binds)
         return found
 
     async def fetch(self, session: AsyncSession, values: Mapping[str, Any]) -> list[Any]:
@@ -73,7 +76,7 @@ class Statement:
             args = compiled.args(values)
             return lambda driver: driver.fetch(compiled.sql, *args)
 
-        return list(await self._run(session, call))
+        return list(await self._run(session, tuple(values), call))
 
     async def fetchrow(self, session: AsyncSession, values: Mapping[str, Any]) -> Any | None:
         """The first row the statement returns, or None."""
@@ -82,19 +85,22 @@ class Statement:
             args = compiled.args(values)
             return lambda driver: driver.fetchrow(compiled.sql, *args)
 
-        return await self._run(session, call)
+        return await self._run(session, tuple(values), call)
 
     async def execute_many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-        """The statement once per row, in one round trip (asyncpg pipelines them)."""
+        """The statement once per row (every row with the same keys), in one round trip
+        (asyncpg pipelines them)."""
 
         def call(compiled: _Compiled) -> _Call:
             args = [compiled.args(row) for row in rows]
             return lambda driver: driver.executemany(compiled.sql, args)
 
         if rows:
-            await self._run(session, call)
+            await self._run(session, tuple(rows[0]), call)
 
-    async def _run(self, session: AsyncSession, call: Callable[[_Compiled], _Call]) -> Any:
+    async def _run(
+        self, session: AsyncSession, keys: tuple[str, ...], call: Callable[[_Compiled], _Call]
+    ) -> Any:
         """The call on the driver connection of the session's transaction, which commits
         or rolls back with everything else the session did; a database error comes out
         as SQLAlchemy would raise it (``DBAPIError``), the connection invalidated when it
@@ -102,7 +108,7 @@ class Statement:
         connection = await session.connection()
         raw = await connection.get_raw_connection()
         adapter: Any = raw.dbapi_connection  # SQLAlchemy's wrapper of the asyncpg connection
-        compiled = self.compiled(connection.dialect)
+        compiled = self.compiled(connection.dialect, keys)
         run = call(compiled)  # a value left out is a KeyError here, as it is
         try:
             # SQLAlchemy sends BEGIN lazily, with the first statement it runs itself,

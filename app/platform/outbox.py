@@ -144,23 +144,7 @@ _OUTBOX = cast(Table, OutboxRow.__table__)
 #: one row per event, in the order recorded; Core, not the ORM's flush: the row is never
 #: read back in its transaction, so there is no object to track and no ``seq`` to return;
 #: written by every change, so on the driver (``app.platform.driver``)
-_APPEND = Statement(
-    insert(_OUTBOX),
-    (
-        "id",
-        "type",
-        "aggregate_type",
-        "aggregate_id",
-        "correlation_id",
-        "causation_id",
-        "occurred_at",
-        "payload",
-        "published_at",
-        "enqueued_at",
-        "finished_at",
-        "follow_ups",
-    ),
-)
+_APPEND = Statement(insert(_OUTBOX))
 
 
 async def write_recorded(
@@ -202,11 +186,8 @@ async def write_recorded(
 #: built once, the values bound per call: a statement with its values inline costs
 #: SQLAlchemy a cache key walk over them on every execution (once per job and reaction)
 _INBOX = cast(Table, InboxRow.__table__)
-_INBOX_COLUMNS = ("handler", "event_id", "processed_at")
 #: once per job and reaction: on the driver (``app.platform.driver``)
-_CLAIM = Statement(
-    insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.event_id), _INBOX_COLUMNS
-)
+_CLAIM = Statement(insert(_INBOX).on_conflict_do_nothing().returning(_INBOX.c.event_id))
 
 
 async def claim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> bool:
@@ -227,7 +208,7 @@ async def unclaim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> N
     )
 
 
-_CLAIM_RECORDED = Statement(insert(_INBOX), _INBOX_COLUMNS)
+_CLAIM_RECORDED = Statement(insert(_INBOX))
 
 
 async def claim_recorded(session: AsyncSession, handled: Collection[tuple[str, uuid.UUID]]) -> None:

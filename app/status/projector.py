@@ -463,10 +463,7 @@ def _seen(sources: dict[str, int], source: str, key: str) -> int:
 CREATED_VIEWS = "status.created_views"
 
 
-_NEW_VIEW = Statement(
-    insert(_VIEWS).on_conflict_do_nothing().returning(_VIEWS.c.order_id),
-    ("order_id", "customer_id", "version", "sources", "doc", "created_at", "updated_at"),
-)
+_NEW_VIEW = Statement(insert(_VIEWS).on_conflict_do_nothing().returning(_VIEWS.c.order_id))
 
 
 async def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced) -> bool:

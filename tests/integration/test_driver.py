@@ -24,12 +24,8 @@ from devtools.bench_statements import table as statements_table
 Factory = async_sessionmaker[AsyncSession]
 
 _INBOX = cast(Table, InboxRow.__table__)
-_NOTE = Statement(insert(_INBOX), ("handler", "event_id", "processed_at"))
-_OUTBOX = Statement(
-    insert(cast(Table, OutboxRow.__table__)),
-    ("id", "type", "aggregate_type", "aggregate_id", "correlation_id", "causation_id",
-     "occurred_at", "payload", "follow_ups"),
-)  # fmt: skip
+_NOTE = Statement(insert(_INBOX))
+_OUTBOX = Statement(insert(cast(Table, OutboxRow.__table__)))
 _PAYMENT_STATUS = Statement(select(Payment.status).where(Payment.id == bindparam("id")))
 
 

@@ -28,6 +28,7 @@ import httpx
 import psutil
 import pytest
 
+from devtools.launcher import BACKGROUND_NICE
 from tests.support.api import PASSWORD
 from tests.support.env import ROOT
 from tests.support.processes import free_port
@@ -59,7 +60,13 @@ def _drain(stream: IO[str], into: list[str]) -> None:
 
 def _up_env(data_dir: Path, replicas: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    for name in ("DATABASE_URL", "REDIS_URL", "PAYMENT_PROVIDER_URL", "PIZZERIA_WORKER_REPLICAS"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PAYMENT_PROVIDER_URL",
+        "PIZZERIA_WORKER_REPLICAS",
+        "PIZZERIA_BACKGROUND_NICE",
+    ):
         env.pop(name, None)
     if replicas is not None:
         env["PIZZERIA_WORKER_REPLICAS"] = replicas
@@ -186,6 +193,20 @@ def _demo_password(stdout: str) -> str:
     pytest.fail(f"no demo customer line printed:\n{stdout}")
 
 
+def _assert_background_parts_yield(up: Up) -> None:
+    """The relay and the workers run BACKGROUND_NICE steps below the web and the sandbox,
+    which run at ``up``'s own priority."""
+    own = psutil.Process(up.process.pid).nice()
+    by_kind: dict[str, set[int]] = {}
+    for process in up.descendants:
+        line = " ".join(process.cmdline())
+        for kind in ("serve", "sandbox", "relay", "worker"):
+            if f"app.cli {kind}" in line:
+                by_kind.setdefault(kind, set()).add(process.nice())
+    assert by_kind["serve"] == by_kind["sandbox"] == {own}, by_kind
+    assert by_kind["relay"] == by_kind["worker"] == {min(own + BACKGROUND_NICE, 19)}, by_kind
+
+
 @pytest.mark.timeout(900)
 def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(up_dir: Path) -> None:
     data_dir = up_dir
@@ -212,6 +233,7 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(up_dir: Path) -> None
             p for p in first.descendants if "worker payment" in " ".join(p.cmdline())
         ]
         assert len(payment_workers) == 2, "PIZZERIA_WORKER_REPLICAS=payment=2: two processes"
+        _assert_background_parts_yield(first)
         for part in ("relay", "worker-payment", "worker-payment-2", "worker-status"):
             port = re.search(rf"{part} :(\d+)", printed)
             assert port, f"no metrics port printed for {part}:\n{printed}"

@@ -1,10 +1,17 @@
-"""How many worker processes ``pizzeria up`` starts per queue, and what they are called."""
+"""How many worker processes ``pizzeria up`` starts per queue, what they are called, and
+at what CPU priority the background parts run."""
 
 from __future__ import annotations
 
 import pytest
 
-from devtools.launcher import shop_parts, worker_part_names, worker_replicas
+from devtools.launcher import (
+    BACKGROUND_NICE,
+    background_nice,
+    shop_parts,
+    worker_part_names,
+    worker_replicas,
+)
 from workers import QUEUES
 
 
@@ -41,3 +48,14 @@ def test_each_replica_is_a_worker_part_of_its_queue() -> None:
     payment = [p for p in parts if p.queue == "payment"]
     assert [p.name for p in payment] == ["worker-payment", "worker-payment-2"]
     assert [p.queue for p in parts if p.name in ("web", "relay", "sandbox")] == [None] * 3
+
+
+def test_background_parts_yield_by_default_and_the_environment_can_change_it() -> None:
+    assert background_nice(None) == background_nice(" ") == BACKGROUND_NICE > 0
+    assert background_nice("0") == 0 and background_nice(" 3 ") == 3
+
+
+@pytest.mark.parametrize("value", ["-5", "20", "low", "1.5"])
+def test_a_niceness_that_makes_no_sense_is_refused_with_its_name(value: str) -> None:
+    with pytest.raises(RuntimeError, match="PIZZERIA_BACKGROUND_NICE"):
+        background_nice(value)

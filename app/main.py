@@ -58,7 +58,12 @@ from app.platform.i18n import LocaleMiddleware, Msg
 from app.platform.loop import freeze_startup_heap
 from app.platform.pubsub import Broadcaster, publisher
 from app.platform.ratelimit import RateLimiter
-from app.platform.redis import create_job_client, create_redis, create_state_redis
+from app.platform.redis import (
+    create_job_client,
+    create_listener,
+    create_redis,
+    create_state_redis,
+)
 from app.platform.relay import enqueue
 from app.platform.sessions import session_config
 from app.platform.settings import Settings, get_settings, require_secrets
@@ -132,7 +137,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         if settings.pipeline.follow_ups:
             hand_over = functools.partial(enqueue, jobs)
             follow_up_after_commit(app.state.session_factory, enqueued_after_commit(), hand_over)
-        app.state.broadcaster = Broadcaster(app.state.redis)
+        listener = create_listener(settings)  # waits for messages: no command timeout
+        app.state.broadcaster = Broadcaster(listener)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()
         freeze_startup_heap()
@@ -143,6 +149,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             unregister()
             await app.state.payment_provider.aclose()
             await app.state.broadcaster.stop()
+            await listener.aclose()
             await app.state.engine.dispose()
             await jobs.aclose()
             for client in _distinct(app.state.redis, app.state.state_redis, app.state.queue_redis):

@@ -29,9 +29,29 @@ def loads_job(raw: bytes) -> Any:
 
 
 def create_redis(settings: Settings, url: str | None = None) -> Redis:
-    """A plain client: the pub/sub role unless ``url`` says otherwise."""
+    """A plain client for commands: the pub/sub role unless ``url`` says otherwise. Every
+    command fails after ``REDIS_TIMEOUT_SECONDS`` (redis' ``TimeoutError``, a
+    ``RedisError``: a 503 for a request) rather than wait for ever on a Redis that hangs."""
+    timeout = settings.redis.timeout_seconds
     client: Redis = Redis.from_url(
-        url or settings.redis.pubsub_url, decode_responses=True, health_check_interval=30
+        url or settings.redis.pubsub_url,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+    )
+    return client
+
+
+def create_listener(settings: Settings) -> Redis:
+    """The client a live-update listener subscribes with: its connection waits for the
+    next message as long as none comes, so only connecting is bounded (a command client's
+    timeout would end every quiet minute in a reconnect)."""
+    client: Redis = Redis.from_url(
+        settings.redis.pubsub_url,
+        decode_responses=True,
+        health_check_interval=30,
+        socket_connect_timeout=settings.redis.timeout_seconds,
     )
     return client
 
@@ -41,7 +61,13 @@ def create_state_redis(settings: Settings) -> Redis:
     ``REDIS_STATE_CLUSTER`` is set. Typed as ``Redis``: the commands this role uses
     (strings, hashes, lists, scripts, non-transactional pipelines) exist on both."""
     if settings.redis.state_cluster:
-        cluster = RedisCluster.from_url(settings.redis.state_url, decode_responses=True)
+        timeout = settings.redis.timeout_seconds
+        cluster = RedisCluster.from_url(
+            settings.redis.state_url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
         return cast(Redis, cluster)
     return create_redis(settings, settings.redis.state_url)
 

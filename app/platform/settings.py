@@ -85,6 +85,9 @@ class RedisSettings:
     state_url_setting: str = field(default_factory=lambda: _env("REDIS_STATE_URL", ""))
     #: the state role's URL is a node of a Redis Cluster
     state_cluster: bool = field(default_factory=lambda: _env_bool("REDIS_STATE_CLUSTER", False))
+    #: how long a command (or a connect) may wait for Redis before it fails: a Redis that
+    #: hangs (a partition, a stopped server) must fail a request with a 503, not hold it
+    timeout_seconds: float = field(default_factory=lambda: _env_float("REDIS_TIMEOUT_SECONDS", 2.0))
 
     @property
     def queue_url(self) -> str:

@@ -4,6 +4,7 @@ restart it without touching the Redis other tests share."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -48,9 +49,20 @@ class RedisServer:
     def stop(self) -> None:
         """Kill it: everything it held is gone (no persistence), like a crashed Redis."""
         if self.process and self.process.poll() is None:
+            self.resume()
             self.process.kill()
             self.process.wait(timeout=10)
         self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP it: connections stay open and nothing answers, like a Redis behind a
+        partition or stalled in a fork."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         self.stop()

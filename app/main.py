@@ -299,6 +299,8 @@ def create_app(
             RedisConnectionError: web.unavailable_dependency_handler,
             RedisTimeoutError: web.unavailable_dependency_handler,
             ConnectionError: web.unavailable_dependency_handler,  # refused, reset, aborted
+            # a statement or connect PostgreSQL did not answer (DATABASE_TIMEOUT_SECONDS)
+            TimeoutError: web.unavailable_dependency_handler,
             Exception: web.internal_error_handler,
         },
         before_send=[security_headers_hook(settings), lifecycle.close_connections_while_draining],

@@ -54,13 +54,20 @@ def create_engine(
     soon as it is returned to a full pool, so under a load a little above the pool size
     every request or job paid for a new connection and prepared every statement again
     (its statement cache starts empty); the profile showed ``prepare`` in 6 % of the
-    web's CPU. Idle connections are opened only on demand and recycled after 30 min."""
+    web's CPU. Idle connections are opened only on demand and recycled after 30 min.
+    Every connect and statement gives up after ``DATABASE_TIMEOUT_SECONDS`` (asyncpg's
+    ``TimeoutError``: a 503, ``app.platform.web.database_unavailable``), except on the
+    ``direct`` engine of migrations."""
     size = pool_size or settings.db.pool_size
     url = settings.db.direct_url if direct else settings.db.url
     pooled = settings.db.pooling == "transaction" and not direct
+    connect_args = transaction_pooling_args() if pooled else {}
+    if not direct:
+        timeout = settings.db.timeout_seconds
+        connect_args |= {"timeout": timeout, "command_timeout": timeout}
     return create_async_engine(
         url,
-        connect_args=transaction_pooling_args() if pooled else {},
+        connect_args=connect_args,
         pool_size=2 * size,
         max_overflow=0,
         # No pre-ping (a round trip per checkout, a quarter of a request's time): a

@@ -62,6 +62,13 @@ class DatabaseSettings:
     direct_url_setting: str = field(default_factory=lambda: _env("DATABASE_DIRECT_URL", ""))
     pool_size: int = field(default_factory=lambda: _env_int("DATABASE_POOL_SIZE", 10))
     echo: bool = field(default_factory=lambda: _env_bool("DATABASE_ECHO", False))
+    #: how long a statement (or a connect) of the pools may wait for PostgreSQL before it
+    #: fails: a server that hangs (a partition, a stalled disk) must cost a request a 503,
+    #: not hold it and its connection for ever. Long enough for any statement of ours
+    #: that waits for a lock; migrations (``direct``) are not bounded.
+    timeout_seconds: float = field(
+        default_factory=lambda: _env_float("DATABASE_TIMEOUT_SECONDS", 10.0)
+    )
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLING_MODES:

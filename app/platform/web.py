@@ -349,7 +349,9 @@ def database_unavailable(exc: BaseException) -> bool:
         exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
     ):
         return True
-    if isinstance(exc, SQLAlchemyTimeout | ConnectionError):
+    # a pool with no connection free in time, a connect refused, or (asyncpg's own
+    # ``TimeoutError``) a statement or connect PostgreSQL did not answer in time
+    if isinstance(exc, SQLAlchemyTimeout | ConnectionError | TimeoutError):
         return True
     # SQLAlchemy wraps some of asyncpg's refusals in a bare DBAPIError: look at the cause
     seen: BaseException | None = exc

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_KEY = "chaos-secret-key-that-is-long-enough-0123456789"
@@ -224,6 +225,21 @@ class PostgresCluster:
             self.start("-c hot_standby=off")
         finally:
             signal_file.unlink()  # the next start is a normal one
+
+    def _processes(self) -> list[psutil.Process]:
+        postmaster = psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
+        return [postmaster, *postmaster.children(recursive=True)]
+
+    def pause(self) -> None:
+        """SIGSTOP the server and every backend: connections stay open and nothing
+        answers, like a server behind a partition or on a stalled disk."""
+        for process in self._processes():
+            process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for process in self._processes():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGCONT)
 
     def outage(self, seconds: float) -> None:
         self.stop()

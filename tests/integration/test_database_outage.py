@@ -1,7 +1,8 @@
 """PostgreSQL away (issue 9, found by the chaos suite): ordering answers 503 with
-Retry-After, never 500, whether PostgreSQL is stopped or still starting up, and the
-checkout page keeps the basket. The web process runs against a PostgreSQL cluster of the
-test's own (the shared one is never stopped) and a redis-server of its own."""
+Retry-After, never 500, whether PostgreSQL is stopped, still starting up or hung (it
+neither answers nor closes the connection: then after ``DATABASE_TIMEOUT_SECONDS``, not
+never), and the checkout page keeps the basket. The web process runs against a PostgreSQL
+cluster of the test's own (the shared one is never stopped) and a redis-server of its own."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def own_shop(sandbox_url: str) -> Iterator[Outage]:
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "RATE_LIMIT_SIGNUP_PER_CLIENT": "100000",
         "RATE_LIMIT_SIGNIN_PER_CLIENT": "100000",
+        "DATABASE_TIMEOUT_SECONDS": "1",
     }
     web = None
     try:
@@ -132,3 +134,32 @@ async def test_ordering_answers_503_while_postgresql_is_stopped_or_starting_up(
             assert "4242424242424242" not in again.text
         placed = await client.post("/api/orders", json=order_body(), headers=auth(customer))
         assert placed.status_code == 201, placed.text
+
+
+async def test_requests_end_in_503_while_postgresql_hangs_and_work_once_it_answers(
+    own_shop: Outage,
+) -> None:
+    async with httpx.AsyncClient(base_url=own_shop.url, timeout=60) as client:
+        customer = await new_customer(client)
+        own_shop.postgres.pause()
+        try:
+            # more requests than the web's pool holds connections: none waits for ever
+            placed = await asyncio.gather(
+                *(
+                    client.post("/api/orders", json=order_body(), headers=auth(customer))
+                    for _ in range(25)
+                )
+            )
+            for answer in placed:
+                _unavailable(answer)
+            _unavailable(await client.get("/api/menu", headers=auth(customer)))
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 503 and ready.headers["Retry-After"]
+        finally:
+            own_shop.postgres.resume()
+        for _ in range(100):
+            again = await client.post("/api/orders", json=order_body(), headers=auth(customer))
+            if again.status_code != 503:
+                break
+            await asyncio.sleep(0.2)
+        assert again.status_code == 201, again.text

@@ -42,8 +42,10 @@ async def startup(ctx: dict[str, Any]) -> None:
         worker_context(
             settings,
             create_session_factory(engine),
-            redis=create_redis(settings),  # pub/sub: live updates
-            state_redis=create_state_redis(settings),  # the partner breakers
+            # pub/sub (live updates) and the partner breakers; a job stuck on a Redis that
+            # hangs is ended by its job timeout, so no timer per command
+            redis=create_redis(settings, bounded=False),
+            state_redis=create_state_redis(settings, bounded=False),
         )
     )
     # a handler's events are folded into the read models in its own transaction, and the

@@ -93,6 +93,15 @@ class ProcessTree:
                 add(part, process, False)
         return Snapshot(cpu, rss)
 
+    def niceness(self) -> dict[str, int]:
+        """Each part's CPU priority (Unix niceness; ``pizzeria up`` runs the relay and
+        the workers nicer than the web: ``PIZZERIA_BACKGROUND_NICE``)."""
+        nice: dict[str, int] = {}
+        for child in self.root.children():
+            with contextlib.suppress(psutil.Error):
+                nice[part_name(child)] = int(child.nice())
+        return nice
+
     def part_pid(self, part: str) -> int | None:
         for child in self.root.children():
             if part_name(child) == part:

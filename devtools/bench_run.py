@@ -472,6 +472,7 @@ async def run(shop: Shop, options: Options) -> Report:
         "url": shop.url,
         "started_by_bench": shop.started_here,
         "processes_measured": tree is not None,
+        "niceness": tree.niceness() if tree is not None else {},
     }
     if not shop.database_url:
         raise click.ClickException("no database: give --database-url (or set DATABASE_URL)")
@@ -542,11 +543,23 @@ async def run(shop: Shop, options: Options) -> Report:
 # --------------------------------------------------------------------------- the table
 
 
+def _priorities(niceness: dict[str, int]) -> list[str]:
+    """One line: the parts' CPU priorities, grouped ("nice 0: web, sandbox; nice 10: …")."""
+    if not niceness:
+        return []
+    by_nice: dict[int, list[str]] = {}
+    for part, nice in sorted(niceness.items()):
+        by_nice.setdefault(nice, []).append(part)
+    groups = "; ".join(f"nice {n}: {', '.join(parts)}" for n, parts in sorted(by_nice.items()))
+    return [f"priority: {groups}"]
+
+
 def table(report: Report, options: Options) -> str:
     data = report.as_json()
     lines = [
         f"machine: {data['machine']['cpus']} CPUs, {data['machine']['cpu_model']}, "
         f"load {data['machine']['load_avg_1m']} (1 min) before the raw run",
+        *_priorities(data["shop"].get("niceness") or {}),
         "",
         f"placement, {options.concurrency} concurrent clients, workers running",
     ]

@@ -1,0 +1,37 @@
+"""The bench says at what CPU priority each part of the shop ran: a rush measured with the
+workers yielding to the web is not comparable with one measured without."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+
+from devtools.bench_cpu import ProcessTree, part_name
+from devtools.bench_run import _priorities
+
+
+def test_the_parts_are_grouped_by_their_niceness() -> None:
+    niceness = {"web": 0, "worker-payment": 10, "relay": 10, "sandbox": 0}
+    assert _priorities(niceness) == [
+        "priority: nice 0: sandbox, web; nice 10: relay, worker-payment"
+    ]
+    assert _priorities({}) == []
+
+
+def test_the_tree_reads_each_part_s_niceness_from_its_process() -> None:
+    """The test process stands for ``pizzeria up``; its child lowers its own priority."""
+    child = subprocess.Popen([sys.executable, "-c", "import os, time; os.nice(7); time.sleep(30)"])
+    try:
+        tree = ProcessTree(os.getpid())
+        part = part_name(psutil.Process(child.pid))
+        deadline = time.monotonic() + 10
+        while tree.niceness().get(part) != 7 and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the child has run its os.nice
+        assert tree.niceness()[part] == 7
+    finally:
+        child.kill()
+        child.wait()

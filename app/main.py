@@ -22,6 +22,7 @@ from litestar.static_files import create_static_files_router
 from litestar.stores.redis import RedisStore
 from litestar.template.config import TemplateConfig
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -298,6 +299,7 @@ def create_app(
             **{error: web.unavailable_dependency_handler for error in web.POSTGRES_AWAY},
             RedisConnectionError: web.unavailable_dependency_handler,
             RedisTimeoutError: web.unavailable_dependency_handler,
+            RedisClusterException: web.unavailable_dependency_handler,  # a cluster away
             ConnectionError: web.unavailable_dependency_handler,  # refused, reset, aborted
             # a statement or connect PostgreSQL did not answer (DATABASE_TIMEOUT_SECONDS)
             TimeoutError: web.unavailable_dependency_handler,

@@ -56,7 +56,8 @@ def create_engine(
     (its statement cache starts empty); the profile showed ``prepare`` in 6 % of the
     web's CPU. Idle connections are opened only on demand and recycled after 30 min.
     Every connect and statement gives up after ``DATABASE_TIMEOUT_SECONDS`` (asyncpg's
-    ``TimeoutError``: a 503, ``app.platform.web.database_unavailable``), except on the
+    ``TimeoutError``: a 503, ``app.platform.web.database_unavailable``; a request may wait
+    up to about twice that, when its rollback waits for the server too), except on the
     ``direct`` engine of migrations."""
     size = pool_size or settings.db.pool_size
     url = settings.db.direct_url if direct else settings.db.url

@@ -68,6 +68,9 @@ def create_state_redis(settings: Settings, *, bounded: bool = True) -> Redis:
         cluster = RedisCluster.from_url(
             settings.redis.state_url,
             decode_responses=True,
+            # a timeout is not tried again node by node (each try its own timeout); what
+            # is left of a cluster that hangs is a RedisClusterException: a 503 as well
+            cluster_error_retry_attempts=1,
             socket_timeout=settings.redis.timeout_seconds if bounded else None,
             socket_connect_timeout=settings.redis.timeout_seconds,
         )
@@ -84,8 +87,9 @@ def create_job_client(settings: Settings) -> ArqRedis:
     follow-up: ``app.platform.uow.FollowUp``); it connects on first use."""
     # bounded: the web awaits its enqueue after the placement committed, and a Redis that
     # hangs must not hang the customer's answer (the reconciler hands the job over)
+    timeout = settings.redis.timeout_seconds
     pool = ConnectionPool.from_url(
-        settings.redis.queue_url, socket_timeout=5.0, socket_connect_timeout=2.0
+        settings.redis.queue_url, socket_timeout=timeout, socket_connect_timeout=timeout
     )
     return ArqRedis(pool, job_serializer=dumps_job, job_deserializer=loads_job)
 

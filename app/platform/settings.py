@@ -64,7 +64,8 @@ class DatabaseSettings:
     echo: bool = field(default_factory=lambda: _env_bool("DATABASE_ECHO", False))
     #: how long a statement (or a connect) of the pools may wait for PostgreSQL before it
     #: fails: a server that hangs (a partition, a stalled disk) must cost a request a 503,
-    #: not hold it and its connection for ever. Long enough for any statement of ours
+    #: not hold it and its connection for ever (up to about twice this when the rollback
+    #: that follows must wait for the server too). Long enough for any statement of ours
     #: that waits for a lock; migrations (``direct``) are not bounded.
     timeout_seconds: float = field(
         default_factory=lambda: _env_float("DATABASE_TIMEOUT_SECONDS", 10.0)
@@ -73,6 +74,8 @@ class DatabaseSettings:
     def __post_init__(self) -> None:
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"DATABASE_POOLING must be one of {', '.join(POOLING_MODES)}")
+        if not self.timeout_seconds > 0:
+            raise ValueError("DATABASE_TIMEOUT_SECONDS must be more than 0")
 
     @property
     def direct_url(self) -> str:
@@ -92,9 +95,14 @@ class RedisSettings:
     state_url_setting: str = field(default_factory=lambda: _env("REDIS_STATE_URL", ""))
     #: the state role's URL is a node of a Redis Cluster
     state_cluster: bool = field(default_factory=lambda: _env_bool("REDIS_STATE_CLUSTER", False))
-    #: how long a command (or a connect) may wait for Redis before it fails: a Redis that
-    #: hangs (a partition, a stopped server) must fail a request with a 503, not hold it
+    #: how long a command of the web (or any connect) may wait for Redis before it fails:
+    #: a Redis that hangs (a partition, a stopped server) must fail a request with a 503,
+    #: not hold it (a worker's job is ended by its own run-time limit)
     timeout_seconds: float = field(default_factory=lambda: _env_float("REDIS_TIMEOUT_SECONDS", 2.0))
+
+    def __post_init__(self) -> None:
+        if not self.timeout_seconds > 0:
+            raise ValueError("REDIS_TIMEOUT_SECONDS must be more than 0")
 
     @property
     def queue_url(self) -> str:

@@ -26,7 +26,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.utils.empty import value_or_default
 from litestar.utils.scope.state import ScopeState
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
@@ -411,9 +411,16 @@ def unavailable_dependency_handler(
     """PostgreSQL or Redis could not be reached (a restart, a failover, an exhausted pool):
     503 with ``Retry-After``, never a 500 - the request can simply be tried again. What a
     form's sender typed is kept for their next try where the form asks for it."""
-    if not database_unavailable(exc) and not isinstance(exc, RedisError):
+    if not database_unavailable(exc) and not isinstance(exc, RedisError | RedisClusterException):
         return internal_error_handler(request, exc)
-    log.warning("dependency unavailable on %s: %s", request.url.path, type(exc).__name__)
+    # a bare TimeoutError is asyncpg's, as far as we know: its traceback shows where it
+    # came from should one of ours ever get here
+    log.warning(
+        "dependency unavailable on %s: %s",
+        request.url.path,
+        type(exc).__name__,
+        exc_info=type(exc) is TimeoutError,
+    )
     _keep_typed_input(request)
     return domain_error_handler(
         request, Unavailable(N_("A service we depend on is unavailable; please try again."), 2)

@@ -226,18 +226,22 @@ class PostgresCluster:
         finally:
             signal_file.unlink()  # the next start is a normal one
 
-    def _processes(self) -> list[psutil.Process]:
-        postmaster = psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
-        return [postmaster, *postmaster.children(recursive=True)]
+    def _postmaster(self) -> psutil.Process:
+        return psutil.Process(int((self.data / "postmaster.pid").read_text().split()[0]))
 
     def pause(self) -> None:
         """SIGSTOP the server and every backend: connections stay open and nothing
-        answers, like a server behind a partition or on a stalled disk."""
-        for process in self._processes():
-            process.send_signal(signal.SIGSTOP)
+        answers, like a server behind a partition or on a stalled disk. The postmaster
+        first: stopped, it forks no backend the loop below would miss."""
+        postmaster = self._postmaster()
+        postmaster.send_signal(signal.SIGSTOP)
+        for process in postmaster.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        for process in self._processes():
+        postmaster = self._postmaster()
+        for process in [*postmaster.children(recursive=True), postmaster]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.send_signal(signal.SIGCONT)
 

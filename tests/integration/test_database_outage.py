@@ -50,7 +50,7 @@ def own_shop(sandbox_url: str) -> Iterator[Outage]:
         "PUBLIC_URL": f"http://127.0.0.1:{port}",
         "RATE_LIMIT_SIGNUP_PER_CLIENT": "100000",
         "RATE_LIMIT_SIGNIN_PER_CLIENT": "100000",
-        "DATABASE_TIMEOUT_SECONDS": "1",
+        "DATABASE_TIMEOUT_SECONDS": "3",
     }
     web = None
     try:

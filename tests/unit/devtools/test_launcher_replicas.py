@@ -55,7 +55,7 @@ def test_background_parts_yield_by_default_and_the_environment_can_change_it() -
     assert background_nice("0") == 0 and background_nice(" 3 ") == 3
 
 
-@pytest.mark.parametrize("value", ["-5", "20", "low", "1.5"])
+@pytest.mark.parametrize("value", ["-5", "20", "low", "1.5", "\u00b2"])
 def test_a_niceness_that_makes_no_sense_is_refused_with_its_name(value: str) -> None:
     with pytest.raises(RuntimeError, match="PIZZERIA_BACKGROUND_NICE"):
         background_nice(value)

@@ -1,0 +1,34 @@
+"""A timeout of 0 or less would break every connection (asyncpg refuses a non-positive
+``command_timeout`` at connect; a Redis socket with timeout 0 is non-blocking): refused
+at start-up, naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.platform.settings import DatabaseSettings, RedisSettings
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_database_timeout_that_is_no_time_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("DATABASE_TIMEOUT_SECONDS", value)
+    with pytest.raises(ValueError, match="DATABASE_TIMEOUT_SECONDS"):
+        DatabaseSettings()
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_redis_timeout_that_is_no_time_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("REDIS_TIMEOUT_SECONDS", value)
+    with pytest.raises(ValueError, match="REDIS_TIMEOUT_SECONDS"):
+        RedisSettings()
+
+
+def test_the_timeouts_default_to_seconds_not_forever(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_TIMEOUT_SECONDS", raising=False)
+    monkeypatch.delenv("REDIS_TIMEOUT_SECONDS", raising=False)
+    assert DatabaseSettings().timeout_seconds == 10.0
+    assert RedisSettings().timeout_seconds == 2.0

@@ -207,9 +207,15 @@ async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
     await expect(card(board, other_id, "queued")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     summary = returning.get_by_text("Cancel return")
     # hover scrolls it into view, and starts again if a refresh of the shared board (another
-    # test's late event) replaces it meanwhile; the pointer ends on the summary's centre
-    await summary.hover()
-    box = await summary.bounding_box()
+    # test's late event) replaces it meanwhile; the pointer ends on the summary's centre. A
+    # refresh landing between the hover and the measurement leaves nothing to measure for a
+    # moment (CI: bounding_box() None): hover again.
+    box = None
+    for _ in range(10):
+        await summary.hover()
+        box = await summary.bounding_box()
+        if box is not None:
+            break
     assert box is not None
     pointer = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
     await board.mouse.down()

@@ -10,21 +10,16 @@ from app.platform.settings import DatabaseSettings, RedisSettings
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
-def test_a_database_timeout_that_is_no_time_is_refused(
-    monkeypatch: pytest.MonkeyPatch, value: str
+@pytest.mark.parametrize(
+    ("variable", "settings"),
+    [("DATABASE_TIMEOUT_SECONDS", DatabaseSettings), ("REDIS_TIMEOUT_SECONDS", RedisSettings)],
+)
+def test_a_timeout_that_is_no_time_is_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, settings: type, value: str
 ) -> None:
-    monkeypatch.setenv("DATABASE_TIMEOUT_SECONDS", value)
-    with pytest.raises(ValueError, match="DATABASE_TIMEOUT_SECONDS"):
-        DatabaseSettings()
-
-
-@pytest.mark.parametrize("value", ["0", "-1"])
-def test_a_redis_timeout_that_is_no_time_is_refused(
-    monkeypatch: pytest.MonkeyPatch, value: str
-) -> None:
-    monkeypatch.setenv("REDIS_TIMEOUT_SECONDS", value)
-    with pytest.raises(ValueError, match="REDIS_TIMEOUT_SECONDS"):
-        RedisSettings()
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable):
+        settings()
 
 
 def test_the_timeouts_default_to_seconds_not_forever(monkeypatch: pytest.MonkeyPatch) -> None:

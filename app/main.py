@@ -61,7 +61,6 @@ from app.platform.pubsub import Broadcaster, publisher
 from app.platform.ratelimit import RateLimiter
 from app.platform.redis import (
     create_job_client,
-    create_listener,
     create_redis,
     create_state_redis,
 )
@@ -138,7 +137,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         if settings.pipeline.follow_ups:
             hand_over = functools.partial(enqueue, jobs)
             follow_up_after_commit(app.state.session_factory, enqueued_after_commit(), hand_over)
-        listener = create_listener(settings)  # waits for messages: no command timeout
+        listener = create_redis(settings, bounded=False)  # waits for messages as long as need be
         app.state.broadcaster = Broadcaster(listener)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()

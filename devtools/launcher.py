@@ -280,7 +280,7 @@ def background_nice(value: str | None) -> int:
     """The niceness of the background parts, from ``PIZZERIA_BACKGROUND_NICE``."""
     if value is None or not value.strip():
         return BACKGROUND_NICE
-    if not re.fullmatch(r"[0-9]{1,2}", value.strip()) or int(value) > 19:
+    if not re.fullmatch(r"1?[0-9]", value.strip()):
         raise RuntimeError(f"PIZZERIA_BACKGROUND_NICE: {value!r} is not a niceness from 0 to 19")
     return int(value)
 

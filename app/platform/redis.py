@@ -34,26 +34,15 @@ def create_redis(settings: Settings, url: str | None = None, *, bounded: bool = 
     ``bounded``: every command fails after ``REDIS_TIMEOUT_SECONDS`` (redis'
     ``TimeoutError``, a ``RedisError``: a 503 for a request) rather than wait for ever on a
     Redis that hangs. A worker passes False: arq's job timeout already ends a job stuck on
-    Redis, and the timer costs each command ≈ 30 µs of CPU (half a ``GET``'s own)."""
+    Redis, and the timer costs each command ≈ 30 µs of CPU (half a ``GET``'s own). So does
+    a live-update listener: its connection waits for the next message as long as none
+    comes (with a timeout, every quiet spell would end in a reconnect)."""
     timeout = settings.redis.timeout_seconds if bounded else None
     client: Redis = Redis.from_url(
         url or settings.redis.pubsub_url,
         decode_responses=True,
         health_check_interval=30,
         socket_timeout=timeout,
-        socket_connect_timeout=settings.redis.timeout_seconds,
-    )
-    return client
-
-
-def create_listener(settings: Settings) -> Redis:
-    """The client a live-update listener subscribes with: its connection waits for the
-    next message as long as none comes, so only connecting is bounded (a command client's
-    timeout would end every quiet minute in a reconnect)."""
-    client: Redis = Redis.from_url(
-        settings.redis.pubsub_url,
-        decode_responses=True,
-        health_check_interval=30,
         socket_connect_timeout=settings.redis.timeout_seconds,
     )
     return client

@@ -87,8 +87,11 @@ def _wait_ready(up: Up) -> None:
     pytest.fail(f"{up.url}/health/ready not 200 after {READY_TIMEOUT}s:\n{up.output()}")
 
 
-def _wait_for_stdout(up: Up, *needles: str, timeout: float = 10.0) -> str:
-    """The output so far, once it holds every needle (the URL is announced after ready)."""
+def _wait_for_stdout(up: Up, *needles: str, timeout: float = READY_TIMEOUT) -> str:
+    """The output so far, once it holds every needle. The web answers ready before ``up``
+    announces the shop: that waits for every part, and the background parts start at a
+    lower CPU priority, so on a busy machine they can take far longer than the web (CI saw
+    more than 10 s)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         printed = "".join(up.stdout)

@@ -138,7 +138,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             hand_over = functools.partial(enqueue, jobs)
             follow_up_after_commit(app.state.session_factory, enqueued_after_commit(), hand_over)
         listener = create_redis(settings, bounded=False)  # waits for messages as long as need be
-        app.state.broadcaster = Broadcaster(listener)
+        app.state.broadcaster = Broadcaster(listener, settings.redis.timeout_seconds)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
         await app.state.broadcaster.start()
         freeze_startup_heap()

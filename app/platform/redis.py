@@ -36,7 +36,8 @@ def create_redis(settings: Settings, url: str | None = None, *, bounded: bool = 
     Redis that hangs. A worker passes False: arq's job timeout already ends a job stuck on
     Redis, and the timer costs each command ≈ 30 µs of CPU (half a ``GET``'s own). So does
     a live-update listener: its connection waits for the next message as long as none
-    comes (with a timeout, every quiet spell would end in a reconnect)."""
+    comes (with a timeout, every quiet spell would end in a reconnect); it checks a quiet
+    connection with a PING of its own (``Broadcaster``)."""
     timeout = settings.redis.timeout_seconds if bounded else None
     client: Redis = Redis.from_url(
         url or settings.redis.pubsub_url,

@@ -32,7 +32,7 @@ async def test_viewers_woken_by_one_notification_share_one_read(
     session_factory: Factory, redis: Redis, sandbox_url: str
 ) -> None:
     order_id = await place(session_factory)
-    broadcaster = Broadcaster(redis)
+    broadcaster = Broadcaster(redis, answer_within=2.0)
     with CountingReads(session_factory) as counting:
         await _share_reads(session_factory, broadcaster, order_id, counting)
 

@@ -14,8 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from app.platform.pubsub import RESYNC, Broadcaster
 from app.platform.settings import Settings, get_settings
 from tests.support.api import auth, browser_session, new_customer, order_body
+from tests.support.pipeline import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.webapp import client, running
 
@@ -92,3 +94,38 @@ async def test_the_live_update_listener_waits_through_quiet_spells_longer_than_t
         await asyncio.sleep(settings.redis.timeout_seconds * 4)  # not one message meanwhile
         broadcaster = app.state.broadcaster
         assert (broadcaster.state, broadcaster.reconnects) == ("ok", 0)
+
+
+async def test_the_live_update_listener_notices_a_hung_redis_and_resyncs_its_pages_after(
+    session_factory: Any, redis_server: RedisServer
+) -> None:
+    """A hung Redis keeps the subscription's socket open and sends nothing: without a PING
+    of its own the listener would wait for ever, every live page stale and ``/health`` ok."""
+    settings = _settings(redis_server.url)
+    async with running(settings) as app, client(app) as api:
+        broadcaster: Broadcaster = app.state.broadcaster
+        await eventually(_in_state(broadcaster, "ok"), "the listener subscribed", timeout=HUNG)
+        async with broadcaster.listen("board") as board:
+            redis_server.pause()
+            try:
+                await eventually(
+                    _in_state(broadcaster, "reconnecting"), "the silence noticed", timeout=HUNG
+                )
+                assert broadcaster.reconnects == 1
+                assert broadcaster.error is not None and "RedisSilent" in broadcaster.error
+                health = (await _answer(api.get("/health"))).json()
+                assert health["status"] == "degraded"
+                assert health["web"]["pubsub"]["state"] == "reconnecting"
+            finally:
+                redis_server.resume()
+            await eventually(_in_state(broadcaster, "ok"), "the listener back", timeout=HUNG)
+            async with asyncio.timeout(HUNG):
+                assert RESYNC in await board.take(), "the board re-reads what it missed"
+        assert broadcaster.reconnects == 1
+
+
+def _in_state(broadcaster: Broadcaster, state: str) -> Any:
+    async def probe() -> bool:
+        return broadcaster.state == state
+
+    return probe

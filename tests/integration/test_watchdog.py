@@ -48,7 +48,7 @@ async def test_a_paid_order_with_no_delivery_is_reported_once_overdue(
     )
     async with session_factory() as session:
         moving = await watchdog.stalled(session, settings, later)
-        report = await health.report(session, get_settings(), Broadcaster(redis))
+        report = await health.report(session, get_settings(), Broadcaster(redis, answer_within=2.0))
     assert order_id not in {f.order_id for f in moving.of(watchdog.PAID_WITHOUT_DELIVERY)}
     assert set(report["watchdog"]) == {
         watchdog.PAYMENT_NOT_SETTLED,

@@ -66,8 +66,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 def partner_job_timeout(settings: Settings) -> float:
     """Run-time limit of a job that calls a partner: up to two partner calls (a request and
-    its withdrawal) plus the database work around them. A killed worker's job is retried
-    about this long after it started (arq's in-progress key), so keep it tight."""
+    its withdrawal) plus the database work around them. (A killed worker's job no longer
+    waits this long: its lease is renewed while it runs, see ``workers.supervised``.)"""
     return 2 * settings.partners.timeout_seconds + settings.pipeline.job_timeout_seconds / 2
 
 

@@ -16,8 +16,9 @@ reconciler enqueues pushes a token to, and polls when woken, when a job ends whi
 full, and at the latest every ``WORKER_POLL_DELAY`` (the safety net for retries deferred
 to later, cron jobs and a Redis that restarted without the tokens).
 
-It also shortens arq's in-progress lease to the longest job timeout plus two seconds
-(arq adds ten): a job whose worker was killed is picked up again that soon.
+A running job's in-progress lease is short (``LEASE_SECONDS``) and renewed while the job
+runs, rather than arq's (the job timeout plus ten seconds): a job whose worker was killed
+is picked up again within seconds, however long its run-time limit.
 """
 
 from __future__ import annotations
@@ -47,7 +48,14 @@ from app.platform.settings import get_settings
 
 log = logging.getLogger("pizzeria.worker")
 
-#: the in-progress lease outlives the longest job by this much
+#: a running job's in-progress lease, renewed every ``RENEW_SECONDS`` while it runs: a
+#: killed worker's job is free for another this long after the worker's last renewal. A
+#: worker whose event loop stalls longer (SIGSTOP) can see its job started again
+#: elsewhere, as it could with arq's lease after the job timeout; every handler is
+#: idempotent and every partner call carries its idempotency key.
+LEASE_SECONDS = 6.0
+RENEW_SECONDS = 2.0
+#: without renewals, as arq: the lease outlives the longest job by this much
 LEASE_MARGIN_SECONDS = 2.0
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
 #: how long one BLPOP on the wake-up list blocks (a stopping worker waits no longer)
@@ -105,6 +113,8 @@ class SupervisedWorker(Worker):
         super().__init__(**kwargs)
         longest = max(f.timeout_s or self.job_timeout_s or 0 for f in self.functions.values())
         self.in_progress_timeout_s = longest + LEASE_MARGIN_SECONDS
+        self.lease_s = min(LEASE_SECONDS, self.in_progress_timeout_s)
+        self._renewing: asyncio.Task[None] | None = None
         self.heartbeat: Heartbeat | None = None
         self._beating: asyncio.Task[None] | None = None
         self._backoff = BACKOFF_START
@@ -148,6 +158,7 @@ class SupervisedWorker(Worker):
         log.info("worker %s started: %s", self.queue_name, ", ".join(self.functions))
         self._report_ok()
         self._waker = asyncio.create_task(self._wait_for_tokens())
+        self._renewing = asyncio.create_task(self._renew_leases())
         while True:
             self._wake.clear()
             await self._poll_iteration()
@@ -173,6 +184,25 @@ class SupervisedWorker(Worker):
                 log.debug("worker %s: wake-up list: %s", self.queue_name, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _renew_leases(self) -> None:
+        """Every ``RENEW_SECONDS``, push the lease of each job still running to
+        ``lease_s`` from now, in one round trip. ``GT``: never shorten a key arq keeps
+        longer (a cron job's lock after it ran). A failed round is skipped: the lease
+        outlives two of them."""
+        lease_ms = int(self.lease_s * 1000)
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            running = [job_id for job_id, task in self.tasks.items() if not task.done()]
+            if not running:
+                continue
+            try:
+                async with self.pool.pipeline(transaction=False) as pipe:
+                    for job_id in running:
+                        pipe.pexpire(in_progress_key_prefix + job_id, lease_ms, gt=True)
+                    await pipe.execute()
+            except Exception as exc:  # an outage above all: never let the renewer die
+                log.warning("worker %s: leases not renewed: %s", self.queue_name, exc)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -239,7 +269,7 @@ class SupervisedWorker(Worker):
             self._claim_script = self.pool.register_script(CLAIM)
         score = await self._claim_script(
             keys=[in_progress_key_prefix + job_id, self.queue_name],
-            args=[job_id, timestamp_ms(), int(self.in_progress_timeout_s * 1000)],
+            args=[job_id, timestamp_ms(), int(self.lease_s * 1000)],
         )
         if score is None:
             return False
@@ -300,14 +330,11 @@ class SupervisedWorker(Worker):
         await self._finish_script(keys=keys, args=args)
 
     async def close(self) -> None:
-        if self._waker:
-            self._waker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._waker
-        if self._beating:
-            self._beating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beating
+        for task in (self._waker, self._renewing, self._beating):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.heartbeat:
             await self.heartbeat.remove()
         if self._pool is None:

@@ -101,7 +101,8 @@ async def test_a_killed_workers_job_is_retried_within_seconds(
 ) -> None:
     """The charge takes 2.5 s at the partner; the worker is SIGKILLed in the middle. The
     job is still in Redis (its in-progress lease too), so the reconciler would not help:
-    the lease must be short (the job timeout) instead of arq's 310 s."""
+    the lease must be short (a few seconds, renewed while a job runs) instead of arq's
+    (the job's limit plus ten seconds)."""
     order_id = await place(factory)  # its card is tokenized at the partner before it slows
     async with httpx.AsyncClient(base_url=fresh.sandbox_url) as sandbox:
         await sandbox.put("/sandbox/knobs/payment", json={"latencyMs": 2500})

@@ -19,7 +19,7 @@ from app.platform.relay import Subscriber, enqueue_many, wake_key
 from app.platform.settings import get_settings
 from tests.support.pipeline import eventually
 from workers import settings_for
-from workers.supervised import SupervisedWorker
+from workers.supervised import LEASE_SECONDS, SupervisedWorker
 
 
 async def test_a_job_is_claimed_by_one_worker_only_when_due_and_not_held() -> None:
@@ -164,4 +164,78 @@ async def test_a_finished_job_leaves_nothing_behind_and_a_retried_one_waits_its_
     finally:
         leftovers = [p + j for p in (job_key_prefix, retry_key_prefix) for j in ("done", "later")]
         await pool.delete(*leftovers)
+        await _stop(worker, queue, main)
+
+
+#: the job ids ``_hour`` was started with, once per start
+HOUR_STARTS: list[str] = []
+
+
+async def _hour(ctx: dict[str, Any]) -> str:
+    HOUR_STARTS.append(ctx["job_id"])
+    await asyncio.sleep(3600)
+    return "late"
+
+
+async def test_a_running_job_keeps_a_short_lease_and_a_dead_worker_s_job_is_free_soon(
+    session_factory: object,
+) -> None:
+    """The in-progress lease is a few seconds, renewed while the job runs: held through
+    many leases by a live worker, and free for another worker within one lease once its
+    worker stops renewing (it died), not after the job's run-time limit (an hour here)."""
+    queue, job_id = f"lease-test-{uuid.uuid4().hex}", uuid.uuid4().hex
+    in_progress = in_progress_key_prefix + job_id
+    options = {
+        **get_kwargs(settings_for("coupon")),
+        "queue_name": queue,
+        "functions": [func(_hour, name="t.hour", timeout=3600)],
+        "handle_signals": False,
+    }
+    worker, other = SupervisedWorker(**options), SupervisedWorker(**options)
+    assert worker.lease_s == LEASE_SECONDS < worker.in_progress_timeout_s
+    main = asyncio.create_task(worker.main())
+
+    async def started() -> bool:
+        return worker._renewing is not None
+
+    await eventually(started, "the worker started", timeout=30)
+    pool = worker.pool
+    other._pool = pool
+    loop = asyncio.get_running_loop()
+    try:
+        await pool.enqueue_job("t.hour", _job_id=job_id, _queue_name=queue)
+
+        async def running() -> bool:
+            return job_id in worker.tasks
+
+        await eventually(running, "the job running", timeout=30)
+        held_until = loop.time() + 3 * worker.lease_s
+        while loop.time() < held_until:
+            lease = await pool.pttl(in_progress)
+            assert 0 < lease <= worker.lease_s * 1000, f"the lease lapsed or is long: {lease}"
+            await other.start_jobs([job_id.encode()])
+            assert job_id not in other.tasks, "taken by another worker while it runs"
+            assert HOUR_STARTS.count(job_id) == 1, "started again while it runs"
+            await asyncio.sleep(0.5)
+
+        # what a SIGKILL does: no more polls, no more renewals, the job never finishes
+        assert worker._renewing is not None
+        for part in (main, worker._renewing):
+            part.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await part
+        died_at = loop.time()
+
+        async def free() -> bool:
+            return not await pool.exists(in_progress)
+
+        await eventually(free, "the dead worker's lease lapsed", timeout=worker.lease_s + 5)
+        assert loop.time() - died_at <= worker.lease_s + 1
+        await other.start_jobs([job_id.encode()])
+        assert job_id in other.tasks, "another worker takes the job"
+    finally:
+        for running_job in (*worker.tasks.values(), *other.tasks.values()):
+            running_job.cancel()
+        await asyncio.gather(*worker.tasks.values(), *other.tasks.values(), return_exceptions=True)
+        await pool.delete(queue, in_progress, job_key_prefix + job_id, retry_key_prefix + job_id)
         await _stop(worker, queue, main)

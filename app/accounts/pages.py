@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from typing import Any
@@ -24,18 +23,19 @@ from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
 from app.platform.sessions import rotate_session
 from app.platform.settings import Settings
-from app.platform.web import SESSION_NAME, SESSION_ROLE, SESSION_USER, page, redirect
-
-_SAFE_NEXT = re.compile(r"/(?![/\\])[^\\\x00-\x20\x7f]*")
+from app.platform.web import (
+    SESSION_NAME,
+    SESSION_ROLE,
+    SESSION_USER,
+    local_path,
+    page,
+    redirect,
+)
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on this site, so ``?next=`` cannot send people elsewhere: no
-    ``//host``, no ``/\\host`` (browsers read a backslash as a slash), no scheme, no
-    control characters or spaces."""
-    if target and _SAFE_NEXT.fullmatch(target):
-        return target
-    return "/"
+    """Only a path on this site, so ``?next=`` cannot send people elsewhere."""
+    return local_path(target) or "/"
 
 
 def _sign_in(request: Request[Any, Any, Any], user: User) -> None:

@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from asyncpg.exceptions import (
     OperatorInterventionError,
@@ -234,6 +235,51 @@ def domain_name(key: str) -> str:
     return _CAMEL.sub(lambda m: "_" + m.group(1).lower(), key)
 
 
+_LOCAL_PATH = re.compile(r"/(?![/\\])[^\\\x00-\x20\x7f]*")
+
+
+def local_path(target: str | None) -> str | None:
+    """``target`` when it is a path on this site, else None: no ``//host``, no
+    ``/\\host`` (browsers read a backslash as a slash), no scheme, no control characters
+    or spaces. Where a visitor may be sent next (``?next=``, a Referer)."""
+    if target and _LOCAL_PATH.fullmatch(target):
+        return target
+    return None
+
+
+#: a form sent while these answer can simply be sent again a little later
+TRY_AGAIN_STATUSES = frozenset({429, 503})
+
+
+def form_to_return_to(request: Request[Any, Any, Any], status_code: int) -> str | None:
+    """The page whose form was just sent, when it is worth going back to: the error says
+    "try again" (a dependency away, a rate limit). Going back in history brings the form
+    back as the person left it, with what they typed (the browser keeps it); the session
+    that would keep it for us may be the very thing that is away."""
+    if request.method != "POST" or status_code not in TRY_AGAIN_STATUSES:
+        return None
+    referer = urlsplit(request.headers.get("referer", ""))
+    if (referer.scheme, referer.netloc) != (request.url.scheme, request.url.netloc):
+        return None
+    return local_path(referer.path + (f"?{referer.query}" if referer.query else ""))
+
+
+def error_page(
+    request: Request[Any, Any, Any],
+    status_code: int,
+    message: Any,
+    headers: dict[str, str] | None = None,
+) -> Template:
+    return page(
+        request,
+        "error.html",
+        status_code=status_code,
+        headers=headers,
+        message=message,
+        back=form_to_return_to(request, status_code),
+    )
+
+
 def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
     if wants_json(request):
         return _json_error(exc)
@@ -241,9 +287,7 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> R
         return redirect(request, f"/login?next={request.url.path}")
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return page(
-        request, "error.html", status_code=exc.status_code, headers=headers, message=exc.detail
-    )
+    return error_page(request, exc.status_code, exc.detail, headers)
 
 
 def validation_error_handler(
@@ -312,7 +356,7 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     message = HTTP_MESSAGES.get(exc.status_code, exc.detail)
     if exc.status_code == 403 and "CSRF" in str(exc.detail):
         message = N_("This form has expired. Please go back, reload the page and try again.")
-    return page(request, "error.html", status_code=exc.status_code, message=message)
+    return error_page(request, exc.status_code, message, exc.headers)
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

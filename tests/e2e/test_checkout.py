@@ -3,15 +3,18 @@ card number is caught before any order exists, and a double submit lands on the 
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, pay_button, words
 from tests.e2e.test_order_live import ORDER_URL, fill_basket, sign_up
 from tests.support.api import DECLINED_CARD, GOOD_CARD
+from tests.support.processes import Shop, free_port, spawn, stop, wait_http
+from tests.support.redis_server import RedisServer
 
 Words = Callable[..., str]
 
@@ -154,3 +157,62 @@ async def test_on_a_phone_the_total_stays_above_the_pay_button(
     assert total_box is not None and pay_box is not None
     assert total_box["y"] + total_box["height"] <= pay_box["y"], (total_box, pay_box)
     assert pay_box["y"] + pay_box["height"] <= 844, pay_box
+
+
+@contextlib.contextmanager
+def replica_on_its_own_redis(shop: Shop) -> Iterator[tuple[str, RedisServer]]:
+    """A second web process of the shop whose Redis (sessions above all) the test can
+    stop in its tracks without touching the shop every other test uses."""
+    redis_server = RedisServer()
+    redis_server.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    replica_env = {
+        **shop.env,
+        "REDIS_URL": redis_server.url,
+        "PUBLIC_URL": url,
+        "REDIS_TIMEOUT_SECONDS": "1",
+    }
+    web = spawn(["serve", "--port", str(port)], replica_env)
+    try:
+        wait_http(f"{url}/health/ready", web, timeout=300)
+        yield url, redis_server
+    finally:
+        stop([web])
+        redis_server.close()
+
+
+async def test_a_checkout_sent_while_the_session_store_hangs_goes_back_with_what_was_typed(
+    browser: Browser, shop: Shop
+) -> None:
+    """The session (basket, sign-in, CSRF) lives in Redis: when it hangs, the shop cannot
+    keep what was typed for the next try, and the answer is a 503. The error page leads
+    back in history, where the browser still has the form as it was left."""
+    with replica_on_its_own_redis(shop) as (url, redis_server):
+        context = await browser.new_context(base_url=url, locale="en-US")
+        try:
+            page = await context.new_page()
+            await sign_up(page)
+            await fill_basket(page)
+            await open_checkout(page)
+            await fill_details(page, GOOD_CARD)
+            redis_server.pause()
+            try:
+                await pay_button(page, "en").click()
+                await expect(page.get_by_role("heading", name="Sorry")).to_be_visible()
+                await expect(page.locator("#main")).to_contain_text(
+                    "A service we depend on is unavailable"
+                )
+            finally:
+                redis_server.resume()
+            await page.get_by_role("link", name="Back to your form, with what you typed").click()
+
+            await expect(page).to_have_url(re.compile(r"/checkout/?$"))
+            await expect(page.get_by_label("Delivery address")).to_have_value(ADDRESS)
+            await expect(page.get_by_label("Phone (for the rider)")).to_have_value(PHONE)
+            await expect(page.get_by_label("Delivery note")).to_have_value(NOTE)
+            await expect(page.get_by_label("Card number")).to_have_value(GOOD_CARD)
+            await pay_button(page, "en").click()
+            await expect(page).to_have_url(ORDER_URL)
+        finally:
+            await context.close()

@@ -50,11 +50,31 @@ log = logging.getLogger("pizzeria.worker")
 
 #: a running job's in-progress lease, renewed every ``RENEW_SECONDS`` while it runs: a
 #: killed worker's job is free for another this long after the worker's last renewal. A
-#: worker whose event loop stalls longer (SIGSTOP) can see its job started again
-#: elsewhere, as it could with arq's lease after the job timeout; every handler is
-#: idempotent and every partner call carries its idempotency key.
-LEASE_SECONDS = 6.0
+#: worker (or a Redis) that stalls longer can see a job started again elsewhere, as it
+#: could with arq's lease after the job's limit; every handler is idempotent and every
+#: partner call carries its idempotency key.
+LEASE_SECONDS = 10.0
 RENEW_SECONDS = 2.0
+#: renew the leases of the jobs this worker runs: lengthen one shorter than the lease
+#: (never shorten one arq keeps longer, a cron job's lock), and take back one that lapsed
+#: (a Redis stalled past it) while the job is still queued and due (not finished, not
+#: retried later). Works on any Redis (``PEXPIRE ... GT`` needs 7).
+#: KEYS: queue, in-progress keys...; ARGV: lease (ms), now (ms), job ids...
+RENEW = """
+local lease = tonumber(ARGV[1])
+for i = 2, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl == -2 then
+    local score = redis.call('ZSCORE', KEYS[1], ARGV[i + 1])
+    if score and tonumber(score) <= tonumber(ARGV[2]) then
+      redis.call('PSETEX', KEYS[i], lease, '1')
+    end
+  elseif ttl >= 0 and ttl < lease then
+    redis.call('PEXPIRE', KEYS[i], lease)
+  end
+end
+return 1
+"""
 #: without renewals, as arq: the lease outlives the longest job by this much
 LEASE_MARGIN_SECONDS = 2.0
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
@@ -186,21 +206,20 @@ class SupervisedWorker(Worker):
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _renew_leases(self) -> None:
-        """Every ``RENEW_SECONDS``, push the lease of each job still running to
-        ``lease_s`` from now, in one round trip. ``GT``: never shorten a key arq keeps
-        longer (a cron job's lock after it ran). A failed round is skipped: the lease
-        outlives two of them."""
+        """Every ``RENEW_SECONDS``, renew the lease of each job still running (``RENEW``,
+        one round trip). A round that fails or hangs is given up at the next one's time:
+        the lease outlives four of them."""
+        script = self.pool.register_script(RENEW)
         lease_ms = int(self.lease_s * 1000)
         while True:
             await asyncio.sleep(RENEW_SECONDS)
             running = [job_id for job_id, task in self.tasks.items() if not task.done()]
             if not running:
                 continue
+            keys = [self.queue_name, *(in_progress_key_prefix + job_id for job_id in running)]
             try:
-                async with self.pool.pipeline(transaction=False) as pipe:
-                    for job_id in running:
-                        pipe.pexpire(in_progress_key_prefix + job_id, lease_ms, gt=True)
-                    await pipe.execute()
+                async with asyncio.timeout(RENEW_SECONDS):
+                    await script(keys=keys, args=[lease_ms, timestamp_ms(), *running])
             except Exception as exc:  # an outage above all: never let the renewer die
                 log.warning("worker %s: leases not renewed: %s", self.queue_name, exc)
 
@@ -264,6 +283,9 @@ class SupervisedWorker(Worker):
         """arq's claim (WATCH the in-progress key, EXISTS, ZSCORE, MULTI, PSETEX, EXEC:
         four round trips and six commands per job) as one script: atomic the same way,
         one round trip."""
+        running = self.tasks.get(job_id)
+        if running is not None and not running.done():
+            return False  # its lease lapsed while it runs here: not a second copy (RENEW)
         if self._claim_script is None:
             # EVALSHA; a restarted Redis that forgot the script gets it loaded again
             self._claim_script = self.pool.register_script(CLAIM)
@@ -330,6 +352,8 @@ class SupervisedWorker(Worker):
         await self._finish_script(keys=keys, args=args)
 
     async def close(self) -> None:
+        # the jobs still ending (cancelled after the shutdown wait) keep their leases
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         for task in (self._waker, self._renewing, self._beating):
             if task:
                 task.cancel()

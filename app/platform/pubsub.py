@@ -27,6 +27,8 @@ RESYNC = "__resync__"
 RECONNECT = "__reconnect__"
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
 PATTERNS = ("order:*", "customer:*", "board")
+#: PINGs in a row left unanswered before the listener gives its connection up
+MISSED_PONGS = 2
 
 
 def publisher(redis: Redis) -> Callable[[Sequence[tuple[str, str]]], Awaitable[None]]:
@@ -93,9 +95,9 @@ class Broadcaster:
     """One pattern subscription per web process, kept alive for ever.
 
     ``answer_within`` (``REDIS_TIMEOUT_SECONDS``): after twice that without a message the
-    listener sends a PING, and if nothing comes back within it the connection counts as
-    lost. Without the check a Redis that hangs leaves every live page silently stale while
-    ``/health`` still says the listener is fine."""
+    listener sends a PING, and when two in a row get nothing back within it the
+    connection counts as lost. Without the check a Redis that hangs leaves every live
+    page silently stale while ``/health`` still says the listener is fine."""
 
     def __init__(self, redis: Redis, answer_within: float) -> None:
         self._redis = redis
@@ -161,8 +163,7 @@ class Broadcaster:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    async with asyncio.timeout(self._answer_within):
-                        await pubsub.psubscribe(*PATTERNS)
+                    await self._subscribe(pubsub)
                     await self._listen(pubsub)
             except asyncio.CancelledError:
                 raise
@@ -174,6 +175,17 @@ class Broadcaster:
                     log.warning("pubsub: %s; reconnecting", self.error)
                 await asyncio.sleep(self._backoff)
                 self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        """Connect and send the subscription, within ``answer_within`` (the confirmation
+        comes with the messages, see ``_hand_on``)."""
+        try:
+            async with asyncio.timeout(self._answer_within):
+                await pubsub.psubscribe(*PATTERNS)
+        except TimeoutError:
+            raise RedisSilent(
+                f"no answer from Redis to a subscription within {self._answer_within:g} s"
+            ) from None
 
     async def _listen(self, pubsub: PubSub) -> None:
         """Hand notifications on while a watch checks the connection; whichever ends
@@ -206,17 +218,23 @@ class Broadcaster:
 
     async def _watch(self, pubsub: PubSub) -> None:
         """Once the connection has been quiet for ``quiet_after``, ask for a PONG; raise
-        ``RedisSilent`` when nothing at all came back within ``answer_within``."""
+        ``RedisSilent`` when ``MISSED_PONGS`` PINGs in a row got nothing at all back
+        within ``answer_within`` (one late answer on a busy machine is no outage)."""
         clock = asyncio.get_running_loop().time
+        missed = 0
         while True:
             quiet = clock() - self._heard
             if quiet < self._quiet_after:
+                missed = 0
                 await asyncio.sleep(self._quiet_after - quiet)
                 continue
             asked = clock()
             await pubsub.ping()
             await asyncio.sleep(self._answer_within)
-            if self._heard < asked:
+            if self._heard >= asked:
+                continue
+            missed += 1
+            if missed >= MISSED_PONGS:
                 raise RedisSilent(f"no answer from Redis for {clock() - self._heard:.1f} s")
 
     def _subscribed(self) -> None:

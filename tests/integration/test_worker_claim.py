@@ -19,7 +19,7 @@ from app.platform.relay import Subscriber, enqueue_many, wake_key
 from app.platform.settings import get_settings
 from tests.support.pipeline import eventually
 from workers import settings_for
-from workers.supervised import LEASE_SECONDS, SupervisedWorker
+from workers.supervised import LEASE_SECONDS, RENEW_SECONDS, SupervisedWorker
 
 
 async def test_a_job_is_claimed_by_one_worker_only_when_due_and_not_held() -> None:
@@ -181,8 +181,9 @@ async def test_a_running_job_keeps_a_short_lease_and_a_dead_worker_s_job_is_free
     session_factory: object,
 ) -> None:
     """The in-progress lease is a few seconds, renewed while the job runs: held through
-    many leases by a live worker, and free for another worker within one lease once its
-    worker stops renewing (it died), not after the job's run-time limit (an hour here)."""
+    many leases by a live worker (and taken back should it lapse), and free for another
+    worker within one lease once its worker stops renewing (it died), not after the job's
+    run-time limit (an hour here)."""
     queue, job_id = f"lease-test-{uuid.uuid4().hex}", uuid.uuid4().hex
     in_progress = in_progress_key_prefix + job_id
     options = {
@@ -206,10 +207,10 @@ async def test_a_running_job_keeps_a_short_lease_and_a_dead_worker_s_job_is_free
         await pool.enqueue_job("t.hour", _job_id=job_id, _queue_name=queue)
 
         async def running() -> bool:
-            return job_id in worker.tasks
+            return job_id in HOUR_STARTS
 
         await eventually(running, "the job running", timeout=30)
-        held_until = loop.time() + 3 * worker.lease_s
+        held_until = loop.time() + 2 * worker.lease_s
         while loop.time() < held_until:
             lease = await pool.pttl(in_progress)
             assert 0 < lease <= worker.lease_s * 1000, f"the lease lapsed or is long: {lease}"
@@ -217,6 +218,18 @@ async def test_a_running_job_keeps_a_short_lease_and_a_dead_worker_s_job_is_free
             assert job_id not in other.tasks, "taken by another worker while it runs"
             assert HOUR_STARTS.count(job_id) == 1, "started again while it runs"
             await asyncio.sleep(0.5)
+
+        # a Redis that stalled past the lease: it lapsed, and the worker (which polls
+        # meanwhile) neither starts its own job again nor lets it go
+        await pool.delete(in_progress)
+
+        async def taken_back() -> bool:
+            return bool(await pool.exists(in_progress))
+
+        await eventually(taken_back, "the lapsed lease taken back", timeout=RENEW_SECONDS + 5)
+        await other.start_jobs([job_id.encode()])
+        assert job_id not in other.tasks, "taken by another worker after the lapse"
+        assert HOUR_STARTS.count(job_id) == 1, "started again by its own worker"
 
         # what a SIGKILL does: no more polls, no more renewals, the job never finishes
         assert worker._renewing is not None
@@ -230,7 +243,7 @@ async def test_a_running_job_keeps_a_short_lease_and_a_dead_worker_s_job_is_free
             return not await pool.exists(in_progress)
 
         await eventually(free, "the dead worker's lease lapsed", timeout=worker.lease_s + 5)
-        assert loop.time() - died_at <= worker.lease_s + 1
+        assert loop.time() - died_at <= worker.lease_s + 2
         await other.start_jobs([job_id.encode()])
         assert job_id in other.tasks, "another worker takes the job"
     finally:

@@ -154,8 +154,10 @@ def session_config(
         # The JSON API, partner webhooks and health authenticate otherwise (or not at all):
         # no session there. Otherwise every response would write an empty session to
         # Redis after the handler committed, and a Redis outage would turn a committed
-        # change into a 503 (issue 9, defect 6).
-        exclude=["^/api/", "^/webhooks/", "^/health"],
+        # change into a 503 (issue 9, defect 6). Static files need none either: with one,
+        # each would read and write the session, and a Redis that hangs would leave every
+        # page of a signed-in visitor without its styles and scripts.
+        exclude=["^/api/", "^/webhooks/", "^/health", "^/static/"],
     )
 
 

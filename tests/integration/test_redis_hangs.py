@@ -78,6 +78,8 @@ async def test_requests_that_need_a_hung_redis_end_in_503_and_work_once_it_answe
             assert placed.json()["code"] == "unavailable"
             page = await _answer(browser.get("/orders"))  # the session lives in Redis
             _unavailable(page)
+            styles = await _answer(browser.get("/static/css/app.css"))
+            assert styles.status_code == 200, "a static file needs no session"
             _unavailable(await _answer(api.get("/health/ready")))
         finally:
             redis_server.resume()

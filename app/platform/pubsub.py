@@ -102,7 +102,6 @@ class Broadcaster:
     def __init__(self, redis: Redis, answer_within: float) -> None:
         self._redis = redis
         self._answer_within = answer_within
-        self._quiet_after = 2 * answer_within
         self._clients: dict[str, set[Mailbox]] = defaultdict(set)
         #: notifications handed to clients so far, on any channel (see ``shared_read``)
         self.delivered = 0
@@ -217,16 +216,16 @@ class Broadcaster:
                 self._subscribed()
 
     async def _watch(self, pubsub: PubSub) -> None:
-        """Once the connection has been quiet for ``quiet_after``, ask for a PONG; raise
-        ``RedisSilent`` when ``MISSED_PONGS`` PINGs in a row got nothing at all back
-        within ``answer_within`` (one late answer on a busy machine is no outage)."""
+        """Once the connection has been quiet for twice ``answer_within``, ask for a
+        PONG; raise ``RedisSilent`` when ``MISSED_PONGS`` PINGs in a row got nothing at all
+        back within ``answer_within`` (one late answer on a busy machine is no outage)."""
         clock = asyncio.get_running_loop().time
-        missed = 0
+        quiet_after, missed = 2 * self._answer_within, 0
         while True:
             quiet = clock() - self._heard
-            if quiet < self._quiet_after:
+            if quiet < quiet_after:
                 missed = 0
-                await asyncio.sleep(self._quiet_after - quiet)
+                await asyncio.sleep(quiet_after - quiet)
                 continue
             asked = clock()
             await pubsub.ping()

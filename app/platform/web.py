@@ -374,7 +374,7 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
             "requestId": request_id,
         }
         return Response(content=body, status_code=500)
-    return page(request, "error.html", status_code=500, message=message)
+    return error_page(request, 500, message)
 
 
 #: what PostgreSQL being away looks like when asyncpg raises it unwrapped (a connect

@@ -13,7 +13,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, pay_button, words
 from tests.e2e.test_order_live import ORDER_URL, fill_basket, sign_up
 from tests.support.api import DECLINED_CARD, GOOD_CARD
-from tests.support.processes import Shop, free_port, spawn, stop, wait_http
+from tests.support.processes import Shop, extra_web
 from tests.support.redis_server import RedisServer
 
 Words = Callable[..., str]
@@ -165,20 +165,10 @@ def replica_on_its_own_redis(shop: Shop) -> Iterator[tuple[str, RedisServer]]:
     stop in its tracks without touching the shop every other test uses."""
     redis_server = RedisServer()
     redis_server.start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    replica_env = {
-        **shop.env,
-        "REDIS_URL": redis_server.url,
-        "PUBLIC_URL": url,
-        "REDIS_TIMEOUT_SECONDS": "1",
-    }
-    web = spawn(["serve", "--port", str(port)], replica_env)
     try:
-        wait_http(f"{url}/health/ready", web, timeout=300)
-        yield url, redis_server
+        with extra_web(shop, 1, REDIS_URL=redis_server.url, REDIS_TIMEOUT_SECONDS="1") as [url]:
+            yield url, redis_server
     finally:
-        stop([web])
         redis_server.close()
 
 

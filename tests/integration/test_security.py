@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Iterator
 
 import httpx
 import jwt
@@ -20,22 +18,9 @@ from tests.support.api import (
     paid_order,
     staff_headers,
 )
-from tests.support.processes import Shop, free_port, spawn, stop, wait_http
+from tests.support.processes import Shop, extra_web, free_port, spawn, stop, wait_http
 
 SESSION = "pizzeria_session"
-
-
-@contextlib.contextmanager
-def extra_web(shop: Shop, count: int, **overrides: str) -> Iterator[list[str]]:
-    """More web processes on the shop's database and Redis, with other settings."""
-    ports = [free_port() for _ in range(count)]
-    processes = [spawn(["serve", "--port", str(p)], {**shop.env, **overrides}) for p in ports]
-    try:
-        for port, process in zip(ports, processes, strict=True):
-            wait_http(f"http://127.0.0.1:{port}/health/ready", process)
-        yield [f"http://127.0.0.1:{p}" for p in ports]
-    finally:
-        stop(processes)
 
 
 async def test_signing_in_issues_a_new_session_id_and_keeps_the_basket(

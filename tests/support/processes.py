@@ -168,6 +168,19 @@ def start_shop(
 
 
 @contextlib.contextmanager
+def extra_web(shop: Shop, count: int, **overrides: str) -> Iterator[list[str]]:
+    """More web processes on the shop's database and Redis, with other settings."""
+    ports = [free_port() for _ in range(count)]
+    processes = [spawn(["serve", "--port", str(p)], {**shop.env, **overrides}) for p in ports]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            wait_http(f"http://127.0.0.1:{port}/health/ready", process)
+        yield [f"http://127.0.0.1:{p}" for p in ports]
+    finally:
+        stop(processes)
+
+
+@contextlib.contextmanager
 def start_redis() -> Iterator[str]:
     """A Redis server of the test's own (keeps nothing on disk), for a test that runs a
     second shop: its queues, sessions and breakers then share nothing with the others."""

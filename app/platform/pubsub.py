@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from app.platform.db import utcnow
+from app.platform.redis import RedisSilent
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,6 @@ class Mailbox:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
-
-
-class RedisSilent(ConnectionError):
-    """The subscription's connection neither answered a PING nor closed: a partition or a
-    stopped server, which TCP alone reports only after many minutes."""
 
 
 class Broadcaster:

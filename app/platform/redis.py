@@ -20,6 +20,11 @@ from redis.asyncio import ConnectionPool, Redis, RedisCluster
 from app.platform.settings import Settings
 
 
+class RedisSilent(ConnectionError):
+    """A connection to Redis neither answered nor closed in time: a partition or a stopped
+    server, which TCP alone reports only after many minutes."""
+
+
 def dumps_job(obj: Any) -> bytes:
     return json.dumps(obj, default=str).encode()
 

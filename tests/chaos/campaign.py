@@ -44,6 +44,7 @@ PHASES = (
     Phase("relay-kill", faults.relay_kill, 10),
     Phase("two-relays", faults.two_relays, 10),
     Phase("redis-restart", faults.redis_restart, 10, patience=90, settle=90),
+    Phase("redis-hang", faults.redis_hang, 10),
     Phase("postgres-stop", faults.postgres_stop, 10),
     Phase("partner-slow", faults.partner_slow, 10),
     Phase("partner-down", faults.partner_down, 10),

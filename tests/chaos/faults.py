@@ -131,6 +131,13 @@ async def redis_restart(chaos: Chaos) -> None:
     await asyncio.to_thread(chaos.shop.redis.restart_empty, 1.0)
 
 
+async def redis_hang(chaos: Chaos) -> None:
+    """Redis hangs for eight seconds (SIGSTOP: connections open, no answer, no error):
+    every part must notice on its own timer, answer 503 or wait, and carry on after."""
+    await chaos.sleep(3)
+    await asyncio.to_thread(chaos.shop.redis.hang, 8.0)
+
+
 async def postgres_stop(chaos: Chaos) -> None:
     """PostgreSQL stopped (fast shutdown: every session cut) for ten seconds."""
     await chaos.sleep(3)

@@ -105,6 +105,16 @@ class RedisServer:
         self.start()
         self.restarts += 1
 
+    def hang(self, seconds: float) -> None:
+        """SIGSTOP for ``seconds``: every connection stays open and nothing answers, as
+        behind a partition; then SIGCONT, with every key still there."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         self.kill()
 

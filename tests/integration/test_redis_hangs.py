@@ -7,19 +7,26 @@ test owns (stopped with SIGSTOP), the shared PostgreSQL and the sandbox."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from arq.connections import RedisSettings
+from arq.worker import func, get_kwargs
 
+from app.platform.heartbeat import OK, REDIS_DOWN
 from app.platform.pubsub import RESYNC, Broadcaster
 from app.platform.settings import Settings, get_settings
 from tests.support.api import auth, browser_session, new_customer, order_body
 from tests.support.pipeline import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.webapp import client, running
+from workers import settings_for
+from workers.supervised import SupervisedWorker
 
 #: far longer than the timeout under test: a request still waiting then waits for ever
 HUNG = 30.0
@@ -129,5 +136,85 @@ async def test_the_live_update_listener_notices_a_hung_redis_and_resyncs_its_pag
 def _in_state(broadcaster: Broadcaster, state: str) -> Any:
     async def probe() -> bool:
         return broadcaster.state == state
+
+    return probe
+
+
+#: the job ``_done`` runs: each try waits for the test's go-ahead (``_GO``), then counts
+_GO: asyncio.Event | None = None
+_DONE_TRIES: list[str] = []
+
+
+async def _done(ctx: dict[str, Any]) -> str:
+    if _GO is not None:
+        await _GO.wait()
+    _DONE_TRIES.append(ctx["job_id"])
+    return "done"
+
+
+async def test_a_worker_whose_redis_hangs_says_so_frees_its_slots_and_works_once_it_answers(
+    session_factory: Any, redis_server: RedisServer
+) -> None:
+    """A hung Redis answers no poll and no job's finish: bounded, the worker reports the
+    outage (``/health``) instead of ``ok`` for ever, gives the slot of a job it could not
+    finish back, and once Redis answers, runs that job again (its finish never landed) and
+    takes new ones."""
+    global _GO
+    _GO = asyncio.Event()
+    queue = f"hang-test-{uuid.uuid4().hex}"
+    worker = SupervisedWorker(
+        **{
+            **get_kwargs(settings_for("coupon")),
+            "queue_name": queue,
+            "redis_settings": RedisSettings.from_dsn(redis_server.url),
+            "functions": [func(_done, name="t.done")],
+            "poll_delay": 0.2,
+            "handle_signals": False,
+        }
+    )
+    worker.redis_bound_s, worker.lease_s = 0.5, 2.0
+    main = asyncio.create_task(worker.main())
+    try:
+        await eventually(_worker_in(worker, OK), "the worker started", timeout=HUNG)
+        await worker.pool.enqueue_job("t.done", _job_id="first", _queue_name=queue)
+
+        async def running() -> bool:
+            return worker.job_counter == 1
+
+        await eventually(running, "the job running", timeout=HUNG)
+        redis_server.pause()
+        try:
+            _GO.set()  # the job ends while Redis hangs: its finish gets no answer
+            await eventually(_worker_in(worker, REDIS_DOWN), "the hang noticed", timeout=HUNG)
+            assert worker.heartbeat is not None
+            assert worker.heartbeat.detail["error"].startswith("RedisSilent")
+
+            async def slot_back() -> bool:
+                return worker.job_counter == 0
+
+            await eventually(slot_back, "the unfinished job's slot back", timeout=HUNG)
+            assert _DONE_TRIES == ["first"]
+        finally:
+            redis_server.resume()
+        await eventually(_worker_in(worker, OK), "the worker back", timeout=HUNG)
+        await worker.pool.enqueue_job("t.done", _job_id="second", _queue_name=queue)
+
+        async def both_done() -> bool:
+            return sorted(_DONE_TRIES) == ["first", "first", "second"]
+
+        await eventually(both_done, "the unfinished job again, and a new one", timeout=HUNG)
+    finally:
+        _GO.set()
+        main.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+        await worker.close()
+        _GO = None
+        _DONE_TRIES.clear()
+
+
+def _worker_in(worker: SupervisedWorker, state: str) -> Any:
+    async def probe() -> bool:
+        return worker.heartbeat is not None and worker.heartbeat.state == state
 
     return probe

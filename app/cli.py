@@ -153,7 +153,7 @@ async def _relay() -> None:
     from app.platform.heartbeat import Heartbeat
     from app.platform.loop import freeze_startup_heap
     from app.platform.reconciler import run_reconciler
-    from app.platform.redis import create_job_pool
+    from app.platform.redis import create_job_pool, redis_bound
     from app.platform.relay import run_relay
     from app.platform.settings import get_settings
     from app.subscriptions import SUBSCRIPTIONS
@@ -187,6 +187,7 @@ async def _relay() -> None:
                 linger=settings.worker.relay_linger,
                 heartbeat=heartbeat,
                 follow_up_after=settings.pipeline.follow_up_seconds,
+                redis_within=redis_bound(settings),
             ),
             run_reconciler(
                 session_factory,
@@ -197,6 +198,7 @@ async def _relay() -> None:
                 redeliver_after=settings.pipeline.redeliver_seconds,
                 follow_up_after=settings.pipeline.follow_up_seconds,
                 heartbeat=heartbeat,
+                redis_within=redis_bound(settings),
             ),
         )
     finally:

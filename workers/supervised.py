@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from arq.connections import create_pool
@@ -44,7 +43,7 @@ from redis.exceptions import RedisError
 
 from app.platform import lifecycle
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
-from app.platform.redis import RedisSilent
+from app.platform.redis import answered_within, redis_bound
 from app.platform.relay import wake_key
 from app.platform.settings import get_settings
 
@@ -83,10 +82,6 @@ BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
 #: how long one BLPOP on the wake-up list blocks (a stopping worker waits no longer)
 WAKE_BLOCK_SECONDS = 5
 OUTAGE = (RedisError, OSError, asyncio.TimeoutError)
-#: a poll, or a job's finish, is a few round trips, each answered within
-#: ``REDIS_TIMEOUT_SECONDS`` by a Redis that works: one taking longer than this many of
-#: them is given up as an outage (the worker's commands carry no timeout of their own)
-REDIS_BOUND_ROUND_TRIPS = 3
 #: claim a job for this worker, as arq's WATCH/MULTI does: not when another worker holds
 #: it (in-progress key), not when it is gone from the queue or deferred to later; else
 #: take its in-progress lease and answer its score.
@@ -140,8 +135,8 @@ class SupervisedWorker(Worker):
         longest = max(f.timeout_s or self.job_timeout_s or 0 for f in self.functions.values())
         self.in_progress_timeout_s = longest + LEASE_MARGIN_SECONDS
         self.lease_s = min(LEASE_SECONDS, self.in_progress_timeout_s)
-        #: how long a poll or a finish may wait for Redis (``_bounded``)
-        self.redis_bound_s = REDIS_BOUND_ROUND_TRIPS * get_settings().redis.timeout_seconds
+        #: how long a poll or a finish may wait for Redis
+        self.redis_bound_s = redis_bound(get_settings())
         self._renewing: asyncio.Task[None] | None = None
         self.heartbeat: Heartbeat | None = None
         self._beating: asyncio.Task[None] | None = None
@@ -236,21 +231,11 @@ class SupervisedWorker(Worker):
         if self._full:  # the last poll left jobs queued for want of a slot: one is free now
             self._wake.set()
 
-    @contextlib.asynccontextmanager
-    async def _bounded(self) -> AsyncIterator[None]:
-        """A Redis that hangs (a partition, a server stopped in its tracks) neither answers
-        nor closes the connection: unbounded, a poll would wait for ever, the worker taking
-        no job and its heartbeat still saying ``ok``, and a finish would hold its job's slot.
-        One timer per poll or finish, not per command (that costs each command ≈ 30 µs)."""
-        try:
-            async with asyncio.timeout(self.redis_bound_s):
-                yield
-        except TimeoutError as exc:
-            raise RedisSilent(f"no answer within {self.redis_bound_s:g} s") from exc
-
     async def _poll_iteration(self) -> None:
         try:
-            async with self._bounded():
+            # a hung Redis: not a poll waiting for ever, the worker taking no job and its
+            # heartbeat still saying ok, but an outage reported within seconds
+            async with answered_within(self.redis_bound_s):
                 await super()._poll_iteration()
         except OUTAGE as exc:
             await self._outage(exc)
@@ -377,7 +362,7 @@ class SupervisedWorker(Worker):
         ]
         # a finish that gets no answer fails the job's task (an outage, at the next poll):
         # its slot comes back, and its lease, no longer renewed, lets it run again
-        async with self._bounded():
+        async with answered_within(self.redis_bound_s):
             await self._finish_script(keys=keys, args=args)
 
     async def close(self) -> None:

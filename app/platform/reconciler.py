@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.platform.db import utcnow
 from app.platform.heartbeat import Heartbeat
 from app.platform.outbox import DeadLetter, InboxRow, OutboxRow, PipelineAction
+from app.platform.redis import answered_within
 from app.platform.relay import Subscriptions, enqueue
 
 log = logging.getLogger("pizzeria.reconciler")
@@ -61,8 +62,10 @@ async def reconcile_batch(
     redeliver_after: float,
     follow_up_after: float | None = None,
     limit: int = 200,
+    redis_within: float | None = None,
 ) -> Pass:
-    """Finish or re-enqueue up to ``limit`` events whose jobs are overdue."""
+    """Finish or re-enqueue up to ``limit`` events whose jobs are overdue (each enqueue
+    bounded by ``redis_within``, as the relay's)."""
     result = Pass()
     now = utcnow()
     overdue = OutboxRow.enqueued_at < now - timedelta(seconds=redeliver_after)
@@ -110,7 +113,9 @@ async def reconcile_batch(
             result.parked += len(waiting) - len(missing)
             arg = row.to_event().to_job_arg()
             for sub in missing:
-                if await enqueue(jobs, arg, sub):
+                async with answered_within(redis_within):
+                    enqueued = await enqueue(jobs, arg, sub)
+                if enqueued:
                     result.requeued += 1
                     lost = (
                         "not followed up by the process that recorded it"
@@ -140,6 +145,7 @@ async def reconcile(
     *,
     redeliver_after: float,
     follow_up_after: float | None = None,
+    redis_within: float | None = None,
 ) -> Pass:
     """One full pass: batches until nothing overdue is left."""
     total = Pass()
@@ -150,6 +156,7 @@ async def reconcile(
             subscriptions,
             redeliver_after=redeliver_after,
             follow_up_after=follow_up_after,
+            redis_within=redis_within,
         )
         total.add(batch)
         if len(batch.checked) < 200:
@@ -166,6 +173,7 @@ async def run_reconciler(
     redeliver_after: float,
     follow_up_after: float | None = None,
     heartbeat: Heartbeat | None = None,
+    redis_within: float | None = None,
 ) -> None:
     """Reconcile every ``every`` seconds until ``stop`` is set, through any outage."""
     while not stop.is_set():
@@ -176,6 +184,7 @@ async def run_reconciler(
                 subscriptions,
                 redeliver_after=redeliver_after,
                 follow_up_after=follow_up_after,
+                redis_within=redis_within,
             )
             if heartbeat:
                 heartbeat.detail["reconciler"] = {

@@ -11,7 +11,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -23,6 +26,33 @@ from app.platform.settings import Settings
 class RedisSilent(ConnectionError):
     """A connection to Redis neither answered nor closed in time: a partition or a stopped
     server, which TCP alone reports only after many minutes."""
+
+
+#: a poll, a job's finish, a relay's enqueue: a few round trips, each answered within
+#: ``REDIS_TIMEOUT_SECONDS`` by a Redis that works; taking longer than this many is an outage
+BOUND_ROUND_TRIPS = 3
+
+
+def redis_bound(settings: Settings) -> float:
+    """How long a worker's or the relay's few round trips may wait (``answered_within``)."""
+    return BOUND_ROUND_TRIPS * settings.redis.timeout_seconds
+
+
+@contextlib.asynccontextmanager
+async def answered_within(seconds: float | None) -> AsyncIterator[None]:
+    """Bound a few commands on a client without a per-command timeout (arq's pools: a
+    worker's wake-up BLPOP must block longer than any, and a timer costs each command
+    ≈ 30 µs): a Redis that hangs (a partition, a server stopped in its tracks) neither
+    answers nor closes the connection, and TCP alone gives up only after many minutes.
+    One timer for the lot; ``None``: no bound."""
+    if seconds is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as exc:
+        raise RedisSilent(f"no answer within {seconds:g} s") from exc
 
 
 def dumps_job(obj: Any) -> bytes:

@@ -36,6 +36,7 @@ from app.platform.db import utcnow
 from app.platform.events import Event
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
 from app.platform.outbox import NOTIFY_CHANNEL, InboxRow, OutboxRow
+from app.platform.redis import RedisSilent, answered_within
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ async def relay_batch(
     *,
     limit: int = BATCH,
     follow_up_after: float | None = None,
+    redis_within: float | None = None,
 ) -> int:
     """Publish up to ``limit`` unpublished events; return how many were published.
 
@@ -172,7 +174,11 @@ async def relay_batch(
     A follow-up the row names (``app.platform.uow.FollowUp``) is left to the process that
     recorded the event, for ``follow_up_after`` seconds after it happened; a row older than
     that (published again: a replay, a restored backup) gets its job like any other, as
-    the reconciler would give it (a replay resets the time the reconciler counts from)."""
+    the reconciler would give it (a replay resets the time the reconciler counts from).
+
+    ``redis_within``: the enqueue's bound (``answered_within``): a Redis that hangs must
+    not hold the batch's transaction and row locks, and a heartbeat saying ``ok``, for
+    ever."""
     routed = tuple(event_type for event_type, subscribers in subscriptions.items() if subscribers)
     async with session_factory() as session, session.begin():
         now = utcnow()
@@ -192,7 +198,8 @@ async def relay_batch(
                 len(subscribers),
                 extra={"correlation_id": row.correlation_id, "event_id": str(row.id)},
             )
-        await enqueue_many(jobs, handed)  # before commit: Redis down means rows wait
+        async with answered_within(redis_within):
+            await enqueue_many(jobs, handed)  # before commit: Redis down means rows wait
     metrics.OUTBOX_PUBLISHED.inc(len(rows))
     return len(rows)
 
@@ -211,13 +218,18 @@ async def drain(
     stop: asyncio.Event | None = None,
     *,
     follow_up_after: float | None = None,
+    redis_within: float | None = None,
 ) -> int:
     """Publish batches until none is left, or until ``stop`` is set: a shutdown ends the
     relay between two batches, never inside one (a batch is one transaction)."""
     total = 0
     while not (stop and stop.is_set()):
         published = await relay_batch(
-            session_factory, jobs, subscriptions, follow_up_after=follow_up_after
+            session_factory,
+            jobs,
+            subscriptions,
+            follow_up_after=follow_up_after,
+            redis_within=redis_within,
         )
         total += published
         if published < BATCH:
@@ -238,6 +250,7 @@ async def run_relay(
     linger: float = 0.0,
     heartbeat: Heartbeat | None = None,
     follow_up_after: float | None = None,
+    redis_within: float | None = None,
 ) -> None:
     """Relay until ``stop`` is set, surviving PostgreSQL and Redis outages.
 
@@ -254,7 +267,14 @@ async def run_relay(
                 listener = await asyncpg.connect(dsn)
                 await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
             wake.clear()
-            await drain(session_factory, jobs, subscriptions, stop, follow_up_after=follow_up_after)
+            await drain(
+                session_factory,
+                jobs,
+                subscriptions,
+                stop,
+                follow_up_after=follow_up_after,
+                redis_within=redis_within,
+            )
             backoff = 0.2
             if heartbeat:
                 heartbeat.set(OK)
@@ -277,7 +297,9 @@ async def run_relay(
 
 
 def _is_redis(exc: BaseException) -> bool:
-    return isinstance(exc, RedisError) or type(exc).__module__.startswith(("redis", "arq"))
+    return isinstance(exc, RedisError | RedisSilent) or type(exc).__module__.startswith(
+        ("redis", "arq")
+    )
 
 
 async def _first(*events: asyncio.Event) -> None:

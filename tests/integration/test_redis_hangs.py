@@ -15,13 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from arq.worker import func, get_kwargs
+from redis.asyncio import ConnectionPool
 
 from app.platform.heartbeat import OK, REDIS_DOWN
 from app.platform.pubsub import RESYNC, Broadcaster
+from app.platform.redis import RedisSilent, dumps_job, loads_job
+from app.platform.relay import drain
 from app.platform.settings import Settings, get_settings
+from app.subscriptions import SUBSCRIPTIONS
 from tests.support.api import auth, browser_session, new_customer, order_body
+from tests.support.inproc import events_of, place
 from tests.support.pipeline import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.webapp import client, running
@@ -218,3 +223,33 @@ def _worker_in(worker: SupervisedWorker, state: str) -> Any:
         return worker.heartbeat is not None and worker.heartbeat.state == state
 
     return probe
+
+
+async def test_the_relay_gives_a_hung_redis_up_and_its_events_wait_for_it(
+    session_factory: Any, sandbox_url: str, redis_server: RedisServer
+) -> None:
+    """The relay enqueues inside the batch's transaction: unbounded, a hung Redis would
+    hold that transaction, its rows' locks and an ``ok`` heartbeat for ever. Bounded, the
+    batch rolls back as an outage and its events wait, unpublished, for Redis."""
+    order_id = await place(session_factory)
+    jobs = ArqRedis(
+        ConnectionPool.from_url(redis_server.url),
+        job_serializer=dumps_job,
+        job_deserializer=loads_job,
+    )
+    try:
+        await jobs.ping()  # connected before the hang: it answers nothing, refuses nothing
+        redis_server.pause()
+        try:
+            with pytest.raises(RedisSilent):
+                async with asyncio.timeout(HUNG):
+                    await drain(session_factory, jobs, SUBSCRIPTIONS, redis_within=0.5)
+        finally:
+            redis_server.resume()
+        [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+        assert placed.published_at is None, "nothing published while Redis hung"
+        assert await drain(session_factory, jobs, SUBSCRIPTIONS, redis_within=0.5) >= 1
+        [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+        assert placed.published_at is not None
+    finally:
+        await jobs.aclose()

@@ -21,10 +21,10 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from arq.connections import ArqRedis
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.db import utcnow
@@ -54,6 +54,25 @@ class Pass:
         self.parked += other.parked
 
 
+def overdue(
+    now: datetime, redeliver_after: float, follow_up_after: float | None, limit: int
+) -> Select[OutboxRow]:
+    """Up to ``limit`` published, unfinished events whose jobs are overdue: enqueued more
+    than ``redeliver_after`` seconds ago, or naming a follow-up its recording process has
+    not done within ``follow_up_after``. Locked, skipping those another pass holds."""
+    late = OutboxRow.enqueued_at < now - timedelta(seconds=redeliver_after)
+    if follow_up_after is not None:
+        not_followed_up = OutboxRow.enqueued_at < now - timedelta(seconds=follow_up_after)
+        late = or_(late, and_(OutboxRow.follow_ups.is_not(None), not_followed_up))
+    return (
+        select(OutboxRow)
+        .where(OutboxRow.published_at.is_not(None), OutboxRow.finished_at.is_(None), late)
+        .order_by(OutboxRow.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
 async def reconcile_batch(
     session_factory: async_sessionmaker[AsyncSession],
     jobs: ArqRedis,
@@ -68,24 +87,8 @@ async def reconcile_batch(
     bounded by ``redis_within``, as the relay's)."""
     result = Pass()
     now = utcnow()
-    overdue = OutboxRow.enqueued_at < now - timedelta(seconds=redeliver_after)
-    if follow_up_after is not None:
-        not_followed_up = OutboxRow.enqueued_at < now - timedelta(seconds=follow_up_after)
-        overdue = or_(overdue, and_(OutboxRow.follow_ups.is_not(None), not_followed_up))
     async with session_factory() as session, session.begin():
-        rows = (
-            await session.scalars(
-                select(OutboxRow)
-                .where(
-                    OutboxRow.published_at.is_not(None),
-                    OutboxRow.finished_at.is_(None),
-                    overdue,
-                )
-                .order_by(OutboxRow.seq)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
+        rows = (await session.scalars(overdue(now, redeliver_after, follow_up_after, limit))).all()
         if not rows:
             return result
         ids = [row.id for row in rows]

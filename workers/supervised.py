@@ -214,6 +214,7 @@ class SupervisedWorker(Worker):
         the lease outlives four of them."""
         script = self.pool.register_script(RENEW)
         lease_ms = int(self.lease_s * 1000)
+        failing = False  # said once per outage, not every round (every 2 s)
         while True:
             await asyncio.sleep(RENEW_SECONDS)
             running = [job_id for job_id, task in self.tasks.items() if not task.done()]
@@ -224,7 +225,18 @@ class SupervisedWorker(Worker):
                 async with asyncio.timeout(RENEW_SECONDS):
                     await script(keys=keys, args=[lease_ms, timestamp_ms(), *running])
             except Exception as exc:  # an outage above all: never let the renewer die
-                log.warning("worker %s: leases not renewed: %s", self.queue_name, exc)
+                if not failing:
+                    log.warning(
+                        "worker %s: leases not renewed (%s: %s)",
+                        self.queue_name,
+                        type(exc).__name__,
+                        exc,
+                    )
+                failing = True
+            else:
+                if failing:
+                    log.info("worker %s: leases renewed again", self.queue_name)
+                failing = False
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

@@ -31,7 +31,7 @@ from tests.support.pipeline import eventually
 from tests.support.redis_server import RedisServer
 from tests.support.webapp import client, running
 from workers import settings_for
-from workers.supervised import SupervisedWorker
+from workers.supervised import RENEW_SECONDS, SupervisedWorker
 
 #: far longer than the timeout under test: a request still waiting then waits for ever
 HUNG = 30.0
@@ -158,7 +158,7 @@ async def _done(ctx: dict[str, Any]) -> str:
 
 
 async def test_a_worker_whose_redis_hangs_says_so_frees_its_slots_and_works_once_it_answers(
-    session_factory: Any, redis_server: RedisServer
+    session_factory: Any, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A hung Redis answers no poll and no job's finish: bounded, the worker reports the
     outage (``/health``) instead of ``ok`` for ever, gives the slot of a job it could not
@@ -189,10 +189,14 @@ async def test_a_worker_whose_redis_hangs_says_so_frees_its_slots_and_works_once
         await eventually(running, "the job running", timeout=HUNG)
         redis_server.pause()
         try:
-            _GO.set()  # the job ends while Redis hangs: its finish gets no answer
             await eventually(_worker_in(worker, REDIS_DOWN), "the hang noticed", timeout=HUNG)
             assert worker.heartbeat is not None
             assert worker.heartbeat.detail["error"].startswith("RedisSilent")
+            # two renewals or more fail meanwhile (each waits RENEW_SECONDS, then gives up)
+            await asyncio.sleep(RENEW_SECONDS * 4.5)
+            said = [r for r in caplog.records if "leases not renewed" in r.getMessage()]
+            assert len(said) == 1, "an outage is said once, not at every renewal"
+            _GO.set()  # the job ends while Redis hangs: its finish gets no answer
 
             async def slot_back() -> bool:
                 return worker.job_counter == 0

@@ -267,7 +267,7 @@ async def run_relay(
                 listener = await asyncpg.connect(dsn)
                 await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
             wake.clear()
-            await drain(
+            relayed = await drain(
                 session_factory,
                 jobs,
                 subscriptions,
@@ -275,6 +275,9 @@ async def run_relay(
                 follow_up_after=follow_up_after,
                 redis_within=redis_within,
             )
+            if not relayed:  # nothing asked Redis anything: ask it, or "ok" says nothing
+                async with answered_within(redis_within):
+                    await jobs.ping()
             backoff = 0.2
             if heartbeat:
                 heartbeat.set(OK)

@@ -19,10 +19,11 @@ from arq.connections import ArqRedis, RedisSettings
 from arq.worker import func, get_kwargs
 from redis.asyncio import ConnectionPool
 
-from app.platform.heartbeat import OK, REDIS_DOWN
+from app.platform.db import asyncpg_dsn
+from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
 from app.platform.pubsub import RESYNC, Broadcaster
 from app.platform.redis import RedisSilent, dumps_job, loads_job
-from app.platform.relay import drain
+from app.platform.relay import drain, run_relay
 from app.platform.settings import Settings, get_settings
 from app.subscriptions import SUBSCRIPTIONS
 from tests.support.api import auth, browser_session, new_customer, order_body
@@ -257,3 +258,46 @@ async def test_the_relay_gives_a_hung_redis_up_and_its_events_wait_for_it(
         assert placed.published_at is not None
     finally:
         await jobs.aclose()
+
+
+async def test_an_idle_relay_notices_a_hung_redis_too(
+    session_factory: Any, redis_server: RedisServer
+) -> None:
+    """With nothing to relay, the relay asks Redis nothing: its heartbeat said ``ok``
+    through any outage. It pings Redis when a pass relayed nothing."""
+    jobs = ArqRedis(ConnectionPool.from_url(redis_server.url))
+    heartbeat = Heartbeat(session_factory, "relay", interval=60)
+    stop = asyncio.Event()
+    relay = asyncio.create_task(
+        run_relay(
+            session_factory,
+            jobs,
+            {},  # no subscriber: nothing is ever relayed
+            asyncpg_dsn(get_settings().db.direct_url),
+            stop,
+            poll_seconds=0.2,
+            heartbeat=heartbeat,
+            redis_within=0.5,
+        )
+    )
+    try:
+        await eventually(_beating(heartbeat, OK), "the relay relaying", timeout=HUNG)
+        redis_server.pause()
+        try:
+            await eventually(_beating(heartbeat, REDIS_DOWN), "the hang noticed", timeout=HUNG)
+            assert "no answer within" in heartbeat.detail["error"]
+        finally:
+            redis_server.resume()
+        await eventually(_beating(heartbeat, OK), "the relay back", timeout=HUNG)
+    finally:
+        stop.set()
+        async with asyncio.timeout(HUNG):
+            await relay
+        await jobs.aclose()
+
+
+def _beating(heartbeat: Heartbeat, state: str) -> Any:
+    async def probe() -> bool:
+        return heartbeat.state == state
+
+    return probe

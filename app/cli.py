@@ -159,6 +159,7 @@ async def _relay() -> None:
     from app.subscriptions import SUBSCRIPTIONS
 
     settings = get_settings()
+    redis_within = redis_bound(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -187,7 +188,7 @@ async def _relay() -> None:
                 linger=settings.worker.relay_linger,
                 heartbeat=heartbeat,
                 follow_up_after=settings.pipeline.follow_up_seconds,
-                redis_within=redis_bound(settings),
+                redis_within=redis_within,
             ),
             run_reconciler(
                 session_factory,
@@ -198,7 +199,7 @@ async def _relay() -> None:
                 redeliver_after=settings.pipeline.redeliver_seconds,
                 follow_up_after=settings.pipeline.follow_up_seconds,
                 heartbeat=heartbeat,
-                redis_within=redis_bound(settings),
+                redis_within=redis_within,
             ),
         )
     finally:

@@ -43,7 +43,7 @@ from redis.exceptions import RedisError
 
 from app.platform import lifecycle
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
-from app.platform.redis import answered_within, redis_bound
+from app.platform.redis import answered_within, heard, redis_bound
 from app.platform.relay import wake_key
 from app.platform.settings import get_settings
 
@@ -135,8 +135,9 @@ class SupervisedWorker(Worker):
         longest = max(f.timeout_s or self.job_timeout_s or 0 for f in self.functions.values())
         self.in_progress_timeout_s = longest + LEASE_MARGIN_SECONDS
         self.lease_s = min(LEASE_SECONDS, self.in_progress_timeout_s)
-        #: how long a poll or a finish may wait for Redis
+        #: how long a poll or a finish waits for an answer from Redis
         self.redis_bound_s = redis_bound(get_settings())
+        self._poll_silence: asyncio.Timeout | None = None
         self._renewing: asyncio.Task[None] | None = None
         self.heartbeat: Heartbeat | None = None
         self._beating: asyncio.Task[None] | None = None
@@ -219,6 +220,7 @@ class SupervisedWorker(Worker):
             await asyncio.sleep(RENEW_SECONDS)
             running = [job_id for job_id, task in self.tasks.items() if not task.done()]
             if not running:
+                failing = False  # nothing to renew: the next outage is said again
                 continue
             keys = [self.queue_name, *(in_progress_key_prefix + job_id for job_id in running)]
             try:
@@ -247,12 +249,32 @@ class SupervisedWorker(Worker):
         try:
             # a hung Redis: not a poll waiting for ever, the worker taking no job and its
             # heartbeat still saying ok, but an outage reported within seconds
-            async with answered_within(self.redis_bound_s):
+            async with answered_within(self.redis_bound_s) as self._poll_silence:
                 await super()._poll_iteration()
         except OUTAGE as exc:
             await self._outage(exc)
         else:
             self._report_ok()
+        finally:
+            self._poll_silence = None
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's, except that a job whose bookkeeping in Redis failed (its finish unanswered
+        by a Redis that hangs, above all) ends quietly: raised, it would be re-raised by a
+        later poll, after Redis came back, as an outage of its own, and by none at all once
+        the job was claimed again. The polls meanwhile report the outage; the job runs
+        again when its lease lapses, unless its finish reached Redis after all."""
+        try:
+            await super().run_job(job_id, score)
+        except OUTAGE as exc:
+            log.warning(
+                "worker %s: job %s not finished in Redis (%s: %s); it runs again unless the "
+                "finish reached Redis",
+                self.queue_name,
+                job_id,
+                type(exc).__name__,
+                exc,
+            )
 
     async def _outage(self, exc: BaseException) -> None:
         if self.heartbeat and self.heartbeat.state != REDIS_DOWN:
@@ -316,6 +338,7 @@ class SupervisedWorker(Worker):
             keys=[in_progress_key_prefix + job_id, self.queue_name],
             args=[job_id, timestamp_ms(), int(self.lease_s * 1000)],
         )
+        heard(self._poll_silence, self.redis_bound_s)  # a long poll is no silent Redis
         if score is None:
             return False
         task = self.loop.create_task(self.run_job(job_id, int(float(score))))
@@ -372,8 +395,8 @@ class SupervisedWorker(Worker):
             result_data or "",
             result_ms or "",
         ]
-        # a finish that gets no answer fails the job's task (an outage, at the next poll):
-        # its slot comes back, and its lease, no longer renewed, lets it run again
+        # a finish that gets no answer ends the job's task (``run_job``): its slot comes
+        # back, and its lease, no longer renewed, lets it run again
         async with answered_within(self.redis_bound_s):
             await self._finish_script(keys=keys, args=args)
 
@@ -392,7 +415,8 @@ class SupervisedWorker(Worker):
                 await self.on_shutdown(self.ctx)
             return
         with contextlib.suppress(*OUTAGE):
-            await super().close()
+            async with answered_within(self.redis_bound_s):  # a SIGTERM in a partition
+                await super().close()
 
 
 def run(settings_cls: type) -> None:

@@ -178,7 +178,9 @@ async def run_reconciler(
     heartbeat: Heartbeat | None = None,
     redis_within: float | None = None,
 ) -> None:
-    """Reconcile every ``every`` seconds until ``stop`` is set, through any outage."""
+    """Reconcile every ``every`` seconds until ``stop`` is set, through any outage (said
+    once, not at every pass)."""
+    failing = False
     while not stop.is_set():
         try:
             done = await reconcile(
@@ -197,7 +199,12 @@ async def run_reconciler(
                     "requeued": done.requeued,
                     "parked": done.parked,
                 }
+            if failing:
+                log.info("reconciler: passes complete again")
+            failing = False
         except Exception as exc:
-            log.warning("reconciler: %s", exc)
+            if not failing:
+                log.warning("reconciler: %s: %s", type(exc).__name__, exc)
+            failing = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)

@@ -28,31 +28,43 @@ class RedisSilent(ConnectionError):
     server, which TCP alone reports only after many minutes."""
 
 
-#: a poll, a job's finish, a relay's enqueue: a few round trips, each answered within
-#: ``REDIS_TIMEOUT_SECONDS`` by a Redis that works; taking longer than this many is an outage
+#: a poll, a job's finish, a relay's enqueue: each of their round trips is answered within
+#: ``REDIS_TIMEOUT_SECONDS`` by a Redis that works; silence for this many is an outage
 BOUND_ROUND_TRIPS = 3
 
 
 def redis_bound(settings: Settings) -> float:
-    """How long a worker's or the relay's few round trips may wait (``answered_within``)."""
+    """The silence a worker or the relay waits out before it reports Redis gone
+    (``answered_within``)."""
     return BOUND_ROUND_TRIPS * settings.redis.timeout_seconds
 
 
 @contextlib.asynccontextmanager
-async def answered_within(seconds: float | None) -> AsyncIterator[None]:
+async def answered_within(seconds: float | None) -> AsyncIterator[asyncio.Timeout | None]:
     """Bound a few commands on a client without a per-command timeout (arq's pools: a
     worker's wake-up BLPOP must block longer than any, and a timer costs each command
     ≈ 30 µs): a Redis that hangs (a partition, a server stopped in its tracks) neither
     answers nor closes the connection, and TCP alone gives up only after many minutes.
-    One timer for the lot; ``None``: no bound."""
+    One timer for the lot, raising ``RedisSilent``; a caller that makes many round trips
+    (a poll claims up to a hundred jobs) restarts it after each answer (``heard``), so a
+    Redis that answers slowly but surely is no outage. ``None``: no bound."""
     if seconds is None:
-        yield
+        yield None
         return
+    timer = asyncio.timeout(seconds)
     try:
-        async with asyncio.timeout(seconds):
-            yield
+        async with timer:
+            yield timer
     except TimeoutError as exc:
-        raise RedisSilent(f"no answer within {seconds:g} s") from exc
+        if timer.expired():  # not some other TimeoutError from inside
+            raise RedisSilent(f"no answer within {seconds:g} s") from exc
+        raise
+
+
+def heard(timer: asyncio.Timeout | None, seconds: float) -> None:
+    """Redis answered: the silence ``answered_within`` bounds starts again."""
+    if timer is not None and not timer.expired():
+        timer.reschedule(asyncio.get_running_loop().time() + seconds)
 
 
 def dumps_job(obj: Any) -> bytes:

@@ -288,7 +288,10 @@ async def run_relay(
         except Exception as exc:
             log.warning("relay: %s; retrying in %.1fs", exc, backoff)
             if heartbeat:
-                heartbeat.set(REDIS_DOWN if _is_redis(exc) else "db_down", error=str(exc)[:200])
+                heartbeat.set(
+                    REDIS_DOWN if _is_redis(exc) else "db_down",
+                    error=f"{type(exc).__name__}: {exc}"[:200],
+                )
             if listener is not None and not listener.is_closed():
                 listener.terminate()
             listener = None

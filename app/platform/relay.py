@@ -280,7 +280,7 @@ async def run_relay(
                     await jobs.ping()
             backoff = 0.2
             if heartbeat:
-                heartbeat.set(OK)
+                heartbeat.set(OK, error=None)  # the last outage's error is history
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(wake, stop), timeout=poll_seconds)
             if linger > 0 and wake.is_set() and not stop.is_set():

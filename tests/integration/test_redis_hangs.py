@@ -311,6 +311,7 @@ async def test_an_idle_relay_notices_a_hung_redis_too(
         finally:
             redis_server.resume()
         await eventually(_beating(heartbeat, OK), "the relay back", timeout=HUNG)
+        assert heartbeat.detail["error"] is None, "ok, with the outage's error still shown"
     finally:
         stop.set()
         async with asyncio.timeout(HUNG):

@@ -138,6 +138,10 @@ class SupervisedWorker(Worker):
         #: how long a poll or a finish waits for an answer from Redis
         self.redis_bound_s = redis_bound(get_settings())
         self._poll_silence: asyncio.Timeout | None = None
+        #: the bound on each job's start in Redis (``run_job``), lifted once it runs
+        self._starting: dict[str, asyncio.Timeout | None] = {}
+        self._then_on_job_start = self.on_job_start
+        self.on_job_start = self._job_starts
         self._renewing: asyncio.Task[None] | None = None
         self.heartbeat: Heartbeat | None = None
         self._beating: asyncio.Task[None] | None = None
@@ -259,22 +263,36 @@ class SupervisedWorker(Worker):
             self._poll_silence = None
 
     async def run_job(self, job_id: str, score: int) -> None:
-        """arq's, except that a job whose bookkeeping in Redis failed (its finish unanswered
-        by a Redis that hangs, above all) ends quietly: raised, it would be re-raised by a
-        later poll, after Redis came back, as an outage of its own, and by none at all once
-        the job was claimed again. The polls meanwhile report the outage; the job runs
-        again when its lease lapses, unless its finish reached Redis after all."""
+        """arq's, with its start in Redis bounded (the job's definition read and its try
+        counted: a Redis that hangs would hold the slot for ever), and a job whose
+        bookkeeping in Redis failed (that start, or its finish) ending quietly: raised, it
+        would be re-raised by a later poll, after Redis came back, as an outage of its own,
+        and by none at all once the job was claimed again. The polls meanwhile report the
+        outage; the job runs again when its lease lapses, unless its finish reached Redis
+        after all."""
         try:
-            await super().run_job(job_id, score)
+            async with answered_within(self.redis_bound_s) as self._starting[job_id]:
+                await super().run_job(job_id, score)
         except OUTAGE as exc:
             log.warning(
-                "worker %s: job %s not finished in Redis (%s: %s); it runs again unless the "
-                "finish reached Redis",
+                "worker %s: job %s not started or not finished in Redis (%s: %s); it runs "
+                "again unless the finish reached Redis",
                 self.queue_name,
                 job_id,
                 type(exc).__name__,
                 exc,
             )
+        finally:
+            self._starting.pop(job_id, None)
+
+    async def _job_starts(self, ctx: dict[str, Any]) -> None:
+        """arq's ``on_job_start``, right before the job's function: from here its own time
+        limit bounds it, and its finish is bounded on its own (``_finish``)."""
+        starting = self._starting.pop(ctx["job_id"], None)
+        if starting is not None:
+            starting.reschedule(None)
+        if self._then_on_job_start is not None:
+            await self._then_on_job_start(ctx)
 
     async def _outage(self, exc: BaseException) -> None:
         if self.heartbeat and self.heartbeat.state != REDIS_DOWN:

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import func, get_kwargs
 from redis.asyncio import ConnectionPool
 
@@ -234,6 +234,36 @@ async def test_a_worker_whose_redis_hangs_says_so_frees_its_slots_and_works_once
         await worker.close()
         _STARTED = _GO = None
         _DONE_TRIES.clear()
+
+
+async def test_a_job_starting_while_redis_hangs_gives_its_slot_back(
+    session_factory: Any, redis_server: RedisServer
+) -> None:
+    """A job claimed just before Redis hung reads its definition and counts its try in
+    Redis before it runs: bounded, that start ends (quietly, the polls report the outage)
+    rather than hold the slot until TCP gives up, many minutes later."""
+    worker = SupervisedWorker(
+        **{
+            **get_kwargs(settings_for("coupon")),
+            "queue_name": f"hang-test-{uuid.uuid4().hex}",
+            "redis_settings": RedisSettings.from_dsn(redis_server.url),
+            "functions": [func(_done, name="t.done")],
+            "handle_signals": False,
+        }
+    )
+    worker.redis_bound_s = 0.5
+    worker._pool = await create_pool(worker.redis_settings)
+    try:
+        redis_server.pause()
+        try:
+            async with asyncio.timeout(HUNG):
+                await worker.run_job("claimed-before-the-hang", 0)
+        finally:
+            redis_server.resume()
+        assert not worker._starting
+        assert _DONE_TRIES == [], "the job ran without its definition"
+    finally:
+        await worker.pool.aclose()
 
 
 def _tried(jobs: list[str]) -> Any:

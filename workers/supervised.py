@@ -228,7 +228,7 @@ class SupervisedWorker(Worker):
                 continue
             keys = [self.queue_name, *(in_progress_key_prefix + job_id for job_id in running)]
             try:
-                async with asyncio.timeout(RENEW_SECONDS):
+                async with answered_within(RENEW_SECONDS):
                     await script(keys=keys, args=[lease_ms, timestamp_ms(), *running])
             except Exception as exc:  # an outage above all: never let the renewer die
                 if not failing:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from app.platform.db import utcnow
-from app.platform.redis import RedisSilent
+from app.platform.redis import RedisSilent, answered_within
 
 log = logging.getLogger(__name__)
 
@@ -174,13 +174,8 @@ class Broadcaster:
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Connect and send the subscription, within ``answer_within`` (the confirmation
         comes with the messages, see ``_hand_on``)."""
-        try:
-            async with asyncio.timeout(self._answer_within):
-                await pubsub.psubscribe(*PATTERNS)
-        except TimeoutError:
-            raise RedisSilent(
-                f"no answer from Redis to a subscription within {self._answer_within:g} s"
-            ) from None
+        async with answered_within(self._answer_within):
+            await pubsub.psubscribe(*PATTERNS)
 
     async def _listen(self, pubsub: PubSub) -> None:
         """Hand notifications on while a watch checks the connection; whichever ends

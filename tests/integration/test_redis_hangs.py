@@ -139,9 +139,13 @@ async def test_the_live_update_listener_notices_a_hung_redis_and_resyncs_its_pag
         assert broadcaster.reconnects == 1
 
 
-def _in_state(broadcaster: Broadcaster, state: str) -> Any:
+def _in_state(part: Broadcaster | Heartbeat | SupervisedWorker, state: str) -> Any:
+    """A probe for ``eventually``: ``part`` (a worker: its heartbeat, once it beats) says
+    ``state``."""
+
     async def probe() -> bool:
-        return broadcaster.state == state
+        owner = part.heartbeat if isinstance(part, SupervisedWorker) else part
+        return owner is not None and owner.state == state
 
     return probe
 
@@ -174,21 +178,11 @@ async def test_a_worker_whose_redis_hangs_says_so_frees_its_slots_and_works_once
     received before it hung), or run again (its lease lapsed); and new jobs run."""
     global _STARTED, _GO
     monkeypatch.setattr(supervised, "RENEW_SECONDS", 0.5)
-    queue = f"hang-test-{uuid.uuid4().hex}"
-    worker = SupervisedWorker(
-        **{
-            **get_kwargs(settings_for("coupon")),
-            "queue_name": queue,
-            "redis_settings": RedisSettings.from_dsn(redis_server.url),
-            "functions": [func(_done, name="t.done")],
-            "poll_delay": 0.2,
-            "handle_signals": False,
-        }
-    )
-    worker.redis_bound_s, worker.lease_s = 0.5, 2.0
+    worker = _worker_on(redis_server, poll_delay=0.2)
+    queue, worker.lease_s = worker.queue_name, 2.0
     main = asyncio.create_task(worker.main())
     try:
-        await eventually(_worker_in(worker, OK), "the worker started", timeout=HUNG)
+        await eventually(_in_state(worker, OK), "the worker started", timeout=HUNG)
         # one job first: the finish script is loaded, as in a shop that has run a while
         await worker.pool.enqueue_job("t.done", _job_id="before", _queue_name=queue)
         await eventually(_tried(["before"]), "a job before the hang", timeout=HUNG)
@@ -198,7 +192,7 @@ async def test_a_worker_whose_redis_hangs_says_so_frees_its_slots_and_works_once
             await _STARTED.wait()
         redis_server.pause()
         try:
-            await eventually(_worker_in(worker, REDIS_DOWN), "the hang noticed", timeout=HUNG)
+            await eventually(_in_state(worker, REDIS_DOWN), "the hang noticed", timeout=HUNG)
             assert worker.heartbeat is not None
             assert worker.heartbeat.detail["error"].startswith("RedisSilent")
             # renewals fail meanwhile, several (each waits RENEW_SECONDS, then gives up)
@@ -216,7 +210,7 @@ async def test_a_worker_whose_redis_hangs_says_so_frees_its_slots_and_works_once
             assert ended.done() and ended.exception() is None, "an error a poll re-raises"
         finally:
             redis_server.resume()
-        await eventually(_worker_in(worker, OK), "the worker back", timeout=HUNG)
+        await eventually(_in_state(worker, OK), "the worker back", timeout=HUNG)
         await worker.pool.enqueue_job("t.done", _job_id="second", _queue_name=queue)
         await eventually(_tried(["before", "first", "second"]), "a new job", timeout=HUNG)
 
@@ -242,16 +236,7 @@ async def test_a_job_starting_while_redis_hangs_gives_its_slot_back(
     """A job claimed just before Redis hung reads its definition and counts its try in
     Redis before it runs: bounded, that start ends (quietly, the polls report the outage)
     rather than hold the slot until TCP gives up, many minutes later."""
-    worker = SupervisedWorker(
-        **{
-            **get_kwargs(settings_for("coupon")),
-            "queue_name": f"hang-test-{uuid.uuid4().hex}",
-            "redis_settings": RedisSettings.from_dsn(redis_server.url),
-            "functions": [func(_done, name="t.done")],
-            "handle_signals": False,
-        }
-    )
-    worker.redis_bound_s = 0.5
+    worker = _worker_on(redis_server)
     worker._pool = await create_pool(worker.redis_settings)
     try:
         redis_server.pause()
@@ -266,18 +251,28 @@ async def test_a_job_starting_while_redis_hangs_gives_its_slot_back(
         await worker.pool.aclose()
 
 
+def _worker_on(redis_server: RedisServer, **options: Any) -> SupervisedWorker:
+    """A worker of a queue of its own on ``redis_server``, running ``_done`` and giving a
+    silent Redis up after half a second."""
+    worker = SupervisedWorker(
+        **{
+            **get_kwargs(settings_for("coupon")),
+            "queue_name": f"hang-test-{uuid.uuid4().hex}",
+            "redis_settings": RedisSettings.from_dsn(redis_server.url),
+            "functions": [func(_done, name="t.done")],
+            "handle_signals": False,
+            **options,
+        }
+    )
+    worker.redis_bound_s = 0.5
+    return worker
+
+
 def _tried(jobs: list[str]) -> Any:
     """Each of ``jobs`` done at least once (a job run again counts once)."""
 
     async def probe() -> bool:
         return sorted(set(_DONE_TRIES)) == sorted(jobs)
-
-    return probe
-
-
-def _worker_in(worker: SupervisedWorker, state: str) -> Any:
-    async def probe() -> bool:
-        return worker.heartbeat is not None and worker.heartbeat.state == state
 
     return probe
 
@@ -333,24 +328,17 @@ async def test_an_idle_relay_notices_a_hung_redis_too(
         )
     )
     try:
-        await eventually(_beating(heartbeat, OK), "the relay relaying", timeout=HUNG)
+        await eventually(_in_state(heartbeat, OK), "the relay relaying", timeout=HUNG)
         redis_server.pause()
         try:
-            await eventually(_beating(heartbeat, REDIS_DOWN), "the hang noticed", timeout=HUNG)
+            await eventually(_in_state(heartbeat, REDIS_DOWN), "the hang noticed", timeout=HUNG)
             assert heartbeat.detail["error"].startswith("RedisSilent: no answer within")
         finally:
             redis_server.resume()
-        await eventually(_beating(heartbeat, OK), "the relay back", timeout=HUNG)
+        await eventually(_in_state(heartbeat, OK), "the relay back", timeout=HUNG)
         assert heartbeat.detail["error"] is None, "ok, with the outage's error still shown"
     finally:
         stop.set()
         async with asyncio.timeout(HUNG):
             await relay
         await jobs.aclose()
-
-
-def _beating(heartbeat: Heartbeat, state: str) -> Any:
-    async def probe() -> bool:
-        return heartbeat.state == state
-
-    return probe

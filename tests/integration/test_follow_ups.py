@@ -176,7 +176,8 @@ async def test_the_reconciler_hands_over_a_follow_up_its_process_left_undone(
     passed = await reconcile_batch(
         factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=0.0
     )
-    assert paid.id in passed.checked and passed.requeued == 1
+    # the pass may hand over rows earlier tests in this process left too: ask about ours
+    assert paid.id in passed.checked
     assert job in await _queued(jobs, "delivery")
     [row] = await events_of(factory, order_id, "OrderPaid")
     assert row.follow_ups is None, "handed over: its job's from now on"
@@ -233,7 +234,8 @@ async def test_the_web_hands_the_placed_order_to_the_payment_job_after_its_commi
     passed = await reconcile_batch(
         factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=0.0
     )
-    assert placed.id in passed.checked and passed.requeued == 0
+    assert placed.id in passed.checked
+    assert job not in await _queued(jobs, CAPTURE_PAYMENT.queue), "done: not sent again"
     [row] = await events_of(factory, order_id, "OrderPlaced")
     assert row.finished_at is not None, "the capture's inbox row finished it"
 
@@ -263,7 +265,7 @@ async def test_a_placed_order_redis_refused_is_handed_over_by_the_reconciler(
     passed = await reconcile_batch(
         factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=0.0
     )
-    assert placed.id in passed.checked and passed.requeued == 1
+    assert placed.id in passed.checked
     assert job in await _queued(jobs, CAPTURE_PAYMENT.queue)
 
 

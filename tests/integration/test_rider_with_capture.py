@@ -356,7 +356,7 @@ async def test_a_capture_that_dies_before_releasing_the_rider_of_a_cancelled_ord
             {"id": placed.id},
         )
     passed = await reconcile_batch(factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0)
-    assert placed.id in passed.checked and passed.requeued == 1
+    assert placed.id in passed.checked  # with whatever else earlier tests left overdue
     queued = {job.job_id for job in await jobs.queued_jobs(queue_name=CAPTURE_PAYMENT.queue)}
     assert job in queued, "PostgreSQL said the capture was not done: sent again"
 

@@ -315,4 +315,6 @@ async def combined(chaos: Chaos) -> None:
         later(3, lambda _: flaky_then_down()),
         later(5, lambda _: asyncio.to_thread(chaos.shop.redis.restart_empty, 1.0)),
         later(12, lambda _: asyncio.to_thread(chaos.shop.postgres.outage, 10.0)),
+        # and, while PostgreSQL is still away, Redis hangs too: no part may wait on either
+        later(15, lambda _: asyncio.to_thread(chaos.shop.redis.hang, 5.0)),
     )

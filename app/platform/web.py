@@ -23,6 +23,7 @@ from asyncpg.exceptions import (
 )
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.params import ParameterKwarg
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.utils.empty import value_or_default
@@ -209,6 +210,8 @@ def _json_error(exc: DomainError) -> Response[Any]:
     errors = getattr(exc, "errors", None)
     if errors:
         body["errors"] = [{"field": api_name(e.field), "message": str(e.message)} for e in errors]
+        # the detail names them as the errors do, not in the service's words
+        body["detail"] = "; ".join(f"{e['field']}: {e['message']}" for e in body["errors"])
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
@@ -293,12 +296,16 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> R
 def validation_error_handler(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[Any]:
-    """Litestar's 400 for a malformed body becomes a 422 naming each field."""
+    """Litestar's 400 for a malformed body becomes a 422 naming each field, a query
+    parameter or header by the name the caller sent (Litestar names it as the handler's
+    argument: ``to`` would read ``until``)."""
+    sent_as = _sent_names(request)
     errors = []
     for item in exc.extra or []:
         if isinstance(item, dict):
             message = str(item.get("message"))
-            field = _field_of(str(item.get("key") or ""), message)
+            key = str(item.get("key") or "")
+            field = _field_of(sent_as.get(key, key), message)
             errors.append({"field": field, "message": message})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
     return Response(
@@ -308,6 +315,19 @@ def validation_error_handler(
 
 
 _MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def _sent_names(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The route's parameters named otherwise on the wire, by their argument's name."""
+    try:
+        parameters = request.route_handler.parsed_fn_signature.parameters
+    except (AttributeError, KeyError):  # no route (a 404's own errors)
+        return {}
+    return {
+        name: kwarg.name
+        for name, field in parameters.items()
+        if isinstance(kwarg := field.kwarg_definition, ParameterKwarg) and kwarg.name
+    }
 
 
 def _field_of(key: str, message: str) -> str:

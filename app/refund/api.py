@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
+import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -19,8 +22,15 @@ from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.refund import service
-from app.refund.schemas import ReasonView, RefundOut, RefundRequest
+from app.refund.schemas import ReasonView, RefundOut, RefundRequest, day_bound
 from app.status import service as status
+
+#: ``from`` and ``to`` as the API's schema describes them
+_BOUND: dict[str, Any] = {
+    "max_length": 40,
+    "description": "a day (2026-12-01: in the shop's time zone; `to` includes it) "
+    "or an RFC 3339 instant (without an offset: UTC)",
+}
 
 
 class RefundApi(Controller):
@@ -60,24 +70,30 @@ class RefundApi(Controller):
     async def list_refunds(
         self,
         db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
         caller: NamedDependency[Principal],
         reason_code: Annotated[str | None, QueryParameter(name="reasonCode", max_length=40)] = None,
         q: Annotated[str | None, QueryParameter(name="q", max_length=200)] = None,
-        since: Annotated[datetime | None, QueryParameter(name="from")] = None,
-        until: Annotated[datetime | None, QueryParameter(name="to")] = None,
+        since: Annotated[str | None, QueryParameter(name="from", **_BOUND)] = None,
+        until: Annotated[str | None, QueryParameter(name="to", **_BOUND)] = None,
     ) -> list[RefundOut]:
-        """The caller's refunds; staff see everyone's and may filter."""
+        """The caller's refunds; staff see everyone's and may filter. ``from`` and ``to``
+        take a day (``2026-12-01``, in the shop's time zone; ``to`` includes it, as on the
+        staff lookup page) or an RFC 3339 instant (without an offset: UTC)."""
         if not all(storable(v) for v in (reason_code or "", q or "")):
             raise InvalidInput.single(
                 "q", N_("The search contains characters we cannot search for.")
             )
+        zone = ZoneInfo(settings.shop.timezone)
         filters = status.RefundFilter(
             customer_id=None if caller.is_staff else caller.user_id,
             reason_code=reason_code,
             q=q,
-            since=_instant(since, "from"),
-            until=_instant(until, "to"),
+            since=_bound(since, "from", zone, end=False),
+            until=_bound(until, "to", zone, end=True),
         )
+        if filters.since and filters.until and filters.since >= filters.until:
+            raise InvalidInput.single("to", N_("“To” is before “From”: pick a later day."))
         return [RefundOut.of_view(v) for v in await status.refund_views(db, filters)]
 
     @get("/refunds/{refund_id:uuid}")
@@ -102,12 +118,29 @@ class RefundApi(Controller):
         return RefundOut.of_refund(refund)
 
 
-def _instant(value: datetime | None, name: str) -> datetime | None:
-    """A filter bound as an aware UTC instant PostgreSQL can compare: no time zone means
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _bound(value: str | None, name: str, zone: ZoneInfo, *, end: bool) -> datetime | None:
+    """A lookup's ``from`` or ``to`` as a UTC instant: a day, or an instant; 422 naming
+    the parameter for anything else (a number is not taken for a Unix time)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if _DAY.fullmatch(text):
+            return day_bound(date.fromisoformat(text), zone, end=end)
+        return _instant(msgspec.convert(text, datetime), name)
+    except (ValueError, msgspec.ValidationError) as exc:
+        raise InvalidInput.single(
+            name, N_("Use a day (2026-12-01) or a time (2026-12-01T18:30:00+09:00).")
+        ) from exc
+
+
+def _instant(value: datetime, name: str) -> datetime:
+    """An instant as an aware UTC datetime PostgreSQL can compare: no time zone means
     UTC; a moment outside years 1-9999 once in UTC (``9999-12-31T23:00-05:00``) is a 422
     rather than a database error."""
-    if value is None:
-        return None
     try:
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,7 @@ from app.platform.settings import Settings
 from app.platform.sse import channel_updates, sse
 from app.platform.web import fragment, page, redirect
 from app.refund import service
+from app.refund.schemas import day_bound
 from app.status import service as status
 from app.words import status_label
 
@@ -154,18 +155,15 @@ def _refunds_busy(retry_after: int) -> str:
 
 
 def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | None:
-    """``YYYY-MM-DD`` in the shop's time zone → the start of that day (or of the next)."""
+    """``YYYY-MM-DD`` from the form's date field → the lookup's bound (``day_bound``);
+    anything else, no bound."""
     if not value:
         return None
     try:
         day = datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         return None
-    start = datetime.combine(day, time.min, tzinfo=zone)
-    try:
-        return (start + timedelta(days=1) if end else start).astimezone(UTC)
-    except OverflowError:  # the first or last day there is: no bound on that side
-        return None
+    return day_bound(day, zone, end=end)
 
 
 def lookup_filter(settings: Settings, params: dict[str, str | None]) -> status.RefundFilter:
@@ -199,7 +197,7 @@ class StaffRefundPages(Controller):
         filters = lookup_filter(settings, params)
         errors: dict[str, str] = {}
         if filters.since and filters.until and filters.since >= filters.until:
-            errors["to"] = "“To” is before “From”: pick a later day."
+            errors["to"] = N_("“To” is before “From”: pick a later day.")
         stats = await status.refund_stats(db, filters)
         peak = max((s.count for s in stats), default=0)
         return page(

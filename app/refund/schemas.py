@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -68,3 +69,14 @@ class RefundOut(msgspec.Struct, rename="camel"):
             cancelled_by=view.cancelled_by,
             cancel_note=view.cancel_note,
         )
+
+
+def day_bound(day: date, zone: ZoneInfo, *, end: bool = False) -> datetime | None:
+    """Where a lookup from (or, with ``end``, to) ``day`` stops, as a UTC instant: the
+    start of that day in the shop's time zone, or of the next one, so that "to" a day
+    includes it. None on the first or last day there is: no bound on that side."""
+    start = datetime.combine(day, time.min, tzinfo=zone)
+    try:
+        return (start + timedelta(days=1) if end else start).astimezone(UTC)
+    except OverflowError:
+        return None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -185,6 +188,7 @@ async def test_bad_refund_input_is_422_naming_the_field(
     )
     assert response.status_code == status, response.text
     assert field in [e["field"] for e in response.json()["errors"]]
+    assert f"{field}: " in response.json()["detail"], "the detail names it as the errors do"
 
 
 async def test_an_order_not_yet_delivered_cannot_be_refunded(client: httpx.AsyncClient) -> None:
@@ -250,6 +254,46 @@ async def test_staff_lookup_filters_counts_and_exports(
         assert len(lines) == 2 and refund["id"] in lines[1] and marker in lines[1]
         customer_page = await browser.get(f"/staff/refunds/{refund['id']}")
         assert customer_page.status_code == 200 and "Refund requested" in customer_page.text
+
+
+async def test_the_api_looks_refunds_up_by_day_or_instant_and_names_a_bad_bound(
+    client: httpx.AsyncClient, staff: dict[str, str], shop: Shop
+) -> None:
+    """``from`` and ``to`` take a day in the shop's time zone (``to`` includes it, as on
+    the staff lookup page) or an RFC 3339 instant; anything else is a 422 naming the
+    parameter as the caller sent it."""
+    customer = await new_customer(client)
+    order = await delivered_order(client, customer, staff, with_coupon=False)
+    marker = f"burnt-edge-{uuid.uuid4().hex[:8]}"
+    refund = (await _file(client, customer, order["id"], "quality", f"Edge {marker}")).json()
+    created = datetime.fromisoformat(refund["createdAt"])
+    day = created.astimezone(ZoneInfo(shop.env.get("PIZZERIA_TIMEZONE", "Asia/Seoul"))).date()
+
+    async def found(**bounds: str) -> list[str]:
+        answer = await client.get("/api/refunds", params={"q": marker, **bounds}, headers=staff)
+        assert answer.status_code == 200, answer.text
+        return [r["id"] for r in answer.json()]
+
+    assert await found(**{"from": str(day), "to": str(day)}) == [refund["id"]], "that day"
+    assert await found(to=str(day - timedelta(days=1))) == []
+    assert await found(**{"from": str(day + timedelta(days=1))}) == []
+    second = timedelta(seconds=1)
+    around = {"from": (created - second).isoformat(), "to": (created + second).isoformat()}
+    assert await found(**around) == [refund["id"]]
+    assert await found(to=(created - second).isoformat()) == []
+
+    for params, field in [
+        ({"to": "0.5"}, "to"),  # not taken for a Unix time
+        ({"from": "banana"}, "from"),
+        ({"to": "2026-13-01"}, "to"),
+        ({"from": str(day), "to": str(day - timedelta(days=1))}, "to"),
+        ({"reasonCode": "x" * 41}, "reasonCode"),  # Litestar's own check, named as sent
+    ]:
+        refused = await client.get("/api/refunds", params=params, headers=staff)
+        assert refused.status_code == 422, (params, refused.text)
+        body = refused.json()
+        assert [e["field"] for e in body["errors"]] == [field], body
+        assert body["detail"].startswith(f"{field}: "), body
 
 
 async def _return_pickup(sandbox: httpx.AsyncClient, delivery_id: str) -> str:

@@ -568,8 +568,15 @@ async def test_reusing_an_idempotency_key_for_another_order_is_a_422(
         other = await api.post(
             "/api/orders", json=_order(items=[{"pizzaId": 2, "qty": 3}]), headers=headers
         )
+        too_long = await api.post(
+            "/api/orders", json=_order(), headers={**headers, "Idempotency-Key": "k" * 101}
+        )
     assert other.status_code == 422
     assert other.json()["errors"][0]["field"] == "Idempotency-Key"
+    # refused by Litestar itself, before the handler: named as sent too
+    assert too_long.status_code == 422
+    assert too_long.json()["errors"][0]["field"] == "Idempotency-Key", too_long.text
+    assert too_long.json()["detail"].startswith("Idempotency-Key: ")
 
 
 @pytest.mark.parametrize(

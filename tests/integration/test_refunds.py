@@ -255,6 +255,16 @@ async def test_staff_lookup_filters_counts_and_exports(
         customer_page = await browser.get(f"/staff/refunds/{refund['id']}")
         assert customer_page.status_code == 200 and "Refund requested" in customer_page.text
 
+        backwards = {"from": "2026-12-02", "to": "2026-12-01"}
+        refused = await browser.get("/staff/refunds", params=backwards)
+        assert refused.status_code == 422
+        assert 'id="to-error"' in refused.text and "pick a later day" in refused.text
+        assert 'value="2026-12-02"' in refused.text, "what was picked stays"
+        korean = await browser.get(
+            "/staff/refunds", params=backwards, headers={"Accept-Language": "ko-KR,ko;q=0.9"}
+        )
+        assert korean.status_code == 422 and "더 늦은 날짜를 골라 주세요" in korean.text
+
 
 async def test_the_api_looks_refunds_up_by_day_or_instant_and_names_a_bad_bound(
     client: httpx.AsyncClient, staff: dict[str, str], shop: Shop

@@ -305,7 +305,9 @@ def validation_error_handler(
         if isinstance(item, dict):
             message = str(item.get("message"))
             key = str(item.get("key") or "")
-            field = _field_of(sent_as.get(key, key), message)
+            if item.get("source") != "body":  # a body field keeps its own name
+                key = sent_as.get(key, key)
+            field = _field_of(key, message)
             errors.append({"field": field, "message": message})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
     return Response(
@@ -321,7 +323,7 @@ def _sent_names(request: Request[Any, Any, Any]) -> dict[str, str]:
     """The route's parameters named otherwise on the wire, by their argument's name."""
     try:
         parameters = request.route_handler.parsed_fn_signature.parameters
-    except (AttributeError, KeyError):  # no route (a 404's own errors)
+    except Exception:  # no route (a 404's own errors): this must never turn a 422 into a 500
         return {}
     return {
         name: kwarg.name

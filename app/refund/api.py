@@ -118,7 +118,7 @@ class RefundApi(Controller):
         return RefundOut.of_refund(refund)
 
 
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _bound(value: str | None, name: str, zone: ZoneInfo, *, end: bool) -> datetime | None:
@@ -139,7 +139,7 @@ def _bound(value: str | None, name: str, zone: ZoneInfo, *, end: bool) -> dateti
 
 def _instant(value: datetime, name: str) -> datetime:
     """An instant as an aware UTC datetime PostgreSQL can compare: no time zone means
-    UTC; a moment outside years 1-9999 once in UTC (``9999-12-31T23:00-05:00``) is a 422
+    UTC; a moment outside years 1-9999 once in UTC (``9999-12-31T23:00:00-05:00``) is a 422
     rather than a database error."""
     try:
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)

@@ -299,6 +299,10 @@ async def combined(chaos: Chaos) -> None:
         await asyncio.sleep(1)
         await asyncio.to_thread(chaos.shop.spawn, "relay")
 
+    async def hang_redis(seconds: float) -> None:
+        await asyncio.to_thread(chaos.shop.redis.hang, seconds)
+        chaos.notes.append(f"Redis hung for {seconds:.0f} s with PostgreSQL away")
+
     async def flaky_then_down() -> None:
         await _misbehave(chaos, 6, errorRate=0.3)
         await asyncio.sleep(2)
@@ -316,5 +320,5 @@ async def combined(chaos: Chaos) -> None:
         later(5, lambda _: asyncio.to_thread(chaos.shop.redis.restart_empty, 1.0)),
         later(12, lambda _: asyncio.to_thread(chaos.shop.postgres.outage, 10.0)),
         # and, while PostgreSQL is still away, Redis hangs too: no part may wait on either
-        later(15, lambda _: asyncio.to_thread(chaos.shop.redis.hang, 5.0)),
+        later(15, lambda _: hang_redis(5.0)),
     )

@@ -62,8 +62,9 @@ from app.platform.relay import Subscriber, Subscriptions
 #: fold the events one transaction recorded, in order, into the read models in that
 #: transaction; the ``(channel, event type)`` pairs to tell after it commits
 Project = Callable[[AsyncSession, Sequence[Event]], Awaitable[list[tuple[str, str]]]]
-#: tell live pages, after the commit, that events of a type happened on each channel
-#: (``(channel, event type)`` pairs, in one round trip: ``app.platform.pubsub.publisher``)
+#: tell live pages, after the commit, what happened on each channel: ``(channel, event
+#: types)`` pairs, the types comma-separated, one pair per channel and transaction, all
+#: in one round trip (``app.platform.pubsub.publisher``)
 Publish = Callable[[Sequence[tuple[str, str]]], Awaitable[Any]]
 PROJECT, PUBLISH, REACT, FOLLOW = "uow.project", "uow.publish", "uow.react", "uow.follow"
 ROUTES = "uow.routes"
@@ -230,7 +231,20 @@ async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tu
     await write_recorded(session, events, followed, _settled(session, events, followed, here))
     project: Project | None = session.info.get(PROJECT)
     told = await project(session, events) if project is not None and events else []
-    return events, list(dict.fromkeys(told))
+    return events, once_per_channel(told)
+
+
+def once_per_channel(told: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One message per channel for the whole transaction, naming its event types in
+    order: a page re-reads its view once whatever it is told, so a capture that pays the
+    order, makes its delivery and asks for the rider tells the order's page once, not
+    four times (each a publish, and a message for every web process's listener)."""
+    kinds: dict[str, list[str]] = {}
+    for channel, kind in told:
+        seen = kinds.setdefault(channel, [])
+        if kind not in seen:
+            seen.append(kind)
+    return [(channel, ",".join(seen)) for channel, seen in kinds.items()]
 
 
 async def _react(session: AsyncSession, here: Reactions) -> list[Event]:

@@ -181,16 +181,25 @@ async def test_the_reconciler_hands_over_a_follow_up_its_process_left_undone(
     assert job in await _queued(jobs, "delivery")
     [row] = await events_of(factory, order_id, "OrderPaid")
     assert row.follow_ups is None, "handed over: its job's from now on"
-    async with factory() as session:
-        detail = await session.scalar(
-            select(PipelineAction.detail).where(PipelineAction.event_id == paid.id)
-        )
-    assert detail is not None and "not followed up by the process that recorded it" in detail
+    [detail] = await _reenqueued(factory, paid.id)
+    assert "not followed up by the process that recorded it" in detail, "once, saying why"
 
     again = await reconcile_batch(
         factory, jobs, SUBSCRIPTIONS, redeliver_after=3600.0, follow_up_after=0.0
     )
     assert paid.id not in again.checked
+    assert len(await _reenqueued(factory, paid.id)) == 1, "handed over once"
+
+
+async def _reenqueued(factory: Factory, event_id: uuid.UUID) -> list[str]:
+    """What the reconciler logged for each time it handed ``event_id`` over."""
+    async with factory() as session:
+        found = await session.scalars(
+            select(PipelineAction.detail).where(
+                PipelineAction.event_id == event_id, PipelineAction.action == "re-enqueued"
+            )
+        )
+        return list(found)
 
 
 def _web(ctx: dict[str, Any], hand_over: uow.HandOver) -> Factory:

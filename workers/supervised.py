@@ -43,6 +43,7 @@ from redis.exceptions import RedisError
 
 from app.platform import lifecycle
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
+from app.platform.logs import OutageNotice
 from app.platform.redis import answered_within, heard, redis_bound
 from app.platform.relay import wake_key
 from app.platform.settings import get_settings
@@ -219,30 +220,25 @@ class SupervisedWorker(Worker):
         the lease outlives four of them."""
         script = self.pool.register_script(RENEW)
         lease_ms = int(self.lease_s * 1000)
-        failing = False  # said once per outage, not every round (every 2 s)
+        notice = OutageNotice(  # said once per outage, not every round (every 2 s)
+            log,
+            f"worker {self.queue_name}: leases not renewed",
+            f"worker {self.queue_name}: leases renewed again",
+        )
         while True:
             await asyncio.sleep(RENEW_SECONDS)
             running = [job_id for job_id, task in self.tasks.items() if not task.done()]
             if not running:
-                failing = False  # nothing to renew: the next outage is said again
+                notice.forget()  # nothing to renew: the next outage is said again
                 continue
             keys = [self.queue_name, *(in_progress_key_prefix + job_id for job_id in running)]
             try:
                 async with answered_within(RENEW_SECONDS):
                     await script(keys=keys, args=[lease_ms, timestamp_ms(), *running])
             except Exception as exc:  # an outage above all: never let the renewer die
-                if not failing:
-                    log.warning(
-                        "worker %s: leases not renewed (%s: %s)",
-                        self.queue_name,
-                        type(exc).__name__,
-                        exc,
-                    )
-                failing = True
+                notice.failed(exc)
             else:
-                if failing:
-                    log.info("worker %s: leases renewed again", self.queue_name)
-                failing = False
+                notice.worked()
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

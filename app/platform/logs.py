@@ -179,3 +179,28 @@ def job_context(name: str, task: Job) -> Job:
             return result
 
     return run
+
+
+class OutageNotice:
+    """A loop that retries through an outage says so once, not at every round, and says
+    once when it works again: ``failed(exc)`` each failing round, ``worked()`` each good
+    one, ``forget()`` when the next outage should be said again without a recovery line
+    (nothing was tried)."""
+
+    def __init__(self, logger: logging.Logger, failing: str, working: str) -> None:
+        """``failing`` is logged with the error's kind and text appended; ``working`` as is."""
+        self._log, self._failing, self._working = logger, failing, working
+        self.down = False
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.down:
+            self._log.warning("%s (%s: %s)", self._failing, type(exc).__name__, exc)
+        self.down = True
+
+    def worked(self) -> None:
+        if self.down:
+            self._log.info(self._working)
+        self.down = False
+
+    def forget(self) -> None:
+        self.down = False

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.db import utcnow
 from app.platform.heartbeat import Heartbeat
+from app.platform.logs import OutageNotice
 from app.platform.outbox import DeadLetter, InboxRow, OutboxRow, PipelineAction
 from app.platform.redis import answered_within
 from app.platform.relay import Subscriptions, enqueue
@@ -180,7 +181,7 @@ async def run_reconciler(
 ) -> None:
     """Reconcile every ``every`` seconds until ``stop`` is set, through any outage (said
     once, not at every pass)."""
-    failing = False
+    notice = OutageNotice(log, "reconciler: passes fail", "reconciler: passes complete again")
     while not stop.is_set():
         try:
             done = await reconcile(
@@ -199,12 +200,8 @@ async def run_reconciler(
                     "requeued": done.requeued,
                     "parked": done.parked,
                 }
-            if failing:
-                log.info("reconciler: passes complete again")
-            failing = False
+            notice.worked()
         except Exception as exc:
-            if not failing:
-                log.warning("reconciler: %s: %s", type(exc).__name__, exc)
-            failing = True
+            notice.failed(exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)

@@ -239,11 +239,9 @@ def once_per_channel(told: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     order: a page re-reads its view once whatever it is told, so a capture that pays the
     order, makes its delivery and asks for the rider tells the order's page once, not
     four times (each a publish, and a message for every web process's listener)."""
-    kinds: dict[str, list[str]] = {}
+    kinds: dict[str, dict[str, None]] = {}  # dicts as ordered sets
     for channel, kind in told:
-        seen = kinds.setdefault(channel, [])
-        if kind not in seen:
-            seen.append(kind)
+        kinds.setdefault(channel, {})[kind] = None
     return [(channel, ",".join(seen)) for channel, seen in kinds.items()]
 
 

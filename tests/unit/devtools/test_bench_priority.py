@@ -23,8 +23,11 @@ def test_the_parts_are_grouped_by_their_niceness() -> None:
 
 
 def test_the_tree_reads_each_part_s_niceness_from_its_process() -> None:
-    """The test process stands for ``pizzeria up``; its child lowers its own priority."""
-    child = subprocess.Popen([sys.executable, "-c", "import os, time; os.nice(7); time.sleep(30)"])
+    """The test process stands for ``pizzeria up``; its child lowers its own priority.
+    The child is named as a part (``app.cli nice-probe``): a plain ``python`` shared its
+    name with the test process's other children (a resource tracker), which hid it."""
+    code = "import os, time; os.nice(7); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", code, "app.cli", "nice-probe"])
     try:
         tree = ProcessTree(os.getpid())
         part = part_name(psutil.Process(child.pid))

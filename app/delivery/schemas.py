@@ -8,25 +8,25 @@ from typing import Any
 
 import msgspec
 
-from app.delivery.models import Delivery
+from app.delivery.models import CourierStatus, Delivery, DeliveryStatus
 
 
 class MoveRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Body of a staff move: the stage the staff member saw (``{"from": "queued"}``)."""
 
-    from_status: str | None = msgspec.field(default=None, name="from")
+    from_status: DeliveryStatus | None = msgspec.field(default=None, name="from")
 
 
 class DeliveryView(msgspec.Struct, rename="camel"):
     id: uuid.UUID
     order_id: uuid.UUID
-    status: str
-    courier_status: str
+    status: DeliveryStatus
+    courier_status: CourierStatus
     rider: str | None
     address: str
     items: list[dict[str, Any]]
     paid_at: datetime | None
-    next_status: str | None
+    next_status: DeliveryStatus | None
 
     @classmethod
     def of(cls, delivery: Delivery) -> DeliveryView:
@@ -40,5 +40,5 @@ class DeliveryView(msgspec.Struct, rename="camel"):
             address=delivery.address,
             items=delivery.items,
             paid_at=delivery.paid_at,
-            next_status=following.value if following else None,
+            next_status=following,
         )

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from app.refund.models import MAX_REASON_LENGTH, Refund
+from app.refund.models import MAX_REASON_LENGTH, Refund, RefundStatus
 from app.status.service import RefundEntry
 
 
@@ -28,7 +28,7 @@ class ReasonView(msgspec.Struct, rename="camel"):
 class RefundOut(msgspec.Struct, rename="camel"):
     id: uuid.UUID
     order_id: uuid.UUID
-    status: str
+    status: RefundStatus
     reason_code: str
     reason: str
     amount: int
@@ -59,7 +59,7 @@ class RefundOut(msgspec.Struct, rename="camel"):
         return cls(
             id=view.refund_id,
             order_id=view.order_id,
-            status=view.status,
+            status=RefundStatus(view.status),
             reason_code=view.reason_code,
             reason=view.reason,
             amount=view.amount,

@@ -171,3 +171,48 @@ async def test_the_event_stream_sends_the_state_then_each_change(
     finally:
         await sandbox.put("/sandbox/knobs/payment", json={"latencyMs": 0})
     assert statuses[0] == "placed" and statuses[-1] == "paid"
+
+
+def _resolved(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$ref`` (and a nullable ``oneOf``'s non-null member) followed."""
+    if "$ref" in schema:
+        return _resolved(document, document["components"]["schemas"][schema["$ref"].split("/")[-1]])
+    members = [s for s in schema.get("oneOf", []) if s.get("type") != "null"]
+    return _resolved(document, members[0]) if len(members) == 1 else schema
+
+
+async def test_the_schema_says_what_the_api_checks(
+    client: httpx.AsyncClient, staff: dict[str, str]
+) -> None:
+    """A client reading the OpenAPI document learns the rules before it is refused: the
+    password length, the states a delivery or a refund can be in."""
+    document = (await client.get("/schema/openapi.json")).json()
+    paths = document["paths"]
+
+    def body_of(path: str) -> dict[str, Any]:
+        content = paths[path]["post"]["requestBody"]["content"]["application/json"]
+        return _resolved(document, content["schema"])["properties"]
+
+    assert body_of("/api/auth/signup")["password"]["minLength"] == 12
+    assert body_of("/api/auth/password")["newPassword"]["minLength"] == 12
+    listing = paths["/api/deliveries"]["get"]
+    (status,) = [p for p in listing["parameters"] if p["name"] == "status"]
+    assert "out_for_delivery" in _resolved(document, status["schema"])["enum"]
+    delivery = listing["responses"]["200"]["content"]["application/json"]["schema"]["items"]
+    fields = _resolved(document, delivery)["properties"]
+    assert {"queued", "delivered"} <= set(_resolved(document, fields["status"])["enum"])
+    assert "delivered" in _resolved(document, fields["nextStatus"])["enum"]
+    refund = _resolved(document, {"$ref": "#/components/schemas/RefundOut"})["properties"]
+    assert set(_resolved(document, refund["status"])["enum"]) == {
+        "requested",
+        "completed",
+        "cancelled",
+    }
+
+    short = await client.post(
+        "/api/auth/signup",
+        json={"email": "eleven@example.com", "password": "x" * 11, "name": "Eleven"},
+    )
+    assert short.status_code == 422 and short.json()["errors"][0]["field"] == "password"
+    bad = await client.get("/api/deliveries", params={"status": "teleported"}, headers=staff)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "status"

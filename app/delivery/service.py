@@ -44,6 +44,7 @@ from app.delivery.schemas import DeliveryView as DeliveryView  # what other cont
 from app.ordering.events import OrderPaid
 from app.platform.aggregate import record_pending
 from app.platform.db import utcnow
+from app.platform.driver import Statement
 from app.platform.errors import Conflict, InvalidInput, NotFound, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
@@ -82,7 +83,7 @@ def delivery_id_for(order_id: uuid.UUID) -> uuid.UUID:
 #: and an insert racing the other's can meet it on either index (the chaos suite's
 #: partner-down phase found the primary key: a 500 on cancel)
 _TICKETS = cast(Table, Delivery.__table__)
-_NEW_TICKET = insert(_TICKETS).on_conflict_do_nothing().returning(_TICKETS.c.id)
+_NEW_TICKET = Statement(insert(_TICKETS).on_conflict_do_nothing().returning(_TICKETS.c.id))
 #: (attribute, column) of every column of a ticket, for its row
 _TICKET_COLUMNS = [(attr.key, attr.columns[0].name) for attr in inspect(Delivery).column_attrs]
 
@@ -122,7 +123,7 @@ async def create_for_paid_order(
     if partner_ref is not None:
         _pickup_requested(ticket, partner_ref)
     row = {column: getattr(ticket, attr) for attr, column in _TICKET_COLUMNS}
-    if await session.scalar(_NEW_TICKET, row) is None:
+    if await _NEW_TICKET.fetchrow(session, row) is None:
         return None  # its events go with it: nothing was saved
     # saved: the session holds it as loaded, so a later change in this transaction is
     # an update of the row, as for any ticket read from the database

@@ -40,7 +40,7 @@ from app.ordering.models import MAX_LINES, MAX_QTY, Order, OrderLine, OrderStatu
 from app.payment import service as payment
 from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded
 from app.platform import logs
-from app.platform.aggregate import record_pending
+from app.platform.aggregate import AggregateRows
 from app.platform.db import read_only, utcnow
 from app.platform.driver import Statement
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound, Unavailable
@@ -322,8 +322,15 @@ async def _place(
     return PlacedOrder(order_id, replayed=False)
 
 
+#: orders are changed on the driver (``AggregateRows``): the capture pays one with every
+#: order; every change of an order's state goes this way, so none meets an ORM copy
+ORDERS = AggregateRows(Order)
+_LOCKED = Statement(ORDERS.select().where(Order.id == bindparam("order_id")).with_for_update())
+
+
 async def _locked(session: AsyncSession, order_id: uuid.UUID) -> Order | None:
-    return await session.get(Order, order_id, with_for_update=True)
+    row = await _LOCKED.fetchrow(session, {"order_id": order_id})
+    return None if row is None else ORDERS.loaded(row)
 
 
 #: the order, locked, with its lines as the kitchen gets them (a JSON array built by
@@ -350,25 +357,24 @@ _ITEMS = (
     .where(_LINES.c.order_id == Order.id)
     .scalar_subquery()
 )
-_WITH_ITEMS = (
-    select(Order, _ITEMS)
+_WITH_ITEMS = Statement(
+    ORDERS.select()
+    .add_columns(_ITEMS.label("items"))
     .where(Order.id == bindparam("order_id"))
-    .with_for_update(of=cast(Table, Order.__table__))
+    .with_for_update(of=ORDERS.table)
 )
 
 
 async def on_payment_captured(session: AsyncSession, event: Event) -> None:
     """The card was charged: the order is paid, and the kitchen may start (``OrderPaid``)."""
-    found = (
-        await session.execute(_WITH_ITEMS, {"order_id": event.as_(PaymentCaptured).order_id})
-    ).first()
-    order, lines = found if found is not None else (None, None)
-    if order is None or order.status != OrderStatus.placed:
+    row = await _WITH_ITEMS.fetchrow(session, {"order_id": event.as_(PaymentCaptured).order_id})
+    order = None if row is None else ORDERS.loaded(row)
+    if row is None or order is None or order.status != OrderStatus.placed:
         return  # cancelled meanwhile: the payment worker voids the charge
     order.move_to(OrderStatus.paid)
-    items = msgspec.convert(lines or [], list[OrderItem])
+    items = msgspec.convert(row["items"] or [], list[OrderItem])
     order.emit(OrderPaid, items=items, address=order.address)
-    record_pending(session, order, event)
+    await ORDERS.record(session, order, event)
 
 
 async def on_payment_failed(session: AsyncSession, event: Event) -> None:
@@ -379,7 +385,7 @@ async def on_payment_failed(session: AsyncSession, event: Event) -> None:
     order.move_to(OrderStatus.payment_failed)
     await coupon.release_for_order(session, order.id)  # the customer may try again with it
     order.emit(OrderPaymentFailed, reason=failed.failure_reason)
-    record_pending(session, order, event)
+    await ORDERS.record(session, order, event)
 
 
 async def on_delivery_delivered(session: AsyncSession, event: Event) -> None:
@@ -388,7 +394,7 @@ async def on_delivery_delivered(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.fulfilled)
     order.emit(OrderFulfilled)
-    record_pending(session, order, event)
+    await ORDERS.record(session, order, event)
 
 
 def cancel_refusal(order_status: str, delivery_status: str | None) -> str | None:
@@ -420,7 +426,7 @@ async def cancel_order(session: AsyncSession, order_id: uuid.UUID, customer_id: 
     await coupon.release_for_order(session, order.id)
     order.move_to(OrderStatus.cancelled)
     order.emit(OrderCancelled)
-    record_pending(session, order)
+    await ORDERS.record(session, order)
     await complete(session)
 
 
@@ -451,7 +457,7 @@ async def on_payment_refunded(session: AsyncSession, event: Event) -> None:
         return
     order.move_to(OrderStatus.refunded)
     order.emit(OrderRefunded)
-    record_pending(session, order, event)
+    await ORDERS.record(session, order, event)
 
 
 async def placed_before(

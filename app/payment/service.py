@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol, cast, runtime_checkable
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.payment.events import (
@@ -30,7 +30,7 @@ from app.payment.provider import (
     PaymentRejected,
     ProviderUnavailable,
 )
-from app.platform.aggregate import record_pending
+from app.platform.aggregate import AggregateRows
 from app.platform.db import utcnow
 from app.platform.driver import Statement
 from app.platform.errors import InvalidInput, Unavailable
@@ -125,30 +125,43 @@ async def open_payment(
     return payment_id
 
 
-_FOR_ORDER = select(Payment).where(Payment.order_id == bindparam("order_id"))
+#: payments are read and written on the driver (``AggregateRows``): the capture changes
+#: one with every order
+PAYMENTS = AggregateRows(Payment)
+_FOR_ORDER = Statement(PAYMENTS.select().where(Payment.order_id == bindparam("order_id")))
+_LOCKED = Statement(PAYMENTS.select().where(Payment.id == bindparam("id")).with_for_update())
+_LOCKED_FOR_ORDER = Statement(
+    PAYMENTS.select().where(Payment.order_id == bindparam("order_id")).with_for_update()
+)
 
 
 async def payment_for_order(session: AsyncSession, order_id: uuid.UUID) -> Payment | None:
-    return await session.scalar(_FOR_ORDER, {"order_id": order_id})  # built once
+    row = await _FOR_ORDER.fetchrow(session, {"order_id": order_id})
+    return None if row is None else PAYMENTS.loaded(row)
+
+
+async def _locked(session: AsyncSession, payment_id: uuid.UUID) -> Payment | None:
+    row = await _LOCKED.fetchrow(session, {"id": payment_id})
+    return None if row is None else PAYMENTS.loaded(row)
 
 
 async def request_cancel(session: AsyncSession, order_id: uuid.UUID) -> None:
     """Part of the order-cancel transaction: no charge may start from now on."""
-    payment = await session.scalar(
-        select(Payment).where(Payment.order_id == order_id).with_for_update()
-    )
-    if payment is not None:
+    row = await _LOCKED_FOR_ORDER.fetchrow(session, {"order_id": order_id})
+    if row is not None:
+        payment = PAYMENTS.loaded(row)
         payment.cancel_requested = True
+        await PAYMENTS.save(session, payment)
 
 
 async def void_uncharged(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> bool:
     """Cancelled before the charge: void without calling the provider (no money moved)."""
-    payment = await session.get(Payment, payment_id, with_for_update=True)
+    payment = await _locked(session, payment_id)
     if payment is None or payment.status != PaymentStatus.pending:
         return False
     payment.move_to(PaymentStatus.voided)
     payment.emit(PaymentVoided)
-    record_pending(session, payment, cause)
+    await PAYMENTS.record(session, payment, cause)
     return True
 
 
@@ -157,19 +170,20 @@ async def record_late_void(session: AsyncSession, payment_id: uuid.UUID, provide
     that charge is now voided at the provider: keep its reference, so our record and the
     provider's agree. The status stays ``voided`` (no new event: nothing changes for the
     order or the customer)."""
-    payment = await session.get(Payment, payment_id, with_for_update=True)
+    payment = await _locked(session, payment_id)
     if payment is not None and payment.status == PaymentStatus.voided and not payment.provider_ref:
         payment.provider_ref = provider_ref
+        await PAYMENTS.save(session, payment)
 
 
 async def record_void(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> None:
     """The provider voided the captured charge."""
-    payment = await session.get(Payment, payment_id, with_for_update=True)
+    payment = await _locked(session, payment_id)
     if payment is None or payment.status != PaymentStatus.captured:
         return
     payment.move_to(PaymentStatus.voided)
     payment.emit(PaymentVoided)
-    record_pending(session, payment, cause)
+    await PAYMENTS.record(session, payment, cause)
 
 
 async def record_charge_outcome(
@@ -181,7 +195,7 @@ async def record_charge_outcome(
 
     A payment that already left ``pending`` is left alone, so a duplicate job is harmless.
     """
-    payment = await session.get(Payment, payment_id, with_for_update=True)
+    payment = await _locked(session, payment_id)
     if payment is None or payment.status != PaymentStatus.pending:
         return payment is not None and voided_uncharged(payment)
     payment.provider_ref = outcome.provider_ref
@@ -193,7 +207,7 @@ async def record_charge_outcome(
         payment.move_to(PaymentStatus.failed)
         event = PaymentFailed
     payment.emit(event)
-    record_pending(session, payment, cause)
+    await PAYMENTS.record(session, payment, cause)
     return False
 
 
@@ -204,9 +218,9 @@ def voided_uncharged(payment: Payment) -> bool:
 
 async def record_refund(session: AsyncSession, payment_id: uuid.UUID, cause: Event) -> None:
     """The provider gave the money back."""
-    payment = await session.get(Payment, payment_id, with_for_update=True)
+    payment = await _locked(session, payment_id)
     if payment is None or payment.status != PaymentStatus.captured:
         return
     payment.move_to(PaymentStatus.refunded)
     payment.emit(PaymentRefunded)
-    record_pending(session, payment, cause)
+    await PAYMENTS.record(session, payment, cause)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.delivery.events import DeliveryReturned
 from app.ordering.events import OrderCancelled, OrderPlaced
 from app.payment import service
-from app.payment.models import Payment, PaymentStatus
+from app.payment.models import PaymentStatus
 from app.payment.provider import ChargeOutcome, PaymentProvider
 from app.platform import uow
 from app.platform.breaker import CircuitBreaker
@@ -146,7 +146,7 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     if outcome.captured:
         if voided is None:
             async with read_only(ctx["session_factory"]) as session:
-                now = await session.get(Payment, payment_id)
+                now = await service.payment_for_order(session, order_id)
             voided = now is not None and service.voided_uncharged(now)
         if voided:
             return await _void_late_charge(ctx, payment_id, key)

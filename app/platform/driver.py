@@ -28,18 +28,22 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 #: one value's conversion for the driver (an enum to its name, a dict to JSON text)
 Processor = Callable[[Any], Any]
+#: a bind the values must give (a ``bindparam`` without a value of its own)
+_GIVEN: Any = object()
 
 
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    binds: tuple[tuple[str, Processor | None], ...]
+    #: each bind's name, conversion, and value when the statement holds it (a literal,
+    #: like a JSON key in ``json_build_object('qty', …)``)
+    binds: tuple[tuple[str, Processor | None, Any], ...]
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
         return [
             value if process is None or value is None else process(value)
-            for name, process in self.binds
-            for value in (values[name],)
+            for name, process, held in self.binds
+            for value in (values[name] if held is _GIVEN else held,)
         ]
 
 
@@ -63,8 +67,13 @@ class Statement:
             if "POSTCOMPILE" in compiled.string:
                 raise ValueError("an expanding bind (IN list) cannot run on the driver")
             binds = tuple(
-                (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+                (
+                    name,
+                    bind.type.dialect_impl(dialect).bind_processor(dialect),
+                    _GIVEN if bind.required or bind.value is None or bind.callable else bind.value,
+                )
                 for name in compiled.positiontup or ()
+                for bind in (compiled.binds[name],)
             )
             found = self._compiled[dialect, keys] = _Compiled(compiled.string, binds)
         return found

@@ -12,14 +12,18 @@ from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.ordering.models import Order, OrderStatus
+from app.payment.events import PaymentCaptured
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import PaymentMethod
-from app.payment.service import open_payment
+from app.payment.service import PAYMENTS, open_payment, payment_for_order
 from app.platform.db import read_only, utcnow
 from app.platform.driver import Statement
 from app.platform.outbox import InboxRow, OutboxRow
+from app.platform.uow import complete
 from devtools.bench_statements import statement_costs
 from devtools.bench_statements import table as statements_table
+from tests.support.inproc import place
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -152,3 +156,73 @@ async def test_a_database_error_is_raised_as_sqlalchemy_raises_it(session_factor
         await session.rollback()
     async with session_factory() as session:  # the pool hands out a live connection
         assert await _NOTE.fetchrow(session, _row(uuid.uuid4())) is None
+
+
+async def _new_payment(factory: Factory) -> uuid.UUID:
+    async with factory() as session:
+        payment_id = await open_payment(
+            session,
+            order_id=uuid.uuid4(),
+            amount=1000,
+            currency="KRW",
+            card=PaymentMethod(id="pm_test", brand="visa", last4="4242"),
+        )
+        await session.commit()
+    return payment_id
+
+
+_LOCK_PAYMENT = Statement(PAYMENTS.select().where(Payment.id == bindparam("id")).with_for_update())
+
+
+async def test_an_aggregate_read_on_the_driver_is_saved_with_what_changed(
+    session_factory: Factory,
+) -> None:
+    """``AggregateRows``: the row becomes the model (its status the enum member), moves
+    through its own state machine, and ``record`` writes back only the columns that
+    changed, with the events, in the caller's transaction (where the order, read the
+    same way, is paid by its reaction)."""
+    order_id, other_id = await place(session_factory), await _new_payment(session_factory)
+    async with session_factory() as session:
+        found = await payment_for_order(session, order_id)
+        assert found is not None
+        payment_id = found.id
+    async with session_factory() as session:
+        row = await _LOCK_PAYMENT.fetchrow(session, {"id": payment_id})
+        payment = PAYMENTS.loaded(row)
+        assert payment.status is PaymentStatus.pending and payment.card_last4 == "4242"
+        payment.provider_ref = "ch_1"
+        payment.move_to(PaymentStatus.captured)
+        payment.emit(PaymentCaptured)
+        [event] = await PAYMENTS.record(session, payment)
+        await PAYMENTS.save(session, payment)  # nothing changed since: nothing to write
+        assert [e.type for e in await complete(session)][:2] == ["PaymentCaptured", "OrderPaid"]
+    assert event.type == "PaymentCaptured" and event.aggregate_id == str(payment_id)
+    async with session_factory() as session:
+        saved = await session.get(Payment, payment_id)
+        untouched = await session.get(Payment, other_id)
+        order = await session.get(Order, order_id)
+        outboxed = await session.scalar(
+            select(func.count()).select_from(OutboxRow).where(OutboxRow.id == event.id)
+        )
+    assert saved is not None and untouched is not None
+    assert (saved.status, saved.version, saved.provider_ref, saved.card_last4) == (
+        PaymentStatus.captured,
+        2,
+        "ch_1",
+        "4242",
+    )
+    assert order is not None and (order.status, order.version) == (OrderStatus.paid, 2)
+    assert (untouched.status, untouched.version) == (PaymentStatus.pending, 1)
+    assert outboxed == 1
+
+    async with session_factory() as session:  # rolled back: neither change nor event
+        payment = PAYMENTS.loaded(await _LOCK_PAYMENT.fetchrow(session, {"id": payment_id}))
+        payment.move_to(PaymentStatus.refunded)
+        await PAYMENTS.save(session, payment)
+        await session.rollback()
+    async with session_factory() as session:
+        assert (await session.get(Payment, payment_id)).status == PaymentStatus.captured  # type: ignore[union-attr]
+
+    with pytest.raises(ValueError, match="not read through AggregateRows"):
+        async with session_factory() as session:
+            await PAYMENTS.save(session, Payment(id=payment_id))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,3 +64,11 @@ async def basket_lines(request: Request[Any, Any, Any], db: AsyncSession) -> lis
         for pid, qty in ((int(k), v) for k, v in basket.items())
         if pid in pizzas
     ]
+
+
+def basket_seen(lines: Sequence[BasketLine]) -> str:
+    """What a checkout page showed, as a short fingerprint: the pizzas, how many, and
+    their prices. The form sends it back, so a basket that changed meanwhile (another
+    tab, a new price) is shown again with its total before anything is charged."""
+    shown = ",".join(f"{line.pizza_id}x{line.qty}@{line.unit_price}" for line in lines)
+    return hashlib.sha256(shown.encode()).hexdigest()[:16]

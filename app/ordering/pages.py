@@ -12,12 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.menu import service as menu
 from app.ordering import service
-from app.ordering.basket import add_to_basket, basket_lines, read_basket, write_basket
+from app.ordering.basket import (
+    BasketLine,
+    add_to_basket,
+    basket_lines,
+    basket_seen,
+    read_basket,
+    write_basket,
+)
 from app.payment.service import CardVault
 from app.platform import limits
 from app.platform.access import access
-from app.platform.errors import Conflict, InvalidInput, Unavailable
+from app.platform.errors import Conflict, DomainError, InvalidInput, Unavailable
 from app.platform.forms import form_again
+from app.platform.i18n import N_
 from app.platform.partners import PartnerBreakers, refusal_message
 from app.platform.ratelimit import TooManyRequests
 from app.platform.security import Principal
@@ -28,10 +36,10 @@ from app.platform.web import (
     database_errors_as_unavailable,
     is_htmx,
     keep_typed,
+    notice_for,
     page,
     redirect,
 )
-from app.status import service as status
 
 CHECKOUT_FORM = "checkout_form"
 RETRYING = "retrying_order"
@@ -131,6 +139,7 @@ class CheckoutPages(Controller):
             errors={},
             retrying=retrying,
             checkout_token=uuid.uuid4().hex,
+            seen=basket_seen(lines),
         )
 
     @post("/", opt=keep_typed(lambda request, form: remember_details(request, form)))
@@ -162,6 +171,16 @@ class CheckoutPages(Controller):
         # The details the customer typed survive a refusal and a failed payment (never the
         # card number): the next checkout starts from them.
         remember_details(request, form)
+        seen = str(data.get("basket_seen", ""))
+        if lines and seen and seen != basket_seen(lines):
+            return _checkout_again(
+                request,
+                form,
+                InvalidInput.single("items", BASKET_CHANGED),
+                lines,
+                token,
+                status_code=409,
+            )
         command = service.PlaceOrder(
             customer_id=customer.user_id,
             lines=[service.LineRequest(line.pizza_id, line.qty) for line in lines],
@@ -180,17 +199,7 @@ class CheckoutPages(Controller):
                     db, settings, command, gate=breakers, vault=card_vault
                 )
         except (InvalidInput, Unavailable, TooManyRequests) as exc:
-            return form_again(
-                request,
-                "ordering/checkout.html",
-                form,
-                exc,
-                fields=("items",),  # one message for the basket, above the form
-                secret=("card_number",),  # never echoed back: typed again, as in any shop
-                busy=refusal_message,
-                basket=lines,
-                checkout_token=token or uuid.uuid4().hex,
-            )
+            return _checkout_again(request, form, exc, lines, token)
         answer_stands(request)  # the order exists: a lost basket write must not hide it
         write_basket(request, {})
         return redirect(request, f"/orders/{placed.order_id}")
@@ -220,6 +229,38 @@ class CheckoutPages(Controller):
         return redirect(request, "/checkout")
 
 
+#: the basket changed between the checkout page and its Pay button
+BASKET_CHANGED = N_(
+    "Your basket changed since this page was shown (in another tab or window?). Check "
+    "the pizzas and the new total, then pay again: nothing was charged."
+)
+
+
+def _checkout_again(
+    request: Request[Any, Any, Any],
+    form: dict[str, str],
+    refusal: DomainError,
+    lines: list[BasketLine],
+    token: str | None,
+    status_code: int | None = None,
+) -> Any:
+    """The checkout page again with the refusal, what was typed (the card number typed
+    again, as in any shop), and the basket as it is now."""
+    return form_again(
+        request,
+        "ordering/checkout.html",
+        form,
+        refusal,
+        status_code=status_code,
+        fields=("items",),  # one message for the basket, above the form
+        secret=("card_number",),  # never echoed back: typed again, as in any shop
+        busy=refusal_message,
+        basket=lines,
+        checkout_token=token or uuid.uuid4().hex,
+        seen=basket_seen(lines),
+    )
+
+
 def remember_details(request: Request[Any, Any, Any], form: dict[str, str]) -> None:
     """Keep what the customer typed (never the card number) for their next checkout."""
     request.session[CHECKOUT_FORM] = {
@@ -243,16 +284,12 @@ class OrderCancelPages(Controller):
         customer: NamedDependency[Principal],
         settings: NamedDependency[Settings],
     ) -> Any:
+        """Cancel, or say on the order page why not: after a redirect, so a reload does
+        not send the form again, and above the live part, which the next update (likely
+        the very kitchen move that refused the cancel) re-renders."""
+        order_page = f"/orders/{order_id}"
         try:
             await service.cancel_order(db, order_id, customer.user_id)
         except Conflict as exc:
-            view = await status.order_view(db, order_id, customer.user_id)
-            return page(
-                request,
-                "status/order.html",
-                status_code=409,
-                order=await status.order_document(db, view, settings.shop.stage_minutes),
-                version=view.version,
-                cancel_error=exc.detail,
-            )
-        return redirect(request, f"/orders/{order_id}")
+            notice_for(request, order_page, exc.detail)
+        return redirect(request, order_page)

@@ -191,6 +191,32 @@ def redirect(request: Request[Any, Any, Any], to: str) -> Response[Any]:
     return Redirect(path=to, status_code=303)
 
 
+#: session key: a message kept for the next page a person sees, by that page's path
+NOTICES = "notices"
+
+
+def notice_for(request: Request[Any, Any, Any], path: str, message: str) -> None:
+    """Keep ``message`` (in the person's language) for the page at ``path``: a refusal
+    answered with a redirect to that page, so reloading it never sends the form again,
+    and shown there outside anything a live update re-renders."""
+    notices = dict(request.session.get(NOTICES) or {})
+    notices[path] = i18n.translate(message)
+    request.session[NOTICES] = notices
+
+
+def take_notice(request: Request[Any, Any, Any], path: str) -> str | None:
+    """The message kept for the page at ``path``, once."""
+    notices = request.session.get(NOTICES) if isinstance(request.session, dict) else None
+    if not notices or path not in notices:
+        return None
+    rest = {key: text for key, text in notices.items() if key != path}
+    if rest:
+        request.session[NOTICES] = rest
+    else:
+        del request.session[NOTICES]
+    return str(notices[path])
+
+
 def configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> None:
     """Templates speak the request's language (gettext), show money per currency and
     locale, and times in the shop's time zone."""

@@ -18,7 +18,7 @@ from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.sse import sse
-from app.platform.web import fragment, page
+from app.platform.web import fragment, page, take_notice
 from app.status import service
 from app.status.live import RenderMemo, order_updates
 from app.status.schemas import OrderDocument
@@ -57,6 +57,7 @@ class OrderPages(Controller):
             "status/order.html",
             order=await service.order_document(db, view, minutes),
             version=view.version,
+            notice=take_notice(request, request.url.path),
         )
 
     @get("/{order_id:uuid}/live")

@@ -4,6 +4,7 @@ status; the JSON API names the same fields in camelCase."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -95,3 +96,66 @@ async def test_the_partner_simulator_names_the_wrong_knob_and_the_api_camelizes_
             data={"latency_ms": "0", "error_rate": "0", "down": "0", "_csrf_token": csrf},
         )
         assert applied.status_code == 303, applied.text
+
+
+def _hidden(page: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', page)
+    assert found is not None, f"no {name} on the page"
+    return found.group(1)
+
+
+def _checkout_form(page: str, csrf: str) -> dict[str, str]:
+    return {
+        "address": "1 Crust Lane",
+        "card_number": "4242 4242 4242 4242",
+        "idempotency_key": _hidden(page, "idempotency_key"),
+        "basket_seen": _hidden(page, "basket_seen"),
+        "_csrf_token": csrf,
+    }
+
+
+async def test_a_basket_changed_in_another_tab_is_shown_again_before_paying(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """The Pay button says an amount: a basket changed since (another tab) is not
+    charged at its new total without the customer seeing it first."""
+    async with webapp.client(app) as browser:
+        _, csrf = await signed_in(browser, session_factory, Role.customer)
+        await browser.post("/basket/add", data={"pizza_id": "1", "qty": "1", "_csrf_token": csrf})
+        shown = (await browser.get("/checkout")).text
+        await browser.post("/basket/add", data={"pizza_id": "2", "qty": "2", "_csrf_token": csrf})
+
+        refused = await browser.post("/checkout", data=_checkout_form(shown, csrf))
+        assert refused.status_code == 409, refused.text
+        assert "Your basket changed since this page was shown" in refused.text
+        assert 'value="1 Crust Lane"' in refused.text, "what was typed stays"
+        assert 'href="/orders/' not in (await browser.get("/orders")).text, "no order"
+
+        paid = await browser.post("/checkout", data=_checkout_form(refused.text, csrf))
+        assert paid.status_code == 303 and paid.headers["location"].startswith("/orders/")
+
+
+async def test_a_refused_cancel_is_said_once_on_the_order_page_after_a_redirect(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """A refused cancel answers with the order page's address (a reload does not send
+    the form again) and says why there, once, above the part live updates re-render."""
+    async with webapp.client(app) as browser:
+        _, csrf = await signed_in(browser, session_factory, Role.customer)
+        await browser.post("/basket/add", data={"pizza_id": "1", "qty": "1", "_csrf_token": csrf})
+        shown = (await browser.get("/checkout")).text
+        placed = await browser.post("/checkout", data=_checkout_form(shown, csrf))
+        order_page = placed.headers["location"]
+        cancel = {"_csrf_token": csrf}
+
+        cancelled = await browser.post(f"{order_page}/cancel", data=cancel)
+        assert (cancelled.status_code, cancelled.headers["location"]) == (303, order_page)
+        assert 'id="order-notice"' not in (await browser.get(order_page)).text
+
+        refused = await browser.post(f"{order_page}/cancel", data=cancel)  # cancelled already
+        assert (refused.status_code, refused.headers["location"]) == (303, order_page)
+        said = (await browser.get(order_page)).text
+        notice = said.split('id="order-notice"', 1)[1].split("</p>", 1)[0]
+        assert "can no longer be cancelled" in notice
+        assert said.index('id="order-notice"') < said.index('id="order-live"'), "not re-rendered"
+        assert 'id="order-notice"' not in (await browser.get(order_page)).text, "said once"

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, pay_button, words
 from tests.e2e.test_order_live import ORDER_URL, fill_basket, sign_up
@@ -208,3 +208,41 @@ async def test_a_checkout_sent_while_the_session_store_hangs_goes_back_with_what
             await expect(page).to_have_url(ORDER_URL)
         finally:
             await context.close()
+
+
+async def test_an_add_refused_in_a_stale_tab_says_so_and_a_basket_changed_meanwhile_is_not_charged(
+    page: Page, context: BrowserContext
+) -> None:
+    """Two tabs of one browser. The menu tab was opened before signing up in the other, so
+    its buttons carry a form token that no longer counts: its Add is refused, and says so
+    instead of doing nothing. Then the checkout tab's basket grows in the menu tab: Pay
+    shows the new basket and total first, and charges nothing."""
+    stale = await context.new_page()
+    await stale.goto("/")
+    await sign_up(page)  # a new session: the stale tab's form token is gone
+    first = stale.locator("li.pizza").first
+    name = (await first.get_by_role("heading").inner_text()).strip()
+    await stale.get_by_role("button", name=f"Add {name}", exact=True).click()
+    notice = stale.locator("#request-notice")
+    await expect(notice).to_be_visible()
+    await expect(notice).to_contain_text("expired")
+    await stale.reload()
+    await expect(notice).to_be_hidden()
+
+    await page.get_by_role("button", name=f"Add {name}", exact=True).click()
+    await expect(page.locator("#basket-count")).to_have_text("1")
+    await open_checkout(page)
+    shown = (await page.locator("#checkout-total").inner_text()).strip()
+    await fill_details(page, GOOD_CARD)
+    await stale.get_by_role("button", name=f"Add {name}", exact=True).click()
+    await expect(stale.locator("#basket-count")).to_have_text("2")
+
+    await page.locator("#pay-button").click()
+    await expect(page.get_by_role("alert")).to_contain_text("Your basket changed")
+    now = (await page.locator("#checkout-total").inner_text()).strip()
+    assert now != shown, (shown, now)
+    await expect(page.locator("#pay-button")).to_contain_text(now)
+    await expect(page.get_by_label("Delivery address")).to_have_value(ADDRESS)
+    await page.get_by_label("Card number").fill(GOOD_CARD)
+    await page.locator("#pay-button").click()
+    await expect(page).to_have_url(ORDER_URL)

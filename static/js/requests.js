@@ -1,0 +1,44 @@
+/* What a person sees when a button that updates part of the page (HTMX) is refused or
+   cannot reach the shop: htmx swaps nothing for an error answer, so without this the
+   click just does nothing (an Add in a tab whose sign-in changed elsewhere, an Undo too
+   late). The answer's own words are shown when it has them (an error page's message, a
+   fragment's alert), else the page's generic ones, in its language. */
+(function () {
+  "use strict";
+
+  function wordsOf(xhr) {
+    var type = xhr.getResponseHeader("content-type") || "";
+    try {
+      if (type.indexOf("application/json") === 0) {
+        var body = JSON.parse(xhr.responseText);
+        if (body && typeof body.detail === "string") { return body.detail; }
+      } else if (type.indexOf("text/html") === 0) {
+        var doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
+        var said = doc.querySelector("#error-message") ||
+          doc.querySelector("[role=alert]:not(#request-notice)");
+        if (said && said.textContent.trim()) { return said.textContent.trim(); }
+      }
+    } catch (ignored) { /* an answer we cannot read: the generic words below */ }
+    return null;
+  }
+
+  function show(text) {
+    var notice = document.getElementById("request-notice");
+    if (!notice || !text) { return; }
+    notice.textContent = text;
+    notice.hidden = false;
+  }
+
+  function hide() {
+    var notice = document.getElementById("request-notice");
+    if (notice) { notice.hidden = true; notice.textContent = ""; }
+  }
+
+  document.addEventListener("htmx:beforeRequest", hide);
+  document.addEventListener("htmx:responseError", function (event) {
+    show(wordsOf(event.detail.xhr) || document.body.getAttribute("data-request-refused"));
+  });
+  document.addEventListener("htmx:sendError", function () {
+    show(document.body.getAttribute("data-request-unsent"));
+  });
+})();

@@ -243,7 +243,7 @@ class StaffRefundPages(Controller):
             writer.writerow([_csv_safe(cell) for cell in cells])
         return Response(
             buffer.getvalue(),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",  # Litestar adds the charset (utf-8)
             headers={"Content-Disposition": 'attachment; filename="refunds.csv"'},
         )
 
@@ -261,6 +261,7 @@ class StaffRefundPages(Controller):
             request,
             "refund/staff_detail.html",
             refund=view,
+            for_staff=True,  # the customer's own controls and words are not staff's
             order=status.OrderDocument.of(order.doc) if order else None,
             version=order.version if order else 0,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -249,11 +250,17 @@ async def test_staff_lookup_filters_counts_and_exports(
         assert page.status_code == 200 and refund["id"] in page.text
         assert 'data-reason="quality" data-count="1"' in page.text
         export = await browser.get("/staff/refunds/export.csv", params={"q": marker})
-        assert export.headers["content-type"].startswith("text/csv")
+        assert export.headers["content-type"] == "text/csv; charset=utf-8"
         lines = export.text.strip().splitlines()
         assert len(lines) == 2 and refund["id"] in lines[1] and marker in lines[1]
         customer_page = await browser.get(f"/staff/refunds/{refund['id']}")
         assert customer_page.status_code == 200 and "Refund requested" in customer_page.text
+        # staff's page, not the customer's: no Withdraw, no link to the customer's order
+        # page (which is not staff's), the words named as the customer's
+        assert 'id="withdraw-refund"' not in customer_page.text
+        assert f'href="/orders/{order["id"]}"' not in customer_page.text
+        shown = html.unescape(customer_page.text)
+        assert "The customer's words" in shown and marker in shown
 
         backwards = {"from": "2026-12-02", "to": "2026-12-01"}
         refused = await browser.get("/staff/refunds", params=backwards)

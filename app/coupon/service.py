@@ -115,7 +115,11 @@ async def redeem(
         raise InvalidInput.single("coupon_code", N_("This coupon code is not valid."))
     if coupon.status != CouponStatus.issued:
         raise InvalidInput.single(
-            "coupon_code", N_("This coupon is %(status)s.", status=status_label(coupon.status))
+            "coupon_code",
+            N_(
+                "This coupon can no longer be used (%(status)s).",
+                status=status_label(coupon.status),
+            ),
         )
     coupon.move_to(CouponStatus.redeemed)
     coupon.redeemed_order_id = order_id

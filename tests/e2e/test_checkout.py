@@ -216,7 +216,8 @@ async def test_an_add_refused_in_a_stale_tab_says_so_and_a_basket_changed_meanwh
     """Two tabs of one browser. The menu tab was opened before signing up in the other, so
     its buttons carry a form token that no longer counts: its Add is refused, and says so
     instead of doing nothing. Then the checkout tab's basket grows in the menu tab: Pay
-    shows the new basket and total first, and charges nothing."""
+    shows the new basket and total first, and charges nothing. Back after paying shows
+    no card number."""
     stale = await context.new_page()
     await stale.goto("/")
     await sign_up(page)  # a new session: the stale tab's form token is gone
@@ -246,3 +247,12 @@ async def test_an_add_refused_in_a_stale_tab_says_so_and_a_basket_changed_meanwh
     await page.get_by_label("Card number").fill(GOOD_CARD)
     await page.locator("#pay-button").click()
     await expect(page).to_have_url(ORDER_URL)
+
+    await stale.get_by_role("button", name=f"Add {name}", exact=True).click()
+    await page.goto("/checkout")
+    await page.get_by_label("Card number").fill(GOOD_CARD)
+    await page.locator("#pay-button").click()
+    await expect(page).to_have_url(ORDER_URL)
+    await page.go_back()  # the checkout again, its basket now empty: no card number on it
+    await expect(page.locator("#pay-button")).to_be_disabled()
+    await expect(page.get_by_label("Card number")).to_have_value("")

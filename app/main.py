@@ -48,7 +48,7 @@ from app.operations.pages import PartnerPages, PipelinePages
 from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages, MenuPages, OrderCancelPages
 from app.payment.provider import HttpPaymentProvider
-from app.payment.service import CardVault
+from app.payment.service import CardVault, GuardedVault
 from app.platform import bodies, clients, deps, lifecycle, logs, openapi, web
 from app.platform.access import access, access_guard
 from app.platform.csrf import SessionCSRFMiddleware
@@ -140,6 +140,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         listener = create_redis(settings, bounded=False)  # waits for messages as long as need be
         app.state.broadcaster = Broadcaster(listener, settings.redis.timeout_seconds)
         app.state.payment_provider = HttpPaymentProvider.from_settings(settings)
+        app.state.card_vault = GuardedVault(app.state.payment_provider, app.state.breakers.payment)
         await app.state.broadcaster.start()
         freeze_startup_heap()
         unregister = lifecycle.on_stop_accepting(app.state.broadcaster.close_streams)
@@ -159,8 +160,9 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def _card_vault(state: State) -> CardVault:
-    """Where checkout exchanges a card number for the provider's token."""
-    return state.payment_provider  # type: ignore[no-any-return]
+    """Where checkout exchanges a card number for the provider's token: through the
+    payment breaker (built once, on ``app.state``)."""
+    return state.card_vault  # type: ignore[no-any-return]
 
 
 def _split(settings: Settings, role: str) -> bool:

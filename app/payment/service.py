@@ -6,6 +6,7 @@ commit together, NFR1.1). The provider is called only by the worker, after commi
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -31,12 +32,15 @@ from app.payment.provider import (
     ProviderUnavailable,
 )
 from app.platform.aggregate import AggregateRows
+from app.platform.breaker import CircuitBreaker
 from app.platform.db import utcnow
 from app.platform.driver import Statement
 from app.platform.errors import InvalidInput, Unavailable
 from app.platform.events import Event
 from app.platform.i18n import N_
 from app.platform.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _NON_DIGITS = re.compile(r"[\s-]")
 
@@ -72,6 +76,20 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+class GuardedVault:
+    """A card vault whose calls go through the payment breaker. Checkout asks the
+    provider before any charge: when it stops answering there, no order is placed and
+    no charge fails, so only these calls can tell the breaker (and so the board, the
+    alerts and every web process) that the provider is away."""
+
+    def __init__(self, vault: CardVault, breaker: CircuitBreaker) -> None:
+        self._vault = vault
+        self._breaker = breaker
+
+    async def tokenize(self, card_number: str) -> PaymentMethod:
+        return await self._breaker.call(lambda: self._vault.tokenize(card_number))
+
+
 @asynccontextmanager
 async def card_vault(settings: Settings) -> AsyncIterator[CardVault]:
     """The payment provider from ``settings`` as a card vault, closed when the block ends:
@@ -89,6 +107,7 @@ async def tokenize_card(vault: CardVault, card_number: str) -> PaymentMethod:
     except PaymentRejected as exc:
         raise InvalidInput.single("card_number", exc.detail) from exc
     except ProviderUnavailable as exc:
+        log.warning("payment provider not answering at checkout: %s", exc)
         raise Unavailable(
             N_("The payment provider is not answering; please try again in a few seconds."), 5
         ) from exc

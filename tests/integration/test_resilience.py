@@ -164,3 +164,35 @@ async def test_refunds_and_checkout_are_refused_with_input_kept_while_the_breake
                 break
             assert retry.status_code == 503
             await asyncio.sleep(0.5)
+
+
+async def test_a_payment_provider_away_at_checkout_opens_its_breaker(
+    client: httpx.AsyncClient, sandbox: httpx.AsyncClient, staff: dict[str, str]
+) -> None:
+    """With the provider away, checkout's card check fails before any order or charge
+    exists: those calls alone must open the payment breaker, so the board, the alerts
+    and every web process know (they went around it, and the breaker stayed closed)."""
+    customer = await new_customer(client)
+
+    async def payment_state() -> str:
+        breakers = (await client.get("/api/admin/breakers", headers=staff)).json()
+        return str(next(b["state"] for b in breakers if b["name"] == "payment"))
+
+    await sandbox.put("/sandbox/knobs/payment", json={"down": True})
+    try:
+        async with asyncio.timeout(20):
+            while await payment_state() != "open":
+                response = await client.post(
+                    "/api/orders", json=order_body(), headers=auth(customer)
+                )
+                assert response.status_code == 503, response.text
+                assert int(response.headers["Retry-After"]) >= 1
+    finally:
+        await sandbox.put("/sandbox/knobs/payment", json={"down": False})
+    async with asyncio.timeout(20):
+        while True:  # the breaker lets a trial through once its open period is over
+            response = await client.post("/api/orders", json=order_body(), headers=auth(customer))
+            if response.status_code == 201:
+                break
+            assert response.status_code == 503, response.text
+            await asyncio.sleep(0.5)

@@ -44,7 +44,20 @@ def _require_secrets() -> None:
 def main(ctx: click.Context) -> None:
     """Pizzeria: ordering, delivery and refunds for a pizza shop."""
     if ctx.invoked_subcommand not in _SELF_CONTAINED:
+        _check_settings()
         ctx.obj = {"idle_data_dir": LOCATE_SHOP[0]() if LOCATE_SHOP else None}
+
+
+def _check_settings() -> None:
+    """Read the settings once, up front: a value the process cannot run with stops it
+    here with one line naming the variable, not with a traceback from wherever it is
+    first used (or, worse, a start that fails every request later)."""
+    from app.platform.settings import get_settings
+
+    try:
+        get_settings()
+    except ValueError as exc:  # BadSetting, and the checks that raise ValueError
+        raise click.ClickException(f"refusing to start: {exc}") from exc
 
 
 def require_database() -> None:

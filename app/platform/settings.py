@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 #: Public development defaults: fine for a demo on a laptop, refused anywhere else.
 DEV_SECRET_KEY = "dev-only-secret-change-me-in-production-0123"
@@ -20,27 +21,63 @@ KNOWN_DEFAULT_SECRETS = frozenset(
 MIN_SECRET_LENGTH = 32
 
 
+class BadSetting(ValueError):
+    """A setting the process cannot run with: the message names the variable, what it
+    holds and what it takes (the command line prints it as one line and stops)."""
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
 def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, str(default)))
+    raw = os.environ.get(name, str(default))
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadSetting(f"{name}={raw!r}: a whole number is needed") from None
 
 
 def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, str(default)))
+    raw = os.environ.get(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        raise BadSetting(f"{name}={raw!r}: a number is needed") from None
 
 
 def _env_list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off", ""})
+
+
 def _env_bool(name: str, default: bool) -> bool:
-    return os.environ.get(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+    """A switch; a word that is neither on nor off is refused, not read as off (a
+    ``PIZZERIA_HTTPS=maybe`` would quietly drop Secure cookies and HSTS)."""
+    raw = os.environ.get(name, "1" if default else "0").strip().lower()
+    if raw not in _TRUE | _FALSE:
+        raise BadSetting(f"{name}={raw!r}: use 1 or 0 (true/false, yes/no, on/off)")
+    return raw in _TRUE
+
+
+def _at_least(name: str, value: float, least: float) -> None:
+    if value < least:
+        raise BadSetting(f"{name}={value}: must be at least {least:g}")
 
 
 POOLING_MODES = ("session", "transaction")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _redacted(url: str) -> str:
+    """A URL as an error may print it: without a password."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +109,14 @@ class DatabaseSettings:
     )
 
     def __post_init__(self) -> None:
+        # the URL a managed database hands out names no driver: ours is asyncpg
+        for scheme in ("postgresql://", "postgres://"):
+            if self.url.startswith(scheme):
+                object.__setattr__(self, "url", "postgresql+asyncpg://" + self.url[len(scheme) :])
+        if not self.url.startswith("postgresql+asyncpg://"):
+            raise BadSetting(
+                f"DATABASE_URL={_redacted(self.url)!r}: use postgresql://user@host:5432/name"
+            )
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"DATABASE_POOLING must be one of {', '.join(POOLING_MODES)}")
         if not self.timeout_seconds > 0:
@@ -103,6 +148,16 @@ class RedisSettings:
     def __post_init__(self) -> None:
         if not self.timeout_seconds > 0:
             raise ValueError("REDIS_TIMEOUT_SECONDS must be more than 0")
+        for name, url in (
+            ("REDIS_URL", self.url),
+            ("REDIS_QUEUE_URL", self.queue_url_setting),
+            ("REDIS_PUBSUB_URL", self.pubsub_url_setting),
+            ("REDIS_STATE_URL", self.state_url_setting),
+        ):
+            if url and not url.startswith(REDIS_SCHEMES):
+                raise BadSetting(
+                    f"{name}={_redacted(url)!r}: use redis://host:6379/0 (or rediss://, unix://)"
+                )
 
     @property
     def queue_url(self) -> str:
@@ -135,6 +190,11 @@ class SecuritySettings:
     forwarded_allow_ips: tuple[str, ...] = field(
         default_factory=lambda: _env_list("FORWARDED_ALLOW_IPS")
     )
+
+    def __post_init__(self) -> None:
+        _at_least("JWT_TTL_SECONDS", self.jwt_ttl_seconds, 1)
+        _at_least("SESSION_IDLE_SECONDS", self.session_idle_seconds, 1)
+        _at_least("SESSION_ABSOLUTE_SECONDS", self.session_absolute_seconds, 1)
 
 
 @dataclass(frozen=True)
@@ -241,6 +301,15 @@ class WorkerSettings:
     #: scripts per event under load, this much more latency per hop
     relay_linger: float = field(default_factory=lambda: _env_float("RELAY_LINGER_SECONDS", 0.005))
 
+    def __post_init__(self) -> None:
+        # a worker allowed no job starts, counts as a consumer, and never takes one
+        _at_least("WORKER_MAX_JOBS", self.max_jobs, 1)
+        _at_least("WORKER_DB_POOL", self.db_pool, 1)
+        _at_least("WORKER_MAX_TRIES", self.max_tries, 1)
+        _at_least("WORKER_POLL_DELAY", self.poll_delay, 0.01)
+        _at_least("WORKER_RETRY_MAX_SECONDS", self.retry_max_seconds, 0)
+        _at_least("RELAY_LINGER_SECONDS", self.relay_linger, 0)
+
 
 @dataclass(frozen=True)
 class LifecycleSettings:
@@ -346,6 +415,14 @@ class ShopSettings:
         )
     )
 
+    def __post_init__(self) -> None:
+        try:  # an unknown zone would fail every page that shows a time, not the start
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise BadSetting(
+                f"PIZZERIA_TIMEZONE={self.timezone!r}: use an IANA zone such as Asia/Seoul"
+            ) from None
+
     @property
     def refund_window(self) -> timedelta:
         return timedelta(hours=self.refund_window_hours)
@@ -362,6 +439,18 @@ class ObservabilitySettings:
     metrics_token: str = field(default_factory=lambda: _env("METRICS_TOKEN", ""))
     #: the relay's and a worker's own metrics port (0: none); ``--metrics-port`` overrides
     metrics_port: int = field(default_factory=lambda: _env_int("METRICS_PORT", 0))
+
+    def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise BadSetting(f"LOG_FORMAT={self.log_format!r}: use {' or '.join(LOG_FORMATS)}")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise BadSetting(f"LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise BadSetting(f"METRICS_PORT={self.metrics_port}: a port is 0 to 65535")
+
+
+LOG_FORMATS = ("console", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)

@@ -250,13 +250,28 @@ def migrate(check: bool, wait: float) -> None:
         click.echo("migrations applied")
         return
     deadline = time.monotonic() + wait
-    while (current := asyncio.run(_schema_revisions())) != (head := _head_revisions()):
+    head = _head_revisions()
+    while True:
+        try:
+            current = asyncio.run(_schema_revisions())
+            unreachable = None
+        except SchemaUnreachable as exc:
+            current, unreachable = set(), exc
+        if current == head:
+            break
         if time.monotonic() >= deadline:
+            # a database not reached is not a database not migrated: say which it is
             raise click.ClickException(
-                f"schema at {current or 'nothing'}, this release needs {head}"
+                f"cannot read the schema: {unreachable}"
+                if unreachable
+                else f"schema at {current or 'nothing'}, this release needs {head}"
             )
         time.sleep(2)
     click.echo(f"schema at head {sorted(head)}")
+
+
+class SchemaUnreachable(Exception):
+    """The database could not be reached (or refused us) to read its schema version."""
 
 
 def _alembic_config() -> Any:
@@ -280,7 +295,8 @@ def _head_revisions() -> set[str]:
 
 
 async def _schema_revisions() -> set[str]:
-    """The revisions the database is at (empty when unreachable or never migrated)."""
+    """The revisions the database is at (empty when never migrated);
+    ``SchemaUnreachable`` when the database cannot be reached or refuses us."""
     import asyncpg
 
     from app.platform.db import asyncpg_dsn
@@ -288,8 +304,8 @@ async def _schema_revisions() -> set[str]:
 
     try:
         conn = await asyncpg.connect(asyncpg_dsn(get_settings().db.direct_url), timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return set()
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise SchemaUnreachable(f"{type(exc).__name__}: {exc}") from exc
     try:  # alembic/env.py keeps the version table in public (it adopts a legacy platform one)
         rows = await conn.fetch("SELECT version_num FROM public.alembic_version")
     except asyncpg.PostgresError:  # no schema or table yet

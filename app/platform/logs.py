@@ -164,7 +164,7 @@ def job_context(name: str, task: Job) -> Job:
                     name,
                     event.get("type", "?"),
                     ctx.get("job_try"),
-                    type(exc).__name__,
+                    why(exc),
                     time.perf_counter() - started,
                 )
                 raise
@@ -204,3 +204,16 @@ class OutageNotice:
 
     def forget(self) -> None:
         self.down = False
+
+
+def why(exc: BaseException) -> str:
+    """What a job's exception says, for its log line: a retry names what it retries
+    for (the partner's error it was raised from), so an operator reading "Retry" can
+    act on it without a debugger."""
+    said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        said += (
+            f" ({type(cause).__name__}: {cause})" if str(cause) else f" ({type(cause).__name__})"
+        )
+    return said[:300]

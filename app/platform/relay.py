@@ -286,7 +286,7 @@ async def run_relay(
             if linger > 0 and wake.is_set() and not stop.is_set():
                 await asyncio.sleep(linger)
         except Exception as exc:
-            log.warning("relay: %s; retrying in %.1fs", exc, backoff)
+            log.warning("relay: %s: %s; retrying in %.1fs", type(exc).__name__, exc, backoff)
             if heartbeat:
                 heartbeat.set(
                     REDIS_DOWN if _is_redis(exc) else "db_down",

@@ -508,9 +508,10 @@ def unavailable_dependency_handler(
     # a bare TimeoutError is asyncpg's, as far as we know: its traceback shows where it
     # came from should one of ours ever get here
     log.warning(
-        "dependency unavailable on %s: %s",
+        "dependency unavailable on %s: %s: %s",
         request.url.path,
         type(exc).__name__,
+        str(exc)[:300],
         exc_info=type(exc) is TimeoutError,
     )
     _keep_typed_input(request)

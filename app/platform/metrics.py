@@ -14,6 +14,7 @@ letters, stuck orders) describe shared state, not one process: the web computes 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hmac
@@ -201,6 +202,14 @@ StateReader = Callable[[], Coroutine[Any, Any, Sequence[tuple[str, str]]]]
 Count = Callable[[AsyncSession], Coroutine[Any, Any, float]]
 
 
+#: how long a scrape waits for one source: well inside Prometheus' 10 s scrape timeout, so
+#: a PostgreSQL or Redis that hangs shows as ``pizzeria_metrics_source_up 0`` (and its
+#: alert fires) instead of a scrape that times out and records nothing
+SOURCE_SECONDS = 3.0
+#: reads that outlived their scrape, kept until they end (the driver's own timeout)
+_LATE: set[asyncio.Future[Any]] = set()
+
+
 async def refresh_shop_gauges(
     session_factory: async_sessionmaker[AsyncSession],
     redis: Redis,
@@ -208,10 +217,13 @@ async def refresh_shop_gauges(
     breaker_states: StateReader,
     dead_letters: Count,
     stuck_orders: Count,
+    within: float = SOURCE_SECONDS,
 ) -> None:
-    """Read the shop's state into the gauges; a source that cannot be read is reported by
-    ``pizzeria_metrics_source_up`` and leaves its gauges as they were."""
-    try:
+    """Read the shop's state into the gauges; a source that cannot be read within
+    ``within`` seconds is reported by ``pizzeria_metrics_source_up`` and leaves its gauges
+    as they were."""
+
+    async def read_redis() -> None:
         for partner, state in await breaker_states():
             BREAKER_STATE.labels(partner).set(BREAKER_LEVEL.get(state, 2))
         async with redis.pipeline(transaction=False) as pipe:
@@ -222,11 +234,8 @@ async def refresh_shop_gauges(
         for i, queue in enumerate(queues):
             QUEUE_DEPTH.labels(queue).set(answers[2 * i])
             QUEUE_CONSUMERS.labels(queue).set(1 if answers[2 * i + 1] else 0)
-        SOURCE_UP.labels("redis").set(1)
-    except Exception as exc:
-        log.warning("metrics: cannot read Redis: %r", exc)
-        SOURCE_UP.labels("redis").set(0)
-    try:
+
+    async def read_postgres() -> None:
         async with session_factory() as session:
             backlog, oldest = (
                 await session.execute(
@@ -240,10 +249,32 @@ async def refresh_shop_gauges(
             OUTBOX_OLDEST_AGE.set(float(oldest))
             DEAD_LETTERS.set(await dead_letters(session))
             STUCK_ORDERS.set(await stuck_orders(session))
-        SOURCE_UP.labels("postgres").set(1)
-    except Exception as exc:
-        log.warning("metrics: cannot read PostgreSQL: %r", exc)
-        SOURCE_UP.labels("postgres").set(0)
+
+    for source, read in (("redis", read_redis), ("postgres", read_postgres)):
+        SOURCE_UP.labels(source).set(1 if await _read_within(source, read(), within) else 0)
+
+
+async def _read_within(source: str, read: Coroutine[Any, Any, None], seconds: float) -> bool:
+    """Whether ``read`` finished, without error, within ``seconds``. One that has not is
+    left to end on its own (cancelling it would wait on the very server that hangs)."""
+    task = asyncio.ensure_future(read)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        log.warning("metrics: %s did not answer within %.0f s", source, seconds)
+        _LATE.add(task)
+        task.add_done_callback(_LATE.discard)
+        task.add_done_callback(_quietly)
+        return False
+    if (error := task.exception()) is not None:
+        log.warning("metrics: cannot read %s: %r", source, error)
+        return False
+    return True
+
+
+def _quietly(task: asyncio.Future[Any]) -> None:
+    """A late read's error is not news: the scrape that waited for it said so."""
+    if not task.cancelled():
+        task.exception()
 
 
 def authorized(authorization: str | None, token: str) -> bool:

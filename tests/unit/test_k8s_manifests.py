@@ -419,6 +419,10 @@ def test_metrics_are_scraped_where_they_are_served() -> None:
         d for d in of_kind("Deployment") if selects(pod_monitor["spec"]["selector"], pod_labels(d))
     ]
     assert {component(d) for d in background} == {"relay", "worker"}
+    # whoever holds METRICS_TOKEN answers only with it: every scraper sends it
+    [pod_endpoint] = pod_monitor["spec"]["podMetricsEndpoints"]
+    for sent in (endpoint, pod_endpoint):
+        assert sent["bearerTokenSecret"]["key"] == "METRICS_TOKEN", sent
     for doc in background:
         port = {p["name"]: p["containerPort"] for p in main_container(doc)["ports"]}["metrics"]
         assert port == int(config["METRICS_PORT"]), f"{name(doc)} serves metrics elsewhere"

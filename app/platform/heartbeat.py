@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.db import utcnow
+from app.platform.logs import OutageNotice
 from app.platform.outbox import ProcessBeat
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,20 @@ class Heartbeat:
             )
 
     async def run(self) -> None:
-        """Beat until cancelled; a PostgreSQL outage only makes the row go stale."""
+        """Beat until cancelled; a PostgreSQL outage only makes the row go stale, and is
+        said once in this process's log (a worker that cannot reach the database does no
+        work, and its log is where an operator looks first)."""
+        notice = OutageNotice(
+            log,
+            f"heartbeat of {self.name}: PostgreSQL cannot be written",
+            f"heartbeat of {self.name}: PostgreSQL written again",
+        )
         while True:
             try:
                 await self.beat()
+                notice.worked()
             except Exception as exc:
-                log.debug("heartbeat of %s not written: %s", self.name, exc)
+                notice.failed(exc)
             await asyncio.sleep(self.interval)
 
     async def remove(self) -> None:

@@ -5,13 +5,21 @@ blame the schema)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
+import pytest
 from arq import Retry
 
+from app.platform.db import create_engine, create_session_factory
+from app.platform.heartbeat import Heartbeat
 from app.platform.logs import why
+from app.platform.settings import DatabaseSettings, Settings
 from tests.unit.platform.test_bad_settings import SECRETS
 
 
@@ -44,3 +52,25 @@ def test_migrate_check_says_the_database_is_unreachable_not_unmigrated() -> None
     assert ran.returncode == 1, ran.stderr
     assert ran.stderr.startswith("Error: cannot read the schema: "), ran.stderr
     assert "this release needs" not in ran.stderr
+
+
+async def test_a_heartbeat_that_cannot_reach_postgresql_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker that cannot reach PostgreSQL does no work: its log says so (once, not at
+    every beat), where it said nothing before."""
+    unreachable = DatabaseSettings(url="postgresql+asyncpg://postgres@127.0.0.1:1/pizzeria")
+    engine = create_engine(replace(Settings(), db=unreachable))
+    beating = asyncio.create_task(
+        Heartbeat(create_session_factory(engine), "worker", interval=0.05).run()
+    )
+    try:
+        with caplog.at_level(logging.INFO, logger="app.platform.heartbeat"):
+            await asyncio.sleep(0.6)
+    finally:
+        beating.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beating
+        await engine.dispose()
+    said = [r.getMessage() for r in caplog.records if r.name == "app.platform.heartbeat"]
+    assert len(said) == 1 and "PostgreSQL cannot be written" in said[0], said

@@ -24,7 +24,7 @@ from app.payment.models import PaymentStatus
 from app.payment.service import payment_for_order
 from app.platform import deadletters
 from app.platform.db import utcnow
-from app.platform.errors import IllegalTransition
+from app.platform.errors import Conflict, IllegalTransition
 from app.platform.handlers import run_job
 from app.platform.outbox import DeadLetter, InboxRow, OutboxRow
 from app.platform.reconciler import reconcile_batch
@@ -205,3 +205,36 @@ async def test_reconciler_replicas_never_take_the_same_event(
     )
     assert not set(first.checked) & set(second.checked), "one replica per event"
     assert first.checked and second.checked
+
+
+async def test_a_letter_that_holds_no_event_is_refused_with_words_not_a_crash(
+    session_factory: Factory, jobs: ArqRedis
+) -> None:
+    """A job whose payload was not an event at all (no outbox row to send instead): a
+    retry cannot send it, and says why (it crashed with ``KeyError: 'id'``)."""
+    job_id = f"{uuid.uuid4()}:test.junk"
+    await deadletters.park(
+        session_factory,
+        handler="test.junk",
+        queue="test",
+        raw=["not", "an", "event"],
+        job_id=job_id,
+        error=ValueError("not an event"),
+        attempts=1,
+    )
+    letter = await _letter(session_factory, "test.junk", job_id.split(":")[0])
+    assert letter is not None
+    async with session_factory() as session:
+        with pytest.raises(Conflict, match="holds no event to send again"):
+            await deadletters.retry(session, jobs, letter.id, "a test")
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app.cli", "events", "retry", str(letter.id)],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "holds no event to send again" in refused.stderr

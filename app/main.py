@@ -15,7 +15,6 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.static_files import create_static_files_router
@@ -287,7 +286,7 @@ def create_app(
             title="Pizzeria API",
             version="0.1.0",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[openapi.SwaggerFromStatic()],
         ),
         exception_handlers={
             DomainError: web.domain_error_handler,

@@ -34,6 +34,28 @@
     if (notice) { notice.hidden = true; notice.textContent = ""; }
   }
 
+  /* A keyboard user who pressed a button in the part being re-rendered (the basket's
+     "one more") keeps their place: the same button again (its id or label), else the
+     re-rendered part itself when it can take focus, never the top of the page. */
+  var focused = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var active = document.activeElement;
+    var target = event.detail.target;
+    focused = null;
+    if (active && active !== document.body && target && target.id && target.contains(active)) {
+      focused = { part: target.id, id: active.id, label: active.getAttribute("aria-label") };
+    }
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!focused) { return; }
+    var part = document.getElementById(focused.part);
+    var again = (focused.id && document.getElementById(focused.id)) ||
+      (part && focused.label &&
+        part.querySelector('[aria-label="' + window.CSS.escape(focused.label) + '"]'));
+    focused = null;
+    if (again) { again.focus(); } else if (part && part.hasAttribute("tabindex")) { part.focus(); }
+  });
+
   document.addEventListener("htmx:beforeRequest", hide);
   document.addEventListener("htmx:responseError", function (event) {
     show(wordsOf(event.detail.xhr) || document.body.getAttribute("data-request-refused"));

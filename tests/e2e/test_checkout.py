@@ -256,3 +256,24 @@ async def test_an_add_refused_in_a_stale_tab_says_so_and_a_basket_changed_meanwh
     await page.go_back()  # the checkout again, its basket now empty: no card number on it
     await expect(page.locator("#pay-button")).to_be_disabled()
     await expect(page.get_by_label("Card number")).to_have_value("")
+
+
+async def test_a_keyboard_user_keeps_their_place_in_the_basket(page: Page) -> None:
+    """Enter on the basket's "one more" re-renders the basket: focus stays on that button
+    (it went to the top of the page), and on the basket when the line is gone."""
+    await sign_up(page)
+    first = page.locator("li.pizza").first
+    name = (await first.get_by_role("heading").inner_text()).strip()
+    await page.get_by_role("button", name=f"Add {name}", exact=True).click()
+    more = page.get_by_role("button", name=f"One more {name}")
+    await more.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#basket .qty").first).to_have_text("2")
+    await expect(more).to_be_focused()
+    await page.keyboard.press("Enter")  # again, from where the first press left it
+    await expect(page.locator("#basket .qty").first).to_have_text("3")
+
+    await page.get_by_role("button", name=f"Remove {name}").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#basket .basket-lines li")).to_have_count(0)
+    await expect(page.locator("#basket")).to_be_focused()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from importlib.metadata import entry_points
@@ -44,18 +45,20 @@ def _require_secrets() -> None:
 def main(ctx: click.Context) -> None:
     """Pizzeria: ordering, delivery and refunds for a pizza shop."""
     if ctx.invoked_subcommand not in _SELF_CONTAINED:
-        _check_settings()
+        # the running shop first: it may give the URLs the settings are read with
         ctx.obj = {"idle_data_dir": LOCATE_SHOP[0]() if LOCATE_SHOP else None}
+        if "--help" not in sys.argv[1:]:
+            _check_settings()
 
 
 def _check_settings() -> None:
     """Read the settings once, up front: a value the process cannot run with stops it
     here with one line naming the variable, not with a traceback from wherever it is
     first used (or, worse, a start that fails every request later)."""
-    from app.platform.settings import get_settings
+    from app.platform.settings import Settings
 
     try:
-        get_settings()
+        Settings()  # not get_settings(): nothing is cached from this early look
     except ValueError as exc:  # BadSetting, and the checks that raise ValueError
         raise click.ClickException(f"refusing to start: {exc}") from exc
 

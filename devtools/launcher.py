@@ -348,7 +348,9 @@ def up(host: str, port: int) -> int:
         ensure_secrets(data_dir)
         embedded.start()
         sandbox_port = configure_partners(host, port)
-        demo = embedded.postgres is not None or os.environ.get("PIZZERIA_DEMO") == "1"
+        demo = embedded.postgres is not None or os.environ.get(
+            "PIZZERIA_DEMO", ""
+        ).strip().lower() in {"1", "true", "yes", "on"}
         prepare_data(demo)
         workers = [name for name, _ in worker_part_names(replicas)]
         metrics_ports = {part: free_port() for part in ("relay", *workers)}

@@ -70,5 +70,8 @@ def basket_seen(lines: Sequence[BasketLine]) -> str:
     """What a checkout page showed, as a short fingerprint: the pizzas, how many, and
     their prices. The form sends it back, so a basket that changed meanwhile (another
     tab, a new price) is shown again with its total before anything is charged."""
-    shown = ",".join(f"{line.pizza_id}x{line.qty}@{line.unit_price}" for line in lines)
+    shown = ",".join(
+        f"{line.pizza_id}x{line.qty}@{line.unit_price}"
+        for line in sorted(lines, key=lambda line: line.pizza_id)
+    )
     return hashlib.sha256(shown.encode()).hexdigest()[:16]

@@ -22,7 +22,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from sqlalchemy import DateTime, Enum, Integer, Select, Table, bindparam, select, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    DateTime,
+    Enum,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -166,6 +177,11 @@ class AggregateRows(Generic[A]):
         self.table = cast(Table, mapper.local_table)
         #: the mapped attributes, by the column each is stored in
         self._columns = {prop.key: prop.columns[0].name for prop in mapper.column_attrs}
+        # a JSON or array value changed in place would compare equal to the row as read,
+        # and never be written: such models stay with the session, which tracks it
+        for name in self._columns.values():
+            if isinstance(self.table.c[name].type, JSON | ARRAY):
+                raise TypeError(f"{model.__name__}.{name} can change in place: not for rows")
         # a status column's enum: the driver gives its stored string
         self._enums = {
             key: enum

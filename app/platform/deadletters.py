@@ -116,7 +116,9 @@ async def retry(session: AsyncSession, jobs: ArqRedis, letter_id: int, who: str)
     if outbox is not None:  # the envelope as written, in case the parked copy was damaged
         event = outbox.to_event().to_job_arg()
         outbox.enqueued_at = utcnow()
-    elif not isinstance(event.get("id"), str):  # a job whose payload was not an event at all
+    elif not isinstance(event, dict) or not isinstance(
+        event.get("id"), str
+    ):  # a job whose payload was not an event at all
         raise Conflict(
             N_(
                 "Dead letter %(id)s holds no event to send again (its job's payload was not "

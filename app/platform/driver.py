@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 
 #: one value's conversion for the driver (an enum to its name, a dict to JSON text)
 Processor = Callable[[Any], Any]
@@ -67,11 +68,7 @@ class Statement:
             if "POSTCOMPILE" in compiled.string:
                 raise ValueError("an expanding bind (IN list) cannot run on the driver")
             binds = tuple(
-                (
-                    name,
-                    bind.type.dialect_impl(dialect).bind_processor(dialect),
-                    _GIVEN if bind.required or bind.value is None or bind.callable else bind.value,
-                )
+                (name, bind.type.dialect_impl(dialect).bind_processor(dialect), _held(bind, keys))
                 for name in compiled.positiontup or ()
                 for bind in (compiled.binds[name],)
             )
@@ -129,6 +126,19 @@ class Statement:
             return await run(raw.driver_connection)
         except Exception as error:
             raise await _as_sqlalchemy_error(connection, adapter, compiled.sql, error) from error
+
+
+def _held(bind: BindParameter[Any], keys: tuple[str, ...]) -> Any:
+    """The value ``bind`` holds itself (a literal in the SQL, a limit), or ``_GIVEN`` when
+    the values must give it. A value given for a bind that holds one would be ignored
+    here (SQLAlchemy would use it): refused, as is a bind whose value is computed."""
+    if bind.callable is not None:
+        raise ValueError(f"bind {bind.key!r} computes its value: not on the driver")
+    if bind.required or bind.value is None:
+        return _GIVEN
+    if bind.key in keys:
+        raise ValueError(f"bind {bind.key!r} holds a value of its own: give it no other")
+    return bind.value
 
 
 #: a call on the asyncpg connection

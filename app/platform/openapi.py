@@ -102,7 +102,7 @@ class SwaggerFromStatic(SwaggerRenderPlugin):
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         title = html.escape(str(openapi_schema["info"]["title"]))
-        spec = html.escape(request.url.path.rstrip("/") + "/openapi.json")
+        spec = html.escape(self.get_openapi_json_route(request))
         return f"""<!doctype html>
 <html lang="en">
 <head>

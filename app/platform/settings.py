@@ -7,6 +7,7 @@ file; nothing else in the code reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
@@ -71,6 +72,18 @@ POOLING_MODES = ("session", "transaction")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
+def _asyncpg_url(name: str, url: str) -> str:
+    """``url`` for our driver: a managed database's ``postgres://`` or ``postgresql://``
+    (which name no driver, or another one) becomes ``postgresql+asyncpg://``, and its
+    ``sslmode=`` asyncpg's ``ssl=``; anything else that is not PostgreSQL is refused."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            url = "postgresql+asyncpg://" + url[len(scheme) :]
+    if not url.startswith("postgresql+asyncpg://"):
+        raise BadSetting(f"{name}={_redacted(url)!r}: use postgresql://user@host:5432/name")
+    return re.sub(r"([?&])sslmode=", r"\1ssl=", url)
+
+
 def _redacted(url: str) -> str:
     """A URL as an error may print it: without a password."""
     scheme, sep, rest = url.partition("://")
@@ -109,14 +122,10 @@ class DatabaseSettings:
     )
 
     def __post_init__(self) -> None:
-        # the URL a managed database hands out names no driver: ours is asyncpg
-        for scheme in ("postgresql://", "postgres://"):
-            if self.url.startswith(scheme):
-                object.__setattr__(self, "url", "postgresql+asyncpg://" + self.url[len(scheme) :])
-        if not self.url.startswith("postgresql+asyncpg://"):
-            raise BadSetting(
-                f"DATABASE_URL={_redacted(self.url)!r}: use postgresql://user@host:5432/name"
-            )
+        object.__setattr__(self, "url", _asyncpg_url("DATABASE_URL", self.url))
+        if self.direct_url_setting:
+            direct = _asyncpg_url("DATABASE_DIRECT_URL", self.direct_url_setting)
+            object.__setattr__(self, "direct_url_setting", direct)
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"DATABASE_POOLING must be one of {', '.join(POOLING_MODES)}")
         if not self.timeout_seconds > 0:
@@ -441,7 +450,7 @@ class ObservabilitySettings:
     metrics_port: int = field(default_factory=lambda: _env_int("METRICS_PORT", 0))
 
     def __post_init__(self) -> None:
-        if self.log_format not in LOG_FORMATS:
+        if self.log_format.lower() not in LOG_FORMATS:
             raise BadSetting(f"LOG_FORMAT={self.log_format!r}: use {' or '.join(LOG_FORMATS)}")
         if self.log_level.upper() not in LOG_LEVELS:
             raise BadSetting(f"LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")

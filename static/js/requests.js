@@ -56,7 +56,11 @@
     if (again) { again.focus(); } else if (part && part.hasAttribute("tabindex")) { part.focus(); }
   });
 
-  document.addEventListener("htmx:beforeRequest", hide);
+  /* a person's next click clears the notice; a page's own polling does not */
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var trigger = (event.detail.elt && event.detail.elt.getAttribute("hx-trigger")) || "";
+    if (trigger.indexOf("every") === -1) { hide(); }
+  });
   document.addEventListener("htmx:responseError", function (event) {
     show(wordsOf(event.detail.xhr) || document.body.getAttribute("data-request-refused"));
   });

@@ -23,3 +23,7 @@ async def test_the_api_reference_renders_with_nothing_blocked(page: Page) -> Non
         page.locator(".opblock-summary-path", has_text="/api/orders").first
     ).to_be_visible()
     assert complaints == [], complaints
+
+    await page.goto("/schema/swagger")  # the plugin's own path: the same document
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("Pizzeria API")
+    assert complaints == [], complaints

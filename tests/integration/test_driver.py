@@ -9,6 +9,7 @@ from typing import cast
 
 import pytest
 from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -226,3 +227,11 @@ async def test_an_aggregate_read_on_the_driver_is_saved_with_what_changed(
     with pytest.raises(ValueError, match="not read through AggregateRows"):
         async with session_factory() as session:
             await PAYMENTS.save(session, Payment(id=payment_id))
+
+
+def test_a_value_given_for_a_bind_that_holds_its_own_is_refused() -> None:
+    """SQLAlchemy would use the given value; the driver used the statement's: refused."""
+    holding = Statement(select(_INBOX.c.handler).where(_INBOX.c.handler == bindparam("h", "x")))
+    with pytest.raises(ValueError, match="holds a value of its own"):
+        holding.compiled(postgresql.asyncpg.dialect(), ("h",))
+    assert holding.compiled(postgresql.asyncpg.dialect(), ()).args({}) == ["x"]

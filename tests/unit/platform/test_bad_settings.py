@@ -74,3 +74,18 @@ def test_a_part_started_with_a_bad_setting_says_it_in_one_line() -> None:
         "Error: refusing to start: PIZZERIA_TIMEZONE='Mars/Base': use an IANA zone such as "
         "Asia/Seoul"
     ]
+
+
+def test_the_direct_url_is_read_like_the_pooled_one_and_sslmode_is_asyncpgs_ssl(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "DATABASE_URL", "postgresql://shop:pw@pgbouncer:6432/pizzeria?sslmode=require"
+    )
+    monkeypatch.setenv("DATABASE_DIRECT_URL", "postgres://shop:pw@db:5432/pizzeria")
+    settings = Settings()
+    assert settings.db.url == "postgresql+asyncpg://shop:pw@pgbouncer:6432/pizzeria?ssl=require"
+    assert settings.db.direct_url == "postgresql+asyncpg://shop:pw@db:5432/pizzeria"
+    monkeypatch.setenv("DATABASE_DIRECT_URL", "sqlite:///x.db")
+    with pytest.raises(BadSetting, match=r"^DATABASE_DIRECT_URL="):
+        Settings()

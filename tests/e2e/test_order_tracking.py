@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 
 from app.platform import i18n
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, assert_marked, mark, pay_button, sign_in
@@ -100,20 +100,19 @@ async def test_live_order_page_shows_the_window_and_follows_the_kitchen(
     await expect(page.locator("#order-status")).to_have_attribute("data-stage", "queued")
     await mark(page, "tracking")
 
-    # The API's order view carries the same window, as ISO-8601 times.
-    view = (await api.get(f"/api/orders/{order_id}", headers=auth(customer))).json()
-    window = view["estimatedDelivery"]
-    assert datetime.fromisoformat(window["earliest"]) == earliest
-    assert datetime.fromisoformat(window["latest"]) == latest
-    assert window["runningLate"] is False
-
+    # The API's order view carries the same window, as ISO-8601 times. The window exists
+    # from payment on and the rider's estimate (which may move it) is projected a moment
+    # later, so both sides are compared once the rider is in the view.
     staff = await staff_headers(api, shop.env)
-    # The window exists from payment on; the delivery may be projected a moment later.
     deadline = asyncio.get_running_loop().time() + LIVE_TIMEOUT_MS / 1000
-    while view.get("delivery") is None:
-        assert asyncio.get_running_loop().time() < deadline, "no delivery in the order view"
+    view = (await api.get(f"/api/orders/{order_id}", headers=auth(customer))).json()
+    while (view.get("delivery") or {}).get("courierStatus") != "assigned":
+        assert asyncio.get_running_loop().time() < deadline, "no rider in the order view"
         await asyncio.sleep(0.1)
         view = (await api.get(f"/api/orders/{order_id}", headers=auth(customer))).json()
+    window = view["estimatedDelivery"]
+    assert window["runningLate"] is False
+    await expect_window(eta, window["earliest"], window["latest"])
     moved = await api.post(f"/api/deliveries/{view['delivery']['id']}/advance", headers=staff)
     assert moved.status_code == 200, moved.text
     await expect(progress.locator('[aria-current="step"]')).to_have_text(
@@ -132,6 +131,22 @@ async def test_live_order_page_shows_the_window_and_follows_the_kitchen(
     badge = page.locator(f'tr:has(a[href="/orders/{order_id}"]) .status')
     await expect(badge).to_have_text(t("Preparing"))
     await expect(badge).to_have_attribute("data-stage", "preparing")
+
+
+async def expect_window(eta: Locator, earliest: str, latest: str) -> None:
+    """The live page shows this window (ISO-8601 times compared as instants), once its
+    stream has caught up."""
+    wanted = (datetime.fromisoformat(earliest), datetime.fromisoformat(latest))
+    deadline = asyncio.get_running_loop().time() + LIVE_TIMEOUT_MS / 1000
+    while True:
+        shown = (
+            datetime.fromisoformat(str(await eta.get_attribute("data-earliest"))),
+            datetime.fromisoformat(str(await eta.get_attribute("data-latest"))),
+        )
+        if shown == wanted:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"page shows {shown}, API {wanted}"
+        await asyncio.sleep(0.1)
 
 
 async def backdate_order_view(shop: Shop, order_id: str, by: timedelta) -> None:

@@ -131,6 +131,7 @@ class CheckoutPages(Controller):
         lines = await basket_lines(request, db)
         form = request.session.get(CHECKOUT_FORM) or {}
         retrying = request.session.pop(RETRYING, None)
+        retrying = retrying if isinstance(retrying, dict) else None
         return page(
             request,
             "ordering/checkout.html",
@@ -138,7 +139,9 @@ class CheckoutPages(Controller):
             form=form,
             errors={},
             retrying=retrying,
-            checkout_token=uuid.uuid4().hex,
+            checkout_token=(
+                service.retry_key(uuid.UUID(retrying["order"])) if retrying else uuid.uuid4().hex
+            ),
             seen=basket_seen(lines),
         )
 
@@ -162,12 +165,13 @@ class CheckoutPages(Controller):
         }
         token = str(data.get("idempotency_key", ""))[:100] or None
         lines = await basket_lines(request, db)
-        if not lines and token and storable(token):
-            # A second submit of a form whose first submit placed the order (and emptied
-            # the basket): show that order, not "Add at least one pizza."
+        if token and storable(token):
+            # A second submit of a form whose first submit placed the order: show that
+            # order, not "Add at least one pizza." (the first emptied the basket) nor a
+            # charge for what was put in the basket since (that stays in the basket).
             placed_before = await service.order_for_key(db, customer.user_id, token)
             if placed_before is not None:
-                return redirect(request, f"/orders/{placed_before}")
+                return _placed_before(request, placed_before, token, bool(lines))
         # The details the customer typed survive a refusal and a failed payment (never the
         # card number): the next checkout starts from them.
         remember_details(request, form)
@@ -215,7 +219,13 @@ class CheckoutPages(Controller):
         """ "Try another card" on an order whose payment failed: its pizzas go back into
         the basket and its details into the form, and the customer only types a card."""
         again = await service.checkout_again(db, order_id, customer.user_id)
-        write_basket(request, {str(line.pizza_id): line.qty for line in again.lines})
+        if again.ordered_again_as is not None:
+            placed = f"/orders/{again.ordered_again_as}"
+            notice_for(request, placed, ORDERED_AGAIN)
+            return redirect(request, placed)
+        lines = {str(line.pizza_id): line.qty for line in again.lines}
+        before = read_basket(request)
+        write_basket(request, lines)
         remember_details(
             request,
             {
@@ -225,8 +235,35 @@ class CheckoutPages(Controller):
                 "coupon_code": again.coupon_code,
             },
         )
-        request.session[RETRYING] = str(order_id)
+        request.session[RETRYING] = {
+            "order": str(order_id),
+            "replaced": bool(before) and before != lines,
+        }
         return redirect(request, "/checkout")
+
+
+#: "Try another card" on a failed order whose pizzas were already ordered again
+ORDERED_AGAIN = N_(
+    "You already ordered these pizzas again after that payment failed: this is that order."
+)
+
+#: a checkout page sent again, with pizzas in the basket, after it had placed its order
+ALREADY_PLACED = N_(
+    "That checkout page had already placed this order, so nothing was charged again. "
+    "Pizzas added since are still in your basket."
+)
+
+
+def _placed_before(
+    request: Request[Any, Any, Any], order_id: uuid.UUID, token: str, basket_filled: bool
+) -> Any:
+    """The order a checkout page's key already placed, told why when it is not obvious."""
+    path = f"/orders/{order_id}"
+    if service.is_retry_key(token):
+        notice_for(request, path, ORDERED_AGAIN)
+    elif basket_filled:
+        notice_for(request, path, ALREADY_PLACED)
+    return redirect(request, path)
 
 
 #: the basket changed between the checkout page and its Pay button

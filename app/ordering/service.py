@@ -488,13 +488,29 @@ async def order_for_key(
 
 @dataclass(frozen=True)
 class CheckoutAgain:
-    """What a failed payment's order gives back to the checkout: basket and details."""
+    """What a failed payment's order gives back to the checkout: basket and details, or
+    the order these pizzas were already ordered again as."""
 
     lines: list[LineRequest]
     address: str
     phone: str
     note: str
     coupon_code: str
+    ordered_again_as: uuid.UUID | None = None
+
+
+_RETRY = "again-"
+
+
+def retry_key(order_id: uuid.UUID) -> str:
+    """The checkout key of "Try another card" on ``order_id``: one per failed order, so a
+    second try from the same failed order (another tab, the Back button, a later visit)
+    finds the order the first try placed instead of charging for the pizzas twice."""
+    return f"{_RETRY}{order_id}"
+
+
+def is_retry_key(key: str) -> bool:
+    return key.startswith(_RETRY)
 
 
 async def checkout_again(
@@ -516,6 +532,7 @@ async def checkout_again(
         phone=order.phone or "",
         note=order.note or "",
         coupon_code=order.coupon_code or "",
+        ordered_again_as=await order_for_key(session, customer_id, retry_key(order.id)),
     )
 
 

@@ -63,11 +63,20 @@ async def test_declined_card_then_another_card_with_basket_and_details_kept(
         timeout=LIVE_TIMEOUT_MS
     )
     await expect(page.get_by_role("alert")).to_contain_text(t("Your card was declined."))
+    # meanwhile another pizza went into the basket: trying again replaces it, and says so
+    await page.goto("/")
+    third = (await page.locator("li.pizza").nth(2).get_by_role("heading").inner_text()).strip()
+    await page.get_by_role("button", name=t("Add %(pizza)s", pizza=third), exact=True).click()
+    await expect(page.locator("#basket-count")).to_have_text("1")
+    await page.goto(failed_order)
     await page.get_by_role("button", name=t("Try another card")).click()
 
     await expect(page).to_have_url(re.compile(r"/checkout/?$"))
-    await expect(page.locator("#retrying")).to_have_text(
+    await expect(page.locator("#retrying")).to_contain_text(
         t("Your pizzas and details are back. Try another card.")
+    )
+    await expect(page.locator("#basket-replaced")).to_have_text(
+        t("They replaced what was in your basket.")
     )
     assert await basket_names(page) == sorted(names)
     await expect(page.locator("#basket-count")).to_have_text("2")
@@ -86,6 +95,17 @@ async def test_declined_card_then_another_card_with_basket_and_details_kept(
     )
     for name in names:
         await expect(page.locator("#order-live").get_by_text(name)).to_be_visible()
+    await expect(page.locator("#basket-count")).to_have_text("0")
+    paid_order = page.url
+
+    # The failed order still offers another card; trying again from it (an old tab, the
+    # Back button) shows the order already placed instead of charging for the pizzas twice.
+    await page.goto(failed_order)
+    await page.get_by_role("button", name=t("Try another card")).click()
+    await expect(page).to_have_url(paid_order)
+    await expect(page.locator("#order-notice")).to_have_text(
+        t("You already ordered these pizzas again after that payment failed: this is that order.")
+    )
     await expect(page.locator("#basket-count")).to_have_text("0")
 
 

@@ -159,3 +159,26 @@ async def test_a_refused_cancel_is_said_once_on_the_order_page_after_a_redirect(
         assert "can no longer be cancelled" in notice
         assert said.index('id="order-notice"') < said.index('id="order-live"'), "not re-rendered"
         assert 'id="order-notice"' not in (await browser.get(order_page)).text, "said once"
+
+
+async def test_a_checkout_page_sent_again_shows_its_order_and_keeps_the_new_basket(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """The same checkout page sent twice (Back, then Pay again) places one order: the
+    second send lands on it, says why, and leaves what was added since in the basket."""
+    async with webapp.client(app) as browser:
+        _, csrf = await signed_in(browser, session_factory, Role.customer)
+        await browser.post("/basket/add", data={"pizza_id": "1", "qty": "1", "_csrf_token": csrf})
+        shown = (await browser.get("/checkout")).text
+        placed = await browser.post("/checkout", data=_checkout_form(shown, csrf))
+        order_page = placed.headers["location"]
+        await browser.post("/basket/add", data={"pizza_id": "2", "qty": "1", "_csrf_token": csrf})
+
+        again = await browser.post("/checkout", data=_checkout_form(shown, csrf))
+        assert (again.status_code, again.headers["location"]) == (303, order_page)
+        said = (await browser.get(order_page)).text
+        notice = said.split('id="order-notice"', 1)[1].split("</p>", 1)[0]
+        assert "already placed this order, so nothing was charged again" in notice
+        orders = (await browser.get("/orders")).text
+        assert set(re.findall(r'href="(/orders/[0-9a-f-]{36})"', orders)) == {order_page}
+        assert 'id="basket-count" class="pill">1<' in (await browser.get("/")).text

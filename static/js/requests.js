@@ -36,7 +36,9 @@
 
   /* A keyboard user who pressed a button in the part being re-rendered (the basket's
      "one more") keeps their place: the same button again (its id or label), else the
-     re-rendered part itself when it can take focus, never the top of the page. */
+     re-rendered part itself when it can take focus, never the top of the page. Only when
+     the swap lost the focus: settling waits 20 ms, and a Tab or a press the person made
+     meanwhile to another button stays where they put it. */
   var focused = null;
   document.addEventListener("htmx:beforeSwap", function (event) {
     var active = document.activeElement;
@@ -48,6 +50,11 @@
   });
   document.addEventListener("htmx:afterSettle", function () {
     if (!focused) { return; }
+    var active = document.activeElement;
+    if (active && active !== document.body && document.contains(active)) {
+      focused = null;
+      return;
+    }
     var part = document.getElementById(focused.part);
     var again = (focused.id && document.getElementById(focused.id)) ||
       (part && focused.label &&

@@ -376,7 +376,7 @@ def create_user(email: str, password: str, name: str | None, role: str) -> None:
 
 @main.group()
 def events() -> None:
-    """The event pipeline: dead letters and their retry."""
+    """The event pipeline: dead letters, their retry, or giving them up."""
 
 
 @events.command("dead")
@@ -401,6 +401,10 @@ def dead_letters(show_all: bool) -> None:
             retried = (
                 f"  retried {letter.retried_at:%Y-%m-%d %H:%M:%S}" if letter.retried_at else ""
             )
+            if letter.discarded_at:
+                retried += (
+                    f"  given up {letter.discarded_at:%Y-%m-%d %H:%M:%S}: {letter.discard_reason}"
+                )
             click.echo(
                 f"{letter.id}\t{letter.failed_at:%Y-%m-%d %H:%M:%S}\t{letter.handler}\t"
                 f"{letter.event_type} {letter.event_id}\t"
@@ -434,6 +438,28 @@ def retry_dead_letter(letter_id: int) -> None:
 
     try:
         click.echo(asyncio.run(retry()))
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from exc
+
+
+@events.command("discard")
+@click.argument("letter_id", type=int)
+@click.option("--reason", required=True, help="why the job is given up (kept with it)")
+def discard_dead_letter(letter_id: int, reason: str) -> None:
+    """Give dead letter ID up for good: its event counts as handled by its handler. For a
+    job whose effect is no longer wanted; fix and retry one that is."""
+    from app.platform import deadletters
+    from app.platform.errors import DomainError, InvalidInput
+
+    async def discard() -> str:
+        async with _session() as session:
+            letter = await deadletters.discard(session, letter_id, reason, "the command line")
+            return f"dead letter {letter.id}: {letter.handler} for {letter.event_type} given up"
+
+    try:
+        click.echo(asyncio.run(discard()))
+    except InvalidInput as exc:
+        raise click.BadParameter(str(exc.errors[0].message), param_hint="--reason") from exc
     except DomainError as exc:
         raise click.ClickException(exc.detail) from exc
 

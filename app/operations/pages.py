@@ -97,10 +97,12 @@ class PipelinePages(Controller):
         return page(
             request,
             "operations/events.html",
-            letters=await deadletters.active(db),
-            actions=await deadletters.recent_actions(db),
-            stalled=await watchdog.stalled(db, settings.pipeline),
-            notice=request.query_params.get("retried"),
+            form={},
+            errors={},
+            discard_for=None,
+            **await _events_context(db, settings),
+            retried=request.query_params.get("retried"),
+            discarded=request.query_params.get("discarded"),
         )
 
     @post("/dead/{letter_id:int}/retry")
@@ -119,3 +121,43 @@ class PipelinePages(Controller):
         finally:
             await jobs.aclose()
         return redirect(request, f"/admin/events?retried={letter_id}")
+
+    @post("/dead/{letter_id:int}/discard")
+    async def discard(
+        self,
+        request: Request[Any, Any, Any],
+        letter_id: FromPath[int],
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
+        settings: NamedDependency[Settings],
+        admin: NamedDependency[Principal],
+    ) -> Any:
+        """Give a parked job up, with the reason (kept on the letter and in the log)."""
+        reason = str(data.get("reason", ""))[: deadletters.REASON_MAX * 2]
+        audit.record(db, admin, "event.discard", f"dead-letter:{letter_id}", reason=reason)
+        try:
+            await deadletters.discard(db, letter_id, reason, f"admin {admin.user_id}")
+        except InvalidInput as exc:
+            await db.rollback()
+            # one form per letter on the page: the message goes next to this letter's field
+            errors = {
+                f"{letter_id}.{name}": text for name, text in form_errors(exc, ["reason"]).items()
+            }
+            return form_again(
+                request,
+                "operations/events.html",
+                {"reason": reason},
+                errors,
+                discard_for=letter_id,
+                **await _events_context(db, settings),
+            )
+        return redirect(request, f"/admin/events?discarded={letter_id}")
+
+
+async def _events_context(db: AsyncSession, settings: Settings) -> dict[str, Any]:
+    """What the dead-letter page shows besides the form."""
+    return {
+        "letters": await deadletters.active(db),
+        "actions": await deadletters.recent_actions(db),
+        "stalled": await watchdog.stalled(db, settings.pipeline),
+    }

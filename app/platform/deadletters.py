@@ -2,7 +2,8 @@
 
 A parked (handler, event) keeps its event unfinished, and the reconciler leaves it alone
 until someone fixes the cause and retries it (``pizzeria events retry ID`` or the admin
-page), which sends the same job again with the same job id.
+page), which sends the same job again with the same job id; or gives it up, saying why
+(``pizzeria events discard ID --reason ...``), when its effect is no longer wanted.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.db import utcnow
-from app.platform.errors import Conflict, NotFound
+from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.i18n import N_
-from app.platform.outbox import DeadLetter, OutboxRow, PipelineAction
+from app.platform.outbox import WAITING, DeadLetter, OutboxRow, PipelineAction, claim
 from app.platform.relay import Subscriber, enqueue
 from app.platform.uow import complete
 
@@ -69,6 +70,8 @@ async def park(
             **{k: stmt.excluded[k] for k in ("error", "error_type", "traceback", "attempts")},
             "failed_at": stmt.excluded.failed_at,
             "retried_at": None,
+            "discarded_at": None,
+            "discard_reason": None,
             "failures": DeadLetter.failures + 1,
         },
     )
@@ -79,20 +82,14 @@ async def park(
 async def active(session: AsyncSession, limit: int = 500) -> list[DeadLetter]:
     """Dead letters waiting for someone, newest first."""
     rows = await session.scalars(
-        select(DeadLetter)
-        .where(DeadLetter.retried_at.is_(None))
-        .order_by(DeadLetter.failed_at.desc())
-        .limit(limit)
+        select(DeadLetter).where(WAITING).order_by(DeadLetter.failed_at.desc()).limit(limit)
     )
     return list(rows)
 
 
 async def count_active(session: AsyncSession) -> int:
     return int(
-        await session.scalar(
-            select(func.count()).select_from(DeadLetter).where(DeadLetter.retried_at.is_(None))
-        )
-        or 0
+        await session.scalar(select(func.count()).select_from(DeadLetter).where(WAITING)) or 0
     )
 
 
@@ -109,8 +106,7 @@ async def retry(session: AsyncSession, jobs: ArqRedis, letter_id: int, who: str)
     letter = await session.get(DeadLetter, letter_id, with_for_update=True)
     if letter is None:
         raise NotFound(N_("No dead letter %(id)s.", id=letter_id))
-    if letter.retried_at is not None:
-        raise Conflict(N_("Dead letter %(id)s was already retried.", id=letter_id))
+    _ensure_waiting(letter)
     event = letter.event
     outbox = await session.scalar(select(OutboxRow).where(OutboxRow.id == letter.event_id))
     if outbox is not None:  # the envelope as written, in case the parked copy was damaged
@@ -143,6 +139,58 @@ async def retry(session: AsyncSession, jobs: ArqRedis, letter_id: int, who: str)
     await complete(session)
     await session.refresh(letter)
     return letter
+
+
+#: how long a reason for giving a job up may be
+REASON_MAX = 500
+
+
+async def discard(session: AsyncSession, letter_id: int, reason: str, who: str) -> DeadLetter:
+    """Give a parked job up for good, saying why. Its handler counts the event as handled
+    (the inbox row, as if the job had run), so the event can finish and nothing sends the
+    job again; the letter stays, with when and why, for whoever looks later. For a job
+    whose effect is no longer wanted (the order settled by hand), not for one whose cause
+    can be fixed: retry that. Commits."""
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInput.single("reason", N_("Say why this job is given up."))
+    if len(reason) > REASON_MAX:
+        raise InvalidInput.single(
+            "reason", N_("Please keep it under %(n)s characters.", n=REASON_MAX)
+        )
+    letter = await session.get(DeadLetter, letter_id, with_for_update=True)
+    if letter is None:
+        raise NotFound(N_("No dead letter %(id)s.", id=letter_id))
+    _ensure_waiting(letter)
+    outbox = await session.scalar(select(OutboxRow.id).where(OutboxRow.id == letter.event_id))
+    if outbox is not None:  # a payload that was no event has no event to finish
+        await claim(session, letter.handler, letter.event_id)
+    now = utcnow()
+    await session.execute(
+        update(DeadLetter)
+        .where(DeadLetter.id == letter_id)
+        .values(discarded_at=now, discard_reason=reason)
+    )
+    session.add(
+        PipelineAction(
+            at=now,
+            action="discarded",
+            event_id=letter.event_id,
+            handler=letter.handler,
+            detail=f"dead letter {letter_id} ({letter.event_type}) given up by {who}: {reason}",
+        )
+    )
+    await complete(session)
+    await session.refresh(letter)
+    return letter
+
+
+def _ensure_waiting(letter: DeadLetter) -> None:
+    """A letter already sent again or given up is not someone's to act on twice."""
+    if letter.retried_at is not None:
+        raise Conflict(N_("Dead letter %(id)s was already retried.", id=letter.id))
+    if letter.discarded_at is not None:
+        raise Conflict(N_("Dead letter %(id)s was already given up.", id=letter.id))
 
 
 async def recent_actions(session: AsyncSession, limit: int = 50) -> list[PipelineAction]:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     delete,
     text,
 )
@@ -225,10 +226,12 @@ async def claim_recorded(session: AsyncSession, handled: Collection[tuple[str, u
 
 class DeadLetter(Base):
     """A job that failed for a reason retrying cannot fix (a bad payload, an illegal
-    transition, a bug), parked with its event and error until someone retries it.
+    transition, a bug), parked with its event and error until someone retries it, or
+    gives it up saying why (its effect no longer wanted: the order settled by hand).
 
-    One row per (handler, event); ``retried_at`` is set when it is sent again (a new
-    failure clears it), so the active dead letters are those with ``retried_at`` NULL.
+    One row per (handler, event); ``retried_at`` is set when it is sent again,
+    ``discarded_at`` when it is given up (a new failure clears both), so the dead letters
+    waiting for someone are those with neither (``WAITING``).
     """
 
     __tablename__ = "dead_letters"
@@ -250,6 +253,12 @@ class DeadLetter(Base):
     failures: Mapped[int] = mapped_column(Integer, default=1)
     failed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     retried_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    discarded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    discard_reason: Mapped[str | None] = mapped_column(Text)
+
+
+#: the dead letters waiting for someone: neither sent again nor given up
+WAITING = and_(DeadLetter.retried_at.is_(None), DeadLetter.discarded_at.is_(None))
 
 
 class PipelineAction(Base):

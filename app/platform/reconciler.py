@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.platform.db import utcnow
 from app.platform.heartbeat import Heartbeat
 from app.platform.logs import OutageNotice
-from app.platform.outbox import DeadLetter, InboxRow, OutboxRow, PipelineAction
+from app.platform.outbox import WAITING, DeadLetter, InboxRow, OutboxRow, PipelineAction
 from app.platform.redis import answered_within
 from app.platform.relay import Subscriptions, enqueue
 
@@ -99,7 +99,7 @@ async def reconcile_batch(
         done = {(handler, event_id) for handler, event_id in inbox}
         letters = await session.execute(
             select(DeadLetter.handler, DeadLetter.event_id).where(
-                DeadLetter.event_id.in_(ids), DeadLetter.retried_at.is_(None)
+                DeadLetter.event_id.in_(ids), WAITING
             )
         )
         parked = {(handler, event_id) for handler, event_id in letters}

@@ -238,3 +238,86 @@ async def test_a_letter_that_holds_no_event_is_refused_with_words_not_a_crash(
     )
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert "holds no event to send again" in refused.stderr
+
+
+async def test_a_parked_capture_given_up_with_a_reason_lets_its_event_finish(
+    session_factory: Factory, jobs: ArqRedis, sandbox_url: str
+) -> None:
+    """The shop settled an order by hand, so its parked capture is no longer wanted. Given
+    up without a reason, the command refuses; with one, the capture counts as handled:
+    the reconciler finishes the event instead of waiting on it and sends nothing again,
+    the letter keeps when and why, the log says who and why, and neither a retry nor a
+    second give-up acts on it again. A new failure of the same job opens it again."""
+    order_id = await place(session_factory)
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    damaged = placed.to_event().to_job_arg()
+    del damaged["payload"]
+    async with session_factory() as session, session.begin():
+        row = await session.get(OutboxRow, placed.seq)
+        assert row is not None
+        row.published_at = row.enqueued_at = utcnow()
+    await jobs.enqueue_job(
+        "payment.capture", damaged, _job_id=f"{placed.id}:payment.capture", _queue_name="payment"
+    )
+    await run_burst("payment")
+    parked = await _letter(session_factory, "payment.capture", str(placed.id))
+    assert parked is not None and parked.discarded_at is None
+
+    blank = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "app.cli", "events", "discard", str(parked.id), "--reason", " "],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert blank.returncode == 2 and "Say why" in blank.stderr, blank.stderr
+    reason = "Settled by phone: the customer paid cash at the door"
+    said = await asyncio.to_thread(_cli, "discard", str(parked.id), "--reason", reason)
+    assert f"dead letter {parked.id}: payment.capture for OrderPlaced given up" in said
+
+    async with session_factory() as session:
+        letter = await deadletters.get(session, parked.id)
+        assert letter.discarded_at is not None and letter.discard_reason == reason
+        assert await session.get(InboxRow, ("payment.capture", placed.id)) is not None
+        assert parked.id not in [waiting.id for waiting in await deadletters.active(session)]
+        [logged] = [a for a in await deadletters.recent_actions(session) if a.event_id == placed.id]
+        assert logged.action == "discarded" and logged.handler == "payment.capture"
+        assert "the command line" in logged.detail and reason in logged.detail
+        with pytest.raises(Conflict, match="already given up"):
+            await deadletters.retry(session, jobs, parked.id, "a test")
+    async with session_factory() as session:
+        with pytest.raises(Conflict, match="already given up"):
+            await deadletters.discard(session, parked.id, "once more", "a test")
+    listed = await asyncio.to_thread(_cli, "dead", "--all")
+    assert "given up" in listed and reason in listed
+
+    async with session_factory() as session, session.begin():
+        await session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id == placed.id)
+            .values(enqueued_at=utcnow() - timedelta(minutes=5))
+        )
+    swept = await reconcile_batch(
+        session_factory, jobs, SUBSCRIPTIONS, redeliver_after=60, limit=10_000
+    )
+    assert placed.id in swept.checked
+    async with session_factory() as session:
+        row = await session.get(OutboxRow, placed.seq)
+        assert row is not None and row.finished_at is not None, "the event is finished"
+    queued = [job.job_id for job in await jobs.queued_jobs(queue_name="payment")]
+    assert f"{placed.id}:payment.capture" not in queued, "nothing sent again"
+
+    await deadletters.park(
+        session_factory,
+        handler="payment.capture",
+        queue="payment",
+        raw=damaged,
+        job_id=f"{placed.id}:payment.capture",
+        error=ValueError("not an event"),
+        attempts=1,
+    )
+    again = await _letter(session_factory, "payment.capture", str(placed.id))
+    assert again is not None and again.discarded_at is None and again.discard_reason is None
+    assert again.failures == 2

@@ -72,9 +72,39 @@ async def test_admins_see_a_poison_job_and_retry_it(client: httpx.AsyncClient, s
         await eventually(failed_twice, "the retried poison job parked again", 30)
         assert "retried" in (await browser.get("/admin/events")).text
 
+        # nobody will send it right: given up, saying why (too long first, kept as typed)
+        discard = f"/admin/events/dead/{letter_id}/discard"
+        rambling = "The status view was rebuilt by hand. " * 16
+        refused = await browser.post(discard, data={"_csrf_token": csrf, "reason": rambling})
+        assert refused.status_code == 422
+        field = re.search(
+            rf'<input id="reason-{letter_id}"[^>]*>\s*<p class="error"[^<]*', refused.text
+        )
+        assert field, "the message is next to this letter's reason field"
+        assert "Please keep it under 500 characters." in field.group(0)
+        assert f'value="{rambling}"' in field.group(0), "what was typed is kept"
+        reason = "A poison job from a test: nothing to project"
+        given_up = await browser.post(discard, data={"_csrf_token": csrf, "reason": reason})
+        assert given_up.status_code == 303
+        assert given_up.headers["location"] == f"/admin/events?discarded={letter_id}"
+        listing = (await browser.get(given_up.headers["location"])).text
+        assert f"Dead letter {letter_id} given up." in listing
+        assert f'data-letter="{letter_id}"' not in listing, "no longer waiting for anyone"
+        assert reason in listing, "the reconciler log says why"
+    await eventually(lambda: _back_to(client, before), "health no longer counting it", 10)
+
+    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as browser:
+        csrf = await browser_session(browser, staff)
+        forbidden = await browser.post(discard, data={"_csrf_token": csrf, "reason": reason})
+        assert forbidden.status_code == 403
+
 
 async def _more(client: httpx.AsyncClient, than: int) -> bool:
     return await _dead_letters(client) > than
+
+
+async def _back_to(client: httpx.AsyncClient, count: int) -> bool:
+    return await _dead_letters(client) <= count
 
 
 def _connection(url: str) -> dict[str, object]:

@@ -403,7 +403,7 @@ def dead_letters(show_all: bool) -> None:
             )
             if letter.discarded_at:
                 retried += (
-                    f"  given up {letter.discarded_at:%Y-%m-%d %H:%M:%S}: {letter.discard_reason}"
+                    f"  discarded {letter.discarded_at:%Y-%m-%d %H:%M:%S}: {letter.discard_reason}"
                 )
             click.echo(
                 f"{letter.id}\t{letter.failed_at:%Y-%m-%d %H:%M:%S}\t{letter.handler}\t"
@@ -444,7 +444,7 @@ def retry_dead_letter(letter_id: int) -> None:
 
 @events.command("discard")
 @click.argument("letter_id", type=int)
-@click.option("--reason", required=True, help="why the job is given up (kept with it)")
+@click.option("--reason", required=True, help="why the job is discarded (kept with it)")
 def discard_dead_letter(letter_id: int, reason: str) -> None:
     """Give dead letter ID up for good: its event counts as handled by its handler. For a
     job whose effect is no longer wanted; fix and retry one that is."""
@@ -454,7 +454,7 @@ def discard_dead_letter(letter_id: int, reason: str) -> None:
     async def discard() -> str:
         async with _session() as session:
             letter = await deadletters.discard(session, letter_id, reason, "the command line")
-            return f"dead letter {letter.id}: {letter.handler} for {letter.event_type} given up"
+            return f"dead letter {letter.id}: {letter.handler} for {letter.event_type} discarded"
 
     try:
         click.echo(asyncio.run(discard()))

@@ -2,7 +2,7 @@
 
 A parked (handler, event) keeps its event unfinished, and the reconciler leaves it alone
 until someone fixes the cause and retries it (``pizzeria events retry ID`` or the admin
-page), which sends the same job again with the same job id; or gives it up, saying why
+page), which sends the same job again with the same job id; or discards it, saying why
 (``pizzeria events discard ID --reason ...``), when its effect is no longer wanted.
 """
 
@@ -153,7 +153,7 @@ async def discard(session: AsyncSession, letter_id: int, reason: str, who: str) 
     can be fixed: retry that. Commits."""
     reason = reason.strip()
     if not reason:
-        raise InvalidInput.single("reason", N_("Say why this job is given up."))
+        raise InvalidInput.single("reason", N_("Say why this job is discarded."))
     if len(reason) > REASON_MAX:
         raise InvalidInput.single(
             "reason", N_("Please keep it under %(n)s characters.", n=REASON_MAX)
@@ -177,7 +177,7 @@ async def discard(session: AsyncSession, letter_id: int, reason: str, who: str) 
             action="discarded",
             event_id=letter.event_id,
             handler=letter.handler,
-            detail=f"dead letter {letter_id} ({letter.event_type}) given up by {who}: {reason}",
+            detail=f"dead letter {letter_id} ({letter.event_type}) discarded by {who}: {reason}",
         )
     )
     await complete(session)
@@ -186,11 +186,11 @@ async def discard(session: AsyncSession, letter_id: int, reason: str, who: str) 
 
 
 def _ensure_waiting(letter: DeadLetter) -> None:
-    """A letter already sent again or given up is not someone's to act on twice."""
+    """A letter already sent again or discarded is not someone's to act on twice."""
     if letter.retried_at is not None:
         raise Conflict(N_("Dead letter %(id)s was already retried.", id=letter.id))
     if letter.discarded_at is not None:
-        raise Conflict(N_("Dead letter %(id)s was already given up.", id=letter.id))
+        raise Conflict(N_("Dead letter %(id)s was already discarded.", id=letter.id))
 
 
 async def recent_actions(session: AsyncSession, limit: int = 50) -> list[PipelineAction]:

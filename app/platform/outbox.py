@@ -230,7 +230,7 @@ class DeadLetter(Base):
     gives it up saying why (its effect no longer wanted: the order settled by hand).
 
     One row per (handler, event); ``retried_at`` is set when it is sent again,
-    ``discarded_at`` when it is given up (a new failure clears both), so the dead letters
+    ``discarded_at`` when it is discarded (a new failure clears both), so the dead letters
     waiting for someone are those with neither (``WAITING``).
     """
 
@@ -257,7 +257,7 @@ class DeadLetter(Base):
     discard_reason: Mapped[str | None] = mapped_column(Text)
 
 
-#: the dead letters waiting for someone: neither sent again nor given up
+#: the dead letters waiting for someone: neither sent again nor discarded
 WAITING = and_(DeadLetter.retried_at.is_(None), DeadLetter.discarded_at.is_(None))
 
 

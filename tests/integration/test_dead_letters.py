@@ -275,7 +275,7 @@ async def test_a_parked_capture_given_up_with_a_reason_lets_its_event_finish(
     assert blank.returncode == 2 and "Say why" in blank.stderr, blank.stderr
     reason = "Settled by phone: the customer paid cash at the door"
     said = await asyncio.to_thread(_cli, "discard", str(parked.id), "--reason", reason)
-    assert f"dead letter {parked.id}: payment.capture for OrderPlaced given up" in said
+    assert f"dead letter {parked.id}: payment.capture for OrderPlaced discarded" in said
 
     async with session_factory() as session:
         letter = await deadletters.get(session, parked.id)
@@ -285,13 +285,13 @@ async def test_a_parked_capture_given_up_with_a_reason_lets_its_event_finish(
         [logged] = [a for a in await deadletters.recent_actions(session) if a.event_id == placed.id]
         assert logged.action == "discarded" and logged.handler == "payment.capture"
         assert "the command line" in logged.detail and reason in logged.detail
-        with pytest.raises(Conflict, match="already given up"):
+        with pytest.raises(Conflict, match="already discarded"):
             await deadletters.retry(session, jobs, parked.id, "a test")
     async with session_factory() as session:
-        with pytest.raises(Conflict, match="already given up"):
+        with pytest.raises(Conflict, match="already discarded"):
             await deadletters.discard(session, parked.id, "once more", "a test")
     listed = await asyncio.to_thread(_cli, "dead", "--all")
-    assert "given up" in listed and reason in listed
+    assert "discarded" in listed and reason in listed
 
     async with session_factory() as session, session.begin():
         await session.execute(

@@ -72,7 +72,7 @@ async def test_admins_see_a_poison_job_and_retry_it(client: httpx.AsyncClient, s
         await eventually(failed_twice, "the retried poison job parked again", 30)
         assert "retried" in (await browser.get("/admin/events")).text
 
-        # nobody will send it right: given up, saying why (too long first, kept as typed)
+        # nobody will send it right: discarded, saying why (too long first, kept as typed)
         discard = f"/admin/events/dead/{letter_id}/discard"
         rambling = "The status view was rebuilt by hand. " * 16
         refused = await browser.post(discard, data={"_csrf_token": csrf, "reason": rambling})
@@ -88,7 +88,7 @@ async def test_admins_see_a_poison_job_and_retry_it(client: httpx.AsyncClient, s
         assert given_up.status_code == 303
         assert given_up.headers["location"] == f"/admin/events?discarded={letter_id}"
         listing = (await browser.get(given_up.headers["location"])).text
-        assert f"Dead letter {letter_id} given up." in listing
+        assert f"Dead letter {letter_id} discarded." in listing
         assert f'data-letter="{letter_id}"' not in listing, "no longer waiting for anyone"
         assert reason in listing, "the reconciler log says why"
     await eventually(lambda: _back_to(client, before), "health no longer counting it", 10)

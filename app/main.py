@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Router, get
+from litestar import Litestar, Request, Router, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
@@ -48,7 +48,7 @@ from app.ordering.api import OrderingApi
 from app.ordering.pages import BasketPages, CheckoutPages, MenuPages, OrderCancelPages
 from app.payment.provider import HttpPaymentProvider
 from app.payment.service import CardVault, GuardedVault
-from app.platform import bodies, clients, deps, lifecycle, logs, openapi, web
+from app.platform import bodies, clients, deps, lifecycle, logs, metrics, openapi, web
 from app.platform.access import access, access_guard
 from app.platform.csrf import SessionCSRFMiddleware
 from app.platform.db import create_engine, create_session_factory
@@ -109,14 +109,23 @@ async def ready(state: State) -> dict[str, str]:
 
 @get("/health", tags=["health"], include_in_schema=False, opt=access("public"))
 async def health(
+    request: Request[Any, Any, Any],
     db: NamedDependency[AsyncSession],
     settings: NamedDependency[Settings],
     broadcaster: NamedDependency[Broadcaster],
 ) -> dict[str, Any]:
     """Every part of the shop: this web process's pub/sub listener, each relay and worker
     (heartbeats: ``ok``, ``redis_down``, ``gone``), the event backlog, dead letters and
-    the watchdog's stuck work. Counts only; 200 even when degraded (``status`` says)."""
-    return await health_report(db, settings, broadcaster)
+    the watchdog's stuck work. Counts only; 200 even when degraded (``status`` says).
+
+    It answers on the public address too (the Ingress sends every path to the web), so
+    with ``METRICS_TOKEN`` set the parts go only to whoever holds it, like ``/metrics``:
+    hosts, process names and Redis errors are not the public's; the rest get the status."""
+    report = await health_report(db, settings, broadcaster)
+    token = settings.observability.metrics_token
+    if metrics.authorized(request.headers.get("authorization"), token):
+        return report
+    return {"status": report["status"]}
 
 
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]

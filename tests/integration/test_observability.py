@@ -295,3 +295,19 @@ async def test_a_parked_event_shows_as_a_dead_letter(observed_shop: Shop) -> Non
     finally:
         await engine.dispose()
     await wait_for_metric(f"{observed_shop.url}/metrics", "pizzeria_dead_letters", lambda v: v == 1)
+
+
+async def test_health_tells_the_public_only_whether_the_shop_is_well(
+    web: httpx.AsyncClient,
+) -> None:
+    """``/health`` answers on the public address too: with METRICS_TOKEN set, everyone
+    gets the status alone, and only the token's holder the parts (hosts and process
+    names, Redis errors, the backlog)."""
+    public = await web.get("/health")
+    assert public.status_code == 200
+    assert public.json().keys() == {"status"} and public.json()["status"] in ("ok", "degraded")
+    wrong = await web.get("/health", headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.json().keys() == {"status"}
+    full = (await web.get("/health", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+    assert {"status", "web", "processes", "events", "watchdog"} <= full.keys()
+    assert "relay" in {p["kind"] for p in full["processes"]}, full["processes"]

@@ -15,7 +15,7 @@ from app.operations import service, watchdog
 from app.platform import deadletters
 from app.platform.access import access
 from app.platform.errors import InvalidInput
-from app.platform.forms import form_again, form_errors
+from app.platform.forms import form_again, scoped_errors
 from app.platform.partners import PartnerBreakers
 from app.platform.redis import create_job_pool
 from app.platform.security import Principal
@@ -73,7 +73,7 @@ class PartnerPages(Controller):
             await service.change_knobs(db, settings, staff, partner, form)
         except InvalidInput as exc:
             # two partners' forms on one page: each message names its partner's form
-            errors = {f"{partner}.{name}": text for name, text in form_errors(exc, form).items()}
+            errors = scoped_errors(partner, exc, form)
             context = await _context(settings, breakers)
             return form_again(request, "operations/partners.html", form, errors, **context)
         return redirect(request, "/staff/partners")
@@ -132,17 +132,14 @@ class PipelinePages(Controller):
         settings: NamedDependency[Settings],
         admin: NamedDependency[Principal],
     ) -> Any:
-        """Give a parked job up, with the reason (kept on the letter and in the log)."""
+        """Discard a parked job, with the reason (kept on the letter and in the log)."""
         reason = str(data.get("reason", ""))[: deadletters.REASON_MAX * 2]
         audit.record(db, admin, "event.discard", f"dead-letter:{letter_id}", reason=reason)
         try:
             await deadletters.discard(db, letter_id, reason, f"admin {admin.user_id}")
         except InvalidInput as exc:
-            await db.rollback()
             # one form per letter on the page: the message goes next to this letter's field
-            errors = {
-                f"{letter_id}.{name}": text for name, text in form_errors(exc, ["reason"]).items()
-            }
+            errors = scoped_errors(letter_id, exc, ["reason"])
             return form_again(
                 request,
                 "operations/events.html",

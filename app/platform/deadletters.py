@@ -103,10 +103,7 @@ async def get(session: AsyncSession, letter_id: int) -> DeadLetter:
 async def retry(session: AsyncSession, jobs: ArqRedis, letter_id: int, who: str) -> DeadLetter:
     """Send a parked job again (after the cause was fixed); the reconciler watches it from
     here like any other job. Commits."""
-    letter = await session.get(DeadLetter, letter_id, with_for_update=True)
-    if letter is None:
-        raise NotFound(N_("No dead letter %(id)s.", id=letter_id))
-    _ensure_waiting(letter)
+    letter = await _waiting(session, letter_id)
     event = letter.event
     outbox = await session.scalar(select(OutboxRow).where(OutboxRow.id == letter.event_id))
     if outbox is not None:  # the envelope as written, in case the parked copy was damaged
@@ -123,30 +120,15 @@ async def retry(session: AsyncSession, jobs: ArqRedis, letter_id: int, who: str)
             )
         )
     await enqueue(jobs, event, Subscriber(letter.queue, letter.handler))
-    now = utcnow()
-    await session.execute(
-        update(DeadLetter).where(DeadLetter.id == letter_id).values(retried_at=now)
-    )
-    session.add(
-        PipelineAction(
-            at=now,
-            action="retried",
-            event_id=letter.event_id,
-            handler=letter.handler,
-            detail=f"dead letter {letter_id} ({letter.event_type}) sent again by {who}",
-        )
-    )
-    await complete(session)
-    await session.refresh(letter)
-    return letter
+    return await _close(session, letter, "retried", f"sent again by {who}", "retried_at")
 
 
-#: how long a reason for giving a job up may be
+#: how long a reason for discarding a job may be
 REASON_MAX = 500
 
 
 async def discard(session: AsyncSession, letter_id: int, reason: str, who: str) -> DeadLetter:
-    """Give a parked job up for good, saying why. Its handler counts the event as handled
+    """Discard a parked job for good, saying why. Its handler counts the event as handled
     (the inbox row, as if the job had run), so the event can finish and nothing sends the
     job again; the letter stays, with when and why, for whoever looks later. For a job
     whose effect is no longer wanted (the order settled by hand), not for one whose cause
@@ -158,39 +140,59 @@ async def discard(session: AsyncSession, letter_id: int, reason: str, who: str) 
         raise InvalidInput.single(
             "reason", N_("Please keep it under %(n)s characters.", n=REASON_MAX)
         )
-    letter = await session.get(DeadLetter, letter_id, with_for_update=True)
-    if letter is None:
-        raise NotFound(N_("No dead letter %(id)s.", id=letter_id))
-    _ensure_waiting(letter)
+    letter = await _waiting(session, letter_id)
     outbox = await session.scalar(select(OutboxRow.id).where(OutboxRow.id == letter.event_id))
     if outbox is not None:  # a payload that was no event has no event to finish
         await claim(session, letter.handler, letter.event_id)
+    return await _close(
+        session,
+        letter,
+        "discarded",
+        f"discarded by {who}: {reason}",
+        "discarded_at",
+        discard_reason=reason,
+    )
+
+
+async def _waiting(session: AsyncSession, letter_id: int) -> DeadLetter:
+    """The letter, locked; one already sent again or discarded is not someone's to act on
+    twice."""
+    letter = await session.get(DeadLetter, letter_id, with_for_update=True)
+    if letter is None:
+        raise NotFound(N_("No dead letter %(id)s.", id=letter_id))
+    if letter.retried_at is not None:
+        raise Conflict(N_("Dead letter %(id)s was already retried.", id=letter.id))
+    if letter.discarded_at is not None:
+        raise Conflict(N_("Dead letter %(id)s was already discarded.", id=letter.id))
+    return letter
+
+
+async def _close(
+    session: AsyncSession,
+    letter: DeadLetter,
+    action: str,
+    what: str,
+    stamp: str,
+    **values: Any,
+) -> DeadLetter:
+    """Take the letter off the waiting list (``stamp``, its time column, set now, with
+    ``values``) and say so in the pipeline's log, in one commit."""
     now = utcnow()
     await session.execute(
-        update(DeadLetter)
-        .where(DeadLetter.id == letter_id)
-        .values(discarded_at=now, discard_reason=reason)
+        update(DeadLetter).where(DeadLetter.id == letter.id).values({stamp: now, **values})
     )
     session.add(
         PipelineAction(
             at=now,
-            action="discarded",
+            action=action,
             event_id=letter.event_id,
             handler=letter.handler,
-            detail=f"dead letter {letter_id} ({letter.event_type}) discarded by {who}: {reason}",
+            detail=f"dead letter {letter.id} ({letter.event_type}) {what}",
         )
     )
     await complete(session)
     await session.refresh(letter)
     return letter
-
-
-def _ensure_waiting(letter: DeadLetter) -> None:
-    """A letter already sent again or discarded is not someone's to act on twice."""
-    if letter.retried_at is not None:
-        raise Conflict(N_("Dead letter %(id)s was already retried.", id=letter.id))
-    if letter.discarded_at is not None:
-        raise Conflict(N_("Dead letter %(id)s was already discarded.", id=letter.id))
 
 
 async def recent_actions(session: AsyncSession, limit: int = 50) -> list[PipelineAction]:

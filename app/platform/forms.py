@@ -45,6 +45,12 @@ def form_errors(
     return errors
 
 
+def scoped_errors(scope: object, refusal: DomainError, fields: Collection[str]) -> dict[str, str]:
+    """``form_errors`` for one of several forms on a page (a partner's, a dead letter's):
+    each message keyed ``{scope}.{field}``, so it shows next to that form's field only."""
+    return {f"{scope}.{name}": text for name, text in form_errors(refusal, fields).items()}
+
+
 def form_again(
     request: Request[Any, Any, Any],
     template: str,

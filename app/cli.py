@@ -398,11 +398,11 @@ def dead_letters(show_all: bool) -> None:
         if not letters:
             click.echo("no dead letters")
         for letter in letters:
-            retried = (
-                f"  retried {letter.retried_at:%Y-%m-%d %H:%M:%S}" if letter.retried_at else ""
-            )
-            if letter.discarded_at:
-                retried += (
+            settled = ""  # a letter is retried or discarded, never both
+            if letter.retried_at:
+                settled = f"  retried {letter.retried_at:%Y-%m-%d %H:%M:%S}"
+            elif letter.discarded_at:
+                settled = (
                     f"  discarded {letter.discarded_at:%Y-%m-%d %H:%M:%S}: {letter.discard_reason}"
                 )
             click.echo(
@@ -410,7 +410,7 @@ def dead_letters(show_all: bool) -> None:
                 f"{letter.event_type} {letter.event_id}\t"
                 f"order {letter.event.get('correlation_id', '?')}\t"
                 f"{letter.error_type.rsplit('.', 1)[-1]}: {letter.error}"
-                f"  ({letter.attempts} tries, {letter.failures} failures){retried}"
+                f"  ({letter.attempts} tries, {letter.failures} failures){settled}"
             )
 
     asyncio.run(show())

@@ -29,9 +29,12 @@ class PartnerBreakers:
 
     async def ensure_open_for_orders(self) -> None:
         """New orders need both partners: refuse at once (503) while either breaker is
-        open. Both states are read in one round trip (every order asks)."""
-        for state in await read_states(self.all()):
-            refuse_if_open(state)
+        open. The states are read in one round trip (every order asks), and not at all
+        for a breaker this process saw closed within its lease."""
+        unleased = [b for b in self.all() if b.leased_generation() is None]
+        if unleased:
+            for state in await read_states(unleased):
+                refuse_if_open(state)
 
     async def ensure_open_for_refunds(self) -> None:
         """A refund needs the delivery partner for the return trip (NFR2.4)."""

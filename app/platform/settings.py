@@ -290,6 +290,11 @@ class BreakerSettings:
     )
     open_seconds: float = field(default_factory=lambda: _env_float("BREAKER_OPEN_SECONDS", 15.0))
     half_open_calls: int = field(default_factory=lambda: _env_int("BREAKER_HALF_OPEN_CALLS", 3))
+    #: how long a process trusts a breaker it saw closed without asking Redis again: how
+    #: late it may see one another process opened (``app.platform.breaker``); 0: never
+    closed_lease_seconds: float = field(
+        default_factory=lambda: _env_float("BREAKER_CLOSED_LEASE_SECONDS", 0.25)
+    )
 
 
 @dataclass(frozen=True)

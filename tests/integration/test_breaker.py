@@ -381,3 +381,93 @@ async def test_states_of_several_breakers_are_read_in_one_round_trip(clock: Cloc
     finally:
         await redis.delete(*breaker_keys(names[0]), *breaker_keys(names[1]))
         await redis.aclose()
+
+
+async def fail_until_open(breaker: CircuitBreaker) -> None:
+    """Fail calls through ``breaker`` until it opens (other calls share its window)."""
+    while (await breaker.state()).state != "open":
+        await attempt(breaker, down)
+
+
+async def test_a_closed_lease_lets_calls_through_without_asking_redis(
+    make: Make, clock: Clock
+) -> None:
+    """Two processes' breakers of one name: the one that saw it closed trusts that for
+    its lease, so a breaker the other opened reaches it a lease late at most; its own
+    outcome coming back stale ends the lease at once."""
+    here = make(minimum_calls=2, half_open_calls=1, closed_lease_seconds=1.0)
+    there = make(minimum_calls=2, half_open_calls=1)
+    assert await here.call(ok) == "ok"
+    assert here.leased_generation() is not None
+    await fail_until_open(there)
+
+    await here.ensure_closed()  # within the lease: Redis is not asked
+    assert await here.call(ok) == "ok"  # nor for the permit; its outcome is stale
+    assert here.leased_generation() is None
+    with pytest.raises(BreakerOpen):
+        await here.call(ok)
+
+    clock.advance(there.policy.open_seconds)
+    await there.call(ok)  # the trial closes it on a new generation
+    await here.ensure_closed()  # a state read: closed, leased again
+    assert here.leased_generation() is not None
+
+
+async def test_a_lease_ends_with_its_time(make: Make, clock: Clock) -> None:
+    here, there = make(minimum_calls=2, closed_lease_seconds=1.0), make(minimum_calls=2)
+    await here.ensure_closed()
+    await fail_until_open(there)
+    await here.ensure_closed()
+    clock.advance(1.0)
+    with pytest.raises(BreakerOpen):
+        await here.ensure_closed()
+
+
+async def test_outcomes_recorded_while_closed_renew_the_lease(make: Make, clock: Clock) -> None:
+    """Under steady traffic the lease never runs out: each partner call costs one script
+    (its outcome), and this process's own failures still open the breaker."""
+    breaker = make(minimum_calls=3, closed_lease_seconds=1.0)
+    for _ in range(3):
+        clock.advance(0.9)
+        assert await breaker.call(ok) == "ok"
+        assert breaker.leased_generation() is not None
+    for _ in range(breaker.policy.window_size):
+        await attempt(breaker, down)
+        if breaker.leased_generation() is None:
+            break
+    assert (await breaker.state()).state == "open"
+    with pytest.raises(BreakerOpen):
+        await breaker.call(ok)
+
+
+async def test_without_a_lease_every_call_asks_redis(make: Make) -> None:
+    here, there = make(minimum_calls=2, closed_lease_seconds=0.0), make(minimum_calls=2)
+    assert await here.call(ok) == "ok"
+    assert here.leased_generation() is None
+    await fail_until_open(there)
+    with pytest.raises(BreakerOpen):
+        await here.ensure_closed()
+
+
+async def test_a_leased_call_sends_only_its_outcome(clock: Clock, name: str) -> None:
+    redis: Redis = Redis.from_url(
+        REDIS_URL, decode_responses=True, connection_class=CountingConnection
+    )
+    breaker = CircuitBreaker(
+        redis, name, BreakerPolicy(closed_lease_seconds=1.0), (PartnerDown,), clock
+    )
+    try:
+        await breaker.state()  # the state script known to Redis
+        await breaker.reset()
+        await breaker.call(ok)  # and the permit's and the outcome's
+        clock.advance(1.0)
+        CountingConnection.sends = 0
+        await breaker.call(ok)
+        assert CountingConnection.sends == 2  # the lease ran out: the permit, the outcome
+        CountingConnection.sends = 0
+        await breaker.call(ok)
+        await breaker.ensure_closed()
+        assert CountingConnection.sends == 1  # the outcome only
+    finally:
+        await redis.delete(*breaker_keys(name))
+        await redis.aclose()

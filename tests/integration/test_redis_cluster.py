@@ -155,7 +155,13 @@ async def test_the_breaker_opens_and_recovers_on_a_cluster(state: Redis) -> None
     cluster: RedisCluster = state  # type: ignore[assignment]
     slots = {cluster.keyslot(key) for key in breaker_keys(name)}
     assert len(slots) == 1, "both keys in one slot, or the scripts fail with CROSSSLOT"
-    policy = BreakerPolicy(window_size=4, minimum_calls=2, open_seconds=0.2, half_open_calls=1)
+    policy = BreakerPolicy(
+        window_size=4,
+        minimum_calls=2,
+        open_seconds=0.2,
+        half_open_calls=1,
+        closed_lease_seconds=0.1,
+    )
     breaker = CircuitBreaker(state, name, policy, (PartnerDown,))
     for _ in range(policy.minimum_calls):
         with contextlib.suppress(PartnerDown):

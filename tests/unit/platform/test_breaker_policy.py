@@ -17,6 +17,7 @@ def test_policy_defaults_match_the_settings_defaults(monkeypatch: pytest.MonkeyP
         "BREAKER_SLOW_CALL_SECONDS",
         "BREAKER_OPEN_SECONDS",
         "BREAKER_HALF_OPEN_CALLS",
+        "BREAKER_CLOSED_LEASE_SECONDS",
     ):
         monkeypatch.delenv(var, raising=False)
     assert BreakerPolicy.from_settings(Settings()) == BreakerPolicy()
@@ -30,6 +31,7 @@ def test_policy_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BREAKER_SLOW_CALL_SECONDS", "1.5")
     monkeypatch.setenv("BREAKER_OPEN_SECONDS", "7")
     monkeypatch.setenv("BREAKER_HALF_OPEN_CALLS", "2")
+    monkeypatch.setenv("BREAKER_CLOSED_LEASE_SECONDS", "0.5")
     assert BreakerPolicy.from_settings(Settings()) == BreakerPolicy(
         window_size=30,
         minimum_calls=5,
@@ -38,6 +40,7 @@ def test_policy_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         slow_call_seconds=1.5,
         open_seconds=7.0,
         half_open_calls=2,
+        closed_lease_seconds=0.5,
     )
 
 
@@ -51,6 +54,8 @@ def test_policy_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         {"slow_call_rate_threshold": 101.0},
         {"slow_call_seconds": 0.0},
         {"open_seconds": -1.0},
+        {"closed_lease_seconds": -0.1},
+        {"closed_lease_seconds": 15.0},
     ],
 )
 def test_policy_rejects_nonsense(bad: dict[str, float]) -> None:

@@ -333,6 +333,9 @@ class CircuitBreaker:
         #: ``(generation, until)``: seen closed at that generation, trusted until then
         #: (``_elapsed_clock``); see "the closed lease" above
         self._lease: tuple[int, float] | None = None
+        #: when the lease was last dropped: an answer asked for before then is older than
+        #: what dropped it (answers on other connections come back in any order)
+        self._dropped_at = -math.inf
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn`` if the breaker lets it through, and record how it went.
@@ -364,15 +367,18 @@ class CircuitBreaker:
             refuse_if_open(await self.state_or_none())
 
     async def state(self) -> BreakerState:
-        return self._state_of(await self._state(keys=self._keys, args=self._state_args()))
+        asked_at = self._elapsed_clock()
+        raw = await self._state(keys=self._keys, args=self._state_args())
+        return self._state_of(raw, asked_at)
 
     def _state_args(self) -> list[Any]:
         return [self.policy.open_ms, self._now()]
 
-    def _state_of(self, raw: Any) -> BreakerState:
-        """The state as ``_STATE`` answered it (which also takes or drops the lease)."""
+    def _state_of(self, raw: Any, asked_at: float) -> BreakerState:
+        """The state as ``_STATE`` answered it, asked at ``asked_at`` (which also takes or
+        drops the lease)."""
         st, calls, failures, slows, remaining_ms, generation = (int(x) for x in raw)
-        self._lease_if(st == _CLOSED, generation)
+        self._lease_if(st == _CLOSED, generation, asked_at)
         return BreakerState(
             name=self.name,
             state=_STATE_NAMES[st],
@@ -397,7 +403,7 @@ class CircuitBreaker:
     async def reset(self) -> None:
         """Forget everything: closed, empty window. For tests and staff."""
         await self.redis.delete(*self._keys)
-        self._lease = None
+        self._drop_lease()
 
     def leased_generation(self) -> int | None:
         """The generation this process saw closed, while its lease lasts; else None."""
@@ -406,16 +412,24 @@ class CircuitBreaker:
             return None
         return lease[0]
 
-    def _lease_if(self, closed: bool, generation: int) -> None:
-        """Trust ``closed`` at ``generation`` for a lease from now; forget it otherwise."""
+    def _lease_if(self, closed: bool, generation: int, asked_at: float) -> None:
+        """Trust ``closed`` at ``generation`` for a lease from ``asked_at`` (when Redis was
+        asked, not when its answer got its turn on a busy loop: the lease bounds how late
+        an opening is seen); forget the lease otherwise. A "closed" asked for before the
+        lease was last dropped is older than what dropped it, and leases nothing."""
         seconds = self.policy.closed_lease_seconds
-        if closed and seconds > 0:
-            self._lease = (generation, self._elapsed_clock() + seconds)
-        else:
-            self._lease = None
+        if not closed or seconds <= 0:
+            self._drop_lease()
+        elif asked_at >= self._dropped_at:
+            self._lease = (generation, asked_at + seconds)
+
+    def _drop_lease(self) -> None:
+        self._lease = None
+        self._dropped_at = self._elapsed_clock()
 
     async def _try_acquire(self) -> tuple[int, int] | None:
         """``(generation, kind)`` of the permit, ``None`` if Redis is down (fail open)."""
+        asked_at = self._elapsed_clock()
         try:
             raw: Any = await self._acquire(
                 keys=self._keys,
@@ -425,7 +439,7 @@ class CircuitBreaker:
             log.warning("breaker %s: cannot acquire (%r); failing open", self.name, exc)
             return None
         allowed, generation, kind, remaining_ms = (int(x) for x in raw)
-        self._lease_if(bool(allowed) and kind == _KIND_NORMAL, generation)
+        self._lease_if(bool(allowed) and kind == _KIND_NORMAL, generation, asked_at)
         if not allowed:
             retry_after = retry_after_seconds(remaining_ms) if kind == _KIND_NORMAL else 1
             raise BreakerOpen(self.name, retry_after)
@@ -441,6 +455,7 @@ class CircuitBreaker:
             _SLOW_BIT if elapsed >= self.policy.slow_call_seconds else 0
         )
         p = self.policy
+        asked_at = self._elapsed_clock()
         try:
             new_state = await self._record(
                 keys=self._keys,
@@ -462,7 +477,7 @@ class CircuitBreaker:
             return
         # still closed at the permit's generation (a trial that closed it moved the
         # generation on; a stale outcome means another process moved it)
-        self._lease_if(kind == _KIND_NORMAL and int(new_state) == _CLOSED, generation)
+        self._lease_if(kind == _KIND_NORMAL and int(new_state) == _CLOSED, generation, asked_at)
         if int(new_state) == _OPEN:
             log.warning("breaker %s: opened", self.name)
 
@@ -492,6 +507,7 @@ async def _pipelined_states(
     redis: Redis, breakers: Sequence[CircuitBreaker]
 ) -> list[BreakerState | None] | None:
     """The states in one pipeline; None when Redis does not know the script."""
+    asked_at = [breaker._elapsed_clock() for breaker in breakers]
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for breaker in breakers:
@@ -503,6 +519,6 @@ async def _pipelined_states(
     if any(isinstance(answer, NoScriptError) for answer in answers):
         return None
     return [
-        None if isinstance(answer, Exception) else breaker._state_of(answer)
-        for breaker, answer in zip(breakers, answers, strict=True)
+        None if isinstance(answer, Exception) else breaker._state_of(answer, asked)
+        for breaker, answer, asked in zip(breakers, answers, asked_at, strict=True)
     ]

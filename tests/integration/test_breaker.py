@@ -425,17 +425,36 @@ async def test_a_lease_ends_with_its_time(make: Make, clock: Clock) -> None:
 
 async def test_outcomes_recorded_while_closed_renew_the_lease(make: Make, clock: Clock) -> None:
     """Under steady traffic the lease never runs out: each partner call costs one script
-    (its outcome), and this process's own failures still open the breaker."""
+    (its outcome, which renews the lease from when it was sent), and this process's own
+    failures still open the breaker."""
     breaker = make(minimum_calls=3, closed_lease_seconds=1.0)
-    for _ in range(3):
+
+    async def takes_most_of_a_lease() -> str:
         clock.advance(0.9)
-        assert await breaker.call(ok) == "ok"
+        return "ok"
+
+    for _ in range(3):
+        assert await breaker.call(takes_most_of_a_lease) == "ok"
+        clock.advance(0.5)  # 1.4 s after the permit: only the outcome's renewal holds
         assert breaker.leased_generation() is not None
     for _ in range(breaker.policy.window_size):
         await attempt(breaker, down)
         if breaker.leased_generation() is None:
             break
     assert (await breaker.state()).state == "open"
+    with pytest.raises(BreakerOpen):
+        await breaker.call(ok)
+
+
+async def test_an_answer_older_than_a_drop_leases_nothing(make: Make, clock: Clock) -> None:
+    """Answers on different connections come back in any order: a "closed" asked for
+    before this process saw the breaker open must not lease it again."""
+    breaker = make(minimum_calls=2, half_open_calls=1, closed_lease_seconds=1.0)
+    asked_before = clock()
+    clock.advance(0.1)
+    await fail_until_open(breaker)
+    breaker._lease_if(True, 0, asked_before)  # the late answer of a call sent before
+    assert breaker.leased_generation() is None
     with pytest.raises(BreakerOpen):
         await breaker.call(ok)
 

@@ -6,12 +6,13 @@ machine, of which asyncpg's own work is about 60: the rest is SQLAlchemy's, on e
 execution (the cache key, an execution context, result objects, two greenlet switches).
 A ``Statement`` is the same Core statement, compiled once per dialect by SQLAlchemy
 (its SQL, its casts, and its bind processors for enums and JSON), then run by the driver
-on the connection of the session's transaction: about 120 µs in all (``pizzeria bench
-statements``). What it gives up: the rows are asyncpg records (``row["name"]``), decoded
-by the driver only (JSON is, by the engine's codecs; select plain columns), and the ORM
-knows nothing of them, so use it for rows no ORM object of the session holds; Python-side
-column defaults are not applied (pass every value: one the statement needs and the values
-leave out is a ``KeyError``).
+on the connection of the session's transaction, which is asked of SQLAlchemy once per
+transaction: about what asyncpg alone costs, from a transaction's second statement on
+(``pizzeria bench statements``). What it gives up: the rows are asyncpg records
+(``row["name"]``), decoded by the driver only (JSON is, by the engine's codecs; select
+plain columns), and the ORM knows nothing of them, so use it for rows no ORM object of
+the session holds; Python-side column defaults are not applied (pass every value: one the
+statement needs and the values leave out is a ``KeyError``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, cast
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
@@ -111,11 +113,10 @@ class Statement:
         or rolls back with everything else the session did; a database error comes out
         as SQLAlchemy would raise it (``DBAPIError``), the connection invalidated when it
         is lost, so callers and error pages cannot tell the two paths apart."""
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        adapter: Any = raw.dbapi_connection  # SQLAlchemy's wrapper of the asyncpg connection
-        compiled = self.compiled(connection.dialect, keys)
+        bound = await _bound(session)
+        compiled = self.compiled(bound.connection.dialect, keys)
         run = call(compiled)  # a value left out is a KeyError here, as it is
+        adapter = bound.adapter
         try:
             # SQLAlchemy sends BEGIN lazily, with the first statement it runs itself,
             # exactly like this (its cursor's ``_prepare_and_execute``): without it, a
@@ -123,9 +124,53 @@ class Statement:
             # fail). Nothing is begun for an autocommit session (``read_only``).
             if adapter._transaction is None:
                 await adapter._start_transaction()
-            return await run(raw.driver_connection)
+            return await run(bound.driver)
         except Exception as error:
-            raise await _as_sqlalchemy_error(connection, adapter, compiled.sql, error) from error
+            session.sync_session.info.pop(_BOUND, None)  # the next statement asks afresh
+            raise await _as_sqlalchemy_error(
+                bound.connection, adapter, compiled.sql, error
+            ) from error
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """The connection of one transaction of a session, at each of its three levels."""
+
+    transaction: SessionTransaction
+    connection: AsyncConnection
+    adapter: Any  # SQLAlchemy's wrapper of the asyncpg connection
+    driver: Any  # the asyncpg connection
+
+
+#: where a session keeps its transaction's ``_Bound`` (``Session.info``)
+_BOUND = "pizzeria.driver.bound"
+
+
+async def _bound(session: AsyncSession) -> _Bound:
+    """The connection of the session's transaction, asked of SQLAlchemy once per
+    transaction: asking costs two greenlet switches (``session.connection()``, then its
+    raw connection), about 40 µs of CPU, and a placement runs seven statements here, the
+    payment's capture fourteen. A transaction keeps its connection until it ends, and
+    its end (commit, rollback, a failure that deactivates it) makes the next statement ask
+    again: a new transaction is a new ``SessionTransaction`` object, an ended one is not
+    active."""
+    sync = session.sync_session
+    transaction = sync.get_transaction()
+    bound: _Bound | None = sync.info.get(_BOUND)
+    if (
+        bound is not None
+        and transaction is not None
+        and bound.transaction is transaction
+        and transaction.is_active
+    ):
+        return bound
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    transaction = sync.get_transaction()
+    assert transaction is not None  # session.connection() began one
+    bound = _Bound(transaction, connection, raw.dbapi_connection, raw.driver_connection)
+    sync.info[_BOUND] = bound
+    return bound
 
 
 def _held(bind: BindParameter[Any], keys: tuple[str, ...]) -> Any:

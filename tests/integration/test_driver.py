@@ -69,6 +69,37 @@ async def test_it_commits_with_the_statements_sqlalchemy_ran(session_factory: Fa
     assert await _noted(session_factory, third) == 0
 
 
+_BACKEND = Statement(select(func.pg_backend_pid().label("pid")))
+
+
+async def _backend(session: AsyncSession) -> int:
+    """The backend of the session's transaction, as a driver statement finds it."""
+    row = await _BACKEND.fetchrow(session, {})
+    assert row is not None
+    return int(row["pid"])
+
+
+async def test_each_transaction_runs_on_its_own_connection(session_factory: Factory) -> None:
+    """The driver keeps a transaction's connection for its next statements, never past
+    its end: the connection goes back to the pool then, and another session may hold it."""
+    async with session_factory() as session:
+        first = await _backend(session)
+        assert await _backend(session) == first
+        assert await session.scalar(select(func.pg_backend_pid())) == first
+        await session.commit()
+        async with session_factory() as other:
+            held = await other.scalar(select(func.pg_backend_pid()))  # maybe ``first``
+            now = await _backend(session)
+            assert now != held, "a statement ran on another session's connection"
+            assert await session.scalar(select(func.pg_backend_pid())) == now
+        await session.rollback()
+        event_id = uuid.uuid4()
+        with pytest.raises(IntegrityError):
+            await _NOTE.execute_many(session, [_row(event_id), _row(event_id)])
+        await session.rollback()
+        assert await _backend(session) == await session.scalar(select(func.pg_backend_pid()))
+
+
 async def test_values_are_converted_as_sqlalchemy_converts_them(
     session_factory: Factory,
 ) -> None:

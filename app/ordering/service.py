@@ -41,7 +41,7 @@ from app.payment import service as payment
 from app.payment.events import PaymentCaptured, PaymentFailed, PaymentRefunded
 from app.platform import logs
 from app.platform.aggregate import AggregateRows
-from app.platform.db import read_only, utcnow
+from app.platform.db import lookup, read_only, utcnow
 from app.platform.driver import Statement
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound, Unavailable
 from app.platform.events import Event
@@ -208,7 +208,7 @@ async def _place(
         errors.extend(exc.errors)
         card_number = ""
     # the look-ups before the provider call hold no transaction (none is open across it)
-    async with read_only(session) as reader:
+    async with lookup(session) as reader:
         pizzas = await menu.find_pizzas(reader, (line.pizza_id for line in command.lines))
         for i, line in enumerate(command.lines):
             if line.pizza_id not in pizzas:

@@ -23,7 +23,7 @@ from app.payment.models import PaymentStatus
 from app.payment.provider import ChargeOutcome, PaymentProvider
 from app.platform import uow
 from app.platform.breaker import CircuitBreaker
-from app.platform.db import read_only
+from app.platform.db import lookup, read_only
 from app.platform.events import Event
 from app.platform.handlers import (
     answer_once,
@@ -79,7 +79,7 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
     """
     event = event_of(raw)
     order_id = event.as_(OrderPlaced).order_id
-    async with read_only(ctx["session_factory"]) as session:
+    async with lookup(ctx["session_factory"]) as session:
         payment = await service.payment_for_order(session, order_id)
     if payment is None:
         return "skipped"
@@ -145,7 +145,7 @@ async def capture(ctx: PaymentContext, raw: dict[str, Any]) -> str:
         rider = ", rider booked"
     if outcome.captured:
         if voided is None:
-            async with read_only(ctx["session_factory"]) as session:
+            async with lookup(ctx["session_factory"]) as session:
                 now = await service.payment_for_order(session, order_id)
             voided = now is not None and service.voided_uncharged(now)
         if voided:

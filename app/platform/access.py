@@ -25,7 +25,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Empty
 
-from app.platform.db import read_only
+from app.platform.db import lookup
 from app.platform.errors import Forbidden, NotAuthenticated
 from app.platform.i18n import N_
 from app.platform.security import Principal, read_token
@@ -79,7 +79,7 @@ async def _current(connection: ASGIConnection[Any, Any, Any, Any], claimed: Prin
     """The caller as the account is now: its current role (never the one in a token or an
     old session), refused when issued before the account's sessions were revoked."""
     state = connection.app.state
-    async with read_only(state.session_factory) as session:
+    async with lookup(state.session_factory) as session:
         standing: AccountStanding | None = await state.account_standing(session, claimed.user_id)
     if standing is None or (claimed.issued_at or 0) < standing.valid_after.timestamp():
         raise NotAuthenticated(N_("This sign-in is no longer valid; please sign in again."))

@@ -29,6 +29,8 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
+from app.platform.db import Lookup
+
 #: one value's conversion for the driver (an enum to its name, a dict to JSON text)
 Processor = Callable[[Any], Any]
 #: a bind the values must give (a ``bindparam`` without a value of its own)
@@ -113,6 +115,8 @@ class Statement:
         or rolls back with everything else the session did; a database error comes out
         as SQLAlchemy would raise it (``DBAPIError``), the connection invalidated when it
         is lost, so callers and error pages cannot tell the two paths apart."""
+        if isinstance(session, Lookup):
+            return await _look_up(session, self.compiled(session.engine.dialect, keys), call)
         bound = await _bound(session)
         compiled = self.compiled(bound.connection.dialect, keys)
         run = call(compiled)  # a value left out is a KeyError here, as it is
@@ -127,9 +131,22 @@ class Statement:
             return await run(bound.driver)
         except Exception as error:
             session.sync_session.info.pop(_BOUND, None)  # the next statement asks afresh
+            connection = bound.connection
             raise await _as_sqlalchemy_error(
-                bound.connection, adapter, compiled.sql, error
+                connection.dialect, adapter, compiled.sql, error, connection.invalidate
             ) from error
+
+
+async def _look_up(session: Lookup, compiled: _Compiled, call: Callable[[_Compiled], _Call]) -> Any:
+    """The call on the look-up's pooled connection, outside any transaction."""
+    run = call(compiled)
+    pooled = await session.pooled()
+    try:
+        return await run(pooled.driver_connection)
+    except Exception as error:
+        raise await _as_sqlalchemy_error(
+            session.engine.dialect, pooled.dbapi_connection, compiled.sql, error, session.lose
+        ) from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +208,15 @@ _Call = Callable[[Any], Awaitable[Any]]
 
 
 async def _as_sqlalchemy_error(
-    connection: AsyncConnection, adapter: Any, sql: str, error: Exception
+    dialect: Dialect,
+    adapter: Any,
+    sql: str,
+    error: Exception,
+    invalidate: Callable[[BaseException], Awaitable[None]],
 ) -> Exception:
     """``error`` as SQLAlchemy's own execution raises it: asyncpg's error translated by
     its adapter, wrapped in ``DBAPIError``'s subclass for it, the connection invalidated
     when it is a disconnect (``Connection._handle_dbapi_exception`` does the same)."""
-    dialect = connection.dialect
     dbapi_error: Exception = error
     if not isinstance(error, dialect.loaded_dbapi.Error):
         try:
@@ -207,7 +227,7 @@ async def _as_sqlalchemy_error(
         return error  # not the database's: as it is
     disconnect = dialect.is_disconnect(dbapi_error, adapter, None)
     if disconnect:
-        await connection.invalidate(dbapi_error)
+        await invalidate(dbapi_error)
     return DBAPIError.instance(
         sql,
         None,

@@ -8,9 +8,9 @@ import uuid
 from typing import cast
 
 import pytest
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Table, bindparam, event, func, insert, select, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, UnboundExecutionError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ordering.models import Order, OrderStatus
@@ -18,7 +18,7 @@ from app.payment.events import PaymentCaptured
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import PaymentMethod
 from app.payment.service import PAYMENTS, open_payment, payment_for_order
-from app.platform.db import read_only, utcnow
+from app.platform.db import lookup, read_only, utcnow
 from app.platform.driver import Statement
 from app.platform.outbox import InboxRow, OutboxRow
 from app.platform.uow import complete
@@ -100,6 +100,52 @@ async def test_each_transaction_runs_on_its_own_connection(session_factory: Fact
         assert await _backend(session) == await session.scalar(select(func.pg_backend_pid()))
 
 
+_STATE = Statement(
+    select(text("state")).select_from(text("pg_stat_activity")).where(text("pid = :pid"))
+)
+
+
+async def test_a_lookup_reads_outside_any_transaction_and_gives_its_connection_back(
+    session_factory: Factory,
+) -> None:
+    """A ``Lookup`` holds no transaction open while it lives (each statement commits on
+    its own), runs no ORM statement (it would take a second connection), and returns its
+    connection to the pool when it ends, or drops it when it was lost under it."""
+    pool = session_factory.kw["bind"].sync_engine.pool
+    out_before = pool.checkedout()
+    async with lookup(session_factory) as looking:
+        pid = await _backend(looking)
+        assert await _backend(looking) == pid, "one connection for the whole look-up"
+        async with read_only(session_factory) as other:
+            state = await _STATE.fetchrow(other, {"pid": pid})
+        assert state is not None
+        assert state["state"] == "idle", "a look-up held a transaction open"
+        with pytest.raises(UnboundExecutionError):
+            await looking.execute(select(func.pg_backend_pid()))
+    assert pool.checkedout() == out_before
+
+    dropped: list[object] = []
+
+    def note_dropped(connection: object, *_: object) -> None:
+        dropped.append(connection)
+
+    event.listen(pool, "invalidate", note_dropped)
+    try:
+        async with lookup(session_factory) as looking:
+            pid = await _backend(looking)
+            async with read_only(session_factory) as other:
+                await other.execute(select(func.pg_terminate_backend(pid)))
+            with pytest.raises(DBAPIError) as lost:
+                await _backend(looking)
+            assert lost.value.connection_invalidated
+    finally:
+        event.remove(pool, "invalidate", note_dropped)
+    assert len(dropped) == 1, "a lost connection went back to the pool"
+    assert pool.checkedout() == out_before
+    async with lookup(session_factory) as looking:  # the pool hands out a live connection
+        assert await _backend(looking) != pid
+
+
 async def test_values_are_converted_as_sqlalchemy_converts_them(
     session_factory: Factory,
 ) -> None:
@@ -159,9 +205,10 @@ async def test_a_value_left_out_is_an_error_not_a_null(session_factory: Factory)
 
 
 async def test_the_statements_bench_reports_each_way(migrated_db: str) -> None:
-    """``pizzeria bench statements``: the three ways run the same read, and say so."""
+    """``pizzeria bench statements``: the three ways run the same read, and say so, and
+    so do the two kinds of look-up."""
     costs = await statement_costs(migrated_db, 20)
-    assert set(costs) == {"sqlalchemy", "driver", "asyncpg"}
+    assert set(costs) == {"sqlalchemy", "driver", "asyncpg", "read_only", "lookup"}
     assert all(us > 0 for us in costs.values())
     assert "saved on the driver" in statements_table(costs, 20)
 

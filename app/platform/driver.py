@@ -140,12 +140,23 @@ class Statement:
 async def _look_up(session: Lookup, compiled: _Compiled, call: Callable[[_Compiled], _Call]) -> Any:
     """The call on the look-up's pooled connection, outside any transaction."""
     run = call(compiled)
-    pooled = await session.pooled()
+    dialect = session.engine.dialect
+    try:
+        pooled = await session.pooled()
+    except dialect.loaded_dbapi.Error as error:  # wrapped as SQLAlchemy's own connect does
+        raise DBAPIError.instance(
+            None,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=dialect.is_disconnect(error, None, None),
+            dialect=dialect,
+        ) from error
     try:
         return await run(pooled.driver_connection)
     except Exception as error:
         raise await _as_sqlalchemy_error(
-            session.engine.dialect, pooled.dbapi_connection, compiled.sql, error, session.lose
+            dialect, pooled.dbapi_connection, compiled.sql, error, session.lose
         ) from error
 
 

@@ -17,6 +17,7 @@ statement needs and the values leave out is a ``KeyError``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -24,7 +25,7 @@ from typing import Any, cast
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
@@ -116,7 +117,8 @@ class Statement:
         as SQLAlchemy would raise it (``DBAPIError``), the connection invalidated when it
         is lost, so callers and error pages cannot tell the two paths apart."""
         if isinstance(session, Lookup):
-            return await _look_up(session, self.compiled(session.engine.dialect, keys), call)
+            compile_it = functools.partial(self.compiled, session.engine.dialect, keys)
+            return await _look_up(session, compile_it, call)
         bound = await _bound(session)
         compiled = self.compiled(bound.connection.dialect, keys)
         run = call(compiled)  # a value left out is a KeyError here, as it is
@@ -137,9 +139,11 @@ class Statement:
             ) from error
 
 
-async def _look_up(session: Lookup, compiled: _Compiled, call: Callable[[_Compiled], _Call]) -> Any:
-    """The call on the look-up's pooled connection, outside any transaction."""
-    run = call(compiled)
+async def _look_up(
+    session: Lookup, compile_it: Callable[[], _Compiled], call: Callable[[_Compiled], _Call]
+) -> Any:
+    """The call on the look-up's pooled connection, outside any transaction; compiled
+    once connected (the dialect knows the server's version from then on)."""
     dialect = session.engine.dialect
     try:
         pooled = await session.pooled()
@@ -152,6 +156,8 @@ async def _look_up(session: Lookup, compiled: _Compiled, call: Callable[[_Compil
             connection_invalidated=dialect.is_disconnect(error, None, None),
             dialect=dialect,
         ) from error
+    compiled = compile_it()
+    run = call(compiled)  # a value left out is a KeyError here, as it is
     try:
         return await run(pooled.driver_connection)
     except Exception as error:
@@ -181,9 +187,9 @@ async def _bound(session: AsyncSession) -> _Bound:
     payment's capture fourteen. A transaction keeps its connection until it ends, and
     its end (commit, rollback, a failure that deactivates it) makes the next statement ask
     again: a new transaction is a new ``SessionTransaction`` object, an ended one is not
-    active."""
+    active. The innermost one is compared, so a savepoint that failed is noticed too."""
     sync = session.sync_session
-    transaction = sync.get_transaction()
+    transaction = _innermost(sync)
     bound: _Bound | None = sync.info.get(_BOUND)
     if (
         bound is not None
@@ -194,11 +200,15 @@ async def _bound(session: AsyncSession) -> _Bound:
         return bound
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    transaction = sync.get_transaction()
+    transaction = _innermost(sync)
     assert transaction is not None  # session.connection() began one
     bound = _Bound(transaction, connection, raw.dbapi_connection, raw.driver_connection)
     sync.info[_BOUND] = bound
     return bound
+
+
+def _innermost(sync: Session) -> SessionTransaction | None:
+    return sync.get_nested_transaction() or sync.get_transaction()
 
 
 def _held(bind: BindParameter[Any], keys: tuple[str, ...]) -> Any:

@@ -10,7 +10,12 @@ from typing import cast
 import pytest
 from sqlalchemy import Table, bindparam, event, func, insert, select, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError, IntegrityError, UnboundExecutionError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    PendingRollbackError,
+    UnboundExecutionError,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ordering.models import Order, OrderStatus
@@ -98,6 +103,33 @@ async def test_each_transaction_runs_on_its_own_connection(session_factory: Fact
             await _NOTE.execute_many(session, [_row(event_id), _row(event_id)])
         await session.rollback()
         assert await _backend(session) == await session.scalar(select(func.pg_backend_pid()))
+
+
+async def test_a_transaction_a_failed_flush_ended_is_not_used_again(
+    session_factory: Factory,
+) -> None:
+    """A flush that fails rolls the transaction back and deactivates it (the same
+    object): the next driver statement is refused as SQLAlchemy refuses one, never run
+    in a fresh transaction of its own on the kept connection; so is one after a failed
+    savepoint."""
+    first = uuid.uuid4()
+    async with session_factory() as session:
+        await _NOTE.execute_many(session, [_row(first)])
+        await session.commit()
+    for nested in (False, True):
+        async with session_factory() as session:
+            await _backend(session)  # the connection is kept for this transaction
+            savepoint = await session.begin_nested() if nested else None
+            await _backend(session)
+            session.add(InboxRow(**_row(first)))  # a duplicate
+            with pytest.raises(IntegrityError):
+                await session.flush()
+            with pytest.raises(PendingRollbackError):
+                await _backend(session)
+            if savepoint is not None:
+                await savepoint.rollback()
+                assert await _backend(session) > 0  # the outer transaction goes on
+            await session.rollback()
 
 
 _STATE = Statement(

@@ -147,15 +147,8 @@ async def _look_up(
     dialect = session.engine.dialect
     try:
         pooled = await session.pooled()
-    except dialect.loaded_dbapi.Error as error:  # wrapped as SQLAlchemy's own connect does
-        raise DBAPIError.instance(
-            None,
-            None,
-            error,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=dialect.is_disconnect(error, None, None),
-            dialect=dialect,
-        ) from error
+    except Exception as error:  # wrapped as SQLAlchemy's own connect wraps it
+        raise await _as_sqlalchemy_error(dialect, None, None, error, session.lose) from error
     compiled = compile_it()
     run = call(compiled)  # a value left out is a KeyError here, as it is
     try:
@@ -230,8 +223,8 @@ _Call = Callable[[Any], Awaitable[Any]]
 
 async def _as_sqlalchemy_error(
     dialect: Dialect,
-    adapter: Any,
-    sql: str,
+    adapter: Any,  # None: no connection yet (a connect failed)
+    sql: str | None,
     error: Exception,
     invalidate: Callable[[BaseException], Awaitable[None]],
 ) -> Exception:
@@ -239,7 +232,7 @@ async def _as_sqlalchemy_error(
     its adapter, wrapped in ``DBAPIError``'s subclass for it, the connection invalidated
     when it is a disconnect (``Connection._handle_dbapi_exception`` does the same)."""
     dbapi_error: Exception = error
-    if not isinstance(error, dialect.loaded_dbapi.Error):
+    if adapter is not None and not isinstance(error, dialect.loaded_dbapi.Error):
         try:
             adapter._handle_exception(error)  # raises the translated error
         except Exception as translated:

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import click
@@ -40,6 +40,15 @@ RAW_CUSTOMER_ID = uuid.uuid5(uuid.NAMESPACE_URL, "https://pizzeria.test/bench/ra
 Operation = Callable[[], Awaitable[str | None]]  # None when it worked, else why not
 
 
+class Meter(Protocol):
+    """Told when a load run's tasks start and when the last has finished: what it
+    measures between the two (CPU) covers exactly the operations of ``Result.completed``."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Result:
     """Latencies (seconds) of the operations that worked, in the measured window only."""
@@ -47,6 +56,8 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
+    #: operations that worked, warm-up included (what a ``Meter`` measured went to them)
+    completed: int = 0
 
     @property
     def rate(self) -> float:
@@ -76,6 +87,7 @@ async def run_load(
     warmup: float,
     duration: float,
     rate: float | None = None,
+    meter: Meter | None = None,
 ) -> Result:
     """Run ``operation`` back to back from ``concurrency`` tasks; measure after the warm-up.
     With ``rate``, the operations start on a schedule instead, ``rate`` a second from
@@ -83,9 +95,12 @@ async def run_load(
     one that cannot falls behind the schedule, which ``Result.rate`` then shows).
 
     Only operations that start inside the window count; the rate divides them by the time
-    from the window's start until the last of them finished.
+    from the window's start until the last of them finished. ``meter`` runs from the
+    first task's start to the last one's end, over the warm-up too (``Result.completed``).
     """
     result = Result()
+    if meter is not None:
+        meter.start()
     began = time.perf_counter()
     measure_from = began + warmup
     stop_at = measure_from + duration
@@ -105,6 +120,7 @@ async def run_load(
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"[:200]
             took = time.perf_counter() - started
+            result.completed += error is None
             if started >= measure_from:
                 if error is None:
                     result.latencies.append(took)
@@ -112,6 +128,8 @@ async def run_load(
                     result.errors[error] += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if meter is not None:
+        meter.stop()
     result.elapsed = max(time.perf_counter(), stop_at) - measure_from
     return result
 
@@ -200,6 +218,7 @@ async def bench_api(
     duration: float,
     placed: list[str],
     rate: float | None = None,
+    meter: Meter | None = None,
 ) -> Result:
     """``POST /api/orders`` back to back, or ``rate`` a second; every order placed (warm-up
     too) goes to ``placed``.
@@ -229,7 +248,12 @@ async def bench_api(
             return f"HTTP {response.status}: {text[:120]}"
 
         return await run_load(
-            place_order, concurrency=concurrency, warmup=warmup, duration=duration, rate=rate
+            place_order,
+            concurrency=concurrency,
+            warmup=warmup,
+            duration=duration,
+            rate=rate,
+            meter=meter,
         )
 
 
@@ -354,7 +378,12 @@ async def place_order_sql(
 
 
 async def bench_raw(
-    dsn: str, lines: list[dict[str, int]], concurrency: int, warmup: float, duration: float
+    dsn: str,
+    lines: list[dict[str, int]],
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    meter: Meter | None = None,
 ) -> Result:
     import asyncpg
 
@@ -370,7 +399,7 @@ async def bench_raw(
             return None
 
         return await run_load(
-            place_order, concurrency=concurrency, warmup=warmup, duration=duration
+            place_order, concurrency=concurrency, warmup=warmup, duration=duration, meter=meter
         )
     finally:
         try:
@@ -476,6 +505,12 @@ def bench_command() -> click.Group:
         help="Order events per second while --sse-clients watch.",
     )
     @click.option(
+        "--alone",
+        is_flag=True,
+        help="Also place orders with the relay and the workers paused: placement's own CPU"
+        " per order by part, against a raw transaction's.",
+    )
+    @click.option(
         "--database-url",
         default=_default_database_url,
         help="The shop's database, with --url [default: $DATABASE_URL].",
@@ -497,6 +532,7 @@ def bench_command() -> click.Group:
         sse_viewers: int,
         sse_clients: int,
         sse_rate: float,
+        alone: bool,
         database_url: str | None,
         json_path: str | None,
     ) -> None:
@@ -507,7 +543,7 @@ def bench_command() -> click.Group:
 
         options = Options(concurrency, duration, warmup, lone, idle, sse_viewers)
         options.sse_clients, options.sse_rate = sse_clients, sse_rate
-        options.rate = rate
+        options.rate, options.alone = rate, alone
         if sse_clients:
             from devtools.bench_sse import raise_fd_limit
 
@@ -522,6 +558,12 @@ def bench_command() -> click.Group:
             write_json(report, json_path)
 
     @bench.command("statements")
+    @click.option(
+        "--alone",
+        is_flag=True,
+        help="Also place orders with the relay and the workers paused: placement's own CPU"
+        " per order by part, against a raw transaction's.",
+    )
     @click.option(
         "--database-url",
         default=_default_database_url,

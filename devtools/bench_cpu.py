@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -102,6 +104,23 @@ class ProcessTree:
                 nice[part_name(child)] = int(child.nice())
         return nice
 
+    def pause(self, which: Callable[[str], bool]) -> list[psutil.Process]:
+        """Stop (SIGSTOP) the top process of every part ``which`` names; the processes
+        stopped, for ``resume``."""
+        stopped = []
+        for child in self.root.children():
+            if which(part_name(child)):
+                with contextlib.suppress(psutil.Error):
+                    child.suspend()
+                    stopped.append(child)
+        return stopped
+
+    @staticmethod
+    def resume(stopped: list[psutil.Process]) -> None:
+        for process in stopped:
+            with contextlib.suppress(psutil.Error):
+                process.resume()
+
     def part_pid(self, part: str) -> int | None:
         for child in self.root.children():
             if part_name(child) == part:
@@ -119,3 +138,39 @@ def process_cpu_seconds() -> float:
     """This process's own CPU (the bench client), for comparison."""
     times = os.times()
     return times.user + times.system
+
+
+@dataclass
+class CpuMeter:
+    """The CPU every part of the shop, and the bench itself (``bench client``), spent
+    between ``start`` and ``stop``: a ``devtools.bench.Meter``. ``idle_ms_per_s`` is taken
+    out of each part (what it burns doing nothing)."""
+
+    tree: ProcessTree | None
+    idle_ms_per_s: dict[str, float]
+    _before: Snapshot | None = field(default=None, init=False)
+    _spent: dict[str, float] = field(default_factory=dict, init=False)
+    _client: float = field(default=0.0, init=False)
+    _began: float = field(default=0.0, init=False)
+
+    def start(self) -> None:
+        self._before = self.tree.snapshot() if self.tree else None
+        self._client, self._began = process_cpu_seconds(), time.perf_counter()
+
+    def stop(self) -> None:
+        seconds = time.perf_counter() - self._began
+        used = spent(self._before, self.tree.snapshot()) if self.tree and self._before else {}
+        self._spent = {
+            part: max(0.0, cpu * 1000 - self.idle_ms_per_s.get(part, 0.0) * seconds)
+            for part, cpu in used.items()
+        }
+        self._spent["bench client"] = (process_cpu_seconds() - self._client) * 1000
+
+    def per_unit(self, units: int) -> dict[str, float]:
+        """Milliseconds of CPU per unit of work, by part, the parts that spent nothing
+        above their idle left out."""
+        return {
+            part: round(ms / max(1, units), 2)
+            for part, ms in sorted(self._spent.items(), key=lambda kv: -kv[1])
+            if ms / max(1, units) >= 0.005
+        }

@@ -13,7 +13,11 @@ Phases, in this order, against one shop (started here, or a running one):
    work per order that does not depend on the machine's load (transactions, rows
    written, Redis commands);
 4. ``sse`` (optional): viewers of one order: memory per idle stream, change -> frame;
-5. ``raw``: the same SQL transaction straight through asyncpg, for the ratio.
+5. ``alone`` (optional): placement again with the relay and the workers paused: what
+   placing an order costs by itself, per part, and the api/raw a machine given to
+   placement alone would show;
+6. ``raw``: the same SQL transaction straight through asyncpg, for the ratio, and the
+   CPU one raw transaction costs (PostgreSQL and the bench's own process).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from devtools.bench import (
     place_one,
     raw_lines,
 )
-from devtools.bench_cpu import ProcessTree, Snapshot, process_cpu_seconds, spent
+from devtools.bench_cpu import CpuMeter, ProcessTree, Snapshot, process_cpu_seconds, spent
 from devtools.bench_shop import Shop
 from devtools.bench_speed import SpeedProbe
 
@@ -74,6 +78,8 @@ class Options:
     sse_rate: float = 50.0
     #: orders placed a second (an arrival rate) instead of back to back
     rate: float | None = None
+    #: also place orders with the relay and the workers paused (``alone_phase``)
+    alone: bool = False
 
 
 @dataclass
@@ -92,6 +98,9 @@ class Report:
     sse_orders: dict[str, Any] = field(default_factory=dict)
     #: seconds the raw run waited for the shop to go quiet (``quiet_phase``)
     quiet_wait_s: float = 0.0
+    #: CPU ms one raw transaction cost, by part (PostgreSQL, the bench's own process)
+    raw_cpu_ms: dict[str, float] = field(default_factory=dict)
+    alone: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         def result(r: Result | None) -> dict[str, Any] | None:
@@ -116,7 +125,10 @@ class Report:
                 "raw": result(self.raw),
                 "ratio": ratio,
                 "raw_waited_for_quiet_s": self.quiet_wait_s,
+                "raw_cpu_ms_per_tx": self.raw_cpu_ms,
+                "raw_cpu_ms_per_tx_total": round(sum(self.raw_cpu_ms.values()), 2),
             },
+            "placement_alone": self.alone,
             "lone": self.lone,
             "pipeline": self.pipeline,
             "idle_cpu_ms_per_s": _rounded(self.idle_ms_per_s),
@@ -382,15 +394,8 @@ async def load_phase(
     backlog = await _settled(watching)
     placing_ended = time.perf_counter()
     ids = [uuid.UUID(i) for i in placed]
-    paid = failed = 0
-    deadline = placing_ended + options.drain_timeout
-    while time.perf_counter() < deadline:
-        row = await pool.fetchrow(DONE_COUNT, ids, list(PAID), list(FAILED))
-        work.own += 1
-        paid, failed = int(row["paid"]), int(row["failed"])
-        if paid + failed >= len(ids):
-            break
-        await asyncio.sleep(0.1)
+    paid, failed, looks = await _finished(pool, ids, placing_ended + options.drain_timeout)
+    work.own += looks
     done = time.perf_counter()
     speed = probe.stop()
     gross: dict[str, float] = {}
@@ -417,6 +422,73 @@ async def load_phase(
         "speed_probe": speed,
     }
     return api, pipeline, gross
+
+
+async def _finished(pool: Any, ids: list[uuid.UUID], deadline: float) -> tuple[int, int, int]:
+    """Wait until every order of ``ids`` is paid with its delivery, or failed, or the
+    deadline passed: (paid, failed, statements the bench sent to find out)."""
+    paid = failed = looks = 0
+    while time.perf_counter() < deadline:
+        row = await pool.fetchrow(DONE_COUNT, ids, list(PAID), list(FAILED))
+        looks += 1
+        paid, failed = int(row["paid"]), int(row["failed"])
+        if paid + failed >= len(ids):
+            break
+        await asyncio.sleep(0.1)
+    return paid, failed, looks
+
+
+def _background(part: str) -> bool:
+    """The parts whose work follows a placement: paused by ``alone_phase``."""
+    return part == "relay" or part.startswith("worker-")
+
+
+async def alone_phase(
+    client: httpx.AsyncClient,
+    customer: ApiCustomer,
+    body: dict[str, Any],
+    pool: Any,
+    tree: ProcessTree,
+    options: Options,
+    idle_ms_per_s: dict[str, float],
+) -> dict[str, Any]:
+    """Placement with the relay and every worker stopped (SIGSTOP), so the CPU each part
+    spends is placement's own: what the load run's rate is made of, apart from the
+    payments, deliveries and projections running beside it. The workers are paused
+    once the shop is quiet (no job is cut in half) and go on afterwards; the orders
+    placed meanwhile are paid before the next run."""
+    await quiet_phase(tree, idle_ms_per_s)
+    meter = CpuMeter(tree, idle_ms_per_s)
+    placed: list[str] = []
+    stopped = tree.pause(_background)
+    try:
+        api = await bench_api(
+            client,
+            customer,
+            body,
+            options.concurrency,
+            options.warmup,
+            options.duration,
+            placed,
+            meter=meter,
+        )
+    finally:
+        tree.resume(stopped)
+    ids = [uuid.UUID(i) for i in placed]
+    paid, failed, _ = await _finished(pool, ids, time.perf_counter() + options.drain_timeout)
+    cpu = meter.per_unit(api.completed)
+    return {
+        "paused": sorted(part for part in tree.niceness() if _background(part)),
+        "rate": round(api.rate, 2),
+        "p50_ms": round(api.percentile(50), 2),
+        "p99_ms": round(api.percentile(99), 2),
+        "errors": dict(api.errors.most_common(5)),
+        "orders": len(ids),
+        "paid_after": paid,
+        "failed_after": failed,
+        "cpu_ms_per_order": cpu,
+        "cpu_ms_per_order_total": round(sum(cpu.values()), 2),
+    }
 
 
 #: seconds between two looks at the backlog while orders are being placed
@@ -530,13 +602,20 @@ async def run(shop: Shop, options: Options) -> Report:
                 report.sse_orders = await sse_orders_phase(
                     client, customer, body, pool, tree, shop, options.sse_clients, options.sse_rate
                 )
+            if options.alone and tree is not None:
+                click.echo("alone: placement with the relay and the workers paused …", err=True)
+                report.alone = await alone_phase(
+                    client, customer, body, pool, tree, options, report.idle_ms_per_s
+                )
     finally:
         await pool.close()
     report.quiet_wait_s = await quiet_phase(tree, report.idle_ms_per_s)
     click.echo(f"raw: {options.concurrency} clients, {options.duration:g} s …", err=True)
+    meter = CpuMeter(tree, report.idle_ms_per_s)
     report.raw = await bench_raw(
-        dsn, raw_lines(body), options.concurrency, options.warmup, options.duration
+        dsn, raw_lines(body), options.concurrency, options.warmup, options.duration, meter
     )
+    report.raw_cpu_ms = meter.per_unit(report.raw.completed)
     return report
 
 
@@ -580,6 +659,10 @@ def table(report: Report, options: Options) -> str:
             f"  api/raw           rate {ratio['rate']:.3f}   p50 {ratio['p50']:.1f}x   "
             f"p99 {ratio['p99']:.1f}x   (target: rate >= 0.35, p99 <= 5x)"
         )
+    if report.raw_cpu_ms:
+        lines.append(f"  one raw tx costs   {_cpu_sum(report.raw_cpu_ms)} ms of CPU")
+    if alone := report.alone:
+        lines += ["", *_alone_lines(alone, report)]
     if lone := report.lone:
         lines += [
             "",
@@ -645,6 +728,32 @@ def table(report: Report, options: Options) -> str:
     if many := report.sse_orders:
         lines += ["", *sse_orders_lines(many)]
     return "\n".join(lines)
+
+
+def _cpu_sum(cpu: dict[str, float]) -> str:
+    """ "web 3.41 + postgres 1.20 + bench client 0.45 = 5.06" (ms, largest first)."""
+    return " + ".join(f"{part} {ms:.2f}" for part, ms in cpu.items()) + (
+        f" = {sum(cpu.values()):.2f}"
+    )
+
+
+def _alone_lines(alone: dict[str, Any], report: Report) -> list[str]:
+    """The placement-alone run, and the api/raw the CPU of each operation allows."""
+    raw = report.raw
+    lines = [
+        f"placement alone: {', '.join(alone['paused'])} paused (SIGSTOP)",
+        f"  POST /api/orders {alone['rate']:8.1f} orders/s  p50 {alone['p50_ms']:7.1f} ms  "
+        f"p99 {alone['p99_ms']:7.1f} ms  errors {sum(alone['errors'].values())}"
+        + (f"   api/raw {alone['rate'] / raw.rate:.3f}" if raw and raw.rate else ""),
+        f"  one order costs   {_cpu_sum(alone['cpu_ms_per_order'])} ms of CPU",
+    ]
+    total, raw_total = alone["cpu_ms_per_order_total"], sum(report.raw_cpu_ms.values())
+    if total and raw_total:
+        lines.append(
+            f"  raw tx CPU / placement CPU = {raw_total / total:.3f}: the api/raw of two runs "
+            "that each use the whole machine"
+        )
+    return lines
 
 
 def sse_orders_lines(s: dict[str, Any]) -> list[str]:

@@ -1,5 +1,5 @@
-"""The bench's load run: orders at a steady arrival rate (``--rate``), and the backlog
-figures that say whether the shop kept up."""
+"""The bench's load run: orders at a steady arrival rate (``--rate``), the backlog
+figures that say whether the shop kept up, and the CPU one operation costs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import signal
 import sys
 import time
 
+import psutil
+
 from devtools.bench import run_load
-from devtools.bench_cpu import ProcessTree
-from devtools.bench_run import QUIET_LOOK_S, backlog_figures, quiet_phase
+from devtools.bench_cpu import CpuMeter, ProcessTree, part_name
+from devtools.bench_run import QUIET_LOOK_S, _background, backlog_figures, quiet_phase
 
 
 async def test_a_steady_rate_starts_each_operation_on_its_slot_and_never_early() -> None:
@@ -76,3 +78,75 @@ async def test_the_raw_run_waits_for_a_busy_shop_to_go_quiet() -> None:
     finally:
         os.killpg(root.pid, signal.SIGKILL)
         await root.wait()
+
+
+class _Clock:
+    """A meter that notes when it was started and stopped."""
+
+    def __init__(self) -> None:
+        self.started = self.stopped = 0.0
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    def stop(self) -> None:
+        self.stopped = time.perf_counter()
+
+
+async def test_the_meter_spans_every_operation_it_is_divided_by() -> None:
+    ends: list[float] = []
+
+    async def operation() -> str | None:
+        await asyncio.sleep(0.01)
+        ends.append(time.perf_counter())
+        return None
+
+    clock = _Clock()
+    began = time.perf_counter()
+    result = await run_load(operation, concurrency=2, warmup=0.1, duration=0.1, meter=clock)
+
+    assert began <= clock.started < min(ends) and clock.stopped >= max(ends)
+    assert result.completed == len(ends), "the warm-up's operations are in the meter's CPU"
+    assert result.completed > len(result.latencies) > 0
+
+
+#: a "shop": a web part and a worker part, both asleep, children of one launcher
+_WEB_AND_WORKER = """
+import subprocess, sys, time
+sleep = "import time\\ntime.sleep(60)"
+for part in (["serve"], ["worker", "payment"]):
+    subprocess.Popen([sys.executable, "-c", sleep, "app.cli", *part])
+time.sleep(60)
+"""
+
+
+async def test_placement_alone_pauses_the_workers_and_lets_them_go_on() -> None:
+    root = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _WEB_AND_WORKER, start_new_session=True
+    )
+    try:
+        await asyncio.sleep(0.5)
+        tree = ProcessTree(root.pid)
+        assert set(tree.niceness()) == {"web", "worker-payment"}
+        stopped = tree.pause(_background)
+        states = {part_name(p): p.status() for p in tree.root.children()}
+        assert states["worker-payment"] == psutil.STATUS_STOPPED
+        assert states["web"] != psutil.STATUS_STOPPED, "placement's own parts keep running"
+        tree.resume(stopped)
+        assert all(p.status() != psutil.STATUS_STOPPED for p in tree.root.children())
+    finally:
+        os.killpg(root.pid, signal.SIGKILL)
+        await root.wait()
+
+
+def test_cpu_meter_gives_each_part_its_cpu_above_idle_per_unit() -> None:
+    meter = CpuMeter(tree=None, idle_ms_per_s={})
+    meter.start()
+    spin_until = time.process_time() + 0.05
+    while time.process_time() < spin_until:
+        pass
+    meter.stop()
+
+    per_order = meter.per_unit(10)
+    assert list(per_order) == ["bench client"], "no shop measured: the bench's own CPU only"
+    assert 4.0 <= per_order["bench client"] <= 8.0, "50 ms spun, over 10 units"

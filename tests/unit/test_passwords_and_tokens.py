@@ -8,6 +8,7 @@ import uuid
 import jwt
 import pytest
 
+from app.platform import security
 from app.platform.errors import NotAuthenticated
 from app.platform.security import (
     JWT_ALGORITHM,
@@ -62,3 +63,36 @@ def test_expired_tampered_and_foreign_tokens_are_refused() -> None:
     for bad in (tampered, expired, foreign, "garbage"):
         with pytest.raises(NotAuthenticated):
             read_token(settings, bad)
+
+
+def test_a_token_read_before_still_expires_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings(ttl=60)
+    token, _ = issue_token(settings, Principal(user_id=uuid.uuid4(), role="customer"))
+    first = read_token(settings, token)
+    assert read_token(settings, token) == first, "the same token: the same principal"
+
+    later = time.time() + 61
+    monkeypatch.setattr(security.time, "time", lambda: later)
+    with pytest.raises(NotAuthenticated):
+        read_token(settings, token)
+    with pytest.raises(NotAuthenticated):
+        read_token(settings, token)  # and stays refused
+
+
+def test_a_token_accepted_under_one_key_is_refused_under_another() -> None:
+    token, _ = issue_token(_settings(), Principal(user_id=uuid.uuid4(), role="customer"))
+    read_token(_settings(), token)
+    rotated = Settings(security=SecuritySettings(secret_key="r" * 40))
+    with pytest.raises(NotAuthenticated):
+        read_token(rotated, token)
+
+
+def test_the_tokens_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(security, "VERIFIED_TOKENS", 3)
+    monkeypatch.setattr(security, "_verified", {})
+    settings = _settings()
+    tokens = [issue_token(settings, Principal(uuid.uuid4(), "customer"))[0] for _ in range(5)]
+    for token in tokens:
+        read_token(settings, token)
+    assert len(security._verified) == 3
+    assert all(read_token(settings, token) for token in tokens), "evicted: checked again"

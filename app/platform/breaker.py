@@ -29,11 +29,22 @@ newest first), both expiring a day after the last write so abandoned breakers va
 
 **The closed lease** (``closed_lease_seconds``, 0 to turn it off): a process that has just
 seen its breaker closed, from a permit, an outcome or a state read, trusts that for the
-lease and lets calls through without asking Redis; every outcome is still recorded, and
-an outcome recorded while closed renews the lease. Under load a partner call then costs
-one script instead of two, and the checks before an order none. The price: a breaker
-opened by another process is seen here up to a lease late (sooner when an outcome of
-ours comes back stale), so the lease stays far below the open period.
+lease and lets calls through without asking Redis; every outcome is still recorded (plain
+successes a little later, below), and an outcome recorded while closed renews the lease.
+The price: a breaker opened by another process is seen here up to a lease late (sooner
+when an outcome of ours comes back stale), so the lease stays far below the open period.
+
+**Held successes**: within its lease a process does not send each plain success (not
+slow, under a normal permit) on its own: it holds them back while the lease has more
+than half of it left, and the first outcome sent after that (any failure or slow call
+at once) carries them to Redis in its one script, pushed onto the window just before
+it. Under steady traffic a partner call then costs one script every half lease per
+process, not one per call (and a permit none: the outcome that carries them renews the
+lease). The price: a process's successes reach the window up to half a lease late (in a
+quiet shop, with its next outcome sent), in a slightly different order from other
+processes' outcomes of that time; held successes of a generation that has ended are
+dropped, as their outcome would be, and a process that stops loses the few it held
+(successes: the breaker stays as closed as it was).
 
 If Redis itself is unreachable the breaker fails open: the call goes through unguarded and
 a warning is logged. A Redis error never hides the result of a partner call that happened.
@@ -223,7 +234,7 @@ end
 """
 
 # ARGV: generation, kind, outcome, window_size, minimum_calls, failure_threshold,
-#       slow_threshold, half_open_calls, ttl_seconds, now_ms (or "")
+#       slow_threshold, half_open_calls, ttl_seconds, held successes, now_ms (or "")
 # Returns the state after recording, or -1 when the outcome was stale and ignored.
 _RECORD = (
     _PROLOGUE
@@ -238,6 +249,7 @@ local failure_threshold = tonumber(ARGV[6])
 local slow_threshold = tonumber(ARGV[7])
 local half_open_calls = tonumber(ARGV[8])
 local ttl = tonumber(ARGV[9])
+local held = math.min(tonumber(ARGV[10]), window_size)
 if call_gen ~= gen then
   return -1
 end
@@ -245,6 +257,9 @@ local function open_now()
   redis.call('HSET', KEYS[1], 'st', 1, 'gen', gen + 1, 'since', now, 'permits', 0)
 end
 if st == 0 and kind == 0 then
+  for _ = 1, held do
+    redis.call('LPUSH', KEYS[2], 0)
+  end
   redis.call('LPUSH', KEYS[2], outcome)
   redis.call('LTRIM', KEYS[2], 0, window_size - 1)
   local n, failures, slows = count(KEYS[2])
@@ -336,6 +351,8 @@ class CircuitBreaker:
         #: when the lease was last dropped: an answer asked for before then is older than
         #: what dropped it (answers on other connections come back in any order)
         self._dropped_at = -math.inf
+        #: ``(generation, count)``: plain successes held back (see "held successes")
+        self._held: tuple[int, int] | None = None
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn`` if the breaker lets it through, and record how it went.
@@ -404,6 +421,7 @@ class CircuitBreaker:
         """Forget everything: closed, empty window. For tests and staff."""
         await self.redis.delete(*self._keys)
         self._drop_lease()
+        self._held = None
 
     def leased_generation(self) -> int | None:
         """The generation this process saw closed, while its lease lasts; else None."""
@@ -454,6 +472,9 @@ class CircuitBreaker:
         outcome = (_FAILURE_BIT if failed else 0) | (
             _SLOW_BIT if elapsed >= self.policy.slow_call_seconds else 0
         )
+        if outcome == 0 and kind == _KIND_NORMAL and self._hold(generation):
+            return
+        held = self._take_held(generation) if kind == _KIND_NORMAL else 0
         p = self.policy
         asked_at = self._elapsed_clock()
         try:
@@ -469,6 +490,7 @@ class CircuitBreaker:
                     p.slow_call_rate_threshold,
                     p.half_open_calls,
                     TTL_SECONDS,
+                    held,
                     self._now(),
                 ],
             )
@@ -480,6 +502,25 @@ class CircuitBreaker:
         self._lease_if(kind == _KIND_NORMAL and int(new_state) == _CLOSED, generation, asked_at)
         if int(new_state) == _OPEN:
             log.warning("breaker %s: opened", self.name)
+
+    def _hold(self, generation: int) -> bool:
+        """Hold back a plain success of ``generation`` while this process's lease on it
+        has more than half of it left; False when it must be recorded now (with what was
+        held: ``_take_held``)."""
+        lease = self._lease
+        if lease is None or lease[0] != generation:
+            return False
+        if lease[1] - self._elapsed_clock() <= self.policy.closed_lease_seconds / 2:
+            return False
+        held_generation, count = self._held or (generation, 0)
+        self._held = (generation, count + 1 if held_generation == generation else 1)
+        return True
+
+    def _take_held(self, generation: int) -> int:
+        """The successes held back under ``generation``, now to be recorded (none held
+        under an older one: its outcomes would be ignored as stale)."""
+        held, self._held = self._held, None
+        return held[1] if held is not None and held[0] == generation else 0
 
 
 def refuse_if_open(state: BreakerState | None) -> None:

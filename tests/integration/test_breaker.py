@@ -91,7 +91,9 @@ async def open_it(breaker: CircuitBreaker) -> None:
 
 
 async def test_opens_when_failure_rate_reaches_threshold(make: Make) -> None:
-    breaker = make(window_size=10, minimum_calls=4, failure_rate_threshold=50.0)
+    breaker = make(
+        window_size=10, minimum_calls=4, failure_rate_threshold=50.0, closed_lease_seconds=0
+    )
     assert await breaker.call(ok) == "ok"
     await attempt(breaker, down)
     await breaker.call(ok)
@@ -120,7 +122,9 @@ async def test_does_not_open_before_minimum_calls(make: Make) -> None:
 
 
 async def test_window_slides_over_the_last_calls(make: Make) -> None:
-    breaker = make(window_size=3, minimum_calls=3, failure_rate_threshold=60.0)
+    breaker = make(
+        window_size=3, minimum_calls=3, failure_rate_threshold=60.0, closed_lease_seconds=0
+    )
     await attempt(breaker, down)
     for _ in range(3):
         await breaker.call(ok)  # the old failure slides out
@@ -272,7 +276,7 @@ async def test_lost_trial_permit_is_granted_again(make: Make, clock: Clock) -> N
 
 
 async def test_other_exceptions_propagate_and_count_as_success(make: Make) -> None:
-    breaker = make(minimum_calls=2)
+    breaker = make(minimum_calls=2, closed_lease_seconds=0)
 
     async def declined() -> str:
         raise Declined("card declined")
@@ -402,7 +406,10 @@ async def test_a_closed_lease_lets_calls_through_without_asking_redis(
     await fail_until_open(there)
 
     await here.ensure_closed()  # within the lease: Redis is not asked
-    assert await here.call(ok) == "ok"  # nor for the permit; its outcome is stale
+    assert await here.call(ok) == "ok"  # nor for the permit; its success is held back
+    assert here.leased_generation() is not None
+    clock.advance(0.5)
+    assert await here.call(ok) == "ok"  # half the lease gone: sent, and found stale
     assert here.leased_generation() is None
     with pytest.raises(BreakerOpen):
         await here.call(ok)
@@ -468,7 +475,7 @@ async def test_without_a_lease_every_call_asks_redis(make: Make) -> None:
         await here.ensure_closed()
 
 
-async def test_a_leased_call_sends_only_its_outcome(clock: Clock, name: str) -> None:
+async def test_a_leased_call_sends_at_most_its_outcome(clock: Clock, name: str) -> None:
     redis: Redis = Redis.from_url(
         REDIS_URL, decode_responses=True, connection_class=CountingConnection
     )
@@ -478,15 +485,50 @@ async def test_a_leased_call_sends_only_its_outcome(clock: Clock, name: str) -> 
     try:
         await breaker.state()  # the state script known to Redis
         await breaker.reset()
-        await breaker.call(ok)  # and the permit's and the outcome's
+
+        async def slow_ok() -> str:  # a slow call's outcome is never held back
+            clock.advance(breaker.policy.slow_call_seconds)
+            return "ok"
+
+        await breaker.call(slow_ok)  # and the permit's and the outcome's
         clock.advance(1.0)
         CountingConnection.sends = 0
         await breaker.call(ok)
-        assert CountingConnection.sends == 2  # the lease ran out: the permit, the outcome
-        CountingConnection.sends = 0
+        assert CountingConnection.sends == 1  # the lease ran out: the permit only
         await breaker.call(ok)
         await breaker.ensure_closed()
-        assert CountingConnection.sends == 1  # the outcome only
+        assert CountingConnection.sends == 1, "successes within the lease are held back"
+        clock.advance(0.5)
+        await breaker.call(ok)
+        assert CountingConnection.sends == 2, "half the lease gone: one outcome carries all"
+        assert (await breaker.state()).calls == 1 + 3, "the slow call, then the three"
     finally:
         await redis.delete(*breaker_keys(name))
         await redis.aclose()
+
+
+async def test_held_successes_reach_the_window_before_a_failure(make: Make, clock: Clock) -> None:
+    """A failure carries the successes held before it, so the window judges them all: three
+    held successes and two failures are 40 %, below a 50 % threshold."""
+    breaker = make(minimum_calls=5, failure_rate_threshold=50.0, closed_lease_seconds=1.0)
+    for _ in range(3):
+        assert await breaker.call(ok) == "ok"
+    assert (await breaker.state()).calls == 0, "held back within the lease"
+    await attempt(breaker, down)
+    await attempt(breaker, down)
+    state = await breaker.state()
+    assert (state.state, state.calls, state.failure_rate) == ("closed", 5, 40.0)
+
+
+async def test_successes_held_under_an_ended_generation_are_dropped(
+    make: Make, clock: Clock
+) -> None:
+    here = make(minimum_calls=2, half_open_calls=1, closed_lease_seconds=1.0)
+    there = make(minimum_calls=2, half_open_calls=1)
+    await here.call(ok)  # held under the first generation
+    await fail_until_open(there)
+    clock.advance(there.policy.open_seconds)
+    await there.call(ok)  # a trial closes it: a new generation, an empty window
+    await here.ensure_closed()  # closed again, leased at the new generation
+    await attempt(here, down)  # sent at once, without the old generation's success
+    assert (await here.state()).calls == 1

@@ -222,6 +222,9 @@ def split_shop(sandbox_url: str, cluster_ports: list[int]) -> Iterator[Shop]:
                 "REDIS_STATE_URL": f"redis://127.0.0.1:{cluster_ports[1]}",
                 "REDIS_STATE_CLUSTER": "1",
                 "PARTNER_TIMEOUT": "5",
+                # every outcome written as it comes (no successes held back within a
+                # lease): one order leaves the payment breaker's window on the cluster
+                "BREAKER_CLOSED_LEASE_SECONDS": "0",
             },
         ) as shop:
             yield shop

@@ -46,7 +46,14 @@ from devtools.bench import (
     place_one,
     raw_lines,
 )
-from devtools.bench_cpu import CpuMeter, ProcessTree, Snapshot, process_cpu_seconds, spent
+from devtools.bench_cpu import (
+    CpuMeter,
+    ProcessTree,
+    Snapshot,
+    part_name,
+    process_cpu_seconds,
+    spent,
+)
 from devtools.bench_shop import Shop
 from devtools.bench_speed import SpeedProbe
 
@@ -461,6 +468,7 @@ async def alone_phase(
     meter = CpuMeter(tree, idle_ms_per_s)
     placed: list[str] = []
     stopped = tree.pause(_background)
+    paused = sorted(part_name(process) for process in stopped)
     try:
         api = await bench_api(
             client,
@@ -478,7 +486,7 @@ async def alone_phase(
     paid, failed, _ = await _finished(pool, ids, time.perf_counter() + options.drain_timeout)
     cpu = meter.per_unit(api.completed)
     return {
-        "paused": sorted(part for part in tree.niceness() if _background(part)),
+        "paused": paused,
         "rate": round(api.rate, 2),
         "p50_ms": round(api.percentile(50), 2),
         "p99_ms": round(api.percentile(99), 2),

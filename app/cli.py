@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
@@ -79,7 +80,13 @@ def require_database() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn processes")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--reuse-port",
+    is_flag=True,
+    help="share the port with other `serve` processes (SO_REUSEPORT: the kernel spreads "
+    "connections over them)",
+)
+def serve(host: str, port: int, workers: int, reuse_port: bool) -> None:
     """Run the web server (HTML pages and the JSON API).
 
     SIGTERM drains it: unready at once, closes after SHUTDOWN_DRAIN_SECONDS, finishes
@@ -106,7 +113,19 @@ def serve(host: str, port: int, workers: int) -> None:
         uvicorn.run("app.main:create_app", workers=workers, **options)
         return
     config = uvicorn.Config("app.main:create_app", **options)
-    GracefulServer(config, drain_seconds=lifecycle.drain_seconds).run()
+    server = GracefulServer(config, drain_seconds=lifecycle.drain_seconds)
+    server.run(sockets=[_shared_socket(host, port)] if reuse_port else None)
+
+
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket other processes may bind too: each replica keeps its own
+    drain (``GracefulServer``), which uvicorn's ``--workers`` supervisor has not."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock
 
 
 METRICS_PORT_HELP = "serve Prometheus metrics on this port (default: METRICS_PORT; 0: none)"

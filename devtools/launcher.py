@@ -285,6 +285,30 @@ def background_nice(value: str | None) -> int:
     return int(value)
 
 
+#: web processes on one port; more than one share it (``serve --reuse-port``)
+WEB_REPLICAS = 1
+
+
+def web_replicas(value: str | None) -> int:
+    """How many web processes, from ``PIZZERIA_WEB_REPLICAS``."""
+    if value is None or not value.strip():
+        return WEB_REPLICAS
+    if not re.fullmatch(r"[0-9]{1,2}", value.strip()) or not 1 <= int(value) <= 16:
+        raise RuntimeError(f"PIZZERIA_WEB_REPLICAS: {value!r} is not a number from 1 to 16")
+    return int(value)
+
+
+def web_parts(host: str, port: int, env: dict[str, str], count: int) -> list[Part]:
+    """``web``, then ``web-2``...: one ``serve`` each, sharing the port when more than one."""
+    serve = ["serve", "--host", host, "--port", str(port)]
+    if count == 1:
+        return [command_part("web", serve, env)]
+    return [
+        command_part("web" if n == 1 else f"web-{n}", [*serve, "--reuse-port"], env)
+        for n in range(1, count + 1)
+    ]
+
+
 def worker_part_names(replicas: dict[str, int]) -> list[tuple[str, str]]:
     """(part name, queue) of every worker process: ``worker-payment``, then
     ``worker-payment-2`` and on for a queue's further replicas."""
@@ -303,6 +327,7 @@ def shop_parts(
     metrics_ports: dict[str, int] | None = None,
     replicas: dict[str, int] | None = None,
     nice: int = BACKGROUND_NICE,
+    web: int = WEB_REPLICAS,
 ) -> list[Part]:
     """Every process of the shop; ``metrics_ports`` gives the relay (``relay``) and each
     worker (``worker-<queue>``, ``worker-<queue>-2``...) its metrics port; those two kinds
@@ -320,7 +345,7 @@ def shop_parts(
             command_part(name, ["worker", q, *metrics(name)], env, q, nice=nice)
             for name, q in workers
         ),
-        command_part("web", ["serve", "--host", host, "--port", str(port)], env),
+        *web_parts(host, port, env, web),
     ]
 
 
@@ -344,6 +369,7 @@ def up(host: str, port: int) -> int:
         # a misspelt setting stops it before anything starts
         replicas = worker_replicas(os.environ.get("PIZZERIA_WORKER_REPLICAS"))
         nice = background_nice(os.environ.get("PIZZERIA_BACKGROUND_NICE"))
+        web = web_replicas(os.environ.get("PIZZERIA_WEB_REPLICAS"))
         _claim_data_dir(data_dir)
         ensure_secrets(data_dir)
         embedded.start()
@@ -355,7 +381,7 @@ def up(host: str, port: int) -> int:
         workers = [name for name, _ in worker_part_names(replicas)]
         metrics_ports = {part: free_port() for part in ("relay", *workers)}
         parts = shop_parts(
-            host, port, sandbox_port, dict(os.environ), metrics_ports, replicas, nice
+            host, port, sandbox_port, dict(os.environ), metrics_ports, replicas, nice, web
         )
         say("starting " + ", ".join(part.name for part in parts))
         for part in parts:
@@ -426,7 +452,7 @@ class Readiness:
         return False
 
     def _ready(self, part: Part) -> bool:
-        if part.name == "web":
+        if part.name == "web" or part.name.startswith("web-"):
             return _http_ok(f"http://{self._web_host()}:{self.port}/health/ready")
         if part.name == "sandbox":
             return _http_ok(f"http://127.0.0.1:{self.sandbox_port}/health")

@@ -58,7 +58,7 @@ def _drain(stream: IO[str], into: list[str]) -> None:
         into.append(line)
 
 
-def _up_env(data_dir: Path, replicas: str | None = None) -> dict[str, str]:
+def _up_env(data_dir: Path, replicas: str | None = None, web: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
     for name in (
         "DATABASE_URL",
@@ -66,10 +66,13 @@ def _up_env(data_dir: Path, replicas: str | None = None) -> dict[str, str]:
         "PAYMENT_PROVIDER_URL",
         "PIZZERIA_WORKER_REPLICAS",
         "PIZZERIA_BACKGROUND_NICE",
+        "PIZZERIA_WEB_REPLICAS",
     ):
         env.pop(name, None)
     if replicas is not None:
         env["PIZZERIA_WORKER_REPLICAS"] = replicas
+    if web is not None:
+        env["PIZZERIA_WEB_REPLICAS"] = str(web)
     env["PIZZERIA_DATA_DIR"] = str(data_dir)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -118,14 +121,16 @@ def _leftovers(up: Up) -> list[str]:
 
 
 @contextlib.contextmanager
-def pizzeria_up(data_dir: Path, replicas: str | None = None) -> Iterator[Up]:
+def pizzeria_up(
+    data_dir: Path, replicas: str | None = None, web: int | None = None
+) -> Iterator[Up]:
     """Run ``pizzeria up`` until the block ends, then SIGTERM it and check it stopped clean;
-    ``replicas`` is its ``PIZZERIA_WORKER_REPLICAS``."""
+    ``replicas`` is its ``PIZZERIA_WORKER_REPLICAS``, ``web`` its ``PIZZERIA_WEB_REPLICAS``."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "up", "--port", str(port)],
         cwd=ROOT,
-        env=_up_env(data_dir, replicas),
+        env=_up_env(data_dir, replicas, web),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -312,12 +317,13 @@ def _leave_servers_behind(data_dir: Path) -> list[int]:
 def test_up_stops_leftovers_restarts_dead_parts_and_serves_the_cli(up_dir: Path) -> None:
     """Issue 9 #10 and issue 8 "First run": leftovers from a killed `up` are stopped (one
     server per data folder), every part that dies comes back with backoff, and the CLI
-    finds the running shop's database without DATABASE_URL."""
+    finds the running shop's database without DATABASE_URL. Two web replicas share the
+    port: while one is down the other answers."""
     data_dir = up_dir
     leftovers = _leave_servers_behind(data_dir)
 
-    with pizzeria_up(data_dir) as up:
-        printed = _wait_for_stdout(up, "migrations", "web ready", DEMO_CUSTOMER)
+    with pizzeria_up(data_dir, web=2) as up:
+        printed = _wait_for_stdout(up, "migrations", "web-2 ready", DEMO_CUSTOMER)
         assert "PostgreSQL (embedded)" in printed and "worker-status ready" in printed
         for pid in leftovers:
             assert (
@@ -350,6 +356,18 @@ def test_up_stops_leftovers_restarts_dead_parts_and_serves_the_cli(up_dir: Path)
         assert cli.returncode == 0, cli.stdout + cli.stderr
         with httpx.Client(base_url=up.url, timeout=10) as client:
             _token(client, email, PASSWORD)
+
+        web = [p for p in _children(up.process.pid) if " serve " in " ".join(p.cmdline())]
+        assert len(web) == 2, [" ".join(p.cmdline()) for p in web]
+        web[0].kill()
+        for _ in range(20):  # fresh connections, spread over the port's listeners
+            with httpx.Client(base_url=up.url, timeout=10) as client:
+                assert client.get("/health/live").status_code == 200
+        _wait_until(
+            lambda: any(f"{part} restarted" in "".join(up.stdout) for part in ("web", "web-2")),
+            "the killed web replica restarted",
+            up,
+        )
 
         for name in ("worker coupon", "valkey-server", "postgres -D"):
             [victim] = [p for p in _children(up.process.pid) if name in " ".join(p.cmdline())]

@@ -9,6 +9,7 @@ from devtools.launcher import (
     BACKGROUND_NICE,
     background_nice,
     shop_parts,
+    web_replicas,
     worker_part_names,
     worker_replicas,
 )
@@ -59,3 +60,19 @@ def test_background_parts_yield_by_default_and_the_environment_can_change_it() -
 def test_a_niceness_that_makes_no_sense_is_refused_with_its_name(value: str) -> None:
     with pytest.raises(RuntimeError, match="PIZZERIA_BACKGROUND_NICE"):
         background_nice(value)
+
+
+def test_one_web_process_unless_told_otherwise() -> None:
+    assert web_replicas(None) == web_replicas(" ") == 1
+    assert web_replicas(" 2 ") == 2
+
+
+@pytest.mark.parametrize("value", ["0", "17", "two", "-1", "1.5", "\u00b2"])
+def test_a_web_replica_count_that_makes_no_sense_is_refused_with_its_name(value: str) -> None:
+    with pytest.raises(RuntimeError, match="PIZZERIA_WEB_REPLICAS"):
+        web_replicas(value)
+
+
+def test_web_replicas_are_named_in_turn_after_the_first() -> None:
+    parts = shop_parts("127.0.0.1", 8000, 8001, {}, web=3)
+    assert [p.name for p in parts if p.name.startswith("web")] == ["web", "web-2", "web-3"]

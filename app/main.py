@@ -197,6 +197,7 @@ def create_app(
     logs.configure_logging("web", settings)
     require_secrets(settings)
     clients.trusted_networks(settings.security.forwarded_allow_ips)  # malformed: stop now
+    deps.resolve_in_turn()
     redis = create_redis(settings)  # pub/sub (live updates)
     # sessions, rate limits, breakers; and the queues (depths for /metrics): their own
     # clients only when their URLs differ (app.platform.redis)

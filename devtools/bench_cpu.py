@@ -104,6 +104,16 @@ class ProcessTree:
                 nice[part_name(child)] = int(child.nice())
         return nice
 
+    def processes(self) -> dict[str, int]:
+        """How many processes each part runs (``PIZZERIA_WEB_REPLICAS``,
+        ``PIZZERIA_WORKER_REPLICAS``)."""
+        count: dict[str, int] = {}
+        for child in self.root.children():
+            with contextlib.suppress(psutil.Error):
+                name = part_name(child)
+                count[name] = count.get(name, 0) + 1
+        return count
+
     def pause(self, which: Callable[[str], bool]) -> list[psutil.Process]:
         """Stop (SIGSTOP) the top process of every part ``which`` names; the processes
         stopped, for ``resume``."""

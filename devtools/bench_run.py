@@ -553,6 +553,7 @@ async def run(shop: Shop, options: Options) -> Report:
         "started_by_bench": shop.started_here,
         "processes_measured": tree is not None,
         "niceness": tree.niceness() if tree is not None else {},
+        "processes": tree.processes() if tree is not None else {},
     }
     if not shop.database_url:
         raise click.ClickException("no database: give --database-url (or set DATABASE_URL)")
@@ -630,13 +631,15 @@ async def run(shop: Shop, options: Options) -> Report:
 # --------------------------------------------------------------------------- the table
 
 
-def _priorities(niceness: dict[str, int]) -> list[str]:
-    """One line: the parts' CPU priorities, grouped ("nice 0: web, sandbox; nice 10: …")."""
+def _priorities(niceness: dict[str, int], processes: dict[str, int]) -> list[str]:
+    """One line: the parts' CPU priorities, grouped, with the processes of a part that
+    runs more than one ("nice 0: web x2, sandbox; nice 10: …")."""
     if not niceness:
         return []
     by_nice: dict[int, list[str]] = {}
     for part, nice in sorted(niceness.items()):
-        by_nice.setdefault(nice, []).append(part)
+        count = processes.get(part, 1)
+        by_nice.setdefault(nice, []).append(f"{part} x{count}" if count > 1 else part)
     groups = "; ".join(f"nice {n}: {', '.join(parts)}" for n, parts in sorted(by_nice.items()))
     return [f"priority: {groups}"]
 
@@ -646,7 +649,7 @@ def table(report: Report, options: Options) -> str:
     lines = [
         f"machine: {data['machine']['cpus']} CPUs, {data['machine']['cpu_model']}, "
         f"load {data['machine']['load_avg_1m']} (1 min) before the raw run",
-        *_priorities(data["shop"].get("niceness") or {}),
+        *_priorities(data["shop"].get("niceness") or {}, data["shop"].get("processes") or {}),
         "",
         f"placement, {options.concurrency} concurrent clients, workers running",
     ]

@@ -26,7 +26,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+from litestar._kwargs.cleanup import DependencyCleanupGroup
+from litestar._kwargs.dependencies import resolve_dependency
+from litestar._kwargs.kwargs_model import KwargsModel
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -81,3 +86,26 @@ PROVIDERS: dict[str, Provide] = {
     "breakers": Provide(provide_breakers, sync_to_thread=False),
     "broadcaster": Provide(provide_broadcaster, sync_to_thread=False),
 }
+
+
+async def _resolve_in_turn(
+    self: KwargsModel, connection: ASGIConnection[Any, Any, Any, Any], kwargs: dict[str, Any]
+) -> DependencyCleanupGroup:
+    """``KwargsModel.resolve_dependencies``, one dependency after another.
+
+    Litestar resolves the dependencies of one level concurrently, in an anyio task group:
+    a task per dependency. Ours are values kept on ``app.state``, a session (no I/O until
+    used) and the caller that the guard already checked, so none waits on another and
+    the tasks are pure cost: placing an order asks for five, and the task group was
+    about a thirtieth of the web's CPU per order (``README.md``, round 28). A failing
+    dependency raises its own error, as Litestar's unwraps the group's first."""
+    cleanup_group = DependencyCleanupGroup()
+    for batch in self.dependency_batches:
+        for dependency in batch:
+            await resolve_dependency(dependency, connection, kwargs, cleanup_group)
+    return cleanup_group
+
+
+def resolve_in_turn() -> None:
+    """Make every route resolve its dependencies in turn (``create_app`` calls it)."""
+    KwargsModel.resolve_dependencies = _resolve_in_turn  # type: ignore[method-assign]

@@ -16,10 +16,17 @@ from devtools.bench_run import _priorities
 
 def test_the_parts_are_grouped_by_their_niceness() -> None:
     niceness = {"web": 0, "worker-payment": 10, "relay": 10, "sandbox": 0}
-    assert _priorities(niceness) == [
+    assert _priorities(niceness, {"web": 1}) == [
         "priority: nice 0: sandbox, web; nice 10: relay, worker-payment"
     ]
-    assert _priorities({}) == []
+    assert _priorities({}, {}) == []
+
+
+def test_a_part_with_several_processes_says_how_many() -> None:
+    niceness = {"web": 0, "worker-payment": 10}
+    assert _priorities(niceness, {"web": 2, "worker-payment": 1}) == [
+        "priority: nice 0: web x2; nice 10: worker-payment"
+    ]
 
 
 def test_the_tree_reads_each_part_s_niceness_from_its_process() -> None:
@@ -35,6 +42,7 @@ def test_the_tree_reads_each_part_s_niceness_from_its_process() -> None:
         while tree.niceness().get(part) != 7 and time.monotonic() < deadline:
             time.sleep(0.05)  # until the child has run its os.nice
         assert tree.niceness()[part] == 7
+        assert tree.processes()[part] == 1
     finally:
         child.kill()
         child.wait()

@@ -104,6 +104,18 @@ class ProcessTree:
                 nice[part_name(child)] = int(child.nice())
         return nice
 
+    def cpu_by_process(self, part: str) -> dict[int, float]:
+        """CPU seconds of each process of ``part`` (its own children included), by pid:
+        how the kernel spread the work over a part's replicas."""
+        cpu: dict[int, float] = {}
+        for child in self.root.children():
+            with contextlib.suppress(psutil.Error):
+                if part_name(child) != part:
+                    continue
+                below = [child, *child.children(recursive=True)]
+                cpu[child.pid] = sum(sum(_times(p.pid) or (0.0, 0.0)) for p in below)
+        return cpu
+
     def processes(self) -> dict[str, int]:
         """How many processes each part runs (``PIZZERIA_WEB_REPLICAS``,
         ``PIZZERIA_WORKER_REPLICAS``)."""
@@ -142,6 +154,16 @@ def spent(before: Snapshot, after: Snapshot) -> dict[str, float]:
     """CPU seconds each part spent between two snapshots."""
     parts = set(before.cpu) | set(after.cpu)
     return {p: max(0.0, after.cpu.get(p, 0.0) - before.cpu.get(p, 0.0)) for p in sorted(parts)}
+
+
+def shares(before: dict[int, float], after: dict[int, float]) -> list[float]:
+    """Each process's part of the CPU spent between two ``cpu_by_process`` looks, in
+    percent, largest first; empty for a part of one process (nothing to compare)."""
+    used = {pid: cpu - before[pid] for pid, cpu in after.items() if pid in before}
+    total = sum(used.values())
+    if len(used) < 2 or total <= 0:
+        return []
+    return sorted((round(100 * cpu / total, 1) for cpu in used.values()), reverse=True)
 
 
 def process_cpu_seconds() -> float:

@@ -52,6 +52,7 @@ from devtools.bench_cpu import (
     Snapshot,
     part_name,
     process_cpu_seconds,
+    shares,
     spent,
 )
 from devtools.bench_shop import Shop
@@ -385,6 +386,7 @@ async def load_phase(
     probe = SpeedProbe()
     began = time.perf_counter()
     watching = asyncio.create_task(_watch_backlog(pool, placed, began))
+    web_before = tree.cpu_by_process("web") if tree else {}
     try:
         api = await bench_api(
             client,
@@ -398,6 +400,7 @@ async def load_phase(
         )
     finally:
         watching.cancel()
+    web_split = shares(web_before, tree.cpu_by_process("web")) if tree else []
     backlog = await _settled(watching)
     placing_ended = time.perf_counter()
     ids = [uuid.UUID(i) for i in placed]
@@ -427,6 +430,7 @@ async def load_phase(
             work_before, work_after, work_idle, work_seconds, work.own, len(ids)
         ),
         "speed_probe": speed,
+        "web_cpu_split_percent": web_split,
     }
     return api, pipeline, gross
 
@@ -663,6 +667,11 @@ def table(report: Report, options: Options) -> str:
                 f"p99 {result.percentile(99):7.1f} ms  errors {sum(result.errors.values())}"
             )
             lines.extend(f"      {n} x {why}" for why, n in result.errors.most_common(3))
+    if split := report.pipeline.get("web_cpu_split_percent"):
+        lines.append(
+            f"  the web's CPU by process: {' / '.join(f'{p:g} %' for p in split)} "
+            "(the kernel spreads connections, not requests)"
+        )
     if report.quiet_wait_s:
         lines.append(f"  (the raw run waited {report.quiet_wait_s:g} s for the shop to go quiet)")
     if ratio := data["placement"]["ratio"]:

@@ -12,7 +12,7 @@ import time
 import psutil
 
 from devtools.bench import run_load
-from devtools.bench_cpu import CpuMeter, ProcessTree, part_name
+from devtools.bench_cpu import CpuMeter, ProcessTree, part_name, shares
 from devtools.bench_run import QUIET_LOOK_S, _background, backlog_figures, quiet_phase
 
 
@@ -150,3 +150,39 @@ def test_cpu_meter_gives_each_part_its_cpu_above_idle_per_unit() -> None:
     per_order = meter.per_unit(10)
     assert list(per_order) == ["bench client"], "no shop measured: the bench's own CPU only"
     assert 4.0 <= per_order["bench client"] <= 8.0, "50 ms spun, over 10 units"
+
+
+def test_the_web_s_cpu_is_shared_out_by_process_largest_first() -> None:
+    assert shares({1: 1.0, 2: 1.0}, {1: 1.3, 2: 2.0}) == [76.9, 23.1]
+    assert shares({1: 1.0}, {1: 2.0}) == [], "one process: nothing to compare"
+    assert shares({1: 1.0, 2: 1.0}, {1: 1.0, 2: 1.0}) == [], "nothing spent"
+    assert shares({1: 1.0}, {1: 2.0, 3: 0.5}) == [], "a process that came later is left out"
+
+
+#: a "shop" with two web replicas: one spins for 0.3 s of CPU, the other sleeps
+_TWO_WEBS = """
+import subprocess, sys, time
+spin = "import time\\nend = time.process_time() + .3\\nwhile time.process_time() < end: pass\\n"
+spin += "time.sleep(60)"
+sleep = "import time\\ntime.sleep(60)"
+for code in (spin, sleep):
+    subprocess.Popen([sys.executable, "-c", code, "app.cli", "serve"])
+time.sleep(60)
+"""
+
+
+async def test_the_tree_measures_each_web_replica_on_its_own() -> None:
+    root = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _TWO_WEBS, start_new_session=True
+    )
+    try:
+        await asyncio.sleep(0.3)
+        tree = ProcessTree(root.pid)
+        before = tree.cpu_by_process("web")
+        assert len(before) == 2 and tree.processes() == {"web": 2}
+        await asyncio.sleep(1.5)
+        busy, idle = shares(before, tree.cpu_by_process("web"))
+        assert busy > 80 > 20 > idle
+    finally:
+        os.killpg(root.pid, signal.SIGKILL)
+        await root.wait()

@@ -86,18 +86,28 @@ def require_database() -> None:
     help="share the port with other `serve` processes (SO_REUSEPORT: the kernel spreads "
     "connections over them)",
 )
-def serve(host: str, port: int, workers: int, reuse_port: bool) -> None:
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=0,
+    help="also serve this process's metrics on this port (web replicas sharing a port: "
+    "their /metrics answers from whichever process takes the connection)",
+)
+def serve(host: str, port: int, workers: int, reuse_port: bool, metrics_port: int) -> None:
     """Run the web server (HTML pages and the JSON API).
 
     SIGTERM drains it: unready at once, closes after SHUTDOWN_DRAIN_SECONDS, finishes
     requests in flight within SHUTDOWN_GRACE_SECONDS (see app.platform.lifecycle)."""
     import uvicorn
 
+    from app.platform import metrics
     from app.platform.lifecycle import GracefulServer
     from app.platform.settings import get_settings
 
     _require_secrets()
-    lifecycle = get_settings().lifecycle
+    settings = get_settings()
+    metrics.serve_metrics(metrics_port, settings.observability.metrics_token)
+    lifecycle = settings.lifecycle
     options: dict[str, Any] = {
         "factory": True,
         "host": host,

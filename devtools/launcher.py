@@ -298,14 +298,27 @@ def web_replicas(value: str | None) -> int:
     return int(value)
 
 
-def web_parts(host: str, port: int, env: dict[str, str], count: int) -> list[Part]:
-    """``web``, then ``web-2``...: one ``serve`` each, sharing the port when more than one."""
+def web_part_names(count: int) -> list[str]:
+    """``web``, then ``web-2`` and on."""
+    return ["web" if n == 1 else f"web-{n}" for n in range(1, count + 1)]
+
+
+def web_parts(
+    host: str, port: int, env: dict[str, str], count: int, metrics_ports: dict[str, int]
+) -> list[Part]:
+    """One ``serve`` per web replica, sharing the port when more than one; each of those
+    has a metrics port of its own (``metrics_ports``), since the shared port's /metrics
+    answers from whichever process takes the connection."""
     serve = ["serve", "--host", host, "--port", str(port)]
     if count == 1:
         return [command_part("web", serve, env)]
     return [
-        command_part("web" if n == 1 else f"web-{n}", [*serve, "--reuse-port"], env)
-        for n in range(1, count + 1)
+        command_part(
+            name,
+            [*serve, "--reuse-port", "--metrics-port", str(metrics_ports.get(name, 0))],
+            env,
+        )
+        for name in web_part_names(count)
     ]
 
 
@@ -345,7 +358,7 @@ def shop_parts(
             command_part(name, ["worker", q, *metrics(name)], env, q, nice=nice)
             for name, q in workers
         ),
-        *web_parts(host, port, env, web),
+        *web_parts(host, port, env, web, ports),
     ]
 
 
@@ -379,7 +392,8 @@ def up(host: str, port: int) -> int:
         ).strip().lower() in {"1", "true", "yes", "on"}
         prepare_data(demo)
         workers = [name for name, _ in worker_part_names(replicas)]
-        metrics_ports = {part: free_port() for part in ("relay", *workers)}
+        webs = web_part_names(web) if web > 1 else []
+        metrics_ports = {part: free_port() for part in (*webs, "relay", *workers)}
         parts = shop_parts(
             host, port, sandbox_port, dict(os.environ), metrics_ports, replicas, nice, web
         )
@@ -519,6 +533,8 @@ def _announce_metrics(host: str, port: int, metrics_ports: dict[str, int]) -> No
     lines = [
         f"pizzeria: metrics (Prometheus) of the web and the whole shop at http://{local}:{port}/metrics"
     ]
+    if "web-2" in metrics_ports:
+        lines[0] += " (the HTTP figures of whichever web process answers: each one's own below)"
     parts = ", ".join(f"{part} :{p}" for part, p in metrics_ports.items())
     lines.append(f"pizzeria: metrics of each part at http://127.0.0.1:<port>/metrics: {parts}")
     print("\n".join(lines), flush=True)

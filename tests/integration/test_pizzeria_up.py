@@ -359,6 +359,13 @@ def test_up_stops_leftovers_restarts_dead_parts_and_serves_the_cli(up_dir: Path)
 
         web = [p for p in _children(up.process.pid) if " serve " in " ".join(p.cmdline())]
         assert len(web) == 2, [" ".join(p.cmdline()) for p in web]
+        ports = re.findall(r"\bweb(?:-2)? :(\d+)", _wait_for_stdout(up, "metrics of each part"))
+        assert len(ports) == 2, "each web replica's own metrics, the shared port's being either's"
+        for _ in range(40):  # fresh connections: each replica serves some (all but surely)
+            assert httpx.get(f"{up.url}/health/live", timeout=10).status_code == 200
+        for metrics_port in ports:
+            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+            assert scraped.status_code == 200 and "pizzeria_http" in scraped.text
         web[0].kill()
         for _ in range(20):  # fresh connections, spread over the port's listeners
             with httpx.Client(base_url=up.url, timeout=10) as client:

@@ -467,7 +467,11 @@ class Readiness:
 
     def _ready(self, part: Part) -> bool:
         if part.name == "web" or part.name.startswith("web-"):
-            return _http_ok(f"http://{self._web_host()}:{self.port}/health/ready")
+            # replicas share the port: the health answer may come from another one, so
+            # each must also listen itself (uvicorn listens once the app has started)
+            return _listening(part.pid, self.port) and _http_ok(
+                f"http://{self._web_host()}:{self.port}/health/ready"
+            )
         if part.name == "sandbox":
             return _http_ok(f"http://127.0.0.1:{self.sandbox_port}/health")
         if part.queue is not None:
@@ -486,6 +490,19 @@ class Readiness:
             self.cpu[part.name] = (used, now)
             return False
         return now - seen_at >= STALL_SECONDS
+
+
+def _listening(pid: int | None, port: int) -> bool:
+    """Whether process ``pid`` (or a child of it) listens on TCP ``port``."""
+    if pid is None:
+        return False
+    with contextlib.suppress(psutil.Error):
+        process = psutil.Process(pid)
+        for proc in (process, *process.children(recursive=True)):
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                    return True
+    return False
 
 
 def _http_ok(url: str) -> bool:

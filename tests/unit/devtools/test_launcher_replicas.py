@@ -76,3 +76,19 @@ def test_a_web_replica_count_that_makes_no_sense_is_refused_with_its_name(value:
 def test_web_replicas_are_named_in_turn_after_the_first() -> None:
     parts = shop_parts("127.0.0.1", 8000, 8001, {}, web=3)
     assert [p.name for p in parts if p.name.startswith("web")] == ["web", "web-2", "web-3"]
+
+
+def test_a_web_replica_is_ready_only_once_it_listens_itself() -> None:
+    """Replicas share the port, so a health answer may come from another one."""
+    import os
+    import socket
+
+    from devtools.launcher import _listening
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        assert not _listening(os.getpid(), port), "bound, not listening yet"
+        sock.listen()
+        assert _listening(os.getpid(), port)
+    assert not _listening(None, port)

@@ -4,10 +4,12 @@ figures that say whether the shop kept up, and the CPU one operation costs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 
 import psutil
 
@@ -120,13 +122,21 @@ time.sleep(60)
 """
 
 
-async def test_placement_alone_pauses_the_workers_and_lets_them_go_on() -> None:
-    root = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _WEB_AND_WORKER, start_new_session=True
-    )
+@contextlib.asynccontextmanager
+async def _fake_shop(code: str) -> AsyncIterator[ProcessTree]:
+    """A launcher running ``code`` (which starts the parts), as a process tree; killed
+    with all its parts after."""
+    root = await asyncio.create_subprocess_exec(sys.executable, "-c", code, start_new_session=True)
     try:
         await asyncio.sleep(0.5)
-        tree = ProcessTree(root.pid)
+        yield ProcessTree(root.pid)
+    finally:
+        os.killpg(root.pid, signal.SIGKILL)
+        await root.wait()
+
+
+async def test_placement_alone_pauses_the_workers_and_lets_them_go_on() -> None:
+    async with _fake_shop(_WEB_AND_WORKER) as tree:
         assert set(tree.niceness()) == {"web", "worker-payment"}
         stopped = tree.pause(_background)
         states = {part_name(p): p.status() for p in tree.root.children()}
@@ -134,9 +144,6 @@ async def test_placement_alone_pauses_the_workers_and_lets_them_go_on() -> None:
         assert states["web"] != psutil.STATUS_STOPPED, "placement's own parts keep running"
         tree.resume(stopped)
         assert all(p.status() != psutil.STATUS_STOPPED for p in tree.root.children())
-    finally:
-        os.killpg(root.pid, signal.SIGKILL)
-        await root.wait()
 
 
 def test_cpu_meter_gives_each_part_its_cpu_above_idle_per_unit() -> None:
@@ -159,10 +166,10 @@ def test_the_web_s_cpu_is_shared_out_by_process_largest_first() -> None:
     assert shares({1: 1.0}, {1: 2.0, 3: 0.5}) == [], "a process that came later is left out"
 
 
-#: a "shop" with two web replicas: one spins for 0.3 s of CPU, the other sleeps
+#: a "shop" with two web replicas: one spins for 3 s of CPU, the other sleeps
 _TWO_WEBS = """
 import subprocess, sys, time
-spin = "import time\\nend = time.process_time() + .3\\nwhile time.process_time() < end: pass\\n"
+spin = "import time\\nend = time.process_time() + 3\\nwhile time.process_time() < end: pass\\n"
 spin += "time.sleep(60)"
 sleep = "import time\\ntime.sleep(60)"
 for code in (spin, sleep):
@@ -172,17 +179,9 @@ time.sleep(60)
 
 
 async def test_the_tree_measures_each_web_replica_on_its_own() -> None:
-    root = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _TWO_WEBS, start_new_session=True
-    )
-    try:
-        await asyncio.sleep(0.3)
-        tree = ProcessTree(root.pid)
+    async with _fake_shop(_TWO_WEBS) as tree:
         before = tree.cpu_by_process("web")
         assert len(before) == 2 and tree.processes() == {"web": 2}
         await asyncio.sleep(1.5)
         busy, idle = shares(before, tree.cpu_by_process("web"))
         assert busy > 80 > 20 > idle
-    finally:
-        os.killpg(root.pid, signal.SIGKILL)
-        await root.wait()

@@ -98,6 +98,8 @@ def serve(host: str, port: int, workers: int, reuse_port: bool, metrics_port: in
 
     SIGTERM drains it: unready at once, closes after SHUTDOWN_DRAIN_SECONDS, finishes
     requests in flight within SHUTDOWN_GRACE_SECONDS (see app.platform.lifecycle)."""
+    if workers > 1 and (reuse_port or metrics_port):
+        raise click.UsageError("--reuse-port and --metrics-port are for one process each")
     import uvicorn
 
     from app.platform import metrics

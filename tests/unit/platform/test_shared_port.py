@@ -44,3 +44,12 @@ def test_a_port_held_without_sharing_is_refused() -> None:
             _shared_socket("127.0.0.1", plain.getsockname()[1])
     finally:
         plain.close()
+
+
+def test_uvicorn_s_own_workers_refuse_the_replica_options() -> None:
+    from click.testing import CliRunner
+
+    from app.cli import main
+
+    ran = CliRunner().invoke(main, ["serve", "--workers", "2", "--reuse-port"])
+    assert ran.exit_code == 2 and "one process each" in ran.output

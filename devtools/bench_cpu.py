@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,12 +120,7 @@ class ProcessTree:
     def processes(self) -> dict[str, int]:
         """How many processes each part runs (``PIZZERIA_WEB_REPLICAS``,
         ``PIZZERIA_WORKER_REPLICAS``)."""
-        count: dict[str, int] = {}
-        for child in self.root.children():
-            with contextlib.suppress(psutil.Error):
-                name = part_name(child)
-                count[name] = count.get(name, 0) + 1
-        return count
+        return dict(Counter(part_name(child) for child in self.root.children()))
 
     def pause(self, which: Callable[[str], bool]) -> list[psutil.Process]:
         """Stop (SIGSTOP) the top process of every part ``which`` names; the processes

@@ -298,37 +298,18 @@ def web_replicas(value: str | None) -> int:
     return int(value)
 
 
-def web_part_names(count: int) -> list[str]:
-    """``web``, then ``web-2`` and on."""
-    return ["web" if n == 1 else f"web-{n}" for n in range(1, count + 1)]
-
-
-def web_parts(
-    host: str, port: int, env: dict[str, str], count: int, metrics_ports: dict[str, int]
-) -> list[Part]:
-    """One ``serve`` per web replica, sharing the port when more than one; each of those
-    has a metrics port of its own (``metrics_ports``), since the shared port's /metrics
-    answers from whichever process takes the connection."""
-    serve = ["serve", "--host", host, "--port", str(port)]
-    if count == 1:
-        return [command_part("web", serve, env)]
-    return [
-        command_part(
-            name,
-            [*serve, "--reuse-port", "--metrics-port", str(metrics_ports.get(name, 0))],
-            env,
-        )
-        for name in web_part_names(count)
-    ]
+def replica_names(base: str, count: int) -> list[str]:
+    """``base``, then ``base-2`` and on: the processes of a part that runs several."""
+    return [base if n == 1 else f"{base}-{n}" for n in range(1, count + 1)]
 
 
 def worker_part_names(replicas: dict[str, int]) -> list[tuple[str, str]]:
     """(part name, queue) of every worker process: ``worker-payment``, then
     ``worker-payment-2`` and on for a queue's further replicas."""
     return [
-        (f"worker-{queue}" if n == 1 else f"worker-{queue}-{n}", queue)
+        (name, queue)
         for queue, count in replicas.items()
-        for n in range(1, count + 1)
+        for name in replica_names(f"worker-{queue}", count)
     ]
 
 
@@ -342,15 +323,18 @@ def shop_parts(
     nice: int = BACKGROUND_NICE,
     web: int = WEB_REPLICAS,
 ) -> list[Part]:
-    """Every process of the shop; ``metrics_ports`` gives the relay (``relay``) and each
-    worker (``worker-<queue>``, ``worker-<queue>-2``...) its metrics port; those two kinds
-    run ``nice`` steps below the web and the sandbox (the partners' own machines)."""
+    """Every process of the shop; ``metrics_ports`` gives the relay (``relay``), each
+    worker (``worker-<queue>``, ``worker-<queue>-2``...) and each of several web replicas
+    (``web``, ``web-2``...: the shared port's /metrics answers from whichever takes the
+    connection) its metrics port. The relay and the workers run ``nice`` steps below the
+    web and the sandbox (the partners' own machines)."""
     ports = metrics_ports or {}
 
     def metrics(part: str) -> list[str]:
         return ["--metrics-port", str(ports[part])] if part in ports else []
 
     workers = worker_part_names(replicas or worker_replicas(None))
+    serve = ["serve", "--host", host, "--port", str(port), *(["--reuse-port"] if web > 1 else [])]
     return [
         command_part("sandbox", ["sandbox", "--port", str(sandbox_port)], env),
         command_part("relay", ["relay", *metrics("relay")], env, nice=nice),
@@ -358,7 +342,7 @@ def shop_parts(
             command_part(name, ["worker", q, *metrics(name)], env, q, nice=nice)
             for name, q in workers
         ),
-        *web_parts(host, port, env, web, ports),
+        *(command_part(name, [*serve, *metrics(name)], env) for name in replica_names("web", web)),
     ]
 
 
@@ -392,7 +376,7 @@ def up(host: str, port: int) -> int:
         ).strip().lower() in {"1", "true", "yes", "on"}
         prepare_data(demo)
         workers = [name for name, _ in worker_part_names(replicas)]
-        webs = web_part_names(web) if web > 1 else []
+        webs = replica_names("web", web) if web > 1 else []
         metrics_ports = {part: free_port() for part in (*webs, "relay", *workers)}
         parts = shop_parts(
             host, port, sandbox_port, dict(os.environ), metrics_ports, replicas, nice, web
@@ -493,15 +477,14 @@ class Readiness:
 
 
 def _listening(pid: int | None, port: int) -> bool:
-    """Whether process ``pid`` (or a child of it) listens on TCP ``port``."""
+    """Whether process ``pid`` listens on TCP ``port``."""
     if pid is None:
         return False
     with contextlib.suppress(psutil.Error):
-        process = psutil.Process(pid)
-        for proc in (process, *process.children(recursive=True)):
-            for conn in proc.net_connections(kind="tcp"):
-                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                    return True
+        return any(
+            conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+            for conn in psutil.Process(pid).net_connections(kind="tcp")
+        )
     return False
 
 

@@ -313,6 +313,8 @@ def create_app(
             ConnectionError: web.unavailable_dependency_handler,  # refused, reset, aborted
             # a statement or connect PostgreSQL did not answer (DATABASE_TIMEOUT_SECONDS)
             TimeoutError: web.unavailable_dependency_handler,
+            # a PostgreSQL socket file gone (the embedded one stopped); other OSErrors: 500
+            OSError: web.unavailable_dependency_handler,
             Exception: web.internal_error_handler,
         },
         before_send=[security_headers_hook(settings), lifecycle.close_connections_while_draining],

@@ -445,14 +445,31 @@ def database_unavailable(exc: BaseException) -> bool:
     # ``TimeoutError``) a statement or connect PostgreSQL did not answer in time
     if isinstance(exc, SQLAlchemyTimeout | ConnectionError | TimeoutError):
         return True
-    # SQLAlchemy wraps some of asyncpg's refusals in a bare DBAPIError: look at the cause
+    # SQLAlchemy wraps some of asyncpg's refusals in a bare DBAPIError, and wraps neither
+    # a connect's ``OSError`` (``_raised_connecting``): look at the cause
     seen: BaseException | None = exc
     for _ in range(5):
         if seen is None:
             break
-        if isinstance(seen, POSTGRES_AWAY):
+        if isinstance(seen, POSTGRES_AWAY) or (
+            isinstance(seen, OSError) and _raised_connecting(seen)
+        ):
             return True
         seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
+
+
+def _raised_connecting(exc: BaseException) -> bool:
+    """True when asyncpg raised ``exc`` while connecting. Neither asyncpg nor SQLAlchemy
+    wraps an operating system's refusal: a PostgreSQL reached through its Unix socket
+    (``pizzeria up``'s embedded one) that is stopped or restarting has removed the socket
+    file, so the connect fails with ``FileNotFoundError``, not ``ConnectionRefusedError``;
+    the same error from anywhere else (a missing template) is still a bug."""
+    frame = exc.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_globals.get("__name__") == "asyncpg.connect_utils":
+            return True
+        frame = frame.tb_next
     return False
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import httpx
 import jwt
@@ -264,11 +265,18 @@ async def test_unexpected_errors_leak_nothing_and_carry_the_request_id(
     assert "Traceback" not in response.text and "sqlalchemy" not in response.text.lower()
 
 
+@pytest.mark.parametrize("reached_through", ["tcp", "unix socket"])
 async def test_an_unreachable_database_answers_503_with_retry_after(
-    shop: Shop, client: httpx.AsyncClient
+    shop: Shop, client: httpx.AsyncClient, reached_through: str, tmp_path: Path
 ) -> None:
+    """Nothing listening on the port (refused), or, as the embedded PostgreSQL of
+    ``pizzeria up`` while it is stopped or restarting, no socket file (not found)."""
     customer = await new_customer(client)
-    dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
+    dead = (
+        f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nowhere"
+        if reached_through == "tcp"
+        else f"postgresql+asyncpg://postgres@/nowhere?host={tmp_path}"
+    )
     port = free_port()
     process = spawn(["serve", "--port", str(port)], {**shop.env, "DATABASE_URL": dead})
     try:

@@ -15,7 +15,7 @@ from arq.utils import timestamp_ms
 from arq.worker import func, get_kwargs
 
 from app.platform.redis import create_job_pool
-from app.platform.relay import Subscriber, enqueue_many, wake_key
+from app.platform.relay import WAKE_TOKENS, Subscriber, enqueue_many, wake_key
 from app.platform.settings import get_settings
 from tests.support.pipeline import eventually
 from workers import settings_for
@@ -114,6 +114,25 @@ async def test_a_job_enqueued_without_a_token_is_still_found_by_the_poll(
     try:
         await worker.pool.enqueue_job("no.such.task", _queue_name=queue)
         await _taken_within(worker, queue, 5)  # found by the poll
+    finally:
+        await _stop(worker, queue, main)
+
+
+async def test_a_backlog_longer_than_a_poll_reads_is_worked_through_without_waiting(
+    session_factory: object,
+) -> None:
+    """Ten pages of jobs enqueued at once bring a few wake-up tokens (``WAKE_TOKENS``),
+    not one per job: the worker reads a page per poll and, having found a whole one,
+    polls again at once instead of waiting for its next poll (30 s away here)."""
+    worker, queue, main = await _running(poll_delay=30)
+    try:
+        jobs = [
+            ({"id": str(uuid.uuid4()), "type": "T"}, Subscriber(queue, "no.such.task"))
+            for _ in range(10 * worker.queue_read_limit)
+        ]
+        await enqueue_many(worker.pool, jobs)
+        assert await worker.pool.llen(wake_key(queue)) <= WAKE_TOKENS
+        await _taken_within(worker, queue, 20)
     finally:
         await _stop(worker, queue, main)
 

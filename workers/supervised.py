@@ -331,12 +331,13 @@ class SupervisedWorker(Worker):
 
         A whole page read (``queue_read_limit``) of which some started means the queue may
         hold more due jobs than one poll reads: the worker polls again at once
-        (``_more``). A backlog enqueued while the worker was away (or faster than it
-        runs) brings one wake-up token, not one per job (``relay.WAKE_TOKENS``), and its
-        jobs finishing wake it only when it is full; without this, after each page it
-        sat idle until ``WORKER_POLL_DELAY`` with work waiting (in-progress jobs fell
-        from about 16 to none for half a second in every few while a backlog drained).
-        A page of which none started (all held by other replicas) waits as before."""
+        (``_more``). A backlog enqueued while the worker was away, or faster than it
+        runs, brings a few wake-up tokens, not one per job (``relay.WAKE_TOKENS``), and
+        a job finishing wakes the worker only when it is full; without this, after each
+        page it sat idle until ``WORKER_POLL_DELAY`` with work waiting (while a backlog
+        drained, its jobs in progress fell from about 16 to none for half a second every
+        few seconds). A page of which none started (all held by other replicas) waits
+        as before."""
         started_any = False
         for job_id_b in job_ids:
             await self.sem.acquire()

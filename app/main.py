@@ -310,10 +310,9 @@ def create_app(
             RedisConnectionError: web.unavailable_dependency_handler,
             RedisTimeoutError: web.unavailable_dependency_handler,
             RedisClusterException: web.unavailable_dependency_handler,  # a cluster away
-            ConnectionError: web.unavailable_dependency_handler,  # refused, reset, aborted
-            # a statement or connect PostgreSQL did not answer (DATABASE_TIMEOUT_SECONDS)
-            TimeoutError: web.unavailable_dependency_handler,
-            # a PostgreSQL socket file gone (the embedded one stopped); other OSErrors: 500
+            # ConnectionError (refused, reset, aborted), TimeoutError (a statement or connect
+            # PostgreSQL did not answer: DATABASE_TIMEOUT_SECONDS) and a PostgreSQL socket
+            # file gone (the embedded one stopped) are OSErrors; any other OSError: 500
             OSError: web.unavailable_dependency_handler,
             Exception: web.internal_error_handler,
         },

@@ -35,6 +35,14 @@ def _times(pid: int) -> tuple[float, float] | None:
     return (utime + stime) / TICKS, (cutime + cstime) / TICKS
 
 
+def _family(process: psutil.Process) -> list[psutil.Process]:
+    """A part's top process and every process below it (PostgreSQL's backends, say)."""
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return [process]
+
+
 def part_name(process: psutil.Process) -> str:
     """The shop part a direct child of ``up`` is: ``web``, ``relay``, ``worker-<queue>``,
     ``sandbox``, ``postgres`` or ``valkey``."""
@@ -87,13 +95,8 @@ class ProcessTree:
         add("launcher", self.root, True)
         for child in self.root.children():
             part = part_name(child)
-            add(part, child, True)
-            try:
-                below = child.children(recursive=True)
-            except psutil.Error:
-                below = []
-            for process in below:
-                add(part, process, False)
+            for n, process in enumerate(_family(child)):
+                add(part, process, n == 0)
         return Snapshot(cpu, rss)
 
     def niceness(self) -> dict[str, int]:
@@ -108,14 +111,11 @@ class ProcessTree:
     def cpu_by_process(self, part: str) -> dict[int, float]:
         """CPU seconds of each process of ``part`` (its own children included), by pid:
         how the kernel spread the work over a part's replicas."""
-        cpu: dict[int, float] = {}
-        for child in self.root.children():
-            with contextlib.suppress(psutil.Error):
-                if part_name(child) != part:
-                    continue
-                below = [child, *child.children(recursive=True)]
-                cpu[child.pid] = sum(sum(_times(p.pid) or (0.0, 0.0)) for p in below)
-        return cpu
+        return {
+            child.pid: sum(sum(_times(p.pid) or (0.0, 0.0)) for p in _family(child))
+            for child in self.root.children()
+            if part_name(child) == part
+        }
 
     def processes(self) -> dict[str, int]:
         """How many processes each part runs (``PIZZERIA_WEB_REPLICAS``,

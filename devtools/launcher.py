@@ -35,6 +35,7 @@ import psutil
 
 from app.accounts.models import Role
 from app.cli import load_demo_data, run_migrations
+from app.platform import priority
 from devtools.embedded import (
     UP_PID_FILE,
     EmbeddedPostgres,
@@ -121,8 +122,8 @@ def _spawn(args: list[str], env: dict[str, str], nice: int = 0) -> subprocess.Po
 
     def setup() -> None:
         die_with_parent()
-        if nice:
-            os.nice(nice)
+        # each part a scheduling group of its own (``app.platform.priority``)
+        priority.start_own_group(nice)
 
     return subprocess.Popen(command, env=env, preexec_fn=setup)
 
@@ -268,11 +269,13 @@ def worker_replicas(spec: str | None) -> dict[str, int]:
 
 
 #: how much lower the relay's and the workers' CPU priority is than the web's (Unix
-#: niceness). They only compete when the cores are full, and then an answer owed to a
-#: customer matters more than a payment that can follow a few seconds later: in a rush on
-#: two cores the web placed 20-30 % more orders a second, and as many were paid a second
-#: overall (the backlog took 10 s to drain instead of 5: ``benchmarks/perf18-nice*``).
-#: Nothing changes while a core is idle. 0 turns it off.
+#: niceness, and their scheduling groups' too: ``app.platform.priority``). They only
+#: compete when the cores are full, and then an answer owed to a customer matters more
+#: than a payment that can follow a few seconds later: in a rush on two cores the web
+#: placed 20-30 % more orders a second, and as many were paid a second overall
+#: (``benchmarks/perf18-nice*``); with each part a group of its own and the background
+#: parts' backends niced too, 22 % more again, and more paid a second as well
+#: (``benchmarks/perf30-groups*``). Nothing changes while a core is idle. 0 turns it off.
 BACKGROUND_NICE = 10
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util.concurrency import greenlet_spawn
 
+from app.platform import logs, priority
 from app.platform.settings import Settings
 
 NAMING_CONVENTION = {
@@ -60,15 +61,20 @@ def create_engine(
     Every connect and statement gives up after ``DATABASE_TIMEOUT_SECONDS`` (asyncpg's
     ``TimeoutError``: a 503, ``app.platform.web.database_unavailable``; a request may wait
     up to about twice that, when its rollback waits for the server too), except on the
-    ``direct`` engine of migrations."""
+    ``direct`` engine of migrations.
+
+    Each connection carries the part's name as its ``application_name``, so an operator
+    reading ``pg_stat_activity`` (or PostgreSQL's log) sees which part holds a
+    connection, runs a slow statement or sits idle in a transaction."""
     size = pool_size or settings.db.pool_size
     url = settings.db.direct_url if direct else settings.db.url
     pooled = settings.db.pooling == "transaction" and not direct
     connect_args = transaction_pooling_args() if pooled else {}
+    connect_args["server_settings"] = {"application_name": f"pizzeria-{logs.part()}"}
     if not direct:
         timeout = settings.db.timeout_seconds
         connect_args |= {"timeout": timeout, "command_timeout": timeout}
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         connect_args=connect_args,
         pool_size=2 * size,
@@ -84,6 +90,15 @@ def create_engine(
         json_serializer=encode_json,
         json_deserializer=msgspec.json.decode,
     )
+    if priority.niceness() > 0:  # a background part: its backends yield to the web's too
+        event.listen(engine.sync_engine, "connect", _pass_on_niceness)
+    return engine
+
+
+def _pass_on_niceness(connection: Any, record: Any) -> None:
+    """SQLAlchemy's ``connect`` hook: the new connection's backend, niced like us
+    (``app.platform.priority``). asyncpg knows the backend's pid from the handshake."""
+    priority.pass_on_to_backend(connection.driver_connection.get_server_pid())
 
 
 def encode_json(value: Any) -> str:

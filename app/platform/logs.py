@@ -86,6 +86,12 @@ class ConsoleFormatter(logging.Formatter):
         return f"{head} {ids}{sep}{tail}"
 
 
+def part() -> str:
+    """This process's part of the shop (``web``, ``relay``, ``worker-payment`` …), as its
+    log lines name it; ``pizzeria`` before ``configure_logging``."""
+    return _part
+
+
 def configure_logging(part: str, settings: Settings | None = None) -> None:
     """Send every logger of this process to stderr in the configured format; call once
     at the start of a part (calling again replaces the handler, never doubles it)."""

@@ -7,6 +7,7 @@ and on a second start over the same data directory still know every account.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -213,6 +214,70 @@ def _assert_background_parts_yield(up: Up) -> None:
                 by_kind.setdefault(kind, set()).add(process.nice())
     assert by_kind["serve"] == by_kind["sandbox"] == {own}, by_kind
     assert by_kind["relay"] == by_kind["worker"] == {min(own + BACKGROUND_NICE, 19)}, by_kind
+    _assert_each_part_is_its_own_group(up, own)
+    _assert_background_backends_yield(up, own)
+
+
+def _assert_each_part_is_its_own_group(up: Up, own: int) -> None:
+    """Each part a session (so, under autogroup scheduling, a group) of its own, the
+    background parts' groups as nice as the parts: ``app.platform.priority``."""
+    background = min(own + BACKGROUND_NICE, 19)
+    for process in up.descendants:
+        line = " ".join(process.cmdline())
+        if "app.cli" not in line:
+            continue
+        assert os.getsid(process.pid) == process.pid, f"not a session of its own: {line}"
+        group = _autogroup_niceness(process.pid)
+        nice = background if ("app.cli relay" in line or "app.cli worker" in line) else 0
+        assert group in (None, nice), f"{line}: its group's niceness is {group}"
+
+
+def _autogroup_niceness(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split("nice")[1])
+    except OSError:
+        return None  # no autogroup scheduling in this kernel
+
+
+def _assert_background_backends_yield(up: Up, own: int) -> None:
+    """The embedded PostgreSQL's backends, named by the part they serve
+    (``application_name``): the relay's and the workers' as nice as those parts, the
+    web's at normal priority."""
+    backends = _wait_for_backends(up.data_dir, "pizzeria-relay")
+    background = min(own + BACKGROUND_NICE, 19)
+    for pid, name in backends:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            nice = background if name.startswith(("pizzeria-relay", "pizzeria-worker")) else 0
+            if name.startswith("pizzeria-"):
+                assert psutil.Process(pid).nice() == nice, f"{name}'s backend {pid}"
+                assert _autogroup_niceness(pid) in (None, nice), f"{name}'s backend {pid}"
+    names = {name for _, name in backends}
+    assert {"pizzeria-web", "pizzeria-relay"} <= names, names
+
+
+def _wait_for_backends(data_dir: Path, needed: str) -> list[tuple[int, str]]:
+    """(pid, application_name) of every client backend, once one is named ``needed``."""
+    import asyncpg
+
+    async def read() -> list[tuple[int, str]]:
+        connection = await asyncpg.connect(
+            host=str(data_dir / "postgres"), user="postgres", database="pizzeria"
+        )
+        try:
+            rows = await connection.fetch(
+                "SELECT pid, application_name FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await connection.close()
+        return [(row["pid"], row["application_name"]) for row in rows]
+
+    deadline = time.monotonic() + 60
+    while True:
+        backends = asyncio.run(read())
+        if any(name == needed for _, name in backends) or time.monotonic() > deadline:
+            return backends
+        time.sleep(0.5)
 
 
 @pytest.mark.timeout(900)

@@ -70,7 +70,7 @@ def create_engine(
     url = settings.db.direct_url if direct else settings.db.url
     pooled = settings.db.pooling == "transaction" and not direct
     connect_args = transaction_pooling_args() if pooled else {}
-    connect_args["server_settings"] = {"application_name": f"pizzeria-{logs.part()}"}
+    connect_args["server_settings"] = {"application_name": application_name()}
     if not direct:
         timeout = settings.db.timeout_seconds
         connect_args |= {"timeout": timeout, "command_timeout": timeout}
@@ -93,6 +93,11 @@ def create_engine(
     if priority.niceness() > 0:  # a background part: its backends yield to the web's too
         event.listen(engine.sync_engine, "connect", _pass_on_niceness)
     return engine
+
+
+def application_name() -> str:
+    """What this process's connections call themselves (``pizzeria-worker-payment``)."""
+    return f"pizzeria-{logs.part()}"
 
 
 def _pass_on_niceness(connection: Any, record: Any) -> None:

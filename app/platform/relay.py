@@ -31,8 +31,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import Table, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.platform import metrics
-from app.platform.db import utcnow
+from app.platform import metrics, priority
+from app.platform.db import application_name, utcnow
 from app.platform.events import Event
 from app.platform.heartbeat import OK, REDIS_DOWN, Heartbeat
 from app.platform.outbox import NOTIFY_CHANNEL, InboxRow, OutboxRow
@@ -264,7 +264,10 @@ async def run_relay(
     while not stop.is_set():
         try:
             if listener is None or listener.is_closed():
-                listener = await asyncpg.connect(dsn)
+                listener = await asyncpg.connect(
+                    dsn, server_settings={"application_name": f"{application_name()}-listener"}
+                )
+                priority.pass_on_to_backend(listener.get_server_pid())
                 await listener.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
             wake.clear()
             relayed = await drain(

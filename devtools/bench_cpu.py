@@ -35,6 +35,17 @@ def _times(pid: int) -> tuple[float, float] | None:
     return (utime + stime) / TICKS, (cutime + cstime) / TICKS
 
 
+def scheduled(pid: int) -> tuple[float, float] | None:
+    """(seconds run on a CPU, seconds waited runnable for one) by the main thread of
+    ``pid`` (``/proc/<pid>/schedstat``), None when it is gone. The wait is the part of a
+    latency no code of ours shortens: other work had the cores."""
+    try:
+        fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except OSError:
+        return None
+    return int(fields[0]) / 1e9, int(fields[1]) / 1e9
+
+
 def _family(process: psutil.Process) -> list[psutil.Process]:
     """A part's top process and every process below it (PostgreSQL's backends, say)."""
     try:
@@ -116,6 +127,15 @@ class ProcessTree:
             for child in self.root.children()
             if part_name(child) == part
         }
+
+    def scheduled(self, part: str) -> tuple[float, float]:
+        """Seconds run and seconds waited for a CPU, summed over ``part``'s top
+        processes (``scheduled``)."""
+        run = wait = 0.0
+        for child in self.root.children():
+            if part_name(child) == part and (times := scheduled(child.pid)):
+                run, wait = run + times[0], wait + times[1]
+        return run, wait
 
     def processes(self) -> dict[str, int]:
         """How many processes each part runs (``PIZZERIA_WEB_REPLICAS``,

@@ -387,6 +387,7 @@ async def load_phase(
     began = time.perf_counter()
     watching = asyncio.create_task(_watch_backlog(pool, placed, began))
     web_before = tree.cpu_by_process("web") if tree else {}
+    web_scheduled = (tree.scheduled("web"), time.perf_counter()) if tree else None
     try:
         api = await bench_api(
             client,
@@ -401,6 +402,7 @@ async def load_phase(
     finally:
         watching.cancel()
     web_split = shares(web_before, tree.cpu_by_process("web")) if tree else []
+    web_time = _time_shares(web_scheduled, tree.scheduled("web")) if tree else {}
     backlog = await _settled(watching)
     placing_ended = time.perf_counter()
     ids = [uuid.UUID(i) for i in placed]
@@ -431,8 +433,28 @@ async def load_phase(
         ),
         "speed_probe": speed,
         "web_cpu_split_percent": web_split,
+        "web_time_percent": web_time,
     }
     return api, pipeline, gross
+
+
+def _time_shares(
+    before: tuple[tuple[float, float], float] | None, after: tuple[float, float]
+) -> dict[str, float]:
+    """The web's run time and its wait for a CPU while orders were placed, in % of the
+    wall time (summed over its processes). Run plus wait near 100 % per process: the web
+    was never waiting for anything but a core, so CPU priority, not its own code, held it
+    back (how round 30 found the autogroups)."""
+    if before is None:
+        return {}
+    (run, wait), began = before
+    seconds = time.perf_counter() - began
+    if seconds <= 0:
+        return {}
+    return {
+        "ran": round((after[0] - run) / seconds * 100, 1),
+        "waited_for_a_cpu": round((after[1] - wait) / seconds * 100, 1),
+    }
 
 
 async def _finished(pool: Any, ids: list[uuid.UUID], deadline: float) -> tuple[int, int, int]:
@@ -671,6 +693,11 @@ def table(report: Report, options: Options) -> str:
         lines.append(
             f"  the web's CPU by process: {' / '.join(f'{p:g} %' for p in split)} "
             "(the kernel spreads connections, not requests)"
+        )
+    if shares_of_time := report.pipeline.get("web_time_percent"):
+        lines.append(
+            f"  the web ran {shares_of_time['ran']:g} % of the time and waited "
+            f"{shares_of_time['waited_for_a_cpu']:g} % for a CPU (runnable, the cores busy)"
         )
     if report.quiet_wait_s:
         lines.append(f"  (the raw run waited {report.quiet_wait_s:g} s for the shop to go quiet)")

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from devtools.bench import ApiCustomer, place_one
-from devtools.bench_cpu import ProcessTree, process_cpu_seconds
+from devtools.bench_cpu import ProcessTree, process_cpu_seconds, scheduled
 from devtools.bench_shop import Shop
 
 PAID_STATUS = "SELECT doc->>'status' FROM status.order_views WHERE order_id = $1"
@@ -473,16 +473,9 @@ def raise_fd_limit(wanted: int) -> int:
 
 
 def _run_queue_seconds(pid: int | None) -> float | None:
-    """How long the process's main thread has waited, runnable, for a CPU (the second
-    field of ``/proc/<pid>/schedstat``): on a shared machine, the part of a latency
-    that no code of ours can shorten."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/schedstat").read_text().split()
-    except OSError:
-        return None
-    return int(fields[1]) / 1e9
+    """How long the process's main thread has waited, runnable, for a CPU."""
+    times = scheduled(pid) if pid is not None else None
+    return times[1] if times else None
 
 
 def _cpu_seconds(pid: int | None) -> float | None:

@@ -124,12 +124,18 @@ time.sleep(60)
 
 @contextlib.asynccontextmanager
 async def _fake_shop(code: str) -> AsyncIterator[ProcessTree]:
-    """A launcher running ``code`` (which starts the parts), as a process tree; killed
-    with all its parts after."""
+    """A launcher running ``code`` (which starts two parts), as a process tree once both
+    run as parts (a fixed half second was too short on a busy machine); killed with all
+    its parts after."""
     root = await asyncio.create_subprocess_exec(sys.executable, "-c", code, start_new_session=True)
     try:
-        await asyncio.sleep(0.5)
-        yield ProcessTree(root.pid)
+        tree = ProcessTree(root.pid)
+        deadline = time.monotonic() + 20
+        while sum(n for part, n in tree.processes().items() if "python" not in part) < 2:
+            # a child not yet past its exec still looks like the launcher's own python
+            assert time.monotonic() < deadline, f"the parts never started: {tree.processes()}"
+            await asyncio.sleep(0.05)
+        yield tree
     finally:
         os.killpg(root.pid, signal.SIGKILL)
         await root.wait()

@@ -11,7 +11,7 @@ import time
 import psutil
 
 from devtools.bench_cpu import ProcessTree, part_name
-from devtools.bench_run import _priorities
+from devtools.bench_run import _priorities, _time_shares
 
 
 def test_the_parts_are_grouped_by_their_niceness() -> None:
@@ -46,3 +46,34 @@ def test_the_tree_reads_each_part_s_niceness_from_its_process() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+#: a part that spins on CPU 0 for a second, then sleeps
+SPIN_ON_CPU0 = (
+    "import os, time; os.sched_setaffinity(0, {0}); end = time.monotonic() + 1.0\n"
+    "while time.monotonic() < end: pass\n"
+    "time.sleep(30)"
+)
+
+
+def test_the_tree_tells_how_long_a_part_ran_and_how_long_it_waited_for_a_cpu() -> None:
+    """Two parts spinning on one CPU: each runs about half the time and waits, runnable,
+    the other half; the bench's "waited for a CPU" figure is that wait."""
+    tree = ProcessTree(os.getpid())
+    children = [
+        subprocess.Popen([sys.executable, "-c", SPIN_ON_CPU0, "app.cli", "spin-probe"])
+        for _ in range(2)
+    ]
+    try:
+        part = part_name(psutil.Process(children[0].pid))
+        began = (tree.scheduled(part), time.perf_counter())
+        time.sleep(1.5)
+        shares = _time_shares(began, tree.scheduled(part))
+        run, wait = tree.scheduled(part)
+        assert run >= 0.8, f"two spinners, one second each: ran {run:.2f} s"
+        assert wait >= 0.4, f"sharing one CPU, they waited only {wait:.2f} s"
+        assert 40 <= shares["ran"] <= 210 and shares["waited_for_a_cpu"] >= 20, shares
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()

@@ -4,10 +4,12 @@ test PostgreSQL (which runs on this machine)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -80,14 +82,13 @@ NICED_ENGINE = textwrap.dedent(
 )
 
 
-def test_a_niced_part_s_backends_are_niced_alike(migrated_db: str) -> None:
-    """The test PostgreSQL runs here (as another user: the tests run as root on CI, which
-    may renice it; elsewhere the backend is left alone and the test says so)."""
-    env = {**os.environ, "DATABASE_URL": migrated_db}
+@contextlib.contextmanager
+def _backend_of(script: str, database_url: str) -> Iterator[psutil.Process]:
+    """The backend serving ``script``'s connection, while the script holds it open."""
     child = subprocess.Popen(
-        [sys.executable, "-c", NICED_ENGINE],
+        [sys.executable, "-c", script],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "DATABASE_URL": database_url},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -96,42 +97,31 @@ def test_a_niced_part_s_backends_are_niced_alike(migrated_db: str) -> None:
         assert child.stdout is not None and child.stdin is not None
         backend = psutil.Process(int(child.stdout.readline()))
         assert backend.cmdline()[0].startswith("postgres"), backend.cmdline()
+        yield backend
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_niced_part_s_backends_are_niced_alike(migrated_db: str) -> None:
+    """The test PostgreSQL runs here (as another user: the tests run as root on CI, which
+    may renice it; elsewhere the backend is left alone and the test says so)."""
+    with _backend_of(NICED_ENGINE, migrated_db) as backend:
         if backend.uids().real != os.getuid() and os.geteuid() != 0:
             pytest.skip("the test PostgreSQL belongs to another user: not ours to renice")
         assert backend.nice() == 7
         assert _autogroup_niceness(backend.pid) in (None, 7)
-        child.stdin.write("\n")
-        child.stdin.flush()
-        assert child.wait(timeout=30) == 0
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_a_part_at_normal_priority_leaves_its_backends_alone(migrated_db: str) -> None:
     """The web's connections: no hook, the backend keeps PostgreSQL's own niceness."""
-    env = {**os.environ, "DATABASE_URL": migrated_db}
-    script = NICED_ENGINE.replace("os.nice(7)", "pass")
-    child = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None and child.stdin is not None
-        backend = psutil.Process(int(child.stdout.readline()))
+    with _backend_of(NICED_ENGINE.replace("os.nice(7)", "pass"), migrated_db) as backend:
         postmaster = backend.parent()
         assert postmaster is not None
         assert backend.nice() == postmaster.nice()
-        child.stdin.write("\n")
-        child.stdin.flush()
-        assert child.wait(timeout=30) == 0
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_a_pid_that_is_not_a_postgres_backend_is_left_alone() -> None:

@@ -43,6 +43,15 @@ def start_own_group(nice: int) -> None:
         set_group_niceness(os.getpid(), current, attempts=40)
 
 
+def group_niceness(pid: int) -> int | None:
+    """The niceness of ``pid``'s autogroup, None where the kernel has none (or no such
+    process): ``/proc/<pid>/autogroup`` reads ``/autogroup-85 nice 10``."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split("nice")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def set_group_niceness(pid: int, nice: int, attempts: int) -> bool:
     """The niceness of ``pid``'s autogroup; False where there are none or it is not ours."""
     path = Path(f"/proc/{pid}/autogroup")

@@ -10,22 +10,12 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
 
 from app.platform import priority
 from tests.support.env import ROOT
-
-
-def _autogroup_niceness(pid: int) -> int | None:
-    """The niceness of ``pid``'s autogroup, or None where the kernel has none."""
-    try:
-        text = Path(f"/proc/{pid}/autogroup").read_text()
-    except OSError:
-        return None
-    return int(text.split("nice")[1])
 
 
 def test_a_part_started_nicer_gets_a_session_and_a_group_of_its_own() -> None:
@@ -37,7 +27,7 @@ def test_a_part_started_nicer_gets_a_session_and_a_group_of_its_own() -> None:
     try:
         assert os.getsid(child.pid) == child.pid != os.getsid(0)
         assert psutil.Process(child.pid).nice() == min(own + 5, 19)
-        group = _autogroup_niceness(child.pid)
+        group = priority.group_niceness(child.pid)
         assert group in (None, min(own + 5, 19)), f"its group's niceness: {group}"
     finally:
         child.kill()
@@ -54,7 +44,7 @@ def test_a_part_at_normal_priority_keeps_its_group_at_normal_priority() -> None:
     try:
         assert os.getsid(child.pid) == child.pid
         assert psutil.Process(child.pid).nice() == 0
-        assert _autogroup_niceness(child.pid) in (None, 0)
+        assert priority.group_niceness(child.pid) in (None, 0)
     finally:
         child.kill()
         child.wait()
@@ -113,7 +103,7 @@ def test_a_niced_part_s_backends_are_niced_alike(migrated_db: str) -> None:
         if backend.uids().real != os.getuid() and os.geteuid() != 0:
             pytest.skip("the test PostgreSQL belongs to another user: not ours to renice")
         assert backend.nice() == 7
-        assert _autogroup_niceness(backend.pid) in (None, 7)
+        assert priority.group_niceness(backend.pid) in (None, 7)
 
 
 def test_a_part_at_normal_priority_leaves_its_backends_alone(migrated_db: str) -> None:

@@ -29,6 +29,7 @@ import httpx
 import psutil
 import pytest
 
+from app.platform import priority
 from devtools.launcher import BACKGROUND_NICE
 from tests.support.api import PASSWORD
 from tests.support.env import ROOT
@@ -227,16 +228,9 @@ def _assert_each_part_is_its_own_group(up: Up, own: int) -> None:
         if "app.cli" not in line:
             continue
         assert os.getsid(process.pid) == process.pid, f"not a session of its own: {line}"
-        group = _autogroup_niceness(process.pid)
+        group = priority.group_niceness(process.pid)
         nice = background if ("app.cli relay" in line or "app.cli worker" in line) else 0
         assert group in (None, nice), f"{line}: its group's niceness is {group}"
-
-
-def _autogroup_niceness(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/autogroup").read_text().split("nice")[1])
-    except OSError:
-        return None  # no autogroup scheduling in this kernel
 
 
 def _assert_background_backends_yield(up: Up, own: int) -> None:
@@ -250,7 +244,7 @@ def _assert_background_backends_yield(up: Up, own: int) -> None:
             nice = background if name.startswith(("pizzeria-relay", "pizzeria-worker")) else 0
             if name.startswith("pizzeria-"):
                 assert psutil.Process(pid).nice() == nice, f"{name}'s backend {pid}"
-                assert _autogroup_niceness(pid) in (None, nice), f"{name}'s backend {pid}"
+                assert priority.group_niceness(pid) in (None, nice), f"{name}'s backend {pid}"
     names = {name for _, name in backends}
     assert {"pizzeria-web", "pizzeria-relay"} <= names, names
 

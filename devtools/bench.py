@@ -559,12 +559,6 @@ def bench_command() -> click.Group:
 
     @bench.command("statements")
     @click.option(
-        "--alone",
-        is_flag=True,
-        help="Also place orders with the relay and the workers paused: placement's own CPU"
-        " per order by part, against a raw transaction's.",
-    )
-    @click.option(
         "--database-url",
         default=_default_database_url,
         help="A migrated database [default: $DATABASE_URL, else `pizzeria up`'s].",

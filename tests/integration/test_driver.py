@@ -8,6 +8,7 @@ import uuid
 from typing import cast
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Table, bindparam, event, func, insert, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import (
@@ -18,6 +19,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.cli import main
 from app.ordering.models import Order, OrderStatus
 from app.payment.events import PaymentCaptured
 from app.payment.models import Payment, PaymentStatus
@@ -243,6 +245,16 @@ async def test_the_statements_bench_reports_each_way(migrated_db: str) -> None:
     assert set(costs) == {"sqlalchemy", "driver", "asyncpg", "read_only", "lookup"}
     assert all(us > 0 for us in costs.values())
     assert "saved on the driver" in statements_table(costs, 20)
+
+
+def test_the_statements_bench_runs_from_the_command_line(migrated_db: str) -> None:
+    """The command itself, options and all: it once took an option its function did not
+    (``--alone``), so every run of ``pizzeria bench statements`` ended in a TypeError."""
+    ran = CliRunner().invoke(
+        main, ["bench", "statements", "--database-url", migrated_db, "--count", "10"]
+    )
+    assert ran.exit_code == 0, ran.output + repr(ran.exception)
+    assert "a look-up in a Lookup" in ran.output
 
 
 async def test_a_database_error_is_raised_as_sqlalchemy_raises_it(session_factory: Factory) -> None:

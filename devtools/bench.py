@@ -539,7 +539,7 @@ def bench_command() -> click.Group:
         """Placement rate and latency (API and raw asyncpg), place -> paid, throughput
         through payment, CPU per order per process, and (optionally) live updates."""
         from devtools.bench_run import Options, run, table, write_json
-        from devtools.bench_shop import running_shop, started_shop
+        from devtools.bench_shop import running_shop, shop_env, started_shop
 
         options = Options(concurrency, duration, warmup, lone, idle, sse_viewers)
         options.sse_clients, options.sse_rate = sse_clients, sse_rate
@@ -551,7 +551,7 @@ def bench_command() -> click.Group:
         if url:
             report = asyncio.run(run(running_shop(url.rstrip("/"), database_url), options))
         else:
-            with started_shop({"SANDBOX_COURIER_AUTOPILOT": "0"}) as shop:
+            with started_shop(shop_env(live_updates=bool(sse_viewers or sse_clients))) as shop:
                 report = asyncio.run(run(shop, options))
         click.echo(table(report, options))
         if json_path:

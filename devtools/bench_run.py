@@ -567,6 +567,17 @@ def backlog_figures(samples: list[tuple[float, int]], warmup: float) -> dict[str
     }
 
 
+def require_one_web_process(processes: dict[str, int]) -> None:
+    """The live-update figures are one web process's (its memory per stream, its CPU per
+    change): with several sharing the port, the streams are spread over them and the
+    figures would read one of them as if it held all."""
+    if processes.get("web", 1) > 1:
+        raise click.ClickException(
+            f"the shop runs {processes['web']} web processes; the live-update figures are one"
+            " process's: run it with PIZZERIA_WEB_REPLICAS=1 (the bench's own shop does)"
+        )
+
+
 async def run(shop: Shop, options: Options) -> Report:
     import asyncpg
 
@@ -583,6 +594,8 @@ async def run(shop: Shop, options: Options) -> Report:
     }
     if not shop.database_url:
         raise click.ClickException("no database: give --database-url (or set DATABASE_URL)")
+    if options.sse_viewers or options.sse_clients:
+        require_one_web_process(report.shop["processes"])
     dsn = asyncpg_dsn(shop.database_url)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:

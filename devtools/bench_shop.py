@@ -60,6 +60,16 @@ def _env_for_shop(data_dir: Path) -> dict[str, str]:
     return env
 
 
+def shop_env(*, live_updates: bool) -> dict[str, str]:
+    """What the bench's own shop runs with: no courier autopilot (its riders' webhooks
+    would land on the web mid-run), and one web process when the run measures live
+    updates, whose figures are one process's (``bench_run.require_one_web_process``)."""
+    env = {"SANDBOX_COURIER_AUTOPILOT": "0"}
+    if live_updates:
+        env["PIZZERIA_WEB_REPLICAS"] = "1"
+    return env
+
+
 @contextlib.contextmanager
 def started_shop(extra_env: dict[str, str] | None = None) -> Iterator[Shop]:
     """``pizzeria up`` on a temporary data folder; stopped (and the folder removed) after."""

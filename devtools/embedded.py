@@ -179,6 +179,12 @@ def postgres_url(pgdata: Path) -> str | None:
     )
 
 
+#: PostgreSQL's default of 100 is about what the shop's pools hold at most with two web
+#: processes (``app.platform.db.create_engine``: 2 x 20 for the web, 4 for the relay, 6 x 8
+#: for the workers), and ``pizzeria bench`` or a CLI command connects beside them
+MAX_CONNECTIONS = 200
+
+
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path
@@ -204,8 +210,10 @@ class EmbeddedPostgres:
             )
         socket_dir = self._socket_dir()
         log = (self.pgdata / "log").open("ab")
+        command = [str(bin_path / "postgres"), "-D", str(self.pgdata), "-h", "", "-k"]
+        command += [str(socket_dir), "-c", f"max_connections={MAX_CONNECTIONS}"]
         self.process = subprocess.Popen(
-            [str(bin_path / "postgres"), "-D", str(self.pgdata), "-h", "", "-k", str(socket_dir)],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -290,12 +290,30 @@ def background_nice(value: str | None) -> int:
 
 #: web processes on one port; more than one share it (``serve --reuse-port``)
 WEB_REPLICAS = 1
+#: the most web processes ``up`` starts by itself: one per CPU up to this many
+MAX_DEFAULT_WEB_REPLICAS = 2
 
 
-def web_replicas(value: str | None) -> int:
-    """How many web processes, from ``PIZZERIA_WEB_REPLICAS``."""
+def default_web_replicas(cpus: int | None = None) -> int:
+    """One web process per CPU this process may run on, at most two. One web process uses
+    at most one core, and in a rush it is the part that runs out: with two on two cores
+    the web placed about a quarter more orders a second with the workers running, and as
+    many were paid a second (``benchmarks/perf31-*``). Round 28 measured the opposite
+    (the second web took the payment worker's CPU); since round 30 the background parts
+    yield as their niceness says (``app.platform.priority``), and the second web takes
+    only what the web itself was owed. A bigger machine sets ``PIZZERIA_WEB_REPLICAS``:
+    past two, the workers and PostgreSQL want the cores more."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        cpus = cpus or os.cpu_count() or 1
+    return max(WEB_REPLICAS, min(MAX_DEFAULT_WEB_REPLICAS, cpus))
+
+
+def web_replicas(value: str | None, cpus: int | None = None) -> int:
+    """How many web processes, from ``PIZZERIA_WEB_REPLICAS``, else one per CPU (at most
+    two, ``default_web_replicas``)."""
     if value is None or not value.strip():
-        return WEB_REPLICAS
+        return default_web_replicas(cpus)
     if not re.fullmatch(r"[0-9]{1,2}", value.strip()) or not 1 <= int(value) <= 16:
         raise RuntimeError(f"PIZZERIA_WEB_REPLICAS: {value!r} is not a number from 1 to 16")
     return int(value)

@@ -23,14 +23,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import psutil
 import pytest
 
 from app.platform import priority
-from devtools.launcher import BACKGROUND_NICE
+from devtools.embedded import MAX_CONNECTIONS
+from devtools.launcher import BACKGROUND_NICE, default_web_replicas
 from tests.support.api import PASSWORD
 from tests.support.env import ROOT
 from tests.support.processes import free_port
@@ -249,26 +250,31 @@ def _assert_background_backends_yield(up: Up, own: int) -> None:
     assert {"pizzeria-web", "pizzeria-relay"} <= names, names
 
 
-def _wait_for_backends(data_dir: Path, needed: str) -> list[tuple[int, str]]:
-    """(pid, application_name) of every client backend, once one is named ``needed``."""
+def _embedded_rows(data_dir: Path, sql: str) -> list[Any]:
+    """What ``sql`` reads from the embedded PostgreSQL of ``up``'s data folder."""
     import asyncpg
 
-    async def read() -> list[tuple[int, str]]:
+    async def read() -> list[Any]:
         connection = await asyncpg.connect(
             host=str(data_dir / "postgres"), user="postgres", database="pizzeria"
         )
         try:
-            rows = await connection.fetch(
-                "SELECT pid, application_name FROM pg_stat_activity"
-                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
-            )
+            return list(await connection.fetch(sql))
         finally:
             await connection.close()
-        return [(row["pid"], row["application_name"]) for row in rows]
 
+    return asyncio.run(read())
+
+
+def _wait_for_backends(data_dir: Path, needed: str) -> list[tuple[int, str]]:
+    """(pid, application_name) of every client backend, once one is named ``needed``."""
+    sql = (
+        "SELECT pid, application_name FROM pg_stat_activity"
+        " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
     deadline = time.monotonic() + 60
     while True:
-        backends = asyncio.run(read())
+        backends = [(row["pid"], row["application_name"]) for row in _embedded_rows(data_dir, sql)]
         if any(name == needed for _, name in backends) or time.monotonic() > deadline:
             return backends
         time.sleep(0.5)
@@ -285,6 +291,11 @@ def test_pizzeria_up_runs_stops_cleanly_and_keeps_its_data(up_dir: Path) -> None
         kinds = " ".join(" ".join(p.cmdline()) for p in first.descendants)
         for part in ("valkey", "serve", "relay", "worker", "sandbox"):
             assert part in kinds, f"no {part} process started: {kinds}"
+        # one web process per CPU, at most two; PostgreSQL takes their pools and more
+        web = [p for p in first.descendants if "app.cli serve" in " ".join(p.cmdline())]
+        assert len(web) == default_web_replicas(), [" ".join(p.cmdline()) for p in web]
+        (limit,) = _embedded_rows(data_dir, "SHOW max_connections")
+        assert int(limit[0]) == MAX_CONNECTIONS
         assert any(str(data_dir) in line for line in _leftovers(first)), "no embedded postgres"
         with httpx.Client(base_url=first.url, timeout=10) as client:
             _token(client, DEMO_CUSTOMER, demo_password)

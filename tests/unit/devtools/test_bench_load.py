@@ -11,11 +11,20 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
+import click
 import psutil
+import pytest
 
 from devtools.bench import run_load
 from devtools.bench_cpu import CpuMeter, ProcessTree, part_name, shares
-from devtools.bench_run import QUIET_LOOK_S, _background, backlog_figures, quiet_phase
+from devtools.bench_run import (
+    QUIET_LOOK_S,
+    _background,
+    backlog_figures,
+    quiet_phase,
+    require_one_web_process,
+)
+from devtools.bench_shop import shop_env
 
 
 async def test_a_steady_rate_starts_each_operation_on_its_slot_and_never_early() -> None:
@@ -191,3 +200,18 @@ async def test_the_tree_measures_each_web_replica_on_its_own() -> None:
         await asyncio.sleep(1.5)
         busy, idle = shares(before, tree.cpu_by_process("web"))
         assert busy > 80 > 20 > idle
+
+
+def test_the_bench_s_own_shop_runs_one_web_process_when_it_measures_live_updates() -> None:
+    """``pizzeria up`` starts one web process per CPU (at most two); the live-update
+    figures are one process's, so the bench's shop for them has one."""
+    assert shop_env(live_updates=True)["PIZZERIA_WEB_REPLICAS"] == "1"
+    assert "PIZZERIA_WEB_REPLICAS" not in shop_env(live_updates=False)
+    assert shop_env(live_updates=False)["SANDBOX_COURIER_AUTOPILOT"] == "0"
+
+
+def test_live_updates_are_not_measured_on_a_shop_with_several_web_processes() -> None:
+    require_one_web_process({"web": 1, "relay": 1})
+    require_one_web_process({})  # processes not measured: nothing to say
+    with pytest.raises(click.ClickException, match="PIZZERIA_WEB_REPLICAS=1"):
+        require_one_web_process({"web": 2, "relay": 1})

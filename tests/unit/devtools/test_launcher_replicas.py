@@ -8,6 +8,7 @@ import pytest
 from devtools.launcher import (
     BACKGROUND_NICE,
     background_nice,
+    default_web_replicas,
     shop_parts,
     web_replicas,
     worker_part_names,
@@ -62,9 +63,25 @@ def test_a_niceness_that_makes_no_sense_is_refused_with_its_name(value: str) -> 
         background_nice(value)
 
 
-def test_one_web_process_unless_told_otherwise() -> None:
-    assert web_replicas(None) == web_replicas(" ") == 1
-    assert web_replicas(" 2 ") == 2
+def test_one_web_process_per_cpu_at_most_two_unless_told_otherwise() -> None:
+    assert web_replicas(None, cpus=1) == web_replicas(" ", cpus=1) == 1
+    assert web_replicas(None, cpus=2) == 2
+    assert web_replicas(None, cpus=16) == 2
+    assert web_replicas(" 1 ", cpus=16) == 1
+    assert web_replicas(" 3 ", cpus=1) == 3
+
+
+def test_the_default_counts_the_cpus_this_process_may_use() -> None:
+    """A container or ``taskset`` limits the CPUs: the machine's count would be wrong."""
+    import os
+
+    allowed = os.sched_getaffinity(0)
+    assert default_web_replicas() == min(2, len(allowed))
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        assert default_web_replicas() == 1
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 @pytest.mark.parametrize("value", ["0", "17", "two", "-1", "1.5", "\u00b2"])

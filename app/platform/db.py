@@ -48,10 +48,11 @@ def create_engine(
     settings: Settings, pool_size: int | None = None, *, direct: bool = False
 ) -> AsyncEngine:
     """An engine with a bounded pool. Every process has one, so the sizes must add up to
-    less than PostgreSQL's ``max_connections`` (100 by default): web 2 x 10, relay 2 x 2,
-    each worker 2 x ``WORKER_DB_POOL`` (2 x 4 by default). With many replicas, put
-    PgBouncer in front (``DATABASE_POOLING=transaction``): the pools then hold cheap
-    client connections. ``direct``: straight to PostgreSQL (migrations).
+    less than PostgreSQL's ``max_connections`` (100 by default; the embedded one of
+    ``pizzeria up`` takes 200): each web process 2 x 10 (``up`` runs one per CPU, at most
+    two), relay 2 x 2, each worker 2 x ``WORKER_DB_POOL`` (2 x 4 by default). With many
+    replicas, put PgBouncer in front (``DATABASE_POOLING=transaction``): the pools then
+    hold cheap client connections. ``direct``: straight to PostgreSQL (migrations).
 
     All of them are kept once opened (no overflow): an overflow connection is closed as
     soon as it is returned to a full pool, so under a load a little above the pool size

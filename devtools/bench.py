@@ -521,6 +521,14 @@ def bench_command() -> click.Group:
         default=None,
         help="Also write the figures as JSON here ('-': stdout).",
     )
+    @click.option(
+        "--repeat",
+        default=1,
+        show_default=True,
+        type=click.IntRange(1, 50),
+        help="Run it this many times on the one shop and add the median and range of the"
+        " key figures (one run's api/raw can be a fifth off the next one's).",
+    )
     def orders(
         url: str | None,
         concurrency: int,
@@ -535,11 +543,20 @@ def bench_command() -> click.Group:
         alone: bool,
         database_url: str | None,
         json_path: str | None,
+        repeat: int,
     ) -> None:
         """Placement rate and latency (API and raw asyncpg), place -> paid, throughput
         through payment, CPU per order per process, and (optionally) live updates."""
-        from devtools.bench_run import Options, run, table, write_json
-        from devtools.bench_shop import running_shop, shop_env, started_shop
+        from devtools.bench_run import (
+            Options,
+            Report,
+            repeat_summary,
+            run,
+            summary_table,
+            table,
+            write_json,
+        )
+        from devtools.bench_shop import Shop, running_shop, shop_env, started_shop
 
         options = Options(concurrency, duration, warmup, lone, idle, sse_viewers)
         options.sse_clients, options.sse_rate = sse_clients, sse_rate
@@ -548,14 +565,25 @@ def bench_command() -> click.Group:
             from devtools.bench_sse import raise_fd_limit
 
             raise_fd_limit(sse_clients * 2 + 256)  # the shop started below inherits it
+
+        def runs(shop: Shop) -> list[Report]:
+            reports = []
+            for turn in range(1, repeat + 1):
+                if repeat > 1:
+                    click.echo(f"run {turn} of {repeat} …", err=True)
+                reports.append(asyncio.run(run(shop, options)))
+                click.echo(table(reports[-1], options))
+            return reports
+
         if url:
-            report = asyncio.run(run(running_shop(url.rstrip("/"), database_url), options))
+            reports = runs(running_shop(url.rstrip("/"), database_url))
         else:
             with started_shop(shop_env(live_updates=bool(sse_viewers or sse_clients))) as shop:
-                report = asyncio.run(run(shop, options))
-        click.echo(table(report, options))
+                reports = runs(shop)
+        if repeat > 1:
+            click.echo(summary_table(repeat_summary([r.as_json() for r in reports])))
         if json_path:
-            write_json(report, json_path)
+            write_json(reports if repeat > 1 else reports[0], json_path)
 
     @bench.command("statements")
     @click.option(

@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import time
 import uuid
 from collections import defaultdict
@@ -846,8 +847,59 @@ def sse_orders_lines(s: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_json(report: Report, path: str) -> None:
-    text = json.dumps(report.as_json(), indent=2)
+#: the figures ``--repeat`` gives the median and range of: (label, path in ``as_json``)
+REPEATED_FIGURES = (
+    ("api/raw, workers running", ("placement", "ratio", "rate")),
+    ("POST /api/orders a second", ("placement", "api", "rate")),
+    ("raw transactions a second", ("placement", "raw", "rate")),
+    ("p99 / raw p99", ("placement", "ratio", "p99")),
+    ("orders through payment a second", ("pipeline", "orders_per_s_through_payment")),
+    ("CPU ms per order", ("cpu_ms_per_order_total",)),
+)
+
+
+def repeat_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Median, lowest and highest of the key figures over runs of one tree on one shop
+    (``as_json`` of each): on a machine whose speed and neighbours drift, api/raw moved
+    from 0.19 to 0.28 between back-to-back runs of the same code (``perf31-ab-*``), so a
+    change is judged by the median of several, not by one run."""
+    summary = {}
+    for label, path in REPEATED_FIGURES:
+        values = []
+        for run_json in runs:
+            value: Any = run_json
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, int | float):
+                values.append(float(value))
+        if values:
+            summary[label] = {
+                "median": round(statistics.median(values), 3),
+                "low": min(values),
+                "high": max(values),
+                "runs": len(values),
+            }
+    return summary
+
+
+def summary_table(summary: dict[str, dict[str, float]]) -> str:
+    runs = max((figure["runs"] for figure in summary.values()), default=0)
+    lines = [f"over {runs:g} runs: median (lowest to highest)"]
+    lines += [
+        f"  {label:<34} {f['median']:>9g}   ({f['low']:g} to {f['high']:g})"
+        for label, f in summary.items()
+    ]
+    return "\n".join(lines)
+
+
+def write_json(report: Report | list[Report], path: str) -> None:
+    """One run's figures; for several (``--repeat``), each run's and their summary."""
+    if isinstance(report, list):
+        runs = [each.as_json() for each in report]
+        data: dict[str, Any] = {"runs": runs, "summary": repeat_summary(runs)}
+    else:
+        data = report.as_json()
+    text = json.dumps(data, indent=2)
     if path == "-":
         click.echo(text)
     else:

@@ -566,24 +566,27 @@ def bench_command() -> click.Group:
 
             raise_fd_limit(sse_clients * 2 + 256)  # the shop started below inherits it
 
-        def runs(shop: Shop) -> list[Report]:
-            reports = []
+        reports: list[Report] = []
+
+        def runs(shop: Shop) -> None:
             for turn in range(1, repeat + 1):
                 if repeat > 1:
                     click.echo(f"run {turn} of {repeat} …", err=True)
                 reports.append(asyncio.run(run(shop, options)))
                 click.echo(table(reports[-1], options))
-            return reports
 
-        if url:
-            reports = runs(running_shop(url.rstrip("/"), database_url))
-        else:
-            with started_shop(shop_env(live_updates=bool(sse_viewers or sse_clients))) as shop:
-                reports = runs(shop)
-        if repeat > 1:
-            click.echo(summary_table(repeat_summary([r.as_json() for r in reports])))
-        if json_path:
-            write_json(reports if repeat > 1 else reports[0], json_path)
+        try:
+            if url:
+                runs(running_shop(url.rstrip("/"), database_url))
+            else:
+                live_updates = bool(sse_viewers or sse_clients)
+                with started_shop(shop_env(live_updates=live_updates)) as shop:
+                    runs(shop)
+        finally:  # a run that failed keeps the runs before it
+            if repeat > 1 and reports:
+                click.echo(summary_table(repeat_summary([r.as_json() for r in reports])))
+            if json_path and reports:
+                write_json(reports if repeat > 1 else reports[0], json_path)
 
     @bench.command("statements")
     @click.option(

@@ -867,6 +867,8 @@ def repeat_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     for label, path in REPEATED_FIGURES:
         values = []
         for run_json in runs:
+            if path[0].startswith("cpu") and not run_json.get("shop", {}).get("processes_measured"):
+                continue  # without the shop's processes it is the bench's own CPU only
             value: Any = run_json
             for key in path:
                 value = value.get(key) if isinstance(value, dict) else None

@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -185,6 +186,55 @@ def prepare_data(demo: bool) -> None:
     timed(label, lambda: asyncio.run(load_demo_data(accounts, DEMO_PASSWORD)))
 
 
+def connection_budget(web: int, workers: int) -> int:
+    """The most PostgreSQL connections the shop's pools may hold at once: each process's
+    pool at its full size (``app.platform.db.create_engine``: twice the configured size),
+    and the relay's listener."""
+    from app.platform.settings import get_settings
+
+    settings = get_settings()
+    pools = web * settings.db.pool_size + 2 + workers * settings.worker.db_pool
+    return 2 * pools + 1
+
+
+def connections_short(database_url: str, budget: int) -> str | None:
+    """What to say when the PostgreSQL at ``database_url`` allows fewer connections than
+    the pools may take (``None`` when it has room): a stock server's 100 is about what two
+    web processes and the workers come to, and the refusals ("too many clients") would
+    come only in a rush, when every pool is full."""
+    import asyncpg
+
+    from app.platform.db import asyncpg_dsn
+
+    async def allowed() -> int:
+        connection = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            return int(await connection.fetchval("SHOW max_connections"))
+        finally:
+            await connection.close()
+
+    limit = asyncio.run(allowed())
+    if limit >= budget:
+        return None
+    return (
+        f"PostgreSQL allows {limit} connections and the shop's pools may open {budget} in a "
+        "rush: raise its max_connections, set PIZZERIA_WEB_REPLICAS=1, or pool through "
+        "PgBouncer (DATABASE_POOLING=transaction)"
+    )
+
+
+def _check_connections(web: int, workers: int) -> None:
+    """Warn when the given PostgreSQL cannot take the pools (behind PgBouncer's
+    transaction pooling they hold cheap client connections: nothing to check)."""
+    from app.platform.settings import get_settings
+
+    db = get_settings().db
+    if db.pooling != "transaction" and (
+        warning := connections_short(db.url, connection_budget(web, workers))
+    ):
+        say(warning)
+
+
 def timed(label: str, step: Callable[[], object]) -> None:
     print(f"pizzeria: {label} …", end=" ", flush=True)
     began = time.monotonic()
@@ -221,6 +271,23 @@ def _start_timed(label: str, start: Callable[[], str]) -> str:
     result: list[str] = []
     timed(label, lambda: result.append(start()))
     return result[0]
+
+
+def require_free_port(host: str, port: int) -> None:
+    """Refuse a port something already listens on. The web processes share their port
+    (``SO_REUSEPORT``), and Linux lets any process of the same user join such a port: a
+    second shop started on it would not fail, it would quietly take half of the first
+    one's connections, with other secrets and another database."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise RuntimeError(
+                f"port {port} on {host} is taken ({exc.strerror}): another shop or program "
+                "listens there; choose another with --port"
+            ) from exc
 
 
 def _claim_data_dir(data_dir: Path) -> None:
@@ -288,7 +355,8 @@ def background_nice(value: str | None) -> int:
     return int(value)
 
 
-#: web processes on one port; more than one share it (``serve --reuse-port``)
+#: the fewest web processes (``shop_parts``' default); more than one share the port
+#: (``serve --reuse-port``), and ``up`` starts one per CPU (``default_web_replicas``)
 WEB_REPLICAS = 1
 #: the most web processes ``up`` starts by itself: one per CPU up to this many
 MAX_DEFAULT_WEB_REPLICAS = 2
@@ -302,7 +370,9 @@ def default_web_replicas(cpus: int | None = None) -> int:
     (the second web took the payment worker's CPU); since round 30 the background parts
     yield as their niceness says (``app.platform.priority``), and the second web takes
     only what the web itself was owed. A bigger machine sets ``PIZZERIA_WEB_REPLICAS``:
-    past two, the workers and PostgreSQL want the cores more."""
+    past two, the workers and PostgreSQL want the cores more. The CPUs are those of the
+    affinity mask (``taskset``, a container's cpuset); a CPU quota (``docker --cpus``) is
+    not seen, so a container limited that way sets ``PIZZERIA_WEB_REPLICAS`` too."""
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         cpus = cpus or os.cpu_count() or 1
@@ -388,6 +458,7 @@ def up(host: str, port: int) -> int:
         replicas = worker_replicas(os.environ.get("PIZZERIA_WORKER_REPLICAS"))
         nice = background_nice(os.environ.get("PIZZERIA_BACKGROUND_NICE"))
         web = web_replicas(os.environ.get("PIZZERIA_WEB_REPLICAS"))
+        require_free_port(host, port)
         _claim_data_dir(data_dir)
         ensure_secrets(data_dir)
         embedded.start()
@@ -397,6 +468,8 @@ def up(host: str, port: int) -> int:
         ).strip().lower() in {"1", "true", "yes", "on"}
         prepare_data(demo)
         workers = [name for name, _ in worker_part_names(replicas)]
+        if embedded.postgres is None:  # the embedded one takes MAX_CONNECTIONS
+            _check_connections(web, len(workers))
         webs = replica_names("web", web) if web > 1 else []
         metrics_ports = {part: free_port() for part in (*webs, "relay", *workers)}
         parts = shop_parts(

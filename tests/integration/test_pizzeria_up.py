@@ -31,7 +31,7 @@ import pytest
 
 from app.platform import priority
 from devtools.embedded import MAX_CONNECTIONS
-from devtools.launcher import BACKGROUND_NICE, default_web_replicas
+from devtools.launcher import BACKGROUND_NICE, connections_short, default_web_replicas
 from tests.support.api import PASSWORD
 from tests.support.env import ROOT
 from tests.support.processes import free_port
@@ -516,6 +516,42 @@ def test_a_misspelt_replica_setting_stops_up_before_anything_starts(tmp_path: Pa
     )
     assert up.returncode == 1
     assert "PIZZERIA_WORKER_REPLICAS: 'kitchen=2'" in up.stdout and "payment" in up.stdout
+    assert "Traceback" not in up.stdout + up.stderr
+    assert not data_dir.exists(), "nothing started: no database, no data folder"
+
+
+def test_up_warns_when_its_postgresql_cannot_take_the_pools(migrated_db: str) -> None:
+    """Against a PostgreSQL of its own (``DATABASE_URL``) ``up`` reads max_connections:
+    "too many clients" would only come in a rush, when every pool is full."""
+    warning = connections_short(migrated_db, budget=100_000)
+    assert warning is not None and "PIZZERIA_WEB_REPLICAS=1" in warning
+    assert re.search(r"PostgreSQL allows \d+ connections", warning), warning
+    assert connections_short(migrated_db, budget=5) is None
+
+
+def test_up_refuses_a_port_another_shop_listens_on(tmp_path: Path) -> None:
+    """The web processes share their port (``SO_REUSEPORT``), which any process of the
+    same user may join: without the check a second shop would quietly take half of the
+    first one's connections."""
+    import socket
+
+    data_dir = tmp_path / "data"
+    with socket.socket() as shop:  # listening as a running shop's web does
+        shop.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        shop.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        shop.bind(("127.0.0.1", 0))
+        shop.listen()
+        port = shop.getsockname()[1]
+        up = subprocess.run(
+            [sys.executable, "-m", "app.cli", "up", "--port", str(port)],
+            cwd=ROOT,
+            env=_up_env(data_dir),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert up.returncode == 1
+    assert f"port {port} on 127.0.0.1 is taken" in up.stdout, up.stdout + up.stderr
     assert "Traceback" not in up.stdout + up.stderr
     assert not data_dir.exists(), "nothing started: no database, no data folder"
 

@@ -3,11 +3,14 @@ at what CPU priority the background parts run."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from devtools.launcher import (
     BACKGROUND_NICE,
     background_nice,
+    connection_budget,
     default_web_replicas,
     shop_parts,
     web_replicas,
@@ -71,10 +74,10 @@ def test_one_web_process_per_cpu_at_most_two_unless_told_otherwise() -> None:
     assert web_replicas(" 3 ", cpus=1) == 3
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity: Linux")
 def test_the_default_counts_the_cpus_this_process_may_use() -> None:
-    """A container or ``taskset`` limits the CPUs: the machine's count would be wrong."""
-    import os
-
+    """``taskset`` or a container's cpuset limits the CPUs: the machine's count would be
+    wrong. (A CPU quota, ``docker --cpus``, is not seen: set PIZZERIA_WEB_REPLICAS.)"""
     allowed = os.sched_getaffinity(0)
     assert default_web_replicas() == min(2, len(allowed))
     os.sched_setaffinity(0, {min(allowed)})
@@ -109,3 +112,22 @@ def test_a_web_replica_is_ready_only_once_it_listens_itself() -> None:
         sock.listen()
         assert _listening(os.getpid(), port)
     assert not _listening(None, port)
+
+
+def test_the_connection_budget_counts_every_pool_at_its_full_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each pool holds up to twice its configured size (``create_engine``): the web's
+    (``DATABASE_POOL_SIZE``, 10), the relay's 2, each worker's (``WORKER_DB_POOL``, 4),
+    and the relay's listener."""
+    from app.platform.settings import get_settings
+
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "10")
+    monkeypatch.setenv("WORKER_DB_POOL", "4")
+    get_settings.cache_clear()
+    try:
+        assert connection_budget(web=2, workers=6) == 2 * (2 * 10 + 2 + 6 * 4) + 1 == 93
+        assert connection_budget(web=1, workers=6) == 73
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

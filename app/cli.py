@@ -196,7 +196,12 @@ def relay(metrics_port: int | None) -> None:
 async def _relay() -> None:
     """The relay and the reconciler side by side in one process, each safe to replicate."""
     from app.platform import lifecycle, liveness
-    from app.platform.db import asyncpg_dsn, create_engine, create_session_factory
+    from app.platform.db import (
+        RELAY_POOL_SIZE,
+        asyncpg_dsn,
+        create_engine,
+        create_session_factory,
+    )
     from app.platform.heartbeat import Heartbeat
     from app.platform.loop import freeze_startup_heap
     from app.platform.reconciler import run_reconciler
@@ -213,7 +218,7 @@ async def _relay() -> None:
         loop.add_signal_handler(sig, stop.set)  # the relay stops between two batches
     if lifecycle.early_stop() is not None:  # signalled while importing
         return
-    engine = create_engine(settings, pool_size=2)
+    engine = create_engine(settings, pool_size=RELAY_POOL_SIZE)
     session_factory = create_session_factory(engine)
     heartbeat = Heartbeat(session_factory, "relay", settings.pipeline.heartbeat_seconds)
     beating = asyncio.create_task(heartbeat.run())

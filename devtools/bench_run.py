@@ -856,6 +856,9 @@ REPEATED_FIGURES = (
     ("orders through payment a second", ("pipeline", "orders_per_s_through_payment")),
     ("CPU ms per order", ("cpu_ms_per_order_total",)),
 )
+#: those a run has only when it measured the shop's processes (without them, the CPU
+#: per order is the bench's own)
+FROM_THE_SHOP_S_PROCESSES = frozenset({"CPU ms per order"})
 
 
 def repeat_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -867,8 +870,9 @@ def repeat_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     for label, path in REPEATED_FIGURES:
         values = []
         for run_json in runs:
-            if path[0].startswith("cpu") and not run_json.get("shop", {}).get("processes_measured"):
-                continue  # without the shop's processes it is the bench's own CPU only
+            measured = run_json.get("shop", {}).get("processes_measured")
+            if label in FROM_THE_SHOP_S_PROCESSES and not measured:
+                continue
             value: Any = run_json
             for key in path:
                 value = value.get(key) if isinstance(value, dict) else None

@@ -190,11 +190,12 @@ def connection_budget(web: int, workers: int) -> int:
     """The most PostgreSQL connections the shop's pools may hold at once: each process's
     pool at its full size (``app.platform.db.create_engine``: twice the configured size),
     and the relay's listener."""
+    from app.platform.db import RELAY_POOL_SIZE, pool_capacity
     from app.platform.settings import get_settings
 
     settings = get_settings()
-    pools = web * settings.db.pool_size + 2 + workers * settings.worker.db_pool
-    return 2 * pools + 1
+    pools = web * settings.db.pool_size + RELAY_POOL_SIZE + workers * settings.worker.db_pool
+    return pool_capacity(pools) + 1
 
 
 def connections_short(database_url: str, budget: int) -> str | None:
@@ -374,9 +375,9 @@ def default_web_replicas(cpus: int | None = None) -> int:
     affinity mask (``taskset``, a container's cpuset); a CPU quota (``docker --cpus``) is
     not seen, so a container limited that way sets ``PIZZERIA_WEB_REPLICAS`` too."""
     if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        cpus = cpus or os.cpu_count() or 1
-    return max(WEB_REPLICAS, min(MAX_DEFAULT_WEB_REPLICAS, cpus))
+        affinity = getattr(os, "sched_getaffinity", None)
+        cpus = len(affinity(0)) if affinity else os.cpu_count() or 1
+    return min(MAX_DEFAULT_WEB_REPLICAS, cpus)
 
 
 def web_replicas(value: str | None, cpus: int | None = None) -> int:

@@ -44,6 +44,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: the relay's pool size (it reads and marks the outbox in a few statements at a time)
+RELAY_POOL_SIZE = 2
+
+
+def pool_capacity(size: int) -> int:
+    """The most connections a pool of ``size`` (``DATABASE_POOL_SIZE``, ``WORKER_DB_POOL``)
+    holds: twice the size, none beyond (``create_engine``)."""
+    return 2 * size
+
+
 def create_engine(
     settings: Settings, pool_size: int | None = None, *, direct: bool = False
 ) -> AsyncEngine:
@@ -78,7 +88,7 @@ def create_engine(
     engine = create_async_engine(
         url,
         connect_args=connect_args,
-        pool_size=2 * size,
+        pool_size=pool_capacity(size),
         max_overflow=0,
         # No pre-ping (a round trip per checkout, a quarter of a request's time): a
         # connection that died is invalidated when it fails, and that request answers

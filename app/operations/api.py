@@ -10,11 +10,11 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.operations import service
+from app.operations.schemas import PartnerKnobsRequest
 from app.platform.access import access
 from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
 from app.platform.settings import Settings
-from app.platform.web import domain_name
 
 
 class OperationsApi(Controller):
@@ -32,14 +32,13 @@ class OperationsApi(Controller):
     async def set_partner(
         self,
         partner: FromPath[str],
-        data: JSONBody[dict[str, Any]],
+        data: JSONBody[PartnerKnobsRequest],
         settings: NamedDependency[Settings],
         staff_caller: NamedDependency[Principal],
         db: NamedDependency[AsyncSession],
     ) -> dict[str, Any]:
         """``{latencyMs, errorRate, down}``, any subset."""
-        knobs = {domain_name(key): value for key, value in data.items()}
-        return await service.change_knobs(db, settings, staff_caller, partner, knobs)
+        return await service.change_knobs(db, settings, staff_caller, partner, data.knobs())
 
     @get("/breakers")
     async def breakers(

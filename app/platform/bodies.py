@@ -7,6 +7,12 @@
 - Types: Litestar converts bodies leniently (``"qty": "1"`` would become 1); a JSON body
   for a typed ``data`` parameter is decoded strictly first, so a wrong type is a 422
   naming the field.
+- Encoding: a body that is not UTF-8 is a 400 (the decoder would raise
+  ``UnicodeDecodeError``: a 500).
+
+Litestar reads the body of a route whose ``data`` is not a form as JSON whatever the
+``Content-Type`` says (``text/plain``, none at all), so these checks go by the route, not
+by the header: a body the route will parse as JSON is checked as JSON.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ from typing import Any
 
 import msgspec
 from litestar import Request
+from litestar.enums import RequestEncodingType
+from litestar.params import BodyKwarg
+from litestar.typing import FieldDefinition
 
-from app.platform.errors import FieldError, InvalidInput
+from app.platform.errors import DomainError, FieldError, InvalidInput
 from app.platform.i18n import N_
 
 MAX_BODY = 64 * 1024
@@ -63,20 +72,41 @@ def _field(message: str) -> FieldError:
     return FieldError(field or "body", _PATH.sub("", message))
 
 
+def _json_data(request: Request[Any, Any, Any]) -> FieldDefinition | None:
+    """The route's ``data`` parameter when Litestar will parse the body as JSON (it is
+    not a form or MessagePack), else None."""
+    field = request.route_handler.parsed_fn_signature.parameters.get("data")
+    if field is None:
+        return None
+    kwarg = field.kwarg_definition
+    if isinstance(kwarg, BodyKwarg) and kwarg.media_type != RequestEncodingType.JSON:
+        return None
+    return field
+
+
 async def check_json_body(request: Request[Any, Any, Any]) -> None:
     """A ``before_request`` hook for JSON routes (runs before Litestar parses the body)."""
-    if request.method not in _UNSAFE or request.content_type[0] != "application/json":
+    if request.method not in _UNSAFE:
         return None
+    field = _json_data(request)
+    if field is None and request.content_type[0] != "application/json":
+        return None  # a form, or a route that reads no body
     body = await request.body()
+    if not body:
+        if field is not None and not field.is_optional and not field.has_default:
+            raise InvalidInput.single("body", N_("A JSON body is required."))
+        return None
     if too_deep(body):
         raise InvalidInput.single(
             "body", N_("JSON may nest at most %(n)s levels deep.", n=MAX_DEPTH)
         )
-    field = request.route_handler.parsed_fn_signature.parameters.get("data")
-    if field is None or not field.is_subclass_of(msgspec.Struct) or not body:
-        return None
     try:
+        if field is None or not field.is_subclass_of(msgspec.Struct):
+            body.decode()  # what Litestar's decoder would choke on
+            return None
         msgspec.json.decode(body, type=field.annotation, strict=True)
+    except UnicodeDecodeError as exc:
+        raise DomainError(N_("The body is not valid UTF-8 text.")) from exc
     except msgspec.ValidationError as exc:
         raise InvalidInput([_field(str(exc))]) from exc
     except msgspec.DecodeError:

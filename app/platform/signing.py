@@ -26,6 +26,11 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
     return f"t={t},{SCHEME}={_digest(secret, t, body)}"
 
 
+#: a Unix time in seconds has 10 digits until the year 2286; more is garbage, whatever its
+#: length (``int`` of a very long one raises, which must not become a 500)
+MAX_TIMESTAMP_DIGITS = 12
+
+
 def _parse(header: str) -> tuple[int, list[str]] | None:
     """``(timestamp, signatures)`` from a header value, or ``None`` if it is garbled."""
     timestamp: int | None = None
@@ -36,6 +41,8 @@ def _parse(header: str) -> tuple[int, list[str]] | None:
             return None
         if key == "t":
             if timestamp is not None or not (value.isascii() and value.isdigit()):
+                return None
+            if len(value) > MAX_TIMESTAMP_DIGITS:  # int() refuses past 4,300 digits
                 return None
             timestamp = int(value)
         elif key == SCHEME and value:

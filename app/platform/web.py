@@ -249,7 +249,6 @@ def _json_error(exc: DomainError) -> Response[Any]:
 #: fields the API takes in a header, named as the header
 HEADER_FIELDS = {"idempotency_key": "Idempotency-Key"}
 _SNAKE = re.compile(r"_([a-z0-9])")
-_CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
 def api_name(field: str) -> str:
@@ -257,11 +256,6 @@ def api_name(field: str) -> str:
     (``items[0].pizza_id``, ``card_number``), the API camelCase (``items[0].pizzaId``,
     ``cardNumber``), and a header keeps its own name (``Idempotency-Key``)."""
     return HEADER_FIELDS.get(field) or _SNAKE.sub(lambda m: m.group(1).upper(), field)
-
-
-def domain_name(key: str) -> str:
-    """An API body's camelCase key in the domain's words (``latencyMs`` → ``latency_ms``)."""
-    return _CAMEL.sub(lambda m: "_" + m.group(1).lower(), key)
 
 
 _LOCAL_PATH = re.compile(r"/(?![/\\])[^\\\x00-\x20\x7f]*")

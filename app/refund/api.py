@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.access import access
-from app.platform.errors import InvalidInput
+from app.platform.errors import FieldError, InvalidInput
 from app.platform.i18n import N_
 from app.platform.partners import PartnerBreakers
 from app.platform.security import Principal
@@ -80,10 +80,14 @@ class RefundApi(Controller):
         """The caller's refunds; staff see everyone's and may filter. ``from`` and ``to``
         take a day (``2026-12-01``, in the shop's time zone; ``to`` includes it, as on the
         staff lookup page) or an RFC 3339 instant (without an offset: UTC)."""
-        if not all(storable(v) for v in (reason_code or "", q or "")):
-            raise InvalidInput.single(
-                "q", N_("The search contains characters we cannot search for.")
-            )
+        unsearchable = [
+            name
+            for name, value in (("reason_code", reason_code), ("q", q))
+            if not storable(value or "")
+        ]
+        if unsearchable:
+            message = N_("The search contains characters we cannot search for.")
+            raise InvalidInput([FieldError(name, message) for name in unsearchable])
         zone = ZoneInfo(settings.shop.timezone)
         filters = status.RefundFilter(
             customer_id=None if caller.is_staff else caller.user_id,

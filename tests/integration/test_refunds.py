@@ -463,3 +463,12 @@ async def test_a_refund_filed_again_after_a_withdrawn_one_is_shown_and_collected
             if not set(await partner_statuses()) & {"requested", "assigned"}:
                 break
             await asyncio.sleep(0.2)
+
+
+async def test_an_unsearchable_filter_is_named_in_the_answer(client: httpx.AsyncClient) -> None:
+    headers = auth(await new_customer(client))
+    response = await client.get(
+        "/api/refunds", params={"reasonCode": "nul\x00here", "q": "fine"}, headers=headers
+    )
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["reasonCode"]

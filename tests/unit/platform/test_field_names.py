@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from app.operations.schemas import PartnerKnobsRequest
 from app.operations.service import parse_knobs
 from app.payment.service import normalize_card_number
 from app.platform.errors import InvalidInput
-from app.platform.web import api_name, domain_name
+from app.platform.web import api_name
 
 
 @pytest.mark.parametrize(
@@ -25,12 +27,11 @@ def test_the_api_spells_a_domain_field_in_camel_case(field: str, spelled: str) -
     assert api_name(field) == spelled
 
 
-def test_an_api_key_reads_back_in_the_domains_words() -> None:
-    assert [domain_name(k) for k in ("latencyMs", "errorRate", "down")] == [
-        "latency_ms",
-        "error_rate",
-        "down",
-    ]
+def test_an_api_body_reads_back_in_the_domains_words() -> None:
+    body = msgspec.json.decode(
+        b'{"latencyMs": 5, "errorRate": 0.5, "down": null}', type=PartnerKnobsRequest
+    )
+    assert body.knobs() == {"latency_ms": 5, "error_rate": 0.5}
 
 
 def test_services_name_the_field_as_the_form_does() -> None:

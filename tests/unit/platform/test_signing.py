@@ -80,6 +80,8 @@ def test_any_of_several_signatures_may_match() -> None:
         f"t={T};v1=abc",
         f"t={T},v1=\u00e9\u00e9",
         "t=\u0661\u0662,v1=abc",
+        f"t={'9' * 5000},v1=abc",  # past int()'s 4,300 digits: garbage, not a ValueError
+        f"t={T:013d},v1=abc",
     ],
 )
 def test_garbage_header_fails(header: str | None) -> None:

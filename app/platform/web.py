@@ -104,7 +104,7 @@ def is_htmx(request: Request[Any, Any, Any]) -> bool:
 
 def wants_json(request: Request[Any, Any, Any]) -> bool:
     path = request.url.path
-    return path.startswith(("/api/", "/webhooks/", "/health"))
+    return path in ("/api", "/webhooks") or path.startswith(("/api/", "/webhooks/", "/health"))
 
 
 def page(

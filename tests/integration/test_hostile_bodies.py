@@ -1,6 +1,7 @@
 """Bodies the fuzzers did not send: what Litestar would read as JSON whatever the
 ``Content-Type`` says, bytes that are not UTF-8, and a signature header too long for
-``int``. Each must be a 4xx with a JSON body naming the problem, never a 500."""
+``int``; and a request for the API's bare prefix. Each must be a 4xx with a JSON body
+naming the problem, never a 500 (or an HTML page)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,10 @@ async def test_partner_knobs_left_out_or_null_change_nothing(
     response = await client.put("/api/admin/partners/courier", json={"down": None}, headers=staff)
     assert response.status_code == 200, response.text
     assert (await client.get("/api/admin/partners", headers=staff)).json() == before
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PUT"])
+async def test_the_bare_api_prefix_answers_json(client: httpx.AsyncClient, method: str) -> None:
+    response = await client.request(method, "/api")
+    assert response.status_code == 404, response.text
+    assert _problem(response)["detail"]

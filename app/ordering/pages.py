@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
@@ -113,8 +114,18 @@ async def _basket_response(
 ) -> Any:
     if is_htmx(request):
         lines = await basket_lines(request, db)
-        return page(request, "ordering/_basket.html", basket=lines, oob_count=True)
+        # beside the checkout form, its amount, pay button and fingerprint follow the
+        # basket, or the first Pay would be refused as a basket changed "elsewhere"
+        seen = basket_seen(lines) if _on_checkout(request) else None
+        return page(
+            request, "ordering/_basket.html", basket=lines, oob_count=True, checkout_seen=seen
+        )
     return redirect(request, "/")
+
+
+def _on_checkout(request: Request[Any, Any, Any]) -> bool:
+    """Whether the page that sent this htmx request is the checkout (htmx names it)."""
+    return urlsplit(request.headers.get("hx-current-url", "")).path.rstrip("/") == "/checkout"
 
 
 class CheckoutPages(Controller):

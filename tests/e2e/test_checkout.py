@@ -158,6 +158,48 @@ async def test_a_back_to_back_double_submit_lands_on_the_placed_order(page: Page
     await expect(page.locator("a[href^='/orders/']")).to_have_count(1)
 
 
+async def test_a_basket_changed_beside_the_checkout_form_is_what_pay_pays_for(
+    page: Page,
+) -> None:
+    """The basket beside the form re-renders itself (htmx); the form's amount, its pay
+    button and the fingerprint it sends follow, so the first Pay goes through instead of
+    a "your basket changed" refusal with the card number gone."""
+    await sign_up(page)
+    names = await fill_basket(page)
+    await open_checkout(page)
+    await fill_details(page, GOOD_CARD)
+    basket = page.locator("#basket")
+    await basket.get_by_role("button", name=f"One more {names[0]}").click()
+    await expect(basket.locator(".qty").first).to_have_text("2")
+    await basket_settled(page)
+    await basket.get_by_role("button", name=f"Remove {names[1]}").click()
+    await expect(basket.locator(".basket-lines li")).to_have_count(1)
+    await basket_settled(page)
+
+    total = (await page.locator("#basket-total").inner_text()).strip()
+    await expect(page.locator("#checkout-total")).to_have_text(total)
+    await expect(pay_button(page, "en")).to_contain_text(total)
+    await expect(page.get_by_label("Card number")).to_have_value(GOOD_CARD)  # typed, kept
+    await pay_button(page, "en").click()
+    await expect(page).to_have_url(ORDER_URL)
+    live = page.locator("#order-live")
+    await expect(live.get_by_text(names[0])).to_be_visible()
+    await expect(live.get_by_text(names[1])).to_have_count(0)
+    await expect(live.get_by_text(total).first).to_be_visible()
+
+
+async def test_emptying_the_basket_beside_the_checkout_form_disables_pay(page: Page) -> None:
+    await sign_up(page)
+    names = await fill_basket(page)
+    await open_checkout(page)
+    basket = page.locator("#basket")
+    for name in names:
+        await basket.get_by_role("button", name=f"Remove {name}").click()
+        await basket_settled(page)
+    await expect(basket.locator(".basket-lines li")).to_have_count(0)
+    await expect(pay_button(page, "en")).to_be_disabled()
+
+
 @pytest.mark.parametrize("lang", ["en", "ko"])
 async def test_on_a_phone_the_total_stays_above_the_pay_button(
     page: Page, t: Words, lang: str

@@ -79,7 +79,10 @@ class AccountPages(Controller):
                 email=form["email"],
                 password=form["password"],
                 name=form["name"],
-                locale=i18n.current_locale(),
+                # only a language the person picked with the switch: without one, the
+                # account follows each browser's until they pick (storing the language
+                # this page happened to be in would pin it, and beat a later pick)
+                locale=i18n.switched_to(request.scope),
             )
         except (InvalidInput, TooManyRequests) as exc:
             return _form_again(request, "accounts/signup.html", form, exc)

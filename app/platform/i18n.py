@@ -264,6 +264,13 @@ class LocaleMiddleware:
         await self.app(scope, receive, send)
 
 
+def switched_to(scope: Scope) -> str | None:
+    """The language this browser picked with the header's switch (its cookie), if any: an
+    explicit choice, unlike the browser's ``Accept-Language`` or the default."""
+    chosen = _cookie(scope, LOCALE_COOKIE)
+    return chosen if chosen in LOCALES else None
+
+
 def locale_of(scope: Scope) -> str:
     """The language of this request (also for error pages, which middleware never sees:
     there the session is not loaded, so the cookie and the browser decide)."""

@@ -219,3 +219,35 @@ async def test_pages_that_do_not_exist_answer_in_the_visitors_language(
     assert lang_of(page.text) == "ko" and "페이지를 찾을 수 없어요." in page.text
     english = await client.get("/no-such-page", headers=EN_BROWSER)
     assert lang_of(english.text) == "en" and "We could not find that page." in english.text
+
+
+async def test_a_language_picked_before_signing_in_is_kept(shop: Shop) -> None:
+    """Signing up without picking a language gives the account none (it follows the
+    browser), so a pick made later while signed out still holds after signing in."""
+    email = f"{uuid.uuid4().hex[:12]}@example.com"
+    async with httpx.AsyncClient(base_url=shop.url, headers=EN_BROWSER) as browser:
+        await browser.get("/signup")
+        form = {"name": "Min", "email": email, "password": "pizza-demo-1234"}
+        signed_up = await browser.post(
+            "/signup", data={**form, "_csrf_token": browser.cookies["pizzeria_csrf"]}
+        )
+        assert signed_up.status_code == 303, signed_up.text
+        assert lang_of((await browser.get("/orders")).text) == "en"
+        out = await browser.post("/logout", data={"_csrf_token": browser.cookies["pizzeria_csrf"]})
+        assert out.status_code == 303, out.text
+        await browser.get("/login")
+        csrf = browser.cookies["pizzeria_csrf"]
+        await browser.post("/language", data={"lang": "ko", "next": "/login", "_csrf_token": csrf})
+        await browser.get("/login")
+        signed_in = await browser.post(
+            "/login",
+            data={
+                "email": email,
+                "password": form["password"],
+                "next": "/",
+                "_csrf_token": browser.cookies["pizzeria_csrf"],
+            },
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        page = await browser.get("/orders")
+        assert lang_of(page.text) == "ko" and "주문 내역" in page.text

@@ -323,6 +323,35 @@ async def test_the_board_fits_a_laptop_and_a_kitchen_screen(
     assert withdrawn.status_code == 200, withdrawn.text
 
 
+async def test_on_a_phone_the_board_scrolls_sideways_inside_itself(
+    new_context: NewContext, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """A card far to the right (delivered, with a note whose label is visually hidden:
+    positioned absolutely) must not stretch the page: only the board scrolls sideways."""
+    customer = await new_customer(api)
+    staff = await staff_headers(api, shop.env)
+    order = await place_paid_order(api, customer)
+    delivery_id = str(order["delivery"]["id"])  # type: ignore[index]
+    for _ in range(3):  # preparing, baking, ready; the partner's rider does the rest
+        moved = await api.post(f"/api/deliveries/{delivery_id}/advance", headers=staff)
+        assert moved.status_code == 200, moved.text
+    await wait_for(
+        api, customer, str(order["id"]), lambda v: v["status"] == "fulfilled", "delivered", 20
+    )
+    board = await open_board(new_context, await create_staff(shop))
+    await board.set_viewport_size({"width": 375, "height": 740})
+    delivered = card(board, delivery_id, "delivered")
+    await expect(delivered).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    await expect(delivered.locator(".card-note")).to_contain_text(NOTE)
+    page_width, window_width, board_scroll, board_width = await board.evaluate(
+        "() => { const b = document.querySelector('#board .board');"
+        " return [document.documentElement.scrollWidth, window.innerWidth,"
+        " b.scrollWidth, b.clientWidth]; }"
+    )
+    assert page_width <= window_width, (page_width, window_width)
+    assert board_scroll > board_width, (board_scroll, board_width)  # the board scrolls
+
+
 async def test_admin_edits_one_field_of_a_reason_and_the_rest_stays(page: Page, shop: Shop) -> None:
     await sign_in(page, await create_user(shop.env, "admin"))
     await page.goto("/admin/reasons")

@@ -194,9 +194,11 @@ class Lookup(AsyncSession):
         return self._pooled
 
     async def lose(self, error: BaseException) -> None:
-        """The connection is lost: closed, never handed out again."""
+        """The connection is lost: closed, never handed out again, and the pool's older
+        connections retired with it (``retire_older``)."""
         pooled, self._pooled = self._pooled, None
         if pooled is not None:
+            retire_older(self.engine, pooled, error)
             await greenlet_spawn(pooled.invalidate, error)
 
     async def close(self) -> None:
@@ -204,6 +206,15 @@ class Lookup(AsyncSession):
         # its Session never held anything (no bind): nothing of it to close
         if pooled is not None:  # back to the pool (no transaction is open on it)
             await greenlet_spawn(pooled.close)
+
+
+def retire_older(engine: AsyncEngine, pooled: PoolProxiedConnection, error: BaseException) -> None:
+    """A connection was lost under a statement: every connection the pool made before it
+    is replaced at its next checkout, as SQLAlchemy's own execution does on a disconnect
+    (``Connection._handle_dbapi_exception``, through the pool's ``_invalidate``). A
+    database that dropped one connection (a restart, a failover) dropped them all, and
+    each would otherwise fail one more request (a 503) before the pool noticed."""
+    engine.sync_engine.pool._invalidate(pooled, error, _checkin=False)
 
 
 def lookup(source: async_sessionmaker[AsyncSession] | AsyncSession) -> Lookup:

@@ -30,7 +30,7 @@ from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
-from app.platform.db import Lookup
+from app.platform.db import Lookup, retire_older
 
 #: one value's conversion for the driver (an enum to its name, a dict to JSON text)
 Processor = Callable[[Any], Any]
@@ -134,8 +134,14 @@ class Statement:
         except Exception as error:
             session.sync_session.info.pop(_BOUND, None)  # the next statement asks afresh
             connection = bound.connection
+
+            async def lose(lost: BaseException) -> None:
+                pooled = connection.sync_connection.connection  # type: ignore[union-attr]
+                retire_older(connection.engine, pooled, lost)
+                await connection.invalidate(lost)
+
             raise await _as_sqlalchemy_error(
-                connection.dialect, adapter, compiled.sql, error, connection.invalidate
+                connection.dialect, adapter, compiled.sql, error, lose
             ) from error
 
 

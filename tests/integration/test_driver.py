@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import cast
 
+import asyncpg
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Table, bindparam, event, func, insert, select, text
@@ -25,9 +26,17 @@ from app.payment.events import PaymentCaptured
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import PaymentMethod
 from app.payment.service import PAYMENTS, open_payment, payment_for_order
-from app.platform.db import lookup, read_only, utcnow
+from app.platform.db import (
+    asyncpg_dsn,
+    create_engine,
+    create_session_factory,
+    lookup,
+    read_only,
+    utcnow,
+)
 from app.platform.driver import Statement
 from app.platform.outbox import InboxRow, OutboxRow
+from app.platform.settings import get_settings
 from app.platform.uow import complete
 from devtools.bench_statements import statement_costs
 from devtools.bench_statements import table as statements_table
@@ -279,6 +288,45 @@ async def test_a_database_error_is_raised_as_sqlalchemy_raises_it(session_factor
         await session.rollback()
     async with session_factory() as session:  # the pool hands out a live connection
         assert await _NOTE.fetchrow(session, _row(uuid.uuid4())) is None
+
+
+@pytest.mark.parametrize("way", ["lookup", "transaction"])
+async def test_a_lost_connection_retires_every_connection_the_pool_made_before_it(
+    migrated_db: str, way: str
+) -> None:
+    """A database that dropped one connection (a restart, a failover) dropped them all:
+    as SQLAlchemy's own execution does, the first statement that finds its connection
+    lost retires the pool's older connections too, so the next request gets a fresh one
+    instead of the next dead one (a restarted PostgreSQL otherwise cost one failed
+    request, a 503, per pooled connection)."""
+    engine = create_engine(get_settings(), pool_size=2)  # a pool of 4, as each web has 20
+    factory = create_session_factory(engine)
+    try:
+        held = [await engine.connect() for _ in range(4)]  # the pool opens all four
+        pids = [(await c.execute(select(func.pg_backend_pid()))).scalar_one() for c in held]
+        for connection in held:
+            await connection.close()
+        killer = await asyncpg.connect(asyncpg_dsn(get_settings().db.url))
+        try:  # what a restart does to all of them
+            await killer.execute(
+                "SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", pids
+            )
+        finally:
+            await killer.close()
+
+        async def backend() -> int:
+            if way == "lookup":
+                async with lookup(factory) as looking:
+                    return await _backend(looking)
+            async with factory() as session:
+                return await _backend(session)
+
+        with pytest.raises(DBAPIError) as lost:
+            await backend()
+        assert lost.value.connection_invalidated
+        assert await backend() not in pids  # a fresh connection, not the next dead one
+    finally:
+        await engine.dispose()
 
 
 async def _new_payment(factory: Factory) -> uuid.UUID:

@@ -460,7 +460,7 @@ def test_up_stops_leftovers_restarts_dead_parts_and_serves_the_cli(up_dir: Path)
         assert up.process.poll() is None, "up kept running"
         _wait_until(lambda: _ready(up.url), "the shop ready again", up)
         with httpx.Client(base_url=up.url, timeout=10) as client:
-            _token(client, email, PASSWORD)
+            _token_after_restart(client, email, PASSWORD, web_processes=default_web_replicas())
         up.descendants = psutil.Process(up.process.pid).children(recursive=True)
 
 
@@ -472,6 +472,20 @@ def _children(pid: int) -> list[psutil.Process]:
             if child.status() != psutil.STATUS_ZOMBIE and child.cmdline():
                 alive.append(child)
     return alive
+
+
+def _token_after_restart(
+    client: httpx.Client, email: str, password: str, web_processes: int
+) -> str:
+    """A token as a client gets one right after PostgreSQL restarted: each web process's
+    first statement finds its pooled connections dead (no pre-ping; the pool then retires
+    them all) and answers 503 with Retry-After, which a client follows; the next works."""
+    for _ in range(web_processes):
+        response = client.post("/api/auth/token", data={"username": email, "password": password})
+        if response.status_code != 503:
+            break
+        assert int(response.headers["retry-after"]) > 0, response.headers
+    return _token(client, email, password)
 
 
 def _ready(url: str) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.menu import service as menu
 from app.ordering.models import MAX_LINES, MAX_QTY
+from app.platform.i18n import N_
 
 BASKET = "basket"
 
@@ -42,15 +43,22 @@ def write_basket(request: Request[Any, Any, Any], basket: dict[str, int]) -> Non
     request.session[BASKET] = {k: v for k, v in basket.items() if v > 0}
 
 
-def add_to_basket(request: Request[Any, Any, Any], pizza_id: int, qty: int = 1) -> None:
+def add_to_basket(request: Request[Any, Any, Any], pizza_id: int, qty: int = 1) -> str | None:
+    """Add ``qty`` (less, when negative) of a pizza; what an order may hold caps it. The
+    reason, when not all of it went in (the basket says so: a button that silently did
+    nothing looked broken)."""
     if not 0 < pizza_id <= MAX_PIZZA_ID:
-        return
+        return None
     basket = read_basket(request)
     key = str(pizza_id)
     if key not in basket and len(basket) >= MAX_LINES:
-        return
-    basket[key] = max(0, min(MAX_QTY, basket.get(key, 0) + qty))
+        return N_("An order holds at most %(n)s different pizzas.", n=MAX_LINES)
+    wanted = basket.get(key, 0) + qty
+    basket[key] = max(0, min(MAX_QTY, wanted))
     write_basket(request, basket)
+    if wanted > MAX_QTY:
+        return N_("An order holds at most %(n)s of one pizza.", n=MAX_QTY)
+    return None
 
 
 async def basket_lines(request: Request[Any, Any, Any], db: AsyncSession) -> list[BasketLine]:

@@ -79,9 +79,10 @@ class BasketPages(Controller):
         db: NamedDependency[AsyncSession],
     ) -> Any:
         pizza_id = _int(data.get("pizza_id"), 0)
+        refused = None
         if pizza_id > 0:
-            add_to_basket(request, pizza_id, max(1, min(20, _int(data.get("qty"), 1))))
-        return await _basket_response(request, db)
+            refused = add_to_basket(request, pizza_id, max(1, min(20, _int(data.get("qty"), 1))))
+        return await _basket_response(request, db, refused)
 
     @post("/less")
     async def less(
@@ -110,7 +111,7 @@ class BasketPages(Controller):
 
 
 async def _basket_response(
-    request: Request[Any, Any, Any], db: NamedDependency[AsyncSession]
+    request: Request[Any, Any, Any], db: NamedDependency[AsyncSession], refused: str | None = None
 ) -> Any:
     if is_htmx(request):
         lines = await basket_lines(request, db)
@@ -118,7 +119,12 @@ async def _basket_response(
         # basket, or the first Pay would be refused as a basket changed "elsewhere"
         seen = basket_seen(lines) if _on_checkout(request) else None
         return page(
-            request, "ordering/_basket.html", basket=lines, oob_count=True, checkout_seen=seen
+            request,
+            "ordering/_basket.html",
+            basket=lines,
+            oob_count=True,
+            checkout_seen=seen,
+            refused=refused,
         )
     return redirect(request, "/")
 

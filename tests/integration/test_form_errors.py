@@ -182,3 +182,24 @@ async def test_a_checkout_page_sent_again_shows_its_order_and_keeps_the_new_bask
         orders = (await browser.get("/orders")).text
         assert set(re.findall(r'href="(/orders/[0-9a-f-]{36})"', orders)) == {order_page}
         assert 'id="basket-count" class="pill">1<' in (await browser.get("/")).text
+
+
+async def test_the_basket_says_when_an_order_cannot_hold_more(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """The 21st of one pizza does not go in, and the basket says why (the button used to
+    do nothing, and the announcer went on saying 20)."""
+    async with webapp.client(app) as browser:
+        _, csrf = await signed_in(browser, session_factory, Role.customer)
+        htmx = {"HX-Request": "true"}
+        full = await browser.post(
+            "/basket/add", data={"pizza_id": "1", "qty": "20", "_csrf_token": csrf}, headers=htmx
+        )
+        assert full.status_code == 200, full.text
+        assert 'id="basket-refused"' not in full.text
+        more = await browser.post(
+            "/basket/add", data={"pizza_id": "1", "_csrf_token": csrf}, headers=htmx
+        )
+        assert more.status_code == 200, more.text
+        assert "An order holds at most 20 of one pizza." in more.text
+        assert 'data-qty="20"' in more.text

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.audit import service as audit
 from app.platform.access import access
 from app.platform.db import read_only
-from app.platform.errors import Conflict, InvalidInput, Unavailable
+from app.platform.errors import Conflict, FieldError, InvalidInput, Unavailable
 from app.platform.forms import form_again
 from app.platform.i18n import N_, plain_amount, translate
 from app.platform.partners import PartnerBreakers, refusal_message
@@ -166,6 +166,17 @@ def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | 
     return day_bound(day, zone, end=end)
 
 
+def unreadable_days(params: dict[str, str | None]) -> dict[str, str]:
+    """The bounds given that are no day (a link typed by hand: the date field sends
+    ``YYYY-MM-DD`` or nothing), by field: said, rather than the filter quietly dropped."""
+    errors = {}
+    for name in ("from", "to"):
+        value = params.get(name)
+        if value and _day(value, ZoneInfo("UTC")) is None:
+            errors[name] = N_("Pick a day (YYYY-MM-DD).")
+    return errors
+
+
 def lookup_filter(settings: Settings, params: dict[str, str | None]) -> status.RefundFilter:
     """The lookup's and the export's filters from the query: each bound a day in the
     shop's time zone, text without NUL bytes and cut to what the columns hold."""
@@ -195,7 +206,7 @@ class StaffRefundPages(Controller):
     ) -> Any:
         params = {"reason": reason, "q": q, "from": request.query_params.get("from"), "to": to}
         filters = lookup_filter(settings, params)
-        errors: dict[str, str] = {}
+        errors = unreadable_days(params)
         if filters.since and filters.until and filters.since >= filters.until:
             errors["to"] = N_("“To” is before “From”: pick a later day.")
         stats = await status.refund_stats(db, filters)
@@ -222,6 +233,8 @@ class StaffRefundPages(Controller):
         staff: NamedDependency[Principal],
     ) -> Response[str]:
         params = {k: request.query_params.get(k) for k in ("reason", "q", "from", "to")}
+        if unreadable := unreadable_days(params):
+            raise InvalidInput([FieldError(name, why) for name, why in unreadable.items()])
         rows = await status.refund_views(db, lookup_filter(settings, params), limit=100_000)
         zone = ZoneInfo(settings.shop.timezone)
         buffer = io.StringIO()

@@ -472,3 +472,19 @@ async def test_an_unsearchable_filter_is_named_in_the_answer(client: httpx.Async
     )
     assert response.status_code == 422, response.text
     assert [e["field"] for e in response.json()["errors"]] == ["reasonCode"]
+
+
+async def test_a_lookup_link_with_a_bound_that_is_no_day_says_so(shop: Shop) -> None:
+    """The date fields send a day or nothing; a hand-typed link with anything else is
+    told so next to the field (and the export refuses it) instead of quietly searching
+    without that bound."""
+    async with httpx.AsyncClient(base_url=shop.url) as browser:
+        await browser_session(browser, await create_user(shop.env, "staff"))
+        page = await browser.get("/staff/refunds", params={"from": "garbage", "to": "2026-13-45"})
+        assert page.status_code == 422, page.text
+        assert 'id="from-error"' in page.text and 'id="to-error"' in page.text
+        assert page.text.count("Pick a day (YYYY-MM-DD).") == 2
+        export = await browser.get("/staff/refunds/export.csv", params={"from": "garbage"})
+        assert export.status_code == 422, export.text
+        fine = await browser.get("/staff/refunds", params={"from": "2026-11-01"})
+        assert fine.status_code == 200 and "from-error" not in fine.text

@@ -75,7 +75,9 @@ class PartnerPages(Controller):
             # two partners' forms on one page: each message names its partner's form
             errors = scoped_errors(partner, exc, form)
             context = await _context(settings, breakers)
-            return form_again(request, "operations/partners.html", form, errors, **context)
+            return form_again(
+                request, "operations/partners.html", form, errors, typed_for=partner, **context
+            )
         return redirect(request, "/staff/partners")
 
 

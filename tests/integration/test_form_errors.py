@@ -78,6 +78,10 @@ async def test_the_partner_simulator_names_the_wrong_knob_and_the_api_camelizes_
         )
         assert refused.status_code == 422, refused.text
         assert "Latency is 0 to 60000 ms." in refused.text
+        # what was typed stays in that partner's form, marked and described for readers
+        assert 'name="latency_ms" type="number" min="0" max="60000" value="-5"' in refused.text
+        assert 'aria-describedby="payment-latency-error"' in refused.text
+        assert refused.text.count('value="-5"') == 1  # not in the courier's form
         token = (
             await browser.post(
                 "/api/auth/token",

@@ -44,6 +44,9 @@ from app.platform.web import (
 
 CHECKOUT_FORM = "checkout_form"
 RETRYING = "retrying_order"
+#: the order this browser's last checkout placed: an empty checkout page links to it (a
+#: reload while paying lands there, with the order placed and nothing said of it)
+LAST_PLACED = "last_placed_order"
 
 
 def _int(value: Any, default: int) -> int:
@@ -160,6 +163,7 @@ class CheckoutPages(Controller):
                 service.retry_key(uuid.UUID(retrying["order"])) if retrying else uuid.uuid4().hex
             ),
             seen=basket_seen(lines),
+            last_placed=None if lines else request.session.get(LAST_PLACED),
         )
 
     @post("/", opt=keep_typed(lambda request, form: remember_details(request, form)))
@@ -223,6 +227,7 @@ class CheckoutPages(Controller):
             return _checkout_again(request, form, exc, lines, token)
         answer_stands(request)  # the order exists: a lost basket write must not hide it
         write_basket(request, {})
+        request.session[LAST_PLACED] = str(placed.order_id)
         return redirect(request, f"/orders/{placed.order_id}")
 
     @post("/again/{order_id:uuid}")

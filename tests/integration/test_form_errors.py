@@ -207,3 +207,22 @@ async def test_the_basket_says_when_an_order_cannot_hold_more(
         assert more.status_code == 200, more.text
         assert "An order holds at most 20 of one pizza." in more.text
         assert 'data-qty="20"' in more.text
+
+
+async def test_an_empty_checkout_links_the_order_it_just_placed(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """A reload while paying lands on the checkout with the basket already emptied by the
+    order: the page links that order rather than saying nothing of it."""
+    async with webapp.client(app) as browser:
+        _, csrf = await signed_in(browser, session_factory, Role.customer)
+        await browser.post("/basket/add", data={"pizza_id": "1", "qty": "1", "_csrf_token": csrf})
+        shown = (await browser.get("/checkout")).text
+        placed = await browser.post("/checkout", data=_checkout_form(shown, csrf))
+        assert placed.status_code == 303, placed.text
+        order_path = placed.headers["location"]
+        empty = await browser.get("/checkout")
+        assert 'id="last-placed"' in empty.text and f'href="{order_path}"' in empty.text
+        await browser.post("/basket/add", data={"pizza_id": "2", "qty": "1", "_csrf_token": csrf})
+        filled = await browser.get("/checkout")
+        assert 'id="last-placed"' not in filled.text

@@ -16,8 +16,10 @@ class PartnerKnobsRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=
     latency_ms: int | None = None
     error_rate: float | None = None
     down: bool | None = None
+    #: the partner acts at once but answers this late (what GET shows can be PUT back)
+    answer_delay_ms: int | None = None
 
     def knobs(self) -> dict[str, Any]:
         """The knobs given, in the service's names."""
-        given = {"latency_ms": self.latency_ms, "error_rate": self.error_rate, "down": self.down}
+        given = msgspec.structs.asdict(self)
         return {name: value for name, value in given.items() if value is not None}

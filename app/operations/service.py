@@ -49,12 +49,17 @@ async def partner_knobs(settings: Settings) -> dict[str, Any]:
 
 
 #: the knobs in our words, and as the sandbox partners' API spells them
-KNOB_WIRE_NAMES = {"latency_ms": "latencyMs", "error_rate": "errorRate", "down": "down"}
+KNOB_WIRE_NAMES = {
+    "latency_ms": "latencyMs",
+    "error_rate": "errorRate",
+    "down": "down",
+    "answer_delay_ms": "answerDelayMs",
+}
 
 
 def parse_knobs(raw: dict[str, Any]) -> dict[str, Any]:
-    """Validate knob input (``latency_ms``, ``error_rate``, ``down``, any subset); 422
-    naming the field."""
+    """Validate knob input (``latency_ms``, ``error_rate``, ``down``, ``answer_delay_ms``,
+    any subset); 422 naming the field."""
     knobs: dict[str, Any] = {}
     errors = []
     if raw.get("latency_ms") not in (None, ""):
@@ -71,6 +76,13 @@ def parse_knobs(raw: dict[str, Any]) -> dict[str, Any]:
                 raise ValueError
         except (TypeError, ValueError):
             errors.append(("error_rate", N_("Error rate is between 0 and 1.")))
+    if raw.get("answer_delay_ms") not in (None, ""):
+        try:
+            knobs["answer_delay_ms"] = int(raw["answer_delay_ms"])
+            if not 0 <= knobs["answer_delay_ms"] <= 600_000:
+                raise ValueError
+        except (TypeError, ValueError):
+            errors.append(("answer_delay_ms", N_("The answer delay is 0 to 600000 ms.")))
     if "down" in raw:
         down = raw["down"]
         knobs["down"] = down if isinstance(down, bool) else str(down).lower() in {"1", "true", "on"}

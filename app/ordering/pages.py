@@ -40,12 +40,14 @@ from app.platform.web import (
     notice_for,
     page,
     redirect,
+    take_notice,
 )
 
 CHECKOUT_FORM = "checkout_form"
 RETRYING = "retrying_order"
-#: the order this browser's last checkout placed: an empty checkout page links to it (a
-#: reload while paying lands there, with the order placed and nothing said of it)
+#: the order this browser's last checkout placed: the next checkout page, when its basket
+#: is empty, links to it once (a reload while paying lands there, with the order placed
+#: and nothing said of it)
 LAST_PLACED = "last_placed_order"
 
 
@@ -66,7 +68,11 @@ class MenuPages(Controller):
     async def menu(self, request: Request[Any, Any, Any], db: NamedDependency[AsyncSession]) -> Any:
         pizzas = await menu.list_menu(db)
         return page(
-            request, "ordering/menu.html", pizzas=pizzas, basket=await basket_lines(request, db)
+            request,
+            "ordering/menu.html",
+            pizzas=pizzas,
+            basket=await basket_lines(request, db),
+            notice=take_notice(request, "/"),
         )
 
 
@@ -129,6 +135,8 @@ async def _basket_response(
             checkout_seen=seen,
             refused=refused,
         )
+    if refused:  # without JavaScript: said on the menu page the form goes back to
+        notice_for(request, "/", refused)
     return redirect(request, "/")
 
 
@@ -163,7 +171,7 @@ class CheckoutPages(Controller):
                 service.retry_key(uuid.UUID(retrying["order"])) if retrying else uuid.uuid4().hex
             ),
             seen=basket_seen(lines),
-            last_placed=None if lines else request.session.get(LAST_PLACED),
+            last_placed=None if lines else request.session.pop(LAST_PLACED, None),
         )
 
     @post("/", opt=keep_typed(lambda request, form: remember_details(request, form)))

@@ -35,6 +35,7 @@ MAX_DEPTH = 32
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
+_UNKNOWN = re.compile(r"contains unknown field `([^`]+)`")
 
 
 def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
@@ -66,9 +67,9 @@ def _field(message: str) -> FieldError:
     """``Expected `int`, got `str` - at `$.items[0].qty``` → field ``items[0].qty``."""
     found = _PATH.search(message)
     field = found.group(1) if found else ""
-    missing = _MISSING.search(message)
-    if missing:  # ``Object missing required field `items` - at `$.order``` names the field
-        field = f"{field}.{missing.group(1)}" if field else missing.group(1)
+    named = _MISSING.search(message) or _UNKNOWN.search(message)
+    if named:  # ``Object missing required field `items` - at `$.order``` names the field
+        field = f"{field}.{named.group(1)}" if field else named.group(1)
     return FieldError(field or "body", _PATH.sub("", message))
 
 
@@ -101,8 +102,11 @@ async def check_json_body(request: Request[Any, Any, Any]) -> None:
             "body", N_("JSON may nest at most %(n)s levels deep.", n=MAX_DEPTH)
         )
     try:
+        # what Litestar's untyped decode would choke on, anywhere in the body (the typed
+        # decode below skips the bytes of fields the Struct does not declare)
+        if not body.isascii():
+            body.decode()
         if field is None or not field.is_subclass_of(msgspec.Struct):
-            body.decode()  # what Litestar's decoder would choke on
             return None
         msgspec.json.decode(body, type=field.annotation, strict=True)
     except UnicodeDecodeError as exc:

@@ -8,6 +8,7 @@ transaction ends, not a framework hook.
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,8 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 
 from app.platform import logs, priority
 from app.platform.settings import Settings
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -213,8 +216,13 @@ def retire_older(engine: AsyncEngine, pooled: PoolProxiedConnection, error: Base
     is replaced at its next checkout, as SQLAlchemy's own execution does on a disconnect
     (``Connection._handle_dbapi_exception``, through the pool's ``_invalidate``). A
     database that dropped one connection (a restart, a failover) dropped them all, and
-    each would otherwise fail one more request (a 503) before the pool noticed."""
-    engine.sync_engine.pool._invalidate(pooled, error, _checkin=False)
+    each would otherwise fail one more request (a 503) before the pool noticed. Best
+    effort: it runs while an error is being raised, which it must not replace (the pool's
+    ``_invalidate`` is SQLAlchemy's own, not public API)."""
+    try:
+        engine.sync_engine.pool._invalidate(pooled, error, _checkin=False)
+    except Exception:
+        log.exception("could not retire the pool's older connections")
 
 
 def lookup(source: async_sessionmaker[AsyncSession] | AsyncSession) -> Lookup:

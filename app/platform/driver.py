@@ -26,6 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
@@ -136,8 +137,7 @@ class Statement:
             connection = bound.connection
 
             async def lose(lost: BaseException) -> None:
-                pooled = connection.sync_connection.connection  # type: ignore[union-attr]
-                retire_older(connection.engine, pooled, lost)
+                retire_older(connection.engine, bound.pooled, lost)
                 await connection.invalidate(lost)
 
             raise await _as_sqlalchemy_error(
@@ -171,6 +171,7 @@ class _Bound:
 
     transaction: SessionTransaction
     connection: AsyncConnection
+    pooled: PoolProxiedConnection  # the pool's handle on it
     adapter: Any  # SQLAlchemy's wrapper of the asyncpg connection
     driver: Any  # the asyncpg connection
 
@@ -201,7 +202,7 @@ async def _bound(session: AsyncSession) -> _Bound:
     raw = await connection.get_raw_connection()
     transaction = _innermost(sync)
     assert transaction is not None  # session.connection() began one
-    bound = _Bound(transaction, connection, raw.dbapi_connection, raw.driver_connection)
+    bound = _Bound(transaction, connection, raw, raw.dbapi_connection, raw.driver_connection)
     sync.info[_BOUND] = bound
     return bound
 

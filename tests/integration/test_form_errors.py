@@ -193,7 +193,8 @@ async def test_the_basket_says_when_an_order_cannot_hold_more(
 ) -> None:
     """The 21st of one pizza does not go in, and the basket says why (the button used to
     do nothing, and the announcer went on saying 20)."""
-    async with webapp.client(app) as browser:
+    # a peer of its own: the sign-in allowance per address is shared by every test here
+    async with webapp.client(app, peer="203.0.113.61") as browser:
         _, csrf = await signed_in(browser, session_factory, Role.customer)
         htmx = {"HX-Request": "true"}
         full = await browser.post(
@@ -208,13 +209,29 @@ async def test_the_basket_says_when_an_order_cannot_hold_more(
         assert "An order holds at most 20 of one pizza." in more.text
         assert 'data-qty="20"' in more.text
 
+        # without JavaScript the form goes back to the menu, which says it there, once
+        plain = await browser.post("/basket/add", data={"pizza_id": "1", "_csrf_token": csrf})
+        assert plain.status_code == 303, plain.text
+        menu = await browser.get("/")
+        assert 'id="menu-notice"' in menu.text and "at most 20 of one pizza" in menu.text
+        assert 'id="menu-notice"' not in (await browser.get("/")).text
+
+        # a 31st kind of pizza (the session takes any id; the basket shows the menu's)
+        for pizza_id in range(2, 31):
+            await browser.post("/basket/add", data={"pizza_id": str(pizza_id), "_csrf_token": csrf})
+        kinds = await browser.post(
+            "/basket/add", data={"pizza_id": "31", "_csrf_token": csrf}, headers=htmx
+        )
+        assert "An order holds at most 30 different pizzas." in kinds.text
+
 
 async def test_an_empty_checkout_links_the_order_it_just_placed(
     app: Litestar, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
     """A reload while paying lands on the checkout with the basket already emptied by the
     order: the page links that order rather than saying nothing of it."""
-    async with webapp.client(app) as browser:
+    # a peer of its own: the sign-in allowance per address is shared by every test here
+    async with webapp.client(app, peer="203.0.113.62") as browser:
         _, csrf = await signed_in(browser, session_factory, Role.customer)
         await browser.post("/basket/add", data={"pizza_id": "1", "qty": "1", "_csrf_token": csrf})
         shown = (await browser.get("/checkout")).text
@@ -223,6 +240,7 @@ async def test_an_empty_checkout_links_the_order_it_just_placed(
         order_path = placed.headers["location"]
         empty = await browser.get("/checkout")
         assert 'id="last-placed"' in empty.text and f'href="{order_path}"' in empty.text
+        assert 'id="last-placed"' not in (await browser.get("/checkout")).text  # said once
         await browser.post("/basket/add", data={"pizza_id": "2", "qty": "1", "_csrf_token": csrf})
         filled = await browser.get("/checkout")
         assert 'id="last-placed"' not in filled.text

@@ -21,6 +21,24 @@ def _problem(response: httpx.Response) -> dict[str, object]:
     return body
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/orders", {**order_body(), "extra": "Main"}),  # a field no Struct declares
+        ("/api/orders", {**order_body(), "Main": 1}),  # in a key
+        ("/api/auth/signup", {"email": "a@example.com", "password": "x" * 12, "x": "Main"}),
+    ],
+)
+async def test_bytes_that_are_not_utf8_are_a_400_wherever_they_are(
+    client: httpx.AsyncClient, path: str, body: dict[str, object]
+) -> None:
+    headers = {**auth(await new_customer(client)), "Content-Type": "application/json"}
+    raw = json.dumps(body).encode().replace(b"Main", b"M\xe4in")
+    response = await client.post(path, content=raw, headers=headers)
+    assert response.status_code == 400, response.text
+    assert "UTF-8" in str(_problem(response)["detail"])
+
+
 async def test_a_body_that_is_not_utf8_is_a_400_naming_it(client: httpx.AsyncClient) -> None:
     headers = auth(await new_customer(client))
     raw = json.dumps(order_body(address="Main")).encode().replace(b"Main", b"M\xe4in")
@@ -81,7 +99,8 @@ async def test_a_webhook_signature_with_a_huge_timestamp_is_refused(
         ({"latencyMs": "5_000"}, "latencyMs"),
         ({"down": "maybe"}, "down"),
         ({"errorRate": {}}, "errorRate"),
-        ({"latncyMs": 5}, "body"),  # a misspelt knob is refused, not ignored
+        ({"latncyMs": 5}, "latncyMs"),  # a misspelt knob is refused, not ignored
+        ({"answerDelayMs": -1}, "answerDelayMs"),
     ],
 )
 async def test_partner_knobs_are_typed(
@@ -91,6 +110,17 @@ async def test_partner_knobs_are_typed(
     response = await client.put("/api/admin/partners/courier", json=body, headers=staff)
     assert response.status_code == 422, response.text
     assert [e["field"] for e in _problem(response)["errors"]] == [field]  # type: ignore[union-attr]
+    assert (await client.get("/api/admin/partners", headers=staff)).json() == before
+
+
+async def test_partner_knobs_read_can_be_written_back(
+    client: httpx.AsyncClient, staff: dict[str, str]
+) -> None:
+    before = (await client.get("/api/admin/partners", headers=staff)).json()
+    response = await client.put(
+        "/api/admin/partners/courier", json=before["courier"], headers=staff
+    )
+    assert response.status_code == 200, response.text
     assert (await client.get("/api/admin/partners", headers=staff)).json() == before
 
 

@@ -193,8 +193,7 @@ async def test_the_basket_says_when_an_order_cannot_hold_more(
 ) -> None:
     """The 21st of one pizza does not go in, and the basket says why (the button used to
     do nothing, and the announcer went on saying 20)."""
-    # a peer of its own: the sign-in allowance per address is shared by every test here
-    async with webapp.client(app, peer="203.0.113.61") as browser:
+    async with webapp.client(app) as browser:
         _, csrf = await signed_in(browser, session_factory, Role.customer)
         htmx = {"HX-Request": "true"}
         full = await browser.post(
@@ -230,8 +229,7 @@ async def test_an_empty_checkout_links_the_order_it_just_placed(
 ) -> None:
     """A reload while paying lands on the checkout with the basket already emptied by the
     order: the page links that order rather than saying nothing of it."""
-    # a peer of its own: the sign-in allowance per address is shared by every test here
-    async with webapp.client(app, peer="203.0.113.62") as browser:
+    async with webapp.client(app) as browser:
         _, csrf = await signed_in(browser, session_factory, Role.customer)
         await browser.post("/basket/add", data={"pizza_id": "1", "qty": "1", "_csrf_token": csrf})
         shown = (await browser.get("/checkout")).text

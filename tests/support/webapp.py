@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,7 +54,16 @@ async def running(settings: Settings | None = None, **options: Any) -> AsyncIter
         await task
 
 
-def client(app: Litestar, peer: str = "203.0.113.7", **kwargs: Any) -> httpx.AsyncClient:
-    """A browser or API client reaching ``app`` from ``peer``."""
+#: default peers, one per client: the rate limits count per address in a shared Redis, so
+#: tests that all came from one address spent one sign-in allowance between them (a test
+#: got 429 once a few more signed in). All in 203.0.113.0/24, which trusted-proxy tests
+#: trust; a test that means one address for several clients passes ``peer``.
+_PEERS = itertools.cycle(f"203.0.113.{n}" for n in range(100, 200))
+
+
+def client(app: Litestar, peer: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
+    """A browser or API client reaching ``app`` from ``peer`` (an address of its own by
+    default)."""
+    peer = peer or next(_PEERS)
     transport = httpx.ASGITransport(app=app, client=(peer, 40000))  # type: ignore[arg-type]
     return httpx.AsyncClient(transport=transport, base_url="http://shop.test", timeout=30, **kwargs)

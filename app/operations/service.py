@@ -6,6 +6,7 @@ partner API, so a real deployment simply has no simulator (the sandbox is not th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import httpx
@@ -57,32 +58,30 @@ KNOB_WIRE_NAMES = {
 }
 
 
+#: each number knob: how it is read, its bounds, and what is said when it is outside them
+_NUMBER_KNOBS: tuple[tuple[str, Callable[[Any], float], float, float, str], ...] = (
+    ("latency_ms", int, 0, 60_000, N_("Latency is 0 to 60000 ms.")),
+    ("error_rate", float, 0.0, 1.0, N_("Error rate is between 0 and 1.")),
+    ("answer_delay_ms", int, 0, 600_000, N_("The answer delay is 0 to 600000 ms.")),
+)
+
+
 def parse_knobs(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate knob input (``latency_ms``, ``error_rate``, ``down``, ``answer_delay_ms``,
     any subset); 422 naming the field."""
     knobs: dict[str, Any] = {}
     errors = []
-    if raw.get("latency_ms") not in (None, ""):
+    for name, read, low, high, message in _NUMBER_KNOBS:
+        if raw.get(name) in (None, ""):
+            continue
         try:
-            knobs["latency_ms"] = int(raw["latency_ms"])
-            if not 0 <= knobs["latency_ms"] <= 60_000:
+            value = read(raw[name])
+            if not low <= value <= high:
                 raise ValueError
         except (TypeError, ValueError):
-            errors.append(("latency_ms", N_("Latency is 0 to 60000 ms.")))
-    if raw.get("error_rate") not in (None, ""):
-        try:
-            knobs["error_rate"] = float(raw["error_rate"])
-            if not 0.0 <= knobs["error_rate"] <= 1.0:
-                raise ValueError
-        except (TypeError, ValueError):
-            errors.append(("error_rate", N_("Error rate is between 0 and 1.")))
-    if raw.get("answer_delay_ms") not in (None, ""):
-        try:
-            knobs["answer_delay_ms"] = int(raw["answer_delay_ms"])
-            if not 0 <= knobs["answer_delay_ms"] <= 600_000:
-                raise ValueError
-        except (TypeError, ValueError):
-            errors.append(("answer_delay_ms", N_("The answer delay is 0 to 600000 ms.")))
+            errors.append((name, message))
+            continue
+        knobs[name] = value
     if "down" in raw:
         down = raw["down"]
         knobs["down"] = down if isinstance(down, bool) else str(down).lower() in {"1", "true", "on"}

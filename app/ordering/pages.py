@@ -21,6 +21,7 @@ from app.ordering.basket import (
     read_basket,
     write_basket,
 )
+from app.ordering.models import MAX_QTY
 from app.payment.service import CardVault
 from app.platform import limits
 from app.platform.access import access
@@ -90,7 +91,8 @@ class BasketPages(Controller):
         pizza_id = _int(data.get("pizza_id"), 0)
         refused = None
         if pizza_id > 0:
-            refused = add_to_basket(request, pizza_id, max(1, min(20, _int(data.get("qty"), 1))))
+            qty = max(1, min(MAX_QTY, _int(data.get("qty"), 1)))
+            refused = add_to_basket(request, pizza_id, qty)
         return await _basket_response(request, db, refused)
 
     @post("/less")

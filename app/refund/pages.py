@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -154,16 +154,20 @@ def _refunds_busy(retry_after: int) -> str:
 # -- staff lookup -------------------------------------------------------------------------
 
 
-def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | None:
-    """``YYYY-MM-DD`` from the form's date field → the lookup's bound (``day_bound``);
-    anything else, no bound."""
+def _calendar_day(value: str | None) -> date | None:
+    """``YYYY-MM-DD``, as the form's date field sends it; anything else, None."""
     if not value:
         return None
     try:
-        day = datetime.strptime(value, "%Y-%m-%d").date()
+        return datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
         return None
-    return day_bound(day, zone, end=end)
+
+
+def _day(value: str | None, zone: ZoneInfo, *, end: bool = False) -> datetime | None:
+    """The form's day → the lookup's bound (``day_bound``); no day, no bound."""
+    day = _calendar_day(value)
+    return None if day is None else day_bound(day, zone, end=end)
 
 
 def unreadable_days(params: dict[str, str | None]) -> dict[str, str]:
@@ -172,7 +176,7 @@ def unreadable_days(params: dict[str, str | None]) -> dict[str, str]:
     errors = {}
     for name in ("from", "to"):
         value = params.get(name)
-        if value and _day(value, ZoneInfo("UTC")) is None:
+        if value and _calendar_day(value) is None:
             errors[name] = N_("Pick a day (YYYY-MM-DD).")
     return errors
 

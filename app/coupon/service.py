@@ -111,6 +111,29 @@ async def redeem(
             .where(Coupon.code == code, Coupon.customer_id == customer_id)
             .with_for_update()
         )
+    coupon = _usable(coupon)
+    coupon.move_to(CouponStatus.redeemed)
+    coupon.redeemed_order_id = order_id
+    coupon.emit(CouponRedeemed)
+    record_pending(session, coupon)
+    return coupon.discount
+
+
+async def discount_of(session: AsyncSession, code: str, customer_id: uuid.UUID) -> int:
+    """What the customer's coupon would take off an order now, refused as ``redeem``
+    refuses it: the checkout shows the amount Pay will charge before it is pressed.
+    Nothing is locked; placing the order checks again."""
+    code = normalize_code(code)
+    coupon = None
+    if plausible_code(code):
+        coupon = await session.scalar(
+            select(Coupon).where(Coupon.code == code, Coupon.customer_id == customer_id)
+        )
+    return _usable(coupon).discount
+
+
+def _usable(coupon: Coupon | None) -> Coupon:
+    """The coupon, when it can be used; unknown, used or someone else's → 422."""
     if coupon is None:
         raise InvalidInput.single("coupon_code", N_("This coupon code is not valid."))
     if coupon.status != CouponStatus.issued:
@@ -121,11 +144,7 @@ async def redeem(
                 status=status_label(coupon.status),
             ),
         )
-    coupon.move_to(CouponStatus.redeemed)
-    coupon.redeemed_order_id = order_id
-    coupon.emit(CouponRedeemed)
-    record_pending(session, coupon)
-    return coupon.discount
+    return coupon
 
 
 async def release_for_order(session: AsyncSession, order_id: uuid.UUID) -> None:

@@ -24,7 +24,7 @@ from app.ordering.basket import (
 from app.ordering.models import MAX_QTY
 from app.payment.service import CardVault
 from app.platform import limits
-from app.platform.access import access
+from app.platform.access import access, session_principal
 from app.platform.errors import Conflict, DomainError, InvalidInput, Unavailable
 from app.platform.forms import form_again
 from app.platform.i18n import N_
@@ -128,18 +128,47 @@ async def _basket_response(
         lines = await basket_lines(request, db)
         # beside the checkout form, its amount, pay button and fingerprint follow the
         # basket, or the first Pay would be refused as a basket changed "elsewhere"
-        seen = basket_seen(lines) if _on_checkout(request) else None
+        on_checkout = _on_checkout(request)
+        seen = basket_seen(lines) if on_checkout else None
+        signed_in = session_principal(request)
+        discount = 0
+        if on_checkout and signed_in is not None:
+            discount, _ = await _coupon_preview(
+                db, signed_in.user_id, _remembered_coupon(request), lines
+            )
         return page(
             request,
             "ordering/_basket.html",
             basket=lines,
             oob_count=True,
             checkout_seen=seen,
+            checkout_discount=discount,
             refused=refused,
         )
     if refused:  # without JavaScript: said on the menu page the form goes back to
         notice_for(request, "/", refused)
     return redirect(request, "/")
+
+
+async def _coupon_preview(
+    db: AsyncSession,
+    customer_id: uuid.UUID,
+    code: str,
+    lines: list[BasketLine],
+) -> tuple[int, str | None]:
+    """What a coupon typed at the checkout takes off this basket, or why it takes nothing
+    (placing the order checks it again, under a lock)."""
+    subtotal = sum(line.amount for line in lines)
+    try:
+        async with database_errors_as_unavailable():
+            return await service.coupon_discount(db, customer_id, code, subtotal), None
+    except InvalidInput as refused:
+        return 0, refused.by_field().get("coupon_code")
+
+
+def _remembered_coupon(request: Request[Any, Any, Any]) -> str:
+    form = request.session.get(CHECKOUT_FORM)
+    return str(form.get("coupon_code", "")) if isinstance(form, dict) else ""
 
 
 def _on_checkout(request: Request[Any, Any, Any]) -> bool:
@@ -162,12 +191,16 @@ class CheckoutPages(Controller):
         form = request.session.get(CHECKOUT_FORM) or {}
         retrying = request.session.pop(RETRYING, None)
         retrying = retrying if isinstance(retrying, dict) else None
+        discount, refused = await _coupon_preview(
+            db, customer.user_id, _remembered_coupon(request), lines
+        )
         return page(
             request,
             "ordering/checkout.html",
             basket=lines,
             form=form,
-            errors={},
+            errors={"coupon_code": refused} if refused else {},
+            discount=discount,
             retrying=retrying,
             checkout_token=(
                 service.retry_key(uuid.UUID(retrying["order"])) if retrying else uuid.uuid4().hex
@@ -239,6 +272,34 @@ class CheckoutPages(Controller):
         write_basket(request, {})
         request.session[LAST_PLACED] = str(placed.order_id)
         return redirect(request, f"/orders/{placed.order_id}")
+
+    @post("/coupon")
+    async def preview_coupon(
+        self,
+        request: Request[Any, Any, Any],
+        data: URLEncodedBody[dict[str, str]],
+        db: NamedDependency[AsyncSession],
+        customer: NamedDependency[Principal],
+    ) -> Any:
+        """The coupon field, checked as it is left: the amount and the Pay button then say
+        what Pay will charge. The code is remembered with the other details, so the
+        basket's changes and a reload keep the discount."""
+        code = str(data.get("coupon_code", ""))[:40]
+        remembered = request.session.get(CHECKOUT_FORM)
+        form = dict(remembered) if isinstance(remembered, dict) else {}
+        remember_details(request, {**form, "coupon_code": code})
+        if not is_htmx(request):  # the field only sends this with JavaScript
+            return redirect(request, "/checkout")
+        lines = await basket_lines(request, db)
+        discount, refused = await _coupon_preview(db, customer.user_id, code, lines)
+        return page(
+            request,
+            "ordering/_coupon.html",
+            basket=lines,
+            coupon_code=code,
+            discount=discount,
+            error=refused,
+        )
 
     @post("/again/{order_id:uuid}")
     async def try_another_card(

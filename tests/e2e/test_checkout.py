@@ -7,12 +7,20 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.e2e.conftest import LIVE_TIMEOUT_MS, pay_button, words
+from tests.e2e.conftest import LIVE_TIMEOUT_MS, pay_button, sign_in, words
 from tests.e2e.test_order_live import ORDER_URL, fill_basket, sign_up
-from tests.support.api import DECLINED_CARD, GOOD_CARD
+from tests.support.api import (
+    DECLINED_CARD,
+    GOOD_CARD,
+    auth,
+    delivered_order,
+    new_customer,
+    staff_headers,
+)
 from tests.support.processes import Shop, extra_web
 from tests.support.redis_server import RedisServer
 
@@ -186,6 +194,58 @@ async def test_a_basket_changed_beside_the_checkout_form_is_what_pay_pays_for(
     await expect(live.get_by_text(names[0])).to_be_visible()
     await expect(live.get_by_text(names[1])).to_have_count(0)
     await expect(live.get_by_text(total).first).to_be_visible()
+
+
+def won(text: str) -> int:
+    """An amount as the page shows it ("₩13,900") in won."""
+    return int(re.sub(r"[^0-9]", "", text))
+
+
+async def test_a_coupon_typed_at_checkout_shows_what_pay_will_charge(
+    page: Page, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """Leaving the coupon field checks the code: a bad one is named next to the field with
+    the amount unchanged, a good one takes its discount off the amount and the Pay button
+    before Pay is pressed (it used to show the full price and charge less), and the order
+    costs what the button said; the basket changing beside the form keeps the discount."""
+    customer = await new_customer(api, name="Cara Coupon")
+    earned = await delivered_order(api, customer, await staff_headers(api, shop.env))
+    coupon = earned["coupon"]
+    await sign_in(page, customer["email"])
+    await page.goto("/")
+    names = await fill_basket(page)
+    await open_checkout(page)
+    full = won(await page.locator("#checkout-total").inner_text())
+    await fill_details(page, GOOD_CARD)
+
+    field = page.get_by_label("Coupon (optional)")
+    await field.fill("PIZZA-NOPE-NOPE")
+    await page.get_by_label("Card number").focus()  # leaving the field checks it
+    await expect(page.locator("#coupon_code-error")).to_have_text("This coupon code is not valid.")
+    assert won(await page.locator("#checkout-total").inner_text()) == full
+
+    await page.get_by_label("Coupon (optional)").fill(coupon["code"].lower())
+    await page.get_by_label("Card number").focus()
+    discounted = full - coupon["discount"]
+    await expect(page.locator("#coupon_code-error")).to_have_count(0)
+    await expect(page.locator("#checkout-total")).to_contain_text(f"{discounted:,}")
+    await expect(pay_button(page, "en")).to_contain_text(f"{discounted:,}")
+    await expect(page.get_by_label("Card number")).to_have_value(GOOD_CARD)  # not re-rendered
+
+    basket = page.locator("#basket")
+    await basket.get_by_role("button", name=f"One more {names[0]}").click()
+    await expect(basket.locator(".qty").first).to_have_text("2")
+    await basket_settled(page)
+    grown = won(await page.locator("#basket-total").inner_text())
+    await expect(pay_button(page, "en")).to_contain_text(f"{grown - coupon['discount']:,}")
+
+    await pay_button(page, "en").click()
+    await expect(page).to_have_url(ORDER_URL)
+    view = (
+        await api.get(f"/api/orders/{page.url.rsplit('/', 1)[1]}", headers=auth(customer))
+    ).json()
+    assert view["totalAmount"] == grown - coupon["discount"]
+    assert view["discountAmount"] == coupon["discount"]
 
 
 async def test_emptying_the_basket_beside_the_checkout_form_disables_pay(page: Page) -> None:

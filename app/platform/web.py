@@ -33,7 +33,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from app.platform import access, headers, i18n
-from app.platform.errors import DomainError, Forbidden, NotAuthenticated, Unavailable
+from app.platform.errors import (
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    Unavailable,
+)
 from app.platform.i18n import N_
 from app.platform.security import Principal
 from app.platform.settings import Settings
@@ -292,13 +298,18 @@ def error_page(
     status_code: int,
     message: Any,
     headers: dict[str, str] | None = None,
+    field: str | None = None,
 ) -> Template:
+    """``message``: one message, or a list of them (each translated); ``field``: the form
+    field a single message is about, for the page's script to put the message next to
+    that field when the form was sent by htmx (``static/js/requests.js``)."""
     return page(
         request,
         "error.html",
         status_code=status_code,
         headers=headers,
         message=message,
+        field=field,
         back=form_to_return_to(request, status_code),
     )
 
@@ -310,6 +321,12 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> R
         return redirect(request, f"/login?next={request.url.path}")
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    if isinstance(exc, InvalidInput) and exc.errors:
+        # a person reads the messages, not "note: …" (the API's detail names the fields)
+        first = exc.errors[0]
+        if len(exc.errors) == 1:
+            return error_page(request, exc.status_code, first.message, headers, field=first.field)
+        return error_page(request, exc.status_code, [e.message for e in exc.errors], headers)
     return error_page(request, exc.status_code, exc.detail, headers)
 
 

@@ -68,7 +68,37 @@
     var trigger = (event.detail.elt && event.detail.elt.getAttribute("hx-trigger")) || "";
     if (trigger.indexOf("every") === -1) { hide(); }
   });
+  /* A refusal about one field of the form that was sent (the error page names it) is
+     shown next to that field, as a page re-rendered without JavaScript shows it; what the
+     person typed stays, since nothing was swapped. */
+  function besideField(event) {
+    var xhr = event.detail.xhr;
+    var form = event.detail.elt && event.detail.elt.closest && event.detail.elt.closest("form");
+    if (!form || (xhr.getResponseHeader("content-type") || "").indexOf("text/html") !== 0) {
+      return false;
+    }
+    var said = new DOMParser().parseFromString(xhr.responseText, "text/html")
+      .querySelector("#error-message[data-field]");
+    var input = said && form.querySelector('[name="' + window.CSS.escape(said.getAttribute("data-field")) + '"]');
+    if (!input || !input.id) { return false; }
+    var id = input.id + "-error";
+    var message = document.getElementById(id);
+    if (!message) {
+      message = document.createElement("p");
+      message.id = id;
+      message.className = "error";
+      message.setAttribute("role", "alert");
+      input.insertAdjacentElement("afterend", message);
+    }
+    message.textContent = said.textContent.trim();
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", id);
+    input.focus();
+    return true;
+  }
+
   document.addEventListener("htmx:responseError", function (event) {
+    if (besideField(event)) { return; }
     show(wordsOf(event.detail.xhr) || document.body.getAttribute("data-request-refused"));
   });
   document.addEventListener("htmx:sendError", function () {

@@ -255,6 +255,43 @@ async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
     await assert_marked(board, "board")
 
 
+async def test_a_blank_reason_for_cancelling_a_return_is_named_beside_its_field(
+    new_context: NewContext, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """Spaces pass the browser's ``required``; the shop refuses them, and the cook reads
+    why next to the reason, the form still open with what was typed (it was a banner
+    reading "note: Tell the customer why…"), then sends a real reason."""
+    staff = await staff_headers(api, shop.env)
+    customer = await new_customer(api, name="Bea Blank")
+    delivered = await delivered_order(api, customer, staff)
+    filed = await api.post(
+        "/api/refunds",
+        json={"orderId": delivered["id"], "reasonCode": "cold_or_late", "reason": "cold"},
+        headers=auth(customer),
+    )
+    assert filed.status_code == 201, filed.text
+    board = await open_board(new_context, await create_staff(shop))
+    returning = card(board, str(delivered["delivery"]["id"]), "return_requested")
+    await expect(returning).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    await returning.get_by_text("Cancel return").click()
+    reason = returning.get_by_label("Reason (the customer sees it)")
+    await reason.fill("   ")
+    await returning.get_by_role("button", name="Yes, cancel the return").click()
+
+    beside = returning.locator(".error[role=alert]")
+    await expect(beside).to_have_text("Tell the customer why (at most 500 characters).")
+    await expect(reason).to_have_attribute("aria-invalid", "true")
+    await expect(reason).to_have_value("   ")
+    await expect(reason).to_be_focused()
+    await expect(board.locator("#request-notice")).to_be_hidden()
+
+    await reason.fill("The rider saw it handed over, hot.")
+    await returning.get_by_role("button", name="Yes, cancel the return").click()
+    await expect(returning).to_have_count(0, timeout=LIVE_TIMEOUT_MS)
+    refund = await api.get(f"/api/refunds/{filed.json()['id']}", headers=auth(customer))
+    assert refund.json()["status"] == "cancelled", refund.text
+
+
 async def test_the_board_fits_a_laptop_and_a_kitchen_screen(
     new_context: NewContext, api: httpx.AsyncClient, shop: Shop
 ) -> None:

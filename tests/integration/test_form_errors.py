@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import service as accounts
 from app.accounts.models import Role
-from tests.support import webapp
+from app.delivery import service as delivery
+from tests.support import inproc, webapp
 from tests.support.api import PASSWORD
 
 CSRF = "pizzeria_csrf"
@@ -242,3 +244,26 @@ async def test_an_empty_checkout_links_the_order_it_just_placed(
         await browser.post("/basket/add", data={"pizza_id": "2", "qty": "1", "_csrf_token": csrf})
         filled = await browser.get("/checkout")
         assert 'id="last-placed"' not in filled.text
+
+
+async def test_a_refusal_on_the_error_page_reads_as_words_and_names_its_field_for_the_script(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession], ctx: dict[str, Any]
+) -> None:
+    """A form without a page of its own (the board's "Cancel return") is refused on the
+    error page: the person reads the message, not "note: …", and the page names the field
+    for ``requests.js`` to put the message beside it when htmx sent the form."""
+    order_id, _ = await inproc.delivered(session_factory, ctx)
+    async with session_factory() as session:
+        found = await delivery.delivery_for_order(session, order_id)
+    assert found is not None
+    async with webapp.client(app) as browser:
+        _, csrf = await signed_in(browser, session_factory, Role.staff)
+        refused = await browser.post(
+            f"/staff/deliveries/{found.id}/return/cancel",
+            data={"note": "   ", "_csrf_token": csrf},
+        )
+    assert refused.status_code == 422, refused.text
+    message = re.search(r'<p id="error-message"([^>]*)>([^<]*)</p>', refused.text)
+    assert message is not None, refused.text
+    assert message.group(1) == ' data-field="note"'
+    assert message.group(2) == "Tell the customer why (at most 500 characters)."

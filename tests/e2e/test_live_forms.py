@@ -69,3 +69,34 @@ async def test_withdraw_refund_after_the_live_stream_re_rendered_the_page(
     await expect(page.locator("#refund-cancelled")).to_have_text(
         t("You cancelled this refund. No money moved.")
     )
+
+
+async def test_a_refused_cancel_goes_when_staff_undo_the_move_that_refused_it(
+    page: Page, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """A tab still showing Cancel after the kitchen started sends it and is told why not;
+    when staff then undo the move, the live page offers Cancel again, and the notice that
+    said it could no longer be cancelled goes with the state it spoke of."""
+    customer = await new_customer(api, name="Una Undo")
+    order = await paid_order(api, customer)
+    staff = await staff_headers(api, shop.env)
+    await sign_in(page, customer["email"])
+    await page.goto(f"/orders/{order['id']}")
+    status = page.locator("#order-status")
+    await expect(status).to_have_attribute("data-rendered", "live", timeout=LIVE_TIMEOUT_MS)
+    delivery = order["delivery"]["id"]
+    started = await api.post(f"/api/deliveries/{delivery}/advance", headers=staff)
+    assert started.status_code == 200, started.text
+    cancel = page.get_by_role("button", name="Cancel order")
+    await expect(cancel).to_be_disabled(timeout=LIVE_TIMEOUT_MS)
+    await cancel.evaluate("button => { button.disabled = false; }")  # a tab a step behind
+    await cancel.click()
+
+    notice = page.locator("#order-notice")
+    await expect(notice).to_contain_text("can no longer be cancelled")
+    await expect(status).to_have_attribute("data-rendered", "live", timeout=LIVE_TIMEOUT_MS)
+    await expect(notice).to_be_visible()  # the stream's first render is the same order
+    undone = await api.post(f"/api/deliveries/{delivery}/undo", headers=staff)
+    assert undone.status_code == 200, undone.text
+    await expect(cancel).to_be_enabled(timeout=LIVE_TIMEOUT_MS)
+    await expect(notice).to_have_count(0)

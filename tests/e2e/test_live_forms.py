@@ -14,7 +14,14 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, sign_in
-from tests.support.api import auth, delivered_order, new_customer, paid_order, staff_headers
+from tests.support.api import (
+    auth,
+    delivered_order,
+    new_customer,
+    paid_order,
+    staff_headers,
+    wait_for,
+)
 from tests.support.processes import Shop
 
 Words = Callable[..., str]
@@ -27,6 +34,8 @@ async def test_cancel_order_after_the_live_stream_re_rendered_the_page(
 ) -> None:
     customer = await new_customer(api, name="Cy Cancel")
     order = await paid_order(api, customer)
+    # a rider is booked with the payment: the cancelled order must stop naming them
+    await wait_for(api, customer, order["id"], lambda v: v["delivery"]["rider"], "a rider")
     await sign_in(page, customer["email"], lang=lang)
 
     await page.goto(f"/orders/{order['id']}")
@@ -40,6 +49,11 @@ async def test_cancel_order_after_the_live_stream_re_rendered_the_page(
         "data-status", "cancelled", timeout=LIVE_TIMEOUT_MS
     )
     await expect(page.locator("#order-status")).to_have_text(t("Cancelled"))
+    await expect(page.locator("#rider-status")).to_have_count(0)
+    await expect(page.locator('[data-payment-status="voided"]')).to_be_visible(
+        timeout=LIVE_TIMEOUT_MS
+    )
+    await expect(page.locator("#payment-voided")).to_have_text(t("No money was taken."))
 
 
 @BOTH_LANGUAGES

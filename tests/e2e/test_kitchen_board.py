@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -169,13 +170,13 @@ async def test_a_card_turns_late_on_a_quiet_board(
     await expect(waiting.locator(".late-label")).to_have_text(re.compile(r"^Very late: \d+ min$"))
 
 
-async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
-    new_context: NewContext, api: httpx.AsyncClient, shop: Shop
-) -> None:
-    """A cook half-way through "Cancel return" keeps the form and the words while other
-    orders move (each move re-renders the board over SSE), and can then send it."""
+async def order_coming_back(
+    api: httpx.AsyncClient, shop: Shop, name: str
+) -> tuple[dict[str, str], dict[str, str], dict[str, Any], dict[str, Any]]:
+    """A delivered order whose customer asked for a refund: its return card is on the
+    board. Returns staff's headers, the customer, the order's view and the refund."""
     staff = await staff_headers(api, shop.env)
-    customer = await new_customer(api, name="Rita Return")
+    customer = await new_customer(api, name=name)
     delivered = await delivered_order(api, customer, staff)
     filed = await api.post(
         "/api/refunds",
@@ -183,6 +184,15 @@ async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
         headers=auth(customer),
     )
     assert filed.status_code == 201, filed.text
+    return staff, customer, delivered, filed.json()
+
+
+async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
+    new_context: NewContext, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """A cook half-way through "Cancel return" keeps the form and the words while other
+    orders move (each move re-renders the board over SSE), and can then send it."""
+    staff, customer, delivered, filed = await order_coming_back(api, shop, "Rita Return")
     other = await place_paid_order(api, await new_customer(api, name="Otto Other"))
     other_id = str(other["delivery"]["id"])  # type: ignore[index]
 
@@ -249,7 +259,7 @@ async def test_a_reason_being_typed_survives_other_orders_moving_on_the_board(
     await expect(card(board, other_id, "baking")).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     await expect(board.locator("#board")).not_to_have_attribute("data-refresh-pending", "true")
     await expect(board.locator("#board-paused")).to_be_hidden()
-    refund = await api.get(f"/api/refunds/{filed.json()['id']}", headers=auth(customer))
+    refund = await api.get(f"/api/refunds/{filed['id']}", headers=auth(customer))
     assert refund.json()["status"] == "cancelled", refund.text
     assert note + " Sorry!" in refund.text, refund.text
     await assert_marked(board, "board")
@@ -261,15 +271,7 @@ async def test_a_blank_reason_for_cancelling_a_return_is_named_beside_its_field(
     """Spaces pass the browser's ``required``; the shop refuses them, and the cook reads
     why next to the reason, the form still open with what was typed (it was a banner
     reading "note: Tell the customer why…"), then sends a real reason."""
-    staff = await staff_headers(api, shop.env)
-    customer = await new_customer(api, name="Bea Blank")
-    delivered = await delivered_order(api, customer, staff)
-    filed = await api.post(
-        "/api/refunds",
-        json={"orderId": delivered["id"], "reasonCode": "cold_or_late", "reason": "cold"},
-        headers=auth(customer),
-    )
-    assert filed.status_code == 201, filed.text
+    _, customer, delivered, filed = await order_coming_back(api, shop, "Bea Blank")
     board = await open_board(new_context, await create_staff(shop))
     returning = card(board, str(delivered["delivery"]["id"]), "return_requested")
     await expect(returning).to_be_visible(timeout=LIVE_TIMEOUT_MS)
@@ -288,7 +290,7 @@ async def test_a_blank_reason_for_cancelling_a_return_is_named_beside_its_field(
     await reason.fill("The rider saw it handed over, hot.")
     await returning.get_by_role("button", name="Yes, cancel the return").click()
     await expect(returning).to_have_count(0, timeout=LIVE_TIMEOUT_MS)
-    refund = await api.get(f"/api/refunds/{filed.json()['id']}", headers=auth(customer))
+    refund = await api.get(f"/api/refunds/{filed['id']}", headers=auth(customer))
     assert refund.json()["status"] == "cancelled", refund.text
 
 
@@ -297,14 +299,7 @@ async def test_the_board_fits_a_laptop_and_a_kitchen_screen(
 ) -> None:
     """Whatever else is on the shared board, this test puts its own cards in the first and
     the last (widest) column, and checks the collapse against the columns' own counts."""
-    customer = await new_customer(api)
-    delivered = await delivered_order(api, customer, await staff_headers(api, shop.env))
-    filed = await api.post(
-        "/api/refunds",
-        json={"orderId": delivered["id"], "reasonCode": "cold_or_late", "reason": "cold"},
-        headers=auth(customer),
-    )
-    assert filed.status_code == 201, filed.text
+    _, customer, delivered, filed = await order_coming_back(api, shop, "Test Customer")
     queued = await place_paid_order(api, await new_customer(api))
     board = await open_board(new_context, await create_staff(shop))
     await expect(
@@ -356,7 +351,7 @@ async def test_the_board_fits_a_laptop_and_a_kitchen_screen(
     await expect(nav.get_by_role("link", name="Board")).to_be_visible()
 
     # leave the shared board as we found it
-    withdrawn = await api.post(f"/api/refunds/{filed.json()['id']}/cancel", headers=auth(customer))
+    withdrawn = await api.post(f"/api/refunds/{filed['id']}/cancel", headers=auth(customer))
     assert withdrawn.status_code == 200, withdrawn.text
 
 

@@ -94,9 +94,21 @@ class AccountPages(Controller):
 
     @get("/login")
     async def login_form(
-        self, request: Request[Any, Any, Any], next: FromQuery[str | None] = None
+        self,
+        request: Request[Any, Any, Any],
+        next: FromQuery[str | None] = None,
+        ended: FromQuery[bool] = False,
     ) -> Any:
-        return page(request, "accounts/login.html", form={}, errors={}, next=_safe_next(next))
+        """``ended``: this browser's sign-in was ended by the account (a password change,
+        "sign out everywhere"), which the page says, rather than asking out of the blue."""
+        return page(
+            request,
+            "accounts/login.html",
+            form={},
+            errors={},
+            next=_safe_next(next),
+            ended=ended,
+        )
 
     @post("/login")
     async def login(

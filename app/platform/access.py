@@ -26,7 +26,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Empty
 
 from app.platform.db import lookup
-from app.platform.errors import Forbidden, NotAuthenticated
+from app.platform.errors import Forbidden, NotAuthenticated, SignInEnded
 from app.platform.i18n import N_
 from app.platform.security import Principal, read_token
 
@@ -82,7 +82,7 @@ async def _current(connection: ASGIConnection[Any, Any, Any, Any], claimed: Prin
     async with lookup(state.session_factory) as session:
         standing: AccountStanding | None = await state.account_standing(session, claimed.user_id)
     if standing is None or (claimed.issued_at or 0) < standing.valid_after.timestamp():
-        raise NotAuthenticated(N_("This sign-in is no longer valid; please sign in again."))
+        raise SignInEnded(N_("This sign-in is no longer valid; please sign in again."))
     return Principal(
         user_id=claimed.user_id,
         role=standing.role,

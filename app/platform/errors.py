@@ -44,6 +44,11 @@ class NotAuthenticated(DomainError):
     code = "not_authenticated"
 
 
+class SignInEnded(NotAuthenticated):
+    """A sign-in the account has since ended (a password change, "sign out everywhere"):
+    the sign-in page says so, where a plain "please sign in" says nothing."""
+
+
 class Forbidden(DomainError):
     status_code = 403
     code = "forbidden"

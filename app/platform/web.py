@@ -38,6 +38,7 @@ from app.platform.errors import (
     Forbidden,
     InvalidInput,
     NotAuthenticated,
+    SignInEnded,
     Unavailable,
 )
 from app.platform.i18n import N_
@@ -318,7 +319,8 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> R
     if wants_json(request):
         return _json_error(exc)
     if isinstance(exc, NotAuthenticated):
-        return redirect(request, f"/login?next={request.url.path}")
+        ended = "&ended=1" if isinstance(exc, SignInEnded) else ""
+        return redirect(request, f"/login?next={request.url.path}{ended}")
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     if isinstance(exc, InvalidInput) and exc.errors:

@@ -155,8 +155,15 @@ async def test_a_password_change_ends_every_other_session_and_token(
         assert changed.status_code == 200, changed.text
         assert (await here.get("/orders")).status_code == 200, "this session carries on"
         gone = await elsewhere.get("/orders")
-        assert gone.status_code == 303 and gone.headers["location"].startswith("/login")
+        assert gone.status_code == 303
+        assert gone.headers["location"] == "/login?next=/orders&ended=1"
+        told = await elsewhere.get(gone.headers["location"])
+        assert 'id="sign-in-ended"' in told.text and "password was changed" in told.text
         assert (await api.get("/api/orders", headers=headers)).status_code == 401
+    async with webapp.client(app) as stranger:  # never signed in: asked, nothing ended
+        asked = await stranger.get("/orders")
+        assert asked.headers["location"] == "/login?next=/orders"
+        assert 'id="sign-in-ended"' not in (await stranger.get(asked.headers["location"])).text
 
 
 async def test_sign_out_everywhere_ends_every_session_and_token(

@@ -241,8 +241,10 @@ class CheckoutPages(Controller):
         remember_details(request, form)
         seen = str(data.get("basket_seen", ""))
         if lines and seen and seen != basket_seen(lines):
-            return _checkout_again(
+            return await _checkout_again(
                 request,
+                db,
+                customer,
                 form,
                 InvalidInput.single("items", BASKET_CHANGED),
                 lines,
@@ -267,9 +269,10 @@ class CheckoutPages(Controller):
                     db, settings, command, gate=breakers, vault=card_vault
                 )
         except (InvalidInput, Unavailable, TooManyRequests) as exc:
-            return _checkout_again(request, form, exc, lines, token)
+            return await _checkout_again(request, db, customer, form, exc, lines, token)
         answer_stands(request)  # the order exists: a lost basket write must not hide it
         write_basket(request, {})
+        remember_details(request, {**form, "coupon_code": ""})  # used: not for the next one
         request.session[LAST_PLACED] = str(placed.order_id)
         return redirect(request, f"/orders/{placed.order_id}")
 
@@ -366,8 +369,10 @@ BASKET_CHANGED = N_(
 )
 
 
-def _checkout_again(
+async def _checkout_again(
     request: Request[Any, Any, Any],
+    db: AsyncSession,
+    customer: Principal,
     form: dict[str, str],
     refusal: DomainError,
     lines: list[BasketLine],
@@ -375,7 +380,7 @@ def _checkout_again(
     status_code: int | None = None,
 ) -> Any:
     """The checkout page again with the refusal, what was typed (the card number typed
-    again, as in any shop), and the basket as it is now."""
+    again, as in any shop), and the basket as it is now, at the price Pay would charge."""
     return form_again(
         request,
         "ordering/checkout.html",
@@ -388,7 +393,24 @@ def _checkout_again(
         basket=lines,
         checkout_token=token or uuid.uuid4().hex,
         seen=basket_seen(lines),
+        discount=await _discount_after_refusal(db, customer, form["coupon_code"], lines),
     )
+
+
+async def _discount_after_refusal(
+    db: AsyncSession, customer: Principal, code: str, lines: list[BasketLine]
+) -> int:
+    """The coupon's discount for the page that shows a refusal. The refused placement's
+    transaction goes first: it may hold the coupon redeemed, and the preview would read
+    "can no longer be used" of the customer's own coupon. With the database away, no
+    discount is shown (the page says "before your coupon")."""
+    try:
+        async with database_errors_as_unavailable():
+            await db.rollback()
+        discount, _ = await _coupon_preview(db, customer.user_id, code, lines)
+    except Unavailable:
+        return 0
+    return discount
 
 
 def remember_details(request: Request[Any, Any, Any], form: dict[str, str]) -> None:
@@ -421,5 +443,5 @@ class OrderCancelPages(Controller):
         try:
             await service.cancel_order(db, order_id, customer.user_id)
         except Conflict as exc:
-            notice_for(request, order_page, exc.detail)
+            notice_for(request, order_page, exc.detail, until_changed=True)
         return redirect(request, order_page)

@@ -202,16 +202,28 @@ def redirect(request: Request[Any, Any, Any], to: str) -> Response[Any]:
 NOTICES = "notices"
 
 
-def notice_for(request: Request[Any, Any, Any], path: str, message: str) -> None:
+class Notice(str):
+    """A notice kept for a page (``notice_for``). ``until_changed``: it speaks of the
+    state the page showed (a refused cancel: "the kitchen has started"), so the page drops
+    it once a live update shows that state gone (``static/js/order.js``); other notices
+    ("this is the order you placed") stay until the page is left."""
+
+    until_changed: bool = False
+
+
+def notice_for(
+    request: Request[Any, Any, Any], path: str, message: str, *, until_changed: bool = False
+) -> None:
     """Keep ``message`` (in the person's language) for the page at ``path``: a refusal
     answered with a redirect to that page, so reloading it never sends the form again,
     and shown there outside anything a live update re-renders."""
     notices = dict(request.session.get(NOTICES) or {})
-    notices[path] = i18n.translate(message)
+    text = i18n.translate(message)
+    notices[path] = [text, True] if until_changed else text
     request.session[NOTICES] = notices
 
 
-def take_notice(request: Request[Any, Any, Any], path: str) -> str | None:
+def take_notice(request: Request[Any, Any, Any], path: str) -> Notice | None:
     """The message kept for the page at ``path``, once."""
     notices = request.session.get(NOTICES) if isinstance(request.session, dict) else None
     if not notices or path not in notices:
@@ -221,7 +233,12 @@ def take_notice(request: Request[Any, Any, Any], path: str) -> str | None:
         request.session[NOTICES] = rest
     else:
         del request.session[NOTICES]
-    return str(notices[path])
+    kept = notices[path]
+    if isinstance(kept, list):
+        notice = Notice(kept[0])
+        notice.until_changed = True
+        return notice
+    return Notice(kept)
 
 
 def configure_templates(engine: JinjaTemplateEngine, settings: Settings) -> None:

@@ -237,8 +237,18 @@ async def test_a_coupon_typed_at_checkout_shows_what_pay_will_charge(
     await expect(basket.locator(".qty").first).to_have_text("2")
     await basket_settled(page)
     grown = won(await page.locator("#basket-total").inner_text())
-    await expect(pay_button(page, "en")).to_contain_text(f"{grown - coupon['discount']:,}")
+    charged = f"{grown - coupon['discount']:,}"
+    await expect(pay_button(page, "en")).to_contain_text(charged)
 
+    await page.get_by_label("Delivery address").fill("")  # refused: the page comes back
+    await pay_button(page, "en").click()
+    await expect(page.locator("#address-error")).to_be_visible()
+    await expect(page.locator("#checkout-total")).to_contain_text(charged)
+    await expect(pay_button(page, "en")).to_contain_text(charged)
+    off = f"Takes ₩{coupon['discount']:,} off this order."
+    await expect(page.get_by_text(off)).to_be_visible()
+    await page.get_by_label("Delivery address").fill(ADDRESS)
+    await page.get_by_label("Card number").fill(GOOD_CARD)
     await pay_button(page, "en").click()
     await expect(page).to_have_url(ORDER_URL)
     view = (
@@ -246,6 +256,13 @@ async def test_a_coupon_typed_at_checkout_shows_what_pay_will_charge(
     ).json()
     assert view["totalAmount"] == grown - coupon["discount"]
     assert view["discountAmount"] == coupon["discount"]
+    # the coupon is used: the next checkout keeps the address, not the code
+    await page.goto("/")
+    await fill_basket(page)
+    await open_checkout(page)
+    await expect(page.get_by_label("Delivery address")).to_have_value(ADDRESS)
+    await expect(page.get_by_label("Coupon (optional)")).to_have_value("")
+    await expect(page.locator("#coupon_code-error")).to_have_count(0)
 
 
 async def test_emptying_the_basket_beside_the_checkout_form_disables_pay(page: Page) -> None:

@@ -18,7 +18,7 @@ from app.platform.driver import Statement
 from app.platform.errors import Conflict, FieldError, InvalidInput
 from app.platform.i18n import N_
 from app.platform.security import hash_password, verify_password
-from app.platform.text import storable
+from app.platform.text import plain, storable
 from app.platform.uow import complete
 
 MIN_PASSWORD_LENGTH = 12
@@ -76,7 +76,7 @@ def normalize_email(email: str) -> str:
 
 def validate_signup(email: str, password: str, name: str) -> list[FieldError]:
     errors: list[FieldError] = []
-    if not name.strip() or not storable(name):
+    if not name.strip() or not plain(name):
         errors.append(FieldError("name", N_("Please tell us your name.")))
     elif len(name.strip()) > 100:
         errors.append(FieldError("name", N_("Please use at most 100 characters.")))

@@ -48,7 +48,7 @@ from app.platform.events import Event
 from app.platform.i18n import N_
 from app.platform.outbox import record_event
 from app.platform.settings import Settings
-from app.platform.text import storable
+from app.platform.text import plain, storable
 from app.platform.uow import complete
 from app.words import status_label
 
@@ -102,7 +102,7 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
     if key is not None and (len(key) > 100 or not storable(key)):
         errors.append(FieldError("idempotency_key", N_("Use at most 100 printable characters.")))
     address = command.address.strip()
-    if not address or not storable(address):
+    if not address or not plain(address):
         errors.append(FieldError("address", N_("Tell us where to deliver.")))
     elif len(address) > 300:
         errors.append(FieldError("address", N_("Please use at most 300 characters.")))
@@ -110,7 +110,7 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
     if phone and not _PHONE.fullmatch(phone):
         errors.append(FieldError("phone", N_("Enter a phone number the rider can call.")))
     note = command.note.strip()
-    if not storable(note):
+    if not plain(note):
         errors.append(FieldError("note", N_("Please use printable characters.")))
     elif len(note) > 300:
         errors.append(FieldError("note", N_("Please use at most 300 characters.")))

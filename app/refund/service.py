@@ -29,7 +29,7 @@ from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.i18n import N_
 from app.platform.settings import Settings
-from app.platform.text import storable
+from app.platform.text import plain, storable
 from app.platform.uow import complete
 from app.refund.events import RefundCancelled, RefundCompleted, RefundRequested
 from app.refund.models import MAX_REASON_LENGTH, Refund, RefundReason, RefundStatus
@@ -157,7 +157,7 @@ async def _validate(session: AsyncSession, command: FileRefund) -> RefundReason:
         )
     elif reason is not None and reason.requires_text and not text:
         errors.append(FieldError("reason", N_("Please tell us what went wrong.")))
-    if not storable(command.reason):
+    if not plain(command.reason):
         errors.append(FieldError("reason", N_("The text contains characters we cannot store.")))
     if errors:
         raise InvalidInput(errors)

@@ -113,6 +113,8 @@ async def test_twenty_concurrent_requests_with_one_key_make_one_order(
         (order_body(items=[{"pizzaId": 424242, "qty": 1}]), "items[0].pizzaId"),
         (order_body(items=[{"pizzaId": "one", "qty": 1}]), "items[0].pizzaId"),
         (order_body(address="   "), "address"),
+        (order_body(address="Via Roma \u202e1 ,anilopaN"), "address"),  # read backwards
+        (order_body(note="ring \u2067twice\u2069"), "note"),
         (order_body(card="not a card"), "cardNumber"),
         (order_body(card="4242424242424241"), "cardNumber"),  # one-digit typo: Luhn
         (order_body(card="4242 4242 4242 4"), "cardNumber"),  # digits missing

@@ -176,6 +176,8 @@ async def test_the_customer_can_withdraw_and_others_see_nothing(
         ({"reasonCode": "other", "reason": "   "}, 422, "reason"),
         ({"reasonCode": "quality", "reason": "x" * 1001}, 422, "reason"),
         ({"reasonCode": ""}, 422, "reasonCode"),
+        # an override would make staff read the rest backwards (app.platform.text.plain)
+        ({"reasonCode": "other", "reason": "cold \u202edesrever"}, 422, "reason"),
     ],
 )
 async def test_bad_refund_input_is_422_naming_the_field(

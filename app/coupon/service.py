@@ -103,15 +103,7 @@ async def redeem(
     The row lock makes two concurrent checkouts with one coupon take turns: the second
     finds it redeemed. Unknown, used or someone else's → 422 on ``coupon_code``.
     """
-    code = normalize_code(code)
-    coupon = None
-    if plausible_code(code):
-        coupon = await session.scalar(
-            select(Coupon)
-            .where(Coupon.code == code, Coupon.customer_id == customer_id)
-            .with_for_update()
-        )
-    coupon = _usable(coupon)
+    coupon = _usable(await _owned(session, code, customer_id, lock=True))
     coupon.move_to(CouponStatus.redeemed)
     coupon.redeemed_order_id = order_id
     coupon.emit(CouponRedeemed)
@@ -123,13 +115,19 @@ async def discount_of(session: AsyncSession, code: str, customer_id: uuid.UUID) 
     """What the customer's coupon would take off an order now, refused as ``redeem``
     refuses it: the checkout shows the amount Pay will charge before it is pressed.
     Nothing is locked; placing the order checks again."""
+    return _usable(await _owned(session, code, customer_id, lock=False)).discount
+
+
+async def _owned(
+    session: AsyncSession, code: str, customer_id: uuid.UUID, *, lock: bool
+) -> Coupon | None:
+    """The customer's coupon with this code as typed (any case, spaces), if any; ``lock``
+    holds its row until the transaction ends."""
     code = normalize_code(code)
-    coupon = None
-    if plausible_code(code):
-        coupon = await session.scalar(
-            select(Coupon).where(Coupon.code == code, Coupon.customer_id == customer_id)
-        )
-    return _usable(coupon).discount
+    if not plausible_code(code):
+        return None
+    found = select(Coupon).where(Coupon.code == code, Coupon.customer_id == customer_id)
+    return await session.scalar(found.with_for_update() if lock else found)
 
 
 def _usable(coupon: Coupon | None) -> Coupon:

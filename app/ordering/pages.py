@@ -289,8 +289,7 @@ class CheckoutPages(Controller):
         basket's changes and a reload keep the discount."""
         code = str(data.get("coupon_code", ""))[:40]
         remembered = request.session.get(CHECKOUT_FORM)
-        form = dict(remembered) if isinstance(remembered, dict) else {}
-        remember_details(request, {**form, "coupon_code": code})
+        remember_details(request, {**(remembered or {}), "coupon_code": code})
         if not is_htmx(request):  # the field only sends this with JavaScript
             return redirect(request, "/checkout")
         lines = await basket_lines(request, db)

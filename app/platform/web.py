@@ -208,7 +208,12 @@ class Notice(str):
     it once a live update shows that state gone (``static/js/order.js``); other notices
     ("this is the order you placed") stay until the page is left."""
 
-    until_changed: bool = False
+    until_changed: bool
+
+    def __new__(cls, text: str, until_changed: bool = False) -> Notice:
+        made = super().__new__(cls, text)
+        made.until_changed = until_changed
+        return made
 
 
 def notice_for(
@@ -219,7 +224,7 @@ def notice_for(
     and shown there outside anything a live update re-renders."""
     notices = dict(request.session.get(NOTICES) or {})
     text = i18n.translate(message)
-    notices[path] = [text, True] if until_changed else text
+    notices[path] = {"text": text, "until_changed": True} if until_changed else text
     request.session[NOTICES] = notices
 
 
@@ -234,10 +239,8 @@ def take_notice(request: Request[Any, Any, Any], path: str) -> Notice | None:
     else:
         del request.session[NOTICES]
     kept = notices[path]
-    if isinstance(kept, list):
-        notice = Notice(kept[0])
-        notice.until_changed = True
-        return notice
+    if isinstance(kept, dict):
+        return Notice(kept["text"], until_changed=True)
     return Notice(kept)
 
 
@@ -340,11 +343,11 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> R
         return redirect(request, f"/login?next={request.url.path}{ended}")
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    if isinstance(exc, InvalidInput) and len(exc.errors) == 1:
+        # a person reads the message, not "note: …" (the API's detail names the field)
+        [error] = exc.errors
+        return error_page(request, exc.status_code, error.message, headers, field=error.field)
     if isinstance(exc, InvalidInput) and exc.errors:
-        # a person reads the messages, not "note: …" (the API's detail names the fields)
-        first = exc.errors[0]
-        if len(exc.errors) == 1:
-            return error_page(request, exc.status_code, first.message, headers, field=first.field)
         return error_page(request, exc.status_code, [e.message for e in exc.errors], headers)
     return error_page(request, exc.status_code, exc.detail, headers)
 

@@ -24,6 +24,7 @@ STATUS_LABELS: dict[str, str] = {
     "captured": N_("Captured"),
     "failed": N_("Failed"),
     "voided": N_("Voided"),
+    "payment_voided": N_("Payment voided"),
     # deliveries
     "queued": N_("Queued"),
     "preparing": N_("Preparing"),
@@ -72,6 +73,7 @@ STEP_WORDS: dict[str, str] = {
     "return_cancelled": N_("Return cancelled; the order stays delivered"),
     "refund_cancelled": N_("Refund cancelled; no money moved"),
     "payment_failed": N_("The payment was declined."),
+    "payment_voided": N_("No money was taken."),
 }
 
 #: the delivery stages a timeline shows (the kitchen and the ride)
@@ -84,6 +86,11 @@ def step_words(status: str, args: Mapping[str, Any] | None = None) -> str:
     args = args or {}
     if status == "paid" and "amount" in args:
         return N_("Paid %(amount)s", amount=Money(args["amount"], args["currency"]))
+    if status == "payment_voided" and "amount" in args:
+        return N_(
+            "The charge of %(amount)s was voided: no money was taken.",
+            amount=Money(args["amount"], args["currency"]),
+        )
     if status == "refund_completed" and "amount" in args:
         return N_("Refund of %(amount)s sent", amount=Money(args["amount"], args["currency"]))
     if status == "refund_requested":

@@ -135,6 +135,17 @@ def _payment_changed(doc: Doc, event: Event) -> None:
     doc["payment"] = {"status": payment.status, "failureReason": payment.failure_reason}
 
 
+def _payment_voided(doc: Doc, event: Event) -> None:
+    """A cancelled order's payment: the timeline says so after "Paid ₩…" (a charge the
+    provider voided) or after "Cancelled" alone (nothing was charged), so no one reads
+    "Paid" as money taken."""
+    _payment_changed(doc, event)
+    payment = event.as_(PaymentChanged)
+    charged = any(step["status"] == "paid" for step in doc["timeline"])
+    args = {"amount": payment.amount, "currency": payment.currency} if charged else {}
+    doc["timeline"].append(_entry(event.occurred_at, "payment_voided", **args))
+
+
 def _order_paid(doc: Doc, event: Event) -> None:
     paid = event.as_(OrderPaid)
     doc["status"] = "paid"
@@ -252,7 +263,7 @@ def _order_refunded(doc: Doc, event: Event) -> None:
 CHANGES: dict[type[DomainEvent], tuple[str, Callable[[Doc, Event], None]]] = {
     PaymentCaptured: ("payment", _payment_changed),
     PaymentFailed: ("payment", _payment_changed),
-    PaymentVoided: ("payment", _payment_changed),
+    PaymentVoided: ("payment", _payment_voided),
     OrderPaid: ("order", _order_paid),
     OrderPaymentFailed: ("order", _order_payment_failed),
     OrderCancelled: ("order", _order_cancelled),

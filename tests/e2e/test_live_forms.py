@@ -54,6 +54,10 @@ async def test_cancel_order_after_the_live_stream_re_rendered_the_page(
         timeout=LIVE_TIMEOUT_MS
     )
     await expect(page.locator("#payment-voided")).to_have_text(t("No money was taken."))
+    # the timeline's "Paid" is followed by the void, in the visitor's language
+    await expect(page.locator('.timeline [data-status="payment_voided"]')).to_contain_text(
+        t("Payment voided")
+    )
 
 
 @BOTH_LANGUAGES

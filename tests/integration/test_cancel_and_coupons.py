@@ -19,6 +19,7 @@ from app.payment.service import payment_for_order
 from app.platform import uow
 from app.platform.errors import InvalidInput
 from app.platform.settings import get_settings
+from app.status.models import OrderView
 from tests.support.events import emitted
 from tests.support.inproc import events_of, place, place_command
 
@@ -51,6 +52,11 @@ async def test_the_void_happens_once_even_if_the_job_runs_twice(
     assert charge["operations"] == ["capture", "void"]
     assert "voided" in results
     assert len(await events_of(session_factory, order_id, "PaymentVoided")) == 1
+    # "Paid ₩…" on the timeline is followed by the void, so no one reads it as money taken
+    steps = await _timeline(session_factory, order_id)
+    assert [s["status"] for s in steps][-3:] == ["paid", "cancelled", "payment_voided"]
+    assert steps[-1]["args"] == {"amount": payment.amount, "currency": payment.currency}
+    assert "was voided: no money was taken" in steps[-1]["detail"]
 
 
 async def test_cancelled_before_the_charge_moves_no_money(
@@ -68,6 +74,16 @@ async def test_cancelled_before_the_charge_moves_no_money(
         payment = await payment_for_order(session, order_id)
     assert payment is not None and payment.status == "voided"
     assert await _charges(sandbox, payment.id) == []
+    steps = await _timeline(session_factory, order_id)
+    assert [s["status"] for s in steps] == ["placed", "cancelled", "payment_voided"]
+    assert "args" not in steps[-1] and steps[-1]["detail"] == "No money was taken."
+
+
+async def _timeline(session_factory: Factory, order_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with session_factory() as session:
+        view = await session.get(OrderView, order_id)
+    assert view is not None
+    return view.doc["timeline"]  # type: ignore[no-any-return]
 
 
 def _delivered(order_id: uuid.UUID, customer_id: uuid.UUID) -> dict[str, Any]:

@@ -5,7 +5,12 @@ recent deliveries; the shop's settings until there are enough of them). The wind
 "now + what is left of the current stage + every stage still to come", low quartiles for
 the earliest time, high quartiles for the latest. Once a rider has the order, the
 delivery partner's own estimate of its arrival anchors the window. The promise is the
-window as it stood at payment; a window that moved past it means the order runs late.
+window as it stood at payment, moved once to the rider's first estimate when a rider took
+the order while its pizzas were still in the kitchen (``firstPartnerEta``): the shop knows
+its kitchen at payment but not the road, and a customer told "running late" three
+seconds after paying, before anything happened, was told something untrue. A window that
+moved past the promise means the order runs late (a stage overran, the rider's estimate
+slipped, or no rider took the order before its pizzas were ready).
 """
 
 from __future__ import annotations
@@ -124,6 +129,8 @@ def estimate(doc: dict[str, Any], stats: Stats, now: datetime) -> Window | None:
     earliest = max(earliest, now)
     latest = max(latest, now + MIN_AHEAD, earliest + MIN_WIDTH)
     promised = promised_by(paid_at, stats)
+    if first_eta := delivery.get("firstPartnerEta"):
+        promised = max(promised, _minute(_time(first_eta) + PARTNER_LATE, up=True))
     latest = _minute(latest, up=True)
     return Window(
         earliest=_minute(earliest),

@@ -170,15 +170,24 @@ def _order_fulfilled(doc: Doc, event: Event) -> None:
     doc["status"] = "fulfilled"
 
 
+#: the stages during which a rider's first estimate still sets the promise (``app.status.eta``)
+KITCHEN = ("queued", "preparing", "baking")
+
+
 def _delivery_changed(doc: Doc, event: Event) -> None:
     d = event.as_(DeliveryChanged)
-    before = (doc.get("delivery") or {}).get("status")
+    shown = doc.get("delivery") or {}
+    before = shown.get("status")
+    first_eta = shown.get("firstPartnerEta")
+    if first_eta is None and d.partner_eta is not None and d.status in KITCHEN:
+        first_eta = _iso(d.partner_eta)
     doc["delivery"] = {
         "id": str(d.delivery_id),
         "status": d.status,
         "courierStatus": d.courier_status,
         "rider": d.rider,
         "partnerEta": _iso(d.partner_eta),
+        "firstPartnerEta": first_eta,
     }
     if d.history is not None:  # every stage reached, even ones whose events we never saw
         kept = [e for e in doc["timeline"] if e["status"] not in STAGES]

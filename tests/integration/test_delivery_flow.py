@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from typing import Any
 
 import httpx
@@ -70,15 +71,26 @@ async def test_from_paid_to_delivered_with_a_coupon(
     assert nothing_left.status_code == 409 and "no next stage" in nothing_left.json()["detail"]
 
     # The coupon takes money off the next order, once.
-    second = await client.post(
-        "/api/orders", json=order_body(couponCode=coupon["code"].lower()), headers=auth(customer)
-    )
+    body = order_body(couponCode=coupon["code"].lower())
+    keyed = {**auth(customer), "Idempotency-Key": uuid.uuid4().hex}
+    second = await client.post("/api/orders", json=body, headers=keyed)
     assert second.status_code == 201, second.text
     assert second.json()["discountAmount"] == coupon["discount"]
+    # its retry is answered with that order, though its coupon is used now
+    retried = await client.post("/api/orders", json=body, headers=keyed)
+    assert retried.status_code < 300 and retried.json()["id"] == second.json()["id"]
     again = await client.post(
         "/api/orders", json=order_body(couponCode=coupon["code"]), headers=auth(customer)
     )
     assert again.status_code == 422 and again.json()["errors"][0]["field"] == "couponCode"
+    # with a mistyped card too, both are named at once (the card is not typed twice)
+    both = await client.post(
+        "/api/orders",
+        json=order_body(card="4242424242424241", couponCode=coupon["code"]),
+        headers=auth(customer),
+    )
+    assert both.status_code == 422
+    assert {e["field"] for e in both.json()["errors"]} == {"cardNumber", "couponCode"}
     stranger = await new_customer(client)
     theirs = await client.post(
         "/api/orders", json=order_body(couponCode=coupon["code"]), headers=auth(stranger)

@@ -229,3 +229,27 @@ async def test_the_delivery_window_learns_from_the_read_side_s_own_cards(
     async with session_factory() as session:
         durations = await status.recent_stage_durations(session, limit=5)
     assert durations == {stage: [60.0] * 5 for stage in STAGES}
+
+
+async def test_the_riders_first_estimate_is_kept_when_given_in_the_kitchen_only(
+    session_factory: Factory,
+) -> None:
+    """The promise moves to a rider's first estimate given while the pizzas are in the
+    kitchen (``app.status.eta``): the view keeps that first one through later news."""
+    eta = T0 + timedelta(minutes=20)
+
+    async def first_estimate(stages_with_eta: list[tuple[list[str], datetime]]) -> Any:
+        order_id, customer = await _placed(session_factory, T0 - timedelta(minutes=1))
+        for version, (stages, partner_eta) in enumerate(stages_with_eta, start=2):
+            payload = {**_delivery(order_id, customer, version, stages)}
+            payload["partnerEta"] = partner_eta.isoformat()
+            await _apply(session_factory, _event("DeliveryAdvanced", payload, T0))
+        async with session_factory() as session:
+            view = await session.get(OrderView, uuid.UUID(order_id))
+        assert view is not None
+        return view.doc["delivery"]["firstPartnerEta"]
+
+    later = eta + timedelta(minutes=7)
+    kept = await first_estimate([(["queued"], eta), (["queued", "preparing", "baking"], later)])
+    assert kept == eta.isoformat()
+    assert await first_estimate([(["queued", "preparing", "baking", "ready"], eta)]) is None

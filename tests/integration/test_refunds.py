@@ -490,3 +490,39 @@ async def test_a_lookup_link_with_a_bound_that_is_no_day_says_so(shop: Shop) -> 
         assert export.status_code == 422, export.text
         fine = await browser.get("/staff/refunds", params={"from": "2026-11-01"})
         assert fine.status_code == 200 and "from-error" not in fine.text
+
+
+async def test_a_refunded_orders_page_says_so_in_korean_without_a_rider_or_a_coupon_to_use(
+    client: httpx.AsyncClient, staff: dict[str, str], shop: Shop
+) -> None:
+    """The refund's state in the visitor's language (it was lower-cased before it was
+    translated: "환불 requested"), no "Your rider" once the pizzas are delivered and being
+    returned, and a revoked coupon not offered for the next order."""
+    customer = await new_customer(client)
+    order = await delivered_order(client, customer, staff)
+    assert (await _file(client, customer, order["id"], "wrong_pizza", "Diavola")).status_code == 201
+    await wait_for(
+        client, customer, order["id"], lambda v: v["coupon"]["status"] == "revoked", "revoke"
+    )
+    korean = {"Accept-Language": "ko-KR,ko;q=0.9"}
+    async with httpx.AsyncClient(base_url=shop.url, headers=korean) as browser:
+        await browser_session(browser, customer["email"])
+
+        async def refund_line() -> tuple[str, str]:
+            page = (await browser.get(f"/orders/{order['id']}")).text
+            line = page.split('id="order-refund"', 1)[1].split(">", 1)[1].split("</p>", 1)[0]
+            assert 'id="rider-status"' not in page
+            coupon = page.split('id="order-coupon"', 1)[1].split("</div>", 1)[0]
+            return line, coupon
+
+        line, coupon = await refund_line()
+        assert "요청됨" in line and "requested" not in line
+        assert "회수됐어요" in coupon and "할인받으세요" not in coupon
+
+        done = await client.post(
+            f"/api/deliveries/{order['delivery']['id']}/return/complete", headers=staff
+        )
+        assert done.status_code == 200, done.text
+        await wait_for(client, customer, order["id"], lambda v: v["status"] == "refunded", "refund")
+        line, _ = await refund_line()
+        assert "완료" in line and "completed" not in line

@@ -87,3 +87,27 @@ def test_a_shop_that_delivers_in_seconds_is_not_late_by_the_rounding_of_a_minute
     assert shown is not None and shown.latest > shown.promised and not shown.late
     slipped = estimate(fresh, instant, paid + timedelta(minutes=2, seconds=2))
     assert slipped is not None and slipped.late
+
+
+def test_a_rider_who_takes_the_order_in_the_kitchen_sets_the_promise_with_the_road() -> None:
+    """A shop whose recent stages took seconds promised five minutes at payment; the rider,
+    assigned three seconds later, says twelve. The customer was not late three seconds
+    after paying: the rider's first estimate is the promise. Its slipping later is late."""
+    quick = stats_from({stage: [5.0] * 8 for stage in STAGES}, fallback_stats(MINUTES))
+    now = PAID + timedelta(seconds=3)
+    eta = now + timedelta(minutes=12)
+    assigned = doc("queued", PAID, courierStatus="assigned", partnerEta=eta.isoformat())
+
+    before_any_estimate = estimate(assigned, quick, now)  # no first estimate kept (old views)
+    assert before_any_estimate is not None and before_any_estimate.late
+
+    first = {**assigned, "delivery": {**assigned["delivery"], "firstPartnerEta": eta.isoformat()}}
+    window = estimate(first, quick, now)
+    assert window is not None and not window.late
+    assert window.promised == PAID + timedelta(minutes=18)  # 18:12:03 + 5 min, rounded up
+    assert window.earliest <= eta <= window.latest
+
+    later = (PAID + timedelta(minutes=30)).isoformat()
+    slipped = {**first, "delivery": {**first["delivery"], "partnerEta": later}}
+    slipped_window = estimate(slipped, quick, PAID + timedelta(minutes=10))
+    assert slipped_window is not None and slipped_window.late

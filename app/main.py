@@ -41,6 +41,7 @@ from app.delivery.pages import BoardPages
 from app.delivery.webhooks import courier_webhook
 from app.menu.api import MenuApi
 from app.operations.api import OperationsApi
+from app.operations.health import database_away
 from app.operations.health import report as health_report
 from app.operations.metrics import metrics_endpoint
 from app.operations.pages import PartnerPages, PipelinePages
@@ -120,8 +121,14 @@ async def health(
 
     It answers on the public address too (the Ingress sends every path to the web), so
     with ``METRICS_TOKEN`` set the parts go only to whoever holds it, like ``/metrics``:
-    hosts, process names and Redis errors are not the public's; the rest get the status."""
-    report = await health_report(db, settings, broadcaster)
+    hosts, process names and Redis errors are not the public's; the rest get the status.
+    While PostgreSQL cannot be reached it says so (``database``), still 200."""
+    try:
+        report = await health_report(db, settings, broadcaster)
+    except Exception as exc:
+        if not web.database_unavailable(exc):
+            raise
+        report = database_away(broadcaster, exc)
     token = settings.observability.metrics_token
     if metrics.authorized(request.headers.get("authorization"), token):
         return report

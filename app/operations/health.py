@@ -44,6 +44,28 @@ async def event_backlog(session: AsyncSession, settings: Settings) -> dict[str, 
     }
 
 
+def database_away(broadcaster: Broadcaster, exc: BaseException) -> dict[str, Any]:
+    """The report while PostgreSQL cannot be reached: everything else is read from it, so
+    this says which part is down and what this process still knows (its listener),
+    instead of the bare 503 every other page gives then."""
+    return {
+        "status": "degraded",
+        "database": {"state": "unreachable", "error": f"{type(exc).__name__}: {exc}"[:200]},
+        "web": _web(broadcaster),
+    }
+
+
+def _web(broadcaster: Broadcaster) -> dict[str, Any]:
+    return {
+        "pubsub": {
+            "state": broadcaster.state,
+            "since": broadcaster.since.isoformat(),
+            "reconnects": broadcaster.reconnects,
+            "error": broadcaster.error,
+        }
+    }
+
+
 async def report(
     session: AsyncSession, settings: Settings, broadcaster: Broadcaster
 ) -> dict[str, Any]:
@@ -59,14 +81,8 @@ async def report(
     )
     return {
         "status": "degraded" if degraded else "ok",
-        "web": {
-            "pubsub": {
-                "state": broadcaster.state,
-                "since": broadcaster.since.isoformat(),
-                "reconnects": broadcaster.reconnects,
-                "error": broadcaster.error,
-            }
-        },
+        "database": {"state": "ok", "error": None},
+        "web": _web(broadcaster),
         "processes": [
             {
                 "name": p.name,

@@ -181,6 +181,15 @@ def unreadable_days(params: dict[str, str | None]) -> dict[str, str]:
     return errors
 
 
+def filter_problems(params: dict[str, str | None], filters: status.RefundFilter) -> dict[str, str]:
+    """What is wrong with the lookup's or the export's bounds, by field: a bound that is
+    no day, or a "to" before "from" (the export downloaded an empty file for it)."""
+    errors = unreadable_days(params)
+    if filters.since and filters.until and filters.since >= filters.until:
+        errors["to"] = N_("“To” is before “From”: pick a later day.")
+    return errors
+
+
 def lookup_filter(settings: Settings, params: dict[str, str | None]) -> status.RefundFilter:
     """The lookup's and the export's filters from the query: each bound a day in the
     shop's time zone, text without NUL bytes and cut to what the columns hold."""
@@ -210,9 +219,7 @@ class StaffRefundPages(Controller):
     ) -> Any:
         params = {"reason": reason, "q": q, "from": request.query_params.get("from"), "to": to}
         filters = lookup_filter(settings, params)
-        errors = unreadable_days(params)
-        if filters.since and filters.until and filters.since >= filters.until:
-            errors["to"] = N_("“To” is before “From”: pick a later day.")
+        errors = filter_problems(params, filters)
         stats = await status.refund_stats(db, filters)
         peak = max((s.count for s in stats), default=0)
         return page(
@@ -237,9 +244,10 @@ class StaffRefundPages(Controller):
         staff: NamedDependency[Principal],
     ) -> Response[str]:
         params = {k: request.query_params.get(k) for k in ("reason", "q", "from", "to")}
-        if unreadable := unreadable_days(params):
-            raise InvalidInput([FieldError(name, why) for name, why in unreadable.items()])
-        rows = await status.refund_views(db, lookup_filter(settings, params), limit=100_000)
+        filters = lookup_filter(settings, params)
+        if problems := filter_problems(params, filters):
+            raise InvalidInput([FieldError(name, why) for name, why in problems.items()])
+        rows = await status.refund_views(db, filters, limit=100_000)
         zone = ZoneInfo(settings.shop.timezone)
         buffer = io.StringIO()
         buffer.write("\ufeff")  # a BOM, so Excel reads the file as UTF-8 (Korean text)
@@ -346,10 +354,6 @@ class ReasonAdminPages(Controller):
             k: str(data.get(k, ""))[:200]
             for k in ("code", "label", "position", "requires_text", "active")
         }
-        try:
-            position = int(form["position"] or 100)
-        except ValueError:
-            position = 100
         audit.record(
             db, admin, "reason.save", f"reason:{form['code'].strip().lower()}", label=form["label"]
         )
@@ -360,7 +364,7 @@ class ReasonAdminPages(Controller):
                 label=form["label"],
                 requires_text=data.get("requires_text") == "1",
                 active=data.get("active") == "1",
-                position=position,
+                position=form["position"],
             )
         except InvalidInput as exc:
             reasons = await service.reasons(db, include_inactive=True)

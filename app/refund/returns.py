@@ -23,7 +23,7 @@ from app.platform.access import access
 from app.platform.errors import InvalidInput, NotFound
 from app.platform.i18n import N_
 from app.platform.security import Principal
-from app.platform.text import storable
+from app.platform.text import plain
 from app.platform.web import is_htmx, redirect
 from app.refund import service
 
@@ -66,8 +66,10 @@ class ReturnPages(Controller):
         if await delivery.facts(db, delivery_id) is None:
             raise NotFound(N_("delivery not found"))
         note = str((await request.form()).get("note") or "").strip()
-        if not note or len(note) > 500 or not storable(note):
+        if not note or len(note) > 500:
             raise InvalidInput.single("note", N_("Tell the customer why (at most 500 characters)."))
+        if not plain(note):  # the customer reads it: an override would turn it around
+            raise InvalidInput.single("note", N_("Please use printable characters."))
         audit.record(db, staff, "return.cancel", f"delivery:{delivery_id}", reason=note)
         await service.cancel_return(db, delivery_id, "staff", note=note)
         if is_htmx(request):

@@ -60,6 +60,20 @@ async def reasons(session: AsyncSession, *, include_inactive: bool = False) -> l
     return list(await session.scalars(query))
 
 
+#: where a reason goes in the list customers pick from (lowest first)
+MAX_POSITION = 10_000
+
+
+def _position(typed: int | str) -> int | None:
+    """A reason's position as typed, None when it is no whole number in range (the
+    column is a 32-bit integer: a longer one was a 500)."""
+    try:
+        place = int(str(typed).strip() or 100)
+    except ValueError:
+        return None
+    return place if 0 <= place <= MAX_POSITION else None
+
+
 async def save_reason(
     session: AsyncSession,
     *,
@@ -67,19 +81,26 @@ async def save_reason(
     label: str,
     requires_text: bool,
     active: bool,
-    position: int,
+    position: int | str,
 ) -> RefundReason:
-    """Add or edit a reason (admin). Codes are stable identifiers; labels are what people read."""
+    """Add or edit a reason (admin). Codes are stable identifiers; labels are what people
+    read (customers pick one, staff look refunds up by it: no direction controls);
+    ``position`` as typed (blank: 100)."""
     code, label = code.strip().lower(), label.strip()
     errors = []
     if not re.fullmatch(r"[a-z0-9_]{1,40}", code):
         errors.append(FieldError("code", N_("Use 1 to 40 letters, digits or underscores.")))
-    if not label or len(label) > 100 or not storable(label):
+    if not label or len(label) > 100 or not plain(label):
         errors.append(FieldError("label", N_("Give the reason a label of at most 100 characters.")))
-    if errors:
+    place = _position(position)
+    if place is None:
+        errors.append(
+            FieldError("position", N_("Use a whole number from 0 to %(n)s.", n=MAX_POSITION))
+        )
+    if errors or place is None:
         raise InvalidInput(errors)
     stmt = insert(RefundReason).values(
-        code=code, label=label, requires_text=requires_text, active=active, position=position
+        code=code, label=label, requires_text=requires_text, active=active, position=place
     )
     await session.execute(
         stmt.on_conflict_do_update(
@@ -88,7 +109,7 @@ async def save_reason(
                 "label": label,
                 "requires_text": requires_text,
                 "active": active,
-                "position": position,
+                "position": place,
             },
         )
     )

@@ -124,6 +124,11 @@ async def test_ordering_answers_503_while_postgresql_is_stopped_or_starting_up(
                     assert page.headers["Retry-After"]
                     assert "please try again" in page.text
                     assert 'id="basket-count" class="pill">2<' in page.text
+                    # the operator's report says which part is down (not a bare 503)
+                    health = await client.get("/health")
+                    assert health.status_code == 200, health.text
+                    assert health.json()["status"] == "degraded"
+                    assert health.json()["database"]["state"] == "unreachable"
             finally:
                 own_shop.postgres.stop()
                 own_shop.postgres.start()
@@ -134,6 +139,7 @@ async def test_ordering_answers_503_while_postgresql_is_stopped_or_starting_up(
             assert "4242424242424242" not in again.text
         placed = await client.post("/api/orders", json=order_body(), headers=auth(customer))
         assert placed.status_code == 201, placed.text
+        assert (await client.get("/health")).json()["database"] == {"state": "ok", "error": None}
 
 
 async def test_requests_end_in_503_while_postgresql_hangs_and_work_once_it_answers(

@@ -267,3 +267,22 @@ async def test_a_refusal_on_the_error_page_reads_as_words_and_names_its_field_fo
     assert message is not None, refused.text
     assert message.group(1) == ' data-field="note"'
     assert message.group(2) == "Tell the customer why (at most 500 characters)."
+
+
+async def test_a_reason_for_cancelling_a_return_may_not_turn_the_customers_text_around(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession], ctx: dict[str, Any]
+) -> None:
+    """The customer reads the board's "Cancel return" reason: a right-to-left override in
+    it made "Sorry ‮txet‬ ok" read as something else (``app.platform.text.plain``)."""
+    order_id, _ = await inproc.delivered(session_factory, ctx)
+    async with session_factory() as session:
+        found = await delivery.delivery_for_order(session, order_id)
+    assert found is not None
+    async with webapp.client(app) as browser:
+        _, csrf = await signed_in(browser, session_factory, Role.staff)
+        refused = await browser.post(
+            f"/staff/deliveries/{found.id}/return/cancel",
+            data={"note": "Sorry \u202etxet desrever\u202c ok", "_csrf_token": csrf},
+        )
+    assert refused.status_code == 422, refused.text
+    assert 'data-field="note"' in refused.text and "printable characters" in refused.text

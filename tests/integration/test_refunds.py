@@ -384,6 +384,15 @@ async def test_an_admin_edits_the_refund_reasons(client: httpx.AsyncClient, shop
             "/admin/reasons", data={"code": "no spaces!", "label": "", "_csrf_token": csrf}
         )
         assert bad.status_code == 422 and "no spaces!" in bad.text
+        for position in ("99999999999999999999", "abc", "-1"):  # the first was a 500
+            refused = await admin.post(
+                "/admin/reasons",
+                data={"code": code, "label": "Burnt \u202ebase", "position": position}
+                | {"_csrf_token": csrf},
+            )
+            assert refused.status_code == 422, refused.text
+            assert 'id="position-error"' in refused.text and f'value="{position}"' in refused.text
+            assert "Give the reason a label" in refused.text  # no direction controls either
         saved = await admin.post(
             "/admin/reasons",
             data={
@@ -488,6 +497,10 @@ async def test_a_lookup_link_with_a_bound_that_is_no_day_says_so(shop: Shop) -> 
         assert page.text.count("Pick a day (YYYY-MM-DD).") == 2
         export = await browser.get("/staff/refunds/export.csv", params={"from": "garbage"})
         assert export.status_code == 422, export.text
+        backwards = {"from": "2026-12-10", "to": "2026-12-01"}  # an empty file before
+        assert (await browser.get("/staff/refunds", params=backwards)).status_code == 422
+        refused = await browser.get("/staff/refunds/export.csv", params=backwards)
+        assert refused.status_code == 422 and "“To” is before “From”" in refused.text
         fine = await browser.get("/staff/refunds", params={"from": "2026-11-01"})
         assert fine.status_code == 200 and "from-error" not in fine.text
 

@@ -53,7 +53,7 @@ ACTIONS = {
     "return.cancel": N_("Cancelled a return"),
     "partner.knobs": N_("Changed the partner simulator"),
     "event.retry": N_("Retried an event"),
-    "event.discard": N_("Gave up an event"),
+    "event.discard": N_("Discarded an event"),
     "reason.save": N_("Saved a refund reason"),
 }
 

@@ -109,6 +109,9 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
     phone = command.phone.strip()
     if phone and not _PHONE.fullmatch(phone):
         errors.append(FieldError("phone", N_("Enter a phone number the rider can call.")))
+    code = coupon.normalize_code(command.coupon_code or "")
+    if code and not coupon.plausible_code(code):  # too long for the column, or a NUL
+        errors.append(FieldError("coupon_code", N_("This coupon code is not valid.")))
     note = command.note.strip()
     if not plain(note):
         errors.append(FieldError("note", N_("Please use printable characters.")))
@@ -203,11 +206,12 @@ async def _coupon_problems(session: AsyncSession, command: PlaceOrder) -> list[F
     typing the card again after fixing it. Alone, a coupon is checked where it is
     redeemed, locked, after a retried request has been answered with its first order
     (whose redeemed coupon a check here would refuse)."""
-    if not command.coupon_code or not command.coupon_code.strip():
+    code = coupon.normalize_code(command.coupon_code or "")
+    if not code or not coupon.plausible_code(code):  # none, or named by ``_check_shape``
         return []
     async with read_only(session) as reader:
         try:
-            await coupon.discount_of(reader, command.coupon_code, command.customer_id)
+            await coupon.discount_of(reader, code, command.customer_id)
         except InvalidInput as exc:
             return exc.errors
     return []

@@ -10,7 +10,9 @@ the order while its pizzas were still in the kitchen (``firstPartnerEta``): the 
 its kitchen at payment but not the road, and a customer told "running late" three
 seconds after paying, before anything happened, was told something untrue. A window that
 moved past the promise means the order runs late (a stage overran, the rider's estimate
-slipped, or no rider took the order before its pizzas were ready).
+slipped, or no rider took the order before its pizzas were ready). A rider's estimate
+given once the shop's own stages had already broken the promise made at payment moves
+nothing: it would have taken the apology back from an order that was late.
 """
 
 from __future__ import annotations
@@ -108,11 +110,7 @@ def estimate(doc: dict[str, Any], stats: Stats, now: datetime) -> Window | None:
         return None
     paid_at = _stage_start(doc, "paid") or _time(doc["createdAt"])
     entered = _stage_start(doc, stage) or paid_at
-    elapsed = max((now - entered).total_seconds(), 0.0)
-    later = STAGES[STAGES.index(stage) + 1 :]
-    current = stats[stage]
-    earliest = now + _seconds(max(current.low - elapsed, 0.0) + sum(stats[s].low for s in later))
-    latest = now + _seconds(max(current.high - elapsed, 0.0) + sum(stats[s].high for s in later))
+    earliest, latest = _own_window(stage, entered, stats, now)
 
     partner_eta = delivery.get("partnerEta")
     if partner_eta and delivery.get("courierStatus") == "assigned":
@@ -127,17 +125,59 @@ def estimate(doc: dict[str, Any], stats: Stats, now: datetime) -> Window | None:
         )
 
     earliest = max(earliest, now)
-    latest = max(latest, now + MIN_AHEAD, earliest + MIN_WIDTH)
-    promised = promised_by(paid_at, stats)
-    if first_eta := delivery.get("firstPartnerEta"):
-        promised = max(promised, _minute(_time(first_eta) + PARTNER_LATE, up=True))
-    latest = _minute(latest, up=True)
+    latest = _clamped(latest, earliest, now)
+    promised = _promise(doc, delivery, stats, paid_at)
     return Window(
         earliest=_minute(earliest),
         latest=latest,
         promised=promised,
         late=latest > promised + LATE_AFTER,
     )
+
+
+def _own_window(
+    stage: str, entered: datetime, stats: Stats, now: datetime
+) -> tuple[datetime, datetime]:
+    """Earliest and latest arrival by the shop's stage statistics alone, at ``now``."""
+    elapsed = max((now - entered).total_seconds(), 0.0)
+    later = STAGES[STAGES.index(stage) + 1 :]
+    current = stats[stage]
+    earliest = now + _seconds(max(current.low - elapsed, 0.0) + sum(stats[s].low for s in later))
+    latest = now + _seconds(max(current.high - elapsed, 0.0) + sum(stats[s].high for s in later))
+    return earliest, latest
+
+
+def _promise(
+    doc: dict[str, Any], delivery: dict[str, Any], stats: Stats, paid_at: datetime
+) -> datetime:
+    """The promise at payment, or the rider's first estimate (with ``PARTNER_LATE``) when
+    it came later and the shop's own stages had not broken the promise by then: an
+    estimate given while the oven was already late excuses nothing."""
+    at_payment = promised_by(paid_at, stats)
+    first_eta, given_at = delivery.get("firstPartnerEta"), delivery.get("firstPartnerEtaAt")
+    if not first_eta or not given_at:
+        return at_payment
+    given = _time(given_at)
+    stage, entered = _stage_at(doc, given, paid_at)
+    earliest, latest = _own_window(stage, entered, stats, given)
+    if _clamped(latest, earliest, given) > at_payment + LATE_AFTER:
+        return at_payment
+    return max(at_payment, _minute(_time(first_eta) + PARTNER_LATE, up=True))
+
+
+def _stage_at(doc: dict[str, Any], at: datetime, paid_at: datetime) -> tuple[str, datetime]:
+    """The stage the timeline shows at ``at``, and since when (queued from payment)."""
+    stage, entered = "queued", paid_at
+    for entry in doc.get("timeline") or []:
+        when = _time(entry["at"])
+        if entry["status"] in STAGES and when <= at and when >= entered:
+            stage, entered = entry["status"], when
+    return stage, entered
+
+
+def _clamped(latest: datetime, earliest: datetime, now: datetime) -> datetime:
+    """The latest time as shown: ahead of now, a window wide enough, whole minutes."""
+    return _minute(max(latest, now + MIN_AHEAD, max(earliest, now) + MIN_WIDTH), up=True)
 
 
 def _minute(value: datetime, up: bool = False) -> datetime:

@@ -178,9 +178,9 @@ def _delivery_changed(doc: Doc, event: Event) -> None:
     d = event.as_(DeliveryChanged)
     shown = doc.get("delivery") or {}
     before = shown.get("status")
-    first_eta = shown.get("firstPartnerEta")
+    first_eta, given_at = shown.get("firstPartnerEta"), shown.get("firstPartnerEtaAt")
     if first_eta is None and d.partner_eta is not None and d.status in KITCHEN:
-        first_eta = _iso(d.partner_eta)
+        first_eta, given_at = _iso(d.partner_eta), _iso(event.occurred_at)
     doc["delivery"] = {
         "id": str(d.delivery_id),
         "status": d.status,
@@ -188,6 +188,7 @@ def _delivery_changed(doc: Doc, event: Event) -> None:
         "rider": d.rider,
         "partnerEta": _iso(d.partner_eta),
         "firstPartnerEta": first_eta,
+        "firstPartnerEtaAt": given_at,
     }
     if d.history is not None:  # every stage reached, even ones whose events we never saw
         kept = [e for e in doc["timeline"] if e["status"] not in STAGES]

@@ -36,7 +36,9 @@ class EstimatedDelivery(msgspec.Struct, rename="camel"):
 
     earliest: datetime
     latest: datetime
-    #: the latest time promised at payment; ``runningLate`` once the window passed it
+    #: the latest time promised: at payment, or the rider's first estimate when a rider
+    #: took the order in the kitchen (``app.status.eta``); ``runningLate`` once the
+    #: window passed it, or the kitchen its own promise
     promised_latest: datetime
     running_late: bool
 

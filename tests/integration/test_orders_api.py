@@ -120,6 +120,7 @@ async def test_twenty_concurrent_requests_with_one_key_make_one_order(
         (order_body(card="4242 4242 4242 4"), "cardNumber"),  # digits missing
         (order_body(card="42424242424242424242"), "cardNumber"),  # too long
         ({"address": "x", "cardNumber": "4242424242424242"}, "items"),
+        (order_body(couponCode="PIZZA-" + "A" * 34), "couponCode"),  # longer than its column
     ],
 )
 async def test_bad_orders_are_422_naming_the_field(

@@ -247,9 +247,11 @@ async def test_the_riders_first_estimate_is_kept_when_given_in_the_kitchen_only(
         async with session_factory() as session:
             view = await session.get(OrderView, uuid.UUID(order_id))
         assert view is not None
-        return view.doc["delivery"]["firstPartnerEta"]
+        shown = view.doc["delivery"]
+        return shown["firstPartnerEta"], shown["firstPartnerEtaAt"]
 
     later = eta + timedelta(minutes=7)
     kept = await first_estimate([(["queued"], eta), (["queued", "preparing", "baking"], later)])
-    assert kept == eta.isoformat()
-    assert await first_estimate([(["queued", "preparing", "baking", "ready"], eta)]) is None
+    assert kept == (eta.isoformat(), T0.isoformat())  # the estimate, and when it was given
+    ready = await first_estimate([(["queued", "preparing", "baking", "ready"], eta)])
+    assert ready == (None, None)

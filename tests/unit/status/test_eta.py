@@ -101,7 +101,8 @@ def test_a_rider_who_takes_the_order_in_the_kitchen_sets_the_promise_with_the_ro
     before_any_estimate = estimate(assigned, quick, now)  # no first estimate kept (old views)
     assert before_any_estimate is not None and before_any_estimate.late
 
-    first = {**assigned, "delivery": {**assigned["delivery"], "firstPartnerEta": eta.isoformat()}}
+    given = {"firstPartnerEta": eta.isoformat(), "firstPartnerEtaAt": now.isoformat()}
+    first = {**assigned, "delivery": {**assigned["delivery"], **given}}
     window = estimate(first, quick, now)
     assert window is not None and not window.late
     assert window.promised == PAID + timedelta(minutes=18)  # 18:12:03 + 5 min, rounded up
@@ -111,3 +112,22 @@ def test_a_rider_who_takes_the_order_in_the_kitchen_sets_the_promise_with_the_ro
     slipped = {**first, "delivery": {**first["delivery"], "partnerEta": later}}
     slipped_window = estimate(slipped, quick, PAID + timedelta(minutes=10))
     assert slipped_window is not None and slipped_window.late
+
+
+def test_a_riders_estimate_given_once_the_kitchen_is_late_excuses_nothing() -> None:
+    """Promised 18:38 at payment; still in the oven at 18:45 (late). A rider assigned then
+    with 18:57 must not take the apology back by moving the promise to 19:02."""
+    stats = fallback_stats(MINUTES)
+    now = PAID + timedelta(minutes=45)
+    eta = PAID + timedelta(minutes=57)
+    given = {"firstPartnerEta": eta.isoformat(), "firstPartnerEtaAt": now.isoformat()}
+    baking = doc("baking", PAID + timedelta(minutes=10), courierStatus="assigned")
+    baking["delivery"] |= {"partnerEta": eta.isoformat(), **given}
+    window = estimate(baking, stats, now)
+    assert window is not None and window.late
+    assert window.promised == PAID + timedelta(minutes=38)
+
+    early = {**given, "firstPartnerEtaAt": (PAID + timedelta(minutes=1)).isoformat()}
+    baking["delivery"] |= early  # given in time: the promise moves, the oven is still late
+    on_time_then = estimate(baking, stats, now)
+    assert on_time_then is not None and on_time_then.promised == PAID + timedelta(minutes=62)

@@ -98,6 +98,13 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
     for i, line in enumerate(command.lines):
         if not 1 <= line.qty <= MAX_QTY:
             errors.append(FieldError(f"items[{i}].qty", N_("Choose 1 to %(n)s.", n=MAX_QTY)))
+    ordered: dict[int, int] = {}
+    for line in command.lines:  # one pizza on several lines counts once, as in the basket
+        ordered[line.pizza_id] = ordered.get(line.pizza_id, 0) + max(line.qty, 0)
+    if any(qty > MAX_QTY for qty in ordered.values()):
+        errors.append(
+            FieldError("items", N_("An order holds at most %(n)s of one pizza.", n=MAX_QTY))
+        )
     key = command.idempotency_key
     if key is not None and (len(key) > 100 or not storable(key)):
         errors.append(FieldError("idempotency_key", N_("Use at most 100 printable characters.")))

@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from asyncpg.exceptions import (
     OperatorInterventionError,
@@ -314,6 +314,19 @@ def form_to_return_to(request: Request[Any, Any, Any], status_code: int) -> str 
     return local_path(referer.path + (f"?{referer.query}" if referer.query else ""))
 
 
+def page_to_return_to(request: Request[Any, Any, Any]) -> str:
+    """Where signing in should lead back to: the page itself. An htmx request asks for a
+    piece of it (``/orders/<id>/live``, the board's columns), and sending a person there
+    after signing in showed a bare fragment; htmx names the page (``HX-Current-URL``)."""
+    if is_htmx(request):
+        current = urlsplit(request.headers.get("hx-current-url", ""))
+        # only its path is taken (a proxy may have changed the scheme or host on the way)
+        shown = local_path(current.path + (f"?{current.query}" if current.query else ""))
+        if shown is not None:
+            return shown
+    return request.url.path
+
+
 def error_page(
     request: Request[Any, Any, Any],
     status_code: int,
@@ -340,7 +353,7 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: DomainError) -> R
         return _json_error(exc)
     if isinstance(exc, NotAuthenticated):
         ended = "&ended=1" if isinstance(exc, SignInEnded) else ""
-        return redirect(request, f"/login?next={request.url.path}{ended}")
+        return redirect(request, f"/login?next={quote(page_to_return_to(request))}{ended}")
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     if isinstance(exc, InvalidInput) and len(exc.errors) == 1:

@@ -64,7 +64,7 @@ class RefundApi(Controller):
             service.FileRefund(caller.user_id, data.order_id, data.reason_code, data.reason),
             gate=breakers,
         )
-        return RefundOut.of_refund(refund)
+        return RefundOut.of_refund(refund, await service.reason_label(db, refund))
 
     @get("/refunds")
     async def list_refunds(
@@ -119,7 +119,7 @@ class RefundApi(Controller):
     ) -> RefundOut:
         """The customer withdraws the refund: the return is cancelled, no money moves."""
         refund = await service.withdraw(db, refund_id, caller.user_id)
-        return RefundOut.of_refund(refund)
+        return RefundOut.of_refund(refund, await service.reason_label(db, refund))
 
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

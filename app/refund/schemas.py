@@ -40,7 +40,8 @@ class RefundOut(msgspec.Struct, rename="camel"):
     cancel_note: str | None = None
 
     @classmethod
-    def of_refund(cls, refund: Refund) -> RefundOut:
+    def of_refund(cls, refund: Refund, reason_label: str) -> RefundOut:
+        """As ``GET`` answers it: the label too (the answer to filing it had none)."""
         return cls(
             id=refund.id,
             order_id=refund.order_id,
@@ -50,6 +51,7 @@ class RefundOut(msgspec.Struct, rename="camel"):
             amount=refund.amount,
             currency=refund.currency,
             created_at=refund.created_at,
+            reason_label=reason_label,
             cancelled_by=refund.cancelled_by,
             cancel_note=refund.cancel_note,
         )

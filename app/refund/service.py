@@ -190,8 +190,8 @@ async def _validate(session: AsyncSession, command: FileRefund) -> RefundReason:
 # -- use cases --------------------------------------------------------------------------
 
 
-async def _reason_label(session: AsyncSession, refund: Refund) -> str:
-    """The refund's reason in the shop's words, which its events carry."""
+async def reason_label(session: AsyncSession, refund: Refund) -> str:
+    """The refund's reason in the shop's words, which its events and answers carry."""
     reason = await session.get(RefundReason, refund.reason_code)
     return reason.label if reason else refund.reason_code
 
@@ -232,7 +232,7 @@ async def file_refund(
     )
     session.add(refund)
     await delivery.request_return(session, current.id)
-    refund.emit(RefundRequested, reason_label=await _reason_label(session, refund))
+    refund.emit(RefundRequested, reason_label=await reason_label(session, refund))
     record_pending(session, refund)
     await complete(session)
     return refund
@@ -256,7 +256,7 @@ async def _cancel(session: AsyncSession, refund: Refund, by: str, note: str | No
     refund.cancelled_by = by
     refund.cancel_note = note
     refund.move_to(RefundStatus.cancelled)
-    refund.emit(RefundCancelled, reason_label=await _reason_label(session, refund))
+    refund.emit(RefundCancelled, reason_label=await reason_label(session, refund))
     record_pending(session, refund)
 
 
@@ -304,7 +304,7 @@ async def cancel_for_returned_trip(session: AsyncSession, event: Event) -> None:
     refund = await _locked(session, refund_id)
     refund.cancelled_by = "partner"
     refund.move_to(RefundStatus.cancelled)
-    refund.emit(RefundCancelled, reason_label=await _reason_label(session, refund))
+    refund.emit(RefundCancelled, reason_label=await reason_label(session, refund))
     record_pending(session, refund, event)
 
 
@@ -328,7 +328,7 @@ async def complete_for_payment(session: AsyncSession, event: Event) -> None:
         return
     refund = await _locked(session, refund_id)
     refund.move_to(RefundStatus.completed)
-    refund.emit(RefundCompleted, reason_label=await _reason_label(session, refund))
+    refund.emit(RefundCompleted, reason_label=await reason_label(session, refund))
     record_pending(session, refund, event)
 
 

@@ -179,8 +179,10 @@
     // a form opened on a card ("Cancel return") is in use before its field has the focus:
     // the click that opens it leaves the focus on its summary, outside the form
     if (board.querySelector(".board-card details[open]") !== null) { return true; }
+    // typing in a field holds the board; a focused button (a keyboard user's place) does not
     var active = document.activeElement;
-    return Boolean(active && board.contains(active) && active.closest("form"));
+    return Boolean(active && board.contains(active) && active.closest("form") &&
+      active.matches("input:not([type=hidden]):not([type=submit]), textarea, select"));
   }
 
   function refreshNow() {
@@ -215,7 +217,7 @@
     });
     var active = document.activeElement;
     if (active && active.id && board.contains(active)) {
-      state.focus = [active.id, active.selectionStart, active.selectionEnd];
+      state.focus = [active.id, active.selectionStart, active.selectionEnd, cardKey(active)];
     }
     return state;
   }
@@ -237,6 +239,11 @@
       if (again && board.contains(again)) {
         again.focus();
         try { again.setSelectionRange(state.focus[1], state.focus[2]); } catch (e) { /* not text */ }
+      } else if (state.focus[3]) {
+        // the button went with the move (no next stage here): the card keeps the place,
+        // so the next Tab goes on from it, not from the top of the page
+        var card = board.querySelector('.board-card[data-delivery-id="' + state.focus[3] + '"]');
+        if (card) { card.focus(); }
       }
     }
   }

@@ -415,3 +415,30 @@ async def test_refund_lookup_says_when_from_is_after_to(page: Page, shop: Shop) 
     to_field = page.locator(".field", has=page.get_by_label("To"))
     await expect(to_field.get_by_role("alert")).to_contain_text("before")
     await expect(page.get_by_label("From")).to_have_value("2026-11-20")
+
+
+async def test_a_keyboard_user_keeps_their_place_on_the_board_after_a_move(
+    new_context: NewContext, api: httpx.AsyncClient, shop: Shop, t: Words
+) -> None:
+    """Enter on a card's button moves the card; the focus stays on that card's next button
+    (not on the page's body, where the next Tab starts from the top), and a focused button
+    does not hold the board's live updates back as if someone were typing."""
+    board = await open_board(new_context, await create_staff(shop))
+    order = await place_paid_order(api, await new_customer(api, name="Kira Keys"))
+    delivery_id = str(order["delivery"]["id"])  # type: ignore[index]
+    start = card(board, delivery_id, "queued").get_by_role("button", name=t("Start preparing"))
+    await expect(start).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+
+    await start.focus()
+    await board.keyboard.press("Enter")
+    preparing = card(board, delivery_id, "preparing")
+    await expect(preparing).to_be_visible(timeout=LIVE_TIMEOUT_MS)
+    await expect(preparing.get_by_role("button", name=t("Into the oven"))).to_be_focused()
+    await expect(board.locator("#board")).not_to_have_attribute("data-refresh-pending", "true")
+
+    # another order arrives while the focus rests on the button: it shows, live
+    other = await place_paid_order(api, await new_customer(api, name="Otto Other"))
+    await expect(card(board, str(other["delivery"]["id"]), "queued")).to_be_visible(  # type: ignore[index]
+        timeout=LIVE_TIMEOUT_MS
+    )
+    await expect(preparing.get_by_role("button", name=t("Into the oven"))).to_be_focused()

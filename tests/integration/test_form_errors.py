@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -286,3 +287,31 @@ async def test_a_reason_for_cancelling_a_return_may_not_turn_the_customers_text_
         )
     assert refused.status_code == 422, refused.text
     assert 'data-field="note"' in refused.text and "printable characters" in refused.text
+
+
+@pytest.mark.parametrize(
+    ("piece", "page"),
+    [
+        ("/orders/{order}/live", "/orders/{order}?from=mail"),
+        ("/staff/board/columns", "/staff/board"),
+    ],
+)
+async def test_signing_in_again_from_a_live_piece_leads_back_to_its_page(
+    app: Litestar, piece: str, page: str
+) -> None:
+    """A page's timer or live refresh (htmx) found the sign-in ended: after signing in the
+    person sees the page they were on, not the bare piece it asked for."""
+    order = uuid.uuid4()
+    piece, page = piece.format(order=order), page.format(order=order)
+    async with webapp.client(app) as browser:
+        asked = await browser.get(
+            piece, headers={"HX-Request": "true", "HX-Current-URL": f"http://shop.test{page}"}
+        )
+        plain = await browser.get(piece, headers={"HX-Request": "true"})
+        elsewhere = await browser.get(
+            piece, headers={"HX-Request": "true", "HX-Current-URL": "http://evil.test//evil.test/"}
+        )
+    assert asked.status_code == 204
+    assert asked.headers["HX-Redirect"] == f"/login?next={quote(page)}"
+    assert plain.headers["HX-Redirect"] == f"/login?next={piece}"  # no page named: as before
+    assert elsewhere.headers["HX-Redirect"] == f"/login?next={piece}"  # never off the site

@@ -127,6 +127,8 @@ async def test_order_page_in_korean_shows_won_and_seoul_time(
         page = await browser.get(f"/orders/{order_id}")
     assert "결제에 실패했어요: 카드 결제가 거절됐어요." in page.text
     assert "주문 접수" in page.text
+    # the state "Placed" is not the orders list's "Ordered on" column (both read 주문일)
+    assert "<strong>주문됨</strong>" in page.text
     total = view["totalAmount"]
     assert f"₩{total:,}" in page.text
     # the timeline shows the shop's zone (Asia/Seoul, UTC+9), not UTC

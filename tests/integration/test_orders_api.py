@@ -121,6 +121,8 @@ async def test_twenty_concurrent_requests_with_one_key_make_one_order(
         (order_body(card="42424242424242424242"), "cardNumber"),  # too long
         ({"address": "x", "cardNumber": "4242424242424242"}, "items"),
         (order_body(couponCode="PIZZA-" + "A" * 34), "couponCode"),  # longer than its column
+        # one pizza over several lines: at most 20 of it, as the basket allows
+        (order_body(items=[{"pizzaId": 1, "qty": 20}, {"pizzaId": 1, "qty": 1}]), "items"),
     ],
 )
 async def test_bad_orders_are_422_naming_the_field(

@@ -73,6 +73,7 @@ async def test_a_refund_revokes_the_coupon_and_pays_back_once_the_return_is_in(
     assert filed.status_code == 201, filed.text
     refund = filed.json()
     assert refund["status"] == "requested" and refund["amount"] == order["totalAmount"]
+    assert refund["reasonLabel"] == "Wrong pizza"  # as GET answers it (it was null)
     assert (
         refund["reasonCode"] == "wrong_pizza"
         and refund["reason"] == "Ordered Diavola, got Marinara"

@@ -13,7 +13,7 @@ from app.refund.models import MAX_REASON_LENGTH, Refund, RefundStatus
 from app.status.service import RefundEntry
 
 
-class RefundRequest(msgspec.Struct, rename="camel"):
+class RefundRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     order_id: uuid.UUID
     reason_code: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
     reason: Annotated[str, msgspec.Meta(max_length=MAX_REASON_LENGTH)] = ""

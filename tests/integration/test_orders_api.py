@@ -221,3 +221,14 @@ async def test_the_schema_says_what_the_api_checks(
     assert short.status_code == 422 and short.json()["errors"][0]["field"] == "password"
     bad = await client.get("/api/deliveries", params={"status": "teleported"}, headers=staff)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "status"
+
+
+async def test_a_misspelt_field_is_refused_rather_than_ignored(client: httpx.AsyncClient) -> None:
+    """``coupon_code`` for ``couponCode`` placed the order at full price without a word."""
+    customer = await new_customer(client)
+    misspelt = order_body(coupon_code="PIZZA-AAAA-BBBB")
+    refused = await client.post("/api/orders", json=misspelt, headers=auth(customer))
+    assert refused.status_code == 422, refused.text
+    [error] = refused.json()["errors"]
+    assert "unknown field `coupon_code`" in error["message"]
+    assert (await client.get("/api/orders", headers=auth(customer))).json() == []

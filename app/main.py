@@ -304,6 +304,7 @@ def create_app(
             version="0.1.0",
             path="/schema",
             render_plugins=[openapi.SwaggerFromStatic()],
+            components=openapi.COMPONENTS,
         ),
         exception_handlers={
             DomainError: web.domain_error_handler,

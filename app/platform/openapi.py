@@ -5,7 +5,8 @@ tests need the rest too: 401 without a valid token, 403 for the wrong role, 404 
 id the caller may not see, 409 for a state that forbids the change, 413 for a body over
 the route's limit, 422 for bad input, 429 when rate limited, 503 while a dependency is
 down. ``document_errors`` adds them to each operation from its access rule, its method
-and its rate limits, before the schema is first built (Litestar builds it lazily).
+and its rate limits, before the schema is first built (Litestar builds it lazily), and
+marks the operations that need a bearer token with the ``bearer`` security scheme.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from litestar import Litestar, Request
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme
 
 from app.platform.access import rule_of
 
@@ -54,6 +56,20 @@ ANSWERS_401_IN_PUBLIC = {("POST", "/api/auth/token"), ("POST", "/webhooks/courie
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+#: how a caller signs in, so a client generator and Swagger UI's "Authorize" know: a
+#: bearer token from ``POST /api/auth/token`` (the password flow's form fields)
+BEARER = "bearer"
+COMPONENTS = Components(
+    security_schemes={
+        BEARER: SecurityScheme(
+            type="oauth2",
+            description="A bearer token from `POST /api/auth/token` (username, password).",
+            flows=OAuthFlows(password=OAuthFlow(token_url="/api/auth/token", scopes={})),
+        )
+    }
+)
+
+
 def error_statuses(method: str, path: str, handler: HTTPRouteHandler) -> set[int]:
     """The error statuses one operation can answer."""
     codes = {400, 404, 422, 503}
@@ -76,6 +92,8 @@ def document_errors(app: Litestar) -> None:
         for handler in getattr(route, "route_handlers", []):
             if not isinstance(handler, HTTPRouteHandler):
                 continue
+            if (rule_of(handler) or "").startswith("api"):
+                handler.security = [{BEARER: []}]
             for method in handler.http_methods:
                 responses = dict(handler.responses or {})
                 for code in sorted(error_statuses(method, route.path, handler)):

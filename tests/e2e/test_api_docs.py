@@ -22,6 +22,8 @@ async def test_the_api_reference_renders_with_nothing_blocked(page: Page) -> Non
     await expect(
         page.locator(".opblock-summary-path", has_text="/api/orders").first
     ).to_be_visible()
+    # a bearer token can be asked for right there (the document names the scheme)
+    await expect(page.locator(".swagger-ui button.authorize")).to_be_visible()
     assert complaints == [], complaints
 
     await page.goto("/schema/swagger")  # the plugin's own path: the same document

@@ -198,6 +198,11 @@ async def test_the_schema_says_what_the_api_checks(
         content = paths[path]["post"]["requestBody"]["content"]["application/json"]
         return _resolved(document, content["schema"])["properties"]
 
+    # how to sign in: Swagger UI's "Authorize", a client generator's auth
+    scheme = document["components"]["securitySchemes"]["bearer"]
+    assert scheme["flows"]["password"]["tokenUrl"] == "/api/auth/token"
+    assert paths["/api/orders"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in paths["/api/auth/token"]["post"]
     assert body_of("/api/auth/signup")["password"]["minLength"] == 12
     assert body_of("/api/auth/password")["newPassword"]["minLength"] == 12
     listing = paths["/api/deliveries"]["get"]

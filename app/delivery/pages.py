@@ -103,11 +103,14 @@ class Card:
 
 
 def _card(card: status.BoardEntry, now: datetime, settings: Settings, stats: status.Stats) -> Card:
-    """Lateness in two levels against the promise made at payment: amber once past it
-    (or past the amber minutes), red once well past it (or past the red minutes)."""
+    """Lateness in two levels against the promise made at payment (kept on the card):
+    amber once past it (or past the amber minutes), red once well past it (or past the
+    red minutes)."""
     age = int((now - card.paid_at).total_seconds()) if card.paid_at else 0
     minutes = age // 60
-    promised = status.promised_by(card.paid_at, stats) if card.paid_at else None
+    promised = card.promised_by or (
+        status.promised_by(card.paid_at, stats) if card.paid_at else None
+    )
     late_minutes = max(0, int((now - promised).total_seconds() // 60)) if promised else 0
     past_promise = promised is not None and now > promised
     red_after = settings.shop.late_red_minutes - settings.shop.late_amber_minutes

@@ -98,10 +98,10 @@ def _check_shape(command: PlaceOrder) -> list[FieldError]:
     for i, line in enumerate(command.lines):
         if not 1 <= line.qty <= MAX_QTY:
             errors.append(FieldError(f"items[{i}].qty", N_("Choose 1 to %(n)s.", n=MAX_QTY)))
-    ordered: dict[int, int] = {}
+    ordered: dict[int, list[int]] = {}
     for line in command.lines:  # one pizza on several lines counts once, as in the basket
-        ordered[line.pizza_id] = ordered.get(line.pizza_id, 0) + max(line.qty, 0)
-    if any(qty > MAX_QTY for qty in ordered.values()):
+        ordered.setdefault(line.pizza_id, []).append(max(line.qty, 0))
+    if any(len(qtys) > 1 and sum(qtys) > MAX_QTY for qtys in ordered.values()):
         errors.append(
             FieldError("items", N_("An order holds at most %(n)s of one pizza.", n=MAX_QTY))
         )

@@ -153,7 +153,8 @@ def _promise(
     """The promise at payment, or the rider's first estimate (with ``PARTNER_LATE``) when
     it came later and the shop's own stages had not broken the promise by then: an
     estimate given while the oven was already late excuses nothing."""
-    at_payment = promised_by(paid_at, stats)
+    kept = doc.get("promisedBy")  # as made at payment (views from before: computed now)
+    at_payment = _time(kept) if kept else promised_by(paid_at, stats)
     first_eta, given_at = delivery.get("firstPartnerEta"), delivery.get("firstPartnerEtaAt")
     if not first_eta or not given_at:
         return at_payment

@@ -53,6 +53,9 @@ class BoardCard(Base):
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: when it reached the customer: the newest deliveries' stages make the estimates
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: the delivery time promised at payment, copied from the order's view (None: a card
+    #: from before it was kept, whose promise is computed from today's statistics)
+    promised_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     #: what the kitchen needs on the card, copied from the order's view

@@ -69,7 +69,10 @@ from app.platform.db import utcnow
 from app.platform.driver import Statement
 from app.platform.errors import Unavailable
 from app.platform.events import DomainEvent, Event
+from app.platform.settings import get_settings
 from app.refund.events import RefundCancelled, RefundChanged, RefundCompleted, RefundRequested
+from app.status import pace
+from app.status.eta import promised_by
 from app.status.models import BoardCard, OrderView, RefundView
 from app.words import STAGES, step_words
 
@@ -327,11 +330,21 @@ async def apply(session: AsyncSession, event: Event, *, card: bool = True) -> li
     if event.type in REFUND_EVENTS and await _upsert_refund(session, event):
         channels.append(REFUNDS_CHANNEL)
     if _change_view(view, event):
+        if event.type == OrderPaid.TYPE and "promisedBy" not in view.doc:
+            await _keep_promise(session, view.doc, event.occurred_at)
         view_customer = event.payload.get("customerId")
         channels.append(order_channel(event.payload["orderId"]))
         if view_customer:
             channels.append(customer_channel(view_customer))
     return channels
+
+
+async def _keep_promise(session: AsyncSession, doc: Doc, paid_at: datetime) -> None:
+    """The latest delivery time promised at payment, kept in the view (and copied to the
+    board card): computed again on every render from the statistics of the moment, it
+    moved with every delivery, and waiting orders turned "late" with nothing happening."""
+    stats = await pace.stage_stats(session, get_settings().shop.stage_minutes)
+    doc["promisedBy"] = promised_by(paid_at, stats).isoformat()
 
 
 def newest_card_events(events: Sequence[Event]) -> set[uuid.UUID]:
@@ -533,8 +546,11 @@ async def _upsert_card(session: AsyncSession, event: Event, doc: dict[str, Any])
 
 
 def _card_details(doc: dict[str, Any]) -> dict[str, Any]:
-    """Who ordered, how to reach them, what they asked for: from the order's own view."""
+    """Who ordered, how to reach them, what they asked for, what was promised: from the
+    order's own view."""
+    promised = doc.get("promisedBy")
     return {
+        "promised_by": datetime.fromisoformat(promised) if promised else None,
         "customer_name": doc.get("customerName"),
         "phone": doc.get("phone"),
         "note": doc.get("note"),

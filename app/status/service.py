@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -21,6 +19,9 @@ from app.status import eta, projector
 from app.status.eta import Stats as Stats  # each stage's spread, for the board's promises
 from app.status.eta import promised_by as promised_by
 from app.status.models import BoardCard, OrderView, RefundView
+from app.status.pace import forget_stage_stats as forget_stage_stats
+from app.status.pace import recent_stage_durations as recent_stage_durations
+from app.status.pace import stage_stats as stage_stats
 from app.status.projector import BOARD_CHANNEL as BOARD_CHANNEL  # where the board hears news
 from app.status.projector import order_channel as order_channel  # where an order's page does
 from app.status.schemas import OrderDocument as OrderDocument  # an order, as pages show it
@@ -61,6 +62,7 @@ class BoardEntry:
     items: list[dict[str, Any]]
     address: str
     paid_at: datetime | None
+    promised_by: datetime | None
     version: int
     updated_at: datetime
     customer_name: str | None
@@ -280,53 +282,6 @@ async def any_order_view(session: AsyncSession, order_id: uuid.UUID) -> OrderEnt
 
 
 # -- delivery windows ------------------------------------------------------------------
-
-#: stage statistics are re-read at most this often per process
-STATS_TTL_SECONDS = 30.0
-_stats_cache: dict[str, tuple[float, eta.Stats]] = {}
-
-
-async def stage_stats(session: AsyncSession, stage_minutes: dict[str, float]) -> eta.Stats:
-    """Each stage's spread over recent deliveries (settings until there is history),
-    cached briefly: every live page render needs it, the kitchen's pace changes slowly."""
-    now = time.monotonic()
-    cached = _stats_cache.get("stats")
-    if cached is not None and now - cached[0] < STATS_TTL_SECONDS:
-        return cached[1]
-    durations = await recent_stage_durations(session)
-    stats = eta.stats_from(durations, eta.fallback_stats(stage_minutes))
-    _stats_cache["stats"] = (now, stats)
-    return stats
-
-
-async def recent_stage_durations(
-    session: AsyncSession, limit: int = 100, within: timedelta = timedelta(days=14)
-) -> dict[str, list[float]]:
-    """Seconds each stage took in the last ``limit`` deliveries, from the stage history
-    the board cards keep: the read side estimates from its own copy of the delivery
-    events, and asks the delivery context nothing."""
-    rows = await session.scalars(
-        select(BoardCard.history)
-        .where(
-            BoardCard.delivered_at.is_not(None),
-            BoardCard.delivered_at >= utcnow() - within,
-        )
-        .order_by(BoardCard.delivered_at.desc())
-        .limit(limit)
-    )
-    durations: dict[str, list[float]] = {}
-    for history in rows:
-        steps = [(s["status"], datetime.fromisoformat(s["at"])) for s in history or []]
-        for (stage, began), (_, ended) in itertools.pairwise(steps):
-            seconds = (ended - began).total_seconds()
-            if seconds >= 0:
-                durations.setdefault(stage, []).append(seconds)
-    return durations
-
-
-def forget_stage_stats() -> None:
-    """Tests: the next window is computed from the history as it is now."""
-    _stats_cache.clear()
 
 
 async def window_of(

@@ -176,6 +176,12 @@ async def backdate_order_view(shop: Shop, order_id: str, by: timedelta) -> None:
         doc["createdAt"] = earlier(doc["createdAt"])
         for step in doc["timeline"]:
             step["at"] = earlier(step["at"])
+        if doc.get("promisedBy"):  # the promise made at payment, then
+            doc["promisedBy"] = earlier(doc["promisedBy"])
+        delivery = doc.get("delivery") or {}
+        for moment in ("partnerEta", "firstPartnerEta", "firstPartnerEtaAt"):
+            if delivery.get(moment):
+                delivery[moment] = earlier(delivery[moment])
         await connection.execute(
             "UPDATE status.order_views SET doc = $2::jsonb WHERE order_id = $1",
             uuid.UUID(order_id),

@@ -247,22 +247,29 @@ async def test_an_empty_checkout_links_the_order_it_just_placed(
         assert 'id="last-placed"' not in filled.text
 
 
-async def test_a_refusal_on_the_error_page_reads_as_words_and_names_its_field_for_the_script(
-    app: Litestar, session_factory: async_sessionmaker[AsyncSession], ctx: dict[str, Any]
-) -> None:
-    """A form without a page of its own (the board's "Cancel return") is refused on the
-    error page: the person reads the message, not "note: …", and the page names the field
-    for ``requests.js`` to put the message beside it when htmx sent the form."""
+async def _cancel_return(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession], ctx: dict[str, Any], note: str
+) -> httpx.Response:
+    """Staff press "Cancel return" on a delivered order's card with ``note`` as the reason."""
     order_id, _ = await inproc.delivered(session_factory, ctx)
     async with session_factory() as session:
         found = await delivery.delivery_for_order(session, order_id)
     assert found is not None
     async with webapp.client(app) as browser:
         _, csrf = await signed_in(browser, session_factory, Role.staff)
-        refused = await browser.post(
+        return await browser.post(
             f"/staff/deliveries/{found.id}/return/cancel",
-            data={"note": "   ", "_csrf_token": csrf},
+            data={"note": note, "_csrf_token": csrf},
         )
+
+
+async def test_a_refusal_on_the_error_page_reads_as_words_and_names_its_field_for_the_script(
+    app: Litestar, session_factory: async_sessionmaker[AsyncSession], ctx: dict[str, Any]
+) -> None:
+    """A form without a page of its own (the board's "Cancel return") is refused on the
+    error page: the person reads the message, not "note: …", and the page names the field
+    for ``requests.js`` to put the message beside it when htmx sent the form."""
+    refused = await _cancel_return(app, session_factory, ctx, "   ")
     assert refused.status_code == 422, refused.text
     message = re.search(r'<p id="error-message"([^>]*)>([^<]*)</p>', refused.text)
     assert message is not None, refused.text
@@ -274,17 +281,8 @@ async def test_a_reason_for_cancelling_a_return_may_not_turn_the_customers_text_
     app: Litestar, session_factory: async_sessionmaker[AsyncSession], ctx: dict[str, Any]
 ) -> None:
     """The customer reads the board's "Cancel return" reason: a right-to-left override in
-    it made "Sorry ‮txet‬ ok" read as something else (``app.platform.text.plain``)."""
-    order_id, _ = await inproc.delivered(session_factory, ctx)
-    async with session_factory() as session:
-        found = await delivery.delivery_for_order(session, order_id)
-    assert found is not None
-    async with webapp.client(app) as browser:
-        _, csrf = await signed_in(browser, session_factory, Role.staff)
-        refused = await browser.post(
-            f"/staff/deliveries/{found.id}/return/cancel",
-            data={"note": "Sorry \u202etxet desrever\u202c ok", "_csrf_token": csrf},
-        )
+    it made the rest of the reason read backwards (``app.platform.text.plain``)."""
+    refused = await _cancel_return(app, session_factory, ctx, "Sorry \u202etxet desrever\u202c ok")
     assert refused.status_code == 422, refused.text
     assert 'data-field="note"' in refused.text and "printable characters" in refused.text
 

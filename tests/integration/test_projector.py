@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.db import utcnow
@@ -255,3 +256,37 @@ async def test_the_riders_first_estimate_is_kept_when_given_in_the_kitchen_only(
     assert kept == (eta.isoformat(), T0.isoformat())  # the estimate, and when it was given
     ready = await first_estimate([(["queued", "preparing", "baking", "ready"], eta)])
     assert ready == (None, None)
+
+
+async def test_the_promise_made_at_payment_is_kept_on_the_view_and_its_card(
+    session_factory: Factory, ctx: dict[str, Any]
+) -> None:
+    """Computed again on every render from the statistics of the moment, the promise moved
+    with every delivery, and waiting orders turned late with nothing happening to them."""
+    from app.delivery import service as delivery
+    from app.ordering import service as ordering
+    from app.payment import tasks as payment_tasks
+    from app.platform.handlers import handle_once
+    from app.status.eta import Spread, estimate
+    from app.status.models import BoardCard
+    from tests.support.inproc import events_of, place
+
+    order_id = await place(session_factory, customer_id=uuid.uuid4())
+    [placed] = await events_of(session_factory, order_id, "OrderPlaced")
+    assert await payment_tasks.capture(ctx, placed.to_event().to_job_arg()) == "captured"
+    [captured] = await events_of(session_factory, order_id, "PaymentCaptured")
+    await handle_once(session_factory, "t.paid", captured.to_event(), ordering.on_payment_captured)
+    [paid] = await events_of(session_factory, order_id, "OrderPaid")
+    await handle_once(session_factory, "t.create", paid.to_event(), delivery.create_for_paid_order)
+
+    async with session_factory() as session:
+        view = await session.get(OrderView, order_id)
+        assert view is not None
+        card = await session.scalar(select(BoardCard).where(BoardCard.order_id == order_id))
+    assert card is not None and card.promised_by is not None
+    kept = datetime.fromisoformat(view.doc["promisedBy"])
+    assert kept == card.promised_by and kept > paid.occurred_at
+    # the kitchen got much faster since: the promise made at payment stays what it was
+    instant = {stage: Spread(low=1.0, mid=1.0, high=1.0) for stage in STAGES}
+    window = estimate(view.doc, instant, paid.occurred_at + timedelta(seconds=30))
+    assert window is not None and window.promised == kept and not window.late

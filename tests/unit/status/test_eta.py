@@ -131,3 +131,15 @@ def test_a_riders_estimate_given_once_the_kitchen_is_late_excuses_nothing() -> N
     baking["delivery"] |= early  # given in time: the promise moves, the oven is still late
     on_time_then = estimate(baking, stats, now)
     assert on_time_then is not None and on_time_then.promised == PAID + timedelta(minutes=62)
+
+
+def test_the_promise_kept_at_payment_holds_whatever_the_kitchen_does_since() -> None:
+    """A view keeps the promise made at payment (``promisedBy``): the statistics of later
+    deliveries, much faster here, do not move it, nor turn a waiting order late."""
+    instant = stats_from({stage: [1.0] * 8 for stage in STAGES}, fallback_stats(MINUTES))
+    kept = PAID + timedelta(minutes=38)
+    waiting = {**doc("queued", PAID), "promisedBy": kept.isoformat()}
+    window = estimate(waiting, instant, PAID + timedelta(minutes=10))
+    assert window is not None and window.promised == kept and not window.late
+    recomputed = estimate(doc("queued", PAID), instant, PAID + timedelta(minutes=10))
+    assert recomputed is not None and recomputed.late  # what a view without it showed

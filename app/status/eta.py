@@ -26,6 +26,9 @@ from typing import Any
 STAGES = ("queued", "preparing", "baking", "ready", "out_for_delivery")
 #: fewer samples than this and the shop's settings speak for the stage
 MIN_SAMPLES = 5
+#: the shortest a stage may be taken to last, as a share of its typical time in the
+#: settings (``ETA_STAGE_MINUTES``), however quickly it was clicked through lately
+FLOOR_SHARE = 0.5
 #: how far either side of the partner's estimate the window reaches
 PARTNER_EARLY = timedelta(minutes=3)
 PARTNER_LATE = timedelta(minutes=5)
@@ -69,20 +72,32 @@ def fallback_stats(stage_minutes: dict[str, float]) -> Stats:
 
 def stats_from(durations: dict[str, list[float]], fallback: Stats) -> Stats:
     """Quartiles per stage from recent durations; a stage with too little history keeps
-    its fallback."""
+    its fallback. History refines the shop's settings but may not make a stage shorter
+    than ``FLOOR_SHARE`` of its typical time there: stages clicked through in bulk (a
+    cook who marks "preparing", "in the oven" and "ready" at once) took seconds, and a
+    shop that learned from them promised pizzas in five minutes, then called every order
+    that took longer late."""
     stats = dict(fallback)
     for stage in STAGES:
         samples = sorted(durations.get(stage, []))
         if len(samples) >= MIN_SAMPLES:
             q1, q2, q3 = statistics.quantiles(samples, n=4)
-            stats[stage] = Spread(low=max(q1, 0.0), mid=max(q2, 0.0), high=max(q3, 0.0))
+            least = fallback[stage]
+            stats[stage] = Spread(
+                low=max(q1, FLOOR_SHARE * least.low),
+                mid=max(q2, FLOOR_SHARE * least.mid),
+                high=max(q3, FLOOR_SHARE * least.high),
+            )
     return stats
 
 
 def promised_by(paid_at: datetime, stats: Stats) -> datetime:
-    """The latest delivery time the shop promises at payment (whole minutes)."""
-    total = _seconds(sum(stats[s].high for s in STAGES))
-    return _minute(paid_at + max(total, MIN_WIDTH), up=True)
+    """The latest delivery time the shop promises at payment (whole minutes): the latest
+    time of the window shown then, clamped as every window is (with stages as steady
+    as their quartiles are close, "highs" alone fell short of a window at least
+    ``MIN_WIDTH`` wide, and the order read late the moment it was paid)."""
+    earliest, latest = _own_window("queued", paid_at, stats, paid_at)
+    return _clamped(latest, earliest, paid_at)
 
 
 def _seconds(value: float) -> timedelta:

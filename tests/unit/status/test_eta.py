@@ -9,6 +9,8 @@ from app.status.eta import STAGES, estimate, fallback_stats, stats_from
 
 PAID = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 MINUTES = {"queued": 4, "preparing": 6, "baking": 8, "ready": 2, "out_for_delivery": 10}
+#: settings of a shop that expects every stage to take no time: history has no floor
+NO_FLOOR = fallback_stats(dict.fromkeys(STAGES, 0.0))
 
 
 def doc(stage: str | None, entered: datetime | None = None, **delivery: Any) -> dict[str, Any]:
@@ -35,9 +37,9 @@ def test_at_payment_the_window_spans_every_stage_from_the_settings() -> None:
 
 
 def test_history_replaces_the_settings_once_there_is_enough_of_it() -> None:
-    durations = {stage: [60.0 * m for m in (1, 2, 2, 2, 3)] for stage in STAGES}
+    durations = {stage: [60.0 * m for m in (5, 6, 6, 6, 7)] for stage in STAGES}
     stats = stats_from(durations, fallback_stats(MINUTES))
-    assert stats["baking"].mid == 120.0
+    assert stats["baking"].mid == 360.0
     assert stats["baking"].low < stats["baking"].mid < stats["baking"].high
     few = stats_from({"baking": [1.0, 2.0]}, fallback_stats(MINUTES))
     assert few["baking"].mid == 8 * 60  # two samples are not a trend
@@ -79,7 +81,7 @@ def test_a_shop_that_delivers_in_seconds_is_not_late_by_the_rounding_of_a_minute
     """History of instant stages: the promise and the window both clamp to five minutes
     and round up to the minute; a page shown two seconds later may round one minute
     further, which is not lateness. Two minutes of slipping is."""
-    instant = stats_from({stage: [0.0] * 8 for stage in STAGES}, fallback_stats(MINUTES))
+    instant = stats_from({stage: [0.0] * 8 for stage in STAGES}, NO_FLOOR)
     paid = PAID + timedelta(seconds=59)
     fresh = {**doc("queued", paid), "createdAt": paid.isoformat()}
     fresh["timeline"][0]["at"] = paid.isoformat()
@@ -93,7 +95,7 @@ def test_a_rider_who_takes_the_order_in_the_kitchen_sets_the_promise_with_the_ro
     """A shop whose recent stages took seconds promised five minutes at payment; the rider,
     assigned three seconds later, says twelve. The customer was not late three seconds
     after paying: the rider's first estimate is the promise. Its slipping later is late."""
-    quick = stats_from({stage: [5.0] * 8 for stage in STAGES}, fallback_stats(MINUTES))
+    quick = stats_from({stage: [5.0] * 8 for stage in STAGES}, NO_FLOOR)
     now = PAID + timedelta(seconds=3)
     eta = now + timedelta(minutes=12)
     assigned = doc("queued", PAID, courierStatus="assigned", partnerEta=eta.isoformat())
@@ -143,3 +145,27 @@ def test_the_promise_kept_at_payment_holds_whatever_the_kitchen_does_since() -> 
     assert window is not None and window.promised == kept and not window.late
     recomputed = estimate(doc("queued", PAID), instant, PAID + timedelta(minutes=10))
     assert recomputed is not None and recomputed.late  # what a view without it showed
+
+
+def test_stages_clicked_through_in_seconds_do_not_make_the_shop_promise_minutes() -> None:
+    """A cook marked every stage at once for a while: history says seconds. The estimate
+    keeps at least half of each stage's typical time, so a fresh order is neither due
+    "now" nor late after two minutes in the queue."""
+    clicked = stats_from({stage: [2.0] * 8 for stage in STAGES}, fallback_stats(MINUTES))
+    assert clicked["baking"].low == 0.5 * 0.75 * 8 * 60
+    assert clicked["baking"].high == 0.5 * 1.25 * 8 * 60
+    fresh = estimate(doc("queued", PAID), clicked, PAID)
+    assert fresh is not None and fresh.earliest >= PAID + timedelta(minutes=11)
+    waiting = estimate(doc("queued", PAID), clicked, PAID + timedelta(minutes=2))
+    assert waiting is not None and not waiting.late
+
+
+def test_a_steady_kitchen_is_not_late_the_moment_it_is_paid() -> None:
+    """Quartiles close together (a steady kitchen): the window is still five minutes
+    wide, and the promise is that window's end, not the sum of the slow quartiles."""
+    steady = stats_from(
+        {stage: [60.0 * MINUTES[stage]] * 8 for stage in STAGES}, fallback_stats(MINUTES)
+    )
+    window = estimate(doc(None), steady, PAID)
+    assert window is not None and window.latest - window.earliest >= timedelta(minutes=5)
+    assert window.promised == window.latest and not window.late

@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from asyncpg.exceptions import (
     OperatorInterventionError,
@@ -311,7 +311,7 @@ def form_to_return_to(request: Request[Any, Any, Any], status_code: int) -> str 
     referer = urlsplit(request.headers.get("referer", ""))
     if (referer.scheme, referer.netloc) != (request.url.scheme, request.url.netloc):
         return None
-    return local_path(referer.path + (f"?{referer.query}" if referer.query else ""))
+    return _local_part(referer)
 
 
 def page_to_return_to(request: Request[Any, Any, Any]) -> str:
@@ -319,12 +319,16 @@ def page_to_return_to(request: Request[Any, Any, Any]) -> str:
     piece of it (``/orders/<id>/live``, the board's columns), and sending a person there
     after signing in showed a bare fragment; htmx names the page (``HX-Current-URL``)."""
     if is_htmx(request):
-        current = urlsplit(request.headers.get("hx-current-url", ""))
         # only its path is taken (a proxy may have changed the scheme or host on the way)
-        shown = local_path(current.path + (f"?{current.query}" if current.query else ""))
+        shown = _local_part(urlsplit(request.headers.get("hx-current-url", "")))
         if shown is not None:
             return shown
     return request.url.path
+
+
+def _local_part(url: SplitResult) -> str | None:
+    """The path and query of ``url`` when they name a page on this site (``local_path``)."""
+    return local_path(url.path + (f"?{url.query}" if url.query else ""))
 
 
 def error_page(

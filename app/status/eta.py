@@ -24,6 +24,8 @@ from typing import Any
 
 #: the stages between payment and the customer's door, in order
 STAGES = ("queued", "preparing", "baking", "ready", "out_for_delivery")
+#: the stages during which a rider's first estimate still sets the promise
+KITCHEN = STAGES[: STAGES.index("ready")]
 #: fewer samples than this and the shop's settings speak for the stage
 MIN_SAMPLES = 5
 #: the shortest a stage may be taken to last, as a share of its typical time in the

@@ -72,7 +72,7 @@ from app.platform.events import DomainEvent, Event
 from app.platform.settings import get_settings
 from app.refund.events import RefundCancelled, RefundChanged, RefundCompleted, RefundRequested
 from app.status import pace
-from app.status.eta import promised_by
+from app.status.eta import KITCHEN, promised_by
 from app.status.models import BoardCard, OrderView, RefundView
 from app.words import STAGES, step_words
 
@@ -171,10 +171,6 @@ def _order_cancelled(doc: Doc, event: Event) -> None:
 
 def _order_fulfilled(doc: Doc, event: Event) -> None:
     doc["status"] = "fulfilled"
-
-
-#: the stages during which a rider's first estimate still sets the promise (``app.status.eta``)
-KITCHEN = ("queued", "preparing", "baking")
 
 
 def _delivery_changed(doc: Doc, event: Event) -> None:

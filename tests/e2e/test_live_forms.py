@@ -118,3 +118,49 @@ async def test_a_refused_cancel_goes_when_staff_undo_the_move_that_refused_it(
     assert undone.status_code == 200, undone.text
     await expect(cancel).to_be_enabled(timeout=LIVE_TIMEOUT_MS)
     await expect(notice).to_have_count(0)
+
+
+async def set_hidden(page: Page, hidden: bool) -> None:
+    """What the browser does when a tab goes behind another and comes back (Playwright
+    keeps every page it drives visible)."""
+    await page.evaluate(
+        """hidden => {
+            const state = hidden ? "hidden" : "visible";
+            Object.defineProperty(document, "visibilityState", {configurable: true, get: () => state});
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""",
+        hidden,
+    )
+
+
+async def test_hidden_live_tabs_leave_the_browser_connections_for_the_rest_of_the_shop(
+    page: Page, api: httpx.AsyncClient, shop: Shop
+) -> None:
+    """A browser opens six connections to a site over HTTP/1.1, and each live page holds
+    one: with six order tabs open, a seventh page of the shop never loaded. A hidden tab
+    lets its stream go, and catches up when it is shown again."""
+    customer = await new_customer(api, name="Tess Tabs")
+    order = await paid_order(api, customer)
+    staff = await staff_headers(api, shop.env)
+    await sign_in(page, customer["email"])
+    tabs = [page, *[await page.context.new_page() for _ in range(5)]]
+    for tab in tabs:
+        await tab.goto(f"/orders/{order['id']}")
+        await expect(tab.locator('#order-status[data-rendered="live"]')).to_have_count(
+            1, timeout=LIVE_TIMEOUT_MS
+        )
+        await set_hidden(tab, True)
+        await expect(tab.locator("#order-live")).to_have_attribute("data-live", "paused")
+
+    seventh = await page.context.new_page()
+    await seventh.goto("/orders", timeout=LIVE_TIMEOUT_MS)
+    await expect(seventh.get_by_role("heading", name="My orders")).to_be_visible()
+
+    status = tabs[0].locator("#order-status")
+    seen = await status.get_attribute("data-version")
+    started = await api.post(f"/api/deliveries/{order['delivery']['id']}/advance", headers=staff)
+    assert started.status_code == 200, started.text
+    await set_hidden(tabs[0], False)
+    await expect(status).not_to_have_attribute("data-version", seen or "", timeout=LIVE_TIMEOUT_MS)
+    await expect(tabs[0].get_by_role("button", name="Cancel order")).to_be_disabled()

@@ -21,6 +21,7 @@ import pytest
 from playwright.async_api import (
     Browser,
     BrowserContext,
+    ConsoleMessage,
     Locator,
     Page,
     async_playwright,
@@ -99,10 +100,26 @@ async def context(browser: Browser, shop: Shop, lang: str) -> AsyncIterator[Brow
     test's language as a browser set to it would."""
     ctx = await browser.new_context(base_url=shop.url, locale=BROWSER_LOCALES[lang])
     ctx.set_default_timeout(ACTION_TIMEOUT_MS)
+    refused = refused_by_the_csp(ctx)
     try:
         yield ctx
     finally:
         await ctx.close()
+    assert not refused, f"the Content-Security-Policy refused: {refused}"
+
+
+def refused_by_the_csp(ctx: BrowserContext, refused: list[str] | None = None) -> list[str]:
+    """What the shop's Content-Security-Policy refused on any page of ``ctx``, as the
+    browser's console says it: a script or a style the policy refuses silently breaks
+    what it was for (the page shows no error), so every browser test fails on one."""
+    refused = [] if refused is None else refused
+
+    def heard(message: ConsoleMessage) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            refused.append(f"{message.location.get('url')}: {message.text}")
+
+    ctx.on("console", heard)
+    return refused
 
 
 @pytest.fixture
@@ -134,13 +151,16 @@ async def new_context(
         ctx = await browser.new_context(base_url=shop.url, locale=BROWSER_LOCALES[lang])
         ctx.set_default_timeout(ACTION_TIMEOUT_MS)
         made.append(ctx)
+        refused_by_the_csp(ctx, refused)
         return ctx
 
+    refused: list[str] = []
     try:
         yield make
     finally:
         for ctx in made:
             await ctx.close()
+    assert not refused, f"the Content-Security-Policy refused: {refused}"
 
 
 async def create_staff(shop: Shop) -> str:

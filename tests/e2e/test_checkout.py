@@ -439,3 +439,31 @@ async def test_a_keyboard_user_keeps_their_place_in_the_basket(page: Page) -> No
     await page.keyboard.press("Enter")
     await expect(page.locator("#basket .basket-lines li")).to_have_count(0)
     await expect(page.locator("#basket")).to_be_focused()
+
+
+async def test_a_field_a_browser_extension_styled_is_checked_within_the_csp(
+    page: Page, context: BrowserContext
+) -> None:
+    """A password manager or a spelling add-on decorates the fields it works on with a
+    style set through the DOM, which the CSP allows. When htmx swapped such a field in
+    again (the coupon check), it copied the old element's style attribute across, which
+    the CSP refuses (``style-src``): the console error the customer walk saw. htmx now
+    settles classes and sizes only (``attributesToSettle``)."""
+    refused: list[str] = []
+    context.on(
+        "console",
+        lambda message: refused.append(message.text)
+        if "Content Security Policy" in message.text
+        else None,
+    )
+    await sign_up(page)
+    await fill_basket(page)
+    await open_checkout(page)
+    field = page.get_by_label("Coupon (optional)")
+    await field.evaluate("input => { input.style.backgroundImage = 'none'; }")
+    await field.fill("PIZZA-NOPE-NOPE")
+    await page.get_by_label("Card number").focus()  # leaving the field checks it
+    await expect(page.locator("#coupon_code-error")).to_have_text("This coupon code is not valid.")
+    await expect(page.locator("#coupon-field")).not_to_have_class(re.compile(r"\bhtmx-settling\b"))
+    await page.get_by_label("Card number").fill(GOOD_CARD)  # a round trip to the page after
+    assert refused == []

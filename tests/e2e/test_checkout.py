@@ -452,9 +452,9 @@ async def test_a_field_a_browser_extension_styled_is_checked_within_the_csp(
     refused: list[str] = []
     context.on(
         "console",
-        lambda message: refused.append(message.text)
-        if "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            refused.append(message.text) if "Content Security Policy" in message.text else None
+        ),
     )
     await sign_up(page)
     await fill_basket(page)

@@ -126,8 +126,10 @@ async def set_hidden(page: Page, hidden: bool) -> None:
     await page.evaluate(
         """hidden => {
             const state = hidden ? "hidden" : "visible";
-            Object.defineProperty(document, "visibilityState", {configurable: true, get: () => state});
-            Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+            const own = (name, value) =>
+                Object.defineProperty(document, name, {configurable: true, get: () => value});
+            own("visibilityState", state);
+            own("hidden", hidden);
             document.dispatchEvent(new Event("visibilitychange"));
         }""",
         hidden,

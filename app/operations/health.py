@@ -72,6 +72,16 @@ def _web(broadcaster: Broadcaster) -> dict[str, Any]:
     }
 
 
+def parts_gone(processes: list[heartbeat.ProcessState]) -> list[str]:
+    """The kinds of process (``worker:payment``) heard from lately with none of them
+    beating now: nobody is left to do that part's work. Only the live ones were looked
+    at, so a hung payment worker, the only one, left health "ok" while orders waited
+    unpaid (operator walk). A process replaced by a new one of its kind (a restart)
+    stays listed as gone for an hour, and is no reason to be degraded."""
+    beating = {p.kind for p in processes if not p.stale}
+    return sorted({p.kind for p in processes if p.stale} - beating)
+
+
 async def report(
     session: AsyncSession, settings: Settings, broadcaster: Broadcaster
 ) -> dict[str, Any]:
@@ -79,9 +89,11 @@ async def report(
     stalled = await watchdog.stalled(session, settings.pipeline)
     events = await event_backlog(session, settings)
     live = [p for p in processes if not p.stale]
+    gone = parts_gone(processes)
     degraded = (
         broadcaster.state != "ok"
         or any(p.state != heartbeat.OK for p in live)
+        or bool(gone)
         or events["deadLetters"] > 0
         or bool(stalled.findings)
     )
@@ -89,6 +101,7 @@ async def report(
         "status": "degraded" if degraded else "ok",
         "database": {"state": "ok", "error": None},
         "web": _web(broadcaster),
+        "partsGone": gone,
         "processes": [
             {
                 "name": p.name,

@@ -461,6 +461,8 @@ def retry_dead_letter(letter_id: int) -> None:
     from app.platform.redis import create_job_pool
     from app.platform.settings import get_settings
 
+    require_database()  # before Redis is asked for anything
+
     async def retry() -> str:
         jobs = await create_job_pool(get_settings(), retries=3)
         try:
@@ -502,9 +504,14 @@ def discard_dead_letter(letter_id: int, reason: str) -> None:
 
 @contextlib.asynccontextmanager
 async def _session() -> AsyncIterator[AsyncSession]:
+    """A session for one command. Every command that opens one is refused first when
+    nothing is running on the data folder: the events commands used to connect to the
+    default database instead (a mistyped folder could retry or discard dead letters of
+    whichever shop answered on 127.0.0.1:5432)."""
     from app.platform.db import create_engine, create_session_factory
     from app.platform.settings import get_settings
 
+    require_database()
     engine = create_engine(get_settings(), pool_size=1)
     try:
         async with create_session_factory(engine)() as session:

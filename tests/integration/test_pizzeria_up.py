@@ -498,19 +498,19 @@ def _ready(url: str) -> bool:
     return False
 
 
-def test_the_cli_says_clearly_when_nothing_is_running(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["user", "create", "--email", "a@example.com", "--password", PASSWORD],
+        ["events", "dead"],
+        ["events", "retry", "1"],
+        ["events", "discard", "1", "--reason", "not wanted"],
+    ],
+    ids=["user-create", "events-dead", "events-retry", "events-discard"],
+)
+def test_the_cli_says_clearly_when_nothing_is_running(tmp_path: Path, command: list[str]) -> None:
     cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "user",
-            "create",
-            "--email",
-            "a@example.com",
-            "--password",
-            PASSWORD,
-        ],
+        [sys.executable, "-m", "app.cli", *command],
         cwd=ROOT,
         env=_up_env(tmp_path),
         capture_output=True,

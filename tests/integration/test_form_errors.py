@@ -45,6 +45,11 @@ async def signed_in(
     return email, client.cookies[CSRF]
 
 
+#: what the checkout page says beside a card field it emptied after a refusal (customer
+#: walk: "please check the digits" over an empty field)
+KEPT_NOT = "For your safety the card number is not kept: please type it again."
+
+
 async def test_a_refused_checkout_keeps_what_was_typed_but_the_card_number(
     app: Litestar, session_factory: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -68,6 +73,7 @@ async def test_a_refused_checkout_keeps_what_was_typed_but_the_card_number(
     assert 'id="card_number-error"' in page and "has a typo" in page
     assert 'value="1 Crust Lane"' in page and "ring twice" in page
     assert "4241" not in page
+    assert KEPT_NOT in page, "the empty field says why it is empty"
 
 
 async def test_the_partner_simulator_names_the_wrong_knob_and_the_api_camelizes_it(
@@ -136,6 +142,8 @@ async def test_a_basket_changed_in_another_tab_is_shown_again_before_paying(
         assert refused.status_code == 409, refused.text
         assert "Your basket changed since this page was shown" in refused.text
         assert 'value="1 Crust Lane"' in refused.text, "what was typed stays"
+        assert KEPT_NOT in refused.text, "the card is typed again, and the page says so"
+        assert KEPT_NOT not in shown
         assert 'href="/orders/' not in (await browser.get("/orders")).text, "no order"
 
         paid = await browser.post("/checkout", data=_checkout_form(refused.text, csrf))

@@ -152,7 +152,8 @@ async def board_context(
 ) -> dict[str, Any]:
     now = utcnow()
     stats = await status.stage_stats(db, settings.shop.stage_minutes)
-    cards = [_card(c, now, settings, stats) for c in await status.board_cards(db)]
+    on_board = await status.board_cards(db)
+    cards = [_card(c, now, settings, stats) for c in on_board.entries]
     shop = settings.shop
     states: list[BreakerState] = await breakers.states()
     return {
@@ -160,6 +161,7 @@ async def board_context(
             (s.value, label, [c for c in cards if c.card.status == s]) for s, label in COLUMNS
         ],
         "breakers": states,
+        "not_shown": on_board.not_shown,
         # the two late levels, for board.js to age the cards between renders
         "late_minutes": (shop.late_amber_minutes, shop.late_red_minutes),
         # work that stopped moving (the watchdog), so staff see it where they work

@@ -131,21 +131,40 @@ async def order_views(
     return [OrderEntry.of(row) for row in rows]
 
 
-async def board_cards(session: AsyncSession) -> list[BoardEntry]:
-    """Deliveries in progress, plus the ones delivered in the last half hour."""
+#: the most cards the board shows, the longest-waiting first
+BOARD_LIMIT = 500
+
+
+@dataclass(frozen=True)
+class BoardCards:
+    entries: list[BoardEntry]
+    #: cards on the board's columns that it does not show (more than ``BOARD_LIMIT``)
+    not_shown: int
+
+
+async def board_cards(session: AsyncSession, limit: int | None = None) -> BoardCards:
+    """Deliveries in progress, plus the ones delivered in the last half hour; at most
+    ``limit`` of them, and how many more there are, so the board can say that it cut
+    the newest off (it used to say nothing, and new orders silently stopped appearing)."""
+    limit = BOARD_LIMIT if limit is None else limit
     recent = utcnow() - DELIVERED_VISIBLE
-    rows = await session.scalars(
-        select(BoardCard)
-        .where(
-            or_(
-                BoardCard.status.not_in(("delivered", "cancelled", "returned")),
-                (BoardCard.status == "delivered") & (BoardCard.updated_at >= recent),
-            )
-        )
-        .order_by(BoardCard.paid_at.asc().nulls_last())
-        .limit(500)
+    on_the_board = or_(
+        BoardCard.status.not_in(("delivered", "cancelled", "returned")),
+        (BoardCard.status == "delivered") & (BoardCard.updated_at >= recent),
     )
-    return [BoardEntry.of(row) for row in rows]
+    rows = list(
+        await session.scalars(
+            select(BoardCard)
+            .where(on_the_board)
+            .order_by(BoardCard.paid_at.asc().nulls_last())
+            .limit(limit + 1)
+        )
+    )
+    if len(rows) <= limit:
+        return BoardCards([BoardEntry.of(row) for row in rows], 0)
+    counted = select(func.count()).select_from(BoardCard).where(on_the_board)
+    total = int(await session.scalar(counted) or 0)
+    return BoardCards([BoardEntry.of(row) for row in rows[:limit]], max(total - limit, 1))
 
 
 async def project_in_transaction(

@@ -64,7 +64,7 @@ STEP_WORDS: dict[str, str] = {
     "cancelled": N_("Cancelled at your request"),
     "queued": N_("Waiting for the kitchen"),
     "preparing": N_("The kitchen is preparing your pizzas"),
-    "baking": N_("In the oven"),
+    "baking": N_("Your pizzas are in the oven"),
     "ready": N_("Ready, waiting for the rider"),
     "out_for_delivery": N_("On its way"),
     "delivered": N_("Delivered. Buon appetito!"),

@@ -25,7 +25,6 @@ from app.platform.i18n import N_
 from app.platform.settings import Settings
 from app.platform.text import storable
 from app.refund.events import RefundCancelled, RefundRequested
-from app.words import status_label
 
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud
 
@@ -135,14 +134,17 @@ def _usable(coupon: Coupon | None) -> Coupon:
     if coupon is None:
         raise InvalidInput.single("coupon_code", N_("This coupon code is not valid."))
     if coupon.status != CouponStatus.issued:
-        raise InvalidInput.single(
-            "coupon_code",
-            N_(
-                "This coupon can no longer be used (%(status)s).",
-                status=status_label(coupon.status),
-            ),
-        )
+        raise InvalidInput.single("coupon_code", _UNUSABLE[CouponStatus(coupon.status)])
     return coupon
+
+
+#: why a coupon of the customer's own cannot be used, in a sentence (the state's label in
+#: brackets read "(Revoked)" in the middle of one)
+_UNUSABLE = {
+    CouponStatus.redeemed: N_("This coupon has already been used."),
+    CouponStatus.revoked: N_("This coupon was withdrawn with a refund and can no longer be used."),
+    CouponStatus.expired: N_("This coupon has expired."),
+}
 
 
 async def release_for_order(session: AsyncSession, order_id: uuid.UUID) -> None:

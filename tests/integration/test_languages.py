@@ -154,6 +154,11 @@ async def test_api_errors_stay_english_with_a_stable_code(client: httpx.AsyncCli
     )
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
     assert missing.json()["detail"] == "order not found"
+    async with httpx.AsyncClient(base_url=str(client.base_url)) as browser:
+        await browser_session(browser, customer["email"])
+        page = await browser.get("/orders/00000000-0000-0000-0000-000000000000")
+    assert page.status_code == 404
+    assert '<p id="error-message">Order not found</p>' in page.text, "a sentence on a page"
     anonymous = await client.get("/api/orders", headers=KO_BROWSER)
     assert anonymous.status_code == 401 and anonymous.json()["code"] == "not_authenticated"
     malformed = await client.post("/api/orders", content=b"{", headers=auth(customer))

@@ -122,8 +122,14 @@ def _refuse_one_left_in_a_transaction(dbapi_connection: Any, record: Any, proxy:
     201 was lost (operator walk: 28 of 1,990 orders after a 20-second freeze). Such a
     connection is thrown away here; the pool hands out another (``DisconnectionError``)
     and PostgreSQL ends the orphaned transaction when its connection closes. Two
-    attribute reads a checkout, no round trip."""
+    attribute reads a checkout, no round trip.
+
+    A connection asyncpg closed while it sat in the pool (it aborts one whose cancel or
+    close timed out while PostgreSQL hung) is thrown away the same way: asking it about
+    its transaction raised ``AttributeError``, a 500 instead of a 503."""
     raw = dbapi_connection.driver_connection
+    if raw.is_closed():
+        raise DisconnectionError("connection closed while it was in the pool")
     if getattr(raw, "_top_xact", None) is not None or raw.is_in_transaction():
         log.warning("a pooled connection was left inside a transaction: closed, not reused")
         raise DisconnectionError("connection left inside a transaction")

@@ -97,6 +97,17 @@
     return true;
   }
 
+  /* A form sent without htmx comes back as a whole page with what was wrong next to its
+     fields: the person starts at the first of them, not at the top of the page, and a
+     screen reader reads its message (aria-describedby). Only when nothing else took the
+     focus (the page's own autofocus, a click made meanwhile). */
+  document.addEventListener("DOMContentLoaded", function () {
+    var invalid = document.querySelector('main [aria-invalid="true"]');
+    if (invalid && (!document.activeElement || document.activeElement === document.body)) {
+      invalid.focus();
+    }
+  });
+
   document.addEventListener("htmx:responseError", function (event) {
     if (besideField(event)) { return; }
     show(wordsOf(event.detail.xhr) || document.body.getAttribute("data-request-refused"));

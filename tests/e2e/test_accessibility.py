@@ -17,7 +17,14 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.e2e.conftest import ACTION_TIMEOUT_MS, BROWSER_LOCALES, pay_button, sign_in, words
+from tests.e2e.conftest import (
+    ACTION_TIMEOUT_MS,
+    BROWSER_LOCALES,
+    LIVE_TIMEOUT_MS,
+    pay_button,
+    sign_in,
+    words,
+)
 from tests.support.api import (
     DECLINED_CARD,
     auth,
@@ -38,6 +45,7 @@ BLOCKING = ("serious", "critical")
 async def assert_accessible(page: Page, what: str, lang: str) -> None:
     """No serious or critical axe violation on ``page``, whose language is ``lang``."""
     await expect(page.locator("html")).to_have_attribute("lang", lang)
+    await settled(page)
     results = await AXE.run(page)
     violations: list[dict[str, Any]] = results.response["violations"]
     blocking = [v for v in violations if v.get("impact") in BLOCKING]
@@ -47,6 +55,21 @@ async def assert_accessible(page: Page, what: str, lang: str) -> None:
         for v in blocking
     ]
     assert not blocking, f"{what} [{lang}]: " + "; ".join(report)
+
+
+async def settled(page: Page) -> None:
+    """Wait for the page a person reads: a live part re-rendered by its stream's first
+    message, and the quarter-second fade of new content over (axe measured the contrast
+    of text still fading in and called it too faint)."""
+    if await page.locator("[sse-connect][data-pause-when-hidden]").count():
+        await expect(page.locator('[data-rendered="live"]').first).to_be_attached(
+            timeout=LIVE_TIMEOUT_MS
+        )
+    await page.evaluate(
+        """() => Promise.all(document.getAnimations()
+            .filter((a) => a.effect && a.effect.getTiming().iterations !== Infinity)
+            .map((a) => a.finished.catch(() => null)))"""
+    )
 
 
 @pytest.fixture

@@ -172,6 +172,7 @@ async def test_checkout_errors_are_shown_next_to_fields_and_input_is_kept(
     )
     await expect(page.get_by_label(t("Delivery address"))).to_have_attribute("aria-invalid", "true")
     await expect(page.get_by_label(t("Card number"))).to_have_attribute("aria-invalid", "true")
+    await expect(page.get_by_label(t("Delivery address"))).to_be_focused()  # the first wrong
     # The card number is never sent back to the browser (security): it is typed again.
     await expect(page.get_by_label(t("Card number"))).to_have_value("")
 

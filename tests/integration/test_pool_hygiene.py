@@ -11,10 +11,10 @@ import os
 import signal
 import uuid
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, func, insert, select, text
+from sqlalchemy import Table, event, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -75,3 +75,21 @@ async def test_a_connection_whose_begin_timed_out_is_not_handed_out_again(
         await hurried.dispose()
         async with engine.begin() as connection:
             await connection.execute(_INBOX.delete().where(_INBOX.c.event_id == event_id))
+
+
+async def test_a_connection_closed_while_idle_in_the_pool_is_replaced(migrated_db: str) -> None:
+    """asyncpg aborts a connection whose cancel or close timed out (PostgreSQL hung), and
+    SQLAlchemy's pool may still hold it: the next checkout must get a working one (it
+    raised ``AttributeError`` on the closed one's missing protocol: a 500)."""
+    pooled = create_engine(get_settings(), pool_size=1)
+    returned: list[Any] = []
+    event.listen(pooled.sync_engine, "checkin", lambda dbapi, _record: returned.append(dbapi))
+    factory = create_session_factory(pooled)
+    try:
+        before = await _backend_pid(factory)
+        assert returned, "the connection went back to the pool"
+        for idle in returned:
+            idle.driver_connection.terminate()
+        assert await _backend_pid(factory) != before
+    finally:
+        await pooled.dispose()

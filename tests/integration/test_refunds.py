@@ -531,12 +531,14 @@ async def test_a_refunded_orders_page_says_so_in_korean_without_a_rider_or_a_cou
 
         line, coupon = await refund_line()
         assert "요청됨" in line and "requested" not in line
-        assert "회수됐어요" in coupon and "할인받으세요" not in coupon
+        # on hold while the refund is only asked for, withdrawn once it is paid back
+        assert "확인하는 동안 쓸 수 없어요" in coupon and "할인받으세요" not in coupon
 
         done = await client.post(
             f"/api/deliveries/{order['delivery']['id']}/return/complete", headers=staff
         )
         assert done.status_code == 200, done.text
         await wait_for(client, customer, order["id"], lambda v: v["status"] == "refunded", "refund")
-        line, _ = await refund_line()
+        line, coupon = await refund_line()
         assert "완료" in line and "completed" not in line
+        assert "회수됐어요" in coupon and "할인받으세요" not in coupon

@@ -16,7 +16,6 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.audit import service as audit
 from app.platform.access import access
 from app.platform.db import read_only
 from app.platform.errors import Conflict, FieldError, InvalidInput, Unavailable
@@ -354,12 +353,10 @@ class ReasonAdminPages(Controller):
             k: str(data.get(k, ""))[:200]
             for k in ("code", "label", "position", "requires_text", "active")
         }
-        audit.record(
-            db, admin, "reason.save", f"reason:{form['code'].strip().lower()}", label=form["label"]
-        )
         try:
             await service.save_reason(
                 db,
+                admin,
                 code=form["code"],
                 label=form["label"],
                 requires_text=data.get("requires_text") == "1",

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.delivery import service as delivery
 from app.delivery.events import DeliveryReturnCancelled
 from app.delivery.service import DeliveryFacts, DeliveryStatus
@@ -28,6 +29,7 @@ from app.platform.db import utcnow
 from app.platform.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.i18n import N_
+from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.text import plain, storable
 from app.platform.uow import complete
@@ -76,6 +78,7 @@ def _position(typed: int | str) -> int | None:
 
 async def save_reason(
     session: AsyncSession,
+    admin: Principal,
     *,
     code: str,
     label: str,
@@ -85,7 +88,9 @@ async def save_reason(
 ) -> RefundReason:
     """Add or edit a reason (admin). Codes are stable identifiers; labels are what people
     read (customers pick one, staff look refunds up by it: no direction controls);
-    ``position`` as typed (blank: 100)."""
+    ``position`` as typed (blank: 100). The audit trail gets what changed, before and
+    after, in the same transaction: it held only the label, so a reason switched off (no
+    longer offered to customers) left no trace of who did it (operator walk)."""
     code, label = code.strip().lower(), label.strip()
     errors = []
     if not re.fullmatch(r"[a-z0-9_]{1,40}", code):
@@ -99,18 +104,15 @@ async def save_reason(
         )
     if errors or place is None:
         raise InvalidInput(errors)
-    stmt = insert(RefundReason).values(
-        code=code, label=label, requires_text=requires_text, active=active, position=place
-    )
+    fields = {"label": label, "requires_text": requires_text, "active": active, "position": place}
+    before = await session.get(RefundReason, code)
+    changes = _changes(before, fields)
+    audit.record(session, admin, "reason.save", f"reason:{code}", **changes)
+    stmt = insert(RefundReason).values(code=code, **fields)
     await session.execute(
         stmt.on_conflict_do_update(
             index_elements=[RefundReason.code],
-            set_={
-                "label": label,
-                "requires_text": requires_text,
-                "active": active,
-                "position": place,
-            },
+            set_=fields,
         )
     )
     await complete(session)
@@ -118,6 +120,19 @@ async def save_reason(
     if saved is None:
         raise RuntimeError(f"refund reason {code!r} is gone right after it was saved")
     return saved
+
+
+def _changes(before: RefundReason | None, after: dict[str, object]) -> dict[str, str]:
+    """What an admin's save changed, as the audit trail shows it: every field of a new
+    reason, ``old → new`` for each field of an edited one (nothing: ``unchanged``)."""
+    if before is None:
+        return {"new": "yes"} | {name: str(value) for name, value in after.items()}
+    changed = {
+        name: f"{getattr(before, name)} → {value}"
+        for name, value in after.items()
+        if getattr(before, name) != value
+    }
+    return changed or {"unchanged": "yes"}
 
 
 #: the labels of the reasons the first migration seeds, so pages show them translated

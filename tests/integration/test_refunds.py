@@ -416,6 +416,14 @@ async def test_an_admin_edits_the_refund_reasons(client: httpx.AsyncClient, shop
         )
     reasons = (await client.get("/api/refund-reasons", headers=auth(customer))).json()
     assert code not in [r["code"] for r in reasons], "an inactive reason is no longer offered"
+    # the trail says who switched it off, not just its label again
+    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as admin:
+        await browser_session(admin, admin_email)
+        trail = (await admin.get("/admin/audit")).text
+    rows = [row for row in trail.split("<tr") if f"reason:{code}" in row]
+    assert len(rows) == 2, rows
+    assert "active=True → False" in rows[0] and "label=" not in rows[0], rows[0]
+    assert "new=yes" in rows[1] and "position=5" in rows[1], rows[1]
 
 
 async def test_a_refund_filed_again_after_a_withdrawn_one_is_shown_and_collected(

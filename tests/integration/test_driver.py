@@ -298,7 +298,7 @@ async def test_a_lost_connection_retires_every_connection_the_pool_made_before_i
     as SQLAlchemy's own execution does, the first statement that finds its connection
     lost retires the pool's older connections too, so the next request gets a fresh one
     instead of the next dead one (a restarted PostgreSQL otherwise cost one failed
-    request, a 503, per pooled connection)."""
+    request, a 503, per pooled connection). At most one request fails."""
     engine = create_engine(get_settings(), pool_size=2)  # a pool of 4, as each web has 20
     factory = create_session_factory(engine)
     try:
@@ -321,10 +321,20 @@ async def test_a_lost_connection_retires_every_connection_the_pool_made_before_i
             async with factory() as session:
                 return await _backend(session)
 
-        with pytest.raises(DBAPIError) as lost:
-            await backend()
-        assert lost.value.connection_invalidated
-        assert await backend() not in pids  # a fresh connection, not the next dead one
+        # asyncpg may already have read the server's goodbye: the pool's checkout hook
+        # (app.platform.db) then replaces the closed connection and nothing fails;
+        # otherwise the first statement fails and retires the rest
+        first: int | DBAPIError
+        try:
+            first = await backend()
+        except DBAPIError as lost:
+            first = lost
+        if isinstance(first, DBAPIError):
+            assert first.connection_invalidated
+        else:
+            assert first not in pids
+        for _ in range(4):  # fresh connections, never the next dead one
+            assert await backend() not in pids
     finally:
         await engine.dispose()
 

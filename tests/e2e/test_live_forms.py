@@ -15,8 +15,8 @@ from playwright.async_api import Page, expect
 
 from tests.e2e.conftest import LIVE_TIMEOUT_MS, sign_in
 from tests.support.api import (
-    auth,
     delivered_order,
+    file_refund,
     new_customer,
     paid_order,
     staff_headers,
@@ -66,11 +66,7 @@ async def test_withdraw_refund_after_the_live_stream_re_rendered_the_page(
 ) -> None:
     customer = await new_customer(api, name="Wil Withdraw")
     order = await delivered_order(api, customer, await staff_headers(api, shop.env))
-    filed = await api.post(
-        "/api/refunds",
-        json={"orderId": order["id"], "reasonCode": "cold_or_late", "reason": "Cold."},
-        headers=auth(customer),
-    )
+    filed = await file_refund(api, customer, order["id"], "cold_or_late", "Cold.")
     assert filed.status_code == 201, filed.text
     await sign_in(page, customer["email"], lang=lang)
 

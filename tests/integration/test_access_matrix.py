@@ -42,6 +42,7 @@ from tests.support.api import (
     auth,
     browser_session,
     delivered_order,
+    file_refund,
     new_customer,
     paid_order,
     wait_for,
@@ -252,11 +253,7 @@ async def world(shop: Shop) -> AsyncIterator[World]:
         delivered, paid = await asyncio.gather(
             delivered_order(client, a, auth(staff)), paid_order(client, a)
         )
-        filed = await client.post(
-            "/api/refunds",
-            json={"orderId": delivered["id"], "reasonCode": "quality", "reason": "x"},
-            headers=auth(a),
-        )
+        filed = await file_refund(client, a, delivered["id"], "quality", "x")
         assert filed.status_code == 201, filed.text
         await wait_for(
             client,

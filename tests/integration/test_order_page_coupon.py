@@ -10,6 +10,7 @@ from tests.support.api import (
     auth,
     browser_session,
     delivered_order,
+    file_refund,
     new_customer,
     staff_headers,
     wait_for,
@@ -24,11 +25,7 @@ async def test_an_earned_coupon_is_on_hold_while_its_refund_is_asked_for(
 ) -> None:
     customer = await new_customer(client, name="Hal Hold")
     order = await delivered_order(client, customer, await staff_headers(client, shop.env))
-    filed = await client.post(
-        "/api/refunds",
-        json={"orderId": order["id"], "reasonCode": "cold_or_late", "reason": "Cold."},
-        headers=auth(customer),
-    )
+    filed = await file_refund(client, customer, order["id"], "cold_or_late", "Cold.")
     assert filed.status_code == 201, filed.text
     await wait_for(
         client, customer, order["id"], lambda v: v["coupon"]["status"] == "revoked", "held"

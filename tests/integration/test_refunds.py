@@ -18,25 +18,12 @@ from tests.support.api import (
     browser_session,
     create_user,
     delivered_order,
+    file_refund,
     new_customer,
     wait_for,
 )
 from tests.support.processes import Shop
 from tests.support.quiet import wait_for_queued_job
-
-
-async def _file(
-    client: httpx.AsyncClient,
-    customer: dict[str, str],
-    order_id: str,
-    code: str = "cold_or_late",
-    text: str = "",
-) -> httpx.Response:
-    return await client.post(
-        "/api/refunds",
-        json={"orderId": order_id, "reasonCode": code, "reason": text},
-        headers=auth(customer),
-    )
 
 
 async def _charge_operations(
@@ -67,7 +54,7 @@ async def test_a_refund_revokes_the_coupon_and_pays_back_once_the_return_is_in(
     order = await delivered_order(client, customer, staff)
     charges_before = len((await sandbox.get("/sandbox/payments/charges")).json()) - 1
 
-    filed = await _file(
+    filed = await file_refund(
         client, customer, order["id"], "wrong_pizza", "Ordered Diavola, got Marinara"
     )
     assert filed.status_code == 201, filed.text
@@ -96,7 +83,7 @@ async def test_a_refund_revokes_the_coupon_and_pays_back_once_the_return_is_in(
         "amount": order["totalAmount"],
         "createdAt": revoked["refund"]["createdAt"],
     }
-    second = await _file(client, customer, order["id"])
+    second = await file_refund(client, customer, order["id"])
     assert second.status_code == 409 and "already" in second.json()["detail"]
 
     done = await client.post(
@@ -124,7 +111,7 @@ async def test_cancelling_the_return_cancels_the_refund_and_gives_the_coupon_bac
 ) -> None:
     customer = await new_customer(client)
     order = await delivered_order(client, customer, staff)
-    refund = (await _file(client, customer, order["id"], "other", "Changed my mind")).json()
+    refund = (await file_refund(client, customer, order["id"], "other", "Changed my mind")).json()
     await wait_for(
         client, customer, order["id"], lambda v: v["coupon"]["status"] == "revoked", "revoke"
     )
@@ -155,8 +142,8 @@ async def test_the_customer_can_withdraw_and_others_see_nothing(
 ) -> None:
     customer, stranger = await new_customer(client), await new_customer(client)
     order = await delivered_order(client, customer, staff, with_coupon=False)
-    assert (await _file(client, stranger, order["id"])).status_code == 404
-    refund = (await _file(client, customer, order["id"])).json()
+    assert (await file_refund(client, stranger, order["id"])).status_code == 404
+    refund = (await file_refund(client, customer, order["id"])).json()
     assert (
         await client.get(f"/api/refunds/{refund['id']}", headers=auth(stranger))
     ).status_code == 404
@@ -200,7 +187,7 @@ async def test_an_order_not_yet_delivered_cannot_be_refunded(client: httpx.Async
 
     customer = await new_customer(client)
     order = await paid_order(client, customer)
-    refused = await _file(client, customer, order["id"])
+    refused = await file_refund(client, customer, order["id"])
     assert refused.status_code == 409 and "delivered" in refused.json()["detail"]
 
 
@@ -211,7 +198,7 @@ async def test_revoke_catches_up_when_the_coupon_worker_returns(
     order = await delivered_order(client, customer, staff)
     shop.stop_worker("coupon")
     try:
-        filed = await _file(client, customer, order["id"])
+        filed = await file_refund(client, customer, order["id"])
         assert filed.status_code == 201, "refunds are taken while the coupon worker is down"
         await wait_for_queued_job(shop.env["REDIS_URL"], "coupon", coupon_tasks.REVOKE)
         view = (await client.get(f"/api/orders/{order['id']}", headers=auth(customer))).json()
@@ -235,7 +222,7 @@ async def test_staff_lookup_filters_counts_and_exports(
     order = await delivered_order(client, customer, staff, with_coupon=False)
     marker = "soggy-crust-7431"
     refund = (
-        await _file(client, customer, order["id"], "quality", f"The base was {marker}")
+        await file_refund(client, customer, order["id"], "quality", f"The base was {marker}")
     ).json()
 
     api = await client.get(
@@ -285,7 +272,7 @@ async def test_the_api_looks_refunds_up_by_day_or_instant_and_names_a_bad_bound(
     customer = await new_customer(client)
     order = await delivered_order(client, customer, staff, with_coupon=False)
     marker = f"burnt-edge-{uuid.uuid4().hex[:8]}"
-    refund = (await _file(client, customer, order["id"], "quality", f"Edge {marker}")).json()
+    refund = (await file_refund(client, customer, order["id"], "quality", f"Edge {marker}")).json()
     created = datetime.fromisoformat(refund["createdAt"])
     day = created.astimezone(ZoneInfo(shop.env.get("PIZZERIA_TIMEZONE", "Asia/Seoul"))).date()
 
@@ -342,7 +329,7 @@ async def test_the_partner_settles_the_return_trip(
 ) -> None:
     customer = await new_customer(client)
     order = await delivered_order(client, customer, staff)
-    refund = (await _file(client, customer, order["id"], "cold_or_late")).json()
+    refund = (await file_refund(client, customer, order["id"], "cold_or_late")).json()
     pickup = await _return_pickup(sandbox, order["delivery"]["id"])
 
     sent = await sandbox.post(
@@ -435,7 +422,7 @@ async def test_a_refund_filed_again_after_a_withdrawn_one_is_shown_and_collected
     customer = await new_customer(client)
     order = await delivered_order(client, customer, staff)
     delivery_id = order["delivery"]["id"]
-    first = (await _file(client, customer, order["id"], "other", "Changed my mind")).json()
+    first = (await file_refund(client, customer, order["id"], "other", "Changed my mind")).json()
     await _return_pickup(sandbox, delivery_id)
     withdrawn = await client.post(f"/api/refunds/{first['id']}/cancel", headers=auth(customer))
     assert withdrawn.status_code == 200
@@ -443,7 +430,7 @@ async def test_a_refund_filed_again_after_a_withdrawn_one_is_shown_and_collected
         client, customer, order["id"], lambda v: v["coupon"]["status"] == "issued", "coupon back"
     )
 
-    again = await _file(client, customer, order["id"], "quality", "Burnt after all")
+    again = await file_refund(client, customer, order["id"], "quality", "Burnt after all")
     assert again.status_code == 201, again.text
     second = again.json()
     view = await wait_for(
@@ -522,7 +509,9 @@ async def test_a_refunded_orders_page_says_so_in_korean_without_a_rider_or_a_cou
     returned, and a revoked coupon not offered for the next order."""
     customer = await new_customer(client)
     order = await delivered_order(client, customer, staff)
-    assert (await _file(client, customer, order["id"], "wrong_pizza", "Diavola")).status_code == 201
+    assert (
+        await file_refund(client, customer, order["id"], "wrong_pizza", "Diavola")
+    ).status_code == 201
     await wait_for(
         client, customer, order["id"], lambda v: v["coupon"]["status"] == "revoked", "revoke"
     )

@@ -42,6 +42,21 @@ def order_body(card: str = GOOD_CARD, **overrides: Any) -> dict[str, Any]:
     return body
 
 
+async def file_refund(
+    client: httpx.AsyncClient,
+    customer: dict[str, str],
+    order_id: str,
+    code: str = "cold_or_late",
+    text: str = "",
+) -> httpx.Response:
+    """Ask for a refund of ``order_id`` as ``customer`` (the answer as it came)."""
+    return await client.post(
+        "/api/refunds",
+        json={"orderId": order_id, "reasonCode": code, "reason": text},
+        headers=auth(customer),
+    )
+
+
 async def wait_for_status(
     client: httpx.AsyncClient,
     customer: dict[str, str],

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import MetaData, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -126,10 +126,13 @@ def _refuse_one_left_in_a_transaction(dbapi_connection: Any, record: Any, proxy:
 
     A connection asyncpg closed while it sat in the pool (it aborts one whose cancel or
     close timed out while PostgreSQL hung) is thrown away the same way: asking it about
-    its transaction raised ``AttributeError``, a 500 instead of a 503."""
+    its transaction raised ``AttributeError``, a 500 instead of a 503. A server that
+    closed one connection (a restart, a failover) most likely closed them all, so that
+    retires every connection the pool opened before it (``InvalidatePoolError``), as a
+    statement that finds its connection lost does (``app.platform.driver``)."""
     raw = dbapi_connection.driver_connection
     if raw.is_closed():
-        raise DisconnectionError("connection closed while it was in the pool")
+        raise InvalidatePoolError("connection closed while it was in the pool")
     if getattr(raw, "_top_xact", None) is not None or raw.is_in_transaction():
         log.warning("a pooled connection was left inside a transaction: closed, not reused")
         raise DisconnectionError("connection left inside a transaction")

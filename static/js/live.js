@@ -14,6 +14,15 @@
   var create = htmx.createEventSource;
   htmx.createEventSource = function (url) {
     var source = create(url);
+    // one stream per part: a stream opened on resume while the extension's retry of a
+    // failed one was still pending would otherwise live on beside the retry's (two of
+    // the six connections); closed ones are forgotten (the board reconnects for days)
+    sources = sources.filter(function (earlier) {
+      if (earlier.readyState === EventSource.CLOSED) { return false; }
+      if (earlier.url !== source.url) { return true; }
+      earlier.close();
+      return false;
+    });
     sources.push(source);
     // a tab opened in the background (a middle click) starts hidden: it never hears
     // "hidden", so its stream closes once the extension has set it up

@@ -233,6 +233,26 @@ class WorkCounter:
         return counts
 
 
+#: what one ``WorkCounter.read`` adds to the counters it reads: its ``pg_stat_database``
+#: query is a transaction, its ``INFO`` a Redis command
+OWN_PER_READ = {"pg_transactions": 1.0, "redis_commands": 1.0}
+
+
+def idle_work_rates(
+    before: dict[str, float], after: dict[str, float], seconds: float, idle: float
+) -> dict[str, float]:
+    """Work per second while the shop stood idle, taken out of the load's counts. None
+    without an idle phase (``--idle 0``): the two readings a few milliseconds apart made
+    the reading's own ``INFO`` look like hundreds of commands a second, and the load's
+    Redis commands per order printed as 0."""
+    if idle <= 0 or seconds <= 0:
+        return {}
+    return {
+        key: max(0.0, value - before.get(key, value) - OWN_PER_READ.get(key, 0.0)) / seconds
+        for key, value in after.items()
+    }
+
+
 def per_unit(
     before: dict[str, float],
     after: dict[str, float],
@@ -617,11 +637,7 @@ async def run(shop: Shop, options: Options) -> Report:
             report.idle_ms_per_s = await idle_phase(tree, options.idle)
             idle_to = await work.read()
             idle_seconds = time.perf_counter() - idle_began
-            work_idle = {
-                k: max(0.0, v - idle_from.get(k, v) - (1 if k == "pg_transactions" else 0))
-                / idle_seconds
-                for k, v in idle_to.items()
-            }
+            work_idle = idle_work_rates(idle_from, idle_to, idle_seconds, options.idle)
             click.echo(f"load: {options.concurrency} clients, {options.duration:g} s …", err=True)
             report.api, report.pipeline, report.cpu_gross_ms = await load_phase(
                 client, customer, body, pool, tree, options, work, work_idle

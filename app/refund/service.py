@@ -105,7 +105,8 @@ async def save_reason(
     if errors or place is None:
         raise InvalidInput(errors)
     fields = {"label": label, "requires_text": requires_text, "active": active, "position": place}
-    before = await session.get(RefundReason, code)
+    # locked: two admins saving one reason at once are recorded one after the other
+    before = await session.get(RefundReason, code, with_for_update=True)
     changes = _changes(before, fields)
     audit.record(session, admin, "reason.save", f"reason:{code}", **changes)
     stmt = insert(RefundReason).values(code=code, **fields)

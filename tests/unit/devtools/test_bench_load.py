@@ -21,6 +21,8 @@ from devtools.bench_run import (
     QUIET_LOOK_S,
     _background,
     backlog_figures,
+    idle_work_rates,
+    per_unit,
     quiet_phase,
     require_one_web_process,
 )
@@ -230,3 +232,20 @@ def test_live_updates_are_not_measured_on_a_shop_with_several_web_processes() ->
     require_one_web_process({})  # processes not measured: nothing to say
     with pytest.raises(click.ClickException, match="PIZZERIA_WEB_REPLICAS=1"):
         require_one_web_process({"web": 2, "relay": 1})
+
+
+def test_idle_work_is_taken_out_only_when_it_was_measured() -> None:
+    before = {"pg_transactions": 100.0, "redis_commands": 1_000.0}
+    after = {"pg_transactions": 111.0, "redis_commands": 1_031.0}
+    # ten transactions and thirty commands a second, the readings' own ones left out
+    assert idle_work_rates(before, after, 1.0, idle=1.0) == {
+        "pg_transactions": 10.0,
+        "redis_commands": 30.0,
+    }
+    # no idle phase: the readings a few ms apart are no rate (it came out as 500 INFO a
+    # second, and the load's Redis commands per order as 0)
+    assert idle_work_rates(before, after, 0.002, idle=0.0) == {}
+    load = per_unit(
+        {"redis_commands": 0.0}, {"redis_commands": 3_000.0}, {}, 30.0, own=0, units=100
+    )
+    assert load == {"redis_commands": 30.0}

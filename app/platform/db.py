@@ -105,15 +105,15 @@ def create_engine(
         json_serializer=encode_json,
         json_deserializer=msgspec.json.decode,
     )
-    event.listen(engine.sync_engine, "checkout", _refuse_one_left_in_a_transaction)
+    event.listen(engine.sync_engine, "checkout", _refuse_a_spoilt_connection)
     if priority.niceness() > 0:  # a background part: its backends yield to the web's too
         event.listen(engine.sync_engine, "connect", _pass_on_niceness)
     return engine
 
 
-def _refuse_one_left_in_a_transaction(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    """SQLAlchemy's ``checkout`` hook: a connection handed out must be outside any
-    transaction. asyncpg marks a transaction as the connection's own before its
+def _refuse_a_spoilt_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """SQLAlchemy's ``checkout`` hook: a connection handed out must be open and outside
+    any transaction. asyncpg marks a transaction as the connection's own before its
     ``BEGIN`` is answered and keeps the mark when that ``BEGIN`` times out (PostgreSQL
     hung; it ran the ``BEGIN`` once it woke). SQLAlchemy, which never saw the transaction
     start, rolls nothing back, so the pool got the connection back inside a transaction

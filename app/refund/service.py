@@ -109,17 +109,16 @@ async def save_reason(
     before = await session.get(RefundReason, code, with_for_update=True)
     changes = _changes(before, fields)
     audit.record(session, admin, "reason.save", f"reason:{code}", **changes)
-    stmt = insert(RefundReason).values(code=code, **fields)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[RefundReason.code],
-            set_=fields,
-        )
+    upsert = insert(RefundReason).values(code=code, **fields)
+    saved: RefundReason | None = await session.scalar(
+        upsert.on_conflict_do_update(index_elements=[RefundReason.code], set_=fields).returning(
+            RefundReason
+        ),
+        execution_options={"populate_existing": True},
     )
+    if saved is None:  # an upsert returns its row: nothing else to read back
+        raise RuntimeError(f"refund reason {code!r} was not saved")
     await complete(session)
-    saved = await session.get(RefundReason, code, populate_existing=True)
-    if saved is None:
-        raise RuntimeError(f"refund reason {code!r} is gone right after it was saved")
     return saved
 
 

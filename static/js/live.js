@@ -16,13 +16,8 @@
     var source = create(url);
     // one stream per part: a stream opened on resume while the extension's retry of a
     // failed one was still pending would otherwise live on beside the retry's (two of
-    // the six connections); closed ones are forgotten (the board reconnects for days)
-    sources = sources.filter(function (earlier) {
-      if (earlier.readyState === EventSource.CLOSED) { return false; }
-      if (earlier.url !== source.url) { return true; }
-      earlier.close();
-      return false;
-    });
+    // the six connections)
+    closeStreams(source.url);
     sources.push(source);
     // a tab opened in the background (a middle click) starts hidden: it never hears
     // "hidden", so its stream closes once the extension has set it up
@@ -34,15 +29,20 @@
     return document.querySelectorAll("[sse-connect][data-pause-when-hidden]");
   }
 
+  // close the streams open on url (absolute), and forget every closed one (the board
+  // reconnects for days)
+  function closeStreams(url) {
+    sources = sources.filter(function (source) {
+      if (source.readyState === EventSource.CLOSED) { return false; }
+      if (source.url !== url) { return true; }
+      source.close();
+      return false;
+    });
+  }
+
   function pause() {
     pausable().forEach(function (part) {
-      var url = new URL(part.getAttribute("sse-connect"), document.baseURI).href;
-      sources = sources.filter(function (source) {
-        if (source.readyState === EventSource.CLOSED) { return false; }
-        if (source.url !== url) { return true; }
-        source.close();
-        return false;
-      });
+      closeStreams(new URL(part.getAttribute("sse-connect"), document.baseURI).href);
       part.setAttribute("data-live", "paused");
     });
   }

@@ -4,9 +4,15 @@ Two measurements at the same concurrency, for the same time, after the same warm
 
 - ``api``: ``POST /api/orders`` against a RUNNING shop, as a signed-up customer with a
   fresh ``Idempotency-Key`` per order, from ``concurrency`` tasks sharing one HTTP client;
-- ``raw``: the very SQL transaction ``ordering.service.place_order`` commits (pizzas read,
-  order, lines, pending payment, outbox event + NOTIFY, first order view), run directly with
-  asyncpg. The ratio ``api/raw`` is what the web stack, auth, validation and the ORM cost.
+- ``raw``: the SQL transaction the issue measured the shop against (pizzas read, then
+  BEGIN, order, lines, pending payment, outbox event + NOTIFY, first order view, COMMIT:
+  statement by statement, as ``place_order`` sent it until round 37), run directly with
+  asyncpg. The ratio ``api/raw`` is what the web stack, auth, validation and the ORM cost
+  over that transaction;
+- ``raw, one statement``: the SQL ``place_order`` sends now (pizzas read, then order,
+  lines, payment, outbox event and view as one statement, no BEGIN or COMMIT:
+  ``app.platform.driver``'s added rows), run the same way: ``api/raw-one`` is the stricter
+  ratio, the database work done as cheaply as the shop does it.
 
 The raw rows must not disturb the shop: they belong to a dedicated customer id that no
 account has, and their outbox events are written already published, so the relay never
@@ -305,76 +311,167 @@ RETURNING order_id
 async def place_order_sql(
     conn: Any, lines: list[dict[str, int]], currency: str, customer_id: uuid.UUID
 ) -> None:
-    """``place_order``'s transaction, statement for statement, without the ORM."""
+    """``place_order``'s transaction as the issue measured it, statement for statement."""
     key = uuid.uuid4().hex
     async with conn.transaction():
-        pizzas = {
-            row["id"]: row
-            for row in await conn.fetch(SELECT_PIZZAS, [line["pizza_id"] for line in lines])
-        }
-        order_id = uuid.uuid4()
-        now = datetime.now(UTC)
-        total = sum(pizzas[line["pizza_id"]]["price"] * line["qty"] for line in lines)
+        order = await _new_raw_order(conn, lines, currency, customer_id)
         inserted = await conn.fetchval(
-            INSERT_ORDER, order_id, customer_id, total, currency, ADDRESS, key, now
+            INSERT_ORDER,
+            order.id,
+            customer_id,
+            order.total,
+            currency,
+            ADDRESS,
+            key,
+            order.now,
         )
         if inserted is None:
             await conn.fetchval(SELECT_EXISTING, customer_id, key)
             return
         items = [
-            (
-                order_id,
-                i,
-                line["pizza_id"],
-                pizzas[line["pizza_id"]]["name"],
-                line["qty"],
-                pizzas[line["pizza_id"]]["price"],
-            )
-            for i, line in enumerate(lines)
+            (order.id, i, item["pizzaId"], item["name"], item["qty"], item["unitPrice"])
+            for i, item in enumerate(order.items)
         ]
         await conn.executemany(INSERT_LINE, items)
         await conn.execute(
-            INSERT_PAYMENT, uuid.uuid4(), order_id, total, currency, CARD[-4:], "pm_bench", now
+            INSERT_PAYMENT,
+            uuid.uuid4(),
+            order.id,
+            order.total,
+            currency,
+            CARD[-4:],
+            "pm_bench",
+            order.now,
         )
-        payload = {
-            "orderId": str(order_id),
-            "customerId": str(customer_id),
-            "items": [
-                {"pizzaId": pid, "name": name, "qty": qty, "unitPrice": price}
-                for _, _, pid, name, qty, price in items
-            ],
-            "totalAmount": total,
-            "discountAmount": 0,
-            "couponCode": None,
-            "currency": currency,
-            "address": ADDRESS,
-            "version": 1,
-        }
-        await conn.execute(INSERT_OUTBOX, uuid.uuid4(), str(order_id), now, json.dumps(payload))
+        await conn.execute(
+            INSERT_OUTBOX, uuid.uuid4(), str(order.id), order.now, json.dumps(order.payload)
+        )
         await conn.execute(NOTIFY)
-        doc = {
-            "id": str(order_id),
-            "status": "placed",
-            "items": payload["items"],
-            "totalAmount": total,
-            "discountAmount": 0,
-            "currency": currency,
-            "address": ADDRESS,
-            "createdAt": now.isoformat(),
-            "payment": {"status": "pending", "failureReason": None},
-            "delivery": None,
-            "coupon": None,
-            "refund": None,
-            "timeline": [{"at": now.isoformat(), "status": "placed", "detail": "Order placed"}],
-        }
         await conn.fetchval(
             INSERT_VIEW,
-            order_id,
+            order.id,
             customer_id,
             json.dumps({"order": 1, "payment": 1}),
-            json.dumps(doc),
-            now,
+            json.dumps(order.doc),
+            order.now,
         )
+
+
+@dataclass(frozen=True)
+class _RawOrder:
+    """What both raw runs write for one order, from the pizzas read."""
+
+    id: uuid.UUID
+    now: datetime
+    total: int
+    items: list[dict[str, Any]]
+    payload: dict[str, Any]
+    doc: dict[str, Any]
+
+
+async def _new_raw_order(
+    conn: Any, lines: list[dict[str, int]], currency: str, customer_id: uuid.UUID
+) -> _RawOrder:
+    pizzas = {
+        row["id"]: row
+        for row in await conn.fetch(SELECT_PIZZAS, [line["pizza_id"] for line in lines])
+    }
+    order_id, now = uuid.uuid4(), datetime.now(UTC)
+    total = sum(pizzas[line["pizza_id"]]["price"] * line["qty"] for line in lines)
+    items = [
+        {
+            "pizzaId": line["pizza_id"],
+            "name": pizzas[line["pizza_id"]]["name"],
+            "qty": line["qty"],
+            "unitPrice": pizzas[line["pizza_id"]]["price"],
+        }
+        for line in lines
+    ]
+    payload = {
+        "orderId": str(order_id),
+        "customerId": str(customer_id),
+        "items": items,
+        "totalAmount": total,
+        "discountAmount": 0,
+        "couponCode": None,
+        "currency": currency,
+        "address": ADDRESS,
+        "version": 1,
+    }
+    doc = {
+        "id": str(order_id),
+        "status": "placed",
+        "items": items,
+        "totalAmount": total,
+        "discountAmount": 0,
+        "currency": currency,
+        "address": ADDRESS,
+        "createdAt": now.isoformat(),
+        "payment": {"status": "pending", "failureReason": None},
+        "delivery": None,
+        "coupon": None,
+        "refund": None,
+        "timeline": [{"at": now.isoformat(), "status": "placed", "detail": "Order placed"}],
+    }
+    return _RawOrder(order_id, now, total, items, payload, doc)
+
+
+#: ``place_order``'s one statement (``Statement.add``): each table's rows as a CTE
+ONE_STATEMENT = """
+WITH o AS (
+    INSERT INTO ordering.orders
+        (id, customer_id, status, total_amount, discount_amount, coupon_code, currency,
+         address, idempotency_key, version, created_at, updated_at)
+    VALUES ($1, $2, 'placed', $3, 0, NULL, $4, $5, $6, 1, $7, $7)
+), l AS (
+    INSERT INTO ordering.order_lines (order_id, position, pizza_id, name, qty, unit_price)
+    SELECT $1, position - 1, pizza_id, name, qty, unit_price
+    FROM unnest($8::int[], $9::text[], $10::int[], $11::int[])
+        WITH ORDINALITY AS line(pizza_id, name, qty, unit_price, position)
+), p AS (
+    INSERT INTO payment.payments
+        (id, order_id, amount, currency, status, card_last4, payment_method,
+         cancel_requested, version, created_at, updated_at)
+    VALUES ($12, $1, $3, $4, 'pending', $13, $14, false, 1, $7, $7)
+), e AS (
+    INSERT INTO platform.outbox
+        (id, type, aggregate_type, aggregate_id, correlation_id, causation_id, occurred_at,
+         payload, published_at)
+    VALUES ($15, 'OrderPlaced', 'order', $1::text, $1::text, NULL, $7, $16::jsonb, now())
+)
+INSERT INTO status.order_views (order_id, customer_id, version, sources, doc, created_at,
+                                updated_at)
+VALUES ($1, $2, 1, $17::jsonb, $18::jsonb, $7, $7)
+ON CONFLICT DO NOTHING
+"""
+
+
+async def place_order_one_statement(
+    conn: Any, lines: list[dict[str, int]], currency: str, customer_id: uuid.UUID
+) -> None:
+    """``place_order``'s SQL as it sends it now: the pizzas read, then one statement."""
+    order = await _new_raw_order(conn, lines, currency, customer_id)
+    await conn.execute(
+        ONE_STATEMENT,
+        order.id,
+        customer_id,
+        order.total,
+        currency,
+        ADDRESS,
+        uuid.uuid4().hex,
+        order.now,
+        [item["pizzaId"] for item in order.items],
+        [item["name"] for item in order.items],
+        [item["qty"] for item in order.items],
+        [item["unitPrice"] for item in order.items],
+        uuid.uuid4(),
+        CARD[-4:],
+        "pm_bench",
+        uuid.uuid4(),
+        json.dumps(order.payload),
+        json.dumps({"order": 1, "payment": 1}),
+        json.dumps(order.doc),
+    )
 
 
 async def bench_raw(
@@ -384,7 +481,11 @@ async def bench_raw(
     warmup: float,
     duration: float,
     meter: Meter | None = None,
+    *,
+    one_statement: bool = False,
 ) -> Result:
+    """The raw run: the issue's transaction, statement by statement, or (``one_statement``)
+    the SQL the shop sends now."""
     import asyncpg
 
     from app.platform.settings import get_settings
@@ -395,8 +496,10 @@ async def bench_raw(
 
         async def place_order() -> str | None:
             async with pool.acquire() as conn:
-                await place_order_sql(conn, lines, currency, RAW_CUSTOMER_ID)
+                await place(conn, lines, currency, RAW_CUSTOMER_ID)
             return None
+
+        place = place_order_one_statement if one_statement else place_order_sql
 
         return await run_load(
             place_order, concurrency=concurrency, warmup=warmup, duration=duration, meter=meter

@@ -27,9 +27,11 @@ from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import (
     ChargeOutcome,
     HttpPaymentProvider,
-    PaymentMethod,
     PaymentRejected,
     ProviderUnavailable,
+)
+from app.payment.provider import (
+    PaymentMethod as PaymentMethod,  # a card as ordering keeps it (re-exported)
 )
 from app.platform.aggregate import AggregateRows
 from app.platform.breaker import CircuitBreaker
@@ -117,7 +119,7 @@ async def tokenize_card(vault: CardVault, card_number: str) -> PaymentMethod:
 _NEW_PAYMENT = Statement(insert(cast(Table, Payment.__table__)))
 
 
-async def open_payment(
+def open_payment(
     session: AsyncSession,
     *,
     order_id: uuid.UUID,
@@ -140,7 +142,7 @@ async def open_payment(
         "created_at": now,
         "updated_at": now,
     }
-    await _NEW_PAYMENT.execute_many(session, [payment])
+    _NEW_PAYMENT.add(session, [payment])  # written with the order (``Statement.add``)
     return payment_id
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import MetaData, event
-from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -252,6 +252,14 @@ def retire_older(engine: AsyncEngine, pooled: PoolProxiedConnection, error: Base
         engine.sync_engine.pool._invalidate(pooled, error, _checkin=False)
     except Exception:
         log.exception("could not retire the pool's older connections")
+
+
+def violated_constraint(error: IntegrityError) -> str | None:
+    """The name of the constraint a statement broke, as PostgreSQL reports it (asyncpg's
+    error, under SQLAlchemy's and its adapter's); None when it names none."""
+    cause = error.orig.__cause__ if error.orig is not None else None
+    name = getattr(cause, "constraint_name", None)
+    return name if isinstance(name, str) else None
 
 
 def lookup(source: async_sessionmaker[AsyncSession] | AsyncSession) -> Lookup:

@@ -148,14 +148,16 @@ _OUTBOX = cast(Table, OutboxRow.__table__)
 _APPEND = Statement(insert(_OUTBOX))
 
 
-async def write_recorded(
+def write_recorded(
     session: AsyncSession,
     events: Sequence[Event],
     follow_ups: Mapping[str, Sequence[str]] | None = None,
     settled: Collection[str] = (),
 ) -> None:
-    """Write ``events`` (what ``take_recorded`` gave the unit of work) into the outbox in
-    one round trip, just before the commit; an event's fields are the row's columns.
+    """Add ``events`` (what ``take_recorded`` gave the unit of work) to the outbox, just
+    before the commit: their rows are written with the transaction's next statement (the
+    projection's) or its commit (``Statement.add``); an event's fields are the row's
+    columns.
 
     ``follow_ups`` (by event type) names the subscribers this process runs itself after
     the commit. An event of a ``settled`` type leaves the relay nothing to hand over (its
@@ -181,7 +183,7 @@ async def write_recorded(
                 "finished_at": published if tasks is None else None,
             }
         )
-    await _APPEND.execute_many(session, rows)
+    _APPEND.add(session, rows)
 
 
 #: built once, the values bound per call: a statement with its values inline costs
@@ -212,16 +214,17 @@ async def unclaim(session: AsyncSession, handler: str, event_id: uuid.UUID) -> N
 _CLAIM_RECORDED = Statement(insert(_INBOX))
 
 
-async def claim_recorded(session: AsyncSession, handled: Collection[tuple[str, uuid.UUID]]) -> None:
+def claim_recorded(session: AsyncSession, handled: Collection[tuple[str, uuid.UUID]]) -> None:
     """Mark events recorded in this very transaction as processed by their handlers
-    (``(handler, event id)`` pairs), in one round trip: no one else can have claimed an
+    (``(handler, event id)`` pairs), with the transaction's next statement or its commit
+    (``Statement.add``): no one else can have claimed an
     event before it is committed, so there is no conflict to look for (a second claim
     would be a bug, and fails the transaction)."""
     if not handled:
         return
     now = utcnow()
     rows = [{"handler": h, "event_id": e, "processed_at": now} for h, e in handled]
-    await _CLAIM_RECORDED.execute_many(session, rows)
+    _CLAIM_RECORDED.add(session, rows)
 
 
 class DeadLetter(Base):

@@ -228,7 +228,7 @@ async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tu
     for step in session.info.pop(BEFORE_COMMIT, None) or ():
         await step(session)
     followed = _followed(session)
-    await write_recorded(session, events, followed, _settled(session, events, followed, here))
+    write_recorded(session, events, followed, _settled(session, events, followed, here))
     project: Project | None = session.info.get(PROJECT)
     told = await project(session, events) if project is not None and events else []
     return events, once_per_channel(told)
@@ -261,7 +261,7 @@ async def _react(session: AsyncSession, here: Reactions) -> list[Event]:
                 reacted.add((reaction.handler, event.id))
     # recorded in this transaction, no one else can have claimed them: all their inbox
     # rows in one statement, with the effects they stand for
-    await claim_recorded(session, reacted)
+    claim_recorded(session, reacted)
     return events
 
 

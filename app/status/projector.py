@@ -316,9 +316,8 @@ async def apply(session: AsyncSession, event: Event, *, card: bool = True) -> li
     channels: list[str] = []
     if event.type == OrderPlaced.TYPE:
         placed = event.as_(OrderPlaced)
-        if await _create_view(session, event, placed):
-            channels += [order_channel(placed.order_id), customer_channel(placed.customer_id)]
-        return channels
+        _create_view(session, event, placed)
+        return [order_channel(placed.order_id), customer_channel(placed.customer_id)]
     # the order's view, locked, read once: the board card copies details from it too
     view = await _locked_view(session, event)
     if card and event.type in DELIVERY_EVENTS and await _upsert_card(session, event, view.doc):
@@ -493,10 +492,12 @@ def _seen(sources: dict[str, int], source: str, key: str) -> int:
 CREATED_VIEWS = "status.created_views"
 
 
-_NEW_VIEW = Statement(insert(_VIEWS).on_conflict_do_nothing().returning(_VIEWS.c.order_id))
+#: added (``Statement.add``): the placement's view is written with its order, in one
+#: statement; a view that exists already (an event projected twice) stays as it is
+_NEW_VIEW = Statement(insert(_VIEWS).on_conflict_do_nothing())
 
 
-async def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced) -> bool:
+def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced) -> None:
     values = {
         "order_id": placed.order_id,
         "customer_id": placed.customer_id,
@@ -506,10 +507,8 @@ async def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced)
         "created_at": event.occurred_at,
         "updated_at": utcnow(),
     }
-    created = await _NEW_VIEW.fetchrow(session, values)
-    if created is not None:
-        session.info.setdefault(CREATED_VIEWS, {})[placed.order_id] = values
-    return created is not None
+    _NEW_VIEW.add(session, [values])
+    session.info.setdefault(CREATED_VIEWS, {})[placed.order_id] = values
 
 
 def created_view(session: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | None:

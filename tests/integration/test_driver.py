@@ -33,6 +33,7 @@ from app.platform.db import (
     lookup,
     read_only,
     utcnow,
+    violated_constraint,
 )
 from app.platform.driver import Statement
 from app.platform.outbox import InboxRow, OutboxRow
@@ -41,6 +42,7 @@ from app.platform.uow import complete
 from devtools.bench_statements import statement_costs
 from devtools.bench_statements import table as statements_table
 from tests.support.inproc import place
+from tests.support.sent import SentStatements
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -218,7 +220,7 @@ async def test_values_are_converted_as_sqlalchemy_converts_them(
     assert (row.payload, row.follow_ups) == (payload, ["payment.capture"])
 
     async with session_factory() as session:  # an enum, written on the driver
-        payment_id = await open_payment(
+        payment_id = open_payment(
             session,
             order_id=uuid.uuid4(),
             amount=1000,
@@ -341,7 +343,7 @@ async def test_a_lost_connection_retires_every_connection_the_pool_made_before_i
 
 async def _new_payment(factory: Factory) -> uuid.UUID:
     async with factory() as session:
-        payment_id = await open_payment(
+        payment_id = open_payment(
             session,
             order_id=uuid.uuid4(),
             amount=1000,
@@ -415,3 +417,94 @@ def test_a_value_given_for_a_bind_that_holds_its_own_is_refused() -> None:
     with pytest.raises(ValueError, match="holds a value of its own"):
         holding.compiled(postgresql.asyncpg.dialect(), ("h",))
     assert holding.compiled(postgresql.asyncpg.dialect(), ()).args({}) == ["x"]
+
+
+# -- rows added: written with the next statement or at the commit ------------------------
+
+
+async def test_added_rows_are_one_statement_sent_alone_at_the_commit(
+    session_factory: Factory,
+) -> None:
+    """Two tables' rows, three rows: one statement, no BEGIN, no COMMIT."""
+    event_id, other_id = uuid.uuid4(), uuid.uuid4()
+    with SentStatements(session_factory) as sent:
+        async with session_factory() as session:
+            _NOTE.add(session, [_row(event_id), _row(other_id)])
+            _OUTBOX.add(session, [_outbox_row(event_id)])
+            await session.commit()
+    assert sent.queries and len(sent.queries) == 1, sent.queries
+    assert sent.starting("WITH") == sent.queries
+    assert await _noted(session_factory, event_id) == 1
+    assert await _noted(session_factory, other_id) == 1
+    async with session_factory() as session:
+        written = select(OutboxRow.type).where(OutboxRow.id == event_id)
+        assert await session.scalar(written) == "TestHappened"
+
+
+def _outbox_row(event_id: uuid.UUID) -> dict[str, object]:
+    """An event for no one, written already published (no relay is woken for it)."""
+    now = utcnow()
+    return {
+        "id": event_id,
+        "type": "TestHappened",
+        "aggregate_type": "test",
+        "aggregate_id": "a",
+        "correlation_id": "c",
+        "causation_id": None,
+        "occurred_at": now,
+        "payload": {"n": 1},
+        "follow_ups": None,
+        "published_at": now,
+        "enqueued_at": now,
+        "finished_at": now,
+    }
+
+
+async def test_added_rows_are_written_before_what_runs_next(session_factory: Factory) -> None:
+    """A driver statement and an ORM query both find the rows added before them, in the
+    transaction (which BEGINs, as it has more than one statement); a rollback takes them."""
+    event_id = uuid.uuid4()
+    count = Statement(
+        select(func.count()).select_from(_INBOX).where(_INBOX.c.event_id == bindparam("id"))
+    )
+    with SentStatements(session_factory) as sent:
+        async with session_factory() as session:
+            _NOTE.add(session, [_row(event_id)])
+            assert (await count.fetchrow(session, {"id": event_id}))[0] == 1
+            _NOTE.add(session, [_row(uuid.uuid4())])
+            query = select(func.count()).select_from(_INBOX).where(_INBOX.c.event_id == event_id)
+            assert await session.scalar(query) == 1
+            await session.rollback()
+    assert len(sent.starting("BEGIN")) == 1
+    assert len(sent.containing("INSERT INTO platform.inbox")) == 2
+    assert await _noted(session_factory, event_id) == 0
+
+
+async def test_rows_added_and_rolled_back_are_never_written(session_factory: Factory) -> None:
+    event_id = uuid.uuid4()
+    with SentStatements(session_factory) as sent:
+        async with session_factory() as session:
+            _NOTE.add(session, [_row(event_id)])
+            await session.rollback()
+            await session.commit()
+    assert sent.containing("INSERT") == []
+    assert await _noted(session_factory, event_id) == 0
+
+
+async def test_an_added_row_that_breaks_a_key_fails_the_commit_and_writes_nothing(
+    session_factory: Factory,
+) -> None:
+    event_id, other_id = uuid.uuid4(), uuid.uuid4()
+    async with session_factory() as session:
+        _NOTE.add(session, [_row(other_id)])
+        _NOTE.add(session, [_row(event_id), _row(event_id)])  # the same inbox key twice
+        with pytest.raises(IntegrityError) as failed:
+            await session.commit()
+    assert violated_constraint(failed.value) == "pk_inbox"
+    assert await _noted(session_factory, other_id) == 0, "all of the statement, or nothing"
+
+
+def test_only_a_table_insert_without_returning_can_be_added() -> None:
+    returning = Statement(insert(_INBOX).returning(_INBOX.c.event_id))
+    with pytest.raises(TypeError, match="RETURNING"):
+        returning.add(cast(AsyncSession, None), [])

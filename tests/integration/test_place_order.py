@@ -19,6 +19,7 @@ from app.platform.settings import get_settings
 from app.status.models import OrderView
 from tests.support.inproc import place, place_command
 from tests.support.processes import free_port
+from tests.support.sent import SentStatements
 
 Factory = async_sessionmaker[AsyncSession]
 
@@ -72,6 +73,36 @@ async def test_order_lines_payment_event_and_view_commit_together(
     assert "4242424242424242" not in str(event.payload), "card numbers never travel in events"
 
 
+async def test_an_order_without_a_coupon_is_one_statement_without_begin_or_commit(
+    session_factory: Factory, db: AsyncSession
+) -> None:
+    """Order, lines, payment, event and view are rows the placement only adds: written
+    together as the transaction's one statement, which PostgreSQL commits by itself
+    (``Statement.add``). Before, seven round trips: BEGIN, five inserts, COMMIT."""
+    command = dataclasses.replace(place_command(), customer_name="Ada")  # as the web has it
+    with SentStatements(session_factory) as sent:
+        async with session_factory() as session:
+            placed = await ordering.place_order(session, get_settings(), command)
+    order_id = placed.order_id
+    assert sent.starting("BEGIN") == [] and sent.starting("COMMIT") == []
+    [write] = sent.containing("INSERT INTO")
+    for table in (
+        "ordering.orders ",
+        "ordering.order_lines ",
+        "payment.payments ",
+        "platform.outbox ",
+        "status.order_views ",
+    ):
+        assert f"INSERT INTO {table}" in write
+    assert await _rows_for(db, order_id) == {
+        "orders": 1,
+        "lines": 2,
+        "payments": 1,
+        "events": 1,
+        "views": 1,
+    }
+
+
 async def test_a_failure_part_way_leaves_nothing_behind(
     session_factory: Factory, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,9 +110,9 @@ async def test_a_failure_part_way_leaves_nothing_behind(
     seen: list[uuid.UUID] = []
     real_open_payment = payment_service.open_payment
 
-    async def open_payment_then_note(session: AsyncSession, **kwargs: object) -> uuid.UUID:
+    def open_payment_then_note(session: AsyncSession, **kwargs: object) -> uuid.UUID:
         seen.append(kwargs["order_id"])  # type: ignore[arg-type]
-        return await real_open_payment(session, **kwargs)  # type: ignore[arg-type]
+        return real_open_payment(session, **kwargs)  # type: ignore[arg-type]
 
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("power cut")

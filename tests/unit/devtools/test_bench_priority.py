@@ -37,10 +37,13 @@ def test_the_tree_reads_each_part_s_niceness_from_its_process() -> None:
     child = subprocess.Popen([sys.executable, "-c", code, "app.cli", "nice-probe"])
     try:
         tree = ProcessTree(os.getpid())
-        part = part_name(psutil.Process(child.pid))
         deadline = time.monotonic() + 10
+        # named once it runs (a child not yet past exec is a copy of this process,
+        # "python"), then until it has run its os.nice
+        part = part_name(psutil.Process(child.pid))
         while tree.niceness().get(part) != 7 and time.monotonic() < deadline:
-            time.sleep(0.05)  # until the child has run its os.nice
+            time.sleep(0.05)
+            part = part_name(psutil.Process(child.pid))
         assert tree.niceness()[part] == 7
         assert tree.processes()[part] == 1
     finally:

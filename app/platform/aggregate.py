@@ -217,7 +217,9 @@ class AggregateRows(Generic[A]):
         if not changed:
             return
         row = {self._columns[key]: value for key, value in changed.items()}
-        await self._update.execute_many(session, [{**row, "at_id": aggregate.id}])
+        # written with the transaction's next statement (``Statement.add``): a capture's
+        # payment and order changes go with its delivery, events and view
+        self._update.add(session, [{**row, "at_id": aggregate.id}])
         stored.update(changed)
 
     async def record(

@@ -14,10 +14,13 @@ plain columns), and the ORM knows nothing of them, so use it for rows no ORM obj
 the session holds; Python-side column defaults are not applied (pass every value: one the
 statement needs and the values leave out is a ``KeyError``).
 
-Rows a transaction only inserts need no round trip each: ``Statement.add`` holds them,
-and the session writes every row added since its last statement in ONE statement (each
-table's rows as one multi-row ``INSERT``, the inserts together as data-modifying CTEs)
-just before its next statement, ORM or driver, or at its commit. A transaction that is
+Rows a transaction only writes need no round trip each: ``Statement.add`` holds them
+(an ``INSERT``, or an ``UPDATE`` whose answer nothing needs), and the session writes
+every row added since its last statement in ONE statement (a table's new rows as one
+multi-row ``INSERT``, an ``UPDATE`` per row, together as data-modifying CTEs) just before
+its next statement, ORM or driver, or at its commit. The CTEs of a statement all see the
+tables as they were before it, so a row added and then changed, or changed twice, is
+written by statements one after the other (``_groups``). A transaction that is
 nothing but added rows (an order placed without a coupon: order, lines, payment, outbox,
 view) is then that one statement, sent without ``BEGIN`` and ``COMMIT``: PostgreSQL runs
 a lone statement as a transaction of its own, all of it or nothing. Seven round trips
@@ -33,15 +36,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Insert, bindparam, literal_column, select
+from sqlalchemy import Insert, Update, bindparam, literal_column, select
 from sqlalchemy import event as orm_event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import ValuesBase
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.util import await_only
 
@@ -125,12 +129,13 @@ class Statement:
             await self._run(session, tuple(rows[0]), call)
 
     def add(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert ``rows`` (every row with the same keys) with whatever the session runs
-        next, or at its commit, in one statement with every row added before them (see
-        the module doc): for an ``INSERT`` of a table, without ``RETURNING``, whose rows
-        the transaction does not read back before it has run something else."""
-        if not isinstance(self._statement, Insert) or self._statement._returning:
-            raise TypeError("only a table's INSERT without RETURNING can be added")
+        """Run the statement for ``rows`` (every row with the same keys) with whatever the
+        session runs next, or at its commit, in one statement with every row added
+        before them (see the module doc): for an ``INSERT`` or ``UPDATE`` without
+        ``RETURNING`` whose answer nothing needs, and whose rows the transaction does not
+        read back before it has run something else (which writes them first)."""
+        if not isinstance(self._statement, Insert | Update) or self._statement._returning:
+            raise TypeError("only an INSERT or UPDATE without RETURNING can be added")
         if not rows:
             return
         if not session.in_transaction():
@@ -143,16 +148,40 @@ class Statement:
             added = info[_ADDED] = _Added(session)
         added.parts.append((self, tuple(rows[0]), rows))
 
-    def _multirow(self, keys: tuple[str, ...], count: int, prefix: str) -> Insert:
-        """The insert of ``count`` rows of ``keys``, its binds named ``{prefix}{row}_{key}``."""
-        insert = cast(Insert, self._statement)
-        columns = insert.table.c
-        return insert.values(
-            [
+    @functools.cached_property
+    def _binds(self) -> frozenset[str]:
+        """The names of the binds the statement holds itself (an ``UPDATE``'s ``WHERE``,
+        an upsert's values)."""
+        return frozenset(
+            bind.key
+            for bind in visitors.iterate(self._statement)
+            if isinstance(bind, BindParameter)
+        )
+
+    @property
+    def _table(self) -> Any:
+        return cast(Insert | Update, self._statement).table
+
+    @property
+    def _plain_insert(self) -> bool:
+        """A table insert whose binds are its columns' values (many rows: one ``INSERT``)."""
+        return isinstance(self._statement, Insert) and not self._binds
+
+    def _for_rows(self, keys: tuple[str, ...], count: int, prefix: str) -> list[ValuesBase]:
+        """The statement for ``count`` rows of ``keys``, its binds named
+        ``{prefix}{row}_{key}``: a plain table insert as one multi-row ``INSERT``, any
+        other as one statement per row. A key the statement binds already is that bind;
+        another is the value of its column (as ``session.execute`` takes them)."""
+        statement = cast(Insert | Update, self._statement)
+        columns = statement.table.c
+        bound = self._binds
+        if self._plain_insert:
+            rows = [
                 {key: bindparam(f"{prefix}{row}_{key}", type_=columns[key].type) for key in keys}
                 for row in range(count)
             ]
-        )
+            return [statement.values(rows)]
+        return [_one_row(statement, bound, keys, f"{prefix}{row}_") for row in range(count)]
 
     async def _run(
         self,
@@ -216,24 +245,44 @@ class _Added:
 
 
 async def write_added(session: AsyncSession, *, commit_follows: bool = False) -> None:
-    """Write the rows added to the session's transaction, in one statement. With
-    ``commit_follows`` and nothing run in the transaction yet, that statement is sent
-    alone: PostgreSQL commits it by itself, and the commit that follows sends nothing."""
+    """Write the rows added to the session's transaction, in one statement (or one per
+    ``_groups``). With ``commit_follows``, nothing run in the transaction yet and one
+    statement to send, it is sent alone: PostgreSQL commits it by itself, and the commit
+    that follows sends nothing."""
     added: _Added | None = session.sync_session.info.pop(_ADDED, None)
     if added is None or not added.parts:
         return
-    together, names = _together(tuple((st, keys, len(rows)) for st, keys, rows in added.parts))
-    values: dict[str, Any] = {}
-    for part_names, (_, keys, rows) in zip(names, added.parts, strict=True):
-        for row_names, row in zip(part_names, rows, strict=True):
-            for name, key in zip(row_names, keys, strict=True):
-                values[name] = row[key]
+    groups = _groups(added.parts)
+    for parts in groups:
+        together, names = _together(tuple((st, keys, len(rows)) for st, keys, rows in parts))
+        values: dict[str, Any] = {}
+        for part_names, (_, keys, rows) in zip(names, parts, strict=True):
+            for row_names, row in zip(part_names, rows, strict=True):
+                for name, key in zip(row_names, keys, strict=True):
+                    values[name] = row[key]
 
-    def call(compiled: _Compiled) -> _Call:
-        args = compiled.args(values)
-        return lambda driver: driver.execute(compiled.sql, *args)
+        def call(compiled: _Compiled, values: dict[str, Any] = values) -> _Call:
+            args = compiled.args(values)
+            return lambda driver: driver.execute(compiled.sql, *args)
 
-    await together._run(session, (), call, begin=not commit_follows)
+        await together._run(session, (), call, begin=not (commit_follows and len(groups) == 1))
+
+
+def _groups(parts: list[_Part]) -> list[list[_Part]]:
+    """The parts in the order added, cut where one statement would not do what they
+    asked one after the other: the CTEs of a statement all see the tables as they were
+    before it, so a table's rows are written and then changed (or changed twice) by
+    statements one after the other. Inserts of new rows into one table share one."""
+    groups: list[list[_Part]] = [[]]
+    tables: dict[Any, bool] = {}  # the current group's tables: only plain inserts?
+    for part in parts:
+        table, plain = part[0]._table, part[0]._plain_insert
+        if table in tables and not (plain and tables[table]):
+            groups.append([])
+            tables = {}
+        groups[-1].append(part)
+        tables[table] = tables.get(table, True) and plain
+    return [group for group in groups if group]
 
 
 @functools.lru_cache(maxsize=256)
@@ -241,8 +290,9 @@ def _together(shape: _Shape) -> tuple[Statement, tuple[tuple[tuple[str, ...], ..
     """One statement for added rows of this shape: one table's alone, or each as a CTE of
     a ``SELECT 1`` (a data-modifying CTE runs to completion, read or not)."""
     inserts = [
-        statement._multirow(keys, count, f"a{n}_")
+        one
         for n, (statement, keys, count) in enumerate(shape)
+        for one in statement._for_rows(keys, count, f"a{n}_")
     ]
     names = tuple(
         tuple(tuple(f"a{n}_{row}_{key}" for key in keys) for row in range(count))
@@ -252,6 +302,27 @@ def _together(shape: _Shape) -> tuple[Statement, tuple[tuple[tuple[str, ...], ..
         return Statement(inserts[0]), names
     ctes = [insert.cte(f"added_{n}") for n, insert in enumerate(inserts)]
     return Statement(select(literal_column("1")).add_cte(*ctes)), names
+
+
+def _one_row(
+    statement: Insert | Update, bound: frozenset[str], keys: tuple[str, ...], prefix: str
+) -> ValuesBase:
+    """``statement`` for one row: its binds among ``keys`` renamed with ``prefix``, the
+    other keys set as its columns' values."""
+
+    def renamed(element: Any) -> BindParameter[Any] | None:
+        if isinstance(element, BindParameter) and element.key in keys:
+            return bindparam(f"{prefix}{element.key}", type_=element.type)
+        return None
+
+    row = cast(Insert | Update, cast(Any, visitors.replacement_traverse)(statement, {}, renamed))
+    columns = statement.table.c
+    values = {
+        key: bindparam(f"{prefix}{key}", type_=columns[key].type)
+        for key in keys
+        if key not in bound
+    }
+    return row.values(values) if values else row
 
 
 def _write_now(session: Session, *, commit_follows: bool = False) -> None:

@@ -431,7 +431,7 @@ async def save_views(session: AsyncSession) -> None:
     if not changed:
         return
     now = utcnow()
-    await _SAVE_VIEW.execute_many(
+    _SAVE_VIEW.add(  # with the commit, or the transaction's next statement
         session,
         [
             {

@@ -10,7 +10,7 @@ from typing import cast
 import asyncpg
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Table, bindparam, event, func, insert, select, text
+from sqlalchemy import Table, bindparam, event, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import (
     DBAPIError,
@@ -48,7 +48,8 @@ Factory = async_sessionmaker[AsyncSession]
 
 _INBOX = cast(Table, InboxRow.__table__)
 _NOTE = Statement(insert(_INBOX))
-_OUTBOX = Statement(insert(cast(Table, OutboxRow.__table__)))
+_OUTBOX_TABLE = cast(Table, OutboxRow.__table__)
+_OUTBOX = Statement(insert(_OUTBOX_TABLE))
 _PAYMENT_STATUS = Statement(select(Payment.status).where(Payment.id == bindparam("id")))
 
 
@@ -504,7 +505,36 @@ async def test_an_added_row_that_breaks_a_key_fails_the_commit_and_writes_nothin
     assert await _noted(session_factory, other_id) == 0, "all of the statement, or nothing"
 
 
-def test_only_a_table_insert_without_returning_can_be_added() -> None:
-    returning = Statement(insert(_INBOX).returning(_INBOX.c.event_id))
-    with pytest.raises(TypeError, match="RETURNING"):
-        returning.add(cast(AsyncSession, None), [])
+def test_only_an_insert_or_update_without_returning_can_be_added() -> None:
+    for refused in (
+        Statement(insert(_INBOX).returning(_INBOX.c.event_id)),
+        Statement(select(_INBOX.c.event_id)),
+    ):
+        with pytest.raises(TypeError, match="RETURNING"):
+            refused.add(cast(AsyncSession, None), [])
+
+
+_RETYPE = Statement(update(_OUTBOX_TABLE).where(_OUTBOX_TABLE.c.id == bindparam("at_id")))
+
+
+async def test_a_row_added_then_changed_is_changed_by_a_statement_after_it(
+    session_factory: Factory,
+) -> None:
+    """The CTEs of one statement all see the tables as they were before it: an UPDATE in
+    the same statement as the INSERT of its row would change nothing, and two UPDATEs of
+    one row would keep one. Such parts go in statements one after the other."""
+    event_id = uuid.uuid4()
+    with SentStatements(session_factory) as sent:
+        async with session_factory() as session:
+            _OUTBOX.add(session, [_outbox_row(event_id)])
+            _NOTE.add(session, [_row(event_id)])
+            _RETYPE.add(session, [{"type": "Retyped", "at_id": event_id}])
+            _RETYPE.add(session, [{"aggregate_id": "b", "at_id": event_id}])
+            await session.commit()
+    assert len(sent.containing("INSERT INTO platform.outbox")) == 1, "with the inbox row"
+    assert len(sent.starting("UPDATE platform.outbox")) == 2
+    assert len(sent.starting("BEGIN")) == 1, "three statements: a transaction"
+    async with session_factory() as session:
+        written = select(OutboxRow.type, OutboxRow.aggregate_id).where(OutboxRow.id == event_id)
+        assert (await session.execute(written)).one() == ("Retyped", "b")
+    assert await _noted(session_factory, event_id) == 1

@@ -63,6 +63,25 @@ def _row(event_id: uuid.UUID) -> dict[str, object]:
     return {"handler": "test.driver", "event_id": event_id, "processed_at": utcnow()}
 
 
+def _outbox_row(event_id: uuid.UUID) -> dict[str, object]:
+    """An event for no one, written already published (no relay is woken for it)."""
+    now = utcnow()
+    return {
+        "id": event_id,
+        "type": "TestHappened",
+        "aggregate_type": "test",
+        "aggregate_id": "a",
+        "correlation_id": "c",
+        "causation_id": None,
+        "occurred_at": now,
+        "payload": {"n": 1},
+        "follow_ups": None,
+        "published_at": now,
+        "enqueued_at": now,
+        "finished_at": now,
+    }
+
+
 async def test_a_first_statement_rolls_back_with_its_transaction(session_factory: Factory) -> None:
     event_id = uuid.uuid4()
     async with session_factory() as session:
@@ -199,22 +218,8 @@ async def test_values_are_converted_as_sqlalchemy_converts_them(
     event_id = uuid.uuid4()
     payload = {"orderId": str(uuid.uuid4()), "items": [{"qty": 2}], "note": "ünïcode"}
     async with session_factory() as session:
-        await _OUTBOX.execute_many(
-            session,
-            [
-                {
-                    "id": event_id,
-                    "type": "TestHappened",
-                    "aggregate_type": "test",
-                    "aggregate_id": "a",
-                    "correlation_id": "c",
-                    "causation_id": None,
-                    "occurred_at": utcnow(),
-                    "payload": payload,
-                    "follow_ups": ["payment.capture"],
-                }
-            ],
-        )
+        row = {**_outbox_row(event_id), "payload": payload, "follow_ups": ["payment.capture"]}
+        await _OUTBOX.execute_many(session, [row])
         await session.commit()
     async with session_factory() as session:
         row = (await session.scalars(select(OutboxRow).where(OutboxRow.id == event_id))).one()
@@ -440,25 +445,6 @@ async def test_added_rows_are_one_statement_sent_alone_at_the_commit(
     async with session_factory() as session:
         written = select(OutboxRow.type).where(OutboxRow.id == event_id)
         assert await session.scalar(written) == "TestHappened"
-
-
-def _outbox_row(event_id: uuid.UUID) -> dict[str, object]:
-    """An event for no one, written already published (no relay is woken for it)."""
-    now = utcnow()
-    return {
-        "id": event_id,
-        "type": "TestHappened",
-        "aggregate_type": "test",
-        "aggregate_id": "a",
-        "correlation_id": "c",
-        "causation_id": None,
-        "occurred_at": now,
-        "payload": {"n": 1},
-        "follow_ups": None,
-        "published_at": now,
-        "enqueued_at": now,
-        "finished_at": now,
-    }
 
 
 async def test_added_rows_are_written_before_what_runs_next(session_factory: Factory) -> None:

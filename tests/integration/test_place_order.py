@@ -50,18 +50,16 @@ async def _rows_for(db: AsyncSession, order_id: uuid.UUID) -> dict[str, int]:
     }
 
 
+#: what one placed order (two lines) writes
+EVERY_ROW_ONCE = {"orders": 1, "lines": 2, "payments": 1, "events": 1, "views": 1}
+
+
 async def test_order_lines_payment_event_and_view_commit_together(
     session_factory: Factory, db: AsyncSession
 ) -> None:
     order_id = await place(session_factory)
 
-    assert await _rows_for(db, order_id) == {
-        "orders": 1,
-        "lines": 2,
-        "payments": 1,
-        "events": 1,
-        "views": 1,
-    }
+    assert await _rows_for(db, order_id) == EVERY_ROW_ONCE
     order = await db.get(Order, order_id)
     payment = await db.scalar(select(Payment).where(Payment.order_id == order_id))
     event = await db.scalar(select(OutboxRow).where(OutboxRow.correlation_id == str(order_id)))
@@ -94,13 +92,7 @@ async def test_an_order_without_a_coupon_is_one_statement_without_begin_or_commi
         "status.order_views ",
     ):
         assert f"INSERT INTO {table}" in write
-    assert await _rows_for(db, order_id) == {
-        "orders": 1,
-        "lines": 2,
-        "payments": 1,
-        "events": 1,
-        "views": 1,
-    }
+    assert await _rows_for(db, order_id) == EVERY_ROW_ONCE
 
 
 async def test_a_failure_part_way_leaves_nothing_behind(

@@ -64,9 +64,8 @@ async def main() -> None:
         client_us = (time.process_time() - cpu) / n * 1e6
         server_us = (ticks(pid) - server) * 1e4 / n
         wall_us = (time.perf_counter() - wall) / n * 1e6
-        print(
-            f"{name:14s} client {client_us:4.0f} µs  server {server_us:4.0f} µs  wall {wall_us:4.0f} µs"
-        )
+        figures = f"client {client_us:4.0f} µs  server {server_us:4.0f} µs  wall {wall_us:4.0f} µs"
+        print(f"{name:14s} {figures}")
 
 
 asyncio.run(main())

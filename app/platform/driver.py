@@ -49,7 +49,7 @@ from sqlalchemy.sql.dml import ValuesBase
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.util import await_only
 
-from app.platform.db import Lookup, retire_older
+from app.platform.db import READ_ONLY, Lookup, retire_older
 
 #: one value's conversion for the driver (an enum to its name, a dict to JSON text)
 Processor = Callable[[Any], Any]
@@ -133,19 +133,24 @@ class Statement:
         session runs next, or at its commit, in one statement with every row added
         before them (see the module doc): for an ``INSERT`` or ``UPDATE`` without
         ``RETURNING`` whose answer nothing needs, and whose rows the transaction does not
-        read back before it has run something else (which writes them first)."""
+        read back before it has run something else (which writes them first). The values
+        are read when the rows are written: do not change them in place after adding."""
         if not isinstance(self._statement, Insert | Update) or self._statement._returning:
             raise TypeError("only an INSERT or UPDATE without RETURNING can be added")
+        if isinstance(session, Lookup) or session.info.get(READ_ONLY):
+            raise TypeError("rows are added to a transaction: not to a look-up or a reader")
+        if session.sync_session.get_nested_transaction() is not None:
+            raise TypeError("rows are not added inside a savepoint")
         if not rows:
             return
+        sync = session.sync_session
         if not session.in_transaction():
-            # rows belong to a transaction, as an ORM object added would: its rollback,
-            # even before any statement ran, forgets them (``_forget_added``)
-            session.sync_session.begin()
-        info = session.sync_session.info
-        added: _Added | None = info.get(_ADDED)
+            # rows belong to a transaction, as an ORM object added would: its end without
+            # a commit, even before any statement ran, forgets them (``_forget_added``)
+            sync.begin()
+        added: _Added | None = sync.info.get(_ADDED)
         if added is None:
-            added = info[_ADDED] = _Added(session)
+            added = sync.info[_ADDED] = _Added(session, sync.get_transaction())
         added.parts.append((self, tuple(rows[0]), rows))
 
     @functools.cached_property
@@ -164,8 +169,13 @@ class Statement:
 
     @property
     def _plain_insert(self) -> bool:
-        """A table insert whose binds are its columns' values (many rows: one ``INSERT``)."""
-        return isinstance(self._statement, Insert) and not self._binds
+        """A table insert whose binds are its columns' values (many rows: one ``INSERT``),
+        without ``ON CONFLICT`` (an upsert meets rows of its own table: ``_groups``)."""
+        return (
+            isinstance(self._statement, Insert)
+            and not self._binds
+            and self._statement._post_values_clause is None
+        )
 
     def _for_rows(self, keys: tuple[str, ...], count: int, prefix: str) -> list[ValuesBase]:
         """The statement for ``count`` rows of ``keys``, its binds named
@@ -241,18 +251,23 @@ class _Added:
     (the ORM's hooks, which get its synchronous side, write them through it)."""
 
     session: AsyncSession
+    #: the transaction they belong to (the session's root one): its end drops them
+    transaction: SessionTransaction | None
     parts: list[_Part] = field(default_factory=list)
 
 
 async def write_added(session: AsyncSession, *, commit_follows: bool = False) -> None:
     """Write the rows added to the session's transaction, in one statement (or one per
-    ``_groups``). With ``commit_follows``, nothing run in the transaction yet and one
-    statement to send, it is sent alone: PostgreSQL commits it by itself, and the commit
-    that follows sends nothing."""
-    added: _Added | None = session.sync_session.info.pop(_ADDED, None)
+    ``_groups``). With ``commit_follows`` (the unit of work's last step before its
+    commit), nothing run in the transaction yet, no ORM object waiting for the commit's
+    flush and one statement to send, it is sent alone: PostgreSQL commits it by itself,
+    and the commit that follows sends nothing."""
+    sync = session.sync_session
+    added: _Added | None = sync.info.pop(_ADDED, None)
     if added is None or not added.parts:
         return
     groups = _groups(added.parts)
+    alone = commit_follows and len(groups) == 1 and not (sync.new or sync.dirty or sync.deleted)
     for parts in groups:
         together, names = _together(tuple((st, keys, len(rows)) for st, keys, rows in parts))
         values: dict[str, Any] = {}
@@ -265,7 +280,7 @@ async def write_added(session: AsyncSession, *, commit_follows: bool = False) ->
             args = compiled.args(values)
             return lambda driver: driver.execute(compiled.sql, *args)
 
-        await together._run(session, (), call, begin=not (commit_follows and len(groups) == 1))
+        await together._run(session, (), call, begin=not alone)
 
 
 def _groups(parts: list[_Part]) -> list[list[_Part]]:
@@ -345,13 +360,26 @@ def _write_added_before_flush(session: Session, context: UOWTransaction, instanc
 
 @orm_event.listens_for(Session, "before_commit")
 def _write_added_at_commit(session: Session) -> None:
-    _write_now(session, commit_follows=session.get_nested_transaction() is None)
+    """A commit outside the unit of work (which writes them itself, as its last step)
+    writes them too, in the transaction (the commit's other checks come after)."""
+    _write_now(session)
 
 
-@orm_event.listens_for(Session, "after_soft_rollback")
-def _forget_added(session: Session, previous_transaction: SessionTransaction) -> None:
-    """Rows added in a transaction that rolled back were never written."""
-    session.info.pop(_ADDED, None)
+@orm_event.listens_for(Session, "after_transaction_create")
+def _no_savepoint_over_added(session: Session, transaction: SessionTransaction) -> None:
+    """Rows added before a savepoint would be written inside it, and rolled back with
+    it: refused (nothing in the shop takes savepoints; ``write_added`` first)."""
+    if transaction.nested and _ADDED in session.info:
+        raise RuntimeError("rows added and not written: write_added before a savepoint")
+
+
+@orm_event.listens_for(Session, "after_transaction_end")
+def _forget_added(session: Session, transaction: SessionTransaction) -> None:
+    """Rows added in a transaction that ended without writing them (a rollback, the
+    session closed) were never written, and a later transaction must not write them."""
+    added: _Added | None = session.info.get(_ADDED)
+    if added is not None and added.transaction is transaction:
+        session.info.pop(_ADDED, None)
 
 
 async def _look_up(

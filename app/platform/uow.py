@@ -55,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from app.platform import metrics
+from app.platform.driver import write_added
 from app.platform.events import Event
 from app.platform.outbox import RECORDED, claim_recorded, take_recorded, write_recorded
 from app.platform.relay import Subscriber, Subscriptions
@@ -198,6 +199,7 @@ async def complete(session: AsyncSession) -> list[Event]:
     """Project what the use case recorded, commit, then tell live pages. Returns the
     events it recorded."""
     events, told = await _project_recorded(session)
+    await write_added(session, commit_follows=True)
     await session.commit()
     await _tell(session, events, told)
     await _follow_up(session, events)
@@ -215,6 +217,7 @@ async def transaction(
         async with session.begin():
             yield session
             events, told = await _project_recorded(session)
+            await write_added(session, commit_follows=True)
         await _tell(session, events, told)
         await _follow_up(session, events)
 

@@ -512,8 +512,10 @@ def _create_view(session: AsyncSession, event: Event, placed: OrderPlaced) -> No
 
 
 def created_view(session: AsyncSession, order_id: uuid.UUID) -> dict[str, Any] | None:
-    """The view of ``order_id`` exactly as this session created it (once; None when it
-    did not): the placement answers with it instead of reading back what it just wrote."""
+    """The view of ``order_id`` as this session wrote it (once; None when it wrote none):
+    the placement answers with it instead of reading back what it just wrote. Its insert
+    does nothing when the view exists (an ``OrderPlaced`` projected again, never a new
+    order's): only the placing session asks."""
     created: dict[uuid.UUID, dict[str, Any]] = session.info.get(CREATED_VIEWS) or {}
     return created.pop(order_id, None)
 

@@ -35,7 +35,7 @@ from app.platform.db import (
     utcnow,
     violated_constraint,
 )
-from app.platform.driver import Statement
+from app.platform.driver import Statement, write_added
 from app.platform.outbox import InboxRow, OutboxRow
 from app.platform.settings import get_settings
 from app.platform.uow import complete
@@ -428,18 +428,25 @@ def test_a_value_given_for_a_bind_that_holds_its_own_is_refused() -> None:
 # -- rows added: written with the next statement or at the commit ------------------------
 
 
-async def test_added_rows_are_one_statement_sent_alone_at_the_commit(
+async def test_added_rows_are_one_statement_sent_alone_at_the_unit_of_work_s_commit(
     session_factory: Factory,
 ) -> None:
-    """Two tables' rows, three rows: one statement, no BEGIN, no COMMIT."""
-    event_id, other_id = uuid.uuid4(), uuid.uuid4()
+    """Two tables' rows, three rows: one statement, no BEGIN, no COMMIT. A commit outside
+    the unit of work writes them too, in a transaction (its other checks come after)."""
+    event_id, other_id, third_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     with SentStatements(session_factory) as sent:
         async with session_factory() as session:
             _NOTE.add(session, [_row(event_id), _row(other_id)])
             _OUTBOX.add(session, [_outbox_row(event_id)])
-            await session.commit()
+            await complete(session)
     assert sent.queries and len(sent.queries) == 1, sent.queries
     assert sent.starting("WITH") == sent.queries
+    with SentStatements(session_factory) as sent:
+        async with session_factory() as session:
+            _NOTE.add(session, [_row(third_id)])
+            await session.commit()
+    assert [q.split()[0] for q in sent.queries] == ["BEGIN;", "INSERT", "COMMIT;"]
+    assert await _noted(session_factory, third_id) == 1
     assert await _noted(session_factory, event_id) == 1
     assert await _noted(session_factory, other_id) == 1
     async with session_factory() as session:
@@ -523,4 +530,62 @@ async def test_a_row_added_then_changed_is_changed_by_a_statement_after_it(
     async with session_factory() as session:
         written = select(OutboxRow.type, OutboxRow.aggregate_id).where(OutboxRow.id == event_id)
         assert (await session.execute(written)).one() == ("Retyped", "b")
+    assert await _noted(session_factory, event_id) == 1
+
+
+async def test_rows_added_to_a_session_closed_without_commit_are_never_written(
+    session_factory: Factory,
+) -> None:
+    """Closing ends the transaction without a rollback event: the rows go with it, and a
+    later transaction of the same session does not write them."""
+    event_id, later_id = uuid.uuid4(), uuid.uuid4()
+    session = session_factory()
+    _NOTE.add(session, [_row(event_id)])
+    await session.close()
+    _NOTE.add(session, [_row(later_id)])
+    await session.commit()
+    await session.close()
+    assert await _noted(session_factory, event_id) == 0
+    assert await _noted(session_factory, later_id) == 1
+
+
+async def test_rows_are_added_to_a_transaction_only(session_factory: Factory) -> None:
+    async with lookup(session_factory) as looking, read_only(session_factory) as reader:
+        for session in (looking, reader):
+            with pytest.raises(TypeError, match="look-up or a reader"):
+                _NOTE.add(session, [_row(uuid.uuid4())])
+
+
+async def test_added_rows_wait_for_a_transaction_when_orm_objects_go_with_the_commit(
+    session_factory: Factory,
+) -> None:
+    """The commit flushes the session's ORM objects after the added rows: both in one
+    transaction (BEGIN), never the rows committed alone before the objects."""
+    event_id, orm_id = uuid.uuid4(), uuid.uuid4()
+    with SentStatements(session_factory) as sent:
+        async with session_factory() as session:
+            session.add(InboxRow(handler="test.driver", event_id=orm_id, processed_at=utcnow()))
+            _NOTE.add(session, [_row(event_id)])
+            await complete(session)
+    assert len(sent.starting("BEGIN")) == 1 and len(sent.starting("COMMIT")) == 1
+    assert await _noted(session_factory, event_id) == 1
+    assert await _noted(session_factory, orm_id) == 1
+
+
+async def test_rows_added_before_a_savepoint_outlive_its_rollback(
+    session_factory: Factory,
+) -> None:
+    """A savepoint over rows not yet written is refused (they would be written inside it
+    and rolled back with it); written first, they stay."""
+    event_id = uuid.uuid4()
+    async with session_factory() as session:
+        _NOTE.add(session, [_row(event_id)])
+        with pytest.raises(RuntimeError, match="before a savepoint"):
+            await session.begin_nested()
+        await write_added(session)
+        savepoint = await session.begin_nested()
+        with pytest.raises(TypeError, match="savepoint"):
+            _NOTE.add(session, [_row(uuid.uuid4())])
+        await savepoint.rollback()
+        await session.commit()
     assert await _noted(session_factory, event_id) == 1

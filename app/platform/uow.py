@@ -230,10 +230,13 @@ async def _project_recorded(session: AsyncSession) -> tuple[list[Event], list[tu
     events = await _react(session, here)
     for step in session.info.pop(BEFORE_COMMIT, None) or ():
         await step(session)
-    followed = _followed(session)
-    write_recorded(session, events, followed, _settled(session, events, followed, here))
     project: Project | None = session.info.get(PROJECT)
     told = await project(session, events) if project is not None and events else []
+    # the inbox and outbox rows last: added after the projection's reads, they go in one
+    # statement with its view saves, just before the commit (``Statement.add``)
+    claim_recorded(session, session.info[REACTED])
+    followed = _followed(session)
+    write_recorded(session, events, followed, _settled(session, events, followed, here))
     return events, once_per_channel(told)
 
 
@@ -263,8 +266,7 @@ async def _react(session: AsyncSession, here: Reactions) -> list[Event]:
                 await reaction.effect(session, event)
                 reacted.add((reaction.handler, event.id))
     # recorded in this transaction, no one else can have claimed them: all their inbox
-    # rows in one statement, with the effects they stand for
-    claim_recorded(session, reacted)
+    # rows are added with the effects they stand for (``_project_recorded``)
     return events
 
 

@@ -270,7 +270,7 @@ async def _place(
         raise
 
     try:
-        return await _write(session, settings, command, fingerprint, pizzas, card)
+        return await _write(session, settings, _Checked(command, fingerprint, pizzas, card))
     except IntegrityError as exc:
         if violated_constraint(exc) != _SAME_KEY:
             raise
@@ -282,19 +282,41 @@ async def _place(
     raise NotFound(N_("order not found"))
 
 
-async def _write(
-    session: AsyncSession,
-    settings: Settings,
-    command: PlaceOrder,
-    fingerprint: str,
-    pizzas: Mapping[int, menu.MenuItem],
-    card: payment.PaymentMethod,
-) -> PlacedOrder:
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A placement that passed its checks: what ``_write`` saves."""
+
+    command: PlaceOrder
+    #: what the order keeps to tell a retried request from a reused key
+    fingerprint: str
+    pizzas: Mapping[int, menu.MenuItem]
+    card: payment.PaymentMethod
+
+    def items(self) -> list[OrderItem]:
+        """The lines, named and priced by the menu."""
+        return [
+            OrderItem(
+                pizza_id=line.pizza_id,
+                name=self.pizzas[line.pizza_id].name,
+                qty=line.qty,
+                unit_price=self.pizzas[line.pizza_id].price,
+            )
+            for line in self.command.lines
+        ]
+
+
+async def _write(session: AsyncSession, settings: Settings, checked: _Checked) -> PlacedOrder:
     """Order, lines, coupon, payment, event and view, committed together."""
+    command, items = checked.command, checked.items()
     order_id, now = uuid.uuid4(), utcnow()
-    subtotal = sum(pizzas[line.pizza_id].price * line.qty for line in command.lines)
+    subtotal = sum(item.unit_price * item.qty for item in items)
     currency = settings.shop.currency
     coupon_code = coupon.normalize_code(command.coupon_code) if command.coupon_code else None
+    address, phone, note = (
+        command.address.strip(),
+        command.phone.strip() or None,
+        command.note.strip() or None,
+    )
     order = {
         "id": order_id,
         "customer_id": command.customer_id,
@@ -302,11 +324,11 @@ async def _write(
         "total_amount": subtotal,
         "coupon_code": coupon_code,
         "currency": currency,
-        "address": command.address.strip(),
-        "phone": command.phone.strip() or None,
-        "note": command.note.strip() or None,
+        "address": address,
+        "phone": phone,
+        "note": note,
         "idempotency_key": command.idempotency_key,
-        "request_fingerprint": fingerprint if command.idempotency_key else None,
+        "request_fingerprint": checked.fingerprint if command.idempotency_key else None,
         "discount_amount": 0,
         "version": 1,
         "created_at": now,
@@ -323,41 +345,36 @@ async def _write(
             .values(total_amount=subtotal - discount, discount_amount=discount)
         )
     total = subtotal - discount
-
-    items = [
-        {
-            "order_id": order_id,
-            "position": i,
-            "pizza_id": line.pizza_id,
-            "name": pizzas[line.pizza_id].name,
-            "qty": line.qty,
-            "unit_price": pizzas[line.pizza_id].price,
-        }
-        for i, line in enumerate(command.lines)
-    ]
-    _NEW_LINES.add(session, items)
-    payment.open_payment(session, order_id=order_id, amount=total, currency=currency, card=card)
+    _NEW_LINES.add(
+        session,
+        [
+            {
+                "order_id": order_id,
+                "position": position,
+                "pizza_id": item.pizza_id,
+                "name": item.name,
+                "qty": item.qty,
+                "unit_price": item.unit_price,
+            }
+            for position, item in enumerate(items)
+        ],
+    )
+    payment.open_payment(
+        session, order_id=order_id, amount=total, currency=currency, card=checked.card
+    )
     record_event(
         session,
         OrderPlaced(
             order_id=order_id,
             customer_id=command.customer_id,
-            items=[
-                OrderItem(
-                    pizza_id=line.pizza_id,
-                    name=pizzas[line.pizza_id].name,
-                    qty=line.qty,
-                    unit_price=pizzas[line.pizza_id].price,
-                )
-                for line in command.lines
-            ],
+            items=items,
             total_amount=total,
             discount_amount=discount,
             coupon_code=coupon_code,
             currency=currency,
-            address=command.address.strip(),
-            phone=command.phone.strip() or None,
-            note=command.note.strip() or None,
+            address=address,
+            phone=phone,
+            note=note,
             customer_name=command.customer_name
             or await accounts.display_name(session, command.customer_id),
             version=1,

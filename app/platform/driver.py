@@ -180,18 +180,35 @@ class Statement:
     def _for_rows(self, keys: tuple[str, ...], count: int, prefix: str) -> list[ValuesBase]:
         """The statement for ``count`` rows of ``keys``, its binds named
         ``{prefix}{row}_{key}``: a plain table insert as one multi-row ``INSERT``, any
-        other as one statement per row. A key the statement binds already is that bind;
-        another is the value of its column (as ``session.execute`` takes them)."""
-        statement = cast(Insert | Update, self._statement)
-        columns = statement.table.c
-        bound = self._binds
+        other as one statement per row."""
         if self._plain_insert:
+            columns = self._table.c
             rows = [
                 {key: bindparam(f"{prefix}{row}_{key}", type_=columns[key].type) for key in keys}
                 for row in range(count)
             ]
-            return [statement.values(rows)]
-        return [_one_row(statement, bound, keys, f"{prefix}{row}_") for row in range(count)]
+            return [cast(Insert, self._statement).values(rows)]
+        return [self._one_row(keys, f"{prefix}{row}_") for row in range(count)]
+
+    def _one_row(self, keys: tuple[str, ...], prefix: str) -> ValuesBase:
+        """The statement for one row, its binds named ``{prefix}{key}``: a key the
+        statement binds already is that bind, renamed; another is the value of its
+        column (as ``session.execute`` takes them)."""
+
+        def renamed(element: Any) -> BindParameter[Any] | None:
+            if isinstance(element, BindParameter) and element.key in keys:
+                return bindparam(f"{prefix}{element.key}", type_=element.type)
+            return None
+
+        replace = cast(Any, visitors.replacement_traverse)
+        row = cast(Insert | Update, replace(self._statement, {}, renamed))
+        columns = self._table.c
+        values = {
+            key: bindparam(f"{prefix}{key}", type_=columns[key].type)
+            for key in keys
+            if key not in self._binds
+        }
+        return row.values(values) if values else row
 
     async def _run(
         self,
@@ -240,8 +257,8 @@ class Statement:
 _ADDED = "pizzeria.driver.added"
 #: a part of a session's added rows: the insert, the keys of its rows, the rows
 _Part = tuple[Statement, tuple[str, ...], Sequence[Mapping[str, Any]]]
-#: the statement that writes parts of these shapes (insert, keys, number of rows), and
-#: each part's bind names, row by row, in the order of its keys
+#: what ``_together`` makes one statement for: each part's statement, the keys of its
+#: rows and how many rows it has
 _Shape = tuple[tuple[Statement, tuple[str, ...], int], ...]
 
 
@@ -270,11 +287,8 @@ async def write_added(session: AsyncSession, *, commit_follows: bool = False) ->
     alone = commit_follows and len(groups) == 1 and not (sync.new or sync.dirty or sync.deleted)
     for parts in groups:
         together, names = _together(tuple((st, keys, len(rows)) for st, keys, rows in parts))
-        values: dict[str, Any] = {}
-        for part_names, (_, keys, rows) in zip(names, parts, strict=True):
-            for row_names, row in zip(part_names, rows, strict=True):
-                for name, key in zip(row_names, keys, strict=True):
-                    values[name] = row[key]
+        given = (row[key] for _, keys, rows in parts for row in rows for key in keys)
+        values = dict(zip(names, given, strict=True))
 
         def call(compiled: _Compiled, values: dict[str, Any] = values) -> _Call:
             args = compiled.args(values)
@@ -289,55 +303,37 @@ def _groups(parts: list[_Part]) -> list[list[_Part]]:
     before it, so a table's rows are written and then changed (or changed twice) by
     statements one after the other. Inserts of new rows into one table share one."""
     groups: list[list[_Part]] = [[]]
-    tables: dict[Any, bool] = {}  # the current group's tables: only plain inserts?
+    only_inserts: dict[Any, bool] = {}  # the current group's tables: only plain inserts?
     for part in parts:
         table, plain = part[0]._table, part[0]._plain_insert
-        if table in tables and not (plain and tables[table]):
+        if table in only_inserts and not (plain and only_inserts[table]):
             groups.append([])
-            tables = {}
+            only_inserts = {}
         groups[-1].append(part)
-        tables[table] = tables.get(table, True) and plain
+        only_inserts[table] = only_inserts.get(table, True) and plain
     return [group for group in groups if group]
 
 
 @functools.lru_cache(maxsize=256)
-def _together(shape: _Shape) -> tuple[Statement, tuple[tuple[tuple[str, ...], ...], ...]]:
+def _together(shape: _Shape) -> tuple[Statement, tuple[str, ...]]:
     """One statement for added rows of this shape: one table's alone, or each as a CTE of
-    a ``SELECT 1`` (a data-modifying CTE runs to completion, read or not)."""
+    a ``SELECT 1`` (a data-modifying CTE runs to completion, read or not); and its bind
+    names, part by part, row by row, key by key (the order ``write_added`` reads values)."""
     inserts = [
         one
         for n, (statement, keys, count) in enumerate(shape)
         for one in statement._for_rows(keys, count, f"a{n}_")
     ]
     names = tuple(
-        tuple(tuple(f"a{n}_{row}_{key}" for key in keys) for row in range(count))
+        f"a{n}_{row}_{key}"
         for n, (_, keys, count) in enumerate(shape)
+        for row in range(count)
+        for key in keys
     )
     if len(inserts) == 1:
         return Statement(inserts[0]), names
     ctes = [insert.cte(f"added_{n}") for n, insert in enumerate(inserts)]
     return Statement(select(literal_column("1")).add_cte(*ctes)), names
-
-
-def _one_row(
-    statement: Insert | Update, bound: frozenset[str], keys: tuple[str, ...], prefix: str
-) -> ValuesBase:
-    """``statement`` for one row: its binds among ``keys`` renamed with ``prefix``, the
-    other keys set as its columns' values."""
-
-    def renamed(element: Any) -> BindParameter[Any] | None:
-        if isinstance(element, BindParameter) and element.key in keys:
-            return bindparam(f"{prefix}{element.key}", type_=element.type)
-        return None
-
-    row = cast(Insert | Update, cast(Any, visitors.replacement_traverse)(statement, {}, renamed))
-    columns = statement.table.c
-    values = {
-        key: bindparam(f"{prefix}{key}", type_=columns[key].type)
-        for key in keys
-        if key not in bound
-    }
-    return row.values(values) if values else row
 
 
 def _write_now(session: Session, *, commit_follows: bool = False) -> None:

@@ -36,6 +36,7 @@ from app.platform.relay import drain
 from app.platform.settings import get_settings
 from app.subscriptions import CAPTURE_PAYMENT, REACTIONS, SUBSCRIPTIONS
 from tests.support.inproc import as_in_the_web, events_of, handled, place
+from tests.support.sent import SentStatements
 from workers.context import courier_context, follow_up, ready_with_capture
 
 Factory = async_sessionmaker[AsyncSession]
@@ -380,3 +381,34 @@ async def test_a_capture_that_made_the_order_paid_is_handled_in_its_own_commit(
             {"h": payment_tasks.CAPTURE, "e": placed.id},
         )
     assert inbox_tx == await _writing_transaction(factory, "payment.payments", order_id)
+
+
+async def test_the_capture_writes_its_changes_card_and_events_in_one_statement(
+    ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
+) -> None:
+    """The board's card and the order's view, the events and their inbox rows: added
+    (``Statement.add``), all written by the capture's last statement before its commit.
+    The card's upsert asks nothing back (the board is told of every snapshot), so it is
+    no round trip of its own."""
+    worker = _payment_worker(ctx, gateway, jobs)
+    factory = worker["session_factory"]
+    order_id = await place(factory)
+
+    with SentStatements(factory) as sent:
+        assert await _capture(worker, order_id) == "captured, rider booked"
+
+    [written] = sent.containing("INSERT INTO status.board_cards")
+    for part in (
+        "UPDATE status.order_views",
+        "INSERT INTO platform.outbox",
+        "INSERT INTO platform.inbox",
+    ):
+        assert part in written, part
+    assert "RETURNING" not in written
+    assert sent.queries[-1].strip().rstrip(";").upper() == "COMMIT"
+    assert sent.queries[-2] == written, "the last statement before the commit"
+    async with factory() as session:
+        card = await session.scalar(
+            text("SELECT status FROM status.board_cards WHERE order_id = :id"), {"id": order_id}
+        )
+    assert card == "queued"

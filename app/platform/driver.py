@@ -15,18 +15,22 @@ the session holds; Python-side column defaults are not applied (pass every value
 statement needs and the values leave out is a ``KeyError``).
 
 Rows a transaction only writes need no round trip each: ``Statement.add`` holds them
-(an ``INSERT``, or an ``UPDATE`` whose answer nothing needs), and the session writes
-every row added since its last statement in ONE statement (a table's new rows as one
-multi-row ``INSERT``, an ``UPDATE`` per row, together as data-modifying CTEs) just before
-its next statement, ORM or driver, or at its commit. The CTEs of a statement all see the
-tables as they were before it, so a row added and then changed, or changed twice, is
-written by statements one after the other (``_groups``). A transaction that is
-nothing but added rows (an order placed without a coupon: order, lines, payment, outbox,
-view) is then that one statement, sent without ``BEGIN`` and ``COMMIT``: PostgreSQL runs
-a lone statement as a transaction of its own, all of it or nothing. Seven round trips
-become one: 1.37 ms of CPU, client and server, become 0.33 on the bench machine. The
-price: a constraint an added row breaks (a unique key, a foreign key) fails that later
-statement or the commit, not the ``add``.
+(an ``INSERT``, or an ``UPDATE`` whose answer nothing needs), and the session writes the
+rows added so far in ONE statement (a table's new rows as one multi-row ``INSERT``, an
+``UPDATE`` per row, together as data-modifying CTEs) just before the next statement that
+could see or meet them, or at its commit. That is any ORM statement, and a driver
+statement on one of their tables or on one a foreign key links to them
+(``Statement._waits_for``); a driver statement on other tables runs first, since nothing
+it reads or writes can tell (the shop's one trigger, the outbox's, only notifies), and
+the rows go with those added after it. The CTEs of a statement all see the tables as
+they were before it, so a row added and then changed, or changed twice, is written by
+statements one after the other (``_groups``). A transaction that is nothing but added
+rows (an order placed without a coupon: order, lines, payment, outbox, view) is then
+that one statement, sent without ``BEGIN`` and ``COMMIT``: PostgreSQL runs a lone
+statement as a transaction of its own, all of it or nothing. Seven round trips become
+one: 1.37 ms of CPU, client and server, become 0.33 on the bench machine. The price: a
+constraint an added row breaks (a unique key, a foreign key) fails that later statement
+or the commit, not the ``add``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from sqlalchemy.sql import ClauseElement, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import ValuesBase
 from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.util import find_tables
 from sqlalchemy.util import await_only
 
 from app.platform.db import READ_ONLY, Lookup, retire_older
@@ -129,12 +134,11 @@ class Statement:
             await self._run(session, tuple(rows[0]), call)
 
     def add(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Run the statement for ``rows`` (every row with the same keys) with whatever the
-        session runs next, or at its commit, in one statement with every row added
-        before them (see the module doc): for an ``INSERT`` or ``UPDATE`` without
-        ``RETURNING`` whose answer nothing needs, and whose rows the transaction does not
-        read back before it has run something else (which writes them first). The values
-        are read when the rows are written: do not change them in place after adding."""
+        """Run the statement for ``rows`` (every row with the same keys) before the next
+        statement that could see them, or at the commit, in one statement with the other
+        rows added by then (see the module doc): for an ``INSERT`` or ``UPDATE`` without
+        ``RETURNING`` whose answer nothing needs. The values are read when the rows are
+        written: do not change them in place after adding."""
         if not isinstance(self._statement, Insert | Update) or self._statement._returning:
             raise TypeError("only an INSERT or UPDATE without RETURNING can be added")
         if isinstance(session, Lookup) or session.info.get(READ_ONLY):
@@ -162,6 +166,23 @@ class Statement:
             for bind in visitors.iterate(self._statement)
             if isinstance(bind, BindParameter)
         )
+
+    @functools.cached_property
+    def _reaches(self) -> frozenset[Any]:
+        """The tables the statement reads or writes, and those their foreign keys name
+        (empty when SQLAlchemy cannot tell: a textual statement)."""
+        tables = find_tables(self._statement, include_crud=True, include_joins=True)
+        named = {key.column.table for table in tables for key in table.foreign_keys}
+        return frozenset({*tables, *named})
+
+    def _waits_for(self, added: _Added) -> bool:
+        """Whether the rows added before this statement must be written before it: it
+        reads or writes a table of theirs (or one its or their foreign keys name), or
+        nobody can tell. Otherwise they wait for a later statement, and go in one with
+        the rows added after it (a capture locks the payment, adds its change, then locks
+        the order: that lock need not wait for the payment's update, nor send it alone)."""
+        reaches = self._reaches
+        return not reaches or any(reaches & part[0]._reaches for part in added.parts)
 
     @property
     def _table(self) -> Any:
@@ -225,7 +246,8 @@ class Statement:
         if isinstance(session, Lookup):
             compile_it = functools.partial(self.compiled, session.engine.dialect, keys)
             return await _look_up(session, compile_it, call)
-        if _ADDED in session.sync_session.info:
+        added: _Added | None = session.sync_session.info.get(_ADDED)
+        if added is not None and self._waits_for(added):
             await write_added(session)
         bound = await _bound(session)
         compiled = self.compiled(bound.connection.dialect, keys)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cli import main
-from app.ordering.models import Order, OrderStatus
+from app.ordering.models import Order, OrderLine, OrderStatus
 from app.payment.events import PaymentCaptured
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import PaymentMethod
@@ -472,6 +472,53 @@ async def test_added_rows_are_written_before_what_runs_next(session_factory: Fac
     assert len(sent.starting("BEGIN")) == 1
     assert len(sent.containing("INSERT INTO platform.inbox")) == 2
     assert await _noted(session_factory, event_id) == 0
+
+
+async def test_added_rows_wait_past_a_driver_statement_on_other_tables(
+    session_factory: Factory,
+) -> None:
+    """A driver statement on tables the added rows are not in, and no foreign key links
+    them to, runs first: the rows go in one statement with those added after it."""
+    event_id = uuid.uuid4()
+    with SentStatements(session_factory) as sent:
+        async with session_factory() as session:
+            _NOTE.add(session, [_row(event_id)])
+            assert await _PAYMENT_STATUS.fetchrow(session, {"id": uuid.uuid4()}) is None
+            assert sent.containing("INSERT INTO platform.inbox") == [], "not yet"
+            _OUTBOX.add(session, [_outbox_row(event_id)])
+            await session.commit()
+    [written] = sent.containing("INSERT INTO platform.inbox")
+    assert "INSERT INTO platform.outbox" in written
+    assert sent.queries.index(written) > sent.queries.index(sent.starting("SELECT")[0])
+    assert await _noted(session_factory, event_id) == 1
+
+
+_LINES_TABLE = cast(Table, OrderLine.__table__)
+_NEW_LINE = Statement(insert(_LINES_TABLE))
+_ORDER_STATUS = Statement(select(Order.status).where(Order.id == bindparam("id")))
+
+
+async def test_added_rows_are_written_before_a_statement_on_a_table_linked_to_theirs(
+    session_factory: Factory,
+) -> None:
+    """An order's line names its order (a foreign key): a statement on the orders finds
+    the line added before it written (a delete of the order would take it with it)."""
+    order_id = await place(session_factory)
+    line = {
+        "order_id": order_id,
+        "position": 99,
+        "pizza_id": 1,
+        "name": "Margherita",
+        "qty": 1,
+        "unit_price": 950,
+    }
+    with SentStatements(session_factory) as sent:
+        async with session_factory() as session:
+            _NEW_LINE.add(session, [line])
+            assert (await _ORDER_STATUS.fetchrow(session, {"id": order_id}))[0] is not None
+            [written] = sent.containing("INSERT INTO ordering.order_lines")
+            await session.rollback()
+    assert sent.queries.index(written) < sent.queries.index(sent.containing("ordering.orders")[0])
 
 
 async def test_rows_added_and_rolled_back_are_never_written(session_factory: Factory) -> None:

@@ -386,10 +386,11 @@ async def test_a_capture_that_made_the_order_paid_is_handled_in_its_own_commit(
 async def test_the_capture_writes_its_changes_card_and_events_in_one_statement(
     ctx: dict[str, Any], gateway: HttpCourierGateway, jobs: ArqRedis
 ) -> None:
-    """The board's card and the order's view, the events and their inbox rows: added
-    (``Statement.add``), all written by the capture's last statement before its commit.
-    The card's upsert asks nothing back (the board is told of every snapshot), so it is
-    no round trip of its own."""
+    """The payment and the order changed, the board's card and the order's view, the
+    events and their inbox rows: added (``Statement.add``), all written by the capture's
+    last statement before its commit (the locks and the ticket's insert in between are on
+    other tables: ``Statement._waits_for``). The card's upsert asks nothing back (the
+    board is told of every snapshot), so it is no round trip of its own either."""
     worker = _payment_worker(ctx, gateway, jobs)
     factory = worker["session_factory"]
     order_id = await place(factory)
@@ -399,6 +400,8 @@ async def test_the_capture_writes_its_changes_card_and_events_in_one_statement(
 
     [written] = sent.containing("INSERT INTO status.board_cards")
     for part in (
+        "UPDATE payment.payments",
+        "UPDATE ordering.orders",
         "UPDATE status.order_views",
         "INSERT INTO platform.outbox",
         "INSERT INTO platform.inbox",
@@ -407,6 +410,9 @@ async def test_the_capture_writes_its_changes_card_and_events_in_one_statement(
     assert "RETURNING" not in written
     assert sent.queries[-1].strip().rstrip(";").upper() == "COMMIT"
     assert sent.queries[-2] == written, "the last statement before the commit"
+    begun = len(sent.queries) - sent.queries[::-1].index(sent.starting("BEGIN")[-1]) - 1
+    # the claim, the payment's and the order's locks, the ticket, the view's lock, that one
+    assert len(sent.queries[begun + 1 : -1]) == 6, sent.queries[begun:]
     async with factory() as session:
         card = await session.scalar(
             text("SELECT status FROM status.board_cards WHERE order_id = :id"), {"id": order_id}

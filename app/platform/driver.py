@@ -358,12 +358,12 @@ def _together(shape: _Shape) -> tuple[Statement, tuple[str, ...]]:
     return Statement(select(literal_column("1")).add_cte(*ctes)), names
 
 
-def _write_now(session: Session, *, commit_follows: bool = False) -> None:
+def _write_now(session: Session) -> None:
     """From the ORM's synchronous hooks (run in SQLAlchemy's greenlet, where an await
     can be waited for): write the added rows before what the ORM is about to run."""
     added: _Added | None = session.info.get(_ADDED)
     if added is not None:
-        await_only(write_added(added.session, commit_follows=commit_follows))
+        await_only(write_added(added.session))
 
 
 @orm_event.listens_for(Session, "do_orm_execute")

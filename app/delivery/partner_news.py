@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import service
 from app.delivery.models import ReturnPickupState
+from app.platform.errors import Unavailable
+from app.platform.i18n import N_
 
 
 async def apply(
@@ -27,14 +29,18 @@ async def apply(
     eta: datetime | None = None,
 ) -> None:
     """One piece of news (``rider_assigned``, ``picked_up``, ``delivered``, ``cancelled``)
-    about a pickup: a return trip (refund) or the delivery itself. A webhook's
-    ``reference`` must be the one we booked the pickup with (422 otherwise)."""
+    about a pickup: the delivery itself (most news, looked up first) or a return trip
+    (refund). A webhook's ``reference`` must be the one we booked the pickup with (422
+    otherwise)."""
+    if await service.apply_partner_event(
+        db, pickup_id, kind, rider, at, reference=reference, eta=eta
+    ):
+        return
     returning = await service.by_return_pickup(db, pickup_id)
     if returning is None:
-        await service.apply_partner_event(
-            db, pickup_id, kind, rider, at, reference=reference, eta=eta
-        )
-        return
+        # Not booked yet on our side: the partner can answer (and send news) before the
+        # job that asked it has recorded the pickup id. 503: the partner sends it again.
+        raise Unavailable(N_("This pickup is not known yet; please send it again."), 1)
     delivery, pickup = returning
     if reference is not None:
         service.ensure_reference(reference, service.partner_reference(delivery.id, "return"))

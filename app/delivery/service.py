@@ -2,6 +2,12 @@
 
 Every change emits an event carrying a snapshot of the delivery, so the status projector
 and the board can rebuild a card from the newest event alone.
+
+Deliveries are read and written on the driver (``DELIVERIES``, an ``AggregateRows``):
+every order's delivery is created, booked and changed by its rider's news, and the
+session's flush and identity map cost more than those one-row changes. Every read of a
+delivery here goes that way too, so none meets a session's older copy of one changed
+in the same transaction; only the lists (pages, watchdog) read through the session.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ import msgspec
 from sqlalchemy import Table, bindparam, inspect, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 
 from app.delivery.events import (
     CourierAssigned,
@@ -42,10 +47,10 @@ from app.delivery.models import (
 from app.delivery.models import DeliveryStatus as DeliveryStatus  # the words of DeliveryFacts
 from app.delivery.schemas import DeliveryView as DeliveryView  # what other contexts return
 from app.ordering.events import OrderPaid
-from app.platform.aggregate import record_pending
+from app.platform.aggregate import AggregateRows
 from app.platform.db import utcnow
 from app.platform.driver import Statement
-from app.platform.errors import Conflict, InvalidInput, NotFound, Unavailable
+from app.platform.errors import Conflict, InvalidInput, NotFound
 from app.platform.events import Event
 from app.platform.i18n import N_
 from app.platform.uow import complete
@@ -58,8 +63,26 @@ DELIVERED = "delivered"
 PARTNER_CANCELLED = "cancelled"
 
 
+DELIVERIES = AggregateRows(Delivery)
+#: built once (each a delivery's whole row; the locked ones to change it)
+_BY_ID = DELIVERIES.select().where(Delivery.id == bindparam("delivery_id"))
+_READ = Statement(_BY_ID)
+_LOCK = Statement(_BY_ID.with_for_update())
+_BY_ORDER = DELIVERIES.select().where(Delivery.order_id == bindparam("order_id"))
+_READ_FOR_ORDER = Statement(_BY_ORDER)
+_LOCK_FOR_ORDER = Statement(_BY_ORDER.with_for_update())
+_LOCK_FOR_PICKUP = Statement(
+    DELIVERIES.select().where(Delivery.partner_ref == bindparam("partner_ref")).with_for_update()
+)
+
+
+async def _read(session: AsyncSession, statement: Statement, **values: object) -> Delivery | None:
+    row = await statement.fetchrow(session, values)
+    return None if row is None else DELIVERIES.loaded(row)
+
+
 async def _locked(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
-    delivery = await session.get(Delivery, delivery_id, with_for_update=True)
+    delivery = await _read(session, _LOCK, delivery_id=delivery_id)
     if delivery is None:
         raise NotFound(N_("delivery not found"))
     return delivery
@@ -125,11 +148,10 @@ async def create_for_paid_order(
     row = {column: getattr(ticket, attr) for attr, column in _TICKET_COLUMNS}
     if await _NEW_TICKET.fetchrow(session, row) is None:
         return None  # its events go with it: nothing was saved
-    # saved: the session holds it as loaded, so a later change in this transaction is
-    # an update of the row, as for any ticket read from the database
-    make_transient_to_detached(ticket)
-    session.add(ticket)
-    record_pending(session, ticket, event)
+    # saved as it stands: a later change in this transaction is an update of the row, as
+    # for any ticket read from the database
+    DELIVERIES.stored(ticket)
+    await DELIVERIES.record(session, ticket, event)
     return ticket
 
 
@@ -157,7 +179,7 @@ async def advance(
             N_("A %(status)s delivery has no next stage.", status=status_label(delivery.status))
         )
     _move(delivery, target)
-    record_pending(session, delivery)
+    await DELIVERIES.record(session, delivery)
     await complete(session)
     return delivery
 
@@ -177,7 +199,7 @@ async def undo_last_move(session: AsyncSession, delivery_id: uuid.UUID) -> Deliv
         )
     delivery.undo_move()
     delivery.emit(DeliveryMoveUndone)
-    record_pending(session, delivery)
+    await DELIVERIES.record(session, delivery)
     await complete(session)
     return delivery
 
@@ -199,9 +221,7 @@ async def cancel_for_order(
     that very moment (its insert was not committed when we looked), that delivery is the
     one to cancel.
     """
-    delivery = await session.scalar(
-        select(Delivery).where(Delivery.order_id == order_id).with_for_update()
-    )
+    delivery = await _read(session, _LOCK_FOR_ORDER, order_id=order_id)
     if delivery is None:
         tombstone = await session.scalar(
             insert(Delivery)
@@ -220,12 +240,7 @@ async def cancel_for_order(
         )
         if tombstone is not None:
             return
-        delivery = await session.scalar(
-            select(Delivery)
-            .where(Delivery.order_id == order_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        delivery = await _read(session, _LOCK_FOR_ORDER, order_id=order_id)
         if delivery is None:
             return
     if delivery.status != DeliveryStatus.queued:
@@ -234,7 +249,7 @@ async def cancel_for_order(
     if delivery.courier_status != CourierStatus.withdrawn:
         delivery.courier_to(CourierStatus.withdrawn)
     delivery.emit(DeliveryCancelled)
-    record_pending(session, delivery)
+    await DELIVERIES.record(session, delivery)
 
 
 def kitchen_started_reason(status: str) -> str:
@@ -245,11 +260,8 @@ def kitchen_started_reason(status: str) -> str:
     )
 
 
-_FOR_ORDER = select(Delivery).where(Delivery.order_id == bindparam("order_id"))
-
-
 async def delivery_for_order(session: AsyncSession, order_id: uuid.UUID) -> Delivery | None:
-    return await session.scalar(_FOR_ORDER, {"order_id": order_id})  # built once
+    return await _read(session, _READ_FOR_ORDER, order_id=order_id)
 
 
 @dataclass(frozen=True)
@@ -275,24 +287,23 @@ async def facts_for_order(
 ) -> DeliveryFacts | None:
     """The order's delivery; ``lock`` holds its row to the end of the transaction, which
     serialises everything that moves it (two refund requests at once make one refund)."""
-    query = select(Delivery).where(Delivery.order_id == order_id)
-    current = await session.scalar(query.with_for_update() if lock else query)
+    current = await _read(session, _LOCK_FOR_ORDER if lock else _READ_FOR_ORDER, order_id=order_id)
     return DeliveryFacts.of(current) if current is not None else None
 
 
 async def facts(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryFacts | None:
-    current = await session.get(Delivery, delivery_id)
+    current = await get(session, delivery_id)
     return DeliveryFacts.of(current) if current is not None else None
 
 
 async def get(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery | None:
-    return await session.get(Delivery, delivery_id)
+    return await _read(session, _READ, delivery_id=delivery_id)
 
 
 async def view(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryView:
     """The staff's view of a delivery, for the adapters of other contexts (a DTO, not
     the row)."""
-    current = await session.get(Delivery, delivery_id, populate_existing=True)
+    current = await get(session, delivery_id)
     if current is None:
         raise NotFound(N_("delivery not found"))
     return DeliveryView.of(current)
@@ -319,7 +330,7 @@ async def record_pickup_requested(
     ``DeliveryAdvanced`` job found no pickup to tell about; the row lock orders the two)."""
     delivery = await _locked(session, delivery_id)
     _pickup_requested(delivery, partner_ref)
-    record_pending(session, delivery, cause)
+    await DELIVERIES.record(session, delivery, cause)
     return delivery.status
 
 
@@ -338,10 +349,7 @@ def partner_reference(delivery_id: uuid.UUID, trip: str = "delivery") -> str:
     return str(delivery_id) if trip == "delivery" else f"{delivery_id}:return"
 
 
-#: built once (a webhook's look-ups: one per partner news, four or so per order)
-_BY_PICKUP = (
-    select(Delivery).where(Delivery.partner_ref == bindparam("partner_ref")).with_for_update()
-)
+#: built once (a webhook's look-up: one per partner news, four or so per order)
 _RETURN_PICKUP = select(ReturnPickup).where(ReturnPickup.partner_ref == bindparam("partner_ref"))
 
 
@@ -353,18 +361,18 @@ async def apply_partner_event(
     at: datetime,
     reference: str | None = None,
     eta: datetime | None = None,
-) -> None:
-    """A signed webhook from the delivery partner. Stale or repeated news changes nothing;
-    a ``reference`` that is not this pickup's delivery is refused (422)."""
-    delivery = await session.scalar(_BY_PICKUP, {"partner_ref": partner_ref})
+) -> bool:
+    """News from the delivery partner about the pickup of a delivery; False when no
+    delivery has that pickup (a return trip's, or one not recorded yet). Stale or
+    repeated news changes nothing; a ``reference`` that is not this pickup's delivery is
+    refused (422)."""
+    delivery = await _read(session, _LOCK_FOR_PICKUP, partner_ref=partner_ref)
     if delivery is None:
-        # Not booked yet on our side: the partner can answer (and send news) before the
-        # job that asked it has recorded the pickup id. 503: the partner sends it again.
-        raise Unavailable(N_("This pickup is not known yet; please send it again."), 1)
+        return False
     if reference is not None:
         ensure_reference(reference, partner_reference(delivery.id))
     if delivery.status == DeliveryStatus.cancelled:
-        return
+        return True
     status = delivery.status
     if eta is not None and kind in (RIDER_ASSIGNED, PICKED_UP):
         delivery.partner_eta = eta  # travels with the next event this change emits
@@ -378,7 +386,8 @@ async def apply_partner_event(
         if status is DeliveryStatus.ready:
             _move(delivery, DeliveryStatus.out_for_delivery)
         _move(delivery, DeliveryStatus.delivered)
-    record_pending(session, delivery)
+    await DELIVERIES.record(session, delivery)
+    return True
 
 
 def ensure_reference(given: str, expected: str) -> None:
@@ -398,7 +407,7 @@ async def request_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
     delivery.move_to(DeliveryStatus.return_requested)
     delivery.return_trip += 1
     delivery.emit(DeliveryReturnRequested)
-    record_pending(session, delivery)
+    await DELIVERIES.record(session, delivery)
 
 
 async def cancel_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
@@ -411,7 +420,7 @@ async def _cancel_return(session: AsyncSession, delivery: Delivery) -> None:
         raise Conflict(N_("the return has already reached the shop; the refund goes ahead"))
     delivery.move_to(DeliveryStatus.delivered)
     delivery.emit(DeliveryReturnCancelled)
-    record_pending(session, delivery)
+    await DELIVERIES.record(session, delivery)
 
 
 async def partner_cancelled_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
@@ -439,7 +448,7 @@ async def complete_return(session: AsyncSession, delivery_id: uuid.UUID) -> Deli
         )
     delivery.move_to(DeliveryStatus.returned)
     delivery.emit(DeliveryReturned)
-    record_pending(session, delivery)
+    await DELIVERIES.record(session, delivery)
     return delivery
 
 

@@ -16,6 +16,7 @@ caller's back (no flush hooks), and an event exists if and only if its change co
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -161,15 +162,17 @@ def record_pending(
 
 class AggregateRows(Generic[A]):
     """An aggregate's row read and written straight on the driver (``app.platform.driver``),
-    outside the ORM session: for the aggregates every order changes in the capture's
-    transaction (its payment and the order), where the session's identity map, flush and
-    attribute history cost more CPU per order than the rest of the transaction's SQL, and
-    buy nothing (one row read under its lock, one row written back).
+    outside the ORM session: for the aggregates every order changes (its payment, the
+    order, its delivery), where the session's identity map, flush and attribute history
+    cost more CPU per order than the rest of the transaction's SQL, and buy nothing (one
+    row read under its lock, one row written back).
 
     The aggregate is the same model, changed only by its own methods (``move_to``,
     ``emit``), its events recorded with ``record_pending`` as always. The session does
-    not know it, so in a transaction that reads a row here, read and write that row only
-    here: ``save`` writes back the columns that changed since it was read."""
+    not know it, so every change of such an aggregate goes this way: a session's copy of
+    the row, read before, would not see it. ``save`` writes back the columns that changed
+    since the row was read (a JSON or array value is kept as read, a copy, so one
+    changed in place is seen as changed too)."""
 
     def __init__(self, model: type[A]) -> None:
         mapper = sa_inspect(model)
@@ -177,11 +180,12 @@ class AggregateRows(Generic[A]):
         self.table = cast(Table, mapper.local_table)
         #: the mapped attributes, by the column each is stored in
         self._columns = {prop.key: prop.columns[0].name for prop in mapper.column_attrs}
-        # a JSON or array value changed in place would compare equal to the row as read,
-        # and never be written: such models stay with the session, which tracks it
-        for name in self._columns.values():
-            if isinstance(self.table.c[name].type, JSON | ARRAY):
-                raise TypeError(f"{model.__name__}.{name} can change in place: not for rows")
+        #: the attributes whose value can change in place (JSON, arrays)
+        self._mutable = frozenset(
+            key
+            for key, name in self._columns.items()
+            if isinstance(self.table.c[name].type, JSON | ARRAY)
+        )
         # a status column's enum: the driver gives its stored string
         self._enums = {
             key: enum
@@ -202,8 +206,15 @@ class AggregateRows(Generic[A]):
             if values[key] is not None:
                 values[key] = enum(values[key])
         aggregate = self.model(**values)
-        aggregate.__dict__[_STORED] = values
+        self.stored(aggregate)
         return aggregate
+
+    def stored(self, aggregate: A) -> None:
+        """Take ``aggregate`` as its row now stands (read, or just inserted as it is): a
+        later ``save`` writes what changes after this."""
+        aggregate.__dict__[_STORED] = self._as_stored(
+            {key: getattr(aggregate, key) for key in self._columns}
+        )
 
     async def save(self, session: AsyncSession, aggregate: A) -> None:
         """Write back, in the session's transaction, the columns ``aggregate`` changed
@@ -211,9 +222,13 @@ class AggregateRows(Generic[A]):
         stored: dict[str, Any] | None = aggregate.__dict__.get(_STORED)
         if stored is None:
             raise ValueError(f"{aggregate!r} was not read through AggregateRows")
-        changed = {
-            key: value for key in self._columns if (value := getattr(aggregate, key)) != stored[key]
-        }
+        changed = self._as_stored(
+            {
+                key: value
+                for key in self._columns
+                if (value := getattr(aggregate, key)) != stored[key]
+            }
+        )
         if not changed:
             return
         row = {self._columns[key]: value for key, value in changed.items()}
@@ -221,6 +236,13 @@ class AggregateRows(Generic[A]):
         # payment and order changes go with its delivery, events and view
         self._update.add(session, [{**row, "at_id": aggregate.id}])
         stored.update(changed)
+
+    def _as_stored(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with a copy of each that can change in place, to compare (and write)
+        as it was."""
+        for key in self._mutable.intersection(values):
+            values[key] = copy.deepcopy(values[key])
+        return values
 
     async def record(
         self, session: AsyncSession, aggregate: A, cause: Event | None = None

@@ -5,7 +5,7 @@ transaction's first statement; its values are converted as SQLAlchemy converts t
 from __future__ import annotations
 
 import uuid
-from typing import cast
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -21,11 +21,18 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.cli import main
+from app.delivery import partner_news
+from app.delivery import service as delivery_service
+from app.delivery.models import CourierStatus, Delivery, DeliveryStatus
+from app.delivery.service import DELIVERIES
+from app.ordering import service as ordering
 from app.ordering.models import Order, OrderLine, OrderStatus
+from app.payment import tasks as payment_tasks
 from app.payment.events import PaymentCaptured
 from app.payment.models import Payment, PaymentStatus
 from app.payment.provider import PaymentMethod
 from app.payment.service import PAYMENTS, open_payment, payment_for_order
+from app.platform import uow
 from app.platform.db import (
     asyncpg_dsn,
     create_engine,
@@ -36,12 +43,13 @@ from app.platform.db import (
     violated_constraint,
 )
 from app.platform.driver import Statement, write_added
-from app.platform.outbox import InboxRow, OutboxRow
+from app.platform.handlers import handle_once
+from app.platform.outbox import InboxRow, OutboxRow, claim
 from app.platform.settings import get_settings
 from app.platform.uow import complete
 from devtools.bench_statements import statement_costs
 from devtools.bench_statements import table as statements_table
-from tests.support.inproc import place
+from tests.support.inproc import as_in_the_web, events_of, place
 from tests.support.sent import SentStatements
 
 Factory = async_sessionmaker[AsyncSession]
@@ -415,6 +423,83 @@ async def test_an_aggregate_read_on_the_driver_is_saved_with_what_changed(
     with pytest.raises(ValueError, match="not read through AggregateRows"):
         async with session_factory() as session:
             await PAYMENTS.save(session, Payment(id=payment_id))
+
+
+async def test_a_json_value_changed_in_place_is_saved(session_factory: Factory) -> None:
+    """A delivery's history appended to in place (not replaced) is a change all the same:
+    ``AggregateRows`` keeps a copy of each JSON value as read to compare with, and
+    writes a copy, so a second change after a ``save`` is written by the next one."""
+    delivery_id, now = uuid.uuid4(), utcnow()
+    queued = {"status": "queued", "at": now.isoformat()}
+    async with session_factory() as session, session.begin():
+        session.add(
+            Delivery(
+                id=delivery_id,
+                order_id=uuid.uuid4(),
+                customer_id=uuid.uuid4(),
+                status=DeliveryStatus.queued,
+                address="1 Crust Lane",
+                items=[],
+                history=[queued],
+                version=1,
+            )
+        )
+    async with session_factory() as session, session.begin():
+        delivery = await delivery_service.get(session, delivery_id)
+        assert delivery is not None and delivery.history == [queued]
+        delivery.history.append({"status": "preparing", "at": now.isoformat()})
+        await DELIVERIES.save(session, delivery)
+        delivery.history.append({"status": "baking", "at": now.isoformat()})
+        await DELIVERIES.save(session, delivery)
+        await DELIVERIES.save(session, delivery)  # nothing changed since: nothing to write
+    async with session_factory() as session:
+        saved = await session.get(Delivery, delivery_id)
+    assert saved is not None
+    assert [stage["status"] for stage in saved.history] == ["queued", "preparing", "baking"]
+
+
+async def test_a_rider_s_news_is_one_statement_with_its_card_view_and_events(
+    session_factory: Factory, ctx: dict[str, Any]
+) -> None:
+    """The courier webhook's transaction (the web runs one per rider's news, a few per
+    order): the delivery read under its lock on the driver, its change written with the
+    board's card, the order's view and the event by the last statement before the
+    commit, as the capture's are; no ORM flush of its own."""
+    factory = as_in_the_web(create_session_factory(session_factory.kw["bind"]))
+    order_id = await place(factory)
+    [placed] = await events_of(factory, order_id, "OrderPlaced")
+    assert await payment_tasks.capture(ctx, placed.to_event().to_job_arg()) == "captured"
+    [captured] = await events_of(factory, order_id, "PaymentCaptured")
+    await handle_once(factory, "test.paid", captured.to_event(), ordering.on_payment_captured)
+    [paid] = await events_of(factory, order_id, "OrderPaid")
+    pickup = f"pk_{uuid.uuid4().hex[:12]}"
+    async with uow.transaction(factory) as session:
+        await delivery_service.create_for_paid_order(session, paid.to_event(), pickup)
+
+    with SentStatements(factory) as sent:
+        async with factory() as session:
+            assert await claim(session, "test.webhook", uuid.uuid4())
+            await partner_news.apply(
+                session, pickup, delivery_service.RIDER_ASSIGNED, "Rita", utcnow()
+            )
+            [told] = await complete(session)
+
+    assert told.type == "CourierAssigned"
+    [written] = sent.containing("UPDATE delivery.deliveries")
+    for part in (
+        "INSERT INTO status.board_cards",
+        "UPDATE status.order_views",
+        "INSERT INTO platform.outbox",
+    ):
+        assert part in written, part
+    assert sent.queries[-2:] == [written, "COMMIT;"], sent.queries
+    # BEGIN, the claim, the delivery's lock (its pickup: no return trip's looked for), the
+    # view's lock, that one, COMMIT
+    assert len(sent.queries) == 6, sent.queries
+    async with factory() as session:
+        saved = await delivery_service.delivery_for_order(session, order_id)
+    assert saved is not None
+    assert (saved.courier_status, saved.rider, saved.version) == (CourierStatus.assigned, "Rita", 3)
 
 
 def test_a_value_given_for_a_bind_that_holds_its_own_is_refused() -> None:

@@ -20,7 +20,7 @@ from app.ordering.events import OrderCancelled, OrderPaid, OrderPaymentFailed
 from app.ordering.models import Order, OrderStatus
 from app.payment.events import PaymentCaptured
 from app.payment.models import Payment, PaymentStatus
-from app.platform.aggregate import Aggregate, AggregateRows
+from app.platform.aggregate import Aggregate
 from app.platform.errors import IllegalTransition
 from app.refund.events import RefundCancelled
 from app.refund.models import Refund, RefundStatus
@@ -239,11 +239,3 @@ def test_a_status_column_stores_its_enum_by_value_and_refuses_strangers(
         assert load(member.value) is member
     with pytest.raises(LookupError):
         bind("lost")
-
-
-def test_rows_refuse_a_model_whose_columns_can_change_in_place() -> None:
-    """``AggregateRows`` tells a change by comparing with the row as read: a JSON list
-    appended to in place would compare equal and never be written (the delivery's
-    history is one), so such a model stays with the session."""
-    with pytest.raises(TypeError, match="can change in place"):
-        AggregateRows(Delivery)

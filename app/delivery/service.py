@@ -349,7 +349,7 @@ def partner_reference(delivery_id: uuid.UUID, trip: str = "delivery") -> str:
     return str(delivery_id) if trip == "delivery" else f"{delivery_id}:return"
 
 
-#: built once (a webhook's look-up: one per partner news, four or so per order)
+#: built once (news about a return trip: looked for when no delivery has the pickup)
 _RETURN_PICKUP = select(ReturnPickup).where(ReturnPickup.partner_ref == bindparam("partner_ref"))
 
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 import msgspec
-from sqlalchemy import Table, bindparam, inspect, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,7 +47,7 @@ from app.delivery.models import (
 from app.delivery.models import DeliveryStatus as DeliveryStatus  # the words of DeliveryFacts
 from app.delivery.schemas import DeliveryView as DeliveryView  # what other contexts return
 from app.ordering.events import OrderPaid
-from app.platform.aggregate import AggregateRows
+from app.platform.aggregate import AggregateRows, record_pending
 from app.platform.db import utcnow
 from app.platform.driver import Statement
 from app.platform.errors import Conflict, InvalidInput, NotFound
@@ -107,8 +107,6 @@ def delivery_id_for(order_id: uuid.UUID) -> uuid.UUID:
 #: partner-down phase found the primary key: a 500 on cancel)
 _TICKETS = cast(Table, Delivery.__table__)
 _NEW_TICKET = Statement(insert(_TICKETS).on_conflict_do_nothing().returning(_TICKETS.c.id))
-#: (attribute, column) of every column of a ticket, for its row
-_TICKET_COLUMNS = [(attr.key, attr.columns[0].name) for attr in inspect(Delivery).column_attrs]
 
 
 async def create_for_paid_order(
@@ -145,13 +143,11 @@ async def create_for_paid_order(
     ticket.emit(DeliveryCreated)
     if partner_ref is not None:
         _pickup_requested(ticket, partner_ref)
-    row = {column: getattr(ticket, attr) for attr, column in _TICKET_COLUMNS}
-    if await _NEW_TICKET.fetchrow(session, row) is None:
-        return None  # its events go with it: nothing was saved
     # saved as it stands: a later change in this transaction is an update of the row, as
     # for any ticket read from the database
-    DELIVERIES.stored(ticket)
-    await DELIVERIES.record(session, ticket, event)
+    if await _NEW_TICKET.fetchrow(session, DELIVERIES.stored(ticket)) is None:
+        return None  # its events go with it: nothing was saved
+    record_pending(session, ticket, event)  # the row is as inserted: nothing to save
     return ticket
 
 

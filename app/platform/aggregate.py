@@ -206,15 +206,16 @@ class AggregateRows(Generic[A]):
             if values[key] is not None:
                 values[key] = enum(values[key])
         aggregate = self.model(**values)
-        self.stored(aggregate)
+        aggregate.__dict__[_STORED] = self._as_stored(values)
         return aggregate
 
-    def stored(self, aggregate: A) -> None:
-        """Take ``aggregate`` as its row now stands (read, or just inserted as it is): a
-        later ``save`` writes what changes after this."""
-        aggregate.__dict__[_STORED] = self._as_stored(
-            {key: getattr(aggregate, key) for key in self._columns}
-        )
+    def stored(self, aggregate: A) -> dict[str, Any]:
+        """Take a new ``aggregate`` as its row will stand once inserted: a later ``save``
+        writes what changes after this. Returns that row, by column, to insert."""
+        values = {key: getattr(aggregate, key) for key in self._columns}
+        row = {self._columns[key]: value for key, value in values.items()}
+        aggregate.__dict__[_STORED] = self._as_stored(values)
+        return row
 
     async def save(self, session: AsyncSession, aggregate: A) -> None:
         """Write back, in the session's transaction, the columns ``aggregate`` changed

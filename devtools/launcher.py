@@ -130,9 +130,15 @@ def _spawn(args: list[str], env: dict[str, str], nice: int = 0) -> subprocess.Po
 
 
 def command_part(
-    name: str, args: list[str], env: dict[str, str], queue: str | None = None, nice: int = 0
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    queue: str | None = None,
+    nice: int = 0,
+    more: Callable[[], list[str]] = list,
 ) -> Part:
-    return Part(name, lambda: _spawn(args, env, nice), queue=queue)
+    """A part running ``pizzeria <args>``; ``more`` adds arguments decided at each start."""
+    return Part(name, lambda: _spawn([*args, *more()], env, nice), queue=queue)
 
 
 def embedded_part(service: EmbeddedPostgres | EmbeddedValkey) -> Part:
@@ -405,6 +411,30 @@ def worker_part_names(replicas: dict[str, int]) -> list[tuple[str, str]]:
     ]
 
 
+def metrics_flag(ports: dict[str, int], part: str) -> list[str]:
+    """``part``'s metrics port flag, asked at each of its starts. ``free_port``'s pick is
+    only free when picked: a port another process took since (a test's server, another
+    shop's part) is swapped for a free one, in ``ports`` too, or the part would die on
+    it at every restart and never be ready."""
+    if part not in ports:
+        return []
+    if not _can_listen(ports[part]):
+        taken, ports[part] = ports[part], free_port()
+        say(f"{part}: metrics port {taken} is taken; it uses {ports[part]} now")
+    return ["--metrics-port", str(ports[part])]
+
+
+def _can_listen(port: int) -> bool:
+    """Could a part's metrics server (on every address, ``SO_REUSEADDR``) bind ``port``?"""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 def shop_parts(
     host: str,
     port: int,
@@ -420,21 +450,21 @@ def shop_parts(
     (``web``, ``web-2``...: the shared port's /metrics answers from whichever takes the
     connection) its metrics port. The relay and the workers run ``nice`` steps below the
     web and the sandbox (the partners' own machines)."""
-    ports = metrics_ports or {}
+    ports = metrics_ports if metrics_ports is not None else {}
 
-    def metrics(part: str) -> list[str]:
-        return ["--metrics-port", str(ports[part])] if part in ports else []
+    def metrics(part: str) -> Callable[[], list[str]]:
+        return lambda: metrics_flag(ports, part)
 
     workers = worker_part_names(replicas or worker_replicas(None))
     serve = ["serve", "--host", host, "--port", str(port), *(["--reuse-port"] if web > 1 else [])]
     return [
         command_part("sandbox", ["sandbox", "--port", str(sandbox_port)], env),
-        command_part("relay", ["relay", *metrics("relay")], env, nice=nice),
+        command_part("relay", ["relay"], env, nice=nice, more=metrics("relay")),
         *(
-            command_part(name, ["worker", q, *metrics(name)], env, q, nice=nice)
+            command_part(name, ["worker", q], env, q, nice=nice, more=metrics(name))
             for name, q in workers
         ),
-        *(command_part(name, [*serve, *metrics(name)], env) for name in replica_names("web", web)),
+        *(command_part(name, serve, env, more=metrics(name)) for name in replica_names("web", web)),
     ]
 
 

@@ -4,14 +4,17 @@ at what CPU priority the background parts run."""
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
+from devtools.embedded import free_port
 from devtools.launcher import (
     BACKGROUND_NICE,
     background_nice,
     connection_budget,
     default_web_replicas,
+    metrics_flag,
     shop_parts,
     web_replicas,
     worker_part_names,
@@ -131,3 +134,20 @@ def test_the_connection_budget_counts_every_pool_at_its_full_size(
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_a_metrics_port_taken_since_it_was_picked_is_swapped_at_the_next_start() -> None:
+    """``pizzeria up`` picks the parts' metrics ports before it starts them; a port some
+    other process binds meanwhile made a web replica die on it at every restart (CI saw
+    "still starting after 302 s: web-2"). Each start asks again, and a taken port is
+    replaced, in the launcher's map too (what it announces)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        free = free_port()
+        ports = {"web-2": taken, "relay": free}
+        assert metrics_flag(ports, "relay") == ["--metrics-port", str(free)]
+        swapped = metrics_flag(ports, "web-2")
+        assert ports["web-2"] != taken and swapped == ["--metrics-port", str(ports["web-2"])]
+    assert metrics_flag(ports, "worker-payment") == []  # no port of its own

@@ -69,8 +69,17 @@ class CourierGateway(Protocol):
     """The port the delivery service depends on; a real agency is a new adapter."""
 
     async def request_pickup(
-        self, *, reference: str, address: str, callback_url: str, idempotency_key: str
-    ) -> PickupOutcome: ...
+        self,
+        *,
+        reference: str,
+        address: str,
+        callback_url: str,
+        idempotency_key: str,
+        ready: bool = False,
+    ) -> PickupOutcome:
+        """Book a rider to ``address``. ``ready``: the goods wait there already (a return
+        trip collects the pizzas at the customer's), so no ``mark_ready`` will follow."""
+        ...
 
     async def mark_ready(self, *, partner_ref: str, idempotency_key: str) -> None: ...
 
@@ -135,9 +144,21 @@ class HttpCourierGateway:
         await self.aclose()
 
     async def request_pickup(
-        self, *, reference: str, address: str, callback_url: str, idempotency_key: str
+        self,
+        *,
+        reference: str,
+        address: str,
+        callback_url: str,
+        idempotency_key: str,
+        ready: bool = False,
     ) -> PickupOutcome:
-        payload = {"reference": reference, "address": address, "callbackUrl": callback_url}
+        payload: dict[str, object] = {
+            "reference": reference,
+            "address": address,
+            "callbackUrl": callback_url,
+        }
+        if ready:  # only then: a delivery's booking is the same request it always was
+            payload["ready"] = True
         response = await self._http.post(
             PICKUPS_PATH, idempotency_key, payload, operation="request_pickup"
         )

@@ -345,6 +345,7 @@ async def _request_return(
             address=address,
             callback_url=callback,
             idempotency_key=_return_key(delivery_id, trip),
+            ready=True,  # the pizzas wait at the customer's: the rider collects them
         ),
     )
     return outcome.partner_ref

@@ -7,8 +7,11 @@ Progress comes back as signed webhooks (``X-Courier-Signature``, Stripe style, s
 while the shop's endpoint answers 5xx or is unreachable.
 
 The autopilot plays the riders: a rider is assigned one step after the request, picks the
-food up one step after the shop's ``ready`` call and delivers it one step later. Tests
-turn it off and drive pickups by hand through ``/sandbox/courier/pickups/{id}/events``.
+food up one step after the shop's ``ready`` call and delivers it one step later. Goods
+that wait at the address already (a return: the pizzas are at the customer's) are booked
+``ready``, and their rider collects them ``collect_seconds`` after being assigned, without
+waiting for a call. Tests turn it off, or make collecting slower than any test, and drive
+pickups by hand through ``/sandbox/courier/pickups/{id}/events``.
 """
 
 from __future__ import annotations
@@ -85,6 +88,11 @@ def _env_flag(name: str, default: bool) -> bool:
     return raw.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _env_seconds(name: str) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    return float(raw) if raw else None
+
+
 @dataclass(frozen=True)
 class CourierConfig:
     """How the sandbox courier behaves; ``from_env`` is what a sandbox process uses."""
@@ -94,6 +102,8 @@ class CourierConfig:
     step_seconds: float = 2.0
     #: the rider's estimate, from assignment to the customer's door
     eta_minutes: float = 12.0
+    #: from assignment to collecting goods booked ``ready`` (a return); None: one step
+    collect_seconds: float | None = None
     retry_seconds: float = 0.5  # first webhook retry delay; doubles on every retry
     max_attempts: int = 5  # webhook deliveries per event, the first one included
     webhook_timeout_seconds: float = 5.0
@@ -107,6 +117,7 @@ class CourierConfig:
             step_seconds=float(os.environ.get("SANDBOX_COURIER_STEP_SECONDS", "2.0")),
             eta_minutes=float(os.environ.get("SANDBOX_COURIER_ETA_MINUTES", "12")),
             retry_seconds=float(os.environ.get("SANDBOX_COURIER_RETRY_SECONDS", "0.5")),
+            collect_seconds=_env_seconds("SANDBOX_COURIER_COLLECT_SECONDS"),
         )
 
 
@@ -119,6 +130,8 @@ class PickupRequest(msgspec.Struct, rename="camel", frozen=True):
     reference: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     address: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
     callback_url: Annotated[str, msgspec.Meta(pattern=r"^https?://\S+$", max_length=2000)]
+    #: the goods wait at the address already (a return): no ``ready`` call will follow
+    ready: bool = False
 
 
 class Rider(msgspec.Struct, frozen=True):
@@ -168,6 +181,8 @@ class PickupView(msgspec.Struct, rename="camel"):
     callback_url: str
     operations: list[str]
     events: list[EventDelivery]
+    #: booked with the goods ready for collection (a return)
+    booked_ready: bool = False
 
 
 class ManualEvent(msgspec.Struct, forbid_unknown_fields=True):
@@ -200,7 +215,9 @@ class PickupRecord:
         self.callback_url = request.callback_url
         self.status: PickupStatus = "requested"
         self.rider: str | None = None
-        self.ready = False
+        #: booked ready: the rider collects on their own (``CourierConfig.collect_seconds``)
+        self.booked_ready = request.ready
+        self.ready = request.ready
         self.operations: list[CourierOperation] = ["request"]
         self.events: list[EventDelivery] = []
         # Set whenever something the autopilot waits for happens (ready, manual events).
@@ -224,6 +241,7 @@ class PickupRecord:
             callback_url=self.callback_url,
             operations=list(self.operations),
             events=list(self.events),
+            booked_ready=self.booked_ready,
         )
 
 
@@ -383,6 +401,13 @@ class CourierSandbox:
 
         task.add_done_callback(finished)
 
+    def _pause_before(self, record: PickupRecord, next_event: EventType) -> float:
+        """A step, or the rider's way to goods booked ready (to the customer's door)."""
+        collect = self.config.collect_seconds
+        if next_event == "picked_up" and record.booked_ready and collect is not None:
+            return collect
+        return self.config.step_seconds
+
     def _stop_autopilot(self, pickup_id: str) -> None:
         task = self._autopilots.pop(pickup_id, None)
         if task is not None and task is not asyncio.current_task():
@@ -390,7 +415,6 @@ class CourierSandbox:
 
     async def _autopilot(self, record: PickupRecord) -> None:
         """Play the partner's rider; follows the pickup wherever manual events move it."""
-        step = self.config.step_seconds
         while True:
             status = record.status
             if status == "assigned" and not record.ready:
@@ -406,7 +430,7 @@ class CourierSandbox:
                 next_event = "delivered"
             else:
                 return
-            await asyncio.sleep(step)
+            await asyncio.sleep(self._pause_before(record, next_event))
             if record.status == status:
                 await self._deliver(record, self._advance(record, next_event))
 

@@ -338,6 +338,9 @@ class Shop:
             "RATE_LIMIT_ORDERS_PER_ACCOUNT": "1000000",
             "SANDBOX_COURIER_AUTOPILOT": "1",
             "SANDBOX_COURIER_STEP_SECONDS": "0.3",
+            # return riders collect only when the workload sends them (it withdraws some
+            # refunds first, and a rider that collected would end each of those in 0.6 s)
+            "SANDBOX_COURIER_COLLECT_SECONDS": "3600",
             "PYTHONUNBUFFERED": "1",
         }
 

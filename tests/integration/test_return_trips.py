@@ -88,6 +88,23 @@ async def test_a_refund_filed_after_a_withdrawn_one_gets_its_own_return_pickup(
     ) == ["assigned", "cancelled"]
 
 
+async def test_a_return_pickup_is_booked_with_the_pizzas_ready_at_the_customer_s(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """The rider collects a return without waiting for a ``ready`` call, which the shop
+    never makes for a return (the pizzas are at the customer's): the booking says so."""
+    order_id, customer = await delivered(session_factory, courier_ctx)
+    delivery_id = await _delivery_id(session_factory, order_id)
+    await _file(session_factory, order_id, customer)
+    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
+
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "requested"
+
+    [pickup] = await _pickups(sandbox, delivery_id)
+    assert pickup["bookedReady"] is True
+    assert pickup["operations"] == ["request"], "no ready call"
+
+
 async def test_a_failed_withdraw_of_a_return_pickup_is_retried(
     session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
 ) -> None:

@@ -83,6 +83,9 @@ def start_sandbox() -> Iterator[str]:
             "SANDBOX_COURIER_AUTOPILOT": "1",
             "SANDBOX_COURIER_STEP_SECONDS": "0.3",
             "SANDBOX_COURIER_ETA_MINUTES": "0.05",
+            # A return's rider collects only when a test sends them: a refund stays
+            # requested as long as the test needs it to (test_return_trips drives them).
+            "SANDBOX_COURIER_COLLECT_SECONDS": "3600",
         },
     )
     url = f"http://127.0.0.1:{port}"

@@ -84,6 +84,23 @@ async def test_requested(gateway: HttpCourierGateway, control: httpx.AsyncClient
     assert recorded["id"] == outcome.partner_ref
     assert recorded["address"] == "Via Roma 1"
     assert recorded["callbackUrl"] == CALLBACK
+    assert recorded["bookedReady"] is False, "a delivery waits for the kitchen's ready"
+
+
+async def test_a_booking_says_when_the_goods_are_ready_already(
+    gateway: HttpCourierGateway, control: httpx.AsyncClient
+) -> None:
+    await gateway.request_pickup(
+        reference="del-1",
+        address="Via Roma 1",
+        callback_url=CALLBACK,
+        idempotency_key="k1",
+        ready=True,
+    )
+
+    [recorded] = await pickups(control)
+    assert recorded["bookedReady"] is True
+    assert recorded["operations"] == ["request"]
 
 
 async def test_retry_with_same_key_is_the_same_pickup(

@@ -449,6 +449,51 @@ async def test_autopilot_with_early_ready(autopilot: SandboxFactory, receiver: R
         assert receiver.types() == ["rider_assigned", "picked_up", "delivered"]
 
 
+async def test_autopilot_collects_goods_booked_ready_without_a_ready_call(
+    autopilot: SandboxFactory, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A return: the pizzas wait at the customer's, and the rider collects them on their
+    own once there (``collect_seconds`` after being assigned), then brings them back."""
+    monkeypatch.setenv("SANDBOX_COURIER_COLLECT_SECONDS", str(STEP * 8))
+    async with autopilot() as client:
+        response = await client.post(
+            PICKUPS,
+            json={**pickup_body(receiver.url), "ready": True},
+            headers={"Idempotency-Key": "k1"},
+        )
+        assert response.status_code == 201, response.text
+        pickup_id = response.json()["id"]
+
+        await receiver.wait_for(1)
+        await asyncio.sleep(STEP * 2)
+        assert receiver.types() == ["rider_assigned"], "on the way to the customer's still"
+
+        await receiver.wait_for(3)
+        assert receiver.types() == ["rider_assigned", "picked_up", "delivered"]
+        assert (await client.get(f"{PICKUPS}/{pickup_id}")).json()["status"] == "delivered"
+        [view] = await pickups_for(client)
+        assert view["operations"] == ["request"], "nobody said ready"
+        assert view["bookedReady"] is True
+
+
+async def test_a_pickup_booked_ready_waits_as_long_as_collecting_takes(
+    autopilot: SandboxFactory, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests make collecting slower than any test: a return then stays with its rider
+    assigned, as the tests that withdraw refunds need."""
+    monkeypatch.setenv("SANDBOX_COURIER_COLLECT_SECONDS", "3600")
+    async with autopilot() as client:
+        await client.post(
+            PICKUPS,
+            json={**pickup_body(receiver.url), "ready": True},
+            headers={"Idempotency-Key": "k1"},
+        )
+        await receiver.wait_for(1)
+        await asyncio.sleep(STEP * 6)
+
+        assert receiver.types() == ["rider_assigned"]
+
+
 async def test_autopilot_retries_a_failed_webhook(
     autopilot: SandboxFactory, receiver: Receiver
 ) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import psutil
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -90,6 +91,16 @@ class ProcessTree:
     def __init__(self, root: int) -> None:
         self.root = psutil.Process(root)
 
+    def _parts(self) -> list[psutil.Process]:
+        """The shop's parts (the launcher's children); the shop stopped under the run
+        (an operator's Ctrl-C, a crash) is said as such, not as psutil's traceback."""
+        try:
+            return list(self.root.children())
+        except psutil.NoSuchProcess:
+            raise click.ClickException(
+                f"the shop (pid {self.root.pid}) stopped during the run; no figures"
+            ) from None
+
     def snapshot(self) -> Snapshot:
         cpu: dict[str, float] = {}
         rss: dict[str, int] = {}
@@ -104,7 +115,7 @@ class ProcessTree:
                     rss[part] = rss.get(part, 0) + process.memory_info().rss
 
         add("launcher", self.root, True)
-        for child in self.root.children():
+        for child in self._parts():
             part = part_name(child)
             for n, process in enumerate(_family(child)):
                 add(part, process, n == 0)
@@ -114,7 +125,7 @@ class ProcessTree:
         """Each part's CPU priority (Unix niceness; ``pizzeria up`` runs the relay and
         the workers nicer than the web: ``PIZZERIA_BACKGROUND_NICE``)."""
         nice: dict[str, int] = {}
-        for child in self.root.children():
+        for child in self._parts():
             with contextlib.suppress(psutil.Error):
                 nice[part_name(child)] = int(child.nice())
         return nice
@@ -124,7 +135,7 @@ class ProcessTree:
         how the kernel spread the work over a part's replicas."""
         return {
             child.pid: sum(sum(_times(p.pid) or (0.0, 0.0)) for p in _family(child))
-            for child in self.root.children()
+            for child in self._parts()
             if part_name(child) == part
         }
 
@@ -132,7 +143,7 @@ class ProcessTree:
         """Seconds run and seconds waited for a CPU, summed over ``part``'s top
         processes (``scheduled``)."""
         run = wait = 0.0
-        for child in self.root.children():
+        for child in self._parts():
             if part_name(child) == part and (times := scheduled(child.pid)):
                 run, wait = run + times[0], wait + times[1]
         return run, wait
@@ -140,13 +151,13 @@ class ProcessTree:
     def processes(self) -> dict[str, int]:
         """How many processes each part runs (``PIZZERIA_WEB_REPLICAS``,
         ``PIZZERIA_WORKER_REPLICAS``)."""
-        return dict(Counter(part_name(child) for child in self.root.children()))
+        return dict(Counter(part_name(child) for child in self._parts()))
 
     def pause(self, which: Callable[[str], bool]) -> list[psutil.Process]:
         """Stop (SIGSTOP) the top process of every part ``which`` names; the processes
         stopped, for ``resume``."""
         stopped = []
-        for child in self.root.children():
+        for child in self._parts():
             if which(part_name(child)):
                 with contextlib.suppress(psutil.Error):
                     child.suspend()
@@ -160,7 +171,7 @@ class ProcessTree:
                 process.resume()
 
     def part_pid(self, part: str) -> int | None:
-        for child in self.root.children():
+        for child in self._parts():
             if part_name(child) == part:
                 return int(child.pid)
         return None

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -249,3 +250,16 @@ def test_idle_work_is_taken_out_only_when_it_was_measured() -> None:
         {"redis_commands": 0.0}, {"redis_commands": 3_000.0}, {}, 30.0, own=0, units=100
     )
     assert load == {"redis_commands": 30.0}
+
+
+def test_a_shop_stopped_under_the_run_is_said_plainly() -> None:
+    """An operator's Ctrl-C on the shop while the bench reads its processes: one line
+    saying so (a ClickException), not psutil's NoSuchProcess traceback."""
+    shop = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    tree = ProcessTree(shop.pid)
+    assert "launcher" in tree.snapshot().cpu
+    shop.kill()
+    shop.wait()
+
+    with pytest.raises(click.ClickException, match="stopped during the run"):
+        tree.snapshot()

@@ -193,8 +193,21 @@ class ReturnPickupState(StrEnum):
     active = "active"
     #: we cancelled it at the partner (the refund was withdrawn or cancelled)
     withdrawn = "withdrawn"
+    #: the rider has the pizzas and is bringing them back: the refund goes ahead (it can
+    #: no longer be withdrawn, nor the return cancelled)
+    collected = "collected"
     #: the trip is over: the pizzas are back, or the partner ended it
     finished = "finished"
+
+
+#: how our record of a return trip may move; anything else leaves it as it is (news that
+#: comes late or twice)
+RETURN_PICKUP_MOVES: dict[ReturnPickupState, frozenset[ReturnPickupState]] = {
+    ReturnPickupState.active: frozenset(
+        {ReturnPickupState.collected, ReturnPickupState.withdrawn, ReturnPickupState.finished}
+    ),
+    ReturnPickupState.collected: frozenset({ReturnPickupState.finished}),
+}
 
 
 class ReturnPickup(Base):

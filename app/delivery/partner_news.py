@@ -9,6 +9,7 @@ news is harmless. A cancelled return trip cancels its refund through
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +18,8 @@ from app.delivery import service
 from app.delivery.models import ReturnPickupState
 from app.platform.errors import Unavailable
 from app.platform.i18n import N_
+
+log = logging.getLogger(__name__)
 
 
 async def apply(
@@ -45,8 +48,22 @@ async def apply(
     if reference is not None:
         service.ensure_reference(reference, service.partner_reference(delivery.id, "return"))
     if not service.trip_wanted(delivery, pickup.trip):
+        if kind in (service.PICKED_UP, service.DELIVERED) and pickup.state == "withdrawn":
+            # our cancel came after the rider had the pizzas (the partner refused it): they
+            # come back to the shop although the refund was withdrawn; staff settle it
+            log.warning(
+                "return trip %s of delivery %s: the rider has the pizzas (%s) although its "
+                "refund was withdrawn; settle with the customer",
+                pickup.trip,
+                delivery.id,
+                kind,
+            )
         return  # news about a trip whose refund is over: nothing to change
-    if kind == service.DELIVERED:  # the pizzas are back at the shop
+    if kind == service.PICKED_UP:  # on their way back: the refund can no longer be withdrawn
+        await service.settle_return_pickup(
+            db, delivery.id, pickup.trip, ReturnPickupState.collected
+        )
+    elif kind == service.DELIVERED:  # the pizzas are back at the shop
         await service.complete_return(db, delivery.id)
         await service.settle_return_pickup(db, delivery.id, pickup.trip, ReturnPickupState.finished)
     elif kind == service.PARTNER_CANCELLED:  # FR11: the partner cancelled the trip

@@ -59,14 +59,15 @@ _CLAIM_DELIVERIES = text(
     """
 )
 
-#: return trips still active on our side: waiting for the rider, or withdrawn by a
-#: refund that ended while our cancel at the partner did not get through
+#: return trips still active on our side: waiting for the rider or on the way back with
+#: the pizzas, or withdrawn by a refund that ended while our cancel at the partner did not
+#: get through
 _CLAIM_RETURNS = text(
     """
     UPDATE delivery.return_pickups SET checked_at = :now
     WHERE (delivery_id, trip) IN (
         SELECT delivery_id, trip FROM delivery.return_pickups
-        WHERE state = 'active'
+        WHERE state IN ('active', 'collected')
           AND updated_at < :cutoff
           AND (checked_at IS NULL OR checked_at < :cutoff)
         ORDER BY updated_at

@@ -36,6 +36,7 @@ from app.delivery.events import (
     DeliveryReturnRequested,
 )
 from app.delivery.models import (
+    RETURN_PICKUP_MOVES,
     UNDO,
     UNDO_SECONDS,
     CourierStatus,
@@ -407,8 +408,15 @@ async def request_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
 
 
 async def cancel_return(session: AsyncSession, delivery_id: uuid.UUID) -> None:
-    """Part of the refund-cancel transaction (FR11): the pizzas stay with the customer."""
-    await _cancel_return(session, await _locked(session, delivery_id))
+    """Part of the refund-cancel transaction (FR11): the pizzas stay with the customer.
+    Refused (409) once the rider has collected them: they are on their way back to the
+    shop, and the customer would be left with neither the pizzas nor the money."""
+    delivery = await _locked(session, delivery_id)
+    if delivery.returning:
+        pickup = await return_pickup(session, delivery_id, delivery.return_trip)
+        if pickup is not None and pickup.state == ReturnPickupState.collected:
+            raise Conflict(N_("The rider has already collected the pizzas; the refund goes ahead."))
+    await _cancel_return(session, delivery)
 
 
 async def _cancel_return(session: AsyncSession, delivery: Delivery) -> None:
@@ -492,9 +500,12 @@ async def return_pickup(
 async def settle_return_pickup(
     session: AsyncSession, delivery_id: uuid.UUID, trip: int, state: ReturnPickupState
 ) -> None:
-    """Our record of the partner's trip: withdrawn by us, or finished."""
+    """Our record of the partner's trip: collected by the rider, withdrawn by us, or
+    finished (``RETURN_PICKUP_MOVES``; any other move is late news and changes nothing)."""
     pickup = await session.get(ReturnPickup, (delivery_id, trip), with_for_update=True)
-    if pickup is not None and pickup.state == ReturnPickupState.active:
+    if pickup is not None and state in RETURN_PICKUP_MOVES.get(
+        ReturnPickupState(pickup.state), frozenset()
+    ):
         pickup.state = state.value
         pickup.updated_at = utcnow()
 

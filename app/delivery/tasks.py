@@ -408,12 +408,16 @@ async def close_return_pickup(ctx: CourierContext, raw: dict[str, Any]) -> str:
     delivery_id, trip = event.as_(DeliveryChanged).delivery_id, _trip(event)
     async with read_only(ctx["session_factory"]) as session:
         pickup = await service.return_pickup(session, delivery_id, trip)
-    if pickup is None or pickup.state != ReturnPickupState.active:
+    if pickup is None or pickup.state not in (
+        ReturnPickupState.active,
+        ReturnPickupState.collected,
+    ):
         return "settled"
-    partner_ref = pickup.partner_ref
-    status = await _partner(ctx, lambda gateway: gateway.pickup_status(partner_ref=partner_ref))
-    if status.status in OPEN_PICKUP_STATUSES:
-        await withdraw(ctx, delivery_id, partner_ref, trip=f"return-{trip}-")
+    if pickup.state == ReturnPickupState.active:  # collected: the rider has them, no cancel
+        partner_ref = pickup.partner_ref
+        status = await _partner(ctx, lambda gateway: gateway.pickup_status(partner_ref=partner_ref))
+        if status.status in OPEN_PICKUP_STATUSES:
+            await withdraw(ctx, delivery_id, partner_ref, trip=f"return-{trip}-")
     async with uow.transaction(ctx["session_factory"]) as session:
         await service.settle_return_pickup(session, delivery_id, trip, ReturnPickupState.finished)
     return "closed"

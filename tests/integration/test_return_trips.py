@@ -3,6 +3,7 @@ in this process against real PostgreSQL, Redis and the sandbox partner over HTTP
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,10 +12,14 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.delivery import partner_news, reconcile
 from app.delivery import service as deliveries
 from app.delivery import tasks as delivery_tasks
 from app.delivery.gateway import HttpCourierGateway
+from app.delivery.models import ReturnPickupState
 from app.platform import uow
+from app.platform.db import utcnow
+from app.platform.errors import Conflict
 from app.platform.settings import get_settings
 from app.platform.uow import complete
 from app.refund import service as refunds
@@ -103,6 +108,53 @@ async def test_a_return_pickup_is_booked_with_the_pizzas_ready_at_the_customer_s
     [pickup] = await _pickups(sandbox, delivery_id)
     assert pickup["bookedReady"] is True
     assert pickup["operations"] == ["request"], "no ready call"
+
+
+async def test_once_the_rider_has_collected_the_pizzas_the_refund_goes_ahead(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """The pizzas are on their way back to the shop: neither the customer's withdrawal nor
+    staff's cancel may leave the customer with neither the pizzas nor the money. The
+    collected trip is still followed: its lost "delivered" webhook is caught up by asking
+    the partner, and the refund's money goes back."""
+    order_id, customer = await delivered(session_factory, courier_ctx)
+    delivery_id = await _delivery_id(session_factory, order_id)
+    refund_id = await _file(session_factory, order_id, customer)
+    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "requested"
+    [pickup] = await _pickups(sandbox, delivery_id)
+    async with session_factory() as session:
+        await partner_news.apply(session, pickup["id"], deliveries.PICKED_UP, "Rita", utcnow())
+        await complete(session)
+
+    with pytest.raises(Conflict, match="already collected"):
+        await _withdraw(session_factory, refund_id, customer)
+    async with session_factory() as session:
+        with pytest.raises(Conflict, match="already collected"):
+            await refunds.cancel_return(session, delivery_id, "staff")
+    async with session_factory() as session:
+        refund = await session.get(Refund, refund_id)
+        assert refund is not None and refund.status == RefundStatus.requested
+        trip = await deliveries.return_pickup(session, delivery_id, 1)
+        assert trip is not None and trip.state == ReturnPickupState.collected
+
+    back = await sandbox.post(
+        f"/sandbox/courier/pickups/{pickup['id']}/events",
+        json={"type": "delivered", "webhook": False},
+    )
+    assert back.json()["delivered"] is False, "the webhook went nowhere"
+    settings = courier_ctx["settings"]
+    asking = dataclasses.replace(settings.partners, courier_silence_seconds=0.0)
+    await reconcile.reconcile(
+        {**courier_ctx, "settings": dataclasses.replace(settings, partners=asking)}
+    )
+
+    async with session_factory() as session:
+        current = await deliveries.get(session, delivery_id)
+        trip = await deliveries.return_pickup(session, delivery_id, 1)
+    assert current is not None and current.status == "returned"
+    assert trip is not None and trip.state == ReturnPickupState.finished
+    assert len(await events_of(session_factory, order_id, "DeliveryReturned")) == 1
 
 
 async def test_a_failed_withdraw_of_a_return_pickup_is_retried(

@@ -162,6 +162,11 @@ async def advance(
     along, and must not move it a second stage (409 saying where it is now)."""
     delivery = await _locked(session, delivery_id)
     if expected is not None and expected != delivery.status:
+        if delivery.status == DeliveryStatus.cancelled:  # no colleague's move: the customer's
+            raise Conflict(
+                N_("The customer cancelled this order; nothing was changed."),
+                code="stage_moved",
+            )
         raise Conflict(
             N_(
                 "This delivery was already moved to %(status)s (a second click, or a "

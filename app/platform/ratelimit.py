@@ -82,10 +82,11 @@ class RateLimiter:
         for (limit, _), window, hits in zip(checks, windows, results, strict=True):
             if int(hits) > limit.max_hits:
                 retry_after = max(1, int((window + 1) * limit.per_seconds - now) + 1)
-                raise TooManyRequests(
-                    N_(
-                        "Too many attempts; please try again in %(seconds)s seconds.",
-                        seconds=retry_after,
-                    ),
-                    retry_after,
-                )
+                raise TooManyRequests(_try_again_in(retry_after), retry_after)
+
+
+def _try_again_in(seconds: int) -> str:
+    """The wait in words ("in a second", not "in 1 seconds")."""
+    if seconds == 1:
+        return N_("Too many attempts; please try again in a second.")
+    return N_("Too many attempts; please try again in %(seconds)s seconds.", seconds=seconds)

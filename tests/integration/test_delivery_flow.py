@@ -194,6 +194,26 @@ async def test_cancel_is_refused_once_the_kitchen_started(
     assert view["status"] == "paid"
 
 
+async def test_staff_moving_an_order_the_customer_cancelled_are_told_who_did(
+    client: httpx.AsyncClient, shop: Shop
+) -> None:
+    """Not "a second click, or a colleague": the customer cancelled it meanwhile."""
+    staff = await bearer(client, await create_user(shop.env, "staff"))
+    customer = await new_customer(client)
+    order = await paid_order(client, customer)
+    cancelled = await client.post(f"/api/orders/{order['id']}/cancel", headers=auth(customer))
+    assert cancelled.status_code == 200, cancelled.text
+
+    refused = await client.post(
+        f"/api/deliveries/{order['delivery']['id']}/advance",
+        json={"from": "queued"},
+        headers=staff,
+    )
+
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"] == "The customer cancelled this order; nothing was changed."
+
+
 async def test_a_double_click_moves_a_delivery_one_stage_and_tells_the_second_click(
     client: httpx.AsyncClient, shop: Shop
 ) -> None:

@@ -117,6 +117,28 @@ async def test_declined_card_then_another_card_with_basket_and_details_kept(
     await expect(page.locator("#basket-count")).to_have_text("0")
 
 
+async def test_switching_language_at_checkout_keeps_what_was_typed_but_the_card(
+    page: Page,
+) -> None:
+    """The switch reloads the page in Korean: the address, phone and note come back with
+    it (the card number is never kept anywhere)."""
+    await sign_up(page)
+    await fill_basket(page)
+    await open_checkout(page)
+    await fill_details(page, GOOD_CARD)
+
+    await page.locator("#language-ko").click()
+
+    await expect(page.locator("html")).to_have_attribute("lang", "ko")
+    await expect(page.get_by_label(words("ko", "Delivery address"))).to_have_value(ADDRESS)
+    await expect(page.get_by_label(words("ko", "Phone (for the rider)"))).to_have_value(PHONE)
+    await expect(page.get_by_label(words("ko", "Delivery note"))).to_have_value(NOTE)
+    await expect(page.get_by_label(words("ko", "Card number"))).to_have_value("")
+    assert await page.evaluate("sessionStorage.getItem('pizzeria.typed')") is None, "used once"
+    await page.reload()
+    await expect(page.get_by_label(words("ko", "Delivery address"))).to_have_value("")
+
+
 async def test_a_card_number_typo_is_caught_at_checkout_before_any_order(page: Page) -> None:
     await sign_up(page)
     await fill_basket(page)

@@ -28,9 +28,14 @@ from app.platform.web import (
     SESSION_ROLE,
     SESSION_USER,
     local_path,
+    notice_for,
     page,
     redirect,
+    take_notice,
 )
+
+#: the account page, where a password change lands
+ACCOUNT = "/account"
 
 
 def _safe_next(target: str | None) -> str:
@@ -134,7 +139,8 @@ class AccountPages(Controller):
     async def account(
         self, request: Request[Any, Any, Any], customer: NamedDependency[Principal]
     ) -> Any:
-        return page(request, "accounts/account.html", errors={}, done=False)
+        changed = take_notice(request, ACCOUNT) is not None  # a password change lands here
+        return page(request, "accounts/account.html", errors={}, done=changed)
 
     @post("/account/password", opt=access("customer"))
     async def change_password(
@@ -163,7 +169,9 @@ class AccountPages(Controller):
         # Every other session of the account has just ended; this one carries on.
         request.session[SIGNED_IN_AT] = time.time()
         rotate_session(request)
-        return page(request, "accounts/account.html", errors={}, done=True)
+        # told on the account page it is sent to: a reload there sends no form again
+        notice_for(request, ACCOUNT, N_("Your password was changed."))
+        return redirect(request, ACCOUNT)
 
     @post("/language")
     async def language(

@@ -26,7 +26,7 @@ from app.platform.pubsub import Broadcaster
 from app.platform.security import Principal
 from app.platform.settings import Settings
 from app.platform.sse import channel_updates, sse
-from app.platform.web import fragment, page, redirect
+from app.platform.web import fragment, notice_for, page, redirect, take_notice
 from app.refund import service
 from app.refund.schemas import day_bound
 from app.status import service as status
@@ -90,7 +90,8 @@ class RefundPages(Controller):
         customer: NamedDependency[Principal],
     ) -> Any:
         view = await status.refund_view(db, refund_id, customer.user_id)
-        return page(request, "refund/refund.html", refund=view)
+        refused = take_notice(request, _refund_path(refund_id))  # a withdrawal refused
+        return page(request, "refund/refund.html", refund=view, error=refused)
 
     @get("/refunds/{refund_id:uuid}/stream")
     async def stream(
@@ -126,11 +127,13 @@ class RefundPages(Controller):
         try:
             await service.withdraw(db, refund_id, customer.user_id)
         except Conflict as exc:
-            view = await status.refund_view(db, refund_id, customer.user_id)
-            return page(
-                request, "refund/refund.html", status_code=409, refund=view, error=exc.detail
-            )
-        return redirect(request, f"/refunds/{refund_id}")
+            # told on the refund's own page: a reload there sends no withdrawal again
+            notice_for(request, _refund_path(refund_id), exc.detail)
+        return redirect(request, _refund_path(refund_id))
+
+
+def _refund_path(refund_id: uuid.UUID) -> str:
+    return f"/refunds/{refund_id}"
 
 
 async def _form_context(

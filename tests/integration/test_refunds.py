@@ -539,3 +539,28 @@ async def test_a_refunded_orders_page_says_so_in_korean_without_a_rider_or_a_cou
         line, coupon = await refund_line()
         assert "완료" in line and "completed" not in line
         assert "회수됐어요" in coupon and "할인받으세요" not in coupon
+
+
+async def test_a_withdrawal_refused_is_told_on_the_refund_page_it_returns_to(
+    client: httpx.AsyncClient, staff: dict[str, str], shop: Shop
+) -> None:
+    """Pressed on a page that was out of date (here: the refund already withdrawn): the
+    browser is sent back to the refund's page, which says why once, so a reload there
+    sends nothing again (it stayed on ``…/cancel`` before)."""
+    customer = await new_customer(client)
+    order = await delivered_order(client, customer, staff, with_coupon=False)
+    refund = (await file_refund(client, customer, order["id"], "other", "changed mind")).json()
+    page = f"/refunds/{refund['id']}"
+
+    async with httpx.AsyncClient(base_url=shop.url, timeout=20) as browser:
+        csrf = await browser_session(browser, customer["email"])
+        for _ in range(2):
+            sent = await browser.post(f"{page}/cancel", data={"_csrf_token": csrf})
+            assert sent.status_code == 303 and sent.headers["location"] == page, sent.text
+
+        refused = '<p class="error banner" role="alert">'  # the page's own, not the layout's
+        told = await browser.get(page)
+        assert told.status_code == 200
+        assert refused in told.text
+        again = await browser.get(page)
+        assert refused not in again.text, "said once"

@@ -10,6 +10,7 @@ news is harmless. A cancelled return trip cancels its refund through
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,16 +49,12 @@ async def apply(
     if reference is not None:
         service.ensure_reference(reference, service.partner_reference(delivery.id, "return"))
     if not service.trip_wanted(delivery, pickup.trip):
-        if kind in (service.PICKED_UP, service.DELIVERED) and pickup.state == "withdrawn":
+        if kind in (service.PICKED_UP, service.DELIVERED) and not service.pizzas_came_back(
+            delivery, pickup.trip
+        ):
             # our cancel came after the rider had the pizzas (the partner refused it): they
-            # come back to the shop although the refund was withdrawn; staff settle it
-            log.warning(
-                "return trip %s of delivery %s: the rider has the pizzas (%s) although its "
-                "refund was withdrawn; settle with the customer",
-                pickup.trip,
-                delivery.id,
-                kind,
-            )
+            # come back to the shop although no refund waits for them; staff settle it
+            _settle_by_hand(delivery.id, pickup.trip, kind)
         return  # news about a trip whose refund is over: nothing to change
     if kind == service.PICKED_UP:  # on their way back: the refund can no longer be withdrawn
         await service.settle_return_pickup(
@@ -67,8 +64,24 @@ async def apply(
         await service.complete_return(db, delivery.id)
         await service.settle_return_pickup(db, delivery.id, pickup.trip, ReturnPickupState.finished)
     elif kind == service.PARTNER_CANCELLED:  # FR11: the partner cancelled the trip
-        await service.partner_cancelled_return(db, delivery.id)
+        if pickup.state != ReturnPickupState.collected:
+            await service.partner_cancelled_return(db, delivery.id)
+        else:  # with the pizzas on board: the refund stays, for staff to settle
+            _settle_by_hand(delivery.id, pickup.trip, kind)
         await service.settle_return_pickup(db, delivery.id, pickup.trip, ReturnPickupState.finished)
+
+
+def _settle_by_hand(delivery_id: uuid.UUID, trip: int, kind: str) -> None:
+    """What the partner says cannot be squared with the refund on its own: staff decide
+    (Return received, or Cancel return), so the customer is never left with neither the
+    pizzas nor the money."""
+    log.warning(
+        "return trip %s of delivery %s: the partner says %s while no refund waits for it, "
+        "or after its rider collected the pizzas; settle with the customer",
+        trip,
+        delivery_id,
+        kind,
+    )
 
 
 #: the news a pickup's current status at the partner stands for, in the order it happened

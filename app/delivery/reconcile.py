@@ -28,7 +28,6 @@ from app.delivery.gateway import (
     CourierRejected,
     PickupOutcome,
 )
-from app.delivery.models import ReturnPickupState
 from app.delivery.tasks import CourierContext, withdraw
 from app.platform import uow
 from app.platform.breaker import BreakerOpen, CircuitBreaker
@@ -176,10 +175,18 @@ async def _withdraw_unwanted(ctx: CourierContext, pickup: Silent, status: Pickup
         return False
     if status.status in OPEN_PICKUP_STATUSES:
         await withdraw(ctx, pickup.delivery_id, pickup.partner_ref, f"return-{pickup.trip}-")
-    async with uow.transaction(ctx["session_factory"]) as session:
-        await service.settle_return_pickup(
-            session, pickup.delivery_id, pickup.trip, ReturnPickupState.withdrawn
+    elif status.status in ("picked_up", "delivered") and not (
+        delivery is not None and service.pizzas_came_back(delivery, pickup.trip)
+    ):
+        log.warning(
+            "return trip %s of delivery %s: the partner's rider has the pizzas (%s) although "
+            "no refund waits for them; settle with the customer",
+            pickup.trip,
+            pickup.delivery_id,
+            status.status,
         )
+    async with uow.transaction(ctx["session_factory"]) as session:
+        await service.settle_unwanted_return(session, pickup.delivery_id, pickup.trip)
     return True
 
 

@@ -507,10 +507,38 @@ async def settle_return_pickup(
 ) -> None:
     """Our record of the partner's trip: collected by the rider, withdrawn by us, or
     finished (``RETURN_PICKUP_MOVES``; any other move is late news and changes nothing)."""
-    pickup = await session.get(ReturnPickup, (delivery_id, trip), with_for_update=True)
-    if pickup is not None and state in RETURN_PICKUP_MOVES.get(
-        ReturnPickupState(pickup.state), frozenset()
-    ):
+    pickup = await _locked_return_pickup(session, delivery_id, trip)
+    if pickup is not None:
+        _move_return_pickup(pickup, state)
+
+
+async def settle_unwanted_return(session: AsyncSession, delivery_id: uuid.UUID, trip: int) -> None:
+    """A trip no refund waits for any more: withdrawn, or finished when its rider had
+    collected the pizzas (they came back; the trip is over, not withdrawn)."""
+    pickup = await _locked_return_pickup(session, delivery_id, trip)
+    if pickup is not None:
+        collected = pickup.state == ReturnPickupState.collected
+        _move_return_pickup(
+            pickup, ReturnPickupState.finished if collected else ReturnPickupState.withdrawn
+        )
+
+
+def pizzas_came_back(delivery: Delivery, trip: int) -> bool:
+    """Did return trip ``trip`` bring the pizzas back to the shop (its refund paid)?"""
+    return delivery.status == DeliveryStatus.returned and delivery.return_trip == trip
+
+
+async def _locked_return_pickup(
+    session: AsyncSession, delivery_id: uuid.UUID, trip: int
+) -> ReturnPickup | None:
+    # populate_existing: the state as it is once locked, not as an earlier read left it
+    return await session.get(
+        ReturnPickup, (delivery_id, trip), with_for_update=True, populate_existing=True
+    )
+
+
+def _move_return_pickup(pickup: ReturnPickup, state: ReturnPickupState) -> None:
+    if state in RETURN_PICKUP_MOVES.get(ReturnPickupState(pickup.state), frozenset()):
         pickup.state = state.value
         pickup.updated_at = utcnow()
 

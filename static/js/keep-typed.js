@@ -10,7 +10,7 @@
 
   function keepable(field) {
     return Boolean(field.name) && !NOT_KEPT.test(field.type) &&
-      (field.getAttribute("autocomplete") || "").indexOf("cc-") !== 0;
+      !/(^|\s)cc-/.test(field.getAttribute("autocomplete") || "");
   }
 
   /* Each kept field by its form's place on the page and its name (and a choice's value). */
@@ -42,11 +42,22 @@
       sessionStorage.removeItem(KEY);
     } catch (ignored) { return; }
     if (!kept || kept.path !== location.pathname) return;
+    var changed = [];
     eachField(function (field, key, choice) {
       if (!Object.prototype.hasOwnProperty.call(kept.typed, key)) return;
       if (choice) field.checked = kept.typed[key];
-      else field.value = kept.typed[key];
+      else if (field.value !== kept.typed[key]) {
+        field.value = kept.typed[key];
+        if (field.hasAttribute("hx-trigger")) changed.push(field);
+      }
     });
+    /* a field the page checks as it changes (the coupon: the total takes it off) is
+       checked again, once htmx has set the page up */
+    setTimeout(function () {
+      changed.forEach(function (field) {
+        field.dispatchEvent(new Event("change", { bubbles: true }));
+      });
+    }, 0);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", restore);

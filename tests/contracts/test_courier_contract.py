@@ -68,6 +68,24 @@ def courier_pact():  # type: ignore[no-untyped-def]
             {"id": PICKUP_ID, "status": match.str("requested")}, content_type="application/json"
         )
     )
+    (
+        pact.upon_receiving("a rider request for a return, the pizzas ready at the customer's")
+        .with_request("POST", PICKUPS_PATH)
+        .with_header(IDEMPOTENCY_HEADER, key("return-pickup"))
+        .with_body(
+            {
+                "reference": match.str("dl-7:return"),
+                "address": match.str("Via Roma 7, Napoli"),
+                "callbackUrl": match.regex(CALLBACK, regex=r"^https?://\S+$"),
+                "ready": True,
+            },
+            content_type="application/json",
+        )
+        .will_respond_with(201)
+        .with_body(
+            {"id": PICKUP_ID, "status": match.str("requested")}, content_type="application/json"
+        )
+    )
     for action in ("ready", "cancel"):
         (
             pact.upon_receiving(f"{action} for a requested pickup")
@@ -137,6 +155,13 @@ async def test_the_courier_adapter_keeps_its_contract_with_the_partner(tmp_path:
                 callback_url=CALLBACK,
                 idempotency_key="dl-1:courier",
             )
+            collected = await gateway.request_pickup(
+                reference="dl-7:return",
+                address="Via Roma 7, Napoli",
+                callback_url=CALLBACK,
+                idempotency_key="dl-7:return-1-pickup",
+                ready=True,
+            )
             await gateway.mark_ready(partner_ref="pk_pact_ready", idempotency_key="dl-2:ready")
             await gateway.cancel_pickup(partner_ref="pk_pact_cancel", idempotency_key="dl-3:x")
             with pytest.raises(CourierRejected) as refused:
@@ -146,6 +171,7 @@ async def test_the_courier_adapter_keeps_its_contract_with_the_partner(tmp_path:
             found = await gateway.find_pickup(idempotency_key="dl-5:pickup")
             never = await gateway.find_pickup(idempotency_key="dl-6:pickup")
     assert pickup.partner_ref.startswith("pk_") and pickup.status == "requested"
+    assert collected.partner_ref.startswith("pk_")
     assert refused.value.status_code == 409
     assert found is not None and (found.partner_ref, found.status) == ("pk_pact_lookup", "assigned")
     assert never is None

@@ -157,6 +157,33 @@ async def test_once_the_rider_has_collected_the_pizzas_the_refund_goes_ahead(
     assert len(await events_of(session_factory, order_id, "DeliveryReturned")) == 1
 
 
+async def test_a_partner_cancel_after_its_rider_collected_leaves_the_refund_to_staff(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> None:
+    """The partner calls a trip off with the pizzas on board: cancelling the refund then
+    would leave the customer with neither. It stays requested, for staff to settle (here:
+    the pizzas came back, Return received)."""
+    order_id, customer = await delivered(session_factory, courier_ctx)
+    delivery_id = await _delivery_id(session_factory, order_id)
+    refund_id = await _file(session_factory, order_id, customer)
+    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "requested"
+    [pickup] = await _pickups(sandbox, delivery_id)
+    for news in (deliveries.PICKED_UP, deliveries.PARTNER_CANCELLED):
+        async with session_factory() as session:
+            await partner_news.apply(session, pickup["id"], news, "Rita", utcnow())
+            await complete(session)
+
+    assert await events_of(session_factory, order_id, "DeliveryReturnCancelled") == []
+    async with session_factory() as session:
+        refund = await session.get(Refund, refund_id)
+        assert refund is not None and refund.status == RefundStatus.requested
+        trip = await deliveries.return_pickup(session, delivery_id, 1)
+        assert trip is not None and trip.state == ReturnPickupState.finished
+        await deliveries.confirm_return(session, delivery_id)
+    assert len(await events_of(session_factory, order_id, "DeliveryReturned")) == 1
+
+
 async def test_a_failed_withdraw_of_a_return_pickup_is_retried(
     session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
 ) -> None:

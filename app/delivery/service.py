@@ -546,11 +546,14 @@ def _move_return_pickup(pickup: ReturnPickup, state: ReturnPickupState) -> None:
 async def by_return_pickup(
     session: AsyncSession, partner_ref: str
 ) -> tuple[Delivery, ReturnPickup] | None:
-    """The delivery (locked) and return trip a partner pickup id belongs to."""
-    pickup = await session.scalar(_RETURN_PICKUP, {"partner_ref": partner_ref})
-    if pickup is None:
+    """The delivery (locked) and return trip a partner pickup id belongs to; the trip as
+    it is once the delivery is locked (its state decides what the news may do)."""
+    found = await session.scalar(_RETURN_PICKUP, {"partner_ref": partner_ref})
+    if found is None:
         return None
-    return await _locked(session, pickup.delivery_id), pickup
+    delivery = await _locked(session, found.delivery_id)
+    pickup = await _locked_return_pickup(session, found.delivery_id, found.trip)
+    return (delivery, pickup) if pickup is not None else None
 
 
 async def orders_with_delivery(session: AsyncSession, order_ids: list[uuid.UUID]) -> set[uuid.UUID]:

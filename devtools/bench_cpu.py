@@ -94,15 +94,14 @@ class ProcessTree:
     def _parts(self) -> list[psutil.Process]:
         """The shop's parts (the launcher's children); the shop stopped under the run
         (an operator's Ctrl-C, a crash) is said as such, not as psutil's traceback."""
-        gone = click.ClickException(
-            f"the shop (pid {self.root.pid}) stopped during the run; no figures"
-        )
         try:
             if self.root.status() == psutil.STATUS_ZOMBIE:  # dead, not yet reaped by us
-                raise gone
+                raise psutil.NoSuchProcess(self.root.pid)
             return list(self.root.children())
         except psutil.NoSuchProcess:
-            raise gone from None
+            raise click.ClickException(
+                f"the shop (pid {self.root.pid}) stopped during the run; no figures"
+            ) from None
 
     def snapshot(self) -> Snapshot:
         cpu: dict[str, float] = {}

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.delivery import service
-from app.delivery.models import ReturnPickupState
+from app.delivery.models import Delivery, ReturnPickupState
 from app.platform.errors import Unavailable
 from app.platform.i18n import N_
 
@@ -49,12 +49,8 @@ async def apply(
     if reference is not None:
         service.ensure_reference(reference, service.partner_reference(delivery.id, "return"))
     if not service.trip_wanted(delivery, pickup.trip):
-        if kind in (service.PICKED_UP, service.DELIVERED) and not service.pizzas_came_back(
-            delivery, pickup.trip
-        ):
-            # our cancel came after the rider had the pizzas (the partner refused it): they
-            # come back to the shop although no refund waits for them; staff settle it
-            _settle_by_hand(delivery.id, pickup.trip, kind)
+        if pizzas_astray(delivery, pickup.trip, kind):
+            settle_by_hand(delivery.id, pickup.trip, kind)
         return  # news about a trip whose refund is over: nothing to change
     if kind == service.PICKED_UP:  # on their way back: the refund can no longer be withdrawn
         await service.settle_return_pickup(
@@ -67,11 +63,19 @@ async def apply(
         if pickup.state != ReturnPickupState.collected:
             await service.partner_cancelled_return(db, delivery.id)
         else:  # with the pizzas on board: the refund stays, for staff to settle
-            _settle_by_hand(delivery.id, pickup.trip, kind)
+            settle_by_hand(delivery.id, pickup.trip, kind)
         await service.settle_return_pickup(db, delivery.id, pickup.trip, ReturnPickupState.finished)
 
 
-def _settle_by_hand(delivery_id: uuid.UUID, trip: int, kind: str) -> None:
+def pizzas_astray(delivery: Delivery | None, trip: int, news: str) -> bool:
+    """The rider has (or brought back) the pizzas of a trip no refund waits for: our
+    cancel came after they had them (the partner refused it)."""
+    return news in (service.PICKED_UP, service.DELIVERED) and not (
+        delivery is not None and service.pizzas_came_back(delivery, trip)
+    )
+
+
+def settle_by_hand(delivery_id: uuid.UUID, trip: int, kind: str) -> None:
     """What the partner says cannot be squared with the refund on its own: staff decide
     (Return received, or Cancel return), so the customer is never left with neither the
     pizzas nor the money."""

@@ -175,16 +175,8 @@ async def _withdraw_unwanted(ctx: CourierContext, pickup: Silent, status: Pickup
         return False
     if status.status in OPEN_PICKUP_STATUSES:
         await withdraw(ctx, pickup.delivery_id, pickup.partner_ref, f"return-{pickup.trip}-")
-    elif status.status in ("picked_up", "delivered") and not (
-        delivery is not None and service.pizzas_came_back(delivery, pickup.trip)
-    ):
-        log.warning(
-            "return trip %s of delivery %s: the partner's rider has the pizzas (%s) although "
-            "no refund waits for them; settle with the customer",
-            pickup.trip,
-            pickup.delivery_id,
-            status.status,
-        )
+    elif partner_news.pizzas_astray(delivery, pickup.trip, status.status):
+        partner_news.settle_by_hand(pickup.delivery_id, pickup.trip, status.status)
     async with uow.transaction(ctx["session_factory"]) as session:
         await service.settle_unwanted_return(session, pickup.delivery_id, pickup.trip)
     return True

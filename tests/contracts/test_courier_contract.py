@@ -49,17 +49,21 @@ WEBHOOKS = {
 }
 
 
-def courier_pact():  # type: ignore[no-untyped-def]
-    pact = new_pact(CONSUMER, DELIVERY_PARTNER)
+def _booking(  # type: ignore[no-untyped-def]
+    pact, description: str, key_example: str, reference: str, address: str, **more: object
+) -> None:
+    """A ``POST /pickups`` the partner answers with a new pickup (``more``: the booking's
+    other fields, as a return's ``ready``)."""
     (
-        pact.upon_receiving("a rider request for an order")
+        pact.upon_receiving(description)
         .with_request("POST", PICKUPS_PATH)
-        .with_header(IDEMPOTENCY_HEADER, key("pickup"))
+        .with_header(IDEMPOTENCY_HEADER, key(key_example))
         .with_body(
             {
-                "reference": match.str("dl-1"),
-                "address": match.str("Via Roma 1, Napoli"),
+                "reference": match.str(reference),
+                "address": match.str(address),
                 "callbackUrl": match.regex(CALLBACK, regex=r"^https?://\S+$"),
+                **more,
             },
             content_type="application/json",
         )
@@ -68,23 +72,18 @@ def courier_pact():  # type: ignore[no-untyped-def]
             {"id": PICKUP_ID, "status": match.str("requested")}, content_type="application/json"
         )
     )
-    (
-        pact.upon_receiving("a rider request for a return, the pizzas ready at the customer's")
-        .with_request("POST", PICKUPS_PATH)
-        .with_header(IDEMPOTENCY_HEADER, key("return-pickup"))
-        .with_body(
-            {
-                "reference": match.str("dl-7:return"),
-                "address": match.str("Via Roma 7, Napoli"),
-                "callbackUrl": match.regex(CALLBACK, regex=r"^https?://\S+$"),
-                "ready": True,
-            },
-            content_type="application/json",
-        )
-        .will_respond_with(201)
-        .with_body(
-            {"id": PICKUP_ID, "status": match.str("requested")}, content_type="application/json"
-        )
+
+
+def courier_pact():  # type: ignore[no-untyped-def]
+    pact = new_pact(CONSUMER, DELIVERY_PARTNER)
+    _booking(pact, "a rider request for an order", "pickup", "dl-1", "Via Roma 1, Napoli")
+    _booking(
+        pact,
+        "a rider request for a return, the pizzas ready at the customer's",
+        "return-pickup",
+        "dl-7:return",
+        "Via Roma 7, Napoli",
+        ready=True,
     )
     for action in ("ready", "cancel"):
         (

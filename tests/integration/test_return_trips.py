@@ -69,6 +69,27 @@ async def _delivery_id(session_factory: Factory, order_id: uuid.UUID) -> uuid.UU
     return current.id
 
 
+async def _return_booked(
+    session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
+) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID, uuid.UUID, dict[str, Any]]:
+    """A delivered order with a refund whose return pickup the partner booked: order,
+    customer, refund, delivery and the partner's pickup."""
+    order_id, customer = await delivered(session_factory, courier_ctx)
+    delivery_id = await _delivery_id(session_factory, order_id)
+    refund_id = await _file(session_factory, order_id, customer)
+    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
+    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "requested"
+    [pickup] = await _pickups(sandbox, delivery_id)
+    return order_id, customer, refund_id, delivery_id, pickup
+
+
+async def _partner_says(session_factory: Factory, pickup_id: str, news: str) -> None:
+    """The partner's news about a pickup, applied as its webhook applies it."""
+    async with session_factory() as session:
+        await partner_news.apply(session, pickup_id, news, "Rita", utcnow())
+        await complete(session)
+
+
 async def test_a_refund_filed_after_a_withdrawn_one_gets_its_own_return_pickup(
     session_factory: Factory, courier_ctx: dict[str, Any], sandbox: httpx.AsyncClient
 ) -> None:
@@ -117,15 +138,10 @@ async def test_once_the_rider_has_collected_the_pizzas_the_refund_goes_ahead(
     staff's cancel may leave the customer with neither the pizzas nor the money. The
     collected trip is still followed: its lost "delivered" webhook is caught up by asking
     the partner, and the refund's money goes back."""
-    order_id, customer = await delivered(session_factory, courier_ctx)
-    delivery_id = await _delivery_id(session_factory, order_id)
-    refund_id = await _file(session_factory, order_id, customer)
-    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
-    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "requested"
-    [pickup] = await _pickups(sandbox, delivery_id)
-    async with session_factory() as session:
-        await partner_news.apply(session, pickup["id"], deliveries.PICKED_UP, "Rita", utcnow())
-        await complete(session)
+    order_id, customer, refund_id, delivery_id, pickup = await _return_booked(
+        session_factory, courier_ctx, sandbox
+    )
+    await _partner_says(session_factory, pickup["id"], deliveries.PICKED_UP)
 
     with pytest.raises(Conflict, match="already collected"):
         await _withdraw(session_factory, refund_id, customer)
@@ -163,16 +179,11 @@ async def test_a_partner_cancel_after_its_rider_collected_leaves_the_refund_to_s
     """The partner calls a trip off with the pizzas on board: cancelling the refund then
     would leave the customer with neither. It stays requested, for staff to settle (here:
     the pizzas came back, Return received)."""
-    order_id, customer = await delivered(session_factory, courier_ctx)
-    delivery_id = await _delivery_id(session_factory, order_id)
-    refund_id = await _file(session_factory, order_id, customer)
-    asked = await _job(session_factory, order_id, "DeliveryReturnRequested")
-    assert await delivery_tasks.request_return_pickup(courier_ctx, asked) == "requested"
-    [pickup] = await _pickups(sandbox, delivery_id)
+    order_id, _, refund_id, delivery_id, pickup = await _return_booked(
+        session_factory, courier_ctx, sandbox
+    )
     for news in (deliveries.PICKED_UP, deliveries.PARTNER_CANCELLED):
-        async with session_factory() as session:
-            await partner_news.apply(session, pickup["id"], news, "Rita", utcnow())
-            await complete(session)
+        await _partner_says(session_factory, pickup["id"], news)
 
     assert await events_of(session_factory, order_id, "DeliveryReturnCancelled") == []
     async with session_factory() as session:

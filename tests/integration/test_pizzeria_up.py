@@ -427,8 +427,9 @@ def test_up_stops_leftovers_restarts_dead_parts_and_serves_the_cli(up_dir: Path)
         with httpx.Client(base_url=up.url, timeout=10) as client:
             _token(client, email, PASSWORD)
 
-        web = [p for p in _children(up.process.pid) if " serve " in " ".join(p.cmdline())]
-        assert len(web) == 2, [" ".join(p.cmdline()) for p in web]
+        serving = [(p, line) for p, line in _children(up.process.pid) if " serve " in line]
+        web = [p for p, _ in serving]
+        assert len(web) == 2, [line for _, line in serving]
         ports = re.findall(r"\bweb(?:-2)? :(\d+)", _wait_for_stdout(up, "metrics of each part"))
         assert len(ports) == 2, "each web replica's own metrics, the shared port's being either's"
         for _ in range(40):  # fresh connections: each replica serves some (all but surely)
@@ -447,7 +448,7 @@ def test_up_stops_leftovers_restarts_dead_parts_and_serves_the_cli(up_dir: Path)
         )
 
         for name in ("worker coupon", "valkey-server", "postgres -D"):
-            [victim] = [p for p in _children(up.process.pid) if name in " ".join(p.cmdline())]
+            [victim] = [p for p, line in _children(up.process.pid) if name in line]
             victim.kill()
         _wait_until(
             lambda: all(
@@ -464,13 +465,16 @@ def test_up_stops_leftovers_restarts_dead_parts_and_serves_the_cli(up_dir: Path)
         up.descendants = psutil.Process(up.process.pid).children(recursive=True)
 
 
-def _children(pid: int) -> list[psutil.Process]:
-    """Live children (a part that just died may be a zombie until `up` reaps it)."""
+def _children(pid: int) -> list[tuple[psutil.Process, str]]:
+    """Live children with their command lines, each read once: a part that just died may
+    be a zombie until `up` reaps it, and one killed a moment ago may turn into one between
+    two reads."""
     alive = []
     for child in psutil.Process(pid).children():
         with contextlib.suppress(psutil.Error):
-            if child.status() != psutil.STATUS_ZOMBIE and child.cmdline():
-                alive.append(child)
+            line = " ".join(child.cmdline())
+            if child.status() != psutil.STATUS_ZOMBIE and line:
+                alive.append((child, line))
     return alive
 
 
